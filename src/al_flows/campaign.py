@@ -1,0 +1,185 @@
+"""Run a campaign locally with jobflow, continue it from its store, and write report.json.
+
+Campaign state lives in the JobStore: every round ends with a ``round_summary``
+document, and the campaign with a ``CampaignResult``. Running the same campaign
+on the same work directory again continues after the last stored round (or
+only rewrites the report when the campaign has finished).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from jobflow import Flow, JobStore, run_locally
+
+from al_flows.config import CampaignConfig, ConfigError
+from al_flows.makers.active_learning import ActiveLearningMaker
+from al_flows.stores import make_job_store
+
+REPORT_KEYS = (
+    "round", "n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_failed", "n_labelled",
+    "accurate_ratio", "val_force_rmse", "test_force_rmse", "test_energy_rmse_per_atom",
+)
+
+
+class CampaignError(RuntimeError):
+    """A campaign that cannot start or did not finish; the message says why and what to do."""
+
+
+@contextmanager
+def workdir_lock(workdir: Path):
+    """Hold an exclusive lock on WORKDIR so a second al-flows process cannot write the same store."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / ".al_flows.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CampaignError(
+                f"another al-flows process is using {workdir} (lock {path}); wait for it to finish or use another --workdir"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _outputs(store: JobStore, campaign: str, stage: str) -> list[dict]:
+    """Latest output of every job of ``campaign`` at ``stage`` (documents only, blobs not loaded)."""
+    docs = store.query({"metadata.campaign": campaign, "metadata.stage": stage}, properties=["uuid", "index", "output", "metadata"])
+    latest: dict[str, dict] = {}
+    for d in docs:
+        if d.get("output") is None:
+            continue
+        if d["uuid"] not in latest or d["index"] > latest[d["uuid"]]["index"]:
+            latest[d["uuid"]] = d
+    return list(latest.values())
+
+
+def campaign_state(store: JobStore, config: CampaignConfig) -> tuple[dict | None, dict | None]:
+    """(CampaignResult or None, last RoundSummary or None) stored for this campaign.
+
+    Raises CampaignError when the store holds the same campaign name with other settings.
+    """
+    fp = config.fingerprint()
+    other = store.query_one({"metadata.campaign": config.name, "metadata.fingerprint": {"$ne": fp}}, properties=["metadata"])
+    if other is not None:
+        raise CampaignError(
+            f"the store already holds campaign '{config.name}' run with different settings "
+            f"(fingerprint {other['metadata'].get('fingerprint')} != {fp}); use a new --workdir or rename the campaign"
+        )
+    results = [d["output"] for d in _outputs(store, config.name, "round") if d["output"].get("n_rounds") is not None]
+    summaries = sorted((d["output"] for d in _outputs(store, config.name, "summary")), key=lambda s: s["round"])
+    return (results[-1] if results else None), (summaries[-1] if summaries else None)
+
+
+def build_report(store: JobStore, config: CampaignConfig) -> dict:
+    """The report.json content: one row per round (latest run of each round)."""
+    by_round: dict[int, dict] = {}
+    for d in sorted(_outputs(store, config.name, "summary"), key=lambda d: d["output"]["round"]):
+        by_round[d["output"]["round"]] = d["output"]
+    result, _ = campaign_state(store, config)
+    rounds = [{k: by_round[r][k] for k in REPORT_KEYS} for r in sorted(by_round)]
+    return {
+        "campaign": config.name,
+        "converged": bool(result and result["converged"]),
+        "finished": result is not None,
+        "rounds": rounds,
+    }
+
+
+def plan_flow(config: CampaignConfig, base_dir: Path, store: JobStore) -> tuple[Flow | None, str]:
+    """The flow to run now (None when finished) and a one-line description of why."""
+    maker = ActiveLearningMaker.from_config(config, base_dir)
+    result, last = campaign_state(store, config)
+    if result is not None:
+        return None, f"campaign '{config.name}' already finished after {result['n_rounds']} round(s); report rewritten"
+    if last is not None:
+        return maker.continue_from(last), f"continuing campaign '{config.name}' after round {last['round']}"
+    return maker.make(), f"starting campaign '{config.name}'"
+
+
+def run_campaign(config: CampaignConfig, base_dir: str | Path, workdir: str | Path, echo=print) -> dict:
+    """Run (or continue) a campaign with jobflow's run_locally; return and write the report."""
+    workdir = Path(workdir).resolve()
+    with workdir_lock(workdir):
+        store = make_job_store(config.store, workdir)
+        store.connect()
+        try:
+            flow, why = plan_flow(config, Path(base_dir), store)
+            echo(why)
+            start = time.perf_counter()
+            if flow is not None:
+                jobs_dir = workdir / "jobs"
+                jobs_dir.mkdir(exist_ok=True)
+                cwd = os.getcwd()
+                try:
+                    run_locally(flow, store=store, root_dir=jobs_dir, log=False, allow_external_references=True)
+                finally:
+                    os.chdir(cwd)
+            report = build_report(store, config)
+            report["wall_time_s"] = round(time.perf_counter() - start, 1)
+            (workdir / "report.json").write_text(json.dumps(report, indent=2))
+            if flow is not None and not report["finished"]:
+                raise CampaignError(
+                    f"campaign '{config.name}' stopped before finishing (a job failed; see the messages above); "
+                    f"fix the cause and run the same command again to continue"
+                )
+            return report
+        finally:
+            store.close()
+
+
+def open_store(config: CampaignConfig, workdir: str | Path) -> JobStore:
+    """Connected JobStore of a campaign work directory (for queries)."""
+    if not Path(workdir).exists():
+        raise ConfigError(f"--workdir: {workdir} does not exist; run the campaign first")
+    store = make_job_store(config.store, workdir)
+    store.connect()
+    return store
+
+
+class ProgressPrinter(logging.Handler):
+    """Prints al_flows progress lines and job failures as they happen."""
+
+    def __init__(self, echo=print):
+        super().__init__(logging.INFO)
+        self.echo = echo
+        self.t0 = time.perf_counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if record.name.startswith("al_flows.progress"):
+            elapsed = time.perf_counter() - self.t0
+            self.echo(f"[{int(elapsed // 60):02d}:{elapsed % 60:04.1f}] {msg}")
+        elif "failed with exception" in msg or record.levelno >= logging.WARNING:
+            self.echo(f"ERROR {msg}" if "failed with exception" in msg else msg)
+
+
+@contextmanager
+def live_progress(echo=print):
+    """Attach a ProgressPrinter to the al_flows and jobflow loggers for the duration."""
+    handler = ProgressPrinter(echo)
+    loggers = [logging.getLogger("al_flows.progress"), logging.getLogger("jobflow")]
+    old = [(lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+    try:
+        yield handler
+    finally:
+        for lg, (level, prop) in zip(loggers, old):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = prop

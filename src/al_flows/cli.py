@@ -1,0 +1,76 @@
+"""Command line: ``al-flows run | demo | validate``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+DEMO_NAME = "demo_cuni_emt.yaml"
+
+
+def demo_config_path() -> Path:
+    """The shipped demo campaign, flows/demo_cuni_emt.yaml of the checkout al_flows runs from."""
+    return Path(__file__).resolve().parents[2] / "flows" / DEMO_NAME
+
+
+def _run(config_path: Path, workdir: str) -> int:
+    from al_flows.campaign import live_progress, run_campaign
+    from al_flows.config import load_campaign
+    from al_flows.stores import describe_store
+
+    config, base_dir = load_campaign(config_path)
+    print(f"campaign {config.name}: store = {describe_store(config.store, workdir)}")
+    with live_progress():
+        report = run_campaign(config, base_dir, workdir)
+    print(f"{'round':>5} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'labelled':>8} {'acc.ratio':>9} {'val F':>7} {'test F':>7} {'test E/atom':>11}")
+    for r in report["rounds"]:
+        print(
+            f"{r['round']:>5} {r['n_labels_total']:>6} {r['n_explored']:>8} "
+            f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>8} {r['accurate_ratio']:>9.3f} "
+            f"{r['val_force_rmse']:>7.4f} {r['test_force_rmse']:>7.4f} {r['test_energy_rmse_per_atom']:>11.5f}"
+        )
+    state = "converged" if report["converged"] else ("finished (round limit)" if report["finished"] else "not finished")
+    print(f"{state}; report: {Path(workdir) / 'report.json'} (forces eV/A, energies eV/atom)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="al-flows", description="Active learning of SchNet potentials with jobflow.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run or continue a campaign locally (jobflow run_locally)")
+    p_run.add_argument("campaign", help="campaign YAML file")
+    p_run.add_argument("--workdir", required=True, help="campaign work directory (holds the embedded store and report.json)")
+    p_demo = sub.add_parser("demo", help=f"run the shipped tiny Cu-Ni campaign ({DEMO_NAME}, EMT labels)")
+    p_demo.add_argument("--workdir", default="demo_run", help="work directory (default: demo_run)")
+    p_val = sub.add_parser("validate", help="check a campaign YAML and print the settings it resolves to")
+    p_val.add_argument("campaign")
+    args = parser.parse_args(argv)
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from al_flows.campaign import CampaignError
+    from al_flows.config import ConfigError, load_campaign
+
+    try:
+        if args.command == "run":
+            return _run(Path(args.campaign), args.workdir)
+        if args.command == "demo":
+            return _run(demo_config_path(), args.workdir)
+        if args.command == "validate":
+            import yaml
+
+            config, _ = load_campaign(args.campaign)
+            print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+            print(f"ok: {args.campaign} (fingerprint {config.fingerprint()})")
+            return 0
+    except (ConfigError, CampaignError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

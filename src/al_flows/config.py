@@ -1,0 +1,214 @@
+"""Campaign configuration: one YAML file, validated with pydantic.
+
+Every model forbids unknown keys. :func:`load_campaign` turns any validation
+problem into a :class:`ConfigError` whose message is one line per problem,
+naming the field (dotted path) and what to do about it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from al_flows.model import ModelSettings, TrainingSettings
+from al_flows.multilayer import VARIANTS
+from al_flows.selection import SelectionSettings
+from al_flows.shear import ShearSettings
+
+
+class ConfigError(ValueError):
+    """A campaign file that cannot be used; the message says which field and how to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MultilayerSource(_Strict):
+    """Cu-Ni multilayers of shared/METHODS.md A1 (one structure per variant)."""
+
+    kind: Literal["multilayer"] = "multilayer"
+    size: tuple[int, int, int] = (5, 5, 5)
+    lattice_constant: float = Field(3.58, gt=0, description="Angstrom")
+    variants: list[str] = ["pristine"]
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, v):
+        if min(v) < 1:
+            raise ValueError("every supercell repeat must be >= 1")
+        return v
+
+    @field_validator("variants")
+    @classmethod
+    def _known(cls, v):
+        bad = [x for x in v if x not in VARIANTS]
+        if bad:
+            raise ValueError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
+        if not v:
+            raise ValueError("list at least one variant")
+        return v
+
+
+class FileSource(_Strict):
+    """Structures read with ase.io.read (every frame of the file), path relative to the YAML file."""
+
+    kind: Literal["file"] = "file"
+    path: str
+    index: str = ":"
+
+
+StructureSource = Annotated[Union[MultilayerSource, FileSource], Field(discriminator="kind")]
+
+
+class InitialData(_Strict):
+    """Starting structures and how the initial training labels are made from them."""
+
+    structures: list[StructureSource] = Field(min_length=1)
+    n_rattled: int = Field(8, ge=1, description="rattled copies labelled per structure")
+    rattle_sigma: float = Field(0.05, ge=0, description="Angstrom, std of the random displacement")
+    strain_max: float = Field(0.02, ge=0, lt=0.5, description="max random isotropic strain of the copies")
+
+
+class ShearExplorer(ShearSettings):
+    """Perturbed stochastic shear (METHODS A4) from every starting structure."""
+
+    kind: Literal["shear"] = "shear"
+    name: str = "shear"
+
+
+ExplorerConfig = Annotated[Union[ShearExplorer], Field(discriminator="kind")]
+
+
+class AseLabeller(_Strict):
+    """Label with any ASE calculator: 'emt' or an import path 'package.module.Class'."""
+
+    kind: Literal["ase"] = "ase"
+    calculator: str = "emt"
+    kwargs: dict[str, Any] = {}
+    max_force: float = Field(50.0, gt=0, description="eV/Angstrom; larger forces make a label fail")
+
+
+LabellerConfig = Annotated[Union[AseLabeller], Field(discriminator="kind")]
+
+
+class TestSetConfig(_Strict):
+    """Fixed test frames: shear paths relaxed with the labeller itself, never trained on."""
+
+    n_runs: int = Field(1, ge=1)
+    sigma: float = Field(0.02, ge=0)
+    shear_step: float = Field(0.5, gt=0)
+    gamma_max: float = Field(0.2, gt=0)
+    fmax: float = Field(0.05, gt=0)
+    max_frames: int = Field(40, ge=1)
+
+
+class EmbeddedStore(_Strict):
+    """On-disk store (maggma MontyStore, sqlite) in WORKDIR/store."""
+
+    kind: Literal["embedded"] = "embedded"
+
+
+class MongoStoreConfig(_Strict):
+    """MongoDB: documents in a MongoStore, binary data in GridFS. Give uri or host/port."""
+
+    kind: Literal["mongodb"] = "mongodb"
+    database: str
+    collection: str = "al_flows"
+    uri: str | None = None
+    host: str = "localhost"
+    port: int = Field(27017, gt=0, lt=65536)
+    username: str = ""
+    password: str = ""
+    auth_source: str | None = None
+
+
+StoreConfig = Annotated[Union[EmbeddedStore, MongoStoreConfig], Field(discriminator="kind")]
+
+
+class Convergence(_Strict):
+    """Stop when the fraction of explored frames that are 'accurate' reaches this."""
+
+    accurate_ratio: float = Field(0.95, gt=0, le=1)
+
+
+class CampaignConfig(_Strict):
+    """A whole active-learning campaign."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    seed: int = 0
+    elements: list[str] = Field(min_length=1)
+    initial: InitialData
+    model: ModelSettings = ModelSettings()
+    training: TrainingSettings = TrainingSettings()
+    ensemble_size: int = Field(4, ge=2, description="members; deviation needs at least 2")
+    explorers: list[ExplorerConfig] = Field(min_length=1)
+    selection: SelectionSettings = SelectionSettings()
+    labeller: LabellerConfig = AseLabeller()
+    test_set: TestSetConfig = TestSetConfig()
+    store: StoreConfig = EmbeddedStore()
+    max_rounds: int = Field(5, ge=1)
+    convergence: Convergence = Convergence()
+
+    @field_validator("elements")
+    @classmethod
+    def _elements(cls, v):
+        from ase.data import atomic_numbers
+
+        bad = [e for e in v if e not in atomic_numbers]
+        if bad:
+            raise ValueError(f"unknown chemical symbol(s) {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError("elements are listed twice")
+        return v
+
+    @model_validator(mode="after")
+    def _names_unique(self):
+        names = [e.name for e in self.explorers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"explorers: names must be unique, got {names}")
+        return self
+
+    def fingerprint(self) -> str:
+        """Hash of the settings that define the campaign's results (store excluded)."""
+        d = self.model_dump(mode="json", exclude={"store"})
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _format_error(err: dict) -> str:
+    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in ("multilayer", "file", "shear", "ase", "embedded", "mongodb")))
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key; remove it or check its spelling (see docs/configuration.md)"
+    elif err["type"] == "missing":
+        msg = "required; add it (see docs/configuration.md)"
+    msg = msg.removeprefix("Value error, ")
+    return f"{loc or '<top level>'}: {msg}"
+
+
+def validate_campaign(data: dict, source: str = "campaign") -> CampaignConfig:
+    """Validate a mapping; raise ConfigError with one line per problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must hold a mapping of campaign settings, got {type(data).__name__}")
+    try:
+        return CampaignConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{source}: {_format_error(e)}" for e in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None
+
+
+def load_campaign(path: str | Path) -> tuple[CampaignConfig, Path]:
+    """Read and validate a campaign YAML; return the config and the file's directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such campaign file; pass the path of a campaign YAML (e.g. flows/demo_cuni_emt.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return validate_campaign(data, source=path.name), path.parent.resolve()

@@ -1,0 +1,341 @@
+"""Labelled frames with provenance, serialised as extended XYZ.
+
+A frame is an :class:`ase.Atoms` whose labels live in a SinglePointCalculator:
+energy (eV), forces (eV/Angstrom) and optionally stress (eV/Angstrom^3).
+Provenance lives in ``atoms.info`` under :data:`PROVENANCE_KEYS`:
+
+- ``frame_id`` (str): content hash, see :func:`frame_id`
+- ``round`` (int): active-learning round that produced it, -1 for initial data
+- ``explorer`` (str): e.g. "initial", "shear"
+- ``parent_id`` (str): id of the structure the exploration started from
+- ``model_id`` (str): id of the ensemble that selected it, "" for initial data
+- ``deviation`` (float, eV/Angstrom): model deviation at selection, NaN if none
+- ``labeller`` (str): what computed the labels
+
+ASE's extxyz writer drops ``None`` and empty strings and re-types strings that look
+like numbers, so :func:`frames_to_bytes` also stores the complete ``info`` dict as
+base64-encoded JSON under the key ``al_info``; :func:`frames_from_bytes` restores
+it exactly (NaN, "", tuples, numpy arrays included). Other extxyz readers still see
+the plain scalar keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import all_properties
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.geometry import wrap_positions
+from ase.io import read, write
+
+PROVENANCE_KEYS: tuple[str, ...] = ("frame_id", "round", "explorer", "parent_id", "model_id", "deviation", "labeller")
+
+_INFO_KEY = "al_info"
+_B64_PREFIX = "b64:"
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PLAIN_STR = re.compile(r"^[A-Za-z0-9_.:+()/\-]+$")
+_EXTXYZ_RESERVED = {"Lattice", "Properties", "pbc", "comment", _INFO_KEY}
+
+
+# --------------------------------------------------------------------------- ids
+
+
+def frame_id(atoms: Atoms, decimals: int = 4) -> str:
+    """Content hash (sha1 hex, first 16 chars) of a structure.
+
+    Hashes atomic numbers, positions wrapped into the cell along periodic directions
+    and rounded to ``decimals`` (Angstrom), the rounded cell, and pbc. Identical
+    structures, and copies translated by a lattice vector, get the same id.
+    """
+    scale = 10.0**decimals
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    cell = np.asarray(atoms.cell[:], dtype=float)
+    pos = np.asarray(atoms.positions, dtype=float)
+    if pbc.any() and len(atoms):
+        pos = wrap_positions(pos, cell, pbc=pbc, eps=1e-7)
+    h = hashlib.sha1()
+    h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    h.update(np.rint(pos * scale).astype(np.int64).tobytes())
+    h.update(np.rint(cell * scale).astype(np.int64).tobytes())
+    h.update(pbc.astype(np.uint8).tobytes())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- info <-> JSON
+
+
+def _to_jsonable(value):
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return {"__ndarray__": value.tolist(), "dtype": value.dtype.str}
+    if isinstance(value, tuple):
+        return {"__tuple__": [_to_jsonable(v) for v in value]}
+    if isinstance(value, list):
+        return [_to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_jsonable(v) for k, v in value.items()}
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _from_jsonable(obj: dict):
+    if "__ndarray__" in obj and "dtype" in obj and len(obj) == 2:
+        return np.array(obj["__ndarray__"], dtype=np.dtype(obj["dtype"]))
+    if "__tuple__" in obj and len(obj) == 1:
+        return tuple(obj["__tuple__"])
+    return obj
+
+
+def _encode_info(info: dict) -> str:
+    safe = {}
+    for key, value in info.items():
+        try:
+            safe[str(key)] = _to_jsonable(value)
+        except TypeError as exc:
+            warnings.warn(f"info['{key}'] not written to extxyz: {exc}", stacklevel=3)
+    text = json.dumps(safe, separators=(",", ":"))
+    return _B64_PREFIX + base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_info(value: str) -> dict:
+    raw = value[len(_B64_PREFIX) :]
+    raw += "=" * (-len(raw) % 4)
+    return json.loads(base64.urlsafe_b64decode(raw.encode()).decode(), object_hook=_from_jsonable)
+
+
+def _plain_info(info: dict) -> dict:
+    """The info entries ASE's extxyz writer/reader keep unchanged (scalars, plain strings)."""
+    out = {}
+    for key, value in info.items():
+        if not isinstance(key, str) or not _PLAIN_KEY.match(key) or key in _EXTXYZ_RESERVED or key in all_properties:
+            continue
+        if isinstance(value, (bool, np.bool_)):
+            out[key] = bool(value)
+        elif isinstance(value, (int, np.integer)):
+            out[key] = int(value)
+        elif isinstance(value, (float, np.floating)):
+            out[key] = float(value)
+        elif isinstance(value, str) and _PLAIN_STR.match(value) and not _looks_typed(value):
+            out[key] = value
+    return out
+
+
+def _looks_typed(s: str) -> bool:
+    if s in {"T", "F", "true", "false", "True", "False", "TRUE", "FALSE"}:
+        return True
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- frames <-> bytes
+
+
+def _labels(atoms: Atoms) -> dict:
+    calc = atoms.calc
+    return dict(getattr(calc, "results", {}) or {}) if calc is not None else {}
+
+
+def copy_frame(atoms: Atoms) -> Atoms:
+    """Copy of a frame including info, arrays and a SinglePointCalculator with its labels."""
+    new = atoms.copy()
+    new.info = dict(atoms.info)
+    results = {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in _labels(atoms).items() if k in all_properties}
+    if results:
+        new.calc = SinglePointCalculator(new, **results)
+    return new
+
+
+def frames_to_bytes(frames: Iterable[Atoms]) -> bytes:
+    """Extended XYZ text (UTF-8) of ``frames``: positions/cell (Angstrom), arrays,
+    calculator results (energy eV, forces eV/Angstrom, stress eV/Angstrom^3), full info."""
+    buf = io.StringIO()
+    for atoms in frames:
+        out = atoms.copy()
+        out.info = _plain_info(atoms.info)
+        out.info[_INFO_KEY] = _encode_info(atoms.info)
+        results = {k: v for k, v in _labels(atoms).items() if k in all_properties}
+        if results:
+            out.calc = SinglePointCalculator(out, **results)
+        write(buf, out, format="extxyz")
+    return buf.getvalue().encode("utf-8")
+
+
+def frames_from_bytes(blob: bytes) -> list[Atoms]:
+    """Inverse of :func:`frames_to_bytes`; labels come back in a SinglePointCalculator."""
+    text = blob.decode("utf-8") if isinstance(blob, (bytes, bytearray)) else str(blob)
+    if not text.strip():
+        return []
+    frames = read(io.StringIO(text), index=":", format="extxyz")
+    for atoms in frames:
+        encoded = atoms.info.get(_INFO_KEY)
+        if isinstance(encoded, str) and encoded.startswith(_B64_PREFIX):
+            atoms.info = _decode_info(encoded)
+        else:
+            atoms.info.pop(_INFO_KEY, None)
+    return frames
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+class Dataset:
+    """Ordered collection of labelled frames, de-duplicated by ``info['frame_id']``."""
+
+    def __init__(self, frames: Iterable[Atoms] = ()):
+        self._frames: list[Atoms] = []
+        self._index: dict[str, int] = {}
+        self.add(frames)
+
+    def add(self, frames: Iterable[Atoms] | Atoms) -> list[Atoms]:
+        """Add labelled frames (copies); assign ``frame_id`` where missing; skip ids already
+        present (also repeats within ``frames``). Raises ValueError, naming the frame, if one
+        lacks energy or forces. Returns the frames actually added."""
+        if isinstance(frames, Atoms):
+            frames = [frames]
+        frames = list(frames)
+        prepared = []
+        for i, atoms in enumerate(frames):
+            fid = atoms.info.get("frame_id") or frame_id(atoms)
+            results = _labels(atoms)
+            missing = [k for k in ("energy", "forces") if results.get(k) is None]
+            if missing:
+                raise ValueError(f"frame {i} (frame_id {fid}): missing label(s) {missing}; label it before adding it to the dataset")
+            forces = np.asarray(results["forces"])
+            if forces.shape != (len(atoms), 3):
+                raise ValueError(f"frame {i} (frame_id {fid}): forces have shape {forces.shape}, expected ({len(atoms)}, 3)")
+            prepared.append((fid, atoms))
+        added = []
+        for fid, atoms in prepared:
+            if fid in self._index:
+                continue
+            new = copy_frame(atoms)
+            new.info["frame_id"] = fid
+            self._index[fid] = len(self._frames)
+            self._frames.append(new)
+            added.append(new)
+        return added
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __iter__(self) -> Iterator[Atoms]:
+        return iter(self._frames)
+
+    def __getitem__(self, key):
+        """Frame by position (int), list of frames (slice) or frame by frame_id (str)."""
+        if isinstance(key, str):
+            return self._frames[self._index[key]]
+        return self._frames[key]
+
+    def __contains__(self, fid) -> bool:
+        return fid in self._index
+
+    def __repr__(self) -> str:
+        return f"Dataset({len(self)} frames)"
+
+    @property
+    def ids(self) -> list[str]:
+        return [a.info["frame_id"] for a in self._frames]
+
+    @property
+    def frames(self) -> list[Atoms]:
+        return list(self._frames)
+
+    def counts_by(self, key: str) -> dict:
+        """Number of frames per value of ``info[key]`` (None where absent), in first-seen order."""
+        return dict(Counter(a.info.get(key) for a in self._frames))
+
+    # serialisation
+    def to_bytes(self) -> bytes:
+        return frames_to_bytes(self._frames)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> Dataset:
+        return cls(frames_from_bytes(blob))
+
+    def write_extxyz(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.to_bytes())
+
+    @classmethod
+    def read_extxyz(cls, path: str | Path) -> Dataset:
+        return cls.from_bytes(Path(path).read_bytes())
+
+    def to_ase_atoms_data(self, path: str | Path, overwrite: bool = False):
+        """Write a schnetpack ASE database (must end in '.db') with properties
+        ``energy`` (eV, shape (1,)) and ``forces`` (eV/Ang, shape (N, 3)), distance unit Ang.
+
+        Scalar provenance goes into each row's key_value_pairs where ASE db accepts it;
+        the full info dict is in ``row.data['al_info']`` (JSON). Returns the
+        :class:`schnetpack.data.ASEAtomsData`.
+        """
+        import al_flows  # noqa: F401  (applies the schnetpack/torch compatibility patch)
+        from ase.db import connect
+        from ase.db.core import check
+        from schnetpack.data import ASEAtomsData
+
+        path = Path(path)
+        if path.exists():
+            if not overwrite:
+                raise FileExistsError(f"path: {path} exists; remove it or pass overwrite=True")
+            path.unlink()
+        ASEAtomsData.create(str(path), distance_unit="Ang", property_unit_dict={"energy": "eV", "forces": "eV/Ang"})
+        with connect(str(path), use_lock_file=False) as conn:
+            for atoms in self._frames:
+                res = _labels(atoms)
+                kvp = {}
+                for key, value in _plain_info(atoms.info).items():
+                    if isinstance(value, str) and value == "":
+                        continue
+                    try:
+                        check({key: value})
+                    except (ValueError, TypeError):
+                        continue
+                    kvp[key] = value
+                for key in ("parent_id", "model_id", "explorer", "labeller"):
+                    value = atoms.info.get(key)
+                    if isinstance(value, str) and key not in kvp:
+                        try:
+                            check({key: value})
+                            kvp[key] = value
+                        except (ValueError, TypeError):
+                            pass
+                data = {
+                    "energy": np.array([float(res["energy"])], dtype=np.float64),
+                    "forces": np.asarray(res["forces"], dtype=np.float64),
+                    _INFO_KEY: json.dumps({k: _to_jsonable(v) for k, v in atoms.info.items() if _jsonable(v)}),
+                }
+                plain = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+                conn.write(plain, key_value_pairs=kvp, data=data)
+        return ASEAtomsData(str(path))
+
+
+def _jsonable(value) -> bool:
+    try:
+        _to_jsonable(value)
+    except TypeError:
+        return False
+    return True
+
+
+def info_from_db_row(row) -> dict:
+    """Full info dict of a row written by :meth:`Dataset.to_ase_atoms_data`."""
+    return json.loads(row.data[_INFO_KEY], object_hook=_from_jsonable)

@@ -1,0 +1,161 @@
+"""Pydantic output documents of the campaign's jobs.
+
+Fields ending in ``_blob`` hold bytes (extxyz text or torch state dicts) and are
+routed by the jobs to the JobStore's ``data`` store; documents only keep a
+reference to them. Energies eV, forces and deviations eV/Angstrom.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+BLOB_FIELDS = ["dataset_blob", "model_blob", "frames_blob", "selected_blob", "labelled_blob", "structures_blob"]
+
+
+class StructuresDocument(BaseModel):
+    """Starting structures of a campaign (the explorers start from these)."""
+
+    campaign: str
+    n_structures: int
+    structure_ids: list[str]
+    structures_blob: bytes = Field(repr=False)
+
+
+class DatasetDocument(BaseModel):
+    """All labels available after a round (round -1: the initial data)."""
+
+    campaign: str
+    round: int
+    n_frames: int
+    n_added: int
+    frame_ids: list[str]
+    counts_by_explorer: dict[str, int]
+    dataset_blob: bytes = Field(repr=False)
+
+
+class TestSetDocument(BaseModel):
+    """Fixed labeller-computed frames that no model is ever trained on."""
+
+    campaign: str
+    n_frames: int
+    frame_ids: list[str]
+    frames_blob: bytes = Field(repr=False)
+
+
+class TrainingDocument(BaseModel):
+    """One trained ensemble member and the exact labels it saw."""
+
+    campaign: str
+    round: int
+    member: int
+    seed: int
+    model_id: str
+    n_train: int
+    n_val: int
+    train_ids: list[str]
+    val_ids: list[str]
+    best_epoch: int
+    val_force_rmse: float
+    val_energy_rmse_per_atom: float
+    curve: list[dict]
+    model_settings: dict
+    training_settings: dict
+    wall_time: float
+    model_blob: bytes = Field(repr=False)
+
+
+class EvaluationDocument(BaseModel):
+    """Errors of a round's ensemble (mean prediction) on the fixed test set."""
+
+    campaign: str
+    round: int
+    ensemble_id: str
+    n_test: int
+    test_force_rmse: float
+    test_energy_rmse_per_atom: float
+    val_force_rmse: float
+    test_energies: list[float]
+    predicted_energies: list[float]
+
+
+class ExplorationDocument(BaseModel):
+    """Frames one explorer produced with a round's ensemble."""
+
+    campaign: str
+    round: int
+    explorer: str
+    ensemble_id: str
+    n_frames: int
+    deviations: list[float]
+    wall_time: float
+    frames_blob: bytes = Field(repr=False)
+
+
+class SelectionDocument(BaseModel):
+    """Trust-level classification of a round's explored frames and the frames chosen to label."""
+
+    campaign: str
+    round: int
+    ensemble_id: str
+    n_explored: int
+    n_accurate: int
+    n_candidate: int
+    n_failed: int
+    n_duplicate: int
+    n_selected: int
+    accurate_ratio: float
+    converged: bool
+    stop: bool
+    trust_lo: float
+    trust_hi: float
+    selected_blob: bytes = Field(repr=False)
+
+
+class LabelDocument(BaseModel):
+    """Labels computed in a round, and the frames whose labelling failed."""
+
+    campaign: str
+    round: int
+    labeller: str
+    n_requested: int
+    n_labelled: int
+    n_failed: int
+    failures: list[dict]
+    labelled_blob: bytes = Field(repr=False)
+
+
+class RoundSummary(BaseModel):
+    """One row of report.json, plus the references a later run needs to continue."""
+
+    campaign: str
+    fingerprint: str
+    round: int
+    n_labels_total: int
+    n_explored: int
+    n_accurate: int
+    n_candidate: int
+    n_failed: int
+    n_labelled: int
+    n_label_failures: int
+    accurate_ratio: float
+    val_force_rmse: float
+    test_force_rmse: float
+    test_energy_rmse_per_atom: float
+    ensemble_id: str
+    model_ids: list[str]
+    converged: bool
+    stop: bool
+    dataset_uuid: str
+    structures_uuid: str
+    test_uuid: str
+
+
+class CampaignResult(BaseModel):
+    """Written once, when the campaign stops."""
+
+    campaign: str
+    fingerprint: str
+    converged: bool
+    n_rounds: int
+    final_round: int
+    n_labels_total: int

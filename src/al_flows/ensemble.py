@@ -1,0 +1,136 @@
+"""An ensemble of SchNet members: batched prediction, model deviation, ASE calculator.
+
+Energies in eV, forces in eV/Angstrom. The model deviation of a frame is
+:func:`al_flows.deviation.max_force_deviation` of the members' forces (shared/METHODS.md C).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.data import chemical_symbols
+
+import schnetpack.properties as P
+from al_flows.deviation import max_force_deviation
+from al_flows.model import ModelSettings, collate_inputs, frame_inputs, member_elements, member_from_bytes
+
+__all__ = ["EnsemblePrediction", "Ensemble", "EnsembleCalculator"]
+
+
+@dataclass
+class EnsemblePrediction:
+    """Member predictions: ``energies`` [M, n_frames] (eV); ``forces`` one [M, n_atoms, 3] array per frame (eV/A)."""
+
+    energies: np.ndarray
+    forces: list[np.ndarray]
+
+    @property
+    def mean_energies(self) -> np.ndarray:
+        """Ensemble-mean energy per frame [n_frames] (eV)."""
+        return self.energies.mean(axis=0)
+
+    @property
+    def energy_std(self) -> np.ndarray:
+        """Population standard deviation of the members' energies per frame [n_frames] (eV)."""
+        return self.energies.std(axis=0)
+
+    @property
+    def mean_forces(self) -> list[np.ndarray]:
+        """Ensemble-mean forces per frame, each [n_atoms, 3] (eV/A)."""
+        return [f.mean(axis=0) for f in self.forces]
+
+    @property
+    def deviation(self) -> np.ndarray:
+        """Model deviation max_i sqrt(<|f_i - <f_i>|^2>) per frame [n_frames] (eV/A)."""
+        return np.array([max_force_deviation(f) for f in self.forces], dtype=float)
+
+
+class Ensemble:
+    """M members sharing one :class:`ModelSettings` (same cutoff, so one neighbour list per frame)."""
+
+    def __init__(self, members: list[torch.nn.Module], settings: ModelSettings, device: str = "cpu"):
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.settings = settings
+        self.device = torch.device(device)
+        self.members = [m.to(self.device).eval() for m in members]
+        self.elements = sorted(set.intersection(*(set(member_elements(m)) for m in self.members)))
+
+    @classmethod
+    def from_bytes(cls, blobs: list[bytes], device: str = "cpu") -> "Ensemble":
+        """Load members from :func:`al_flows.model.member_to_bytes` blobs (weights_only=True)."""
+        loaded = [member_from_bytes(b) for b in blobs]
+        if not loaded:
+            raise ValueError("no member blobs")
+        settings = loaded[0][1]
+        for _, s, _ in loaded[1:]:
+            if s != settings:
+                raise ValueError(f"members have different settings: {s} vs {settings}")
+        return cls([m for m, _, _ in loaded], settings, device=device)
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def _check_elements(self, frames: list[Atoms]) -> None:
+        unknown = sorted({int(z) for a in frames for z in a.numbers} - set(self.elements))
+        if unknown:
+            raise ValueError(f"elements {[chemical_symbols[z] for z in unknown]} unknown to the ensemble "
+                             f"(trained on {[chemical_symbols[z] for z in self.elements]})")
+
+    def predict(self, frames: list[Atoms], batch_size: int = 64) -> EnsemblePrediction:
+        """Energies and forces of every member for every frame; chunks of ``batch_size`` frames are
+        collated into one batch whose inputs (neighbour lists) all members share."""
+        frames = list(frames)
+        self._check_elements(frames)
+        n_members = len(self.members)
+        energies = np.zeros((n_members, len(frames)), dtype=np.float64)
+        forces: list[np.ndarray] = []
+        for start in range(0, len(frames), batch_size):
+            chunk = frames[start : start + batch_size]
+            batch = collate_inputs([frame_inputs(a, self.settings.cutoff) for a in chunk], self.device)
+            split = batch[P.n_atoms].tolist()
+            f_chunk = np.zeros((n_members, int(sum(split)), 3), dtype=np.float64)
+            for m, member in enumerate(self.members):
+                # fresh positions leaf per member: its own autograd graph, shared neighbour list
+                inputs = dict(batch)
+                inputs[P.R] = batch[P.R].detach().clone()
+                out = member(inputs)
+                energies[m, start : start + len(chunk)] = out[P.energy].detach().cpu().numpy()
+                f_chunk[m] = out[P.forces].detach().cpu().numpy()
+            pos = 0
+            for n in split:
+                forces.append(f_chunk[:, pos : pos + n])
+                pos += n
+        return EnsemblePrediction(energies=energies, forces=forces)
+
+    def calculator(self) -> "EnsembleCalculator":
+        """ASE calculator giving the ensemble-mean energy and forces."""
+        return EnsembleCalculator(self)
+
+
+class EnsembleCalculator(Calculator):
+    """ASE calculator: energy/free_energy (eV) and forces (eV/A) are ensemble means; results also
+    hold ``model_deviation`` (eV/A), ``energy_std`` (eV) and ``member_energies`` ([M], eV)."""
+
+    implemented_properties = ["energy", "forces", "free_energy"]
+
+    def __init__(self, ensemble: Ensemble, **kwargs):
+        super().__init__(**kwargs)
+        self.ensemble = ensemble
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        pred = self.ensemble.predict([self.atoms])
+        energy = float(pred.mean_energies[0])
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": pred.mean_forces[0],
+            "model_deviation": float(pred.deviation[0]),
+            "energy_std": float(pred.energy_std[0]),
+            "member_energies": pred.energies[:, 0].copy(),
+        }

@@ -1,0 +1,283 @@
+"""The active-learning loop as a dynamic jobflow Flow.
+
+``ActiveLearningMaker.make()`` returns
+``[starting_structures, test_set, initial label, initial merge, round 0]``;
+the job ``round k`` replaces itself (``Response(replace=...)``) with
+
+    train x ensemble_size -> evaluate -> explore (each explorer) -> select
+    -> label -> merge -> round_summary -> round k+1
+
+until a round's accurate ratio reaches the target or ``max_rounds`` rounds have
+trained; a round that stops labels nothing. Every job carries
+``metadata = {"campaign", "fingerprint", "round", "stage"}`` for queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dc_field
+from pathlib import Path
+
+import numpy as np
+from jobflow import Flow, Job, Maker, OutputReference, Response, job
+
+from al_flows import progress
+from al_flows.config import CampaignConfig, InitialData, TestSetConfig
+from al_flows.dataset import Dataset, frames_from_bytes, frames_to_bytes
+from al_flows.documents import CampaignResult, EvaluationDocument, RoundSummary, StructuresDocument, TestSetDocument
+from al_flows.initial_data import build_structures, perturbed_copies
+from al_flows.labelling import calculator_factory
+from al_flows.makers._common import derived_seed, ensemble_id, field, load_ensemble, model_ids_of
+from al_flows.makers.exploration import ShearExploreMaker
+from al_flows.makers.labelling import AseLabelMaker, merge_labels
+from al_flows.makers.selection import SelectMaker
+from al_flows.makers.training import TrainMemberMaker
+from al_flows.shear import ShearSettings, explore_shear
+
+
+@job(data=["structures_blob"], output_schema=StructuresDocument)
+def starting_structures(initial: InitialData, base_dir: str, campaign: str) -> StructuresDocument:
+    """Build the campaign's starting structures (explorers start from these)."""
+    structures = build_structures(initial.structures, base_dir)
+    progress.report("structures", -1, n=len(structures))
+    return StructuresDocument(
+        campaign=campaign,
+        n_structures=len(structures),
+        structure_ids=[a.info["structure_id"] for a in structures],
+        structures_blob=frames_to_bytes(structures),
+    )
+
+
+@job(data=["frames_blob"])
+def perturbed_structures(structures, initial: InitialData, seed: int) -> dict:
+    """Rattled and strained copies of the starting structures, to be labelled as initial data."""
+    copies = perturbed_copies(
+        frames_from_bytes(field(structures, "structures_blob")),
+        initial.n_rattled, initial.rattle_sigma, initial.strain_max, seed,
+    )
+    return {"n_frames": len(copies), "selected_blob": frames_to_bytes(copies)}
+
+
+@job(data=["frames_blob"], output_schema=TestSetDocument)
+def labeller_test_set(structures, settings: TestSetConfig, labeller: AseLabelMaker, campaign: str, seed: int) -> TestSetDocument:
+    """Shear paths relaxed with the labeller itself: the fixed test set (never trained on)."""
+    shear = ShearSettings(
+        n_runs=settings.n_runs, sigma=settings.sigma, shear_step=settings.shear_step,
+        gamma_max=settings.gamma_max, fmax=settings.fmax,
+    )
+    starts = frames_from_bytes(field(structures, "structures_blob"))
+    calc = calculator_factory(labeller.calculator, labeller.calculator_kwargs)()
+    frames = explore_shear(starts, calc, shear, seed=seed, explorer="test")
+    rng = np.random.default_rng(seed)
+    if len(frames) > settings.max_frames:
+        keep = sorted(rng.choice(len(frames), settings.max_frames, replace=False))
+        frames = [frames[i] for i in keep]
+    for atoms in frames:
+        atoms.info.update(round=-1, labeller=labeller.labeller_name, model_id="")
+    progress.report("test set", -1, frames=len(frames))
+    return TestSetDocument(
+        campaign=campaign,
+        n_frames=len(frames),
+        frame_ids=[a.info["frame_id"] for a in frames],
+        frames_blob=frames_to_bytes(frames),
+    )
+
+
+@job(output_schema=EvaluationDocument)
+def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDocument:
+    """Ensemble-mean errors on the fixed test set; validation error = mean of the members'."""
+    frames = frames_from_bytes(field(test_set, "frames_blob"))
+    pred = load_ensemble(models).predict(frames)
+    ref_e = np.array([a.get_potential_energy() for a in frames])
+    n_atoms = np.array([len(a) for a in frames])
+    df = np.concatenate([pred.mean_forces[i] - a.get_forces() for i, a in enumerate(frames)])
+    test_force_rmse = float(np.sqrt(np.mean(df**2)))
+    test_energy_rmse = float(np.sqrt(np.mean(((pred.mean_energies - ref_e) / n_atoms) ** 2)))
+    val = float(np.mean([field(m, "val_force_rmse") for m in models]))
+    progress.report("evaluate", round, test_force_rmse=f"{test_force_rmse:.4f}", test_energy_rmse_per_atom=f"{test_energy_rmse:.5f}")
+    return EvaluationDocument(
+        campaign=campaign,
+        round=round,
+        ensemble_id=ensemble_id(model_ids_of(models)),
+        n_test=len(frames),
+        test_force_rmse=test_force_rmse,
+        test_energy_rmse_per_atom=test_energy_rmse,
+        val_force_rmse=val,
+        test_energies=ref_e.tolist(),
+        predicted_energies=pred.mean_energies.tolist(),
+    )
+
+
+@job(output_schema=RoundSummary)
+def round_summary(
+    campaign: str, fingerprint: str, round: int, model_ids: list, n_labels_total: int, evaluation, selection, labels,
+    dataset_uuid: str, structures_uuid: str, test_uuid: str,
+) -> RoundSummary:
+    """One row of report.json; also the checkpoint a later run continues from."""
+    summary = RoundSummary(
+        campaign=campaign,
+        fingerprint=fingerprint,
+        round=round,
+        n_labels_total=n_labels_total,
+        n_explored=field(selection, "n_explored"),
+        n_accurate=field(selection, "n_accurate"),
+        n_candidate=field(selection, "n_candidate"),
+        n_failed=field(selection, "n_failed"),
+        n_labelled=field(labels, "n_labelled"),
+        n_label_failures=field(labels, "n_failed"),
+        accurate_ratio=field(selection, "accurate_ratio"),
+        val_force_rmse=field(evaluation, "val_force_rmse"),
+        test_force_rmse=field(evaluation, "test_force_rmse"),
+        test_energy_rmse_per_atom=field(evaluation, "test_energy_rmse_per_atom"),
+        ensemble_id=ensemble_id(list(model_ids)),
+        model_ids=list(model_ids),
+        converged=field(selection, "converged"),
+        stop=field(selection, "stop"),
+        dataset_uuid=dataset_uuid,
+        structures_uuid=structures_uuid,
+        test_uuid=test_uuid,
+    )
+    progress.report("round done", round, labels=summary.n_labels_total + summary.n_labelled, accurate_ratio=f"{summary.accurate_ratio:.3f}")
+    return summary
+
+
+def _tag(j: Job, campaign: str, fingerprint: str, round_: int, stage: str) -> Job:
+    j.update_metadata({"campaign": campaign, "fingerprint": fingerprint, "round": round_, "stage": stage})
+    return j
+
+
+@dataclass
+class ActiveLearningMaker(Maker):
+    """Train -> explore -> select -> label, round after round (shared/METHODS.md D)."""
+
+    name: str = "active learning"
+    campaign: str = "campaign"
+    fingerprint: str = ""
+    seed: int = 0
+    ensemble_size: int = 4
+    max_rounds: int = 5
+    initial: InitialData | None = None
+    base_dir: str = "."
+    test_set: TestSetConfig = dc_field(default_factory=TestSetConfig)
+    train_maker: TrainMemberMaker = dc_field(default_factory=TrainMemberMaker)
+    explore_makers: list = dc_field(default_factory=lambda: [ShearExploreMaker()])
+    select_maker: SelectMaker = dc_field(default_factory=SelectMaker)
+    label_maker: AseLabelMaker = dc_field(default_factory=AseLabelMaker)
+
+    @classmethod
+    def from_config(cls, config: CampaignConfig, base_dir: str | Path = ".") -> ActiveLearningMaker:
+        """All Makers of a campaign from its validated configuration."""
+        explorers = [
+            ShearExploreMaker(name=e.name, settings=ShearSettings(**e.model_dump(exclude={"kind", "name"})))
+            for e in config.explorers
+        ]
+        lab = config.labeller
+        return cls(
+            campaign=config.name,
+            fingerprint=config.fingerprint(),
+            seed=config.seed,
+            ensemble_size=config.ensemble_size,
+            max_rounds=config.max_rounds,
+            initial=config.initial,
+            base_dir=str(base_dir),
+            test_set=config.test_set,
+            train_maker=TrainMemberMaker(model=config.model, training=config.training, elements=list(config.elements)),
+            explore_makers=explorers,
+            select_maker=SelectMaker(
+                settings=config.selection,
+                target_accurate_ratio=config.convergence.accurate_ratio,
+                max_rounds=config.max_rounds,
+            ),
+            label_maker=AseLabelMaker(calculator=lab.calculator, calculator_kwargs=dict(lab.kwargs), max_force=lab.max_force),
+        )
+
+    def tag(self, j: Job, round_: int, stage: str) -> Job:
+        return _tag(j, self.campaign, self.fingerprint, round_, stage)
+
+    def make(self) -> Flow:
+        """The whole campaign from nothing but the configuration."""
+        if self.initial is None:
+            raise ValueError("ActiveLearningMaker.initial: give the initial data settings (initial.structures)")
+        structures = self.tag(starting_structures(self.initial, self.base_dir, self.campaign), -1, "structures")
+        structures.name = "starting_structures"
+        test = self.tag(
+            labeller_test_set(structures.output, self.test_set, self.label_maker, self.campaign, derived_seed(self.seed, 999)),
+            -1, "test_set",
+        )
+        test.name = "test_set"
+        copies = self.tag(perturbed_structures(structures.output, self.initial, derived_seed(self.seed, 998)), -1, "perturb")
+        copies.name = "perturb initial"
+        labels = self.tag(self.label_maker.make(copies.output, self.campaign, -1), -1, "label")
+        labels.name = "label initial"
+        merged = self.tag(merge_labels(None, labels.output, self.campaign, -1), -1, "merge")
+        merged.name = "merge initial"
+        first = self.round_job(0, merged.output["n_frames"], False, merged.uuid, structures.uuid, test.uuid)
+        return Flow([structures, test, copies, labels, merged, first], name=f"{self.campaign} campaign")
+
+    def continue_from(self, summary: dict) -> Flow:
+        """Flow that resumes after a stored round summary (a later run on the same store)."""
+        k = summary["round"] + 1
+        return Flow(
+            [
+                self.round_job(
+                    k,
+                    summary["n_labels_total"] + summary["n_labelled"],
+                    bool(summary["stop"]),
+                    summary["dataset_uuid"],
+                    summary["structures_uuid"],
+                    summary["test_uuid"],
+                )
+            ],
+            name=f"{self.campaign} campaign (continued at round {k})",
+        )
+
+    def round_job(self, k, n_labels, stop, dataset_uuid, structures_uuid, test_uuid) -> Job:
+        j = self.tag(self.round(k, n_labels, stop, dataset_uuid, structures_uuid, test_uuid), k, "round")
+        j.name = f"round {k}"
+        return j
+
+    @job(output_schema=CampaignResult)
+    def round(self, k: int, n_labels: int, stop: bool, dataset_uuid: str, structures_uuid: str, test_uuid: str):
+        """Replace itself with round ``k`` (and, through it, the rounds after), or finish.
+
+        Inputs of the new jobs are references by uuid, so no job input holds a blob."""
+        if stop or k >= self.max_rounds:
+            progress.report("finished", k - 1, labels=n_labels)
+            return CampaignResult(
+                campaign=self.campaign, fingerprint=self.fingerprint, converged=bool(stop and k < self.max_rounds),
+                n_rounds=k, final_round=k - 1, n_labels_total=n_labels,
+            )
+        dataset, structures, test = (OutputReference(u) for u in (dataset_uuid, structures_uuid, test_uuid))
+        trains = []
+        for m in range(self.ensemble_size):
+            t = self.tag(self.train_maker.make(dataset, self.campaign, k, m, derived_seed(self.seed, k, m)), k, "train")
+            t.name = f"train r{k} m{m}"
+            trains.append(t)
+        models = [t.output for t in trains]
+        ev = self.tag(evaluate(models, test, self.campaign, k), k, "evaluate")
+        ev.name = f"evaluate r{k}"
+        explores = []
+        for e_idx, maker in enumerate(self.explore_makers):
+            x = self.tag(maker.make(structures, models, self.campaign, k, derived_seed(self.seed, k, 1000 + e_idx)), k, "explore")
+            x.name = f"explore {maker.name} r{k}"
+            explores.append(x)
+        sel = self.tag(
+            self.select_maker.make([x.output for x in explores], dataset["frame_ids"], self.campaign, k, derived_seed(self.seed, k, 2000)),
+            k, "select",
+        )
+        sel.name = f"select r{k}"
+        lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output["stop"]), k, "label")
+        lab.name = f"label r{k}"
+        merged = self.tag(merge_labels(dataset, lab.output, self.campaign, k), k, "merge")
+        merged.name = f"merge r{k}"
+        summ = self.tag(
+            round_summary(
+                self.campaign, self.fingerprint, k, [t.output["model_id"] for t in trains], n_labels,
+                ev.output, sel.output, lab.output, merged.uuid, structures_uuid, test_uuid,
+            ),
+            k, "summary",
+        )
+        summ.name = f"round_summary r{k}"
+        nxt = self.round_job(k + 1, merged.output["n_frames"], sel.output["stop"], merged.uuid, structures_uuid, test_uuid)
+        jobs = [*trains, ev, *explores, sel, lab, merged, summ, nxt]
+        progress.report("round start", k, labels=n_labels, jobs=len(jobs))
+        return Response(replace=Flow(jobs, name=f"round {k}"))

@@ -1,0 +1,54 @@
+"""Trust-level selection of a round's explored frames (METHODS C) and the stop decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field as dc_field
+
+from jobflow import Maker, job
+
+from al_flows import progress
+from al_flows.dataset import frames_from_bytes, frames_to_bytes
+from al_flows.documents import SelectionDocument
+from al_flows.makers._common import field
+from al_flows.selection import SelectionSettings, select
+
+
+@dataclass
+class SelectMaker(Maker):
+    """Classify frames as accurate/candidate/failed, pick at most ``max_candidates`` new
+    candidates, and decide whether the campaign stops after this round."""
+
+    name: str = "select"
+    settings: SelectionSettings = dc_field(default_factory=SelectionSettings)
+    target_accurate_ratio: float = 0.95
+    max_rounds: int = 5
+
+    @job(data=["selected_blob"], output_schema=SelectionDocument)
+    def make(self, explorations: list, exclude_ids: list, campaign: str, round: int, seed: int) -> SelectionDocument:
+        frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
+        ens_id = field(explorations[0], "ensemble_id") if explorations else ""
+        result = select(frames, self.settings, exclude_ids=exclude_ids, seed=seed)
+        chosen = [frames[i] for i in result.selected]
+        converged = len(frames) > 0 and result.accurate_ratio >= self.target_accurate_ratio
+        stop = converged or round + 1 >= self.max_rounds
+        progress.report(
+            "select", round, explored=len(frames), accurate=result.n_accurate, candidate=result.n_candidate,
+            failed=result.n_failed, selected=len(chosen), accurate_ratio=f"{result.accurate_ratio:.3f}",
+        )
+        return SelectionDocument(
+            campaign=campaign,
+            round=round,
+            ensemble_id=ens_id,
+            n_explored=len(frames),
+            n_accurate=result.n_accurate,
+            n_candidate=result.n_candidate,
+            n_failed=result.n_failed,
+            n_duplicate=result.n_duplicate,
+            n_selected=len(chosen),
+            accurate_ratio=result.accurate_ratio,
+            converged=converged,
+            stop=stop,
+            trust_lo=self.settings.trust_lo,
+            trust_hi=self.settings.trust_hi,
+            selected_blob=frames_to_bytes(chosen),
+        )

@@ -1,0 +1,54 @@
+"""Train one SchNet ensemble member on every label available so far."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field as dc_field
+
+from jobflow import Maker, job
+
+from al_flows import progress
+from al_flows.dataset import Dataset
+from al_flows.documents import TrainingDocument
+from al_flows.makers._common import field
+from al_flows.model import ModelSettings, TrainingSettings
+from al_flows.training import train_member
+
+
+@dataclass
+class TrainMemberMaker(Maker):
+    """Train one member; members of an ensemble differ only by ``seed``."""
+
+    name: str = "train"
+    model: ModelSettings = dc_field(default_factory=ModelSettings)
+    training: TrainingSettings = dc_field(default_factory=TrainingSettings)
+    elements: list[str] = dc_field(default_factory=list)
+
+    @job(data=["model_blob"], output_schema=TrainingDocument)
+    def make(self, dataset, campaign: str, round: int, member: int, seed: int) -> TrainingDocument:
+        start = time.perf_counter()
+        data = Dataset.from_bytes(field(dataset, "dataset_blob"))
+        progress.report("train", round, member=member, labels=len(data))
+        trained = train_member(data.frames, self.model, self.training, seed=seed, elements=self.elements or None)
+        doc = TrainingDocument(
+            campaign=campaign,
+            round=round,
+            member=member,
+            seed=seed,
+            model_id=hashlib.sha1(trained.blob).hexdigest()[:16],
+            n_train=trained.n_train,
+            n_val=trained.n_val,
+            train_ids=list(trained.train_ids),
+            val_ids=list(trained.val_ids),
+            best_epoch=trained.best_epoch,
+            val_force_rmse=trained.val_force_rmse,
+            val_energy_rmse_per_atom=trained.val_energy_rmse_per_atom,
+            curve=trained.curve,
+            model_settings=self.model.model_dump(),
+            training_settings=self.training.model_dump(),
+            wall_time=time.perf_counter() - start,
+            model_blob=trained.blob,
+        )
+        progress.report("trained", round, member=member, val_force_rmse=f"{doc.val_force_rmse:.4f}")
+        return doc

@@ -1,0 +1,255 @@
+"""One SchNet ensemble member built from schnetpack, its inputs and its serialisation.
+
+Units: positions and cutoff in Angstrom, energies in eV, forces in eV/Angstrom.
+
+A member is a :class:`schnetpack.model.NeuralNetworkPotential`::
+
+    PairwiseDistances -> SchNet -> Atomwise("energy") -> EnergyReference -> Forces
+
+:class:`EnergyReference` turns the network's per-structure sum ``y`` into the total
+energy ``E = scale * y + sum_i e_{Z_i}`` (per-element references ``e_Z`` fitted by least
+squares on the training labels, ``scale`` the RMS force component of the training set);
+both are buffers, so a loaded module alone predicts total energies. Forces are
+``-dE/dR`` by autograd (schnetpack ``Forces``).
+
+Inputs are schnetpack-style dicts (keys of :mod:`schnetpack.properties`); the periodic
+neighbour list comes from matscipy (``"ijS"``, all images, so small or sheared triclinic
+cells with a cutoff larger than half the cell are correct) and is computed once per frame
+by :func:`frame_inputs`; :func:`collate_inputs` joins frames into one batch.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import atomic_numbers, chemical_symbols
+from matscipy.neighbours import neighbour_list
+from pydantic import BaseModel, ConfigDict, Field
+
+import al_flows  # noqa: F401  (applies the schnetpack/torch compatibility patch first)
+import schnetpack as spk
+import schnetpack.properties as P
+
+__all__ = [
+    "ModelSettings",
+    "TrainingSettings",
+    "EnergyReference",
+    "build_member",
+    "member_to_bytes",
+    "member_from_bytes",
+    "member_elements",
+    "energy_reference",
+    "frame_inputs",
+    "collate_inputs",
+    "to_atomic_numbers",
+    "BLOB_FORMAT",
+]
+
+BLOB_FORMAT = "al_flows.schnet_member/1"
+ZMAX = 100
+
+
+class ModelSettings(BaseModel):
+    """SchNet architecture (shared/METHODS.md A2 defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_atom_basis: int = Field(128, gt=0, description="features per atom")
+    n_interactions: int = Field(2, gt=0, description="interaction blocks")
+    n_rbf: int = Field(50, gt=0, description="Gaussian radial basis functions")
+    cutoff: float = Field(6.0, gt=0, description="neighbour cutoff, Angstrom")
+
+
+class TrainingSettings(BaseModel):
+    """Training of one member (shared/METHODS.md A2 defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(100, gt=0)
+    batch_size: int = Field(32, gt=0, description="structures per batch")
+    lr: float = Field(1e-4, gt=0, description="Adam learning rate")
+    rho: float = Field(0.01, ge=0, description="weight of the squared total-energy error (eV^2) in the loss")
+    lr_patience: int = Field(60, ge=1, description="epochs without validation improvement before decay")
+    lr_decay: float = Field(0.8, gt=0, lt=1, description="learning-rate factor on plateau")
+    val_fraction: float = Field(0.1, ge=0, lt=0.5, description="fraction of frames held out for validation")
+    device: str = "cpu"
+
+
+class EnergyReference(torch.nn.Module):
+    """``energy <- scale * energy + sum_i atomref[Z_i]`` (eV); output in float64.
+
+    ``atomref`` (eV, indexed by Z) and ``scale`` (eV) are buffers set from training data.
+    The float64 sum keeps total energies of large cells exact to well below 1e-4 eV.
+    """
+
+    def __init__(self, energy_key: str = P.energy, zmax: int = ZMAX):
+        super().__init__()
+        self.energy_key = energy_key
+        self.register_buffer("atomref", torch.zeros(zmax, dtype=torch.float64))
+        self.register_buffer("scale", torch.ones((), dtype=torch.float64))
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        y = inputs[self.energy_key].to(torch.float64) * self.scale
+        idx_m = inputs[P.idx_m]
+        n_mol = inputs[P.n_atoms].shape[0]
+        ref = torch.zeros(n_mol, dtype=torch.float64, device=y.device)
+        ref = ref.index_add(0, idx_m, self.atomref[inputs[P.Z]])
+        inputs[self.energy_key] = y + ref
+        return inputs
+
+
+def to_atomic_numbers(elements: Sequence[str | int]) -> list[int]:
+    """Sorted unique atomic numbers from symbols or numbers."""
+    zs = {int(e) if not isinstance(e, str) else atomic_numbers[e] for e in elements}
+    if not zs or min(zs) < 1 or max(zs) >= ZMAX:
+        raise ValueError(f"elements must be 1 <= Z < {ZMAX}, got {sorted(zs)}")
+    return sorted(zs)
+
+
+def build_member(settings: ModelSettings, elements: list[str] | list[int], seed: int) -> torch.nn.Module:
+    """A fresh SchNet member (float32, eval mode); weights drawn from ``seed`` without touching
+    the global torch RNG. ``elements`` are stored in the buffer ``elements`` (atomic numbers)."""
+    zs = to_atomic_numbers(elements)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        representation = spk.representation.SchNet(
+            n_atom_basis=settings.n_atom_basis,
+            n_interactions=settings.n_interactions,
+            radial_basis=spk.nn.GaussianRBF(n_rbf=settings.n_rbf, cutoff=settings.cutoff),
+            cutoff_fn=spk.nn.CosineCutoff(settings.cutoff),
+        )
+        model = spk.model.NeuralNetworkPotential(
+            representation=representation,
+            input_modules=[spk.atomistic.PairwiseDistances()],
+            output_modules=[
+                spk.atomistic.Atomwise(n_in=settings.n_atom_basis, output_key=P.energy),
+                EnergyReference(P.energy),
+                spk.atomistic.Forces(energy_key=P.energy, force_key=P.forces),
+            ],
+        )
+    model.register_buffer("elements", torch.tensor(zs, dtype=torch.long))
+    return model.eval()
+
+
+def member_elements(module: torch.nn.Module) -> list[int]:
+    """Atomic numbers the member was built for."""
+    return [int(z) for z in module.elements.tolist()]
+
+
+def energy_reference(module: torch.nn.Module) -> EnergyReference:
+    """The member's :class:`EnergyReference` output module."""
+    for m in module.modules():
+        if isinstance(m, EnergyReference):
+            return m
+    raise TypeError("module has no EnergyReference; was it made by build_member?")
+
+
+def _plain(obj: Any, where: str = "extra") -> Any:
+    """Copy of ``obj`` made of types torch.load(weights_only=True) reads back (dict, list, str, int,
+    float, bool, None, tensor); numpy scalars/arrays and str subclasses are converted."""
+    if obj is None or type(obj) in (str, int, float, bool):
+        return obj
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if type(k) not in (str, int):
+                raise TypeError(f"{where}: key {k!r} must be str or int")
+            out[k] = _plain(v, f"{where}[{k!r}]")
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    raise TypeError(f"{where}: {type(obj).__name__} cannot be stored; use plain str/int/float/list/dict/tensor")
+
+
+def member_to_bytes(module: torch.nn.Module, settings: ModelSettings, extra: dict) -> bytes:
+    """Serialise a member as ``torch.save`` of a plain dict (state dict tensors, settings, elements,
+    per-element energy references in eV, ``extra``); readable with ``weights_only=True``."""
+    extra = _plain(dict(extra or {}))
+    ref = energy_reference(module)
+    zs = member_elements(module)
+    payload = {
+        "format": BLOB_FORMAT,
+        "settings": settings.model_dump(),
+        "elements": zs,
+        "atomrefs_eV": {chemical_symbols[z]: float(ref.atomref[z]) for z in zs},
+        "energy_scale_eV": float(ref.scale),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
+        "extra": extra,
+        "versions": {"schnetpack": str(spk.__version__), "torch": str(torch.__version__)},
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+def member_from_bytes(blob: bytes) -> tuple[torch.nn.Module, ModelSettings, dict]:
+    """Inverse of :func:`member_to_bytes` (``torch.load(weights_only=True)``); module in eval mode on CPU."""
+    payload = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != BLOB_FORMAT:
+        raise ValueError(f"not an al_flows member blob (expected format {BLOB_FORMAT!r})")
+    settings = ModelSettings(**payload["settings"])
+    module = build_member(settings, payload["elements"], seed=0)
+    module.load_state_dict(payload["state_dict"])
+    return module.eval(), settings, dict(payload.get("extra") or {})
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def frame_inputs(atoms: Atoms, cutoff: float) -> dict[str, torch.Tensor]:
+    """schnetpack inputs of one frame (float32 positions/offsets, int64 indices), neighbour
+    list from matscipy with every periodic image within ``cutoff`` (Angstrom)."""
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    cell = np.asarray(atoms.cell.array, dtype=np.float64)
+    nl_atoms = atoms
+    if not pbc.any() and abs(np.linalg.det(cell)) < 1e-6:
+        # matscipy needs a box; any box holding all atoms works for a non-periodic frame
+        nl_atoms = Atoms(numbers=atoms.numbers, positions=atoms.positions, pbc=False)
+        nl_atoms.set_cell(np.ptp(atoms.positions, axis=0) + 1.0, scale_atoms=False)
+        nl_atoms.center()
+    idx_i, idx_j, shifts = neighbour_list("ijS", nl_atoms, float(cutoff))
+    offsets = shifts.astype(np.float64) @ cell
+    n = len(atoms)
+    return {
+        P.Z: torch.from_numpy(np.asarray(atoms.numbers, dtype=np.int64)),
+        P.R: torch.from_numpy(np.asarray(atoms.positions, dtype=np.float32)),
+        P.cell: torch.from_numpy(cell.astype(np.float32)).reshape(1, 3, 3),
+        P.pbc: torch.from_numpy(pbc).reshape(1, 3),
+        P.idx_i: torch.from_numpy(idx_i.astype(np.int64)),
+        P.idx_j: torch.from_numpy(idx_j.astype(np.int64)),
+        P.offsets: torch.from_numpy(offsets.astype(np.float32)),
+        P.n_atoms: torch.tensor([n], dtype=torch.long),
+    }
+
+
+def collate_inputs(frames: Sequence[dict[str, torch.Tensor]], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Join per-frame inputs into one batch: concatenate, shift ``idx_i/idx_j`` by each frame's
+    first atom, add ``_idx_m`` (frame of each atom)."""
+    n_atoms = torch.cat([f[P.n_atoms] for f in frames])
+    n_pairs = torch.tensor([f[P.idx_i].shape[0] for f in frames], dtype=torch.long)
+    start = torch.cumsum(n_atoms, 0) - n_atoms
+    shift = torch.repeat_interleave(start, n_pairs)
+    batch = {
+        P.Z: torch.cat([f[P.Z] for f in frames]),
+        P.R: torch.cat([f[P.R] for f in frames]),
+        P.cell: torch.cat([f[P.cell] for f in frames]),
+        P.pbc: torch.cat([f[P.pbc] for f in frames]),
+        P.idx_i: torch.cat([f[P.idx_i] for f in frames]) + shift,
+        P.idx_j: torch.cat([f[P.idx_j] for f in frames]) + shift,
+        P.offsets: torch.cat([f[P.offsets] for f in frames]),
+        P.n_atoms: n_atoms,
+        P.idx_m: torch.repeat_interleave(torch.arange(len(frames)), n_atoms),
+    }
+    if str(device) != "cpu":
+        batch = {k: v.to(device) for k, v in batch.items()}
+    return batch

@@ -1,0 +1,120 @@
+"""DP-GEN trust-level selection of explored frames (shared/METHODS.md C).
+
+A frame's model deviation eps (eV/Angstrom, ``info['deviation']``) classifies it:
+eps < trust_lo accurate (skip), trust_lo <= eps < trust_hi candidate (label),
+eps >= trust_hi or non-finite failed (skip, likely unphysical). Candidates whose
+frame_id is already labelled, or repeats within the batch, are skipped; at most
+``max_candidates`` of the rest are picked per round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from ase import Atoms
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from al_flows.dataset import frame_id
+
+ACCURATE, CANDIDATE, FAILED = "accurate", "candidate", "failed"
+
+
+class SelectionSettings(BaseModel):
+    """Trust window (eV/Angstrom) and the cap on frames labelled per round."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trust_lo: float = Field(0.05, ge=0, description="eV/Angstrom; below: accurate")
+    trust_hi: float = Field(0.30, gt=0, description="eV/Angstrom; at or above: failed")
+    max_candidates: int = Field(20, gt=0, description="frames labelled per round at most")
+    pick: Literal["random", "highest"] = "random"
+
+    @model_validator(mode="after")
+    def _window(self):
+        if not self.trust_lo < self.trust_hi:
+            raise ValueError(f"selection.trust_lo ({self.trust_lo}) must be lower than selection.trust_hi ({self.trust_hi})")
+        return self
+
+
+def classify(deviations, trust_lo: float, trust_hi: float) -> np.ndarray:
+    """Status per deviation (eV/Angstrom): 'accurate' (< lo), 'candidate' (lo <= eps < hi),
+    'failed' (>= hi or non-finite). Returns a numpy array of str."""
+    eps = np.asarray(deviations, dtype=float).reshape(-1)
+    status = np.full(eps.shape, FAILED, dtype="<U9")
+    finite = np.isfinite(eps)
+    status[finite & (eps < trust_lo)] = ACCURATE
+    status[finite & (eps >= trust_lo) & (eps < trust_hi)] = CANDIDATE
+    return status
+
+
+@dataclass
+class SelectionResult:
+    """Outcome of :func:`select`. ``selected`` indexes the frames to label (ascending);
+    ``n_duplicate`` counts candidates skipped as already labelled or repeated."""
+
+    status: list[str] = field(default_factory=list)
+    selected: list[int] = field(default_factory=list)
+    n_accurate: int = 0
+    n_candidate: int = 0
+    n_failed: int = 0
+    n_duplicate: int = 0
+    accurate_ratio: float = 0.0
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.status)
+
+
+def _deviation(atoms: Atoms) -> float:
+    value = atoms.info.get("deviation", np.nan)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def select(frames: list[Atoms], settings: SelectionSettings, exclude_ids: Iterable[str] = (), seed: int = 0) -> SelectionResult:
+    """Classify ``frames`` by ``info['deviation']`` and pick candidates to label.
+
+    Candidates whose frame_id (``info['frame_id']`` or computed) is in ``exclude_ids`` or
+    repeats an earlier candidate are skipped. Of the rest at most ``max_candidates`` are
+    kept: 'random' draws without replacement with ``numpy.random.default_rng(seed)``,
+    'highest' takes the largest deviations (ties: lower index first).
+    """
+    frames = list(frames)
+    eps = np.array([_deviation(a) for a in frames], dtype=float)
+    status = classify(eps, settings.trust_lo, settings.trust_hi)
+    excluded = set(exclude_ids)
+    seen: set[str] = set()
+    pool: list[int] = []
+    n_duplicate = 0
+    for i in np.flatnonzero(status == CANDIDATE):
+        atoms = frames[i]
+        fid = atoms.info.get("frame_id") or frame_id(atoms)
+        if fid in excluded or fid in seen:
+            n_duplicate += 1
+            continue
+        seen.add(fid)
+        pool.append(int(i))
+    if len(pool) > settings.max_candidates:
+        if settings.pick == "random":
+            rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
+            chosen = rng.choice(len(pool), size=settings.max_candidates, replace=False)
+            pool = [pool[j] for j in chosen]
+        else:
+            order = sorted(pool, key=lambda j: (-eps[j], j))
+            pool = order[: settings.max_candidates]
+    n = len(frames)
+    n_accurate = int((status == ACCURATE).sum())
+    return SelectionResult(
+        status=[str(s) for s in status],
+        selected=sorted(pool),
+        n_accurate=n_accurate,
+        n_candidate=int((status == CANDIDATE).sum()),
+        n_failed=int((status == FAILED).sum()),
+        n_duplicate=n_duplicate,
+        accurate_ratio=n_accurate / n if n else 0.0,
+    )

@@ -1,0 +1,142 @@
+"""Perturbed stochastic shear exploration (shared/METHODS.md A4).
+
+Each step of a run: (1) add N(0, sigma^2) noise (Angstrom) to every coordinate, a
+fresh draw per step from a generator seeded by (seed, run); (2) shear the cell by
+adding ``shear_step`` (Angstrom) to cell[0,1] and cell[0,2] (a1's y and z; shear
+along [011]), atoms scaled with the cell; (3) relax the internal coordinates at
+fixed cell to ``fmax`` (eV/Angstrom). The relaxed frame of every step is recorded
+until the shear strain gamma = sqrt(C01^2 + C02^2)/C00 reaches ``gamma_max`` or
+``max_steps`` steps were made. A relaxation that yields non-finite energy/forces
+ends that run early (no exception).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.optimize import BFGS, FIRE, LBFGS
+from pydantic import BaseModel, ConfigDict, Field
+
+from al_flows.dataset import PROVENANCE_KEYS, frame_id
+
+_OPTIMIZERS = {"BFGS": BFGS, "LBFGS": LBFGS, "FIRE": FIRE}
+_SHEAR_KEYS = ("run", "step", "gamma", "energy", "converged", "n_opt_steps", "seed")
+
+
+class ShearSettings(BaseModel):
+    """Settings of the stochastic shear explorer (lengths in Angstrom, forces in eV/Angstrom)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_runs: int = Field(4, gt=0, description="independent runs per starting structure")
+    sigma: float = Field(0.05, ge=0, description="Angstrom, std of the perturbation per coordinate per step")
+    shear_step: float = Field(0.1, gt=0, description="Angstrom added to cell[0,1] and cell[0,2] per step")
+    gamma_max: float = Field(0.33, gt=0, description="stop once the shear strain reaches this")
+    max_steps: int = Field(30, gt=0, description="safety cap on shear steps per run")
+    fmax: float = Field(0.002, gt=0, description="eV/Angstrom, relaxation force tolerance")
+    max_opt_steps: int = Field(500, gt=0, description="optimiser steps per relaxation")
+    optimizer: Literal["BFGS", "LBFGS", "FIRE"] = "BFGS"
+
+
+def shear_cell(cell: np.ndarray, delta: float) -> np.ndarray:
+    """New 3x3 cell (Angstrom) with ``delta`` added to cell[0,1] and cell[0,2]."""
+    new = np.array(cell, dtype=float, copy=True).reshape(3, 3)
+    new[0, 1] += delta
+    new[0, 2] += delta
+    return new
+
+
+def shear_strain(cell) -> float:
+    """Shear strain gamma = sqrt(cell[0,1]**2 + cell[0,2]**2) / cell[0,0] (dimensionless)."""
+    c = np.asarray(cell, dtype=float).reshape(3, 3)
+    return float(math.hypot(c[0, 1], c[0, 2]) / c[0, 0])
+
+
+def _u64(n: int) -> int:
+    """Non-negative 64-bit seed word of any Python int (negative seeds allowed)."""
+    return int(n) & 0xFFFFFFFFFFFFFFFF
+
+
+def _parent_id(atoms: Atoms) -> str:
+    return str(atoms.info.get("structure_id") or atoms.info.get("frame_id") or frame_id(atoms))
+
+
+def run_shear(
+    atoms: Atoms,
+    calculator,
+    settings: ShearSettings,
+    seed: int,
+    run: int = 0,
+    parent_id: str = "",
+    explorer: str = "shear",
+) -> list[Atoms]:
+    """One shear run from a copy of ``atoms``; returns the relaxed frame of every step.
+
+    Frames carry a SinglePointCalculator(energy eV, forces eV/Angstrom) from ``calculator``
+    and info: explorer, parent_id, run, step (1-based), gamma, energy (eV), deviation
+    (``calculator.results['model_deviation']`` in eV/Angstrom, NaN if absent), converged,
+    n_opt_steps, seed, frame_id. Noise comes from ``numpy.random.default_rng((seed, run))``.
+    """
+    rng = np.random.default_rng((_u64(seed), _u64(run)))
+    opt_cls = _OPTIMIZERS[settings.optimizer]
+    work = atoms.copy()
+    work.calc = calculator
+    base_info = {k: v for k, v in atoms.info.items() if k not in PROVENANCE_KEYS and k not in _SHEAR_KEYS}
+    frames: list[Atoms] = []
+    for step in range(1, settings.max_steps + 1):
+        if settings.sigma > 0:
+            work.positions = work.positions + rng.normal(0.0, settings.sigma, size=(len(work), 3))
+        work.set_cell(shear_cell(work.cell[:], settings.shear_step), scale_atoms=True)
+        opt = opt_cls(work, logfile=None, trajectory=None)
+        try:
+            with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+                converged = bool(opt.run(fmax=settings.fmax, steps=settings.max_opt_steps))
+            energy = float(work.get_potential_energy())
+            forces = np.array(work.get_forces(), dtype=float)
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+            break
+        if not (np.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(work.positions).all()):
+            break
+        results = getattr(calculator, "results", {}) or {}
+        deviation = float(results.get("model_deviation", np.nan))
+        gamma = shear_strain(work.cell[:])
+        frame = work.copy()
+        frame.calc = SinglePointCalculator(frame, energy=energy, forces=forces)
+        frame.info = dict(base_info)
+        frame.info.update(
+            explorer=explorer,
+            parent_id=parent_id,
+            run=int(run),
+            step=step,
+            gamma=gamma,
+            energy=energy,
+            deviation=deviation,
+            converged=converged,
+            n_opt_steps=int(opt.nsteps),
+            seed=int(seed),
+        )
+        frame.info["frame_id"] = frame_id(frame)
+        frames.append(frame)
+        if gamma >= settings.gamma_max - 1e-12:
+            break
+    return frames
+
+
+def run_seed(seed: int, structure_index: int) -> int:
+    """Seed of the runs from structure ``structure_index`` in :func:`explore_shear`."""
+    return int(np.random.SeedSequence([_u64(seed), _u64(structure_index)]).generate_state(1, dtype=np.uint32)[0])
+
+
+def explore_shear(structures: list[Atoms], calculator, settings: ShearSettings, seed: int, explorer: str = "shear") -> list[Atoms]:
+    """``settings.n_runs`` shear runs from every structure; run r of structure i uses noise
+    seeded by (run_seed(seed, i), r). parent_id is the structure's ``structure_id`` (else its frame_id)."""
+    frames: list[Atoms] = []
+    for i, atoms in enumerate(structures):
+        pid = _parent_id(atoms)
+        for r in range(settings.n_runs):
+            frames.extend(run_shear(atoms, calculator, settings, seed=run_seed(seed, i), run=r, parent_id=pid, explorer=explorer))
+    return frames
