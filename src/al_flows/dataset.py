@@ -61,7 +61,7 @@ def frame_id(atoms: Atoms, decimals: int = 4) -> str:
     pbc = np.asarray(atoms.pbc, dtype=bool)
     cell = np.asarray(atoms.cell[:], dtype=float)
     pos = np.asarray(atoms.positions, dtype=float)
-    if pbc.any() and len(atoms):
+    if pbc.any() and len(atoms) and abs(np.linalg.det(cell)) > 1e-12:
         pos = wrap_positions(pos, cell, pbc=pbc, eps=1e-7)
     h = hashlib.sha1()
     h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())

@@ -50,13 +50,20 @@ class EnsemblePrediction:
 
 
 class Ensemble:
-    """M members sharing one :class:`ModelSettings` (same cutoff, so one neighbour list per frame)."""
+    """M members sharing one :class:`ModelSettings` (same cutoff, so one neighbour list per frame).
 
-    def __init__(self, members: list[torch.nn.Module], settings: ModelSettings, device: str = "cpu"):
+    ``max_pairs`` caps the neighbour pairs of one collated batch (memory: roughly
+    ``6 * n_interactions * n_atom_basis * 4`` bytes per pair); a chunk closes at ``batch_size``
+    frames or when the next frame would pass the cap.
+    """
+
+    def __init__(self, members: list[torch.nn.Module], settings: ModelSettings, device: str = "cpu",
+                 max_pairs: int = 400_000):
         if not members:
             raise ValueError("an ensemble needs at least one member")
         self.settings = settings
         self.device = torch.device(device)
+        self.max_pairs = int(max_pairs)
         self.members = [m.to(self.device).eval() for m in members]
         self.elements = sorted(set.intersection(*(set(member_elements(m)) for m in self.members)))
 
@@ -81,24 +88,42 @@ class Ensemble:
             raise ValueError(f"elements {[chemical_symbols[z] for z in unknown]} unknown to the ensemble "
                              f"(trained on {[chemical_symbols[z] for z in self.elements]})")
 
+    def _chunks(self, frames: list[Atoms], batch_size: int):
+        """(start index, per-frame inputs) of consecutive chunks of at most ``batch_size`` frames
+        and ``max_pairs`` neighbour pairs (a single larger frame forms its own chunk)."""
+        chunk: list[dict] = []
+        start = pairs = 0
+        for k, atoms in enumerate(frames):
+            inputs = frame_inputs(atoms, self.settings.cutoff)
+            n_pairs = int(inputs[P.idx_i].shape[0])
+            if chunk and (len(chunk) >= batch_size or pairs + n_pairs > self.max_pairs):
+                yield start, chunk
+                chunk, start, pairs = [], k, 0
+            chunk.append(inputs)
+            pairs += n_pairs
+        if chunk:
+            yield start, chunk
+
     def predict(self, frames: list[Atoms], batch_size: int = 64) -> EnsemblePrediction:
-        """Energies and forces of every member for every frame; chunks of ``batch_size`` frames are
-        collated into one batch whose inputs (neighbour lists) all members share."""
+        """Energies and forces of every member for every frame; chunks of up to ``batch_size`` frames
+        are collated into one batch whose inputs (neighbour lists, computed once) all members share."""
         frames = list(frames)
         self._check_elements(frames)
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
         n_members = len(self.members)
         energies = np.zeros((n_members, len(frames)), dtype=np.float64)
         forces: list[np.ndarray] = []
-        for start in range(0, len(frames), batch_size):
-            chunk = frames[start : start + batch_size]
-            batch = collate_inputs([frame_inputs(a, self.settings.cutoff) for a in chunk], self.device)
+        for start, chunk in self._chunks(frames, batch_size):
+            batch = collate_inputs(chunk, self.device)
             split = batch[P.n_atoms].tolist()
             f_chunk = np.zeros((n_members, int(sum(split)), 3), dtype=np.float64)
             for m, member in enumerate(self.members):
                 # fresh positions leaf per member: its own autograd graph, shared neighbour list
                 inputs = dict(batch)
                 inputs[P.R] = batch[P.R].detach().clone()
-                out = member(inputs)
+                with torch.enable_grad():
+                    out = member(inputs)
                 energies[m, start : start + len(chunk)] = out[P.energy].detach().cpu().numpy()
                 f_chunk[m] = out[P.forces].detach().cpu().numpy()
             pos = 0

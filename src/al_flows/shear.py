@@ -92,13 +92,17 @@ def run_shear(
             work.positions = work.positions + rng.normal(0.0, settings.sigma, size=(len(work), 3))
         work.set_cell(shear_cell(work.cell[:], settings.shear_step), scale_atoms=True)
         opt = opt_cls(work, logfile=None, trajectory=None)
+        converged = False
         try:
             with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-                converged = bool(opt.run(fmax=settings.fmax, steps=settings.max_opt_steps))
+                for converged in opt.irun(fmax=settings.fmax, steps=settings.max_opt_steps):
+                    if not np.isfinite(work.get_forces()).all():
+                        break  # stop relaxing at once; the check below ends the run
             energy = float(work.get_potential_energy())
             forces = np.array(work.get_forces(), dtype=float)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):
             break
+        converged = bool(converged)
         if not (np.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(work.positions).all()):
             break
         results = getattr(calculator, "results", {}) or {}

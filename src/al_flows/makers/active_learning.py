@@ -141,7 +141,7 @@ def round_summary(
 
 
 def _tag(j: Job, campaign: str, fingerprint: str, round_: int, stage: str) -> Job:
-    j.update_metadata({"campaign": campaign, "fingerprint": fingerprint, "round": round_, "stage": stage})
+    j.update_metadata({"campaign": campaign, "fingerprint": fingerprint, "round": round_, "stage": stage}, dynamic=False)
     return j
 
 
@@ -191,6 +191,8 @@ class ActiveLearningMaker(Maker):
         )
 
     def tag(self, j: Job, round_: int, stage: str) -> Job:
+        """Set the campaign/round/stage metadata. Jobs made by Makers keep the Maker's name
+        (renaming such a job renames its Maker in jobflow)."""
         return _tag(j, self.campaign, self.fingerprint, round_, stage)
 
     def make(self) -> Flow:
@@ -207,10 +209,9 @@ class ActiveLearningMaker(Maker):
         copies = self.tag(perturbed_structures(structures.output, self.initial, derived_seed(self.seed, 998)), -1, "perturb")
         copies.name = "perturb initial"
         labels = self.tag(self.label_maker.make(copies.output, self.campaign, -1), -1, "label")
-        labels.name = "label initial"
         merged = self.tag(merge_labels(None, labels.output, self.campaign, -1), -1, "merge")
         merged.name = "merge initial"
-        first = self.round_job(0, merged.output["n_frames"], False, merged.uuid, structures.uuid, test.uuid)
+        first = self.round_job(0, merged.output.n_frames, False, merged.uuid, structures.uuid, test.uuid)
         return Flow([structures, test, copies, labels, merged, first], name=f"{self.campaign} campaign")
 
     def continue_from(self, summary: dict) -> Flow:
@@ -232,7 +233,6 @@ class ActiveLearningMaker(Maker):
 
     def round_job(self, k, n_labels, stop, dataset_uuid, structures_uuid, test_uuid) -> Job:
         j = self.tag(self.round(k, n_labels, stop, dataset_uuid, structures_uuid, test_uuid), k, "round")
-        j.name = f"round {k}"
         return j
 
     @job(output_schema=CampaignResult)
@@ -250,7 +250,6 @@ class ActiveLearningMaker(Maker):
         trains = []
         for m in range(self.ensemble_size):
             t = self.tag(self.train_maker.make(dataset, self.campaign, k, m, derived_seed(self.seed, k, m)), k, "train")
-            t.name = f"train r{k} m{m}"
             trains.append(t)
         models = [t.output for t in trains]
         ev = self.tag(evaluate(models, test, self.campaign, k), k, "evaluate")
@@ -258,26 +257,23 @@ class ActiveLearningMaker(Maker):
         explores = []
         for e_idx, maker in enumerate(self.explore_makers):
             x = self.tag(maker.make(structures, models, self.campaign, k, derived_seed(self.seed, k, 1000 + e_idx)), k, "explore")
-            x.name = f"explore {maker.name} r{k}"
             explores.append(x)
         sel = self.tag(
-            self.select_maker.make([x.output for x in explores], dataset["frame_ids"], self.campaign, k, derived_seed(self.seed, k, 2000)),
+            self.select_maker.make([x.output for x in explores], dataset.frame_ids, self.campaign, k, derived_seed(self.seed, k, 2000)),
             k, "select",
         )
-        sel.name = f"select r{k}"
-        lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output["stop"]), k, "label")
-        lab.name = f"label r{k}"
+        lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output.stop), k, "label")
         merged = self.tag(merge_labels(dataset, lab.output, self.campaign, k), k, "merge")
         merged.name = f"merge r{k}"
         summ = self.tag(
             round_summary(
-                self.campaign, self.fingerprint, k, [t.output["model_id"] for t in trains], n_labels,
+                self.campaign, self.fingerprint, k, [t.output.model_id for t in trains], n_labels,
                 ev.output, sel.output, lab.output, merged.uuid, structures_uuid, test_uuid,
             ),
             k, "summary",
         )
         summ.name = f"round_summary r{k}"
-        nxt = self.round_job(k + 1, merged.output["n_frames"], sel.output["stop"], merged.uuid, structures_uuid, test_uuid)
+        nxt = self.round_job(k + 1, merged.output.n_frames, sel.output.stop, merged.uuid, structures_uuid, test_uuid)
         jobs = [*trains, ev, *explores, sel, lab, merged, summ, nxt]
         progress.report("round start", k, labels=n_labels, jobs=len(jobs))
         return Response(replace=Flow(jobs, name=f"round {k}"))

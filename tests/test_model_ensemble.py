@@ -1,0 +1,267 @@
+"""SchNet member, training and ensemble (al_flows.model / training / ensemble) on EMT Cu-Ni data."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.optimize import BFGS
+from pydantic import ValidationError
+
+from al_flows.ensemble import Ensemble, EnsemblePrediction
+from al_flows.model import (
+    BLOB_FORMAT,
+    ModelSettings,
+    TrainingSettings,
+    build_member,
+    member_from_bytes,
+    member_to_bytes,
+)
+from al_flows.training import TrainedMember, train_member
+
+MODEL = ModelSettings(n_atom_basis=32, n_interactions=2, n_rbf=16, cutoff=4.5)
+TRAINING = TrainingSettings(epochs=12, batch_size=8, lr=3e-3, lr_patience=50, val_fraction=0.2)
+
+
+def _cuni(seed: int, rattle: float = 0.05, repeat=(2, 2, 2), shear: float = 0.0):
+    """Cu fcc (a = 3.6 A) with ~30 % Ni, optional +shear A on cell[0,1] and cell[0,2], rattled."""
+    rng = np.random.default_rng(seed)
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(repeat)
+    if shear:
+        cell = atoms.cell.array.copy()
+        cell[0, 1] = cell[0, 2] = shear
+        atoms.set_cell(cell, scale_atoms=True)
+    symbols = np.array(atoms.get_chemical_symbols())
+    symbols[rng.random(len(atoms)) < 0.3] = "Ni"
+    atoms.set_chemical_symbols(symbols.tolist())
+    atoms.rattle(rattle, seed=int(rng.integers(2**31)))
+    return atoms
+
+
+REFS = {"Cu": -3.7, "Ni": -5.5}  # eV/atom added to EMT energies, DFT-like magnitudes
+
+
+def _label(atoms):
+    """EMT energy + per-element references (eV), EMT forces (eV/A), as a SinglePointCalculator."""
+    atoms = atoms.copy()
+    atoms.calc = EMT()
+    energy = atoms.get_potential_energy() + sum(REFS[s] for s in atoms.get_chemical_symbols())
+    forces = atoms.get_forces()
+    atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def frames():
+    out = []
+    for k in range(40):
+        atoms = _label(_cuni(k, shear=1.5 if k % 4 == 0 else 0.0))
+        atoms.info["frame_id"] = f"f{k:03d}"
+        out.append(atoms)
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(frames) -> list[TrainedMember]:
+    return [train_member(frames, MODEL, TRAINING, seed=s) for s in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def ensemble(trained) -> Ensemble:
+    return Ensemble.from_bytes([t.blob for t in trained])
+
+
+def _mixed_frames():
+    """Frames of different sizes: 32 atoms, 31 (one removed), sheared 32, a 4-atom cell, 108 atoms."""
+    a = _cuni(100)
+    b = _cuni(101)
+    del b[5]
+    c = _cuni(102, shear=1.5)
+    d = _cuni(103, repeat=(1, 1, 1))
+    e = _cuni(104, repeat=(3, 3, 3))
+    return [a, b, c, d, e]
+
+
+def test_settings_validate():
+    assert ModelSettings().model_dump() == {"n_atom_basis": 128, "n_interactions": 2, "n_rbf": 50, "cutoff": 6.0}
+    assert TrainingSettings().lr == 1e-4 and TrainingSettings().rho == 0.01
+    for bad in ({"cutoff": 0}, {"n_rbf": -1}, {"unknown": 1}):
+        with pytest.raises(ValidationError):
+            ModelSettings(**bad)
+    for bad in ({"lr_decay": 1.0}, {"val_fraction": 0.5}, {"lr_patience": 0}, {"rho": -1}):
+        with pytest.raises(ValidationError):
+            TrainingSettings(**bad)
+
+
+def test_forces_are_minus_energy_gradient(ensemble):
+    atoms = _cuni(7, shear=1.5)
+    pred = ensemble.predict([atoms])
+    h = 2e-3
+    for atom, axis in ((3, 0), (17, 2)):
+        e = []
+        for sign in (1, -1):
+            moved = atoms.copy()
+            moved.positions[atom, axis] += sign * h
+            e.append(ensemble.predict([moved]).energies[:, 0])
+        fd = -(e[0] - e[1]) / (2 * h)
+        analytic = pred.forces[0][:, atom, axis]
+        assert np.abs(analytic).max() > 1e-2  # a non-trivial force
+        np.testing.assert_allclose(analytic, fd, atol=2e-3)
+
+
+def test_training_reduces_validation_error(trained, frames):
+    for t in trained:
+        assert len(t.curve) == TRAINING.epochs
+        assert [row["epoch"] for row in t.curve] == list(range(1, TRAINING.epochs + 1))
+        first, best = t.curve[0]["val_force_rmse"], t.val_force_rmse
+        assert best < 0.7 * first
+        assert t.curve[t.best_epoch - 1]["val_force_rmse"] == pytest.approx(best)
+        assert t.curve[t.best_epoch - 1]["val_loss"] == min(r["val_loss"] for r in t.curve)
+        assert t.n_train == 32 and t.n_val == 8
+        assert sorted(t.train_ids + t.val_ids) == [a.info["frame_id"] for a in frames]
+        assert set(t.curve[0]) == {"epoch", "train_loss", "val_loss", "val_force_rmse", "val_energy_rmse_per_atom", "lr"}
+    assert trained[0].val_ids != trained[1].val_ids  # the split follows the seed
+
+
+def test_loaded_member_predicts_total_energies(ensemble, frames):
+    # the per-element references travel inside the module: total energies near the EMT labels
+    pred = ensemble.predict(frames[:10])
+    labels = np.array([a.get_potential_energy() for a in frames[:10]])
+    per_atom = np.abs(pred.energies - labels[None]) / len(frames[0])
+    assert per_atom.max() < 0.1  # eV/atom, against references of -3.7 / -5.5 eV/atom
+    forces = np.concatenate([a.get_forces() for a in frames[:10]])
+    rmse = np.sqrt(np.mean((np.concatenate(pred.mean_forces) - forces) ** 2))
+    assert rmse < 0.6 * np.sqrt(np.mean(forces**2))
+
+
+def test_seed_determines_member(trained, frames):
+    again = train_member(frames, MODEL, TRAINING.model_copy(update={"epochs": 2}), seed=0)
+    again2 = train_member(frames, MODEL, TRAINING.model_copy(update={"epochs": 2}), seed=0)
+    other = train_member(frames, MODEL, TRAINING.model_copy(update={"epochs": 2}), seed=5)
+    test = _mixed_frames()
+    p = [Ensemble.from_bytes([t.blob]).predict(test) for t in (again, again2, other)]
+    np.testing.assert_array_equal(p[0].energies, p[1].energies)
+    for f0, f1 in zip(p[0].forces, p[1].forces):
+        np.testing.assert_array_equal(f0, f1)
+    assert again.val_ids == again2.val_ids and again.curve == again2.curve
+    assert np.abs(p[0].energies - p[2].energies).max() > 1e-3
+    # untrained members differ by seed too
+    a, b = (build_member(MODEL, ["Cu", "Ni"], seed=s) for s in (3, 4))
+    sa, sb = a.state_dict(), b.state_dict()
+    assert any(not torch.equal(sa[k], sb[k]) for k in sa)
+    assert all(torch.equal(v, build_member(MODEL, ["Ni", "Cu"], seed=3).state_dict()[k]) for k, v in sa.items())
+
+
+def test_blob_round_trip(trained):
+    blob = trained[0].blob
+    payload = torch.load(io.BytesIO(blob), weights_only=True)
+    assert payload["format"] == BLOB_FORMAT
+    assert payload["elements"] == [28, 29]
+    assert payload["atomrefs_eV"] == pytest.approx(REFS, abs=0.6)  # fitted on near-collinear compositions
+    module, settings, extra = member_from_bytes(blob)
+    assert settings == MODEL
+    assert extra["seed"] == 0 and extra["best_epoch"] == trained[0].best_epoch
+    blob2 = member_to_bytes(module, settings, extra)
+    test = _mixed_frames()
+    p1 = Ensemble.from_bytes([blob]).predict(test)
+    p2 = Ensemble.from_bytes([blob2]).predict(test)
+    p3 = Ensemble([module], settings).predict(test)
+    for p in (p2, p3):
+        np.testing.assert_array_equal(p1.energies, p.energies)
+        for f1, f in zip(p1.forces, p.forces):
+            np.testing.assert_array_equal(f1, f)
+    with pytest.raises(TypeError):
+        member_to_bytes(module, settings, {"bad": object()})
+    with pytest.raises(ValueError):
+        member_from_bytes(member_to_bytes(module, settings, {})[:0] or torch_save_plain({"format": "other"}))
+
+
+def torch_save_plain(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def test_batched_prediction_matches_single_frames(ensemble):
+    test = _mixed_frames()
+    batched = ensemble.predict(test, batch_size=3)
+    assert isinstance(batched, EnsemblePrediction)
+    assert batched.energies.shape == (2, len(test))
+    assert [f.shape for f in batched.forces] == [(2, len(a), 3) for a in test]
+    for k, atoms in enumerate(test):
+        single = ensemble.predict([atoms])
+        np.testing.assert_allclose(batched.energies[:, k], single.energies[:, 0], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(batched.forces[k], single.forces[0], rtol=0, atol=1e-5)
+        f = batched.forces[k]
+        by_hand = np.sqrt(((f - f.mean(axis=0)) ** 2).sum(axis=-1).mean(axis=0)).max()
+        assert batched.deviation[k] == pytest.approx(by_hand, rel=1e-12)
+        np.testing.assert_allclose(batched.mean_forces[k], f.mean(axis=0))
+    np.testing.assert_allclose(batched.mean_energies, batched.energies.mean(axis=0))
+    np.testing.assert_allclose(batched.energy_std, batched.energies.std(axis=0))
+    assert (batched.deviation > 0).all()
+    # chunks capped by neighbour pairs give the same numbers
+    capped = Ensemble(ensemble.members, ensemble.settings, max_pairs=3000).predict(test)
+    np.testing.assert_allclose(capped.energies, batched.energies, rtol=0, atol=1e-5)
+    with torch.no_grad():  # forces need autograd even inside no_grad
+        np.testing.assert_allclose(ensemble.predict(test[:1]).forces[0], batched.forces[0], rtol=0, atol=1e-5)
+    # a 4-atom cell (cutoff > cell) is the 108-atom cell's unit: energy extensive over images
+    unit = _cuni(103, repeat=(1, 1, 1))
+    p = ensemble.predict([unit, unit.repeat((3, 3, 3))])
+    np.testing.assert_allclose(p.energies[:, 1], 27 * p.energies[:, 0], atol=1e-3)
+
+
+def test_unknown_element_rejected(ensemble):
+    atoms = _cuni(1)
+    atoms[0].symbol = "Al"
+    with pytest.raises(ValueError, match="Al"):
+        ensemble.predict([atoms])
+
+
+def test_calculator_mean_and_relaxation(ensemble):
+    atoms = _cuni(11, rattle=0.1, shear=1.5)
+    pred = ensemble.predict([atoms])
+    atoms.calc = ensemble.calculator()
+    e0 = atoms.get_potential_energy()
+    assert e0 == pytest.approx(pred.mean_energies[0], abs=1e-9)
+    np.testing.assert_allclose(atoms.get_forces(), pred.mean_forces[0], atol=1e-9)
+    res = atoms.calc.results
+    assert res["model_deviation"] == pytest.approx(pred.deviation[0])
+    assert res["energy_std"] == pytest.approx(pred.energy_std[0])
+    np.testing.assert_allclose(res["member_energies"], pred.energies[:, 0])
+    assert res["free_energy"] == res["energy"]
+    BFGS(atoms, logfile=None).run(fmax=0.05, steps=30)
+    assert atoms.get_potential_energy() < e0 - 0.05
+    assert np.abs(atoms.get_forces()).max() < np.abs(pred.mean_forces[0]).max()
+
+
+def test_sheared_small_cell_invariances(ensemble):
+    atoms = _cuni(21, rattle=0.05, shear=1.5)  # 32 atoms, 7.2 A cell: cutoff 4.5 A > half the height
+    heights = atoms.cell.volume / np.linalg.norm(np.cross(atoms.cell[[1, 2, 0]], atoms.cell[[2, 0, 1]]), axis=1)
+    assert heights.min() / 2 < MODEL.cutoff
+    variants = []
+    moved = atoms.copy()
+    moved.positions += np.array([1.3, -2.7, 0.4])
+    variants.append(moved)
+    wrapped = moved.copy()
+    wrapped.wrap()
+    variants.append(wrapped)
+    image = atoms.copy()
+    image.positions[4] += atoms.cell[0] - 2 * atoms.cell[2]
+    variants.append(image)
+    rebased = atoms.copy()  # same lattice, other basis: a2 <- a2 + a1, a3 <- a3 - a2
+    cell = atoms.cell.array.copy()
+    cell[1] += cell[0]
+    cell[2] -= cell[1]
+    rebased.set_cell(cell, scale_atoms=False)
+    rebased.wrap()
+    variants.append(rebased)
+    ref = ensemble.predict([atoms])
+    pred = ensemble.predict(variants)
+    for k in range(len(variants)):
+        np.testing.assert_allclose(pred.energies[:, k], ref.energies[:, 0], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(pred.forces[k], ref.forces[0], rtol=0, atol=1e-4)
