@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ok: {args.campaign} (fingerprint {config.fingerprint()})")
             return 0
     except (ConfigError, CampaignError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
         return 2
     return 1
 
