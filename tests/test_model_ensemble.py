@@ -98,6 +98,29 @@ def test_settings_validate():
             TrainingSettings(**bad)
 
 
+def test_member_matches_stock_schnetpack(trained):
+    """The fast member (symmetric pairs, custom softplus) gives stock schnetpack SchNet's numbers."""
+    import copy
+
+    import schnetpack as spk
+
+    module, settings, _ = member_from_bytes(trained[0].blob)
+    stock = copy.deepcopy(module)
+    stock.representation = spk.representation.SchNet(
+        n_atom_basis=settings.n_atom_basis,
+        n_interactions=settings.n_interactions,
+        radial_basis=spk.nn.GaussianRBF(settings.n_rbf, settings.cutoff),
+        cutoff_fn=spk.nn.CosineCutoff(settings.cutoff),
+    )
+    stock.representation.load_state_dict(module.representation.state_dict())
+    test = _mixed_frames()
+    fast = Ensemble([module], settings).predict(test)
+    ref = Ensemble([stock], settings).predict(test)
+    np.testing.assert_allclose(fast.energies, ref.energies, rtol=0, atol=1e-4)
+    for f, r in zip(fast.forces, ref.forces):
+        np.testing.assert_allclose(f, r, rtol=0, atol=1e-5)
+
+
 def test_forces_are_minus_energy_gradient(ensemble):
     atoms = _cuni(7, shear=1.5)
     pred = ensemble.predict([atoms])
@@ -124,7 +147,14 @@ def test_training_reduces_validation_error(trained, frames):
         assert t.curve[t.best_epoch - 1]["val_loss"] == min(r["val_loss"] for r in t.curve)
         assert t.n_train == 32 and t.n_val == 8
         assert sorted(t.train_ids + t.val_ids) == [a.info["frame_id"] for a in frames]
-        assert set(t.curve[0]) == {"epoch", "train_loss", "val_loss", "val_force_rmse", "val_energy_rmse_per_atom", "lr"}
+        assert set(t.curve[0]) == {
+            "epoch",
+            "train_loss",
+            "val_loss",
+            "val_force_rmse",
+            "val_energy_rmse_per_atom",
+            "lr",
+        }
     assert trained[0].val_ids != trained[1].val_ids  # the split follows the seed
 
 

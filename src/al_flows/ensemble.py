@@ -57,8 +57,9 @@ class Ensemble:
     frames or when the next frame would pass the cap.
     """
 
-    def __init__(self, members: list[torch.nn.Module], settings: ModelSettings, device: str = "cpu",
-                 max_pairs: int = 400_000):
+    def __init__(
+        self, members: list[torch.nn.Module], settings: ModelSettings, device: str = "cpu", max_pairs: int = 400_000
+    ):
         if not members:
             raise ValueError("an ensemble needs at least one member")
         self.settings = settings
@@ -85,8 +86,10 @@ class Ensemble:
     def _check_elements(self, frames: list[Atoms]) -> None:
         unknown = sorted({int(z) for a in frames for z in a.numbers} - set(self.elements))
         if unknown:
-            raise ValueError(f"elements {[chemical_symbols[z] for z in unknown]} unknown to the ensemble "
-                             f"(trained on {[chemical_symbols[z] for z in self.elements]})")
+            raise ValueError(
+                f"elements {[chemical_symbols[z] for z in unknown]} unknown to the ensemble "
+                f"(trained on {[chemical_symbols[z] for z in self.elements]})"
+            )
 
     def _chunks(self, frames: list[Atoms], batch_size: int):
         """(start index, per-frame inputs) of consecutive chunks of at most ``batch_size`` frames

@@ -180,15 +180,25 @@ def train_member(
             loss_sum += float(loss.detach()) * len(sel)
         train_loss = loss_sum / n_train
 
-        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": None, "val_force_rmse": None,
-               "val_energy_rmse_per_atom": None, "lr": lr}
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": None,
+            "val_force_rmse": None,
+            "val_energy_rmse_per_atom": None,
+            "lr": lr,
+        }
         if len(val_idx):
             metrics = _evaluate(module, inputs, energies, forces, val_idx, training.rho, device)
             row.update(metrics)
             scheduler.step(metrics["val_loss"])
             if metrics["val_loss"] < best["loss"]:
-                best = {"loss": metrics["val_loss"], "epoch": epoch, "metrics": metrics,
-                        "state": {k: v.detach().clone() for k, v in module.state_dict().items()}}
+                best = {
+                    "loss": metrics["val_loss"],
+                    "epoch": epoch,
+                    "metrics": metrics,
+                    "state": {k: v.detach().clone() for k, v in module.state_dict().items()},
+                }
         else:
             scheduler.step(train_loss)
         curve.append(row)
