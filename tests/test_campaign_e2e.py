@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from al_flows.campaign import CampaignError, build_report, campaign_state, run_campaign
+from al_flows.campaign import CampaignError, run_campaign
 from al_flows.config import validate_campaign
 from al_flows.dataset import Dataset
 from al_flows.stores import make_job_store
@@ -86,12 +86,13 @@ def test_store_is_queried_back_from_a_new_process(finished):
         from al_flows.campaign import open_store, build_report
         from al_flows.ensemble import Ensemble
         from al_flows.dataset import frames_from_bytes
+        from al_flows.documents import weights_bytes
         from tests.conftest import TINY
         config = validate_campaign(TINY)
         store = open_store(config, {str(workdir)!r})
         rep = build_report(store, config)
         trains = list(store.query({{"metadata.campaign": "tiny", "metadata.stage": "train", "metadata.round": 1}}, load=True))
-        ens = Ensemble.from_bytes([d["output"]["model_blob"] for d in sorted(trains, key=lambda d: d["output"]["member"])])
+        ens = Ensemble.from_bytes([weights_bytes(d["output"]["model_blob"]) for d in sorted(trains, key=lambda d: d["output"]["member"])])
         test = store.query_one({{"metadata.campaign": "tiny", "metadata.stage": "test_set"}}, load=True)
         frames = frames_from_bytes(test["output"]["frames_blob"])
         pred = ens.predict(frames)

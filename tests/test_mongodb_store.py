@@ -1,8 +1,8 @@
 """The MongoDB configuration: maggma MongoStore (documents) + GridFSStore (data) through
 pymongo's API, served by mongomock in place of a MongoDB server."""
 
-import mongomock
-import mongomock.gridfs
+import mongomock_ng as mongomock
+import mongomock_ng.gridfs
 import numpy as np
 import pytest
 
@@ -16,23 +16,27 @@ from al_flows.stores import describe_store, make_job_store, mask_uri
 
 @pytest.fixture
 def mongo_server(monkeypatch):
-    """Every MongoClient maggma creates talks to one shared in-memory mongomock server."""
-    mongomock.gridfs.enable_gridfs_integration()
-    server = mongomock.store.ServerStore()
+    """Every MongoClient maggma creates is one shared in-memory mongomock client
+    (a new mongomock client with an empty shared ServerStore would make its own)."""
+    mongomock_ng.gridfs.enable_gridfs_integration()
+    class SharedClient(mongomock.MongoClient):
+        def close(self):  # stores close their client; the shared in-memory server must survive
+            pass
+
+    shared = SharedClient()
     seen = []
 
     def client(*args, **kwargs):
         seen.append((args, {k: v for k, v in kwargs.items() if k != "password"}))
-        kwargs = {k: v for k, v in kwargs.items() if k in ("host", "port")}
-        return mongomock.MongoClient(*args, _store=server, **kwargs)
+        return shared
 
     monkeypatch.setattr(maggma_mongolike, "MongoClient", client)
     monkeypatch.setattr(maggma_gridfs, "MongoClient", client)
-    return server, seen
+    return shared, seen
 
 
 def test_campaign_on_mongodb_documents_and_gridfs(tmp_path, tiny_dict, mongo_server):
-    server, seen = mongo_server
+    client, seen = mongo_server
     tiny_dict["store"] = {"kind": "mongodb", "database": "al", "collection": "tiny", "host": "db.example", "port": 27017}
     tiny_dict["max_rounds"] = 1
     config = validate_campaign(tiny_dict)
@@ -40,7 +44,6 @@ def test_campaign_on_mongodb_documents_and_gridfs(tmp_path, tiny_dict, mongo_ser
     assert report["finished"] and [r["round"] for r in report["rounds"]] == [0]
     assert not (tmp_path / "store").exists()  # nothing went to the embedded store
 
-    client = mongomock.MongoClient(_store=server)
     db = client["al"]
     names = set(db.list_collection_names())
     assert {"tiny", "tiny_data.files", "tiny_data.chunks"} <= names
@@ -57,7 +60,8 @@ def test_campaign_on_mongodb_documents_and_gridfs(tmp_path, tiny_dict, mongo_ser
     assert len(data) == 8 and np.isfinite(data[0].get_potential_energy())
     assert build_report(store, config)["rounds"] == report["rounds"]
     store.close()
-    assert any(kw.get("host") == "db.example" for _, kw in seen)
+    # maggma connected with the configured server address (positional when no username)
+    assert seen and all(args[:2] == ("db.example", 27017) or kw.get("host") == "db.example" for args, kw in seen)
 
 
 def test_uri_credentials_are_masked():

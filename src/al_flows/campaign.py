@@ -119,25 +119,53 @@ def run_campaign(config: CampaignConfig, base_dir: str | Path, workdir: str | Pa
             flow, why = plan_flow(config, Path(base_dir), store)
             echo(why)
             start = time.perf_counter()
+            failures = _FailureCollector()
             if flow is not None:
                 jobs_dir = workdir / "jobs"
                 jobs_dir.mkdir(exist_ok=True)
                 cwd = os.getcwd()
+                jobflow_logger = logging.getLogger("jobflow.managers.local")
+                jobflow_logger.addHandler(failures)
+                old_level = jobflow_logger.level
+                jobflow_logger.setLevel(logging.INFO)
                 try:
                     run_locally(flow, store=store, root_dir=jobs_dir, log=False, allow_external_references=True)
                 finally:
+                    jobflow_logger.removeHandler(failures)
+                    jobflow_logger.setLevel(old_level)
                     os.chdir(cwd)
             report = build_report(store, config)
             report["wall_time_s"] = round(time.perf_counter() - start, 1)
             (workdir / "report.json").write_text(json.dumps(report, indent=2))
             if flow is not None and not report["finished"]:
                 raise CampaignError(
-                    f"campaign '{config.name}' stopped before finishing (a job failed; see the messages above); "
+                    f"campaign '{config.name}' stopped before finishing: {failures.summary()}; "
                     f"fix the cause and run the same command again to continue"
                 )
             return report
         finally:
             store.close()
+
+
+class _FailureCollector(logging.Handler):
+    """Remembers the jobs that run_locally reports as failed (name and last traceback line)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.failed: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if "failed with exception" in msg:
+            name = msg.split(" failed with exception", 1)[0]
+            last = [ln for ln in msg.strip().splitlines() if ln.strip()][-1].strip()
+            self.failed.append(f"job '{name}' failed ({last})")
+
+    def summary(self) -> str:
+        if not self.failed:
+            return "a job did not complete"
+        more = f" and {len(self.failed) - 1} more" if len(self.failed) > 1 else ""
+        return self.failed[0] + more
 
 
 def open_store(config: CampaignConfig, workdir: str | Path) -> JobStore:

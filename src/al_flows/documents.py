@@ -1,13 +1,34 @@
 """Pydantic output documents of the campaign's jobs.
 
-Fields ending in ``_blob`` hold bytes (extxyz text or torch state dicts) and are
-routed by the jobs to the JobStore's ``data`` store; documents only keep a
-reference to them. Energies eV, forces and deviations eV/Angstrom.
+Fields ending in ``_blob`` are routed by the jobs to the JobStore's ``data`` store;
+documents only keep a reference to them. Blobs are text so that every store keeps them
+intact (maggma's GridFSStore JSON-encodes what it stores): frames and datasets as
+extxyz text, model weights as base64 of a torch state-dict file. Energies eV, forces
+and deviations eV/Angstrom.
 """
 
 from __future__ import annotations
 
+import base64
+
 from pydantic import BaseModel, Field
+
+from al_flows.dataset import frames_to_bytes
+
+
+def frames_text(frames) -> str:
+    """Frames as extxyz text (provenance and labels included) for a ``*_blob`` field."""
+    return frames_to_bytes(frames).decode("utf-8")
+
+
+def weights_text(blob: bytes) -> str:
+    """Model weights (torch file bytes) as base64 text for ``model_blob``."""
+    return base64.b64encode(blob).decode("ascii")
+
+
+def weights_bytes(text: str | bytes) -> bytes:
+    """Inverse of :func:`weights_text`."""
+    return base64.b64decode(text)
 
 BLOB_FIELDS = ["dataset_blob", "model_blob", "frames_blob", "selected_blob", "labelled_blob", "structures_blob"]
 
@@ -18,7 +39,7 @@ class StructuresDocument(BaseModel):
     campaign: str
     n_structures: int
     structure_ids: list[str]
-    structures_blob: bytes = Field(repr=False)
+    structures_blob: str = Field(repr=False)
 
 
 class DatasetDocument(BaseModel):
@@ -30,7 +51,7 @@ class DatasetDocument(BaseModel):
     n_added: int
     frame_ids: list[str]
     counts_by_explorer: dict[str, int]
-    dataset_blob: bytes = Field(repr=False)
+    dataset_blob: str = Field(repr=False)
 
 
 class TestSetDocument(BaseModel):
@@ -39,7 +60,7 @@ class TestSetDocument(BaseModel):
     campaign: str
     n_frames: int
     frame_ids: list[str]
-    frames_blob: bytes = Field(repr=False)
+    frames_blob: str = Field(repr=False)
 
 
 class TrainingDocument(BaseModel):
@@ -61,7 +82,7 @@ class TrainingDocument(BaseModel):
     model_settings: dict
     training_settings: dict
     wall_time: float
-    model_blob: bytes = Field(repr=False)
+    model_blob: str = Field(repr=False)
 
 
 class EvaluationDocument(BaseModel):
@@ -88,7 +109,7 @@ class ExplorationDocument(BaseModel):
     n_frames: int
     deviations: list[float]
     wall_time: float
-    frames_blob: bytes = Field(repr=False)
+    frames_blob: str = Field(repr=False)
 
 
 class SelectionDocument(BaseModel):
@@ -108,7 +129,7 @@ class SelectionDocument(BaseModel):
     stop: bool
     trust_lo: float
     trust_hi: float
-    selected_blob: bytes = Field(repr=False)
+    selected_blob: str = Field(repr=False)
 
 
 class LabelDocument(BaseModel):
@@ -121,7 +142,7 @@ class LabelDocument(BaseModel):
     n_labelled: int
     n_failed: int
     failures: list[dict]
-    labelled_blob: bytes = Field(repr=False)
+    labelled_blob: str = Field(repr=False)
 
 
 class RoundSummary(BaseModel):

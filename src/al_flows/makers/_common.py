@@ -24,9 +24,10 @@ def ensemble_id(model_ids: list[str]) -> str:
 
 def load_ensemble(models: list, device: str = "cpu"):
     """Ensemble from TrainingDocuments (weights loaded with weights_only=True)."""
+    from al_flows.documents import weights_bytes
     from al_flows.ensemble import Ensemble
 
-    return Ensemble.from_bytes([field(m, "model_blob") for m in models], device=device)
+    return Ensemble.from_bytes([weights_bytes(field(m, "model_blob")) for m in models], device=device)
 
 
 def model_ids_of(models: list) -> list[str]:

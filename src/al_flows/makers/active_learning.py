@@ -22,8 +22,8 @@ from jobflow import Flow, Job, Maker, OutputReference, Response, job
 
 from al_flows import progress
 from al_flows.config import CampaignConfig, InitialData, TestSetConfig
-from al_flows.dataset import Dataset, frames_from_bytes, frames_to_bytes
-from al_flows.documents import CampaignResult, EvaluationDocument, RoundSummary, StructuresDocument, TestSetDocument
+from al_flows.dataset import frames_from_bytes
+from al_flows.documents import frames_text, CampaignResult, EvaluationDocument, RoundSummary, StructuresDocument, TestSetDocument
 from al_flows.initial_data import build_structures, perturbed_copies
 from al_flows.labelling import calculator_factory
 from al_flows.makers._common import derived_seed, ensemble_id, field, load_ensemble, model_ids_of
@@ -43,18 +43,18 @@ def starting_structures(initial: InitialData, base_dir: str, campaign: str) -> S
         campaign=campaign,
         n_structures=len(structures),
         structure_ids=[a.info["structure_id"] for a in structures],
-        structures_blob=frames_to_bytes(structures),
+        structures_blob=frames_text(structures),
     )
 
 
-@job(data=["frames_blob"])
+@job(data=["selected_blob"])
 def perturbed_structures(structures, initial: InitialData, seed: int) -> dict:
     """Rattled and strained copies of the starting structures, to be labelled as initial data."""
     copies = perturbed_copies(
         frames_from_bytes(field(structures, "structures_blob")),
         initial.n_rattled, initial.rattle_sigma, initial.strain_max, seed,
     )
-    return {"n_frames": len(copies), "selected_blob": frames_to_bytes(copies)}
+    return {"n_frames": len(copies), "selected_blob": frames_text(copies)}
 
 
 @job(data=["frames_blob"], output_schema=TestSetDocument)
@@ -78,7 +78,7 @@ def labeller_test_set(structures, settings: TestSetConfig, labeller: AseLabelMak
         campaign=campaign,
         n_frames=len(frames),
         frame_ids=[a.info["frame_id"] for a in frames],
-        frames_blob=frames_to_bytes(frames),
+        frames_blob=frames_text(frames),
     )
 
 

@@ -9,8 +9,8 @@ import numpy as np
 from jobflow import Maker, job
 
 from al_flows import progress
-from al_flows.dataset import frames_from_bytes, frames_to_bytes
-from al_flows.documents import ExplorationDocument
+from al_flows.dataset import frames_from_bytes
+from al_flows.documents import frames_text, ExplorationDocument
 from al_flows.makers._common import ensemble_id, field, load_ensemble, model_ids_of
 from al_flows.shear import ShearSettings, explore_shear
 
@@ -43,5 +43,5 @@ class ShearExploreMaker(Maker):
             n_frames=len(frames),
             deviations=deviations,
             wall_time=time.perf_counter() - start,
-            frames_blob=frames_to_bytes(frames),
+            frames_blob=frames_text(frames),
         )

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field as dc_field
 from jobflow import Maker, job
 
 from al_flows import progress
-from al_flows.dataset import Dataset, frames_from_bytes, frames_to_bytes
-from al_flows.documents import DatasetDocument, LabelDocument
+from al_flows.dataset import Dataset, frames_from_bytes
+from al_flows.documents import frames_text, DatasetDocument, LabelDocument
 from al_flows.labelling import calculator_factory, label_frames
 from al_flows.makers._common import field
 
@@ -29,8 +29,7 @@ class AseLabelMaker(Maker):
 
     @job(data=["labelled_blob"], output_schema=LabelDocument)
     def make(self, frames, campaign: str, round: int, skip: bool = False) -> LabelDocument:
-        blob = field(frames, "selected_blob") if not isinstance(frames, bytes) else frames
-        todo = [] if skip else frames_from_bytes(blob)
+        todo = [] if skip else frames_from_bytes(field(frames, "selected_blob"))
         progress.report("label", round, frames=len(todo))
         result = label_frames(todo, calculator_factory(self.calculator, self.calculator_kwargs), self.labeller_name, self.max_force)
         if result.failed:
@@ -43,7 +42,7 @@ class AseLabelMaker(Maker):
             n_labelled=len(result.labelled),
             n_failed=len(result.failed),
             failures=result.failed,
-            labelled_blob=frames_to_bytes(result.labelled),
+            labelled_blob=frames_text(result.labelled),
         )
 
 
@@ -60,5 +59,5 @@ def merge_labels(dataset, labels, campaign: str, round: int) -> DatasetDocument:
         n_added=len(added),
         frame_ids=data.ids,
         counts_by_explorer=data.counts_by("explorer"),
-        dataset_blob=data.to_bytes(),
+        dataset_blob=frames_text(data),
     )

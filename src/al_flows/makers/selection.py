@@ -7,8 +7,8 @@ from dataclasses import dataclass, field as dc_field
 from jobflow import Maker, job
 
 from al_flows import progress
-from al_flows.dataset import frames_from_bytes, frames_to_bytes
-from al_flows.documents import SelectionDocument
+from al_flows.dataset import frames_from_bytes
+from al_flows.documents import frames_text, SelectionDocument
 from al_flows.makers._common import field
 from al_flows.selection import SelectionSettings, select
 
@@ -50,5 +50,5 @@ class SelectMaker(Maker):
             stop=stop,
             trust_lo=self.settings.trust_lo,
             trust_hi=self.settings.trust_hi,
-            selected_blob=frames_to_bytes(chosen),
+            selected_blob=frames_text(chosen),
         )

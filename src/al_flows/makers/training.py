@@ -10,7 +10,7 @@ from jobflow import Maker, job
 
 from al_flows import progress
 from al_flows.dataset import Dataset
-from al_flows.documents import TrainingDocument
+from al_flows.documents import TrainingDocument, weights_text
 from al_flows.makers._common import field
 from al_flows.model import ModelSettings, TrainingSettings
 from al_flows.training import train_member
@@ -48,7 +48,7 @@ class TrainMemberMaker(Maker):
             model_settings=self.model.model_dump(),
             training_settings=self.training.model_dump(),
             wall_time=time.perf_counter() - start,
-            model_blob=trained.blob,
+            model_blob=weights_text(trained.blob),
         )
         progress.report("trained", round, member=member, val_force_rmse=f"{doc.val_force_rmse:.4f}")
         return doc
