@@ -85,21 +85,75 @@ class ShearExplorer(ShearSettings):
 ExplorerConfig = Annotated[Union[ShearExplorer], Field(discriminator="kind")]
 
 
-class AseLabeller(_Strict):
+class _LabellerBase(_Strict):
+    max_force: float = Field(50.0, gt=0, description="eV/Angstrom; larger forces make a label fail")
+    min_success_fraction: float = Field(
+        0.5, ge=0, le=1, description="a round stops unless at least this fraction of its labels succeeded"
+    )
+
+
+class AseLabeller(_LabellerBase):
     """Label with any ASE calculator: 'emt' or an import path 'package.module.Class'."""
 
     kind: Literal["ase"] = "ase"
     calculator: str = "emt"
     kwargs: dict[str, Any] = {}
-    max_force: float = Field(50.0, gt=0, description="eV/Angstrom; larger forces make a label fail")
 
 
-LabellerConfig = Annotated[Union[AseLabeller], Field(discriminator="kind")]
+class KpointsOverride(_Strict):
+    """K-point override: a Gamma-centred ``grid`` or a ``reciprocal_density`` (k-points per inverse Angstrom^3)."""
+
+    grid: tuple[int, int, int] | None = None
+    reciprocal_density: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.grid is None) == (self.reciprocal_density is None):
+            raise ValueError("give exactly one of kpoints.grid or kpoints.reciprocal_density")
+        if self.grid is not None and min(self.grid) < 1:
+            raise ValueError("kpoints.grid entries must be >= 1")
+        return self
+
+
+class VaspLabeller(_LabellerBase):
+    """VASP static calculations through atomate2's StaticMaker under custodian, one job per frame."""
+
+    kind: Literal["vasp"] = "vasp"
+    preset: Literal["pnnl-cuni", "mp"] = "pnnl-cuni"
+    incar: dict[str, Any] = {}
+    kpoints: KpointsOverride | None = None
+    potcar: dict[str, str] = {}
+    potcar_functional: str | None = None
+    potcar_spec: bool = False
+    vasp_cmd: str | None = None
+    vasp_gamma_cmd: str | None = None
+    max_errors: int = Field(5, ge=0)
+    custodian: dict[str, Any] = {}
+    allow_mixed_settings: bool = False
+
+    @field_validator("incar")
+    @classmethod
+    def _incar_keys(cls, v):
+        bad = [k for k in v if not (isinstance(k, str) and k.isupper() and k.replace("_", "").isalnum())]
+        if bad:
+            raise ValueError(f"INCAR tags are upper-case names like ENCUT, got {bad}")
+        if "SYSTEM" in v:
+            raise ValueError("SYSTEM is set per frame by al_flows (the frame id); remove it")
+        return v
+
+
+LabellerConfig = Annotated[Union[AseLabeller, VaspLabeller], Field(discriminator="kind")]
 
 
 class TestSetConfig(_Strict):
-    """Fixed test frames: shear paths relaxed with the labeller itself, never trained on."""
+    """Fixed test frames, never trained on: shear paths relaxed with the labeller itself
+    (``labeller_shear``, ASE labellers) or single-point labels of perturbed copies of the
+    starting structures (``perturbed``, any labeller)."""
 
+    kind: Literal["labeller_shear", "perturbed"] = "labeller_shear"
+    n_per_structure: int = Field(4, ge=1, description="perturbed: copies per starting structure")
+    rattle_sigma: float = Field(0.05, ge=0, description="perturbed: Angstrom")
+    strain_max: float = Field(0.02, ge=0, lt=0.5, description="perturbed: max isotropic strain")
     n_runs: int = Field(1, ge=1)
     sigma: float = Field(0.02, ge=0)
     shear_step: float = Field(0.5, gt=0)
@@ -168,6 +222,15 @@ class CampaignConfig(_Strict):
         return v
 
     @model_validator(mode="after")
+    def _test_set_fits_labeller(self):
+        if self.test_set.kind == "labeller_shear" and self.labeller.kind != "ase":
+            raise ValueError(
+                "test_set: kind labeller_shear relaxes with the labeller, which only ASE labellers can afford; "
+                "use test_set: {kind: perturbed}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _names_unique(self):
         names = [e.name for e in self.explorers]
         if len(set(names)) != len(names):
@@ -180,8 +243,11 @@ class CampaignConfig(_Strict):
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
+_KINDS = ("multilayer", "file", "shear", "ase", "vasp", "embedded", "mongodb")
+
+
 def _format_error(err: dict) -> str:
-    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in ("multilayer", "file", "shear", "ase", "embedded", "mongodb")))
+    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _KINDS))
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key; remove it or check its spelling (see docs/configuration.md)"

@@ -31,6 +31,8 @@ from al_flows.makers.exploration import ShearExploreMaker
 from al_flows.makers.labelling import AseLabelMaker, merge_labels
 from al_flows.makers.selection import SelectMaker
 from al_flows.makers.training import TrainMemberMaker
+from al_flows.makers.vasp_labelling import VaspLabelMaker
+from al_flows.vasp_inputs import label_settings_id, static_maker
 from al_flows.shear import ShearSettings, explore_shear
 
 
@@ -48,13 +50,23 @@ def starting_structures(initial: InitialData, base_dir: str, campaign: str) -> S
 
 
 @job(data=["selected_blob"])
-def perturbed_structures(structures, initial: InitialData, seed: int) -> dict:
-    """Rattled and strained copies of the starting structures, to be labelled as initial data."""
-    copies = perturbed_copies(
-        frames_from_bytes(field(structures, "structures_blob")),
-        initial.n_rattled, initial.rattle_sigma, initial.strain_max, seed,
-    )
+def perturbed_structures(structures, n: int, sigma: float, strain_max: float, seed: int, explorer: str = "initial") -> dict:
+    """Rattled and strained copies of the starting structures, to be labelled
+    (the initial data, or a ``perturbed`` test set)."""
+    copies = perturbed_copies(frames_from_bytes(field(structures, "structures_blob")), n, sigma, strain_max, seed)
+    for atoms in copies:
+        atoms.info["explorer"] = explorer
     return {"n_frames": len(copies), "selected_blob": frames_text(copies)}
+
+
+@job(data=["frames_blob"], output_schema=TestSetDocument)
+def test_set_from_labels(labels, campaign: str) -> TestSetDocument:
+    """The labelled perturbed copies as the fixed test set."""
+    frames = frames_from_bytes(field(labels, "labelled_blob"))
+    progress.report("test set", -1, frames=len(frames))
+    return TestSetDocument(
+        campaign=campaign, n_frames=len(frames), frame_ids=[a.info["frame_id"] for a in frames], frames_blob=frames_text(frames),
+    )
 
 
 @job(data=["frames_blob"], output_schema=TestSetDocument)
@@ -161,7 +173,8 @@ class ActiveLearningMaker(Maker):
     train_maker: TrainMemberMaker = dc_field(default_factory=TrainMemberMaker)
     explore_makers: list = dc_field(default_factory=lambda: [ShearExploreMaker()])
     select_maker: SelectMaker = dc_field(default_factory=SelectMaker)
-    label_maker: AseLabelMaker = dc_field(default_factory=AseLabelMaker)
+    label_maker: Maker = dc_field(default_factory=AseLabelMaker)
+    allow_mixed_settings: bool = False
 
     @classmethod
     def from_config(cls, config: CampaignConfig, base_dir: str | Path = ".") -> ActiveLearningMaker:
@@ -171,6 +184,18 @@ class ActiveLearningMaker(Maker):
             for e in config.explorers
         ]
         lab = config.labeller
+        settings_id = label_settings_id(lab)
+        if lab.kind == "vasp":
+            label_maker = VaspLabelMaker(
+                static_maker=static_maker(lab), labeller_name=f"vasp:{lab.preset}", label_settings=settings_id,
+                max_force=lab.max_force, min_success_fraction=lab.min_success_fraction,
+                static_metadata={"fingerprint": config.fingerprint()},
+            )
+        else:
+            label_maker = AseLabelMaker(
+                calculator=lab.calculator, calculator_kwargs=dict(lab.kwargs), max_force=lab.max_force,
+                min_success_fraction=lab.min_success_fraction, label_settings=settings_id,
+            )
         return cls(
             campaign=config.name,
             fingerprint=config.fingerprint(),
@@ -187,7 +212,8 @@ class ActiveLearningMaker(Maker):
                 target_accurate_ratio=config.convergence.accurate_ratio,
                 max_rounds=config.max_rounds,
             ),
-            label_maker=AseLabelMaker(calculator=lab.calculator, calculator_kwargs=dict(lab.kwargs), max_force=lab.max_force),
+            label_maker=label_maker,
+            allow_mixed_settings=getattr(lab, "allow_mixed_settings", False),
         )
 
     def tag(self, j: Job, round_: int, stage: str) -> Job:
@@ -201,18 +227,33 @@ class ActiveLearningMaker(Maker):
             raise ValueError("ActiveLearningMaker.initial: give the initial data settings (initial.structures)")
         structures = self.tag(starting_structures(self.initial, self.base_dir, self.campaign), -1, "structures")
         structures.name = "starting_structures"
-        test = self.tag(
-            labeller_test_set(structures.output, self.test_set, self.label_maker, self.campaign, derived_seed(self.seed, 999)),
-            -1, "test_set",
+        test_jobs = self.test_set_jobs(structures)
+        test = test_jobs[-1]
+        ini = self.initial
+        copies = self.tag(
+            perturbed_structures(structures.output, ini.n_rattled, ini.rattle_sigma, ini.strain_max, derived_seed(self.seed, 998)),
+            -1, "perturb",
         )
-        test.name = "test_set"
-        copies = self.tag(perturbed_structures(structures.output, self.initial, derived_seed(self.seed, 998)), -1, "perturb")
         copies.name = "perturb initial"
         labels = self.tag(self.label_maker.make(copies.output, self.campaign, -1), -1, "label")
-        merged = self.tag(merge_labels(None, labels.output, self.campaign, -1), -1, "merge")
+        merged = self.tag(merge_labels(None, labels.output, self.campaign, -1, self.allow_mixed_settings), -1, "merge")
         merged.name = "merge initial"
         first = self.round_job(0, merged.output.n_frames, False, merged.uuid, structures.uuid, test.uuid)
-        return Flow([structures, test, copies, labels, merged, first], name=f"{self.campaign} campaign")
+        return Flow([structures, *test_jobs, copies, labels, merged, first], name=f"{self.campaign} campaign")
+
+    def test_set_jobs(self, structures: Job) -> list[Job]:
+        """Jobs making the fixed test set; the last one outputs the TestSetDocument."""
+        ts = self.test_set
+        if ts.kind == "labeller_shear":
+            test = labeller_test_set(structures.output, ts, self.label_maker, self.campaign, derived_seed(self.seed, 999))
+            test.name = "test_set"
+            return [self.tag(test, -1, "test_set")]
+        copies = perturbed_structures(structures.output, ts.n_per_structure, ts.rattle_sigma, ts.strain_max, derived_seed(self.seed, 997), "test")
+        copies.name = "perturb test"
+        labels = self.label_maker.make(copies.output, self.campaign, -1)
+        test = test_set_from_labels(labels.output, self.campaign)
+        test.name = "test_set"
+        return [self.tag(copies, -1, "perturb_test"), self.tag(labels, -1, "label_test"), self.tag(test, -1, "test_set")]
 
     def continue_from(self, summary: dict) -> Flow:
         """Flow that resumes after a stored round summary (a later run on the same store)."""
@@ -263,7 +304,7 @@ class ActiveLearningMaker(Maker):
             k, "select",
         )
         lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output.stop), k, "label")
-        merged = self.tag(merge_labels(dataset, lab.output, self.campaign, k), k, "merge")
+        merged = self.tag(merge_labels(dataset, lab.output, self.campaign, k, self.allow_mixed_settings), k, "merge")
         merged.name = f"merge r{k}"
         summ = self.tag(
             round_summary(

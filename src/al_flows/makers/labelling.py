@@ -13,15 +13,32 @@ from al_flows.labelling import calculator_factory, label_frames
 from al_flows.makers._common import field
 
 
+class LabellingError(RuntimeError):
+    """Too few labels of a round succeeded to go on."""
+
+
+def check_success_fraction(round: int, n_requested: int, n_labelled: int, failures: list[dict], min_fraction: float) -> None:
+    """Raise LabellingError when fewer than ``min_fraction`` of the requested labels succeeded."""
+    if n_requested and n_labelled / n_requested < min_fraction:
+        reasons = "; ".join(sorted({f["reason"] for f in failures}))[:400]
+        raise LabellingError(
+            f"round {round}: only {n_labelled}/{n_requested} labels succeeded, below "
+            f"labeller.min_success_fraction={min_fraction} (reasons: {reasons}); fix the labeller and run again "
+            f"(labels already computed are kept and reused)"
+        )
+
+
 @dataclass
 class AseLabelMaker(Maker):
-    """Label every frame of ``frames_blob``/``selected_blob`` with an ASE calculator
-    ('emt' by default); failures are recorded per frame, never fatal to the others."""
+    """Label every frame of ``selected_blob`` with an ASE calculator ('emt' by default);
+    failures are recorded per frame, never fatal to the others."""
 
     name: str = "label"
     calculator: str = "emt"
     calculator_kwargs: dict = dc_field(default_factory=dict)
     max_force: float = 50.0
+    min_success_fraction: float = 0.5
+    label_settings: str = ""
 
     @property
     def labeller_name(self) -> str:
@@ -32,8 +49,11 @@ class AseLabelMaker(Maker):
         todo = [] if skip else frames_from_bytes(field(frames, "selected_blob"))
         progress.report("label", round, frames=len(todo))
         result = label_frames(todo, calculator_factory(self.calculator, self.calculator_kwargs), self.labeller_name, self.max_force)
+        for atoms in result.labelled:
+            atoms.info["label_settings"] = self.label_settings
         if result.failed:
             progress.report("label failures", round, failed=len(result.failed))
+        check_success_fraction(round, len(todo), len(result.labelled), result.failed, self.min_success_fraction)
         return LabelDocument(
             campaign=campaign,
             round=round,
@@ -47,10 +67,22 @@ class AseLabelMaker(Maker):
 
 
 @job(data=["dataset_blob"], output_schema=DatasetDocument)
-def merge_labels(dataset, labels, campaign: str, round: int) -> DatasetDocument:
-    """Dataset of the previous round (None for the initial data) plus this round's labels."""
+def merge_labels(dataset, labels, campaign: str, round: int, allow_mixed_settings: bool = False) -> DatasetDocument:
+    """Dataset of the previous round (None for the initial data) plus this round's labels.
+
+    Refuses labels computed with other settings than the dataset's (``label_settings``)
+    unless ``allow_mixed_settings``."""
     data = Dataset.from_bytes(field(dataset, "dataset_blob")) if dataset is not None else Dataset()
-    added = data.add(frames_from_bytes(field(labels, "labelled_blob")))
+    new = frames_from_bytes(field(labels, "labelled_blob"))
+    if not allow_mixed_settings:
+        have = {a.info.get("label_settings", "") for a in data}
+        incoming = {a.info.get("label_settings", "") for a in new}
+        if len(have | incoming) > 1:
+            raise LabellingError(
+                f"round {round}: labels with different settings would be mixed ({sorted(have | incoming)}); "
+                f"keep the labeller settings of the campaign or set labeller.allow_mixed_settings: true"
+            )
+    added = data.add(new)
     progress.report("dataset", round, labels=len(data), added=len(added))
     return DatasetDocument(
         campaign=campaign,

@@ -1,0 +1,119 @@
+"""VASP input presets for labelling, built on atomate2's own StaticMaker.
+
+Presets (any INCAR tag, the k-points and POTCARs can be overridden from the campaign):
+
+- ``pnnl-cuni``: shared/METHODS.md A1 -- PBE, PAW (standard ``Cu`` and ``Ni`` POTCARs:
+  ENCUT 295.4 eV is the ENMAX of the standard Cu PAW), Gamma point only, ISPIN 1,
+  EDIFF 1e-4 eV. Smearing is not given in the paper: Methfessel-Paxton order 1 with
+  SIGMA 0.1 eV, a common choice for these metals.
+- ``mp``: Materials Project compatible GGA static settings (atomate2's
+  ``MPGGAStaticMaker`` input set).
+
+Structures are never re-sorted (``sort_structure=False``) so the atoms of a TaskDoc are
+in the order of the frame that was labelled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+
+from pymatgen.io.vasp import Kpoints
+
+PNNL_CUNI_INCAR = {
+    "GGA": "PE",
+    "ENCUT": 295.4,
+    "PREC": "Accurate",
+    "ISPIN": 1,
+    "EDIFF": 1e-4,
+    "ISMEAR": 1,
+    "SIGMA": 0.1,
+    "NELM": 100,
+    "ALGO": "Normal",
+    "LREAL": False,
+    "LASPH": False,
+    "LWAVE": False,
+    "LCHARG": False,
+    "IBRION": -1,
+    "NSW": 0,
+    "MAGMOM": None,
+    "LORBIT": None,
+    "KSPACING": None,
+    "LAECHG": False,  # atomate2's static set writes AECCAR/LOCPOT files; labels need neither
+    "LVTOT": False,
+    "LELF": False,
+}
+PNNL_CUNI_POTCARS = {"Cu": "Cu", "Ni": "Ni"}
+
+# Settings that change what a label means; everything else (commands, retries) does not.
+_OPERATIONAL = {"vasp_cmd", "vasp_gamma_cmd", "max_errors", "custodian", "min_success_fraction", "allow_mixed_settings", "max_force", "potcar_spec"}
+
+
+def label_settings_id(labeller) -> str:
+    """Fingerprint of the settings that define a label (``vasp:``/``ase:`` + 12 hex chars)."""
+    d = labeller.model_dump(mode="json", exclude=_OPERATIONAL)
+    digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+    name = labeller.preset if labeller.kind == "vasp" else labeller.calculator
+    return f"{labeller.kind}:{name}:{digest}"
+
+
+def _kpoints(override):
+    if override is None:
+        return None
+    if override.grid is not None:
+        return Kpoints.gamma_automatic(tuple(override.grid))
+    return {"reciprocal_density": override.reciprocal_density}
+
+
+def static_maker(labeller):
+    """atomate2 StaticMaker for a ``VaspLabeller`` config (preset + overrides)."""
+    from atomate2.vasp.jobs.core import StaticMaker
+    from atomate2.vasp.jobs.mp import MPGGAStaticMaker
+    from atomate2.vasp.sets.core import StaticSetGenerator
+
+    if labeller.preset == "pnnl-cuni":
+        incar = {**PNNL_CUNI_INCAR, **labeller.incar}
+        generator = StaticSetGenerator(
+            user_incar_settings=incar,
+            user_kpoints_settings=_kpoints(labeller.kpoints) or Kpoints.gamma_automatic((1, 1, 1)),
+            user_potcar_settings={**PNNL_CUNI_POTCARS, **labeller.potcar},
+            user_potcar_functional=labeller.potcar_functional or "PBE_54",
+            sort_structure=False,
+            auto_ispin=False,
+            auto_ismear=False,
+        )
+        maker = StaticMaker(name="vasp static", input_set_generator=generator)
+    else:
+        base = MPGGAStaticMaker()
+        gen = base.input_set_generator
+        kwargs = dict(
+            user_incar_settings={**gen.user_incar_settings, **labeller.incar},
+            user_potcar_settings={**gen.user_potcar_settings, **labeller.potcar},
+            sort_structure=False,
+        )
+        if labeller.kpoints is not None:
+            kwargs["user_kpoints_settings"] = _kpoints(labeller.kpoints)
+        if labeller.potcar_functional:
+            kwargs["user_potcar_functional"] = labeller.potcar_functional
+        maker = replace(base, name="vasp static", input_set_generator=replace(gen, **kwargs))
+
+    run_vasp_kwargs = {"max_errors": labeller.max_errors, "custodian_kwargs": dict(labeller.custodian)}
+    if labeller.vasp_cmd:
+        run_vasp_kwargs["vasp_cmd"] = labeller.vasp_cmd
+    if labeller.vasp_gamma_cmd:
+        run_vasp_kwargs["vasp_gamma_cmd"] = labeller.vasp_gamma_cmd
+    return replace(
+        maker,
+        run_vasp_kwargs=run_vasp_kwargs,
+        write_input_set_kwargs={"potcar_spec": True} if labeller.potcar_spec else {},
+        # an unconverged or otherwise unsuccessful calculation completes with its TaskDoc
+        # (state "unsuccessful") so the label is recorded as failed with its reason
+        stop_children_kwargs={"handle_unsuccessful": False},
+    )
+
+
+def with_system_tag(maker, system: str):
+    """Copy of a StaticMaker whose INCAR carries ``SYSTEM = system`` (the frame id)."""
+    gen = maker.input_set_generator
+    return replace(maker, input_set_generator=replace(gen, user_incar_settings={**gen.user_incar_settings, "SYSTEM": system}))
