@@ -72,7 +72,7 @@ def campaign_state(store: JobStore, config: CampaignConfig) -> tuple[dict | None
     Raises CampaignError when the store holds the same campaign name with other settings.
     """
     fp = config.fingerprint()
-    other = store.query_one({"metadata.campaign": config.name, "metadata.fingerprint": {"$ne": fp}}, properties=["metadata"])
+    other = store.query_one({"metadata.campaign": config.name, "metadata.fingerprint": {"$exists": True, "$ne": fp}}, properties=["metadata"])
     if other is not None:
         raise CampaignError(
             f"the store already holds campaign '{config.name}' run with different settings "
@@ -129,7 +129,7 @@ def run_campaign(config: CampaignConfig, base_dir: str | Path, workdir: str | Pa
                 old_level = jobflow_logger.level
                 jobflow_logger.setLevel(logging.INFO)
                 try:
-                    run_locally(flow, store=store, root_dir=jobs_dir, log=False, allow_external_references=True)
+                    run_locally(flow, store=store, root_dir=jobs_dir, create_folders=True, log=False, allow_external_references=True)
                 finally:
                     jobflow_logger.removeHandler(failures)
                     jobflow_logger.setLevel(old_level)
@@ -159,13 +159,15 @@ class _FailureCollector(logging.Handler):
         if "failed with exception" in msg:
             name = msg.split(" failed with exception", 1)[0]
             last = [ln for ln in msg.strip().splitlines() if ln.strip()][-1].strip()
-            self.failed.append(f"job '{name}' failed ({last})")
+            self.failed.append((last.startswith("al_flows."), f"job '{name}' failed ({last})"))
 
     def summary(self) -> str:
+        """The first failure, al_flows' own errors (which say what to do) before others."""
         if not self.failed:
             return "a job did not complete"
-        more = f" and {len(self.failed) - 1} more" if len(self.failed) > 1 else ""
-        return self.failed[0] + more
+        first = sorted(self.failed, key=lambda f: not f[0])[0][1]
+        more = f" (and {len(self.failed) - 1} more failed job(s))" if len(self.failed) > 1 else ""
+        return first + more
 
 
 def open_store(config: CampaignConfig, workdir: str | Path) -> JobStore:

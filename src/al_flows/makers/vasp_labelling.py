@@ -96,7 +96,7 @@ class VaspLabelMaker(Maker):
             self.max_force, self.min_success_fraction,
         )
         collect.config = JobConfig(on_missing_references=OnMissing.NONE)
-        collect.update_metadata({"campaign": campaign, "round": round, "stage": "vasp_collect"}, dynamic=False)
+        collect.update_metadata({**self.static_metadata, "campaign": campaign, "round": round, "stage": "vasp_collect"}, dynamic=False)
         return Response(replace=Flow([*statics, collect], output=collect.output))
 
 

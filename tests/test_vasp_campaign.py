@@ -1,0 +1,121 @@
+"""A campaign labelled by VASP through atomate2's real StaticMaker + custodian + emmet,
+with the stand-in vasp_std on PATH: labels equal the stand-in's own calculator, one failing
+structure is isolated, and a resubmission re-runs only what did not complete."""
+
+import copy
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from al_flows.campaign import CampaignError, run_campaign
+from al_flows.config import validate_campaign
+from al_flows.dataset import Dataset, frames_from_bytes
+from al_flows.initial_data import build_structures, perturbed_copies
+from al_flows.makers._common import derived_seed
+from al_flows.stores import make_job_store
+from tests.vasp_standin.standin import install_wrapper, reference_results
+
+FAST_CUSTODIAN = {"polling_time_step": 0.1, "monitor_freq": 1}
+
+
+@pytest.fixture
+def vasp_env(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    install_wrapper(bin_dir)
+    log = tmp_path / "vasp_runs.log"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("VASP_STANDIN_LOG", str(log))
+    monkeypatch.delenv("VASP_STANDIN_FAIL", raising=False)
+    return log
+
+
+def vasp_campaign(tiny_dict, **labeller):
+    d = copy.deepcopy(tiny_dict)
+    d["name"] = "tiny-vasp"
+    d["labeller"] = {
+        "kind": "vasp", "preset": "pnnl-cuni", "potcar_spec": True, "vasp_cmd": "vasp_std",
+        "vasp_gamma_cmd": "vasp_std", "custodian": FAST_CUSTODIAN, "max_errors": 1, **labeller,
+    }
+    d["test_set"] = {"kind": "perturbed", "n_per_structure": 1}
+    d["initial"]["n_rattled"] = 3
+    d["max_rounds"] = 2
+    d["selection"]["max_candidates"] = 2
+    return validate_campaign(d)
+
+
+def initial_frame_ids(config):
+    structures = build_structures(config.initial.structures)
+    ini = config.initial
+    return [a.info["frame_id"] for a in perturbed_copies(structures, ini.n_rattled, ini.rattle_sigma, ini.strain_max, derived_seed(config.seed, 998))]
+
+
+def runs(log: Path) -> list[str]:
+    return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def stored(config, workdir, stage, round_=None):
+    store = make_job_store(config.store, workdir)
+    store.connect()
+    crit = {"metadata.campaign": config.name, "metadata.stage": stage}
+    if round_ is not None:
+        crit["metadata.round"] = round_
+    docs = list(store.query(crit, load=True))
+    return store, docs
+
+
+def test_vasp_campaign_labels_equal_standin_and_isolate_a_failure(tmp_path, tiny_dict, vasp_env, monkeypatch):
+    config = vasp_campaign(tiny_dict)
+    bad = initial_frame_ids(config)[1]
+    monkeypatch.setenv("VASP_STANDIN_FAIL", f"{bad}:crash")
+    report = run_campaign(config, ".", tmp_path / "w", echo=lambda *_: None)
+    assert report["finished"] and [r["round"] for r in report["rounds"]] == [0, 1]
+    assert report["rounds"][0]["n_labels_total"] == 2 * 3 - 1  # one initial structure failed
+    assert report["rounds"][0]["n_labelled"] == 2
+
+    store, merges = stored(config, tmp_path / "w", "merge", 0)
+    data = Dataset.from_bytes(merges[0]["output"]["dataset_blob"])
+    assert bad not in data and len(data) == 5 + 2
+    for atoms in data:
+        ref = reference_results(atoms)
+        assert atoms.get_potential_energy() == pytest.approx(ref["energy"], abs=1e-6)
+        np.testing.assert_allclose(atoms.get_forces(), ref["forces"], atol=1e-6)
+        np.testing.assert_allclose(atoms.get_stress(), ref["stress"], atol=1e-6)
+        assert atoms.info["labeller"] == "vasp:pnnl-cuni" and atoms.info["label_settings"].startswith("vasp:pnnl-cuni:")
+        task = store.query_one({"uuid": atoms.info["task_uuid"]}, properties=["metadata", "output.state", "output.task_label"])
+        assert task["metadata"]["stage"] == "vasp" and task["metadata"]["frame_id"] == atoms.info["frame_id"]
+        assert task["output"]["state"] == "successful"
+
+    # the failed structure is recorded with its reason, and the round went on
+    # the LabelDocument of a VASP labelling comes from its collect job
+    labels = [d["output"] for d in store.query({"metadata.campaign": config.name, "metadata.stage": "vasp_collect", "metadata.round": -1})]
+    initial = [o for o in labels if o["n_requested"] == 6]
+    assert len(initial) == 1 and initial[0]["n_failed"] == 1 and initial[0]["n_labelled"] == 5
+    failure = initial[0]["failures"][0]
+    assert failure["frame_id"] == bad and "VASP job failed" in failure["reason"]
+    store.close()
+    # every VASP run was a real process started by custodian, one per structure (+ retries of the bad one)
+    ran = runs(vasp_env)
+    assert ran.count(bad) >= 1
+    assert len(set(ran)) == 2 * 3 + 2 * 1 + 2  # initial + test set + round-0 candidates
+
+
+def test_resubmitted_round_reruns_only_failed_structures(tmp_path, tiny_dict, vasp_env, monkeypatch):
+    config = vasp_campaign(tiny_dict, min_success_fraction=1.0)
+    bad = initial_frame_ids(config)[0]
+    monkeypatch.setenv("VASP_STANDIN_FAIL", f"{bad}:crash")
+    with pytest.raises(CampaignError, match="below labeller.min_success_fraction=1.0"):
+        run_campaign(config, ".", tmp_path / "w", echo=lambda *_: None)
+    first = runs(vasp_env)
+    assert bad in first and len(set(first)) == 2 * 3 + 2  # initial + test set frames were run
+
+    monkeypatch.delenv("VASP_STANDIN_FAIL")
+    report = run_campaign(config, ".", tmp_path / "w", echo=lambda *_: None)
+    assert report["finished"]
+    second = runs(vasp_env)[len(first):]
+    # the completed structures were not recomputed: only the failed one and the round-0 candidates ran
+    assert second.count(bad) == 1
+    assert not (set(second) - {bad}) & set(first)
+    assert len(second) == 1 + 2

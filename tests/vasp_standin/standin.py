@@ -1,0 +1,653 @@
+"""A stand-in for the ``vasp_std`` executable whose "DFT" is ASE's EMT.
+
+Run it (no arguments) in a VASP run directory holding INCAR, POSCAR, optionally
+KPOINTS, and POTCAR or POTCAR.spec. It writes VASP-format outputs (vasprun.xml,
+OUTCAR, OSZICAR, CONTCAR) that real pymatgen, custodian and emmet parse, so that
+atomate2's ``StaticMaker`` runs end to end without VASP.
+
+Energies, forces and stress come from :func:`reference_results`, which tests use
+as the single source of truth:
+
+* energy (eV): EMT energy + sum of per-element :data:`REFERENCE_SHIFTS`
+  (EMT energies of rattled cells are positive, which custodian's
+  ``PositiveEnergyErrorHandler`` would treat as an error);
+* forces (eV/Å): EMT forces as they are;
+* stress: ASE Voigt order (xx, yy, zz, yz, xz, xy) in eV/Å^3. VASP files get
+  ``-stress / (0.1 * ase.units.GPa)`` in kBar (VASP's sign is opposite to ASE's),
+  as a full 3x3 in vasprun.xml and as XX YY ZZ XY YZ ZX in OUTCAR's ``in kB`` line.
+
+Environment variables:
+
+``VASP_STANDIN_FAIL``
+    Comma-separated ``SELECTOR:MODE`` items. SELECTOR is the INCAR ``SYSTEM`` tag
+    (exact match, preferred) or ``*`` (every run). MODE is one of
+
+    * ``unconverged``: normal outputs, but exactly NELM electronic steps whose
+      energy changes stay above EDIFF (pymatgen ``converged_electronic`` is
+      False); the reported energy is off the reference by >= 20*EDIFF;
+    * ``crash``: message on stderr, no output files, exit code 1;
+    * ``garbage``: all outputs written, but vasprun.xml is truncated (invalid XML).
+``VASP_STANDIN_LOG``
+    A file to which one tab-separated line ``SYSTEM  cwd  mode`` is appended per run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import numpy as np
+
+#: eV/atom added to EMT energies so that total energies are negative.
+REFERENCE_SHIFTS: dict[str, float] = {
+    "Cu": -3.7,
+    "Ni": -5.5,
+    "Al": -3.7,
+    "Ag": -2.9,
+    "Au": -3.8,
+    "Pd": -3.9,
+    "Pt": -5.8,
+    "H": -3.4,
+    "C": -7.4,
+    "N": -8.3,
+    "O": -4.9,
+}
+
+#: Valence electrons of the usual PBE POTCARs (only used to make NELECT/NBANDS look sane).
+_VALENCE = {"H": 1, "C": 4, "N": 5, "O": 6, "Al": 3, "Ni": 10, "Cu": 11, "Pd": 10, "Ag": 11, "Pt": 10, "Au": 11}
+
+FAIL_ENV = "VASP_STANDIN_FAIL"
+LOG_ENV = "VASP_STANDIN_LOG"
+MODES = ("unconverged", "crash", "garbage")
+EFERMI = 5.0
+VASP_VERSION = "6.4.2"
+
+
+# ----------------------------------------------------------------------------------------
+# the "DFT"
+# ----------------------------------------------------------------------------------------
+def reference_results(atoms) -> dict:
+    """EMT energy (shifted), forces and stress of ``atoms`` (an ase.Atoms; not modified).
+
+    Returns {"energy": float eV, "forces": (N, 3) eV/Å, "stress": (6,) ASE Voigt eV/Å^3}.
+    """
+    from ase.calculators.emt import EMT
+
+    work = atoms.copy()
+    work.calc = EMT()
+    energy = float(work.get_potential_energy())
+    forces = np.array(work.get_forces(), dtype=float)
+    stress = np.array(work.get_stress(voigt=True), dtype=float)
+    symbols = work.get_chemical_symbols()
+    missing = sorted(set(symbols) - set(REFERENCE_SHIFTS))
+    if missing:
+        raise ValueError(f"no reference shift for {missing}")
+    energy += float(sum(REFERENCE_SHIFTS[s] for s in symbols))
+    return {"energy": energy, "forces": forces, "stress": stress}
+
+
+def ase_stress_to_vasp_kbar(stress_voigt) -> np.ndarray:
+    """ASE Voigt stress (eV/Å^3, xx yy zz yz xz xy) -> VASP 3x3 stress (kBar, VASP sign)."""
+    from ase.units import GPa
+
+    xx, yy, zz, yz, xz, xy = np.asarray(stress_voigt, dtype=float)
+    full = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    return -full / (0.1 * GPa)
+
+
+def vasp_kbar_to_ase_stress(stress_3x3) -> np.ndarray:
+    """VASP 3x3 stress (kBar) -> ASE Voigt stress (eV/Å^3, xx yy zz yz xz xy)."""
+    from ase.units import GPa
+
+    s = -np.asarray(stress_3x3, dtype=float) * 0.1 * GPa
+    return np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+
+
+# ----------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------
+def install_wrapper(directory) -> Path:
+    """Write executables ``vasp_std`` (returned) and ``vasp_gam`` into ``directory``.
+
+    Each is ``#!/bin/sh`` + ``exec <this python> <this file> "$@"``. ``vasp_gam`` is
+    written too because custodian swaps in ``vasp_gam`` for Gamma-only k-point runs
+    whenever one is on PATH: the stand-in must win over any real one.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    script = f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).resolve()}" "$@"\n'
+    paths = []
+    for name in ("vasp_std", "vasp_gam"):
+        path = directory / name
+        path.write_text(script)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        paths.append(path)
+    return paths[0]
+
+
+def failure_mode(system: str, spec: str | None = None) -> str | None:
+    """The failure mode that ``VASP_STANDIN_FAIL`` (or ``spec``) selects for ``system``."""
+    spec = os.environ.get(FAIL_ENV, "") if spec is None else spec
+    exact = wildcard = None
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        selector, sep, mode = item.rpartition(":")
+        if not sep or mode not in MODES:
+            raise ValueError(f"bad {FAIL_ENV} item {item!r}: want SELECTOR:MODE with MODE in {MODES}")
+        if selector == system and exact is None:
+            exact = mode
+        elif selector == "*" and wildcard is None:
+            wildcard = mode
+    return exact or wildcard
+
+
+def _potcar_titles(directory: Path, n_types: int) -> list[str]:
+    """POTCAR titles from POTCAR (TITEL lines) or POTCAR.spec (one symbol a line)."""
+    potcar = directory / "POTCAR"
+    spec = directory / "POTCAR.spec"
+    titles: list[str] = []
+    if potcar.is_file():
+        for line in potcar.read_text(errors="replace").splitlines():
+            if "TITEL" in line and "=" in line:
+                titles.append(line.split("=", 1)[1].strip())
+    elif spec.is_file():
+        titles = [f"PAW_PBE {s.strip()} 06Sep2000" for s in spec.read_text().splitlines() if s.strip()]
+    if len(titles) != n_types:
+        raise RuntimeError(f"expected {n_types} POTCAR entries, found {len(titles)} (need POTCAR or POTCAR.spec)")
+    return titles
+
+
+def _kpoints(directory: Path, incar, structure):
+    """(generation style or None, divisions or None, usershift, list of k (frac), weights)."""
+    from pymatgen.io.vasp import Kpoints
+
+    path = directory / "KPOINTS"
+    if path.is_file():
+        kp = Kpoints.from_file(path)
+        style = kp.style.name  # Gamma, Monkhorst, Automatic, Reciprocal, Cartesian, Line_mode
+        if style in ("Gamma", "Monkhorst") and kp.kpts:
+            divisions = [int(x) for x in kp.kpts[0]]
+            shift = [float(x) for x in (kp.kpts_shift or (0, 0, 0))]
+        elif style == "Automatic":  # fully automatic: length parameter
+            length = float(kp.kpts[0][0])
+            recip = structure.lattice.reciprocal_lattice_crystallographic.abc
+            divisions = [max(1, int(length * r + 0.5)) for r in recip]
+            style, shift = "Gamma", [0.0, 0.0, 0.0]
+        else:  # explicit list (or line mode): use the points as given, reciprocal coords
+            pts = np.array(kp.kpts, dtype=float)
+            if style == "Cartesian":
+                pts = structure.lattice.reciprocal_lattice.get_fractional_coords(pts * 2 * np.pi)
+            weights = np.array(kp.kpts_weights or [1.0] * len(pts), dtype=float)
+            return None, None, None, pts, weights / weights.sum()
+    else:  # KSPACING
+        kspacing = float(incar.get("KSPACING", 0.5))
+        recip = structure.lattice.reciprocal_lattice.abc  # includes 2*pi
+        divisions = [max(1, math.ceil(r / kspacing)) for r in recip]
+        style = "Gamma" if incar.get("KGAMMA", True) else "Monkhorst"
+        shift = [0.0, 0.0, 0.0]
+    grids = []
+    for n, s in zip(divisions, shift):
+        if style == "Gamma":
+            k = (np.arange(n) + s) / n
+        else:
+            k = (np.arange(n) + 0.5 * (1 - n % 2) + s) / n  # MP: shift by half for even n
+        k = k - np.round(k)
+        grids.append(k)
+    pts = np.array([[a, b, c] for a in grids[0] for b in grids[1] for c in grids[2]])
+    weights = np.full(len(pts), 1.0 / len(pts))
+    return style, divisions, shift, pts, weights
+
+
+def _fmt_param(name: str, value) -> str:
+    """One vasprun <i>/<v> element for a parameter."""
+    name = escape(str(name), {'"': "&quot;"})
+    if isinstance(value, (list, tuple, np.ndarray)):
+        vals = list(value)
+        if vals and all(isinstance(v, bool) for v in vals):
+            return f'<v type="logical" name="{name}">{" ".join("T" if v else "F" for v in vals)}</v>'
+        if vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+            return f'<v type="int" name="{name}">{" ".join(str(v) for v in vals)}</v>'
+        try:
+            return f'<v name="{name}">{" ".join(f"{float(v):.8f}" for v in vals)}</v>'
+        except (TypeError, ValueError):
+            return f'<v type="string" name="{name}">{escape(" ".join(str(v) for v in vals))}</v>'
+    if isinstance(value, bool):
+        return f'<i type="logical" name="{name}">{"T" if value else "F"}</i>'
+    if isinstance(value, int):
+        return f'<i type="int" name="{name}">{value}</i>'
+    if isinstance(value, float):
+        return f'<i name="{name}">{value:.8f}</i>'
+    return f'<i type="string" name="{name}">{escape(str(value))}</i>'
+
+
+def _varray(name: str, rows, fmt: str = "{:22.14f}", indent: str = "  ") -> str:
+    out = [f'{indent}<varray name="{name}" >']
+    for row in rows:
+        out.append(f"{indent} <v>" + " ".join(fmt.format(float(x)) for x in np.atleast_1d(row)) + " </v>")
+    out.append(f"{indent}</varray>")
+    return "\n".join(out)
+
+
+def _structure_xml(structure, name: str | None, indent: str = " ") -> str:
+    attr = f' name="{name}"' if name else ""
+    lat = structure.lattice
+    return "\n".join(
+        [
+            f"{indent}<structure{attr} >",
+            f"{indent} <crystal>",
+            _varray("basis", lat.matrix, indent=indent + "  "),
+            f'{indent}  <i name="volume">{lat.volume:22.14f} </i>',
+            _varray("rec_basis", lat.reciprocal_lattice_crystallographic.matrix, indent=indent + "  "),
+            f"{indent} </crystal>",
+            _varray("positions", structure.frac_coords, fmt="{:20.16f}", indent=indent + " "),
+            f"{indent}</structure>",
+        ]
+    )
+
+
+def _energies_block(e: float, indent: str) -> str:
+    return "\n".join(
+        [
+            f"{indent}<energy>",
+            f'{indent} <i name="e_fr_energy">{e:20.10f} </i>',
+            f'{indent} <i name="e_wo_entrp">{e:20.10f} </i>',
+            f'{indent} <i name="e_0_energy">{e:20.10f} </i>',
+            f"{indent}</energy>",
+        ]
+    )
+
+
+def _scf_energies(energy: float, nelm: int, ediff: float, unconverged: bool) -> list[float]:
+    """Energies of the electronic steps; the last one is the reported energy."""
+    if unconverged:
+        # NELM steps, alternating about the reference, every change >= 40*EDIFF
+        return [energy + (-1) ** k * (0.5 * 0.8**k + 20.0 * ediff) for k in range(nelm)]
+    n = max(1, min(5, nelm - 1))
+    if n == 1:
+        return [energy]
+    amp = 10.0 if n > 2 else 0.1 * ediff
+    q = (0.1 * ediff / amp) ** (1.0 / (n - 2)) if n > 2 else 1.0  # amp*q**(n-2) == 0.1*EDIFF
+    return [energy + amp * q**k for k in range(n - 1)] + [energy]
+
+
+# ----------------------------------------------------------------------------------------
+# the program
+# ----------------------------------------------------------------------------------------
+def run(directory=".") -> int:
+    """Run the stand-in in ``directory``; returns the exit code."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.vasp import Incar, Poscar
+
+    t0 = time.time()
+    directory = Path(directory).resolve()
+    incar = Incar.from_file(directory / "INCAR")
+    system = str(incar.get("SYSTEM", "unknown system")).strip()
+    mode = failure_mode(system)
+
+    if log := os.environ.get(LOG_ENV):
+        with open(log, "a") as fh:
+            fh.write(f"{system}\t{directory}\t{mode or 'ok'}\n")
+
+    print(f" vasp.{VASP_VERSION} EMT stand-in (tests/vasp_standin)")
+    print(" running on    1 total cores")
+    if mode == "crash":
+        print("standin: simulated crash requested by " + FAIL_ENV, file=sys.stderr)
+        return 1
+
+    poscar = Poscar.from_file(directory / "POSCAR", check_for_potcar=False)
+    structure = poscar.structure
+    site_symbols = poscar.site_symbols
+    natoms = poscar.natoms
+    titles = _potcar_titles(directory, len(site_symbols))
+
+    res = reference_results(AseAtomsAdaptor.get_atoms(structure))
+    forces = res["forces"]
+    stress_kb = ase_stress_to_vasp_kbar(res["stress"])
+
+    nions = len(structure)
+    ispin = int(incar.get("ISPIN", 1))
+    nelm = int(incar.get("NELM", 60))
+    ediff = float(incar.get("EDIFF", 1e-4))
+    energies = _scf_energies(res["energy"], nelm, ediff, mode == "unconverged")
+    energy = energies[-1]
+    valence = [float(_VALENCE.get(s, 8)) for s in site_symbols]
+    nelect = float(sum(v * n for v, n in zip(valence, natoms)))
+    nbands = int(incar.get("NBANDS", max(8, math.ceil(nelect / 2 + nions / 2))))
+    nedos = int(incar.get("NEDOS", 301))
+    kstyle, divisions, kshift, kpts, kweights = _kpoints(directory, incar, structure)
+    nkpts = len(kpts)
+
+    # parameters as VASP would report them (defaults overridden by INCAR)
+    params = {
+        "SYSTEM": system,
+        "PREC": "normal",
+        "ENMAX": float(incar.get("ENCUT", 400.0)),
+        "EDIFF": ediff,
+        "IALGO": 38,
+        "NBANDS": nbands,
+        "NELECT": nelect,
+        "ISMEAR": 1,
+        "SIGMA": 0.2,
+        "LREAL": False,
+        "ISTART": 0,
+        "ICHARG": 2,
+        "ISPIN": ispin,
+        "LNONCOLLINEAR": False,
+        "MAGMOM": [1.0] * nions,
+        "NUPDOWN": -1.0,
+        "LSORBIT": False,
+        "LASPH": False,
+        "LMETAGGA": False,
+        "NELM": nelm,
+        "NELMDL": -5,
+        "NELMIN": 2,
+        "AMIX": 0.4,
+        "BMIX": 1.0,
+        "AMIN": 0.1,
+        "NSW": 0,
+        "IBRION": -1,
+        "ISIF": 2,
+        "PSTRESS": 0.0,
+        "EDIFFG": ediff * 10,
+        "POTIM": 0.5,
+        "ISYM": 2,
+        "SYMPREC": 1e-5,
+        "LORBIT": 0,
+        "NEDOS": nedos,
+        "EMIN": EFERMI - 15.0,
+        "EMAX": EFERMI + 10.0,
+        "EFERMI": 0.0,
+        "NWRITE": 2,
+        "LWAVE": True,
+        "LCHARG": True,
+        "LVTOT": False,
+        "LVHAR": False,
+        "LELF": False,
+        "LOPTICS": False,
+        "NPAR": 1,
+        "GGA_COMPAT": True,
+        "LBERRY": False,
+        "ICORELEVEL": 0,
+        "LDAU": False,
+        "GGA": "PE",
+        "LHFCALC": False,
+        "AEXX": 0.0,
+        "AGGAX": 1.0,
+        "AGGAC": 1.0,
+        "ALDAC": 1.0,
+        "HFSCREEN": 0.0,
+        "LUSE_VDW": False,
+        "LEPSILON": False,
+        "LRPA": False,
+        "LCHIMAG": False,
+    }
+    for key, value in incar.items():
+        if key == "ENCUT":
+            continue
+        if key == "LORBIT":  # no projections are written; report LORBIT = 0 so nothing asks for them
+            continue
+        if key == "ALGO":
+            continue  # VASP reports IALGO in <parameters>; ALGO stays in <incar>
+        params[key] = value
+    if isinstance(params.get("MAGMOM"), list) and len(params["MAGMOM"]) != nions:
+        params["MAGMOM"] = [1.0] * nions
+
+    now = datetime.now()
+    ind = " "
+    x: list[str] = ['<?xml version="1.0" encoding="ISO-8859-1"?>', "<modeling>"]
+    x += [
+        f"{ind}<generator>",
+        f'{ind} <i name="program" type="string">vasp </i>',
+        f'{ind} <i name="version" type="string">{VASP_VERSION}  </i>',
+        f'{ind} <i name="subversion" type="string">EMT stand-in (tests/vasp_standin) </i>',
+        f'{ind} <i name="platform" type="string">LinuxGNU </i>',
+        f'{ind} <i name="date" type="string">{now:%Y %m %d} </i>',
+        f'{ind} <i name="time" type="string">{now:%H:%M:%S} </i>',
+        f"{ind}</generator>",
+        f"{ind}<incar>",
+    ]
+    x += [f"{ind} {_fmt_param(k, v)}" for k, v in incar.items()]
+    x += [f"{ind}</incar>", f"{ind}<kpoints>"]
+    if kstyle is not None:
+        param = "Gamma" if kstyle == "Gamma" else "Monkhorst-Pack"
+        x += [
+            f'{ind} <generation param="{param}">',
+            f'{ind}  <v type="int" name="divisions">' + " ".join(f"{d:8d}" for d in divisions) + " </v>",
+            f'{ind}  <v name="usershift">' + " ".join(f"{s:16.8f}" for s in kshift) + " </v>",
+            f"{ind} </generation>",
+        ]
+    x += [_varray("kpointlist", kpts, fmt="{:16.8f}", indent=ind + " ")]
+    x += [_varray("weights", kweights, fmt="{:16.8f}", indent=ind + " ")]
+    x += [f"{ind}</kpoints>", f"{ind}<parameters>"]
+    x += [f"{ind} {_fmt_param(k, v)}" for k, v in params.items()]
+    x += [f"{ind}</parameters>"]
+
+    # atominfo
+    species = [s for s, n in zip(site_symbols, natoms) for _ in range(n)]
+    types = [i + 1 for i, n in enumerate(natoms) for _ in range(n)]
+    from pymatgen.core import Element
+
+    x += [
+        f"{ind}<atominfo>",
+        f"{ind} <atoms>{nions:8d} </atoms>",
+        f"{ind} <types>{len(site_symbols):8d} </types>",
+        f'{ind} <array name="atoms" >',
+        f'{ind}  <dimension dim="1">ion</dimension>',
+        f'{ind}  <field type="string">element</field>',
+        f'{ind}  <field type="int">atomtype</field>',
+        f"{ind}  <set>",
+    ]
+    x += [f"{ind}   <rc><c>{s:2s}</c><c>{t:4d}</c></rc>" for s, t in zip(species, types)]
+    x += [
+        f"{ind}  </set>",
+        f"{ind} </array>",
+        f'{ind} <array name="atomtypes" >',
+        f'{ind}  <dimension dim="1">type</dimension>',
+        f'{ind}  <field type="int">atomspertype</field>',
+        f'{ind}  <field type="string">element</field>',
+        f"{ind}  <field>mass</field>",
+        f"{ind}  <field>valence</field>",
+        f'{ind}  <field type="string">pseudopotential</field>',
+        f"{ind}  <set>",
+    ]
+    for s, n, v, title in zip(site_symbols, natoms, valence, titles):
+        mass = float(Element(s).atomic_mass)
+        x.append(f"{ind}   <rc><c>{n:4d}</c><c>{s:2s}</c><c>{mass:16.8f}</c><c>{v:16.8f}</c><c>  {escape(title)}</c></rc>")
+    x += [f"{ind}  </set>", f"{ind} </array>", f"{ind}</atominfo>"]
+
+    x.append(_structure_xml(structure, "initialpos"))
+
+    # the single ionic step
+    x.append(f"{ind}<calculation>")
+    for e in energies:
+        x += [
+            f"{ind} <scstep>",
+            f'{ind}  <time name="dav">    0.01    0.01</time>',
+            f'{ind}  <time name="total">    0.01    0.01</time>',
+            _energies_block(e, ind + "  "),
+            f"{ind} </scstep>",
+        ]
+    x.append(_structure_xml(structure, None, indent=ind + " "))
+    x.append(_varray("forces", forces, fmt="{:20.12f}", indent=ind + " "))
+    x.append(_varray("stress", stress_kb, fmt="{:24.12f}", indent=ind + " "))
+    x.append(_energies_block(energy, ind + " "))
+    x.append(f'{ind} <time name="totalsc">    0.05    0.05</time>')
+
+    # eigenvalues: NBANDS levels spread around E-fermi, one band straddling it (a metal)
+    nocc = nelect / 2.0  # occupied bands per spin channel
+    band_e = EFERMI + (np.arange(nbands) - nocc + 0.5) * (12.0 / max(nbands, 1))
+    x += [
+        f"{ind} <eigenvalues>",
+        f"{ind}  <array>",
+        f'{ind}   <dimension dim="1">band</dimension>',
+        f'{ind}   <dimension dim="2">kpoint</dimension>',
+        f'{ind}   <dimension dim="3">spin</dimension>',
+        f"{ind}   <field>eigene</field>",
+        f"{ind}   <field>occ</field>",
+        f"{ind}   <set>",
+    ]
+    for sp in range(ispin):
+        x.append(f'{ind}    <set comment="spin {sp + 1}">')
+        for ik in range(nkpts):
+            x.append(f'{ind}     <set comment="kpoint {ik + 1}">')
+            for b in range(nbands):
+                e = band_e[b] + 0.01 * ik
+                occ = float(np.clip(nocc - b, 0.0, 1.0))
+                x.append(f"{ind}      <r>{e:12.4f}{occ:12.4f} </r>")
+            x.append(f"{ind}     </set>")
+        x.append(f"{ind}    </set>")
+    x += [f"{ind}   </set>", f"{ind}  </array>", f"{ind} </eigenvalues>"]
+
+    # total DOS (Gaussian-broadened levels)
+    grid = np.linspace(EFERMI - 15.0, EFERMI + 10.0, nedos)
+    x += [
+        f"{ind} <dos>",
+        f'{ind}  <i name="efermi">{EFERMI:16.8f} </i>',
+        f"{ind}  <total>",
+        f"{ind}   <array>",
+        f'{ind}    <dimension dim="1">gridpoints</dimension>',
+        f'{ind}    <dimension dim="2">spin</dimension>',
+        f"{ind}    <field>energy</field>",
+        f"{ind}    <field>total</field>",
+        f"{ind}    <field>integrated</field>",
+        f"{ind}    <set>",
+    ]
+    sig = 0.2
+    dos = np.exp(-(((grid[:, None] - band_e[None, :]) / sig) ** 2) / 2).sum(axis=1) / (sig * np.sqrt(2 * np.pi))
+    dos *= 2.0 / ispin
+    integ = np.concatenate([[0.0], np.cumsum(0.5 * (dos[1:] + dos[:-1]) * np.diff(grid))])
+    for sp in range(ispin):
+        x.append(f'{ind}     <set comment="spin {sp + 1}">')
+        x += [f"{ind}      <r>{g:12.4f}{d:12.4f}{i:12.4f} </r>" for g, d, i in zip(grid, dos, integ)]
+        x.append(f"{ind}     </set>")
+    x += [f"{ind}    </set>", f"{ind}   </array>", f"{ind}  </total>", f"{ind} </dos>"]
+    x.append(f"{ind}</calculation>")
+    x.append(_structure_xml(structure, "finalpos"))
+    x.append("</modeling>")
+    vasprun = "\n".join(x) + "\n"
+    if mode == "garbage":
+        vasprun = vasprun[: len(vasprun) // 2]
+    (directory / "vasprun.xml").write_text(vasprun, encoding="ISO-8859-1")
+
+    # OSZICAR (and the same lines on stdout, as VASP does)
+    osz = ["       N       E                     dE             d eps       ncg     rms          rms(c)"]
+    prev = 0.0
+    for k, e in enumerate(energies, start=1):
+        osz.append(f"DAV: {k:3d}    {e: .12E}   {e - prev: .5E}   {-0.1 * abs(e - prev): .5E}  {16 * nbands:5d}   0.100E+00")
+        prev = e
+    ion = f"   1 F= {energy: .8E} E0= {energy: .8E}  d E ={energy: .6E}"
+    if ispin == 2:
+        ion += "  mag=     0.0000"
+    osz.append(ion)
+    (directory / "OSZICAR").write_text("\n".join(osz) + "\n")
+    print("\n".join(osz[1:]))
+
+    Poscar(structure, comment=system).write_file(directory / "CONTCAR")
+
+    # OUTCAR
+    nplwv = 32 * 32 * 32
+    voigt_kb = [stress_kb[0, 0], stress_kb[1, 1], stress_kb[2, 2], stress_kb[0, 1], stress_kb[1, 2], stress_kb[0, 2]]
+    o = [
+        f" vasp.{VASP_VERSION} EMT stand-in (tests/vasp_standin)",
+        f" executed on             LinuxGNU date {now:%Y.%m.%d}  {now:%H:%M:%S}",
+        " running on    1 total cores",
+        " distrk:  each k-point on    1 cores,    1 groups",
+        "",
+    ]
+    o += [f"   POTCAR:    {t}" for t in titles]
+    o += [
+        "",
+        " Dimension of arrays:",
+        f"   k-points           NKPTS = {nkpts:6d}   k-points in BZ     NKDIM = {nkpts:6d}   number of bands    NBANDS= {nbands:6d}",
+        f"   number of dos      NEDOS = {nedos:6d}   number of ions     NIONS = {nions:6d}",
+        f"   total plane-waves  NPLWV = {nplwv:6d}",
+        "",
+        f"   SYSTEM =  {system}",
+        f"   NELM   = {nelm:6d};   NELMIN=  2; NELMDL= -5     # of ELM steps",
+        f"   EDIFF  = {ediff:.1E}   stopping-criterion for ELM",
+        "   NSW    =      0    number of steps for IOM",
+        "   IBRION =     -1    ionic relax: 0-MD 1-quasi-New 2-CG",
+        "   ISIF   =      2    stress and relaxation",
+        f"   ISPIN  = {ispin:6d}    spin polarized calculation?",
+        "   LNONCOLLINEAR =      F non collinear calculations",
+        f"   NELECT = {nelect:12.4f}    total number of electrons",
+        "",
+    ]
+    for k in range(1, len(energies) + 1):
+        o.append(f"----------------------------------------- Iteration      1({k:4d})  ---------------------------------------")
+        o.append("  Free energy of the ion-electron system (eV)")
+        o.append("  entropy T*S    EENTRO =        -0.00000000")
+        o.append(f"  free energy    TOTEN  = {energies[k - 1]:18.8f} eV")
+        o.append("")
+    o += [
+        "",
+        f" E-fermi : {EFERMI:10.4f}     XC(G=0):  -9.0000     alpha+bet : -5.0000",
+        "",
+        "  FORCE on cell =-STRESS in cart. coord.  units (eV):",
+        "  Direction    XX          YY          ZZ          XY          YZ          ZX",
+        "  " + "-" * 86,
+        f"  in kB  {''.join(f'{v:16.8f}' for v in voigt_kb)}",
+        f"  external pressure = {np.trace(stress_kb) / 3:12.4f} kB  Pullay stress =        0.00 kB",
+        "",
+        " POSITION                                       TOTAL-FORCE (eV/Angst)",
+        " " + "-" * 83,
+    ]
+    for (px, py, pz), (fx, fy, fz) in zip(structure.cart_coords, forces):
+        o.append(f" {px:12.5f} {py:12.5f} {pz:12.5f}   {fx:16.8f} {fy:16.8f} {fz:16.8f}")
+    drift = forces.sum(axis=0)
+    o += [
+        " " + "-" * 83,
+        f"    total drift:                               {drift[0]:12.6f} {drift[1]:12.6f} {drift[2]:12.6f}",
+        "",
+        "  FREE ENERGIE OF THE ION-ELECTRON SYSTEM (eV)",
+        "  ---------------------------------------------------",
+        f"  free  energy   TOTEN  = {energy:20.10f} eV",
+        "",
+        f"  energy  without entropy= {energy:20.10f}  energy(sigma->0) = {energy:20.10f}",
+        "",
+    ]
+    if ispin == 2:
+        o += [" magnetization (x)", "", "# of ion       s       p       d       tot", "-" * 41]
+        o += [f"{i + 1:4d}        0.000   0.000   0.000   0.000" for i in range(nions)]
+        o += ["-" * 41, "tot          0.000   0.000   0.000   0.000", ""]
+    o += [
+        f" number of electron {nelect:15.7f} magnetization {0.0:15.7f}",
+        "",
+        " General timing and accounting informations for this job:",
+        " ========================================================",
+        "",
+    ]
+    elapsed = time.time() - t0
+    o += [
+        f"                  Total CPU time used (sec): {elapsed:12.3f}",
+        f"                            User time (sec): {elapsed:12.3f}",
+        f"                          System time (sec): {0.0:12.3f}",
+        f"                         Elapsed time (sec): {elapsed:12.3f}",
+        "",
+        f"                   Maximum memory used (kb): {100000.0:12.0f}.",
+        f"                   Average memory used (kb): {0.0:12.0f}.",
+        "",
+    ]
+    (directory / "OUTCAR").write_text("\n".join(o) + "\n")
+    return 0
+
+
+def main() -> int:
+    """Entry point: run in the current directory."""
+    try:
+        return run(".")
+    except Exception as exc:  # noqa: BLE001 - a real VASP dies loudly too
+        print(f"standin: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
