@@ -11,7 +11,7 @@ import pytest
 
 from al_flows.campaign import CampaignError, run_campaign
 from al_flows.config import validate_campaign
-from al_flows.dataset import Dataset, frames_from_bytes
+from al_flows.dataset import Dataset
 from al_flows.initial_data import build_structures, perturbed_copies
 from al_flows.makers._common import derived_seed
 from al_flows.stores import make_job_store

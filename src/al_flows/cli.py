@@ -15,6 +15,54 @@ def demo_config_path() -> Path:
     return Path(__file__).resolve().parents[2] / "flows" / DEMO_NAME
 
 
+def _submit(config_path: Path, launchpad_file: str, workdir: str | None) -> int:
+    from fireworks import LaunchPad
+
+    from al_flows.config import ConfigError, load_campaign
+    from al_flows.fireworks import submit_campaign
+
+    config, base_dir = load_campaign(config_path)
+    if not Path(launchpad_file).is_file():
+        raise ConfigError(f"--launchpad: no such file {launchpad_file}; start from flows/fireworks/my_launchpad.yaml")
+    launchpad = LaunchPad.from_file(launchpad_file)
+    workdir = workdir or config.name
+    _, message = submit_campaign(config, base_dir, workdir, launchpad)
+    print(message)
+    print(f"queues: train={config.queues.train} explore={config.queues.explore} label={config.queues.label} other={config.queues.default}")
+    return 0
+
+
+def _status(config_path: Path, workdir: str, as_json: bool) -> int:
+    import json
+
+    from al_flows.campaign import build_report, open_store
+    from al_flows.config import load_campaign
+
+    config, _ = load_campaign(config_path)
+    store = open_store(config, workdir)
+    try:
+        report = build_report(store, config)
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_report(report, Path(workdir))
+    return 0
+
+
+def _print_report(report: dict, workdir: Path) -> None:
+    print(f"{'round':>5} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'labelled':>8} {'acc.ratio':>9} {'val F':>7} {'test F':>7} {'test E/atom':>11}")
+    for r in report["rounds"]:
+        print(
+            f"{r['round']:>5} {r['n_labels_total']:>6} {r['n_explored']:>8} "
+            f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>8} {r['accurate_ratio']:>9.3f} "
+            f"{r['val_force_rmse']:>7.4f} {r['test_force_rmse']:>7.4f} {r['test_energy_rmse_per_atom']:>11.5f}"
+        )
+    state = "converged" if report["converged"] else ("finished (round limit)" if report["finished"] else "not finished")
+    print(f"{state}; report: {workdir / 'report.json'} (forces eV/A, energies eV/atom)")
+
+
 def _run(config_path: Path, workdir: str) -> int:
     from al_flows.campaign import live_progress, run_campaign
     from al_flows.config import load_campaign
@@ -24,15 +72,7 @@ def _run(config_path: Path, workdir: str) -> int:
     print(f"campaign {config.name}: store = {describe_store(config.store, workdir)}")
     with live_progress():
         report = run_campaign(config, base_dir, workdir)
-    print(f"{'round':>5} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'labelled':>8} {'acc.ratio':>9} {'val F':>7} {'test F':>7} {'test E/atom':>11}")
-    for r in report["rounds"]:
-        print(
-            f"{r['round']:>5} {r['n_labels_total']:>6} {r['n_explored']:>8} "
-            f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>8} {r['accurate_ratio']:>9.3f} "
-            f"{r['val_force_rmse']:>7.4f} {r['test_force_rmse']:>7.4f} {r['test_energy_rmse_per_atom']:>11.5f}"
-        )
-    state = "converged" if report["converged"] else ("finished (round limit)" if report["finished"] else "not finished")
-    print(f"{state}; report: {Path(workdir) / 'report.json'} (forces eV/A, energies eV/atom)")
+    _print_report(report, Path(workdir))
     return 0
 
 
@@ -44,6 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--workdir", required=True, help="campaign work directory (holds the embedded store and report.json)")
     p_demo = sub.add_parser("demo", help=f"run the shipped tiny Cu-Ni campaign ({DEMO_NAME}, EMT labels)")
     p_demo.add_argument("--workdir", default="demo_run", help="work directory (default: demo_run)")
+    p_sub = sub.add_parser("submit", help="add the campaign (or its continuation) to a FireWorks LaunchPad")
+    p_sub.add_argument("campaign", help="campaign YAML file")
+    p_sub.add_argument("--launchpad", required=True, help="FireWorks LaunchPad file (my_launchpad.yaml)")
+    p_sub.add_argument("--workdir", default=None, help="campaign work directory on a shared filesystem (default: ./<campaign name>)")
+    p_stat = sub.add_parser("status", help="rounds and counts of a campaign, from its store")
+    p_stat.add_argument("campaign", help="campaign YAML file")
+    p_stat.add_argument("--workdir", required=True)
+    p_stat.add_argument("--json", action="store_true", help="print the report as JSON")
     p_val = sub.add_parser("validate", help="check a campaign YAML and print the settings it resolves to")
     p_val.add_argument("campaign")
     args = parser.parse_args(argv)
@@ -59,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run(Path(args.campaign), args.workdir)
         if args.command == "demo":
             return _run(demo_config_path(), args.workdir)
+        if args.command == "submit":
+            return _submit(Path(args.campaign), args.launchpad, args.workdir)
+        if args.command == "status":
+            return _status(Path(args.campaign), args.workdir, args.json)
         if args.command == "validate":
             import yaml
 

@@ -13,11 +13,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from al_flows.model import ModelSettings, TrainingSettings
 from al_flows.multilayer import VARIANTS
 from al_flows.selection import SelectionSettings
+from al_flows.settings import Settings
 from al_flows.shear import ShearSettings
 
 
@@ -25,8 +31,8 @@ class ConfigError(ValueError):
     """A campaign file that cannot be used; the message says which field and how to fix it."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Strict(Settings):
+    """Campaign settings: unknown keys forbidden (al_flows.settings.Settings)."""
 
 
 class MultilayerSource(_Strict):
@@ -185,6 +191,17 @@ class MongoStoreConfig(_Strict):
 StoreConfig = Annotated[Union[EmbeddedStore, MongoStoreConfig], Field(discriminator="kind")]
 
 
+class QueuesConfig(_Strict):
+    """FireWorks categories (``_category``) of the campaign's jobs, for ``al-flows submit``:
+    each worker pulls only its category. Ignored by ``al-flows run``."""
+
+    train: str = "gpu"
+    explore: str = "gpu"
+    evaluate: str = "gpu"
+    label: str = "vasp"
+    default: str = "cpu"
+
+
 class Convergence(_Strict):
     """Stop when the fraction of explored frames that are 'accurate' reaches this."""
 
@@ -206,6 +223,7 @@ class CampaignConfig(_Strict):
     labeller: LabellerConfig = AseLabeller()
     test_set: TestSetConfig = TestSetConfig()
     store: StoreConfig = EmbeddedStore()
+    queues: QueuesConfig = QueuesConfig()
     max_rounds: int = Field(5, ge=1)
     convergence: Convergence = Convergence()
 
@@ -238,8 +256,8 @@ class CampaignConfig(_Strict):
         return self
 
     def fingerprint(self) -> str:
-        """Hash of the settings that define the campaign's results (store excluded)."""
-        d = self.model_dump(mode="json", exclude={"store"})
+        """Hash of the settings that define the campaign's results (store and queues excluded)."""
+        d = self.model_dump(mode="json", exclude={"store", "queues"})
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -287,10 +287,11 @@ class Dataset:
         the full info dict is in ``row.data['al_info']`` (JSON). Returns the
         :class:`schnetpack.data.ASEAtomsData`.
         """
-        import al_flows  # noqa: F401  (applies the schnetpack/torch compatibility patch)
         from ase.db import connect
         from ase.db.core import check
         from schnetpack.data import ASEAtomsData
+
+        import al_flows  # noqa: F401  (applies the schnetpack/torch compatibility patch)
 
         path = Path(path)
         if path.exists():

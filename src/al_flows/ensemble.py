@@ -9,14 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import schnetpack.properties as P
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.data import chemical_symbols
 
-import schnetpack.properties as P
 from al_flows.deviation import max_force_deviation
-from al_flows.model import ModelSettings, collate_inputs, frame_inputs, member_elements, member_from_bytes
+from al_flows.model import (
+    ModelSettings,
+    collate_inputs,
+    frame_inputs,
+    member_elements,
+    member_from_bytes,
+)
 
 __all__ = ["EnsemblePrediction", "Ensemble", "EnsembleCalculator"]
 

@@ -30,15 +30,16 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
+import schnetpack as spk
+import schnetpack.properties as P
 import torch
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 from matscipy.neighbours import neighbour_list
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 import al_flows  # noqa: F401  (applies the schnetpack/torch compatibility patch first)
-import schnetpack as spk
-import schnetpack.properties as P
+from al_flows.settings import Settings
 
 __all__ = [
     "ModelSettings",
@@ -83,10 +84,9 @@ def shifted_softplus(x: torch.Tensor) -> torch.Tensor:
     return _ShiftedSoftplus.apply(x)
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(Settings):
     """SchNet architecture (shared/METHODS.md A2 defaults)."""
 
-    model_config = ConfigDict(extra="forbid")
 
     n_atom_basis: int = Field(128, gt=0, description="features per atom")
     n_interactions: int = Field(2, gt=0, description="interaction blocks")
@@ -94,10 +94,9 @@ class ModelSettings(BaseModel):
     cutoff: float = Field(6.0, gt=0, description="neighbour cutoff, Angstrom")
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(Settings):
     """Training of one member (shared/METHODS.md A2 defaults)."""
 
-    model_config = ConfigDict(extra="forbid")
 
     epochs: int = Field(100, gt=0)
     batch_size: int = Field(32, gt=0, description="structures per batch")

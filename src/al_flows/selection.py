@@ -15,17 +15,17 @@ from typing import Literal
 
 import numpy as np
 from ase import Atoms
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from al_flows.dataset import frame_id
+from al_flows.settings import Settings
 
 ACCURATE, CANDIDATE, FAILED = "accurate", "candidate", "failed"
 
 
-class SelectionSettings(BaseModel):
+class SelectionSettings(Settings):
     """Trust window (eV/Angstrom) and the cap on frames labelled per round."""
 
-    model_config = ConfigDict(extra="forbid")
 
     trust_lo: float = Field(0.05, ge=0, description="eV/Angstrom; below: accurate")
     trust_hi: float = Field(0.30, gt=0, description="eV/Angstrom; at or above: failed")

@@ -19,18 +19,18 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.optimize import BFGS, FIRE, LBFGS
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from al_flows.dataset import PROVENANCE_KEYS, frame_id
+from al_flows.settings import Settings
 
 _OPTIMIZERS = {"BFGS": BFGS, "LBFGS": LBFGS, "FIRE": FIRE}
 _SHEAR_KEYS = ("run", "step", "gamma", "energy", "converged", "n_opt_steps", "seed")
 
 
-class ShearSettings(BaseModel):
+class ShearSettings(Settings):
     """Settings of the stochastic shear explorer (lengths in Angstrom, forces in eV/Angstrom)."""
 
-    model_config = ConfigDict(extra="forbid")
 
     n_runs: int = Field(4, gt=0, description="independent runs per starting structure")
     sigma: float = Field(0.05, ge=0, description="Angstrom, std of the perturbation per coordinate per step")

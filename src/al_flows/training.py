@@ -18,10 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import schnetpack.properties as P
 import torch
 from ase import Atoms
 
-import schnetpack.properties as P
 from al_flows.model import (
     ModelSettings,
     TrainingSettings,

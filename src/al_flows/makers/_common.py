@@ -7,6 +7,13 @@ import hashlib
 import numpy as np
 
 
+def route(job, category: str):
+    """Send ``job`` to the FireWorks category ``category``, and stop jobflow from copying a
+    parent's manager_config onto the jobs this one creates (dynamic jobs keep their own)."""
+    job.update_config({"manager_config": {"_category": category}, "pass_manager_config": False}, dynamic=False)
+    return job
+
+
 def field(doc, key):
     """Read ``key`` from a job output that arrives as a pydantic document or as a dict."""
     return doc[key] if isinstance(doc, dict) else getattr(doc, key)

@@ -14,7 +14,8 @@ trained; a round that stops labels nothing. Every job carries
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +24,31 @@ from jobflow import Flow, Job, Maker, OutputReference, Response, job
 from al_flows import progress
 from al_flows.config import CampaignConfig, InitialData, TestSetConfig
 from al_flows.dataset import frames_from_bytes
-from al_flows.documents import frames_text, CampaignResult, EvaluationDocument, RoundSummary, StructuresDocument, TestSetDocument
+from al_flows.documents import (
+    CampaignResult,
+    EvaluationDocument,
+    RoundSummary,
+    StructuresDocument,
+    TestSetDocument,
+    frames_text,
+)
 from al_flows.initial_data import build_structures, perturbed_copies
 from al_flows.labelling import calculator_factory
-from al_flows.makers._common import derived_seed, ensemble_id, field, load_ensemble, model_ids_of
+from al_flows.makers._common import (
+    derived_seed,
+    ensemble_id,
+    field,
+    load_ensemble,
+    model_ids_of,
+    route,
+)
 from al_flows.makers.exploration import ShearExploreMaker
 from al_flows.makers.labelling import AseLabelMaker, merge_labels
 from al_flows.makers.selection import SelectMaker
 from al_flows.makers.training import TrainMemberMaker
 from al_flows.makers.vasp_labelling import VaspLabelMaker
-from al_flows.vasp_inputs import label_settings_id, static_maker
 from al_flows.shear import ShearSettings, explore_shear
+from al_flows.vasp_inputs import label_settings_id, static_maker
 
 
 @job(data=["structures_blob"], output_schema=StructuresDocument)
@@ -152,9 +167,9 @@ def round_summary(
     return summary
 
 
-def _tag(j: Job, campaign: str, fingerprint: str, round_: int, stage: str) -> Job:
+def _tag(j: Job, campaign: str, fingerprint: str, round_: int, stage: str, category: str) -> Job:
     j.update_metadata({"campaign": campaign, "fingerprint": fingerprint, "round": round_, "stage": stage}, dynamic=False)
-    return j
+    return route(j, category)
 
 
 @dataclass
@@ -175,6 +190,7 @@ class ActiveLearningMaker(Maker):
     select_maker: SelectMaker = dc_field(default_factory=SelectMaker)
     label_maker: Maker = dc_field(default_factory=AseLabelMaker)
     allow_mixed_settings: bool = False
+    categories: dict = dc_field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: CampaignConfig, base_dir: str | Path = ".") -> ActiveLearningMaker:
@@ -185,11 +201,21 @@ class ActiveLearningMaker(Maker):
         ]
         lab = config.labeller
         settings_id = label_settings_id(lab)
+        q = config.queues
+        labeller_runs_here = lab.kind == "ase"  # VASP runs in its own static jobs; dispatch/collect are bookkeeping
+        categories = {
+            "train": q.train, "explore": q.explore, "evaluate": q.evaluate,
+            "label": q.label if labeller_runs_here else q.default,
+            "label_test": q.label if labeller_runs_here else q.default,
+            "test_set": q.label if config.test_set.kind == "labeller_shear" else q.default,
+            "default": q.default,
+        }
         if lab.kind == "vasp":
             label_maker = VaspLabelMaker(
                 static_maker=static_maker(lab), labeller_name=f"vasp:{lab.preset}", label_settings=settings_id,
                 max_force=lab.max_force, min_success_fraction=lab.min_success_fraction,
                 static_metadata={"fingerprint": config.fingerprint()},
+                static_category=q.label, collect_category=q.default,
             )
         else:
             label_maker = AseLabelMaker(
@@ -214,12 +240,14 @@ class ActiveLearningMaker(Maker):
             ),
             label_maker=label_maker,
             allow_mixed_settings=getattr(lab, "allow_mixed_settings", False),
+            categories=categories,
         )
 
     def tag(self, j: Job, round_: int, stage: str) -> Job:
-        """Set the campaign/round/stage metadata. Jobs made by Makers keep the Maker's name
-        (renaming such a job renames its Maker in jobflow)."""
-        return _tag(j, self.campaign, self.fingerprint, round_, stage)
+        """Set the campaign/round/stage metadata and the FireWorks category of the stage.
+        Jobs made by Makers keep the Maker's name (renaming such a job renames its Maker)."""
+        category = self.categories.get(stage, self.categories.get("default", "cpu"))
+        return _tag(j, self.campaign, self.fingerprint, round_, stage, category)
 
     def make(self) -> Flow:
         """The whole campaign from nothing but the configuration."""

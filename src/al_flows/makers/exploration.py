@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 import numpy as np
 from jobflow import Maker, job
 
 from al_flows import progress
 from al_flows.dataset import frames_from_bytes
-from al_flows.documents import frames_text, ExplorationDocument
+from al_flows.documents import ExplorationDocument, frames_text
 from al_flows.makers._common import ensemble_id, field, load_ensemble, model_ids_of
 from al_flows.shear import ShearSettings, explore_shear
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 from jobflow import Maker, job
 
 from al_flows import progress
 from al_flows.dataset import Dataset, frames_from_bytes
-from al_flows.documents import frames_text, DatasetDocument, LabelDocument
+from al_flows.documents import DatasetDocument, LabelDocument, frames_text
 from al_flows.labelling import calculator_factory, label_frames
 from al_flows.makers._common import field
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 from jobflow import Maker, job
 
 from al_flows import progress
 from al_flows.dataset import frames_from_bytes
-from al_flows.documents import frames_text, SelectionDocument
+from al_flows.documents import SelectionDocument, frames_text
 from al_flows.makers._common import field
 from al_flows.selection import SelectionSettings, select
 

@@ -14,15 +14,26 @@ atomate2 ``StaticMaker`` job per frame plus a collect job:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 
-from jobflow import CURRENT_JOB, Flow, Job, JobConfig, Maker, OnMissing, OutputReference, Response, job
+from jobflow import (
+    CURRENT_JOB,
+    Flow,
+    Job,
+    JobConfig,
+    Maker,
+    OnMissing,
+    OutputReference,
+    Response,
+    job,
+)
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from al_flows import progress
 from al_flows.dataset import frames_from_bytes
 from al_flows.documents import LabelDocument, frames_text
-from al_flows.makers._common import field
+from al_flows.makers._common import field, route
 from al_flows.makers.labelling import check_success_fraction
 from al_flows.vasp_inputs import with_system_tag
 from al_flows.vasp_labels import LabelError, label_from_taskdoc
@@ -57,12 +68,14 @@ class VaspLabelMaker(Maker):
     max_force: float = 50.0
     min_success_fraction: float = 0.5
     static_metadata: dict = dc_field(default_factory=dict)
+    static_category: str = "vasp"
+    collect_category: str = "cpu"
 
     def make(self, frames, campaign: str, round: int, skip=False) -> Job:
         """``frames``: a reference to a document with ``selected_blob``."""
         j = self.dispatch(frames, campaign, round, skip)
         # references are resolved by the job itself, so it can pass them on unresolved
-        j.config = JobConfig(resolve_references=False, expose_store=True)
+        j.config = JobConfig(resolve_references=False, expose_store=True, pass_manager_config=False)
         return j
 
     @job
@@ -88,7 +101,7 @@ class VaspLabelMaker(Maker):
                  "label_settings": self.label_settings},
                 dynamic=False,
             )
-            statics.append(static)
+            statics.append(route(static, self.static_category))
             refs.append(static.output)
         progress.report("vasp label", round, frames=len(todo), new_jobs=len(statics), reused=reused)
         collect = collect_vasp_labels(
@@ -97,6 +110,7 @@ class VaspLabelMaker(Maker):
         )
         collect.config = JobConfig(on_missing_references=OnMissing.NONE)
         collect.update_metadata({**self.static_metadata, "campaign": campaign, "round": round, "stage": "vasp_collect"}, dynamic=False)
+        route(collect, self.collect_category)
         return Response(replace=Flow([*statics, collect], output=collect.output))
 
 
