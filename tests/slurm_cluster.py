@@ -10,10 +10,11 @@ Debian's ``slurm-wlm`` and ``munge`` with apt-get, as CI machines start fresh), 
         cluster.job_partitions()   # [(job name, partition, state), ...]
 
 Everything lives in a private directory: the configuration (``slurm.conf``,
-``gres.conf``, ``cgroup.conf``), state, spool, logs and the job-completion log under
-``workdir``; a munge key and socket in a short-lived directory under /tmp (munged
-wants every parent of its socket to be world-searchable, and a UNIX socket path is
-limited to ~100 characters). Nothing under /etc is touched; the daemons listen on free
+``gres.conf``, ``cgroup.conf``), state, logs and the job-completion log under
+``workdir``; the munge key and socket and slurmd's spool (it holds the job steps' UNIX
+sockets) in a directory under /tmp that is removed on exit (munged wants every parent
+of its socket to be world-searchable, and a UNIX socket path is limited to ~100
+characters). Nothing under /etc is touched; the daemons listen on free
 ports, so a system SLURM, if any, is left alone.
 
 Layout: one node (this host, 127.0.0.1) with a fake GPU (``Gres=gpu:1``; gres.conf
@@ -97,11 +98,11 @@ def _apt_install() -> str | None:
         POLICY_RC_D.chmod(0o755)
         created_policy = True
     try:
-        res = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
+        res = subprocess.run(install, check=False, env=env, capture_output=True, text=True, timeout=900)
         if res.returncode != 0:  # stale or missing package lists on a fresh machine
-            subprocess.run(["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=300"],
+            subprocess.run(["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=300"], check=False,
                            env=env, capture_output=True, text=True, timeout=600)
-            res = subprocess.run(install, env=env, capture_output=True, text=True, timeout=900)
+            res = subprocess.run(install, check=False, env=env, capture_output=True, text=True, timeout=900)
         if res.returncode != 0:
             tail = " | ".join((res.stderr or res.stdout).strip().splitlines()[-2:])
             return f"apt-get install {' '.join(APT_PACKAGES)} failed (rc={res.returncode}): {tail}"
@@ -116,7 +117,7 @@ def _apt_install() -> str | None:
 def _compute_reason() -> str | None:
     if os.environ.get("AL_FLOWS_SKIP_SLURM"):
         return "AL_FLOWS_SKIP_SLURM is set"
-    if not os.uname().sysname == "Linux":
+    if os.uname().sysname != "Linux":
         return "a test SLURM cluster needs Linux"
     if os.geteuid() != 0:
         return "starting a private SLURM cluster (munged, slurmctld, slurmd) needs root"
@@ -166,6 +167,17 @@ def _tail(path: Path, n: int = 15) -> str:
     return "\n".join(lines[-n:])
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the process that started it dies (the
+    daemons run in the foreground, so a killed test run cannot leave them behind)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
 _JOBCOMP_FIELD = re.compile(r"(?:^|\s)([A-Za-z]+)=")
 
 
@@ -197,15 +209,17 @@ class SlurmCluster:
         self.root: Path | None = None
         self.env: dict[str, str] = {}
         self._procs: dict[str, subprocess.Popen] = {}
-        self._munge_dir: Path | None = None
+        self._run_dir: Path | None = None
         self.logdir: Path | None = None
         self._atexit = None
 
     # ---------------------------------------------------------------- configuration
     def _write_config(self) -> None:
         root = self.root
-        for sub in ("etc", "state", "spool", "log"):
+        for sub in ("etc", "state", "log"):
             (root / sub).mkdir(mode=0o755)
+        spool = self._run_dir / "spool"  # slurmd puts UNIX sockets here: keep the path short
+        spool.mkdir(mode=0o755)
         self.node = socket.gethostname().split(".")[0] or "localhost"
         self.conf = root / "etc" / "slurm.conf"
         self.jobcomp = root / "jobcomp.txt"
@@ -226,7 +240,7 @@ AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={self._munge_socket}
 StateSaveLocation={root / 'state'}
-SlurmdSpoolDir={root / 'spool'}
+SlurmdSpoolDir={spool}
 SlurmctldPidFile={root / 'slurmctld.pid'}
 SlurmdPidFile={root / 'slurmd.pid'}
 SlurmctldLogFile={root / 'log' / 'slurmctld.log'}
@@ -286,6 +300,7 @@ PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE OverSubscribe=NO
             kw.setdefault("capture_output", True)
         if isinstance(cmd, str):
             kw.setdefault("shell", True)
+        kw.setdefault("check", False)
         return subprocess.run(cmd, **kw)
 
     # ---------------------------------------------------------------- start / stop
@@ -295,7 +310,7 @@ PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE OverSubscribe=NO
         try:
             self._procs[name] = subprocess.Popen(
                 argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.root,
+                start_new_session=True, cwd=self.root, preexec_fn=_die_with_parent,
             )
         finally:
             out.close()
@@ -309,8 +324,8 @@ PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE OverSubscribe=NO
             t = _tail(f, 8)
             if t:
                 parts.append(f"--- {f.name}\n{t}")
-        if self._munge_dir:
-            t = _tail(self._munge_dir / "munged.log", 5)
+        if self._run_dir:
+            t = _tail(self._run_dir / "munged.log", 5)
             if t:
                 parts.append(f"--- munged.log\n{t}")
         return "\n".join(parts)
@@ -342,23 +357,26 @@ PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE OverSubscribe=NO
                 rows[f[0]] = (f[1], f[2].rstrip("*~#!%$@^-"))
         return all(p in rows and rows[p][0] == "up" and rows[p][1] in ("idle", "mix", "alloc") for p in PARTITIONS)
 
-    def start(self) -> "SlurmCluster":
+    def start(self) -> SlurmCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix="slurm-", dir=self.workdir)).resolve()
         self.root.chmod(0o755)
         self.logdir = self.root / "log"
-        self._munge_dir = Path(tempfile.mkdtemp(prefix="alfl-munge-", dir="/tmp"))
-        self._munge_dir.chmod(0o755)  # munged: every directory above its socket must be searchable by all
-        self._munge_socket = self._munge_dir / "munge.socket"
+        # runtime directory for UNIX sockets (munged's, slurmd's step sockets): short path
+        # (~100 characters at most) and, for munged, every directory above the socket
+        # searchable by all, which a pytest tmp_path (0700) is not
+        self._run_dir = Path(tempfile.mkdtemp(prefix="alfl-slurm-", dir="/tmp"))
+        self._run_dir.chmod(0o755)
+        self._munge_socket = self._run_dir / "munge.socket"
         self._atexit = atexit.register(self.stop)
         try:
-            key = self._munge_dir / "munge.key"
+            key = self._run_dir / "munge.key"
             fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(os.urandom(1024))
             self._write_config()
             self.env = {"SLURM_CONF": str(self.conf)}
-            md = self._munge_dir
+            md = self._run_dir
             self._spawn("munged", [_which("munged"), "--foreground", "--force",
                                    f"--socket={self._munge_socket}", f"--key-file={key}",
                                    f"--log-file={md / 'munged.log'}", f"--pid-file={md / 'munged.pid'}",
@@ -372,14 +390,19 @@ PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE OverSubscribe=NO
             raise
         return self
 
-    def _job_ids(self, *args: str) -> list[str]:
+    def job_ids(self, *args: str) -> list[str]:
+        """Job ids squeue lists (pending/running/completing; `"-t", "all"` adds finished ones)."""
         try:
             res = self.run(["squeue", "-h", "-o", "%i", *args], timeout=20)
         except (OSError, subprocess.TimeoutExpired):
             return []
         return res.stdout.split() if res.returncode == 0 else []
 
-    def _our_leftovers(self) -> list[int]:
+    def daemon_pids(self) -> dict[str, int]:
+        """{"munged"|"slurmctld"|"slurmd": pid} of the daemons started (empty after stop)."""
+        return {name: proc.pid for name, proc in self._procs.items()}
+
+    def leftover_pids(self) -> list[int]:
         """Processes of this cluster still alive: job steps and their children (their
         environment names our slurm.conf or carries our marker)."""
         if self.root is None:
@@ -405,12 +428,12 @@ PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE OverSubscribe=NO
             self._atexit = None
         ctld = self._procs.get("slurmctld")
         if ctld is not None and ctld.poll() is None and self.env:
-            ids = self._job_ids()
+            ids = self.job_ids()
             if ids:
                 try:
                     self.run(["scancel", *ids], timeout=20)
                     deadline = time.monotonic() + 15
-                    while self._job_ids() and time.monotonic() < deadline:
+                    while self.job_ids() and time.monotonic() < deadline:
                         time.sleep(0.3)
                 except (OSError, subprocess.TimeoutExpired):
                     pass
@@ -434,7 +457,7 @@ PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE OverSubscribe=NO
                 pass
         self._procs.clear()
         for _ in range(3):  # job steps (slurmstepd makes its own session)
-            pids = self._our_leftovers()
+            pids = self.leftover_pids()
             if not pids:
                 break
             for pid in pids:
@@ -443,11 +466,11 @@ PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE OverSubscribe=NO
                 except ProcessLookupError:
                     pass
             time.sleep(0.2)
-        if self._munge_dir is not None:
-            shutil.rmtree(self._munge_dir, ignore_errors=True)
-            self._munge_dir = None
+        if self._run_dir is not None:
+            shutil.rmtree(self._run_dir, ignore_errors=True)
+            self._run_dir = None
 
-    def __enter__(self) -> "SlurmCluster":
+    def __enter__(self) -> SlurmCluster:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -472,8 +495,8 @@ PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE OverSubscribe=NO
     def wait_idle(self, timeout: float = 120.0) -> None:
         """Until no job is pending, running or completing, and every job the controller
         still remembers has its completion record."""
-        self._wait(lambda: not self._job_ids(), timeout, f"waiting for the queue to empty:\n{self.squeue()}", 0.25)
-        known = set(self._job_ids("-t", "all"))
+        self._wait(lambda: not self.job_ids(), timeout, f"waiting for the queue to empty:\n{self.squeue()}", 0.25)
+        known = set(self.job_ids("-t", "all"))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             done = {r.get("JobId") for r in self.job_records()}
