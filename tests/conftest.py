@@ -34,3 +34,13 @@ TINY = {
 def tiny_dict():
     """A fresh copy of the tiny campaign's settings (trust window makes every frame a candidate)."""
     return copy.deepcopy(TINY)
+
+
+@pytest.fixture(scope="session")
+def slurm_ready():
+    """Skip (with the reason, never silently) where a private SLURM cluster cannot run."""
+    from slurm_cluster import slurm_unavailable_reason
+
+    reason = slurm_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no SLURM cluster here: {reason}")

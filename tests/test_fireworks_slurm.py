@@ -19,8 +19,7 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-from slurm_cluster import SlurmCluster, slurm_unavailable_reason
+from slurm_cluster import SlurmCluster
 
 # the venv's scripts, by absolute path (a job's `bash -l` may reset PATH); not resolved,
 # so a venv's python symlink keeps pointing into the venv
@@ -173,13 +172,6 @@ def launch_until_completed(cluster, cfg, lockfile, workdir: Path, max_rounds: in
         assert submitted, f"round {r}: nothing submitted, states {states}"
         cluster.wait_idle(max(1.0, deadline - time.monotonic()))
     raise AssertionError(f"not all COMPLETED after {max_rounds} rounds: {fw_states(cluster, cfg, lockfile)}")
-
-
-@pytest.fixture(scope="module")
-def slurm_ready():
-    reason = slurm_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"no SLURM cluster here: {reason}")
 
 
 def test_trivial_workflow_routes_to_partitions(tmp_path, slurm_ready):

@@ -2,15 +2,7 @@
 
 import itertools
 
-import pytest
-from slurm_cluster import SlurmCluster, slurm_unavailable_reason
-
-
-@pytest.fixture(scope="module")
-def slurm_ready():
-    reason = slurm_unavailable_reason()
-    if reason is not None:
-        pytest.skip(f"no SLURM cluster here: {reason}")
+from slurm_cluster import SlurmCluster
 
 
 def test_jobs_run_in_their_partitions(tmp_path, slurm_ready):
