@@ -47,6 +47,8 @@ def test_campaign_on_mongodb_documents_and_gridfs(tmp_path, tiny_dict, mongo_ser
     db = client["al"]
     names = set(db.list_collection_names())
     assert {"tiny", "tiny_data.files", "tiny_data.chunks"} <= names
+    indexed = {key for info in db["tiny"].index_information().values() for key, _ in info["key"]}
+    assert {"metadata.campaign", "metadata.stage", "output.records.frame_id", "output.train_ids"} <= indexed
     trains = list(db["tiny"].find({"metadata.stage": "train"}))
     assert len(trains) == 2
     assert all(t["output"]["model_blob"]["store"] == "data" for t in trains)

@@ -20,7 +20,7 @@ from jobflow import Flow, JobStore, run_locally
 
 from al_flows.config import CampaignConfig, ConfigError
 from al_flows.makers.active_learning import ActiveLearningMaker
-from al_flows.stores import make_job_store
+from al_flows.stores import ensure_indexes, make_job_store
 
 REPORT_KEYS = (
     "round", "n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_failed", "n_labelled",
@@ -109,13 +109,36 @@ def plan_flow(config: CampaignConfig, base_dir: Path, store: JobStore) -> tuple[
     return maker.make(), f"starting campaign '{config.name}'"
 
 
+WORKDIR_CONFIG = "campaign.json"
+
+
+def remember_campaign(config: CampaignConfig, workdir: Path) -> None:
+    """Keep the campaign's settings in WORKDIR/campaign.json (mode 0600: it may hold store
+    credentials) so that status/lineage/export/report need only --workdir."""
+    path = Path(workdir) / WORKDIR_CONFIG
+    path.write_text(json.dumps(config.model_dump(mode="json"), indent=1))
+    path.chmod(0o600)
+
+
+def load_workdir_campaign(workdir: str | Path) -> CampaignConfig:
+    """The campaign settings a work directory was run with."""
+    from al_flows.config import validate_campaign
+
+    path = Path(workdir) / WORKDIR_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"--workdir: {workdir} holds no campaign ({WORKDIR_CONFIG} missing); run or submit a campaign there first")
+    return validate_campaign(json.loads(path.read_text()), source=str(path))
+
+
 def run_campaign(config: CampaignConfig, base_dir: str | Path, workdir: str | Path, echo=print) -> dict:
     """Run (or continue) a campaign with jobflow's run_locally; return and write the report."""
     workdir = Path(workdir).resolve()
     with workdir_lock(workdir):
+        remember_campaign(config, workdir)
         store = make_job_store(config.store, workdir)
         store.connect()
         try:
+            ensure_indexes(store)
             flow, why = plan_flow(config, Path(base_dir), store)
             echo(why)
             start = time.perf_counter()

@@ -32,22 +32,93 @@ def _submit(config_path: Path, launchpad_file: str, workdir: str | None) -> int:
     return 0
 
 
-def _status(config_path: Path, workdir: str, as_json: bool) -> int:
+def _record(workdir: str):
+    """(config, connected store, CampaignRecord) of a work directory."""
+    from al_flows.campaign import load_workdir_campaign, open_store
+    from al_flows.queries import CampaignRecord
+
+    config = load_workdir_campaign(workdir)
+    store = open_store(config, workdir)
+    return config, store, CampaignRecord(store, config.name)
+
+
+def _status(workdir: str, as_json: bool) -> int:
     import json
 
-    from al_flows.campaign import build_report, open_store
-    from al_flows.config import load_campaign
-
-    config, _ = load_campaign(config_path)
-    store = open_store(config, workdir)
+    _, store, record = _record(workdir)
     try:
-        report = build_report(store, config)
+        status = record.status()
     finally:
         store.close()
     if as_json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"campaign {status['campaign']}: {'converged' if status['converged'] else 'finished' if status['finished'] else 'not finished'}")
+    print(f"{'round':>5} {'state':>10} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'new':>4} {'fail':>4} {'test F':>7} {'test E/at':>9}  wall time (s)")
+    for r in status["rounds"]:
+        times = " ".join(f"{k}={v:.0f}" for k, v in r["wall_time_s"].items())
+        if r["state"] == "done":
+            print(f"{r['round']:>5} {'done':>10} {r['n_labels_total']:>6} {r['n_explored']:>8} "
+                  f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>4} {r['n_label_failures']:>4} "
+                  f"{r['test_force_rmse']:>7.4f} {r['test_energy_rmse_per_atom']:>9.5f}  {times}")
+        else:
+            print(f"{r['round']:>5} {'running':>10}  stages done: {r['stages_done']}  {times}")
+    for f in status["label_failures"]:
+        print(f"failed label (round {f['round']}): {f['frame_id']}: {f['reason']}")
+    return 0
+
+
+def _lineage(workdir: str, label: str | None, model: str | None, as_json: bool) -> int:
+    import json
+
+    _, store, record = _record(workdir)
+    try:
+        result = record.label_lineage(label) if label else record.model_lineage(model)
+    except KeyError as exc:
+        from al_flows.config import ConfigError
+
+        raise ConfigError(exc.args[0]) from None
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps(result, indent=2))
+    elif label:
+        for step in result["chain"]:
+            print("  " + ", ".join(f"{k}={v}" for k, v in step.items()))
     else:
-        _print_report(report, Path(workdir))
+        m = result["model"]
+        print(f"model {m['model_id']}: round {m['round']} member {m['member']} seed {m['seed']}, best epoch {m['best_epoch']}, "
+              f"val force RMSE {m['val_force_rmse']:.4f} eV/A")
+        print(f"trained on {result['n_labels']} labels ({m['n_train']} train + {m['n_val']} validation); by round {result['labels_by_round']}; "
+              f"by explorer {result['labels_by_explorer']}")
+    return 0
+
+
+def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) -> int:
+    from al_flows.queries import export_dataset, export_model
+
+    _, store, record = _record(workdir)
+    try:
+        if what == "dataset":
+            path = export_dataset(record, output, fmt)
+            print(f"wrote {path} ({fmt})")
+        else:
+            for p in export_model(record, output, round_):
+                print(f"wrote {p}")
+    finally:
+        store.close()
+    return 0
+
+
+def _report(workdir: str) -> int:
+    from al_flows.report import write_report
+
+    config, store, _ = _record(workdir)
+    try:
+        result = write_report(store, config, Path(workdir) / "report")
+    finally:
+        store.close()
+    print(f"wrote {result['html']} and {len(result['plots'])} plot(s)")
     return 0
 
 
@@ -88,10 +159,23 @@ def main(argv: list[str] | None = None) -> int:
     p_sub.add_argument("campaign", help="campaign YAML file")
     p_sub.add_argument("--launchpad", required=True, help="FireWorks LaunchPad file (my_launchpad.yaml)")
     p_sub.add_argument("--workdir", default=None, help="campaign work directory on a shared filesystem (default: ./<campaign name>)")
-    p_stat = sub.add_parser("status", help="rounds and counts of a campaign, from its store")
-    p_stat.add_argument("campaign", help="campaign YAML file")
+    p_stat = sub.add_parser("status", help="one row per round, and what is running or failed, from the store")
     p_stat.add_argument("--workdir", required=True)
-    p_stat.add_argument("--json", action="store_true", help="print the report as JSON")
+    p_stat.add_argument("--json", action="store_true", help="machine-readable output")
+    p_lin = sub.add_parser("lineage", help="the chain of a label back to the initial data, or the labels behind a model")
+    p_lin.add_argument("--workdir", required=True)
+    which = p_lin.add_mutually_exclusive_group(required=True)
+    which.add_argument("--label", help="frame id of a label")
+    which.add_argument("--model", help="model id of an ensemble member")
+    p_lin.add_argument("--json", action="store_true")
+    p_exp = sub.add_parser("export", help="write the dataset or a round's models to files")
+    p_exp.add_argument("--workdir", required=True)
+    p_exp.add_argument("what", choices=["dataset", "model"])
+    p_exp.add_argument("--output", required=True, help="file (dataset) or directory (model)")
+    p_exp.add_argument("--format", default="extxyz", choices=["extxyz", "ase-db", "schnetpack"], help="dataset format")
+    p_exp.add_argument("--round", type=int, default=None, help="model: round whose ensemble to export (default: last)")
+    p_rep = sub.add_parser("report", help="PNG plots and an HTML page in WORKDIR/report/")
+    p_rep.add_argument("--workdir", required=True)
     p_val = sub.add_parser("validate", help="check a campaign YAML and print the settings it resolves to")
     p_val.add_argument("campaign")
     args = parser.parse_args(argv)
@@ -110,7 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "submit":
             return _submit(Path(args.campaign), args.launchpad, args.workdir)
         if args.command == "status":
-            return _status(Path(args.campaign), args.workdir, args.json)
+            return _status(args.workdir, args.json)
+        if args.command == "lineage":
+            return _lineage(args.workdir, args.label, args.model, args.json)
+        if args.command == "export":
+            return _export(args.workdir, args.what, args.output, args.format, args.round)
+        if args.command == "report":
+            return _report(args.workdir)
         if args.command == "validate":
             import yaml
 

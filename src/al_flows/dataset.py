@@ -288,7 +288,6 @@ class Dataset:
         :class:`schnetpack.data.ASEAtomsData`.
         """
         from ase.db import connect
-        from ase.db.core import check
         from schnetpack.data import ASEAtomsData
 
         import al_flows  # noqa: F401  (applies the schnetpack/torch compatibility patch)
@@ -302,23 +301,7 @@ class Dataset:
         with connect(str(path), use_lock_file=False) as conn:
             for atoms in self._frames:
                 res = _labels(atoms)
-                kvp = {}
-                for key, value in _plain_info(atoms.info).items():
-                    if isinstance(value, str) and value == "":
-                        continue
-                    try:
-                        check({key: value})
-                    except (ValueError, TypeError):
-                        continue
-                    kvp[key] = value
-                for key in ("parent_id", "model_id", "explorer", "labeller"):
-                    value = atoms.info.get(key)
-                    if isinstance(value, str) and key not in kvp:
-                        try:
-                            check({key: value})
-                            kvp[key] = value
-                        except (ValueError, TypeError):
-                            pass
+                kvp = db_key_value_pairs(atoms.info)
                 data = {
                     "energy": np.array([float(res["energy"])], dtype=np.float64),
                     "forces": np.asarray(res["forces"], dtype=np.float64),
@@ -327,6 +310,41 @@ class Dataset:
                 plain = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
                 conn.write(plain, key_value_pairs=kvp, data=data)
         return ASEAtomsData(str(path))
+
+
+    def to_ase_db(self, path: str | Path) -> None:
+        """Write an ASE database: structures with their energy/forces/stress and the scalar
+        provenance as key-value pairs (queryable with ``ase db``)."""
+        from ase.db import connect
+
+        with connect(str(path), append=False) as conn:
+            for atoms in self._frames:
+                conn.write(atoms, key_value_pairs=db_key_value_pairs(atoms.info))
+
+
+def db_key_value_pairs(info: dict) -> dict:
+    """The scalar provenance entries of ``info`` that an ASE database accepts as key-value pairs
+    (reserved names such as ``energy`` and empty strings are left out)."""
+    from ase.db.core import check
+
+    kvp = {}
+    for key, value in _plain_info(info).items():
+        if isinstance(value, str) and value == "":
+            continue
+        try:
+            check({key: value})
+        except (ValueError, TypeError):
+            continue
+        kvp[key] = value
+    for key in ("parent_id", "model_id", "explorer", "labeller"):
+        value = info.get(key)
+        if isinstance(value, str) and value and key not in kvp:
+            try:
+                check({key: value})
+                kvp[key] = value
+            except (ValueError, TypeError):
+                pass
+    return kvp
 
 
 def _jsonable(value) -> bool:

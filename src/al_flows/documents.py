@@ -79,6 +79,7 @@ class TrainingDocument(BaseModel):
     val_force_rmse: float
     val_energy_rmse_per_atom: float
     curve: list[dict]
+    frame_errors: list[dict] = []
     model_settings: dict
     training_settings: dict
     wall_time: float
@@ -108,6 +109,7 @@ class ExplorationDocument(BaseModel):
     ensemble_id: str
     n_frames: int
     deviations: list[float]
+    frames: list[dict] = []
     wall_time: float
     frames_blob: str = Field(repr=False)
 
@@ -129,6 +131,7 @@ class SelectionDocument(BaseModel):
     stop: bool
     trust_lo: float
     trust_hi: float
+    records: list[dict] = []
     selected_blob: str = Field(repr=False)
 
 
@@ -142,6 +145,7 @@ class LabelDocument(BaseModel):
     n_labelled: int
     n_failed: int
     failures: list[dict]
+    records: list[dict] = []
     labelled_blob: str = Field(repr=False)
 
 

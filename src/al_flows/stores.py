@@ -58,3 +58,21 @@ def describe_store(config: EmbeddedStore | MongoStoreConfig, workdir: str | Path
         return f"embedded MontyStore at {embedded_store_path(workdir)}"
     where = mask_uri(config.uri) if config.uri else f"{config.host}:{config.port}"
     return f"MongoDB {where} database={config.database} collection={config.collection} (+GridFS data)"
+
+
+# Fields the CLI and the docs/provenance.md cookbook query on.
+INDEX_FIELDS = (
+    "uuid", "metadata.campaign", "metadata.stage", "metadata.round", "metadata.frame_id",
+    "output.round", "output.model_id", "output.train_ids", "output.val_ids", "output.records.frame_id",
+)
+
+
+def ensure_indexes(store: JobStore) -> list[str]:
+    """Create the indexes the queries use on a MongoDB docs store; the embedded store
+    (montydb) has none, and gets none. Returns the fields indexed."""
+    docs = store.docs_store
+    if isinstance(docs, MontyStore):
+        return []
+    for name in INDEX_FIELDS:
+        docs.ensure_index(name)
+    return list(INDEX_FIELDS)

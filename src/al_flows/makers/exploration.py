@@ -13,6 +13,7 @@ from al_flows import progress
 from al_flows.dataset import frames_from_bytes
 from al_flows.documents import ExplorationDocument, frames_text
 from al_flows.makers._common import ensemble_id, field, load_ensemble, model_ids_of
+from al_flows.provenance import explored_record
 from al_flows.shear import ShearSettings, explore_shear
 
 
@@ -43,6 +44,7 @@ class ShearExploreMaker(Maker):
             ensemble_id=ens_id,
             n_frames=len(frames),
             deviations=deviations,
+            frames=[explored_record(a) for a in frames],
             wall_time=time.perf_counter() - start,
             frames_blob=frames_text(frames),
         )

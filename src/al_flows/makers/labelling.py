@@ -12,6 +12,7 @@ from al_flows.dataset import Dataset, frames_from_bytes
 from al_flows.documents import DatasetDocument, LabelDocument, frames_text
 from al_flows.labelling import calculator_factory, label_frames
 from al_flows.makers._common import field
+from al_flows.provenance import label_record
 
 
 class LabellingError(RuntimeError):
@@ -63,6 +64,7 @@ class AseLabelMaker(Maker):
             n_labelled=len(result.labelled),
             n_failed=len(result.failed),
             failures=result.failed,
+            records=[label_record(a) for a in result.labelled],
             labelled_blob=frames_text(result.labelled),
         )
 

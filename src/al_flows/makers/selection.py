@@ -11,6 +11,7 @@ from al_flows import progress
 from al_flows.dataset import frames_from_bytes
 from al_flows.documents import SelectionDocument, frames_text
 from al_flows.makers._common import field
+from al_flows.provenance import as_float
 from al_flows.selection import SelectionSettings, select
 
 
@@ -30,6 +31,7 @@ class SelectMaker(Maker):
         ens_id = field(explorations[0], "ensemble_id") if explorations else ""
         result = select(frames, self.settings, exclude_ids=exclude_ids, seed=seed)
         chosen = [frames[i] for i in result.selected]
+        chosen_idx = set(result.selected)
         converged = len(frames) > 0 and result.accurate_ratio >= self.target_accurate_ratio
         stop = converged or round + 1 >= self.max_rounds
         progress.report(
@@ -51,5 +53,10 @@ class SelectMaker(Maker):
             stop=stop,
             trust_lo=self.settings.trust_lo,
             trust_hi=self.settings.trust_hi,
+            records=[
+                {"frame_id": a.info["frame_id"], "explorer": a.info.get("explorer", ""), "parent_id": a.info.get("parent_id", ""),
+                 "deviation": as_float(a.info.get("deviation")), "status": status, "selected": i in chosen_idx}
+                for i, (a, status) in enumerate(zip(frames, result.status))
+            ],
             selected_blob=frames_text(chosen),
         )

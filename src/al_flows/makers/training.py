@@ -12,8 +12,10 @@ from jobflow import Maker, job
 from al_flows import progress
 from al_flows.dataset import Dataset
 from al_flows.documents import TrainingDocument, weights_text
+from al_flows.ensemble import Ensemble
 from al_flows.makers._common import field
 from al_flows.model import ModelSettings, TrainingSettings
+from al_flows.provenance import frame_errors
 from al_flows.training import train_member
 
 
@@ -32,6 +34,9 @@ class TrainMemberMaker(Maker):
         data = Dataset.from_bytes(field(dataset, "dataset_blob"))
         progress.report("train", round, member=member, labels=len(data))
         trained = train_member(data.frames, self.model, self.training, seed=seed, elements=self.elements or None)
+        pred = Ensemble.from_bytes([trained.blob]).predict(data.frames)
+        split = {**dict.fromkeys(trained.train_ids, "train"), **dict.fromkeys(trained.val_ids, "val")}
+        errors = frame_errors(data.frames, pred.energies[0], [f[0] for f in pred.forces], split)
         doc = TrainingDocument(
             campaign=campaign,
             round=round,
@@ -46,6 +51,7 @@ class TrainMemberMaker(Maker):
             val_force_rmse=trained.val_force_rmse,
             val_energy_rmse_per_atom=trained.val_energy_rmse_per_atom,
             curve=trained.curve,
+            frame_errors=errors,
             model_settings=self.model.model_dump(),
             training_settings=self.training.model_dump(),
             wall_time=time.perf_counter() - start,

@@ -35,6 +35,7 @@ from al_flows.dataset import frames_from_bytes
 from al_flows.documents import LabelDocument, frames_text
 from al_flows.makers._common import field, route
 from al_flows.makers.labelling import check_success_fraction
+from al_flows.provenance import label_record
 from al_flows.vasp_inputs import with_system_tag
 from al_flows.vasp_labels import LabelError, label_from_taskdoc
 
@@ -137,5 +138,6 @@ def collect_vasp_labels(
     progress.report("labelled", round, ok=len(labelled), failed=len(failures))
     return LabelDocument(
         campaign=campaign, round=round, labeller=labeller, n_requested=len(todo), n_labelled=len(labelled),
-        n_failed=len(failures), failures=failures, labelled_blob=frames_text(labelled),
+        n_failed=len(failures), failures=failures, records=[label_record(a) for a in labelled],
+        labelled_blob=frames_text(labelled),
     )
