@@ -1,0 +1,453 @@
+"""HTML report of a campaign: plots read from the JobStore's documents, and an index page.
+
+Only reads documents (and, for the parity plots, the final round's models and the test
+set). Energies eV (errors meV/atom where marked), forces and deviations eV/Angstrom.
+A round's documents are the ones of its summary's ensemble where a summary exists, so a
+re-run round shows its latest run.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+STATUSES = ("accurate", "candidate", "failed")
+STATUS_COLOURS = {"accurate": "tab:green", "candidate": "tab:orange", "failed": "tab:red"}
+# (header, RoundSummary field, format, scale)
+TABLE_COLUMNS = (
+    ("round", "round", "{}", 1),
+    ("labels", "n_labels_total", "{}", 1),
+    ("explored", "n_explored", "{}", 1),
+    ("accurate", "n_accurate", "{}", 1),
+    ("candidate", "n_candidate", "{}", 1),
+    ("failed", "n_failed", "{}", 1),
+    ("labelled", "n_labelled", "{}", 1),
+    ("accurate ratio", "accurate_ratio", "{:.3f}", 1),
+    ("val force RMSE (eV/Å)", "val_force_rmse", "{:.4f}", 1),
+    ("test force RMSE (eV/Å)", "test_force_rmse", "{:.4f}", 1),
+    ("test energy RMSE (meV/atom)", "test_energy_rmse_per_atom", "{:.2f}", 1000),
+)
+
+
+# ---------------------------------------------------------------- reading documents
+
+
+def latest_docs(store, campaign: str, stage: str, load: bool = False, criteria: dict | None = None) -> list[dict]:
+    """Job documents of ``campaign`` at ``stage``: the highest index per uuid, output not None."""
+    query = {"metadata.campaign": campaign, "metadata.stage": stage, **(criteria or {})}
+    props = None if load else ["uuid", "index", "output", "metadata"]
+    latest: dict[str, dict] = {}
+    for d in store.query(query, properties=props, load=load):
+        if d.get("output") is None:
+            continue
+        if d["uuid"] not in latest or d["index"] > latest[d["uuid"]]["index"]:
+            latest[d["uuid"]] = d
+    return list(latest.values())
+
+
+def round_summaries(store, config) -> list[dict]:
+    """RoundSummary outputs, one per round (the latest run), sorted by round."""
+    docs = sorted(latest_docs(store, config.name, "summary"), key=lambda d: d["index"])
+    return [s for _, s in sorted({d["output"]["round"]: d["output"] for d in docs}.items())]
+
+
+def _per_round(docs: list[dict], summaries: list[dict], key: str = "ensemble_id") -> dict[int, list[dict]]:
+    """Outputs grouped by round; where a round has a summary, only those of its ensemble
+    (``key`` 'ensemble_id') or of its members (``key`` 'model_id')."""
+    wanted = {s["round"]: set(s["model_ids"]) if key == "model_id" else {s["ensemble_id"]} for s in summaries}
+    out: dict[int, list[dict]] = defaultdict(list)
+    for d in sorted(docs, key=lambda d: d["index"]):
+        o = d["output"]
+        r = o["round"]
+        if r in wanted and o.get(key) not in wanted[r]:
+            continue
+        out[r].append(o)
+    return dict(sorted(out.items()))
+
+
+def deviations_by_round(store, config, summaries: list[dict] | None = None) -> dict[int, dict]:
+    """Per round: ``deviations`` {status: [eV/Å]} of the explored frames (None dropped),
+    ``counts`` {status: n}, ``n_none`` (frames without a deviation), ``n_explored``,
+    ``trust_lo`` / ``trust_hi`` (eV/Å), from the round's SelectionDocument."""
+    summaries = round_summaries(store, config) if summaries is None else summaries
+    out = {}
+    for r, sels in _per_round(latest_docs(store, config.name, "select"), summaries).items():
+        sel = sels[-1]
+        devs: dict[str, list[float]] = {s: [] for s in STATUSES}
+        counts = dict.fromkeys(STATUSES, 0)
+        n_none = 0
+        for rec in sel.get("records", []):
+            status = rec.get("status", "failed")
+            counts[status] = counts.get(status, 0) + 1
+            dev = rec.get("deviation")
+            if dev is None or not math.isfinite(dev):
+                n_none += 1
+            else:
+                devs.setdefault(status, []).append(float(dev))
+        out[r] = {
+            "deviations": devs, "counts": counts, "n_none": n_none, "n_explored": sum(counts.values()),
+            "trust_lo": sel["trust_lo"], "trust_hi": sel["trust_hi"],
+        }
+    return out
+
+
+def shear_paths(store, config, summaries: list[dict] | None = None) -> list[dict]:
+    """One path per (round, explorer, parent_id, run) of explored frames that have a gamma:
+    ``gamma`` (shear strain) and ``energy`` (eV) in step order, ``delta_energy`` (eV,
+    relative to the path's first frame)."""
+    summaries = round_summaries(store, config) if summaries is None else summaries
+    paths: dict[tuple, list[dict]] = defaultdict(list)
+    for r, exps in _per_round(latest_docs(store, config.name, "explore"), summaries).items():
+        for exp in exps:
+            for f in exp.get("frames", []):
+                if f.get("gamma") is None or f.get("energy") is None:
+                    continue
+                paths[(r, exp["explorer"], f.get("parent_id", ""), f.get("run"))].append(f)
+    out = []
+    for (r, explorer, parent, run), frames in sorted(paths.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+        frames.sort(key=lambda f: (f.get("step") or 0, f["gamma"]))
+        energy = np.array([f["energy"] for f in frames])
+        out.append({
+            "round": r, "explorer": explorer, "parent_id": parent, "run": run,
+            "gamma": [f["gamma"] for f in frames], "energy": energy.tolist(), "delta_energy": (energy - energy[0]).tolist(),
+        })
+    return out
+
+
+def training_curves(store, config, summaries: list[dict] | None = None) -> dict[int, list[dict]]:
+    """Per round, one entry per member: ``member``, ``epoch`` and ``val_force_rmse`` (eV/Å) lists."""
+    summaries = round_summaries(store, config) if summaries is None else summaries
+    out = {}
+    for r, members in _per_round(latest_docs(store, config.name, "train"), summaries, key="model_id").items():
+        out[r] = [
+            {
+                "member": m["member"],
+                "epoch": [c["epoch"] for c in m.get("curve", []) if c.get("val_force_rmse") is not None],
+                "val_force_rmse": [c["val_force_rmse"] for c in m.get("curve", []) if c.get("val_force_rmse") is not None],
+            }
+            for m in sorted(members, key=lambda m: m["member"])
+        ]
+    return out
+
+
+def parity_data(store, config, summary: dict) -> dict | None:
+    """The ensemble of ``summary``'s round on the fixed test set: labelled and predicted energy
+    per atom (eV/atom) and force components (eV/Å), with their RMSEs (energy meV/atom,
+    force eV/Å); None where the models or the test set are not stored."""
+    from al_flows.dataset import frames_from_bytes
+    from al_flows.makers._common import load_ensemble
+
+    train = latest_docs(store, config.name, "train", load=True, criteria={"metadata.round": summary["round"]})
+    by_id = {d["output"]["model_id"]: d["output"] for d in sorted(train, key=lambda d: d["index"])}
+    if not summary["model_ids"] or any(m not in by_id for m in summary["model_ids"]):
+        return None
+    test = store.query_one({"uuid": summary["test_uuid"]}, load=True, sort={"index": -1})
+    if test is None or test.get("output") is None:
+        return None
+    frames = frames_from_bytes(test["output"]["frames_blob"])
+    if not frames:
+        return None
+    pred = load_ensemble([by_id[m] for m in summary["model_ids"]]).predict(frames)
+    n_atoms = np.array([len(a) for a in frames])
+    e_ref = np.array([a.get_potential_energy() for a in frames]) / n_atoms
+    e_pred = pred.mean_energies / n_atoms
+    f_ref = np.concatenate([a.get_forces() for a in frames]).ravel()
+    f_pred = np.concatenate(pred.mean_forces).ravel()
+    return {
+        "round": summary["round"],
+        "energy_label": e_ref, "energy_pred": e_pred,
+        "energy_rmse_mev": float(np.sqrt(np.mean((e_pred - e_ref) ** 2)) * 1000),
+        "force_label": f_ref, "force_pred": f_pred,
+        "force_rmse": float(np.sqrt(np.mean((f_pred - f_ref) ** 2))),
+    }
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> str:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path.name
+
+
+def _round_colours(rounds: list[int]) -> dict[int, tuple]:
+    cmap = _pyplot().get_cmap("viridis")
+    n = max(len(rounds) - 1, 1)
+    return {r: cmap(0.85 * i / n) for i, r in enumerate(sorted(rounds))}
+
+
+def plot_errors(summaries: list[dict], path: Path) -> str:
+    """Val/test force RMSE (eV/Å, left) and test energy RMSE (meV/atom, right) per round."""
+    plt = _pyplot()
+    rounds = [s["round"] for s in summaries]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ax.plot(rounds, [s["val_force_rmse"] for s in summaries], "o-", color="tab:blue", label="val force RMSE (members' mean)")
+    ax.plot(rounds, [s["test_force_rmse"] for s in summaries], "s-", color="tab:orange", label="test force RMSE (ensemble mean)")
+    ax.set_xlabel("round")
+    ax.set_ylabel("force RMSE (eV/Å)")
+    ax.set_xticks(rounds)
+    ax.set_ylim(bottom=0)
+    ax2 = ax.twinx()
+    ax2.plot(rounds, [1000 * s["test_energy_rmse_per_atom"] for s in summaries], "^--", color="tab:green", label="test energy RMSE")
+    ax2.set_ylabel("energy RMSE (meV/atom)", color="tab:green")
+    ax2.tick_params(axis="y", colors="tab:green")
+    ax2.set_ylim(bottom=0)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="best", fontsize=8)
+    ax.set_title("Errors per round")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _dev_bins(devs: dict[int, dict]) -> tuple[np.ndarray, bool]:
+    """Shared histogram bin edges (eV/Å) over the deviations and the trust levels near them
+    (within a factor 10); logarithmic when all are positive and span more than a decade."""
+    values = [v for d in devs.values() for vs in d["deviations"].values() for v in vs]
+    if not values:
+        values = [d[k] for d in devs.values() for k in ("trust_lo", "trust_hi")]
+    lo, hi = min(values), max(values)
+    trust = [d[k] for d in devs.values() for k in ("trust_lo", "trust_hi")]
+    values += [t for t in trust if (lo > 0 and lo / 10 <= t < lo) or (hi < t <= 10 * hi)]
+    lo, hi = min(values), max(values)
+    if lo > 0 and hi / lo > 10:
+        return np.geomspace(lo / 1.2, hi * 1.2, 31), True
+    return np.linspace(0.0, hi * 1.05 or 1.0, 31), False
+
+
+def plot_deviation_hists(devs: dict[int, dict], path: Path) -> str:
+    """One panel per round: stacked histogram of explored-frame deviations (eV/Å) by status,
+    trust levels as vertical lines, status counts in the legend."""
+    plt = _pyplot()
+    rounds = sorted(devs)
+    ncol = min(len(rounds), 3)
+    nrow = math.ceil(len(rounds) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False, sharex=True)
+    bins, log = _dev_bins(devs)
+    for ax in axes.ravel()[len(rounds):]:
+        ax.set_visible(False)
+    for ax, r in zip(axes.ravel(), rounds):
+        d = devs[r]
+        labels = []
+        for s in STATUSES:
+            extra = f", {d['n_none']} w/o deviation" if s == "failed" and d["n_none"] else ""
+            labels.append(f"{s}: {d['counts'].get(s, 0)}{extra}")
+        ax.hist([d["deviations"][s] for s in STATUSES], bins=bins, stacked=True,
+                color=[STATUS_COLOURS[s] for s in STATUSES], label=labels)
+        for key, ls in (("trust_lo", "--"), ("trust_hi", ":")):
+            t = d[key]
+            if bins[0] <= t <= bins[-1]:
+                ax.axvline(t, color="k", ls=ls, lw=1, label=f"{key} = {t:g} eV/Å")
+            else:
+                ax.plot([], [], color="k", ls=ls, lw=1, label=f"{key} = {t:g} eV/Å (off scale)")
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlim(bins[0], bins[-1])
+        ax.set_title(f"round {r}: {d['n_explored']} explored frames", fontsize=10)
+        ax.set_xlabel("max force deviation (eV/Å)")
+        ax.set_ylabel("frames")
+        ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle("Model deviation of explored frames")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _parity(ax, label, pred, unit: str, rmse_text: str, title: str) -> None:
+    lo, hi = float(min(label.min(), pred.min())), float(max(label.max(), pred.max()))
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="y = x")
+    few = len(label) < 500
+    ax.scatter(label, pred, s=20 if few else 3, alpha=0.8 if few else 0.35, color="tab:blue", edgecolors="none")
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"labelled ({unit})")
+    ax.set_ylabel(f"predicted, ensemble mean ({unit})")
+    ax.set_title(f"{title}\nRMSE {rmse_text}", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def plot_parity(parity: dict, outdir: Path) -> dict[str, str]:
+    """Parity plots of the final ensemble on the test set: energy per atom (eV/atom) and force components (eV/Å)."""
+    plt = _pyplot()
+    n = len(parity["energy_label"])
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    _parity(ax, parity["energy_label"], parity["energy_pred"], "eV/atom", f"{parity['energy_rmse_mev']:.2f} meV/atom",
+            f"Test energy per atom, round {parity['round']} ({n} frames)")
+    energy = _save(fig, outdir / "parity_energy.png")
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    _parity(ax, parity["force_label"], parity["force_pred"], "eV/Å", f"{parity['force_rmse']:.4f} eV/Å",
+            f"Test force components, round {parity['round']} ({len(parity['force_label'])} values)")
+    forces = _save(fig, outdir / "parity_forces.png")
+    return {"parity_energy": energy, "parity_forces": forces}
+
+
+def plot_energy_vs_gamma(paths: list[dict], path: Path) -> str:
+    """Relaxed energy relative to the first step of its run (eV) vs shear strain gamma, one
+    line per (round, parent, run), coloured by round."""
+    plt = _pyplot()
+    colours = _round_colours(sorted({p["round"] for p in paths}))
+    parents = list(dict.fromkeys(p["parent_id"] for p in paths))
+    styles = ["-", "--", ":", "-."]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for p in paths:
+        ax.plot(p["gamma"], p["delta_energy"], marker="o", ms=3, lw=1, alpha=0.75, color=colours[p["round"]],
+                ls=styles[parents.index(p["parent_id"]) % len(styles)])
+    for r, c in colours.items():
+        ax.plot([], [], "o-", ms=3, color=c, label=f"round {r}")
+    if 1 < len(parents) <= len(styles):
+        for i, parent in enumerate(parents):
+            ax.plot([], [], color="grey", ls=styles[i], label=parent if len(parent) <= 32 else f"structure {i + 1} ({parent[:12]}…)")
+    ax.set_xlabel("shear strain γ")
+    ax.set_ylabel("E − E(first step of run) (eV)")
+    ax.set_title(f"Shear exploration: ensemble energy vs γ ({len(paths)} runs)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_training_curves(curves: dict[int, list[dict]], path: Path) -> str:
+    """Validation force RMSE (eV/Å) per epoch of every member, one panel per round (shared log y axis)."""
+    plt = _pyplot()
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    rounds = sorted(curves)
+    ncol = min(len(rounds), 3)
+    nrow = math.ceil(len(rounds) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False, sharey=True)
+    for ax in axes.ravel()[len(rounds):]:
+        ax.set_visible(False)
+    for ax, r in zip(axes.ravel(), rounds):
+        for m in curves[r]:
+            if m["epoch"]:
+                ax.plot(m["epoch"], m["val_force_rmse"], lw=1.2, label=f"member {m['member']}")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(f"round {r}", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("val force RMSE (eV/Å)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("Training curves")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------- page
+
+CAPTIONS = {
+    "errors_per_round": "Force RMSE on the members' validation splits (mean over members) and of the ensemble mean on "
+                        "the fixed test set (eV/Å, left axis); test energy RMSE (meV/atom, right axis).",
+    "deviation_hist": "Max force deviation (eV/Å) of every explored frame per round, stacked by selection status; "
+                      "dashed/dotted lines: trust_lo/trust_hi. Frames without a deviation count as failed but are not drawn.",
+    "parity_energy": "Final round's ensemble-mean energy per atom vs the labeller's on the fixed test set.",
+    "parity_forces": "Final round's ensemble-mean force components vs the labeller's on the fixed test set.",
+    "energy_vs_gamma": "Shear exploration: ensemble-mean energy of each relaxed frame relative to the first frame of its "
+                       "run (eV) vs shear strain γ; one line per round, starting structure and run.",
+    "training_curves": "Validation force RMSE (eV/Å) per epoch of every ensemble member.",
+}
+
+
+def _fmt(value, fmt: str, scale: float) -> str:
+    if value is None:
+        return ""
+    try:
+        return fmt.format(value * scale if scale != 1 else value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def campaign_status(store, config) -> str:
+    """One line: finished (converged or not) after how many rounds, or still running."""
+    results = [d["output"] for d in latest_docs(store, config.name, "round") if d["output"].get("n_rounds") is not None]
+    if not results:
+        return "not finished (or still running)"
+    res = results[-1]
+    return f"finished after {res['n_rounds']} round(s), {'converged' if res['converged'] else 'not converged'}"
+
+
+def render_html(config, summaries: list[dict], plots: dict[str, str], notes: list[str], status: str = "") -> str:
+    """The index page: title, a table of rounds, notes, and every plot with its caption."""
+    e = html.escape
+    rows = "\n".join(
+        "<tr>" + "".join(f"<td>{e(_fmt(s.get(key), fmt, scale))}</td>" for _, key, fmt, scale in TABLE_COLUMNS) + "</tr>" for s in summaries
+    )
+    head = "".join(f"<th>{e(h)}</th>" for h, *_ in TABLE_COLUMNS)
+    table = f"<table>\n<tr>{head}</tr>\n{rows}\n</table>" if summaries else ""
+    figures = "\n".join(
+        f'<figure><img src="{e(fn)}" alt="{e(name)}"><figcaption>{e(CAPTIONS.get(name, name))}</figcaption></figure>'
+        for name, fn in plots.items()
+    )
+    notes_html = "\n".join(f'<p class="note">{e(n)}</p>' for n in notes)
+    title = f"Active-learning campaign {config.name}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; max-width: 1400px; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right; }}
+th {{ background: #eee; }}
+figure {{ display: inline-block; margin: 1em; vertical-align: top; max-width: 100%; }}
+figure img {{ max-width: 100%; }}
+figcaption {{ font-size: 0.9em; max-width: 40em; }}
+.note {{ color: #a33; }}
+</style></head>
+<body>
+<h1>{e(title)}</h1>
+<p>{len(summaries)} round(s) stored{"; campaign " + e(status) if status else ""}. Energies eV, forces and deviations eV/Å.</p>
+{notes_html}
+{table}
+{figures}
+</body></html>
+"""
+
+
+def write_report(store, config, outdir: Path) -> dict:
+    """Write the plots (PNG) and ``index.html`` of a campaign into ``outdir`` (created);
+    return ``{"plots": {name: filename}, "html": path of index.html}``."""
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    summaries = round_summaries(store, config)
+    plots: dict[str, str] = {}
+    notes: list[str] = []
+    if not summaries:
+        notes.append("No completed rounds stored yet: run the campaign (or wait for its first round) and write the report again.")
+    else:
+        plots["errors_per_round"] = plot_errors(summaries, outdir / "errors_per_round.png")
+    devs = deviations_by_round(store, config, summaries)
+    if devs:
+        plots["deviation_hist"] = plot_deviation_hists(devs, outdir / "deviation_hist.png")
+    if summaries:
+        parity = parity_data(store, config, summaries[-1])
+        if parity is None:
+            notes.append("Parity plots skipped: the final round's models or the test set are not stored.")
+        else:
+            plots.update(plot_parity(parity, outdir))
+    paths = shear_paths(store, config, summaries)
+    if paths:
+        plots["energy_vs_gamma"] = plot_energy_vs_gamma(paths, outdir / "energy_vs_gamma.png")
+    elif devs:
+        notes.append("No explored frames with a shear strain: energy-vs-γ plot skipped.")
+    curves = training_curves(store, config, summaries)
+    if any(m["epoch"] for ms in curves.values() for m in ms):
+        plots["training_curves"] = plot_training_curves(curves, outdir / "training_curves.png")
+    page = outdir / "index.html"
+    page.write_text(render_html(config, summaries, plots, notes, campaign_status(store, config)), encoding="utf-8")
+    return {"plots": plots, "html": str(page)}
