@@ -23,3 +23,13 @@ def test_demo_runs_end_to_end_and_improves(tmp_path):
     assert rounds[-1]["test_force_rmse"] < rounds[0]["test_force_rmse"]
     assert [r["n_labels_total"] for r in rounds] == [18, 18 + rounds[0]["n_labelled"], 18 + rounds[0]["n_labelled"] + rounds[1]["n_labelled"]]
     assert all(r["n_explored"] == 24 for r in rounds)  # 3 structures x 2 runs x 4 shear steps to gamma 0.33
+
+    # after the demo, the inspection commands work on its work directory
+    workdir = str(tmp_path / "demo")
+    status = json.loads(subprocess.run([exe, "status", "--workdir", workdir, "--json"], capture_output=True, text=True, check=True).stdout)
+    assert [r["n_labels_total"] for r in status["rounds"]] == [r["n_labels_total"] for r in rounds]
+    assert all(set(r["wall_time_s"]) == {"train", "evaluate", "explore", "select", "label"} for r in status["rounds"])
+    label = next(r for r in status["rounds"] if r["round"] == 0)
+    assert label["n_labelled"] == rounds[0]["n_labelled"]
+    out = subprocess.run([exe, "report", "--workdir", workdir], capture_output=True, text=True, check=True)
+    assert "6 plot(s)" in out.stdout and (tmp_path / "demo" / "report" / "index.html").is_file()

@@ -104,7 +104,7 @@ def test_every_label_has_exactly_one_origin_and_lineage_ends_at_initial_data(cam
     assert origins and set(origins.values()) == {1}
     starting = set(store.query_one({"metadata.stage": "structures", "metadata.campaign": config.name})["output"]["structure_ids"])
     for fid in origins:
-        lineage = json.loads(cli("lineage", "--workdir", str(workdir), "--label", fid, "--json"))
+        lineage = record.label_lineage(fid)
         chain = lineage["chain"]
         assert chain[0]["kind"] == "label" and chain[0]["id"] == fid
         assert chain[-1]["kind"] == "starting_structure" and chain[-1]["id"] in starting
@@ -114,6 +114,9 @@ def test_every_label_has_exactly_one_origin_and_lineage_ends_at_initial_data(cam
             assert chain[1]["status"] == "candidate" and chain[3]["id"] == lineage["label"]["model_id"]
             # the selecting ensemble was trained on every label older than this one's round
             assert chain[3]["label_rounds_trained_on"] == list(range(-1, lineage["label"]["round"]))
+    # the CLI prints the same lineage as JSON (one label of a round, through a new process)
+    fid = next(f for f in origins if record.labels()[f]["round"] == 0)
+    assert json.loads(cli("lineage", "--workdir", str(workdir), "--label", fid, "--json")) == json.loads(json.dumps(record.label_lineage(fid)))
 
 
 def test_model_training_set_equals_labels_available_then(campaign):
@@ -121,9 +124,11 @@ def test_model_training_set_equals_labels_available_then(campaign):
     rows = {r["round"]: r for r in json.loads(cli("status", "--workdir", str(workdir), "--json"))["rounds"]}
     assert [r["n_labels_total"] for r in rows.values()] == [r["n_labels_total"] for r in report["rounds"]]
     for model_id, m in record.models().items():
-        lineage = json.loads(cli("lineage", "--workdir", str(workdir), "--model", model_id, "--json"))
+        lineage = record.model_lineage(model_id)
         assert lineage["n_labels"] == rows[m["round"]]["n_labels_total"]
-        assert max(int(k) for k in lineage["labels_by_round"]) == m["round"] - 1  # JSON keys are strings
+        assert max(lineage["labels_by_round"]) == m["round"] - 1
+    via_cli = json.loads(cli("lineage", "--workdir", str(workdir), "--model", model_id, "--json"))
+    assert via_cli == json.loads(json.dumps(lineage))
     assert all(r["state"] == "done" and r["wall_time_s"]["train"] > 0 for r in rows.values())
 
 

@@ -98,6 +98,7 @@ class EvaluationDocument(BaseModel):
     val_force_rmse: float
     test_energies: list[float]
     predicted_energies: list[float]
+    wall_time: float = 0.0
 
 
 class ExplorationDocument(BaseModel):
@@ -132,6 +133,7 @@ class SelectionDocument(BaseModel):
     trust_lo: float
     trust_hi: float
     records: list[dict] = []
+    wall_time: float = 0.0
     selected_blob: str = Field(repr=False)
 
 
@@ -146,6 +148,7 @@ class LabelDocument(BaseModel):
     n_failed: int
     failures: list[dict]
     records: list[dict] = []
+    wall_time: float = 0.0
     labelled_blob: str = Field(repr=False)
 
 

@@ -12,8 +12,6 @@ from jobflow import JobStore
 
 from al_flows.dataset import Dataset
 
-STAGE_TIMES = ("train", "explore", "evaluate", "select", "label", "vasp")
-
 
 class CampaignRecord:
     """Query helper for one campaign in a connected JobStore."""
@@ -57,9 +55,10 @@ class CampaignRecord:
         what is in progress or failed now."""
         summaries = self.summaries()
         times: dict[int, dict] = defaultdict(lambda: defaultdict(float))
-        for stage in ("train", "explore"):
+        for stage in ("train", "evaluate", "explore", "select", "label"):
             for d in self.outputs(stage, properties=["output.wall_time"]):
-                times[d["metadata"]["round"]][stage] += float(d["output"].get("wall_time", 0.0))
+                if d["output"].get("wall_time") is not None:
+                    times[d["metadata"]["round"]][stage] += float(d["output"]["wall_time"])
         rounds_started = {d["metadata"]["round"] for d in self.outputs("train", properties=["output.round"])}
         rows = []
         for k in sorted(set(summaries) | rounds_started):

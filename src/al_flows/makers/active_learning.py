@@ -14,6 +14,7 @@ trained; a round that stops labels nothing. Every job carries
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
@@ -112,6 +113,7 @@ def labeller_test_set(structures, settings: TestSetConfig, labeller: AseLabelMak
 @job(output_schema=EvaluationDocument)
 def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDocument:
     """Ensemble-mean errors on the fixed test set; validation error = mean of the members'."""
+    start = time.perf_counter()
     frames = frames_from_bytes(field(test_set, "frames_blob"))
     pred = load_ensemble(models).predict(frames)
     ref_e = np.array([a.get_potential_energy() for a in frames])
@@ -131,6 +133,7 @@ def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDoc
         val_force_rmse=val,
         test_energies=ref_e.tolist(),
         predicted_energies=pred.mean_energies.tolist(),
+        wall_time=time.perf_counter() - start,
     )
 
 

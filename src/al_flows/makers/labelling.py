@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
@@ -48,6 +49,7 @@ class AseLabelMaker(Maker):
 
     @job(data=["labelled_blob"], output_schema=LabelDocument)
     def make(self, frames, campaign: str, round: int, skip: bool = False) -> LabelDocument:
+        start = time.perf_counter()
         todo = [] if skip else frames_from_bytes(field(frames, "selected_blob"))
         progress.report("label", round, frames=len(todo))
         result = label_frames(todo, calculator_factory(self.calculator, self.calculator_kwargs), self.labeller_name, self.max_force)
@@ -65,6 +67,7 @@ class AseLabelMaker(Maker):
             n_failed=len(result.failed),
             failures=result.failed,
             records=[label_record(a) for a in result.labelled],
+            wall_time=time.perf_counter() - start,
             labelled_blob=frames_text(result.labelled),
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
@@ -27,6 +28,7 @@ class SelectMaker(Maker):
 
     @job(data=["selected_blob"], output_schema=SelectionDocument)
     def make(self, explorations: list, exclude_ids: list, campaign: str, round: int, seed: int) -> SelectionDocument:
+        start = time.perf_counter()
         frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
         ens_id = field(explorations[0], "ensemble_id") if explorations else ""
         result = select(frames, self.settings, exclude_ids=exclude_ids, seed=seed)
@@ -58,5 +60,6 @@ class SelectMaker(Maker):
                  "deviation": as_float(a.info.get("deviation")), "status": status, "selected": i in chosen_idx}
                 for i, (a, status) in enumerate(zip(frames, result.status))
             ],
+            wall_time=time.perf_counter() - start,
             selected_blob=frames_text(chosen),
         )
