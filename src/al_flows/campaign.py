@@ -20,6 +20,7 @@ from jobflow import Flow, JobStore, run_locally
 
 from al_flows.config import CampaignConfig, ConfigError
 from al_flows.makers.active_learning import ActiveLearningMaker
+from al_flows.queries import latest_outputs
 from al_flows.stores import ensure_indexes, make_job_store
 
 REPORT_KEYS = (
@@ -56,14 +57,7 @@ def workdir_lock(workdir: Path):
 
 def _outputs(store: JobStore, campaign: str, stage: str) -> list[dict]:
     """Latest output of every job of ``campaign`` at ``stage`` (documents only, blobs not loaded)."""
-    docs = store.query({"metadata.campaign": campaign, "metadata.stage": stage}, properties=["uuid", "index", "output", "metadata"])
-    latest: dict[str, dict] = {}
-    for d in docs:
-        if d.get("output") is None:
-            continue
-        if d["uuid"] not in latest or d["index"] > latest[d["uuid"]]["index"]:
-            latest[d["uuid"]] = d
-    return list(latest.values())
+    return latest_outputs(store, campaign, stage, properties=["output"])
 
 
 def campaign_state(store: JobStore, config: CampaignConfig) -> tuple[dict | None, dict | None]:
@@ -130,15 +124,21 @@ def load_workdir_campaign(workdir: str | Path) -> CampaignConfig:
     return validate_campaign(json.loads(path.read_text()), source=str(path))
 
 
+def prepare_store(config: CampaignConfig, workdir: Path) -> JobStore:
+    """Remember the settings in WORKDIR, connect the campaign's store and create its indexes."""
+    remember_campaign(config, workdir)
+    store = make_job_store(config.store, workdir)
+    store.connect()
+    ensure_indexes(store)
+    return store
+
+
 def run_campaign(config: CampaignConfig, base_dir: str | Path, workdir: str | Path, echo=print) -> dict:
     """Run (or continue) a campaign with jobflow's run_locally; return and write the report."""
     workdir = Path(workdir).resolve()
     with workdir_lock(workdir):
-        remember_campaign(config, workdir)
-        store = make_job_store(config.store, workdir)
-        store.connect()
+        store = prepare_store(config, workdir)
         try:
-            ensure_indexes(store)
             flow, why = plan_flow(config, Path(base_dir), store)
             echo(why)
             start = time.perf_counter()

@@ -15,9 +15,8 @@ import jobflow.managers.fireworks as jobflow_fireworks
 from fireworks import LaunchPad, Workflow
 from jobflow.managers.fireworks import JobFiretask
 
-from al_flows.campaign import CampaignError, plan_flow, remember_campaign
+from al_flows.campaign import CampaignError, plan_flow, prepare_store
 from al_flows.config import CampaignConfig
-from al_flows.stores import ensure_indexes, make_job_store
 
 UNFINISHED = ("READY", "RUNNING", "RESERVED", "WAITING", "PAUSED", "FIZZLED", "DEFUSED")
 _flow_to_workflow = jobflow_fireworks.flow_to_workflow
@@ -61,11 +60,8 @@ def campaign_workflow(config: CampaignConfig, base_dir: str | Path, workdir: str
     """The FireWorks Workflow that runs (or continues) the campaign now, and why."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    remember_campaign(config, workdir)
-    store = make_job_store(config.store, workdir)
-    store.connect()
+    store = prepare_store(config, workdir)
     try:
-        ensure_indexes(store)
         flow, why = plan_flow(config, Path(base_dir), store)
     finally:
         store.close()

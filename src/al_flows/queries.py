@@ -13,6 +13,21 @@ from jobflow import JobStore
 from al_flows.dataset import Dataset
 
 
+def latest_outputs(store: JobStore, campaign: str, stage: str, criteria: dict | None = None,
+                   properties: list[str] | None = None, load: bool = False) -> list[dict]:
+    """Documents of ``campaign``'s jobs at ``stage``: the highest index per uuid (a job
+    replaced at run time has a later index), output not None; sorted by round, uuid."""
+    crit = {"metadata.campaign": campaign, "metadata.stage": stage, **(criteria or {})}
+    props = None if properties is None else sorted({"uuid", "index", "metadata", *properties})
+    latest: dict[str, dict] = {}
+    for d in store.query(crit, properties=props, load=load):
+        if d.get("output") is None:
+            continue
+        if d["uuid"] not in latest or d["index"] > latest[d["uuid"]]["index"]:
+            latest[d["uuid"]] = d
+    return sorted(latest.values(), key=lambda d: (d["metadata"].get("round", -1), d["uuid"]))
+
+
 class CampaignRecord:
     """Query helper for one campaign in a connected JobStore."""
 
@@ -21,18 +36,9 @@ class CampaignRecord:
         self.campaign = campaign
 
     def outputs(self, stage: str, round_: int | None = None, properties: list[str] | None = None, load: bool = False) -> list[dict]:
-        """Latest documents (highest index per uuid, output not None) of a stage."""
-        crit = {"metadata.campaign": self.campaign, "metadata.stage": stage}
-        if round_ is not None:
-            crit["metadata.round"] = round_
-        props = None if properties is None else sorted({"uuid", "index", "metadata", *properties})
-        latest: dict[str, dict] = {}
-        for d in self.store.query(crit, properties=props, load=load):
-            if d.get("output") is None:
-                continue
-            if d["uuid"] not in latest or d["index"] > latest[d["uuid"]]["index"]:
-                latest[d["uuid"]] = d
-        return sorted(latest.values(), key=lambda d: (d["metadata"].get("round", -1), d["uuid"]))
+        """Latest documents of a stage (see :func:`latest_outputs`), optionally of one round."""
+        criteria = None if round_ is None else {"metadata.round": round_}
+        return latest_outputs(self.store, self.campaign, stage, criteria, properties, load)
 
     # -- rounds ---------------------------------------------------------------------------------
     def summaries(self) -> dict[int, dict]:

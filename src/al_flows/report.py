@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from al_flows.queries import latest_outputs
+
 STATUSES = ("accurate", "candidate", "failed")
 STATUS_COLOURS = {"accurate": "tab:green", "candidate": "tab:orange", "failed": "tab:red"}
 # (header, RoundSummary field, format, scale)
@@ -38,15 +40,7 @@ TABLE_COLUMNS = (
 
 def latest_docs(store, campaign: str, stage: str, load: bool = False, criteria: dict | None = None) -> list[dict]:
     """Job documents of ``campaign`` at ``stage``: the highest index per uuid, output not None."""
-    query = {"metadata.campaign": campaign, "metadata.stage": stage, **(criteria or {})}
-    props = None if load else ["uuid", "index", "output", "metadata"]
-    latest: dict[str, dict] = {}
-    for d in store.query(query, properties=props, load=load):
-        if d.get("output") is None:
-            continue
-        if d["uuid"] not in latest or d["index"] > latest[d["uuid"]]["index"]:
-            latest[d["uuid"]] = d
-    return list(latest.values())
+    return latest_outputs(store, campaign, stage, criteria, None if load else ["output"], load)
 
 
 def round_summaries(store, config) -> list[dict]:
