@@ -231,27 +231,23 @@ def test_unconverged_reaches_task_doc(tmp_path, vasp_log, monkeypatch, handle_un
     assert len(launches(vasp_log)) == 1
 
 
-def test_crash_fails_job(tmp_path, vasp_log, monkeypatch):
-    monkeypatch.setenv(standin.FAIL_ENV, "*:crash")
+@pytest.mark.parametrize("selector,mode", [("*", "crash"), ("frameA", "garbage")])
+def test_crash_and_garbage_fail_job(tmp_path, vasp_log, monkeypatch, selector, mode):
+    monkeypatch.setenv(standin.FAIL_ENV, f"{selector}:{mode}")
     job = static_maker("frameA").make(AseAtomsAdaptor.get_structure(cu_ni_atoms(0)))
     assert run_job(job, tmp_path) == {}
-    # no handler recognises the crash; VasprunXMLValidator fails -> custodian gives up after one launch
-    assert [row[2] for row in launches(vasp_log)] == ["crash"]
+    # no handler recognises it; VasprunXMLValidator fails -> custodian gives up after one launch
+    assert [row[2] for row in launches(vasp_log)] == [mode]
     assert custodian_log(vasp_log)[0]["validator"]["@class"] == "VasprunXMLValidator"
 
+
+def test_crash_raises_validation_error(tmp_path, vasp_log, monkeypatch):
+    monkeypatch.setenv(standin.FAIL_ENV, "*:crash")
     from custodian.custodian import ValidationError
 
     job = static_maker("frameA").make(AseAtomsAdaptor.get_structure(cu_ni_atoms(0)))
     with pytest.raises(ValidationError):
         run_job(job, tmp_path / "again", raise_immediately=True)
-
-
-def test_garbage_fails_job(tmp_path, vasp_log, monkeypatch):
-    monkeypatch.setenv(standin.FAIL_ENV, "frameA:garbage")
-    job = static_maker("frameA").make(AseAtomsAdaptor.get_structure(cu_ni_atoms(0)))
-    assert run_job(job, tmp_path) == {}
-    assert [row[2] for row in launches(vasp_log)] == ["garbage"]
-    assert custodian_log(vasp_log)[0]["validator"]["@class"] == "VasprunXMLValidator"
 
 
 def test_garbage_fails_in_emmet_without_xml_validator(tmp_path, vasp_log, monkeypatch):

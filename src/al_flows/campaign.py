@@ -232,7 +232,7 @@ def live_progress(echo=print):
     try:
         yield handler
     finally:
-        for lg, (level, prop) in zip(loggers, old):
+        for lg, (level, prop) in zip(loggers, old, strict=True):
             lg.removeHandler(handler)
             lg.setLevel(level)
             lg.propagate = prop

@@ -65,7 +65,7 @@ def frame_errors(frames: list[Atoms], energies: np.ndarray, forces: list[np.ndar
     """Per-frame errors of a model on labelled frames: energy error per atom (predicted minus
     label) and force RMSE over components; ``split`` maps frame ids to 'train'/'val'."""
     rows = []
-    for atoms, e, f in zip(frames, energies, forces):
+    for atoms, e, f in zip(frames, energies, forces, strict=True):
         fid = atoms.info["frame_id"]
         rows.append({
             "frame_id": fid,

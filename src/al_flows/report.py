@@ -234,7 +234,7 @@ def plot_deviation_hists(devs: dict[int, dict], path: Path) -> str:
     bins, log = _dev_bins(devs)
     for ax in axes.ravel()[len(rounds):]:
         ax.set_visible(False)
-    for ax, r in zip(axes.ravel(), rounds):
+    for ax, r in zip(axes.ravel(), rounds, strict=False):  # the grid may have spare axes
         d = devs[r]
         labels = []
         for s in STATUSES:
@@ -326,7 +326,7 @@ def plot_training_curves(curves: dict[int, list[dict]], path: Path) -> str:
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False, sharey=True)
     for ax in axes.ravel()[len(rounds):]:
         ax.set_visible(False)
-    for ax, r in zip(axes.ravel(), rounds):
+    for ax, r in zip(axes.ravel(), rounds, strict=False):  # the grid may have spare axes
         for m in curves[r]:
             if m["epoch"]:
                 ax.plot(m["epoch"], m["val_force_rmse"], lw=1.2, label=f"member {m['member']}")

@@ -134,7 +134,7 @@ def train_member(
         raise ValueError(f"frames contain elements {missing} not in elements={elements}")
     energies_np = np.array([a.get_potential_energy() for a in frames], dtype=np.float64)
     forces_np = [np.asarray(a.get_forces(), dtype=np.float64) for a in frames]
-    for a, f in zip(frames, forces_np):
+    for a, f in zip(frames, forces_np, strict=True):
         if f.shape != (len(a), 3):
             raise ValueError(f"forces of shape {f.shape} for {len(a)} atoms")
 

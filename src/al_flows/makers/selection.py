@@ -58,7 +58,7 @@ class SelectMaker(Maker):
             records=[
                 {"frame_id": a.info["frame_id"], "explorer": a.info.get("explorer", ""), "parent_id": a.info.get("parent_id", ""),
                  "deviation": as_float(a.info.get("deviation")), "status": status, "selected": i in chosen_idx}
-                for i, (a, status) in enumerate(zip(frames, result.status))
+                for i, (a, status) in enumerate(zip(frames, result.status, strict=True))
             ],
             wall_time=time.perf_counter() - start,
             selected_blob=frames_text(chosen),

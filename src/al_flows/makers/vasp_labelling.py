@@ -124,7 +124,7 @@ def collect_vasp_labels(
     unsuccessful one becomes a failed label with its reason."""
     todo = frames_from_bytes(field(frames, "selected_blob"))
     labelled, failures = [], []
-    for atoms, doc, uuid in zip(todo, task_docs, task_uuids):
+    for atoms, doc, uuid in zip(todo, task_docs, task_uuids, strict=True):
         fid = atoms.info["frame_id"]
         if doc is None:
             failures.append({"frame_id": fid, "task_uuid": uuid,
