@@ -18,7 +18,7 @@ from pathlib import Path
 
 from jobflow import Flow, JobStore, run_locally
 
-from al_flows.config import CampaignConfig, ConfigError
+from al_flows.config import AnyConfig, CampaignConfig, ConfigError, PoolStudyConfig
 from al_flows.makers.active_learning import ActiveLearningMaker
 from al_flows.queries import latest_outputs
 from al_flows.stores import ensure_indexes, make_job_store
@@ -77,8 +77,41 @@ def campaign_state(store: JobStore, config: CampaignConfig) -> tuple[dict | None
     return (results[-1] if results else None), (summaries[-1] if summaries else None)
 
 
-def build_report(store: JobStore, config: CampaignConfig) -> dict:
+def pool_study_final_stage(config: PoolStudyConfig) -> str:
+    """The stage whose output marks a pool study as finished."""
+    if config.validation is not None:
+        return "validation"
+    return "pathways" if config.shear_study is not None else "compare"
+
+
+def build_pool_study_report(store: JobStore, config: PoolStudyConfig) -> dict:
+    """report.json of a pool study: Table I rows and ratios, pathway counts, validation summary."""
+    def last(stage):
+        docs = _outputs(store, config.name, stage)
+        return docs[-1]["output"] if docs else None
+
+    compare, paths, val = last("compare"), last("pathways"), last("validation")
+    report = {
+        "campaign": config.name,
+        "workflow": "pool_study",
+        "finished": last(pool_study_final_stage(config)) is not None,
+        "table": compare["rows"] if compare else [],
+        "ratios": compare["ratios"] if compare else {},
+    }
+    if paths:
+        report["pathways"] = {
+            name: {"n_runs": s["n_runs"], "n_pathways": s["n_pathways"], "counts_by_type": s["counts_by_type"]}
+            for name, s in paths["systems"].items()
+        }
+    if val:
+        report["validation"] = {k: val[k] for k in ("n_minima", "n_spurious", "n_agree_single", "max_abs_d_single_per_atom")}
+    return report
+
+
+def build_report(store: JobStore, config: AnyConfig) -> dict:
     """The report.json content: one row per round (latest run of each round)."""
+    if isinstance(config, PoolStudyConfig):
+        return build_pool_study_report(store, config)
     by_round: dict[int, dict] = {}
     for d in sorted(_outputs(store, config.name, "summary"), key=lambda d: d["output"]["round"]):
         by_round[d["output"]["round"]] = d["output"]
@@ -92,8 +125,15 @@ def build_report(store: JobStore, config: CampaignConfig) -> dict:
     }
 
 
-def plan_flow(config: CampaignConfig, base_dir: Path, store: JobStore) -> tuple[Flow | None, str]:
+def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow | None, str]:
     """The flow to run now (None when finished) and a one-line description of why."""
+    if isinstance(config, PoolStudyConfig):
+        from al_flows.makers.pool_study import PoolStudyMaker
+
+        campaign_state(store, config)  # refuses a store holding the name with other settings
+        if _outputs(store, config.name, pool_study_final_stage(config)):
+            return None, f"pool study '{config.name}' already finished; report rewritten"
+        return PoolStudyMaker(config=config, base_dir=str(base_dir)).make(), f"starting pool study '{config.name}'"
     maker = ActiveLearningMaker.from_config(config, base_dir)
     result, last = campaign_state(store, config)
     if result is not None:

@@ -42,10 +42,33 @@ def _record(workdir: str):
     return config, store, CampaignRecord(store, config.name)
 
 
+def _pool_status(config, store, as_json: bool) -> int:
+    import json
+
+    from al_flows.campaign import build_pool_study_report
+
+    try:
+        report = build_pool_study_report(store, config)
+        stages = {d["metadata"]["stage"] for d in store.query({"metadata.campaign": config.name}, properties=["metadata"])}
+    finally:
+        store.close()
+    report["stages_done"] = sorted(stages)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_pool_report(report)
+        print(f"stages done: {', '.join(report['stages_done']) or 'none'}")
+    return 0
+
+
 def _status(workdir: str, as_json: bool) -> int:
     import json
 
-    _, store, record = _record(workdir)
+    from al_flows.config import PoolStudyConfig
+
+    config, store, record = _record(workdir)
+    if isinstance(config, PoolStudyConfig):
+        return _pool_status(config, store, as_json)
     try:
         status = record.status()
     finally:
@@ -111,18 +134,41 @@ def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) 
 
 
 def _report(workdir: str) -> int:
+    from al_flows.config import PoolStudyConfig
+    from al_flows.pool_report import write_pool_report
     from al_flows.report import write_report
 
     config, store, _ = _record(workdir)
     try:
-        result = write_report(store, config, Path(workdir) / "report")
+        writer = write_pool_report if isinstance(config, PoolStudyConfig) else write_report
+        result = writer(store, config, Path(workdir) / "report")
     finally:
         store.close()
     print(f"wrote {result['html']} and {len(result['plots'])} plot(s)")
     return 0
 
 
+def _print_pool_report(report: dict) -> None:
+    from al_flows.pool_study import table_markdown
+
+    if report["table"]:
+        print(table_markdown(report["table"]))
+        print("  ".join(f"{k}={v:.3g}" for k, v in report["ratios"].items()))
+    for name, p in report.get("pathways", {}).items():
+        kinds = ", ".join(f"{k}: {v}" for k, v in p["counts_by_type"].items())
+        print(f"{name}: {p['n_runs']} runs -> {p['n_pathways']} pathways ({kinds})")
+    if "validation" in report:
+        v = report["validation"]
+        print(f"validation: {v['n_minima']} minima, {v['n_agree_single']} agree with the labeller, {v['n_spurious']} spurious, "
+              f"max |NNP - labeller| {v['max_abs_d_single_per_atom']:.4f} eV/atom")
+    print("finished" if report["finished"] else "not finished")
+
+
 def _print_report(report: dict, workdir: Path) -> None:
+    if report.get("workflow") == "pool_study":
+        _print_pool_report(report)
+        print(f"report: {workdir / 'report.json'}")
+        return
     print(f"{'round':>5} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'labelled':>8} {'acc.ratio':>9} {'val F':>7} {'test F':>7} {'test E/atom':>11}")
     for r in report["rounds"]:
         print(

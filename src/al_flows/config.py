@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from al_flows.active_sampling import ActiveSamplingSettings
 from al_flows.model import ModelSettings, TrainingSettings
 from al_flows.multilayer import VARIANTS
 from al_flows.selection import SelectionSettings
@@ -261,7 +262,113 @@ class CampaignConfig(_Strict):
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_KINDS = ("multilayer", "file", "shear", "ase", "vasp", "embedded", "mongodb")
+SEED000_SYSTEMS = ["pristine", "VNi(N1)", "VNi(N3)", "VCu(C1)", "VCu(C3)", "2VNi(N1)", "2VCu(C1)"]
+
+
+class ImportSource(_Strict):
+    """Existing labelled frames: a VASP run directory (vasprun.xml / OUTCAR, every ionic step a
+    frame; XDATCAR checked against them), a tree of such directories and extxyz files, or one
+    file (OUTCAR, vasprun.xml, extxyz). Path relative to the YAML file."""
+
+    kind: Literal["import"] = "import"
+    path: str
+    stride: int = Field(1, ge=1, description="keep every stride-th ionic step")
+
+
+class MDSource(_Strict):
+    """Frames from NVT molecular dynamics with the labeller (an ASE calculator), as seed 000's
+    AIMD set: one run per structure and temperature, every interval-th step kept."""
+
+    kind: Literal["md"] = "md"
+    structures: list[StructureSource] = Field(min_length=1)
+    temperatures_K: list[float] = Field([1000.0, 1500.0], min_length=1)
+    n_steps: int = Field(400, ge=1)
+    timestep_fs: float = Field(1.0, gt=0)
+    interval: int = Field(1, ge=1)
+
+    @field_validator("temperatures_K")
+    @classmethod
+    def _positive_t(cls, v):
+        if min(v) <= 0:
+            raise ValueError("temperatures must be positive (Kelvin)")
+        return v
+
+
+PoolSource = Annotated[Union[ImportSource, MDSource], Field(discriminator="kind")]
+
+
+class PoolConfig(_Strict):
+    """The labelled pool active sampling draws from, and the share held out for testing."""
+
+    sources: list[PoolSource] = Field(min_length=1)
+    test_fraction: float = Field(0.1, ge=0, lt=0.5, description="held-out test frames, never trained on")
+
+
+class BaselinesConfig(_Strict):
+    """Static-training baselines of seed 000's Table I, trained with the active run's budget."""
+
+    uniform: bool = True
+    active_set: bool = True
+    budget: Literal["steps", "epochs"] = "steps"
+
+
+class ShearStudyConfig(ShearSettings):
+    """Stochastic shear study (METHODS A4) with the active-sampling model: n_runs independent runs
+    per system, runs_per_job runs in each job."""
+
+    structures: list[StructureSource] = Field(default_factory=lambda: [MultilayerSource(variants=list(SEED000_SYSTEMS))], min_length=1)
+    n_runs: int = Field(100, gt=0, description="independent runs per system")
+    runs_per_job: int = Field(10, gt=0)
+    merge_tol: float = Field(1e-3, ge=0, description="eV; runs whose energies agree this well at every step share a pathway")
+    hcp_threshold: float = Field(0.1, gt=0, le=1, description="HCP fraction that marks a defect/HCP pathway")
+
+
+class ValidationConfig(_Strict):
+    """Re-check the highest-energy gamma_max NNP minima with the labeller (seed 000 Fig. 6)."""
+
+    n_minima: int = Field(21, ge=1)
+    fmax: float = Field(0.01, gt=0, description="eV/Angstrom, relaxations with the labeller and the NNP")
+    max_steps: int = Field(500, ge=1)
+    spurious_tol: float = Field(0.005, gt=0, description="eV/atom; a larger drop on relaxing with the labeller marks a spurious minimum")
+    agree_tol: float = Field(0.005, gt=0, description="eV/atom; NNP and labeller single points agree within this")
+
+
+class PoolStudyConfig(_Strict):
+    """Seed 000 in full: active sampling over a labelled pool, static baselines, the
+    stochastic shear study with the resulting model, and the validation of its minima."""
+
+    workflow: Literal["pool_study"] = "pool_study"
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    seed: int = 0
+    elements: list[str] = Field(min_length=1)
+    pool: PoolConfig
+    model: ModelSettings = ModelSettings()
+    training: TrainingSettings = TrainingSettings()
+    active_sampling: ActiveSamplingSettings = ActiveSamplingSettings()
+    baselines: BaselinesConfig = BaselinesConfig()
+    shear_study: ShearStudyConfig | None = None
+    validation: ValidationConfig | None = None
+    labeller: AseLabeller = AseLabeller()
+    store: StoreConfig = EmbeddedStore()
+    queues: QueuesConfig = QueuesConfig()
+
+    _elements = field_validator("elements")(CampaignConfig._elements.__func__)
+
+    @model_validator(mode="after")
+    def _validation_needs_shear(self):
+        if self.validation is not None and self.shear_study is None:
+            raise ValueError("validation: checks the shear study's minima; add a shear_study section or remove validation")
+        return self
+
+    def fingerprint(self) -> str:
+        """Hash of the settings that define the study's results (store and queues excluded)."""
+        d = self.model_dump(mode="json", exclude={"store", "queues"})
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+AnyConfig = Union[CampaignConfig, PoolStudyConfig]
+
+_KINDS = ("multilayer", "file", "shear", "ase", "vasp", "embedded", "mongodb", "import", "md")
 
 
 def _format_error(err: dict) -> str:
@@ -275,18 +382,27 @@ def _format_error(err: dict) -> str:
     return f"{loc or '<top level>'}: {msg}"
 
 
-def validate_campaign(data: dict, source: str = "campaign") -> CampaignConfig:
-    """Validate a mapping; raise ConfigError with one line per problem."""
+WORKFLOWS = {"active_learning": CampaignConfig, "pool_study": PoolStudyConfig}
+
+
+def validate_campaign(data: dict, source: str = "campaign") -> AnyConfig:
+    """Validate a mapping (``workflow:`` active_learning, the default, or pool_study); raise
+    ConfigError with one line per problem."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the file must hold a mapping of campaign settings, got {type(data).__name__}")
+    workflow = data.get("workflow", "active_learning")
+    if workflow not in WORKFLOWS:
+        raise ConfigError(f"{source}: workflow: unknown workflow {workflow!r}; choose one of {list(WORKFLOWS)}")
+    if workflow == "active_learning":
+        data = {k: v for k, v in data.items() if k != "workflow"}
     try:
-        return CampaignConfig.model_validate(data)
+        return WORKFLOWS[workflow].model_validate(data)
     except ValidationError as exc:
         lines = [f"{source}: {_format_error(e)}" for e in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
 
 
-def load_campaign(path: str | Path) -> tuple[CampaignConfig, Path]:
+def load_campaign(path: str | Path) -> tuple[AnyConfig, Path]:
     """Read and validate a campaign YAML; return the config and the file's directory."""
     path = Path(path)
     if not path.is_file():

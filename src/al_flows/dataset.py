@@ -71,6 +71,11 @@ def frame_id(atoms: Atoms, decimals: int = 4) -> str:
     return h.hexdigest()[:16]
 
 
+def recorded_energy(atoms: Atoms) -> float:
+    """``info['energy']`` (eV) if recorded, else the attached calculator's energy."""
+    return float(atoms.info["energy"]) if "energy" in atoms.info else float(atoms.get_potential_energy())
+
+
 # --------------------------------------------------------------------------- info <-> JSON
 
 

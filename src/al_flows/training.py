@@ -33,7 +33,7 @@ from al_flows.model import (
     to_atomic_numbers,
 )
 
-__all__ = ["TrainedMember", "train_member", "frame_ids", "split_indices", "fit_atomrefs"]
+__all__ = ["TrainedMember", "Trainer", "FrameErrors", "train_member", "frame_ids", "split_indices", "fit_atomrefs"]
 
 
 @dataclass
@@ -88,28 +88,192 @@ def _per_frame_loss(out, batch, e_true, f_true, rho: float) -> torch.Tensor:
     return rho * de**2 + f_term / n_atoms.to(df2.dtype)
 
 
-def _evaluate(module, inputs, energies, forces, idx, rho, device, batch_size=64) -> dict:
-    """Validation loss, force RMSE per component (eV/A), energy RMSE per atom (eV/atom)."""
-    module.eval()
-    loss_sum = f_sq = e_sq = 0.0
-    n_comp = 0
-    for b in range(0, len(idx), batch_size):
-        sel = idx[b : b + batch_size]
-        batch = collate_inputs([inputs[k] for k in sel], device)
-        e_true = energies[sel]
-        f_true = torch.cat([forces[k] for k in sel])
-        out = module(batch)
-        with torch.no_grad():
-            loss_sum += float(_per_frame_loss(out, batch, e_true, f_true, rho).sum())
-            f_sq += float(((out[P.forces] - f_true) ** 2).sum())
-            n_comp += f_true.numel()
-            e_sq += float((((out[P.energy] - e_true) / batch[P.n_atoms]) ** 2).sum())
-    n = len(idx)
-    return {
-        "val_loss": loss_sum / n,
-        "val_force_rmse": (f_sq / n_comp) ** 0.5,
-        "val_energy_rmse_per_atom": (e_sq / n) ** 0.5,
-    }
+@dataclass
+class FrameErrors:
+    """Per-structure errors of a model on labelled frames (one entry per frame, in the order asked).
+
+    ``loss``: the training loss of each structure (rho * dE^2 + mean_i |dF_i|^2);
+    ``force_error``: mean over atoms of the force-error vector norm |F_pred,i - F_i| (eV/A);
+    ``energy_error_per_atom``: (E_pred - E)/N (eV/atom); ``force_sq_sum``: sum of squared force
+    components errors (eV^2/A^2) and ``n_force_components`` (3N) for pooled RMSEs.
+    """
+
+    loss: np.ndarray
+    force_error: np.ndarray
+    energy_error_per_atom: np.ndarray
+    force_sq_sum: np.ndarray
+    n_force_components: np.ndarray
+
+    def summary(self) -> dict:
+        """loss (mean), force_rmse (per component, eV/A), force_mae (mean of ``force_error``),
+        energy_rmse_per_atom (eV/atom)."""
+        n = len(self.loss)
+        if n == 0:
+            nan = float("nan")
+            return {"loss": nan, "force_rmse": nan, "force_mae": nan, "energy_rmse_per_atom": nan}
+        return {
+            "loss": float(self.loss.mean()),
+            "force_rmse": float(np.sqrt(self.force_sq_sum.sum() / self.n_force_components.sum())),
+            "force_mae": float(self.force_error.mean()),
+            "energy_rmse_per_atom": float(np.sqrt(np.mean(self.energy_error_per_atom**2))),
+        }
+
+
+class Trainer:
+    """One SchNet member and its optimiser over a fixed list of labelled frames.
+
+    Neighbour lists of all frames are computed once; :meth:`run_epochs` trains on any subset
+    of frame indices, so the training set can change between calls while the weights, the
+    Adam state and the learning-rate schedule carry on (shared/METHODS.md A3 step 1).
+    Randomness (initial weights, batch order) comes from ``seed`` only.
+    """
+
+    def __init__(
+        self,
+        frames: list[Atoms],
+        model: ModelSettings,
+        training: TrainingSettings,
+        seed: int,
+        elements: list[str] | None = None,
+    ):
+        if not frames:
+            raise ValueError("no frames to train on")
+        self.model_settings, self.training, self.seed = model, training, int(seed)
+        self.device = torch.device(training.device)
+        self.ids = frame_ids(frames)
+        self.numbers = [np.asarray(a.numbers) for a in frames]
+        present = sorted({int(z) for nums in self.numbers for z in nums})
+        self.zs = to_atomic_numbers(elements) if elements else present
+        missing = sorted(set(present) - set(self.zs))
+        if missing:
+            raise ValueError(f"frames contain elements {missing} not in elements={elements}")
+        self.energies_np = np.array([a.get_potential_energy() for a in frames], dtype=np.float64)
+        self.forces_np = [np.asarray(a.get_forces(), dtype=np.float64) for a in frames]
+        for a, f in zip(frames, self.forces_np, strict=True):
+            if f.shape != (len(a), 3):
+                raise ValueError(f"forces of shape {f.shape} for {len(a)} atoms")
+        self.rng = np.random.default_rng(self.seed)
+        self.module = build_member(model, self.zs, self.seed)
+        self.inputs = [frame_inputs(a, model.cutoff) for a in frames]
+        self.energies = torch.tensor(self.energies_np, dtype=torch.float64, device=self.device)
+        self.forces = [torch.tensor(f, dtype=torch.float32, device=self.device) for f in self.forces_np]
+        self.params: list[torch.nn.Parameter] = []
+        self.optimizer = self.scheduler = None
+        self.epoch = 0
+        self.n_steps = 0
+        self.best: dict = {"loss": float("inf"), "epoch": 0, "state": None, "row": None}
+
+    def fit_reference(self, train_idx) -> None:
+        """Set the energy reference from the frames ``train_idx`` (per-element energies by least
+        squares, scale = RMS force component) and create the optimiser; call once, before training."""
+        train_idx = np.asarray(train_idx, dtype=int)
+        ref = energy_reference(self.module)
+        coef = fit_atomrefs([self.numbers[k] for k in train_idx], self.energies_np[train_idx], self.zs)
+        atomref = torch.zeros_like(ref.atomref)
+        atomref[torch.tensor(self.zs)] = torch.tensor(coef, dtype=atomref.dtype)
+        ref.atomref.copy_(atomref)
+        f_rms = float(np.sqrt(np.mean(np.concatenate([self.forces_np[k].ravel() for k in train_idx]) ** 2)))
+        ref.scale.fill_(f_rms if f_rms > 1e-6 else 1.0)
+        self.module.to(self.device)
+        self.params = [p for p in self.module.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.params, lr=self.training.lr)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=self.training.lr_decay, patience=self.training.lr_patience
+        )
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        """Optimiser steps of one epoch over ``n_train`` frames."""
+        return -(-int(n_train) // self.training.batch_size)
+
+    def run_epochs(self, train_idx, val_idx, n_epochs: int) -> list[dict]:
+        """Train ``n_epochs`` epochs on frames ``train_idx``; after each, evaluate ``val_idx`` and
+        step the plateau schedule (on the training loss without validation frames). Returns the
+        curve rows (epoch, train_loss, val_loss, val_force_rmse, val_energy_rmse_per_atom, lr,
+        n_train); the best-validation weights so far are kept (see :meth:`restore_best`)."""
+        if self.optimizer is None:
+            raise RuntimeError("call fit_reference(train_idx) before run_epochs")
+        train_idx, val_idx = np.asarray(train_idx, dtype=int), np.asarray(val_idx, dtype=int)
+        if not len(train_idx):
+            raise ValueError("train_idx is empty")
+        bs, n_train, rows = self.training.batch_size, len(train_idx), []
+        for _ in range(int(n_epochs)):
+            self.epoch += 1
+            lr = float(self.optimizer.param_groups[0]["lr"])
+            self.module.train()
+            order = train_idx[self.rng.permutation(n_train)]
+            loss_sum = 0.0
+            for b in range(0, n_train, bs):
+                sel = order[b : b + bs]
+                batch = collate_inputs([self.inputs[k] for k in sel], self.device)
+                out = self.module(batch)
+                f_true = torch.cat([self.forces[k] for k in sel])
+                loss = _per_frame_loss(out, batch, self.energies[sel], f_true, self.training.rho).mean()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward(inputs=self.params)
+                self.optimizer.step()
+                self.n_steps += 1
+                loss_sum += float(loss.detach()) * len(sel)
+            row = {
+                "epoch": self.epoch,
+                "train_loss": loss_sum / n_train,
+                "val_loss": None,
+                "val_force_rmse": None,
+                "val_energy_rmse_per_atom": None,
+                "lr": lr,
+                "n_train": int(n_train),
+            }
+            if len(val_idx):
+                s = self.errors(val_idx).summary()
+                row.update(val_loss=s["loss"], val_force_rmse=s["force_rmse"], val_energy_rmse_per_atom=s["energy_rmse_per_atom"])
+                self.scheduler.step(s["loss"])
+                if s["loss"] < self.best["loss"]:
+                    state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+                    self.best = {"loss": s["loss"], "epoch": self.epoch, "state": state, "row": dict(row)}
+            else:
+                self.scheduler.step(row["train_loss"])
+            rows.append(row)
+        return rows
+
+    def errors(self, idx, batch_size: int = 64) -> FrameErrors:
+        """Per-structure errors of the current weights on frames ``idx`` (see :class:`FrameErrors`)."""
+        idx = np.asarray(idx, dtype=int)
+        self.module.eval()
+        cols = {k: [] for k in ("loss", "force_error", "energy_error_per_atom", "force_sq_sum", "n_force_components")}
+        for b in range(0, len(idx), batch_size):
+            sel = idx[b : b + batch_size]
+            batch = collate_inputs([self.inputs[k] for k in sel], self.device)
+            out = self.module(batch)
+            with torch.no_grad():
+                f_true = torch.cat([self.forces[k] for k in sel])
+                e_true = self.energies[sel]
+                n_atoms = batch[P.n_atoms]
+                idx_m = batch[P.idx_m]
+                df = out[P.forces].detach() - f_true
+                norm = torch.zeros(len(sel), dtype=df.dtype, device=df.device).index_add(0, idx_m, df.norm(dim=1))
+                sq = torch.zeros(len(sel), dtype=df.dtype, device=df.device).index_add(0, idx_m, (df**2).sum(dim=1))
+                cols["loss"].append(_per_frame_loss(out, batch, e_true, f_true, self.training.rho).detach().cpu().double().numpy())
+                cols["force_error"].append((norm / n_atoms.to(df.dtype)).cpu().double().numpy())
+                cols["energy_error_per_atom"].append(((out[P.energy].detach() - e_true) / n_atoms).cpu().double().numpy())
+                cols["force_sq_sum"].append(sq.cpu().double().numpy())
+                cols["n_force_components"].append((3 * n_atoms).cpu().numpy())
+        if not len(idx):
+            return FrameErrors(*(np.zeros(0) for _ in cols))
+        return FrameErrors(**{k: np.concatenate(v) for k, v in cols.items()})
+
+    def restore_best(self) -> dict | None:
+        """Load the best-validation weights (if any); return that epoch's curve row."""
+        if self.best["state"] is not None:
+            self.module.load_state_dict(self.best["state"])
+        return self.best["row"]
+
+    def state(self) -> dict:
+        """Copy of the current weights (for restoring with ``module.load_state_dict``)."""
+        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+    def blob(self, extra: dict) -> bytes:
+        """The current weights serialised by :func:`al_flows.model.member_to_bytes`."""
+        self.module.eval()
+        return member_to_bytes(self.module, self.model_settings, extra)
 
 
 def train_member(
@@ -122,113 +286,35 @@ def train_member(
     """Train one member on labelled frames (labels from each frame's calculator: energy eV,
     forces eV/A). ``seed`` fixes the initial weights, the train/validation split and the
     shuffling. ``elements`` default: those present in ``frames``."""
-    if not frames:
-        raise ValueError("no frames to train on")
-    device = torch.device(training.device)
-    ids = frame_ids(frames)
-    numbers = [np.asarray(a.numbers) for a in frames]
-    present = sorted({int(z) for nums in numbers for z in nums})
-    zs = to_atomic_numbers(elements) if elements else present
-    missing = sorted(set(present) - set(zs))
-    if missing:
-        raise ValueError(f"frames contain elements {missing} not in elements={elements}")
-    energies_np = np.array([a.get_potential_energy() for a in frames], dtype=np.float64)
-    forces_np = [np.asarray(a.get_forces(), dtype=np.float64) for a in frames]
-    for a, f in zip(frames, forces_np, strict=True):
-        if f.shape != (len(a), 3):
-            raise ValueError(f"forces of shape {f.shape} for {len(a)} atoms")
-
-    rng = np.random.default_rng(seed)
-    train_idx, val_idx = split_indices(len(frames), training.val_fraction, rng)
-
-    module = build_member(model, zs, seed)
-    ref = energy_reference(module)
-    coef = fit_atomrefs([numbers[k] for k in train_idx], energies_np[train_idx], zs)
-    atomref = torch.zeros_like(ref.atomref)
-    atomref[torch.tensor(zs)] = torch.tensor(coef, dtype=atomref.dtype)
-    ref.atomref.copy_(atomref)
-    f_rms = float(np.sqrt(np.mean(np.concatenate([forces_np[k].ravel() for k in train_idx]) ** 2)))
-    ref.scale.fill_(f_rms if f_rms > 1e-6 else 1.0)
-    module.to(device)
-
-    inputs = [frame_inputs(a, model.cutoff) for a in frames]
-    energies = torch.tensor(energies_np, dtype=torch.float64, device=device)
-    forces = [torch.tensor(f, dtype=torch.float32, device=device) for f in forces_np]
-
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=training.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=training.lr_decay, patience=training.lr_patience
-    )
-
-    curve: list[dict] = []
-    best = {"loss": float("inf"), "epoch": 0, "state": None, "metrics": None}
-    n_train, bs = len(train_idx), training.batch_size
-    for epoch in range(1, training.epochs + 1):
-        lr = float(optimizer.param_groups[0]["lr"])
-        module.train()
-        order = train_idx[rng.permutation(n_train)]
-        loss_sum = 0.0
-        for b in range(0, n_train, bs):
-            sel = order[b : b + bs]
-            batch = collate_inputs([inputs[k] for k in sel], device)
-            out = module(batch)
-            loss = _per_frame_loss(out, batch, energies[sel], torch.cat([forces[k] for k in sel]), training.rho).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward(inputs=params)
-            optimizer.step()
-            loss_sum += float(loss.detach()) * len(sel)
-        train_loss = loss_sum / n_train
-
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": None,
-            "val_force_rmse": None,
-            "val_energy_rmse_per_atom": None,
-            "lr": lr,
-        }
-        if len(val_idx):
-            metrics = _evaluate(module, inputs, energies, forces, val_idx, training.rho, device)
-            row.update(metrics)
-            scheduler.step(metrics["val_loss"])
-            if metrics["val_loss"] < best["loss"]:
-                best = {
-                    "loss": metrics["val_loss"],
-                    "epoch": epoch,
-                    "metrics": metrics,
-                    "state": {k: v.detach().clone() for k, v in module.state_dict().items()},
-                }
-        else:
-            scheduler.step(train_loss)
-        curve.append(row)
-
-    if best["state"] is not None:
-        module.load_state_dict(best["state"])
-        best_epoch, metrics = best["epoch"], best["metrics"]
+    trainer = Trainer(frames, model, training, seed, elements)
+    train_idx, val_idx = split_indices(len(frames), training.val_fraction, trainer.rng)
+    trainer.fit_reference(train_idx)
+    curve = [{k: v for k, v in row.items() if k != "n_train"} for row in trainer.run_epochs(train_idx, val_idx, training.epochs)]
+    best_row = trainer.restore_best()
+    if best_row is not None:
+        best_epoch = int(best_row["epoch"])
+        val_f, val_e = float(best_row["val_force_rmse"]), float(best_row["val_energy_rmse_per_atom"])
     else:
-        best_epoch, metrics = training.epochs, {}
-    module.eval().to("cpu")
-    val_f = float(metrics.get("val_force_rmse", float("nan")))
-    val_e = float(metrics.get("val_energy_rmse_per_atom", float("nan")))
+        best_epoch, val_f, val_e = training.epochs, float("nan"), float("nan")
+    trainer.module.to("cpu")
     extra = {
         "seed": int(seed),
-        "n_train": int(n_train),
+        "n_train": int(len(train_idx)),
         "n_val": int(len(val_idx)),
-        "best_epoch": int(best_epoch),
+        "best_epoch": best_epoch,
         "val_force_rmse": val_f,
         "val_energy_rmse_per_atom": val_e,
         "training": training.model_dump(),
     }
     return TrainedMember(
-        blob=member_to_bytes(module, model, extra),
+        blob=trainer.blob(extra),
         seed=int(seed),
-        n_train=int(n_train),
+        n_train=int(len(train_idx)),
         n_val=int(len(val_idx)),
         curve=curve,
-        best_epoch=int(best_epoch),
+        best_epoch=best_epoch,
         val_force_rmse=val_f,
         val_energy_rmse_per_atom=val_e,
-        train_ids=[ids[k] for k in train_idx],
-        val_ids=[ids[k] for k in val_idx],
+        train_ids=[trainer.ids[k] for k in train_idx],
+        val_ids=[trainer.ids[k] for k in val_idx],
     )

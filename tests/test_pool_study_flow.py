@@ -1,0 +1,148 @@
+"""A whole seed-000 pool study through jobflow on the embedded store (tiny settings), checked
+through its stored documents, the CLI and the report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ase.calculators.emt import EMT
+
+from al_flows.cli import main
+from al_flows.config import ConfigError, validate_campaign
+from al_flows.dataset import frames_from_bytes
+from al_flows.documents import weights_bytes
+from al_flows.ensemble import Ensemble
+from al_flows.multilayer import cuni_multilayer
+from al_flows.pool_report import pool_study_outputs
+from al_flows.queries import latest_outputs
+from al_flows.shear import ShearSettings, run_seed, run_shear
+
+ML = {"kind": "multilayer", "size": [1, 1, 3], "lattice_constant": 3.58, "variants": ["pristine", "VNi(N1)"]}
+TINY_STUDY = {
+    "workflow": "pool_study",
+    "name": "tiny_pool",
+    "seed": 3,
+    "elements": ["Cu", "Ni"],
+    "pool": {"sources": [{"kind": "md", "structures": [ML], "temperatures_K": [1500], "n_steps": 40}], "test_fraction": 0.1},
+    "model": {"n_atom_basis": 8, "n_interactions": 1, "n_rbf": 8, "cutoff": 4.0},
+    "training": {"batch_size": 8, "lr": 3e-3, "lr_patience": 5},
+    "active_sampling": {"n_iterations": 2, "epochs_per_iteration": 2, "n_initial": 10, "n_validation": 10, "n_examine": 30, "eps_tol": 0.45},
+    "shear_study": {"structures": [ML], "n_runs": 3, "runs_per_job": 2, "sigma": 0.05, "shear_step": 0.6, "gamma_max": 0.3, "fmax": 0.05, "max_steps": 4},
+    "validation": {"n_minima": 2, "fmax": 0.05, "max_steps": 50},
+}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """Run the tiny study once with the CLI; return (workdir, store, outputs)."""
+    import yaml
+
+    from al_flows.campaign import load_workdir_campaign, open_store
+
+    root = tmp_path_factory.mktemp("pool")
+    cfg = root / "study.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_STUDY))
+    workdir = root / "run"
+    assert main(["run", str(cfg), "--workdir", str(workdir)]) == 0
+    config = load_workdir_campaign(workdir)
+    store = open_store(config, workdir)
+    yield workdir, store, pool_study_outputs(store, "tiny_pool"), cfg
+    store.close()
+
+
+def test_config_errors_are_one_line_per_field():
+    bad = dict(TINY_STUDY, validation={"n_minima": 0}, shear_study=None)
+    with pytest.raises(ConfigError) as err:
+        validate_campaign(bad)
+    lines = str(err.value).splitlines()
+    assert any(line.startswith("campaign: validation.n_minima:") for line in lines)
+    with pytest.raises(ConfigError, match="workflow: unknown workflow 'seed000'"):
+        validate_campaign(dict(TINY_STUDY, workflow="seed000"))
+    with pytest.raises(ConfigError, match="add a shear_study section"):
+        validate_campaign(dict(TINY_STUDY, shear_study=None))
+
+
+def test_report_and_table(study):
+    workdir, _, out, _ = study
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["finished"] and report["workflow"] == "pool_study"
+    assert [r["strategy"] for r in report["table"]] == ["active", "uniform", "active_set"]
+    for key in ("uniform_over_active_best_val_loss", "uniform_over_active_test_force_rmse", "active_set_over_active_test_loss"):
+        assert np.isfinite(report["ratios"][key])
+    rows = {r["strategy"]: r for r in report["table"]}
+    assert report["ratios"]["uniform_over_active_test_force_rmse"] == pytest.approx(
+        rows["uniform"]["test_force_rmse"] / rows["active"]["test_force_rmse"]
+    )
+    assert "Active learning (1)" in out["compare"]["table"]
+
+
+def test_sets_budgets_and_inclusion_log(study):
+    _, _, out, _ = study
+    pool = out["pool"]
+    assert pool["n_frames"] == 80 and len(pool["test_ids"]) == 8
+    runs = {r["strategy"]: r for r in out["runs"]}
+    active, uniform, aset = runs["active"], runs["uniform"], runs["active_set"]
+    included = [x["frame_id"] for it in active["iterations"] for x in it["included"]]
+    assert sorted(active["train_ids"]) == sorted(active["initial_train_ids"] + included)
+    test = set(pool["test_ids"])
+    for run in runs.values():
+        assert not test & set(run["train_ids"]) and not test & set(run["val_ids"])
+        assert not set(run["train_ids"]) & set(run["val_ids"])
+    assert sorted(uniform["train_ids"] + uniform["val_ids"]) == sorted(set(pool["frame_ids"]) - test)
+    assert len(uniform["val_ids"]) == 8  # 72 frames split 8:1
+    assert aset["train_ids"] == active["train_ids"] and aset["val_ids"] == active["val_ids"]
+    steps_per_epoch = -(-len(uniform["train_ids"]) // 8)
+    assert active["n_steps"] <= uniform["n_steps"] < active["n_steps"] + steps_per_epoch
+    assert active["n_steps"] <= aset["n_steps"] < active["n_steps"] + -(-len(aset["train_ids"]) // 8)
+
+
+def test_shear_runs_do_not_depend_on_job_split(study):
+    _, store, out, _ = study
+    docs = latest_outputs(store, "tiny_pool", "shear", load=True)
+    assert len(docs) == 4  # 2 systems x (runs [0, 1] and [2])
+    runs = {(d["output"]["system"], tuple(d["output"]["runs"])) for d in docs}
+    assert runs == {(s, r) for s in ("multilayer-1x1x3-pristine", "multilayer-1x1x3-VNi(N1)") for r in ((0, 1), (2,))}
+    # run 2 of system 1 recomputed directly with the active model gives the stored energies
+    active = latest_outputs(store, "tiny_pool", "active_sampling", load=True)[0]["output"]
+    calc = Ensemble.from_bytes([weights_bytes(active["model_blob"])]).calculator()
+    start = cuni_multilayer((1, 1, 3), a=3.58, variant="VNi(N1)")
+    shear = ShearSettings(**{k: TINY_STUDY["shear_study"][k] for k in ("sigma", "shear_step", "gamma_max", "fmax", "max_steps")})
+    direct = run_shear(start, calc, shear, seed=run_seed(3, 1), run=2)
+    stored = [r for d in docs for r in d["output"]["records"] if r["system"].endswith("VNi(N1)") and r["run"] == 2]
+    assert [r["energy"] for r in stored] == pytest.approx([f.get_potential_energy() for f in direct], abs=1e-6)
+    for name, system in out["pathways"]["systems"].items():
+        assert system["n_runs"] == 3
+        assert sum(p["n_runs"] for p in system["pathways"]) == 3
+        assert sum(system["counts_by_type"].values()) == system["n_pathways"]
+
+
+def test_validation_rows_match_the_labeller(study):
+    _, store, out, _ = study
+    val = out["validation"]
+    assert val["n_minima"] == 2 and len(val["rows"]) == 2
+    minima = {a.info["frame_id"]: a for a in frames_from_bytes(latest_outputs(store, "tiny_pool", "pathways", load=True)[0]["output"]["minima_blob"])}
+    for row in val["rows"]:
+        atoms = minima[row["frame_id"]].copy()
+        atoms.calc = EMT()
+        assert row["e_ref"] == pytest.approx(atoms.get_potential_energy(), abs=1e-9)
+        assert row["d_single_per_atom"] == pytest.approx((row["e_nnp"] - row["e_ref"]) / row["n_atoms"])
+        assert row["e_ref_relaxed"] <= row["e_ref"] + 1e-9
+        assert row["spurious"] == (row["relax_drop_per_atom"] > val["spurious_tol"])
+        assert row["gamma"] >= 0.3 - 1e-9
+    excess = [r["excess_energy_per_atom"] for r in val["rows"]]
+    assert excess == sorted(excess, reverse=True)
+
+
+def test_cli_status_report_and_rerun(study, capsys):
+    workdir, _, _, cfg = study
+    capsys.readouterr()
+    assert main(["status", "--workdir", str(workdir)]) == 0
+    text = capsys.readouterr().out
+    assert "Uniform train set (2)" in text and "pathways" in text and "validation:" in text
+    assert main(["report", "--workdir", str(workdir)]) == 0
+    for name in ("learning_curves.png", "energy_vs_gamma.png", "pathway_counts.png", "validation.png", "table_I.md", "index.html"):
+        assert (workdir / "report" / name).stat().st_size > 100, name
+    assert main(["run", str(cfg), "--workdir", str(workdir)]) == 0
+    assert "already finished" in capsys.readouterr().out

@@ -1,0 +1,136 @@
+"""Shear-study analysis (METHODS A4): pathway merging, pathway types, per-step records; and the
+validation of minima (Fig. 6 analysis) with calculators whose minima are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.emt import EMT
+
+from al_flows.minima_validation import relax_fixed_cell, select_minima, validate_minimum
+from al_flows.multilayer import cuni_multilayer
+from al_flows.shear import ShearSettings, run_shear
+from al_flows.shear_study import classify_pathway, merge_pathways, pathways, step_record
+
+
+def test_merge_pathways_within_tolerance_and_transitively():
+    base = np.array([0.0, -1.0, -2.0])
+    profiles = [
+        base,
+        base + 0.0009,  # within 1e-3 of run 0
+        base + 0.0018,  # within 1e-3 of run 1 only: merged transitively
+        base + 0.01,  # another pathway
+        base[:2],  # shorter run: never merged with longer ones
+        base + np.array([0.0, 0.0, 0.002]),  # differs at one step only
+    ]
+    assert merge_pathways(profiles, tol=1e-3) == [[0, 1, 2], [3], [4], [5]]
+    assert merge_pathways(profiles, tol=0.0) == [[0], [1], [2], [3], [4], [5]]
+    assert merge_pathways(profiles, tol=0.02) == [[0, 1, 2, 3, 5], [4]]
+    assert merge_pathways([], tol=1e-3) == []
+
+
+def test_classify_pathway():
+    assert classify_pathway([0.0, 0.02, 0.05]) == "FCC"
+    assert classify_pathway([0.0, 0.3, 0.4]) == "defect/HCP"
+    assert classify_pathway([0.0, 0.3, 0.05]) == "defect/HCP->FCC"
+    assert classify_pathway([0.0, 0.3, 0.05], hcp_threshold=0.5) == "FCC"
+
+
+def _records(run, energies, hcp):
+    return [
+        {"run": run, "step": k + 1, "gamma": 0.1 * (k + 1), "energy": e, "fcc": 1 - h, "hcp": h, "intermixing": 0.0, "frame_id": f"r{run}s{k}"}
+        for k, (e, h) in enumerate(zip(energies, hcp, strict=True))
+    ]
+
+
+def test_pathways_from_records():
+    recs = _records(2, [-1.0, -2.0, -3.0], [0, 0.2, 0.3]) + _records(0, [-1.0, -2.0, -3.0005], [0, 0.2, 0.3])
+    recs += _records(1, [-1.0, -2.5, -3.5], [0, 0.0, 0.0])
+    paths = pathways(list(reversed(recs)), tol=1e-3)
+    assert [p["runs"] for p in paths] == [[0, 2], [1]]
+    assert [p["type"] for p in paths] == ["defect/HCP", "FCC"]
+    assert paths[0]["representative"] == 0 and paths[0]["final_frame_id"] == "r0s2"
+    assert paths[0]["final_energy"] == pytest.approx(-3.0005)
+    assert paths[1]["profile"] == [[0.1, -1.0, 1.0], [0.2, -2.5, 1.0], [pytest.approx(0.3), -3.5, 1.0]]
+
+
+def test_step_record_of_a_sheared_multilayer_with_a_vacancy():
+    start = cuni_multilayer((2, 2, 3), a=3.58, variant="VNi(N1)")
+    settings = ShearSettings(n_runs=1, sigma=0.0, shear_step=0.05, gamma_max=0.02, fmax=0.05)
+    frames = run_shear(start, EMT(), settings, seed=0, run=3)
+    rec = step_record(frames[-1], start)
+    assert rec["run"] == 3 and rec["step"] == len(frames)
+    assert rec["gamma"] == pytest.approx(len(frames) * np.hypot(0.05, 0.05) / start.cell[0, 0])
+    assert rec["n_vacancies"] == 1 and len(rec["vacancy_positions"]) == 1
+    assert rec["fcc"] + rec["hcp"] + rec["other"] == pytest.approx(1.0)
+    assert rec["fcc"] > 0.5  # a small elastic shear keeps the lattice FCC around the vacancy
+    assert rec["intermixing"] == pytest.approx(0.0)  # no Cu-Ni bonds made or broken
+    assert rec["energy"] == pytest.approx(frames[-1].get_potential_energy())
+
+
+class _Pinned(Calculator):
+    """EMT plus a stiff spring holding the bond 0-j at length d0 (shorter than EMT's): a minimum
+    the reference (plain EMT) does not have there, i.e. a 'spurious NNP minimum'."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, j, d0, k=50.0):
+        super().__init__()
+        self.j, self.d0, self.k, self.emt = j, d0, k, EMT()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        a = atoms.copy()
+        a.calc = self.emt
+        v = atoms.get_distance(0, self.j, mic=True, vector=True)
+        d = np.linalg.norm(v)
+        f = a.get_forces().copy()
+        g = self.k * (d - self.d0) * v / d  # dE/dr_j
+        f[self.j] -= g
+        f[0] += g
+        self.results = {"energy": a.get_potential_energy() + 0.5 * self.k * (d - self.d0) ** 2, "forces": f}
+
+
+def test_validation_of_a_true_and_a_spurious_minimum():
+    atoms = cuni_multilayer((2, 2, 2), a=3.58)
+    atoms.positions[0] += [0.25, 0.1, 0.0]
+    # a true minimum: relaxed with EMT itself, validated against EMT
+    true_min, e_true, conv, _ = relax_fixed_cell(atoms, EMT(), 0.005, 300)
+    assert conv
+    true_min.info.update(energy=e_true, parent_id="ml", run=0)
+    row, _ = validate_minimum(true_min, EMT, EMT, fmax=0.005, spurious_tol=0.005)
+    assert abs(row["d_single_per_atom"]) < 1e-9
+    assert row["relax_drop_per_atom"] < 1e-4 and not row["spurious"]
+    assert abs(row["d_back_per_atom"]) < 1e-4
+    # a spurious minimum: relaxed with the pinned calculator (atom 0 held off its site)
+    j = int(np.argsort(atoms.get_distances(0, range(1, len(atoms)), mic=True))[0]) + 1
+    pinned = lambda: _Pinned(j, d0=2.0, k=50.0)  # noqa: E731
+    fake_min, e_fake, _, _ = relax_fixed_cell(atoms, pinned(), 0.005, 300)
+    assert fake_min.get_distance(0, j, mic=True) < 2.2
+    fake_min.info.update(energy=e_fake, parent_id="ml", run=1)
+    row, relaxed = validate_minimum(fake_min, EMT, pinned, fmax=0.005, spurious_tol=0.005)
+    n = len(atoms)
+    ref = fake_min.copy()
+    ref.calc = EMT()
+    assert row["e_ref"] == pytest.approx(ref.get_potential_energy())
+    assert row["relax_drop_per_atom"] == pytest.approx((row["e_ref"] - row["e_ref_relaxed"]) / n)
+    assert row["relax_drop_per_atom"] > 0.005 and row["spurious"]
+    assert row["e_ref_relaxed"] == pytest.approx(e_true, abs=1e-3)  # EMT finds the true minimum
+    assert relaxed.get_distance(0, j, mic=True) == pytest.approx(true_min.get_distance(0, j, mic=True), abs=0.02)
+    assert row["d_back_per_atom"] > 0.005  # the NNP does not hold the reference minimum either
+
+
+def test_select_minima_by_excess_energy_per_system():
+    atoms = cuni_multilayer((1, 1, 2), a=3.58)
+    minima = []
+    for parent, energies in (("a", [-10.0, -9.0, -9.5]), ("b", [-20.0, -19.96])):
+        for e in energies:
+            m = atoms.copy()
+            m.info.update(energy=e, parent_id=parent)
+            minima.append(m)
+    chosen = select_minima(minima, 3)
+    n = len(atoms)
+    assert [(m.info["parent_id"], m.info["energy"]) for m in chosen] == [("a", -9.0), ("a", -9.5), ("b", -19.96)]
+    assert chosen[0].info["excess_energy_per_atom"] == pytest.approx(1.0 / n)
+    assert len(select_minima(minima, 10)) == 5
