@@ -146,3 +146,36 @@ def test_cli_status_report_and_rerun(study, capsys):
         assert (workdir / "report" / name).stat().st_size > 100, name
     assert main(["run", str(cfg), "--workdir", str(workdir)]) == 0
     assert "already finished" in capsys.readouterr().out
+
+
+def test_pool_from_imported_vasp_runs_and_extxyz(tmp_path):
+    """The pool job imports a tree of VASP AIMD runs (stand-in files) and an extxyz file, with
+    provenance, and holds out the test frames."""
+    from jobflow import run_locally
+
+    from al_flows.config import PoolConfig
+    from al_flows.dataset import frames_to_bytes
+    from al_flows.makers.pool_study import PoolMaker
+    from tests.vasp_standin.standin import write_vasp_md_run
+
+    data = tmp_path / "dft"
+    truth = write_vasp_md_run(data / "run_1000K", cuni_multilayer((1, 1, 2), a=3.58), n_steps=6, tebeg=1000.0, seed=1)
+    truth += write_vasp_md_run(data / "run_1500K", cuni_multilayer((1, 1, 2), a=3.62), n_steps=6, tebeg=1500.0, seed=2)
+    extra = cuni_multilayer((1, 1, 2), a=3.6)
+    extra.calc = EMT()
+    extra.get_forces()
+    (data / "more.extxyz").write_bytes(frames_to_bytes([extra]))
+    pool = PoolConfig.model_validate({"sources": [{"kind": "import", "path": "dft", "stride": 2}], "test_fraction": 0.25})
+    job = PoolMaker(pool=pool, base_dir=str(tmp_path)).make("imported", 0)
+    out = run_locally(job, create_folders=False, ensure_success=True)[job.uuid][1].output
+    frames = frames_from_bytes(out.frames_blob)
+    # sorted by path: the extxyz frame, then 6 ionic steps per run with every 2nd kept (0, 2, 4)
+    assert out.n_frames == 7 and len(out.test_ids) == 2
+    assert frames[0].info["source_format"] == "extxyz"
+    assert [(a.info["source_file"].split("/")[0], a.info["source_step"]) for a in frames[1:]] == [
+        ("run_1000K", 0), ("run_1000K", 2), ("run_1000K", 4), ("run_1500K", 0), ("run_1500K", 2), ("run_1500K", 4)
+    ]
+    expected = [truth[k] for k in (0, 2, 4, 6, 8, 10)]
+    assert [a.get_potential_energy() for a in frames[1:]] == pytest.approx([t.get_potential_energy() for t in expected], abs=1e-6)
+    assert np.abs(frames[4].get_forces() - expected[3].get_forces()).max() < 1e-5
+    assert out.counts_by_source == {"vasprun": 6, "extxyz": 1}

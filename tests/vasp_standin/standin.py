@@ -29,6 +29,22 @@ Environment variables:
     * ``garbage``: all outputs written, but vasprun.xml is truncated (invalid XML).
 ``VASP_STANDIN_LOG``
     A file to which one tab-separated line ``SYSTEM  cwd  mode`` is appended per run.
+``VASP_STANDIN_MD_SEED``
+    Seed (int, default 0) of the initial velocities in MD mode.
+
+MD mode: an INCAR with ``IBRION = 0`` and ``NSW > 0`` runs NSW steps of NVE
+velocity-Verlet molecular dynamics on the same energy surface (POTIM fs time step,
+Maxwell-Boltzmann velocities at TEBEG K from a seeded RNG, centre-of-mass motion
+removed) and writes one ionic step per MD step to vasprun.xml (one ``<calculation>``
+each), OUTCAR (the blocks ASE's ``vasp-out`` reader and pymatgen's ``Outcar`` parse),
+XDATCAR (VASP's fixed-cell layout) and OSZICAR. Step k's structure is the one whose
+forces are reported in step k (positions wrapped into the cell, as VASP writes them).
+So that the three VASP energies differ as in a smeared metallic run, an electronic
+entropy term TS = :data:`MD_ENTROPY_PER_ATOM` x N is added (Gaussian-smearing
+relation): ``energy(sigma->0) = reference energy``, ``energy without entropy = E0 + TS/2``,
+``free energy TOTEN = E0 - TS/2``. :func:`write_vasp_md_run` writes the inputs and these
+outputs in one call and returns the frames it wrote. ``garbage`` truncates vasprun.xml
+as in static runs; ``unconverged`` has no effect in MD mode.
 """
 
 from __future__ import annotations
@@ -307,6 +323,8 @@ def run(directory=".") -> int:
     site_symbols = poscar.site_symbols
     natoms = poscar.natoms
     titles = _potcar_titles(directory, len(site_symbols))
+    if is_md_incar(incar):  # AIMD (IBRION = 0, NSW > 0): multi-step outputs, see write_md_outputs
+        return _run_md(directory, incar, structure, site_symbols, natoms, titles, mode, t0)
 
     res = reference_results(AseAtomsAdaptor.get_atoms(structure))
     forces = res["forces"]
@@ -638,6 +656,594 @@ def run(directory=".") -> int:
     ]
     (directory / "OUTCAR").write_text("\n".join(o) + "\n")
     return 0
+
+
+# ----------------------------------------------------------------------------------------
+# MD mode (IBRION = 0, NSW > 0): multi-step vasprun.xml, OUTCAR, XDATCAR, OSZICAR
+# ----------------------------------------------------------------------------------------
+MD_SEED_ENV = "VASP_STANDIN_MD_SEED"
+
+#: electronic entropy term T*S (eV per atom) reported in MD mode (see the module docstring)
+MD_ENTROPY_PER_ATOM = 0.002
+
+#: INCAR written by :func:`write_vasp_md_run` (``incar=`` entries override these)
+MD_INCAR_DEFAULTS: dict = {
+    "PREC": "Normal",
+    "ENCUT": 400.0,
+    "EDIFF": 1e-5,
+    "NELM": 60,
+    "ISPIN": 1,
+    "ISMEAR": 0,
+    "SIGMA": 0.1,
+    "ISYM": 0,
+    "IBRION": 0,
+    "SMASS": -3,
+    "ISIF": 2,
+    "LWAVE": False,
+    "LCHARG": False,
+}
+
+
+def is_md_incar(incar) -> bool:
+    """True for an AIMD INCAR: IBRION = 0 and NSW > 0."""
+    try:
+        return int(incar.get("IBRION", -1)) == 0 and int(incar.get("NSW", 0)) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def md_trajectory(atoms, n_steps: int, potim: float = 1.0, tebeg: float = 300.0, seed: int = 0) -> list:
+    """NVE velocity-Verlet MD on :func:`reference_results` (``atoms`` is not modified).
+
+    Initial velocities: Maxwell-Boltzmann at ``tebeg`` K from ``np.random.default_rng(seed)``,
+    centre-of-mass velocity removed; time step ``potim`` fs; ASE masses. Returns ``n_steps``
+    frames (ase.Atoms, positions wrapped into the cell) whose SinglePointCalculator holds
+    ``energy`` (= energy(sigma->0), the reference energy), ``free_energy`` (TOTEN = energy - TS/2),
+    ``forces`` and ``stress`` (ASE convention) of that step; ``info`` has ``md_step`` (0-based),
+    ``ekin`` (eV), ``temperature`` (K, 3N-3 degrees of freedom) and ``entropy_ts`` (TS, eV).
+    """
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.units import fs, kB
+
+    if n_steps < 1:
+        raise ValueError("n_steps must be >= 1")
+    work = atoms.copy()
+    work.calc = None
+    masses = work.get_masses()[:, None]
+    rng = np.random.default_rng(seed)
+    vel = rng.standard_normal((len(work), 3)) * np.sqrt(kB * float(tebeg) / masses)
+    vel -= (masses * vel).sum(axis=0) / masses.sum()
+    dt = float(potim) * fs
+    ts = MD_ENTROPY_PER_ATOM * len(work)
+    ndof = max(3 * len(work) - 3, 1)
+    frames = []
+    res = reference_results(work)
+    for k in range(n_steps):
+        ekin = float(0.5 * (masses * vel**2).sum())
+        frame = work.copy()
+        frame.set_scaled_positions(work.get_scaled_positions(wrap=True))
+        frame.info = {"md_step": k, "ekin": ekin, "temperature": 2.0 * ekin / (ndof * kB), "entropy_ts": ts}
+        frame.calc = SinglePointCalculator(
+            frame,
+            energy=res["energy"],
+            free_energy=res["energy"] - ts / 2,
+            forces=res["forces"].copy(),
+            stress=res["stress"].copy(),
+        )
+        frames.append(frame)
+        if k == n_steps - 1:
+            break
+        acc = res["forces"] / masses
+        work.positions = work.positions + vel * dt + 0.5 * acc * dt**2
+        res = reference_results(work)
+        vel = vel + 0.5 * (acc + res["forces"] / masses) * dt
+    return frames
+
+
+def _species_groups(symbols) -> tuple[list[str], list[int]]:
+    """VASP species blocks: runs of equal consecutive symbols (as pymatgen's Poscar groups them)."""
+    names: list[str] = []
+    counts: list[int] = []
+    for s in symbols:
+        if names and names[-1] == s:
+            counts[-1] += 1
+        else:
+            names.append(s)
+            counts.append(1)
+    return names, counts
+
+
+def write_vasp_md_run(
+    directory,
+    atoms,
+    n_steps: int = 5,
+    potim: float = 1.0,
+    tebeg: float = 300.0,
+    seed: int = 0,
+    *,
+    system: str = "md",
+    incar: dict | None = None,
+    garbage: bool = False,
+) -> list:
+    """Write a complete AIMD run directory without the executable; return its frames.
+
+    Inputs: INCAR (:data:`MD_INCAR_DEFAULTS` + SYSTEM/NSW/POTIM/TEBEG/TEEND + ``incar``),
+    POSCAR, KPOINTS (Gamma 1x1x1), POTCAR.spec. Outputs exactly as the stand-in's MD mode
+    (``run`` in the same directory with ``VASP_STANDIN_MD_SEED=seed`` writes the same
+    numbers): vasprun.xml, OUTCAR, XDATCAR, OSZICAR, CONTCAR. ``garbage`` truncates
+    vasprun.xml. The frames are those of :func:`md_trajectory`.
+    """
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.vasp import Incar, Kpoints, Poscar
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    settings = dict(MD_INCAR_DEFAULTS)
+    settings.update({"SYSTEM": system, "NSW": int(n_steps), "POTIM": float(potim), "TEBEG": float(tebeg), "TEEND": float(tebeg)})
+    settings.update(incar or {})
+    Incar(settings).write_file(directory / "INCAR")
+    structure = AseAtomsAdaptor.get_structure(atoms)
+    Poscar(structure, comment=system).write_file(directory / "POSCAR")
+    Kpoints.gamma_automatic((1, 1, 1)).write_file(directory / "KPOINTS")
+    names, _ = _species_groups(atoms.get_chemical_symbols())
+    (directory / "POTCAR.spec").write_text("\n".join(names) + "\n")
+
+    incar_obj = Incar.from_file(directory / "INCAR")
+    poscar = Poscar.from_file(directory / "POSCAR", check_for_potcar=False)
+    titles = _potcar_titles(directory, len(poscar.site_symbols))
+    return write_md_outputs(
+        directory,
+        incar_obj,
+        poscar.structure,
+        poscar.site_symbols,
+        poscar.natoms,
+        titles,
+        seed=seed,
+        garbage=garbage,
+    )
+
+
+def _run_md(directory: Path, incar, structure, site_symbols, natoms, titles, mode, t0) -> int:
+    seed = int(os.environ.get(MD_SEED_ENV, "0") or 0)
+    write_md_outputs(directory, incar, structure, site_symbols, natoms, titles, seed=seed, garbage=mode == "garbage", t0=t0)
+    print("\n".join(line for line in (directory / "OSZICAR").read_text().splitlines() if not line.startswith("       N")))
+    return 0
+
+
+def _md_params(incar, nions: int, nelect: float, nbands: int, nedos: int) -> dict:
+    """<parameters> of an MD run as VASP reports them (INCAR values override the defaults)."""
+    params = {
+        "SYSTEM": str(incar.get("SYSTEM", "unknown system")),
+        "PREC": "normal",
+        "ENMAX": float(incar.get("ENCUT", 400.0)),
+        "EDIFF": float(incar.get("EDIFF", 1e-4)),
+        "IALGO": 38,
+        "NBANDS": nbands,
+        "NELECT": nelect,
+        "ISMEAR": 1,
+        "SIGMA": 0.2,
+        "ISTART": 0,
+        "ICHARG": 2,
+        "ISPIN": 1,
+        "LNONCOLLINEAR": False,
+        "MAGMOM": [1.0] * nions,
+        "LSORBIT": False,
+        "NELM": 60,
+        "NELMDL": -5,
+        "NELMIN": 2,
+        "NSW": 0,
+        "IBRION": 0,
+        "ISIF": 2,
+        "PSTRESS": 0.0,
+        "POTIM": 0.5,
+        "TEBEG": 0.0,
+        "TEEND": 0.0,
+        "SMASS": -3.0,
+        "NBLOCK": 1,
+        "KBLOCK": 1,
+        "ISYM": 0,
+        "LORBIT": 0,
+        "NEDOS": nedos,
+        "EMIN": EFERMI - 15.0,
+        "EMAX": EFERMI + 10.0,
+        "EFERMI": 0.0,
+        "LWAVE": False,
+        "LCHARG": False,
+        "LDAU": False,
+        "GGA": "PE",
+        "LHFCALC": False,
+        "LEPSILON": False,
+        "LUSE_VDW": False,
+    }
+    for key, value in incar.items():
+        if key in ("ENCUT", "LORBIT", "ALGO"):
+            continue
+        params[key] = value
+    params["KBLOCK"] = int(params.get("NSW", 1)) or 1
+    if isinstance(params.get("MAGMOM"), list) and len(params["MAGMOM"]) != nions:
+        params["MAGMOM"] = [1.0] * nions
+    return params
+
+
+def _eigen_dos_xml(nbands: int, nelect: float, nkpts: int, nedos: int, ind: str) -> list[str]:
+    """<eigenvalues> and <dos> of the last ionic step (non-spin-polarised, one level straddling E-fermi)."""
+    nocc = nelect / 2.0
+    band_e = EFERMI + (np.arange(nbands) - nocc + 0.5) * (12.0 / max(nbands, 1))
+    x = [
+        f"{ind}<eigenvalues>",
+        f"{ind} <array>",
+        f'{ind}  <dimension dim="1">band</dimension>',
+        f'{ind}  <dimension dim="2">kpoint</dimension>',
+        f'{ind}  <dimension dim="3">spin</dimension>',
+        f"{ind}  <field>eigene</field>",
+        f"{ind}  <field>occ</field>",
+        f"{ind}  <set>",
+        f'{ind}   <set comment="spin 1">',
+    ]
+    for ik in range(nkpts):
+        x.append(f'{ind}    <set comment="kpoint {ik + 1}">')
+        for b in range(nbands):
+            occ = float(np.clip(nocc - b, 0.0, 1.0))
+            x.append(f"{ind}     <r>{band_e[b] + 0.01 * ik:12.4f}{occ:12.4f} </r>")
+        x.append(f"{ind}    </set>")
+    x += [f"{ind}   </set>", f"{ind}  </set>", f"{ind} </array>", f"{ind}</eigenvalues>"]
+    grid = np.linspace(EFERMI - 15.0, EFERMI + 10.0, nedos)
+    sig = 0.2
+    dos = 2.0 * np.exp(-(((grid[:, None] - band_e[None, :]) / sig) ** 2) / 2).sum(axis=1) / (sig * np.sqrt(2 * np.pi))
+    integ = np.concatenate([[0.0], np.cumsum(0.5 * (dos[1:] + dos[:-1]) * np.diff(grid))])
+    x += [
+        f"{ind}<dos>",
+        f'{ind} <i name="efermi">{EFERMI:16.8f} </i>',
+        f"{ind} <total>",
+        f"{ind}  <array>",
+        f'{ind}   <dimension dim="1">gridpoints</dimension>',
+        f'{ind}   <dimension dim="2">spin</dimension>',
+        f"{ind}   <field>energy</field>",
+        f"{ind}   <field>total</field>",
+        f"{ind}   <field>integrated</field>",
+        f"{ind}   <set>",
+        f'{ind}    <set comment="spin 1">',
+    ]
+    x += [f"{ind}     <r>{g:12.4f}{d:12.4f}{i:12.4f} </r>" for g, d, i in zip(grid, dos, integ)]
+    x += [f"{ind}    </set>", f"{ind}   </set>", f"{ind}  </array>", f"{ind} </total>", f"{ind}</dos>"]
+    return x
+
+
+def _md_energy_xml(e0: float, ts: float, indent: str, ekin: float | None = None) -> str:
+    """<energy> block: free (TOTEN), without entropy, sigma->0 (+ MD kinetic/total terms)."""
+    rows = [
+        f"{indent}<energy>",
+        f'{indent} <i name="e_fr_energy">{e0 - ts / 2:20.10f} </i>',
+        f'{indent} <i name="e_wo_entrp">{e0 + ts / 2:20.10f} </i>',
+        f'{indent} <i name="e_0_energy">{e0:20.10f} </i>',
+    ]
+    if ekin is not None:
+        rows += [
+            f'{indent} <i name="kinetic">{ekin:20.10f} </i>',
+            f'{indent} <i name="lattice kinetic">{0.0:20.10f} </i>',
+            f'{indent} <i name="nosekinetic">{0.0:20.10f} </i>',
+            f'{indent} <i name="nosepot">{0.0:20.10f} </i>',
+            f'{indent} <i name="total">{e0 - ts / 2 + ekin:20.10f} </i>',
+        ]
+    rows.append(f"{indent}</energy>")
+    return "\n".join(rows)
+
+
+def write_md_outputs(
+    directory,
+    incar,
+    structure,
+    site_symbols,
+    natoms,
+    titles,
+    *,
+    seed: int = 0,
+    garbage: bool = False,
+    t0: float | None = None,
+) -> list:
+    """The MD-mode outputs for the run in ``directory`` (inputs already read); returns the frames.
+
+    Numbers in the files: vasprun.xml positions (fractional) %.16f, forces %.12f, energies and
+    stress %.10f; OUTCAR as VASP prints them (positions %.5f Angstrom, forces %.6f eV/Angstrom,
+    energies %.8f eV, stress %.5f kB); XDATCAR fractional %.8f.
+    """
+    from pymatgen.core import Element, Lattice, Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.vasp import Poscar
+
+    t0 = time.time() if t0 is None else t0
+    directory = Path(directory)
+    system = str(incar.get("SYSTEM", "unknown system")).strip()
+    nsw = int(incar.get("NSW", 0))
+    potim = float(incar.get("POTIM", 0.5))
+    tebeg = float(incar.get("TEBEG", 0.0))
+    atoms = AseAtomsAdaptor.get_atoms(structure)
+    frames = md_trajectory(atoms, nsw, potim=potim, tebeg=tebeg, seed=seed)
+
+    nions = len(atoms)
+    nelm = int(incar.get("NELM", 60))
+    ediff = float(incar.get("EDIFF", 1e-4))
+    sigma = float(incar.get("SIGMA", 0.2))
+    ismear = int(incar.get("ISMEAR", 1))
+    valence = [float(_VALENCE.get(s, 8)) for s in site_symbols]
+    nelect = float(sum(v * n for v, n in zip(valence, natoms)))
+    nbands = int(incar.get("NBANDS", max(8, math.ceil(nelect / 2 + nions / 2))))
+    nedos = int(incar.get("NEDOS", 301))
+    kstyle, divisions, kshift, kpts, kweights = _kpoints(directory, incar, structure)
+    nkpts = len(kpts)
+    params = _md_params(incar, nions, nelect, nbands, nedos)
+    lattice = Lattice(np.asarray(atoms.cell[:], dtype=float))
+    species = [s for s, n in zip(site_symbols, natoms) for _ in range(n)]
+    structures = [Structure(lattice, species, f.get_scaled_positions(wrap=False)) for f in frames]
+    ts = frames[0].info["entropy_ts"]
+
+    now = datetime.now()
+    ind = " "
+    x: list[str] = ['<?xml version="1.0" encoding="ISO-8859-1"?>', "<modeling>"]
+    x += [
+        f"{ind}<generator>",
+        f'{ind} <i name="program" type="string">vasp </i>',
+        f'{ind} <i name="version" type="string">{VASP_VERSION}  </i>',
+        f'{ind} <i name="subversion" type="string">EMT stand-in MD (tests/vasp_standin) </i>',
+        f'{ind} <i name="platform" type="string">LinuxGNU </i>',
+        f'{ind} <i name="date" type="string">{now:%Y %m %d} </i>',
+        f'{ind} <i name="time" type="string">{now:%H:%M:%S} </i>',
+        f"{ind}</generator>",
+        f"{ind}<incar>",
+    ]
+    x += [f"{ind} {_fmt_param(k, v)}" for k, v in incar.items()]
+    x += [f"{ind}</incar>", f"{ind}<kpoints>"]
+    if kstyle is not None:
+        param = "Gamma" if kstyle == "Gamma" else "Monkhorst-Pack"
+        x += [
+            f'{ind} <generation param="{param}">',
+            f'{ind}  <v type="int" name="divisions">' + " ".join(f"{d:8d}" for d in divisions) + " </v>",
+            f'{ind}  <v name="usershift">' + " ".join(f"{s:16.8f}" for s in kshift) + " </v>",
+            f"{ind} </generation>",
+        ]
+    x += [_varray("kpointlist", kpts, fmt="{:16.8f}", indent=ind + " ")]
+    x += [_varray("weights", kweights, fmt="{:16.8f}", indent=ind + " ")]
+    x += [f"{ind}</kpoints>", f"{ind}<parameters>"]
+    x += [f"{ind} {_fmt_param(k, v)}" for k, v in params.items()]
+    x += [f"{ind}</parameters>"]
+    types = [i + 1 for i, n in enumerate(natoms) for _ in range(n)]
+    x += [
+        f"{ind}<atominfo>",
+        f"{ind} <atoms>{nions:8d} </atoms>",
+        f"{ind} <types>{len(site_symbols):8d} </types>",
+        f'{ind} <array name="atoms" >',
+        f'{ind}  <dimension dim="1">ion</dimension>',
+        f'{ind}  <field type="string">element</field>',
+        f'{ind}  <field type="int">atomtype</field>',
+        f"{ind}  <set>",
+    ]
+    x += [f"{ind}   <rc><c>{s:2s}</c><c>{t:4d}</c></rc>" for s, t in zip(species, types)]
+    x += [
+        f"{ind}  </set>",
+        f"{ind} </array>",
+        f'{ind} <array name="atomtypes" >',
+        f'{ind}  <dimension dim="1">type</dimension>',
+        f'{ind}  <field type="int">atomspertype</field>',
+        f'{ind}  <field type="string">element</field>',
+        f"{ind}  <field>mass</field>",
+        f"{ind}  <field>valence</field>",
+        f'{ind}  <field type="string">pseudopotential</field>',
+        f"{ind}  <set>",
+    ]
+    for s, n, v, title in zip(site_symbols, natoms, valence, titles):
+        mass = float(Element(s).atomic_mass)
+        x.append(f"{ind}   <rc><c>{n:4d}</c><c>{s:2s}</c><c>{mass:16.8f}</c><c>{v:16.8f}</c><c>  {escape(title)}</c></rc>")
+    x += [f"{ind}  </set>", f"{ind} </array>", f"{ind}</atominfo>"]
+    x.append(_structure_xml(structures[0], "initialpos"))
+
+    scf = []  # electronic steps of every ionic step: energies converging onto E0 (last change < EDIFF)
+    for k, (frame, struct) in enumerate(zip(frames, structures)):
+        e0 = float(frame.calc.results["energy"])
+        steps = [e0 + 0.5 * 0.05**j for j in range(3)] + [e0 + 0.1 * ediff, e0]
+        steps = steps[-min(len(steps), max(nelm, 2)) :]
+        scf.append(steps)
+        x.append(f"{ind}<calculation>")
+        for e in steps:
+            x += [
+                f"{ind} <scstep>",
+                f'{ind}  <time name="dav">    0.01    0.01</time>',
+                f'{ind}  <time name="total">    0.01    0.01</time>',
+                _md_energy_xml(e, ts, ind + "  "),
+                f"{ind} </scstep>",
+            ]
+        x.append(_structure_xml(struct, None, indent=ind + " "))
+        x.append(_varray("forces", frame.calc.results["forces"], fmt="{:20.12f}", indent=ind + " "))
+        x.append(_varray("stress", ase_stress_to_vasp_kbar(frame.calc.results["stress"]), fmt="{:24.12f}", indent=ind + " "))
+        x.append(_md_energy_xml(e0, ts, ind + " ", ekin=frame.info["ekin"]))
+        x.append(f'{ind} <time name="totalsc">    0.05    0.05</time>')
+        if k == len(frames) - 1:
+            x += _eigen_dos_xml(nbands, nelect, nkpts, nedos, ind + " ")
+        x.append(f"{ind}</calculation>")
+    x.append(_structure_xml(structures[-1], "finalpos"))
+    x.append("</modeling>")
+    vasprun = "\n".join(x) + "\n"
+    if garbage:
+        vasprun = vasprun[: len(vasprun) // 2]
+    (directory / "vasprun.xml").write_text(vasprun, encoding="ISO-8859-1")
+
+    # XDATCAR: VASP's fixed-cell layout, header once, a block every NBLOCK ionic steps
+    # ("Direct configuration=" + the 1-based number of the step)
+    cell = np.asarray(atoms.cell[:], dtype=float)
+    nblock = max(1, int(incar.get("NBLOCK", 1)))
+    xd = [system, "           1"]
+    xd += [f"    {a:12.6f}{b:12.6f}{c:12.6f}" for a, b, c in cell]
+    xd += ["".join(f"   {s:2s}" for s in site_symbols), "".join(f"{n:6d}" for n in natoms)]
+    for k, struct in enumerate(structures, start=1):
+        if k % nblock:
+            continue
+        xd.append(f"Direct configuration={k:6d}")
+        xd += [f"  {a:11.8f} {b:11.8f} {c:11.8f}" for a, b, c in struct.frac_coords]
+    (directory / "XDATCAR").write_text("\n".join(xd) + "\n")
+
+    # OSZICAR: electronic steps, then one MD line per ionic step
+    osz = []
+    for k, (frame, steps) in enumerate(zip(frames, scf), start=1):
+        osz.append("       N       E                     dE             d eps       ncg     rms          rms(c)")
+        prev = 0.0
+        for j, e in enumerate(steps, start=1):
+            efr = e - ts / 2
+            osz.append(f"DAV: {j:3d}    {efr: .12E}   {efr - prev: .5E}   {-0.1 * abs(efr - prev): .5E}  {16 * nbands:5d}   0.100E+00")
+            prev = efr
+        e0 = float(frame.calc.results["energy"])
+        f_ = e0 - ts / 2
+        ek = frame.info["ekin"]
+        osz.append(
+            f"{k:5d} T= {frame.info['temperature']:6.0f}. E= {f_ + ek: .8E} F= {f_: .8E} E0= {e0: .8E}"
+            f"  EK= {ek: .5E} SP=  0.00E+00 SK=  0.00E+00"
+        )
+    (directory / "OSZICAR").write_text("\n".join(osz) + "\n")
+    Poscar(structures[-1], comment=system).write_file(directory / "CONTCAR")
+
+    # OUTCAR
+    nplwv = 32 * 32 * 32
+    ispin = int(incar.get("ISPIN", 1))
+    recip = np.linalg.inv(cell).T
+    o = [
+        f" vasp.{VASP_VERSION} EMT stand-in MD (tests/vasp_standin)",
+        f" executed on             LinuxGNU date {now:%Y.%m.%d}  {now:%H:%M:%S}",
+        " running on    1 total cores",
+        " distrk:  each k-point on    1 cores,    1 groups",
+        "",
+        "",
+        " INCAR:",
+    ]
+    o += [f" POTCAR:    {t}" for t in titles]
+    o += [""]
+    for t in titles:  # VASP lists the POTCARs twice, the second time with their details
+        o += [f" POTCAR:    {t}", f"   VRHFIN ={t.split()[1]}:", f"   TITEL  = {t}", ""]
+    lat_lines = [f"    {a[0]:12.9f}{a[1]:13.9f}{a[2]:13.9f}    {b[0]:13.9f}{b[1]:13.9f}{b[2]:13.9f}" for a, b in zip(cell, recip)]
+    o += [
+        " Dimension of arrays:",
+        f"   k-points           NKPTS = {nkpts:6d}   k-points in BZ     NKDIM = {nkpts:6d}   number of bands    NBANDS= {nbands:6d}",
+        f"   number of dos      NEDOS = {nedos:6d}   number of ions     NIONS = {nions:6d}",
+        f"   total plane-waves  NPLWV = {nplwv:6d}",
+        "",
+        "   ions per type =      " + "".join(f"{n:5d}" for n in natoms),
+        "",
+        " Startparameter for this run:",
+        f"   SYSTEM =  {system}",
+        f"   NELM   = {nelm:6d};   NELMIN=  2; NELMDL= -5     # of ELM steps",
+        f"   EDIFF  = {ediff:.1E}   stopping-criterion for ELM",
+        f"   NSW    = {nsw:6d}    number of steps for IOM",
+        f"   NBLOCK = {nblock:6d};   KBLOCK = {nsw:6d}    inner block; outer block",
+        "   IBRION =      0    ionic relax: 0-MD 1-quasi-New 2-CG",
+        f"   ISIF   = {int(incar.get('ISIF', 2)):6d}    stress and relaxation",
+        f"   ISPIN  = {ispin:6d}    spin polarized calculation?",
+        "   LNONCOLLINEAR =      F non collinear calculations",
+        f"   POTIM  = {potim:8.4f}    time-step for ionic-motion",
+        f"   TEIN   = {0.0:8.1f}    initial temperature",
+        f"   TEBEG  = {tebeg:8.1f};   TEEND  = {float(incar.get('TEEND', tebeg)):8.1f} temperature during run",
+        f"   SMASS  = {float(incar.get('SMASS', -3)):6.2f}    Nose mass-parameter (am)",
+        f"   ISMEAR = {ismear:6d};   SIGMA  = {sigma:6.2f}  broadening in eV -4-tet -1-fermi 0-gaus",
+        f"   ENCUT  = {float(incar.get('ENCUT', 400.0)):8.1f} eV",
+        f"   NELECT = {nelect:12.4f}    total number of electrons",
+        "",
+        "  energy-cutoff  :  " + f"{float(incar.get('ENCUT', 400.0)):10.2f}",
+        f"  volume of cell :  {abs(np.linalg.det(cell)):10.2f}",
+        "      direct lattice vectors                 reciprocal lattice vectors",
+        *lat_lines,
+        "",
+        " k-points in reciprocal lattice and weights: stand-in",
+    ]
+    o += [f"   {k[0]:11.8f} {k[1]:11.8f} {k[2]:11.8f}   {w:12.3f}" for k, w in zip(kpts, kweights)]
+    o += ["", " position of ions in fractional coordinates (direct lattice)"]
+    o += [f"   {a:11.8f} {b:11.8f} {c:11.8f}" for a, b, c in structures[0].frac_coords]
+    o += ["", "", "-" * 104, "", ""]
+    o += [f" k-point {i + 1:3d} :   {k[0]:6.4f}{k[1]:7.4f}{k[2]:7.4f}  plane waves:  {nplwv // 16:6d}" for i, k in enumerate(kpts)]
+    o += ["", f" maximum and minimum number of plane-waves per node :  {nplwv // 16:8d} {nplwv // 16:8d}", ""]
+    for k, (frame, struct, steps) in enumerate(zip(frames, structures, scf), start=1):
+        e0 = float(frame.calc.results["energy"])
+        forces = frame.calc.results["forces"]
+        stress_kb = ase_stress_to_vasp_kbar(frame.calc.results["stress"])
+        voigt_kb = [stress_kb[0, 0], stress_kb[1, 1], stress_kb[2, 2], stress_kb[0, 1], stress_kb[1, 2], stress_kb[0, 2]]
+        for j, e in enumerate(steps, start=1):
+            o += [
+                f"----------------------------------------- Iteration {k:6d}({j:4d})  ---------------------------------------",
+                "",
+                "  Free energy of the ion-electron system (eV)",
+                "  ---------------------------------------------------",
+                f"  entropy T*S    EENTRO = {-ts:18.8f}",
+                f"  free energy    TOTEN  = {e - ts / 2:18.8f} eV",
+                "",
+                f"  energy without entropy = {e + ts / 2:18.8f}  energy(sigma->0) = {e:18.8f}",
+                "",
+            ]
+        o += [
+            "",
+            "------------------------ aborting loop because EDIFF is reached ----------------------------------------",
+            "",
+            f" E-fermi : {EFERMI:10.4f}     XC(G=0):  -9.0000     alpha+bet : -5.0000",
+            "",
+            "  FORCE on cell =-STRESS in cart. coord.  units (eV):",
+            "  Direction    XX          YY          ZZ          XY          YZ          ZX",
+            "  " + "-" * 86,
+            f"  in kB  {''.join(f'{v:12.5f}' for v in voigt_kb)}",
+            f"  external pressure = {np.trace(stress_kb) / 3:12.2f} kB  Pullay stress =        0.00 kB",
+            "",
+            "",
+            " VOLUME and BASIS-vectors are now :",
+            " " + "-" * 77,
+            f"  energy-cutoff  :  {float(incar.get('ENCUT', 400.0)):10.2f}",
+            f"  volume of cell :  {abs(np.linalg.det(cell)):10.2f}",
+            "      direct lattice vectors                 reciprocal lattice vectors",
+            *lat_lines,
+            "",
+            "",
+            " POSITION                                       TOTAL-FORCE (eV/Angst)",
+            " " + "-" * 83,
+        ]
+        for (px, py, pz), (fx, fy, fz) in zip(struct.cart_coords, forces):
+            o.append(f" {px:12.5f} {py:12.5f} {pz:12.5f}   {fx:14.6f} {fy:14.6f} {fz:14.6f}")
+        drift = forces.sum(axis=0)
+        f_ = e0 - ts / 2
+        ek = frame.info["ekin"]
+        o += [
+            " " + "-" * 83,
+            f"    total drift:                         {drift[0]:14.6f} {drift[1]:14.6f} {drift[2]:14.6f}",
+            "",
+            "",
+            "-" * 104,
+            "",
+            "",
+            "  FREE ENERGIE OF THE ION-ELECTRON SYSTEM (eV)",
+            "  ---------------------------------------------------",
+            f"  free  energy   TOTEN  = {f_:18.8f} eV",
+            "",
+            f"  energy  without entropy= {e0 + ts / 2:18.8f}  energy(sigma->0) = {e0:18.8f}",
+            "",
+            "",
+            "  ENERGY OF THE ELECTRON-ION-THERMOSTAT SYSTEM (eV)",
+            "  ---------------------------------------------------",
+            f"% ion-electron   TOTEN  = {f_:18.8f}  see above",
+            f"  kinetic energy EKIN   = {ek:18.8f}  (temperature {frame.info['temperature']:8.2f} K)",
+            f"  total energy   ETOTAL = {f_ + ek:18.8f} eV",
+            "",
+        ]
+    o += [
+        f" number of electron {nelect:15.7f} magnetization {0.0:15.7f}",
+        "",
+        " General timing and accounting informations for this job:",
+        " ========================================================",
+        "",
+    ]
+    elapsed = time.time() - t0
+    o += [
+        f"                  Total CPU time used (sec): {elapsed:12.3f}",
+        f"                            User time (sec): {elapsed:12.3f}",
+        f"                          System time (sec): {0.0:12.3f}",
+        f"                         Elapsed time (sec): {elapsed:12.3f}",
+        "",
+        f"                   Maximum memory used (kb): {100000.0:12.0f}.",
+        f"                   Average memory used (kb): {0.0:12.0f}.",
+        "",
+    ]
+    (directory / "OUTCAR").write_text("\n".join(o) + "\n")
+    return frames
 
 
 def main() -> int:
