@@ -6,9 +6,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from al_flows.config import CampaignConfig
+from al_flows.config import CampaignConfig, PoolStudyConfig
 
-DOC = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOC = (DOCS / "configuration.md").read_text()
 
 
 def _models(annotation):
@@ -37,3 +38,12 @@ def test_every_config_key_is_documented():
     assert len(keys) > 50
     missing = sorted(keys - documented)
     assert not missing, f"undocumented config keys: {missing}"
+
+
+def test_every_pool_study_key_is_documented():
+    text = DOC + (DOCS / "pool_study.md").read_text()
+    documented = set(re.findall(r"`([A-Za-z_]+)`", text))
+    keys = all_keys(PoolStudyConfig)
+    assert {"eps_tol", "top_fraction", "merge_tol", "spurious_tol", "temperatures_K"} <= keys
+    missing = sorted(keys - documented)
+    assert not missing, f"undocumented pool-study keys: {missing}"

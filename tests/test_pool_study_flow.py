@@ -179,3 +179,38 @@ def test_pool_from_imported_vasp_runs_and_extxyz(tmp_path):
     assert [a.get_potential_energy() for a in frames[1:]] == pytest.approx([t.get_potential_energy() for t in expected], abs=1e-6)
     assert np.abs(frames[4].get_forces() - expected[3].get_forces()).max() < 1e-5
     assert out.counts_by_source == {"vasprun": 6, "extxyz": 1}
+
+
+def _doc_queries():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "pool_study.md").read_text()
+    section = text.split("## Provenance queries", 1)[1]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+def test_documented_queries_agree_with_the_data(study):
+    _, store, out, _ = study
+    queries = _doc_queries()
+    assert len(queries) == 3
+
+    def run(code, **replace):
+        for old, new in replace.items():
+            assert old in code
+            code = code.replace(old, new)
+        ns = {"store": store, "campaign": "tiny_pool"}
+        exec(code, ns)  # noqa: S102 - the documented query, verbatim
+        return ns["result"]
+
+    active = out["runs"][0]
+    inc = active["iterations"][0]["included"][0]
+    assert run(queries[0], **{"0123456789abcdef": inc["frame_id"]}) == (1, inc["error"], inc["p"])
+    assert run(queries[0], **{"0123456789abcdef": active["initial_train_ids"][0]}) == ("initial", None, None)
+    rows = run(queries[1])
+    assert sorted(r[0] for r in rows) == sorted(active["train_ids"])
+    assert all(src is None and step is None for _, src, step in rows)  # MD frames: no source file
+    records = {r["frame_id"]: r for r in out["pool"]["records"]}
+    assert {records[f]["temperature_K"] for f in active["train_ids"]} == {1500.0}
+    hcp = run(queries[2])
+    assert hcp == [(n, p["runs"], p["final_energy"]) for n, s in out["pathways"]["systems"].items() for p in s["pathways"] if p["type"] == "defect/HCP"]

@@ -13,13 +13,16 @@ POOL_BLOB_FIELDS = ["frames_blob", "model_blob", "final_model_blob", "minima_blo
 
 
 class PoolDocument(BaseModel):
-    """The labelled pool and its fixed held-out test set."""
+    """The labelled pool and its fixed held-out test set. ``records``: one per frame (frame_id,
+    source_file, source_step, source_format, explorer, parent_id, temperature_K, step, labeller),
+    keys absent from a frame's provenance are None."""
 
     study: str
     n_frames: int
     frame_ids: list[str]
     test_ids: list[str]
     counts_by_source: dict[str, int]
+    records: list[dict] = []
     sources: list[dict] = []
     wall_time: float = 0.0
     frames_blob: str = Field(repr=False)

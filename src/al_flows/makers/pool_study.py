@@ -99,6 +99,8 @@ class PoolMaker(Maker):
         for atoms in unique:
             key = str(atoms.info.get("source_format") or atoms.info.get("explorer") or "unknown")
             counts[key] = counts.get(key, 0) + 1
+        keys = ("source_file", "source_step", "source_format", "explorer", "parent_id", "temperature_K", "step", "labeller")
+        records = [{"frame_id": a.info["frame_id"], **{k: a.info.get(k) for k in keys}} for a in unique]
         progress.report("pool", -1, frames=len(unique), test=len(test_idx))
         return PoolDocument(
             study=study,
@@ -106,6 +108,7 @@ class PoolMaker(Maker):
             frame_ids=[a.info["frame_id"] for a in unique],
             test_ids=_ids(unique, test_idx),
             counts_by_source=counts,
+            records=records,
             sources=sources,
             wall_time=time.perf_counter() - start,
             frames_blob=frames_text(unique),
