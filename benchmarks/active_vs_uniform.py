@@ -15,6 +15,7 @@ non-test pool, same model settings, same number of optimiser steps as the active
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import sys
 import tempfile
@@ -31,6 +32,7 @@ def main() -> int:
     from al_flows.config import validate_campaign
     from al_flows.pool_study import table_markdown
 
+    logging.getLogger("jobflow").setLevel(logging.WARNING)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(ROOT / "flows" / "cuni_pool_emt.yaml"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])

@@ -214,3 +214,30 @@ def test_documented_queries_agree_with_the_data(study):
     assert {records[f]["temperature_K"] for f in active["train_ids"]} == {1500.0}
     hcp = run(queries[2])
     assert hcp == [(n, p["runs"], p["final_energy"]) for n, s in out["pathways"]["systems"].items() for p in s["pathways"] if p["type"] == "defect/HCP"]
+
+
+def test_cli_import_export_and_refusals(study, tmp_path, capsys):
+    from al_flows.dataset import Dataset
+    from tests.vasp_standin.standin import write_vasp_md_run
+
+    workdir, _, out, _ = study
+    # export: the active training set with provenance, and one weights file per strategy
+    assert main(["export", "--workdir", str(workdir), "dataset", "--output", str(tmp_path / "active.extxyz")]) == 0
+    frames = Dataset.read_extxyz(tmp_path / "active.extxyz").frames
+    active = out["runs"][0]
+    assert sorted(a.info["frame_id"] for a in frames) == sorted(active["train_ids"])
+    assert main(["export", "--workdir", str(workdir), "model", "--output", str(tmp_path / "models")]) == 0
+    blob = (tmp_path / "models" / "active.pt").read_bytes()
+    assert Ensemble.from_bytes([blob]).predict(frames[:1]).energies.shape == (1, 1)
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["active.pt", "active_set.pt", "uniform.pt"]
+    assert main(["lineage", "--workdir", str(workdir), "--label", "x"]) == 2
+    assert "is a pool study" in capsys.readouterr().err
+    # import: VASP runs into one extxyz pool
+    truth = write_vasp_md_run(tmp_path / "runs" / "a", cuni_multilayer((1, 1, 2), a=3.58), n_steps=4, tebeg=900.0, seed=5)
+    assert main(["import", str(tmp_path / "runs"), "--output", str(tmp_path / "pool.extxyz")]) == 0
+    assert "4 frames" in capsys.readouterr().out
+    pool = Dataset.read_extxyz(tmp_path / "pool.extxyz").frames
+    assert [a.info["source_step"] for a in pool] == [0, 1, 2, 3]
+    assert [a.get_potential_energy() for a in pool] == pytest.approx([t.get_potential_energy() for t in truth], abs=1e-6)
+    assert main(["import", str(tmp_path / "nothing"), "--output", str(tmp_path / "x.extxyz")]) == 2
+    assert "no such file or directory" in capsys.readouterr().err

@@ -91,10 +91,23 @@ def _status(workdir: str, as_json: bool) -> int:
     return 0
 
 
+def _not_for_pool_study(config, command: str) -> None:
+    from al_flows.config import ConfigError, PoolStudyConfig
+
+    if isinstance(config, PoolStudyConfig):
+        store_hint = "see the queries in docs/pool_study.md" if command == "lineage" else "use 'al-flows export' with what=dataset/model"
+        raise ConfigError(f"--workdir: '{config.name}' is a pool study; '{command}' follows active-learning rounds ({store_hint})")
+
+
 def _lineage(workdir: str, label: str | None, model: str | None, as_json: bool) -> int:
     import json
 
-    _, store, record = _record(workdir)
+    config, store, record = _record(workdir)
+    try:
+        _not_for_pool_study(config, "lineage")
+    except Exception:
+        store.close()
+        raise
     try:
         result = record.label_lineage(label) if label else record.model_lineage(model)
     except KeyError as exc:
@@ -118,11 +131,17 @@ def _lineage(workdir: str, label: str | None, model: str | None, as_json: bool) 
 
 
 def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) -> int:
+    from al_flows.config import PoolStudyConfig
     from al_flows.queries import export_dataset, export_model
 
-    _, store, record = _record(workdir)
+    config, store, record = _record(workdir)
     try:
-        if what == "dataset":
+        if isinstance(config, PoolStudyConfig):
+            from al_flows.pool_report import export_pool_study
+
+            for p in export_pool_study(store, config.name, what, output, fmt):
+                print(f"wrote {p}")
+        elif what == "dataset":
             path = export_dataset(record, output, fmt)
             print(f"wrote {path} ({fmt})")
         else:
@@ -130,6 +149,24 @@ def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) 
                 print(f"wrote {p}")
     finally:
         store.close()
+    return 0
+
+
+def _import(paths: list[str], output: str, stride: int) -> int:
+    from al_flows.config import ConfigError
+    from al_flows.dataset import Dataset
+    from al_flows.pool_import import import_frames, import_tree
+
+    frames = []
+    for p in map(Path, paths):
+        try:
+            frames += (import_tree if p.is_dir() else import_frames)(p, stride=stride)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ConfigError(str(exc)) from None
+    data = Dataset()
+    data.add(frames)
+    data.write_extxyz(output)
+    print(f"wrote {output}: {len(data)} frames ({len(frames) - len(data)} duplicates dropped), by format {data.counts_by('source_format')}")
     return 0
 
 
@@ -222,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     p_exp.add_argument("--round", type=int, default=None, help="model: round whose ensemble to export (default: last)")
     p_rep = sub.add_parser("report", help="PNG plots and an HTML page in WORKDIR/report/")
     p_rep.add_argument("--workdir", required=True)
+    p_imp = sub.add_parser("import", help="read VASP runs (vasprun.xml/OUTCAR/XDATCAR) and extxyz files into one extxyz pool with provenance")
+    p_imp.add_argument("paths", nargs="+", help="VASP run directories, trees of them, or files")
+    p_imp.add_argument("--output", required=True, help="extxyz file to write")
+    p_imp.add_argument("--stride", type=int, default=1, help="keep every stride-th ionic step")
     p_val = sub.add_parser("validate", help="check a campaign YAML and print the settings it resolves to")
     p_val.add_argument("campaign")
     args = parser.parse_args(argv)
@@ -247,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args.workdir, args.what, args.output, args.format, args.round)
         if args.command == "report":
             return _report(args.workdir)
+        if args.command == "import":
+            return _import(args.paths, args.output, args.stride)
         if args.command == "validate":
             import yaml
 

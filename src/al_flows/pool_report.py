@@ -17,7 +17,7 @@ from al_flows.queries import latest_outputs
 from al_flows.report import _pyplot, _save
 from al_flows.shear_study import PATHWAY_TYPES
 
-__all__ = ["pool_study_outputs", "write_pool_report"]
+__all__ = ["pool_study_outputs", "write_pool_report", "export_pool_study"]
 
 CAPTIONS = {
     "learning_curves": "Validation loss per epoch of each strategy against optimiser steps (left) and training-set size per active-sampling iteration (right).",
@@ -169,3 +169,33 @@ def write_pool_report(store, config, outdir: Path) -> dict:
         encoding="utf-8",
     )
     return {"plots": plots, "html": str(page)}
+
+
+def export_pool_study(store, study: str, what: str, output: str, fmt: str = "extxyz") -> list[str]:
+    """Export a pool study: ``dataset`` writes the active run's final training frames (extxyz,
+    with provenance) to ``output``; ``model`` writes each strategy's best weights to
+    ``output/<strategy>.pt`` (load with ``al_flows.ensemble.Ensemble.from_bytes``)."""
+    from al_flows.dataset import Dataset, frames_from_bytes
+    from al_flows.documents import weights_bytes
+
+    def latest(stage: str) -> list[dict]:
+        return [d["output"] for d in latest_outputs(store, study, stage, load=True)]
+
+    active = latest("active_sampling")
+    if not active:
+        raise FileNotFoundError(f"study '{study}' has no active-sampling result stored yet; run it first")
+    if what == "dataset":
+        if fmt != "extxyz":
+            raise ValueError(f"--format: pool studies export extxyz only, not {fmt}")
+        train = set(active[-1]["train_ids"])
+        frames = [a for a in frames_from_bytes(latest("pool")[-1]["frames_blob"]) if a.info["frame_id"] in train]
+        Dataset(frames).write_extxyz(output)
+        return [output]
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for run in active[-1:] + latest("baseline"):
+        path = out / f"{run['strategy']}.pt"
+        path.write_bytes(weights_bytes(run["model_blob"]))
+        paths.append(str(path))
+    return paths

@@ -269,16 +269,28 @@ def _structure_xml(structure, name: str | None, indent: str = " ") -> str:
     )
 
 
-def _energies_block(e: float, indent: str) -> str:
-    return "\n".join(
-        [
-            f"{indent}<energy>",
-            f'{indent} <i name="e_fr_energy">{e:20.10f} </i>',
-            f'{indent} <i name="e_wo_entrp">{e:20.10f} </i>',
-            f'{indent} <i name="e_0_energy">{e:20.10f} </i>',
-            f"{indent}</energy>",
+def _energy_xml(e0: float, indent: str, ts: float = 0.0, ekin: float | None = None) -> str:
+    """<energy> block: free (TOTEN = e0 - ts/2), without entropy (e0 + ts/2), sigma->0 (e0).
+
+    ``ts`` is the electronic entropy term T*S (0 in static runs: the three energies coincide);
+    with ``ekin`` (MD) the kinetic and total terms follow.
+    """
+    rows = [
+        f"{indent}<energy>",
+        f'{indent} <i name="e_fr_energy">{e0 - ts / 2:20.10f} </i>',
+        f'{indent} <i name="e_wo_entrp">{e0 + ts / 2:20.10f} </i>',
+        f'{indent} <i name="e_0_energy">{e0:20.10f} </i>',
+    ]
+    if ekin is not None:
+        rows += [
+            f'{indent} <i name="kinetic">{ekin:20.10f} </i>',
+            f'{indent} <i name="lattice kinetic">{0.0:20.10f} </i>',
+            f'{indent} <i name="nosekinetic">{0.0:20.10f} </i>',
+            f'{indent} <i name="nosepot">{0.0:20.10f} </i>',
+            f'{indent} <i name="total">{e0 - ts / 2 + ekin:20.10f} </i>',
         ]
-    )
+    rows.append(f"{indent}</energy>")
+    return "\n".join(rows)
 
 
 def _scf_energies(energy: float, nelm: int, ediff: float, unconverged: bool) -> list[float]:
@@ -295,55 +307,323 @@ def _scf_energies(energy: float, nelm: int, ediff: float, unconverged: bool) -> 
 
 
 # ----------------------------------------------------------------------------------------
-# the program
+# writers shared by the static and the MD mode
 # ----------------------------------------------------------------------------------------
-def run(directory=".") -> int:
-    """Run the stand-in in ``directory``; returns the exit code."""
-    from pymatgen.io.ase import AseAtomsAdaptor
-    from pymatgen.io.vasp import Incar, Poscar
+#: program names in the generator block of vasprun.xml and the first line of OUTCAR
+_PROGRAM = "EMT stand-in"
+_PROGRAM_MD = "EMT stand-in MD"
 
-    t0 = time.time()
-    directory = Path(directory).resolve()
-    incar = Incar.from_file(directory / "INCAR")
-    system = str(incar.get("SYSTEM", "unknown system")).strip()
-    mode = failure_mode(system)
+_OSZICAR_HEADER = "       N       E                     dE             d eps       ncg     rms          rms(c)"
 
-    if log := os.environ.get(LOG_ENV):
-        with open(log, "a") as fh:
-            fh.write(f"{system}\t{directory}\t{mode or 'ok'}\n")
 
-    print(f" vasp.{VASP_VERSION} EMT stand-in (tests/vasp_standin)")
-    print(" running on    1 total cores")
-    if mode == "crash":
-        print("standin: simulated crash requested by " + FAIL_ENV, file=sys.stderr)
-        return 1
+def _banner(program: str) -> str:
+    """First line of OUTCAR (and of stdout)."""
+    return f" vasp.{VASP_VERSION} {program} (tests/vasp_standin)"
 
-    poscar = Poscar.from_file(directory / "POSCAR", check_for_potcar=False)
-    structure = poscar.structure
-    site_symbols = poscar.site_symbols
-    natoms = poscar.natoms
-    titles = _potcar_titles(directory, len(site_symbols))
-    if is_md_incar(incar):  # AIMD (IBRION = 0, NSW > 0): multi-step outputs, see write_md_outputs
-        return _run_md(directory, incar, structure, site_symbols, natoms, titles, mode, t0)
 
-    res = reference_results(AseAtomsAdaptor.get_atoms(structure))
-    forces = res["forces"]
-    stress_kb = ase_stress_to_vasp_kbar(res["stress"])
-
-    nions = len(structure)
-    ispin = int(incar.get("ISPIN", 1))
-    nelm = int(incar.get("NELM", 60))
-    ediff = float(incar.get("EDIFF", 1e-4))
-    energies = _scf_energies(res["energy"], nelm, ediff, mode == "unconverged")
-    energy = energies[-1]
+def _electronic_setup(incar, site_symbols, natoms, nions: int) -> tuple[list[float], float, int, int]:
+    """(valence per species, NELECT, NBANDS, NEDOS) as VASP derives them from INCAR and POTCARs."""
     valence = [float(_VALENCE.get(s, 8)) for s in site_symbols]
     nelect = float(sum(v * n for v, n in zip(valence, natoms)))
     nbands = int(incar.get("NBANDS", max(8, math.ceil(nelect / 2 + nions / 2))))
     nedos = int(incar.get("NEDOS", 301))
-    kstyle, divisions, kshift, kpts, kweights = _kpoints(directory, incar, structure)
-    nkpts = len(kpts)
+    return valence, nelect, nbands, nedos
 
-    # parameters as VASP would report them (defaults overridden by INCAR)
+
+def _override_params(params: dict, incar, nions: int) -> dict:
+    """``params`` (VASP's defaults) updated in place by the INCAR values; returns ``params``.
+
+    ENCUT is reported as ENMAX; LORBIT stays 0 (no projections are written, so nothing asks
+    for them); ALGO stays in <incar> (VASP reports IALGO in <parameters>). A MAGMOM that
+    does not have NIONS entries becomes NIONS x 1.0.
+    """
+    for key, value in incar.items():
+        if key in ("ENCUT", "LORBIT", "ALGO"):
+            continue
+        params[key] = value
+    if isinstance(params.get("MAGMOM"), list) and len(params["MAGMOM"]) != nions:
+        params["MAGMOM"] = [1.0] * nions
+    return params
+
+
+def _vasprun_header(program: str, now, incar, kpoints, params: dict, site_symbols, natoms, valence, titles, ind: str = " ") -> list[str]:
+    """vasprun.xml from the XML declaration to </atominfo>: generator, incar, kpoints, parameters, atominfo.
+
+    ``kpoints`` is what :func:`_kpoints` returns.
+    """
+    from pymatgen.core import Element
+
+    kstyle, divisions, kshift, kpts, kweights = kpoints
+    x: list[str] = ['<?xml version="1.0" encoding="ISO-8859-1"?>', "<modeling>"]
+    x += [
+        f"{ind}<generator>",
+        f'{ind} <i name="program" type="string">vasp </i>',
+        f'{ind} <i name="version" type="string">{VASP_VERSION}  </i>',
+        f'{ind} <i name="subversion" type="string">{program} (tests/vasp_standin) </i>',
+        f'{ind} <i name="platform" type="string">LinuxGNU </i>',
+        f'{ind} <i name="date" type="string">{now:%Y %m %d} </i>',
+        f'{ind} <i name="time" type="string">{now:%H:%M:%S} </i>',
+        f"{ind}</generator>",
+        f"{ind}<incar>",
+    ]
+    x += [f"{ind} {_fmt_param(k, v)}" for k, v in incar.items()]
+    x += [f"{ind}</incar>", f"{ind}<kpoints>"]
+    if kstyle is not None:
+        param = "Gamma" if kstyle == "Gamma" else "Monkhorst-Pack"
+        x += [
+            f'{ind} <generation param="{param}">',
+            f'{ind}  <v type="int" name="divisions">' + " ".join(f"{d:8d}" for d in divisions) + " </v>",
+            f'{ind}  <v name="usershift">' + " ".join(f"{s:16.8f}" for s in kshift) + " </v>",
+            f"{ind} </generation>",
+        ]
+    x += [_varray("kpointlist", kpts, fmt="{:16.8f}", indent=ind + " ")]
+    x += [_varray("weights", kweights, fmt="{:16.8f}", indent=ind + " ")]
+    x += [f"{ind}</kpoints>", f"{ind}<parameters>"]
+    x += [f"{ind} {_fmt_param(k, v)}" for k, v in params.items()]
+    x += [f"{ind}</parameters>"]
+
+    species = [s for s, n in zip(site_symbols, natoms) for _ in range(n)]
+    types = [i + 1 for i, n in enumerate(natoms) for _ in range(n)]
+    x += [
+        f"{ind}<atominfo>",
+        f"{ind} <atoms>{len(species):8d} </atoms>",
+        f"{ind} <types>{len(site_symbols):8d} </types>",
+        f'{ind} <array name="atoms" >',
+        f'{ind}  <dimension dim="1">ion</dimension>',
+        f'{ind}  <field type="string">element</field>',
+        f'{ind}  <field type="int">atomtype</field>',
+        f"{ind}  <set>",
+    ]
+    x += [f"{ind}   <rc><c>{s:2s}</c><c>{t:4d}</c></rc>" for s, t in zip(species, types)]
+    x += [
+        f"{ind}  </set>",
+        f"{ind} </array>",
+        f'{ind} <array name="atomtypes" >',
+        f'{ind}  <dimension dim="1">type</dimension>',
+        f'{ind}  <field type="int">atomspertype</field>',
+        f'{ind}  <field type="string">element</field>',
+        f"{ind}  <field>mass</field>",
+        f"{ind}  <field>valence</field>",
+        f'{ind}  <field type="string">pseudopotential</field>',
+        f"{ind}  <set>",
+    ]
+    for s, n, v, title in zip(site_symbols, natoms, valence, titles):
+        mass = float(Element(s).atomic_mass)
+        x.append(f"{ind}   <rc><c>{n:4d}</c><c>{s:2s}</c><c>{mass:16.8f}</c><c>{v:16.8f}</c><c>  {escape(title)}</c></rc>")
+    x += [f"{ind}  </set>", f"{ind} </array>", f"{ind}</atominfo>"]
+    return x
+
+
+def _calculation_xml(scstep_energies, structure, forces, stress_kb, energy: str, extra=(), ind: str = " ") -> list[str]:
+    """One ionic step's <calculation>: electronic steps (their <energy> blocks as given),
+    structure, forces, stress (kBar), the step's <energy> block, then ``extra`` lines."""
+    x = [f"{ind}<calculation>"]
+    for block in scstep_energies:
+        x += [
+            f"{ind} <scstep>",
+            f'{ind}  <time name="dav">    0.01    0.01</time>',
+            f'{ind}  <time name="total">    0.01    0.01</time>',
+            block,
+            f"{ind} </scstep>",
+        ]
+    x.append(_structure_xml(structure, None, indent=ind + " "))
+    x.append(_varray("forces", forces, fmt="{:20.12f}", indent=ind + " "))
+    x.append(_varray("stress", stress_kb, fmt="{:24.12f}", indent=ind + " "))
+    x.append(energy)
+    x.append(f'{ind} <time name="totalsc">    0.05    0.05</time>')
+    x += extra
+    x.append(f"{ind}</calculation>")
+    return x
+
+
+def _eigen_dos_xml(nbands: int, nelect: float, nkpts: int, nedos: int, ind: str, ispin: int = 1) -> list[str]:
+    """<eigenvalues> and <dos>: NBANDS levels spread around E-fermi, one band straddling it
+    (a metal), the same for every spin channel; total DOS of Gaussian-broadened levels."""
+    nocc = nelect / 2.0  # occupied bands per spin channel
+    band_e = EFERMI + (np.arange(nbands) - nocc + 0.5) * (12.0 / max(nbands, 1))
+    x = [
+        f"{ind}<eigenvalues>",
+        f"{ind} <array>",
+        f'{ind}  <dimension dim="1">band</dimension>',
+        f'{ind}  <dimension dim="2">kpoint</dimension>',
+        f'{ind}  <dimension dim="3">spin</dimension>',
+        f"{ind}  <field>eigene</field>",
+        f"{ind}  <field>occ</field>",
+        f"{ind}  <set>",
+    ]
+    for sp in range(ispin):
+        x.append(f'{ind}   <set comment="spin {sp + 1}">')
+        for ik in range(nkpts):
+            x.append(f'{ind}    <set comment="kpoint {ik + 1}">')
+            for b in range(nbands):
+                occ = float(np.clip(nocc - b, 0.0, 1.0))
+                x.append(f"{ind}     <r>{band_e[b] + 0.01 * ik:12.4f}{occ:12.4f} </r>")
+            x.append(f"{ind}    </set>")
+        x.append(f"{ind}   </set>")
+    x += [f"{ind}  </set>", f"{ind} </array>", f"{ind}</eigenvalues>"]
+
+    grid = np.linspace(EFERMI - 15.0, EFERMI + 10.0, nedos)
+    sig = 0.2
+    dos = np.exp(-(((grid[:, None] - band_e[None, :]) / sig) ** 2) / 2).sum(axis=1) / (sig * np.sqrt(2 * np.pi))
+    dos *= 2.0 / ispin
+    integ = np.concatenate([[0.0], np.cumsum(0.5 * (dos[1:] + dos[:-1]) * np.diff(grid))])
+    x += [
+        f"{ind}<dos>",
+        f'{ind} <i name="efermi">{EFERMI:16.8f} </i>',
+        f"{ind} <total>",
+        f"{ind}  <array>",
+        f'{ind}   <dimension dim="1">gridpoints</dimension>',
+        f'{ind}   <dimension dim="2">spin</dimension>',
+        f"{ind}   <field>energy</field>",
+        f"{ind}   <field>total</field>",
+        f"{ind}   <field>integrated</field>",
+        f"{ind}   <set>",
+    ]
+    for sp in range(ispin):
+        x.append(f'{ind}    <set comment="spin {sp + 1}">')
+        x += [f"{ind}     <r>{g:12.4f}{d:12.4f}{i:12.4f} </r>" for g, d, i in zip(grid, dos, integ)]
+        x.append(f"{ind}    </set>")
+    x += [f"{ind}   </set>", f"{ind}  </array>", f"{ind} </total>", f"{ind}</dos>"]
+    return x
+
+
+def _write_vasprun(directory: Path, x: list[str], final_structure, garbage: bool) -> None:
+    """Close the document (finalpos) and write vasprun.xml; ``garbage`` keeps only its first half."""
+    x = x + [_structure_xml(final_structure, "finalpos"), "</modeling>"]
+    vasprun = "\n".join(x) + "\n"
+    if garbage:
+        vasprun = vasprun[: len(vasprun) // 2]
+    (directory / "vasprun.xml").write_text(vasprun, encoding="ISO-8859-1")
+
+
+def _oszicar_dav(energies, nbands: int) -> list[str]:
+    """OSZICAR's column header and one DAV line per electronic step (``energies``: as printed, eV)."""
+    osz = [_OSZICAR_HEADER]
+    prev = 0.0
+    for k, e in enumerate(energies, start=1):
+        osz.append(f"DAV: {k:3d}    {e: .12E}   {e - prev: .5E}   {-0.1 * abs(e - prev): .5E}  {16 * nbands:5d}   0.100E+00")
+        prev = e
+    return osz
+
+
+def _outcar_banner(program: str, now) -> list[str]:
+    return [
+        _banner(program),
+        f" executed on             LinuxGNU date {now:%Y.%m.%d}  {now:%H:%M:%S}",
+        " running on    1 total cores",
+        " distrk:  each k-point on    1 cores,    1 groups",
+        "",
+    ]
+
+
+def _outcar_dimensions(nkpts: int, nbands: int, nedos: int, nions: int, nplwv: int) -> list[str]:
+    return [
+        " Dimension of arrays:",
+        f"   k-points           NKPTS = {nkpts:6d}   k-points in BZ     NKDIM = {nkpts:6d}   number of bands    NBANDS= {nbands:6d}",
+        f"   number of dos      NEDOS = {nedos:6d}   number of ions     NIONS = {nions:6d}",
+        f"   total plane-waves  NPLWV = {nplwv:6d}",
+        "",
+    ]
+
+
+def _outcar_parameters(
+    system: str, nelm: int, ediff: float, nsw: int, ibrion: int, isif: int, ispin: int, nelect: float, *, after_nsw=(), before_nelect=()
+) -> list[str]:
+    """OUTCAR's start parameters (``after_nsw``/``before_nelect``: the MD mode's extra lines)."""
+    return [
+        f"   SYSTEM =  {system}",
+        f"   NELM   = {nelm:6d};   NELMIN=  2; NELMDL= -5     # of ELM steps",
+        f"   EDIFF  = {ediff:.1E}   stopping-criterion for ELM",
+        f"   NSW    = {nsw:6d}    number of steps for IOM",
+        *after_nsw,
+        f"   IBRION = {ibrion:6d}    ionic relax: 0-MD 1-quasi-New 2-CG",
+        f"   ISIF   = {isif:6d}    stress and relaxation",
+        f"   ISPIN  = {ispin:6d}    spin polarized calculation?",
+        "   LNONCOLLINEAR =      F non collinear calculations",
+        *before_nelect,
+        f"   NELECT = {nelect:12.4f}    total number of electrons",
+        "",
+    ]
+
+
+def _outcar_scf_step(ionic: int, elec: int, e0: float, ts: float = 0.0, detailed: bool = False) -> list[str]:
+    """One electronic step in OUTCAR (``detailed``: the MD mode's fuller block, as VASP prints it)."""
+    head = f"----------------------------------------- Iteration {ionic:6d}({elec:4d})  ---------------------------------------"
+    toten = [f"  entropy T*S    EENTRO = {-ts:18.8f}", f"  free energy    TOTEN  = {e0 - ts / 2:18.8f} eV", ""]
+    if not detailed:
+        return [head, "  Free energy of the ion-electron system (eV)", *toten]
+    return [
+        head,
+        "",
+        "  Free energy of the ion-electron system (eV)",
+        "  ---------------------------------------------------",
+        *toten,
+        f"  energy without entropy = {e0 + ts / 2:18.8f}  energy(sigma->0) = {e0:18.8f}",
+        "",
+    ]
+
+
+def _outcar_stress(stress_kb, kb_fmt: str, pressure_fmt: str) -> list[str]:
+    """E-fermi line and the ``in kB`` stress block (XX YY ZZ XY YZ ZX) of OUTCAR."""
+    voigt_kb = [stress_kb[0, 0], stress_kb[1, 1], stress_kb[2, 2], stress_kb[0, 1], stress_kb[1, 2], stress_kb[0, 2]]
+    return [
+        f" E-fermi : {EFERMI:10.4f}     XC(G=0):  -9.0000     alpha+bet : -5.0000",
+        "",
+        "  FORCE on cell =-STRESS in cart. coord.  units (eV):",
+        "  Direction    XX          YY          ZZ          XY          YZ          ZX",
+        "  " + "-" * 86,
+        f"  in kB  {''.join(format(v, kb_fmt) for v in voigt_kb)}",
+        f"  external pressure = {np.trace(stress_kb) / 3:{pressure_fmt}} kB  Pullay stress =        0.00 kB",
+        "",
+    ]
+
+
+def _outcar_forces(cart_coords, forces, force_fmt: str, drift_fmt: str, drift_column: int) -> list[str]:
+    """OUTCAR's POSITION / TOTAL-FORCE table and total drift (its numbers from ``drift_column`` on)."""
+    o = [" POSITION                                       TOTAL-FORCE (eV/Angst)", " " + "-" * 83]
+    for (px, py, pz), (fx, fy, fz) in zip(cart_coords, forces):
+        o.append(f" {px:12.5f} {py:12.5f} {pz:12.5f}   {fx:{force_fmt}} {fy:{force_fmt}} {fz:{force_fmt}}")
+    drift = forces.sum(axis=0)
+    o += [" " + "-" * 83, "    total drift:".ljust(drift_column) + " ".join(format(d, drift_fmt) for d in drift)]
+    return o
+
+
+def _outcar_free_energy(toten: float, e_wo_entropy: float, e0: float, fmt: str) -> list[str]:
+    return [
+        "  FREE ENERGIE OF THE ION-ELECTRON SYSTEM (eV)",
+        "  ---------------------------------------------------",
+        f"  free  energy   TOTEN  = {toten:{fmt}} eV",
+        "",
+        f"  energy  without entropy= {e_wo_entropy:{fmt}}  energy(sigma->0) = {e0:{fmt}}",
+        "",
+    ]
+
+
+def _outcar_tail(nelect: float, t0: float) -> list[str]:
+    """Electron count and the timing block that ends OUTCAR (elapsed time since ``t0``)."""
+    elapsed = time.time() - t0
+    return [
+        f" number of electron {nelect:15.7f} magnetization {0.0:15.7f}",
+        "",
+        " General timing and accounting informations for this job:",
+        " ========================================================",
+        "",
+        f"                  Total CPU time used (sec): {elapsed:12.3f}",
+        f"                            User time (sec): {elapsed:12.3f}",
+        f"                          System time (sec): {0.0:12.3f}",
+        f"                         Elapsed time (sec): {elapsed:12.3f}",
+        "",
+        f"                   Maximum memory used (kb): {100000.0:12.0f}.",
+        f"                   Average memory used (kb): {0.0:12.0f}.",
+        "",
+    ]
+
+
+# ----------------------------------------------------------------------------------------
+# the program
+# ----------------------------------------------------------------------------------------
+def _static_params(incar, system: str, nions: int, nelect: float, nbands: int, nedos: int, ispin: int, nelm: int, ediff: float) -> dict:
+    """<parameters> of a static run as VASP reports them (INCAR values override the defaults)."""
     params = {
         "SYSTEM": system,
         "PREC": "normal",
@@ -407,160 +687,71 @@ def run(directory=".") -> int:
         "LRPA": False,
         "LCHIMAG": False,
     }
-    for key, value in incar.items():
-        if key == "ENCUT":
-            continue
-        if key == "LORBIT":  # no projections are written; report LORBIT = 0 so nothing asks for them
-            continue
-        if key == "ALGO":
-            continue  # VASP reports IALGO in <parameters>; ALGO stays in <incar>
-        params[key] = value
-    if isinstance(params.get("MAGMOM"), list) and len(params["MAGMOM"]) != nions:
-        params["MAGMOM"] = [1.0] * nions
+    return _override_params(params, incar, nions)
 
+
+def run(directory=".") -> int:
+    """Run the stand-in in ``directory``; returns the exit code."""
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.vasp import Incar, Poscar
+
+    t0 = time.time()
+    directory = Path(directory).resolve()
+    incar = Incar.from_file(directory / "INCAR")
+    system = str(incar.get("SYSTEM", "unknown system")).strip()
+    mode = failure_mode(system)
+
+    if log := os.environ.get(LOG_ENV):
+        with open(log, "a") as fh:
+            fh.write(f"{system}\t{directory}\t{mode or 'ok'}\n")
+
+    print(_banner(_PROGRAM))
+    print(" running on    1 total cores")
+    if mode == "crash":
+        print("standin: simulated crash requested by " + FAIL_ENV, file=sys.stderr)
+        return 1
+
+    poscar = Poscar.from_file(directory / "POSCAR", check_for_potcar=False)
+    structure = poscar.structure
+    site_symbols = poscar.site_symbols
+    natoms = poscar.natoms
+    titles = _potcar_titles(directory, len(site_symbols))
+    if is_md_incar(incar):  # AIMD (IBRION = 0, NSW > 0): multi-step outputs, see write_md_outputs
+        return _run_md(directory, incar, structure, site_symbols, natoms, titles, mode, t0)
+
+    res = reference_results(AseAtomsAdaptor.get_atoms(structure))
+    forces = res["forces"]
+    stress_kb = ase_stress_to_vasp_kbar(res["stress"])
+
+    nions = len(structure)
+    ispin = int(incar.get("ISPIN", 1))
+    nelm = int(incar.get("NELM", 60))
+    ediff = float(incar.get("EDIFF", 1e-4))
+    energies = _scf_energies(res["energy"], nelm, ediff, mode == "unconverged")
+    energy = energies[-1]
+    valence, nelect, nbands, nedos = _electronic_setup(incar, site_symbols, natoms, nions)
+    kpoints = _kpoints(directory, incar, structure)
+    nkpts = len(kpoints[3])
+    params = _static_params(incar, system, nions, nelect, nbands, nedos, ispin, nelm, ediff)
+
+    # vasprun.xml: one ionic step, with eigenvalues and DOS
     now = datetime.now()
     ind = " "
-    x: list[str] = ['<?xml version="1.0" encoding="ISO-8859-1"?>', "<modeling>"]
-    x += [
-        f"{ind}<generator>",
-        f'{ind} <i name="program" type="string">vasp </i>',
-        f'{ind} <i name="version" type="string">{VASP_VERSION}  </i>',
-        f'{ind} <i name="subversion" type="string">EMT stand-in (tests/vasp_standin) </i>',
-        f'{ind} <i name="platform" type="string">LinuxGNU </i>',
-        f'{ind} <i name="date" type="string">{now:%Y %m %d} </i>',
-        f'{ind} <i name="time" type="string">{now:%H:%M:%S} </i>',
-        f"{ind}</generator>",
-        f"{ind}<incar>",
-    ]
-    x += [f"{ind} {_fmt_param(k, v)}" for k, v in incar.items()]
-    x += [f"{ind}</incar>", f"{ind}<kpoints>"]
-    if kstyle is not None:
-        param = "Gamma" if kstyle == "Gamma" else "Monkhorst-Pack"
-        x += [
-            f'{ind} <generation param="{param}">',
-            f'{ind}  <v type="int" name="divisions">' + " ".join(f"{d:8d}" for d in divisions) + " </v>",
-            f'{ind}  <v name="usershift">' + " ".join(f"{s:16.8f}" for s in kshift) + " </v>",
-            f"{ind} </generation>",
-        ]
-    x += [_varray("kpointlist", kpts, fmt="{:16.8f}", indent=ind + " ")]
-    x += [_varray("weights", kweights, fmt="{:16.8f}", indent=ind + " ")]
-    x += [f"{ind}</kpoints>", f"{ind}<parameters>"]
-    x += [f"{ind} {_fmt_param(k, v)}" for k, v in params.items()]
-    x += [f"{ind}</parameters>"]
-
-    # atominfo
-    species = [s for s, n in zip(site_symbols, natoms) for _ in range(n)]
-    types = [i + 1 for i, n in enumerate(natoms) for _ in range(n)]
-    from pymatgen.core import Element
-
-    x += [
-        f"{ind}<atominfo>",
-        f"{ind} <atoms>{nions:8d} </atoms>",
-        f"{ind} <types>{len(site_symbols):8d} </types>",
-        f'{ind} <array name="atoms" >',
-        f'{ind}  <dimension dim="1">ion</dimension>',
-        f'{ind}  <field type="string">element</field>',
-        f'{ind}  <field type="int">atomtype</field>',
-        f"{ind}  <set>",
-    ]
-    x += [f"{ind}   <rc><c>{s:2s}</c><c>{t:4d}</c></rc>" for s, t in zip(species, types)]
-    x += [
-        f"{ind}  </set>",
-        f"{ind} </array>",
-        f'{ind} <array name="atomtypes" >',
-        f'{ind}  <dimension dim="1">type</dimension>',
-        f'{ind}  <field type="int">atomspertype</field>',
-        f'{ind}  <field type="string">element</field>',
-        f"{ind}  <field>mass</field>",
-        f"{ind}  <field>valence</field>",
-        f'{ind}  <field type="string">pseudopotential</field>',
-        f"{ind}  <set>",
-    ]
-    for s, n, v, title in zip(site_symbols, natoms, valence, titles):
-        mass = float(Element(s).atomic_mass)
-        x.append(f"{ind}   <rc><c>{n:4d}</c><c>{s:2s}</c><c>{mass:16.8f}</c><c>{v:16.8f}</c><c>  {escape(title)}</c></rc>")
-    x += [f"{ind}  </set>", f"{ind} </array>", f"{ind}</atominfo>"]
-
+    x = _vasprun_header(_PROGRAM, now, incar, kpoints, params, site_symbols, natoms, valence, titles, ind=ind)
     x.append(_structure_xml(structure, "initialpos"))
-
-    # the single ionic step
-    x.append(f"{ind}<calculation>")
-    for e in energies:
-        x += [
-            f"{ind} <scstep>",
-            f'{ind}  <time name="dav">    0.01    0.01</time>',
-            f'{ind}  <time name="total">    0.01    0.01</time>',
-            _energies_block(e, ind + "  "),
-            f"{ind} </scstep>",
-        ]
-    x.append(_structure_xml(structure, None, indent=ind + " "))
-    x.append(_varray("forces", forces, fmt="{:20.12f}", indent=ind + " "))
-    x.append(_varray("stress", stress_kb, fmt="{:24.12f}", indent=ind + " "))
-    x.append(_energies_block(energy, ind + " "))
-    x.append(f'{ind} <time name="totalsc">    0.05    0.05</time>')
-
-    # eigenvalues: NBANDS levels spread around E-fermi, one band straddling it (a metal)
-    nocc = nelect / 2.0  # occupied bands per spin channel
-    band_e = EFERMI + (np.arange(nbands) - nocc + 0.5) * (12.0 / max(nbands, 1))
-    x += [
-        f"{ind} <eigenvalues>",
-        f"{ind}  <array>",
-        f'{ind}   <dimension dim="1">band</dimension>',
-        f'{ind}   <dimension dim="2">kpoint</dimension>',
-        f'{ind}   <dimension dim="3">spin</dimension>',
-        f"{ind}   <field>eigene</field>",
-        f"{ind}   <field>occ</field>",
-        f"{ind}   <set>",
-    ]
-    for sp in range(ispin):
-        x.append(f'{ind}    <set comment="spin {sp + 1}">')
-        for ik in range(nkpts):
-            x.append(f'{ind}     <set comment="kpoint {ik + 1}">')
-            for b in range(nbands):
-                e = band_e[b] + 0.01 * ik
-                occ = float(np.clip(nocc - b, 0.0, 1.0))
-                x.append(f"{ind}      <r>{e:12.4f}{occ:12.4f} </r>")
-            x.append(f"{ind}     </set>")
-        x.append(f"{ind}    </set>")
-    x += [f"{ind}   </set>", f"{ind}  </array>", f"{ind} </eigenvalues>"]
-
-    # total DOS (Gaussian-broadened levels)
-    grid = np.linspace(EFERMI - 15.0, EFERMI + 10.0, nedos)
-    x += [
-        f"{ind} <dos>",
-        f'{ind}  <i name="efermi">{EFERMI:16.8f} </i>',
-        f"{ind}  <total>",
-        f"{ind}   <array>",
-        f'{ind}    <dimension dim="1">gridpoints</dimension>',
-        f'{ind}    <dimension dim="2">spin</dimension>',
-        f"{ind}    <field>energy</field>",
-        f"{ind}    <field>total</field>",
-        f"{ind}    <field>integrated</field>",
-        f"{ind}    <set>",
-    ]
-    sig = 0.2
-    dos = np.exp(-(((grid[:, None] - band_e[None, :]) / sig) ** 2) / 2).sum(axis=1) / (sig * np.sqrt(2 * np.pi))
-    dos *= 2.0 / ispin
-    integ = np.concatenate([[0.0], np.cumsum(0.5 * (dos[1:] + dos[:-1]) * np.diff(grid))])
-    for sp in range(ispin):
-        x.append(f'{ind}     <set comment="spin {sp + 1}">')
-        x += [f"{ind}      <r>{g:12.4f}{d:12.4f}{i:12.4f} </r>" for g, d, i in zip(grid, dos, integ)]
-        x.append(f"{ind}     </set>")
-    x += [f"{ind}    </set>", f"{ind}   </array>", f"{ind}  </total>", f"{ind} </dos>"]
-    x.append(f"{ind}</calculation>")
-    x.append(_structure_xml(structure, "finalpos"))
-    x.append("</modeling>")
-    vasprun = "\n".join(x) + "\n"
-    if mode == "garbage":
-        vasprun = vasprun[: len(vasprun) // 2]
-    (directory / "vasprun.xml").write_text(vasprun, encoding="ISO-8859-1")
+    x += _calculation_xml(
+        [_energy_xml(e, ind + "  ") for e in energies],
+        structure,
+        forces,
+        stress_kb,
+        _energy_xml(energy, ind + " "),
+        extra=_eigen_dos_xml(nbands, nelect, nkpts, nedos, ind + " ", ispin=ispin),
+        ind=ind,
+    )
+    _write_vasprun(directory, x, structure, garbage=mode == "garbage")
 
     # OSZICAR (and the same lines on stdout, as VASP does)
-    osz = ["       N       E                     dE             d eps       ncg     rms          rms(c)"]
-    prev = 0.0
-    for k, e in enumerate(energies, start=1):
-        osz.append(f"DAV: {k:3d}    {e: .12E}   {e - prev: .5E}   {-0.1 * abs(e - prev): .5E}  {16 * nbands:5d}   0.100E+00")
-        prev = e
+    osz = _oszicar_dav(energies, nbands)
     ion = f"   1 F= {energy: .8E} E0= {energy: .8E}  d E ={energy: .6E}"
     if ispin == 2:
         ion += "  mag=     0.0000"
@@ -572,88 +763,23 @@ def run(directory=".") -> int:
 
     # OUTCAR
     nplwv = 32 * 32 * 32
-    voigt_kb = [stress_kb[0, 0], stress_kb[1, 1], stress_kb[2, 2], stress_kb[0, 1], stress_kb[1, 2], stress_kb[0, 2]]
-    o = [
-        f" vasp.{VASP_VERSION} EMT stand-in (tests/vasp_standin)",
-        f" executed on             LinuxGNU date {now:%Y.%m.%d}  {now:%H:%M:%S}",
-        " running on    1 total cores",
-        " distrk:  each k-point on    1 cores,    1 groups",
-        "",
-    ]
+    o = _outcar_banner(_PROGRAM, now)
     o += [f"   POTCAR:    {t}" for t in titles]
-    o += [
-        "",
-        " Dimension of arrays:",
-        f"   k-points           NKPTS = {nkpts:6d}   k-points in BZ     NKDIM = {nkpts:6d}   number of bands    NBANDS= {nbands:6d}",
-        f"   number of dos      NEDOS = {nedos:6d}   number of ions     NIONS = {nions:6d}",
-        f"   total plane-waves  NPLWV = {nplwv:6d}",
-        "",
-        f"   SYSTEM =  {system}",
-        f"   NELM   = {nelm:6d};   NELMIN=  2; NELMDL= -5     # of ELM steps",
-        f"   EDIFF  = {ediff:.1E}   stopping-criterion for ELM",
-        "   NSW    =      0    number of steps for IOM",
-        "   IBRION =     -1    ionic relax: 0-MD 1-quasi-New 2-CG",
-        "   ISIF   =      2    stress and relaxation",
-        f"   ISPIN  = {ispin:6d}    spin polarized calculation?",
-        "   LNONCOLLINEAR =      F non collinear calculations",
-        f"   NELECT = {nelect:12.4f}    total number of electrons",
-        "",
-    ]
-    for k in range(1, len(energies) + 1):
-        o.append(f"----------------------------------------- Iteration      1({k:4d})  ---------------------------------------")
-        o.append("  Free energy of the ion-electron system (eV)")
-        o.append("  entropy T*S    EENTRO =        -0.00000000")
-        o.append(f"  free energy    TOTEN  = {energies[k - 1]:18.8f} eV")
-        o.append("")
-    o += [
-        "",
-        f" E-fermi : {EFERMI:10.4f}     XC(G=0):  -9.0000     alpha+bet : -5.0000",
-        "",
-        "  FORCE on cell =-STRESS in cart. coord.  units (eV):",
-        "  Direction    XX          YY          ZZ          XY          YZ          ZX",
-        "  " + "-" * 86,
-        f"  in kB  {''.join(f'{v:16.8f}' for v in voigt_kb)}",
-        f"  external pressure = {np.trace(stress_kb) / 3:12.4f} kB  Pullay stress =        0.00 kB",
-        "",
-        " POSITION                                       TOTAL-FORCE (eV/Angst)",
-        " " + "-" * 83,
-    ]
-    for (px, py, pz), (fx, fy, fz) in zip(structure.cart_coords, forces):
-        o.append(f" {px:12.5f} {py:12.5f} {pz:12.5f}   {fx:16.8f} {fy:16.8f} {fz:16.8f}")
-    drift = forces.sum(axis=0)
-    o += [
-        " " + "-" * 83,
-        f"    total drift:                               {drift[0]:12.6f} {drift[1]:12.6f} {drift[2]:12.6f}",
-        "",
-        "  FREE ENERGIE OF THE ION-ELECTRON SYSTEM (eV)",
-        "  ---------------------------------------------------",
-        f"  free  energy   TOTEN  = {energy:20.10f} eV",
-        "",
-        f"  energy  without entropy= {energy:20.10f}  energy(sigma->0) = {energy:20.10f}",
-        "",
-    ]
+    o += [""]
+    o += _outcar_dimensions(nkpts, nbands, nedos, nions, nplwv)
+    o += _outcar_parameters(system, nelm, ediff, nsw=0, ibrion=-1, isif=2, ispin=ispin, nelect=nelect)
+    for k, e in enumerate(energies, start=1):
+        o += _outcar_scf_step(1, k, e)
+    o += [""]
+    o += _outcar_stress(stress_kb, "16.8f", "12.4f")
+    o += _outcar_forces(structure.cart_coords, forces, "16.8f", "12.6f", drift_column=47)
+    o += [""]
+    o += _outcar_free_energy(energy, energy, energy, "20.10f")
     if ispin == 2:
         o += [" magnetization (x)", "", "# of ion       s       p       d       tot", "-" * 41]
         o += [f"{i + 1:4d}        0.000   0.000   0.000   0.000" for i in range(nions)]
         o += ["-" * 41, "tot          0.000   0.000   0.000   0.000", ""]
-    o += [
-        f" number of electron {nelect:15.7f} magnetization {0.0:15.7f}",
-        "",
-        " General timing and accounting informations for this job:",
-        " ========================================================",
-        "",
-    ]
-    elapsed = time.time() - t0
-    o += [
-        f"                  Total CPU time used (sec): {elapsed:12.3f}",
-        f"                            User time (sec): {elapsed:12.3f}",
-        f"                          System time (sec): {0.0:12.3f}",
-        f"                         Elapsed time (sec): {elapsed:12.3f}",
-        "",
-        f"                   Maximum memory used (kb): {100000.0:12.0f}.",
-        f"                   Average memory used (kb): {0.0:12.0f}.",
-        "",
-    ]
+    o += _outcar_tail(nelect, t0)
     (directory / "OUTCAR").write_text("\n".join(o) + "\n")
     return 0
 
@@ -855,78 +981,9 @@ def _md_params(incar, nions: int, nelect: float, nbands: int, nedos: int) -> dic
         "LEPSILON": False,
         "LUSE_VDW": False,
     }
-    for key, value in incar.items():
-        if key in ("ENCUT", "LORBIT", "ALGO"):
-            continue
-        params[key] = value
+    _override_params(params, incar, nions)
     params["KBLOCK"] = int(params.get("NSW", 1)) or 1
-    if isinstance(params.get("MAGMOM"), list) and len(params["MAGMOM"]) != nions:
-        params["MAGMOM"] = [1.0] * nions
     return params
-
-
-def _eigen_dos_xml(nbands: int, nelect: float, nkpts: int, nedos: int, ind: str) -> list[str]:
-    """<eigenvalues> and <dos> of the last ionic step (non-spin-polarised, one level straddling E-fermi)."""
-    nocc = nelect / 2.0
-    band_e = EFERMI + (np.arange(nbands) - nocc + 0.5) * (12.0 / max(nbands, 1))
-    x = [
-        f"{ind}<eigenvalues>",
-        f"{ind} <array>",
-        f'{ind}  <dimension dim="1">band</dimension>',
-        f'{ind}  <dimension dim="2">kpoint</dimension>',
-        f'{ind}  <dimension dim="3">spin</dimension>',
-        f"{ind}  <field>eigene</field>",
-        f"{ind}  <field>occ</field>",
-        f"{ind}  <set>",
-        f'{ind}   <set comment="spin 1">',
-    ]
-    for ik in range(nkpts):
-        x.append(f'{ind}    <set comment="kpoint {ik + 1}">')
-        for b in range(nbands):
-            occ = float(np.clip(nocc - b, 0.0, 1.0))
-            x.append(f"{ind}     <r>{band_e[b] + 0.01 * ik:12.4f}{occ:12.4f} </r>")
-        x.append(f"{ind}    </set>")
-    x += [f"{ind}   </set>", f"{ind}  </set>", f"{ind} </array>", f"{ind}</eigenvalues>"]
-    grid = np.linspace(EFERMI - 15.0, EFERMI + 10.0, nedos)
-    sig = 0.2
-    dos = 2.0 * np.exp(-(((grid[:, None] - band_e[None, :]) / sig) ** 2) / 2).sum(axis=1) / (sig * np.sqrt(2 * np.pi))
-    integ = np.concatenate([[0.0], np.cumsum(0.5 * (dos[1:] + dos[:-1]) * np.diff(grid))])
-    x += [
-        f"{ind}<dos>",
-        f'{ind} <i name="efermi">{EFERMI:16.8f} </i>',
-        f"{ind} <total>",
-        f"{ind}  <array>",
-        f'{ind}   <dimension dim="1">gridpoints</dimension>',
-        f'{ind}   <dimension dim="2">spin</dimension>',
-        f"{ind}   <field>energy</field>",
-        f"{ind}   <field>total</field>",
-        f"{ind}   <field>integrated</field>",
-        f"{ind}   <set>",
-        f'{ind}    <set comment="spin 1">',
-    ]
-    x += [f"{ind}     <r>{g:12.4f}{d:12.4f}{i:12.4f} </r>" for g, d, i in zip(grid, dos, integ)]
-    x += [f"{ind}    </set>", f"{ind}   </set>", f"{ind}  </array>", f"{ind} </total>", f"{ind}</dos>"]
-    return x
-
-
-def _md_energy_xml(e0: float, ts: float, indent: str, ekin: float | None = None) -> str:
-    """<energy> block: free (TOTEN), without entropy, sigma->0 (+ MD kinetic/total terms)."""
-    rows = [
-        f"{indent}<energy>",
-        f'{indent} <i name="e_fr_energy">{e0 - ts / 2:20.10f} </i>',
-        f'{indent} <i name="e_wo_entrp">{e0 + ts / 2:20.10f} </i>',
-        f'{indent} <i name="e_0_energy">{e0:20.10f} </i>',
-    ]
-    if ekin is not None:
-        rows += [
-            f'{indent} <i name="kinetic">{ekin:20.10f} </i>',
-            f'{indent} <i name="lattice kinetic">{0.0:20.10f} </i>',
-            f'{indent} <i name="nosekinetic">{0.0:20.10f} </i>',
-            f'{indent} <i name="nosepot">{0.0:20.10f} </i>',
-            f'{indent} <i name="total">{e0 - ts / 2 + ekin:20.10f} </i>',
-        ]
-    rows.append(f"{indent}</energy>")
-    return "\n".join(rows)
 
 
 def write_md_outputs(
@@ -947,7 +1004,7 @@ def write_md_outputs(
     stress %.10f; OUTCAR as VASP prints them (positions %.5f Angstrom, forces %.6f eV/Angstrom,
     energies %.8f eV, stress %.5f kB); XDATCAR fractional %.8f.
     """
-    from pymatgen.core import Element, Lattice, Structure
+    from pymatgen.core import Lattice, Structure
     from pymatgen.io.ase import AseAtomsAdaptor
     from pymatgen.io.vasp import Poscar
 
@@ -965,11 +1022,9 @@ def write_md_outputs(
     ediff = float(incar.get("EDIFF", 1e-4))
     sigma = float(incar.get("SIGMA", 0.2))
     ismear = int(incar.get("ISMEAR", 1))
-    valence = [float(_VALENCE.get(s, 8)) for s in site_symbols]
-    nelect = float(sum(v * n for v, n in zip(valence, natoms)))
-    nbands = int(incar.get("NBANDS", max(8, math.ceil(nelect / 2 + nions / 2))))
-    nedos = int(incar.get("NEDOS", 301))
-    kstyle, divisions, kshift, kpts, kweights = _kpoints(directory, incar, structure)
+    valence, nelect, nbands, nedos = _electronic_setup(incar, site_symbols, natoms, nions)
+    kpoints = _kpoints(directory, incar, structure)
+    kpts, kweights = kpoints[3], kpoints[4]
     nkpts = len(kpts)
     params = _md_params(incar, nions, nelect, nbands, nedos)
     lattice = Lattice(np.asarray(atoms.cell[:], dtype=float))
@@ -979,61 +1034,7 @@ def write_md_outputs(
 
     now = datetime.now()
     ind = " "
-    x: list[str] = ['<?xml version="1.0" encoding="ISO-8859-1"?>', "<modeling>"]
-    x += [
-        f"{ind}<generator>",
-        f'{ind} <i name="program" type="string">vasp </i>',
-        f'{ind} <i name="version" type="string">{VASP_VERSION}  </i>',
-        f'{ind} <i name="subversion" type="string">EMT stand-in MD (tests/vasp_standin) </i>',
-        f'{ind} <i name="platform" type="string">LinuxGNU </i>',
-        f'{ind} <i name="date" type="string">{now:%Y %m %d} </i>',
-        f'{ind} <i name="time" type="string">{now:%H:%M:%S} </i>',
-        f"{ind}</generator>",
-        f"{ind}<incar>",
-    ]
-    x += [f"{ind} {_fmt_param(k, v)}" for k, v in incar.items()]
-    x += [f"{ind}</incar>", f"{ind}<kpoints>"]
-    if kstyle is not None:
-        param = "Gamma" if kstyle == "Gamma" else "Monkhorst-Pack"
-        x += [
-            f'{ind} <generation param="{param}">',
-            f'{ind}  <v type="int" name="divisions">' + " ".join(f"{d:8d}" for d in divisions) + " </v>",
-            f'{ind}  <v name="usershift">' + " ".join(f"{s:16.8f}" for s in kshift) + " </v>",
-            f"{ind} </generation>",
-        ]
-    x += [_varray("kpointlist", kpts, fmt="{:16.8f}", indent=ind + " ")]
-    x += [_varray("weights", kweights, fmt="{:16.8f}", indent=ind + " ")]
-    x += [f"{ind}</kpoints>", f"{ind}<parameters>"]
-    x += [f"{ind} {_fmt_param(k, v)}" for k, v in params.items()]
-    x += [f"{ind}</parameters>"]
-    types = [i + 1 for i, n in enumerate(natoms) for _ in range(n)]
-    x += [
-        f"{ind}<atominfo>",
-        f"{ind} <atoms>{nions:8d} </atoms>",
-        f"{ind} <types>{len(site_symbols):8d} </types>",
-        f'{ind} <array name="atoms" >',
-        f'{ind}  <dimension dim="1">ion</dimension>',
-        f'{ind}  <field type="string">element</field>',
-        f'{ind}  <field type="int">atomtype</field>',
-        f"{ind}  <set>",
-    ]
-    x += [f"{ind}   <rc><c>{s:2s}</c><c>{t:4d}</c></rc>" for s, t in zip(species, types)]
-    x += [
-        f"{ind}  </set>",
-        f"{ind} </array>",
-        f'{ind} <array name="atomtypes" >',
-        f'{ind}  <dimension dim="1">type</dimension>',
-        f'{ind}  <field type="int">atomspertype</field>',
-        f'{ind}  <field type="string">element</field>',
-        f"{ind}  <field>mass</field>",
-        f"{ind}  <field>valence</field>",
-        f'{ind}  <field type="string">pseudopotential</field>',
-        f"{ind}  <set>",
-    ]
-    for s, n, v, title in zip(site_symbols, natoms, valence, titles):
-        mass = float(Element(s).atomic_mass)
-        x.append(f"{ind}   <rc><c>{n:4d}</c><c>{s:2s}</c><c>{mass:16.8f}</c><c>{v:16.8f}</c><c>  {escape(title)}</c></rc>")
-    x += [f"{ind}  </set>", f"{ind} </array>", f"{ind}</atominfo>"]
+    x = _vasprun_header(_PROGRAM_MD, now, incar, kpoints, params, site_symbols, natoms, valence, titles, ind=ind)
     x.append(_structure_xml(structures[0], "initialpos"))
 
     scf = []  # electronic steps of every ionic step: energies converging onto E0 (last change < EDIFF)
@@ -1042,29 +1043,16 @@ def write_md_outputs(
         steps = [e0 + 0.5 * 0.05**j for j in range(3)] + [e0 + 0.1 * ediff, e0]
         steps = steps[-min(len(steps), max(nelm, 2)) :]
         scf.append(steps)
-        x.append(f"{ind}<calculation>")
-        for e in steps:
-            x += [
-                f"{ind} <scstep>",
-                f'{ind}  <time name="dav">    0.01    0.01</time>',
-                f'{ind}  <time name="total">    0.01    0.01</time>',
-                _md_energy_xml(e, ts, ind + "  "),
-                f"{ind} </scstep>",
-            ]
-        x.append(_structure_xml(struct, None, indent=ind + " "))
-        x.append(_varray("forces", frame.calc.results["forces"], fmt="{:20.12f}", indent=ind + " "))
-        x.append(_varray("stress", ase_stress_to_vasp_kbar(frame.calc.results["stress"]), fmt="{:24.12f}", indent=ind + " "))
-        x.append(_md_energy_xml(e0, ts, ind + " ", ekin=frame.info["ekin"]))
-        x.append(f'{ind} <time name="totalsc">    0.05    0.05</time>')
-        if k == len(frames) - 1:
-            x += _eigen_dos_xml(nbands, nelect, nkpts, nedos, ind + " ")
-        x.append(f"{ind}</calculation>")
-    x.append(_structure_xml(structures[-1], "finalpos"))
-    x.append("</modeling>")
-    vasprun = "\n".join(x) + "\n"
-    if garbage:
-        vasprun = vasprun[: len(vasprun) // 2]
-    (directory / "vasprun.xml").write_text(vasprun, encoding="ISO-8859-1")
+        x += _calculation_xml(
+            [_energy_xml(e, ind + "  ", ts) for e in steps],
+            struct,
+            frame.calc.results["forces"],
+            ase_stress_to_vasp_kbar(frame.calc.results["stress"]),
+            _energy_xml(e0, ind + " ", ts, ekin=frame.info["ekin"]),
+            extra=_eigen_dos_xml(nbands, nelect, nkpts, nedos, ind + " ") if k == len(frames) - 1 else (),
+            ind=ind,
+        )
+    _write_vasprun(directory, x, structures[-1], garbage)
 
     # XDATCAR: VASP's fixed-cell layout, header once, a block every NBLOCK ionic steps
     # ("Direct configuration=" + the 1-based number of the step)
@@ -1083,12 +1071,7 @@ def write_md_outputs(
     # OSZICAR: electronic steps, then one MD line per ionic step
     osz = []
     for k, (frame, steps) in enumerate(zip(frames, scf), start=1):
-        osz.append("       N       E                     dE             d eps       ncg     rms          rms(c)")
-        prev = 0.0
-        for j, e in enumerate(steps, start=1):
-            efr = e - ts / 2
-            osz.append(f"DAV: {j:3d}    {efr: .12E}   {efr - prev: .5E}   {-0.1 * abs(efr - prev): .5E}  {16 * nbands:5d}   0.100E+00")
-            prev = efr
+        osz += _oszicar_dav([e - ts / 2 for e in steps], nbands)
         e0 = float(frame.calc.results["energy"])
         f_ = e0 - ts / 2
         ek = frame.info["ekin"]
@@ -1102,54 +1085,43 @@ def write_md_outputs(
     # OUTCAR
     nplwv = 32 * 32 * 32
     ispin = int(incar.get("ISPIN", 1))
+    encut = float(incar.get("ENCUT", 400.0))
     recip = np.linalg.inv(cell).T
-    o = [
-        f" vasp.{VASP_VERSION} EMT stand-in MD (tests/vasp_standin)",
-        f" executed on             LinuxGNU date {now:%Y.%m.%d}  {now:%H:%M:%S}",
-        " running on    1 total cores",
-        " distrk:  each k-point on    1 cores,    1 groups",
-        "",
-        "",
-        " INCAR:",
+    cell_lines = [
+        f"  energy-cutoff  :  {encut:10.2f}",
+        f"  volume of cell :  {abs(np.linalg.det(cell)):10.2f}",
+        "      direct lattice vectors                 reciprocal lattice vectors",
     ]
+    cell_lines += [f"    {a[0]:12.9f}{a[1]:13.9f}{a[2]:13.9f}    {b[0]:13.9f}{b[1]:13.9f}{b[2]:13.9f}" for a, b in zip(cell, recip)]
+    o = _outcar_banner(_PROGRAM_MD, now)
+    o += ["", " INCAR:"]
     o += [f" POTCAR:    {t}" for t in titles]
     o += [""]
     for t in titles:  # VASP lists the POTCARs twice, the second time with their details
         o += [f" POTCAR:    {t}", f"   VRHFIN ={t.split()[1]}:", f"   TITEL  = {t}", ""]
-    lat_lines = [f"    {a[0]:12.9f}{a[1]:13.9f}{a[2]:13.9f}    {b[0]:13.9f}{b[1]:13.9f}{b[2]:13.9f}" for a, b in zip(cell, recip)]
-    o += [
-        " Dimension of arrays:",
-        f"   k-points           NKPTS = {nkpts:6d}   k-points in BZ     NKDIM = {nkpts:6d}   number of bands    NBANDS= {nbands:6d}",
-        f"   number of dos      NEDOS = {nedos:6d}   number of ions     NIONS = {nions:6d}",
-        f"   total plane-waves  NPLWV = {nplwv:6d}",
-        "",
-        "   ions per type =      " + "".join(f"{n:5d}" for n in natoms),
-        "",
-        " Startparameter for this run:",
-        f"   SYSTEM =  {system}",
-        f"   NELM   = {nelm:6d};   NELMIN=  2; NELMDL= -5     # of ELM steps",
-        f"   EDIFF  = {ediff:.1E}   stopping-criterion for ELM",
-        f"   NSW    = {nsw:6d}    number of steps for IOM",
-        f"   NBLOCK = {nblock:6d};   KBLOCK = {nsw:6d}    inner block; outer block",
-        "   IBRION =      0    ionic relax: 0-MD 1-quasi-New 2-CG",
-        f"   ISIF   = {int(incar.get('ISIF', 2)):6d}    stress and relaxation",
-        f"   ISPIN  = {ispin:6d}    spin polarized calculation?",
-        "   LNONCOLLINEAR =      F non collinear calculations",
-        f"   POTIM  = {potim:8.4f}    time-step for ionic-motion",
-        f"   TEIN   = {0.0:8.1f}    initial temperature",
-        f"   TEBEG  = {tebeg:8.1f};   TEEND  = {float(incar.get('TEEND', tebeg)):8.1f} temperature during run",
-        f"   SMASS  = {float(incar.get('SMASS', -3)):6.2f}    Nose mass-parameter (am)",
-        f"   ISMEAR = {ismear:6d};   SIGMA  = {sigma:6.2f}  broadening in eV -4-tet -1-fermi 0-gaus",
-        f"   ENCUT  = {float(incar.get('ENCUT', 400.0)):8.1f} eV",
-        f"   NELECT = {nelect:12.4f}    total number of electrons",
-        "",
-        "  energy-cutoff  :  " + f"{float(incar.get('ENCUT', 400.0)):10.2f}",
-        f"  volume of cell :  {abs(np.linalg.det(cell)):10.2f}",
-        "      direct lattice vectors                 reciprocal lattice vectors",
-        *lat_lines,
-        "",
-        " k-points in reciprocal lattice and weights: stand-in",
-    ]
+    o += _outcar_dimensions(nkpts, nbands, nedos, nions, nplwv)
+    o += ["   ions per type =      " + "".join(f"{n:5d}" for n in natoms), "", " Startparameter for this run:"]
+    o += _outcar_parameters(
+        system,
+        nelm,
+        ediff,
+        nsw=nsw,
+        ibrion=0,
+        isif=int(incar.get("ISIF", 2)),
+        ispin=ispin,
+        nelect=nelect,
+        after_nsw=[f"   NBLOCK = {nblock:6d};   KBLOCK = {nsw:6d}    inner block; outer block"],
+        before_nelect=[
+            f"   POTIM  = {potim:8.4f}    time-step for ionic-motion",
+            f"   TEIN   = {0.0:8.1f}    initial temperature",
+            f"   TEBEG  = {tebeg:8.1f};   TEEND  = {float(incar.get('TEEND', tebeg)):8.1f} temperature during run",
+            f"   SMASS  = {float(incar.get('SMASS', -3)):6.2f}    Nose mass-parameter (am)",
+            f"   ISMEAR = {ismear:6d};   SIGMA  = {sigma:6.2f}  broadening in eV -4-tet -1-fermi 0-gaus",
+            f"   ENCUT  = {encut:8.1f} eV",
+        ],
+    )
+    o += cell_lines
+    o += ["", " k-points in reciprocal lattice and weights: stand-in"]
     o += [f"   {k[0]:11.8f} {k[1]:11.8f} {k[2]:11.8f}   {w:12.3f}" for k, w in zip(kpts, kweights)]
     o += ["", " position of ions in fractional coordinates (direct lattice)"]
     o += [f"   {a:11.8f} {b:11.8f} {c:11.8f}" for a, b, c in structures[0].frac_coords]
@@ -1158,64 +1130,17 @@ def write_md_outputs(
     o += ["", f" maximum and minimum number of plane-waves per node :  {nplwv // 16:8d} {nplwv // 16:8d}", ""]
     for k, (frame, struct, steps) in enumerate(zip(frames, structures, scf), start=1):
         e0 = float(frame.calc.results["energy"])
-        forces = frame.calc.results["forces"]
-        stress_kb = ase_stress_to_vasp_kbar(frame.calc.results["stress"])
-        voigt_kb = [stress_kb[0, 0], stress_kb[1, 1], stress_kb[2, 2], stress_kb[0, 1], stress_kb[1, 2], stress_kb[0, 2]]
-        for j, e in enumerate(steps, start=1):
-            o += [
-                f"----------------------------------------- Iteration {k:6d}({j:4d})  ---------------------------------------",
-                "",
-                "  Free energy of the ion-electron system (eV)",
-                "  ---------------------------------------------------",
-                f"  entropy T*S    EENTRO = {-ts:18.8f}",
-                f"  free energy    TOTEN  = {e - ts / 2:18.8f} eV",
-                "",
-                f"  energy without entropy = {e + ts / 2:18.8f}  energy(sigma->0) = {e:18.8f}",
-                "",
-            ]
-        o += [
-            "",
-            "------------------------ aborting loop because EDIFF is reached ----------------------------------------",
-            "",
-            f" E-fermi : {EFERMI:10.4f}     XC(G=0):  -9.0000     alpha+bet : -5.0000",
-            "",
-            "  FORCE on cell =-STRESS in cart. coord.  units (eV):",
-            "  Direction    XX          YY          ZZ          XY          YZ          ZX",
-            "  " + "-" * 86,
-            f"  in kB  {''.join(f'{v:12.5f}' for v in voigt_kb)}",
-            f"  external pressure = {np.trace(stress_kb) / 3:12.2f} kB  Pullay stress =        0.00 kB",
-            "",
-            "",
-            " VOLUME and BASIS-vectors are now :",
-            " " + "-" * 77,
-            f"  energy-cutoff  :  {float(incar.get('ENCUT', 400.0)):10.2f}",
-            f"  volume of cell :  {abs(np.linalg.det(cell)):10.2f}",
-            "      direct lattice vectors                 reciprocal lattice vectors",
-            *lat_lines,
-            "",
-            "",
-            " POSITION                                       TOTAL-FORCE (eV/Angst)",
-            " " + "-" * 83,
-        ]
-        for (px, py, pz), (fx, fy, fz) in zip(struct.cart_coords, forces):
-            o.append(f" {px:12.5f} {py:12.5f} {pz:12.5f}   {fx:14.6f} {fy:14.6f} {fz:14.6f}")
-        drift = forces.sum(axis=0)
         f_ = e0 - ts / 2
         ek = frame.info["ekin"]
+        for j, e in enumerate(steps, start=1):
+            o += _outcar_scf_step(k, j, e, ts, detailed=True)
+        o += ["", "------------------------ aborting loop because EDIFF is reached ----------------------------------------", ""]
+        o += _outcar_stress(ase_stress_to_vasp_kbar(frame.calc.results["stress"]), "12.5f", "12.2f")
+        o += ["", " VOLUME and BASIS-vectors are now :", " " + "-" * 77, *cell_lines, "", ""]
+        o += _outcar_forces(struct.cart_coords, frame.calc.results["forces"], "14.6f", "14.6f", drift_column=41)
+        o += ["", "", "-" * 104, "", ""]
+        o += _outcar_free_energy(f_, e0 + ts / 2, e0, "18.8f")
         o += [
-            " " + "-" * 83,
-            f"    total drift:                         {drift[0]:14.6f} {drift[1]:14.6f} {drift[2]:14.6f}",
-            "",
-            "",
-            "-" * 104,
-            "",
-            "",
-            "  FREE ENERGIE OF THE ION-ELECTRON SYSTEM (eV)",
-            "  ---------------------------------------------------",
-            f"  free  energy   TOTEN  = {f_:18.8f} eV",
-            "",
-            f"  energy  without entropy= {e0 + ts / 2:18.8f}  energy(sigma->0) = {e0:18.8f}",
-            "",
             "",
             "  ENERGY OF THE ELECTRON-ION-THERMOSTAT SYSTEM (eV)",
             "  ---------------------------------------------------",
@@ -1224,24 +1149,7 @@ def write_md_outputs(
             f"  total energy   ETOTAL = {f_ + ek:18.8f} eV",
             "",
         ]
-    o += [
-        f" number of electron {nelect:15.7f} magnetization {0.0:15.7f}",
-        "",
-        " General timing and accounting informations for this job:",
-        " ========================================================",
-        "",
-    ]
-    elapsed = time.time() - t0
-    o += [
-        f"                  Total CPU time used (sec): {elapsed:12.3f}",
-        f"                            User time (sec): {elapsed:12.3f}",
-        f"                          System time (sec): {0.0:12.3f}",
-        f"                         Elapsed time (sec): {elapsed:12.3f}",
-        "",
-        f"                   Maximum memory used (kb): {100000.0:12.0f}.",
-        f"                   Average memory used (kb): {0.0:12.0f}.",
-        "",
-    ]
+    o += _outcar_tail(nelect, t0)
     (directory / "OUTCAR").write_text("\n".join(o) + "\n")
     return frames
 
