@@ -137,12 +137,17 @@ class SamplingRun:
     iterations: list[dict] = field(default_factory=list)
 
 
-def _finish(trainer: Trainer, strategy: str, curve: list[dict], extra: dict) -> tuple[bytes, bytes, dict, dict]:
+def _finish(trainer: Trainer, strategy: str, curve: list[dict], seed: int, train_idx, val_idx, **sets) -> SamplingRun:
+    """Serialise the last and the best-validation weights (leaving the best loaded) into a SamplingRun."""
+    extra = {"seed": int(seed), "n_steps": int(trainer.n_steps), "strategy": strategy}
     final_row = dict(curve[-1])
-    final_blob = trainer.blob({**extra, "strategy": strategy, "weights": "final", "epoch": final_row["epoch"]})
+    final_blob = trainer.blob({**extra, "weights": "final", "epoch": final_row["epoch"]})
     best_row = trainer.restore_best() or final_row
-    blob = trainer.blob({**extra, "strategy": strategy, "weights": "best", "epoch": best_row["epoch"]})
-    return blob, final_blob, dict(best_row), final_row
+    blob = trainer.blob({**extra, "weights": "best", "epoch": best_row["epoch"]})
+    return SamplingRun(
+        strategy=strategy, blob=blob, final_blob=final_blob, curve=curve, best=dict(best_row), final=final_row,
+        n_steps=int(trainer.n_steps), train_idx=train_idx, val_idx=val_idx, **sets,
+    )
 
 
 def run_active_sampling(trainer: Trainer, pool_idx, settings: ActiveSamplingSettings, seed: int, log=None) -> SamplingRun:
@@ -203,22 +208,7 @@ def run_active_sampling(trainer: Trainer, pool_idx, settings: ActiveSamplingSett
                 f"active sampling iteration {it}/{settings.n_iterations}: {record['n_train']} train, "
                 f"val loss {record['val_loss']:.4g}, included {len(record['included'])} of {record['n_examined']} examined"
             )
-    extra = {"seed": int(seed), "n_steps": int(trainer.n_steps)}
-    blob, final_blob, best, final = _finish(trainer, "active", curve, extra)
-    return SamplingRun(
-        strategy="active",
-        blob=blob,
-        final_blob=final_blob,
-        curve=curve,
-        best=best,
-        final=final,
-        n_steps=int(trainer.n_steps),
-        train_idx=train,
-        val_idx=val,
-        initial_train_idx=initial,
-        reserve_idx=reserve,
-        iterations=iterations,
-    )
+    return _finish(trainer, "active", curve, seed, train, val, initial_train_idx=initial, reserve_idx=reserve, iterations=iterations)
 
 
 def static_epochs(trainer: Trainer, n_train: int, budget: Literal["steps", "epochs"], active_steps: int, active_epochs: int) -> int:
@@ -234,15 +224,4 @@ def train_static(trainer: Trainer, train_idx, val_idx, n_epochs: int, strategy: 
     train_idx, val_idx = np.sort(np.asarray(train_idx, dtype=int)), np.sort(np.asarray(val_idx, dtype=int))
     trainer.fit_reference(train_idx)
     curve = trainer.run_epochs(train_idx, val_idx, n_epochs)
-    blob, final_blob, best, final = _finish(trainer, strategy, curve, {"seed": int(seed), "n_steps": int(trainer.n_steps)})
-    return SamplingRun(
-        strategy=strategy,
-        blob=blob,
-        final_blob=final_blob,
-        curve=curve,
-        best=best,
-        final=final,
-        n_steps=int(trainer.n_steps),
-        train_idx=train_idx,
-        val_idx=val_idx,
-    )
+    return _finish(trainer, strategy, curve, seed, train_idx, val_idx)
