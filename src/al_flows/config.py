@@ -348,11 +348,21 @@ class PoolStudyConfig(_Strict):
     baselines: BaselinesConfig = BaselinesConfig()
     shear_study: ShearStudyConfig | None = None
     validation: ValidationConfig | None = None
-    labeller: AseLabeller = AseLabeller()
+    labeller: LabellerConfig = AseLabeller()
     store: StoreConfig = EmbeddedStore()
     queues: QueuesConfig = QueuesConfig()
 
     _elements = field_validator("elements")(CampaignConfig._elements.__func__)
+
+    @model_validator(mode="after")
+    def _md_needs_ase(self):
+        md = [i for i, src in enumerate(self.pool.sources) if src.kind == "md"]
+        if md and self.labeller.kind != "ase":
+            raise ValueError(
+                f"pool.sources[{md[0]}]: kind md runs molecular dynamics with the labeller, which must be an ASE calculator; "
+                "import VASP AIMD runs with kind: import instead"
+            )
+        return self
 
     @model_validator(mode="after")
     def _validation_needs_shear(self):

@@ -23,7 +23,7 @@ from ase.optimize import BFGS
 from al_flows.dataset import frame_id, recorded_energy
 
 
-__all__ = ["select_minima", "relax_fixed_cell", "validate_minimum"]
+__all__ = ["select_minima", "relax_fixed_cell", "validation_row", "validate_minimum"]
 
 
 def select_minima(minima: list[Atoms], n: int) -> list[Atoms]:
@@ -61,6 +61,45 @@ def relax_fixed_cell(atoms: Atoms, calculator, fmax: float, max_steps: int) -> t
     return relaxed, energy, converged, int(opt.nsteps)
 
 
+def validation_row(
+    minimum: Atoms,
+    e_ref: float,
+    ref_relaxed: Atoms,
+    e_ref_relaxed: float,
+    ref_converged: bool,
+    ref_steps: int,
+    make_nnp: Callable,
+    fmax: float = 0.01,
+    max_steps: int = 500,
+    spurious_tol: float = 0.005,
+) -> dict:
+    """Row of the validation table from the reference's single point ``e_ref`` and relaxation
+    (``ref_relaxed``, ``e_ref_relaxed``, eV); relaxes ``ref_relaxed`` back with the NNP."""
+    n = len(minimum)
+    e_nnp = recorded_energy(minimum)
+    _, e_nnp_back, back_conv, _ = relax_fixed_cell(ref_relaxed, make_nnp(), fmax, max_steps)
+    drop = (e_ref - e_ref_relaxed) / n
+    return {
+        "frame_id": str(minimum.info.get("frame_id", frame_id(minimum))),
+        "system": str(minimum.info.get("parent_id", "")),
+        "run": int(minimum.info.get("run", -1)),
+        "gamma": float(minimum.info.get("gamma", np.nan)),
+        "n_atoms": n,
+        "excess_energy_per_atom": float(minimum.info.get("excess_energy_per_atom", np.nan)),
+        "e_nnp": e_nnp,
+        "e_ref": float(e_ref),
+        "d_single_per_atom": (e_nnp - e_ref) / n,
+        "e_ref_relaxed": float(e_ref_relaxed),
+        "relax_drop_per_atom": drop,
+        "ref_relax_steps": int(ref_steps),
+        "ref_relax_converged": bool(ref_converged),
+        "e_nnp_back": e_nnp_back,
+        "d_back_per_atom": (e_nnp_back - e_ref_relaxed) / n,
+        "nnp_back_converged": back_conv,
+        "spurious": bool(drop > spurious_tol),
+    }
+
+
 def validate_minimum(
     minimum: Atoms,
     make_reference: Callable,
@@ -70,32 +109,10 @@ def validate_minimum(
     spurious_tol: float = 0.005,
 ) -> tuple[dict, Atoms]:
     """Row of the validation table for one NNP minimum (energies eV, differences eV/atom) and
-    the reference-relaxed structure."""
-    n = len(minimum)
-    e_nnp = recorded_energy(minimum)
+    the reference-relaxed structure, with an ASE calculator as the reference."""
     single = minimum.copy()
     single.calc = make_reference()
     e_ref = float(single.get_potential_energy())
     relaxed, e_ref_relaxed, ref_conv, ref_steps = relax_fixed_cell(minimum, make_reference(), fmax, max_steps)
-    _, e_nnp_back, back_conv, _ = relax_fixed_cell(relaxed, make_nnp(), fmax, max_steps)
-    drop = (e_ref - e_ref_relaxed) / n
-    row = {
-        "frame_id": str(minimum.info.get("frame_id", frame_id(minimum))),
-        "system": str(minimum.info.get("parent_id", "")),
-        "run": int(minimum.info.get("run", -1)),
-        "gamma": float(minimum.info.get("gamma", np.nan)),
-        "n_atoms": n,
-        "excess_energy_per_atom": float(minimum.info.get("excess_energy_per_atom", np.nan)),
-        "e_nnp": e_nnp,
-        "e_ref": e_ref,
-        "d_single_per_atom": (e_nnp - e_ref) / n,
-        "e_ref_relaxed": e_ref_relaxed,
-        "relax_drop_per_atom": drop,
-        "ref_relax_steps": ref_steps,
-        "ref_relax_converged": ref_conv,
-        "e_nnp_back": e_nnp_back,
-        "d_back_per_atom": (e_nnp_back - e_ref_relaxed) / n,
-        "nnp_back_converged": back_conv,
-        "spurious": bool(drop > spurious_tol),
-    }
+    row = validation_row(minimum, e_ref, relaxed, e_ref_relaxed, ref_conv, ref_steps, make_nnp, fmax, max_steps, spurious_tol)
     return row, relaxed

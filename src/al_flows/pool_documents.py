@@ -92,11 +92,13 @@ class ShearStudyDocument(BaseModel):
 
 
 class ValidationDocument(BaseModel):
-    """The highest-energy NNP minima re-checked with the labeller (one row each)."""
+    """The highest-energy NNP minima re-checked with the labeller (one row each; ``failures``:
+    minima whose reference calculation failed, with the reason)."""
 
     study: str
     labeller: str
     rows: list[dict]
+    failures: list[dict] = []
     n_minima: int
     n_spurious: int
     n_agree_single: int

@@ -68,13 +68,24 @@ def _kpoints(override):
 
 def static_maker(labeller):
     """atomate2 StaticMaker for a ``VaspLabeller`` config (preset + overrides)."""
-    from atomate2.vasp.jobs.core import StaticMaker
-    from atomate2.vasp.jobs.mp import MPGGAStaticMaker
-    from atomate2.vasp.sets.core import StaticSetGenerator
+    return _vasp_maker(labeller, relax=None)
 
+
+def relax_maker(labeller, fmax: float, max_steps: int):
+    """atomate2 RelaxMaker with the labeller's settings relaxing the ionic positions at fixed
+    cell (IBRION 2, ISIF 2, EDIFFG = -fmax eV/Angstrom, NSW = max_steps)."""
+    return _vasp_maker(labeller, relax={"IBRION": 2, "ISIF": 2, "EDIFFG": -abs(float(fmax)), "NSW": int(max_steps)})
+
+
+def _vasp_maker(labeller, relax: dict | None):
+    from atomate2.vasp.jobs.core import RelaxMaker, StaticMaker
+    from atomate2.vasp.jobs.mp import MPGGARelaxMaker, MPGGAStaticMaker
+    from atomate2.vasp.sets.core import RelaxSetGenerator, StaticSetGenerator
+
+    name = "vasp relax" if relax else "vasp static"
     if labeller.preset == "pnnl-cuni":
-        incar = {**PNNL_CUNI_INCAR, **labeller.incar}
-        generator = StaticSetGenerator(
+        incar = {**PNNL_CUNI_INCAR, **labeller.incar, **(relax or {})}
+        generator = (RelaxSetGenerator if relax else StaticSetGenerator)(
             user_incar_settings=incar,
             user_kpoints_settings=_kpoints(labeller.kpoints) or Kpoints.gamma_automatic((1, 1, 1)),
             user_potcar_settings={**PNNL_CUNI_POTCARS, **labeller.potcar},
@@ -83,12 +94,12 @@ def static_maker(labeller):
             auto_ispin=False,
             auto_ismear=False,
         )
-        maker = StaticMaker(name="vasp static", input_set_generator=generator)
+        maker = (RelaxMaker if relax else StaticMaker)(name=name, input_set_generator=generator)
     else:
-        base = MPGGAStaticMaker()
+        base = MPGGARelaxMaker() if relax else MPGGAStaticMaker()
         gen = base.input_set_generator
         kwargs = dict(
-            user_incar_settings={**gen.user_incar_settings, **labeller.incar},
+            user_incar_settings={**gen.user_incar_settings, **labeller.incar, **(relax or {})},
             user_potcar_settings={**gen.user_potcar_settings, **labeller.potcar},
             sort_structure=False,
         )
@@ -96,7 +107,7 @@ def static_maker(labeller):
             kwargs["user_kpoints_settings"] = _kpoints(labeller.kpoints)
         if labeller.potcar_functional:
             kwargs["user_potcar_functional"] = labeller.potcar_functional
-        maker = replace(base, name="vasp static", input_set_generator=replace(gen, **kwargs))
+        maker = replace(base, name=name, input_set_generator=replace(gen, **kwargs))
 
     run_vasp_kwargs = {"max_errors": labeller.max_errors, "custodian_kwargs": dict(labeller.custodian)}
     if labeller.vasp_cmd:
@@ -114,6 +125,6 @@ def static_maker(labeller):
 
 
 def with_system_tag(maker, system: str):
-    """Copy of a StaticMaker whose INCAR carries ``SYSTEM = system`` (the frame id)."""
+    """Copy of a VASP Maker whose INCAR carries ``SYSTEM = system`` (the frame id)."""
     gen = maker.input_set_generator
     return replace(maker, input_set_generator=replace(gen, user_incar_settings={**gen.user_incar_settings, "SYSTEM": system}))

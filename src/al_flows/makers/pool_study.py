@@ -2,7 +2,8 @@
 and shear runs (parallel jobs) -> pathways -> validation of the minima.
 
 Every job carries ``metadata = {"campaign": study name, "fingerprint", "round": -1, "stage"}``;
-stages: pool, active_sampling, baseline, compare, shear, pathways, validation.
+stages: pool, active_sampling, baseline, compare, shear, pathways, validation (VASP: validation_dispatch,
+vasp_validation per static/relax job, validation for the collect job).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from al_flows.ensemble import Ensemble
 from al_flows.initial_data import build_structures
 from al_flows.labelling import calculator_factory
 from al_flows.makers._common import field, route
+from al_flows.makers.vasp_validation import VaspMinimaValidationMaker, validation_document
 from al_flows.md_pool import nvt_pool
 from al_flows.minima_validation import select_minima, validate_minimum
 from al_flows.model import ModelSettings, TrainingSettings
@@ -306,20 +308,7 @@ class MinimaValidationMaker(Maker):
             row, ref_min = validate_minimum(atoms, make_ref, lambda: _model_calculator(model_doc), s.fmax, s.max_steps, s.spurious_tol)
             rows.append(row)
             relaxed.append(ref_min)
-        d = [abs(r["d_single_per_atom"]) for r in rows]
-        doc = ValidationDocument(
-            study=study,
-            labeller=f"ase:{self.labeller.calculator}",
-            rows=rows,
-            n_minima=len(rows),
-            n_spurious=sum(r["spurious"] for r in rows),
-            n_agree_single=sum(x <= s.agree_tol for x in d),
-            max_abs_d_single_per_atom=float(max(d)) if d else float("nan"),
-            agree_tol=s.agree_tol,
-            spurious_tol=s.spurious_tol,
-            wall_time=time.perf_counter() - start,
-            relaxed_blob=frames_text(relaxed),
-        )
+        doc = validation_document(study, f"ase:{self.labeller.calculator}", rows, relaxed, [], s, time.perf_counter() - start)
         progress.report("validation", -1, minima=doc.n_minima, spurious=doc.n_spurious, agree=doc.n_agree_single)
         return doc
 
@@ -369,7 +358,17 @@ class PoolStudyMaker(Maker):
                 shear_pathways(c.name, [j.output for j in shear_jobs], s.merge_tol, s.hcp_threshold, s.gamma_max), "pathways", q.default
             )
             jobs += shear_jobs + [paths]
-            if c.validation is not None:
+            if c.validation is not None and c.labeller.kind == "vasp":
+                from al_flows.vasp_inputs import relax_maker, static_maker
+
+                v, lab = c.validation, c.labeller
+                val = VaspMinimaValidationMaker(
+                    settings=v, static_maker=static_maker(lab), relax_maker=relax_maker(lab, v.fmax, v.max_steps),
+                    labeller_name=f"vasp:{lab.preset}", metadata={"fingerprint": c.fingerprint()},
+                    vasp_category=q.label, collect_category=q.default,
+                ).make(paths.output, active.output, c.name)
+                jobs.append(self._tag(val, "validation_dispatch", q.default))
+            elif c.validation is not None:
                 val = MinimaValidationMaker(settings=c.validation, labeller=c.labeller).make(paths.output, active.output, c.name)
                 jobs.append(self._tag(val, "validation", q.label))
         return Flow(jobs, name=f"pool study {c.name}")
