@@ -31,10 +31,11 @@ def test_merge_pathways_within_tolerance_and_transitively():
 
 
 def test_classify_pathway():
-    assert classify_pathway([0.0, 0.02, 0.05]) == "FCC"
-    assert classify_pathway([0.0, 0.3, 0.4]) == "defect/HCP"
-    assert classify_pathway([0.0, 0.3, 0.05]) == "defect/HCP->FCC"
-    assert classify_pathway([0.0, 0.3, 0.05], hcp_threshold=0.5) == "FCC"
+    assert classify_pathway([1.0, 0.98, 0.95]) == "FCC"
+    assert classify_pathway([0.75, 0.7, 0.68]) == "FCC"  # a vacancy's neighbours are not FCC from the start
+    assert classify_pathway([1.0, 0.7, 0.6]) == "defect/HCP"
+    assert classify_pathway([0.75, 0.4, 0.7]) == "defect/HCP->FCC"
+    assert classify_pathway([1.0, 0.7, 0.95], defect_threshold=0.5) == "FCC"
 
 
 def _records(run, energies, hcp):
@@ -45,7 +46,7 @@ def _records(run, energies, hcp):
 
 
 def test_pathways_from_records():
-    recs = _records(2, [-1.0, -2.0, -3.0], [0, 0.2, 0.3]) + _records(0, [-1.0, -2.0, -3.0005], [0, 0.2, 0.3])
+    recs = _records(2, [-1.0, -2.0, -3.0], [0, 0.2, 0.3]) + _records(0, [-1.0, -2.0, -3.0005], [0, 0.2, 0.3])  # fcc = 1 - hcp
     recs += _records(1, [-1.0, -2.5, -3.5], [0, 0.0, 0.0])
     paths = pathways(list(reversed(recs)), tol=1e-3)
     assert [p["runs"] for p in paths] == [[0, 2], [1]]

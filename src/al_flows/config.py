@@ -320,7 +320,7 @@ class ShearStudyConfig(ShearSettings):
     n_runs: int = Field(100, gt=0, description="independent runs per system")
     runs_per_job: int = Field(10, gt=0)
     merge_tol: float = Field(1e-3, ge=0, description="eV; runs whose energies agree this well at every step share a pathway")
-    hcp_threshold: float = Field(0.1, gt=0, le=1, description="HCP fraction that marks a defect/HCP pathway")
+    defect_threshold: float = Field(0.1, gt=0, le=1, description="drop of the FCC fraction below the first step's that marks a defect/HCP pathway")
 
 
 class ValidationConfig(_Strict):

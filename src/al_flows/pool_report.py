@@ -77,7 +77,7 @@ def plot_energy_vs_gamma(systems: dict, path: Path) -> str:
                 continue
             ax.plot(prof[:, 0], prof[:, 1] - e0, color="0.7", lw=0.6, zorder=1)
             sc = ax.scatter(prof[:, 0], prof[:, 1] - e0, c=prof[:, 2], cmap=cmap, vmin=0, vmax=1, s=8 + 4 * p["n_runs"], zorder=2)
-        ax.set_title(f"{name} ({len(paths)} pathways)", fontsize=9)
+        ax.set_title(f"{name.rsplit('-', 1)[-1]} ({len(paths)} pathways)", fontsize=9)
         ax.set_xlabel("γ")
         ax.set_ylabel("E − E₀ (eV)")
     for ax in list(axes.flat)[len(names):]:

@@ -8,8 +8,10 @@ Pathways: two runs of one system follow the same pathway when they have the same
 steps and their energies differ by at most ``tol`` (1e-3 eV) at every step; runs are merged
 transitively (single linkage), so a pathway is a connected group of such pairs.
 
-Pathway types (from the structure fractions along the representative run):
-``FCC`` - the HCP fraction never reaches ``hcp_threshold`` (slip keeps FCC, Cu-Ni intermix);
+Pathway types, from the drop of the FCC fraction below the first step's along the
+representative run (atoms leaving FCC become HCP stacking faults or 'other' defect atoms;
+the first step already counts a vacancy's neighbours as 'other'):
+``FCC`` - the drop never reaches ``defect_threshold`` (slip keeps FCC, Cu-Ni intermix);
 ``defect/HCP`` - it reaches it and still holds it at the last step;
 ``defect/HCP->FCC`` - it reaches it and the last step is back below it.
 """
@@ -73,19 +75,20 @@ def merge_pathways(profiles: list, tol: float = 1e-3) -> list[list[int]]:
     return sorted(groups.values(), key=lambda g: g[0])
 
 
-def classify_pathway(hcp_fractions, hcp_threshold: float = 0.1) -> str:
-    """Pathway type (see module docstring) from the HCP fraction of each step."""
-    h = np.asarray(hcp_fractions, dtype=float)
-    if not len(h) or h.max() < hcp_threshold:
+def classify_pathway(fcc_fractions, defect_threshold: float = 0.1) -> str:
+    """Pathway type (see module docstring) from the FCC fraction of each step."""
+    f = np.asarray(fcc_fractions, dtype=float)
+    drop = f[0] - f if len(f) else f
+    if not len(f) or drop.max() < defect_threshold:
         return "FCC"
-    return "defect/HCP" if h[-1] >= hcp_threshold else "defect/HCP->FCC"
+    return "defect/HCP" if drop[-1] >= defect_threshold else "defect/HCP->FCC"
 
 
-def pathways(records: list[dict], tol: float = 1e-3, hcp_threshold: float = 0.1) -> list[dict]:
+def pathways(records: list[dict], tol: float = 1e-3, defect_threshold: float = 0.1) -> list[dict]:
     """Merged pathways of one system's step records (from :func:`step_record`, any order).
 
     Each pathway: runs (sorted), n_runs, representative (lowest run number), type, final_energy
-    (eV), final_gamma, max_hcp, final_fcc, final_intermixing, final_frame_id, profile (list of
+    (eV), final_gamma, max_hcp, min_fcc, final_fcc, final_intermixing, final_frame_id, profile (list of
     (gamma, energy, fcc) of the representative)."""
     by_run: dict[int, list[dict]] = {}
     for r in records:
@@ -103,10 +106,11 @@ def pathways(records: list[dict], tol: float = 1e-3, hcp_threshold: float = 0.1)
                 "runs": [runs[k] for k in group],
                 "n_runs": len(group),
                 "representative": runs[group[0]],
-                "type": classify_pathway(hcp, hcp_threshold),
+                "type": classify_pathway([s["fcc"] for s in rep], defect_threshold),
                 "final_energy": float(last["energy"]),
                 "final_gamma": float(last["gamma"]),
                 "max_hcp": float(max(hcp)),
+                "min_fcc": float(min(s["fcc"] for s in rep)),
                 "final_fcc": float(last["fcc"]),
                 "final_intermixing": float(last["intermixing"]),
                 "final_frame_id": last["frame_id"],

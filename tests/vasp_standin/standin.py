@@ -32,6 +32,9 @@ Environment variables:
 ``VASP_STANDIN_MD_SEED``
     Seed (int, default 0) of the initial velocities in MD mode.
 
+Static mode: any INCAR that is neither MD nor relaxation (e.g. NSW = 0 or IBRION = -1) gives
+one ionic step.
+
 MD mode: an INCAR with ``IBRION = 0`` and ``NSW > 0`` runs NSW steps of NVE
 velocity-Verlet molecular dynamics on the same energy surface (POTIM fs time step,
 Maxwell-Boltzmann velocities at TEBEG K from a seeded RNG, centre-of-mass motion
@@ -45,6 +48,23 @@ relation): ``energy(sigma->0) = reference energy``, ``energy without entropy = E
 ``free energy TOTEN = E0 - TS/2``. :func:`write_vasp_md_run` writes the inputs and these
 outputs in one call and returns the frames it wrote. ``garbage`` truncates vasprun.xml
 as in static runs; ``unconverged`` has no effect in MD mode.
+
+Relaxation mode: an INCAR with ``IBRION`` in (1, 2, 3) and ``NSW > 0`` relaxes the ionic
+positions at fixed cell with ASE's ``BFGS`` (maxstep :data:`RELAX_MAXSTEP` Å, whatever the
+IBRION; POTIM is ignored) on the same energy surface, one ionic step per force evaluation, at
+most NSW (:func:`relax_trajectory`). It stops after the first ionic step that meets VASP's
+EDIFFG criterion: EDIFFG < 0, every atom's force norm <= |EDIFFG| eV/Å; EDIFFG >= 0 (absent:
+10 x EDIFF), the energy changed by less than EDIFFG since the previous ionic step (so
+EDIFFG = 0 runs NSW steps). Only ISIF = 2 (its default) is supported: any other ISIF is refused
+(ValueError; the executable exits 2 with the message on stderr and writes no outputs). The
+files are written by the MD mode's writer (every ionic step in vasprun.xml, OUTCAR, XDATCAR,
+OSZICAR), without kinetic energies; OSZICAR's ionic lines are ``N F= E0= d E =`` as in static
+runs; vasprun.xml's parameters carry EDIFFG; a converged run ends OUTCAR (and stdout) with
+VASP's :data:`RELAX_CONVERGED_LINE`. CONTCAR is the last ionic step's structure. So pymatgen's
+``Vasprun.converged_ionic`` is True exactly when VASP's would be (fewer than NSW ionic steps,
+or EDIFFG = 0 with NSW steps). TS = :data:`RELAX_ENTROPY_PER_ATOM` x N, below custodian's
+``LargeSigmaHandler`` tolerance of 1 meV/atom. ``garbage`` truncates vasprun.xml;
+``unconverged`` has no effect.
 """
 
 from __future__ import annotations
@@ -307,11 +327,15 @@ def _scf_energies(energy: float, nelm: int, ediff: float, unconverged: bool) -> 
 
 
 # ----------------------------------------------------------------------------------------
-# writers shared by the static and the MD mode
+# writers shared by the static, the MD and the relaxation mode
 # ----------------------------------------------------------------------------------------
 #: program names in the generator block of vasprun.xml and the first line of OUTCAR
 _PROGRAM = "EMT stand-in"
 _PROGRAM_MD = "EMT stand-in MD"
+_PROGRAM_RELAX = "EMT stand-in relax"
+
+#: VASP's last word in OUTCAR (and stdout) when a relaxation meets its EDIFFG criterion
+RELAX_CONVERGED_LINE = " reached required accuracy - stopping structural energy minimisation"
 
 _OSZICAR_HEADER = "       N       E                     dE             d eps       ncg     rms          rms(c)"
 
@@ -506,6 +530,13 @@ def _oszicar_dav(energies, nbands: int) -> list[str]:
     return osz
 
 
+def _oszicar_ionic_line(step: int, free_energy: float, e0: float, d_e: float, ispin: int = 1) -> str:
+    """OSZICAR's line closing ionic step ``step`` of a static or relaxation run (``d_e``: change of
+    F since the previous ionic step, F itself for the first); ISPIN = 2 adds the magnetisation."""
+    line = f"{step:4d} F= {free_energy: .8E} E0= {e0: .8E}  d E ={d_e: .6E}"
+    return line + "  mag=     0.0000" if ispin == 2 else line
+
+
 def _outcar_banner(program: str, now) -> list[str]:
     return [
         _banner(program),
@@ -527,13 +558,26 @@ def _outcar_dimensions(nkpts: int, nbands: int, nedos: int, nions: int, nplwv: i
 
 
 def _outcar_parameters(
-    system: str, nelm: int, ediff: float, nsw: int, ibrion: int, isif: int, ispin: int, nelect: float, *, after_nsw=(), before_nelect=()
+    system: str,
+    nelm: int,
+    ediff: float,
+    nsw: int,
+    ibrion: int,
+    isif: int,
+    ispin: int,
+    nelect: float,
+    *,
+    ediffg: float | None = None,
+    after_nsw=(),
+    before_nelect=(),
 ) -> list[str]:
-    """OUTCAR's start parameters (``after_nsw``/``before_nelect``: the MD mode's extra lines)."""
+    """OUTCAR's start parameters (``after_nsw``/``before_nelect``: the MD and relaxation modes'
+    extra lines; ``ediffg``: the relaxation mode's EDIFFG line)."""
     return [
         f"   SYSTEM =  {system}",
         f"   NELM   = {nelm:6d};   NELMIN=  2; NELMDL= -5     # of ELM steps",
         f"   EDIFF  = {ediff:.1E}   stopping-criterion for ELM",
+        *([f"   EDIFFG = {ediffg:.1E}   stopping-criterion for IOM"] if ediffg is not None else []),
         f"   NSW    = {nsw:6d}    number of steps for IOM",
         *after_nsw,
         f"   IBRION = {ibrion:6d}    ionic relax: 0-MD 1-quasi-New 2-CG",
@@ -597,6 +641,13 @@ def _outcar_free_energy(toten: float, e_wo_entropy: float, e0: float, fmt: str) 
         f"  energy  without entropy= {e_wo_entropy:{fmt}}  energy(sigma->0) = {e0:{fmt}}",
         "",
     ]
+
+
+def _outcar_magnetization(nions: int) -> list[str]:
+    """OUTCAR's (zero) ``magnetization (x)`` table of a spin-polarised (ISPIN = 2) run."""
+    o = [" magnetization (x)", "", "# of ion       s       p       d       tot", "-" * 41]
+    o += [f"{i + 1:4d}        0.000   0.000   0.000   0.000" for i in range(nions)]
+    return o + ["-" * 41, "tot          0.000   0.000   0.000   0.000", ""]
 
 
 def _outcar_tail(nelect: float, t0: float) -> list[str]:
@@ -717,7 +768,12 @@ def run(directory=".") -> int:
     natoms = poscar.natoms
     titles = _potcar_titles(directory, len(site_symbols))
     if is_md_incar(incar):  # AIMD (IBRION = 0, NSW > 0): multi-step outputs, see write_md_outputs
-        return _run_md(directory, incar, structure, site_symbols, natoms, titles, mode, t0)
+        seed = int(os.environ.get(MD_SEED_ENV, "0") or 0)
+        frames = write_md_outputs(directory, incar, structure, site_symbols, natoms, titles, seed=seed, garbage=mode == "garbage", t0=t0)
+        return _echo_ionic_steps(directory, frames)
+    if is_relax_incar(incar):  # IBRION = 1, 2, 3 and NSW > 0: fixed-cell BFGS, see write_relax_outputs
+        frames = write_relax_outputs(directory, incar, structure, site_symbols, natoms, titles, garbage=mode == "garbage", t0=t0)
+        return _echo_ionic_steps(directory, frames)
 
     res = reference_results(AseAtomsAdaptor.get_atoms(structure))
     forces = res["forces"]
@@ -752,10 +808,7 @@ def run(directory=".") -> int:
 
     # OSZICAR (and the same lines on stdout, as VASP does)
     osz = _oszicar_dav(energies, nbands)
-    ion = f"   1 F= {energy: .8E} E0= {energy: .8E}  d E ={energy: .6E}"
-    if ispin == 2:
-        ion += "  mag=     0.0000"
-    osz.append(ion)
+    osz.append(_oszicar_ionic_line(1, energy, energy, energy, ispin))
     (directory / "OSZICAR").write_text("\n".join(osz) + "\n")
     print("\n".join(osz[1:]))
 
@@ -776,9 +829,7 @@ def run(directory=".") -> int:
     o += [""]
     o += _outcar_free_energy(energy, energy, energy, "20.10f")
     if ispin == 2:
-        o += [" magnetization (x)", "", "# of ion       s       p       d       tot", "-" * 41]
-        o += [f"{i + 1:4d}        0.000   0.000   0.000   0.000" for i in range(nions)]
-        o += ["-" * 41, "tot          0.000   0.000   0.000   0.000", ""]
+        o += _outcar_magnetization(nions)
     o += _outcar_tail(nelect, t0)
     (directory / "OUTCAR").write_text("\n".join(o) + "\n")
     return 0
@@ -929,15 +980,19 @@ def write_vasp_md_run(
     )
 
 
-def _run_md(directory: Path, incar, structure, site_symbols, natoms, titles, mode, t0) -> int:
-    seed = int(os.environ.get(MD_SEED_ENV, "0") or 0)
-    write_md_outputs(directory, incar, structure, site_symbols, natoms, titles, seed=seed, garbage=mode == "garbage", t0=t0)
+def _echo_ionic_steps(directory: Path, frames) -> int:
+    """After an MD or relaxation run: OSZICAR's lines, and a converged relaxation's "reached required
+    accuracy" line, on stdout as VASP prints them; returns the exit code 0."""
     print("\n".join(line for line in (directory / "OSZICAR").read_text().splitlines() if not line.startswith("       N")))
+    if frames[-1].info.get("relax_converged"):
+        print(RELAX_CONVERGED_LINE)
     return 0
 
 
-def _md_params(incar, nions: int, nelect: float, nbands: int, nedos: int) -> dict:
-    """<parameters> of an MD run as VASP reports them (INCAR values override the defaults)."""
+def _ionic_params(incar, nions: int, nelect: float, nbands: int, nedos: int, relax: bool = False) -> dict:
+    """<parameters> of an MD or (``relax``) relaxation run as VASP reports them (INCAR values override
+    the defaults). A relaxation reports EDIFFG (default 10 x EDIFF), which pymatgen's
+    ``Vasprun.converged_ionic`` reads."""
     params = {
         "SYSTEM": str(incar.get("SYSTEM", "unknown system")),
         "PREC": "normal",
@@ -961,6 +1016,7 @@ def _md_params(incar, nions: int, nelect: float, nbands: int, nedos: int) -> dic
         "IBRION": 0,
         "ISIF": 2,
         "PSTRESS": 0.0,
+        **({"EDIFFG": 10.0 * float(incar.get("EDIFF", 1e-4))} if relax else {}),
         "POTIM": 0.5,
         "TEBEG": 0.0,
         "TEEND": 0.0,
@@ -998,43 +1054,61 @@ def write_md_outputs(
     garbage: bool = False,
     t0: float | None = None,
 ) -> list:
-    """The MD-mode outputs for the run in ``directory`` (inputs already read); returns the frames.
+    """The MD-mode outputs for the run in ``directory`` (inputs already read); returns the frames
+    (:func:`md_trajectory` of NSW steps, POTIM, TEBEG and ``seed``).
 
     Numbers in the files: vasprun.xml positions (fractional) %.16f, forces %.12f, energies and
     stress %.10f; OUTCAR as VASP prints them (positions %.5f Angstrom, forces %.6f eV/Angstrom,
     energies %.8f eV, stress %.5f kB); XDATCAR fractional %.8f.
     """
-    from pymatgen.core import Lattice, Structure
     from pymatgen.io.ase import AseAtomsAdaptor
-    from pymatgen.io.vasp import Poscar
 
     t0 = time.time() if t0 is None else t0
+    nsw = int(incar.get("NSW", 0))
+    potim = float(incar.get("POTIM", 0.5))
+    tebeg = float(incar.get("TEBEG", 0.0))
+    frames = md_trajectory(AseAtomsAdaptor.get_atoms(structure), nsw, potim=potim, tebeg=tebeg, seed=seed)
+    _write_ionic_outputs(directory, incar, site_symbols, natoms, titles, frames, relax=False, garbage=garbage, t0=t0)
+    return frames
+
+
+def _write_ionic_outputs(directory, incar, site_symbols, natoms, titles, frames, *, relax: bool, garbage: bool, t0: float) -> None:
+    """vasprun.xml, XDATCAR, OSZICAR, CONTCAR and OUTCAR of a multi-step run: one ionic step per
+    frame (an ase.Atoms with a SinglePointCalculator: energy = energy(sigma->0), forces, stress;
+    ``info["entropy_ts"]`` = TS). MD frames (``relax`` False) also carry ``info["ekin"]`` and
+    ``info["temperature"]``; relaxation frames ``info["relax_converged"]`` (last frame: the EDIFFG
+    criterion was met, so OUTCAR says "reached required accuracy"). CONTCAR is the last frame.
+    """
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.vasp import Poscar
+
     directory = Path(directory)
     system = str(incar.get("SYSTEM", "unknown system")).strip()
     nsw = int(incar.get("NSW", 0))
     potim = float(incar.get("POTIM", 0.5))
     tebeg = float(incar.get("TEBEG", 0.0))
-    atoms = AseAtomsAdaptor.get_atoms(structure)
-    frames = md_trajectory(atoms, nsw, potim=potim, tebeg=tebeg, seed=seed)
+    cell = np.asarray(frames[0].cell[:], dtype=float)
+    program = _PROGRAM_RELAX if relax else _PROGRAM_MD
 
-    nions = len(atoms)
+    nions = len(frames[0])
     nelm = int(incar.get("NELM", 60))
     ediff = float(incar.get("EDIFF", 1e-4))
     sigma = float(incar.get("SIGMA", 0.2))
     ismear = int(incar.get("ISMEAR", 1))
+    ispin = int(incar.get("ISPIN", 1))
     valence, nelect, nbands, nedos = _electronic_setup(incar, site_symbols, natoms, nions)
-    kpoints = _kpoints(directory, incar, structure)
-    kpts, kweights = kpoints[3], kpoints[4]
-    nkpts = len(kpts)
-    params = _md_params(incar, nions, nelect, nbands, nedos)
-    lattice = Lattice(np.asarray(atoms.cell[:], dtype=float))
+    lattice = Lattice(cell)
     species = [s for s, n in zip(site_symbols, natoms) for _ in range(n)]
     structures = [Structure(lattice, species, f.get_scaled_positions(wrap=False)) for f in frames]
+    kpoints = _kpoints(directory, incar, structures[0])
+    kpts, kweights = kpoints[3], kpoints[4]
+    nkpts = len(kpts)
+    params = _ionic_params(incar, nions, nelect, nbands, nedos, relax=relax)
     ts = frames[0].info["entropy_ts"]
 
     now = datetime.now()
     ind = " "
-    x = _vasprun_header(_PROGRAM_MD, now, incar, kpoints, params, site_symbols, natoms, valence, titles, ind=ind)
+    x = _vasprun_header(program, now, incar, kpoints, params, site_symbols, natoms, valence, titles, ind=ind)
     x.append(_structure_xml(structures[0], "initialpos"))
 
     scf = []  # electronic steps of every ionic step: energies converging onto E0 (last change < EDIFF)
@@ -1048,15 +1122,14 @@ def write_md_outputs(
             struct,
             frame.calc.results["forces"],
             ase_stress_to_vasp_kbar(frame.calc.results["stress"]),
-            _energy_xml(e0, ind + " ", ts, ekin=frame.info["ekin"]),
-            extra=_eigen_dos_xml(nbands, nelect, nkpts, nedos, ind + " ") if k == len(frames) - 1 else (),
+            _energy_xml(e0, ind + " ", ts, ekin=frame.info.get("ekin")),
+            extra=_eigen_dos_xml(nbands, nelect, nkpts, nedos, ind + " ", ispin=ispin) if k == len(frames) - 1 else (),
             ind=ind,
         )
     _write_vasprun(directory, x, structures[-1], garbage)
 
     # XDATCAR: VASP's fixed-cell layout, header once, a block every NBLOCK ionic steps
     # ("Direct configuration=" + the 1-based number of the step)
-    cell = np.asarray(atoms.cell[:], dtype=float)
     nblock = max(1, int(incar.get("NBLOCK", 1)))
     xd = [system, "           1"]
     xd += [f"    {a:12.6f}{b:12.6f}{c:12.6f}" for a, b, c in cell]
@@ -1068,23 +1141,28 @@ def write_md_outputs(
         xd += [f"  {a:11.8f} {b:11.8f} {c:11.8f}" for a, b, c in struct.frac_coords]
     (directory / "XDATCAR").write_text("\n".join(xd) + "\n")
 
-    # OSZICAR: electronic steps, then one MD line per ionic step
+    # OSZICAR: electronic steps, then one line per ionic step (MD: T, E, F, E0, EK; relaxation:
+    # F, E0 and the change of F)
     osz = []
+    f_prev = 0.0
     for k, (frame, steps) in enumerate(zip(frames, scf), start=1):
         osz += _oszicar_dav([e - ts / 2 for e in steps], nbands)
         e0 = float(frame.calc.results["energy"])
         f_ = e0 - ts / 2
+        if relax:
+            osz.append(_oszicar_ionic_line(k, f_, e0, f_ - f_prev, ispin))
+            f_prev = f_
+            continue
         ek = frame.info["ekin"]
         osz.append(
             f"{k:5d} T= {frame.info['temperature']:6.0f}. E= {f_ + ek: .8E} F= {f_: .8E} E0= {e0: .8E}"
-            f"  EK= {ek: .5E} SP=  0.00E+00 SK=  0.00E+00"
+            f"  EK= {ek: .5E} SP=  0.00E+00 SK=  0.00E+00" + ("  mag=     0.0000" if ispin == 2 else "")
         )
     (directory / "OSZICAR").write_text("\n".join(osz) + "\n")
     Poscar(structures[-1], comment=system).write_file(directory / "CONTCAR")
 
     # OUTCAR
     nplwv = 32 * 32 * 32
-    ispin = int(incar.get("ISPIN", 1))
     encut = float(incar.get("ENCUT", 400.0))
     recip = np.linalg.inv(cell).T
     cell_lines = [
@@ -1093,7 +1171,7 @@ def write_md_outputs(
         "      direct lattice vectors                 reciprocal lattice vectors",
     ]
     cell_lines += [f"    {a[0]:12.9f}{a[1]:13.9f}{a[2]:13.9f}    {b[0]:13.9f}{b[1]:13.9f}{b[2]:13.9f}" for a, b in zip(cell, recip)]
-    o = _outcar_banner(_PROGRAM_MD, now)
+    o = _outcar_banner(program, now)
     o += ["", " INCAR:"]
     o += [f" POTCAR:    {t}" for t in titles]
     o += [""]
@@ -1106,10 +1184,11 @@ def write_md_outputs(
         nelm,
         ediff,
         nsw=nsw,
-        ibrion=0,
+        ibrion=int(incar.get("IBRION", 0)),
         isif=int(incar.get("ISIF", 2)),
         ispin=ispin,
         nelect=nelect,
+        ediffg=float(params["EDIFFG"]) if relax else None,
         after_nsw=[f"   NBLOCK = {nblock:6d};   KBLOCK = {nsw:6d}    inner block; outer block"],
         before_nelect=[
             f"   POTIM  = {potim:8.4f}    time-step for ionic-motion",
@@ -1131,7 +1210,6 @@ def write_md_outputs(
     for k, (frame, struct, steps) in enumerate(zip(frames, structures, scf), start=1):
         e0 = float(frame.calc.results["energy"])
         f_ = e0 - ts / 2
-        ek = frame.info["ekin"]
         for j, e in enumerate(steps, start=1):
             o += _outcar_scf_step(k, j, e, ts, detailed=True)
         o += ["", "------------------------ aborting loop because EDIFF is reached ----------------------------------------", ""]
@@ -1140,6 +1218,9 @@ def write_md_outputs(
         o += _outcar_forces(struct.cart_coords, frame.calc.results["forces"], "14.6f", "14.6f", drift_column=41)
         o += ["", "", "-" * 104, "", ""]
         o += _outcar_free_energy(f_, e0 + ts / 2, e0, "18.8f")
+        if relax:
+            continue
+        ek = frame.info["ekin"]
         o += [
             "",
             "  ENERGY OF THE ELECTRON-ION-THERMOSTAT SYSTEM (eV)",
@@ -1149,8 +1230,137 @@ def write_md_outputs(
             f"  total energy   ETOTAL = {f_ + ek:18.8f} eV",
             "",
         ]
+    if relax and frames[-1].info["relax_converged"]:
+        o += [RELAX_CONVERGED_LINE, ""]
+    if ispin == 2:
+        o += _outcar_magnetization(nions)
     o += _outcar_tail(nelect, t0)
     (directory / "OUTCAR").write_text("\n".join(o) + "\n")
+
+
+# ----------------------------------------------------------------------------------------
+# relaxation mode (IBRION = 1, 2 or 3, NSW > 0, ISIF = 2): ASE BFGS at fixed cell
+# ----------------------------------------------------------------------------------------
+#: electronic entropy term T*S (eV per atom) reported in relaxation mode: below custodian's
+#: LargeSigmaHandler tolerance (1 meV/atom), which monitors relaxations with ISMEAR >= 0
+RELAX_ENTROPY_PER_ATOM = 0.0005
+
+#: largest atomic displacement (Å) of one BFGS step (ASE's default)
+RELAX_MAXSTEP = 0.2
+
+
+def is_relax_incar(incar) -> bool:
+    """True for an ionic-relaxation INCAR: IBRION in (1, 2, 3) and NSW > 0."""
+    try:
+        return int(incar.get("IBRION", -1)) in (1, 2, 3) and int(incar.get("NSW", 0)) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def standin_calculator():
+    """An ASE calculator whose energy, free energy, forces and stress are :func:`reference_results`."""
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class StandinCalculator(Calculator):
+        implemented_properties = ("energy", "free_energy", "forces", "stress")
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            res = reference_results(self.atoms)
+            self.results = {"energy": res["energy"], "free_energy": res["energy"], "forces": res["forces"], "stress": res["stress"]}
+
+    return StandinCalculator()
+
+
+def relax_trajectory(atoms, nsw: int, ediffg: float | None = None, ediff: float = 1e-4, maxstep: float = RELAX_MAXSTEP) -> list:
+    """Relax the positions of ``atoms`` (not modified) at fixed cell with ASE's BFGS on
+    :func:`reference_results`; one frame per ionic step (energy and force evaluation), at most ``nsw``.
+
+    Stops after the first ionic step that meets VASP's EDIFFG criterion (``ediffg`` None: the
+    VASP default 10 x ``ediff``):
+
+    * ``ediffg < 0``: every atom's force norm <= |ediffg| (eV/Å);
+    * ``ediffg >= 0``: the energy changed by less than ``ediffg`` (eV) since the previous ionic
+      step (never on the first; so ``ediffg = 0`` runs all ``nsw`` steps).
+
+    Between steps: one ``BFGS(maxstep=maxstep).step()``. So a run that converges in ASE's
+    ``BFGS.run(fmax=|ediffg|)`` after ``opt.nsteps`` updates has ``opt.nsteps + 1`` frames. Frames
+    are ase.Atoms (positions wrapped into the cell) whose SinglePointCalculator holds ``energy``
+    (= energy(sigma->0), the reference energy), ``free_energy`` (TOTEN = energy - TS/2), ``forces``
+    and ``stress``; ``info`` has ``relax_step`` (0-based), ``fmax`` (eV/Å), ``delta_e`` (eV, None on
+    the first step), ``relax_converged`` (the criterion is met at this step) and ``entropy_ts``
+    (TS = :data:`RELAX_ENTROPY_PER_ATOM` x N, eV).
+    """
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.optimize import BFGS
+
+    if nsw < 1:
+        raise ValueError("nsw must be >= 1")
+    ediffg = 10.0 * float(ediff) if ediffg is None else float(ediffg)
+    work = atoms.copy()
+    work.calc = standin_calculator()
+    opt = BFGS(work, logfile=None, maxstep=maxstep)
+    ts = RELAX_ENTROPY_PER_ATOM * len(work)
+    frames = []
+    e_prev = None
+    for k in range(nsw):
+        energy = float(work.get_potential_energy())
+        forces = np.array(work.get_forces(), dtype=float)
+        stress = np.array(work.get_stress(voigt=True), dtype=float)
+        fmax = float(np.linalg.norm(forces, axis=1).max()) if len(work) else 0.0
+        delta_e = None if e_prev is None else energy - e_prev
+        if ediffg < 0:
+            converged = fmax <= abs(ediffg)
+        else:
+            converged = delta_e is not None and abs(delta_e) < ediffg
+        frame = work.copy()
+        frame.set_scaled_positions(work.get_scaled_positions(wrap=True))
+        frame.info = {"relax_step": k, "fmax": fmax, "delta_e": delta_e, "relax_converged": converged, "entropy_ts": ts}
+        frame.calc = SinglePointCalculator(frame, energy=energy, free_energy=energy - ts / 2, forces=forces, stress=stress)
+        frames.append(frame)
+        if converged or k == nsw - 1:
+            break
+        e_prev = energy
+        opt.step()
+    return frames
+
+
+def write_relax_outputs(
+    directory,
+    incar,
+    structure,
+    site_symbols,
+    natoms,
+    titles,
+    *,
+    garbage: bool = False,
+    t0: float | None = None,
+) -> list:
+    """The relaxation-mode outputs for the run in ``directory`` (inputs already read); returns the
+    frames (:func:`relax_trajectory` with NSW, EDIFFG and EDIFF of ``incar``).
+
+    Files and number formats as in MD mode (:func:`write_md_outputs`), one ionic step per frame,
+    without MD's kinetic energies; OSZICAR's ionic lines are ``N F= E0= d E =``; when the EDIFFG
+    criterion is met OUTCAR ends its last ionic step with :data:`RELAX_CONVERGED_LINE`. CONTCAR
+    is the last frame. Raises ValueError (nothing written) unless ISIF is 2 (its default).
+    """
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    t0 = time.time() if t0 is None else t0
+    isif = int(incar.get("ISIF", 2))
+    if isif != 2:
+        raise ValueError(
+            f"the VASP stand-in only relaxes ionic positions at fixed cell (ISIF = 2); got ISIF = {isif}: "
+            "relaxations of cell shape or volume (ISIF = 3-8) are not implemented"
+        )
+    ediffg = incar.get("EDIFFG")
+    frames = relax_trajectory(
+        AseAtomsAdaptor.get_atoms(structure),
+        int(incar.get("NSW", 0)),
+        ediffg=None if ediffg is None else float(ediffg),
+        ediff=float(incar.get("EDIFF", 1e-4)),
+    )
+    _write_ionic_outputs(directory, incar, site_symbols, natoms, titles, frames, relax=True, garbage=garbage, t0=t0)
     return frames
 
 

@@ -259,7 +259,7 @@ class ShearRunsMaker(Maker):
 
 
 @job(data=["minima_blob"], output_schema=ShearStudyDocument)
-def shear_pathways(study: str, runs_docs: list, merge_tol: float, hcp_threshold: float, gamma_max: float) -> ShearStudyDocument:
+def shear_pathways(study: str, runs_docs: list, merge_tol: float, defect_threshold: float, gamma_max: float) -> ShearStudyDocument:
     """Merge each system's runs into pathways; keep the last frame of each pathway's
     representative run that reached gamma_max (the minima to validate)."""
     by_system: dict[str, list[dict]] = {}
@@ -270,7 +270,7 @@ def shear_pathways(study: str, runs_docs: list, merge_tol: float, hcp_threshold:
             frames_by_id[atoms.info["frame_id"]] = atoms
     systems, minima = {}, []
     for name, records in by_system.items():
-        paths = pathways(records, merge_tol, hcp_threshold)
+        paths = pathways(records, merge_tol, defect_threshold)
         counts: dict[str, int] = {}
         for p in paths:
             counts[p["type"]] = counts.get(p["type"], 0) + 1
@@ -355,7 +355,7 @@ class PoolStudyMaker(Maker):
                     sj = ShearRunsMaker(settings=s, base_dir=self.base_dir).make(active.output, system, chunk, c.name, c.seed)
                     shear_jobs.append(self._tag(sj, "shear", q.explore))
             paths = self._tag(
-                shear_pathways(c.name, [j.output for j in shear_jobs], s.merge_tol, s.hcp_threshold, s.gamma_max), "pathways", q.default
+                shear_pathways(c.name, [j.output for j in shear_jobs], s.merge_tol, s.defect_threshold, s.gamma_max), "pathways", q.default
             )
             jobs += shear_jobs + [paths]
             if c.validation is not None and c.labeller.kind == "vasp":
