@@ -17,7 +17,7 @@ from al_flows.queries import latest_outputs
 from tests.vasp_standin.standin import install_wrapper, reference_results, write_vasp_md_run
 
 FAST_CUSTODIAN = {"polling_time_step": 0.1, "monitor_freq": 1}
-ML = {"kind": "multilayer", "size": [1, 1, 3], "lattice_constant": 3.58, "variants": ["pristine"]}
+ML = {"kind": "multilayer", "size": [2, 2, 2], "lattice_constant": 3.58, "variants": ["pristine"]}
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +41,12 @@ def vasp_study(tmp_path_factory):
         "pool": {"sources": [{"kind": "import", "path": "dft"}], "test_fraction": 0.1},
         "model": {"n_atom_basis": 8, "n_interactions": 1, "n_rbf": 8, "cutoff": 4.0},
         "training": {"batch_size": 8, "lr": 3e-3},
-        "active_sampling": {"n_iterations": 2, "epochs_per_iteration": 2, "n_initial": 10, "n_validation": 8, "n_examine": 20},
+        "active_sampling": {"n_iterations": 3, "epochs_per_iteration": 10, "n_initial": 20, "n_validation": 8, "n_examine": 20},
         "baselines": {"uniform": False, "active_set": False},
-        "shear_study": {"structures": [ML], "n_runs": 2, "runs_per_job": 2, "shear_step": 0.6, "gamma_max": 0.3, "fmax": 0.05, "max_steps": 4},
-        "validation": {"n_minima": 2, "fmax": 0.02, "max_steps": 60},
+        "shear_study": {"structures": [ML], "n_runs": 2, "runs_per_job": 2, "shear_step": 0.4, "gamma_max": 0.15, "fmax": 0.05, "max_steps": 4},
+        "validation": {"n_minima": 2, "fmax": 0.02, "max_steps": 150},
         "labeller": {"kind": "vasp", "preset": "pnnl-cuni", "potcar_spec": True, "vasp_cmd": "vasp_std",
-                     "vasp_gamma_cmd": "vasp_std", "custodian": FAST_CUSTODIAN, "max_errors": 1},
+                     "vasp_gamma_cmd": "vasp_std", "custodian": FAST_CUSTODIAN, "max_errors": 3},
     }
     cfg = root / "study.yaml"
     cfg.write_text(yaml.safe_dump(study))
