@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from al_flows.active_sampling import ActiveSamplingSettings
+from al_flows.md_explore import NVTSettings, ScheduleSettings
 from al_flows.model import ModelSettings, TrainingSettings
 from al_flows.multilayer import VARIANTS
 from al_flows.selection import SelectionSettings
@@ -89,7 +90,22 @@ class ShearExplorer(ShearSettings):
     name: str = "shear"
 
 
-ExplorerConfig = Annotated[Union[ShearExplorer], Field(discriminator="kind")]
+class LangevinScheduleExplorer(ScheduleSettings):
+    """ANI-Al (METHODS B): Langevin MD from the starting structures with a randomised temperature
+    schedule; each trajectory stops when the deviation reaches stop_deviation."""
+
+    kind: Literal["langevin_schedule"] = "langevin_schedule"
+    name: str = "langevin"
+
+
+class MDExplorer(NVTSettings):
+    """DP-GEN (METHODS C): NVT Langevin MD from every starting structure, temperature raised per round."""
+
+    kind: Literal["md"] = "md"
+    name: str = "md"
+
+
+ExplorerConfig = Annotated[Union[ShearExplorer, LangevinScheduleExplorer, MDExplorer], Field(discriminator="kind")]
 
 
 class _LabellerBase(_Strict):
@@ -378,7 +394,7 @@ class PoolStudyConfig(_Strict):
 
 AnyConfig = Union[CampaignConfig, PoolStudyConfig]
 
-_KINDS = ("multilayer", "file", "shear", "ase", "vasp", "embedded", "mongodb", "import", "md")
+_KINDS = ("multilayer", "file", "shear", "langevin_schedule", "ase", "vasp", "embedded", "mongodb", "import", "md")
 
 
 def _format_error(err: dict) -> str:

@@ -152,6 +152,25 @@ class LabelDocument(BaseModel):
     labelled_blob: str = Field(repr=False)
 
 
+class CalibrationDocument(BaseModel):
+    """The deviation -> true error relation fitted on a round's labels and the trust levels
+    (eV/Angstrom) it sets for the next round (see :mod:`al_flows.calibration`)."""
+
+    campaign: str
+    round: int
+    ensemble_id: str
+    points: list[dict]
+    fit: dict
+    target_error_lo: float
+    target_error_hi: float
+    trust_lo_used: float
+    trust_hi_used: float
+    trust_lo_next: float
+    trust_hi_next: float
+    applied: bool
+    reason: str = ""
+
+
 class RoundSummary(BaseModel):
     """One row of report.json, plus the references a later run needs to continue."""
 
@@ -176,6 +195,9 @@ class RoundSummary(BaseModel):
     dataset_uuid: str
     structures_uuid: str
     test_uuid: str
+    calibration_uuid: str = ""
+    trust_lo: float | None = None
+    trust_hi: float | None = None
 
 
 class CampaignResult(BaseModel):

@@ -17,6 +17,7 @@ import numpy as np
 from ase import Atoms
 from pydantic import Field, model_validator
 
+from al_flows.calibration import CalibrationSettings
 from al_flows.dataset import frame_id
 from al_flows.settings import Settings
 
@@ -31,6 +32,9 @@ class SelectionSettings(Settings):
     trust_hi: float = Field(0.30, gt=0, description="eV/Angstrom; at or above: failed")
     max_candidates: int = Field(20, gt=0, description="frames labelled per round at most")
     pick: Literal["random", "highest"] = "random"
+    calibrate: CalibrationSettings | None = Field(
+        None, description="fit deviation -> true error after each round and set the next round's levels from target errors"
+    )
 
     @model_validator(mode="after")
     def _window(self):

@@ -43,9 +43,10 @@ from al_flows.makers._common import (
     model_ids_of,
     route,
 )
-from al_flows.makers.exploration import ShearExploreMaker
+from al_flows.makers.exploration import MDExploreMaker, ShearExploreMaker
+from al_flows.md_explore import NVTSettings, ScheduleSettings
 from al_flows.makers.labelling import AseLabelMaker, merge_labels
-from al_flows.makers.selection import SelectMaker
+from al_flows.makers.selection import SelectMaker, calibrate_levels
 from al_flows.makers.training import TrainMemberMaker
 from al_flows.makers.vasp_labelling import VaspLabelMaker
 from al_flows.shear import ShearSettings, explore_shear
@@ -140,7 +141,7 @@ def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDoc
 @job(output_schema=RoundSummary)
 def round_summary(
     campaign: str, fingerprint: str, round: int, model_ids: list, n_labels_total: int, evaluation, selection, labels,
-    dataset_uuid: str, structures_uuid: str, test_uuid: str,
+    dataset_uuid: str, structures_uuid: str, test_uuid: str, calibration_uuid: str = "",
 ) -> RoundSummary:
     """One row of report.json; also the checkpoint a later run continues from."""
     summary = RoundSummary(
@@ -165,6 +166,9 @@ def round_summary(
         dataset_uuid=dataset_uuid,
         structures_uuid=structures_uuid,
         test_uuid=test_uuid,
+        calibration_uuid=calibration_uuid,
+        trust_lo=field(selection, "trust_lo"),
+        trust_hi=field(selection, "trust_hi"),
     )
     progress.report("round done", round, labels=summary.n_labels_total + summary.n_labelled, accurate_ratio=f"{summary.accurate_ratio:.3f}")
     return summary
@@ -173,6 +177,16 @@ def round_summary(
 def _tag(j: Job, campaign: str, fingerprint: str, round_: int, stage: str, category: str) -> Job:
     j.update_metadata({"campaign": campaign, "fingerprint": fingerprint, "round": round_, "stage": stage}, dynamic=False)
     return route(j, category)
+
+
+def _explore_maker(e) -> Maker:
+    """The Maker of one configured explorer."""
+    fields = e.model_dump(exclude={"kind", "name"})
+    if e.kind == "shear":
+        return ShearExploreMaker(name=e.name, settings=ShearSettings(**fields))
+    if e.kind == "langevin_schedule":
+        return MDExploreMaker(name=e.name, settings=ScheduleSettings(**fields))
+    return MDExploreMaker(name=e.name, settings=NVTSettings(**fields))
 
 
 @dataclass
@@ -198,10 +212,7 @@ class ActiveLearningMaker(Maker):
     @classmethod
     def from_config(cls, config: CampaignConfig, base_dir: str | Path = ".") -> ActiveLearningMaker:
         """All Makers of a campaign from its validated configuration."""
-        explorers = [
-            ShearExploreMaker(name=e.name, settings=ShearSettings(**e.model_dump(exclude={"kind", "name"})))
-            for e in config.explorers
-        ]
+        explorers = [_explore_maker(e) for e in config.explorers]
         lab = config.labeller
         settings_id = label_settings_id(lab)
         q = config.queues
@@ -298,20 +309,22 @@ class ActiveLearningMaker(Maker):
                     summary["dataset_uuid"],
                     summary["structures_uuid"],
                     summary["test_uuid"],
+                    summary.get("calibration_uuid") or "",
                 )
             ],
             name=f"{self.campaign} campaign (continued at round {k})",
         )
 
-    def round_job(self, k, n_labels, stop, dataset_uuid, structures_uuid, test_uuid) -> Job:
-        j = self.tag(self.round(k, n_labels, stop, dataset_uuid, structures_uuid, test_uuid), k, "round")
+    def round_job(self, k, n_labels, stop, dataset_uuid, structures_uuid, test_uuid, calibration_uuid: str = "") -> Job:
+        j = self.tag(self.round(k, n_labels, stop, dataset_uuid, structures_uuid, test_uuid, calibration_uuid), k, "round")
         return j
 
     @job(output_schema=CampaignResult)
-    def round(self, k: int, n_labels: int, stop: bool, dataset_uuid: str, structures_uuid: str, test_uuid: str):
+    def round(self, k: int, n_labels: int, stop: bool, dataset_uuid: str, structures_uuid: str, test_uuid: str, calibration_uuid: str = ""):
         """Replace itself with round ``k`` (and, through it, the rounds after), or finish.
 
-        Inputs of the new jobs are references by uuid, so no job input holds a blob."""
+        Inputs of the new jobs are references by uuid, so no job input holds a blob.
+        ``calibration_uuid``: the previous round's trust-level calibration, if any."""
         if stop or k >= self.max_rounds:
             progress.report("finished", k - 1, labels=n_labels)
             return CampaignResult(
@@ -330,22 +343,31 @@ class ActiveLearningMaker(Maker):
         for e_idx, maker in enumerate(self.explore_makers):
             x = self.tag(maker.make(structures, models, self.campaign, k, derived_seed(self.seed, k, 1000 + e_idx)), k, "explore")
             explores.append(x)
+        previous = OutputReference(calibration_uuid) if calibration_uuid else None
         sel = self.tag(
-            self.select_maker.make([x.output for x in explores], dataset.frame_ids, self.campaign, k, derived_seed(self.seed, k, 2000)),
+            self.select_maker.make(
+                [x.output for x in explores], dataset.frame_ids, self.campaign, k, derived_seed(self.seed, k, 2000), previous
+            ),
             k, "select",
         )
         lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output.stop), k, "label")
         merged = self.tag(merge_labels(dataset, lab.output, self.campaign, k, self.allow_mixed_settings), k, "merge")
         merged.name = f"merge r{k}"
+        cal_jobs, cal_uuid = [], ""
+        cal_settings = self.select_maker.settings.calibrate
+        if cal_settings is not None:
+            cal = self.tag(calibrate_levels(models, lab.output, sel.output, self.campaign, k, cal_settings), k, "calibrate")
+            cal.name = f"calibrate r{k}"
+            cal_jobs, cal_uuid = [cal], cal.uuid
         summ = self.tag(
             round_summary(
                 self.campaign, self.fingerprint, k, [t.output.model_id for t in trains], n_labels,
-                ev.output, sel.output, lab.output, merged.uuid, structures_uuid, test_uuid,
+                ev.output, sel.output, lab.output, merged.uuid, structures_uuid, test_uuid, cal_uuid,
             ),
             k, "summary",
         )
         summ.name = f"round_summary r{k}"
-        nxt = self.round_job(k + 1, merged.output.n_frames, sel.output.stop, merged.uuid, structures_uuid, test_uuid)
-        jobs = [*trains, ev, *explores, sel, lab, merged, summ, nxt]
+        nxt = self.round_job(k + 1, merged.output.n_frames, sel.output.stop, merged.uuid, structures_uuid, test_uuid, cal_uuid)
+        jobs = [*trains, ev, *explores, sel, lab, *cal_jobs, merged, summ, nxt]
         progress.report("round start", k, labels=n_labels, jobs=len(jobs))
         return Response(replace=Flow(jobs, name=f"round {k}"))

@@ -1,4 +1,5 @@
-"""Explore with a round's ensemble: perturbed stochastic shear (METHODS A4)."""
+"""Explore with a round's ensemble: perturbed stochastic shear (METHODS A4), Langevin MD with a
+randomised temperature schedule and early stop (METHODS B), NVT MD raised per round (METHODS C)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,26 @@ from al_flows.dataset import frames_from_bytes
 from al_flows.documents import ExplorationDocument, frames_text
 from al_flows.makers._common import ensemble_id, field, load_ensemble, model_ids_of
 from al_flows.provenance import explored_record
+from al_flows.md_explore import NVTSettings, ScheduleSettings, langevin_schedule, nvt_explore
 from al_flows.shear import ShearSettings, explore_shear
+
+
+def _document(frames, campaign, round, explorer, ens_id, start) -> ExplorationDocument:
+    for atoms in frames:
+        atoms.info.update(round=round, model_id=ens_id)
+    deviations = [float(a.info.get("deviation", np.nan)) for a in frames]
+    progress.report(f"explored {explorer}", round, frames=len(frames))
+    return ExplorationDocument(
+        campaign=campaign,
+        round=round,
+        explorer=explorer,
+        ensemble_id=ens_id,
+        n_frames=len(frames),
+        deviations=deviations,
+        frames=[explored_record(a) for a in frames],
+        wall_time=time.perf_counter() - start,
+        frames_blob=frames_text(frames),
+    )
 
 
 @dataclass
@@ -33,18 +53,29 @@ class ShearExploreMaker(Maker):
         starts = frames_from_bytes(field(structures, "structures_blob"))
         progress.report(f"explore {self.name}", round, structures=len(starts), runs=self.settings.n_runs)
         frames = explore_shear(starts, ensemble.calculator(), self.settings, seed=seed, explorer=self.name)
-        for atoms in frames:
-            atoms.info.update(round=round, model_id=ens_id)
-        deviations = [float(a.info.get("deviation", np.nan)) for a in frames]
-        progress.report(f"explored {self.name}", round, frames=len(frames))
-        return ExplorationDocument(
-            campaign=campaign,
-            round=round,
-            explorer=self.name,
-            ensemble_id=ens_id,
-            n_frames=len(frames),
-            deviations=deviations,
-            frames=[explored_record(a) for a in frames],
-            wall_time=time.perf_counter() - start,
-            frames_blob=frames_text(frames),
-        )
+        return _document(frames, campaign, round, self.name, ens_id, start)
+
+
+@dataclass
+class MDExploreMaker(Maker):
+    """Molecular dynamics driven by the ensemble (all trajectories in one batched prediction per
+    step): ``ScheduleSettings`` runs the ANI-Al sampler, ``NVTSettings`` the DP-GEN one."""
+
+    name: str = "md"
+    settings: ScheduleSettings | NVTSettings = dc_field(default_factory=NVTSettings)
+
+    @job(data=["frames_blob"], output_schema=ExplorationDocument)
+    def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
+        start = time.perf_counter()
+        ens_id = ensemble_id(model_ids_of(models))
+        ensemble = load_ensemble(models)
+        starts = frames_from_bytes(field(structures, "structures_blob"))
+        progress.report(f"explore {self.name}", round, structures=len(starts), runs=self.settings.n_runs)
+        if isinstance(self.settings, ScheduleSettings):
+            frames = langevin_schedule(starts, ensemble, self.settings, seed, explorer=self.name)
+            stopped = [a for a in frames if a.info.get("stopped")]
+            progress.report(f"{self.name} trajectories", round, stopped=len(stopped), of=self.settings.n_runs,
+                            mean_time_ps=f"{np.mean([a.info['time_ps'] for a in stopped]) if stopped else self.settings.t_max_ps:.2f}")
+        else:
+            frames = nvt_explore(starts, ensemble, self.settings, round, seed, explorer=self.name)
+        return _document(frames, campaign, round, self.name, ens_id, start)

@@ -6,11 +6,13 @@ import time
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
+import numpy as np
 from jobflow import Maker, job
 
 from al_flows import progress
 from al_flows.dataset import frames_from_bytes
-from al_flows.documents import SelectionDocument, frames_text
+from al_flows.calibration import CalibrationSettings, calibrated_levels, fit_relation, max_force_errors
+from al_flows.documents import CalibrationDocument, SelectionDocument, frames_text
 from al_flows.makers._common import field
 from al_flows.provenance import as_float
 from al_flows.selection import SelectionSettings, select
@@ -27,11 +29,16 @@ class SelectMaker(Maker):
     max_rounds: int = 5
 
     @job(data=["selected_blob"], output_schema=SelectionDocument)
-    def make(self, explorations: list, exclude_ids: list, campaign: str, round: int, seed: int) -> SelectionDocument:
+    def make(self, explorations: list, exclude_ids: list, campaign: str, round: int, seed: int, calibration=None) -> SelectionDocument:
+        """``calibration``: the previous round's CalibrationDocument; its levels replace the
+        configured ones when it was applied."""
         start = time.perf_counter()
         frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
         ens_id = field(explorations[0], "ensemble_id") if explorations else ""
-        result = select(frames, self.settings, exclude_ids=exclude_ids, seed=seed)
+        settings = self.settings
+        if calibration is not None and field(calibration, "applied"):
+            settings = settings.model_copy(update={"trust_lo": field(calibration, "trust_lo_next"), "trust_hi": field(calibration, "trust_hi_next")})
+        result = select(frames, settings, exclude_ids=exclude_ids, seed=seed)
         chosen = [frames[i] for i in result.selected]
         chosen_idx = set(result.selected)
         converged = len(frames) > 0 and result.accurate_ratio >= self.target_accurate_ratio
@@ -53,8 +60,8 @@ class SelectMaker(Maker):
             accurate_ratio=result.accurate_ratio,
             converged=converged,
             stop=stop,
-            trust_lo=self.settings.trust_lo,
-            trust_hi=self.settings.trust_hi,
+            trust_lo=settings.trust_lo,
+            trust_hi=settings.trust_hi,
             records=[
                 {"frame_id": a.info["frame_id"], "explorer": a.info.get("explorer", ""), "parent_id": a.info.get("parent_id", ""),
                  "deviation": as_float(a.info.get("deviation")), "status": status, "selected": i in chosen_idx}
@@ -63,3 +70,36 @@ class SelectMaker(Maker):
             wall_time=time.perf_counter() - start,
             selected_blob=frames_text(chosen),
         )
+
+
+@job(output_schema=CalibrationDocument)
+def calibrate_levels(models: list, labels, selection, campaign: str, round: int, settings: CalibrationSettings) -> CalibrationDocument:
+    """Fit deviation -> true error on the frames just labelled (true error: largest atomic force
+    error of this round's ensemble mean) and set the next round's trust levels."""
+    from al_flows.makers._common import ensemble_id, load_ensemble, model_ids_of
+
+    frames = frames_from_bytes(field(labels, "labelled_blob")) if field(labels, "n_labelled") else []
+    dev = np.array([as_float(a.info.get("deviation")) for a in frames], dtype=float)
+    err = np.zeros(0)
+    if frames:
+        pred = load_ensemble(models).predict(frames)
+        err = max_force_errors(pred.mean_forces, [a.get_forces() for a in frames])
+    fit = fit_relation(dev, err, settings.relation)
+    used = (field(selection, "trust_lo"), field(selection, "trust_hi"))
+    lo, hi, reason = calibrated_levels(fit, settings, used)
+    progress.report("calibrate", round, points=fit["n"], trust_lo_next=f"{lo:.3f}", trust_hi_next=f"{hi:.3f}", kept=bool(reason))
+    return CalibrationDocument(
+        campaign=campaign,
+        round=round,
+        ensemble_id=ensemble_id(model_ids_of(models)),
+        points=[{"frame_id": a.info["frame_id"], "deviation": float(d), "error": float(e)} for a, d, e in zip(frames, dev, err, strict=True)],
+        fit=fit,
+        target_error_lo=settings.target_error_lo,
+        target_error_hi=settings.target_error_hi,
+        trust_lo_used=float(used[0]),
+        trust_hi_used=float(used[1]),
+        trust_lo_next=lo,
+        trust_hi_next=hi,
+        applied=not reason,
+        reason=reason,
+    )

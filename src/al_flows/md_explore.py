@@ -1,0 +1,200 @@
+"""Molecular-dynamics explorers driven by the ensemble (shared/METHODS.md B and C).
+
+All trajectories of a call advance together: every step makes ONE batched ensemble prediction
+for all running trajectories (mean forces drive the dynamics, the model deviation is read off
+the same prediction). Integrator: Langevin BAOAB (Leimkuhler-Matthews) at fixed cell::
+
+    v += dt/2 F/m;  x += dt/2 v;  v = c v + sqrt((1 - c^2) kT/m) xi;  x += dt/2 v;  F(x);  v += dt/2 F/m
+
+with c = exp(-friction dt). Units: Angstrom, eV, amu, fs, K.
+
+- :func:`langevin_schedule` (ANI-Al, METHODS B): each trajectory draws T_start, T_end, T_mod,
+  t_0 and follows ``T(t) = T_start + (t/t_max)(T_end - T_start) + T_mod sin^2(pi t / t_0)``;
+  it stops as soon as the model deviation reaches ``stop_deviation`` and its last frame is
+  returned (``info['stopped'] = True``) for selection.
+- :func:`nvt_explore` (DP-GEN, METHODS C): constant temperature per call (the campaign raises
+  it with the round), frames recorded every ``record_every`` steps, no early stop.
+
+Snapshots every ``record_every`` steps are returned too: they measure how much of the
+trajectory the ensemble already describes (the accurate ratio).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.singlepoint import SinglePointCalculator
+from pydantic import Field, model_validator
+
+from al_flows.dataset import frame_id
+from al_flows.settings import Settings
+
+__all__ = ["ScheduleSettings", "NVTSettings", "schedule_temperature", "draw_schedule", "run_batched_langevin", "langevin_schedule", "nvt_explore"]
+
+
+def _range(lo_hi) -> tuple[float, float]:
+    lo, hi = (float(x) for x in lo_hi)
+    if lo > hi:
+        raise ValueError(f"range ({lo}, {hi}): the first value must not exceed the second")
+    return lo, hi
+
+
+class ScheduleSettings(Settings):
+    """ANI-Al sampler: Langevin MD with a randomised temperature schedule and early stop."""
+
+    n_runs: int = Field(8, gt=0, description="trajectories per round, run as one batch")
+    t_start_K: tuple[float, float] = Field((10.0, 1000.0), description="K, uniform range of T_start")
+    t_end_K: tuple[float, float] = Field((10.0, 600.0), description="K, uniform range of T_end")
+    t_mod_K: tuple[float, float] = Field((0.0, 2000.0), description="K, uniform range of T_mod")
+    t0_ps: tuple[float, float] = Field((10.0, 50.0), description="ps, uniform range of the modulation period t_0")
+    t_max_ps: float = Field(5.0, gt=0, description="ps, trajectory length (the schedule's t_max)")
+    timestep_fs: float = Field(1.0, gt=0)
+    friction_per_ps: float = Field(5.0, gt=0, description="Langevin friction, 1/ps")
+    stop_deviation: float = Field(0.15, gt=0, description="eV/Angstrom; a trajectory stops when the deviation reaches this")
+    record_every: int = Field(100, gt=0, description="steps between recorded snapshots")
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name in ("t_start_K", "t_end_K", "t_mod_K", "t0_ps"):
+            _range(getattr(self, name))
+        if min(self.t_start_K[0], self.t_end_K[0]) <= 0 or self.t0_ps[0] <= 0 or self.t_mod_K[0] < 0:
+            raise ValueError("temperatures and t0 must be positive (T_mod may be 0)")
+        return self
+
+
+class NVTSettings(Settings):
+    """DP-GEN sampler: NVT Langevin MD; round k runs at ``temperatures_K[min(k, len - 1)]``."""
+
+    n_runs: int = Field(4, gt=0, description="trajectories per starting structure")
+    temperatures_K: list[float] = Field([300.0, 600.0, 900.0, 1200.0], min_length=1, description="K per round, raised with the round")
+    n_steps: int = Field(2000, gt=0)
+    timestep_fs: float = Field(1.0, gt=0)
+    friction_per_ps: float = Field(5.0, gt=0)
+    record_every: int = Field(50, gt=0)
+
+    @model_validator(mode="after")
+    def _positive(self):
+        if min(self.temperatures_K) <= 0:
+            raise ValueError("temperatures_K must be positive")
+        return self
+
+
+def schedule_temperature(t_ps, t_start: float, t_end: float, t_mod: float, t0_ps: float, t_max_ps: float):
+    """T(t) = T_start + (t/t_max)(T_end - T_start) + T_mod sin^2(pi t / t_0) (K; t in ps)."""
+    t = np.asarray(t_ps, dtype=float)
+    return t_start + (t / t_max_ps) * (t_end - t_start) + t_mod * np.sin(np.pi * t / t0_ps) ** 2
+
+
+def draw_schedule(rng: np.random.Generator, s: ScheduleSettings) -> dict:
+    """One trajectory's schedule parameters (K, ps) drawn uniformly from the settings' ranges."""
+    return {
+        "t_start": float(rng.uniform(*s.t_start_K)),
+        "t_end": float(rng.uniform(*s.t_end_K)),
+        "t_mod": float(rng.uniform(*s.t_mod_K)),
+        "t0_ps": float(rng.uniform(*s.t0_ps)),
+        "t_max_ps": float(s.t_max_ps),
+    }
+
+
+def _frame(atoms: Atoms, energy: float, forces: np.ndarray, info: dict) -> Atoms:
+    frame = atoms.copy()
+    frame.calc = SinglePointCalculator(frame, energy=float(energy), forces=np.array(forces))
+    frame.info = dict(info)
+    frame.info["frame_id"] = frame_id(frame)
+    return frame
+
+
+def run_batched_langevin(
+    starts: list[Atoms],
+    ensemble,
+    temperature: Callable[[int, float], float],
+    n_steps: int,
+    timestep_fs: float,
+    friction_per_ps: float,
+    record_every: int,
+    seed: int,
+    stop_deviation: float | None = None,
+    info: list[dict] | None = None,
+) -> list[Atoms]:
+    """Advance one Langevin trajectory per start (copies) for ``n_steps``; ``temperature(k, t_ps)``
+    gives trajectory k's target temperature (K) at time t. Returns recorded frames (every
+    ``record_every`` steps, and each stop frame), labelled with the ensemble mean energy/forces
+    and carrying info: run, step, time_ps, temperature_K, deviation, stopped, plus ``info[k]``.
+    A trajectory whose deviation reaches ``stop_deviation`` (or is not finite) stops there."""
+    rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
+    dt = timestep_fs * units.fs
+    c = math.exp(-friction_per_ps * timestep_fs / 1000.0)
+    systems = [a.copy() for a in starts]
+    for a in systems:
+        a.calc = None
+        a.wrap()
+    masses = [a.get_masses()[:, None] for a in systems]
+    vel = []
+    for k, a in enumerate(systems):
+        kt = units.kB * temperature(k, 0.0)
+        v = rng.normal(size=(len(a), 3)) * np.sqrt(kt / masses[k])
+        vel.append(v - (masses[k] * v).sum(0) / masses[k].sum())
+    pred = ensemble.predict(systems)
+    forces = list(pred.mean_forces)
+    running = list(range(len(systems)))
+    frames: list[Atoms] = []
+    for step in range(1, n_steps + 1):
+        t_ps = step * timestep_fs / 1000.0
+        for k in running:
+            a, m = systems[k], masses[k]
+            vel[k] += 0.5 * dt * forces[k] / m
+            a.positions += 0.5 * dt * vel[k]
+            kt = units.kB * temperature(k, t_ps)
+            vel[k] = c * vel[k] + np.sqrt((1.0 - c * c) * kt / m) * rng.normal(size=vel[k].shape)
+            a.positions += 0.5 * dt * vel[k]
+            a.wrap()
+        pred = ensemble.predict([systems[k] for k in running])
+        dev = pred.deviation
+        still = []
+        for j, k in enumerate(running):
+            forces[k] = pred.mean_forces[j]
+            vel[k] += 0.5 * dt * forces[k] / masses[k]
+            stop = stop_deviation is not None and (not np.isfinite(dev[j]) or dev[j] >= stop_deviation)
+            if stop or step % record_every == 0:
+                meta = {**(info[k] if info else {}), "run": k, "step": step, "time_ps": t_ps,
+                        "temperature_K": float(temperature(k, t_ps)), "deviation": float(dev[j]), "stopped": bool(stop)}
+                frames.append(_frame(systems[k], pred.mean_energies[j], forces[k], meta))
+            if not stop:
+                still.append(k)
+        running = still
+        if not running:
+            break
+    return frames
+
+
+def langevin_schedule(structures: list[Atoms], ensemble, settings: ScheduleSettings, seed: int, explorer: str = "langevin") -> list[Atoms]:
+    """ANI-Al exploration: ``n_runs`` trajectories, each from a start drawn from ``structures``
+    with its own temperature schedule, stopped early on high deviation (see module doc)."""
+    rng = np.random.default_rng((int(seed) & 0xFFFFFFFF, 17))
+    picks = rng.integers(len(structures), size=settings.n_runs)
+    schedules = [draw_schedule(rng, settings) for _ in range(settings.n_runs)]
+    starts = [structures[i] for i in picks]
+    info = [
+        {"explorer": explorer, "parent_id": str(structures[i].info.get("structure_id") or structures[i].info.get("frame_id", "")),
+         "schedule": sch}
+        for i, sch in zip(picks, schedules, strict=True)
+    ]
+    n_steps = int(round(settings.t_max_ps * 1000.0 / settings.timestep_fs))
+    return run_batched_langevin(
+        starts, ensemble, lambda k, t: float(schedule_temperature(t, **schedules[k])), n_steps, settings.timestep_fs,
+        settings.friction_per_ps, settings.record_every, int(rng.integers(2**62)), settings.stop_deviation, info,
+    )
+
+
+def nvt_explore(structures: list[Atoms], ensemble, settings: NVTSettings, round_: int, seed: int, explorer: str = "md") -> list[Atoms]:
+    """DP-GEN exploration: ``n_runs`` NVT trajectories per structure at this round's temperature."""
+    temp = float(settings.temperatures_K[min(max(round_, 0), len(settings.temperatures_K) - 1)])
+    starts = [a for a in structures for _ in range(settings.n_runs)]
+    info = [{"explorer": explorer, "parent_id": str(a.info.get("structure_id") or a.info.get("frame_id", ""))} for a in starts]
+    return run_batched_langevin(
+        starts, ensemble, lambda k, t: temp, settings.n_steps, settings.timestep_fs, settings.friction_per_ps,
+        settings.record_every, seed, None, info,
+    )
