@@ -71,3 +71,41 @@ def test_trust_levels_are_calibrated_from_the_previous_round(md_campaign):
     for k, cal in cals.items():
         labels = latest_outputs(store, config.name, "label", {"metadata.round": k})[0]["output"]
         assert sorted(p["frame_id"] for p in cal["points"]) == sorted(r["frame_id"] for r in labels["records"])
+
+
+def test_campaign_from_random_cells_only(tmp_path):
+    """ANI-Al style start: the only structures are random Al cells, labelled as they are; every
+    label's lineage ends at one of them."""
+    from al_flows.dataset import Dataset, frames_from_bytes
+
+    d = {
+        "name": "ani-tiny", "seed": 5, "elements": ["Al"],
+        "initial": {"structures": [{"kind": "random_cells", "n_cells": 4, "edge_min": 6.0, "edge_max": 7.0}],
+                    "n_rattled": 0, "label_structures": True},
+        "model": {"n_atom_basis": 8, "n_interactions": 1, "n_rbf": 8, "cutoff": 4.0},
+        "training": {"epochs": 3, "batch_size": 2, "lr": 3e-3, "val_fraction": 0.25},
+        "ensemble_size": 2,
+        "explorers": [{"kind": "langevin_schedule", "name": "ani", "n_runs": 2, "t_max_ps": 0.04, "timestep_fs": 2.0,
+                       "record_every": 5, "stop_deviation": 0.5}],
+        "selection": {"trust_lo": 0.0, "trust_hi": 100.0, "max_candidates": 2},
+        "test_set": {"kind": "perturbed", "n_per_structure": 1},
+        "max_rounds": 1,
+    }
+    config = validate_campaign(d)
+    report = run_campaign(config, ".", tmp_path / "run", echo=lambda *_: None)
+    assert report["finished"]
+    store = make_job_store(config.store, tmp_path / "run")
+    store.connect()
+    try:
+        structures = frames_from_bytes(latest_outputs(store, "ani-tiny", "structures", load=True)[0]["output"]["structures_blob"])
+        assert len(structures) == 4 and all(a.info["structure_id"].startswith("random_cells0-random-") for a in structures)
+        for a in structures:
+            assert 6.0 <= a.cell.lengths().min() and a.cell.lengths().max() <= 7.0 and set(a.get_chemical_symbols()) == {"Al"}
+        merged = latest_outputs(store, "ani-tiny", "merge", {"metadata.round": -1}, load=True)[0]["output"]
+        initial = Dataset.from_bytes(merged["dataset_blob"].encode()).frames
+        ids = {a.info["structure_id"] for a in structures}
+        assert len(initial) == 4 and {a.info["parent_id"] for a in initial} == ids
+    finally:
+        store.close()
+    with pytest.raises(Exception, match="nothing would be labelled"):
+        validate_campaign({**d, "initial": {**d["initial"], "label_structures": False}})

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from al_flows.active_sampling import ActiveSamplingSettings
+from al_flows.generators import DPGenInitSettings, RandomCellSettings
 from al_flows.md_explore import NVTSettings, ScheduleSettings
 from al_flows.model import ModelSettings, TrainingSettings
 from al_flows.multilayer import VARIANTS
@@ -71,14 +72,34 @@ class FileSource(_Strict):
     index: str = ":"
 
 
-StructureSource = Annotated[Union[MultilayerSource, FileSource], Field(discriminator="kind")]
+class RandomCellSource(RandomCellSettings):
+    """ANI-Al (METHODS B): random disordered orthorhombic cells of the campaign's elements."""
+
+    kind: Literal["random_cells"] = "random_cells"
+
+
+class DPGenSource(DPGenInitSettings):
+    """DP-GEN (METHODS C): scaled, perturbed, alloy-decorated fcc/hcp/bcc/sc/diamond cells and
+    rigidly displaced halves, of the campaign's elements."""
+
+    kind: Literal["dpgen"] = "dpgen"
+
+
+StructureSource = Annotated[Union[MultilayerSource, FileSource, RandomCellSource, DPGenSource], Field(discriminator="kind")]
 
 
 class InitialData(_Strict):
     """Starting structures and how the initial training labels are made from them."""
 
     structures: list[StructureSource] = Field(min_length=1)
-    n_rattled: int = Field(8, ge=1, description="rattled copies labelled per structure")
+    n_rattled: int = Field(8, ge=0, description="rattled copies labelled per structure")
+    label_structures: bool = Field(False, description="also label the starting structures themselves (random cells, DP-GEN sets)")
+
+    @model_validator(mode="after")
+    def _some_labels(self):
+        if self.n_rattled == 0 and not self.label_structures:
+            raise ValueError("initial: n_rattled is 0 and label_structures is false, so nothing would be labelled; set one of them")
+        return self
     rattle_sigma: float = Field(0.05, ge=0, description="Angstrom, std of the random displacement")
     strain_max: float = Field(0.02, ge=0, lt=0.5, description="max random isotropic strain of the copies")
 
@@ -394,7 +415,7 @@ class PoolStudyConfig(_Strict):
 
 AnyConfig = Union[CampaignConfig, PoolStudyConfig]
 
-_KINDS = ("multilayer", "file", "shear", "langevin_schedule", "ase", "vasp", "embedded", "mongodb", "import", "md")
+_KINDS = ("multilayer", "file", "random_cells", "dpgen", "shear", "langevin_schedule", "ase", "vasp", "embedded", "mongodb", "import", "md")
 
 
 def _format_error(err: dict) -> str:

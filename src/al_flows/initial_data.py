@@ -8,16 +8,27 @@ import numpy as np
 from ase import Atoms
 from ase.io import read
 
-from al_flows.config import FileSource, MultilayerSource
+from al_flows.config import DPGenSource, FileSource, MultilayerSource, RandomCellSource
 from al_flows.dataset import frame_id
+from al_flows.generators import dpgen_initial_sets, random_cells
 from al_flows.multilayer import cuni_multilayer
 
 
-def build_structures(sources: list[MultilayerSource | FileSource], base_dir: str | Path = ".") -> list[Atoms]:
-    """Starting structures from the campaign's sources; each gets ``info['structure_id']``."""
+def build_structures(sources: list, base_dir: str | Path = ".", elements: list[str] | None = None, seed: int = 0) -> list[Atoms]:
+    """Starting structures from the campaign's sources; each gets ``info['structure_id']``.
+    Generated sources (random cells, DP-GEN sets) use ``elements`` and source i the seed (seed, i)."""
     structures: list[Atoms] = []
     for i, src in enumerate(sources):
-        if isinstance(src, MultilayerSource):
+        if isinstance(src, (RandomCellSource, DPGenSource)):
+            if not elements:
+                raise ValueError(f"initial.structures[{i}]: kind {src.kind} needs the campaign's elements")
+            sub_seed = int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, i]).generate_state(1)[0])
+            make = random_cells if isinstance(src, RandomCellSource) else dpgen_initial_sets
+            got = make(src, list(elements), sub_seed)
+            for atoms in got:
+                atoms.info["structure_id"] = f"{src.kind}{i}-{atoms.info.get('structure_id', len(structures))}"
+            structures.extend(got)
+        elif isinstance(src, MultilayerSource):
             for variant in src.variants:
                 atoms = cuni_multilayer(tuple(src.size), a=src.lattice_constant, variant=variant)
                 atoms.info["structure_id"] = f"multilayer-{'x'.join(map(str, src.size))}-{variant}"

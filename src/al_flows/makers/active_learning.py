@@ -54,9 +54,9 @@ from al_flows.vasp_inputs import label_settings_id, static_maker
 
 
 @job(data=["structures_blob"], output_schema=StructuresDocument)
-def starting_structures(initial: InitialData, base_dir: str, campaign: str) -> StructuresDocument:
+def starting_structures(initial: InitialData, base_dir: str, campaign: str, elements: list | None = None, seed: int = 0) -> StructuresDocument:
     """Build the campaign's starting structures (explorers start from these)."""
-    structures = build_structures(initial.structures, base_dir)
+    structures = build_structures(initial.structures, base_dir, elements, seed)
     progress.report("structures", -1, n=len(structures))
     return StructuresDocument(
         campaign=campaign,
@@ -67,10 +67,15 @@ def starting_structures(initial: InitialData, base_dir: str, campaign: str) -> S
 
 
 @job(data=["selected_blob"])
-def perturbed_structures(structures, n: int, sigma: float, strain_max: float, seed: int, explorer: str = "initial") -> dict:
-    """Rattled and strained copies of the starting structures, to be labelled
-    (the initial data, or a ``perturbed`` test set)."""
-    copies = perturbed_copies(frames_from_bytes(field(structures, "structures_blob")), n, sigma, strain_max, seed)
+def perturbed_structures(structures, n: int, sigma: float, strain_max: float, seed: int, explorer: str = "initial", originals: bool = False) -> dict:
+    """Rattled and strained copies of the starting structures, to be labelled (the initial
+    data, or a ``perturbed`` test set); with ``originals`` the structures themselves too."""
+    starts = frames_from_bytes(field(structures, "structures_blob"))
+    copies = perturbed_copies(starts, n, sigma, strain_max, seed)
+    if originals:
+        for atoms in starts:
+            atoms.info.update(round=-1, parent_id=atoms.info.get("structure_id", ""), model_id="", deviation=float("nan"))
+        copies = starts + copies
     for atoms in copies:
         atoms.info["explorer"] = explorer
     return {"n_frames": len(copies), "selected_blob": frames_text(copies)}
@@ -267,13 +272,16 @@ class ActiveLearningMaker(Maker):
         """The whole campaign from nothing but the configuration."""
         if self.initial is None:
             raise ValueError("ActiveLearningMaker.initial: give the initial data settings (initial.structures)")
-        structures = self.tag(starting_structures(self.initial, self.base_dir, self.campaign), -1, "structures")
+        elements = list(self.train_maker.elements)
+        structures = self.tag(starting_structures(self.initial, self.base_dir, self.campaign, elements, self.seed), -1, "structures")
         structures.name = "starting_structures"
         test_jobs = self.test_set_jobs(structures)
         test = test_jobs[-1]
         ini = self.initial
         copies = self.tag(
-            perturbed_structures(structures.output, ini.n_rattled, ini.rattle_sigma, ini.strain_max, derived_seed(self.seed, 998)),
+            perturbed_structures(
+                structures.output, ini.n_rattled, ini.rattle_sigma, ini.strain_max, derived_seed(self.seed, 998), "initial", ini.label_structures
+            ),
             -1, "perturb",
         )
         copies.name = "perturb initial"
