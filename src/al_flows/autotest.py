@@ -34,7 +34,8 @@ Conventions
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 from ase import Atoms
@@ -52,6 +53,7 @@ from al_flows.settings import Settings
 MakeCalc = Callable[[], object]
 Lattice = Literal["fcc", "hcp", "bcc", "sc", "diamond"]
 HCP_CA_BOUNDS = (1.45, 1.95)
+DEFAULT_STRAINS = tuple(np.linspace(-0.04, 0.04, 9))  # linear lattice strains of the EOS grid
 MJ_PER_M2 = _e * 1e20 * 1e3  # eV/Angstrom^2 -> mJ/m^2
 _NN = {"fcc": 1 / math.sqrt(2), "bcc": math.sqrt(3) / 2, "sc": 1.0, "diamond": math.sqrt(3) / 4, "hcp": 1.0}
 _ATOMS_PER_CUBE = {"fcc": 4, "bcc": 2, "sc": 1, "diamond": 8}
@@ -149,7 +151,7 @@ def relax_lattice(element: str, make_calculator: MakeCalc, lattice: str = "fcc",
 
 
 def equation_of_state(element: str, make_calculator: MakeCalc, lattice: str = "fcc", a0: float | None = None,
-                      strains=np.linspace(-0.04, 0.04, 9), c_over_a: float | None = None, calc=None) -> dict:
+                      strains=DEFAULT_STRAINS, c_over_a: float | None = None, calc=None) -> dict:
     """Birch-Murnaghan fit of E/atom vs V/atom on a = a0 (1 + strain): v0 (A^3/atom), e0 (eV/atom), B (GPa),
     a0 (A), fit_rms (meV/atom) and the curve; grid centred on the E(a) minimum when a0 is None."""
     calc = calc if calc is not None else make_calculator()
@@ -170,7 +172,7 @@ def equation_of_state(element: str, make_calculator: MakeCalc, lattice: str = "f
 
 
 def structure_energies(element: str, make_calculator: MakeCalc, lattices=("fcc", "hcp", "bcc", "sc", "diamond"),
-                       strains=np.linspace(-0.04, 0.04, 9), relax_ca: bool = True) -> dict:
+                       strains=DEFAULT_STRAINS, relax_ca: bool = True) -> dict:
     """Per lattice {a0 A, e0 eV/atom, v0 A^3/atom[, c_over_a]} from ``relax_lattice`` plus the EOS B (GPa)
     around it, and dE = e0 - e0(fcc) (eV/atom)."""
     calc = make_calculator()
@@ -209,7 +211,7 @@ def elastic_constants(element: str, make_calculator: MakeCalc, lattice: str = "f
         m[i, j] = m[j, i] = e
         return m
 
-    run = lambda eps: _strained(atoms0, eps, calc, fmax, max_opt_steps, use_stress)  # noqa: E731
+    run = lambda eps: _strained(atoms0, eps, calc, fmax, max_opt_steps, use_stress)
     if use_stress:
         (_, sp), (_, sm) = run(mode(0, 0, delta)), run(mode(0, 0, -delta))
         (_, tp), (_, tm) = run(mode(1, 2, delta / 2)), run(mode(1, 2, -delta / 2))
@@ -318,7 +320,7 @@ def compute_properties(element: str, make_calculator: MakeCalc, settings: Autote
     se = structure_energies(element, make_calculator, [s.lattice, *s.lattices], s.strains(), s.relax_hcp_ca)
     a0 = se["structures"][s.lattice]["a0"]
     eos = equation_of_state(element, make_calculator, s.lattice, a0, s.strains())
-    kw = dict(a0=a0, fmax=s.fmax, max_opt_steps=s.max_opt_steps)
+    kw = {"a0": a0, "fmax": s.fmax, "max_opt_steps": s.max_opt_steps}
     out = {"eos": eos, "structures": se,
            "elastic": elastic_constants(element, make_calculator, s.lattice, s.elastic_delta, **kw),
            "vacancy": vacancy_formation(element, make_calculator, s.vacancy_repeat, s.vacancy_relax, s.lattice, **kw)}
@@ -364,7 +366,7 @@ def autotest(element: str, make_reference: MakeCalc, make_model: MakeCalc,
 
 def autotest_table_markdown(rows: list[dict]) -> str:
     """Markdown table of autotest rows."""
-    fmt = lambda x: "-" if x is None else f"{x:.4g}"  # noqa: E731
+    fmt = lambda x: "-" if x is None else f"{x:.4g}"
     lines = ["| property | unit | reference | model | abs error | rel error | tolerance | pass |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:

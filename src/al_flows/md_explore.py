@@ -69,6 +69,7 @@ class NVTSettings(Settings):
     """DP-GEN sampler: NVT Langevin MD; round k runs at ``temperatures_K[min(k, len - 1)]``."""
 
     n_runs: int = Field(4, gt=0, description="trajectories per starting structure")
+    n_starts: int | None = Field(None, gt=0, description="starting structures drawn (seeded) per round; default all")
     temperatures_K: list[float] = Field([300.0, 600.0, 900.0, 1200.0], min_length=1, description="K per round, raised with the round")
     n_steps: int = Field(2000, gt=0)
     timestep_fs: float = Field(1.0, gt=0)
@@ -192,6 +193,9 @@ def langevin_schedule(structures: list[Atoms], ensemble, settings: ScheduleSetti
 def nvt_explore(structures: list[Atoms], ensemble, settings: NVTSettings, round_: int, seed: int, explorer: str = "md") -> list[Atoms]:
     """DP-GEN exploration: ``n_runs`` NVT trajectories per structure at this round's temperature."""
     temp = float(settings.temperatures_K[min(max(round_, 0), len(settings.temperatures_K) - 1)])
+    if settings.n_starts is not None and settings.n_starts < len(structures):
+        rng = np.random.default_rng((int(seed) & 0xFFFFFFFF, 19))
+        structures = [structures[i] for i in sorted(rng.choice(len(structures), settings.n_starts, replace=False))]
     starts = [a for a in structures for _ in range(settings.n_runs)]
     info = [{"explorer": explorer, "parent_id": str(a.info.get("structure_id") or a.info.get("frame_id", ""))} for a in starts]
     return run_batched_langevin(
