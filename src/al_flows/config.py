@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from al_flows.active_sampling import ActiveSamplingSettings
+from al_flows.autotest import AutotestSettings
 from al_flows.generators import DPGenInitSettings, RandomCellSettings
 from al_flows.md_explore import NVTSettings, ScheduleSettings
 from al_flows.model import ModelSettings, TrainingSettings
@@ -240,6 +241,15 @@ class QueuesConfig(_Strict):
     default: str = "cpu"
 
 
+class AutotestConfig(AutotestSettings):
+    """Judge the final potential against a reference ASE calculator (default: the labeller, when it
+    is one): EOS, structure energies vs fcc, elastic constants, vacancy, stacking fault."""
+
+    reference: str | None = Field(None, description="ASE calculator ('emt' or 'pkg.module.Class'); default: the labeller")
+    reference_kwargs: dict[str, Any] = {}
+    elements: list[str] | None = Field(None, description="elements to test (default: the campaign's)")
+
+
 class Convergence(_Strict):
     """Stop when the fraction of explored frames that are 'accurate' reaches this."""
 
@@ -264,6 +274,15 @@ class CampaignConfig(_Strict):
     queues: QueuesConfig = QueuesConfig()
     max_rounds: int = Field(5, ge=1)
     convergence: Convergence = Convergence()
+    autotest: AutotestConfig | None = None
+
+    @model_validator(mode="after")
+    def _autotest_reference(self):
+        if self.autotest is not None and self.autotest.reference is None and self.labeller.kind != "ase":
+            raise ValueError(
+                "autotest.reference: the labeller is VASP, which the autotest cannot drive; name an ASE calculator as the reference"
+            )
+        return self
 
     @field_validator("elements")
     @classmethod

@@ -209,3 +209,17 @@ class CampaignResult(BaseModel):
     n_rounds: int
     final_round: int
     n_labels_total: int
+
+
+class AutotestDocument(BaseModel):
+    """The final potential (ensemble mean) against the reference calculator, per element:
+    ``results[element] = {reference, model, rows, passed}`` (see :mod:`al_flows.autotest`)."""
+
+    campaign: str
+    round: int
+    ensemble_id: str
+    reference: str
+    results: dict[str, dict]
+    table: str
+    passed: bool
+    wall_time: float = 0.0

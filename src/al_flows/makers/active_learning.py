@@ -43,6 +43,7 @@ from al_flows.makers._common import (
     model_ids_of,
     route,
 )
+from al_flows.makers.autotest import autotest_job
 from al_flows.makers.exploration import MDExploreMaker, ShearExploreMaker
 from al_flows.md_explore import NVTSettings, ScheduleSettings
 from al_flows.makers.labelling import AseLabelMaker, merge_labels
@@ -184,6 +185,15 @@ def _tag(j: Job, campaign: str, fingerprint: str, round_: int, stage: str, categ
     return route(j, category)
 
 
+def _autotest_settings(config: CampaignConfig):
+    """The campaign's autotest settings with the reference calculator filled in (or None)."""
+    if config.autotest is None:
+        return None
+    if config.autotest.reference is not None:
+        return config.autotest
+    return config.autotest.model_copy(update={"reference": config.labeller.calculator, "reference_kwargs": dict(config.labeller.kwargs)})
+
+
 def _explore_maker(e) -> Maker:
     """The Maker of one configured explorer."""
     fields = e.model_dump(exclude={"kind", "name"})
@@ -213,6 +223,8 @@ class ActiveLearningMaker(Maker):
     label_maker: Maker = dc_field(default_factory=AseLabelMaker)
     allow_mixed_settings: bool = False
     categories: dict = dc_field(default_factory=dict)
+    autotest: object = None
+    elements: list = dc_field(default_factory=list)
 
     @classmethod
     def from_config(cls, config: CampaignConfig, base_dir: str | Path = ".") -> ActiveLearningMaker:
@@ -260,6 +272,8 @@ class ActiveLearningMaker(Maker):
             label_maker=label_maker,
             allow_mixed_settings=getattr(lab, "allow_mixed_settings", False),
             categories=categories,
+            autotest=_autotest_settings(config),
+            elements=list(config.elements),
         )
 
     def tag(self, j: Job, round_: int, stage: str) -> Job:
@@ -335,10 +349,16 @@ class ActiveLearningMaker(Maker):
         ``calibration_uuid``: the previous round's trust-level calibration, if any."""
         if stop or k >= self.max_rounds:
             progress.report("finished", k - 1, labels=n_labels)
-            return CampaignResult(
+            result = CampaignResult(
                 campaign=self.campaign, fingerprint=self.fingerprint, converged=bool(stop and k < self.max_rounds),
                 n_rounds=k, final_round=k - 1, n_labels_total=n_labels,
             )
+            if self.autotest is None:
+                return result
+            test = self.tag(autotest_job(self.campaign, k - 1, self.autotest, list(self.elements)), k - 1, "autotest")
+            test.name = "autotest"
+            test.config.expose_store = True
+            return Response(output=result, addition=Flow([test], name="autotest"))
         dataset, structures, test = (OutputReference(u) for u in (dataset_uuid, structures_uuid, test_uuid))
         trains = []
         for m in range(self.ensemble_size):

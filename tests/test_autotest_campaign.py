@@ -1,0 +1,54 @@
+"""The autotest job at the end of a campaign: the final ensemble against the labeller (EMT)."""
+
+import copy
+
+import pytest
+
+from al_flows.autotest import AutotestSettings, compute_properties
+from al_flows.campaign import run_campaign
+from al_flows.config import ConfigError, validate_campaign
+from al_flows.makers.autotest import final_models
+from al_flows.makers._common import load_ensemble
+from al_flows.queries import latest_outputs
+from al_flows.stores import make_job_store
+from ase.calculators.emt import EMT
+
+QUICK = {"lattices": ["fcc", "bcc"], "eos_points": 5, "relax_hcp_ca": False, "vacancy_repeat": [2, 2, 2],
+         "vacancy_relax": False, "gsfe_points": 3, "gsfe_layers": 6, "gsfe_relax_normal": False, "elements": ["Cu"]}
+
+
+def test_autotest_runs_after_the_last_round(tiny_dict, tmp_path):
+    d = copy.deepcopy(tiny_dict)
+    d["max_rounds"] = 1
+    d["autotest"] = QUICK
+    config = validate_campaign(d)
+    report = run_campaign(config, ".", tmp_path / "run", echo=lambda *_: None)
+    assert report["finished"]
+    store = make_job_store(config.store, tmp_path / "run")
+    store.connect()
+    try:
+        doc = latest_outputs(store, "tiny", "autotest")[0]["output"]
+        assert doc["round"] == 0 and doc["reference"] == "emt" and set(doc["results"]) == {"Cu"}
+        settings = AutotestSettings(**{k: v for k, v in QUICK.items() if k != "elements"})
+        direct_ref = compute_properties("Cu", EMT, settings)
+        res = doc["results"]["Cu"]
+        assert res["reference"]["structures"]["structures"]["fcc"]["a0"] == pytest.approx(direct_ref["structures"]["structures"]["fcc"]["a0"], abs=1e-9)
+        model = load_ensemble(final_models(store, "tiny", 0)).calculator
+        direct_model = compute_properties("Cu", model, settings)
+        assert res["model"]["vacancy"]["E_vac"] == pytest.approx(direct_model["vacancy"]["E_vac"], abs=1e-6)
+        rows = {r["property"]: r for r in res["rows"]}
+        assert all(r["abs_error"] == pytest.approx(abs(r["model"] - r["reference"])) for r in rows.values())
+        assert "Cu" in doc["table"] and doc["passed"] == all(r["passed"] for r in rows.values())
+    finally:
+        store.close()
+
+
+def test_autotest_needs_an_ase_reference_with_vasp_labels(tiny_dict):
+    d = copy.deepcopy(tiny_dict)
+    d["labeller"] = {"kind": "vasp"}
+    d["test_set"] = {"kind": "perturbed"}
+    d["autotest"] = {}
+    with pytest.raises(ConfigError, match="autotest.reference"):
+        validate_campaign(d)
+    d["autotest"] = {"reference": "emt"}
+    assert validate_campaign(d).autotest.reference == "emt"
