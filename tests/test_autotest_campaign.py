@@ -39,6 +39,11 @@ def test_autotest_runs_after_the_last_round(tiny_dict, tmp_path):
         rows = {r["property"]: r for r in res["rows"]}
         assert all(r["abs_error"] == pytest.approx(abs(r["model"] - r["reference"])) for r in rows.values())
         assert "Cu" in doc["table"] and doc["passed"] == all(r["passed"] for r in rows.values())
+        from al_flows.report import write_report
+
+        out = write_report(store, config, tmp_path / "report")
+        assert out["plots"]["autotest"] == "autotest.png"
+        assert "| Cu E_vac | eV |" in (tmp_path / "report" / "autotest.md").read_text()
     finally:
         store.close()
 

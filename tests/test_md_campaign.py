@@ -109,3 +109,12 @@ def test_campaign_from_random_cells_only(tmp_path):
         store.close()
     with pytest.raises(Exception, match="nothing would be labelled"):
         validate_campaign({**d, "initial": {**d["initial"], "label_structures": False}})
+
+
+def test_report_plots_the_calibration(md_campaign, tmp_path):
+    from al_flows.report import write_report
+
+    config, _, store = md_campaign
+    out = write_report(store, config, tmp_path / "report")
+    assert out["plots"]["calibration"] == "calibration.png"
+    assert (tmp_path / "report" / "calibration.png").stat().st_size > 1000

@@ -346,7 +346,59 @@ def plot_training_curves(curves: dict[int, list[dict]], path: Path) -> str:
 
 # ---------------------------------------------------------------- page
 
+def plot_calibration(cals: list[dict], path: Path) -> str:
+    """Deviation vs true error of each round's labels, the fitted relation and the levels it set."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    colours = _round_colours([c["round"] for c in cals])
+    for c in cals:
+        pts = [(p["deviation"], p["error"]) for p in c["points"] if p["deviation"] > 0 and p["error"] > 0]
+        if not pts:
+            continue
+        x, y = np.array(pts).T
+        col = colours[c["round"]]
+        ax.scatter(x, y, s=14, color=col, label=f"round {c['round']}" + ("" if c["applied"] else " (fit not used)"))
+        if np.isfinite(c["fit"].get("a", np.nan)):
+            xs = np.geomspace(x.min(), x.max(), 50)
+            ax.plot(xs, c["fit"]["a"] * xs ** c["fit"]["b"], color=col, lw=1)
+        if c["applied"]:
+            ax.axvline(c["trust_lo_next"], color=col, ls=":", lw=0.8)
+    if cals:
+        ax.axhline(cals[-1]["target_error_lo"], color="k", ls="--", lw=0.8, label="target error lo")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("model deviation at selection (eV/Å)")
+    ax.set_ylabel("max atomic force error of the ensemble mean (eV/Å)")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_autotest(doc: dict, path: Path) -> str:
+    """Per element: EOS and GSFE curves of the reference and the model."""
+    plt = _pyplot()
+    elements = sorted(doc["results"])
+    fig, axes = plt.subplots(len(elements), 2, figsize=(10, 3.6 * len(elements)), squeeze=False)
+    for (ax_eos, ax_sf), el in zip(axes, elements, strict=True):
+        res = doc["results"][el]
+        for who, style in (("reference", "k-"), ("model", "C1o--")):
+            eos = res[who]["eos"]
+            ax_eos.plot(eos["volumes"], eos["energies"], style, label=who, ms=4)
+            sf = res[who].get("stacking_fault")
+            if sf:
+                ax_sf.plot(sf["fractions"], sf["gamma"], style, label=who, ms=4)
+        ax_eos.set_xlabel("volume (Å³/atom)")
+        ax_eos.set_ylabel("energy (eV/atom)")
+        ax_eos.set_title(f"{el}: equation of state ({res['reference']['eos']['lattice']})", fontsize=9)
+        ax_sf.set_xlabel("displacement / b_p along <112>")
+        ax_sf.set_ylabel("GSFE (mJ/m²)")
+        ax_sf.set_title(f"{el}: (111) generalised stacking fault", fontsize=9)
+        ax_eos.legend(fontsize=8)
+    return _save(fig, path)
+
+
 CAPTIONS = {
+    "calibration": "Trust-level calibration: each round's labelled frames (model deviation at selection vs the true largest force error), the fitted relation, and the next round's trust_lo (dotted).",
+    "autotest": "Autotest of the final potential against the reference: equation of state and generalised stacking-fault path per element.",
     "errors_per_round": "Force RMSE on the members' validation splits (mean over members) and of the ensemble mean on "
                         "the fixed test set (eV/Å, left axis); test energy RMSE (meV/atom, right axis).",
     "deviation_hist": "Max force deviation (eV/Å) of every explored frame per round, stacked by selection status; "
@@ -442,6 +494,15 @@ def write_report(store, config, outdir: Path) -> dict:
     curves = training_curves(store, config, summaries)
     if any(m["epoch"] for ms in curves.values() for m in ms):
         plots["training_curves"] = plot_training_curves(curves, outdir / "training_curves.png")
+    cals = [d["output"] for d in latest_docs(store, config.name, "calibrate")]
+    if cals:
+        plots["calibration"] = plot_calibration(sorted(cals, key=lambda c: c["round"]), outdir / "calibration.png")
+    autotests = latest_docs(store, config.name, "autotest")
+    if autotests:
+        doc = autotests[-1]["output"]
+        plots["autotest"] = plot_autotest(doc, outdir / "autotest.png")
+        (outdir / "autotest.md").write_text(doc["table"] + "\n")
+        notes.append(f"Autotest against {doc['reference']}: {'all rows within tolerance' if doc['passed'] else 'some rows outside tolerance'} (autotest.md).")
     page = outdir / "index.html"
     page.write_text(render_html(config, summaries, plots, notes, campaign_status(store, config)), encoding="utf-8")
     return {"plots": plots, "html": str(page)}
