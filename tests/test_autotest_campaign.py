@@ -23,7 +23,8 @@ def test_autotest_runs_after_the_last_round(tiny_dict, tmp_path):
     d["autotest"] = QUICK
     config = validate_campaign(d)
     report = run_campaign(config, ".", tmp_path / "run", echo=lambda *_: None)
-    assert report["finished"]
+    assert report["finished"] and report["autotest"]["reference"] == "emt"
+    assert {r["element"] for r in report["autotest"]["rows"]} == {"Cu"} and len(report["autotest"]["rows"]) >= 10
     store = make_job_store(config.store, tmp_path / "run")
     store.connect()
     try:

@@ -117,12 +117,18 @@ def build_report(store: JobStore, config: AnyConfig) -> dict:
         by_round[d["output"]["round"]] = d["output"]
     result, _ = campaign_state(store, config)
     rounds = [{k: by_round[r][k] for k in REPORT_KEYS} for r in sorted(by_round)]
-    return {
+    report = {
         "campaign": config.name,
         "converged": bool(result and result["converged"]),
         "finished": result is not None,
         "rounds": rounds,
     }
+    autotests = _outputs(store, config.name, "autotest")
+    if autotests:
+        doc = autotests[-1]["output"]
+        report["autotest"] = {"round": doc["round"], "reference": doc["reference"], "passed": doc["passed"],
+                              "rows": [{**r, "element": el} for el, res in doc["results"].items() for r in res["rows"]]}
+    return report
 
 
 def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow | None, str]:
@@ -200,6 +206,8 @@ def run_campaign(config: CampaignConfig, base_dir: str | Path, workdir: str | Pa
             report = build_report(store, config)
             report["wall_time_s"] = round(time.perf_counter() - start, 1)
             (workdir / "report.json").write_text(json.dumps(report, indent=2))
+            if flow is not None and config.autotest is not None and report["finished"] and "autotest" not in report:
+                raise CampaignError(f"campaign '{config.name}' finished but its autotest did not complete: {failures.summary()}")
             if flow is not None and not report["finished"]:
                 raise CampaignError(
                     f"campaign '{config.name}' stopped before finishing: {failures.summary()}; "

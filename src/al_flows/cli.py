@@ -213,6 +213,11 @@ def _print_report(report: dict, workdir: Path) -> None:
             f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>8} {r['accurate_ratio']:>9.3f} "
             f"{r['val_force_rmse']:>7.4f} {r['test_force_rmse']:>7.4f} {r['test_energy_rmse_per_atom']:>11.5f}"
         )
+    if "autotest" in report:
+        at = report["autotest"]
+        bad = [f"{r['element']} {r['property']}" for r in at["rows"] if not r["passed"]]
+        print(f"autotest vs {at['reference']}: {len(at['rows']) - len(bad)}/{len(at['rows'])} rows within tolerance"
+              + (f" (outside: {', '.join(bad)})" if bad else ""))
     state = "converged" if report["converged"] else ("finished (round limit)" if report["finished"] else "not finished")
     print(f"{state}; report: {workdir / 'report.json'} (forces eV/A, energies eV/atom)")
 
