@@ -37,6 +37,14 @@ def _document(frames, campaign, round, explorer, ens_id, start) -> ExplorationDo
     )
 
 
+def _prepare(maker, structures, models, round):
+    """(start time, ensemble id, Ensemble, starting structures) of an explore job."""
+    start = time.perf_counter()
+    starts = frames_from_bytes(field(structures, "structures_blob"))
+    progress.report(f"explore {maker.name}", round, structures=len(starts), runs=maker.settings.n_runs)
+    return start, ensemble_id(model_ids_of(models)), load_ensemble(models), starts
+
+
 @dataclass
 class ShearExploreMaker(Maker):
     """Relax perturbed, progressively sheared copies of every starting structure with the
@@ -47,11 +55,7 @@ class ShearExploreMaker(Maker):
 
     @job(data=["frames_blob"], output_schema=ExplorationDocument)
     def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
-        start = time.perf_counter()
-        ens_id = ensemble_id(model_ids_of(models))
-        ensemble = load_ensemble(models)
-        starts = frames_from_bytes(field(structures, "structures_blob"))
-        progress.report(f"explore {self.name}", round, structures=len(starts), runs=self.settings.n_runs)
+        start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
         frames = explore_shear(starts, ensemble.calculator(), self.settings, seed=seed, explorer=self.name)
         return _document(frames, campaign, round, self.name, ens_id, start)
 
@@ -66,11 +70,7 @@ class MDExploreMaker(Maker):
 
     @job(data=["frames_blob"], output_schema=ExplorationDocument)
     def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
-        start = time.perf_counter()
-        ens_id = ensemble_id(model_ids_of(models))
-        ensemble = load_ensemble(models)
-        starts = frames_from_bytes(field(structures, "structures_blob"))
-        progress.report(f"explore {self.name}", round, structures=len(starts), runs=self.settings.n_runs)
+        start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
         if isinstance(self.settings, ScheduleSettings):
             frames = langevin_schedule(starts, ensemble, self.settings, seed, explorer=self.name)
             stopped = [a for a in frames if a.info.get("stopped")]
