@@ -13,23 +13,29 @@ from al_flows.md_explore import NVTSettings, ScheduleSettings, draw_schedule, la
 
 
 class EmtPair:
-    """Ensemble stand-in: member 0 is EMT, member 1 EMT with forces scaled by (1 + spread), so the
-    deviation of a frame is spread/2 times its largest EMT force (eV/A)."""
+    """Ensemble stand-in: member 0 is EMT, member 1 EMT with forces (and stress) scaled by
+    (1 + spread), so the deviation of a frame is spread/2 times its largest EMT force (eV/A).
+    ``stress=True`` adds EMT's ASE stress [2, n_frames, 6] (eV/A^3), as Ensemble.predict."""
 
     def __init__(self, spread=0.1):
         self.spread = spread
         self.calls = []
+        self.stress_calls = []
 
-    def predict(self, frames):
+    def predict(self, frames, stress=False):
         self.calls.append(len(frames))
-        energies, forces = [], []
+        self.stress_calls.append(bool(stress))
+        energies, forces, stresses = [], [], []
         for a in frames:
             b = a.copy()
             b.calc = EMT()
             e, f = b.get_potential_energy(), b.get_forces()
             energies.append([e, e])
             forces.append(np.stack([f, f * (1 + self.spread)]))
-        return EnsemblePrediction(np.array(energies).T, forces)
+            if stress:
+                s = b.get_stress(voigt=True)
+                stresses.append(np.stack([s, s * (1 + self.spread)]))
+        return EnsemblePrediction(np.array(energies).T, forces, np.array(stresses).transpose(1, 0, 2) if stress else None)
 
 
 def test_schedule_formula_by_hand():
@@ -107,3 +113,78 @@ def test_langevin_schedule_records_provenance():
         assert f.info["temperature_K"] == pytest.approx(schedule_temperature(f.info["time_ps"], **sch))
     again = langevin_schedule([atoms], EmtPair(0.05), s, seed=4, explorer="ani")
     assert [f.info["frame_id"] for f in frames] == [f.info["frame_id"] for f in again]
+
+
+# ----------------------------------------------------------------------------- NPT (Berendsen)
+
+A0_EMT_CU = 3.58983  # A, EMT Cu lattice constant at 0 K and 0 GPa (minimum of E(a))
+
+
+def test_berendsen_formula_by_hand():
+    from ase import units
+
+    from al_flows.md_explore import berendsen_mu, instantaneous_pressure_GPa
+
+    # mu = (1 - beta dt/tau (P0 - P))^(1/3): P above the target expands the cell
+    assert berendsen_mu(3.0, 1.0, 0.01, 2.0, 0.5) == pytest.approx((1 - 0.01 * 2.0 / 500.0 * (1.0 - 3.0)) ** (1 / 3))
+    assert berendsen_mu(3.0, 1.0, 0.01, 2.0, 0.5) > 1 > berendsen_mu(-1.0, 1.0, 0.01, 2.0, 0.5)
+    assert berendsen_mu(1e6, 0.0, 0.01, 2.0, 0.5) == pytest.approx(1.01)  # clipped per step
+    assert berendsen_mu(-1e6, 0.0, 0.01, 2.0, 0.5) == pytest.approx(0.99)
+    # P = -tr(stress)/3 + sum m v^2 / (3V), in GPa
+    m = np.array([[2.0], [3.0]])
+    v = np.array([[0.1, 0.0, 0.0], [0.0, 0.2, 0.1]])
+    p = instantaneous_pressure_GPa([-0.03, -0.06, 0.0, 1.0, 1.0, 1.0], m, v, 50.0)
+    assert p == pytest.approx((0.03 + (2 * 0.01 + 3 * 0.05) / (3 * 50.0)) / units.GPa)
+
+
+def _npt(atoms, pressure, n_steps=400, tau=0.1, seed=2, ens=None):
+    return run_batched_langevin([atoms], ens or EmtPair(0.0), lambda k, t: 50.0, n_steps, 2.0, 10.0, 10, seed=seed,
+                                pressure_GPa=pressure, barostat_tau_ps=tau, compressibility_per_GPa=0.01)
+
+
+def test_npt_relaxes_a_strained_cell_to_the_equilibrium_volume():
+    atoms = bulk("Cu", "fcc", a=A0_EMT_CU * 1.03, cubic=True).repeat(2)  # +3 % lattice constant, P ~ -11 GPa
+    v_eq = len(atoms) * A0_EMT_CU**3 / 4
+    ens = EmtPair(0.0)
+    frames = _npt(atoms, 0.0, ens=ens)
+    assert all(ens.stress_calls[1:]) and len(frames) == 40
+    vols = np.array([f.info["volume_A3"] for f in frames])
+    np.testing.assert_allclose(vols, [f.get_volume() for f in frames], rtol=1e-12)
+    assert vols[0] < atoms.get_volume()  # shrinking from the start
+    late = frames[len(frames) // 2 :]
+    assert np.mean([f.get_volume() for f in late]) == pytest.approx(v_eq, rel=0.01)
+    assert abs(np.mean([f.info["pressure_GPa"] for f in late])) < 0.5
+    # isotropic: the cell stays cubic
+    cell = frames[-1].cell.array
+    np.testing.assert_allclose(cell / cell[0, 0], np.eye(3), atol=1e-12)
+
+    # +5 GPa compresses (EMT Cu: B ~ 135 GPa, so about -3.7 %)
+    squeezed = _npt(atoms, 5.0)
+    late5 = squeezed[len(squeezed) // 2 :]
+    v5 = np.mean([f.get_volume() for f in late5])
+    assert v5 < np.mean([f.get_volume() for f in late]) * 0.98
+    assert np.mean([f.info["pressure_GPa"] for f in late5]) == pytest.approx(5.0, abs=0.5)
+
+
+def test_md_settings_npt_and_nvt_keeps_the_cell():
+    atoms = bulk("Cu", "fcc", a=A0_EMT_CU * 1.02, cubic=True).repeat(2)
+    s = NVTSettings(n_runs=2, temperatures_K=[50.0], n_steps=60, timestep_fs=2.0, record_every=20)
+    assert s.ensemble == "nvt" and s.pressure_GPa == 0.0
+    ens = EmtPair(0.0)
+    nvt = nvt_explore([atoms], ens, s, round_=0, seed=3)
+    assert not any(ens.stress_calls)  # NVT never asks for stress
+    assert all(np.array_equal(f.cell.array, atoms.cell.array) for f in nvt)
+    assert not any("pressure_GPa" in f.info or "volume_A3" in f.info for f in nvt)
+    ens = EmtPair(0.0)
+    npt = nvt_explore([atoms], ens, s.model_copy(update={"ensemble": "npt", "barostat_tau_ps": 0.1}), round_=0, seed=3)
+    assert len(npt) == len(nvt) == 6 and all(ens.stress_calls[1:])
+    assert all(f.get_volume() < atoms.get_volume() and f.info["volume_A3"] == pytest.approx(f.get_volume()) for f in npt)
+    assert all(np.isfinite(f.info["pressure_GPa"]) for f in npt)
+    with pytest.raises(ValueError):
+        NVTSettings(ensemble="npH")
+    with pytest.raises(ValueError):
+        NVTSettings(barostat_tau_ps=0)
+    with pytest.raises(ValueError, match="periodic"):
+        molecule = atoms.copy()
+        molecule.pbc = False
+        run_batched_langevin([molecule], EmtPair(0.0), lambda k, t: 50.0, 2, 2.0, 10.0, 1, seed=0, pressure_GPa=0.0)

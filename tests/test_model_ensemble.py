@@ -295,3 +295,159 @@ def test_sheared_small_cell_invariances(ensemble):
     for k in range(len(variants)):
         np.testing.assert_allclose(pred.energies[:, k], ref.energies[:, 0], rtol=0, atol=1e-4)
         np.testing.assert_allclose(pred.forces[k], ref.forces[0], rtol=0, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- stress
+
+VOIGT = {(0, 0): 0, (1, 1): 1, (2, 2): 2, (1, 2): 3, (0, 2): 4, (0, 1): 5}
+
+
+def _triclinic_cuni():
+    """8-atom periodic triclinic Cu-Ni cell (all three cell angles off 90 degrees), rattled."""
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    cell = atoms.cell.array.copy()
+    cell[0, 1], cell[0, 2], cell[1, 2] = 0.7, 0.4, -0.3
+    atoms.set_cell(cell, scale_atoms=True)
+    atoms = atoms.repeat((2, 1, 1))
+    atoms.numbers[[1, 4, 6]] = 28
+    atoms.rattle(0.1, seed=2)
+    return atoms
+
+
+def _fd_stress(energy, atoms, i, j, h):
+    """ASE-convention stress component (1/V) dE/d eps_ij by central differences of ``energy`` under
+    the homogeneous strain r -> (1 + eps) r, eps symmetric (eps_ij = eps_ji = h for a shear)."""
+    e = []
+    for sign in (1, -1):
+        eps = np.zeros((3, 3))
+        eps[i, j] = eps[j, i] = sign * h
+        strained = atoms.copy()
+        strained.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+        e.append(energy(strained))
+    return (e[0] - e[1]) / (2 * h * atoms.get_volume()) / (1 if i == j else 2)
+
+
+def _energy64(module):
+    """Energy (eV) of one frame from a float64 copy of a member: frame_inputs with positions, cell
+    and offsets rebuilt in float64 (float32 positions would limit the finite differences)."""
+    from al_flows.model import collate_inputs, frame_inputs
+
+    def energy(atoms, stress=False):
+        inputs = collate_inputs([frame_inputs(atoms, MODEL.cutoff)])
+        cell = atoms.cell.array
+        shifts = np.rint(inputs["_offsets"].double().numpy() @ np.linalg.inv(cell))
+        inputs["_positions"] = torch.from_numpy(atoms.positions.copy())
+        inputs["_cell"] = torch.from_numpy(cell.copy())[None]
+        inputs["_offsets"] = torch.from_numpy(shifts @ cell)
+        with torch.enable_grad():
+            out = module(inputs)
+        return out if stress else float(out["energy"][0].detach())
+
+    return energy
+
+
+def test_member_stress_is_the_strain_derivative_of_its_energy(ensemble):
+    import copy
+
+    from al_flows.model import enable_stress, stress_enabled, stress_to_voigt
+
+    atoms = _triclinic_cuni()
+    # the finite-difference helper reproduces ASE's own convention (EMT's analytic stress)
+    emt = atoms.copy()
+    emt.calc = EMT()
+
+    def e_emt(a):
+        a.calc = EMT()
+        return a.get_potential_energy()
+
+    for (i, j), k in VOIGT.items():
+        assert _fd_stress(e_emt, atoms, i, j, 1e-4) == pytest.approx(emt.get_stress()[k], rel=1e-5, abs=1e-8)
+
+    # float64 copy of a trained member: analytic stress = FD of its own energy (xx and shear yz)
+    module = copy.deepcopy(ensemble.members[0]).double()
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    energy = _energy64(module)
+    assert enable_stress(module) is module and stress_enabled(module)
+    assert type(module.input_modules[0]).__name__ == "Strain" and len(module.input_modules) == 2
+    assert module.state_dict().keys() == state.keys()  # no new parameters or buffers
+    out = energy(atoms, stress=True)
+    stress = stress_to_voigt(out["stress"], torch.as_tensor(atoms.cell.array)[None])[0]
+    assert abs(stress[VOIGT[0, 0]]) > 1e-2 and abs(stress[VOIGT[1, 2]]) > 1e-2  # eV/A^3, non-trivial
+    for (i, j), k in VOIGT.items():  # xx, yy, zz, yz, xz, xy: ~1e-6 relative (O(h^2) truncation)
+        assert stress[k] == pytest.approx(_fd_stress(energy, atoms, i, j, 1e-4), rel=2e-5)
+    enable_stress(module, False)
+    assert not stress_enabled(module) and len(module.input_modules) == 1 and "stress" not in energy(atoms, True)
+
+    # the float32 ensemble gives the same stress (FD with a larger step: float32 energies)
+    pred = ensemble.predict([atoms], stress=True)
+    assert pred.stresses.shape == (2, 1, 6)
+    np.testing.assert_allclose(pred.stresses[0, 0], stress, rtol=0, atol=1e-3 * np.abs(stress).max())
+    for i, j in ((0, 0), (1, 2)):
+        fd = _fd_stress(lambda a: ensemble.predict([a]).energies[:, 0], atoms, i, j, 1e-3)
+        np.testing.assert_allclose(pred.stresses[:, 0, VOIGT[i, j]], fd, rtol=2e-3, atol=2e-6)
+
+
+def test_stress_prediction_leaves_energies_forces_and_members_unchanged(ensemble):
+    from al_flows.model import stress_enabled
+
+    test = _mixed_frames()
+    molecule = _cuni(5, repeat=(1, 1, 1))
+    molecule.pbc = False
+    molecule.cell = np.zeros((3, 3))
+    test.append(molecule)
+    states = [{k: v.clone() for k, v in m.state_dict().items()} for m in ensemble.members]
+    plain = ensemble.predict(test, batch_size=3)
+    with_stress = ensemble.predict(test, batch_size=3, stress=True)
+    assert plain.stresses is None and plain.mean_stresses is None
+    assert with_stress.stresses.shape == (2, len(test), 6)
+    np.testing.assert_allclose(with_stress.energies, plain.energies, rtol=0, atol=1e-7)
+    for f1, f0 in zip(with_stress.forces, plain.forces):
+        np.testing.assert_allclose(f1, f0, rtol=0, atol=1e-7)
+    assert np.isfinite(with_stress.stresses[:, :-1]).all() and np.isnan(with_stress.stresses[:, -1]).all()
+    np.testing.assert_allclose(with_stress.mean_stresses, with_stress.stresses.mean(axis=0))
+    # members are back to energy + forces only, weights untouched
+    assert not any(stress_enabled(m) for m in ensemble.members)
+    for m, state in zip(ensemble.members, states):
+        assert all(torch.equal(v, state[k]) for k, v in m.state_dict().items())
+    # batched stress = single-frame stress; a left-handed basis of the same cell gives the same stress
+    single = ensemble.predict(test[2:3], stress=True)
+    np.testing.assert_allclose(with_stress.stresses[:, 2], single.stresses[:, 0], rtol=0, atol=1e-6)
+    left = test[2].copy()
+    left.set_cell(test[2].cell.array[[1, 0, 2]], scale_atoms=False)
+    assert np.linalg.det(left.cell.array) < 0
+    np.testing.assert_allclose(ensemble.predict([left], stress=True).stresses[:, 0], single.stresses[:, 0], rtol=0, atol=1e-6)
+
+
+def test_calculator_stress(ensemble):
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    atoms = _cuni(12, shear=1.5)
+    pred = ensemble.predict([atoms], stress=True)
+    atoms.calc = ensemble.calculator()
+    assert "stress" in atoms.calc.implemented_properties
+    atoms.get_forces()
+    assert "stress" not in atoms.calc.results  # computed only when asked
+    np.testing.assert_allclose(atoms.get_stress(), pred.mean_stresses[0], rtol=0, atol=1e-9)
+    assert atoms.get_potential_energy() == pytest.approx(pred.mean_energies[0], abs=1e-9)
+    molecule = atoms.copy()
+    molecule.pbc = False
+    molecule.calc = ensemble.calculator()
+    with pytest.raises(PropertyNotImplementedError):
+        molecule.get_stress()
+
+
+def test_npt_md_with_the_ensemble(ensemble):
+    """NPT exploration driven by the real ensemble (stress from the members): runs, records volume
+    and pressure, changes the cell, and leaves the members without stress."""
+    from al_flows.md_explore import NVTSettings, nvt_explore
+    from al_flows.model import stress_enabled
+
+    atoms = _cuni(31, rattle=0.02)
+    s = NVTSettings(n_runs=2, temperatures_K=[100.0], n_steps=6, timestep_fs=1.0, record_every=3,
+                    ensemble="npt", pressure_GPa=1.0, barostat_tau_ps=0.05, compressibility_per_GPa=0.05)
+    frames = nvt_explore([atoms], ensemble, s, round_=0, seed=1)
+    assert len(frames) == 4
+    for f in frames:
+        assert f.info["volume_A3"] == pytest.approx(f.get_volume()) and np.isfinite(f.info["pressure_GPa"])
+    assert len({round(f.get_volume(), 6) for f in frames}) > 1
+    assert not any(stress_enabled(m) for m in ensemble.members)

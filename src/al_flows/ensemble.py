@@ -1,6 +1,7 @@
 """An ensemble of SchNet members: batched prediction, model deviation, ASE calculator.
 
-Energies in eV, forces in eV/Angstrom. The model deviation of a frame is
+Energies in eV, forces in eV/Angstrom, stresses (on request) in eV/Angstrom^3, ASE convention
+(Voigt xx, yy, zz, yz, xz, xy; ``(1/V) dE/d eps``, tensile positive). The model deviation of a frame is
 :func:`al_flows.deviation.max_force_deviation` of the members' forces (shared/METHODS.md C).
 """
 
@@ -12,16 +13,23 @@ import numpy as np
 import schnetpack.properties as P
 import torch
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import (
+    Calculator,
+    PropertyNotImplementedError,
+    all_changes,
+)
 from ase.data import chemical_symbols
 
 from al_flows.deviation import max_force_deviation
 from al_flows.model import (
     ModelSettings,
     collate_inputs,
+    enable_stress,
     frame_inputs,
     member_elements,
     member_from_bytes,
+    stress_enabled,
+    stress_to_voigt,
 )
 
 __all__ = ["EnsemblePrediction", "Ensemble", "EnsembleCalculator"]
@@ -29,10 +37,13 @@ __all__ = ["EnsemblePrediction", "Ensemble", "EnsembleCalculator"]
 
 @dataclass
 class EnsemblePrediction:
-    """Member predictions: ``energies`` [M, n_frames] (eV); ``forces`` one [M, n_atoms, 3] array per frame (eV/A)."""
+    """Member predictions: ``energies`` [M, n_frames] (eV); ``forces`` one [M, n_atoms, 3] array per frame (eV/A);
+    ``stresses`` [M, n_frames, 6] (ASE Voigt, eV/A^3; NaN for frames that are not periodic in 3D)
+    when asked for (``Ensemble.predict(..., stress=True)``), else None."""
 
     energies: np.ndarray
     forces: list[np.ndarray]
+    stresses: np.ndarray | None = None
 
     @property
     def mean_energies(self) -> np.ndarray:
@@ -48,6 +59,11 @@ class EnsemblePrediction:
     def mean_forces(self) -> list[np.ndarray]:
         """Ensemble-mean forces per frame, each [n_atoms, 3] (eV/A)."""
         return [f.mean(axis=0) for f in self.forces]
+
+    @property
+    def mean_stresses(self) -> np.ndarray | None:
+        """Ensemble-mean stress per frame [n_frames, 6] (ASE Voigt, eV/A^3), None without stresses."""
+        return None if self.stresses is None else self.stresses.mean(axis=0)
 
     @property
     def deviation(self) -> np.ndarray:
@@ -113,44 +129,64 @@ class Ensemble:
         if chunk:
             yield start, chunk
 
-    def predict(self, frames: list[Atoms], batch_size: int = 64) -> EnsemblePrediction:
+    def predict(self, frames: list[Atoms], batch_size: int = 64, stress: bool = False) -> EnsemblePrediction:
         """Energies and forces of every member for every frame; chunks of up to ``batch_size`` frames
-        are collated into one batch whose inputs (neighbour lists, computed once) all members share."""
+        are collated into one batch whose inputs (neighbour lists, computed once) all members share.
+        ``stress=True`` also returns ``stresses`` (members switched to stress for this call only, see
+        :func:`al_flows.model.enable_stress`; energies and forces are unchanged)."""
         frames = list(frames)
         self._check_elements(frames)
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        stress = bool(stress)
         n_members = len(self.members)
         energies = np.zeros((n_members, len(frames)), dtype=np.float64)
+        stresses = np.full((n_members, len(frames), 6), np.nan) if stress else None
         forces: list[np.ndarray] = []
-        for start, chunk in self._chunks(frames, batch_size):
-            batch = collate_inputs(chunk, self.device)
-            split = batch[P.n_atoms].tolist()
-            f_chunk = np.zeros((n_members, int(sum(split)), 3), dtype=np.float64)
-            for m, member in enumerate(self.members):
-                # fresh positions leaf per member: its own autograd graph, shared neighbour list
-                inputs = dict(batch)
-                inputs[P.R] = batch[P.R].detach().clone()
-                with torch.enable_grad():
-                    out = member(inputs)
-                energies[m, start : start + len(chunk)] = out[P.energy].detach().cpu().numpy()
-                f_chunk[m] = out[P.forces].detach().cpu().numpy()
-            pos = 0
-            for n in split:
-                forces.append(f_chunk[:, pos : pos + n])
-                pos += n
-        return EnsemblePrediction(energies=energies, forces=forces)
+        previous = [stress_enabled(m) for m in self.members]
+        try:
+            for member in self.members:
+                if stress_enabled(member) != stress:
+                    enable_stress(member, stress)
+            for start, chunk in self._chunks(frames, batch_size):
+                batch = collate_inputs(chunk, self.device)
+                split = batch[P.n_atoms].tolist()
+                f_chunk = np.zeros((n_members, int(sum(split)), 3), dtype=np.float64)
+                for m, member in enumerate(self.members):
+                    # fresh positions leaf per member: its own autograd graph, shared neighbour list
+                    inputs = dict(batch)
+                    inputs[P.R] = batch[P.R].detach().clone()
+                    with torch.enable_grad():
+                        out = member(inputs)
+                    energies[m, start : start + len(chunk)] = out[P.energy].detach().cpu().numpy()
+                    f_chunk[m] = out[P.forces].detach().cpu().numpy()
+                    if stress:
+                        stresses[m, start : start + len(chunk)] = stress_to_voigt(out[P.stress], batch[P.cell])
+                pos = 0
+                for n in split:
+                    forces.append(f_chunk[:, pos : pos + n])
+                    pos += n
+        finally:
+            for member, was in zip(self.members, previous, strict=True):
+                if stress_enabled(member) != was:
+                    enable_stress(member, was)
+        if stress:
+            for k, atoms in enumerate(frames):
+                if not (np.all(atoms.pbc) and atoms.cell.volume > 1e-6):
+                    stresses[:, k] = np.nan
+        return EnsemblePrediction(energies=energies, forces=forces, stresses=stresses)
 
     def calculator(self) -> "EnsembleCalculator":
-        """ASE calculator giving the ensemble-mean energy and forces."""
+        """ASE calculator giving the ensemble-mean energy, forces and (when asked) stress."""
         return EnsembleCalculator(self)
 
 
 class EnsembleCalculator(Calculator):
-    """ASE calculator: energy/free_energy (eV) and forces (eV/A) are ensemble means; results also
-    hold ``model_deviation`` (eV/A), ``energy_std`` (eV) and ``member_energies`` ([M], eV)."""
+    """ASE calculator: energy/free_energy (eV), forces (eV/A) and, when asked for, stress (ASE Voigt,
+    eV/A^3; 3D-periodic cells only) are ensemble means; results also hold ``model_deviation`` (eV/A),
+    ``energy_std`` (eV) and ``member_energies`` ([M], eV)."""
 
-    implemented_properties = ["energy", "forces", "free_energy"]
+    implemented_properties = ["energy", "forces", "free_energy", "stress"]
 
     def __init__(self, ensemble: Ensemble, **kwargs):
         super().__init__(**kwargs)
@@ -158,7 +194,10 @@ class EnsembleCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        pred = self.ensemble.predict([self.atoms])
+        want_stress = "stress" in properties
+        if want_stress and not (np.all(self.atoms.pbc) and self.atoms.cell.volume > 1e-6):
+            raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+        pred = self.ensemble.predict([self.atoms], stress=want_stress)
         energy = float(pred.mean_energies[0])
         self.results = {
             "energy": energy,
@@ -168,3 +207,5 @@ class EnsembleCalculator(Calculator):
             "energy_std": float(pred.energy_std[0]),
             "member_energies": pred.energies[:, 0].copy(),
         }
+        if want_stress:
+            self.results["stress"] = pred.mean_stresses[0]

@@ -6,7 +6,20 @@ the same prediction). Integrator: Langevin BAOAB (Leimkuhler-Matthews) at fixed 
 
     v += dt/2 F/m;  x += dt/2 v;  v = c v + sqrt((1 - c^2) kT/m) xi;  x += dt/2 v;  F(x);  v += dt/2 F/m
 
-with c = exp(-friction dt). Units: Angstrom, eV, amu, fs, K.
+with c = exp(-friction dt). Units: Angstrom, eV, amu, fs, K, GPa.
+
+NPT (optional, ``pressure_GPa`` given): an isotropic Berendsen barostat per trajectory. After each
+step's (batched) force and stress evaluation and the last half kick, the instantaneous pressure
+
+    P = -trace(<stress>)/3 + sum_i m_i v_i^2 / (3 V)        (= -tr(sigma)/3 + N k_B T_kin / V)
+
+(ensemble-mean ASE stress, tensile positive) sets the scale factor
+
+    mu = (1 - beta dt/tau (P0 - P))^(1/3),  clipped to [0.99, 1.01],
+
+and the cell and positions of that trajectory are scaled by mu (velocities are not), as ASE's
+``NPTBerendsen``; beta = ``compressibility_per_GPa``, tau = ``barostat_tau_ps``. The ensemble is
+asked for stresses (``predict(frames, stress=True)``) only in NPT; the NVT path is unchanged.
 
 - :func:`langevin_schedule` (ANI-Al, METHODS B): each trajectory draws T_start, T_end, T_mod,
   t_0 and follows ``T(t) = T_start + (t/t_max)(T_end - T_start) + T_mod sin^2(pi t / t_0)``;
@@ -23,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 from ase import Atoms, units
@@ -32,7 +46,8 @@ from pydantic import Field, model_validator
 from al_flows.dataset import frame_id
 from al_flows.settings import Settings
 
-__all__ = ["ScheduleSettings", "NVTSettings", "schedule_temperature", "draw_schedule", "run_batched_langevin", "langevin_schedule", "nvt_explore"]
+__all__ = ["ScheduleSettings", "NVTSettings", "schedule_temperature", "draw_schedule", "berendsen_mu",
+           "instantaneous_pressure_GPa", "run_batched_langevin", "langevin_schedule", "nvt_explore"]
 
 
 def _range(lo_hi) -> tuple[float, float]:
@@ -66,7 +81,8 @@ class ScheduleSettings(Settings):
 
 
 class NVTSettings(Settings):
-    """DP-GEN sampler: NVT Langevin MD; round k runs at ``temperatures_K[min(k, len - 1)]``."""
+    """DP-GEN sampler: NVT (or, with ``ensemble="npt"``, NPT: isotropic Berendsen barostat) Langevin
+    MD; round k runs at ``temperatures_K[min(k, len - 1)]``."""
 
     n_runs: int = Field(4, gt=0, description="trajectories per starting structure")
     n_starts: int | None = Field(None, gt=0, description="starting structures drawn (seeded) per round; default all")
@@ -75,6 +91,10 @@ class NVTSettings(Settings):
     timestep_fs: float = Field(1.0, gt=0)
     friction_per_ps: float = Field(5.0, gt=0)
     record_every: int = Field(50, gt=0)
+    ensemble: Literal["nvt", "npt"] = Field("nvt", description="nvt: fixed cell; npt: isotropic Berendsen barostat")
+    pressure_GPa: float = Field(0.0, description="GPa, target pressure of the barostat (npt)")
+    barostat_tau_ps: float = Field(0.5, gt=0, description="ps, Berendsen barostat time constant (npt)")
+    compressibility_per_GPa: float = Field(0.01, gt=0, description="1/GPa, compressibility assumed by the barostat (npt)")
 
     @model_validator(mode="after")
     def _positive(self):
@@ -100,6 +120,24 @@ def draw_schedule(rng: np.random.Generator, s: ScheduleSettings) -> dict:
     }
 
 
+MU_CLIP = 0.01  # the barostat changes a cell length by at most 1 % per step
+
+
+def berendsen_mu(pressure_GPa, target_GPa: float, compressibility_per_GPa: float, timestep_fs: float, tau_ps: float):
+    """Isotropic Berendsen scale factor of the cell lengths, ``(1 - beta dt/tau (P0 - P))^(1/3)``,
+    clipped to [1 - MU_CLIP, 1 + MU_CLIP] (pressures in GPa, beta in 1/GPa)."""
+    x = 1.0 - compressibility_per_GPa * (timestep_fs / (1000.0 * tau_ps)) * (target_GPa - np.asarray(pressure_GPa, dtype=float))
+    return np.clip(np.cbrt(x), 1.0 - MU_CLIP, 1.0 + MU_CLIP)
+
+
+def instantaneous_pressure_GPa(stress_voigt, masses: np.ndarray, velocities: np.ndarray, volume: float) -> float:
+    """P = -trace(stress)/3 + sum m v^2 / (3V) in GPa (stress: ASE Voigt eV/A^3; masses amu [N, 1],
+    velocities in ASE units [N, 3]; volume A^3)."""
+    s = np.asarray(stress_voigt, dtype=float)
+    kinetic = float((masses * velocities**2).sum()) / (3.0 * volume)
+    return (-(s[0] + s[1] + s[2]) / 3.0 + kinetic) / units.GPa
+
+
 def _frame(atoms: Atoms, energy: float, forces: np.ndarray, info: dict) -> Atoms:
     frame = atoms.copy()
     frame.calc = SinglePointCalculator(frame, energy=float(energy), forces=np.array(forces))
@@ -119,18 +157,30 @@ def run_batched_langevin(
     seed: int,
     stop_deviation: float | None = None,
     info: list[dict] | None = None,
+    pressure_GPa: float | None = None,
+    barostat_tau_ps: float = 0.5,
+    compressibility_per_GPa: float = 0.01,
 ) -> list[Atoms]:
     """Advance one Langevin trajectory per start (copies) for ``n_steps``; ``temperature(k, t_ps)``
     gives trajectory k's target temperature (K) at time t. Returns recorded frames (every
     ``record_every`` steps, and each stop frame), labelled with the ensemble mean energy/forces
     and carrying info: run, step, time_ps, temperature_K, deviation, stopped, plus ``info[k]``.
-    A trajectory whose deviation reaches ``stop_deviation`` (or is not finite) stops there."""
+    A trajectory whose deviation reaches ``stop_deviation`` (or is not finite) stops there.
+
+    ``pressure_GPa`` (None: NVT, fixed cell) turns on the isotropic Berendsen barostat of every
+    trajectory (module doc; starts must be periodic in 3D); recorded frames then also carry
+    ``volume_A3`` and ``pressure_GPa`` (instantaneous, at the frame's geometry)."""
+    npt = pressure_GPa is not None
+    if npt and (barostat_tau_ps <= 0 or compressibility_per_GPa <= 0):
+        raise ValueError("barostat_tau_ps and compressibility_per_GPa must be positive")
     rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
     dt = timestep_fs * units.fs
     c = math.exp(-friction_per_ps * timestep_fs / 1000.0)
     systems = [a.copy() for a in starts]
     for a in systems:
         a.calc = None
+        if npt and not (np.all(a.pbc) and a.cell.volume > 1e-6):
+            raise ValueError("NPT needs starting structures periodic in all three directions")
         a.wrap()
     masses = [a.get_masses()[:, None] for a in systems]
     vel = []
@@ -152,17 +202,26 @@ def run_batched_langevin(
             vel[k] = c * vel[k] + np.sqrt((1.0 - c * c) * kt / m) * rng.normal(size=vel[k].shape)
             a.positions += 0.5 * dt * vel[k]
             a.wrap()
-        pred = ensemble.predict([systems[k] for k in running])
+        batch = [systems[k] for k in running]
+        pred = ensemble.predict(batch, stress=True) if npt else ensemble.predict(batch)
         dev = pred.deviation
         still = []
         for j, k in enumerate(running):
             forces[k] = pred.mean_forces[j]
             vel[k] += 0.5 * dt * forces[k] / masses[k]
             stop = stop_deviation is not None and (not np.isfinite(dev[j]) or dev[j] >= stop_deviation)
+            if npt:
+                volume = float(systems[k].cell.volume)
+                pressure = instantaneous_pressure_GPa(pred.mean_stresses[j], masses[k], vel[k], volume)
             if stop or step % record_every == 0:
                 meta = {**(info[k] if info else {}), "run": k, "step": step, "time_ps": t_ps,
                         "temperature_K": float(temperature(k, t_ps)), "deviation": float(dev[j]), "stopped": bool(stop)}
+                if npt:
+                    meta.update(volume_A3=volume, pressure_GPa=float(pressure))
                 frames.append(_frame(systems[k], pred.mean_energies[j], forces[k], meta))
+            if npt and not stop and np.isfinite(pressure):
+                mu = float(berendsen_mu(pressure, pressure_GPa, compressibility_per_GPa, timestep_fs, barostat_tau_ps))
+                systems[k].set_cell(systems[k].cell.array * mu, scale_atoms=True)
             if not stop:
                 still.append(k)
         running = still
@@ -191,7 +250,8 @@ def langevin_schedule(structures: list[Atoms], ensemble, settings: ScheduleSetti
 
 
 def nvt_explore(structures: list[Atoms], ensemble, settings: NVTSettings, round_: int, seed: int, explorer: str = "md") -> list[Atoms]:
-    """DP-GEN exploration: ``n_runs`` NVT trajectories per structure at this round's temperature."""
+    """DP-GEN exploration: ``n_runs`` NVT (or NPT, ``settings.ensemble``) trajectories per structure
+    at this round's temperature."""
     temp = float(settings.temperatures_K[min(max(round_, 0), len(settings.temperatures_K) - 1)])
     if settings.n_starts is not None and settings.n_starts < len(structures):
         rng = np.random.default_rng((int(seed) & 0xFFFFFFFF, 19))
@@ -201,4 +261,6 @@ def nvt_explore(structures: list[Atoms], ensemble, settings: NVTSettings, round_
     return run_batched_langevin(
         starts, ensemble, lambda k, t: temp, settings.n_steps, settings.timestep_fs, settings.friction_per_ps,
         settings.record_every, seed, None, info,
+        **({"pressure_GPa": settings.pressure_GPa, "barostat_tau_ps": settings.barostat_tau_ps,
+            "compressibility_per_GPa": settings.compressibility_per_GPa} if settings.ensemble == "npt" else {}),
     )
