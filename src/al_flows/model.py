@@ -20,7 +20,10 @@ both are buffers, so a loaded module alone predicts total energies. Forces are
 Inputs are schnetpack-style dicts (keys of :mod:`schnetpack.properties`); the periodic
 neighbour list comes from matscipy (``"ijS"``, all images, so small or sheared triclinic
 cells with a cutoff larger than half the cell are correct) and is computed once per frame
-by :func:`frame_inputs`; :func:`collate_inputs` joins frames into one batch.
+by :func:`frame_inputs` (``cache=True``: kept in a process-wide LRU keyed by a hash of the
+frame's numbers, positions, cell, pbc and the cutoff, :class:`NeighbourCache`, so training rounds
+and members reuse it and a moved atom invalidates it); :func:`collate_inputs` joins frames into
+one batch.
 
 Stress (only when asked, :func:`enable_stress`): schnetpack's ``Strain`` input module (first, before
 ``PairwiseDistances``) deforms positions, offsets and cell by ``r -> (1 + eps) r`` with a zero
@@ -33,8 +36,11 @@ xx, yy, zz, yz, xz, xy. Neither module has parameters or buffers: the state dict
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
+import threading
+from collections import OrderedDict
 from typing import Any, Sequence
 
 import numpy as np
@@ -65,6 +71,9 @@ __all__ = [
     "stress_to_voigt",
     "energy_reference",
     "frame_inputs",
+    "frame_key",
+    "NeighbourCache",
+    "neighbour_cache",
     "collate_inputs",
     "to_atomic_numbers",
     "BLOB_FORMAT",
@@ -117,6 +126,11 @@ class TrainingSettings(Settings):
     lr_decay: float = Field(0.8, gt=0, lt=1, description="learning-rate factor on plateau")
     val_fraction: float = Field(0.1, ge=0, lt=0.5, description="fraction of frames held out for validation")
     device: str = "cpu"
+    amp: bool = Field(
+        False,
+        description="mixed precision on CUDA: the SchNet representation runs under bfloat16 autocast "
+        "(energy aggregation, reference and loss stay float32/float64); ignored, with a warning, on other devices",
+    )
 
 
 class EnergyReference(torch.nn.Module):
@@ -170,7 +184,10 @@ class SymmetricSchNet(spk.representation.SchNet):
         for interaction in self.interactions:
             h = interaction.in2f(x)
             w_ij = interaction.filter_network(f_ij) * rcut_ij[:, None]
-            msg = torch.zeros_like(h).index_add(0, i, h.index_select(0, j) * w_ij)
+            m_ji = h.index_select(0, j) * w_ij
+            # accumulate in the product's dtype: h's in float32; float32 under bfloat16 autocast
+            # (w_ij is promoted by the float32 cutoff), so messages are summed in float32
+            msg = torch.zeros(h.shape, dtype=m_ji.dtype, device=h.device).index_add(0, i, m_ji)
             msg = msg.index_add(0, j, h.index_select(0, i) * w_ij)
             x = x + interaction.f2out(msg)
         inputs["scalar_representation"] = x
@@ -334,9 +351,112 @@ def member_from_bytes(blob: bytes) -> tuple[torch.nn.Module, ModelSettings, dict
 # ----------------------------------------------------------------------------- inputs
 
 
-def frame_inputs(atoms: Atoms, cutoff: float) -> dict[str, torch.Tensor]:
+def frame_key(atoms: Atoms, cutoff: float) -> bytes:
+    """Content hash (16-byte BLAKE2b) of what :func:`frame_inputs` depends on: atomic numbers,
+    positions, cell and pbc (exact float64 bytes) and the cutoff. Moving any atom by any amount,
+    or changing the cell, gives another key."""
+    h = hashlib.blake2b(digest_size=16)
+    numbers = np.ascontiguousarray(atoms.numbers, dtype=np.int64)
+    h.update(np.int64(len(numbers)).tobytes())
+    h.update(numbers.tobytes())
+    h.update(np.ascontiguousarray(atoms.positions, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(atoms.cell.array, dtype=np.float64).tobytes())
+    h.update(np.asarray(atoms.pbc, dtype=bool).tobytes())
+    h.update(np.float64(cutoff).tobytes())
+    return h.digest()
+
+
+class NeighbourCache:
+    """Least-recently-used cache of :func:`frame_inputs` results, keyed by :func:`frame_key`.
+
+    A changed frame (any position, the cell, pbc, numbers) or another cutoff has another key, so
+    stale entries are never returned; they age out. Memory: about 28 bytes per neighbour pair
+    (two int64 indices, three float32 offsets) plus 20 bytes per atom, e.g. ~40 kB for a 32-atom
+    cell at 5 Angstrom (1400 pairs) and ~1.1 MB for a 500-atom cell at 6 Angstrom (39k pairs);
+    entries are dropped, oldest use first, beyond ``max_bytes``. The cached tensors are shared
+    with every caller: never modify them in place (:func:`collate_inputs` copies them). Per
+    process only (a FireWorks worker starts empty). Thread-safe.
+    """
+
+    def __init__(self, max_bytes: int = 256 * 2**20):
+        self.max_bytes = int(max_bytes)
+        self._entries: OrderedDict[bytes, tuple[dict[str, torch.Tensor], int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.nbytes = self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: bytes) -> dict[str, torch.Tensor] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return dict(entry[0])
+
+    def put(self, key: bytes, inputs: dict[str, torch.Tensor]) -> None:
+        size = sum(t.numel() * t.element_size() for t in inputs.values())
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.nbytes -= old[1]
+            if size > self.max_bytes:
+                return
+            self._entries[key] = (dict(inputs), size)
+            self.nbytes += size
+            while self.nbytes > self.max_bytes:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self.nbytes -= dropped
+
+    def clear(self) -> None:
+        """Drop every entry and reset the hit/miss counters."""
+        with self._lock:
+            self._entries.clear()
+            self.nbytes = self.hits = self.misses = 0
+
+    def info(self) -> dict:
+        """entries, bytes, max_bytes, hits, misses."""
+        with self._lock:
+            return {
+                "entries": len(self._entries),
+                "bytes": self.nbytes,
+                "max_bytes": self.max_bytes,
+                "hits": self.hits,
+                "misses": self.misses,
+            }
+
+
+_NEIGHBOUR_CACHE = NeighbourCache()
+
+
+def neighbour_cache() -> NeighbourCache:
+    """The process-wide cache used by ``frame_inputs(..., cache=True)`` (set its ``max_bytes``,
+    ``clear()`` it, read ``info()``)."""
+    return _NEIGHBOUR_CACHE
+
+
+def frame_inputs(atoms: Atoms, cutoff: float, cache: bool = False) -> dict[str, torch.Tensor]:
     """schnetpack inputs of one frame (float32 positions/offsets, int64 indices), neighbour
-    list from matscipy with every periodic image within ``cutoff`` (Angstrom)."""
+    list from matscipy with every periodic image within ``cutoff`` (Angstrom).
+
+    ``cache=True``: look the frame up in (and add it to) :func:`neighbour_cache` by its content
+    hash (:func:`frame_key`); the returned dict is new but its tensors are shared with the cache
+    and must not be modified in place."""
+    if cache:
+        key = frame_key(atoms, cutoff)
+        hit = _NEIGHBOUR_CACHE.get(key)
+        if hit is not None:
+            return hit
+        inputs = _frame_inputs(atoms, cutoff)
+        _NEIGHBOUR_CACHE.put(key, inputs)
+        return dict(inputs)
+    return _frame_inputs(atoms, cutoff)
+
+
+def _frame_inputs(atoms: Atoms, cutoff: float) -> dict[str, torch.Tensor]:
     pbc = np.asarray(atoms.pbc, dtype=bool)
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
     nl_atoms = atoms
