@@ -8,6 +8,13 @@ fixed cell to ``fmax`` (eV/Angstrom). The relaxed frame of every step is recorde
 until the shear strain gamma = sqrt(C01^2 + C02^2)/C00 reaches ``gamma_max`` or
 ``max_steps`` steps were made. A relaxation that yields non-finite energy/forces
 ends that run early (no exception).
+
+:func:`explore_shear` runs the replicas (structure, run) one after the other with any ASE
+calculator; :func:`explore_shear_batched` runs all of them in lockstep with an ensemble: every
+shear step perturbs and shears each running replica (same noise streams), then relaxes all of
+them together with :func:`al_flows.batched_relax.relax_batched` (one batched ensemble prediction
+per optimiser step), and gives the frames :func:`explore_shear` gives with the ensemble's
+calculator, up to the floating-point round-off of batched model evaluation.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.optimize import BFGS, FIRE, LBFGS
 from pydantic import Field
 
+from al_flows.batched_relax import relax_batched
 from al_flows.dataset import PROVENANCE_KEYS, frame_id
 from al_flows.settings import Settings
 
@@ -40,6 +48,12 @@ class ShearSettings(Settings):
     fmax: float = Field(0.002, gt=0, description="eV/Angstrom, relaxation force tolerance")
     max_opt_steps: int = Field(500, gt=0, description="optimiser steps per relaxation")
     optimizer: Literal["BFGS", "LBFGS", "FIRE"] = "BFGS"
+    batched: bool = Field(
+        True,
+        description="explore with an ensemble by relaxing all replicas in lockstep (one batched ensemble "
+        "prediction per optimiser step; ShearExploreMaker does so for optimizer FIRE, BFGS/LBFGS keep "
+        "the sequential path)",
+    )
 
 
 def shear_cell(cell: np.ndarray, delta: float) -> np.ndarray:
@@ -108,26 +122,24 @@ def run_shear(
         results = getattr(calculator, "results", {}) or {}
         deviation = float(results.get("model_deviation", np.nan))
         gamma = shear_strain(work.cell[:])
-        frame = work.copy()
-        frame.calc = SinglePointCalculator(frame, energy=energy, forces=forces)
-        frame.info = dict(base_info)
-        frame.info.update(
-            explorer=explorer,
-            parent_id=parent_id,
-            run=int(run),
-            step=step,
-            gamma=gamma,
-            energy=energy,
-            deviation=deviation,
-            converged=converged,
-            n_opt_steps=int(opt.nsteps),
-            seed=int(seed),
+        frames.append(
+            _frame(work, (energy, forces), base_info, explorer=explorer, parent_id=parent_id, run=int(run), step=step,
+                   gamma=gamma, energy=energy, deviation=deviation, converged=converged,
+                   n_opt_steps=int(opt.nsteps), seed=int(seed))
         )
-        frame.info["frame_id"] = frame_id(frame)
-        frames.append(frame)
         if gamma >= settings.gamma_max - 1e-12:
             break
     return frames
+
+
+def _frame(work: Atoms, labels: tuple[float, np.ndarray], base_info: dict, **info) -> Atoms:
+    """Copy of ``work`` labelled with (energy eV, forces eV/A), info ``base_info`` + ``info`` + frame_id."""
+    frame = work.copy()
+    frame.calc = SinglePointCalculator(frame, energy=labels[0], forces=labels[1])
+    frame.info = dict(base_info)
+    frame.info.update(info)
+    frame.info["frame_id"] = frame_id(frame)
+    return frame
 
 
 def run_seed(seed: int, structure_index: int) -> int:
@@ -144,3 +156,58 @@ def explore_shear(structures: list[Atoms], calculator, settings: ShearSettings, 
         for r in range(settings.n_runs):
             frames.extend(run_shear(atoms, calculator, settings, seed=run_seed(seed, i), run=r, parent_id=pid, explorer=explorer))
     return frames
+
+
+def explore_shear_batched(
+    structures: list[Atoms],
+    ensemble,
+    settings: ShearSettings,
+    seed: int,
+    explorer: str = "shear",
+    batch_size: int | None = None,
+) -> list[Atoms]:
+    """:func:`explore_shear` with all ``len(structures) * settings.n_runs`` replicas in lockstep and
+    the ensemble mean relaxing them together (:func:`al_flows.batched_relax.relax_batched`, one
+    ``ensemble.predict`` of all running replicas per optimiser step; ``settings.optimizer`` FIRE,
+    BFGS or LBFGS, each as ASE's). Replica (i, r) draws its noise from
+    ``default_rng((run_seed(seed, i), r))`` as in :func:`run_shear`; frames, their order and info
+    (deviation: the ensemble's model deviation of the relaxed frame) are those of
+    ``explore_shear(structures, ensemble.calculator(), settings, seed, explorer)``.
+    ``batch_size``: frames per forward pass, passed to ``ensemble.predict`` (its default if None)."""
+    replicas = []
+    for i, atoms in enumerate(structures):
+        pid = _parent_id(atoms)
+        rseed = run_seed(seed, i)
+        base_info = {k: v for k, v in atoms.info.items() if k not in PROVENANCE_KEYS and k not in _SHEAR_KEYS}
+        for r in range(settings.n_runs):
+            work = atoms.copy()
+            work.calc = None
+            replicas.append({"work": work, "rng": np.random.default_rng((_u64(rseed), _u64(r))), "run": r,
+                             "seed": rseed, "parent_id": pid, "base_info": base_info, "frames": []})
+    running = list(replicas)
+    for step in range(1, settings.max_steps + 1):
+        if not running:
+            break
+        for rep in running:
+            work = rep["work"]
+            if settings.sigma > 0:
+                work.positions = work.positions + rep["rng"].normal(0.0, settings.sigma, size=(len(work), 3))
+            work.set_cell(shear_cell(work.cell[:], settings.shear_step), scale_atoms=True)
+        relaxed = relax_batched([rep["work"] for rep in running], ensemble, fmax=settings.fmax,
+                                max_steps=settings.max_opt_steps, optimizer=settings.optimizer, batch_size=batch_size)
+        still = []
+        for rep, res in zip(running, relaxed, strict=True):
+            work = rep["work"]
+            if not (res.finite and np.isfinite(res.positions).all()):
+                continue  # the run ends here, as in run_shear
+            work.set_positions(res.positions)
+            gamma = shear_strain(work.cell[:])
+            rep["frames"].append(
+                _frame(work, (res.energy, res.forces), rep["base_info"], explorer=explorer, parent_id=rep["parent_id"],
+                       run=int(rep["run"]), step=step, gamma=gamma, energy=res.energy, deviation=res.deviation,
+                       converged=res.converged, n_opt_steps=res.n_steps, seed=int(rep["seed"]))
+            )
+            if gamma < settings.gamma_max - 1e-12:
+                still.append(rep)
+        running = still
+    return [f for rep in replicas for f in rep["frames"]]

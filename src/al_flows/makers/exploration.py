@@ -16,7 +16,7 @@ from al_flows.documents import ExplorationDocument, frames_text
 from al_flows.makers._common import ensemble_id, field, load_ensemble, model_ids_of
 from al_flows.provenance import explored_record
 from al_flows.md_explore import NVTSettings, ScheduleSettings, langevin_schedule, nvt_explore
-from al_flows.shear import ShearSettings, explore_shear
+from al_flows.shear import ShearSettings, explore_shear, explore_shear_batched
 
 
 def _document(frames, campaign, round, explorer, ens_id, start) -> ExplorationDocument:
@@ -48,7 +48,13 @@ def _prepare(maker, structures, models, round):
 @dataclass
 class ShearExploreMaker(Maker):
     """Relax perturbed, progressively sheared copies of every starting structure with the
-    ensemble mean; every relaxed frame keeps its energy, gamma and model deviation."""
+    ensemble mean; every relaxed frame keeps its energy, gamma and model deviation.
+
+    With ``settings.batched`` and optimizer FIRE all runs are relaxed in lockstep, one batched
+    ensemble prediction per optimiser step (:func:`al_flows.shear.explore_shear_batched`, same
+    frames as the sequential path up to float round-off); BFGS/LBFGS (and ``batched=False``, or
+    starting structures with constraints) take the sequential path with the ensemble's ASE
+    calculator, whose numbers existing campaigns keep."""
 
     name: str = "shear"
     settings: ShearSettings = dc_field(default_factory=ShearSettings)
@@ -56,7 +62,10 @@ class ShearExploreMaker(Maker):
     @job(data=["frames_blob"], output_schema=ExplorationDocument)
     def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
         start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
-        frames = explore_shear(starts, ensemble.calculator(), self.settings, seed=seed, explorer=self.name)
+        if self.settings.batched and self.settings.optimizer == "FIRE" and not any(a.constraints for a in starts):
+            frames = explore_shear_batched(starts, ensemble, self.settings, seed=seed, explorer=self.name)
+        else:
+            frames = explore_shear(starts, ensemble.calculator(), self.settings, seed=seed, explorer=self.name)
         return _document(frames, campaign, round, self.name, ens_id, start)
 
 
