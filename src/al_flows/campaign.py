@@ -206,7 +206,7 @@ def run_campaign(config: CampaignConfig, base_dir: str | Path, workdir: str | Pa
             report = build_report(store, config)
             report["wall_time_s"] = round(time.perf_counter() - start, 1)
             (workdir / "report.json").write_text(json.dumps(report, indent=2))
-            if flow is not None and config.autotest is not None and report["finished"] and "autotest" not in report:
+            if flow is not None and getattr(config, "autotest", None) is not None and report["finished"] and "autotest" not in report:
                 raise CampaignError(f"campaign '{config.name}' finished but its autotest did not complete: {failures.summary()}")
             if flow is not None and not report["finished"]:
                 raise CampaignError(
