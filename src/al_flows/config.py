@@ -256,12 +256,34 @@ class Convergence(_Strict):
     accurate_ratio: float = Field(0.95, gt=0, le=1)
 
 
-class CampaignConfig(_Strict):
-    """A whole active-learning campaign."""
+class _CampaignBase(_Strict):
+    """Keys every campaign file has (both workflows), and its fingerprint."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
     seed: int = 0
     elements: list[str] = Field(min_length=1)
+
+    @field_validator("elements")
+    @classmethod
+    def _elements(cls, v):
+        from ase.data import atomic_numbers
+
+        bad = [e for e in v if e not in atomic_numbers]
+        if bad:
+            raise ValueError(f"unknown chemical symbol(s) {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError("elements are listed twice")
+        return v
+
+    def fingerprint(self) -> str:
+        """Hash of the settings that define the results (store and queues excluded)."""
+        d = self.model_dump(mode="json", exclude={"store", "queues"})
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class CampaignConfig(_CampaignBase):
+    """A whole active-learning campaign."""
+
     initial: InitialData
     model: ModelSettings = ModelSettings()
     training: TrainingSettings = TrainingSettings()
@@ -284,18 +306,6 @@ class CampaignConfig(_Strict):
             )
         return self
 
-    @field_validator("elements")
-    @classmethod
-    def _elements(cls, v):
-        from ase.data import atomic_numbers
-
-        bad = [e for e in v if e not in atomic_numbers]
-        if bad:
-            raise ValueError(f"unknown chemical symbol(s) {bad}")
-        if len(set(v)) != len(v):
-            raise ValueError("elements are listed twice")
-        return v
-
     @model_validator(mode="after")
     def _test_set_fits_labeller(self):
         if self.test_set.kind == "labeller_shear" and self.labeller.kind != "ase":
@@ -312,10 +322,6 @@ class CampaignConfig(_Strict):
             raise ValueError(f"explorers: names must be unique, got {names}")
         return self
 
-    def fingerprint(self) -> str:
-        """Hash of the settings that define the campaign's results (store and queues excluded)."""
-        d = self.model_dump(mode="json", exclude={"store", "queues"})
-        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 SEED000_SYSTEMS = ["pristine", "VNi(N1)", "VNi(N3)", "VCu(C1)", "VCu(C3)", "2VNi(N1)", "2VCu(C1)"]
@@ -389,14 +395,11 @@ class ValidationConfig(_Strict):
     agree_tol: float = Field(0.005, gt=0, description="eV/atom; NNP and labeller single points agree within this")
 
 
-class PoolStudyConfig(_Strict):
+class PoolStudyConfig(_CampaignBase):
     """Seed 000 in full: active sampling over a labelled pool, static baselines, the
     stochastic shear study with the resulting model, and the validation of its minima."""
 
     workflow: Literal["pool_study"] = "pool_study"
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
-    seed: int = 0
-    elements: list[str] = Field(min_length=1)
     pool: PoolConfig
     model: ModelSettings = ModelSettings()
     training: TrainingSettings = TrainingSettings()
@@ -408,7 +411,6 @@ class PoolStudyConfig(_Strict):
     store: StoreConfig = EmbeddedStore()
     queues: QueuesConfig = QueuesConfig()
 
-    _elements = field_validator("elements")(CampaignConfig._elements.__func__)
 
     @model_validator(mode="after")
     def _md_needs_ase(self):
@@ -426,10 +428,6 @@ class PoolStudyConfig(_Strict):
             raise ValueError("validation: checks the shear study's minima; add a shear_study section or remove validation")
         return self
 
-    def fingerprint(self) -> str:
-        """Hash of the settings that define the study's results (store and queues excluded)."""
-        d = self.model_dump(mode="json", exclude={"store", "queues"})
-        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 AnyConfig = Union[CampaignConfig, PoolStudyConfig]
