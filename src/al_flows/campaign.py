@@ -19,6 +19,7 @@ from pathlib import Path
 from jobflow import Flow, JobStore, run_locally
 
 from al_flows.config import AnyConfig, CampaignConfig, ConfigError, PoolStudyConfig
+from al_flows.makers._common import drop_completed
 from al_flows.makers.active_learning import ActiveLearningMaker
 from al_flows.queries import latest_outputs
 from al_flows.stores import ensure_indexes, make_job_store
@@ -143,10 +144,17 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
     maker = ActiveLearningMaker.from_config(config, base_dir)
     result, last = campaign_state(store, config)
     if result is not None:
+        if maker.autotest is not None and not _outputs(store, config.name, "autotest"):
+            return maker.autotest_flow(result["final_round"]), f"campaign '{config.name}' finished; running its autotest"
         return None, f"campaign '{config.name}' already finished after {result['n_rounds']} round(s); report rewritten"
     if last is not None:
         return maker.continue_from(last), f"continuing campaign '{config.name}' after round {last['round']}"
-    return maker.make(), f"starting campaign '{config.name}'"
+    # jobs that finished in an earlier, interrupted run are not run again (outputs read by uuid)
+    todo, done = drop_completed(maker.initial_jobs(), store)
+    flow = Flow(todo, name=f"{config.name} campaign")
+    if done:
+        return flow, f"continuing campaign '{config.name}' before round 0 ({len(done)} finished job(s) reused)"
+    return flow, f"starting campaign '{config.name}'"
 
 
 WORKDIR_CONFIG = "campaign.json"

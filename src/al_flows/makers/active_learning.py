@@ -20,7 +20,7 @@ from dataclasses import field as dc_field
 from pathlib import Path
 
 import numpy as np
-from jobflow import Flow, Job, Maker, OutputReference, Response, job
+from jobflow import CURRENT_JOB, Flow, Job, Maker, OutputReference, Response, job
 
 from al_flows import progress
 from al_flows.config import CampaignConfig, InitialData, TestSetConfig
@@ -37,11 +37,13 @@ from al_flows.initial_data import build_structures, perturbed_copies
 from al_flows.labelling import calculator_factory
 from al_flows.makers._common import (
     derived_seed,
+    drop_completed,
     ensemble_id,
     field,
     load_ensemble,
     model_ids_of,
     route,
+    stable_uuid,
 )
 from al_flows.makers.autotest import autotest_job
 from al_flows.makers.exploration import MDExploreMaker, ShearExploreMaker
@@ -180,7 +182,9 @@ def round_summary(
     return summary
 
 
-def _tag(j: Job, campaign: str, fingerprint: str, round_: int, stage: str, category: str) -> Job:
+def _tag(j: Job, campaign: str, fingerprint: str, round_: int, stage: str, category: str, key: str | None = None) -> Job:
+    """Metadata, FireWorks category and a uuid fixed by (campaign, fingerprint, round, stage, key)."""
+    j.set_uuid(stable_uuid(campaign, fingerprint, round_, stage, key if key is not None else j.name))
     j.update_metadata({"campaign": campaign, "fingerprint": fingerprint, "round": round_, "stage": stage}, dynamic=False)
     return route(j, category)
 
@@ -276,14 +280,20 @@ class ActiveLearningMaker(Maker):
             elements=list(config.elements),
         )
 
-    def tag(self, j: Job, round_: int, stage: str) -> Job:
-        """Set the campaign/round/stage metadata and the FireWorks category of the stage.
-        Jobs made by Makers keep the Maker's name (renaming such a job renames its Maker)."""
+    def tag(self, j: Job, round_: int, stage: str, key: str | None = None) -> Job:
+        """Set the campaign/round/stage metadata, the FireWorks category of the stage and the
+        job's fixed uuid (``key`` tells apart jobs of one stage; default: the job's name).
+        Tag a job before anything refers to its output. Jobs made by Makers keep the Maker's
+        name (renaming such a job renames its Maker)."""
         category = self.categories.get(stage, self.categories.get("default", "cpu"))
-        return _tag(j, self.campaign, self.fingerprint, round_, stage, category)
+        return _tag(j, self.campaign, self.fingerprint, round_, stage, category, key)
 
     def make(self) -> Flow:
         """The whole campaign from nothing but the configuration."""
+        return Flow(self.initial_jobs(), name=f"{self.campaign} campaign")
+
+    def initial_jobs(self) -> list[Job]:
+        """The jobs before round 0 (structures, test set, initial labels) and round 0's job."""
         if self.initial is None:
             raise ValueError("ActiveLearningMaker.initial: give the initial data settings (initial.structures)")
         elements = list(self.train_maker.elements)
@@ -303,7 +313,7 @@ class ActiveLearningMaker(Maker):
         merged = self.tag(merge_labels(None, labels.output, self.campaign, -1, self.allow_mixed_settings), -1, "merge")
         merged.name = "merge initial"
         first = self.round_job(0, merged.output.n_frames, False, merged.uuid, structures.uuid, test.uuid)
-        return Flow([structures, *test_jobs, copies, labels, merged, first], name=f"{self.campaign} campaign")
+        return [structures, *test_jobs, copies, labels, merged, first]
 
     def test_set_jobs(self, structures: Job) -> list[Job]:
         """Jobs making the fixed test set; the last one outputs the TestSetDocument."""
@@ -312,12 +322,15 @@ class ActiveLearningMaker(Maker):
             test = labeller_test_set(structures.output, ts, self.label_maker, self.campaign, derived_seed(self.seed, 999))
             test.name = "test_set"
             return [self.tag(test, -1, "test_set")]
-        copies = perturbed_structures(structures.output, ts.n_per_structure, ts.rattle_sigma, ts.strain_max, derived_seed(self.seed, 997), "test")
+        copies = self.tag(
+            perturbed_structures(structures.output, ts.n_per_structure, ts.rattle_sigma, ts.strain_max, derived_seed(self.seed, 997), "test"),
+            -1, "perturb_test",
+        )
         copies.name = "perturb test"
-        labels = self.label_maker.make(copies.output, self.campaign, -1)
-        test = test_set_from_labels(labels.output, self.campaign)
+        labels = self.tag(self.label_maker.make(copies.output, self.campaign, -1), -1, "label_test")
+        test = self.tag(test_set_from_labels(labels.output, self.campaign), -1, "test_set")
         test.name = "test_set"
-        return [self.tag(copies, -1, "perturb_test"), self.tag(labels, -1, "label_test"), self.tag(test, -1, "test_set")]
+        return [copies, labels, test]
 
     def continue_from(self, summary: dict) -> Flow:
         """Flow that resumes after a stored round summary (a later run on the same store)."""
@@ -338,8 +351,16 @@ class ActiveLearningMaker(Maker):
         )
 
     def round_job(self, k, n_labels, stop, dataset_uuid, structures_uuid, test_uuid, calibration_uuid: str = "") -> Job:
-        j = self.tag(self.round(k, n_labels, stop, dataset_uuid, structures_uuid, test_uuid, calibration_uuid), k, "round")
+        j = self.tag(self.round(k, n_labels, stop, dataset_uuid, structures_uuid, test_uuid, calibration_uuid), k, "round", "round")
+        j.config.expose_store = True  # to find the jobs of round k that finished in an interrupted run
         return j
+
+    def autotest_flow(self, final_round: int) -> Flow:
+        """The autotest of the final round's ensemble (one job)."""
+        test = self.tag(autotest_job(self.campaign, final_round, self.autotest, list(self.elements)), final_round, "autotest", "autotest")
+        test.name = "autotest"
+        test.config.expose_store = True
+        return Flow([test], name="autotest")
 
     @job(output_schema=CampaignResult)
     def round(self, k: int, n_labels: int, stop: bool, dataset_uuid: str, structures_uuid: str, test_uuid: str, calibration_uuid: str = ""):
@@ -355,21 +376,18 @@ class ActiveLearningMaker(Maker):
             )
             if self.autotest is None:
                 return result
-            test = self.tag(autotest_job(self.campaign, k - 1, self.autotest, list(self.elements)), k - 1, "autotest")
-            test.name = "autotest"
-            test.config.expose_store = True
-            return Response(output=result, addition=Flow([test], name="autotest"))
+            return Response(output=result, addition=self.autotest_flow(k - 1))
         dataset, structures, test = (OutputReference(u) for u in (dataset_uuid, structures_uuid, test_uuid))
         trains = []
         for m in range(self.ensemble_size):
-            t = self.tag(self.train_maker.make(dataset, self.campaign, k, m, derived_seed(self.seed, k, m)), k, "train")
+            t = self.tag(self.train_maker.make(dataset, self.campaign, k, m, derived_seed(self.seed, k, m)), k, "train", f"member {m}")
             trains.append(t)
         models = [t.output for t in trains]
         ev = self.tag(evaluate(models, test, self.campaign, k), k, "evaluate")
         ev.name = f"evaluate r{k}"
         explores = []
         for e_idx, maker in enumerate(self.explore_makers):
-            x = self.tag(maker.make(structures, models, self.campaign, k, derived_seed(self.seed, k, 1000 + e_idx)), k, "explore")
+            x = self.tag(maker.make(structures, models, self.campaign, k, derived_seed(self.seed, k, 1000 + e_idx)), k, "explore", f"{e_idx} {maker.name}")
             explores.append(x)
         previous = OutputReference(calibration_uuid) if calibration_uuid else None
         sel = self.tag(
@@ -397,5 +415,9 @@ class ActiveLearningMaker(Maker):
         summ.name = f"round_summary r{k}"
         nxt = self.round_job(k + 1, merged.output.n_frames, sel.output.stop, merged.uuid, structures_uuid, test_uuid, cal_uuid)
         jobs = [*trains, ev, *explores, sel, lab, *cal_jobs, merged, summ, nxt]
-        progress.report("round start", k, labels=n_labels, jobs=len(jobs))
-        return Response(replace=Flow(jobs, name=f"round {k}"))
+        todo, done = drop_completed(jobs, CURRENT_JOB.store)
+        if done:
+            progress.report("round resumed", k, done=len(done), of=len(jobs), reused=", ".join(j.name for j in done))
+        else:
+            progress.report("round start", k, labels=n_labels, jobs=len(jobs))
+        return Response(replace=Flow(todo, name=f"round {k}"))

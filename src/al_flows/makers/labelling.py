@@ -6,13 +6,13 @@ import time
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
-from jobflow import Maker, job
+from jobflow import CURRENT_JOB, Job, Maker, job
 
 from al_flows import progress
 from al_flows.dataset import Dataset, frames_from_bytes
 from al_flows.documents import DatasetDocument, LabelDocument, frames_text
-from al_flows.labelling import calculator_factory, label_frames
-from al_flows.makers._common import field
+from al_flows.labelling import LabelResult, calculator_factory, label_frames
+from al_flows.makers._common import field, stable_uuid
 from al_flows.provenance import label_record
 
 
@@ -28,6 +28,47 @@ def check_success_fraction(round: int, n_requested: int, n_labelled: int, failur
             f"round {round}: only {n_labelled}/{n_requested} labels succeeded, below "
             f"labeller.min_success_fraction={min_fraction} (reasons: {reasons}); fix the labeller and run again "
             f"(labels already computed are kept and reused)"
+        )
+
+
+class LabelCheckpoint:
+    """Labels of a running label job, saved one frame at a time in the JobStore's data store
+    (``{"kind": "label_checkpoint", "job_uuid", "frame_id", "data": extxyz}``), so that a run
+    killed in the middle of labelling recomputes none of the labels already done: the job,
+    run again with the same uuid, reads them back. Without a store (job run outside a
+    JobStore) nothing is saved."""
+
+    KIND = "label_checkpoint"
+
+    def __init__(self, data_store, job_uuid: str | None):
+        self.data, self.job_uuid = data_store, job_uuid
+
+    @classmethod
+    def of_current_job(cls) -> LabelCheckpoint:
+        from al_flows.stores import DATA_STORE
+
+        store, current = CURRENT_JOB.store, CURRENT_JOB.job
+        data = store.additional_stores.get(DATA_STORE) if store is not None else None
+        return cls(data, current.uuid if current is not None else None)
+
+    def load(self) -> dict:
+        """{frame_id: labelled Atoms} saved by earlier runs of this job."""
+        if self.data is None or self.job_uuid is None:
+            return {}
+        out = {}
+        for doc in self.data.query({"kind": self.KIND, "job_uuid": self.job_uuid}, properties=["frame_id", "data"]):
+            for atoms in frames_from_bytes(doc["data"]):
+                out[doc["frame_id"]] = atoms
+        return out
+
+    def save(self, atoms) -> None:
+        if self.data is None or self.job_uuid is None:
+            return
+        fid = atoms.info["frame_id"]
+        self.data.update(
+            [{"blob_uuid": stable_uuid(self.job_uuid, self.KIND, fid), "kind": self.KIND, "job_uuid": self.job_uuid,
+              "frame_id": fid, "data": frames_text([atoms])}],
+            key="blob_uuid",
         )
 
 
@@ -47,14 +88,32 @@ class AseLabelMaker(Maker):
     def labeller_name(self) -> str:
         return f"ase:{self.calculator}"
 
+    def make(self, frames, campaign: str, round: int, skip: bool = False) -> Job:
+        """Job labelling the frames of ``frames`` (a document with ``selected_blob``)."""
+        j = self.label(frames, campaign, round, skip)
+        j.config.expose_store = True  # per-frame checkpoints, see LabelCheckpoint
+        return j
+
     @job(data=["labelled_blob"], output_schema=LabelDocument)
-    def make(self, frames, campaign: str, round: int, skip: bool = False) -> LabelDocument:
+    def label(self, frames, campaign: str, round: int, skip: bool = False) -> LabelDocument:
         start = time.perf_counter()
         todo = [] if skip else frames_from_bytes(field(frames, "selected_blob"))
-        progress.report("label", round, frames=len(todo))
-        result = label_frames(todo, calculator_factory(self.calculator, self.calculator_kwargs), self.labeller_name, self.max_force)
-        for atoms in result.labelled:
-            atoms.info["label_settings"] = self.label_settings
+        checkpoint = LabelCheckpoint.of_current_job()
+        saved = checkpoint.load()
+        progress.report("label", round, frames=len(todo), **({"reused": len(saved)} if saved else {}))
+        make_calc = calculator_factory(self.calculator, self.calculator_kwargs)
+        result = LabelResult()
+        for atoms in todo:
+            fid = atoms.info.get("frame_id")
+            if fid in saved:
+                result.labelled.append(saved[fid])
+                continue
+            one = label_frames([atoms], make_calc, self.labeller_name, self.max_force)
+            for done in one.labelled:
+                done.info["label_settings"] = self.label_settings
+                checkpoint.save(done)
+            result.labelled += one.labelled
+            result.failed += one.failed
         if result.failed:
             progress.report("label failures", round, failed=len(result.failed))
         check_success_fraction(round, len(todo), len(result.labelled), result.failed, self.min_success_fraction)
