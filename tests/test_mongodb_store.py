@@ -74,3 +74,79 @@ def test_uri_credentials_are_masked():
     ).store
     line = describe_store(config, ".")
     assert "s3cret" not in line and "alice:***@" in line
+
+
+def test_password_from_environment_never_serialised(tmp_path, tiny_dict, mongo_server, monkeypatch):
+    """store.password_env: the password reaches MongoClient but no serialised form of the store
+    (what FireWorks copies into every job), no report and no stored document."""
+    import json as _json
+
+    from al_flows.stores import EnvGridFSStore, EnvMongoStore, StoreSecretError
+
+    client, seen = mongo_server
+    passed = []
+    import maggma.stores.mongolike as ml
+
+    inner = ml.MongoClient
+
+    def spy(*a, **k):
+        passed.append(k.get("password"))
+        return inner(*a, **k)
+
+    monkeypatch.setattr(ml, "MongoClient", spy)
+    tiny_dict["store"] = {"kind": "mongodb", "database": "al", "collection": "sec", "username": "alice", "password_env": "AL_TEST_PW"}
+    tiny_dict["max_rounds"] = 1
+    config = validate_campaign(tiny_dict)
+    store = make_job_store(config.store, tmp_path)
+    assert isinstance(store.docs_store, EnvMongoStore) and isinstance(store.additional_stores["data"], EnvGridFSStore)
+    with pytest.raises(StoreSecretError, match="store.password_env: environment variable AL_TEST_PW is not set"):
+        store.connect()
+    monkeypatch.setenv("AL_TEST_PW", "s3cret-pw")
+    report = run_campaign(config, ".", tmp_path, echo=lambda *_: None)
+    assert report["finished"]
+    assert passed and set(passed) == {"s3cret-pw"}
+    assert "s3cret" not in _json.dumps(store.as_dict()) and "AL_TEST_PW" in _json.dumps(store.as_dict())
+    assert "s3cret" not in (tmp_path / "report.json").read_text() + (tmp_path / "campaign.json").read_text()
+    docs = list(client["al"]["sec"].find({}))
+    assert docs and "s3cret" not in str(docs)
+
+
+def test_inline_secrets_are_refused_for_fireworks_and_conflicting_sources(tiny_dict, tmp_path):
+    from al_flows.campaign import CampaignError
+    from al_flows.config import ConfigError
+    from al_flows.fireworks import campaign_workflow
+
+    tiny_dict["store"] = {"kind": "mongodb", "database": "al", "username": "alice", "password": "pw"}
+    with pytest.raises(CampaignError, match=r"store.password: a secret written in the campaign file .* password_env"):
+        campaign_workflow(validate_campaign(tiny_dict), ".", tmp_path)
+    tiny_dict["store"] = {"kind": "mongodb", "database": "al", "uri": "mongodb://alice:pw@h/al"}
+    with pytest.raises(CampaignError, match=r"store.uri: .* uri_env"):
+        campaign_workflow(validate_campaign(tiny_dict), ".", tmp_path)
+    tiny_dict["store"] = {"kind": "mongodb", "database": "al", "password": "pw", "password_env": "X"}
+    with pytest.raises(ConfigError, match="password or password_env, not both"):
+        validate_campaign(tiny_dict)
+
+
+def test_label_checkpoints_round_trip_through_gridfs(mongo_server):
+    """A label saved mid-job in GridFS is read back (what a resumed label job reuses)."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from al_flows.labelling import label_frames
+    from al_flows.makers.labelling import LabelCheckpoint
+    from al_flows.stores import DATA_STORE
+
+    store = make_job_store(validate_campaign({**__import__("tests.conftest", fromlist=["TINY"]).TINY,
+                                              "store": {"kind": "mongodb", "database": "al", "collection": "ck"}}).store, ".")
+    store.connect()
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.rattle(0.05, seed=1)
+    labelled = label_frames([atoms], EMT, "ase:emt").labelled[0]
+    ck = LabelCheckpoint(store.additional_stores[DATA_STORE], "job-1")
+    ck.save(labelled)
+    ck.save(labelled)  # saving again replaces, never duplicates
+    back = LabelCheckpoint(store.additional_stores[DATA_STORE], "job-1").load()
+    assert list(back) == [labelled.info["frame_id"]]
+    np.testing.assert_allclose(back[labelled.info["frame_id"]].get_forces(), labelled.get_forces(), atol=1e-8)
+    assert LabelCheckpoint(store.additional_stores[DATA_STORE], "job-2").load() == {}
+    store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -224,7 +225,25 @@ class MongoStoreConfig(_Strict):
     port: int = Field(27017, gt=0, lt=65536)
     username: str = ""
     password: str = ""
+    password_env: str | None = None
+    uri_env: str | None = None
     auth_source: str | None = None
+
+    @model_validator(mode="after")
+    def _one_secret_source(self):
+        if self.password and self.password_env:
+            raise ValueError("store: give password or password_env, not both (password_env keeps the password out of files)")
+        if self.uri and self.uri_env:
+            raise ValueError("store: give uri or uri_env, not both (uri_env keeps credentials in the URI out of files)")
+        return self
+
+    def inline_secret(self) -> str | None:
+        """The config field holding a secret in clear (password, or a URI with a password), if any."""
+        if self.password:
+            return "password"
+        if self.uri and re.search(r"://[^/@]*:[^/@]*@", self.uri):
+            return "uri"
+        return None
 
 
 StoreConfig = Annotated[Union[EmbeddedStore, MongoStoreConfig], Field(discriminator="kind")]

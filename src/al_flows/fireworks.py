@@ -15,7 +15,7 @@ import jobflow.managers.fireworks as jobflow_fireworks
 from fireworks import LaunchPad, Workflow
 from jobflow.managers.fireworks import JobFiretask
 
-from al_flows.campaign import CampaignError, plan_flow, prepare_store
+from al_flows.campaign import CampaignError, plan_flow, prepare_store, workdir_lock
 from al_flows.config import CampaignConfig
 
 UNFINISHED = ("READY", "RUNNING", "RESERVED", "WAITING", "PAUSED", "FIZZLED", "DEFUSED")
@@ -58,13 +58,20 @@ def _dynamic_flows_as_campaign_workflows():
 
 def campaign_workflow(config: CampaignConfig, base_dir: str | Path, workdir: str | Path) -> tuple[Workflow | None, str]:
     """The FireWorks Workflow that runs (or continues) the campaign now, and why."""
+    secret = getattr(config.store, "inline_secret", lambda: None)()
+    if secret is not None:
+        var = "password_env: AL_FLOWS_DB_PASSWORD" if secret == "password" else "uri_env: AL_FLOWS_DB_URI"
+        raise CampaignError(
+            f"store.{secret}: a secret written in the campaign file would be copied into every job on the LaunchPad; "
+            f"export it in an environment variable and give its name instead (e.g. {var})"
+        )
     workdir = Path(workdir).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
-    store = prepare_store(config, workdir)
-    try:
-        flow, why = plan_flow(config, Path(base_dir), store)
-    finally:
-        store.close()
+    with workdir_lock(workdir):
+        store = prepare_store(config, workdir)
+        try:
+            flow, why = plan_flow(config, Path(base_dir), store)
+        finally:
+            store.close()
     if flow is None:
         return None, why
     wf = workflow_from_flow(flow, store, name=f"al_flows {config.name}")

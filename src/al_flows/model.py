@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import pickle
 import threading
 from collections import OrderedDict
 from typing import Any, Sequence
@@ -339,7 +340,14 @@ def member_to_bytes(module: torch.nn.Module, settings: ModelSettings, extra: dic
 
 def member_from_bytes(blob: bytes) -> tuple[torch.nn.Module, ModelSettings, dict]:
     """Inverse of :func:`member_to_bytes` (``torch.load(weights_only=True)``); module in eval mode on CPU."""
-    payload = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"model blob refused: it holds Python objects other than tensors and plain data, which are never "
+            f"unpickled (torch.load weights_only=True): {first[:200]}; use a blob written by al_flows"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != BLOB_FORMAT:
         raise ValueError(f"not an al_flows member blob (expected format {BLOB_FORMAT!r})")
     settings = ModelSettings(**payload["settings"])

@@ -10,6 +10,7 @@ Documents (job outputs) go to the JobStore's docs store; large binary outputs
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -40,6 +41,14 @@ def make_job_store(config: EmbeddedStore | MongoStoreConfig, workdir: str | Path
         docs = MontyStore("outputs", database_path=str(path), database_name="al_flows", storage="sqlite")
         data = MontyStore("data", database_path=str(path), database_name="al_flows", storage="sqlite")
         return JobStore(docs, additional_stores={DATA_STORE: data})
+    if config.password_env or config.uri_env:
+        common = dict(
+            database=config.database, host=config.host, port=config.port, username=config.username,
+            password_env=config.password_env, uri_env=config.uri_env, auth_source=config.auth_source,
+        )
+        docs = EnvMongoStore(collection_name=config.collection, **common)
+        data = EnvGridFSStore(collection_name=f"{config.collection}_data", **common)
+        return JobStore(docs, additional_stores={DATA_STORE: data})
     common = dict(database=config.database)
     if config.uri:
         common["uri"] = config.uri
@@ -52,11 +61,62 @@ def make_job_store(config: EmbeddedStore | MongoStoreConfig, workdir: str | Path
     return JobStore(docs, additional_stores={DATA_STORE: data})
 
 
+class StoreSecretError(RuntimeError):
+    """An environment variable named in the store settings is not set."""
+
+
+def _secret(var: str, field: str) -> str:
+    value = os.environ.get(var)
+    if not value:
+        raise StoreSecretError(f"store.{field}: environment variable {var} is not set; export it on this machine (and on every FireWorks worker)")
+    return value
+
+
+class _SecretsFromEnvironment:
+    """Password (or whole URI) read from environment variables when connecting, so the store's
+    serialised form (FireWorks specs, job documents, campaign.json) holds only the variables' names."""
+
+    def _read_secrets(self) -> None:
+        if self.password_env:
+            self.password = _secret(self.password_env, "password_env")
+        if self.uri_env:
+            self.uri = _secret(self.uri_env, "uri_env")
+
+
+class EnvMongoStore(_SecretsFromEnvironment, MongoStore):
+    """maggma MongoStore whose password or URI comes from environment variables at connect time."""
+
+    def __init__(self, database: str, collection_name: str, host: str = "localhost", port: int = 27017, username: str = "",
+                 password_env: str | None = None, uri_env: str | None = None, auth_source: str | None = None):
+        self.password_env, self.uri_env = password_env, uri_env
+        super().__init__(database, collection_name, host=host, port=port, username=username, auth_source=auth_source)
+
+    def connect(self, force_reset: bool = False):
+        self._read_secrets()
+        return super().connect(force_reset)
+
+
+class EnvGridFSStore(_SecretsFromEnvironment, GridFSStore):
+    """maggma GridFSStore whose password or URI comes from environment variables at connect time."""
+
+    def __init__(self, database: str, collection_name: str, host: str = "localhost", port: int = 27017, username: str = "",
+                 password_env: str | None = None, uri_env: str | None = None, auth_source: str | None = None):
+        self.password_env, self.uri_env = password_env, uri_env
+        super().__init__(database, collection_name, host=host, port=port, username=username, auth_source=auth_source)
+
+    def connect(self, force_reset: bool = False):
+        self._read_secrets()
+        return super().connect(force_reset)
+
+
 def describe_store(config: EmbeddedStore | MongoStoreConfig, workdir: str | Path) -> str:
     """One line for logs and reports, credentials masked."""
     if isinstance(config, EmbeddedStore):
         return f"embedded MontyStore at {embedded_store_path(workdir)}"
-    where = mask_uri(config.uri) if config.uri else f"{config.host}:{config.port}"
+    if config.uri_env:
+        where = f"URI from ${config.uri_env}"
+    else:
+        where = mask_uri(config.uri) if config.uri else f"{config.host}:{config.port}"
     return f"MongoDB {where} database={config.database} collection={config.collection} (+GridFS data)"
 
 

@@ -64,12 +64,15 @@ class LabelCheckpoint:
     def save(self, atoms) -> None:
         if self.data is None or self.job_uuid is None:
             return
+        from maggma.stores import GridFSStore
+
         fid = atoms.info["frame_id"]
-        self.data.update(
-            [{"blob_uuid": stable_uuid(self.job_uuid, self.KIND, fid), "kind": self.KIND, "job_uuid": self.job_uuid,
-              "frame_id": fid, "data": frames_text([atoms])}],
-            key="blob_uuid",
-        )
+        doc = {"blob_uuid": stable_uuid(self.job_uuid, self.KIND, fid), "kind": self.KIND, "job_uuid": self.job_uuid,
+               "frame_id": fid, "data": frames_text([atoms])}
+        if isinstance(self.data, GridFSStore):  # GridFS searches only the fields kept as file metadata
+            self.data.update([doc], key="blob_uuid", additional_metadata=["kind", "job_uuid", "frame_id"])
+        else:
+            self.data.update([doc], key="blob_uuid")
 
 
 @dataclass
