@@ -15,6 +15,18 @@ def demo_config_path() -> Path:
     return Path(__file__).resolve().parents[2] / "flows" / DEMO_NAME
 
 
+def _check_structures(config, base_dir: Path, source: str) -> int:
+    """Check the starting structures read from files or built as multilayers (cheap) before
+    anything runs; a bad one becomes a ConfigError line ``source: field (structure): problem; fix``."""
+    from al_flows.config import ConfigError
+    from al_flows.initial_data import check_campaign_structures
+
+    try:
+        return check_campaign_structures(config, base_dir)
+    except ValueError as exc:  # StructureError, a missing file, an impossible multilayer
+        raise ConfigError(f"{source}: {exc}") from None
+
+
 def _submit(config_path: Path, launchpad_file: str, workdir: str | None) -> int:
     from fireworks import LaunchPad
 
@@ -22,6 +34,7 @@ def _submit(config_path: Path, launchpad_file: str, workdir: str | None) -> int:
     from al_flows.fireworks import submit_campaign
 
     config, base_dir = load_campaign(config_path)
+    _check_structures(config, base_dir, config_path.name)
     if not Path(launchpad_file).is_file():
         raise ConfigError(f"--launchpad: no such file {launchpad_file}; start from flows/fireworks/my_launchpad.yaml")
     launchpad = LaunchPad.from_file(launchpad_file)
@@ -228,6 +241,7 @@ def _run(config_path: Path, workdir: str) -> int:
     from al_flows.stores import describe_store
 
     config, base_dir = load_campaign(config_path)
+    _check_structures(config, base_dir, config_path.name)
     print(f"campaign {config.name}: store = {describe_store(config.store, workdir)}")
     with live_progress():
         report = run_campaign(config, base_dir, workdir)
@@ -298,8 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             import yaml
 
-            config, _ = load_campaign(args.campaign)
+            config, base_dir = load_campaign(args.campaign)
+            n_checked = _check_structures(config, base_dir, Path(args.campaign).name)
             print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+            print(f"structures: {n_checked} starting structure(s) from file and multilayer sources checked "
+                  "(generated random cells and DP-GEN sets are checked when the campaign builds them)")
             print(f"ok: {args.campaign} (fingerprint {config.fingerprint()})")
             return 0
     except (ConfigError, CampaignError) as exc:

@@ -275,6 +275,24 @@ class Convergence(_Strict):
     accurate_ratio: float = Field(0.95, gt=0, le=1)
 
 
+def _check_labeller_elements(field: str, calculator: str, elements: list[str], fix: str | None = None) -> None:
+    """ValueError naming ``field`` when the ASE calculator has no parameters for some of ``elements``."""
+    from al_flows.structure_checks import labeller_elements, uncovered_elements
+
+    missing = uncovered_elements(calculator, elements)
+    if missing:
+        covered = ", ".join(sorted(labeller_elements(calculator)))
+        names = ", ".join(repr(e) for e in missing)
+        fix = fix or (
+            f"remove {names} from elements or pick another labeller "
+            "(labeller.calculator: an ASE calculator import path such as 'pkg.module.Class', or labeller kind: vasp)"
+        )
+        raise ValueError(
+            f"{field}: {calculator.rpartition('.')[2].upper()} has no parameters for element{'s' if len(missing) > 1 else ''} {names} "
+            f"(it covers {covered}); {fix}"
+        )
+
+
 class _CampaignBase(_Strict):
     """Keys every campaign file has (both workflows), and its fingerprint."""
 
@@ -332,6 +350,27 @@ class CampaignConfig(_CampaignBase):
                 "test_set: kind labeller_shear relaxes with the labeller, which only ASE labellers can afford; "
                 "use test_set: {kind: perturbed}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _labeller_covers_elements(self):
+        if self.labeller.kind == "ase":
+            _check_labeller_elements("labeller.calculator", self.labeller.calculator, self.elements)
+        if self.autotest is not None:
+            tested = self.autotest.elements or self.elements
+            unknown = [e for e in tested if e not in self.elements]
+            if unknown:
+                raise ValueError(
+                    f"autotest.elements: {unknown} not in elements {self.elements}; the potential only knows the campaign's elements: "
+                    "remove them from autotest.elements or add them to elements"
+                )
+            reference = self.autotest.reference or (self.labeller.calculator if self.labeller.kind == "ase" else None)
+            if reference is not None:
+                field = "autotest.reference" if self.autotest.reference else "labeller.calculator"
+                _check_labeller_elements(
+                    field, reference, tested,
+                    fix="set autotest.reference to a calculator that covers them or list the covered ones in autotest.elements",
+                )
         return self
 
     @model_validator(mode="after")
@@ -442,6 +481,14 @@ class PoolStudyConfig(_CampaignBase):
         return self
 
     @model_validator(mode="after")
+    def _labeller_covers_elements(self):
+        # the labeller runs only for MD pool sources and the validation of minima
+        uses = any(src.kind == "md" for src in self.pool.sources) or self.validation is not None
+        if uses and self.labeller.kind == "ase":
+            _check_labeller_elements("labeller.calculator", self.labeller.calculator, self.elements)
+        return self
+
+    @model_validator(mode="after")
     def _validation_needs_shear(self):
         if self.validation is not None and self.shear_study is None:
             raise ValueError("validation: checks the shear study's minima; add a shear_study section or remove validation")
@@ -462,6 +509,8 @@ def _format_error(err: dict) -> str:
     elif err["type"] == "missing":
         msg = "required; add it (see docs/configuration.md)"
     msg = msg.removeprefix("Value error, ")
+    if not loc and re.match(r"^[A-Za-z_][A-Za-z0-9_.\[\]]*: ", msg):
+        return msg  # a whole-campaign check that names its field itself
     return f"{loc or '<top level>'}: {msg}"
 
 

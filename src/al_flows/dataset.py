@@ -212,21 +212,21 @@ class Dataset:
 
     def add(self, frames: Iterable[Atoms] | Atoms) -> list[Atoms]:
         """Add labelled frames (copies); assign ``frame_id`` where missing; skip ids already
-        present (also repeats within ``frames``). Raises ValueError, naming the frame, if one
-        lacks energy or forces. Returns the frames actually added."""
+        present (also repeats within ``frames``). Raises StructureError (a ValueError), naming the
+        frame, if one lacks energy or forces, has forces of the wrong shape, or non-finite
+        positions or labels (:func:`al_flows.structure_checks.check_labels`; no neighbour list,
+        so adding stays cheap). Returns the frames actually added."""
+        from al_flows.structure_checks import check_finite, check_labels
+
         if isinstance(frames, Atoms):
             frames = [frames]
         frames = list(frames)
         prepared = []
         for i, atoms in enumerate(frames):
-            fid = atoms.info.get("frame_id") or frame_id(atoms)
-            results = _labels(atoms)
-            missing = [k for k in ("energy", "forces") if results.get(k) is None]
-            if missing:
-                raise ValueError(f"frame {i} (frame_id {fid}): missing label(s) {missing}; label it before adding it to the dataset")
-            forces = np.asarray(results["forces"])
-            if forces.shape != (len(atoms), 3):
-                raise ValueError(f"frame {i} (frame_id {fid}): forces have shape {forces.shape}, expected ({len(atoms)}, 3)")
+            fid = atoms.info.get("frame_id")
+            check_finite(atoms, f"frame {i}" + (f" (frame_id {fid})" if fid else ""))  # before hashing the positions
+            fid = fid or frame_id(atoms)
+            check_labels(atoms, f"frame {i} (frame_id {fid})")
             prepared.append((fid, atoms))
         added = []
         for fid, atoms in prepared:

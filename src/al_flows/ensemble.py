@@ -106,11 +106,16 @@ class Ensemble:
         return len(self.members)
 
     def _check_elements(self, frames: list[Atoms]) -> None:
-        unknown = sorted({int(z) for a in frames for z in a.numbers} - set(self.elements))
+        from al_flows.structure_checks import StructureError, describe
+
+        known = set(self.elements)
+        unknown = sorted({int(z) for a in frames for z in a.numbers} - known)
         if unknown:
-            raise ValueError(
-                f"elements {[chemical_symbols[z] for z in unknown]} unknown to the ensemble "
-                f"(trained on {[chemical_symbols[z] for z in self.elements]})"
+            k = next(k for k, a in enumerate(frames) if {int(z) for z in a.numbers} - known)
+            raise StructureError(
+                f"{describe(frames[k], k)}: elements {[chemical_symbols[z] for z in unknown]} unknown to the ensemble "
+                f"(trained on {[chemical_symbols[z] for z in self.elements]}); add them to elements: in the campaign file "
+                "(the members are trained for those only) or drop those frames"
             )
 
     def _chunks(self, frames: list[Atoms], batch_size: int):

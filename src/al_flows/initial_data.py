@@ -12,39 +12,93 @@ from al_flows.config import DPGenSource, FileSource, MultilayerSource, RandomCel
 from al_flows.dataset import frame_id
 from al_flows.generators import dpgen_initial_sets, random_cells
 from al_flows.multilayer import cuni_multilayer
+from al_flows.structure_checks import StructureError, check_structure
 
 
-def build_structures(sources: list, base_dir: str | Path = ".", elements: list[str] | None = None, seed: int = 0) -> list[Atoms]:
+def build_structures(
+    sources: list,
+    base_dir: str | Path = ".",
+    elements: list[str] | None = None,
+    seed: int = 0,
+    where: str = "initial.structures",
+) -> list[Atoms]:
     """Starting structures from the campaign's sources; each gets ``info['structure_id']``.
-    Generated sources (random cells, DP-GEN sets) use ``elements`` and source i the seed (seed, i)."""
+    Generated sources (random cells, DP-GEN sets) use ``elements`` and source i the seed (seed, i).
+
+    Every structure is checked (:func:`al_flows.structure_checks.check_structure`: atoms present,
+    finite positions and cell, no periodic cell thinner than 0.5 A, no overlapping atoms, and,
+    given ``elements``, only those elements); a bad one raises StructureError naming
+    ``where[i]``, the structure and the fix. ``where``: the config path of ``sources``."""
     structures: list[Atoms] = []
     for i, src in enumerate(sources):
-        if isinstance(src, (RandomCellSource, DPGenSource)):
-            if not elements:
-                raise ValueError(f"initial.structures[{i}]: kind {src.kind} needs the campaign's elements")
-            sub_seed = int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, i]).generate_state(1)[0])
-            make = random_cells if isinstance(src, RandomCellSource) else dpgen_initial_sets
-            got = make(src, list(elements), sub_seed)
-            for atoms in got:
-                atoms.info["structure_id"] = f"{src.kind}{i}-{atoms.info.get('structure_id', len(structures))}"
-            structures.extend(got)
-        elif isinstance(src, MultilayerSource):
-            for variant in src.variants:
-                atoms = cuni_multilayer(tuple(src.size), a=src.lattice_constant, variant=variant)
-                atoms.info["structure_id"] = f"multilayer-{'x'.join(map(str, src.size))}-{variant}"
-                structures.append(atoms)
-        else:
-            path = Path(base_dir) / src.path
-            if not path.is_file():
-                raise ValueError(f"initial.structures[{i}].path: no such file {path}")
-            frames = read(path, index=src.index)
-            for j, atoms in enumerate(frames if isinstance(frames, list) else [frames]):
-                atoms.calc = None
-                atoms.info.setdefault("structure_id", f"{path.stem}-{j}")
-                structures.append(atoms)
+        structures.extend(_source_structures(src, f"{where}[{i}]", base_dir, elements, seed, i, first=len(structures)))
     for atoms in structures:
         atoms.info["frame_id"] = frame_id(atoms)
     return structures
+
+
+def _source_structures(src, at: str, base_dir, elements, seed: int, i: int, first: int = 0) -> list[Atoms]:
+    """The checked structures of one source ``src`` (config path ``at``, position ``i``)."""
+    if isinstance(src, (RandomCellSource, DPGenSource)):
+        if not elements:
+            raise ValueError(f"{at}: kind {src.kind} needs the campaign's elements")
+        sub_seed = int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, i]).generate_state(1)[0])
+        make = random_cells if isinstance(src, RandomCellSource) else dpgen_initial_sets
+        got = make(src, list(elements), sub_seed)
+        for atoms in got:
+            atoms.info["structure_id"] = f"{src.kind}{i}-{atoms.info.get('structure_id', first)}"
+        fix = (f"raise {at}.min_distance" if isinstance(src, RandomCellSource)
+               else f"lower {at}.atom_sigma or {at}.cell_pert_fraction, or raise {at}.scales / {at}.nn_distances")
+    elif isinstance(src, MultilayerSource):
+        got = []
+        for variant in src.variants:
+            atoms = cuni_multilayer(tuple(src.size), a=src.lattice_constant, variant=variant)
+            atoms.info["structure_id"] = f"multilayer-{'x'.join(map(str, src.size))}-{variant}"
+            got.append(atoms)
+        fix = f"check {at}.lattice_constant (Angstrom)"
+    else:
+        path = Path(base_dir) / src.path
+        if not path.is_file():
+            raise ValueError(f"{at}.path: no such file {path}")
+        try:
+            frames = read(path, index=src.index)
+        except Exception as exc:  # any reader failure: one line naming the file
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            raise StructureError(
+                f"{at}.path: cannot read {path} ({type(exc).__name__}: {text[:200]}); check the file, its format and {at}.index"
+            ) from None
+        got = []
+        for j, atoms in enumerate(frames if isinstance(frames, list) else [frames]):
+            atoms.calc = None
+            atoms.info.setdefault("structure_id", f"{path.stem}-{j}")
+            got.append(atoms)
+        if not got:
+            raise StructureError(f"{at}: {path} holds no structure for index {src.index!r}; check {at}.index")
+        fix = f"fix the coordinates in {path} or leave that frame out with {at}.index"
+    for atoms in got:
+        check_structure(atoms, f"{at} (structure '{atoms.info['structure_id']}')", elements, fix=fix)
+    return got
+
+
+def check_campaign_structures(config, base_dir: str | Path = ".") -> int:
+    """Build and check the starting structures a campaign reads from files or builds as
+    multilayers (cheap; generated random cells and DP-GEN sets are checked when the campaign
+    builds them): ``initial.structures`` of an active-learning campaign, the md pool sources'
+    and the shear study's structures of a pool study. Returns how many structures were checked;
+    raises StructureError (ValueError for a missing file) naming the field."""
+    groups = []
+    if hasattr(config, "initial"):
+        groups.append(("initial.structures", config.initial.structures))
+    else:
+        groups += [(f"pool.sources[{i}].structures", src.structures) for i, src in enumerate(config.pool.sources) if src.kind == "md"]
+        if config.shear_study is not None:
+            groups.append(("shear_study.structures", config.shear_study.structures))
+    n = 0
+    for where, sources in groups:
+        for i, src in enumerate(sources):
+            if isinstance(src, (FileSource, MultilayerSource)):
+                n += len(_source_structures(src, f"{where}[{i}]", base_dir, config.elements, config.seed, i))
+    return n
 
 
 def perturbed_copies(structures: list[Atoms], n: int, sigma: float, strain_max: float, seed: int) -> list[Atoms]:

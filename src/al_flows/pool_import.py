@@ -63,6 +63,11 @@ a few different ids (the structures agree to file precision).
 Errors are one-line exceptions naming the file and what to do: FileNotFoundError for a
 missing path, ValueError otherwise (unparsable or incomplete file, forces of the wrong
 shape, non-finite labels, XDATCAR disagreeing with the labelled file, missing labels).
+Every frame's structure is checked too (:func:`al_flows.structure_checks.check_structure`:
+atoms present, finite positions and cell, no periodic cell thinner than 0.5 A, no atoms
+closer than half the sum of their covalent radii, periodic images included), and the frames
+of one file must share one ``pbc``; these raise :class:`~al_flows.structure_checks.StructureError`
+(a ValueError).
 """
 
 from __future__ import annotations
@@ -81,6 +86,7 @@ from ase.calculators.calculator import all_properties
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from al_flows.dataset import frame_id, frames_from_bytes
+from al_flows.structure_checks import check_periodicity, check_structure
 
 __all__ = [
     "ENERGY_CONVENTIONS",
@@ -653,7 +659,9 @@ def _finish(source: _Source, base: Path | None, index, stride: int, require_labe
     for k in _select(len(source.frames), index, stride, source.path):
         atoms = source.frames[k]
         results = atoms.calc.results if atoms.calc is not None else {}
-        _validate(results, len(atoms), source.path, k, "frame" if source.kind == "extxyz" else "ionic step")
+        what = "frame" if source.kind == "extxyz" else "ionic step"
+        check_structure(atoms, f"{source.path}: {what} {k}", fix="fix the file or leave this step out (index=/stride)")
+        _validate(results, len(atoms), source.path, k, what)
         has_labels = results.get("energy") is not None and results.get("forces") is not None
         if not has_labels and require_labels:
             if source.kind == "xdatcar":
@@ -688,6 +696,7 @@ def _finish(source: _Source, base: Path | None, index, stride: int, require_labe
         atoms = _copy(atoms)
         atoms.info = info
         out.append(atoms)
+    check_periodicity(out, str(source.path))
     return out
 
 

@@ -45,6 +45,7 @@ from al_flows.model import (
     member_to_bytes,
     to_atomic_numbers,
 )
+from al_flows.structure_checks import check_training_frames
 
 __all__ = ["TrainedMember", "Trainer", "FrameErrors", "train_member", "frame_ids", "split_indices", "fit_atomrefs"]
 
@@ -171,22 +172,17 @@ class Trainer:
         seed: int,
         elements: list[str] | None = None,
     ):
-        if not frames:
-            raise ValueError("no frames to train on")
+        # one-line StructureError naming the frame and the fix: no frames, missing/misshapen/non-finite
+        # labels, NaN positions, elements outside ``elements``, mixed periodicity (no neighbour list: cheap)
+        check_training_frames(frames, elements)
         self.model_settings, self.training, self.seed = model, training, int(seed)
         self.device = torch.device(training.device)
         self.ids = frame_ids(frames)
         self.numbers = [np.asarray(a.numbers) for a in frames]
         present = sorted({int(z) for nums in self.numbers for z in nums})
         self.zs = to_atomic_numbers(elements) if elements else present
-        missing = sorted(set(present) - set(self.zs))
-        if missing:
-            raise ValueError(f"frames contain elements {missing} not in elements={elements}")
         self.energies_np = np.array([a.get_potential_energy() for a in frames], dtype=np.float64)
         self.forces_np = [np.asarray(a.get_forces(), dtype=np.float64) for a in frames]
-        for a, f in zip(frames, self.forces_np, strict=True):
-            if f.shape != (len(a), 3):
-                raise ValueError(f"forces of shape {f.shape} for {len(a)} atoms")
         self.rng = np.random.default_rng(self.seed)
         self.module = build_member(model, self.zs, self.seed)
         self.inputs = [frame_inputs(a, model.cutoff, cache=True) for a in frames]

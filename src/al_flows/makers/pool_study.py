@@ -81,7 +81,7 @@ class PoolMaker(Maker):
                 except (ValueError, FileNotFoundError) as exc:
                     raise ValueError(f"pool.sources[{i}].path: {exc}") from None
             else:
-                structures = build_structures(src.structures, self.base_dir)
+                structures = build_structures(src.structures, self.base_dir, where=f"pool.sources[{i}].structures")
                 make_calc = calculator_factory(self.labeller.calculator, self.labeller.kwargs)
                 got = nvt_pool(
                     structures, make_calc, src.temperatures_K, src.n_steps, src.timestep_fs, src.interval,
@@ -242,7 +242,7 @@ class ShearRunsMaker(Maker):
     @job(data=["frames_blob"], output_schema=ShearRunsDocument)
     def make(self, model_doc, system: int, runs: list, study: str, seed: int) -> ShearRunsDocument:
         start = time.perf_counter()
-        structure = build_structures(self.settings.structures, self.base_dir)[system]
+        structure = build_structures(self.settings.structures, self.base_dir, where="shear_study.structures")[system]
         name = str(structure.info.get("structure_id"))
         shear = ShearSettings(**{k: getattr(self.settings, k) for k in ShearSettings.model_fields})
         calc = _model_calculator(model_doc)
@@ -347,7 +347,7 @@ class PoolStudyMaker(Maker):
         jobs.append(self._tag(compare_strategies(c.name, runs), "compare", q.default))
         if c.shear_study is not None:
             s = c.shear_study
-            n_systems = len(build_structures(s.structures, self.base_dir))
+            n_systems = len(build_structures(s.structures, self.base_dir, where="shear_study.structures"))
             shear_jobs = []
             for system in range(n_systems):
                 for first in range(0, s.n_runs, s.runs_per_job):
