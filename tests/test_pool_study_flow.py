@@ -241,3 +241,50 @@ def test_cli_import_export_and_refusals(study, tmp_path, capsys):
     assert [a.get_potential_energy() for a in pool] == pytest.approx([t.get_potential_energy() for t in truth], abs=1e-6)
     assert main(["import", str(tmp_path / "nothing"), "--output", str(tmp_path / "x.extxyz")]) == 2
     assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_failed_study_resumes_without_recomputing_finished_jobs(tmp_path, monkeypatch, capsys):
+    """A study whose validation fails is run again: the pool, the active sampling, the
+    baselines and the shear runs are read from the store, only the validation runs."""
+    import yaml
+
+    import al_flows.makers.pool_study as ps
+    from al_flows.campaign import load_workdir_campaign, open_store
+
+    cfg = tmp_path / "study.yaml"
+    study = json.loads(json.dumps(TINY_STUDY))
+    study["shear_study"]["n_runs"] = 2
+    study["active_sampling"]["n_iterations"] = 1
+    cfg.write_text(yaml.safe_dump(study))
+    workdir = tmp_path / "run"
+    calls = {"validate": 0, "sampling": 0}
+    original_validate, original_sampling = ps.validate_minimum, ps.run_active_sampling
+
+    def failing_validate(*a, **k):
+        calls["validate"] += 1
+        raise RuntimeError("labeller crashed")
+
+    def counting_sampling(*a, **k):
+        calls["sampling"] += 1
+        return original_sampling(*a, **k)
+
+    monkeypatch.setattr(ps, "validate_minimum", failing_validate)
+    monkeypatch.setattr(ps, "run_active_sampling", counting_sampling)
+    assert main(["run", str(cfg), "--workdir", str(workdir)]) != 0
+    assert calls == {"validate": 1, "sampling": 1}
+    store = open_store(load_workdir_campaign(workdir), workdir)
+    before = {d["uuid"]: d["completed_at"] for d in store.query({"metadata.campaign": "tiny_pool"}, properties=["uuid", "completed_at"])}
+    store.close()
+
+    monkeypatch.setattr(ps, "validate_minimum", original_validate)
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--workdir", str(workdir)]) == 0
+    out = capsys.readouterr().out
+    assert "continuing pool study 'tiny_pool' (" in out
+    assert calls["sampling"] == 1  # active sampling was not run again
+    store = open_store(load_workdir_campaign(workdir), workdir)
+    after = {d["uuid"]: d["completed_at"] for d in store.query({"metadata.campaign": "tiny_pool"}, properties=["uuid", "completed_at"])}
+    stages = [d["metadata"]["stage"] for d in store.query({"metadata.campaign": "tiny_pool"}, properties=["metadata"])]
+    store.close()
+    assert all(after[u] == t for u, t in before.items())  # no finished job was rewritten
+    assert set(after) - set(before) and stages.count("validation") == 1 and stages.count("active_sampling") == 1

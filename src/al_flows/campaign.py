@@ -140,7 +140,11 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
         campaign_state(store, config)  # refuses a store holding the name with other settings
         if _outputs(store, config.name, pool_study_final_stage(config)):
             return None, f"pool study '{config.name}' already finished; report rewritten"
-        return PoolStudyMaker(config=config, base_dir=str(base_dir)).make(), f"starting pool study '{config.name}'"
+        todo, done = drop_completed(PoolStudyMaker(config=config, base_dir=str(base_dir)).jobs(), store)
+        flow = Flow(todo, name=f"pool study {config.name}")
+        if done:
+            return flow, f"continuing pool study '{config.name}' ({len(done)} finished job(s) reused)"
+        return flow, f"starting pool study '{config.name}'"
     maker = ActiveLearningMaker.from_config(config, base_dir)
     result, last = campaign_state(store, config)
     if result is not None:

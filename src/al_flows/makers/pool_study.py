@@ -25,7 +25,7 @@ from al_flows.documents import frames_text, weights_bytes, weights_text
 from al_flows.ensemble import Ensemble
 from al_flows.initial_data import build_structures
 from al_flows.labelling import calculator_factory
-from al_flows.makers._common import field, route
+from al_flows.makers._common import field, route, stable_uuid
 from al_flows.makers.vasp_validation import VaspMinimaValidationMaker, validation_document
 from al_flows.md_pool import nvt_pool
 from al_flows.minima_validation import select_minima, validate_minimum
@@ -322,20 +322,31 @@ class PoolStudyMaker(Maker):
     base_dir: str = "."
 
     def _tag(self, j: Job, stage: str, category: str) -> Job:
+        """Metadata, FireWorks category, and a uuid fixed by the job's place in the study (the
+        n-th job of its stage), so a run after a crash finds the jobs that had finished."""
         c = self.config
+        n = self._counts.get(stage, 0)
+        self._counts[stage] = n + 1
+        j.set_uuid(stable_uuid(c.name, c.fingerprint(), -1, stage, n))
         j.update_metadata({"campaign": c.name, "fingerprint": c.fingerprint(), "round": -1, "stage": stage}, dynamic=False)
         return route(j, category)
 
     def make(self) -> Flow:
-        c, q = self.config, self.config.queues
+        return Flow(self.jobs(), name=f"pool study {self.config.name}")
+
+    def jobs(self) -> list[Job]:
+        """All jobs of the study, each tagged before anything refers to its output."""
+        c = self.config
         if c is None:
             raise ValueError("PoolStudyMaker.config: give the study's PoolStudyConfig")
+        q = c.queues
+        self._counts = {}
         elements = list(c.elements)
         pool = self._tag(PoolMaker(pool=c.pool, labeller=c.labeller, base_dir=self.base_dir).make(c.name, c.seed), "pool", q.default)
         active = ActiveSamplingMaker(model=c.model, training=c.training, settings=c.active_sampling, elements=elements).make(
             pool.output, c.name, c.seed
         )
-        self._tag(active, "active_sampling", q.train)
+        self._tag(active, "active_sampling", q.train)  # before active.output is used
         jobs = [pool, active]
         runs = [active.output]
         b: BaselinesConfig = c.baselines
@@ -371,4 +382,4 @@ class PoolStudyMaker(Maker):
             elif c.validation is not None:
                 val = MinimaValidationMaker(settings=c.validation, labeller=c.labeller).make(paths.output, active.output, c.name)
                 jobs.append(self._tag(val, "validation", q.label))
-        return Flow(jobs, name=f"pool study {c.name}")
+        return jobs
