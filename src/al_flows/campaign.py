@@ -193,6 +193,12 @@ def prepare_store(config: CampaignConfig, workdir: Path) -> JobStore:
 
 def run_campaign(config: CampaignConfig, base_dir: str | Path, workdir: str | Path, echo=print) -> dict:
     """Run (or continue) a campaign with jobflow's run_locally; return and write the report."""
+    from al_flows.initial_data import check_campaign_structures
+
+    try:  # bad starting structures: one line now, not a failed job later
+        check_campaign_structures(config, Path(base_dir))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     workdir = Path(workdir).resolve()
     with workdir_lock(workdir):
         store = prepare_store(config, workdir)
