@@ -198,12 +198,18 @@ def _assert_same_frames(seq, bat, e_tol=None, x_tol=1e-6):
 def test_explore_shear_batched_equals_sequential_fire(schnet):
     settings = ShearSettings(**SHEAR)
     structures = _structures()
-    seq = explore_shear(structures, schnet.calculator(), settings, seed=9, explorer="shear")
+    seq_dropped, bat_dropped = [], []
+    seq = explore_shear(structures, schnet.calculator(), settings, seed=9, explorer="shear", dropped=seq_dropped)
     counting = Counting(schnet)
-    bat = explore_shear_batched(structures, counting, settings, seed=9, explorer="shear")
+    bat = explore_shear_batched(structures, counting, settings, seed=9, explorer="shear", dropped=bat_dropped)
     _assert_same_frames(seq, bat)
     assert [f.info["frame_id"] for f in seq] == [f.info["frame_id"] for f in bat]
-    assert [(f.info["run"], f.info["step"]) for f in bat] == [(0, 1), (0, 2), (1, 1), (1, 2)] * 2
+    # the random members pull two atoms of replica 3 (structure 1, run 1) to 0.48 A in its first
+    # relaxation: both paths drop it there (al_flows.replica_checks), the others are unaffected
+    assert [(f.info["run"], f.info["step"]) for f in bat] == [(0, 1), (0, 2), (1, 1), (1, 2), (0, 1), (0, 2)]
+    assert seq_dropped == bat_dropped
+    assert [(d["replica"], d["structure"], d["run"], d["step"]) for d in bat_dropped] == [(3, 1, 1, 1)]
+    assert bat_dropped[0]["reason"].startswith("atoms 26 and 27 are 0.48 A apart")
     assert max(counting.calls) == 4  # all four replicas in one prediction
     assert structures[0].cell[0, 1] == 0.0 and structures[0].calc is None  # starting structures untouched
 

@@ -23,9 +23,13 @@ drives it; only the floating-point round-off of a batched model evaluation may d
   each step they read the forces the batched prediction put on their replica (a calculator that
   only holds injected results), so their arithmetic is ASE's.
 
-A replica whose energy or forces are not finite, or whose evaluation raises ``ValueError``,
-``FloatingPointError`` or ``LinAlgError``, stops at once with ``finite=False`` (the sequential
-shear explorer ends such a run). Constraints are not supported.
+A replica whose energy or forces are not finite, or whose evaluation raises (any exception but an
+out-of-memory error, see :func:`al_flows.replica_checks.is_replica_error`), stops at once with
+``finite=False`` and a one-line ``reason``; the others go on. A raising batch is evaluated frame by
+frame to find the replicas that raise, and the others are then evaluated together again, so their
+numbers are those of a batch without the failed replicas (when no frame raises alone, their single
+evaluations are used). The shear explorers drop such a replica and record why.
+Constraints are not supported.
 """
 
 from __future__ import annotations
@@ -39,12 +43,12 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.optimize import BFGS, LBFGS
 
 from al_flows.deviation import max_force_deviation
+from al_flows.replica_checks import describe_error, is_replica_error
 
 __all__ = ["FIREParameters", "Relaxed", "relax_batched", "BATCHED_OPTIMIZERS"]
 
 BATCHED_OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
 _ASE_OPTIMIZERS = {"BFGS": BFGS, "LBFGS": LBFGS}
-_EVAL_ERRORS = (ValueError, FloatingPointError, np.linalg.LinAlgError)
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ class Relaxed:
     and ``forces`` [N, 3] (eV/A) there, ``member_forces`` [M, N, 3], ``deviation`` (eV/A),
     ``converged`` (max force norm < fmax), ``n_steps`` (optimiser steps made, as ASE's
     ``opt.nsteps``) and ``finite`` (False: stopped on a non-finite or failed evaluation; energy,
-    forces and deviation are then NaN)."""
+    forces and deviation are then NaN, and ``reason`` says why on one line)."""
 
     positions: np.ndarray
     energy: float
@@ -80,6 +84,7 @@ class Relaxed:
     converged: bool
     n_steps: int
     finite: bool = True
+    reason: str = ""
 
 
 @dataclass
@@ -149,9 +154,10 @@ class _InjectedCalculator(Calculator):
         raise RuntimeError("batched relaxation: the optimiser asked for a geometry the batch did not evaluate")
 
 
-def _evaluate(ensemble, frames: list[Atoms], batch_size: int | None) -> list[tuple[float, np.ndarray, np.ndarray] | None]:
+def _evaluate(ensemble, frames: list[Atoms], batch_size: int | None) -> list[tuple[float, np.ndarray, np.ndarray] | str]:
     """(mean energy, mean forces [N,3], member forces [M,N,3]) per frame from one ``predict`` call;
-    None for a frame whose evaluation raises (found by evaluating the frames one by one)."""
+    for a frame whose evaluation raises, a one-line description of the error instead (found by
+    evaluating the frames one by one; the others are then predicted together again)."""
 
     def call(fs):
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
@@ -161,16 +167,25 @@ def _evaluate(ensemble, frames: list[Atoms], batch_size: int | None) -> list[tup
 
     try:
         return call(frames)
-    except _EVAL_ERRORS:
+    except Exception as err:
+        if not is_replica_error(err):
+            raise
         if len(frames) == 1:
-            return [None]
-    out = []
-    for f in frames:
+            return [describe_error(err)]
+    bad: dict[int, str] = {}
+    single = []
+    for j, f in enumerate(frames):
         try:
-            out.extend(call([f]))
-        except _EVAL_ERRORS:
-            out.append(None)
-    return out
+            single.extend(call([f]))
+        except Exception as err:
+            if not is_replica_error(err):
+                raise
+            bad[j] = describe_error(err)
+    if not bad:  # the batch failed but no frame does alone: their own evaluations it is
+        return single
+    ok = [j for j in range(len(frames)) if j not in bad]
+    good = iter(call([frames[j] for j in ok]) if ok else [])
+    return [bad[j] if j in bad else next(good) for j in range(len(frames))]
 
 
 def _finished(positions, energy, forces, member_forces, converged, n_steps) -> Relaxed:
@@ -180,10 +195,10 @@ def _finished(positions, energy, forces, member_forces, converged, n_steps) -> R
                    np.array(member_forces, dtype=float), float(dev), bool(converged), int(n_steps), True)
 
 
-def _failed(positions, n_steps) -> Relaxed:
+def _failed(positions, n_steps, reason: str) -> Relaxed:
     n = np.asarray(positions).reshape(-1, 3).shape[0]
     return Relaxed(np.array(positions, dtype=float).reshape(-1, 3), float("nan"), np.full((n, 3), np.nan), None,
-                   float("nan"), False, int(n_steps), False)
+                   float("nan"), False, int(n_steps), False, f"{reason} at optimiser step {int(n_steps)}")
 
 
 def relax_batched(
@@ -230,12 +245,13 @@ def relax_batched(
         evaluated = _evaluate(ensemble, [work[k] for k in running], batch_size)
         still = []
         for k, ev in zip(running, evaluated, strict=True):
-            if ev is None:
-                results[k] = _failed(work[k].positions, n_steps[k])
+            if isinstance(ev, str):
+                results[k] = _failed(work[k].positions, n_steps[k], ev)
                 continue
             energy, forces, member_forces = ev
             if not (np.isfinite(energy) and np.isfinite(forces).all()):
-                results[k] = _failed(work[k].positions, n_steps[k])
+                why = "non-finite energy" if not np.isfinite(energy) else "non-finite forces"
+                results[k] = _failed(work[k].positions, n_steps[k], why)
                 continue
             converged = bool(np.linalg.norm(forces, axis=1).max() < fmax) if len(forces) else True
             if converged or n_steps[k] >= max_steps:

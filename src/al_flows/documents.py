@@ -82,6 +82,10 @@ class TrainingDocument(BaseModel):
     frame_errors: list[dict] = []
     model_settings: dict
     training_settings: dict
+    lr_used: float | None = Field(None, description="learning rate the member was trained with (training.lr unless retried)")
+    retries: list[dict] = Field(
+        [], description="one entry per diverged attempt before the kept one: lr, epoch, reason (see al_flows.training)"
+    )
     wall_time: float
     model_blob: str = Field(repr=False)
 
@@ -111,6 +115,9 @@ class ExplorationDocument(BaseModel):
     n_frames: int
     deviations: list[float]
     frames: list[dict] = []
+    dropped: list[dict] = Field(
+        [], description="replicas that blew up and were dropped: replica, step, reason, parent_id, ... (al_flows.replica_checks)"
+    )
     wall_time: float
     frames_blob: str = Field(repr=False)
 

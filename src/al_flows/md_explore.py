@@ -30,6 +30,15 @@ asked for stresses (``predict(frames, stress=True)``) only in NPT; the NVT path 
 
 Snapshots every ``record_every`` steps are returned too: they measure how much of the
 trajectory the ensemble already describes (the accurate ratio).
+
+Blow-ups (:mod:`al_flows.replica_checks`): every step, before the prediction, a trajectory with
+non-finite positions, an atom that moved more than 1 Angstrom in the step or two atoms closer than
+0.5 Angstrom is dropped; after it, one whose evaluation raised (the others are predicted again
+together), or whose energy/forces (stress in NPT) are not finite or whose largest force exceeds
+100 eV/Angstrom, is dropped too (step 0: the starting structure). A dropped trajectory records no
+more frames and is described in ``dropped`` (replica, parent_id, step, time_ps, reason); it keeps
+drawing (and discarding) its thermostat noise every step, so the other trajectories do not depend on
+whether or when it failed (they are those of a run in which it went on to the last step).
 """
 
 from __future__ import annotations
@@ -44,6 +53,14 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from pydantic import Field, model_validator
 
 from al_flows.dataset import frame_id
+from al_flows.replica_checks import (
+    LIMITS,
+    ReplicaLimits,
+    evaluation_problem,
+    geometry_problem,
+    predict_isolating,
+)
+from al_flows.replica_checks import dropped as dropped_record
 from al_flows.settings import Settings
 
 __all__ = ["ScheduleSettings", "NVTSettings", "schedule_temperature", "draw_schedule", "berendsen_mu",
@@ -160,6 +177,8 @@ def run_batched_langevin(
     pressure_GPa: float | None = None,
     barostat_tau_ps: float = 0.5,
     compressibility_per_GPa: float = 0.01,
+    dropped: list[dict] | None = None,
+    limits: ReplicaLimits = LIMITS,
 ) -> list[Atoms]:
     """Advance one Langevin trajectory per start (copies) for ``n_steps``; ``temperature(k, t_ps)``
     gives trajectory k's target temperature (K) at time t. Returns recorded frames (every
@@ -169,7 +188,9 @@ def run_batched_langevin(
 
     ``pressure_GPa`` (None: NVT, fixed cell) turns on the isotropic Berendsen barostat of every
     trajectory (module doc; starts must be periodic in 3D); recorded frames then also carry
-    ``volume_A3`` and ``pressure_GPa`` (instantaneous, at the frame's geometry)."""
+    ``volume_A3`` and ``pressure_GPa`` (instantaneous, at the frame's geometry).
+
+    A trajectory that blows up (module doc) is dropped and its record appended to ``dropped``."""
     npt = pressure_GPa is not None
     if npt and (barostat_tau_ps <= 0 or compressibility_per_GPa <= 0):
         raise ValueError("barostat_tau_ps and compressibility_per_GPa must be positive")
@@ -188,22 +209,60 @@ def run_batched_langevin(
         kt = units.kB * temperature(k, 0.0)
         v = rng.normal(size=(len(a), 3)) * np.sqrt(kt / masses[k])
         vel.append(v - (masses[k] * v).sum(0) / masses[k].sum())
-    pred = ensemble.predict(systems)
-    forces = list(pred.mean_forces)
-    running = list(range(len(systems)))
+    burning: list[int] = []  # dropped trajectories: their noise is still drawn (see module doc)
+
+    def drop(k: int, step: int, reason: str) -> None:
+        burning.append(k)
+        if dropped is not None:
+            parent = str((info[k] if info else {}).get("parent_id", ""))
+            dropped.append(dropped_record(k, step, reason, parent_id=parent, time_ps=step * timestep_fs / 1000.0))
+
+    def evaluate(running: list[int], step: int, stress: bool):
+        """(prediction, running) of the trajectories ``running`` that evaluate without a blow-up
+        (``pred`` indexes ``running``); the others are dropped."""
+        pred, ok, errors = predict_isolating(lambda fs: ensemble.predict(fs, stress=True) if stress else ensemble.predict(fs),
+                                             [systems[k] for k in running])
+        for j, why in errors.items():
+            drop(running[j], step, why)
+        running = [running[j] for j in ok]
+        if pred is None:
+            return None, []
+        pred = _Batch(pred, stress)
+        keep = [j for j, k in enumerate(running)
+                if not _drop_if(evaluation_problem(pred.mean_energies[j], pred.mean_forces[j], limits,
+                                                   pred.mean_stresses[j] if stress else None), drop, k, step)]
+        # the others' numbers stay those of this batch; only the failed leave it
+        return pred.subset(keep), [running[j] for j in keep]
+
+    running = [k for k in range(len(systems)) if not _drop_if(geometry_problem(systems[k], limits), drop, k, 0)]
+    forces: list = [None] * len(systems)
+    pred, running = evaluate(running, 0, False)
+    for j, k in enumerate(running):
+        forces[k] = pred.mean_forces[j]
     frames: list[Atoms] = []
     for step in range(1, n_steps + 1):
+        if not running:
+            break
         t_ps = step * timestep_fs / 1000.0
-        for k in running:
+        moving = set(running)
+        moved = {}
+        for k in sorted(moving.union(burning)):
+            if k not in moving:
+                rng.normal(size=vel[k].shape)  # a dropped trajectory's noise, drawn and discarded
+                continue
             a, m = systems[k], masses[k]
+            before = a.positions.copy()
             vel[k] += 0.5 * dt * forces[k] / m
             a.positions += 0.5 * dt * vel[k]
             kt = units.kB * temperature(k, t_ps)
             vel[k] = c * vel[k] + np.sqrt((1.0 - c * c) * kt / m) * rng.normal(size=vel[k].shape)
             a.positions += 0.5 * dt * vel[k]
+            moved[k] = a.positions - before
             a.wrap()
-        batch = [systems[k] for k in running]
-        pred = ensemble.predict(batch, stress=True) if npt else ensemble.predict(batch)
+        running = [k for k in running if not _drop_if(geometry_problem(systems[k], limits, moved[k]), drop, k, step)]
+        pred, running = evaluate(running, step, npt)
+        if not running:
+            break
         dev = pred.deviation
         still = []
         for j, k in enumerate(running):
@@ -225,14 +284,44 @@ def run_batched_langevin(
             if not stop:
                 still.append(k)
         running = still
-        if not running:
-            break
     return frames
 
 
-def langevin_schedule(structures: list[Atoms], ensemble, settings: ScheduleSettings, seed: int, explorer: str = "langevin") -> list[Atoms]:
+def _drop_if(problem: str | None, drop, k: int, step: int) -> bool:
+    """Drop trajectory ``k`` at ``step`` when there is a ``problem``; whether it was dropped."""
+    if problem is None:
+        return False
+    drop(k, step, problem)
+    return True
+
+
+class _Batch:
+    """An ensemble prediction's per-frame means and deviations, each computed once (the
+    prediction's properties recompute them for every frame on each access)."""
+
+    def __init__(self, pred, stress: bool):
+        self.mean_energies = np.asarray(pred.mean_energies)
+        self.mean_forces = list(pred.mean_forces)
+        self.deviation = np.asarray(pred.deviation)
+        self.mean_stresses = np.asarray(pred.mean_stresses) if stress else None
+
+    def subset(self, keep: list[int]) -> _Batch:
+        """The frames ``keep`` (same numbers: rows of this batch's arrays)."""
+        if len(keep) == len(self.mean_forces):
+            return self
+        out = object.__new__(_Batch)
+        out.mean_energies = self.mean_energies[keep]
+        out.mean_forces = [self.mean_forces[j] for j in keep]
+        out.deviation = self.deviation[keep]
+        out.mean_stresses = None if self.mean_stresses is None else self.mean_stresses[keep]
+        return out
+
+
+def langevin_schedule(structures: list[Atoms], ensemble, settings: ScheduleSettings, seed: int, explorer: str = "langevin",
+                      dropped: list[dict] | None = None) -> list[Atoms]:
     """ANI-Al exploration: ``n_runs`` trajectories, each from a start drawn from ``structures``
-    with its own temperature schedule, stopped early on high deviation (see module doc)."""
+    with its own temperature schedule, stopped early on high deviation (see module doc);
+    trajectories that blow up are appended to ``dropped``."""
     rng = np.random.default_rng((int(seed) & 0xFFFFFFFF, 17))
     picks = rng.integers(len(structures), size=settings.n_runs)
     schedules = [draw_schedule(rng, settings) for _ in range(settings.n_runs)]
@@ -246,12 +335,14 @@ def langevin_schedule(structures: list[Atoms], ensemble, settings: ScheduleSetti
     return run_batched_langevin(
         starts, ensemble, lambda k, t: float(schedule_temperature(t, **schedules[k])), n_steps, settings.timestep_fs,
         settings.friction_per_ps, settings.record_every, int(rng.integers(2**62)), settings.stop_deviation, info,
+        dropped=dropped,
     )
 
 
-def nvt_explore(structures: list[Atoms], ensemble, settings: NVTSettings, round_: int, seed: int, explorer: str = "md") -> list[Atoms]:
+def nvt_explore(structures: list[Atoms], ensemble, settings: NVTSettings, round_: int, seed: int, explorer: str = "md",
+                dropped: list[dict] | None = None) -> list[Atoms]:
     """DP-GEN exploration: ``n_runs`` NVT (or NPT, ``settings.ensemble``) trajectories per structure
-    at this round's temperature."""
+    at this round's temperature; trajectories that blow up are appended to ``dropped``."""
     temp = float(settings.temperatures_K[min(max(round_, 0), len(settings.temperatures_K) - 1)])
     if settings.n_starts is not None and settings.n_starts < len(structures):
         rng = np.random.default_rng((int(seed) & 0xFFFFFFFF, 19))
@@ -260,7 +351,7 @@ def nvt_explore(structures: list[Atoms], ensemble, settings: NVTSettings, round_
     info = [{"explorer": explorer, "parent_id": str(a.info.get("structure_id") or a.info.get("frame_id", ""))} for a in starts]
     return run_batched_langevin(
         starts, ensemble, lambda k, t: temp, settings.n_steps, settings.timestep_fs, settings.friction_per_ps,
-        settings.record_every, seed, None, info,
+        settings.record_every, seed, None, info, dropped=dropped,
         **({"pressure_GPa": settings.pressure_GPa, "barostat_tau_ps": settings.barostat_tau_ps,
             "compressibility_per_GPa": settings.compressibility_per_GPa} if settings.ensemble == "npt" else {}),
     )

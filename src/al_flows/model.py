@@ -132,6 +132,16 @@ class TrainingSettings(Settings):
         description="mixed precision on CUDA: the SchNet representation runs under bfloat16 autocast "
         "(energy aggregation, reference and loss stay float32/float64); ignored, with a warning, on other devices",
     )
+    divergence_factor: float | None = Field(
+        100.0,
+        gt=1,
+        description="an epoch whose mean training loss exceeds this many times the loss of the untrained model "
+        "(its first batch) has diverged, as has any non-finite loss; None: only non-finite losses count",
+    )
+    max_retries: int = Field(
+        2, ge=0, description="a diverged member is trained again from scratch (same seed and split) this many times at most"
+    )
+    retry_lr_factor: float = Field(0.1, gt=0, lt=1, description="learning-rate factor of each retry")
 
 
 class EnergyReference(torch.nn.Module):

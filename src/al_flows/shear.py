@@ -6,8 +6,13 @@ adding ``shear_step`` (Angstrom) to cell[0,1] and cell[0,2] (a1's y and z; shear
 along [011]), atoms scaled with the cell; (3) relax the internal coordinates at
 fixed cell to ``fmax`` (eV/Angstrom). The relaxed frame of every step is recorded
 until the shear strain gamma = sqrt(C01^2 + C02^2)/C00 reaches ``gamma_max`` or
-``max_steps`` steps were made. A relaxation that yields non-finite energy/forces
-ends that run early (no exception).
+``max_steps`` steps were made.
+
+Blow-ups (:mod:`al_flows.replica_checks`): a run whose relaxation raises or yields non-finite
+energy/forces, or whose relaxed frame has a force above 100 eV/Angstrom or two atoms closer than
+0.5 Angstrom, ends there without that frame (the frames of its earlier steps are kept) and is
+recorded in ``dropped`` (replica, structure, run, parent_id, seed, step, reason); the other runs are
+not affected. No exception is raised (out-of-memory errors excepted).
 
 :func:`explore_shear` runs the replicas (structure, run) one after the other with any ASE
 calculator; :func:`explore_shear_batched` runs all of them in lockstep with an ensemble: every
@@ -30,6 +35,15 @@ from pydantic import Field
 
 from al_flows.batched_relax import relax_batched
 from al_flows.dataset import PROVENANCE_KEYS, frame_id
+from al_flows.replica_checks import (
+    LIMITS,
+    ReplicaLimits,
+    describe_error,
+    evaluation_problem,
+    geometry_problem,
+    is_replica_error,
+)
+from al_flows.replica_checks import dropped as dropped_record
 from al_flows.settings import Settings
 
 _OPTIMIZERS = {"BFGS": BFGS, "LBFGS": LBFGS, "FIRE": FIRE}
@@ -87,6 +101,9 @@ def run_shear(
     run: int = 0,
     parent_id: str = "",
     explorer: str = "shear",
+    dropped: list[dict] | None = None,
+    replica: int | None = None,
+    limits: ReplicaLimits = LIMITS,
 ) -> list[Atoms]:
     """One shear run from a copy of ``atoms``; returns the relaxed frame of every step.
 
@@ -94,6 +111,8 @@ def run_shear(
     and info: explorer, parent_id, run, step (1-based), gamma, energy (eV), deviation
     (``calculator.results['model_deviation']`` in eV/Angstrom, NaN if absent), converged,
     n_opt_steps, seed, frame_id. Noise comes from ``numpy.random.default_rng((seed, run))``.
+    A run that blows up (module doc) ends there; its record (replica: ``replica``, default ``run``)
+    is appended to ``dropped`` when given.
     """
     rng = np.random.default_rng((_u64(seed), _u64(run)))
     opt_cls = _OPTIMIZERS[settings.optimizer]
@@ -114,11 +133,20 @@ def run_shear(
                         break  # stop relaxing at once; the check below ends the run
             energy = float(work.get_potential_energy())
             forces = np.array(work.get_forces(), dtype=float)
-        except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+        except Exception as err:
+            if not is_replica_error(err):
+                raise
+            problem = f"{describe_error(err)} at optimiser step {opt.nsteps}"
+        else:
+            problem = _relaxed_problem(work, energy, forces, limits)
+            if problem is not None and problem.startswith("non-finite"):
+                problem += f" at optimiser step {opt.nsteps}"
+        if problem is not None:
+            if dropped is not None:
+                dropped.append(dropped_record(run if replica is None else replica, step, problem, run=int(run),
+                                              parent_id=parent_id, seed=int(seed)))
             break
         converged = bool(converged)
-        if not (np.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(work.positions).all()):
-            break
         results = getattr(calculator, "results", {}) or {}
         deviation = float(results.get("model_deviation", np.nan))
         gamma = shear_strain(work.cell[:])
@@ -130,6 +158,12 @@ def run_shear(
         if gamma >= settings.gamma_max - 1e-12:
             break
     return frames
+
+
+def _relaxed_problem(work: Atoms, energy: float, forces: np.ndarray, limits: ReplicaLimits) -> str | None:
+    """Why a relaxed frame shows a blow-up (non-finite energy/forces/positions, a force above the
+    limit, atoms too close), or None."""
+    return evaluation_problem(energy, forces, limits) or geometry_problem(work, limits)
 
 
 def _frame(work: Atoms, labels: tuple[float, np.ndarray], base_info: dict, **info) -> Atoms:
@@ -147,14 +181,27 @@ def run_seed(seed: int, structure_index: int) -> int:
     return int(np.random.SeedSequence([_u64(seed), _u64(structure_index)]).generate_state(1, dtype=np.uint32)[0])
 
 
-def explore_shear(structures: list[Atoms], calculator, settings: ShearSettings, seed: int, explorer: str = "shear") -> list[Atoms]:
+def explore_shear(
+    structures: list[Atoms],
+    calculator,
+    settings: ShearSettings,
+    seed: int,
+    explorer: str = "shear",
+    dropped: list[dict] | None = None,
+    limits: ReplicaLimits = LIMITS,
+) -> list[Atoms]:
     """``settings.n_runs`` shear runs from every structure; run r of structure i uses noise
-    seeded by (run_seed(seed, i), r). parent_id is the structure's ``structure_id`` (else its frame_id)."""
+    seeded by (run_seed(seed, i), r). parent_id is the structure's ``structure_id`` (else its frame_id).
+    Runs that blow up (module doc) are appended to ``dropped`` (replica ``i * n_runs + r``)."""
     frames: list[Atoms] = []
     for i, atoms in enumerate(structures):
         pid = _parent_id(atoms)
         for r in range(settings.n_runs):
-            frames.extend(run_shear(atoms, calculator, settings, seed=run_seed(seed, i), run=r, parent_id=pid, explorer=explorer))
+            mine: list[dict] = []
+            frames.extend(run_shear(atoms, calculator, settings, seed=run_seed(seed, i), run=r, parent_id=pid, explorer=explorer,
+                                    dropped=mine, replica=i * settings.n_runs + r, limits=limits))
+            if dropped is not None:
+                dropped.extend({**d, "structure": i} for d in mine)
     return frames
 
 
@@ -165,6 +212,8 @@ def explore_shear_batched(
     seed: int,
     explorer: str = "shear",
     batch_size: int | None = None,
+    dropped: list[dict] | None = None,
+    limits: ReplicaLimits = LIMITS,
 ) -> list[Atoms]:
     """:func:`explore_shear` with all ``len(structures) * settings.n_runs`` replicas in lockstep and
     the ensemble mean relaxing them together (:func:`al_flows.batched_relax.relax_batched`, one
@@ -173,7 +222,9 @@ def explore_shear_batched(
     ``default_rng((run_seed(seed, i), r))`` as in :func:`run_shear`; frames, their order and info
     (deviation: the ensemble's model deviation of the relaxed frame) are those of
     ``explore_shear(structures, ensemble.calculator(), settings, seed, explorer)``.
-    ``batch_size``: frames per forward pass, passed to ``ensemble.predict`` (its default if None)."""
+    ``batch_size``: frames per forward pass, passed to ``ensemble.predict`` (its default if None).
+    A replica that blows up (module doc) leaves the batch and is appended to ``dropped``, as in
+    :func:`explore_shear`; the others go on unchanged."""
     replicas = []
     for i, atoms in enumerate(structures):
         pid = _parent_id(atoms)
@@ -183,7 +234,8 @@ def explore_shear_batched(
             work = atoms.copy()
             work.calc = None
             replicas.append({"work": work, "rng": np.random.default_rng((_u64(rseed), _u64(r))), "run": r,
-                             "seed": rseed, "parent_id": pid, "base_info": base_info, "frames": []})
+                             "seed": rseed, "parent_id": pid, "base_info": base_info, "frames": [],
+                             "replica": len(replicas), "structure": i})
     running = list(replicas)
     for step in range(1, settings.max_steps + 1):
         if not running:
@@ -198,9 +250,16 @@ def explore_shear_batched(
         still = []
         for rep, res in zip(running, relaxed, strict=True):
             work = rep["work"]
-            if not (res.finite and np.isfinite(res.positions).all()):
-                continue  # the run ends here, as in run_shear
-            work.set_positions(res.positions)
+            if res.finite and np.isfinite(res.positions).all():
+                work.set_positions(res.positions)
+                problem = _relaxed_problem(work, res.energy, res.forces, limits)
+            else:
+                problem = res.reason or "non-finite positions"
+            if problem is not None:  # the run ends here, as in run_shear
+                if dropped is not None:
+                    dropped.append(dropped_record(rep["replica"], step, problem, run=int(rep["run"]), parent_id=rep["parent_id"],
+                                                  seed=int(rep["seed"]), structure=rep["structure"]))
+                continue
             gamma = shear_strain(work.cell[:])
             rep["frames"].append(
                 _frame(work, (res.energy, res.forces), rep["base_info"], explorer=explorer, parent_id=rep["parent_id"],

@@ -22,10 +22,25 @@ float32 features; the atomwise energy network, the per-structure sum, the energy
 (float64), forces by autograd and the loss stay in float32/float64. bfloat16 has float32's
 exponent range, so no gradient scaler is needed for the force (double) backward; a GPU without
 bfloat16 trains in float32. On other devices ``amp`` is ignored with a warning.
+
+Divergence (``TrainingSettings.divergence_factor``, ``max_retries``, ``retry_lr_factor``): after each
+epoch :meth:`Trainer.run_epochs` checks the epoch's mean training loss (the device sum it reads
+once per epoch anyway, so the check adds no synchronisation): a non-finite loss (NaN/inf in any
+batch makes the sum non-finite), or one above ``divergence_factor`` times the loss of the untrained
+model (the first batch of the first epoch, before any update), raises :class:`TrainingDivergedError`.
+:func:`train_member` then trains the member again from scratch (same seed: same initial weights,
+split and batch order) with the learning rate multiplied by ``retry_lr_factor``, up to
+``max_retries`` times, and records the attempts (:attr:`TrainedMember.retries`) and the learning
+rate finally used (:attr:`TrainedMember.lr`); when every attempt diverges it raises
+:class:`TrainingDivergedError` with the learning rates tried. A non-finite loss of the untrained
+model is not retried (no learning rate helps: the labels or the energy reference are not finite),
+and weights with a NaN or inf are never serialised. A run that does not diverge is the same,
+bit for bit, as without these checks.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -47,7 +62,32 @@ from al_flows.model import (
 )
 from al_flows.structure_checks import check_training_frames
 
-__all__ = ["TrainedMember", "Trainer", "FrameErrors", "train_member", "frame_ids", "split_indices", "fit_atomrefs"]
+__all__ = [
+    "TrainedMember",
+    "Trainer",
+    "FrameErrors",
+    "TrainingDivergedError",
+    "train_member",
+    "frame_ids",
+    "split_indices",
+    "fit_atomrefs",
+]
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training diverged (non-finite loss or weights, or an exploding loss); the message is one line
+    saying which member/seed, what diverged, the learning rates tried and what to do.
+
+    ``seed``, ``member`` (None when unknown), ``epoch`` (of the last divergence), ``reason`` (of the
+    last attempt), ``retryable`` (False when a lower learning rate cannot help) and ``attempts`` (one
+    dict per diverged attempt: lr, epoch, reason)."""
+
+    def __init__(self, message: str, *, seed: int, reason: str, epoch: int, lr: float, retryable: bool = True,
+                 member: int | None = None, attempts: list[dict] | None = None):
+        super().__init__(message)
+        self.seed, self.member, self.reason, self.epoch, self.lr = seed, member, reason, epoch, lr
+        self.retryable = retryable
+        self.attempts = list(attempts or [{"lr": lr, "epoch": epoch, "reason": reason}])
 
 
 @dataclass
@@ -57,6 +97,8 @@ class TrainedMember:
     ``curve`` has one dict per epoch with keys epoch, train_loss, val_loss, val_force_rmse
     (eV/A, per component), val_energy_rmse_per_atom (eV/atom), lr (used in that epoch);
     validation entries are None without a validation set, and the summary values NaN.
+    ``lr``: the learning rate this member was trained with (``TrainingSettings.lr`` unless training
+    diverged and was retried); ``retries``: one dict per diverged attempt before it (lr, epoch, reason).
     """
 
     blob: bytes
@@ -69,6 +111,8 @@ class TrainedMember:
     val_energy_rmse_per_atom: float = float("nan")
     train_ids: list[str] = field(default_factory=list)
     val_ids: list[str] = field(default_factory=list)
+    lr: float = float("nan")
+    retries: list[dict] = field(default_factory=list)
 
 
 def frame_ids(frames: list[Atoms]) -> list[str]:
@@ -236,6 +280,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="min", factor=self.training.lr_decay, patience=self.training.lr_patience
         )
+        self._initial_loss = None  # loss of the untrained model (first batch), a device scalar until read
+        self.initial_loss: float | None = None
 
     def steps_per_epoch(self, n_train: int) -> int:
         """Optimiser steps of one epoch over ``n_train`` frames."""
@@ -266,14 +312,18 @@ class Trainer:
                     out = self.module(batch)
                     f_true = torch.cat([self.forces[k] for k in sel])
                     loss = _per_frame_loss(out, batch, self.energies[sel], f_true, self.training.rho).mean()
+                    if self._initial_loss is None:
+                        self._initial_loss = loss.detach()
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward(inputs=self.params)
                     self.optimizer.step()
                     self.n_steps += 1
                     loss_sum += loss.detach().double() * len(sel)
+            train_loss = float(loss_sum) / n_train
+            self._check_divergence(train_loss, lr)
             row = {
                 "epoch": self.epoch,
-                "train_loss": float(loss_sum) / n_train,
+                "train_loss": train_loss,
                 "val_loss": None,
                 "val_force_rmse": None,
                 "val_energy_rmse_per_atom": None,
@@ -291,6 +341,36 @@ class Trainer:
                 self.scheduler.step(row["train_loss"])
             rows.append(row)
         return rows
+
+    def _check_divergence(self, train_loss: float, lr: float) -> None:
+        """Raise :class:`TrainingDivergedError` when this epoch's mean training loss is not finite or
+        exceeds ``divergence_factor`` times the untrained model's loss (host floats only: the sums
+        were read already)."""
+        if self.initial_loss is None:
+            self.initial_loss = float(self._initial_loss)
+        initial, factor = self.initial_loss, self.training.divergence_factor
+        if not math.isfinite(initial):
+            reason = f"non-finite loss ({initial}) of the untrained model, before any update"
+            raise TrainingDivergedError(
+                f"training diverged (seed {self.seed}): {reason}; no learning rate helps: check the labels "
+                f"(energies, forces) for NaN/inf",
+                seed=self.seed, reason=reason, epoch=self.epoch, lr=lr, retryable=False,
+            )
+        if not math.isfinite(train_loss):
+            reason = f"{'NaN' if math.isnan(train_loss) else 'infinite'} training loss at epoch {self.epoch}"
+        elif factor is not None and train_loss > factor * initial:
+            reason = (f"training loss {train_loss:.3g} at epoch {self.epoch}, {train_loss / initial:.3g} x the untrained "
+                      f"model's {initial:.3g} (divergence_factor {factor:g})")
+        else:
+            return
+        raise TrainingDivergedError(
+            f"training diverged (seed {self.seed}, lr {lr:g}): {reason}; lower training.lr or check the labels",
+            seed=self.seed, reason=reason, epoch=self.epoch, lr=lr,
+        )
+
+    def weights_finite(self) -> bool:
+        """Whether every parameter and buffer of the current weights is finite."""
+        return all(bool(torch.isfinite(v).all()) for v in self.module.state_dict().values() if v.is_floating_point())
 
     def errors(self, idx, batch_size: int = 64) -> FrameErrors:
         """Per-structure errors of the current weights on frames ``idx`` (see :class:`FrameErrors`)."""
@@ -340,15 +420,41 @@ def train_member(
     training: TrainingSettings,
     seed: int,
     elements: list[str] | None = None,
+    member: int | None = None,
+    log=None,
 ) -> TrainedMember:
     """Train one member on labelled frames (labels from each frame's calculator: energy eV,
     forces eV/A). ``seed`` fixes the initial weights, the train/validation split and the
-    shuffling. ``elements`` default: those present in ``frames``."""
-    trainer = Trainer(frames, model, training, seed, elements)
-    train_idx, val_idx = split_indices(len(frames), training.val_fraction, trainer.rng)
-    trainer.fit_reference(train_idx)
-    curve = [{k: v for k, v in row.items() if k != "n_train"} for row in trainer.run_epochs(train_idx, val_idx, training.epochs)]
-    best_row = trainer.restore_best()
+    shuffling. ``elements`` default: those present in ``frames``. ``member`` (the ensemble index)
+    only names the member in messages; ``log(msg)`` gets a line per diverged attempt.
+
+    A diverged attempt (see the module doc) is retried from scratch with the learning rate times
+    ``training.retry_lr_factor``, up to ``training.max_retries`` times; then
+    :class:`TrainingDivergedError` is raised."""
+    lr = float(training.lr)
+    attempts: list[dict] = []
+    who = f"member {member} (seed {int(seed)})" if member is not None else f"member with seed {int(seed)}"
+    for attempt in range(training.max_retries + 1):
+        used = training if attempt == 0 else training.model_copy(update={"lr": lr})
+        trainer = Trainer(frames, model, used, seed, elements)
+        train_idx, val_idx = split_indices(len(frames), training.val_fraction, trainer.rng)
+        trainer.fit_reference(train_idx)
+        try:
+            rows = trainer.run_epochs(train_idx, val_idx, training.epochs)
+            best_row = trainer.restore_best()
+            if not trainer.weights_finite():
+                reason = f"non-finite weights after epoch {trainer.epoch}"
+                raise TrainingDivergedError(reason, seed=int(seed), reason=reason, epoch=trainer.epoch, lr=lr)
+        except TrainingDivergedError as err:
+            attempts.append({"lr": lr, "epoch": int(err.epoch), "reason": err.reason})
+            if not err.retryable or attempt == training.max_retries:
+                raise _diverged(who, int(seed), member, attempts) from None
+            if log is not None:
+                log(f"{who} diverged at lr {lr:g} ({err.reason}); retrying from scratch at lr {lr * training.retry_lr_factor:g}")
+            lr = float(f"{lr * training.retry_lr_factor:.12g}")  # 0.01, not 0.010000000000000002
+            continue
+        break
+    curve = [{k: v for k, v in row.items() if k != "n_train"} for row in rows]
     if best_row is not None:
         best_epoch = int(best_row["epoch"])
         val_f, val_e = float(best_row["val_force_rmse"]), float(best_row["val_energy_rmse_per_atom"])
@@ -363,6 +469,8 @@ def train_member(
         "val_force_rmse": val_f,
         "val_energy_rmse_per_atom": val_e,
         "training": training.model_dump(),
+        "lr": lr,
+        "retries": attempts,
     }
     return TrainedMember(
         blob=trainer.blob(extra),
@@ -375,4 +483,24 @@ def train_member(
         val_energy_rmse_per_atom=val_e,
         train_ids=[trainer.ids[k] for k in train_idx],
         val_ids=[trainer.ids[k] for k in val_idx],
+        lr=lr,
+        retries=attempts,
+    )
+
+
+def _diverged(who: str, seed: int, member: int | None, attempts: list[dict]) -> TrainingDivergedError:
+    """The one-line error of a member whose every attempt diverged."""
+    last = attempts[-1]
+    tried = ", ".join(f"{a['lr']:g}" for a in attempts)
+    if len(attempts) == 1 and "untrained model" in last["reason"]:
+        advice = "no learning rate helps: check the labels (energies, forces) for NaN/inf"
+    else:
+        advice = (f"lower training.lr (below {min(a['lr'] for a in attempts):g}), raise training.max_retries, "
+                  f"or check the labels for wrong or huge energies/forces")
+    what = "; ".join(f"at lr {a['lr']:g}: {a['reason']}" for a in attempts)
+    n = len(attempts)
+    return TrainingDivergedError(
+        f"{who} diverged in {n} attempt{'s' if n > 1 else ''} (learning rates tried: {tried}): {what}; {advice}",
+        seed=seed, member=member, reason=last["reason"], epoch=last["epoch"], lr=last["lr"],
+        retryable=False, attempts=attempts,
     )

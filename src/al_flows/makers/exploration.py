@@ -1,5 +1,9 @@
 """Explore with a round's ensemble: perturbed stochastic shear (METHODS A4), Langevin MD with a
-randomised temperature schedule and early stop (METHODS B), NVT MD raised per round (METHODS C)."""
+randomised temperature schedule and early stop (METHODS B), NVT MD raised per round (METHODS C).
+
+Replicas (shear runs, MD trajectories) that blow up are dropped, their frames after the blow-up
+never recorded, and listed in ``ExplorationDocument.dropped`` (see :mod:`al_flows.replica_checks`);
+the others go on. A job whose every replica blew up still succeeds, with zero frames."""
 
 from __future__ import annotations
 
@@ -19,11 +23,13 @@ from al_flows.md_explore import NVTSettings, ScheduleSettings, langevin_schedule
 from al_flows.shear import ShearSettings, explore_shear, explore_shear_batched
 
 
-def _document(frames, campaign, round, explorer, ens_id, start) -> ExplorationDocument:
+def _document(frames, campaign, round, explorer, ens_id, start, dropped) -> ExplorationDocument:
     for atoms in frames:
         atoms.info.update(round=round, model_id=ens_id)
     deviations = [float(a.info.get("deviation", np.nan)) for a in frames]
-    progress.report(f"explored {explorer}", round, frames=len(frames))
+    progress.report(f"explored {explorer}", round, frames=len(frames), **({"dropped_replicas": len(dropped)} if dropped else {}))
+    for d in dropped:
+        progress.report(f"{explorer} replica dropped", round, replica=d["replica"], step=d["step"], reason=d["reason"])
     return ExplorationDocument(
         campaign=campaign,
         round=round,
@@ -32,6 +38,7 @@ def _document(frames, campaign, round, explorer, ens_id, start) -> ExplorationDo
         n_frames=len(frames),
         deviations=deviations,
         frames=[explored_record(a) for a in frames],
+        dropped=list(dropped),
         wall_time=time.perf_counter() - start,
         frames_blob=frames_text(frames),
     )
@@ -62,11 +69,12 @@ class ShearExploreMaker(Maker):
     @job(data=["frames_blob"], output_schema=ExplorationDocument)
     def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
         start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
+        dropped: list[dict] = []
         if self.settings.batched and self.settings.optimizer == "FIRE" and not any(a.constraints for a in starts):
-            frames = explore_shear_batched(starts, ensemble, self.settings, seed=seed, explorer=self.name)
+            frames = explore_shear_batched(starts, ensemble, self.settings, seed=seed, explorer=self.name, dropped=dropped)
         else:
-            frames = explore_shear(starts, ensemble.calculator(), self.settings, seed=seed, explorer=self.name)
-        return _document(frames, campaign, round, self.name, ens_id, start)
+            frames = explore_shear(starts, ensemble.calculator(), self.settings, seed=seed, explorer=self.name, dropped=dropped)
+        return _document(frames, campaign, round, self.name, ens_id, start, dropped)
 
 
 @dataclass
@@ -80,11 +88,12 @@ class MDExploreMaker(Maker):
     @job(data=["frames_blob"], output_schema=ExplorationDocument)
     def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
         start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
+        dropped: list[dict] = []
         if isinstance(self.settings, ScheduleSettings):
-            frames = langevin_schedule(starts, ensemble, self.settings, seed, explorer=self.name)
+            frames = langevin_schedule(starts, ensemble, self.settings, seed, explorer=self.name, dropped=dropped)
             stopped = [a for a in frames if a.info.get("stopped")]
             progress.report(f"{self.name} trajectories", round, stopped=len(stopped), of=self.settings.n_runs,
                             mean_time_ps=f"{np.mean([a.info['time_ps'] for a in stopped]) if stopped else self.settings.t_max_ps:.2f}")
         else:
-            frames = nvt_explore(starts, ensemble, self.settings, round, seed, explorer=self.name)
-        return _document(frames, campaign, round, self.name, ens_id, start)
+            frames = nvt_explore(starts, ensemble, self.settings, round, seed, explorer=self.name, dropped=dropped)
+        return _document(frames, campaign, round, self.name, ens_id, start, dropped)

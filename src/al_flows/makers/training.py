@@ -1,4 +1,9 @@
-"""Train one SchNet ensemble member on every label available so far."""
+"""Train one SchNet ensemble member on every label available so far.
+
+A member whose training diverges is retried at a lower learning rate (``lr_used`` and ``retries``
+of its TrainingDocument); when every attempt diverges the job fails with
+:class:`al_flows.training.TrainingDivergedError` (one line: member, seed, learning rates tried, what
+to do), which stops the round."""
 
 from __future__ import annotations
 
@@ -33,7 +38,10 @@ class TrainMemberMaker(Maker):
         start = time.perf_counter()
         data = Dataset.from_bytes(field(dataset, "dataset_blob"))
         progress.report("train", round, member=member, labels=len(data))
-        trained = train_member(data.frames, self.model, self.training, seed=seed, elements=self.elements or None)
+        trained = train_member(
+            data.frames, self.model, self.training, seed=seed, elements=self.elements or None, member=member,
+            log=lambda msg: progress.report("train retry", round, member=member, why=msg),
+        )
         pred = Ensemble.from_bytes([trained.blob]).predict(data.frames)
         split = {**dict.fromkeys(trained.train_ids, "train"), **dict.fromkeys(trained.val_ids, "val")}
         errors = frame_errors(data.frames, pred.energies[0], [f[0] for f in pred.forces], split)
@@ -54,6 +62,8 @@ class TrainMemberMaker(Maker):
             frame_errors=errors,
             model_settings=self.model.model_dump(),
             training_settings=self.training.model_dump(),
+            lr_used=trained.lr,
+            retries=list(trained.retries),
             wall_time=time.perf_counter() - start,
             model_blob=weights_text(trained.blob),
         )
