@@ -109,3 +109,14 @@ def test_fingerprint_ignores_store_but_not_science():
     assert validate_campaign(d).fingerprint() == a
     d["training"]["epochs"] = 41
     assert validate_campaign(d).fingerprint() != a
+
+
+def test_fingerprint_is_stable_across_versions():
+    """A work directory made by an earlier version must still continue: the settings fingerprint
+    of a fixed campaign does not change when keys that do not change results are added
+    (store secrets, failure handling: training.max_retries, ...)."""
+    from tests.conftest import TINY
+
+    assert validate_campaign(TINY).fingerprint() == "838ee16accf0d065"
+    retried = {**TINY, "training": {**TINY["training"], "max_retries": 5, "divergence_factor": 10.0}}
+    assert validate_campaign(retried).fingerprint() == "838ee16accf0d065"

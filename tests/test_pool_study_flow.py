@@ -28,7 +28,7 @@ TINY_STUDY = {
     "pool": {"sources": [{"kind": "md", "structures": [ML], "temperatures_K": [1500], "n_steps": 40}], "test_fraction": 0.1},
     "model": {"n_atom_basis": 8, "n_interactions": 1, "n_rbf": 8, "cutoff": 4.0},
     "training": {"batch_size": 8, "lr": 3e-3, "lr_patience": 5},
-    "active_sampling": {"n_iterations": 2, "epochs_per_iteration": 2, "n_initial": 10, "n_validation": 10, "n_examine": 30, "eps_tol": 0.45},
+    "active_sampling": {"n_iterations": 3, "epochs_per_iteration": 10, "n_initial": 10, "n_validation": 10, "n_examine": 30, "eps_tol": 0.45},
     "shear_study": {"structures": [ML], "n_runs": 3, "runs_per_job": 2, "sigma": 0.05, "shear_step": 0.6, "gamma_max": 0.3, "fmax": 0.05, "max_steps": 4},
     "validation": {"n_minima": 2, "fmax": 0.05, "max_steps": 50},
 }
@@ -254,7 +254,6 @@ def test_failed_study_resumes_without_recomputing_finished_jobs(tmp_path, monkey
     cfg = tmp_path / "study.yaml"
     study = json.loads(json.dumps(TINY_STUDY))
     study["shear_study"]["n_runs"] = 2
-    study["active_sampling"]["n_iterations"] = 1
     cfg.write_text(yaml.safe_dump(study))
     workdir = tmp_path / "run"
     calls = {"validate": 0, "sampling": 0}
@@ -271,7 +270,7 @@ def test_failed_study_resumes_without_recomputing_finished_jobs(tmp_path, monkey
     monkeypatch.setattr(ps, "validate_minimum", failing_validate)
     monkeypatch.setattr(ps, "run_active_sampling", counting_sampling)
     assert main(["run", str(cfg), "--workdir", str(workdir)]) != 0
-    assert calls == {"validate": 1, "sampling": 1}
+    assert calls == {"validate": 1, "sampling": 1}  # the validation (the last job) failed
     store = open_store(load_workdir_campaign(workdir), workdir)
     before = {d["uuid"]: d["completed_at"] for d in store.query({"metadata.campaign": "tiny_pool"}, properties=["uuid", "completed_at"])}
     store.close()

@@ -314,7 +314,10 @@ class _CampaignBase(_Strict):
 
     def fingerprint(self) -> str:
         """Hash of the settings that define the results (store and queues excluded)."""
-        d = self.model_dump(mode="json", exclude={"store", "queues"})
+        # failure-handling keys do not change results: raising training.max_retries and running
+        # again continues the same campaign
+        d = self.model_dump(mode="json", exclude={"store": True, "queues": True,
+                                                  "training": {"divergence_factor", "max_retries", "retry_lr_factor"}})
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -76,6 +76,7 @@ class ShearRunsDocument(BaseModel):
     model_id: str
     runs: list[int]
     records: list[dict]
+    dropped: list[dict] = []  # runs that blew up (al_flows.replica_checks): replica, step, reason
     wall_time: float = 0.0
     frames_blob: str = Field(repr=False)
 

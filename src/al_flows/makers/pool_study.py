@@ -246,15 +246,15 @@ class ShearRunsMaker(Maker):
         name = str(structure.info.get("structure_id"))
         shear = ShearSettings(**{k: getattr(self.settings, k) for k in ShearSettings.model_fields})
         calc = _model_calculator(model_doc)
-        frames, records = [], []
+        frames, records, dropped = [], [], []
         for r in runs:
-            got = run_shear(structure, calc, shear, seed=run_seed(seed, system), run=r, parent_id=name, explorer="shear_study")
+            got = run_shear(structure, calc, shear, seed=run_seed(seed, system), run=r, parent_id=name, explorer="shear_study", dropped=dropped)
             frames.extend(got)
             records.extend({**step_record(f, structure), "system": name} for f in got)
-        progress.report("shear", -1, system=name, runs=len(runs), frames=len(frames))
+        progress.report("shear", -1, system=name, runs=len(runs), frames=len(frames), **({"dropped": len(dropped)} if dropped else {}))
         return ShearRunsDocument(
             study=study, system=name, model_id=field(model_doc, "model_id"), runs=list(runs), records=records,
-            wall_time=time.perf_counter() - start, frames_blob=frames_text(frames),
+            dropped=dropped, wall_time=time.perf_counter() - start, frames_blob=frames_text(frames),
         )
 
 
