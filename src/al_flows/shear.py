@@ -65,8 +65,8 @@ class ShearSettings(Settings):
     batched: bool = Field(
         True,
         description="explore with an ensemble by relaxing all replicas in lockstep (one batched ensemble "
-        "prediction per optimiser step; ShearExploreMaker does so for optimizer FIRE, BFGS/LBFGS keep "
-        "the sequential path)",
+        "prediction per optimiser step for every running replica, each with its own optimiser); false: "
+        "one replica after the other",
     )
 
 

@@ -57,11 +57,11 @@ class ShearExploreMaker(Maker):
     """Relax perturbed, progressively sheared copies of every starting structure with the
     ensemble mean; every relaxed frame keeps its energy, gamma and model deviation.
 
-    With ``settings.batched`` and optimizer FIRE all runs are relaxed in lockstep, one batched
-    ensemble prediction per optimiser step (:func:`al_flows.shear.explore_shear_batched`, same
-    frames as the sequential path up to float round-off); BFGS/LBFGS (and ``batched=False``, or
-    starting structures with constraints) take the sequential path with the ensemble's ASE
-    calculator, whose numbers existing campaigns keep."""
+    With ``settings.batched`` (default) all runs are relaxed in lockstep, one batched ensemble
+    prediction per optimiser step for every running replica (:func:`al_flows.shear.explore_shear_batched`;
+    ASE's BFGS/LBFGS/FIRE per replica, so the same frames as the sequential path up to the float
+    round-off of batched evaluation); ``batched=False`` or starting structures with constraints
+    take the sequential path with the ensemble's ASE calculator."""
 
     name: str = "shear"
     settings: ShearSettings = dc_field(default_factory=ShearSettings)
@@ -70,7 +70,7 @@ class ShearExploreMaker(Maker):
     def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
         start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
         dropped: list[dict] = []
-        if self.settings.batched and self.settings.optimizer == "FIRE" and not any(a.constraints for a in starts):
+        if self.settings.batched and not any(a.constraints for a in starts):
             frames = explore_shear_batched(starts, ensemble, self.settings, seed=seed, explorer=self.name, dropped=dropped)
         else:
             frames = explore_shear(starts, ensemble.calculator(), self.settings, seed=seed, explorer=self.name, dropped=dropped)
