@@ -15,12 +15,12 @@ multilayer, ``--steps`` shear steps each, with an ensemble of ``--members`` SchN
   (forces for the step, energy for the log line): counted and printed as model evaluations.
 - sequential (reference): this package's :func:`al_flows.shear.explore_shear` with BFGS and the
   ensemble's ASE calculator (one batched-over-members prediction per step, matscipy neighbour
-  lists), one replica after the other: what ShearExploreMaker runs for BFGS.
+  lists), one replica after the other: what ShearExploreMaker runs with ``batched: false``.
 - batched (candidate): :func:`al_flows.shear.explore_shear_batched`: all replicas in lockstep, one
   ``Ensemble.predict`` of every running replica (all members) per optimiser step, matscipy neighbour
   lists. ``--optimizer BFGS`` (default) runs ASE's BFGS per replica, so both sides make the same
-  relaxation steps and the ratio measures the machinery; ``--also FIRE`` adds the batched FIRE
-  explorer (what ShearExploreMaker runs for optimizer FIRE), which needs more steps than BFGS.
+  relaxation steps and the ratio measures the machinery (what ShearExploreMaker runs by default);
+  ``--also FIRE`` adds the batched FIRE explorer (``optimizer: FIRE``), which needs more steps than BFGS.
 
 Same weights on both sides: one member trained for ``--train-epochs`` epochs on EMT labels of
 perturbed, sheared copies of the cell (seconds), the others copies of it with 2 % weight noise (so
