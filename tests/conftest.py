@@ -44,3 +44,22 @@ def slurm_ready():
     reason = slurm_unavailable_reason()
     if reason is not None:
         pytest.skip(f"no SLURM cluster here: {reason}")
+
+
+def emt_labelled_multilayer(seed: int):
+    """32-atom Cu-Ni multilayer, strained (2 %) and rattled (0.08 A), with frozen EMT labels:
+    the training data of the training tests."""
+    import numpy as np
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from al_flows.multilayer import cuni_multilayer
+
+    rng = np.random.default_rng(seed)
+    atoms = cuni_multilayer((2, 2, 2))
+    atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.normal(0, 0.02, (3, 3))), scale_atoms=True)
+    atoms.rattle(0.08, seed=seed)
+    atoms.calc = EMT()
+    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+    return atoms

@@ -9,8 +9,6 @@ import traceback
 import numpy as np
 import pytest
 import torch
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 from jobflow import JobStore, run_locally
 from maggma.stores import MemoryStore
 
@@ -19,28 +17,20 @@ from al_flows.dataset import Dataset
 from al_flows.documents import weights_bytes
 from al_flows.makers.training import TrainMemberMaker
 from al_flows.model import ModelSettings, TrainingSettings, member_from_bytes
-from al_flows.multilayer import cuni_multilayer
 from al_flows.training import (
     Trainer,
     TrainingDivergedError,
     split_indices,
     train_member,
 )
+from tests.conftest import emt_labelled_multilayer
 
 MODEL = ModelSettings(n_atom_basis=16, n_interactions=2, n_rbf=12, cutoff=4.5)
-BASE = dict(epochs=6, batch_size=4, lr=3e-3, lr_patience=50, val_fraction=0.2)
+BASE = {"epochs": 6, "batch_size": 4, "lr": 3e-3, "lr_patience": 50, "val_fraction": 0.2}
 
 
 def _frame(seed: int):
-    """32-atom Cu-Ni multilayer, strained and rattled, EMT labels (as tests/test_training_speed.py)."""
-    rng = np.random.default_rng(seed)
-    atoms = cuni_multilayer((2, 2, 2))
-    atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.normal(0, 0.02, (3, 3))), scale_atoms=True)
-    atoms.rattle(0.08, seed=seed)
-    atoms.calc = EMT()
-    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
-    atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
-    return atoms
+    return emt_labelled_multilayer(seed)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +83,7 @@ def test_absurd_learning_rate_is_retried_lower_and_succeeds(frames):
     assert member.retries[0]["reason"] == "NaN training loss at epoch 1"
     assert "x the untrained model's" in member.retries[1]["reason"] and "divergence_factor 100" in member.retries[1]["reason"]
     assert len(logged) == 2 and logged[0].startswith("member 1 (seed 4) diverged at lr 1000")
-    assert all(np.isfinite(r["train_loss"]) for r in member.curve) and [r["lr"] for r in member.curve][0] == 1e-3
+    assert all(np.isfinite(r["train_loss"]) for r in member.curve) and next(r["lr"] for r in member.curve) == 1e-3
 
     module, _, extra = member_from_bytes(member.blob)
     assert all(torch.isfinite(v).all() for v in module.state_dict().values() if v.is_floating_point())

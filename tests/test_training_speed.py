@@ -7,8 +7,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 
 # isort: off
 import al_flows  # noqa: F401  (schnetpack/torch compatibility patch before schnetpack loads)
@@ -24,22 +22,15 @@ from al_flows.model import (
     frame_key,
     neighbour_cache,
 )
-from al_flows.multilayer import cuni_multilayer
 from al_flows.training import Trainer, split_indices, train_member
+from tests.conftest import emt_labelled_multilayer
 
 MODEL = ModelSettings(n_atom_basis=16, n_interactions=2, n_rbf=12, cutoff=4.5)
 TRAINING = TrainingSettings(epochs=3, batch_size=4, lr=3e-3, lr_patience=50, val_fraction=0.2)
 
 
 def _frame(seed: int):
-    rng = np.random.default_rng(seed)
-    atoms = cuni_multilayer((2, 2, 2))
-    atoms.set_cell(atoms.cell.array @ (np.eye(3) + rng.normal(0, 0.02, (3, 3))), scale_atoms=True)
-    atoms.rattle(0.08, seed=seed)
-    atoms.calc = EMT()
-    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
-    atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
-    return atoms
+    return emt_labelled_multilayer(seed)
 
 
 @pytest.fixture(scope="module")

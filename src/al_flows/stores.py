@@ -76,11 +76,12 @@ class _SecretsFromEnvironment:
     """Password (or whole URI) read from environment variables when connecting, so the store's
     serialised form (FireWorks specs, job documents, campaign.json) holds only the variables' names."""
 
-    def _read_secrets(self) -> None:
+    def connect(self, force_reset: bool = False):
         if self.password_env:
             self.password = _secret(self.password_env, "password_env")
         if self.uri_env:
             self.uri = _secret(self.uri_env, "uri_env")
+        return super().connect(force_reset)
 
 
 class EnvMongoStore(_SecretsFromEnvironment, MongoStore):
@@ -91,10 +92,6 @@ class EnvMongoStore(_SecretsFromEnvironment, MongoStore):
         self.password_env, self.uri_env = password_env, uri_env
         super().__init__(database, collection_name, host=host, port=port, username=username, auth_source=auth_source)
 
-    def connect(self, force_reset: bool = False):
-        self._read_secrets()
-        return super().connect(force_reset)
-
 
 class EnvGridFSStore(_SecretsFromEnvironment, GridFSStore):
     """maggma GridFSStore whose password or URI comes from environment variables at connect time."""
@@ -103,10 +100,6 @@ class EnvGridFSStore(_SecretsFromEnvironment, GridFSStore):
                  password_env: str | None = None, uri_env: str | None = None, auth_source: str | None = None):
         self.password_env, self.uri_env = password_env, uri_env
         super().__init__(database, collection_name, host=host, port=port, username=username, auth_source=auth_source)
-
-    def connect(self, force_reset: bool = False):
-        self._read_secrets()
-        return super().connect(force_reset)
 
 
 def describe_store(config: EmbeddedStore | MongoStoreConfig, workdir: str | Path) -> str:
