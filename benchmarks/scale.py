@@ -65,16 +65,14 @@ def main() -> int:
             dt = time.perf_counter() - t
             assert np.isfinite(pred.deviation).all()
             print(f"{len(frames[0]):>6} {n:>8} {dt:>8.2f} {len(frames[0]) * n / dt:>14.0f} {peak_rss_gib():>12.2f}", flush=True)
+    from al_flows.batched_relax import relax_batched
+
     frames = replicas(5, args.replicas)
     t = time.perf_counter()
-    relaxed_steps = 0
-    try:
-        from al_flows.batched_relax import batched_fire
-    except ImportError:  # batched relaxation not available: evaluate only
-        batched_fire = None
-    if batched_fire is not None and args.relax_steps:
-        result = batched_fire(frames, ens, fmax=1e-6, max_steps=args.relax_steps)
-        relaxed_steps = args.relax_steps
+    relaxed_steps = args.relax_steps
+    if relaxed_steps:  # fmax below reach: every replica takes all the steps
+        result = relax_batched(frames, ens, fmax=1e-6, max_steps=relaxed_steps, optimizer="FIRE")
+        assert len(result) == len(frames)
         del result
     else:
         ens.predict(frames)
