@@ -58,3 +58,34 @@ def test_autotest_needs_an_ase_reference_with_vasp_labels(tiny_dict):
         validate_campaign(d)
     d["autotest"] = {"reference": "emt"}
     assert validate_campaign(d).autotest.reference == "emt"
+
+
+def test_lost_autotest_is_run_alone_by_the_next_run(tiny_dict, tmp_path, monkeypatch):
+    """The campaign finished but its autotest failed: the next run trains nothing and runs only the autotest."""
+    import al_flows.makers.autotest as at
+    from al_flows.campaign import CampaignError
+
+    d = copy.deepcopy(tiny_dict)
+    d["max_rounds"] = 1
+    d["autotest"] = QUICK
+    config = validate_campaign(d)
+    original = at.autotest
+
+    def crash(*a, **k):
+        raise RuntimeError("node lost")
+
+    monkeypatch.setattr(at, "autotest", crash)
+    with pytest.raises(CampaignError, match="finished but its autotest did not complete"):
+        run_campaign(config, ".", tmp_path / "run", echo=lambda *_: None)
+    monkeypatch.setattr(at, "autotest", original)
+    lines = []
+    report = run_campaign(config, ".", tmp_path / "run", echo=lines.append)
+    assert lines[0] == "campaign 'tiny' finished; running its autotest"
+    assert report["finished"] and report["autotest"]["round"] == 0
+    store = make_job_store(config.store, tmp_path / "run")
+    store.connect()
+    try:
+        stages = [d["metadata"]["stage"] for d in store.query({"metadata.campaign": "tiny"}, properties=["metadata"])]
+    finally:
+        store.close()
+    assert stages.count("train") == 2 and stages.count("autotest") == 1  # nothing trained again, one autotest
