@@ -87,7 +87,7 @@ def test_impossible_values_rejected(path, value, field):
 def test_unknown_variant_and_missing_section():
     d = demo_dict()
     d["initial"]["structures"][0]["variants"] = ["VNi(N9)x"]
-    assert "initial.structures.0.variants" in error_of(d)
+    assert "initial.structures[0].variants" in error_of(d)
     d = demo_dict()
     del d["explorers"]
     assert error_of(d) == "c.yaml: explorers: required; add it (see docs/configuration.md)"
@@ -117,6 +117,74 @@ def test_fingerprint_is_stable_across_versions():
     (store secrets, failure handling: training.max_retries, ...)."""
     from tests.conftest import TINY
 
-    assert validate_campaign(TINY).fingerprint() == "838ee16accf0d065"
+    # 0.2.0 left the when-to-stop keys (max_rounds, convergence) and the run-time keys out of the
+    # fingerprint (the tiny campaign's was 838ee16accf0d065 under 0.1's rule)
+    assert validate_campaign(TINY).fingerprint() == "c1e4d7dcce548836"
     retried = {**TINY, "training": {**TINY["training"], "max_retries": 5, "divergence_factor": 10.0}}
-    assert validate_campaign(retried).fingerprint() == "838ee16accf0d065"
+    assert validate_campaign(retried).fingerprint() == "c1e4d7dcce548836"
+
+
+# One science key of every section of the tiny campaign (tests/conftest.py): (section path, key, new value).
+SCIENCE_CHANGES = [
+    (("model",), "n_atom_basis", 32),
+    (("model",), "cutoff", 4.5),
+    (("training",), "lr", 1e-3),
+    (("training",), "epochs", 5),
+    (("selection",), "trust_hi", 50.0),
+    (("selection",), "max_candidates", 4),
+    (("selection",), "pick", "highest"),
+    (("explorers", 0), "sigma", 0.04),
+    (("explorers", 0), "fmax", 0.05),
+    (("labeller",), "calculator", "lj"),
+    (("initial",), "n_rattled", 5),
+    (("initial", "structures", 0), "lattice_constant", 3.6),
+    (("test_set",), "max_frames", 7),
+    (("test_set",), "sigma", 0.03),
+    ((), "ensemble_size", 3),
+    ((), "seed", 4),
+]
+
+
+def _changed(base: dict, path: tuple, key: str, value) -> dict:
+    import copy
+
+    d = copy.deepcopy(base)
+    section = d
+    for p in path:
+        section = section[p]
+    assert key in section and section[key] != value, (path, key)  # a real change of a key the campaign sets
+    section[key] = value
+    return d
+
+
+@pytest.mark.parametrize(("path", "key", "value"), SCIENCE_CHANGES, ids=[".".join(map(str, p + (k,))) for p, k, _ in SCIENCE_CHANGES])
+def test_fingerprint_changes_with_every_science_section(tiny_dict, path, key, value):
+    """A change of the model, training, selection, explorers, labeller, initial data or test set
+    defines other results: another fingerprint (a work directory must not mix them)."""
+    base = validate_campaign(tiny_dict).fingerprint()
+    changed = validate_campaign(_changed(tiny_dict, path, key, value))
+    assert changed.fingerprint() != base
+    assert validate_campaign(tiny_dict).fingerprint() == base  # deterministic
+
+
+def test_fingerprint_leaves_out_exactly_the_listed_keys(tiny_dict):
+    """Changing a key of NOT_FINGERPRINTED keeps the fingerprint; changing any other top-level
+    section changes it. Convergence is a science section by its effect on the rounds run, but
+    it is listed as 'when to stop' (raising the target extends a campaign): this test follows
+    the list, test_fingerprint_changes_with_every_science_section does not."""
+    from al_flows.config import NOT_FINGERPRINTED
+
+    base = validate_campaign(tiny_dict).fingerprint()
+    cases = {  # name: (change, left out of the fingerprint by the list)
+        "store": ({"store": {"kind": "mongodb", "database": "x"}}, NOT_FINGERPRINTED.get("store") is True),
+        "max_rounds": ({"max_rounds": 3}, NOT_FINGERPRINTED.get("max_rounds") is True),
+        "convergence": ({"convergence": {"accurate_ratio": 0.9}}, NOT_FINGERPRINTED.get("convergence") is True),
+        "training.max_retries": ({"training": {**tiny_dict["training"], "max_retries": 5}},
+                                 "max_retries" in NOT_FINGERPRINTED.get("training", ())),
+        "selection": ({"selection": {**tiny_dict["selection"], "max_candidates": 4}}, False),
+    }
+    for name, (change, left_out) in cases.items():
+        assert (validate_campaign({**tiny_dict, **change}).fingerprint() == base) == left_out, name
+    assert NOT_FINGERPRINTED.get("store") is True  # where results are stored never names them
+    for science in ("model", "selection", "explorers", "labeller", "initial", "test_set"):
+        assert NOT_FINGERPRINTED.get(science) is not True, science

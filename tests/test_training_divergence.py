@@ -3,7 +3,6 @@ rate, recorded; a member that always diverges fails with one clear line; nothing
 
 from __future__ import annotations
 
-import logging
 import traceback
 
 import numpy as np
@@ -198,20 +197,17 @@ def test_training_document_records_retries(frames):
 
 
 def test_diverging_member_job_fails_with_the_message_the_campaign_reports(frames, nan_after_first_step):
-    from al_flows.campaign import _FailureCollector
+    """The failed job leaves a failure record in the store with the one-line reason that
+    'al-flows run' and 'al-flows status' show."""
+    from al_flows.makers._common import FAILURE_KEY
 
     maker = TrainMemberMaker(model=MODEL, training=TrainingSettings(**{**BASE, "max_retries": 1}))
     job = maker.make(_dataset_doc(frames), "c", 0, member=1, seed=9)
-    failures = _FailureCollector()
-    logger = logging.getLogger("jobflow.managers.local")
-    logger.addHandler(failures)
-    old = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        run_locally(job, store=JobStore(MemoryStore()), create_folders=False, log=False)
-    finally:
-        logger.removeHandler(failures)
-        logger.setLevel(old)
-    summary = failures.summary()
+    job.config.expose_store = True  # as every campaign job (route) does
+    store = JobStore(MemoryStore())
+    run_locally(job, store=store, create_folders=False, log=False)
+    records = [d[FAILURE_KEY] for d in store.docs_store.query({f"{FAILURE_KEY}.job_uuid": job.uuid})]
+    assert len(records) == 1
+    summary = records[0]["reason"]
     assert "al_flows.training.TrainingDivergedError: member 1 (seed 9) diverged in 2 attempts" in summary
     assert "learning rates tried: 0.003, 0.0003" in summary

@@ -18,10 +18,11 @@ from pathlib import Path
 
 from jobflow import Flow, JobStore, run_locally
 
-from al_flows.config import AnyConfig, CampaignConfig, ConfigError, PoolStudyConfig
+from al_flows.config import AnyConfig, CampaignConfig, ConfigError, PoolStudyConfig, settings_diff
 from al_flows.makers._common import drop_completed
 from al_flows.makers.active_learning import ActiveLearningMaker
-from al_flows.queries import latest_outputs
+from al_flows.queries import CampaignRecord, latest_outputs
+from al_flows.selection import stop_decision
 from al_flows.stores import ensure_indexes, make_job_store
 
 REPORT_KEYS = (
@@ -56,26 +57,72 @@ def workdir_lock(workdir: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _outputs(store: JobStore, campaign: str, stage: str) -> list[dict]:
+def _outputs(store: JobStore, campaign: str, stage: str, criteria: dict | None = None) -> list[dict]:
     """Latest output of every job of ``campaign`` at ``stage`` (documents only, blobs not loaded)."""
-    return latest_outputs(store, campaign, stage, properties=["output"])
+    return latest_outputs(store, campaign, stage, criteria, properties=["output"])
+
+
+# Stages of the cheap, deterministic setup jobs before any label or model exists: an earlier
+# attempt that got no further than these used nothing of the settings a user may correct.
+SETUP_STAGES = ("structures", "perturb", "perturb_test")
+
+
+def check_settings(store: JobStore, config: AnyConfig, workdir: Path | None = None) -> str:
+    """Refuse a store that holds this campaign run with other settings (CampaignError naming the
+    keys that differ, old -> new). An earlier attempt that stopped before any job beyond the
+    setup jobs finished is discarded instead. Returns a note for the user ('' when nothing to say)."""
+    fp = config.fingerprint()
+    other = store.query_one({"metadata.campaign": config.name, "metadata.fingerprint": {"$exists": True, "$ne": fp}},
+                            properties=["metadata"])
+    if other is None:
+        return ""
+    old_fp = other["metadata"].get("fingerprint")
+    used = store.query_one({"metadata.campaign": config.name, "metadata.fingerprint": old_fp,
+                            "metadata.stage": {"$nin": list(SETUP_STAGES)}, "output": {"$ne": None}}, properties=["uuid"])
+    if used is None:
+        n = discard_attempt(store, config.name, old_fp)
+        return (f"an earlier attempt with other settings stopped before any result ({n} setup job(s) discarded); "
+                "starting with the settings given")
+    diff = []
+    if workdir is not None and (Path(workdir) / WORKDIR_CONFIG).is_file():
+        try:
+            previous = load_workdir_campaign(workdir)
+        except ConfigError:
+            previous = None
+        if previous is not None and previous.fingerprint() == old_fp:
+            diff = settings_diff(previous.fingerprint_settings(), config.fingerprint_settings())
+    if diff:
+        shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
+        raise CampaignError(
+            f"the store already holds campaign '{config.name}' with other settings ({shown}); "
+            "restore them to continue, or use a new --workdir or another campaign name"
+        )
+    raise CampaignError(
+        f"the store already holds campaign '{config.name}' with other settings (fingerprint {old_fp} != {fp}; "
+        "the work directory may come from an earlier al_flows version); use a new --workdir or another campaign name"
+    )
+
+
+def discard_attempt(store: JobStore, campaign: str, fingerprint: str) -> int:
+    """Delete the documents (and their data-store blobs and failure records) of ``campaign``
+    run with ``fingerprint``; returns the number of job documents removed."""
+    from al_flows.makers._common import FAILURE_KEY
+
+    crit = {"metadata.campaign": campaign, "metadata.fingerprint": fingerprint}
+    uuids = sorted({d["uuid"] for d in store.query(crit, properties=["uuid"])})
+    store.docs_store.remove_docs(crit)
+    store.docs_store.remove_docs({f"{FAILURE_KEY}.campaign": campaign, f"{FAILURE_KEY}.fingerprint": fingerprint})
+    for extra in store.additional_stores.values():
+        if uuids:
+            extra.remove_docs({"job_uuid": {"$in": uuids}})
+    return len(uuids)
 
 
 def campaign_state(store: JobStore, config: CampaignConfig) -> tuple[dict | None, dict | None]:
-    """(CampaignResult or None, last RoundSummary or None) stored for this campaign.
-
-    Raises CampaignError when the store holds the same campaign name with other settings.
-    """
-    fp = config.fingerprint()
-    other = store.query_one({"metadata.campaign": config.name, "metadata.fingerprint": {"$exists": True, "$ne": fp}}, properties=["metadata"])
-    if other is not None:
-        raise CampaignError(
-            f"the store already holds campaign '{config.name}' run with different settings "
-            f"(fingerprint {other['metadata'].get('fingerprint')} != {fp}); use a new --workdir or rename the campaign"
-        )
-    results = [d["output"] for d in _outputs(store, config.name, "round") if d["output"].get("n_rounds") is not None]
-    summaries = sorted((d["output"] for d in _outputs(store, config.name, "summary")), key=lambda s: s["round"])
-    return (results[-1] if results else None), (summaries[-1] if summaries else None)
+    """(CampaignResult or None, last RoundSummary or None) stored for this campaign (see
+    :meth:`CampaignRecord.result`: a result older than the last summary is stale)."""
+    record = CampaignRecord(store, config.name)
+    return record.result(), record.last_summary()
 
 
 def pool_study_final_stage(config: PoolStudyConfig) -> str:
@@ -86,7 +133,7 @@ def pool_study_final_stage(config: PoolStudyConfig) -> str:
 
 
 def build_pool_study_report(store: JobStore, config: PoolStudyConfig) -> dict:
-    """report.json of a pool study: Table I rows and ratios, pathway counts, validation summary."""
+    """report.json of a pool study: rows of Table I of Sprueill et al. and ratios, pathway counts, validation summary."""
     def last(stage):
         docs = _outputs(store, config.name, stage)
         return docs[-1]["output"] if docs else None
@@ -116,12 +163,14 @@ def build_report(store: JobStore, config: AnyConfig) -> dict:
     by_round: dict[int, dict] = {}
     for d in sorted(_outputs(store, config.name, "summary"), key=lambda d: d["output"]["round"]):
         by_round[d["output"]["round"]] = d["output"]
-    result, _ = campaign_state(store, config)
+    record = CampaignRecord(store, config.name)
+    result = record.result()
     rounds = [{k: by_round[r][k] for k in REPORT_KEYS} for r in sorted(by_round)]
     report = {
         "campaign": config.name,
         "converged": bool(result and result["converged"]),
         "finished": result is not None,
+        "state": record.state_words(),
         "rounds": rounds,
     }
     autotests = _outputs(store, config.name, "autotest")
@@ -137,7 +186,6 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
     if isinstance(config, PoolStudyConfig):
         from al_flows.makers.pool_study import PoolStudyMaker
 
-        campaign_state(store, config)  # refuses a store holding the name with other settings
         if _outputs(store, config.name, pool_study_final_stage(config)):
             return None, f"pool study '{config.name}' already finished; report rewritten"
         todo, done = drop_completed(PoolStudyMaker(config=config, base_dir=str(base_dir)).jobs(), store)
@@ -148,7 +196,14 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
     maker = ActiveLearningMaker.from_config(config, base_dir)
     result, last = campaign_state(store, config)
     if result is not None:
-        if maker.autotest is not None and not _outputs(store, config.name, "autotest"):
+        again = stop_decision(last["accurate_ratio"], last["n_explored"], last["round"],
+                              config.convergence.accurate_ratio, config.max_rounds) if last else None
+        if again is not None and not again.stop:  # a larger max_rounds or another target: extend
+            return maker.continue_from(last), (
+                f"extending campaign '{config.name}' after round {last['round']} "
+                f"(max_rounds {config.max_rounds}, accurate-ratio target {config.convergence.accurate_ratio})"
+            )
+        if maker.autotest is not None and not _outputs(store, config.name, "autotest", {"metadata.round": result["final_round"]}):
             return maker.autotest_flow(result["final_round"]), f"campaign '{config.name}' finished; running its autotest"
         return None, f"campaign '{config.name}' already finished after {result['n_rounds']} round(s); report rewritten"
     if last is not None:
@@ -179,19 +234,60 @@ def load_workdir_campaign(workdir: str | Path) -> CampaignConfig:
     path = Path(workdir) / WORKDIR_CONFIG
     if not path.is_file():
         raise ConfigError(f"--workdir: {workdir} holds no campaign ({WORKDIR_CONFIG} missing); run or submit a campaign there first")
-    return validate_campaign(json.loads(path.read_text()), source=str(path))
+    return validate_campaign(json.loads(path.read_text()), source=str(path), imports=False)
 
 
-def prepare_store(config: CampaignConfig, workdir: Path) -> JobStore:
-    """Remember the settings in WORKDIR, connect the campaign's store and create its indexes."""
-    remember_campaign(config, workdir)
+def prepare_store(config: AnyConfig, workdir: Path, echo=None) -> JobStore:
+    """Connect the campaign's store, check that it holds no other settings of this campaign
+    (:func:`check_settings`), then remember the settings in WORKDIR and create the indexes.
+    Nothing is written when the check refuses."""
     store = make_job_store(config.store, workdir)
     store.connect()
-    ensure_indexes(store)
+    try:
+        note = check_settings(store, config, workdir)
+        if note and echo is not None:
+            echo(note)
+        remember_campaign(config, workdir)
+        ensure_indexes(store)
+    except BaseException:
+        store.close()
+        raise
     return store
 
 
-def run_campaign(config: CampaignConfig, base_dir: str | Path, workdir: str | Path, echo=print) -> dict:
+LOG_FILE = "al_flows.log"
+
+
+@contextmanager
+def job_log(workdir: Path):
+    """Write jobflow's log (full tracebacks of failed jobs) to WORKDIR/al_flows.log."""
+    handler = logging.FileHandler(workdir / LOG_FILE)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("jobflow")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield workdir / LOG_FILE
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        handler.close()
+
+
+def failure_summary(record: CampaignRecord, since: float, log_path: Path) -> str:
+    """The first job failure recorded since ``since`` (al_flows' own errors, which say what to
+    do, before others), with a pointer to the tracebacks."""
+    failed = [f for f in record.failures() if f["time"] >= since]
+    if not failed:
+        return f"a job did not complete (see {log_path})"
+    first = sorted(failed, key=lambda f: not f["reason"].startswith("al_flows."))[0]
+    more = f" (and {len(failed) - 1} more failed job(s))" if len(failed) > 1 else ""
+    return f"job '{first['job_name']}' failed ({first['reason']}){more}; tracebacks in {log_path}"
+
+
+def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, echo=print) -> dict:
     """Run (or continue) a campaign with jobflow's run_locally; return and write the report."""
     from al_flows.initial_data import check_campaign_structures
 
@@ -201,62 +297,39 @@ def run_campaign(config: CampaignConfig, base_dir: str | Path, workdir: str | Pa
         raise ConfigError(str(exc)) from None
     workdir = Path(workdir).resolve()
     with workdir_lock(workdir):
-        store = prepare_store(config, workdir)
+        store = prepare_store(config, workdir, echo)
         try:
             flow, why = plan_flow(config, Path(base_dir), store)
             echo(why)
             start = time.perf_counter()
-            failures = _FailureCollector()
+            started_at = time.time()
+            log_path = workdir / LOG_FILE
             if flow is not None:
                 jobs_dir = workdir / "jobs"
                 jobs_dir.mkdir(exist_ok=True)
                 cwd = os.getcwd()
-                jobflow_logger = logging.getLogger("jobflow.managers.local")
-                jobflow_logger.addHandler(failures)
-                old_level = jobflow_logger.level
-                jobflow_logger.setLevel(logging.INFO)
                 try:
-                    run_locally(flow, store=store, root_dir=jobs_dir, create_folders=True, log=False, allow_external_references=True)
+                    with job_log(workdir):
+                        run_locally(flow, store=store, root_dir=jobs_dir, create_folders=True, log=False,
+                                    allow_external_references=True)
                 finally:
-                    jobflow_logger.removeHandler(failures)
-                    jobflow_logger.setLevel(old_level)
                     os.chdir(cwd)
             report = build_report(store, config)
             report["wall_time_s"] = round(time.perf_counter() - start, 1)
             (workdir / "report.json").write_text(json.dumps(report, indent=2))
-            if flow is not None and getattr(config, "autotest", None) is not None and report["finished"] and "autotest" not in report:
-                raise CampaignError(f"campaign '{config.name}' finished but its autotest did not complete: {failures.summary()}")
-            if flow is not None and not report["finished"]:
-                raise CampaignError(
-                    f"campaign '{config.name}' stopped before finishing: {failures.summary()}; "
-                    f"fix the cause and run the same command again to continue"
-                )
+            if flow is not None:
+                record = CampaignRecord(store, config.name)
+                if getattr(config, "autotest", None) is not None and report["finished"] and "autotest" not in report:
+                    raise CampaignError(f"campaign '{config.name}' finished but its autotest did not complete: "
+                                        f"{failure_summary(record, started_at, log_path)}")
+                if not report["finished"]:
+                    raise CampaignError(
+                        f"campaign '{config.name}' stopped before finishing: {failure_summary(record, started_at, log_path)}; "
+                        f"fix the cause and run the same command again to continue"
+                    )
             return report
         finally:
             store.close()
-
-
-class _FailureCollector(logging.Handler):
-    """Remembers the jobs that run_locally reports as failed (name and last traceback line)."""
-
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.failed: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = record.getMessage()
-        if "failed with exception" in msg:
-            name = msg.split(" failed with exception", 1)[0]
-            last = [ln for ln in msg.strip().splitlines() if ln.strip()][-1].strip()
-            self.failed.append((last.startswith("al_flows."), f"job '{name}' failed ({last})"))
-
-    def summary(self) -> str:
-        """The first failure, al_flows' own errors (which say what to do) before others."""
-        if not self.failed:
-            return "a job did not complete"
-        first = sorted(self.failed, key=lambda f: not f[0])[0][1]
-        more = f" (and {len(self.failed) - 1} more failed job(s))" if len(self.failed) > 1 else ""
-        return first + more
 
 
 def open_store(config: CampaignConfig, workdir: str | Path) -> JobStore:
@@ -269,7 +342,8 @@ def open_store(config: CampaignConfig, workdir: str | Path) -> JobStore:
 
 
 class ProgressPrinter(logging.Handler):
-    """Prints al_flows progress lines and job failures as they happen."""
+    """Prints al_flows progress lines (and warnings, first line) as they happen; failed jobs'
+    tracebacks go to the log file only (:func:`job_log`), their one-line reasons to the progress."""
 
     def __init__(self, echo=print):
         super().__init__(logging.INFO)
@@ -281,8 +355,8 @@ class ProgressPrinter(logging.Handler):
         if record.name.startswith("al_flows.progress"):
             elapsed = time.perf_counter() - self.t0
             self.echo(f"[{int(elapsed // 60):02d}:{elapsed % 60:04.1f}] {msg}")
-        elif "failed with exception" in msg or record.levelno >= logging.WARNING:
-            self.echo(f"ERROR {msg}" if "failed with exception" in msg else msg)
+        elif record.levelno >= logging.WARNING:
+            self.echo(msg.splitlines()[0] if msg else msg)
 
 
 @contextmanager

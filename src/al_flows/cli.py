@@ -1,4 +1,15 @@
-"""Command line: ``al-flows run | demo | validate``."""
+"""Command line of al_flows.
+
+Subcommands: ``run`` (run or continue a campaign locally), ``demo`` (the shipped tiny Cu-Ni
+campaign), ``validate`` (check a campaign file), ``submit`` (add a campaign to a FireWorks
+LaunchPad), ``status`` (rounds and failures from the store), ``lineage`` (where a label or a
+model came from), ``export`` (dataset or models to files), ``report`` (plots and HTML),
+``import`` (VASP runs and extxyz files into one labelled pool).
+
+Every error is one line on stderr and exit code 2; a refused command creates nothing.
+Unexpected errors are one line too, with the traceback in a log file (``AL_FLOWS_DEBUG=1``
+shows it instead).
+"""
 
 from __future__ import annotations
 
@@ -89,18 +100,25 @@ def _status(workdir: str, as_json: bool) -> int:
     if as_json:
         print(json.dumps(status, indent=2))
         return 0
-    print(f"campaign {status['campaign']}: {'converged' if status['converged'] else 'finished' if status['finished'] else 'not finished'}")
-    print(f"{'round':>5} {'state':>10} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'new':>4} {'fail':>4} {'test F':>7} {'test E/at':>9}  wall time (s)")
+    print(f"campaign {status['campaign']}: {status['state']}")
+    if status["rounds"]:
+        print(f"{'round':>5} {'state':>8} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'new':>4} {'fail':>4} "
+              f"{'test F (eV/A)':>13} {'test E (eV/atom)':>16}  wall time (s)")
     for r in status["rounds"]:
         times = " ".join(f"{k}={v:.0f}" for k, v in r["wall_time_s"].items())
         if r["state"] == "done":
-            print(f"{r['round']:>5} {'done':>10} {r['n_labels_total']:>6} {r['n_explored']:>8} "
+            print(f"{r['round']:>5} {'done':>8} {r['n_labels_total']:>6} {r['n_explored']:>8} "
                   f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>4} {r['n_label_failures']:>4} "
-                  f"{r['test_force_rmse']:>7.4f} {r['test_energy_rmse_per_atom']:>9.5f}  {times}")
+                  f"{r['test_force_rmse']:>13.4f} {r['test_energy_rmse_per_atom']:>16.5f}  {times}")
         else:
-            print(f"{r['round']:>5} {'running':>10}  stages done: {r['stages_done']}  {times}")
+            print(f"{r['round']:>5} {'running':>8}  stages done: {r['stages_done']}  {times}")
+    for f in status["job_failures"]:
+        where = f"round {f['round']}" if f["round"] >= 0 else "before round 0"
+        print(f"failed job ({where}, {f['stage']}): {f['job_name']}: {f['reason']}")
     for f in status["label_failures"]:
         print(f"failed label (round {f['round']}): {f['frame_id']}: {f['reason']}")
+    if not status["rounds"] and not status["job_failures"]:
+        print("no round has started yet")
     return 0
 
 
@@ -135,17 +153,23 @@ def _lineage(workdir: str, label: str | None, model: str | None, as_json: bool) 
         for step in result["chain"]:
             print("  " + ", ".join(f"{k}={v}" for k, v in step.items()))
     else:
-        m = result["model"]
-        print(f"model {m['model_id']}: round {m['round']} member {m['member']} seed {m['seed']}, best epoch {m['best_epoch']}, "
-              f"val force RMSE {m['val_force_rmse']:.4f} eV/A")
-        print(f"trained on {result['n_labels']} labels ({m['n_train']} train + {m['n_val']} validation); by round {result['labels_by_round']}; "
-              f"by explorer {result['labels_by_explorer']}")
+        members = result["members"] if "members" in result else [result]
+        if "members" in result:
+            print(f"ensemble {result['ensemble_id']}: {len(members)} member(s)")
+        for one in members:
+            m = one["model"]
+            print(f"model {m['model_id']}: round {m['round']} member {m['member']} seed {m['seed']}, best epoch {m['best_epoch']}, "
+                  f"val force RMSE {m['val_force_rmse']:.4f} eV/A")
+            print(f"  trained on {one['n_labels']} labels ({m['n_train']} train + {m['n_val']} validation); "
+                  f"by round {one['labels_by_round']}; by explorer {one['labels_by_explorer']}")
     return 0
 
 
 def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) -> int:
     from al_flows.config import PoolStudyConfig
     from al_flows.queries import export_dataset, export_model
+
+    from al_flows.config import ConfigError
 
     config, store, record = _record(workdir)
     try:
@@ -160,6 +184,8 @@ def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) 
         else:
             for p in export_model(record, output, round_):
                 print(f"wrote {p}")
+    except KeyError as exc:
+        raise ConfigError(exc.args[0]) from None
     finally:
         store.close()
     return 0
@@ -241,7 +267,6 @@ def _run(config_path: Path, workdir: str) -> int:
     from al_flows.stores import describe_store
 
     config, base_dir = load_campaign(config_path)
-    _check_structures(config, base_dir, config_path.name)
     print(f"campaign {config.name}: store = {describe_store(config.store, workdir)}")
     with live_progress():
         report = run_campaign(config, base_dir, workdir)
@@ -249,81 +274,116 @@ def _run(config_path: Path, workdir: str) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _validate(campaign: str) -> int:
+    import yaml
+
+    from al_flows.config import load_campaign
+
+    config, base_dir = load_campaign(campaign)
+    n_checked = _check_structures(config, base_dir, Path(campaign).name)
+    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    print(f"structures: {n_checked} starting structure(s) from file and multilayer sources checked "
+          "(generated random cells and DP-GEN sets are checked when the campaign builds them)")
+    print(f"ok: {campaign} (fingerprint {config.fingerprint()})")
+    return 0
+
+
+WORKDIR_HELP = "campaign work directory (holds the embedded store, campaign.json, report.json and al_flows.log)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``al-flows`` (every option has a help text)."""
     parser = argparse.ArgumentParser(prog="al-flows", description="Active learning of SchNet potentials with jobflow.")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="run or continue a campaign locally (jobflow run_locally)")
-    p_run.add_argument("campaign", help="campaign YAML file")
-    p_run.add_argument("--workdir", required=True, help="campaign work directory (holds the embedded store and report.json)")
-    p_demo = sub.add_parser("demo", help=f"run the shipped tiny Cu-Ni campaign ({DEMO_NAME}, EMT labels)")
-    p_demo.add_argument("--workdir", default="demo_run", help="work directory (default: demo_run)")
-    p_sub = sub.add_parser("submit", help="add the campaign (or its continuation) to a FireWorks LaunchPad")
-    p_sub.add_argument("campaign", help="campaign YAML file")
-    p_sub.add_argument("--launchpad", required=True, help="FireWorks LaunchPad file (my_launchpad.yaml)")
-    p_sub.add_argument("--workdir", default=None, help="campaign work directory on a shared filesystem (default: ./<campaign name>)")
-    p_stat = sub.add_parser("status", help="one row per round, and what is running or failed, from the store")
-    p_stat.add_argument("--workdir", required=True)
-    p_stat.add_argument("--json", action="store_true", help="machine-readable output")
-    p_lin = sub.add_parser("lineage", help="the chain of a label back to the initial data, or the labels behind a model")
-    p_lin.add_argument("--workdir", required=True)
-    which = p_lin.add_mutually_exclusive_group(required=True)
-    which.add_argument("--label", help="frame id of a label")
-    which.add_argument("--model", help="model id of an ensemble member")
-    p_lin.add_argument("--json", action="store_true")
-    p_exp = sub.add_parser("export", help="write the dataset or a round's models to files")
-    p_exp.add_argument("--workdir", required=True)
-    p_exp.add_argument("what", choices=["dataset", "model"])
-    p_exp.add_argument("--output", required=True, help="file (dataset) or directory (model)")
-    p_exp.add_argument("--format", default="extxyz", choices=["extxyz", "ase-db", "schnetpack"], help="dataset format")
-    p_exp.add_argument("--round", type=int, default=None, help="model: round whose ensemble to export (default: last)")
-    p_rep = sub.add_parser("report", help="PNG plots and an HTML page in WORKDIR/report/")
-    p_rep.add_argument("--workdir", required=True)
-    p_imp = sub.add_parser("import", help="read VASP runs (vasprun.xml/OUTCAR/XDATCAR) and extxyz files into one extxyz pool with provenance")
-    p_imp.add_argument("paths", nargs="+", help="VASP run directories, trees of them, or files")
-    p_imp.add_argument("--output", required=True, help="extxyz file to write")
-    p_imp.add_argument("--stride", type=int, default=1, help="keep every stride-th ionic step")
-    p_val = sub.add_parser("validate", help="check a campaign YAML and print the settings it resolves to")
-    p_val.add_argument("campaign")
-    args = parser.parse_args(argv)
+    p = sub.add_parser("run", help="run or continue a campaign locally (jobflow run_locally)")
+    p.add_argument("campaign", help="campaign YAML file (see docs/configuration.md)")
+    p.add_argument("--workdir", required=True, help=WORKDIR_HELP + "; created if missing, continued if it holds the campaign")
+    p = sub.add_parser("demo", help=f"run the shipped tiny Cu-Ni campaign ({DEMO_NAME}, EMT labels)")
+    p.add_argument("--workdir", default="demo_run", help=WORKDIR_HELP + " (default: demo_run)")
+    p = sub.add_parser("submit", help="add the campaign (or its continuation) to a FireWorks LaunchPad")
+    p.add_argument("campaign", help="campaign YAML file")
+    p.add_argument("--launchpad", required=True, help="FireWorks LaunchPad file (see flows/fireworks/my_launchpad.yaml)")
+    p.add_argument("--workdir", default=None, help=WORKDIR_HELP + ", on a filesystem the workers share (default: ./<campaign name>)")
+    p = sub.add_parser("status", help="one row per round, and the jobs and labels that failed, from the store")
+    p.add_argument("--workdir", required=True, help=WORKDIR_HELP)
+    p.add_argument("--json", action="store_true", help="print the status as JSON (rounds, job_failures, label_failures)")
+    p = sub.add_parser("lineage", help="the chain of a label back to the initial data, or the labels behind a model")
+    p.add_argument("--workdir", required=True, help=WORKDIR_HELP)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--label", help="frame id of a label (see 'al-flows export ... dataset')")
+    which.add_argument("--model", help="model id of an ensemble member, or an ensemble id (what labels carry as model_id)")
+    p.add_argument("--json", action="store_true", help="print the lineage as JSON")
+    p = sub.add_parser("export", help="write the dataset or a round's models to files")
+    p.add_argument("--workdir", required=True, help=WORKDIR_HELP)
+    p.add_argument("what", choices=["dataset", "model"],
+                   help="dataset: every label with its provenance, in --format; "
+                        "model: one weights file per ensemble member, round{k}_member{i}.pt (see docs/models.md)")
+    p.add_argument("--output", required=True, help="file to write (dataset) or directory to create (model)")
+    p.add_argument("--format", default="extxyz", choices=["extxyz", "ase-db", "schnetpack"], help="dataset format (default: extxyz)")
+    p.add_argument("--round", type=int, default=None, help="model: round whose ensemble to export (default: the last trained)")
+    p = sub.add_parser("report", help="PNG plots and an HTML page in WORKDIR/report/")
+    p.add_argument("--workdir", required=True, help=WORKDIR_HELP)
+    p = sub.add_parser("import", help="read VASP runs (vasprun.xml/OUTCAR/XDATCAR) and extxyz files into one extxyz pool with provenance")
+    p.add_argument("paths", nargs="+", help="VASP run directories, trees of them, or files")
+    p.add_argument("--output", required=True, help="extxyz file to write")
+    p.add_argument("--stride", type=int, default=1, help="keep every stride-th ionic step (default: 1)")
+    p = sub.add_parser("validate", help="check a campaign YAML (settings, calculators, starting structures) and print what it resolves to")
+    p.add_argument("campaign", help="campaign YAML file to check; nothing is run or written")
+    return parser
 
+
+COMMANDS = {
+    "run": lambda a: _run(Path(a.campaign), a.workdir),
+    "demo": lambda a: _run(demo_config_path(), a.workdir),
+    "submit": lambda a: _submit(Path(a.campaign), a.launchpad, a.workdir),
+    "status": lambda a: _status(a.workdir, a.json),
+    "lineage": lambda a: _lineage(a.workdir, a.label, a.model, a.json),
+    "export": lambda a: _export(a.workdir, a.what, a.output, a.format, a.round),
+    "report": lambda a: _report(a.workdir),
+    "import": lambda a: _import(a.paths, a.output, a.stride),
+    "validate": lambda a: _validate(a.campaign),
+}
+
+
+def _internal_error(exc: BaseException, args) -> int:
+    """One line for an unexpected error; the traceback goes to a log file."""
+    import os
+    import tempfile
+    import traceback
+
+    if os.environ.get("AL_FLOWS_DEBUG"):
+        raise exc
+    workdir = getattr(args, "workdir", None)
+    log_dir = Path(workdir) if workdir and Path(workdir).is_dir() else Path(tempfile.gettempdir())
+    log = log_dir / "al_flows.log"
+    with open(log, "a") as fh:
+        fh.write(f"al-flows {args.command}: unexpected error\n{traceback.format_exc()}\n")
+    from al_flows.makers._common import one_line_reason
+
+    print(f"error: {one_line_reason(exc)} (traceback in {log}; AL_FLOWS_DEBUG=1 shows it)", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     from al_flows.campaign import CampaignError
-    from al_flows.config import ConfigError, load_campaign
+    from al_flows.config import ConfigError
 
     try:
-        if args.command == "run":
-            return _run(Path(args.campaign), args.workdir)
-        if args.command == "demo":
-            return _run(demo_config_path(), args.workdir)
-        if args.command == "submit":
-            return _submit(Path(args.campaign), args.launchpad, args.workdir)
-        if args.command == "status":
-            return _status(args.workdir, args.json)
-        if args.command == "lineage":
-            return _lineage(args.workdir, args.label, args.model, args.json)
-        if args.command == "export":
-            return _export(args.workdir, args.what, args.output, args.format, args.round)
-        if args.command == "report":
-            return _report(args.workdir)
-        if args.command == "import":
-            return _import(args.paths, args.output, args.stride)
-        if args.command == "validate":
-            import yaml
-
-            config, base_dir = load_campaign(args.campaign)
-            n_checked = _check_structures(config, base_dir, Path(args.campaign).name)
-            print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-            print(f"structures: {n_checked} starting structure(s) from file and multilayer sources checked "
-                  "(generated random cells and DP-GEN sets are checked when the campaign builds them)")
-            print(f"ok: {args.campaign} (fingerprint {config.fingerprint()})")
-            return 0
+        return COMMANDS[args.command](args)
     except (ConfigError, CampaignError) as exc:
-        for line in str(exc).splitlines():
-            print(f"error: {line}", file=sys.stderr)
+        lines = str(exc).splitlines()
+        extra = f" (and {len(lines) - 1} more problem(s): {'; '.join(lines[1:])})" if len(lines) > 1 else ""
+        print(f"error: {lines[0]}{extra}", file=sys.stderr)
         return 2
-    return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; run the same command again to continue", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug or an environment problem: one line, traceback in the log
+        return _internal_error(exc, args)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ class _Strict(Settings):
 
 
 class MultilayerSource(_Strict):
-    """Cu-Ni multilayers of shared/METHODS.md A1 (one structure per variant)."""
+    """Cu-Ni multilayers of Sprueill et al. (one structure per variant; docs/methods.md)."""
 
     kind: Literal["multilayer"] = "multilayer"
     size: tuple[int, int, int] = (5, 5, 5)
@@ -75,13 +75,13 @@ class FileSource(_Strict):
 
 
 class RandomCellSource(RandomCellSettings):
-    """ANI-Al (METHODS B): random disordered orthorhombic cells of the campaign's elements."""
+    """ANI-Al (Smith et al.): random disordered orthorhombic cells of the campaign's elements."""
 
     kind: Literal["random_cells"] = "random_cells"
 
 
 class DPGenSource(DPGenInitSettings):
-    """DP-GEN (METHODS C): scaled, perturbed, alloy-decorated fcc/hcp/bcc/sc/diamond cells and
+    """DP-GEN (Zhang et al.): scaled, perturbed, alloy-decorated fcc/hcp/bcc/sc/diamond cells and
     rigidly displaced halves, of the campaign's elements."""
 
     kind: Literal["dpgen"] = "dpgen"
@@ -107,14 +107,14 @@ class InitialData(_Strict):
 
 
 class ShearExplorer(ShearSettings):
-    """Perturbed stochastic shear (METHODS A4) from every starting structure."""
+    """Perturbed stochastic shear (Sprueill et al.) from every starting structure."""
 
     kind: Literal["shear"] = "shear"
     name: str = "shear"
 
 
 class LangevinScheduleExplorer(ScheduleSettings):
-    """ANI-Al (METHODS B): Langevin MD from the starting structures with a randomised temperature
+    """ANI-Al (Smith et al.): Langevin MD from the starting structures with a randomised temperature
     schedule; each trajectory stops when the deviation reaches stop_deviation."""
 
     kind: Literal["langevin_schedule"] = "langevin_schedule"
@@ -122,7 +122,7 @@ class LangevinScheduleExplorer(ScheduleSettings):
 
 
 class MDExplorer(NVTSettings):
-    """DP-GEN (METHODS C): NVT Langevin MD from every starting structure, temperature raised per round."""
+    """DP-GEN (Zhang et al.): NVT Langevin MD from every starting structure, temperature raised per round."""
 
     kind: Literal["md"] = "md"
     name: str = "md"
@@ -312,13 +312,57 @@ class _CampaignBase(_Strict):
             raise ValueError("elements are listed twice")
         return v
 
+    def fingerprint_settings(self) -> dict:
+        """The settings that define the results, as JSON data: everything but the keys listed
+        in :data:`NOT_FINGERPRINTED` (where to store, where and how fast to run, how to handle
+        failures, when to stop)."""
+        fields = type(self).model_fields
+        exclude: dict = {}
+        for key, sub in NOT_FINGERPRINTED.items():
+            if key not in fields:
+                continue
+            if sub is True:
+                exclude[key] = True
+            elif key == "explorers":
+                exclude[key] = {"__all__": set(sub)}
+            else:
+                exclude[key] = set(sub)
+        return self.model_dump(mode="json", exclude=exclude)
+
     def fingerprint(self) -> str:
-        """Hash of the settings that define the results (store and queues excluded)."""
-        # failure-handling keys do not change results: raising training.max_retries and running
-        # again continues the same campaign
-        d = self.model_dump(mode="json", exclude={"store": True, "queues": True,
-                                                  "training": {"divergence_factor", "max_retries", "retry_lr_factor"}})
-        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of :meth:`fingerprint_settings`; it names the campaign's jobs and results."""
+        return hashlib.sha1(json.dumps(self.fingerprint_settings(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Keys left out of the fingerprint (docs/configuration.md lists them): changing them on an
+# existing work directory continues the same campaign. Storage and routing; the device and
+# speed settings; failure handling; the VASP command; and when to stop (raising max_rounds or
+# changing the convergence target extends a campaign).
+NOT_FINGERPRINTED: dict[str, object] = {
+    "store": True,
+    "queues": True,
+    "max_rounds": True,
+    "convergence": True,
+    "training": ("device", "amp", "divergence_factor", "max_retries", "retry_lr_factor"),
+    "explorers": ("batched",),
+    "labeller": ("min_success_fraction", "vasp_cmd", "vasp_gamma_cmd", "max_errors", "custodian"),
+}
+
+
+def settings_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key.path: old -> new`` for every value that differs between two settings mappings."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new), key=str):
+        path = f"{prefix}.{key}" if prefix else str(key)
+        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += settings_diff(a, b, path)
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(isinstance(x, dict) for x in a + b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                out += settings_diff(x, y, f"{path}[{i}]")
+        elif a != b:
+            out.append(f"{path}: {json.dumps(a)} -> {json.dumps(b)}")
+    return out
 
 
 class CampaignConfig(_CampaignBase):
@@ -385,7 +429,8 @@ class CampaignConfig(_CampaignBase):
 
 
 
-SEED000_SYSTEMS = ["pristine", "VNi(N1)", "VNi(N3)", "VCu(C1)", "VCu(C3)", "2VNi(N1)", "2VCu(C1)"]
+# Cu-Ni defect variants of Sprueill et al. (see docs/methods.md).
+CUNI_DEFECT_VARIANTS = ["pristine", "VNi(N1)", "VNi(N3)", "VCu(C1)", "VCu(C3)", "2VNi(N1)", "2VCu(C1)"]
 
 
 class ImportSource(_Strict):
@@ -399,8 +444,8 @@ class ImportSource(_Strict):
 
 
 class MDSource(_Strict):
-    """Frames from NVT molecular dynamics with the labeller (an ASE calculator), as seed 000's
-    AIMD set: one run per structure and temperature, every interval-th step kept."""
+    """Frames from NVT molecular dynamics with the labeller (an ASE calculator), as the AIMD set of
+    Sprueill et al.: one run per structure and temperature, every interval-th step kept."""
 
     kind: Literal["md"] = "md"
     structures: list[StructureSource] = Field(min_length=1)
@@ -428,7 +473,7 @@ class PoolConfig(_Strict):
 
 
 class BaselinesConfig(_Strict):
-    """Static-training baselines of seed 000's Table I, trained with the active run's budget."""
+    """Static-training baselines of Table I of Sprueill et al., trained with the active run's budget."""
 
     uniform: bool = True
     active_set: bool = True
@@ -436,10 +481,10 @@ class BaselinesConfig(_Strict):
 
 
 class ShearStudyConfig(ShearSettings):
-    """Stochastic shear study (METHODS A4) with the active-sampling model: n_runs independent runs
+    """Stochastic shear study (Sprueill et al.) with the active-sampling model: n_runs independent runs
     per system, runs_per_job runs in each job."""
 
-    structures: list[StructureSource] = Field(default_factory=lambda: [MultilayerSource(variants=list(SEED000_SYSTEMS))], min_length=1)
+    structures: list[StructureSource] = Field(default_factory=lambda: [MultilayerSource(variants=list(CUNI_DEFECT_VARIANTS))], min_length=1)
     n_runs: int = Field(100, gt=0, description="independent runs per system")
     runs_per_job: int = Field(10, gt=0)
     merge_tol: float = Field(1e-3, ge=0, description="eV; runs whose energies agree this well at every step share a pathway")
@@ -447,7 +492,7 @@ class ShearStudyConfig(ShearSettings):
 
 
 class ValidationConfig(_Strict):
-    """Re-check the highest-energy gamma_max NNP minima with the labeller (seed 000 Fig. 6)."""
+    """Re-check the highest-energy gamma_max NNP minima with the labeller (Fig. 6 of Sprueill et al.)."""
 
     n_minima: int = Field(21, ge=1)
     fmax: float = Field(0.01, gt=0, description="eV/Angstrom, relaxations with the labeller and the NNP")
@@ -457,7 +502,7 @@ class ValidationConfig(_Strict):
 
 
 class PoolStudyConfig(_CampaignBase):
-    """Seed 000 in full: active sampling over a labelled pool, static baselines, the
+    """Sprueill et al. in full: active sampling over a labelled pool, static baselines, the
     stochastic shear study with the resulting model, and the validation of its minima."""
 
     workflow: Literal["pool_study"] = "pool_study"
@@ -505,7 +550,12 @@ _KINDS = ("multilayer", "file", "random_cells", "dpgen", "shear", "langevin_sche
 
 
 def _format_error(err: dict) -> str:
-    loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _KINDS))
+    loc = ""
+    for p in err["loc"]:
+        if isinstance(p, int):
+            loc += f"[{p}]"
+        elif not (p in _KINDS or p.startswith("function-")):
+            loc += f".{p}" if loc else p
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key; remove it or check its spelling (see docs/configuration.md)"
@@ -520,9 +570,28 @@ def _format_error(err: dict) -> str:
 WORKFLOWS = {"active_learning": CampaignConfig, "pool_study": PoolStudyConfig}
 
 
-def validate_campaign(data: dict, source: str = "campaign") -> AnyConfig:
+def check_imports(config: AnyConfig, source: str = "campaign") -> None:
+    """Import every ASE calculator the campaign names (labeller, autotest reference), so that a
+    wrong import path fails at validation with one line, not in a job."""
+    from al_flows.labelling import calculator_factory
+
+    named = []
+    if config.labeller.kind == "ase":
+        named.append(("labeller.calculator", config.labeller.calculator))
+    autotest = getattr(config, "autotest", None)
+    if autotest is not None and autotest.reference is not None:
+        named.append(("autotest.reference", autotest.reference))
+    for field, spec in named:
+        try:
+            calculator_factory(spec)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {field}: {str(exc).split(': ', 1)[-1]}") from None
+
+
+def validate_campaign(data: dict, source: str = "campaign", imports: bool = True) -> AnyConfig:
     """Validate a mapping (``workflow:`` active_learning, the default, or pool_study); raise
-    ConfigError with one line per problem."""
+    ConfigError with one line per problem. ``imports``: also import the named calculators
+    (:func:`check_imports`)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the file must hold a mapping of campaign settings, got {type(data).__name__}")
     workflow = data.get("workflow", "active_learning")
@@ -531,10 +600,13 @@ def validate_campaign(data: dict, source: str = "campaign") -> AnyConfig:
     if workflow == "active_learning":
         data = {k: v for k, v in data.items() if k != "workflow"}
     try:
-        return WORKFLOWS[workflow].model_validate(data)
+        config = WORKFLOWS[workflow].model_validate(data)
     except ValidationError as exc:
         lines = [f"{source}: {_format_error(e)}" for e in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
+    if imports:
+        check_imports(config, source)
+    return config
 
 
 def load_campaign(path: str | Path) -> tuple[AnyConfig, Path]:
@@ -545,5 +617,8 @@ def load_campaign(path: str | Path) -> tuple[AnyConfig, Path]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}; fix the file's syntax") from None
     return validate_campaign(data, source=path.name), path.parent.resolve()

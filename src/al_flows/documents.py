@@ -216,6 +216,7 @@ class CampaignResult(BaseModel):
     n_rounds: int
     final_round: int
     n_labels_total: int
+    stop_reason: str = Field("", description="'converged' or 'round limit'")
 
 
 class AutotestDocument(BaseModel):

@@ -52,7 +52,11 @@ def _source_structures(src, at: str, base_dir, elements, seed: int, i: int, firs
     elif isinstance(src, MultilayerSource):
         got = []
         for variant in src.variants:
-            atoms = cuni_multilayer(tuple(src.size), a=src.lattice_constant, variant=variant)
+            try:
+                atoms = cuni_multilayer(tuple(src.size), a=src.lattice_constant, variant=variant)
+            except ValueError as exc:  # a variant the cell is too small for
+                problem = str(exc).removeprefix("variant: ")
+                raise ValueError(f"{at}.variants: {problem}; use a larger {at}.size or another variant") from None
             atoms.info["structure_id"] = f"multilayer-{'x'.join(map(str, src.size))}-{variant}"
             got.append(atoms)
         fix = f"check {at}.lattice_constant (Angstrom)"

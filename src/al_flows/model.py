@@ -51,7 +51,7 @@ import torch
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
 from matscipy.neighbours import neighbour_list
-from pydantic import Field
+from pydantic import Field, field_validator
 
 import al_flows  # noqa: F401  (applies the schnetpack/torch compatibility patch first)
 from al_flows.settings import Settings
@@ -106,7 +106,7 @@ def shifted_softplus(x: torch.Tensor) -> torch.Tensor:
 
 
 class ModelSettings(Settings):
-    """SchNet architecture (shared/METHODS.md A2 defaults)."""
+    """SchNet architecture (defaults of Sprueill et al., docs/methods.md)."""
 
 
     n_atom_basis: int = Field(128, gt=0, description="features per atom")
@@ -116,7 +116,7 @@ class ModelSettings(Settings):
 
 
 class TrainingSettings(Settings):
-    """Training of one member (shared/METHODS.md A2 defaults)."""
+    """Training of one member (defaults of Sprueill et al., docs/methods.md)."""
 
 
     epochs: int = Field(100, gt=0)
@@ -126,7 +126,7 @@ class TrainingSettings(Settings):
     lr_patience: int = Field(60, ge=1, description="epochs without validation improvement before decay")
     lr_decay: float = Field(0.8, gt=0, lt=1, description="learning-rate factor on plateau")
     val_fraction: float = Field(0.1, ge=0, lt=0.5, description="fraction of frames held out for validation")
-    device: str = "cpu"
+    device: str = Field("cpu", description="torch device the member trains on: cpu, cuda or cuda:N")
     amp: bool = Field(
         False,
         description="mixed precision on CUDA: the SchNet representation runs under bfloat16 autocast "
@@ -142,6 +142,17 @@ class TrainingSettings(Settings):
         2, ge=0, description="a diverged member is trained again from scratch (same seed and split) this many times at most"
     )
     retry_lr_factor: float = Field(0.1, gt=0, lt=1, description="learning-rate factor of each retry")
+
+    @field_validator("device")
+    @classmethod
+    def _torch_device(cls, v: str) -> str:
+        try:
+            device = torch.device(v)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"{v!r} is not a torch device; use cpu, cuda or cuda:N") from None
+        if device.type not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"{v!r} is not a device al_flows trains on; use cpu, cuda or cuda:N")
+        return v
 
 
 class EnergyReference(torch.nn.Module):

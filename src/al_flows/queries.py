@@ -56,6 +56,46 @@ class CampaignRecord:
                     docs.append(d)
         return docs
 
+    def result(self) -> dict | None:
+        """The CampaignResult that ends the campaign as it stands, or None while it runs.
+
+        A result older than the last round summary is stale: the campaign was extended
+        (a larger ``max_rounds`` or another convergence target) and is running again."""
+        results = [d["output"] for d in self.outputs("round", properties=["output"]) if d["output"].get("n_rounds") is not None]
+        if not results:
+            return None
+        last = max(results, key=lambda r: r["final_round"])
+        summaries = self.summaries()
+        if summaries and max(summaries) > last["final_round"]:
+            return None
+        return last
+
+    def last_summary(self) -> dict | None:
+        """The RoundSummary of the last finished round, or None before round 0 has finished."""
+        summaries = self.summaries()
+        return summaries[max(summaries)] if summaries else None
+
+    def state_words(self) -> str:
+        """'converged', 'finished (round limit)' or 'not finished': the words of run and status."""
+        result = self.result()
+        if result is None:
+            return "not finished"
+        return "converged" if result["converged"] else "finished (round limit)"
+
+    def failures(self, current_only: bool = True) -> list[dict]:
+        """Failure records of this campaign's jobs (stage, round, job name, one-line reason),
+        oldest first; ``current_only``: only jobs that have not finished since."""
+        from al_flows.makers._common import FAILURE_KEY
+
+        docs = [d[FAILURE_KEY] for d in self.store.docs_store.query({f"{FAILURE_KEY}.campaign": self.campaign})]
+        docs.sort(key=lambda f: f["time"])
+        if current_only and docs:
+            from al_flows.makers._common import completed_uuids
+
+            done = completed_uuids(self.store, {f["job_uuid"] for f in docs})
+            docs = [f for f in docs if f["job_uuid"] not in done]
+        return docs
+
     def status(self) -> dict:
         """One row per round (labels, explored, classes, errors, wall time per stage) plus
         what is in progress or failed now."""
@@ -83,9 +123,11 @@ class CampaignRecord:
         failures = [
             {"round": d["output"]["round"], **f} for d in self.label_documents() for f in d["output"].get("failures", [])
         ]
-        finished = [d["output"] for d in self.outputs("round", properties=["output"]) if d["output"].get("n_rounds") is not None]
-        return {"campaign": self.campaign, "finished": bool(finished), "converged": bool(finished and finished[-1]["converged"]),
-                "rounds": rows, "label_failures": failures}
+        result = self.result()
+        job_failures = [{k: f[k] for k in ("round", "stage", "job_name", "job_uuid", "reason")} for f in self.failures()]
+        return {"campaign": self.campaign, "state": self.state_words(), "finished": result is not None,
+                "converged": bool(result and result["converged"]), "rounds": rows, "label_failures": failures,
+                "job_failures": job_failures}
 
     # -- labels -----------------------------------------------------------------------------------
     def labels(self) -> dict[str, dict]:
@@ -140,10 +182,17 @@ class CampaignRecord:
         return {"label": label, "chain": chain}
 
     def model_lineage(self, model_id: str) -> dict:
-        """A model, its settings and seed, and the exact labels it was trained and validated on."""
+        """A model, its settings and seed, and the exact labels it was trained and validated on;
+        for an ensemble id (what labels carry as ``model_id``), ``{"ensemble_id", "members"}``
+        with the lineage of each member."""
         models = self.models()
         if model_id not in models:
-            raise KeyError(f"--model: no model with id {model_id!r} in campaign {self.campaign!r}")
+            ensembles = self.ensembles()
+            if model_id in ensembles:  # labels carry the id of the ensemble that selected them
+                members = [self.model_lineage(m["model_id"]) for m in ensembles[model_id]]
+                return {"ensemble_id": model_id, "members": members}
+            raise KeyError(f"--model: no model or ensemble with id {model_id!r} in campaign {self.campaign!r}; "
+                           "model ids are in 'al-flows status --json' and in each label's lineage")
         m = models[model_id]
         labels = self.labels()
         ids = m["train_ids"] + m["val_ids"]
@@ -180,11 +229,12 @@ class CampaignRecord:
 
 
 def export_dataset(record: CampaignRecord, path: str | Path, fmt: str) -> Path:
-    """Write the final dataset as extxyz, an ASE database, or a schnetpack ASEAtomsData db."""
+    """Write the final dataset as extxyz (provenance as plain per-frame keys, see
+    :func:`al_flows.dataset.export_info`), an ASE database, or a schnetpack ASEAtomsData db."""
     path = Path(path)
     data = record.final_dataset()
     if fmt == "extxyz":
-        data.write_extxyz(path)
+        data.export_extxyz(path)
     elif fmt == "ase-db":
         data.to_ase_db(path)
     elif fmt == "schnetpack":
@@ -195,12 +245,13 @@ def export_dataset(record: CampaignRecord, path: str | Path, fmt: str) -> Path:
 
 
 def export_model(record: CampaignRecord, outdir: str | Path, round_: int | None = None) -> list[Path]:
-    """Write a round's ensemble members as weights files (``member_<i>.pt``: a state dict
-    plus settings, read with ``torch.load(weights_only=True)``; load them with
-    ``al_flows.ensemble.Ensemble.from_bytes`` to get an ASE calculator)."""
+    """Write a round's ensemble members as ``OUTDIR/round{k}_member{i}.pt`` (k: the round, default
+    the last trained one; i: the member): a state dict plus settings, read with
+    ``torch.load(weights_only=True)``. Load them with ``al_flows.ensemble.Ensemble.from_files(OUTDIR)``
+    for predictions and an ASE calculator (docs/models.md). Returns the paths written."""
+    k, blobs = record.ensemble_blobs(round_)  # before creating anything: a bad --round writes nothing
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    k, blobs = record.ensemble_blobs(round_)
     paths = []
     for i, blob in enumerate(blobs):
         p = outdir / f"round{k}_member{i}.pt"

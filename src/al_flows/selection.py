@@ -1,4 +1,4 @@
-"""DP-GEN trust-level selection of explored frames (shared/METHODS.md C).
+"""DP-GEN trust-level selection of explored frames (Zhang et al.; docs/methods.md).
 
 A frame's model deviation eps (eV/Angstrom, ``info['deviation']``) classifies it:
 eps < trust_lo accurate (skip), trust_lo <= eps < trust_hi candidate (label),
@@ -122,3 +122,28 @@ def select(frames: list[Atoms], settings: SelectionSettings, exclude_ids: Iterab
         n_duplicate=n_duplicate,
         accurate_ratio=n_accurate / n if n else 0.0,
     )
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    """Whether a campaign stops after a round, and why (``converged``, ``round limit`` or '')."""
+
+    converged: bool
+    stop: bool
+    reason: str
+
+
+def stop_decision(accurate_ratio: float, n_explored: int, round_: int, target_accurate_ratio: float, max_rounds: int) -> StopDecision:
+    """The one place that decides when a campaign stops.
+
+    After round ``round_`` (0-based) the campaign has converged when the round explored
+    something and its accurate ratio reached the target; it stops when it converged or
+    when ``round_ + 1`` rounds (the limit, ``max_rounds``) have trained. A campaign that
+    converges in its last allowed round has converged.
+    """
+    converged = n_explored > 0 and accurate_ratio >= target_accurate_ratio
+    if converged:
+        return StopDecision(True, True, "converged")
+    if round_ + 1 >= max_rounds:
+        return StopDecision(False, True, "round limit")
+    return StopDecision(False, False, "")

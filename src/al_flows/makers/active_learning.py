@@ -20,7 +20,7 @@ from dataclasses import field as dc_field
 from pathlib import Path
 
 import numpy as np
-from jobflow import CURRENT_JOB, Flow, Job, Maker, OutputReference, Response, job
+from jobflow import CURRENT_JOB, Flow, Job, Maker, OutputReference, Response
 
 from al_flows import progress
 from al_flows.config import CampaignConfig, InitialData, TestSetConfig
@@ -36,6 +36,7 @@ from al_flows.documents import (
 from al_flows.initial_data import build_structures, perturbed_copies
 from al_flows.labelling import calculator_factory
 from al_flows.makers._common import (
+    al_job,
     derived_seed,
     drop_completed,
     ensemble_id,
@@ -52,11 +53,12 @@ from al_flows.makers.labelling import AseLabelMaker, merge_labels
 from al_flows.makers.selection import SelectMaker, calibrate_levels
 from al_flows.makers.training import TrainMemberMaker
 from al_flows.makers.vasp_labelling import VaspLabelMaker
+from al_flows.selection import stop_decision
 from al_flows.shear import ShearSettings, explore_shear
 from al_flows.vasp_inputs import label_settings_id, static_maker
 
 
-@job(data=["structures_blob"], output_schema=StructuresDocument)
+@al_job(data=["structures_blob"], output_schema=StructuresDocument)
 def starting_structures(initial: InitialData, base_dir: str, campaign: str, elements: list | None = None, seed: int = 0) -> StructuresDocument:
     """Build the campaign's starting structures (explorers start from these)."""
     structures = build_structures(initial.structures, base_dir, elements, seed)
@@ -69,7 +71,7 @@ def starting_structures(initial: InitialData, base_dir: str, campaign: str, elem
     )
 
 
-@job(data=["selected_blob"])
+@al_job(data=["selected_blob"])
 def perturbed_structures(structures, n: int, sigma: float, strain_max: float, seed: int, explorer: str = "initial", originals: bool = False) -> dict:
     """Rattled and strained copies of the starting structures, to be labelled (the initial
     data, or a ``perturbed`` test set); with ``originals`` the structures themselves too."""
@@ -84,7 +86,7 @@ def perturbed_structures(structures, n: int, sigma: float, strain_max: float, se
     return {"n_frames": len(copies), "selected_blob": frames_text(copies)}
 
 
-@job(data=["frames_blob"], output_schema=TestSetDocument)
+@al_job(data=["frames_blob"], output_schema=TestSetDocument)
 def test_set_from_labels(labels, campaign: str) -> TestSetDocument:
     """The labelled perturbed copies as the fixed test set."""
     frames = frames_from_bytes(field(labels, "labelled_blob"))
@@ -94,7 +96,11 @@ def test_set_from_labels(labels, campaign: str) -> TestSetDocument:
     )
 
 
-@job(data=["frames_blob"], output_schema=TestSetDocument)
+class TestSetError(RuntimeError):
+    """The labeller produced no test frames; the message says why and what to do."""
+
+
+@al_job(data=["frames_blob"], output_schema=TestSetDocument)
 def labeller_test_set(structures, settings: TestSetConfig, labeller: AseLabelMaker, campaign: str, seed: int) -> TestSetDocument:
     """Shear paths relaxed with the labeller itself: the fixed test set (never trained on)."""
     shear = ShearSettings(
@@ -103,7 +109,14 @@ def labeller_test_set(structures, settings: TestSetConfig, labeller: AseLabelMak
     )
     starts = frames_from_bytes(field(structures, "structures_blob"))
     calc = calculator_factory(labeller.calculator, labeller.calculator_kwargs)()
-    frames = explore_shear(starts, calc, shear, seed=seed, explorer="test")
+    dropped: list[dict] = []
+    frames = explore_shear(starts, calc, shear, seed=seed, explorer="test", dropped=dropped)
+    if not frames:
+        reasons = sorted({d["reason"] for d in dropped})
+        raise TestSetError(
+            f"test_set: every shear run with the labeller failed ({'; '.join(reasons)[:300] or 'no frames'}); "
+            "fix the labeller (or use test_set: {kind: perturbed}) and run again"
+        )
     rng = np.random.default_rng(seed)
     if len(frames) > settings.max_frames:
         keep = sorted(rng.choice(len(frames), settings.max_frames, replace=False))
@@ -119,7 +132,7 @@ def labeller_test_set(structures, settings: TestSetConfig, labeller: AseLabelMak
     )
 
 
-@job(output_schema=EvaluationDocument)
+@al_job(output_schema=EvaluationDocument)
 def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDocument:
     """Ensemble-mean errors on the fixed test set; validation error = mean of the members'."""
     start = time.perf_counter()
@@ -146,7 +159,7 @@ def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDoc
     )
 
 
-@job(output_schema=RoundSummary)
+@al_job(output_schema=RoundSummary)
 def round_summary(
     campaign: str, fingerprint: str, round: int, model_ids: list, n_labels_total: int, evaluation, selection, labels,
     dataset_uuid: str, structures_uuid: str, test_uuid: str, calibration_uuid: str = "",
@@ -210,7 +223,7 @@ def _explore_maker(e) -> Maker:
 
 @dataclass
 class ActiveLearningMaker(Maker):
-    """Train -> explore -> select -> label, round after round (shared/METHODS.md D)."""
+    """Train -> explore -> select -> label, round after round (docs/methods.md)."""
 
     name: str = "active learning"
     campaign: str = "campaign"
@@ -333,14 +346,20 @@ class ActiveLearningMaker(Maker):
         return [copies, labels, test]
 
     def continue_from(self, summary: dict) -> Flow:
-        """Flow that resumes after a stored round summary (a later run on the same store)."""
+        """Flow that resumes after a stored round summary (a later run on the same store).
+
+        Whether the campaign stops is decided again from the summary with the current
+        convergence target and round limit, so raising ``max_rounds`` (or the target)
+        extends a campaign that had stopped."""
         k = summary["round"] + 1
+        decision = stop_decision(summary["accurate_ratio"], summary["n_explored"], summary["round"],
+                                 self.select_maker.target_accurate_ratio, self.max_rounds)
         return Flow(
             [
                 self.round_job(
                     k,
                     summary["n_labels_total"] + summary["n_labelled"],
-                    bool(summary["stop"]),
+                    decision.converged,
                     summary["dataset_uuid"],
                     summary["structures_uuid"],
                     summary["test_uuid"],
@@ -350,8 +369,9 @@ class ActiveLearningMaker(Maker):
             name=f"{self.campaign} campaign (continued at round {k})",
         )
 
-    def round_job(self, k, n_labels, stop, dataset_uuid, structures_uuid, test_uuid, calibration_uuid: str = "") -> Job:
-        j = self.tag(self.round(k, n_labels, stop, dataset_uuid, structures_uuid, test_uuid, calibration_uuid), k, "round", "round")
+    def round_job(self, k, n_labels, converged, dataset_uuid, structures_uuid, test_uuid, calibration_uuid: str = "") -> Job:
+        """The job that plans round ``k`` (``converged``: whether round k-1 converged)."""
+        j = self.tag(self.round(k, n_labels, converged, dataset_uuid, structures_uuid, test_uuid, calibration_uuid), k, "round", "round")
         j.config.expose_store = True  # to find the jobs of round k that finished in an interrupted run
         return j
 
@@ -362,17 +382,20 @@ class ActiveLearningMaker(Maker):
         test.config.expose_store = True
         return Flow([test], name="autotest")
 
-    @job(output_schema=CampaignResult)
-    def round(self, k: int, n_labels: int, stop: bool, dataset_uuid: str, structures_uuid: str, test_uuid: str, calibration_uuid: str = ""):
-        """Replace itself with round ``k`` (and, through it, the rounds after), or finish.
+    @al_job(output_schema=CampaignResult)
+    def round(self, k: int, n_labels: int, converged: bool, dataset_uuid: str, structures_uuid: str, test_uuid: str,
+              calibration_uuid: str = ""):
+        """Replace itself with round ``k`` (and, through it, the rounds after), or finish
+        when round k-1 converged or ``max_rounds`` rounds have trained.
 
         Inputs of the new jobs are references by uuid, so no job input holds a blob.
         ``calibration_uuid``: the previous round's trust-level calibration, if any."""
-        if stop or k >= self.max_rounds:
-            progress.report("finished", k - 1, labels=n_labels)
+        if converged or k >= self.max_rounds:
+            reason = "converged" if converged else "round limit"
+            progress.report("finished", k - 1, labels=n_labels, reason=reason)
             result = CampaignResult(
-                campaign=self.campaign, fingerprint=self.fingerprint, converged=bool(stop and k < self.max_rounds),
-                n_rounds=k, final_round=k - 1, n_labels_total=n_labels,
+                campaign=self.campaign, fingerprint=self.fingerprint, converged=bool(converged),
+                n_rounds=k, final_round=k - 1, n_labels_total=n_labels, stop_reason=reason,
             )
             if self.autotest is None:
                 return result
@@ -413,7 +436,7 @@ class ActiveLearningMaker(Maker):
             k, "summary",
         )
         summ.name = f"round_summary r{k}"
-        nxt = self.round_job(k + 1, merged.output.n_frames, sel.output.stop, merged.uuid, structures_uuid, test_uuid, cal_uuid)
+        nxt = self.round_job(k + 1, merged.output.n_frames, sel.output.converged, merged.uuid, structures_uuid, test_uuid, cal_uuid)
         jobs = [*trains, ev, *explores, sel, lab, *cal_jobs, merged, summ, nxt]
         todo, done = drop_completed(jobs, CURRENT_JOB.store)
         if done:

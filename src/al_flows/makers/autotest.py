@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 
-from jobflow import CURRENT_JOB, job
+from jobflow import CURRENT_JOB
 
 from al_flows import progress
 from al_flows.autotest import autotest, autotest_table_markdown
 from al_flows.documents import AutotestDocument
 from al_flows.labelling import calculator_factory
-from al_flows.makers._common import ensemble_id, load_ensemble, model_ids_of
+from al_flows.makers._common import al_job, ensemble_id, load_ensemble, model_ids_of
 
 
 def final_models(store, campaign: str, round_: int) -> list[dict]:
@@ -23,7 +23,7 @@ def final_models(store, campaign: str, round_: int) -> list[dict]:
     return [by_member[m] for m in sorted(by_member)]
 
 
-@job(output_schema=AutotestDocument)
+@al_job(output_schema=AutotestDocument)
 def autotest_job(campaign: str, final_round: int, settings, elements: list[str]) -> AutotestDocument:
     """Run the autotest on the ensemble of ``final_round`` (read from the store)."""
     start = time.perf_counter()

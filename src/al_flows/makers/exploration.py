@@ -1,5 +1,5 @@
-"""Explore with a round's ensemble: perturbed stochastic shear (METHODS A4), Langevin MD with a
-randomised temperature schedule and early stop (METHODS B), NVT MD raised per round (METHODS C).
+"""Explore with a round's ensemble: perturbed stochastic shear (Sprueill et al.), Langevin MD with a
+randomised temperature schedule and early stop (ANI-Al), NVT MD raised per round (DP-GEN); docs/methods.md.
 
 Replicas (shear runs, MD trajectories) that blow up are dropped, their frames after the blow-up
 never recorded, and listed in ``ExplorationDocument.dropped`` (see :mod:`al_flows.replica_checks`);
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 
 import numpy as np
-from jobflow import Maker, job
+from jobflow import Maker
 
 from al_flows import progress
 from al_flows.dataset import frames_from_bytes
 from al_flows.documents import ExplorationDocument, frames_text
-from al_flows.makers._common import ensemble_id, field, load_ensemble, model_ids_of
+from al_flows.makers._common import al_job, ensemble_id, field, load_ensemble, model_ids_of
 from al_flows.provenance import explored_record
 from al_flows.md_explore import NVTSettings, ScheduleSettings, langevin_schedule, nvt_explore
 from al_flows.shear import ShearSettings, explore_shear, explore_shear_batched
@@ -66,7 +66,7 @@ class ShearExploreMaker(Maker):
     name: str = "shear"
     settings: ShearSettings = dc_field(default_factory=ShearSettings)
 
-    @job(data=["frames_blob"], output_schema=ExplorationDocument)
+    @al_job(data=["frames_blob"], output_schema=ExplorationDocument)
     def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
         start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
         dropped: list[dict] = []
@@ -85,7 +85,7 @@ class MDExploreMaker(Maker):
     name: str = "md"
     settings: ScheduleSettings | NVTSettings = dc_field(default_factory=NVTSettings)
 
-    @job(data=["frames_blob"], output_schema=ExplorationDocument)
+    @al_job(data=["frames_blob"], output_schema=ExplorationDocument)
     def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
         start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
         dropped: list[dict] = []

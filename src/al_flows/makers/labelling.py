@@ -6,13 +6,13 @@ import time
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
-from jobflow import CURRENT_JOB, Job, Maker, job
+from jobflow import CURRENT_JOB, Job, Maker
 
 from al_flows import progress
 from al_flows.dataset import Dataset, frames_from_bytes
 from al_flows.documents import DatasetDocument, LabelDocument, frames_text
 from al_flows.labelling import LabelResult, calculator_factory, label_frames
-from al_flows.makers._common import field, stable_uuid
+from al_flows.makers._common import al_job, field, stable_uuid
 from al_flows.provenance import label_record
 
 
@@ -97,7 +97,7 @@ class AseLabelMaker(Maker):
         j.config.expose_store = True  # per-frame checkpoints, see LabelCheckpoint
         return j
 
-    @job(data=["labelled_blob"], output_schema=LabelDocument)
+    @al_job(data=["labelled_blob"], output_schema=LabelDocument)
     def label(self, frames, campaign: str, round: int, skip: bool = False) -> LabelDocument:
         start = time.perf_counter()
         todo = [] if skip else frames_from_bytes(field(frames, "selected_blob"))
@@ -134,7 +134,7 @@ class AseLabelMaker(Maker):
         )
 
 
-@job(data=["dataset_blob"], output_schema=DatasetDocument)
+@al_job(data=["dataset_blob"], output_schema=DatasetDocument)
 def merge_labels(dataset, labels, campaign: str, round: int, allow_mixed_settings: bool = False) -> DatasetDocument:
     """Dataset of the previous round (None for the initial data) plus this round's labels.
 

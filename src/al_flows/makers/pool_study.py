@@ -1,4 +1,4 @@
-"""Seed 000 as a jobflow Flow: pool -> active sampling -> static baselines -> comparison,
+"""Sprueill et al. as a jobflow Flow: pool -> active sampling -> static baselines -> comparison,
 and shear runs (parallel jobs) -> pathways -> validation of the minima.
 
 Every job carries ``metadata = {"campaign": study name, "fingerprint", "round": -1, "stage"}``;
@@ -15,7 +15,7 @@ from dataclasses import field as dc_field
 from pathlib import Path
 
 import numpy as np
-from jobflow import Flow, Job, Maker, job
+from jobflow import Flow, Job, Maker
 
 from al_flows import progress
 from al_flows.active_sampling import ActiveSamplingSettings, run_active_sampling, static_epochs, train_static
@@ -25,7 +25,7 @@ from al_flows.documents import frames_text, weights_bytes, weights_text
 from al_flows.ensemble import Ensemble
 from al_flows.initial_data import build_structures
 from al_flows.labelling import calculator_factory
-from al_flows.makers._common import field, route, stable_uuid
+from al_flows.makers._common import al_job, field, route, stable_uuid
 from al_flows.makers.vasp_validation import VaspMinimaValidationMaker, validation_document
 from al_flows.md_pool import nvt_pool
 from al_flows.minima_validation import select_minima, validate_minimum
@@ -67,7 +67,7 @@ class PoolMaker(Maker):
     labeller: AseLabeller = dc_field(default_factory=AseLabeller)
     base_dir: str = "."
 
-    @job(data=["frames_blob"], output_schema=PoolDocument)
+    @al_job(data=["frames_blob"], output_schema=PoolDocument)
     def make(self, study: str, seed: int) -> PoolDocument:
         from al_flows.pool_import import import_frames, import_tree
 
@@ -159,7 +159,7 @@ class ActiveSamplingMaker(Maker):
     settings: ActiveSamplingSettings = dc_field(default_factory=ActiveSamplingSettings)
     elements: list[str] = dc_field(default_factory=list)
 
-    @job(data=["model_blob", "final_model_blob"], output_schema=SamplingDocument)
+    @al_job(data=["model_blob", "final_model_blob"], output_schema=SamplingDocument)
     def make(self, pool, study: str, seed: int) -> SamplingDocument:
         start = time.perf_counter()
         frames, test_idx = _pool_frames(pool)
@@ -182,7 +182,7 @@ class StaticBaselineMaker(Maker):
     elements: list[str] = dc_field(default_factory=list)
     budget: str = "steps"
 
-    @job(data=["model_blob", "final_model_blob"], output_schema=SamplingDocument)
+    @al_job(data=["model_blob", "final_model_blob"], output_schema=SamplingDocument)
     def make(self, pool, active, strategy: str, study: str, seed: int) -> SamplingDocument:
         start = time.perf_counter()
         frames, test_idx = _pool_frames(pool)
@@ -207,9 +207,9 @@ def _ratio(a: float, b: float) -> float:
     return float(a / b) if b and np.isfinite(a) and np.isfinite(b) else float("nan")
 
 
-@job(output_schema=ComparisonDocument)
+@al_job(output_schema=ComparisonDocument)
 def compare_strategies(study: str, runs: list) -> ComparisonDocument:
-    """Table I of the runs (active first) and uniform/active ratios of validation loss, test loss
+    """Table I of Sprueill et al. for the runs (active first) and uniform/active ratios of validation loss, test loss
     and test force RMSE."""
     rows = [dict(field(r, "row")) for r in runs]
     by = {r["strategy"]: r for r in rows}
@@ -239,7 +239,7 @@ class ShearRunsMaker(Maker):
     settings: ShearStudyConfig = dc_field(default_factory=ShearStudyConfig)
     base_dir: str = "."
 
-    @job(data=["frames_blob"], output_schema=ShearRunsDocument)
+    @al_job(data=["frames_blob"], output_schema=ShearRunsDocument)
     def make(self, model_doc, system: int, runs: list, study: str, seed: int) -> ShearRunsDocument:
         start = time.perf_counter()
         structure = build_structures(self.settings.structures, self.base_dir, where="shear_study.structures")[system]
@@ -258,7 +258,7 @@ class ShearRunsMaker(Maker):
         )
 
 
-@job(data=["minima_blob"], output_schema=ShearStudyDocument)
+@al_job(data=["minima_blob"], output_schema=ShearStudyDocument)
 def shear_pathways(study: str, runs_docs: list, merge_tol: float, defect_threshold: float, gamma_max: float) -> ShearStudyDocument:
     """Merge each system's runs into pathways; keep the last frame of each pathway's
     representative run that reached gamma_max (the minima to validate)."""
@@ -297,7 +297,7 @@ class MinimaValidationMaker(Maker):
     settings: ValidationConfig = dc_field(default_factory=ValidationConfig)
     labeller: AseLabeller = dc_field(default_factory=AseLabeller)
 
-    @job(data=["relaxed_blob"], output_schema=ValidationDocument)
+    @al_job(data=["relaxed_blob"], output_schema=ValidationDocument)
     def make(self, shear_study, model_doc, study: str) -> ValidationDocument:
         start = time.perf_counter()
         s = self.settings

@@ -1,4 +1,4 @@
-"""Trust-level selection of a round's explored frames (METHODS C) and the stop decision."""
+"""Trust-level selection of a round's explored frames (DP-GEN) and the stop decision."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 
 import numpy as np
-from jobflow import Maker, job
+from jobflow import Maker
 
 from al_flows import progress
 from al_flows.dataset import frames_from_bytes
 from al_flows.calibration import CalibrationSettings, calibrated_levels, fit_relation, max_force_errors
 from al_flows.documents import CalibrationDocument, SelectionDocument, frames_text
-from al_flows.makers._common import field
+from al_flows.makers._common import al_job, field
 from al_flows.provenance import as_float
-from al_flows.selection import SelectionSettings, select
+from al_flows.selection import SelectionSettings, select, stop_decision
 
 
 @dataclass
@@ -28,7 +28,7 @@ class SelectMaker(Maker):
     target_accurate_ratio: float = 0.95
     max_rounds: int = 5
 
-    @job(data=["selected_blob"], output_schema=SelectionDocument)
+    @al_job(data=["selected_blob"], output_schema=SelectionDocument)
     def make(self, explorations: list, exclude_ids: list, campaign: str, round: int, seed: int, calibration=None) -> SelectionDocument:
         """``calibration``: the previous round's CalibrationDocument; its levels replace the
         configured ones when it was applied."""
@@ -41,8 +41,7 @@ class SelectMaker(Maker):
         result = select(frames, settings, exclude_ids=exclude_ids, seed=seed)
         chosen = [frames[i] for i in result.selected]
         chosen_idx = set(result.selected)
-        converged = len(frames) > 0 and result.accurate_ratio >= self.target_accurate_ratio
-        stop = converged or round + 1 >= self.max_rounds
+        decision = stop_decision(result.accurate_ratio, len(frames), round, self.target_accurate_ratio, self.max_rounds)
         progress.report(
             "select", round, explored=len(frames), accurate=result.n_accurate, candidate=result.n_candidate,
             failed=result.n_failed, selected=len(chosen), accurate_ratio=f"{result.accurate_ratio:.3f}",
@@ -58,8 +57,8 @@ class SelectMaker(Maker):
             n_duplicate=result.n_duplicate,
             n_selected=len(chosen),
             accurate_ratio=result.accurate_ratio,
-            converged=converged,
-            stop=stop,
+            converged=decision.converged,
+            stop=decision.stop,
             trust_lo=settings.trust_lo,
             trust_hi=settings.trust_hi,
             records=[
@@ -72,7 +71,7 @@ class SelectMaker(Maker):
         )
 
 
-@job(output_schema=CalibrationDocument)
+@al_job(output_schema=CalibrationDocument)
 def calibrate_levels(models: list, labels, selection, campaign: str, round: int, settings: CalibrationSettings) -> CalibrationDocument:
     """Fit deviation -> true error on the frames just labelled (true error: largest atomic force
     error of this round's ensemble mean) and set the next round's trust levels."""

@@ -12,13 +12,13 @@ import time
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
-from jobflow import Maker, job
+from jobflow import Maker
 
 from al_flows import progress
 from al_flows.dataset import Dataset
 from al_flows.documents import TrainingDocument, weights_text
 from al_flows.ensemble import Ensemble
-from al_flows.makers._common import field
+from al_flows.makers._common import al_job, field
 from al_flows.model import ModelSettings, TrainingSettings
 from al_flows.provenance import frame_errors
 from al_flows.training import train_member
@@ -33,7 +33,7 @@ class TrainMemberMaker(Maker):
     training: TrainingSettings = dc_field(default_factory=TrainingSettings)
     elements: list[str] = dc_field(default_factory=list)
 
-    @job(data=["model_blob"], output_schema=TrainingDocument)
+    @al_job(data=["model_blob"], output_schema=TrainingDocument)
     def make(self, dataset, campaign: str, round: int, member: int, seed: int) -> TrainingDocument:
         start = time.perf_counter()
         data = Dataset.from_bytes(field(dataset, "dataset_blob"))

@@ -26,14 +26,13 @@ from jobflow import (
     OnMissing,
     OutputReference,
     Response,
-    job,
 )
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from al_flows import progress
 from al_flows.dataset import frames_from_bytes
 from al_flows.documents import LabelDocument, frames_text
-from al_flows.makers._common import field, route
+from al_flows.makers._common import al_job, field, route
 from al_flows.makers.labelling import check_success_fraction
 from al_flows.provenance import label_record
 from al_flows.vasp_inputs import with_system_tag
@@ -79,7 +78,7 @@ class VaspLabelMaker(Maker):
         j.config = JobConfig(resolve_references=False, expose_store=True, pass_manager_config=False)
         return j
 
-    @job
+    @al_job
     def dispatch(self, frames, campaign: str, round: int, skip=False):
         store = CURRENT_JOB.store
         todo = [] if _resolve(skip, store) else frames_from_bytes(field(_resolve(frames, store), "selected_blob"))
@@ -115,7 +114,7 @@ class VaspLabelMaker(Maker):
         return Response(replace=Flow([*statics, collect], output=collect.output))
 
 
-@job(data=["labelled_blob"], output_schema=LabelDocument)
+@al_job(data=["labelled_blob"], output_schema=LabelDocument)
 def collect_vasp_labels(
     frames, task_docs: list, task_uuids: list[str], campaign: str, round: int, labeller: str, label_settings: str,
     max_force: float, min_success_fraction: float,

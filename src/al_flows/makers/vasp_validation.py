@@ -1,4 +1,4 @@
-"""Validation of NNP shear minima with VASP (seed 000's Fig. 6 with DFT): per minimum an atomate2
+"""Validation of NNP shear minima with VASP (Fig. 6 of Sprueill et al., with DFT): per minimum an atomate2
 StaticMaker job (single point) and a RelaxMaker job (ionic positions at fixed cell), then a
 collect job that relaxes each VASP minimum back with the NNP and writes the table.
 
@@ -13,14 +13,14 @@ import time
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
-from jobflow import CURRENT_JOB, Flow, Job, JobConfig, Maker, OnMissing, Response, job
+from jobflow import CURRENT_JOB, Flow, Job, JobConfig, Maker, OnMissing, Response
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from al_flows import progress
 from al_flows.config import ValidationConfig
 from al_flows.dataset import frames_from_bytes
 from al_flows.documents import frames_text
-from al_flows.makers._common import field, route
+from al_flows.makers._common import al_job, field, route
 from al_flows.makers.vasp_labelling import _resolve
 from al_flows.minima_validation import select_minima, validation_row
 from al_flows.pool_documents import ValidationDocument
@@ -81,7 +81,7 @@ class VaspMinimaValidationMaker(Maker):
         j.config = JobConfig(resolve_references=False, expose_store=True, pass_manager_config=False)
         return j
 
-    @job
+    @al_job
     def dispatch(self, shear_study, model_doc, study: str):
         store = CURRENT_JOB.store
         minima = select_minima(frames_from_bytes(field(_resolve(shear_study, store), "minima_blob")), self.settings.n_minima)
@@ -103,7 +103,7 @@ class VaspMinimaValidationMaker(Maker):
         return Response(replace=Flow([*jobs, collect], output=collect.output))
 
 
-@job(data=["relaxed_blob"], output_schema=ValidationDocument)
+@al_job(data=["relaxed_blob"], output_schema=ValidationDocument)
 def collect_vasp_validation(minima_text: str, statics: list, relaxes: list, model_doc, study: str, settings: ValidationConfig, labeller: str):
     """Rows from the VASP TaskDocs; the NNP relaxes each VASP minimum back."""
     from al_flows.makers.pool_study import _model_calculator
