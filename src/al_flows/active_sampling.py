@@ -1,4 +1,4 @@
-"""Active sampling over an existing labelled pool (shared/METHODS.md A3), and its static baselines.
+"""Active sampling over an existing labelled pool (Sprueill et al.; docs/methods.md), and its static baselines.
 
 The loop, repeated ``n_iterations`` times, on one model whose weights, Adam state and
 learning-rate schedule carry on across iterations:
@@ -53,12 +53,12 @@ __all__ = [
     "static_epochs",
 ]
 
-PAPER_POOL_SIZE = 58_873  # 39,214 final train + 14,659 reserve + 5,000 validation (shared/METHODS.md A3)
+PAPER_POOL_SIZE = 58_873  # 39,214 final train + 14,659 reserve + 5,000 validation (Sprueill et al.)
 _PAPER_INITIAL, _PAPER_VALIDATION, _PAPER_EXAMINE = 3000, 5000, 5000
 
 
 class ActiveSamplingSettings(Settings):
-    """Active sampling (shared/METHODS.md A3). Counts left unset are the paper's (3000 / 5000 /
+    """Active sampling of Sprueill et al. (docs/methods.md). Counts left unset are the paper's (3000 / 5000 /
     5000 of a 58,873-frame pool) scaled to the pool size."""
 
     n_iterations: int = Field(50, ge=1, description="train/evaluate/filter/include iterations")

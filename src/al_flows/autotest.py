@@ -1,4 +1,4 @@
-"""Autotest of a finished potential against the reference calculator (shared/METHODS.md B, C).
+"""Autotest of a finished potential against the reference calculator (as ANI-Al and DP-GEN judge theirs; docs/methods.md).
 
 Every property function takes an element symbol and a zero-argument ``make_calculator``
 (any ASE calculator: the labeller, e.g. ``EMT``, or the NNP; called once per function) and

@@ -1,4 +1,4 @@
-"""Trust levels calibrated from data (shared/METHODS.md C, with the levels fitted, not guessed).
+"""Trust levels calibrated from data (DP-GEN trust levels, docs/methods.md, with the levels fitted, not guessed).
 
 After a round's candidates are labelled, each labelled frame gives a pair (deviation eps at
 selection, true error), with the true error measured like the deviation: the largest atomic

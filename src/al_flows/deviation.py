@@ -1,4 +1,4 @@
-"""Ensemble model deviation (DP-GEN, shared/METHODS.md C).
+"""Ensemble model deviation (DP-GEN, Zhang et al.; docs/methods.md).
 
 For an ensemble of M models predicting forces f_i^m on atoms i of one frame,
 

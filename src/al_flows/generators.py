@@ -1,7 +1,7 @@
-"""Initial structures that need no expert input (shared/METHODS.md B and C).
+"""Initial structures that need no expert input (ANI-Al and DP-GEN; docs/methods.md).
 
-- :func:`random_cells` (ANI-Al, METHODS B): random disordered orthorhombic periodic cells.
-- :func:`dpgen_initial_sets` (DP-GEN, METHODS C): scaled and perturbed crystals of
+- :func:`random_cells` (ANI-Al, Smith et al.): random disordered orthorhombic periodic cells.
+- :func:`dpgen_initial_sets` (DP-GEN, Zhang et al.): scaled and perturbed crystals of
   several lattices, randomly decorated for alloys, plus crystals whose two halves are
   rigidly displaced against each other.
 
@@ -33,7 +33,7 @@ _BATCH = 32  # candidate positions drawn at once during random placement
 
 
 class RandomCellSettings(Settings):
-    """Random disordered cells of ANI-Al (METHODS B). The default density range is that of
+    """Random disordered cells of ANI-Al (Smith et al.). The default density range is that of
     Al; it is per element (system), so set density_min/density_max for other elements."""
 
     n_cells: int = Field(400, gt=0, description="number of cells")
@@ -59,7 +59,7 @@ class RandomCellSettings(Settings):
 
 
 class DPGenInitSettings(Settings):
-    """DP-GEN initial sets (METHODS C). Lattice constants follow from one nearest-neighbour
+    """DP-GEN initial sets (Zhang et al.). Lattice constants follow from one nearest-neighbour
     distance per element (Angstrom): ``nn_distances`` or, for elements not in it, the
     element's ase.data.reference_states crystal (fallback 2x covalent radius); alloys use
     the composition-weighted mean (Vegard-like). The same distance is used for every lattice."""
@@ -169,7 +169,7 @@ def _place(rng, lengths: np.ndarray, n: int, dmin: float, max_tries: int) -> np.
 
 
 def random_cells(settings: RandomCellSettings, elements: list[str], seed: int) -> list[Atoms]:
-    """``settings.n_cells`` random periodic orthorhombic cells (METHODS B).
+    """``settings.n_cells`` random periodic orthorhombic cells (ANI-Al).
 
     Per cell: edges uniform in [edge_min, edge_max] (Angstrom), target density rho uniform in
     [density_min, density_max] (g/cm^3), n = round(rho * V / mean mass) atoms (mean mass
@@ -240,7 +240,7 @@ def lattice_supercell(lattice: str, nn_distance: float, repeat=(2, 2, 2), symbol
 
 
 def dpgen_initial_sets(settings: DPGenInitSettings, elements: list[str], seed: int) -> list[Atoms]:
-    """DP-GEN style initial structures (METHODS C) for every lattice in ``settings.lattices``.
+    """DP-GEN style initial structures (Zhang et al.) for every lattice in ``settings.lattices``.
 
     Perturbed frames (per lattice, scale s, copy k): every site gets a random element
     (composition weights), cell = s * cell0 @ (I + eps) with eps symmetric, entries uniform

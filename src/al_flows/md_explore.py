@@ -1,4 +1,4 @@
-"""Molecular-dynamics explorers driven by the ensemble (shared/METHODS.md B and C).
+"""Molecular-dynamics explorers driven by the ensemble (ANI-Al and DP-GEN; docs/methods.md).
 
 All trajectories of a call advance together: every step makes ONE batched ensemble prediction
 for all running trajectories (mean forces drive the dynamics, the model deviation is read off
@@ -21,11 +21,11 @@ and the cell and positions of that trajectory are scaled by mu (velocities are n
 ``NPTBerendsen``; beta = ``compressibility_per_GPa``, tau = ``barostat_tau_ps``. The ensemble is
 asked for stresses (``predict(frames, stress=True)``) only in NPT; the NVT path is unchanged.
 
-- :func:`langevin_schedule` (ANI-Al, METHODS B): each trajectory draws T_start, T_end, T_mod,
+- :func:`langevin_schedule` (ANI-Al, Smith et al.): each trajectory draws T_start, T_end, T_mod,
   t_0 and follows ``T(t) = T_start + (t/t_max)(T_end - T_start) + T_mod sin^2(pi t / t_0)``;
   it stops as soon as the model deviation reaches ``stop_deviation`` and its last frame is
   returned (``info['stopped'] = True``) for selection.
-- :func:`nvt_explore` (DP-GEN, METHODS C): constant temperature per call (the campaign raises
+- :func:`nvt_explore` (DP-GEN, Zhang et al.): constant temperature per call (the campaign raises
   it with the round), frames recorded every ``record_every`` steps, no early stop.
 
 Snapshots every ``record_every`` steps are returned too: they measure how much of the

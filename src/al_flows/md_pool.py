@@ -1,7 +1,7 @@
-"""A labelled pool from NVT molecular dynamics with the labeller itself (like seed 000's AIMD set).
+"""A labelled pool from NVT molecular dynamics with the labeller itself (like the AIMD set of Sprueill et al.).
 
-Seed 000's pool is VASP AIMD of the Cu-Ni multilayers: NVT at 1000 K and 1500 K, 400 steps of
-1 fs, every ionic step one frame (shared/METHODS.md A1). :func:`nvt_pool` runs the same protocol
+The pool of Sprueill et al. is VASP AIMD of the Cu-Ni multilayers: NVT at 1000 K and 1500 K, 400 steps of
+1 fs, every ionic step one frame (docs/methods.md). :func:`nvt_pool` runs the same protocol
 with any ASE calculator (EMT for the 2-core example): Langevin thermostat, Maxwell-Boltzmann
 start, every ``interval``-th step kept with its energy (eV) and forces (eV/A).
 """

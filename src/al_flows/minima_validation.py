@@ -1,4 +1,4 @@
-"""Check NNP shear minima against the reference method (seed 000's Fig. 6 analysis).
+"""Check NNP shear minima against the reference method (the Fig. 6 analysis of Sprueill et al.).
 
 For each NNP minimum (a relaxed gamma_max frame):
 
@@ -8,7 +8,7 @@ For each NNP minimum (a relaxed gamma_max frame):
    minimum is *spurious* when this drops the reference energy by more than ``spurious_tol``
    eV/atom (no matching reference minimum: the paper's 5 of 21, ~10 eV lower);
 3. relax the reference minimum back with the NNP: ``e_nnp_back`` vs ``e_ref_relaxed``
-   (does the NNP hold the reference minimum? the paper's Fig. S2, within 0.006 eV/atom).
+   (does the NNP hold the reference minimum? Fig. S2 of Sprueill et al., within 0.006 eV/atom).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Cu-Ni (001) multilayer supercells with interface vacancies (shared/METHODS.md A1).
+"""Cu-Ni (001) multilayer supercells with interface vacancies (Sprueill et al.; docs/methods.md).
 
 An FCC conventional cubic cell (4 atoms, lattice constant ``a`` in Angstrom) is
 repeated nx x ny x nz. Along [001] the supercell has 2*nz (001) atomic planes

@@ -1,4 +1,4 @@
-"""Pydantic output documents of a pool study (seed 000: active sampling, shear study, validation).
+"""Pydantic output documents of a pool study (Sprueill et al.: active sampling, shear study, validation).
 
 As in :mod:`al_flows.documents`, ``*_blob`` fields go to the JobStore's data store as text
 (frames: extxyz; weights: base64). Energies eV, forces eV/Angstrom, losses in the training
@@ -59,7 +59,7 @@ class SamplingDocument(BaseModel):
 
 
 class ComparisonDocument(BaseModel):
-    """Seed 000's Table I for this pool, with held-out test errors, and the headline ratios."""
+    """Table I of Sprueill et al. for this pool, with held-out test errors, and the headline ratios."""
 
     study: str
     rows: list[dict]

@@ -1,4 +1,4 @@
-"""Seed 000's comparison of active sampling with static training (its Table I), on one pool.
+"""The comparison of active sampling with static training of Sprueill et al. (their Table I), on one pool.
 
 The pool is split once (seeded) into a held-out test set, never trained on or used for model
 selection, and the rest. Three strategies train the same model settings on the rest:
@@ -97,7 +97,7 @@ def _fmt(key: str, value) -> str:
 
 
 def table_markdown(rows: list[dict]) -> str:
-    """Markdown table like the paper's Table I, plus the held-out test errors."""
+    """Markdown table like Table I of Sprueill et al., plus the held-out test errors."""
     head = "| Learning strategy | " + " | ".join(title for _, title in TABLE_COLUMNS) + " |"
     sep = "|---" * (len(TABLE_COLUMNS) + 1) + "|"
     lines = [head, sep]

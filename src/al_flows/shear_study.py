@@ -1,4 +1,4 @@
-"""Analysis of stochastic shear runs (shared/METHODS.md A4): per-step structure, merged pathways.
+"""Analysis of stochastic shear runs (Sprueill et al.; docs/methods.md): per-step structure, merged pathways.
 
 Per relaxed step: energy (eV), shear strain gamma, FCC/HCP/other fractions by common-neighbour
 analysis, Cu-Ni intermixing (excess unlike bonds per atom relative to the unsheared start) and

@@ -1,4 +1,4 @@
-"""Training one SchNet ensemble member with a plain torch loop (shared/METHODS.md A2).
+"""Training one SchNet ensemble member with a plain torch loop (settings of Sprueill et al.; docs/methods.md).
 
 Loss per structure, averaged over the batch::
 
@@ -204,7 +204,7 @@ class Trainer:
     Neighbour lists of all frames are computed once (and reused from the process-wide cache
     when another Trainer already built them for the same frames); :meth:`run_epochs` trains on any subset
     of frame indices, so the training set can change between calls while the weights, the
-    Adam state and the learning-rate schedule carry on (shared/METHODS.md A3 step 1).
+    Adam state and the learning-rate schedule carry on (active sampling, docs/methods.md).
     Randomness (initial weights, batch order) comes from ``seed`` only.
     """
 

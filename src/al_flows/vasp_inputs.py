@@ -2,7 +2,7 @@
 
 Presets (any INCAR tag, the k-points and POTCARs can be overridden from the campaign):
 
-- ``pnnl-cuni``: shared/METHODS.md A1 -- PBE, PAW (standard ``Cu`` and ``Ni`` POTCARs:
+- ``pnnl-cuni``: the DFT settings of Sprueill et al. -- PBE, PAW (standard ``Cu`` and ``Ni`` POTCARs:
   ENCUT 295.4 eV is the ENMAX of the standard Cu PAW), Gamma point only, ISPIN 1,
   EDIFF 1e-4 eV. Smearing is not given in the paper: Methfessel-Paxton order 1 with
   SIGMA 0.1 eV, a common choice for these metals.
