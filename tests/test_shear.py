@@ -28,7 +28,7 @@ def test_shear_cell_and_strain_by_hand():
 
 def test_settings_validation():
     s = ShearSettings()
-    assert (s.n_runs, s.sigma, s.shear_step, s.gamma_max, s.max_steps, s.fmax, s.optimizer) == (4, 0.05, 0.1, 0.33, 30, 0.002, "BFGS")
+    assert (s.n_runs, s.sigma, s.shear_step, s.gamma_max, s.max_steps, s.fmax, s.optimizer) == (4, 0.05, 0.1, 0.33, None, 0.002, "BFGS")  # max_steps: what gamma_max needs
     for bad in ({"sigma": -0.1}, {"shear_step": 0}, {"n_runs": 0}, {"optimizer": "CG"}, {"typo": 1}):
         with pytest.raises(ValidationError):
             ShearSettings(**bad)

@@ -12,6 +12,7 @@ from al_flows.config import DPGenSource, FileSource, MultilayerSource, RandomCel
 from al_flows.dataset import frame_id
 from al_flows.generators import dpgen_initial_sets, random_cells
 from al_flows.multilayer import cuni_multilayer
+from al_flows.shear import check_reaches_gamma
 from al_flows.structure_checks import StructureError, check_structure
 
 
@@ -97,11 +98,19 @@ def check_campaign_structures(config, base_dir: str | Path = ".") -> int:
         groups += [(f"pool.sources[{i}].structures", src.structures) for i, src in enumerate(config.pool.sources) if src.kind == "md"]
         if config.shear_study is not None:
             groups.append(("shear_study.structures", config.shear_study.structures))
+    shears = [(f"explorers[{j}]", e) for j, e in enumerate(getattr(config, "explorers", [])) if e.kind == "shear"]
     n = 0
     for where, sources in groups:
         for i, src in enumerate(sources):
             if isinstance(src, (FileSource, MultilayerSource)):
-                n += len(_source_structures(src, f"{where}[{i}]", base_dir, config.elements, config.seed, i))
+                got = _source_structures(src, f"{where}[{i}]", base_dir, config.elements, config.seed, i)
+                n += len(got)
+                checks = shears if where == "initial.structures" else []
+                if where == "shear_study.structures":
+                    checks = [("shear_study", config.shear_study)]
+                for field, settings in checks:  # a step cap that stops short of gamma_max validates nothing
+                    for atoms in got:
+                        check_reaches_gamma(settings, atoms.cell[:], field)
     return n
 
 

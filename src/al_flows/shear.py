@@ -1,12 +1,14 @@
-"""Perturbed stochastic shear exploration (shared/METHODS.md A4).
+"""Perturbed stochastic shear exploration (Sprueill et al.; docs/methods.md).
 
 Each step of a run: (1) add N(0, sigma^2) noise (Angstrom) to every coordinate, a
 fresh draw per step from a generator seeded by (seed, run); (2) shear the cell by
 adding ``shear_step`` (Angstrom) to cell[0,1] and cell[0,2] (a1's y and z; shear
 along [011]), atoms scaled with the cell; (3) relax the internal coordinates at
 fixed cell to ``fmax`` (eV/Angstrom). The relaxed frame of every step is recorded
-until the shear strain gamma = sqrt(C01^2 + C02^2)/C00 reaches ``gamma_max`` or
-``max_steps`` steps were made.
+until the shear strain gamma = sqrt(cell[0,1]^2 + cell[0,2]^2) / cell[0,0] reaches ``gamma_max``. The
+number of steps follows from ``gamma_max``, ``shear_step`` and the cell (:func:`steps_to_gamma`: 42 steps
+of 0.1 Angstrom on the 17.9 Angstrom paper-size cell); ``max_steps``, when set, caps it, and a cap that
+cannot reach ``gamma_max`` is refused when the campaign is checked (:func:`check_reaches_gamma`).
 
 Blow-ups (:mod:`al_flows.replica_checks`): a run whose relaxation raises or yields non-finite
 energy/forces, or whose relaxed frame has a force above 100 eV/Angstrom or two atoms closer than
@@ -58,7 +60,10 @@ class ShearSettings(Settings):
     sigma: float = Field(0.05, ge=0, description="Angstrom, std of the perturbation per coordinate per step")
     shear_step: float = Field(0.1, gt=0, description="Angstrom added to cell[0,1] and cell[0,2] per step")
     gamma_max: float = Field(0.33, gt=0, description="stop once the shear strain reaches this")
-    max_steps: int = Field(30, gt=0, description="safety cap on shear steps per run")
+    max_steps: int | None = Field(
+        None, gt=0, description="cap on shear steps per run; default: as many as gamma_max needs on each cell "
+        "(a cap too small to reach gamma_max is refused)",
+    )
     fmax: float = Field(0.002, gt=0, description="eV/Angstrom, relaxation force tolerance")
     max_opt_steps: int = Field(500, gt=0, description="optimiser steps per relaxation")
     optimizer: Literal["BFGS", "LBFGS", "FIRE"] = "BFGS"
@@ -82,6 +87,38 @@ def shear_strain(cell) -> float:
     """Shear strain gamma = sqrt(cell[0,1]**2 + cell[0,2]**2) / cell[0,0] (dimensionless)."""
     c = np.asarray(cell, dtype=float).reshape(3, 3)
     return float(math.hypot(c[0, 1], c[0, 2]) / c[0, 0])
+
+
+def steps_to_gamma(cell, shear_step: float, gamma_max: float, limit: int = 100_000) -> int:
+    """Shear steps of ``shear_step`` (Angstrom, added to cell[0,1] and cell[0,2]) that bring
+    ``cell`` to a shear strain of at least ``gamma_max`` (the tolerance of the run loop, 1e-12,
+    included). For a cell with no initial shear: ``ceil(gamma_max * cell[0,0] / (sqrt(2) * shear_step))``."""
+    c = np.array(cell, dtype=float).reshape(3, 3)
+    for n in range(limit + 1):
+        if shear_strain(c) >= gamma_max - 1e-12:
+            return n
+        c = shear_cell(c, shear_step)
+    raise ValueError(f"shear_step {shear_step} Angstrom does not reach gamma {gamma_max} in {limit} steps")
+
+
+def run_steps(settings: ShearSettings, cell) -> int:
+    """Shear steps of a run from ``cell``: what gamma_max needs, capped by ``max_steps`` when set."""
+    need = steps_to_gamma(cell, settings.shear_step, settings.gamma_max)
+    return need if settings.max_steps is None else min(need, settings.max_steps)
+
+
+def check_reaches_gamma(settings: ShearSettings, cell, field: str) -> None:
+    """ValueError naming ``field`` when ``max_steps`` stops runs from ``cell`` before gamma_max."""
+    need = steps_to_gamma(cell, settings.shear_step, settings.gamma_max)
+    if settings.max_steps is not None and settings.max_steps < need:
+        c = np.array(cell, dtype=float).reshape(3, 3)
+        for _ in range(settings.max_steps):
+            c = shear_cell(c, settings.shear_step)
+        raise ValueError(
+            f"{field}.max_steps: {settings.max_steps} steps of {settings.shear_step} Angstrom reach gamma "
+            f"{shear_strain(c):.3f} on a cell with cell[0,0] = {float(np.asarray(cell)[0, 0]):.2f} Angstrom, but gamma_max "
+            f"{settings.gamma_max} needs {need}; raise {field}.max_steps or {field}.shear_step, or leave max_steps out"
+        )
 
 
 def _u64(n: int) -> int:
@@ -120,7 +157,7 @@ def run_shear(
     work.calc = calculator
     base_info = {k: v for k, v in atoms.info.items() if k not in PROVENANCE_KEYS and k not in _SHEAR_KEYS}
     frames: list[Atoms] = []
-    for step in range(1, settings.max_steps + 1):
+    for step in range(1, run_steps(settings, work.cell[:]) + 1):
         if settings.sigma > 0:
             work.positions = work.positions + rng.normal(0.0, settings.sigma, size=(len(work), 3))
         work.set_cell(shear_cell(work.cell[:], settings.shear_step), scale_atoms=True)
@@ -174,6 +211,11 @@ def _frame(work: Atoms, labels: tuple[float, np.ndarray], base_info: dict, **inf
     frame.info.update(info)
     frame.info["frame_id"] = frame_id(frame)
     return frame
+
+
+def atoms_cell(replica: dict) -> np.ndarray:
+    """The starting cell of a batched replica (its step count follows from it)."""
+    return replica["start_cell"]
 
 
 def run_seed(seed: int, structure_index: int) -> int:
@@ -233,11 +275,12 @@ def explore_shear_batched(
         for r in range(settings.n_runs):
             work = atoms.copy()
             work.calc = None
-            replicas.append({"work": work, "rng": np.random.default_rng((_u64(rseed), _u64(r))), "run": r,
+            replicas.append({"work": work, "start_cell": atoms.cell[:].copy(), "rng": np.random.default_rng((_u64(rseed), _u64(r))), "run": r,
                              "seed": rseed, "parent_id": pid, "base_info": base_info, "frames": [],
                              "replica": len(replicas), "structure": i})
     running = list(replicas)
-    for step in range(1, settings.max_steps + 1):
+    n_steps = max((run_steps(settings, rep["work"].cell[:]) for rep in replicas), default=0)
+    for step in range(1, n_steps + 1):
         if not running:
             break
         for rep in running:
@@ -266,7 +309,7 @@ def explore_shear_batched(
                        run=int(rep["run"]), step=step, gamma=gamma, energy=res.energy, deviation=res.deviation,
                        converged=res.converged, n_opt_steps=res.n_steps, seed=int(rep["seed"]))
             )
-            if gamma < settings.gamma_max - 1e-12:
+            if gamma < settings.gamma_max - 1e-12 and step < run_steps(settings, atoms_cell(rep)):
                 still.append(rep)
         running = still
     return [f for rep in replicas for f in rep["frames"]]
