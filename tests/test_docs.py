@@ -215,3 +215,26 @@ def test_relative_links_resolve(path):
         elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
             broken.append(f"{target}: no heading with that anchor")
     assert not broken, f"{path.name}: {broken}"
+
+
+def test_configuration_md_says_exactly_what_is_in_the_fingerprint():
+    """The fingerprint section of docs/configuration.md lists exactly the keys of
+    NOT_FINGERPRINTED as left out, and every other top-level key as in."""
+    import re
+
+    from al_flows.config import NOT_FINGERPRINTED, CampaignConfig
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    section = text[text.index("### The fingerprint"):text.index("## `initial`")]
+    inside, outside = section.split("**Not in the fingerprint**")
+    left_out = set(re.findall(r"`([a-z_]+(?:\[\])?(?:\.[a-z_]+)?)`", outside.split("Extending a campaign")[0]))
+    want = set()
+    for key, sub in NOT_FINGERPRINTED.items():
+        if sub is True:
+            want.add(key)
+        else:
+            want |= {f"{key}[].{k}" if key == "explorers" else f"{key}.{k}" for k in sub}
+    assert want <= left_out, want - left_out
+    listed_in = set(re.findall(r"`([a-z_]+)`", re.sub(r"\([^)]*\)", "", inside.split("**In the fingerprint**")[1])))
+    top_in = {k for k in CampaignConfig.model_fields if NOT_FINGERPRINTED.get(k) is not True}
+    assert top_in == listed_in, top_in ^ listed_in
