@@ -134,6 +134,7 @@ class SelectionDocument(BaseModel):
     n_failed: int
     n_duplicate: int
     n_selected: int
+    strategy: str = Field("deviation", description="selection.strategy: deviation, random or all")
     accurate_ratio: float
     converged: bool
     stop: bool

@@ -35,6 +35,7 @@ def label_record(atoms: Atoms) -> dict:
         "parent_id": info.get("parent_id", ""),
         "model_id": info.get("model_id", ""),
         "deviation": as_float(info.get("deviation")),
+        "selection": info.get("selection", "initial" if int(info.get("round", -1)) < 0 else "deviation"),
         "labeller": info.get("labeller", ""),
         "label_settings": info.get("label_settings", ""),
         "task_uuid": info.get("task_uuid", ""),

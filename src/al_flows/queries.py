@@ -164,10 +164,12 @@ class CampaignRecord:
             chain.append({"kind": "starting_structure", "id": label["parent_id"], "origin": "initial data (perturbed copy)"})
             return {"label": label, "chain": chain}
         k = label["round"]
-        for d in self.outputs("select", k, properties=["output.records", "output.ensemble_id", "output.trust_lo", "output.trust_hi"]):
+        for d in self.outputs("select", k, properties=["output.records", "output.ensemble_id", "output.trust_lo", "output.trust_hi",
+                                                       "output.strategy"]):
             rec = next((r for r in d["output"]["records"] if r["frame_id"] == frame_id), None)
             if rec:
-                chain.append({"kind": "selection", "round": k, "ensemble_id": d["output"]["ensemble_id"], "status": rec["status"],
+                chain.append({"kind": "selection", "round": k, "ensemble_id": d["output"]["ensemble_id"],
+                              "strategy": d["output"].get("strategy", "deviation"), "status": rec["status"],
                               "deviation": rec["deviation"], "trust_lo": d["output"]["trust_lo"], "trust_hi": d["output"]["trust_hi"]})
         for d in self.outputs("explore", k, properties=["output.frames", "output.explorer"]):
             rec = next((r for r in d["output"]["frames"] if r["frame_id"] == frame_id), None)

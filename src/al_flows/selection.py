@@ -1,10 +1,15 @@
-"""DP-GEN trust-level selection of explored frames (Zhang et al.; docs/methods.md).
+"""Selection of explored frames: DP-GEN trust levels (Zhang et al.; docs/methods.md).
 
 A frame's model deviation eps (eV/Angstrom, ``info['deviation']``) classifies it:
 eps < trust_lo accurate (skip), trust_lo <= eps < trust_hi candidate (label),
 eps >= trust_hi or non-finite failed (skip, likely unphysical). Candidates whose
 frame_id is already labelled, or repeats within the batch, are skipped; at most
 ``max_candidates`` of the rest are picked per round.
+
+``strategy`` chooses what is labelled: ``deviation`` (the candidates, as above), ``random``
+(the same number of frames drawn uniformly from everything explored, the baseline an
+active-learning campaign must beat) or ``all`` (every explored frame up to the cap). The
+classes and the accurate ratio, which decide convergence, are the same for every strategy.
 """
 
 from __future__ import annotations
@@ -30,8 +35,14 @@ class SelectionSettings(Settings):
 
     trust_lo: float = Field(0.05, ge=0, description="eV/Angstrom; below: accurate")
     trust_hi: float = Field(0.30, gt=0, description="eV/Angstrom; at or above: failed")
+    strategy: Literal["deviation", "random", "all"] = Field(
+        "deviation",
+        description="which explored frames are labelled: deviation (candidates inside the trust window, picked by "
+        "'pick' up to max_candidates), random (max_candidates frames drawn uniformly from everything explored: the "
+        "baseline active learning must beat), all (every explored frame, up to max_candidates, evenly spread)",
+    )
     max_candidates: int = Field(20, gt=0, description="frames labelled per round at most")
-    pick: Literal["random", "highest"] = "random"
+    pick: Literal["random", "highest"] = Field("random", description="strategy deviation: how candidates are capped")
     calibrate: CalibrationSettings | None = Field(
         None, description="fit deviation -> true error after each round and set the next round's levels from target errors"
     )
@@ -81,12 +92,15 @@ def _deviation(atoms: Atoms) -> float:
 
 
 def select(frames: list[Atoms], settings: SelectionSettings, exclude_ids: Iterable[str] = (), seed: int = 0) -> SelectionResult:
-    """Classify ``frames`` by ``info['deviation']`` and pick candidates to label.
+    """Classify ``frames`` by ``info['deviation']`` and pick the frames to label.
 
-    Candidates whose frame_id (``info['frame_id']`` or computed) is in ``exclude_ids`` or
-    repeats an earlier candidate are skipped. Of the rest at most ``max_candidates`` are
-    kept: 'random' draws without replacement with ``numpy.random.default_rng(seed)``,
-    'highest' takes the largest deviations (ties: lower index first).
+    Eligible frames: the candidates (strategy 'deviation') or every frame ('random', 'all').
+    Those whose frame_id (``info['frame_id']`` or computed) is in ``exclude_ids`` or repeats an
+    earlier eligible frame are skipped. Of the rest at most ``max_candidates`` are kept:
+    strategy 'deviation' with pick 'random' and strategy 'random' draw without replacement with
+    ``numpy.random.default_rng(seed)``; pick 'highest' takes the largest deviations (ties: lower
+    index first); strategy 'all' keeps evenly spaced frames in exploration order. The classes
+    (accurate/candidate/failed) and the accurate ratio do not depend on the strategy.
     """
     frames = list(frames)
     eps = np.array([_deviation(a) for a in frames], dtype=float)
@@ -95,7 +109,8 @@ def select(frames: list[Atoms], settings: SelectionSettings, exclude_ids: Iterab
     seen: set[str] = set()
     pool: list[int] = []
     n_duplicate = 0
-    for i in np.flatnonzero(status == CANDIDATE):
+    eligible = np.flatnonzero(status == CANDIDATE) if settings.strategy == "deviation" else np.arange(len(frames))
+    for i in eligible:
         atoms = frames[i]
         fid = atoms.info.get("frame_id") or frame_id(atoms)
         if fid in excluded or fid in seen:
@@ -104,7 +119,10 @@ def select(frames: list[Atoms], settings: SelectionSettings, exclude_ids: Iterab
         seen.add(fid)
         pool.append(int(i))
     if len(pool) > settings.max_candidates:
-        if settings.pick == "random":
+        if settings.strategy == "all":
+            keep = np.unique(np.round(np.linspace(0, len(pool) - 1, settings.max_candidates)).astype(int))
+            pool = [pool[j] for j in keep]
+        elif settings.strategy == "random" or settings.pick == "random":
             rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
             chosen = rng.choice(len(pool), size=settings.max_candidates, replace=False)
             pool = [pool[j] for j in chosen]

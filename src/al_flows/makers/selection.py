@@ -40,6 +40,8 @@ class SelectMaker(Maker):
             settings = settings.model_copy(update={"trust_lo": field(calibration, "trust_lo_next"), "trust_hi": field(calibration, "trust_hi_next")})
         result = select(frames, settings, exclude_ids=exclude_ids, seed=seed)
         chosen = [frames[i] for i in result.selected]
+        for atoms in chosen:
+            atoms.info["selection"] = settings.strategy  # kept with the label (provenance)
         chosen_idx = set(result.selected)
         decision = stop_decision(result.accurate_ratio, len(frames), round, self.target_accurate_ratio, self.max_rounds)
         progress.report(
@@ -56,6 +58,7 @@ class SelectMaker(Maker):
             n_failed=result.n_failed,
             n_duplicate=result.n_duplicate,
             n_selected=len(chosen),
+            strategy=settings.strategy,
             accurate_ratio=result.accurate_ratio,
             converged=decision.converged,
             stop=decision.stop,
