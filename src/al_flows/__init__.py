@@ -3,18 +3,9 @@
 __version__ = "0.1.0"
 
 
-def _patch_schnetpack_torch_compat() -> None:
-    """schnetpack 2.1.1 imports ``T_co`` from ``torch.utils.data.dataloader``, which
-    torch >= 2.7 no longer defines; restore that type variable before schnetpack loads.
-    """
-    import typing
-
-    try:
-        import torch.utils.data.dataloader as _dl
-    except ImportError:  # torch missing: the error surfaces where torch is used
-        return
-    if not hasattr(_dl, "T_co"):
-        _dl.T_co = typing.TypeVar("T_co", covariant=True)
-
-
-_patch_schnetpack_torch_compat()
+# schnetpack 2.1.1 imports ``T_co`` from ``torch.utils.data.dataloader``, which torch >= 2.7 no
+# longer defines. The installed al_flows_schnetpack_compat.pth already put an import hook in place
+# at interpreter start; importing the module again (a no-op then) covers a source tree on
+# PYTHONPATH. The hook restores ``T_co`` when schnetpack is first imported, so importing
+# al_flows does not import torch (docs/dependencies.md).
+import al_flows_schnetpack_compat  # noqa: E402,F401

@@ -2,12 +2,14 @@
 
 Energies in eV, forces in eV/Angstrom, stresses (on request) in eV/Angstrom^3, ASE convention
 (Voigt xx, yy, zz, yz, xz, xy; ``(1/V) dE/d eps``, tensile positive). The model deviation of a frame is
-:func:`al_flows.deviation.max_force_deviation` of the members' forces (shared/METHODS.md C).
+:func:`al_flows.deviation.max_force_deviation` of the members' forces (DP-GEN; docs/methods.md).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import schnetpack.properties as P
@@ -102,6 +104,29 @@ class Ensemble:
                 raise ValueError(f"members have different settings: {s} vs {settings}")
         return cls([m for m, _, _ in loaded], settings, device=device)
 
+    @classmethod
+    def from_files(cls, paths, device: str = "cpu") -> "Ensemble":
+        """Load the members written by ``al-flows export --workdir W model --output DIR [--round k]``
+        (:func:`al_flows.queries.export_model`): ``paths`` is DIR, which must hold the
+        ``round{k}_member{i}.pt`` files of one round, or a list of such files (or of any
+        :func:`al_flows.model.member_to_bytes` files; read with ``torch.load(weights_only=True)``).
+        Members are ordered by ``i``; ``device``: torch device ("cpu", "cuda", ...)."""
+        files = _member_files(paths)
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(f"paths: no such model file {missing[0]}; pass files written by `al-flows export ... model`")
+        loaded = []
+        for f in files:
+            try:
+                loaded.append(member_from_bytes(f.read_bytes()))
+            except ValueError as exc:
+                raise ValueError(f"paths: {f}: {exc}") from None
+        settings = loaded[0][1]
+        for f, (_, s, _) in zip(files[1:], loaded[1:]):
+            if s != settings:
+                raise ValueError(f"paths: {f} has other model settings than {files[0]} ({s} vs {settings}); pass one ensemble's files")
+        return cls([m for m, _, _ in loaded], settings, device=device)
+
     def __len__(self) -> int:
         return len(self.members)
 
@@ -182,16 +207,46 @@ class Ensemble:
         return EnsemblePrediction(energies=energies, forces=forces, stresses=stresses)
 
     def calculator(self) -> "EnsembleCalculator":
-        """ASE calculator giving the ensemble-mean energy, forces and (when asked) stress."""
+        """ASE calculator giving the ensemble-mean energy, forces and (when asked) stress, and the
+        model deviation (see :class:`EnsembleCalculator`)."""
         return EnsembleCalculator(self)
+
+
+_MEMBER_FILE = re.compile(r"^round(-?\d+)_member(\d+)\.pt$")
+
+
+def _member_files(paths) -> list[Path]:
+    """The member files of ``paths`` (a directory, one file or a list of files); files named
+    round<k>_member<i>.pt are ordered by i and must be of one round k."""
+    if isinstance(paths, (str, Path)) and Path(paths).is_dir():
+        where = Path(paths)
+        files = [f for f in where.iterdir() if _MEMBER_FILE.match(f.name)]
+        if not files:
+            raise FileNotFoundError(f"paths: {where} holds no round<k>_member<i>.pt files; write them with "
+                                    f"`al-flows export --workdir W model --output {where}`")
+    else:
+        where = None
+        files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+        if not files:
+            raise ValueError("paths: an empty list; pass a directory or the round<k>_member<i>.pt files")
+    keys = [_MEMBER_FILE.match(f.name) for f in files]
+    if not all(keys):
+        return files  # other names: the order given
+    rounds = sorted({int(m.group(1)) for m in keys})
+    if len(rounds) > 1:
+        what = f"{where} holds" if where else "the files hold"
+        raise ValueError(f"paths: {what} members of rounds {rounds}; pass one round's files, e.g. "
+                         f"sorted(Path({str(where or 'DIR')!r}).glob('round{rounds[-1]}_member*.pt'))")
+    return [f for _, f in sorted(zip((int(m.group(2)) for m in keys), files), key=lambda kv: kv[0])]
 
 
 class EnsembleCalculator(Calculator):
     """ASE calculator: energy/free_energy (eV), forces (eV/A) and, when asked for, stress (ASE Voigt,
-    eV/A^3; 3D-periodic cells only) are ensemble means; results also hold ``model_deviation`` (eV/A),
-    ``energy_std`` (eV) and ``member_energies`` ([M], eV)."""
+    eV/A^3; 3D-periodic cells only) are ensemble means; ``model_deviation`` (eV/A, max force
+    deviation, :attr:`EnsemblePrediction.deviation`) and ``energy_std`` (eV) are properties too
+    (``calc.get_property("model_deviation", atoms)``); results also hold ``member_energies`` ([M], eV)."""
 
-    implemented_properties = ["energy", "forces", "free_energy", "stress"]
+    implemented_properties = ["energy", "forces", "free_energy", "stress", "model_deviation", "energy_std"]
 
     def __init__(self, ensemble: Ensemble, **kwargs):
         super().__init__(**kwargs)

@@ -1,5 +1,5 @@
-"""Report of a pool study (seed 000): Table I, learning curves, energy-vs-gamma profiles coloured
-by FCC fraction (the paper's Fig. 5), pathway counts, and the minima validation (Fig. 6).
+"""Report of a pool study (Sprueill et al.): their Table I, learning curves, energy-vs-gamma profiles
+coloured by FCC fraction (their Fig. 5), pathway counts, and the minima validation (their Fig. 6).
 
 Everything is read from the JobStore; files go to WORKDIR/report/ (PNG, table_I.md, index.html).
 """
@@ -21,9 +21,9 @@ __all__ = ["pool_study_outputs", "write_pool_report", "export_pool_study"]
 
 CAPTIONS = {
     "learning_curves": "Validation loss per epoch of each strategy against optimiser steps (left) and training-set size per active-sampling iteration (right).",
-    "energy_vs_gamma": "Energy vs shear strain of every merged pathway, per system, coloured by the FCC fraction (seed 000 Fig. 5). Energies relative to the system's first relaxed step.",
+    "energy_vs_gamma": "Energy vs shear strain of every merged pathway, per system, coloured by the FCC fraction (as in Fig. 5 of Sprueill et al.). Energies relative to the system's first relaxed step.",
     "pathway_counts": "Merged pathways per system and type.",
-    "validation": "NNP minima re-checked with the labeller: NNP vs labeller energy per atom (single point) and the energy drop on relaxing with the labeller (spurious above the tolerance; seed 000 Fig. 6).",
+    "validation": "NNP minima re-checked with the labeller: NNP vs labeller energy per atom (single point) and the energy drop on relaxing with the labeller (spurious above the tolerance; as in Fig. 6 of Sprueill et al.).",
 }
 
 

@@ -9,6 +9,7 @@ re-run round shows its latest run.
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections import defaultdict
 from pathlib import Path
@@ -106,8 +107,133 @@ def shear_paths(store, config, summaries: list[dict] | None = None) -> list[dict
         frames.sort(key=lambda f: (f.get("step") or 0, f["gamma"]))
         energy = np.array([f["energy"] for f in frames])
         out.append({
-            "round": r, "explorer": explorer, "parent_id": parent, "run": run,
+            "round": r, "explorer": explorer, "parent_id": parent, "run": run, "source": "ensemble",
+            "n_atoms": frames[0].get("n_atoms"),
             "gamma": [f["gamma"] for f in frames], "energy": energy.tolist(), "delta_energy": (energy - energy[0]).tolist(),
+        })
+    return out
+
+
+def labeller_shear_paths(store, config) -> list[dict]:
+    """The labeller's own shear paths in the fixed test set (``test_set: kind labeller_shear``): one
+    per (parent_id, run) with ``gamma``, ``energy`` (eV, the labeller's) and ``n_atoms`` in step
+    order, ``source`` "labeller", ``round`` -1; [] for other test sets. Steps the test set left out
+    (``max_frames``) are missing from their path."""
+    from al_flows.dataset import frames_from_bytes
+
+    docs = latest_docs(store, config.name, "test_set", load=True)
+    if not docs or not docs[-1]["output"].get("frames_blob"):
+        return []
+    paths: dict[tuple, list] = defaultdict(list)
+    for atoms in frames_from_bytes(docs[-1]["output"]["frames_blob"]):
+        info = atoms.info
+        if info.get("gamma") is None or not math.isfinite(float(info["gamma"])) or atoms.calc is None:
+            continue
+        paths[(str(info.get("explorer", "test")), str(info.get("parent_id", "")), info.get("run"))].append(atoms)
+    out = []
+    for (explorer, parent, run), frames in sorted(paths.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
+        frames.sort(key=lambda a: (a.info.get("step") or 0, a.info["gamma"]))
+        out.append({
+            "round": -1, "explorer": explorer, "parent_id": parent, "run": run, "source": "labeller", "n_atoms": len(frames[0]),
+            "gamma": [float(a.info["gamma"]) for a in frames], "energy": [float(a.get_potential_energy()) for a in frames],
+        })
+    return out
+
+
+def reference_key(path: dict) -> tuple:
+    """Key of a path's unsheared reference: (source, round, explorer, parent_id)."""
+    return (path["source"], path["round"], path["explorer"], path["parent_id"])
+
+
+def unsheared_references(store, config, paths: list[dict], summaries: list[dict] | None = None,
+                         cache: dict | None = None) -> dict[tuple, dict]:
+    """Each path's starting structure relaxed at its own cell (unsheared: gamma of the starting
+    structure, 0 for the multilayers), with the path's calculator: the round's ensemble (its
+    summary's members; fmax, optimizer and max_opt_steps of the explorer) for explored paths,
+    the labeller (test_set fmax, BFGS, at most 500 steps) for its own. By :func:`reference_key`:
+    ``{"gamma", "energy" (eV), "n_atoms"}``; paths whose models, structure or labeller are not
+    available, or whose relaxation is not finite, get none. ``cache`` (a JSON-able dict, filled in
+    here) holds earlier results by path key, ensemble id and relaxation settings, so a report
+    rewritten after each round relaxes only the new round's structures."""
+    from ase.optimize import BFGS
+
+    from al_flows.batched_relax import relax_batched
+    from al_flows.dataset import frames_from_bytes
+    from al_flows.makers._common import load_ensemble
+    from al_flows.shear import shear_strain
+
+    docs = latest_docs(store, config.name, "structures", load=True)
+    if not docs:
+        return {}
+    starts = {str(a.info.get("structure_id") or a.info.get("frame_id")): a
+              for a in frames_from_bytes(docs[-1]["output"]["structures_blob"])}
+    summaries = round_summaries(store, config) if summaries is None else summaries
+    by_round = {s["round"]: s for s in summaries}
+    wanted: dict[tuple, list[str]] = defaultdict(list)
+    for p in paths:
+        key = reference_key(p)
+        if p["parent_id"] in starts and key[3] not in wanted[key[:3]]:
+            wanted[key[:3]].append(key[3])
+    cache = {} if cache is None else cache
+    refs: dict[tuple, dict] = {}
+    for (source, r, explorer), parents in sorted(wanted.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        if source == "labeller":
+            if getattr(config.labeller, "kind", None) != "ase":
+                continue
+            ident = [config.labeller.calculator, config.labeller.kwargs, config.test_set.fmax]
+        else:
+            settings = next((e for e in config.explorers if e.name == explorer and hasattr(e, "fmax")), None)
+            summary = by_round.get(r)
+            if settings is None or summary is None or not summary.get("model_ids"):
+                continue
+            ident = [summary.get("ensemble_id"), summary["model_ids"], settings.fmax, settings.optimizer, settings.max_opt_steps]
+        cache_keys = {pid: json.dumps([source, r, explorer, pid, ident], sort_keys=True, default=str) for pid in parents}
+        for pid in [pid for pid in parents if cache_keys[pid] in cache]:
+            refs[(source, r, explorer, pid)] = dict(cache[cache_keys[pid]])
+        parents = [pid for pid in parents if cache_keys[pid] not in cache]
+        if not parents:
+            continue
+        structures = [starts[pid] for pid in parents]
+        if source == "labeller":
+            from al_flows.labelling import calculator_factory
+
+            energies = []
+            for atoms in structures:
+                work = atoms.copy()
+                work.calc = calculator_factory(config.labeller.calculator, config.labeller.kwargs)()
+                BFGS(work, logfile=None).run(fmax=config.test_set.fmax, steps=500)
+                energies.append(float(work.get_potential_energy()))
+        else:
+            train = latest_docs(store, config.name, "train", load=True, criteria={"metadata.round": r})
+            models = {d["output"]["model_id"]: d["output"] for d in sorted(train, key=lambda d: d["index"])}
+            if any(m not in models for m in summary["model_ids"]):
+                continue
+            ensemble = load_ensemble([models[m] for m in summary["model_ids"]])
+            relaxed = relax_batched(structures, ensemble, fmax=settings.fmax, max_steps=settings.max_opt_steps,
+                                    optimizer=settings.optimizer)
+            energies = [res.energy if res.finite else math.nan for res in relaxed]
+        for pid, atoms, energy in zip(parents, structures, energies, strict=True):
+            if math.isfinite(energy):
+                refs[(source, r, explorer, pid)] = {"gamma": shear_strain(atoms.cell[:]), "energy": energy, "n_atoms": len(atoms)}
+                cache[cache_keys[pid]] = dict(refs[(source, r, explorer, pid)])
+    return refs
+
+
+def energy_vs_gamma_data(paths: list[dict], references: dict[tuple, dict]) -> list[dict]:
+    """What energy_vs_gamma.png draws: per path with a reference (:func:`reference_key`), ``gamma``
+    (the reference's, then the path's) and ``de_per_atom`` = (E - E_ref) / N (eV/atom; first value
+    0), with the path's round, explorer, parent_id, run and source. Paths without a reference, or
+    whose atom count differs from their reference's, are left out."""
+    out = []
+    for p in paths:
+        ref = references.get(reference_key(p))
+        if ref is None or p.get("n_atoms") != ref["n_atoms"]:
+            continue
+        n = ref["n_atoms"]
+        out.append({
+            **{k: p[k] for k in ("round", "explorer", "parent_id", "run", "source")},
+            "gamma": np.array([ref["gamma"], *p["gamma"]], dtype=float),
+            "de_per_atom": np.array([0.0, *((e - ref["energy"]) / n for e in p["energy"])], dtype=float),
         })
     return out
 
@@ -291,25 +417,36 @@ def plot_parity(parity: dict, outdir: Path) -> dict[str, str]:
     return {"parity_energy": energy, "parity_forces": forces}
 
 
-def plot_energy_vs_gamma(paths: list[dict], path: Path) -> str:
-    """Relaxed energy relative to the first step of its run (eV) vs shear strain gamma, one
-    line per (round, parent, run), coloured by round."""
+def plot_energy_vs_gamma(data: list[dict], path: Path) -> str:
+    """Energy per atom relative to the relaxed unsheared starting structure (eV/atom) vs shear strain
+    gamma (:func:`energy_vs_gamma_data`): one line per explored (round, parent, run), coloured by round,
+    and the labeller's own paths of the test set as black dashed reference lines."""
     plt = _pyplot()
-    colours = _round_colours(sorted({p["round"] for p in paths}))
-    parents = list(dict.fromkeys(p["parent_id"] for p in paths))
+    explored = [d for d in data if d["source"] != "labeller"]
+    labeller = [d for d in data if d["source"] == "labeller"]
+    colours = _round_colours(sorted({d["round"] for d in explored}))
+    parents = list(dict.fromkeys(d["parent_id"] for d in data))
     styles = ["-", "--", ":", "-."]
+    markers = ["s", "^", "v", "D"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for p in paths:
-        ax.plot(p["gamma"], p["delta_energy"], marker="o", ms=3, lw=1, alpha=0.75, color=colours[p["round"]],
-                ls=styles[parents.index(p["parent_id"]) % len(styles)])
+    for d in explored:
+        ax.plot(d["gamma"], d["de_per_atom"], marker="o", ms=3, lw=1, alpha=0.75, color=colours[d["round"]],
+                ls=styles[parents.index(d["parent_id"]) % len(styles)])
+    for d in labeller:
+        ax.plot(d["gamma"], d["de_per_atom"], color="black", ls="--", lw=1.2, ms=4, mfc="none",
+                marker=markers[parents.index(d["parent_id"]) % len(markers)])
     for r, c in colours.items():
-        ax.plot([], [], "o-", ms=3, color=c, label=f"round {r}")
+        ax.plot([], [], "o-", ms=3, color=c, label=f"round {r} (ensemble)")
+    if labeller:
+        ax.plot([], [], "ks--", ms=4, mfc="none", label="labeller (test set)")
     if 1 < len(parents) <= len(styles):
         for i, parent in enumerate(parents):
-            ax.plot([], [], color="grey", ls=styles[i], label=parent if len(parent) <= 32 else f"structure {i + 1} ({parent[:12]}…)")
+            ax.plot([], [], color="grey", ls=styles[i], marker=markers[i] if labeller else None, mfc="none",
+                    label=parent if len(parent) <= 32 else f"structure {i + 1} ({parent[:12]}…)")
+    ax.axhline(0.0, color="grey", lw=0.5)
     ax.set_xlabel("shear strain γ")
-    ax.set_ylabel("E − E(first step of run) (eV)")
-    ax.set_title(f"Shear exploration: ensemble energy vs γ ({len(paths)} runs)")
+    ax.set_ylabel("(E − E(γ = 0, relaxed)) / N (eV/atom)")
+    ax.set_title(f"Shear paths: energy per atom vs γ ({len(explored)} explored, {len(labeller)} labeller)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -405,8 +542,10 @@ CAPTIONS = {
                       "dashed/dotted lines: trust_lo/trust_hi. Frames without a deviation count as failed but are not drawn.",
     "parity_energy": "Final round's ensemble-mean energy per atom vs the labeller's on the fixed test set.",
     "parity_forces": "Final round's ensemble-mean force components vs the labeller's on the fixed test set.",
-    "energy_vs_gamma": "Shear exploration: ensemble-mean energy of each relaxed frame relative to the first frame of its "
-                       "run (eV) vs shear strain γ; one line per round, starting structure and run.",
+    "energy_vs_gamma": "Shear paths: energy per atom of each relaxed frame relative to its starting structure relaxed "
+                       "unsheared (γ = 0) by the same calculator (eV/atom) vs shear strain γ; coloured: the ensemble's "
+                       "exploration, one line per round, starting structure and run; black dashed: the labeller's own "
+                       "paths in the test set.",
     "training_curves": "Validation force RMSE (eV/Å) per epoch of every ensemble member.",
 }
 
@@ -488,7 +627,20 @@ def write_report(store, config, outdir: Path) -> dict:
             plots.update(plot_parity(parity, outdir))
     paths = shear_paths(store, config, summaries)
     if paths:
-        plots["energy_vs_gamma"] = plot_energy_vs_gamma(paths, outdir / "energy_vs_gamma.png")
+        paths += labeller_shear_paths(store, config)
+        cache_file = outdir / "unsheared_references.json"
+        try:
+            cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+        except ValueError:  # a damaged cache is rebuilt
+            cache = {}
+        data = energy_vs_gamma_data(paths, unsheared_references(store, config, paths, summaries, cache))
+        cache_file.write_text(json.dumps(cache, indent=1) + "\n")
+        n_explored = sum(1 for d in data if d["source"] == "ensemble")
+        if n_explored:
+            plots["energy_vs_gamma"] = plot_energy_vs_gamma(data, outdir / "energy_vs_gamma.png")
+        if n_explored < sum(1 for p in paths if p["source"] == "ensemble"):
+            notes.append("Some shear paths are not in the energy-vs-γ plot: their round's models or starting structure "
+                         "are not stored, or relaxing the unsheared structure failed.")
     elif devs:
         notes.append("No explored frames with a shear strain: energy-vs-γ plot skipped.")
     curves = training_curves(store, config, summaries)
