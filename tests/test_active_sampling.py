@@ -160,3 +160,124 @@ def test_static_baselines_get_the_same_budget(pool):
     assert rows[0]["test_force_rmse"] > 0
     table = table_markdown(rows)
     assert "Active learning (1)" in table and "Uniform train set (2)" in table and len(table.splitlines()) == 4
+
+
+class _KnownErrorTrainer:
+    """Trainer stand-in whose per-frame errors are known exactly: at the first run_epochs call it
+    learns the split and gives initial training frame j (by index order) the error 0.10 + 0.01 j,
+    validation frames 0.50 + 0.01 j (far above: a Gaussian fitted to them includes nothing) and
+    reserve frames 0.05 + 0.006 j (eV/A); iteration ``it`` scales all of them by 1 / it (the model
+    improves). Records the epochs it was asked to run."""
+
+    def __init__(self, pool):
+        self.pool = sorted(int(k) for k in pool)
+        self.table: dict[int, float] = {}
+        self.iteration = 0
+        self.n_steps = 0
+        self.calls: list[tuple[list[int], list[int]]] = []
+
+    def fit_reference(self, train_idx):
+        self.initial = sorted(int(k) for k in train_idx)
+
+    def run_epochs(self, train_idx, val_idx, n_epochs):
+        train, val = sorted(int(k) for k in train_idx), sorted(int(k) for k in val_idx)
+        if not self.table:
+            assert train == self.initial
+            self.table.update({k: 0.10 + 0.01 * j for j, k in enumerate(train)})
+            self.table.update({k: 0.50 + 0.01 * j for j, k in enumerate(val)})
+            reserve = sorted(set(self.pool) - set(train) - set(val))
+            self.table.update({k: 0.05 + 0.006 * j for j, k in enumerate(reserve)})
+        self.calls.append((train, val))
+        self.iteration += 1
+        rows = []
+        for e in range(n_epochs):
+            self.n_steps += 1
+            rows.append({"epoch": len(self.calls) * n_epochs + e, "train_loss": 1.0, "val_loss": 1.0, "val_force_rmse": 1.0,
+                         "val_energy_rmse_per_atom": 0.0, "lr": 1e-3, "n_train": len(train)})
+        return rows
+
+    def error_of(self, k: int) -> float:
+        return self.table[k] / self.iteration
+
+    def errors(self, idx):
+        from al_flows.training import FrameErrors
+
+        e = np.array([self.error_of(int(k)) for k in idx])
+        zeros = np.zeros(len(e))
+        return FrameErrors(loss=zeros, force_error=e, energy_error_per_atom=zeros, force_sq_sum=zeros, n_force_components=zeros)
+
+    def blob(self, extra):
+        return repr(sorted(extra.items())).encode()
+
+    def restore_best(self):
+        return None
+
+
+def test_gaussian_is_fitted_on_the_training_errors_by_hand():
+    """mu, sigma, threshold and the included frames of every iteration against a hand computation
+    from the known per-frame errors: the Gaussian N(mu, sigma^2) is fitted to the current training
+    set's errors (mean and sample standard deviation), never to the validation set's."""
+    import statistics
+
+    pool = np.arange(100, 140)  # 40 frames: 8 initial, 8 validation, 24 reserve, all examined every iteration
+    settings = ActiveSamplingSettings(n_iterations=3, epochs_per_iteration=1, n_initial=8, n_validation=8, n_examine=100,
+                                      top_fraction=0.3, eps_tol=0.15)
+    stub = _KnownErrorTrainer(pool)
+    run = run_active_sampling(stub, pool, settings, seed=5)
+    val = sorted(run.val_idx.tolist())
+    train = sorted(run.initial_train_idx.tolist())
+    reserve = sorted(set(pool.tolist()) - set(train) - set(val))
+    assert len(train) == 8 and len(val) == 8 and len(reserve) == 24
+    partial = False
+    for it, record in enumerate(run.iterations, start=1):
+        stub.iteration = it
+        assert stub.calls[it - 1] == (train, val)  # this iteration trained on the set built so far
+        train_err = [stub.error_of(k) for k in train]
+        mu, sigma = statistics.mean(train_err), statistics.stdev(train_err)
+        assert record["mu"] == pytest.approx(mu, rel=1e-12) and record["sigma"] == pytest.approx(sigma, rel=1e-12)
+        val_err = [stub.error_of(k) for k in val]
+        assert abs(statistics.mean(val_err) - mu) > 5 * sigma  # a fit to the validation set would differ
+        z = 1.0364333894937898  # one-sided normal quantile of eps_tol = 0.15
+        assert record["threshold"] == pytest.approx(mu + z * sigma, rel=1e-12)
+        # every reserve frame is examined; keep the ceil(0.3 n) largest errors, then p < eps_tol
+        assert record["n_examined"] == len(reserve)
+        ranked = sorted(reserve, key=lambda k: -stub.error_of(k))
+        top = ranked[: math.ceil(0.3 * len(reserve))]
+        assert record["n_top"] == len(top)
+        p = {k: 0.5 * math.erfc((stub.error_of(k) - mu) / (sigma * math.sqrt(2))) for k in top}
+        included = sorted(k for k in top if p[k] < 0.15)
+        assert sorted(x["index"] for x in record["included"]) == included
+        for x in record["included"]:
+            assert x["error"] == pytest.approx(stub.error_of(x["index"]), rel=1e-12)
+            assert x["p"] == pytest.approx(p[x["index"]], rel=1e-9)
+        partial |= 0 < len(included) < len(top)
+        train = sorted(train + included)
+        reserve = sorted(set(reserve) - set(included))
+    assert partial  # the threshold fell inside the top fraction at least once: the filter was exercised
+    assert run.train_idx.tolist() == train and sorted(run.reserve_idx.tolist()) == reserve
+    # iteration 1 by hand: training errors 0.10..0.17, mu = 0.135, sigma = 0.0244949 (sample),
+    # threshold 0.16039; top 8 of the reserve errors 0.146..0.188, of which 0.164..0.188 pass
+    first = run.iterations[0]
+    assert first["mu"] == pytest.approx(0.135, rel=1e-12) and first["sigma"] == pytest.approx(0.01 * math.sqrt(6), rel=1e-12)
+    assert sorted(x["error"] for x in first["included"]) == pytest.approx([0.05 + 0.006 * j for j in range(19, 24)], rel=1e-12)
+
+
+def test_frame_error_is_the_mean_over_atoms_of_the_force_error_norm(pool):
+    """The filter's error e = (1/N) sum_i |F_pred,i - F_i|: with a model that predicts zero
+    forces it is the mean force norm of each frame (not a per-component MAE or an RMSE)."""
+    import schnetpack.properties as P
+    import torch
+
+    class Zero(torch.nn.Module):
+        def forward(self, batch):
+            n = batch[P.n_atoms]
+            return {P.energy: torch.zeros(len(n), dtype=torch.float64), P.forces: torch.zeros((int(n.sum()), 3))}
+
+    frames = pool[:4]
+    trainer = Trainer(frames, MODEL, TRAINING, 0, ["Cu", "Ni"])
+    trainer.module = Zero()
+    got = trainer.errors([2, 0, 3]).force_error
+    want = [np.linalg.norm(frames[k].get_forces(), axis=1).mean() for k in (2, 0, 3)]
+    # forces are stored in float32: relative round-off 6e-8 per component
+    assert got == pytest.approx(want, rel=1e-6)
+    assert not np.allclose(want, [np.abs(frames[k].get_forces()).mean() for k in (2, 0, 3)], rtol=1e-3)

@@ -90,6 +90,39 @@ def test_frame_id_properties(frames):
     assert frame_id(frames[1]) != fid
 
 
+
+def test_frame_id_depends_on_species():
+    """Swapping the species of a Cu and a Ni atom (positions, cell, pbc unchanged) is another frame."""
+    a = cuni_multilayer((2, 2, 2))
+    i, j = int(np.flatnonzero(a.numbers == 29)[0]), int(np.flatnonzero(a.numbers == 28)[0])
+    swapped = a.copy()
+    swapped.numbers[[i, j]] = a.numbers[[j, i]]
+    assert sorted(swapped.numbers) == sorted(a.numbers) and (swapped.numbers != a.numbers).sum() == 2
+    np.testing.assert_array_equal(swapped.positions, a.positions)
+    assert frame_id(swapped) != frame_id(a)
+    back = swapped.copy()
+    back.numbers[[i, j]] = swapped.numbers[[j, i]]
+    assert frame_id(back) == frame_id(a)
+
+
+@pytest.mark.parametrize("strain", [np.diag([0.01, 0.0, 0.0]), np.array([[0, 0.02, 0], [0, 0, 0], [0, 0, 0]])])
+def test_frame_id_depends_on_cell(strain):
+    """A larger or sheared cell around the same Cartesian positions is another frame. The positions
+    sit 0.3 A inside the cell, so wrapping leaves them unchanged in both cells: only the cell differs."""
+    from ase.geometry import wrap_positions
+
+    a = cuni_multilayer((2, 2, 2))
+    a.positions += 0.3
+    other = a.copy()
+    other.set_cell(a.cell[:] @ (np.eye(3) + strain), scale_atoms=False)
+    for atoms in (a, other):
+        # wrapping round-trips through fractional coordinates: float64 round-off (~1e-15 A), far
+        # below the 1e-4 A to which frame_id rounds positions
+        np.testing.assert_allclose(wrap_positions(atoms.positions, atoms.cell, pbc=atoms.pbc, eps=1e-7), a.positions,
+                                   rtol=0, atol=1e-9)
+    assert not np.allclose(other.cell[:], a.cell[:])
+    assert frame_id(other) != frame_id(a)
+
 def test_bytes_round_trip_keeps_everything(frames):
     blob = frames_to_bytes(frames)
     assert isinstance(blob, bytes)

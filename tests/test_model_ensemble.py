@@ -122,19 +122,33 @@ def test_member_matches_stock_schnetpack(trained):
 
 
 def test_forces_are_minus_energy_gradient(ensemble):
+    """Analytic forces = -dE/dx by central differences, in float64: a float64 copy of each member
+    with float64 inputs (_energy64). In float32 the difference quotient would be limited by the
+    energy's round-off, ulp(124 eV) / h = 7.6e-6 eV / 2e-3 A ~ 4e-3 eV/A, the size of any useful
+    tolerance. In float64, h = 1e-4 A: truncation h^2 / 6 |d3E/dx3| (measured 1e-8 eV/A here,
+    |d3E/dx3| ~ 6 eV/A^3 from the h = 1e-3 error) and round-off eps64 |E| / h = 3e-10 eV/A; the
+    tolerance 1e-6 eV/A allows third derivatives up to 600 eV/A^3."""
+    import copy
+
     atoms = _cuni(7, shear=1.5)
     pred = ensemble.predict([atoms])
-    h = 2e-3
-    for atom, axis in ((3, 0), (17, 2)):
-        e = []
-        for sign in (1, -1):
-            moved = atoms.copy()
-            moved.positions[atom, axis] += sign * h
-            e.append(ensemble.predict([moved]).energies[:, 0])
-        fd = -(e[0] - e[1]) / (2 * h)
-        analytic = pred.forces[0][:, atom, axis]
-        assert np.abs(analytic).max() > 1e-2  # a non-trivial force
-        np.testing.assert_allclose(analytic, fd, atol=2e-3)
+    h = 1e-4
+    for k, member in enumerate(ensemble.members):
+        energy = _energy64(copy.deepcopy(member).double())
+        analytic = energy(atoms, stress=True)["forces"].detach().numpy()
+        # the float32 ensemble gives the float64 member's forces to float32 round-off: positions
+        # rounded to float32 (ulp 9.5e-7 A below 16 A) times curvatures of <= 25 eV/A^2 is 2.4e-5
+        # eV/A, plus the float32 sums (measured difference 4.9e-6 eV/A)
+        np.testing.assert_allclose(pred.forces[0][k], analytic, rtol=0, atol=5e-5)
+        for atom, axis in ((3, 0), (17, 2)):
+            e = []
+            for sign in (1, -1):
+                moved = atoms.copy()
+                moved.positions[atom, axis] += sign * h
+                e.append(energy(moved))
+            fd = -(e[0] - e[1]) / (2 * h)
+            assert abs(analytic[atom, axis]) > 1e-2  # a non-trivial force
+            assert analytic[atom, axis] == pytest.approx(fd, abs=1e-6)
 
 
 def test_training_reduces_validation_error(trained, frames):
@@ -223,6 +237,9 @@ def test_batched_prediction_matches_single_frames(ensemble):
     assert isinstance(batched, EnsemblePrediction)
     assert batched.energies.shape == (2, len(test))
     assert [f.shape for f in batched.forces] == [(2, len(a), 3) for a in test]
+    # one evaluation, batched or alone: float32 sums in another order. Forces: ulp(2.3 eV/A) = 2.4e-7
+    # times the terms summed; energies: only the float32 atomwise sum before the float64 reference
+    # (model.energy_reference) rounds, |E - sum atomref| << |E|. Measured <= 5.5e-7 eV, 4.8e-7 eV/A.
     for k, atoms in enumerate(test):
         single = ensemble.predict([atoms])
         np.testing.assert_allclose(batched.energies[:, k], single.energies[:, 0], rtol=0, atol=1e-5)
@@ -378,7 +395,11 @@ def test_member_stress_is_the_strain_derivative_of_its_energy(ensemble):
     enable_stress(module, False)
     assert not stress_enabled(module) and len(module.input_modules) == 1 and "stress" not in energy(atoms, True)
 
-    # the float32 ensemble gives the same stress (FD with a larger step: float32 energies)
+    # the float32 ensemble gives the same stress (FD with a larger step: float32 energies). Round-off
+    # of the quotient: each energy (|E| = 32 eV, 8 atoms) is off by ~ulp(32 eV) = 3.8e-6 eV, plus the
+    # float32 rounding of the strained positions (ulp 4.8e-7 A x |F| <= 1 eV/A x 8 atoms ~ 4e-6 eV),
+    # so ~1e-5 eV / (2 h V = 0.19 A^3) = 5e-5 eV/A^3 at most, below the tolerance (>= 8e-5 eV/A^3 for
+    # these |stress| >= 0.04 eV/A^3; measured differences <= 4.2e-6 eV/A^3)
     pred = ensemble.predict([atoms], stress=True)
     assert pred.stresses.shape == (2, 1, 6)
     np.testing.assert_allclose(pred.stresses[0, 0], stress, rtol=0, atol=1e-3 * np.abs(stress).max())
@@ -400,6 +421,8 @@ def test_stress_prediction_leaves_energies_forces_and_members_unchanged(ensemble
     with_stress = ensemble.predict(test, batch_size=3, stress=True)
     assert plain.stresses is None and plain.mean_stresses is None
     assert with_stress.stresses.shape == (2, len(test), 6)
+    # the stress path multiplies positions by the identity strain (exact in float32) and runs the same
+    # operations: equal numbers (measured: bitwise), 1e-7 leaves room for a reordered float64 energy sum
     np.testing.assert_allclose(with_stress.energies, plain.energies, rtol=0, atol=1e-7)
     for f1, f0 in zip(with_stress.forces, plain.forces):
         np.testing.assert_allclose(f1, f0, rtol=0, atol=1e-7)
@@ -409,7 +432,9 @@ def test_stress_prediction_leaves_energies_forces_and_members_unchanged(ensemble
     assert not any(stress_enabled(m) for m in ensemble.members)
     for m, state in zip(ensemble.members, states):
         assert all(torch.equal(v, state[k]) for k, v in m.state_dict().items())
-    # batched stress = single-frame stress; a left-handed basis of the same cell gives the same stress
+    # batched stress = single-frame stress; a left-handed basis of the same cell gives the same stress:
+    # one evaluation, float32 sums in another order, ulp(|stress| <= 0.18 eV/A^3) = 1.5e-8 times the
+    # terms summed (measured 4.5e-8 eV/A^3)
     single = ensemble.predict(test[2:3], stress=True)
     np.testing.assert_allclose(with_stress.stresses[:, 2], single.stresses[:, 0], rtol=0, atol=1e-6)
     left = test[2].copy()

@@ -649,15 +649,33 @@ def test_real_vasp_outcar_from_ase_testdata():
 
 @pytest.mark.skipif(not (ASE_VASP_TESTDATA / "vasprun_pstress.xml").is_file(), reason="ASE test data not installed")
 def test_real_vasprun_from_ase_testdata():
-    """A real vasprun.xml (C2 with PSTRESS): energies as ASE reads them (PV term removed)."""
-    from ase.io import read
-
+    """A real vasprun.xml (diamond C2, PSTRESS = 1 kbar, NSW = 0) against numbers read off the file
+    by hand (not through ASE, which the importer uses). The file's <calculation> holds one ionic
+    step: cell rows (0, 1.785, 1.785), (1.785, 0, 1.785), (1.785, 1.785, 0) A, volume 11.37482325 A^3,
+    fractional positions (0, 0, 0) and (1/4, 1/4, 1/4), forces all 0.00000000, stress diagonal
+    -165.99562580 kbar (off-diagonal 0); final <energy> e_fr_energy -20.23985977 eV, which includes
+    PV (VASP writes the enthalpy there); last <scstep> e_fr_energy -20.24695937, e_0_energy -20.24720095;
+    parameters IBRION -1, NSW 0, SIGMA 0.2, ENMAX 400 (VASP's name for ENCUT in vasprun)."""
     path = ASE_VASP_TESTDATA / "vasprun_pstress.xml"
-    (atoms,) = import_frames(path)
-    ref = read(path, format="vasp-xml")
-    assert atoms.get_chemical_formula() == "C2"
-    assert atoms.calc.results["energy"] == ref.calc.results["energy"]
-    assert atoms.calc.results["free_energy"] == ref.calc.results["free_energy"]
-    np.testing.assert_array_equal(atoms.calc.results["forces"], ref.calc.results["forces"])
-    np.testing.assert_array_equal(atoms.calc.results["stress"], ref.calc.results["stress"])
-    assert atoms.info["source_meta"]["NSW"] == 0
+    frames = import_frames(path)
+    assert len(frames) == 1  # one ionic step
+    (atoms,) = frames
+    assert atoms.get_chemical_formula() == "C2" and atoms.pbc.all()
+    np.testing.assert_allclose(atoms.cell[:], [[0, 1.785, 1.785], [1.785, 0, 1.785], [1.785, 1.785, 0]], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(atoms.positions, [[0, 0, 0], [0.8925, 0.8925, 0.8925]], rtol=0, atol=1e-12)
+    kbar = 0.1 * 1e9 / 1.602176634e-19 / 1e30  # eV/A^3 (1 kbar = 0.1 GPa; 2019 SI elementary charge)
+    pv = 1.0 * kbar * 11.37482325  # eV, PSTRESS x volume = 7.0996e-3 eV
+    res = atoms.calc.results
+    # free energy: the enthalpy less PV, which is the last SC step's e_fr_energy (both printed to
+    # 1e-8 eV; the unit constant is ASE's CODATA to 1e-8 relative: 1e-7 eV covers both)
+    assert res["free_energy"] == pytest.approx(-20.23985977 - pv, abs=1e-7)
+    assert res["free_energy"] == pytest.approx(-20.24695937, abs=1e-7)
+    # energy (sigma -> 0): free energy + (e_0 - e_fr) of the last SC step = -20.24720095 eV
+    assert res["energy"] == pytest.approx(-20.24695937 + (-20.24720095 + 20.24695937), abs=1e-7)
+    assert atoms.info["energy_convention"] == "sigma0"
+    np.testing.assert_array_equal(res["forces"], np.zeros((2, 3)))
+    # ASE convention (positive = tensile, eV/A^3, Voigt xx yy zz yz xz xy) is minus VASP's kbar
+    s = 165.99562580 * kbar  # 0.1036063 eV/A^3
+    np.testing.assert_allclose(res["stress"], [s, s, s, 0, 0, 0], rtol=1e-8, atol=1e-12)
+    assert atoms.info["source_meta"]["NSW"] == 0 and atoms.info["source_meta"]["IBRION"] == -1
+    assert atoms.info["source_meta"]["ENCUT"] == 400.0 and atoms.info["source_meta"]["SIGMA"] == 0.2

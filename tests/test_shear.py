@@ -73,7 +73,7 @@ def test_fresh_noise_and_reproducibility(structure, run0):
     settings = ShearSettings(**SMALL)
     again = run_shear(structure, EMT(), settings, seed=7, run=0, parent_id="p0")
     assert [f.info["frame_id"] for f in again] == [f.info["frame_id"] for f in run0]
-    for a, b in zip(again, run0):
+    for a, b in zip(again, run0):  # the same float64 operations in the same order (EMT, BFGS): bitwise equal
         np.testing.assert_array_equal(a.positions, b.positions)
     other = run_shear(structure, EMT(), settings, seed=7, run=1)
     assert not np.allclose(other[0].positions, run0[0].positions)
