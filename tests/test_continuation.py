@@ -240,3 +240,32 @@ def test_every_option_has_help():
 
     for name in sub.choices:
         assert f"``{name}``" in cli_module.__doc__
+
+
+# -- test set -------------------------------------------------------------------------------------
+
+def test_report_rows_carry_honest_test_metrics_and_test_frames_are_never_trained_on(finished):
+    _, _, workdir = finished
+    report = json.loads((workdir / "report.json").read_text())
+    for row in report["rounds"]:
+        for key in ("test_force_r2", "test_force_rel_rmse", "test_force_rmse_relaxed", "test_force_rmse_nonequilibrium",
+                    "test_energy_rmse_per_atom_relaxed", "test_energy_rmse_per_atom_nonequilibrium"):
+            assert isinstance(row[key], float), key
+        assert row["test_force_rmse_relaxed"] < row["test_force_rmse_nonequilibrium"]  # relaxed forces are small
+        assert row["test_force_rel_rmse"] > 0 and row["test_force_r2"] < 1
+    from al_flows.campaign import load_workdir_campaign, open_store
+    from al_flows.dataset import frames_from_bytes
+    from al_flows.queries import CampaignRecord
+
+    config = load_workdir_campaign(workdir)
+    store = open_store(config, workdir)
+    try:
+        record = CampaignRecord(store, config.name)
+        test = frames_from_bytes(record.outputs("test_set", load=True)[-1]["output"]["frames_blob"])
+        test_ids = {a.info["frame_id"] for a in test}
+        assert {a.info["subset"] for a in test} == {"relaxed", "nonequilibrium"}
+        trained = {f for m in record.models().values() for f in m["train_ids"] + m["val_ids"]}
+        assert trained and not test_ids & trained
+        assert not test_ids & set(record.final_dataset().ids)
+    finally:
+        store.close()

@@ -77,7 +77,7 @@ def test_label_settings_id_tracks_science_not_operations():
         ({"kind": "vasp", "incar": {"SYSTEM": "x"}}, "SYSTEM is set per frame"),
         ({"kind": "vasp", "kpoints": {"grid": [1, 1, 1], "reciprocal_density": 10}}, "exactly one of kpoints.grid"),
         ({"kind": "vasp", "preset": "pbe"}, "labeller.preset"),
-        ({"kind": "vasp"}, "test_set: kind labeller_shear"),
+        ({"kind": "vasp"}, "test_set: kind mixed"),
     ],
 )
 def test_vasp_labeller_config_errors(tiny_dict, labeller, match):

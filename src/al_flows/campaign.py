@@ -27,7 +27,9 @@ from al_flows.stores import ensure_indexes, make_job_store
 
 REPORT_KEYS = (
     "round", "n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_failed", "n_labelled",
-    "accurate_ratio", "val_force_rmse", "test_force_rmse", "test_energy_rmse_per_atom",
+    "accurate_ratio", "val_force_rmse", "test_force_rmse", "test_energy_rmse_per_atom", "test_force_r2", "test_force_rel_rmse",
+    "test_force_rmse_relaxed", "test_force_rmse_nonequilibrium",
+    "test_energy_rmse_per_atom_relaxed", "test_energy_rmse_per_atom_nonequilibrium",
 )
 
 
@@ -165,7 +167,7 @@ def build_report(store: JobStore, config: AnyConfig) -> dict:
         by_round[d["output"]["round"]] = d["output"]
     record = CampaignRecord(store, config.name)
     result = record.result()
-    rounds = [{k: by_round[r][k] for k in REPORT_KEYS} for r in sorted(by_round)]
+    rounds = [{k: by_round[r].get(k) for k in REPORT_KEYS} for r in sorted(by_round)]
     report = {
         "campaign": config.name,
         "converged": bool(result and result["converged"]),

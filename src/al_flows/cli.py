@@ -245,12 +245,15 @@ def _print_report(report: dict, workdir: Path) -> None:
         _print_pool_report(report)
         print(f"report: {workdir / 'report.json'}")
         return
-    print(f"{'round':>5} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'labelled':>8} {'acc.ratio':>9} {'val F':>7} {'test F':>7} {'test E/atom':>11}")
+    print(f"{'round':>5} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'labelled':>8} {'acc.ratio':>9} {'val F':>7} "
+          f"{'test F':>7} {'test F R2':>9} {'test E/atom':>11}")
     for r in report["rounds"]:
+        r2 = r.get("test_force_r2")
         print(
             f"{r['round']:>5} {r['n_labels_total']:>6} {r['n_explored']:>8} "
             f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>8} {r['accurate_ratio']:>9.3f} "
-            f"{r['val_force_rmse']:>7.4f} {r['test_force_rmse']:>7.4f} {r['test_energy_rmse_per_atom']:>11.5f}"
+            f"{r['val_force_rmse']:>7.4f} {r['test_force_rmse']:>7.4f} {'n/a' if r2 is None else f'{r2:.3f}':>9} "
+            f"{r['test_energy_rmse_per_atom']:>11.5f}"
         )
     if "autotest" in report:
         at = report["autotest"]

@@ -192,20 +192,38 @@ LabellerConfig = Annotated[Union[AseLabeller, VaspLabeller], Field(discriminator
 
 
 class TestSetConfig(_Strict):
-    """Fixed test frames, never trained on: shear paths relaxed with the labeller itself
-    (``labeller_shear``, ASE labellers) or single-point labels of perturbed copies of the
-    starting structures (``perturbed``, any labeller)."""
+    """Fixed test frames, never trained on (each frame's subset: relaxed or nonequilibrium).
 
-    kind: Literal["labeller_shear", "perturbed"] = "labeller_shear"
+    ``mixed`` (default, ASE labellers): shear paths relaxed with the labeller (relaxed) plus
+    labeller MD snapshots at ``md_temperatures_K`` and unrelaxed sheared and rattled copies of
+    the starting structures (nonequilibrium). ``labeller_shear``: the relaxed shear paths only.
+    ``perturbed`` (any labeller, VASP included): single-point labels of rattled and strained
+    copies of the starting structures (nonequilibrium)."""
+
+    kind: Literal["mixed", "labeller_shear", "perturbed"] = "mixed"
     n_per_structure: int = Field(4, ge=1, description="perturbed: copies per starting structure")
     rattle_sigma: float = Field(0.05, ge=0, description="perturbed: Angstrom")
     strain_max: float = Field(0.02, ge=0, lt=0.5, description="perturbed: max isotropic strain")
-    n_runs: int = Field(1, ge=1)
-    sigma: float = Field(0.02, ge=0)
-    shear_step: float = Field(0.5, gt=0)
-    gamma_max: float = Field(0.2, gt=0)
-    fmax: float = Field(0.05, gt=0)
-    max_frames: int = Field(40, ge=1)
+    n_runs: int = Field(1, ge=1, description="mixed, labeller_shear: shear runs per starting structure")
+    sigma: float = Field(0.02, ge=0, description="mixed, labeller_shear: Angstrom, perturbation per shear step")
+    shear_step: float = Field(0.5, gt=0, description="mixed, labeller_shear: Angstrom per shear step")
+    gamma_max: float = Field(0.2, gt=0, description="mixed, labeller_shear: shear strain of the last step")
+    fmax: float = Field(0.05, gt=0, description="mixed, labeller_shear: eV/Angstrom, relaxation tolerance")
+    max_frames: int = Field(40, ge=1, description="relaxed frames kept at most (drawn at random)")
+    md_temperatures_K: list[float] = Field([300.0, 600.0], min_length=1, description="mixed: labeller MD temperatures (K)")
+    md_steps: int = Field(200, ge=2, description="mixed: steps per MD run; snapshots come from its second half")
+    md_timestep_fs: float = Field(2.0, gt=0, description="mixed: fs")
+    md_interval: int = Field(25, ge=1, description="mixed: keep every md_interval-th step")
+    n_sheared: int = Field(4, ge=0, description="mixed: unrelaxed sheared and rattled copies per starting structure")
+    sheared_sigma: float = Field(0.05, ge=0, description="mixed: Angstrom, rattle of the sheared copies")
+    max_nonequilibrium: int = Field(60, ge=1, description="mixed: nonequilibrium frames kept at most (drawn at random)")
+
+    @field_validator("md_temperatures_K")
+    @classmethod
+    def _positive_temperatures(cls, v):
+        if min(v) <= 0:
+            raise ValueError("temperatures must be positive (Kelvin)")
+        return v
 
 
 class EmbeddedStore(_Strict):
@@ -392,10 +410,10 @@ class CampaignConfig(_CampaignBase):
 
     @model_validator(mode="after")
     def _test_set_fits_labeller(self):
-        if self.test_set.kind == "labeller_shear" and self.labeller.kind != "ase":
+        if self.test_set.kind in ("mixed", "labeller_shear") and self.labeller.kind != "ase":
             raise ValueError(
-                "test_set: kind labeller_shear relaxes with the labeller, which only ASE labellers can afford; "
-                "use test_set: {kind: perturbed}"
+                f"test_set: kind {self.test_set.kind} relaxes and runs MD with the labeller, which only ASE labellers can "
+                "afford; use test_set: {kind: perturbed}"
             )
         return self
 

@@ -99,6 +99,11 @@ class EvaluationDocument(BaseModel):
     n_test: int
     test_force_rmse: float
     test_energy_rmse_per_atom: float
+    test_force_r2: float | None = Field(None, description="1 - SS_res / SS_tot over the test force components")
+    test_force_rel_rmse: float | None = Field(None, description="test force RMSE / RMS of the reference forces")
+    test_subsets: dict[str, dict] = Field(
+        {}, description="per subset (relaxed, nonequilibrium): n_frames, force_rmse, force_r2, force_rel_rmse, energy_rmse_per_atom"
+    )
     val_force_rmse: float
     test_energies: list[float]
     predicted_energies: list[float]
@@ -196,6 +201,12 @@ class RoundSummary(BaseModel):
     val_force_rmse: float
     test_force_rmse: float
     test_energy_rmse_per_atom: float
+    test_force_r2: float | None = None
+    test_force_rel_rmse: float | None = None
+    test_force_rmse_relaxed: float | None = None
+    test_force_rmse_nonequilibrium: float | None = None
+    test_energy_rmse_per_atom_relaxed: float | None = None
+    test_energy_rmse_per_atom_nonequilibrium: float | None = None
     ensemble_id: str
     model_ids: list[str]
     converged: bool

@@ -49,7 +49,8 @@ def nvt_frames(
         dyn.run(1)
         if step % interval:
             continue
-        results = {"energy": float(work.get_potential_energy()), "forces": np.array(work.get_forces())}
+        # the labeller's own forces: FixCom (which only steers the dynamics) must not alter the label
+        results = {"energy": float(work.get_potential_energy()), "forces": np.array(work.get_forces(apply_constraint=False))}
         if work.pbc.all():
             results["stress"] = np.array(work.get_stress())
         frame = work.copy()

@@ -115,7 +115,7 @@ def shear_paths(store, config, summaries: list[dict] | None = None) -> list[dict
 
 
 def labeller_shear_paths(store, config) -> list[dict]:
-    """The labeller's own shear paths in the fixed test set (``test_set: kind labeller_shear``): one
+    """The labeller's own shear paths in the fixed test set (``test_set`` kind mixed or labeller_shear): one
     per (parent_id, run) with ``gamma``, ``energy`` (eV, the labeller's) and ``n_atoms`` in step
     order, ``source`` "labeller", ``round`` -1; [] for other test sets. Steps the test set left out
     (``max_frames``) are missing from their path."""
@@ -128,6 +128,8 @@ def labeller_shear_paths(store, config) -> list[dict]:
     for atoms in frames_from_bytes(docs[-1]["output"]["frames_blob"]):
         info = atoms.info
         if info.get("gamma") is None or not math.isfinite(float(info["gamma"])) or atoms.calc is None:
+            continue
+        if info.get("test_kind", "shear_relaxed") != "shear_relaxed":  # sheared copies are not on a path
             continue
         paths[(str(info.get("explorer", "test")), str(info.get("parent_id", "")), info.get("run"))].append(atoms)
     out = []
@@ -277,8 +279,12 @@ def parity_data(store, config, summary: dict) -> dict | None:
     e_pred = pred.mean_energies / n_atoms
     f_ref = np.concatenate([a.get_forces() for a in frames]).ravel()
     f_pred = np.concatenate(pred.mean_forces).ravel()
+    from al_flows.holdout import subset_of
+
+    subsets = np.array([subset_of(a) for a in frames])
     return {
         "round": summary["round"],
+        "energy_subset": subsets, "force_subset": np.repeat(subsets, 3 * n_atoms),
         "energy_label": e_ref, "energy_pred": e_pred,
         "energy_rmse_mev": float(np.sqrt(np.mean((e_pred - e_ref) ** 2)) * 1000),
         "force_label": f_ref, "force_pred": f_pred,
@@ -386,12 +392,19 @@ def plot_deviation_hists(devs: dict[int, dict], path: Path) -> str:
     return _save(fig, path)
 
 
-def _parity(ax, label, pred, unit: str, rmse_text: str, title: str) -> None:
+SUBSET_COLOURS = {"relaxed": "tab:blue", "nonequilibrium": "tab:orange"}
+
+
+def _parity(ax, label, pred, unit: str, rmse_text: str, title: str, subsets=None) -> None:
     lo, hi = float(min(label.min(), pred.min())), float(max(label.max(), pred.max()))
     pad = 0.05 * (hi - lo or 1.0)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="y = x")
     few = len(label) < 500
-    ax.scatter(label, pred, s=20 if few else 3, alpha=0.8 if few else 0.35, color="tab:blue", edgecolors="none")
+    subsets = np.full(len(label), "relaxed") if subsets is None else np.asarray(subsets)
+    for name in sorted(set(subsets.tolist())):  # one colour per test subset
+        mask = subsets == name
+        ax.scatter(label[mask], pred[mask], s=20 if few else 3, alpha=0.8 if few else 0.35,
+                   color=SUBSET_COLOURS.get(name, "tab:green"), edgecolors="none", label=f"{name} ({int(mask.sum())})")
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_ylim(lo - pad, hi + pad)
     ax.set_aspect("equal")
@@ -408,11 +421,11 @@ def plot_parity(parity: dict, outdir: Path) -> dict[str, str]:
     n = len(parity["energy_label"])
     fig, ax = plt.subplots(figsize=(4.8, 4.8))
     _parity(ax, parity["energy_label"], parity["energy_pred"], "eV/atom", f"{parity['energy_rmse_mev']:.2f} meV/atom",
-            f"Test energy per atom, round {parity['round']} ({n} frames)")
+            f"Test energy per atom, round {parity['round']} ({n} frames)", parity.get("energy_subset"))
     energy = _save(fig, outdir / "parity_energy.png")
     fig, ax = plt.subplots(figsize=(4.8, 4.8))
     _parity(ax, parity["force_label"], parity["force_pred"], "eV/Å", f"{parity['force_rmse']:.4f} eV/Å",
-            f"Test force components, round {parity['round']} ({len(parity['force_label'])} values)")
+            f"Test force components, round {parity['round']} ({len(parity['force_label'])} values)", parity.get("force_subset"))
     forces = _save(fig, outdir / "parity_forces.png")
     return {"parity_energy": energy, "parity_forces": forces}
 
@@ -540,8 +553,8 @@ CAPTIONS = {
                         "the fixed test set (eV/Å, left axis); test energy RMSE (meV/atom, right axis).",
     "deviation_hist": "Max force deviation (eV/Å) of every explored frame per round, stacked by selection status; "
                       "dashed/dotted lines: trust_lo/trust_hi. Frames without a deviation count as failed but are not drawn.",
-    "parity_energy": "Final round's ensemble-mean energy per atom vs the labeller's on the fixed test set.",
-    "parity_forces": "Final round's ensemble-mean force components vs the labeller's on the fixed test set.",
+    "parity_energy": "Final round's ensemble-mean energy per atom vs the labeller's on the fixed test set, coloured by subset (relaxed, nonequilibrium).",
+    "parity_forces": "Final round's ensemble-mean force components vs the labeller's on the fixed test set, coloured by subset (relaxed, nonequilibrium).",
     "energy_vs_gamma": "Shear paths: energy per atom of each relaxed frame relative to its starting structure relaxed "
                        "unsheared (γ = 0) by the same calculator (eV/atom) vs shear strain γ; coloured: the ensemble's "
                        "exploration, one line per round, starting structure and run; black dashed: the labeller's own "

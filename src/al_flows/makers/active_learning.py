@@ -15,6 +15,7 @@ trained; a round that stops labels nothing. Every job carries
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
@@ -33,6 +34,7 @@ from al_flows.documents import (
     TestSetDocument,
     frames_text,
 )
+from al_flows.holdout import NONEQUILIBRIUM, holdout_errors, labeller_test_frames, subset_of, tag
 from al_flows.initial_data import build_structures, perturbed_copies
 from al_flows.labelling import calculator_factory
 from al_flows.makers._common import (
@@ -54,7 +56,7 @@ from al_flows.makers.selection import SelectMaker, calibrate_levels
 from al_flows.makers.training import TrainMemberMaker
 from al_flows.makers.vasp_labelling import VaspLabelMaker
 from al_flows.selection import stop_decision
-from al_flows.shear import ShearSettings, explore_shear
+from al_flows.shear import ShearSettings
 from al_flows.vasp_inputs import label_settings_id, static_maker
 
 
@@ -89,41 +91,22 @@ def perturbed_structures(structures, n: int, sigma: float, strain_max: float, se
 @al_job(data=["frames_blob"], output_schema=TestSetDocument)
 def test_set_from_labels(labels, campaign: str) -> TestSetDocument:
     """The labelled perturbed copies as the fixed test set."""
-    frames = frames_from_bytes(field(labels, "labelled_blob"))
+    frames = tag(frames_from_bytes(field(labels, "labelled_blob")), NONEQUILIBRIUM, "perturbed")
     progress.report("test set", -1, frames=len(frames))
     return TestSetDocument(
         campaign=campaign, n_frames=len(frames), frame_ids=[a.info["frame_id"] for a in frames], frames_blob=frames_text(frames),
     )
 
 
-class TestSetError(RuntimeError):
-    """The labeller produced no test frames; the message says why and what to do."""
-
-
 @al_job(data=["frames_blob"], output_schema=TestSetDocument)
 def labeller_test_set(structures, settings: TestSetConfig, labeller: AseLabelMaker, campaign: str, seed: int) -> TestSetDocument:
-    """Shear paths relaxed with the labeller itself: the fixed test set (never trained on)."""
-    shear = ShearSettings(
-        n_runs=settings.n_runs, sigma=settings.sigma, shear_step=settings.shear_step,
-        gamma_max=settings.gamma_max, fmax=settings.fmax,
-    )
+    """The fixed test set computed with the labeller itself (kinds mixed and labeller_shear;
+    al_flows.holdout): never trained on."""
     starts = frames_from_bytes(field(structures, "structures_blob"))
-    calc = calculator_factory(labeller.calculator, labeller.calculator_kwargs)()
-    dropped: list[dict] = []
-    frames = explore_shear(starts, calc, shear, seed=seed, explorer="test", dropped=dropped)
-    if not frames:
-        reasons = sorted({d["reason"] for d in dropped})
-        raise TestSetError(
-            f"test_set: every shear run with the labeller failed ({'; '.join(reasons)[:300] or 'no frames'}); "
-            "fix the labeller (or use test_set: {kind: perturbed}) and run again"
-        )
-    rng = np.random.default_rng(seed)
-    if len(frames) > settings.max_frames:
-        keep = sorted(rng.choice(len(frames), settings.max_frames, replace=False))
-        frames = [frames[i] for i in keep]
-    for atoms in frames:
-        atoms.info.update(round=-1, labeller=labeller.labeller_name, model_id="")
-    progress.report("test set", -1, frames=len(frames))
+    make_calc = calculator_factory(labeller.calculator, labeller.calculator_kwargs)
+    frames = labeller_test_frames(starts, make_calc, settings, seed, labeller.labeller_name, labeller.max_force)
+    subsets = Counter(subset_of(a) for a in frames)
+    progress.report("test set", -1, frames=len(frames), **subsets)
     return TestSetDocument(
         campaign=campaign,
         n_frames=len(frames),
@@ -139,12 +122,12 @@ def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDoc
     frames = frames_from_bytes(field(test_set, "frames_blob"))
     pred = load_ensemble(models).predict(frames)
     ref_e = np.array([a.get_potential_energy() for a in frames])
-    n_atoms = np.array([len(a) for a in frames])
-    df = np.concatenate([pred.mean_forces[i] - a.get_forces() for i, a in enumerate(frames)])
-    test_force_rmse = float(np.sqrt(np.mean(df**2)))
-    test_energy_rmse = float(np.sqrt(np.mean(((pred.mean_energies - ref_e) / n_atoms) ** 2)))
+    errors = holdout_errors(frames, pred.mean_energies, pred.mean_forces)
+    test_force_rmse, test_energy_rmse = errors["force_rmse"], errors["energy_rmse_per_atom"]
     val = float(np.mean([field(m, "val_force_rmse") for m in models]))
-    progress.report("evaluate", round, test_force_rmse=f"{test_force_rmse:.4f}", test_energy_rmse_per_atom=f"{test_energy_rmse:.5f}")
+    r2 = errors["force_r2"]
+    progress.report("evaluate", round, test_force_rmse=f"{test_force_rmse:.4f}", test_force_r2="n/a" if r2 is None else f"{r2:.3f}",
+                    test_energy_rmse_per_atom=f"{test_energy_rmse:.5f}")
     return EvaluationDocument(
         campaign=campaign,
         round=round,
@@ -152,6 +135,9 @@ def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDoc
         n_test=len(frames),
         test_force_rmse=test_force_rmse,
         test_energy_rmse_per_atom=test_energy_rmse,
+        test_force_r2=errors["force_r2"],
+        test_force_rel_rmse=errors["force_rel_rmse"],
+        test_subsets=errors["subsets"],
         val_force_rmse=val,
         test_energies=ref_e.tolist(),
         predicted_energies=pred.mean_energies.tolist(),
@@ -180,6 +166,9 @@ def round_summary(
         val_force_rmse=field(evaluation, "val_force_rmse"),
         test_force_rmse=field(evaluation, "test_force_rmse"),
         test_energy_rmse_per_atom=field(evaluation, "test_energy_rmse_per_atom"),
+        test_force_r2=field(evaluation, "test_force_r2"),
+        test_force_rel_rmse=field(evaluation, "test_force_rel_rmse"),
+        **subset_columns(field(evaluation, "test_subsets")),
         ensemble_id=ensemble_id(list(model_ids)),
         model_ids=list(model_ids),
         converged=field(selection, "converged"),
@@ -193,6 +182,16 @@ def round_summary(
     )
     progress.report("round done", round, labels=summary.n_labels_total + summary.n_labelled, accurate_ratio=f"{summary.accurate_ratio:.3f}")
     return summary
+
+
+def subset_columns(subsets: dict) -> dict:
+    """The per-subset columns of a round summary from an evaluation's ``test_subsets``."""
+    out = {}
+    for name in ("relaxed", "nonequilibrium"):
+        errs = (subsets or {}).get(name) or {}
+        out[f"test_force_rmse_{name}"] = errs.get("force_rmse")
+        out[f"test_energy_rmse_per_atom_{name}"] = errs.get("energy_rmse_per_atom")
+    return out
 
 
 def _tag(j: Job, campaign: str, fingerprint: str, round_: int, stage: str, category: str, key: str | None = None) -> Job:
@@ -255,7 +254,7 @@ class ActiveLearningMaker(Maker):
             "train": q.train, "explore": q.explore, "evaluate": q.evaluate,
             "label": q.label if labeller_runs_here else q.default,
             "label_test": q.label if labeller_runs_here else q.default,
-            "test_set": q.label if config.test_set.kind == "labeller_shear" else q.default,
+            "test_set": q.label if config.test_set.kind in ("mixed", "labeller_shear") else q.default,
             "default": q.default,
         }
         if lab.kind == "vasp":
@@ -331,7 +330,7 @@ class ActiveLearningMaker(Maker):
     def test_set_jobs(self, structures: Job) -> list[Job]:
         """Jobs making the fixed test set; the last one outputs the TestSetDocument."""
         ts = self.test_set
-        if ts.kind == "labeller_shear":
+        if ts.kind in ("mixed", "labeller_shear"):
             test = labeller_test_set(structures.output, ts, self.label_maker, self.campaign, derived_seed(self.seed, 999))
             test.name = "test_set"
             return [self.tag(test, -1, "test_set")]
