@@ -28,7 +28,7 @@ def test_power_fit_recovers_exponent():
     err = 3.0 * eps**1.5
     fit = fit_relation(eps, err, "power")
     assert fit["a"] == pytest.approx(3.0) and fit["b"] == pytest.approx(1.5) and fit["r2"] == pytest.approx(1.0)
-    lo, hi, _ = calibrated_levels(fit, CalibrationSettings(target_error_lo=0.3, target_error_hi=3.0, relation="power"), (0.05, 0.3))
+    lo, hi, _ = calibrated_levels(fit, CalibrationSettings(target_error_lo=0.3, target_error_hi=3.0, relation="power"), (0.05, 0.3))  # limit_change not applied
     assert lo == pytest.approx((0.1) ** (1 / 1.5)) and hi == pytest.approx(1.0)
 
 
@@ -42,3 +42,43 @@ def test_too_few_points_or_bad_fit_keep_the_levels():
     assert (lo, hi) == (0.05, 0.3) and "does not increase" in why
     with pytest.raises(ValueError, match="target_error_lo"):
         CalibrationSettings(target_error_lo=1.0, target_error_hi=0.5)
+
+
+def test_min_points_default_and_limited_change():
+    s = CalibrationSettings()
+    assert s.min_points == 10 and s.max_change_factor == 2.0
+    from al_flows.calibration import limit_change
+
+    assert limit_change((0.2, 1.0), (0.05, 0.3), 2.0) == (0.1, 0.6, "fitted levels 0.2/1 limited to a factor 2 of 0.05/0.3")
+    assert limit_change((0.06, 0.5), (0.05, 0.3), 2.0) == (0.06, 0.5, "")
+    lo, hi, note = limit_change((0.001, 0.002), (0.05, 0.3), 2.0)  # both clipped up to 0.025 / 0.15
+    assert (lo, hi) == pytest.approx((0.025, 0.15)) and note
+    assert limit_change((0.2, 1.0), (0.05, 0.3), None) == (0.2, 1.0, "")
+
+
+def _explored(deviations):
+    from ase import Atoms
+
+    frames = []
+    for i, d in enumerate(deviations):
+        a = Atoms("Cu", positions=[[0.1 * i, 0, 0]], cell=[5, 5, 5], pbc=True)
+        a.info.update(deviation=d, frame_id=f"f{i}")
+        frames.append(a)
+    return frames
+
+
+def test_select_keeps_the_last_calibrated_levels_when_a_fit_is_not_applied():
+    """A calibration that was not applied (too few points) carries the levels its round used;
+    the next round must keep those calibrated levels, not fall back to the configured ones."""
+    from al_flows.documents import frames_text
+    from al_flows.makers.selection import SelectMaker
+    from al_flows.selection import SelectionSettings
+
+    maker = SelectMaker(settings=SelectionSettings(trust_lo=0.05, trust_hi=0.3, max_candidates=10))
+    explored = [{"frames_blob": frames_text(_explored([0.01, 0.08, 0.15, 0.25, 0.5])), "ensemble_id": "e"}]
+    kept = {"applied": False, "trust_lo_next": 0.12, "trust_hi_next": 0.6}  # the calibrated levels of the round before
+    doc = SelectMaker.make.original(maker, explored, [], "c", 2, seed=0, calibration=kept)
+    assert (doc.trust_lo, doc.trust_hi) == (0.12, 0.6)
+    assert (doc.n_accurate, doc.n_candidate, doc.n_failed) == (2, 3, 0)
+    configured = SelectMaker.make.original(maker, explored, [], "c", 0, seed=0)
+    assert (configured.trust_lo, configured.trust_hi) == (0.05, 0.3)

@@ -11,8 +11,14 @@ err = g(eps) is fitted:
 The next round's trust levels are the deviations at which the fitted error equals the target
 errors: ``trust_lo = g^-1(target_error_lo)`` (frames below: accurate enough, not labelled) and
 ``trust_hi = g^-1(target_error_hi)`` (frames above: too wrong to be physical, not labelled).
-With fewer than ``min_points`` usable pairs, or a fit that does not increase, the levels are
-kept and the reason recorded.
+With fewer than ``min_points`` usable pairs, or a fit that does not increase, the levels in use
+are kept (not the configured ones: a calibrated campaign keeps its last calibrated levels) and
+the reason recorded. The minimum, 10 by default: the proportional fit has one parameter whose
+relative standard error is about s / sqrt(n), with s the relative scatter of the true error at a
+given deviation (about 0.5 in the example campaigns), so 10 points give about +-16 % (1 sigma) on
+both levels, while 4 give +-25 % and a single point anything. A level moves by at most a factor
+``max_change_factor`` (default 2) per round, so one round's scatter cannot turn every explored
+frame into a candidate (or none); the clipping is recorded in the reason.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from pydantic import Field, model_validator
 
 from al_flows.settings import Settings
 
-__all__ = ["CalibrationSettings", "max_force_errors", "fit_relation", "predict_error", "calibrated_levels"]
+__all__ = ["CalibrationSettings", "max_force_errors", "fit_relation", "predict_error", "calibrated_levels", "limit_change"]
 
 
 class CalibrationSettings(Settings):
@@ -33,7 +39,10 @@ class CalibrationSettings(Settings):
     target_error_lo: float = Field(0.1, gt=0, description="eV/Angstrom; fitted error below which a frame is accurate")
     target_error_hi: float = Field(1.0, gt=0, description="eV/Angstrom; fitted error above which a frame is failed")
     relation: Literal["proportional", "power"] = "proportional"
-    min_points: int = Field(5, ge=2, description="labelled frames needed for a fit")
+    min_points: int = Field(10, ge=2, description="labelled frames needed for a fit (module doc: why 10)")
+    max_change_factor: float | None = Field(
+        2.0, ge=1, description="a level moves by at most this factor per round (None: no limit)"
+    )
 
     @model_validator(mode="after")
     def _targets(self):
@@ -90,3 +99,17 @@ def calibrated_levels(fit: dict, settings: CalibrationSettings, current: tuple[f
     lo = float((settings.target_error_lo / a) ** (1.0 / b))
     hi = float((settings.target_error_hi / a) ** (1.0 / b))
     return lo, hi, ""
+
+
+def limit_change(levels: tuple[float, float], current: tuple[float, float], factor: float | None) -> tuple[float, float, str]:
+    """(trust_lo, trust_hi, note): ``levels`` moved by at most ``factor`` from ``current`` each
+    (the window kept open); the note says what was limited ('' when nothing was)."""
+    lo, hi = levels
+    if factor is None:
+        return lo, hi, ""
+    new_lo, new_hi = (float(np.clip(v, c / factor, c * factor)) for v, c in zip(levels, current, strict=True))
+    if new_lo >= new_hi:  # keep the fitted ratio of the levels
+        new_hi = new_lo * hi / lo
+    if (new_lo, new_hi) == (lo, hi):
+        return lo, hi, ""
+    return new_lo, new_hi, f"fitted levels {lo:.3g}/{hi:.3g} limited to a factor {factor:g} of {current[0]:.3g}/{current[1]:.3g}"

@@ -181,7 +181,8 @@ class CalibrationDocument(BaseModel):
     trust_lo_next: float
     trust_hi_next: float
     applied: bool
-    reason: str = ""
+    reason: str = Field("", description="why the fit was not applied ('' when it was)")
+    note: str = Field("", description="how an applied fit was limited (max_change_factor), '' when it was not")
 
 
 class RoundSummary(BaseModel):

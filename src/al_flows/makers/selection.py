@@ -11,7 +11,7 @@ from jobflow import Maker
 
 from al_flows import progress
 from al_flows.dataset import frames_from_bytes
-from al_flows.calibration import CalibrationSettings, calibrated_levels, fit_relation, max_force_errors
+from al_flows.calibration import CalibrationSettings, calibrated_levels, fit_relation, limit_change, max_force_errors
 from al_flows.documents import CalibrationDocument, SelectionDocument, frames_text
 from al_flows.makers._common import al_job, field
 from al_flows.provenance import as_float
@@ -30,13 +30,14 @@ class SelectMaker(Maker):
 
     @al_job(data=["selected_blob"], output_schema=SelectionDocument)
     def make(self, explorations: list, exclude_ids: list, campaign: str, round: int, seed: int, calibration=None) -> SelectionDocument:
-        """``calibration``: the previous round's CalibrationDocument; its levels replace the
-        configured ones when it was applied."""
+        """``calibration``: the previous round's CalibrationDocument; its next levels replace the
+        configured ones (when its fit was not applied they are the levels that round used, so a
+        calibrated campaign keeps its last calibrated levels)."""
         start = time.perf_counter()
         frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
         ens_id = field(explorations[0], "ensemble_id") if explorations else ""
         settings = self.settings
-        if calibration is not None and field(calibration, "applied"):
+        if calibration is not None:  # fitted levels, or the levels in use when the fit was not applied
             settings = settings.model_copy(update={"trust_lo": field(calibration, "trust_lo_next"), "trust_hi": field(calibration, "trust_hi_next")})
         result = select(frames, settings, exclude_ids=exclude_ids, seed=seed)
         chosen = [frames[i] for i in result.selected]
@@ -89,6 +90,9 @@ def calibrate_levels(models: list, labels, selection, campaign: str, round: int,
     fit = fit_relation(dev, err, settings.relation)
     used = (field(selection, "trust_lo"), field(selection, "trust_hi"))
     lo, hi, reason = calibrated_levels(fit, settings, used)
+    note = ""
+    if not reason:
+        lo, hi, note = limit_change((lo, hi), used, settings.max_change_factor)
     progress.report("calibrate", round, points=fit["n"], trust_lo_next=f"{lo:.3f}", trust_hi_next=f"{hi:.3f}", kept=bool(reason))
     return CalibrationDocument(
         campaign=campaign,
@@ -104,4 +108,5 @@ def calibrate_levels(models: list, labels, selection, campaign: str, round: int,
         trust_hi_next=hi,
         applied=not reason,
         reason=reason,
+        note=note,
     )
