@@ -118,11 +118,12 @@ def test_fingerprint_is_stable_across_versions():
     from tests.conftest import TINY
 
     # 0.2.0 left the when-to-stop keys (max_rounds, convergence) and the run-time keys out of the
-    # fingerprint, and shear max_steps defaults to what gamma_max needs (None) instead of 30
+    # fingerprint, shear max_steps defaults to what gamma_max needs (None) instead of 30, and the
+    # test set gained the mixed kind (the default) and its keys
     # (the tiny campaign had 838ee16accf0d065 under 0.1)
-    assert validate_campaign(TINY).fingerprint() == "7bb0018a7117bd47"
+    assert validate_campaign(TINY).fingerprint() == "fa122faf91dd4d02"
     retried = {**TINY, "training": {**TINY["training"], "max_retries": 5, "divergence_factor": 10.0}}
-    assert validate_campaign(retried).fingerprint() == "7bb0018a7117bd47"
+    assert validate_campaign(retried).fingerprint() == "fa122faf91dd4d02"
 
 
 # One science key of every section of the tiny campaign (tests/conftest.py): (section path, key, new value).
