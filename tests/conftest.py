@@ -63,3 +63,15 @@ def emt_labelled_multilayer(seed: int):
     energy, forces = atoms.get_potential_energy(), atoms.get_forces()
     atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
     return atoms
+
+
+def frames_with_deviations(deviations):
+    """One-atom Cu frames with ``info['deviation']`` and ids f0, f1, ...: inputs of selection tests."""
+    from ase import Atoms
+
+    out = []
+    for i, d in enumerate(deviations):
+        a = Atoms("Cu", positions=[[0.1 * i, 0, 0]], cell=[5, 5, 5], pbc=True)
+        a.info.update(deviation=d, frame_id=f"f{i}")
+        out.append(a)
+    return out

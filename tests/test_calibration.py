@@ -56,23 +56,13 @@ def test_min_points_default_and_limited_change():
     assert limit_change((0.2, 1.0), (0.05, 0.3), None) == (0.2, 1.0, "")
 
 
-def _explored(deviations):
-    from ase import Atoms
-
-    frames = []
-    for i, d in enumerate(deviations):
-        a = Atoms("Cu", positions=[[0.1 * i, 0, 0]], cell=[5, 5, 5], pbc=True)
-        a.info.update(deviation=d, frame_id=f"f{i}")
-        frames.append(a)
-    return frames
-
-
 def test_select_keeps_the_last_calibrated_levels_when_a_fit_is_not_applied():
     """A calibration that was not applied (too few points) carries the levels its round used;
     the next round must keep those calibrated levels, not fall back to the configured ones."""
     from al_flows.documents import frames_text
     from al_flows.makers.selection import SelectMaker
     from al_flows.selection import SelectionSettings
+    from conftest import frames_with_deviations as _explored
 
     maker = SelectMaker(settings=SelectionSettings(trust_lo=0.05, trust_hi=0.3, max_candidates=10))
     explored = [{"frames_blob": frames_text(_explored([0.01, 0.08, 0.15, 0.25, 0.5])), "ensemble_id": "e"}]

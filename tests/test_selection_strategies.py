@@ -8,18 +8,9 @@ import json
 
 import numpy as np
 import pytest
-from ase import Atoms
 
 from al_flows.selection import SelectionSettings, select
-
-
-def frames_with(deviations):
-    out = []
-    for i, d in enumerate(deviations):
-        a = Atoms("Cu", positions=[[0.1 * i, 0, 0]], cell=[5, 5, 5], pbc=True)
-        a.info.update(deviation=d, frame_id=f"f{i}")
-        out.append(a)
-    return out
+from conftest import frames_with_deviations as frames_with
 
 
 DEVS = [0.01, 0.2, 0.02, 0.3, 0.9, 0.15, 0.03, 0.5, 0.25, 0.04]  # window [0.1, 0.6): 1, 3, 5, 7, 8
