@@ -480,7 +480,29 @@ class MDSource(_Strict):
         return v
 
 
-PoolSource = Annotated[Union[ImportSource, MDSource], Field(discriminator="kind")]
+class LabellerShearPoolSource(ShearSettings):
+    """Frames made the way of Sprueill et al.'s pool: stochastic shear paths relaxed by the labeller
+    (an ASE calculator), every optimiser step a frame, plus labeller NVT MD from the relaxed
+    structure of every shear step at each of ``md_temperatures_K`` (al_flows.shear_pool)."""
+
+    kind: Literal["labeller_shear"] = "labeller_shear"
+    structures: list[StructureSource] = Field(min_length=1)
+    n_runs: int = Field(1, gt=0, description="labeller shear runs per structure")
+    fmax: float = Field(0.01, gt=0, description="eV/Angstrom, relaxation tolerance of the labeller's shear runs")
+    md_temperatures_K: list[float] = Field([1000.0, 1500.0], description="MD at each strain (the paper: 1000 K and 1500 K); [] for none")
+    md_steps: int = Field(100, ge=0, description="steps of each MD run (0: none)")
+    md_timestep_fs: float = Field(1.0, gt=0)
+    md_interval: int = Field(10, ge=1, description="keep every md_interval-th MD step")
+
+    @field_validator("md_temperatures_K")
+    @classmethod
+    def _positive_md_t(cls, v):
+        if v and min(v) <= 0:
+            raise ValueError("temperatures must be positive (Kelvin)")
+        return v
+
+
+PoolSource = Annotated[Union[ImportSource, MDSource, LabellerShearPoolSource], Field(discriminator="kind")]
 
 
 class PoolConfig(_Strict):
@@ -538,18 +560,19 @@ class PoolStudyConfig(_CampaignBase):
 
     @model_validator(mode="after")
     def _md_needs_ase(self):
-        md = [i for i, src in enumerate(self.pool.sources) if src.kind == "md"]
+        md = [i for i, src in enumerate(self.pool.sources) if src.kind in ("md", "labeller_shear")]
         if md and self.labeller.kind != "ase":
+            kind = self.pool.sources[md[0]].kind
             raise ValueError(
-                f"pool.sources[{md[0]}]: kind md runs molecular dynamics with the labeller, which must be an ASE calculator; "
-                "import VASP AIMD runs with kind: import instead"
+                f"pool.sources[{md[0]}]: kind {kind} runs the labeller itself (relaxations, molecular dynamics), which must be "
+                "an ASE calculator; import VASP runs with kind: import instead"
             )
         return self
 
     @model_validator(mode="after")
     def _labeller_covers_elements(self):
         # the labeller runs only for MD pool sources and the validation of minima
-        uses = any(src.kind == "md" for src in self.pool.sources) or self.validation is not None
+        uses = any(src.kind in ("md", "labeller_shear") for src in self.pool.sources) or self.validation is not None
         if uses and self.labeller.kind == "ase":
             _check_labeller_elements("labeller.calculator", self.labeller.calculator, self.elements)
         return self
@@ -564,7 +587,8 @@ class PoolStudyConfig(_CampaignBase):
 
 AnyConfig = Union[CampaignConfig, PoolStudyConfig]
 
-_KINDS = ("multilayer", "file", "random_cells", "dpgen", "shear", "langevin_schedule", "ase", "vasp", "embedded", "mongodb", "import", "md")
+_KINDS = ("multilayer", "file", "random_cells", "dpgen", "shear", "langevin_schedule", "ase", "vasp", "embedded", "mongodb", "import", "md",
+          "labeller_shear")
 
 
 def _format_error(err: dict) -> str:

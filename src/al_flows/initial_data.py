@@ -95,7 +95,8 @@ def check_campaign_structures(config, base_dir: str | Path = ".") -> int:
     if hasattr(config, "initial"):
         groups.append(("initial.structures", config.initial.structures))
     else:
-        groups += [(f"pool.sources[{i}].structures", src.structures) for i, src in enumerate(config.pool.sources) if src.kind == "md"]
+        groups += [(f"pool.sources[{i}].structures", src.structures) for i, src in enumerate(config.pool.sources)
+                   if src.kind in ("md", "labeller_shear")]
         if config.shear_study is not None:
             groups.append(("shear_study.structures", config.shear_study.structures))
     shears = [(f"explorers[{j}]", e) for j, e in enumerate(getattr(config, "explorers", [])) if e.kind == "shear"]
@@ -108,6 +109,10 @@ def check_campaign_structures(config, base_dir: str | Path = ".") -> int:
                 checks = shears if where == "initial.structures" else []
                 if where == "shear_study.structures":
                     checks = [("shear_study", config.shear_study)]
+                elif where.startswith("pool.sources["):
+                    src_index = int(where.split("[")[1].split("]")[0])
+                    source = config.pool.sources[src_index]
+                    checks = [(f"pool.sources[{src_index}]", source)] if source.kind == "labeller_shear" else []
                 for field, settings in checks:  # a step cap that stops short of gamma_max validates nothing
                     for atoms in got:
                         check_reaches_gamma(settings, atoms.cell[:], field)

@@ -48,7 +48,7 @@ from al_flows.replica_checks import (
 from al_flows.replica_checks import dropped as dropped_record
 from al_flows.settings import Settings
 
-_OPTIMIZERS = {"BFGS": BFGS, "LBFGS": LBFGS, "FIRE": FIRE}
+OPTIMIZERS = {"BFGS": BFGS, "LBFGS": LBFGS, "FIRE": FIRE}
 _SHEAR_KEYS = ("run", "step", "gamma", "energy", "converged", "n_opt_steps", "seed")
 
 
@@ -152,7 +152,7 @@ def run_shear(
     is appended to ``dropped`` when given.
     """
     rng = np.random.default_rng((_u64(seed), _u64(run)))
-    opt_cls = _OPTIMIZERS[settings.optimizer]
+    opt_cls = OPTIMIZERS[settings.optimizer]
     work = atoms.copy()
     work.calc = calculator
     base_info = {k: v for k, v in atoms.info.items() if k not in PROVENANCE_KEYS and k not in _SHEAR_KEYS}

@@ -28,6 +28,7 @@ from al_flows.labelling import calculator_factory
 from al_flows.makers._common import al_job, field, route, stable_uuid
 from al_flows.makers.vasp_validation import VaspMinimaValidationMaker, validation_document
 from al_flows.md_pool import nvt_pool
+from al_flows.shear_pool import labeller_shear_pool
 from al_flows.minima_validation import select_minima, validate_minimum
 from al_flows.model import ModelSettings, TrainingSettings
 from al_flows.pool_documents import (
@@ -80,6 +81,12 @@ class PoolMaker(Maker):
                     got = (import_tree if path.is_dir() else import_frames)(path, stride=src.stride)
                 except (ValueError, FileNotFoundError) as exc:
                     raise ValueError(f"pool.sources[{i}].path: {exc}") from None
+            elif src.kind == "labeller_shear":
+                structures = build_structures(src.structures, self.base_dir, where=f"pool.sources[{i}].structures")
+                make_calc = calculator_factory(self.labeller.calculator, self.labeller.kwargs)
+                shear = ShearSettings(**src.model_dump(include=set(ShearSettings.model_fields)))
+                got = labeller_shear_pool(structures, make_calc, shear, seed + i, f"ase:{self.labeller.calculator}",
+                                          src.md_temperatures_K, src.md_steps, src.md_timestep_fs, src.md_interval)
             else:
                 structures = build_structures(src.structures, self.base_dir, where=f"pool.sources[{i}].structures")
                 make_calc = calculator_factory(self.labeller.calculator, self.labeller.kwargs)
@@ -101,7 +108,8 @@ class PoolMaker(Maker):
         for atoms in unique:
             key = str(atoms.info.get("source_format") or atoms.info.get("explorer") or "unknown")
             counts[key] = counts.get(key, 0) + 1
-        keys = ("source_file", "source_step", "source_format", "explorer", "parent_id", "temperature_K", "step", "labeller")
+        keys = ("source_file", "source_step", "source_format", "explorer", "parent_id", "temperature_K", "step", "opt_step", "gamma",
+                "labeller")
         records = [{"frame_id": a.info["frame_id"], **{k: a.info.get(k) for k in keys}} for a in unique]
         progress.report("pool", -1, frames=len(unique), test=len(test_idx))
         return PoolDocument(
