@@ -54,6 +54,8 @@ def test_min_points_default_and_limited_change():
     lo, hi, note = limit_change((0.001, 0.002), (0.05, 0.3), 2.0)  # both clipped up to 0.025 / 0.15
     assert (lo, hi) == pytest.approx((0.025, 0.15)) and note
     assert limit_change((0.2, 1.0), (0.05, 0.3), None) == (0.2, 1.0, "")
+    # a level at 0 takes the fitted value (no scale to limit against); the other is still limited
+    assert limit_change((0.002, 0.06), (0.0, 100.0), 2.0)[:2] == (0.002, 50.0)
 
 
 def test_select_keeps_the_last_calibrated_levels_when_a_fit_is_not_applied():

@@ -23,7 +23,8 @@ def md_campaign(tmp_path_factory):
         {"kind": "md", "name": "dpgen", "n_runs": 1, "temperatures_K": [300, 900], "n_steps": 30, "timestep_fs": 2.0, "record_every": 10},
     ]
     d["selection"] = {"trust_lo": 0.0, "trust_hi": 100.0, "max_candidates": 6, "pick": "highest",
-                      "calibrate": {"target_error_lo": 0.05, "target_error_hi": 2.0, "min_points": 3}}
+                      "calibrate": {"target_error_lo": 0.05, "target_error_hi": 2.0, "min_points": 3,
+                                    "max_change_factor": None}}  # the raw fitted levels, checked below
     config = validate_campaign(d)
     workdir = tmp_path_factory.mktemp("md") / "run"
     report = run_campaign(config, ".", workdir, echo=lambda *_: None)

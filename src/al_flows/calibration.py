@@ -107,7 +107,9 @@ def limit_change(levels: tuple[float, float], current: tuple[float, float], fact
     lo, hi = levels
     if factor is None:
         return lo, hi, ""
-    new_lo, new_hi = (float(np.clip(v, c / factor, c * factor)) for v, c in zip(levels, current, strict=True))
+    # a level at 0 (e.g. a configured trust_lo of 0) has no scale to limit a move against: it takes the fit
+    new_lo, new_hi = (float(np.clip(v, c / factor, c * factor)) if c > 0 else float(v)
+                      for v, c in zip(levels, current, strict=True))
     if new_lo >= new_hi:  # keep the fitted ratio of the levels
         new_hi = new_lo * hi / lo
     if (new_lo, new_hi) == (lo, hi):
