@@ -17,7 +17,8 @@ number of labels for every run, writes a PNG of the curves, and ends with
 
     labels needed by deviation to reach random's final test force RMSE / random's labels = X
 
-(median over systems and seeds; < 1: deviation selection saves labels; '>' when deviation never
+(random's labels: where random's own curve first reaches that RMSE, its total when the curve
+falls monotonically; median over systems and seeds; < 1: deviation selection saves labels; '>' when deviation never
 reached it within the run, then X is a lower bound) and the RMSE ratio deviation / random at
 random's final label count (interpolated along deviation's curve).
 
@@ -78,9 +79,12 @@ def al_campaign(quick: bool) -> dict:
         "explorers": [{"kind": "langevin_schedule", "name": "langevin", "n_runs": 6,
                        "t_max_ps": 0.4 if quick else 1.0, "timestep_fs": 2.0, "friction_per_ps": 5.0,
                        "stop_deviation": 0.3, "record_every": 5}],
+        # ANI-Al's selection: a frame is a candidate once its deviation reaches the MD stop threshold (trust_lo =
+        # stop_deviation), and the cap keeps the most deviating ones. (With trust_lo 0.1 every recorded frame of the
+        # first models was a candidate and a random pick among them was random selection, frame for frame.)
         # trust_hi 3 eV/A: with a few random cells, the first models' stop frames deviate by more than 1 eV/A, and
         # a window closed at 1 eV/A (the example campaign's) classifies all of them 'failed' and labels nothing
-        "selection": {"trust_lo": 0.1, "trust_hi": 3.0, "max_candidates": 4, "pick": "random"},
+        "selection": {"trust_lo": 0.3, "trust_hi": 3.0, "max_candidates": 4, "pick": "highest"},
         "labeller": {"kind": "ase", "calculator": "emt", "min_success_fraction": 0.0},
         "test_set": {"kind": "perturbed", "n_per_structure": 1, "rattle_sigma": 0.05},
         "max_rounds": 3 if quick else 5,
@@ -188,6 +192,62 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def summarise(results: dict, out: Path, start: float) -> None:
+    """Print the table and the ratio lines, write results.json and the PNG."""
+    print("\nsystem      strategy  seed  labels  test F RMSE (eV/A)  R2     relaxed  noneq.")
+    for system, runs in results.items():
+        for (strategy, seed), rows in sorted(runs.items()):
+            for r in rows:
+                rel = "" if r["force_rmse_relaxed"] is None else f"{r['force_rmse_relaxed']:.4f}"
+                print(f"{system:<11} {strategy:<9} {seed:>4} {r['labels']:>7} {r['force_rmse']:>19.4f} {r['force_r2']:>6.3f} "
+                      f"{rel:>8} {r['force_rmse_nonequilibrium']:>7.4f}")
+    label_ratios, rmse_ratios, loop_ratios, lower_bounds = [], [], [], 0
+    for system, runs in results.items():
+        sys_ratios, sys_rmse = [], []
+        for seed in sorted({sd for _, sd in runs}):
+            rnd, dev = runs[("random", seed)], runs[("deviation", seed)]
+            # random's labels: the first count at which random's own curve is at its final RMSE (its total when the
+            # curve falls monotonically; smaller when a later round got worse), so identical curves give 1
+            target = rnd[-1]["force_rmse"]
+            random_labels, _ = labels_to_reach(rnd, target)
+            needed, reached = labels_to_reach(dev, target)
+            sys_ratios.append(needed / random_labels)
+            initial = rnd[0]["labels"]  # the shared initial labels, which no strategy chooses
+            if random_labels > initial:
+                loop_ratios.append((needed - initial) / (random_labels - initial))
+            lower_bounds += not reached
+            # at the largest label count both curves reach (deviation may label fewer: fewer candidates than the cap)
+            common = min(dev[-1]["labels"], rnd[-1]["labels"])
+            sys_rmse.append(interpolate_rmse(dev, common) / interpolate_rmse(rnd, common))
+        label_ratios += sys_ratios
+        rmse_ratios += sys_rmse
+        print(f"{system}: labels needed by deviation / random's labels per seed: "
+              + ", ".join(f"{x:.2f}" for x in sys_ratios) + f" (median {statistics.median(sys_ratios):.2f}; a value for "
+              "a run that never reached it is its lower bound)"
+              + "; deviation/random RMSE at the largest common label count: "
+              + (", ".join(f"{x:.3f}" for x in sys_rmse) or "n/a"))
+    (out / "results.json").write_text(json.dumps(
+        {s: {f"{st}_s{sd}": rows for (st, sd), rows in runs.items()} for s, runs in results.items()}, indent=1))
+    plot(results, out / "label_efficiency.png")
+    print(f"wrote {out / 'results.json'} and {out / 'label_efficiency.png'} ({time.perf_counter() - start:.0f} s)")
+    median_rmse = statistics.median(rmse_ratios) if rmse_ratios else float("nan")
+    bound = f" ({lower_bounds} of {len(label_ratios)} runs never reached it: lower bounds)" if lower_bounds else ""
+    print(f"labels needed by deviation to reach random's final test force RMSE / random's labels = "
+          f"{'>' if lower_bounds > len(label_ratios) / 2 else ''}{statistics.median(label_ratios):.2f}{bound}; "
+          f"deviation/random test force RMSE at equal labels = {median_rmse:.3f} (median over systems and seeds)")
+    if loop_ratios:
+        print(f"the same ratio counting only labels chosen in the loop (not the shared initial ones) = "
+              f"{statistics.median(loop_ratios):.2f} (median of the {len(loop_ratios)} runs where random's target lies "
+              "beyond the initial set)")
+
+
+def load_results(path: Path) -> dict:
+    """results.json of an earlier run, keyed as the runs are: {system: {(strategy, seed): rows}}."""
+    data = json.loads(path.read_text())
+    return {system: {(key.rsplit("_s", 1)[0], int(key.rsplit("_s", 1)[1])): rows for key, rows in runs.items()}
+            for system, runs in data.items()}
+
+
 def main() -> int:
     from al_flows.campaign import run_campaign
     from al_flows.config import validate_campaign
@@ -200,7 +260,12 @@ def main() -> int:
     ap.add_argument("--systems", nargs="+", default=list(CAMPAIGNS), choices=list(CAMPAIGNS))
     ap.add_argument("--strategies", nargs="+", default=None, choices=["deviation", "random", "all"])
     ap.add_argument("--out", default=None, help="directory for work directories, results.json and the PNG")
+    ap.add_argument("--summarise", metavar="DIR", help="only print the table and ratios of DIR/results.json (an earlier run)")
     args = ap.parse_args()
+    if args.summarise:
+        out = Path(args.summarise)
+        summarise(load_results(out / "results.json"), out, time.perf_counter())
+        return 0
     seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
     strategies = args.strategies or (["deviation", "random"] if args.quick else ["deviation", "random", "all"])
     if "deviation" not in strategies or "random" not in strategies:
@@ -227,40 +292,7 @@ def main() -> int:
                 print(f"  {strategy:>9} seed {seed} ({time.perf_counter() - t0:.0f} s): "
                       + "  ".join(f"{r['labels']}:{r['force_rmse']:.4f}/R2 {r['force_r2']:.3f}" for r in rows), flush=True)
 
-    print("\nsystem      strategy  seed  labels  test F RMSE (eV/A)  R2     relaxed  noneq.")
-    for system, runs in results.items():
-        for (strategy, seed), rows in sorted(runs.items()):
-            for r in rows:
-                rel = "" if r["force_rmse_relaxed"] is None else f"{r['force_rmse_relaxed']:.4f}"
-                print(f"{system:<11} {strategy:<9} {seed:>4} {r['labels']:>7} {r['force_rmse']:>19.4f} {r['force_r2']:>6.3f} "
-                      f"{rel:>8} {r['force_rmse_nonequilibrium']:>7.4f}")
-    label_ratios, rmse_ratios, lower_bounds = [], [], 0
-    for system, runs in results.items():
-        sys_ratios, sys_rmse = [], []
-        for seed in seeds:
-            rnd, dev = runs[("random", seed)], runs[("deviation", seed)]
-            target, random_labels = rnd[-1]["force_rmse"], rnd[-1]["labels"]
-            needed, reached = labels_to_reach(dev, target)
-            sys_ratios.append(needed / random_labels)
-            lower_bounds += not reached
-            at_equal = interpolate_rmse(dev, random_labels)
-            if at_equal is not None:
-                sys_rmse.append(at_equal / target)
-        label_ratios += sys_ratios
-        rmse_ratios += sys_rmse
-        print(f"{system}: labels needed by deviation / random's labels per seed: "
-              + ", ".join(f"{x:.2f}" for x in sys_ratios) + " (a value for a run that never reached it is its lower bound)"
-              + "; deviation/random RMSE at equal labels: "
-              + (", ".join(f"{x:.3f}" for x in sys_rmse) or "n/a"))
-    (out / "results.json").write_text(json.dumps(
-        {s: {f"{st}_s{sd}": rows for (st, sd), rows in runs.items()} for s, runs in results.items()}, indent=1))
-    plot(results, out / "label_efficiency.png")
-    print(f"wrote {out / 'results.json'} and {out / 'label_efficiency.png'} ({time.perf_counter() - start:.0f} s)")
-    median_rmse = statistics.median(rmse_ratios) if rmse_ratios else float("nan")
-    bound = f" ({lower_bounds} of {len(label_ratios)} runs never reached it: lower bounds)" if lower_bounds else ""
-    print(f"labels needed by deviation to reach random's final test force RMSE / random's labels = "
-          f"{'>' if lower_bounds > len(label_ratios) / 2 else ''}{statistics.median(label_ratios):.2f}{bound}; "
-          f"deviation/random test force RMSE at equal labels = {median_rmse:.3f} (median over systems and seeds)")
+    summarise(results, out, start)
     return 0
 
 

@@ -23,7 +23,7 @@ from al_flows.active_sampling import (
 from al_flows.md_pool import nvt_frames
 from al_flows.model import ModelSettings, TrainingSettings
 from al_flows.multilayer import cuni_multilayer
-from al_flows.pool_study import split_test, strategy_row, table_markdown, heldout_metrics, uniform_split
+from al_flows.pool_study import split_test, strategy_row, table_markdown, heldout_metrics, uniform_split, uniform_train
 from al_flows.training import Trainer
 
 MODEL = ModelSettings(n_atom_basis=8, n_interactions=1, n_rbf=8, cutoff=4.0)
@@ -81,6 +81,18 @@ def test_test_and_uniform_splits():
     assert split_test(100, 0.1, seed=3)[1].tolist() == test.tolist()
     assert split_test(100, 0.1, seed=4)[1].tolist() != test.tolist()
 
+
+
+def test_uniform_training_frames_for_a_common_validation_set():
+    rest = np.arange(10, 100)  # 90 non-test frames: an 8:1 split trains on 80
+    val = np.arange(10, 30)  # a common validation set of 20 leaves 70 free frames, fewer than 80: all of them
+    train = uniform_train(rest, val, seed=3)
+    assert train.tolist() == list(range(30, 100))
+    small_val = np.array([10, 50, 99])  # 87 free frames: 80 of them, none validated on, drawn uniformly
+    train = uniform_train(rest, small_val, seed=3)
+    assert len(train) == 80 and len(set(train.tolist())) == 80 and not set(train.tolist()) & {10, 50, 99}
+    assert set(train.tolist()) <= set(rest.tolist())
+    assert uniform_train(rest, small_val, seed=4).tolist() != train.tolist()
 
 @pytest.fixture(scope="module")
 def pool():

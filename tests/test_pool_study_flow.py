@@ -90,8 +90,10 @@ def test_sets_budgets_and_inclusion_log(study):
     for run in runs.values():
         assert not test & set(run["train_ids"]) and not test & set(run["val_ids"])
         assert not set(run["train_ids"]) & set(run["val_ids"])
-    assert sorted(uniform["train_ids"] + uniform["val_ids"]) == sorted(set(pool["frame_ids"]) - test)
-    assert len(uniform["val_ids"]) == 8  # 72 frames split 8:1
+    # baselines.validation 'common' (the default): uniform is validated on the active run's 10 validation frames,
+    # and trains on 64 (8/9 of the 72 non-test frames) drawn from the 62 outside them: all 62
+    assert uniform["val_ids"] == active["val_ids"] and len(active["val_ids"]) == 10
+    assert sorted(uniform["train_ids"]) == sorted(set(pool["frame_ids"]) - test - set(active["val_ids"]))
     assert aset["train_ids"] == active["train_ids"] and aset["val_ids"] == active["val_ids"]
     steps_per_epoch = -(-len(uniform["train_ids"]) // 8)
     assert active["n_steps"] <= uniform["n_steps"] < active["n_steps"] + steps_per_epoch

@@ -22,8 +22,14 @@ DEMO_NAME = "demo_cuni_emt.yaml"
 
 
 def demo_config_path() -> Path:
-    """The shipped demo campaign, flows/demo_cuni_emt.yaml of the checkout al_flows runs from."""
-    return Path(__file__).resolve().parents[2] / "flows" / DEMO_NAME
+    """The shipped demo campaign: ``al_flows/flows/demo_cuni_emt.yaml`` inside an installed wheel,
+    else ``flows/demo_cuni_emt.yaml`` of the checkout al_flows runs from."""
+    here = Path(__file__).resolve().parent
+    for path in (here / "flows" / DEMO_NAME, here.parents[1] / "flows" / DEMO_NAME):
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"the demo campaign {DEMO_NAME} is neither in {here / 'flows'} nor in a checkout's flows/; "
+                            "reinstall al_flows")
 
 
 def _check_structures(config, base_dir: Path, source: str) -> int:

@@ -518,6 +518,9 @@ class BaselinesConfig(_Strict):
     uniform: bool = True
     active_set: bool = True
     budget: Literal["steps", "epochs"] = "steps"
+    validation: Literal["common", "own"] = Field(
+        "common", description="common: the uniform baseline is validated on the active run's validation frames (the "
+        "paper's 5,000), so every strategy's validation loss is on the same frames; own: its own uniform 8:1 split")
 
 
 class ShearStudyConfig(ShearSettings):

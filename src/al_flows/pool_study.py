@@ -57,6 +57,17 @@ def uniform_split(rest_idx, seed: int, train_share: int = 8, val_share: int = 1)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def uniform_train(rest_idx, val_idx, seed: int, train_share: int = 8, val_share: int = 1) -> np.ndarray:
+    """Uniform random training frames for a given (common) validation set: as many frames as an
+    8:1 split of ``rest_idx`` trains on, drawn from ``rest_idx`` outside ``val_idx`` (all of those
+    when fewer remain)."""
+    rest_idx, val_idx = np.asarray(rest_idx, dtype=int), np.asarray(val_idx, dtype=int)
+    n_train = len(rest_idx) - max(1, round(len(rest_idx) * val_share / (train_share + val_share)))
+    free = np.setdiff1d(rest_idx, val_idx)
+    perm = free[np.random.default_rng((int(seed) & 0xFFFFFFFF, 13)).permutation(len(free))]
+    return np.sort(perm[:n_train])
+
+
 def heldout_metrics(trainer: Trainer, test_idx) -> dict:
     """Errors of the trainer's current weights on the test frames: test_loss, test_force_rmse
     (per component, eV/A), test_force_mae (mean over frames of the mean force-error norm, eV/A),

@@ -39,7 +39,7 @@ from al_flows.pool_documents import (
     ShearStudyDocument,
     ValidationDocument,
 )
-from al_flows.pool_study import split_test, strategy_row, table_markdown, heldout_metrics, uniform_split
+from al_flows.pool_study import split_test, strategy_row, table_markdown, heldout_metrics, uniform_split, uniform_train
 from al_flows.shear import ShearSettings, run_seed, run_shear
 from al_flows.shear_study import pathways, step_record
 from al_flows.training import Trainer
@@ -181,25 +181,32 @@ class ActiveSamplingMaker(Maker):
 
 @dataclass
 class StaticBaselineMaker(Maker):
-    """Static training with the active run's budget: ``uniform`` (8:1 of the non-test pool) or
-    ``active_set`` (the active run's final training and validation frames)."""
+    """Static training with the active run's budget: ``uniform`` (a uniform random 8/9 of the
+    non-test pool, validated on the active run's validation frames with ``validation`` 'common' or on
+    the remaining ninth with 'own') or ``active_set`` (the active run's final training and
+    validation frames)."""
 
     name: str = "baseline"
     model: ModelSettings = dc_field(default_factory=ModelSettings)
     training: TrainingSettings = dc_field(default_factory=TrainingSettings)
     elements: list[str] = dc_field(default_factory=list)
     budget: str = "steps"
+    validation: str = "common"
 
     @al_job(data=["model_blob", "final_model_blob"], output_schema=SamplingDocument)
     def make(self, pool, active, strategy: str, study: str, seed: int) -> SamplingDocument:
         start = time.perf_counter()
         frames, test_idx = _pool_frames(pool)
         position = {a.info["frame_id"]: k for k, a in enumerate(frames)}
-        if strategy == "uniform":
-            train_idx, val_idx = uniform_split(np.setdiff1d(np.arange(len(frames)), test_idx), seed)
+        active_val = np.array([position[i] for i in field(active, "val_ids")], dtype=int)
+        rest = np.setdiff1d(np.arange(len(frames)), test_idx)
+        if strategy == "uniform" and self.validation == "common":
+            train_idx, val_idx = uniform_train(rest, active_val, seed), active_val
+        elif strategy == "uniform":
+            train_idx, val_idx = uniform_split(rest, seed)
         elif strategy == "active_set":
             train_idx = np.array([position[i] for i in field(active, "train_ids")], dtype=int)
-            val_idx = np.array([position[i] for i in field(active, "val_ids")], dtype=int)
+            val_idx = active_val
         else:
             raise ValueError(f"strategy: unknown baseline {strategy!r}; use uniform or active_set")
         trainer = Trainer(frames, self.model, self.training, seed, self.elements or None)
@@ -207,7 +214,7 @@ class StaticBaselineMaker(Maker):
         run = train_static(trainer, train_idx, val_idx, n_epochs, strategy, seed)
         metrics = heldout_metrics(trainer, test_idx)
         progress.report(f"baseline {strategy}", -1, epochs=n_epochs, test_force_rmse=f"{metrics['test_force_rmse']:.4f}")
-        settings = {"budget": self.budget, "active_n_steps": field(active, "n_steps")}
+        settings = {"budget": self.budget, "validation": self.validation, "active_n_steps": field(active, "n_steps")}
         return _sampling_document(study, run, frames, trainer, metrics, self.model, self.training, settings, seed, start)
 
 
@@ -359,7 +366,8 @@ class PoolStudyMaker(Maker):
         runs = [active.output]
         b: BaselinesConfig = c.baselines
         for strategy in [s for s in ("uniform", "active_set") if getattr(b, s)]:
-            maker = StaticBaselineMaker(name=f"baseline {strategy}", model=c.model, training=c.training, elements=elements, budget=b.budget)
+            maker = StaticBaselineMaker(name=f"baseline {strategy}", model=c.model, training=c.training, elements=elements, budget=b.budget,
+                                        validation=b.validation)
             base = self._tag(maker.make(pool.output, active.output, strategy, c.name, c.seed), "baseline", q.train)
             jobs.append(base)
             runs.append(base.output)
