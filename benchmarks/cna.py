@@ -4,7 +4,7 @@ Structure: ``--repeat`` (5) x ``--repeat`` x ``--repeat`` cubic fcc Cu cells (a 
 rattled by ``--rattle`` (0.02 A, seed 2), optionally with ``--vacancies`` (0) atoms removed (seeded) so
 that not every atom is fcc.
 
-Candidate "al_flows": ``al_flows.structure_analysis.common_neighbour_analysis(atoms)``: one matscipy
+Candidate "al_flows": ``al_flows.structures.analysis.common_neighbour_analysis(atoms)``: one matscipy
 neighbour list (vectors), then all atoms of one coordination at once in numpy blocks (common
 neighbours, bonds among them and the longest chain by transitive closure as array products).
 
@@ -32,7 +32,7 @@ import numpy as np
 
 
 def loop_cna(atoms, cutoff: float) -> np.ndarray:
-    """Pure-Python CNA with the signatures of al_flows.structure_analysis (12 neighbours: fcc all
+    """Pure-Python CNA with the signatures of al_flows.structures.analysis (12 neighbours: fcc all
     (4,2,1), hcp 6 x (4,2,1) + 6 x (4,2,2); 14 neighbours: bcc 8 x (6,6,6) + 6 x (4,4,4))."""
     from matscipy.neighbours import neighbour_list
 
@@ -98,7 +98,7 @@ def main() -> None:
 
     from ase.build import bulk
 
-    from al_flows.structure_analysis import _nn_cutoff, common_neighbour_analysis
+    from al_flows.structures.analysis import _nn_cutoff, common_neighbour_analysis
 
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(args.repeat)
     atoms.rattle(args.rattle, seed=2)

@@ -3,7 +3,7 @@
 Frames: ``--frames`` (200) strained and rattled 32-atom Cu-Ni (001) multilayers (as benchmarks/train.py).
 Ensemble: ``--members`` (4) SchNet members (64 features, 2 interactions, 20 RBF, cutoff 5 A; seeds
 0..M-1, untrained weights: the cost does not depend on the weights; energy scale 1).
-Deviation: max over atoms of the members' force spread (``al_flows.deviation.max_force_deviation``).
+Deviation: max over atoms of the members' force spread (``al_flows.potential.deviation.max_force_deviation``).
 
 Baseline "stock": what an ensemble of schnetpack ASE calculators does: one
 ``schnetpack.interfaces.SpkCalculator`` per member (each member's weights in schnetpack's own
@@ -52,7 +52,7 @@ def _rss_mb() -> float:
 
 
 def make_frames(n: int, seed: int):
-    from al_flows.multilayer import cuni_multilayer
+    from al_flows.structures.multilayer import cuni_multilayer
 
     rng = np.random.default_rng(seed)
     base = cuni_multilayer((2, 2, 2))
@@ -68,7 +68,7 @@ def make_frames(n: int, seed: int):
 def make_members(n: int, zs: list[int]):
     import torch
 
-    from al_flows.model import ModelSettings, build_member, energy_reference
+    from al_flows.potential.model import ModelSettings, build_member, energy_reference
 
     settings = ModelSettings(n_atom_basis=N_FEATURES, n_interactions=N_INTERACTIONS, n_rbf=N_RBF, cutoff=CUTOFF)
     members = []
@@ -120,8 +120,8 @@ def child(args) -> None:
     import schnetpack as spk
 
     # isort: on
-    from al_flows.deviation import max_force_deviation
-    from al_flows.ensemble import Ensemble
+    from al_flows.potential.deviation import max_force_deviation
+    from al_flows.potential.ensemble import Ensemble
 
     workdir = Path(args.workdir)
     import_rss = _rss_mb()

@@ -29,8 +29,8 @@ import yaml
 
 def autotest_rows(workdir: Path, config) -> list[dict]:
     """Every autotest row of the campaign's last autotest, with its element."""
-    from al_flows.campaign import open_store
-    from al_flows.queries import CampaignRecord
+    from al_flows.campaign.run import open_store
+    from al_flows.campaign.record import CampaignRecord
 
     store = open_store(config, workdir)
     try:
@@ -44,8 +44,8 @@ def autotest_rows(workdir: Path, config) -> list[dict]:
 
 
 def main() -> int:
-    from al_flows.campaign import run_campaign
-    from al_flows.config import validate_campaign
+    from al_flows.campaign.run import run_campaign
+    from al_flows.campaign.config import validate_campaign
 
     for name in ("jobflow", "al_flows"):
         logging.getLogger(name).setLevel(logging.WARNING)

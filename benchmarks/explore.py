@@ -13,10 +13,10 @@ multilayer, ``--steps`` shear steps each, with an ensemble of ``--members`` SchN
   after which the members' float64 energy-reference buffers are cast back. As stock ASE does, an ``SpkCalculator``
   computes only the property asked for, so ASE's optimiser loop evaluates each member twice per step
   (forces for the step, energy for the log line): counted and printed as model evaluations.
-- sequential (reference): this package's :func:`al_flows.shear.explore_shear` with BFGS and the
+- sequential (reference): this package's :func:`al_flows.exploration.shear.explore_shear` with BFGS and the
   ensemble's ASE calculator (one batched-over-members prediction per step, matscipy neighbour
   lists), one replica after the other: what ShearExploreMaker runs with ``batched: false``.
-- batched (candidate): :func:`al_flows.shear.explore_shear_batched`: all replicas in lockstep, one
+- batched (candidate): :func:`al_flows.exploration.shear.explore_shear_batched`: all replicas in lockstep, one
   ``Ensemble.predict`` of every running replica (all members) per optimiser step, matscipy neighbour
   lists. ``--optimizer BFGS`` (default) runs ASE's BFGS per replica, so both sides make the same
   relaxation steps and the ratio measures the machinery (what ShearExploreMaker runs by default);
@@ -87,7 +87,7 @@ def _args(argv=None):
 
 
 def _start(args):
-    from al_flows.multilayer import cuni_multilayer
+    from al_flows.structures.multilayer import cuni_multilayer
 
     atoms = cuni_multilayer(tuple(args.size))
     atoms.info["structure_id"] = f"multilayer-{'x'.join(map(str, args.size))}"
@@ -95,7 +95,7 @@ def _start(args):
 
 
 def _settings(args, optimizer):
-    from al_flows.shear import ShearSettings
+    from al_flows.exploration.shear import ShearSettings
 
     return ShearSettings(n_runs=args.replicas, sigma=args.sigma, shear_step=args.shear_step, gamma_max=10.0,
                          max_steps=args.steps, fmax=args.fmax, max_opt_steps=args.max_opt_steps, optimizer=optimizer)
@@ -108,10 +108,10 @@ def prepare(args, workdir: Path) -> dict:
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from al_flows.initial_data import perturbed_copies
-    from al_flows.model import ModelSettings, TrainingSettings, member_from_bytes, member_to_bytes
-    from al_flows.shear import shear_cell
-    from al_flows.training import train_member
+    from al_flows.structures.initial_data import perturbed_copies
+    from al_flows.potential.model import ModelSettings, TrainingSettings, member_from_bytes, member_to_bytes
+    from al_flows.exploration.shear import shear_cell
+    from al_flows.potential.training import train_member
 
     torch.set_num_threads(args.threads)
     ms = ModelSettings(**MODELS[args.model])
@@ -171,9 +171,9 @@ def run_stock(args, workdir: Path, device: str) -> dict:
     from ase.optimize import BFGS
     from schnetpack.interfaces import SpkCalculator
 
-    from al_flows.deviation import max_force_deviation
-    from al_flows.model import energy_reference
-    from al_flows.shear import run_seed, shear_cell, shear_strain
+    from al_flows.potential.deviation import max_force_deviation
+    from al_flows.potential.model import energy_reference
+    from al_flows.exploration.shear import run_seed, shear_cell, shear_strain
 
     settings = _settings(args, "BFGS")
     start = _start(args)
@@ -222,9 +222,9 @@ def run_stock(args, workdir: Path, device: str) -> dict:
 
 def run_batched(args, workdir: Path, device: str, optimizer: str, sequential: bool = False) -> dict:
     """The batched explorer, or (``sequential``) this package's one-at-a-time explorer
-    (:func:`al_flows.shear.explore_shear` with the ensemble's ASE calculator)."""
-    from al_flows.ensemble import Ensemble, EnsembleCalculator
-    from al_flows.shear import explore_shear, explore_shear_batched
+    (:func:`al_flows.exploration.shear.explore_shear` with the ensemble's ASE calculator)."""
+    from al_flows.potential.ensemble import Ensemble, EnsembleCalculator
+    from al_flows.exploration.shear import explore_shear, explore_shear_batched
 
     ensemble = Ensemble.from_bytes([(workdir / f"member{m}.blob").read_bytes() for m in range(args.members)], device=device)
     settings = _settings(args, optimizer)

@@ -100,10 +100,10 @@ def shared_test_set(system: str) -> list:
     from ase.build import bulk
     from ase.calculators.emt import EMT
 
-    from al_flows.config import RandomCellSource, TestSetConfig
-    from al_flows.generators import random_cells
-    from al_flows.holdout import labeller_test_frames, md_snapshots
-    from al_flows.multilayer import cuni_multilayer
+    from al_flows.campaign.config import RandomCellSource, TestSetConfig
+    from al_flows.structures.generators import random_cells
+    from al_flows.validation.heldout import labeller_test_frames, md_snapshots
+    from al_flows.structures.multilayer import cuni_multilayer
 
     if system == "cuni_shear":
         starts = []
@@ -127,10 +127,10 @@ def shared_test_set(system: str) -> list:
 
 def curve(workdir: Path, config, test_frames: list) -> list[dict]:
     """(labels, test force RMSE, R^2) of every round's ensemble on the shared test set."""
-    from al_flows.campaign import open_store
-    from al_flows.holdout import holdout_errors
-    from al_flows.makers._common import load_ensemble
-    from al_flows.queries import CampaignRecord
+    from al_flows.campaign.run import open_store
+    from al_flows.validation.heldout import holdout_errors
+    from al_flows.workflow.jobs import load_ensemble
+    from al_flows.campaign.record import CampaignRecord
 
     store = open_store(config, workdir)
     try:
@@ -249,8 +249,8 @@ def load_results(path: Path) -> dict:
 
 
 def main() -> int:
-    from al_flows.campaign import run_campaign
-    from al_flows.config import validate_campaign
+    from al_flows.campaign.run import run_campaign
+    from al_flows.campaign.config import validate_campaign
 
     for name in ("jobflow", "al_flows"):
         logging.getLogger(name).setLevel(logging.WARNING)

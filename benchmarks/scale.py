@@ -27,7 +27,7 @@ def peak_rss_gib() -> float:
 
 
 def replicas(size: int, n: int, seed: int = 0):
-    from al_flows.multilayer import cuni_multilayer
+    from al_flows.structures.multilayer import cuni_multilayer
 
     base = cuni_multilayer((size, size, size), a=3.58)
     rng = np.random.default_rng(seed)
@@ -40,8 +40,8 @@ def replicas(size: int, n: int, seed: int = 0):
 
 
 def main() -> int:
-    from al_flows.ensemble import Ensemble
-    from al_flows.model import ModelSettings, build_member
+    from al_flows.potential.ensemble import Ensemble
+    from al_flows.potential.model import ModelSettings, build_member
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replicas", type=int, default=100)
@@ -65,7 +65,7 @@ def main() -> int:
             dt = time.perf_counter() - t
             assert np.isfinite(pred.deviation).all()
             print(f"{len(frames[0]):>6} {n:>8} {dt:>8.2f} {len(frames[0]) * n / dt:>14.0f} {peak_rss_gib():>12.2f}", flush=True)
-    from al_flows.batched_relax import relax_batched
+    from al_flows.exploration.batched_relax import relax_batched
 
     frames = replicas(5, args.replicas)
     t = time.perf_counter()

@@ -4,7 +4,7 @@ Same data, split, model and loss on both sides:
 
 * data: ``--frames`` (200) 32-atom Cu-Ni (001) multilayers (``cuni_multilayer((2, 2, 2))``), each cell
   strained (random 2 % strain) and rattled (0.1 A), labelled with ASE's EMT; seeded; one 90/10
-  train/validation split (``al_flows.training.split_indices``) used by both sides.
+  train/validation split (``al_flows.potential.training.split_indices``) used by both sides.
 * model: SchNet, 64 features, 2 interactions, 20 Gaussian RBF, cosine cutoff 5 A, atomwise energy,
   forces by autograd; both start from the same initial weights (al_flows' member for ``--seed``,
   copied into the stock model); al_flows' ``SymmetricSchNet`` gives schnetpack SchNet's numbers.
@@ -22,7 +22,7 @@ tutorials' neighbour list; ``--neighbour-list matscipy`` for ``MatScipyNeighborL
 logger=False, enable_checkpointing=False, enable_progress_bar=False, inference_mode=False)``
 (``inference_mode=False`` as schnetpack's own trainer config: validation needs forces by autograd).
 
-Candidate "al_flows": ``al_flows.training.Trainer`` (neighbour lists once per frame, matscipy,
+Candidate "al_flows": ``al_flows.potential.training.Trainer`` (neighbour lists once per frame, matscipy,
 cached), ``fit_reference`` then ``run_epochs(train, val, 1)`` per epoch.
 
 A third run, "al_flows energy scale 1", trains al_flows' member with its energy scale (the RMS
@@ -76,7 +76,7 @@ def make_frames(n: int, seed: int):
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from al_flows.multilayer import cuni_multilayer
+    from al_flows.structures.multilayer import cuni_multilayer
 
     rng = np.random.default_rng(seed)
     base = cuni_multilayer((2, 2, 2))
@@ -95,7 +95,7 @@ def make_frames(n: int, seed: int):
 
 
 def model_settings():
-    from al_flows.model import ModelSettings
+    from al_flows.potential.model import ModelSettings
 
     return ModelSettings(n_atom_basis=N_FEATURES, n_interactions=N_INTERACTIONS, n_rbf=N_RBF, cutoff=CUTOFF)
 
@@ -110,8 +110,8 @@ def _sync(device: str) -> None:
 def run_al_flows(args, frames, train_idx, val_idx, zs) -> dict:
     import torch
 
-    from al_flows.model import TrainingSettings, energy_reference
-    from al_flows.training import Trainer
+    from al_flows.potential.model import TrainingSettings, energy_reference
+    from al_flows.potential.training import Trainer
 
     training = TrainingSettings(
         epochs=args.epochs,
@@ -155,7 +155,7 @@ def run_stock(args, frames, train_idx, val_idx, zs, workdir: Path) -> dict:
     import torchmetrics
     from schnetpack.data import ASEAtomsData, AtomsDataModule
 
-    from al_flows.model import build_member
+    from al_flows.potential.model import build_member
 
     t0 = time.perf_counter()
     db = workdir / "stock.db"
@@ -329,7 +329,7 @@ def main() -> int:
     from ase.io import write
 
     import al_flows  # noqa: F401
-    from al_flows.training import split_indices
+    from al_flows.potential.training import split_indices
 
     with tempfile.TemporaryDirectory(prefix="al_train_bench_") as tmp:
         workdir = Path(tmp)

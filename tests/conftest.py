@@ -53,7 +53,7 @@ def emt_labelled_multilayer(seed: int):
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from al_flows.multilayer import cuni_multilayer
+    from al_flows.structures.multilayer import cuni_multilayer
 
     rng = np.random.default_rng(seed)
     atoms = cuni_multilayer((2, 2, 2))

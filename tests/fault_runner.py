@@ -70,10 +70,10 @@ def main(argv: list[str]) -> int:
     import jobflow
     from maggma.stores import MontyStore
 
-    import al_flows.ensemble as ensemble_mod
-    import al_flows.makers.exploration as exploration_mod
-    import al_flows.makers.training as training_makers
-    import al_flows.training as training_mod
+    import al_flows.potential.ensemble as ensemble_mod
+    import al_flows.active_learning.jobs_exploration as exploration_mod
+    import al_flows.active_learning.jobs_training as training_makers
+    import al_flows.potential.training as training_mod
 
     run_epochs = training_mod.Trainer.run_epochs
 

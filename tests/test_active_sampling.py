@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 
-from al_flows.active_sampling import (
+from al_flows.pool_study.active_sampling import (
     PAPER_POOL_SIZE,
     ActiveSamplingSettings,
     filter_examined,
@@ -20,11 +20,18 @@ from al_flows.active_sampling import (
     tail_probability,
     train_static,
 )
-from al_flows.md_pool import nvt_frames
-from al_flows.model import ModelSettings, TrainingSettings
-from al_flows.multilayer import cuni_multilayer
-from al_flows.pool_study import split_test, strategy_row, table_markdown, heldout_metrics, uniform_split, uniform_train
-from al_flows.training import Trainer
+from al_flows.exploration.labeller_md import nvt_frames
+from al_flows.potential.model import ModelSettings, TrainingSettings
+from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.pool_study.strategies import (
+    split_test,
+    strategy_row,
+    table_markdown,
+    heldout_metrics,
+    uniform_split,
+    uniform_train,
+)
+from al_flows.potential.training import Trainer
 
 MODEL = ModelSettings(n_atom_basis=8, n_interactions=1, n_rbf=8, cutoff=4.0)
 TRAINING = TrainingSettings(batch_size=8, lr=3e-3, lr_patience=5)
@@ -212,7 +219,7 @@ class _KnownErrorTrainer:
         return self.table[k] / self.iteration
 
     def errors(self, idx):
-        from al_flows.training import FrameErrors
+        from al_flows.potential.training import FrameErrors
 
         e = np.array([self.error_of(int(k)) for k in idx])
         zeros = np.zeros(len(e))

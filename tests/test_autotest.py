@@ -16,7 +16,7 @@ from ase.units import GPa, _e
 from pydantic import ValidationError
 from scipy.optimize import minimize_scalar
 
-from al_flows.autotest import (
+from al_flows.validation.autotest import (
     AutotestSettings,
     autotest,
     autotest_table_markdown,

@@ -4,13 +4,13 @@ import copy
 
 import pytest
 
-from al_flows.autotest import AutotestSettings, compute_properties
-from al_flows.campaign import run_campaign
-from al_flows.config import ConfigError, validate_campaign
-from al_flows.makers.autotest import final_models
-from al_flows.makers._common import load_ensemble
-from al_flows.queries import latest_outputs
-from al_flows.stores import make_job_store
+from al_flows.validation.autotest import AutotestSettings, compute_properties
+from al_flows.campaign.run import run_campaign
+from al_flows.campaign.config import ConfigError, validate_campaign
+from al_flows.active_learning.autotest_jobs import final_models
+from al_flows.workflow.jobs import load_ensemble
+from al_flows.campaign.record import latest_outputs
+from al_flows.campaign.stores import make_job_store
 from ase.calculators.emt import EMT
 
 QUICK = {"lattices": ["fcc", "bcc"], "eos_points": 5, "relax_hcp_ca": False, "vacancy_repeat": [2, 2, 2],
@@ -40,7 +40,7 @@ def test_autotest_runs_after_the_last_round(tiny_dict, tmp_path):
         rows = {r["property"]: r for r in res["rows"]}
         assert all(r["abs_error"] == pytest.approx(abs(r["model"] - r["reference"])) for r in rows.values())
         assert "Cu" in doc["table"] and doc["passed"] == all(r["passed"] for r in rows.values())
-        from al_flows.report import write_report
+        from al_flows.campaign.report import write_report
 
         out = write_report(store, config, tmp_path / "report")
         assert out["plots"]["autotest"] == "autotest.png"
@@ -62,8 +62,8 @@ def test_autotest_needs_an_ase_reference_with_vasp_labels(tiny_dict):
 
 def test_lost_autotest_is_run_alone_by_the_next_run(tiny_dict, tmp_path, monkeypatch):
     """The campaign finished but its autotest failed: the next run trains nothing and runs only the autotest."""
-    import al_flows.makers.autotest as at
-    from al_flows.campaign import CampaignError
+    import al_flows.active_learning.autotest_jobs as at
+    from al_flows.campaign.run import CampaignError
 
     d = copy.deepcopy(tiny_dict)
     d["max_rounds"] = 1

@@ -1,4 +1,4 @@
-"""Batched relaxation (al_flows.batched_relax) and the batched shear explorer: equal to ASE's
+"""Batched relaxation (al_flows.exploration.batched_relax) and the batched shear explorer: equal to ASE's
 optimisers run one replica at a time, with one ensemble prediction per step for all replicas."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from ase.calculators.emt import EMT
 from ase.constraints import FixAtoms
 from ase.optimize import BFGS, FIRE, LBFGS
 
-from al_flows.batched_relax import FIREParameters, relax_batched
-from al_flows.ensemble import Ensemble, EnsembleCalculator, EnsemblePrediction
-from al_flows.model import ModelSettings, build_member
-from al_flows.multilayer import cuni_multilayer
-from al_flows.shear import ShearSettings, explore_shear, explore_shear_batched, shear_cell
+from al_flows.exploration.batched_relax import FIREParameters, relax_batched
+from al_flows.potential.ensemble import Ensemble, EnsembleCalculator, EnsemblePrediction
+from al_flows.potential.model import ModelSettings, build_member
+from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.exploration.shear import ShearSettings, explore_shear, explore_shear_batched, shear_cell
 
 ASE_OPT = {"FIRE": FIRE, "BFGS": BFGS, "LBFGS": LBFGS}
 
@@ -268,7 +268,7 @@ def test_explore_shear_batched_equals_sequential_fire(schnet):
     _assert_same_frames(seq, bat)
     assert [f.info["frame_id"] for f in seq] == [f.info["frame_id"] for f in bat]
     # the random members pull two atoms of replica 3 (structure 1, run 1) to 0.48 A in its first
-    # relaxation: both paths drop it there (al_flows.replica_checks), the others are unaffected
+    # relaxation: both paths drop it there (al_flows.exploration.replica_checks), the others are unaffected
     assert [(f.info["run"], f.info["step"]) for f in bat] == [(0, 1), (0, 2), (1, 1), (1, 2), (0, 1), (0, 2)]
     assert seq_dropped == bat_dropped
     assert [(d["replica"], d["structure"], d["run"], d["step"]) for d in bat_dropped] == [(3, 1, 1, 1)]

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from al_flows.calibration import CalibrationSettings, calibrated_levels, fit_relation, max_force_errors, predict_error
+from al_flows.selection.calibration import (
+    CalibrationSettings,
+    calibrated_levels,
+    fit_relation,
+    max_force_errors,
+    predict_error,
+)
 
 
 def test_max_force_errors_by_hand():
@@ -47,7 +53,7 @@ def test_too_few_points_or_bad_fit_keep_the_levels():
 def test_min_points_default_and_limited_change():
     s = CalibrationSettings()
     assert s.min_points == 10 and s.max_change_factor == 2.0
-    from al_flows.calibration import limit_change
+    from al_flows.selection.calibration import limit_change
 
     assert limit_change((0.2, 1.0), (0.05, 0.3), 2.0) == (0.1, 0.6, "fitted levels 0.2/1 limited to a factor 2 of 0.05/0.3")
     assert limit_change((0.06, 0.5), (0.05, 0.3), 2.0) == (0.06, 0.5, "")
@@ -61,9 +67,9 @@ def test_min_points_default_and_limited_change():
 def test_select_keeps_the_last_calibrated_levels_when_a_fit_is_not_applied():
     """A calibration that was not applied (too few points) carries the levels its round used;
     the next round must keep those calibrated levels, not fall back to the configured ones."""
-    from al_flows.documents import frames_text
-    from al_flows.makers.selection import SelectMaker
-    from al_flows.selection import SelectionSettings
+    from al_flows.active_learning.schemas import frames_text
+    from al_flows.active_learning.jobs_selection import SelectMaker
+    from al_flows.selection.trust_levels import SelectionSettings
     from conftest import frames_with_deviations as _explored
 
     maker = SelectMaker(settings=SelectionSettings(trust_lo=0.05, trust_hi=0.3, max_candidates=10))

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from al_flows.config import ConfigError, load_campaign, validate_campaign
+from al_flows.campaign.config import ConfigError, load_campaign, validate_campaign
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "flows" / "demo_cuni_emt.yaml"
@@ -174,7 +174,7 @@ def test_fingerprint_leaves_out_exactly_the_listed_keys(tiny_dict):
     section changes it. Convergence is a science section by its effect on the rounds run, but
     it is listed as 'when to stop' (raising the target extends a campaign): this test follows
     the list, test_fingerprint_changes_with_every_science_section does not."""
-    from al_flows.config import NOT_FINGERPRINTED
+    from al_flows.campaign.config import NOT_FINGERPRINTED
 
     base = validate_campaign(tiny_dict).fingerprint()
     cases = {  # name: (change, left out of the fingerprint by the list)

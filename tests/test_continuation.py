@@ -188,8 +188,8 @@ def test_export_model_bad_round_creates_nothing(finished, tmp_path):
 
 def test_lineage_accepts_the_ensemble_id_labels_carry(finished):
     _, _, workdir = finished
-    from al_flows.campaign import load_workdir_campaign, open_store
-    from al_flows.queries import CampaignRecord
+    from al_flows.campaign.run import load_workdir_campaign, open_store
+    from al_flows.campaign.record import CampaignRecord
 
     config = load_workdir_campaign(workdir)
     store = open_store(config, workdir)
@@ -253,9 +253,9 @@ def test_report_rows_carry_honest_test_metrics_and_test_frames_are_never_trained
             assert isinstance(row[key], float), key
         assert row["test_force_rmse_relaxed"] < row["test_force_rmse_nonequilibrium"]  # relaxed forces are small
         assert row["test_force_rel_rmse"] > 0 and row["test_force_r2"] < 1
-    from al_flows.campaign import load_workdir_campaign, open_store
-    from al_flows.dataset import frames_from_bytes
-    from al_flows.queries import CampaignRecord
+    from al_flows.campaign.run import load_workdir_campaign, open_store
+    from al_flows.frames.dataset import frames_from_bytes
+    from al_flows.campaign.record import CampaignRecord
 
     config = load_workdir_campaign(workdir)
     store = open_store(config, workdir)

@@ -7,8 +7,8 @@ import pytest
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from al_flows.dataset import PROVENANCE_KEYS, Dataset, frame_id, frames_from_bytes, frames_to_bytes
-from al_flows.multilayer import cuni_multilayer
+from al_flows.frames.dataset import PROVENANCE_KEYS, Dataset, frame_id, frames_from_bytes, frames_to_bytes
+from al_flows.structures.multilayer import cuni_multilayer
 
 
 def _labelled(atoms, rnd=-1, explorer="initial", model_id="", deviation=float("nan"), **extra):
@@ -204,7 +204,7 @@ def test_to_ase_atoms_data(frames, tmp_path):
     from ase.db import connect
     from schnetpack.data import ASEAtomsData
 
-    from al_flows.dataset import info_from_db_row
+    from al_flows.frames.dataset import info_from_db_row
 
     ds = Dataset(frames)
     path = tmp_path / "train.db"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from al_flows.deviation import atomic_force_deviation, max_force_deviation
+from al_flows.potential.deviation import atomic_force_deviation, max_force_deviation
 
 
 def test_two_members_two_atoms_by_hand():

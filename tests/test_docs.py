@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from pydantic import BaseModel
 
-from al_flows.config import CampaignConfig, PoolStudyConfig
-from al_flows.shear import shear_cell, shear_strain
+from al_flows.campaign.config import CampaignConfig, PoolStudyConfig
+from al_flows.exploration.shear import shear_cell, shear_strain
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -97,7 +97,7 @@ def test_methods_states_the_code_gamma_convention():
     text = (DOCS / "methods.md").read_text()
     stated = re.search(r"`γ = ([^`]+)`", text)
     assert stated is not None and stated.group(1) == CANONICAL
-    # the stated formula, evaluated, is al_flows.shear.shear_strain; both are the same few
+    # the stated formula, evaluated, is al_flows.exploration.shear.shear_strain; both are the same few
     # float operations (hypot vs sqrt of a sum), so they agree to a few ulp: rtol 1e-12
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -222,7 +222,7 @@ def test_configuration_md_says_exactly_what_is_in_the_fingerprint():
     NOT_FINGERPRINTED as left out, and every other top-level key as in."""
     import re
 
-    from al_flows.config import NOT_FINGERPRINTED, CampaignConfig
+    from al_flows.campaign.config import NOT_FINGERPRINTED, CampaignConfig
 
     text = (ROOT / "docs" / "configuration.md").read_text()
     section = text[text.index("### The fingerprint"):text.index("## `initial`")]

@@ -7,11 +7,11 @@ from ase.optimize import BFGS
 from jobflow import JobStore
 from maggma.stores import MemoryStore
 
-from al_flows.config import validate_campaign
-from al_flows.documents import frames_text
-from al_flows.multilayer import cuni_multilayer
-from al_flows.report import energy_vs_gamma_data, labeller_shear_paths, unsheared_references
-from al_flows.shear import ShearSettings, explore_shear
+from al_flows.campaign.config import validate_campaign
+from al_flows.active_learning.schemas import frames_text
+from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.campaign.report import energy_vs_gamma_data, labeller_shear_paths, unsheared_references
+from al_flows.exploration.shear import ShearSettings, explore_shear
 from tests.conftest import TINY
 
 

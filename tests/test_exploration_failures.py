@@ -10,22 +10,22 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from al_flows.batched_relax import relax_batched
-from al_flows.documents import frames_text, weights_text
-from al_flows.ensemble import Ensemble, EnsembleCalculator, EnsemblePrediction
-from al_flows.makers.exploration import MDExploreMaker, ShearExploreMaker
-from al_flows.makers.selection import SelectMaker
-from al_flows.md_explore import NVTSettings, nvt_explore, run_batched_langevin
-from al_flows.model import ModelSettings, build_member, member_to_bytes
-from al_flows.multilayer import cuni_multilayer
-from al_flows.replica_checks import (
+from al_flows.exploration.batched_relax import relax_batched
+from al_flows.active_learning.schemas import frames_text, weights_text
+from al_flows.potential.ensemble import Ensemble, EnsembleCalculator, EnsemblePrediction
+from al_flows.active_learning.jobs_exploration import MDExploreMaker, ShearExploreMaker
+from al_flows.active_learning.jobs_selection import SelectMaker
+from al_flows.exploration.md import NVTSettings, nvt_explore, run_batched_langevin
+from al_flows.potential.model import ModelSettings, build_member, member_to_bytes
+from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.exploration.replica_checks import (
     LIMITS,
     evaluation_problem,
     geometry_problem,
     min_distance,
 )
-from al_flows.selection import SelectionSettings
-from al_flows.shear import ShearSettings, explore_shear, explore_shear_batched
+from al_flows.selection.trust_levels import SelectionSettings
+from al_flows.exploration.shear import ShearSettings, explore_shear, explore_shear_batched
 
 SHEAR = dict(n_runs=2, sigma=0.03, shear_step=0.4, gamma_max=0.3, max_steps=3, fmax=0.05, max_opt_steps=30, optimizer="FIRE")
 
@@ -269,7 +269,7 @@ def _models():
 
 
 def test_jobs_whose_every_replica_blows_up_still_produce_an_output(monkeypatch):
-    from al_flows.makers import exploration
+    from al_flows.active_learning import jobs_exploration as exploration
 
     starts = _structures(broken=False)
     for a in starts:

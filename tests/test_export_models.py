@@ -10,11 +10,11 @@ from ase.io import read, write
 from jobflow import JobStore
 from maggma.stores import MemoryStore
 
-from al_flows.documents import weights_text
-from al_flows.ensemble import Ensemble
-from al_flows.model import ModelSettings, TrainingSettings
-from al_flows.queries import CampaignRecord, export_model
-from al_flows.training import train_member
+from al_flows.active_learning.schemas import weights_text
+from al_flows.potential.ensemble import Ensemble
+from al_flows.potential.model import ModelSettings, TrainingSettings
+from al_flows.campaign.record import CampaignRecord, export_model
+from al_flows.potential.training import train_member
 from tests.conftest import emt_labelled_multilayer
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()

@@ -10,9 +10,9 @@ from ase.io import read
 from jobflow import JobStore
 from maggma.stores import MemoryStore
 
-from al_flows.dataset import Dataset, export_info, frames_from_bytes
-from al_flows.documents import frames_text
-from al_flows.queries import CampaignRecord, export_dataset
+from al_flows.frames.dataset import Dataset, export_info, frames_from_bytes
+from al_flows.active_learning.schemas import frames_text
+from al_flows.campaign.record import CampaignRecord, export_dataset
 from tests.conftest import emt_labelled_multilayer
 
 INITIAL = {"round": -1, "explorer": "initial", "parent_id": "multilayer-2x2x2-pristine", "model_id": "", "deviation": math.nan,

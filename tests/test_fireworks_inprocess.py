@@ -11,10 +11,10 @@ import fireworks.core.launchpad as fw_launchpad
 from fireworks import FWorker, LaunchPad
 from fireworks.core.rocket_launcher import rapidfire
 
-from al_flows.campaign import CampaignError, build_report, run_campaign
-from al_flows.config import validate_campaign
-from al_flows.fireworks import submit_campaign
-from al_flows.stores import make_job_store
+from al_flows.campaign.run import CampaignError, build_report, run_campaign
+from al_flows.campaign.config import validate_campaign
+from al_flows.campaign.fireworks import submit_campaign
+from al_flows.campaign.stores import make_job_store
 
 WORKERS = {"gpu": "gpu", "vasp": "vasp", "cpu": ["cpu", None]}  # the cpu worker also takes uncategorised jobs
 

@@ -244,8 +244,8 @@ def test_campaign_through_qlaunch_runs_gpu_jobs_in_gpu_partition(tmp_path, slurm
     gpu partition, labelling and bookkeeping in the cpu partition."""
     import yaml
 
-    from al_flows.campaign import build_report, open_store
-    from al_flows.config import load_campaign
+    from al_flows.campaign.run import build_report, open_store
+    from al_flows.campaign.config import load_campaign
 
     tiny_dict["max_rounds"] = 1
     campaign = tmp_path / "tiny.yaml"

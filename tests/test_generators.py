@@ -8,8 +8,8 @@ from ase.data import atomic_masses, atomic_numbers
 from ase.neighborlist import neighbor_list
 from pydantic import ValidationError
 
-from al_flows.dataset import frame_id, frames_from_bytes, frames_to_bytes
-from al_flows.generators import (
+from al_flows.frames.dataset import frame_id, frames_from_bytes, frames_to_bytes
+from al_flows.structures.generators import (
     AMU_PER_A3,
     LATTICES,
     DPGenInitSettings,

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 
-import al_flows.config as config_module
-from al_flows.holdout import force_errors, holdout_errors, labeller_test_frames, sheared_rattled
-from al_flows.multilayer import cuni_multilayer
-from al_flows.shear import shear_strain
+import al_flows.campaign.config as config_module
+from al_flows.validation.heldout import force_errors, holdout_errors, labeller_test_frames, sheared_rattled
+from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.exploration.shear import shear_strain
 
 
 def test_force_errors_by_hand():

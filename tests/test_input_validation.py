@@ -18,19 +18,19 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
 from al_flows.cli import main
-from al_flows.config import ConfigError, FileSource, MultilayerSource, validate_campaign
-from al_flows.dataset import Dataset, frames_to_bytes
-from al_flows.initial_data import build_structures
-from al_flows.model import ModelSettings, TrainingSettings, frame_inputs
-from al_flows.pool_import import import_frames
-from al_flows.structure_checks import (
+from al_flows.campaign.config import ConfigError, FileSource, MultilayerSource, validate_campaign
+from al_flows.frames.dataset import Dataset, frames_to_bytes
+from al_flows.structures.initial_data import build_structures
+from al_flows.potential.model import ModelSettings, TrainingSettings, frame_inputs
+from al_flows.pool_study.pool_import import import_frames
+from al_flows.frames.checks import (
     StructureError,
     cell_heights,
     check_structure,
     close_pairs,
     labeller_elements,
 )
-from al_flows.training import Trainer
+from al_flows.potential.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "flows" / "demo_cuni_emt.yaml"
@@ -388,8 +388,8 @@ def test_dataset_rejects_nan_positions_and_labels():
 
 
 def test_ensemble_rejects_an_element_it_was_not_trained_for():
-    from al_flows.ensemble import Ensemble
-    from al_flows.model import build_member
+    from al_flows.potential.ensemble import Ensemble
+    from al_flows.potential.model import build_member
 
     ensemble = Ensemble([build_member(SMALL, ["Cu", "Ni"], seed) for seed in (0, 1)], SMALL)
     atoms = cu_cell()

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 
-from al_flows.campaign import CampaignError, run_campaign
-from al_flows.config import validate_campaign
-from al_flows.dataset import Dataset, frames_from_bytes
-from al_flows.stores import make_job_store
+from al_flows.campaign.run import CampaignError, run_campaign
+from al_flows.campaign.config import validate_campaign
+from al_flows.frames.dataset import Dataset, frames_from_bytes
+from al_flows.campaign.stores import make_job_store
 
 FAULTS = ("raise", "nan", "huge", "ok")
 

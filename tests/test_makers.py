@@ -4,8 +4,8 @@ import json
 
 from monty.json import MontyDecoder, jsanitize
 
-from al_flows.config import validate_campaign
-from al_flows.makers import ActiveLearningMaker, ShearExploreMaker
+from al_flows.campaign.config import validate_campaign
+from al_flows.active_learning import ActiveLearningMaker, ShearExploreMaker
 
 
 def test_flow_jobs_metadata_and_json_round_trip(tiny_dict):

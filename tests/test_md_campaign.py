@@ -3,10 +3,10 @@ per round) whose trust levels are calibrated from the labels of each round."""
 
 import pytest
 
-from al_flows.campaign import run_campaign
-from al_flows.config import validate_campaign
-from al_flows.queries import latest_outputs
-from al_flows.stores import make_job_store
+from al_flows.campaign.run import run_campaign
+from al_flows.campaign.config import validate_campaign
+from al_flows.campaign.record import latest_outputs
+from al_flows.campaign.stores import make_job_store
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def md_campaign(tmp_path_factory):
 def test_explorers_and_temperature_per_round(md_campaign):
     config, report, store = md_campaign
     assert report["finished"] and len(report["rounds"]) == 3
-    from al_flows.dataset import frames_from_bytes
+    from al_flows.frames.dataset import frames_from_bytes
 
     for k in range(3):
         docs = [d["output"] for d in latest_outputs(store, config.name, "explore", {"metadata.round": k}, load=True)]
@@ -77,7 +77,7 @@ def test_trust_levels_are_calibrated_from_the_previous_round(md_campaign):
 def test_campaign_from_random_cells_only(tmp_path):
     """ANI-Al style start: the only structures are random Al cells, labelled as they are; every
     label's lineage ends at one of them."""
-    from al_flows.dataset import Dataset, frames_from_bytes
+    from al_flows.frames.dataset import Dataset, frames_from_bytes
 
     d = {
         "name": "ani-tiny", "seed": 5, "elements": ["Al"],
@@ -113,7 +113,7 @@ def test_campaign_from_random_cells_only(tmp_path):
 
 
 def test_report_plots_the_calibration(md_campaign, tmp_path):
-    from al_flows.report import write_report
+    from al_flows.campaign.report import write_report
 
     config, _, store = md_campaign
     out = write_report(store, config, tmp_path / "report")

@@ -8,8 +8,16 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from al_flows.ensemble import EnsemblePrediction
-from al_flows.md_explore import NVTSettings, ScheduleSettings, draw_schedule, langevin_schedule, nvt_explore, run_batched_langevin, schedule_temperature
+from al_flows.potential.ensemble import EnsemblePrediction
+from al_flows.exploration.md import (
+    NVTSettings,
+    ScheduleSettings,
+    draw_schedule,
+    langevin_schedule,
+    nvt_explore,
+    run_batched_langevin,
+    schedule_temperature,
+)
 
 
 class EmtPair:
@@ -127,7 +135,7 @@ A0_EMT_CU = 3.58983  # A, EMT Cu lattice constant at 0 K and 0 GPa (minimum of E
 def test_berendsen_formula_by_hand():
     from ase import units
 
-    from al_flows.md_explore import berendsen_mu, instantaneous_pressure_GPa
+    from al_flows.exploration.md import berendsen_mu, instantaneous_pressure_GPa
 
     # mu = (1 - beta dt/tau (P0 - P))^(1/3): P above the target expands the cell
     assert berendsen_mu(3.0, 1.0, 0.01, 2.0, 0.5) == pytest.approx((1 - 0.01 * 2.0 / 500.0 * (1.0 - 3.0)) ** (1 / 3))

@@ -8,10 +8,10 @@ import pytest
 
 import maggma.stores.gridfs as maggma_gridfs
 import maggma.stores.mongolike as maggma_mongolike
-from al_flows.campaign import build_report, run_campaign
-from al_flows.config import validate_campaign
-from al_flows.dataset import Dataset
-from al_flows.stores import describe_store, make_job_store, mask_uri
+from al_flows.campaign.run import build_report, run_campaign
+from al_flows.campaign.config import validate_campaign
+from al_flows.frames.dataset import Dataset
+from al_flows.campaign.stores import describe_store, make_job_store, mask_uri
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_password_from_environment_never_serialised(tmp_path, tiny_dict, mongo_s
     (what FireWorks copies into every job), no report and no stored document."""
     import json as _json
 
-    from al_flows.stores import EnvGridFSStore, EnvMongoStore, StoreSecretError
+    from al_flows.campaign.stores import EnvGridFSStore, EnvMongoStore, StoreSecretError
 
     client, seen = mongo_server
     passed = []
@@ -112,9 +112,9 @@ def test_password_from_environment_never_serialised(tmp_path, tiny_dict, mongo_s
 
 
 def test_inline_secrets_are_refused_for_fireworks_and_conflicting_sources(tiny_dict, tmp_path):
-    from al_flows.campaign import CampaignError
-    from al_flows.config import ConfigError
-    from al_flows.fireworks import campaign_workflow
+    from al_flows.campaign.run import CampaignError
+    from al_flows.campaign.config import ConfigError
+    from al_flows.campaign.fireworks import campaign_workflow
 
     tiny_dict["store"] = {"kind": "mongodb", "database": "al", "username": "alice", "password": "pw"}
     with pytest.raises(CampaignError, match=r"store.password: a secret written in the campaign file .* password_env"):
@@ -132,9 +132,9 @@ def test_label_checkpoints_round_trip_through_gridfs(mongo_server):
     from ase.build import bulk
     from ase.calculators.emt import EMT
 
-    from al_flows.labelling import label_frames
-    from al_flows.makers.labelling import LabelCheckpoint
-    from al_flows.stores import DATA_STORE
+    from al_flows.labelling.ase import label_frames
+    from al_flows.active_learning.jobs import LabelCheckpoint
+    from al_flows.campaign.stores import DATA_STORE
 
     store = make_job_store(validate_campaign({**__import__("tests.conftest", fromlist=["TINY"]).TINY,
                                               "store": {"kind": "mongodb", "database": "al", "collection": "ck"}}).store, ".")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from al_flows.multilayer import VARIANTS, cuni_multilayer, plane_of
+from al_flows.structures.multilayer import VARIANTS, cuni_multilayer, plane_of
 
 A = 3.58
 

@@ -1,4 +1,4 @@
-"""Import of existing DFT data (al_flows.pool_import) from real VASP-format files.
+"""Import of existing DFT data (al_flows.pool_study.pool_import) from real VASP-format files.
 
 The files come from the EMT stand-in's MD mode (tests/vasp_standin/standin.py):
 ``write_vasp_md_run`` runs velocity-Verlet MD on the stand-in's energy surface and
@@ -21,8 +21,8 @@ from ase.io import write
 from ase.units import GPa
 from vasp_standin import standin
 
-from al_flows.dataset import Dataset, frame_id, frames_to_bytes
-from al_flows.pool_import import (
+from al_flows.frames.dataset import Dataset, frame_id, frames_to_bytes
+from al_flows.pool_study.pool_import import (
     XDATCAR_TOLERANCE,
     find_vasp_outputs,
     import_frames,

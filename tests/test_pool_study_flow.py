@@ -10,14 +10,14 @@ import pytest
 from ase.calculators.emt import EMT
 
 from al_flows.cli import main
-from al_flows.config import ConfigError, validate_campaign
-from al_flows.dataset import frames_from_bytes
-from al_flows.documents import weights_bytes
-from al_flows.ensemble import Ensemble
-from al_flows.multilayer import cuni_multilayer
-from al_flows.pool_report import pool_study_outputs
-from al_flows.queries import latest_outputs
-from al_flows.shear import ShearSettings, run_seed, run_shear
+from al_flows.campaign.config import ConfigError, validate_campaign
+from al_flows.frames.dataset import frames_from_bytes
+from al_flows.active_learning.schemas import weights_bytes
+from al_flows.potential.ensemble import Ensemble
+from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.pool_study.report import pool_study_outputs
+from al_flows.campaign.record import latest_outputs
+from al_flows.exploration.shear import ShearSettings, run_seed, run_shear
 
 ML = {"kind": "multilayer", "size": [1, 1, 3], "lattice_constant": 3.58, "variants": ["pristine", "VNi(N1)"]}
 TINY_STUDY = {
@@ -39,7 +39,7 @@ def study(tmp_path_factory):
     """Run the tiny study once with the CLI; return (workdir, store, outputs)."""
     import yaml
 
-    from al_flows.campaign import load_workdir_campaign, open_store
+    from al_flows.campaign.run import load_workdir_campaign, open_store
 
     root = tmp_path_factory.mktemp("pool")
     cfg = root / "study.yaml"
@@ -155,9 +155,9 @@ def test_pool_from_imported_vasp_runs_and_extxyz(tmp_path):
     provenance, and holds out the test frames."""
     from jobflow import run_locally
 
-    from al_flows.config import PoolConfig
-    from al_flows.dataset import frames_to_bytes
-    from al_flows.makers.pool_study import PoolMaker
+    from al_flows.campaign.config import PoolConfig
+    from al_flows.frames.dataset import frames_to_bytes
+    from al_flows.pool_study.jobs import PoolMaker
     from tests.vasp_standin.standin import write_vasp_md_run
 
     data = tmp_path / "dft"
@@ -219,7 +219,7 @@ def test_documented_queries_agree_with_the_data(study):
 
 
 def test_cli_import_export_and_refusals(study, tmp_path, capsys):
-    from al_flows.dataset import Dataset
+    from al_flows.frames.dataset import Dataset
     from tests.vasp_standin.standin import write_vasp_md_run
 
     workdir, _, out, _ = study
@@ -250,8 +250,8 @@ def test_failed_study_resumes_without_recomputing_finished_jobs(tmp_path, monkey
     baselines and the shear runs are read from the store, only the validation runs."""
     import yaml
 
-    import al_flows.makers.pool_study as ps
-    from al_flows.campaign import load_workdir_campaign, open_store
+    import al_flows.pool_study.jobs as ps
+    from al_flows.campaign.run import load_workdir_campaign, open_store
 
     cfg = tmp_path / "study.yaml"
     study = json.loads(json.dumps(TINY_STUDY))

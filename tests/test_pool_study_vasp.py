@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from al_flows.cli import main
-from al_flows.dataset import frames_from_bytes
-from al_flows.multilayer import cuni_multilayer
-from al_flows.pool_report import pool_study_outputs
-from al_flows.queries import latest_outputs
+from al_flows.frames.dataset import frames_from_bytes
+from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.pool_study.report import pool_study_outputs
+from al_flows.campaign.record import latest_outputs
 from tests.vasp_standin.standin import install_wrapper, reference_results, write_vasp_md_run
 
 FAST_CUSTODIAN = {"polling_time_step": 0.1, "monitor_freq": 1}
@@ -53,7 +53,7 @@ def vasp_study(tmp_path_factory):
     workdir = root / "run"
     try:
         assert main(["run", str(cfg), "--workdir", str(workdir)]) == 0
-        from al_flows.campaign import load_workdir_campaign, open_store
+        from al_flows.campaign.run import load_workdir_campaign, open_store
 
         store = open_store(load_workdir_campaign(workdir), workdir)
         yield store, pool_study_outputs(store, "vasp_pool"), log
@@ -90,9 +90,9 @@ def test_imported_pool_and_vasp_validation(vasp_study):
 
 
 def test_failed_vasp_jobs_leave_their_minimum_out_with_a_reason(vasp_study):
-    from al_flows.config import ValidationConfig
-    from al_flows.documents import frames_text
-    from al_flows.makers.vasp_validation import collect_vasp_validation
+    from al_flows.campaign.config import ValidationConfig
+    from al_flows.active_learning.schemas import frames_text
+    from al_flows.pool_study.vasp_validation import collect_vasp_validation
 
     store, out, _ = vasp_study
     minima = frames_from_bytes(latest_outputs(store, "vasp_pool", "pathways", load=True)[0]["output"]["minima_blob"])[:1]

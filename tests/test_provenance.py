@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from al_flows.campaign import open_store, run_campaign
-from al_flows.config import validate_campaign
-from al_flows.queries import CampaignRecord
+from al_flows.campaign.run import open_store, run_campaign
+from al_flows.campaign.config import validate_campaign
+from al_flows.campaign.record import CampaignRecord
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "provenance.md").read_text()
 QUERIES = re.findall(r"\*\*(\d+)\. ([^*]+)\*\*\n\n```python\n(.*?)```", DOC, flags=re.S)
@@ -136,7 +136,7 @@ def test_exports_load_back(campaign, tmp_path):
     config, workdir, _, _, record = campaign
     from ase.io import read
 
-    from al_flows.ensemble import Ensemble
+    from al_flows.potential.ensemble import Ensemble
 
     cli("export", "--workdir", str(workdir), "dataset", "--output", str(tmp_path / "d.extxyz"))
     frames = read(tmp_path / "d.extxyz", ":")

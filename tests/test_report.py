@@ -9,9 +9,9 @@ import pytest
 from jobflow import JobStore
 from maggma.stores import MemoryStore
 
-from al_flows.campaign import open_store, run_campaign
-from al_flows.config import validate_campaign
-from al_flows.report import (
+from al_flows.campaign.run import open_store, run_campaign
+from al_flows.campaign.config import validate_campaign
+from al_flows.campaign.report import (
     deviations_by_round,
     parity_data,
     round_summaries,
@@ -158,7 +158,7 @@ def test_explorer_without_gamma_and_missing_deviations(tmp_path):
 
 
 # The round table of index.html, column by column, as report.json names the values: (header,
-# report.json key, scale to the shown unit). Written out here, not read from al_flows.report, so
+# report.json key, scale to the shown unit). Written out here, not read from al_flows.campaign.report, so
 # that a column showing the wrong value is caught.
 HTML_COLUMNS = [
     ("round", "round", 1), ("labels", "n_labels_total", 1), ("explored", "n_explored", 1),

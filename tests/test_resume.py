@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
-from al_flows.config import validate_campaign
-from al_flows.dataset import Dataset
-from al_flows.stores import make_job_store
+from al_flows.campaign.config import validate_campaign
+from al_flows.frames.dataset import Dataset
+from al_flows.campaign.stores import make_job_store
 
 RUNNER = Path(__file__).with_name("fault_runner.py")
 

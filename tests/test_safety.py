@@ -12,9 +12,9 @@ import sys
 import pytest
 import torch
 
-from al_flows.campaign import CampaignError, run_campaign
-from al_flows.config import validate_campaign
-from al_flows.model import ModelSettings, build_member, member_from_bytes, member_to_bytes
+from al_flows.campaign.run import CampaignError, run_campaign
+from al_flows.campaign.config import validate_campaign
+from al_flows.potential.model import ModelSettings, build_member, member_from_bytes, member_to_bytes
 
 
 class _Payload:
@@ -53,7 +53,7 @@ def test_second_writer_of_a_workdir_is_refused_with_a_clear_message(tmp_path, ti
     workdir = tmp_path / "w"
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from al_flows.campaign import workdir_lock\n"
+         "import sys, time; from pathlib import Path; from al_flows.campaign.run import workdir_lock\n"
          f"with workdir_lock(Path({str(workdir)!r})):\n    print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
@@ -63,7 +63,7 @@ def test_second_writer_of_a_workdir_is_refused_with_a_clear_message(tmp_path, ti
         with pytest.raises(CampaignError, match=rf"another al-flows process is using {workdir} .*wait for it to finish or use another --workdir"):
             run_campaign(config, ".", workdir, echo=lambda *_: None)
         assert not (workdir / "store").exists()  # refused before opening the store
-        from al_flows.fireworks import campaign_workflow
+        from al_flows.campaign.fireworks import campaign_workflow
 
         with pytest.raises(CampaignError, match="another al-flows process is using"):
             campaign_workflow(config, ".", workdir)
@@ -72,7 +72,7 @@ def test_second_writer_of_a_workdir_is_refused_with_a_clear_message(tmp_path, ti
         holder.wait()
     # the lock dies with its process (even on SIGKILL): the next run takes it at once (the lock
     # never waits: it would raise CampaignError if it were still held)
-    from al_flows.campaign import workdir_lock
+    from al_flows.campaign.run import workdir_lock
 
     with workdir_lock(workdir):
         assert (workdir / ".al_flows.lock").read_text().strip() == str(os.getpid())

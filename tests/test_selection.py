@@ -5,8 +5,16 @@ import pytest
 from ase import Atoms
 from pydantic import ValidationError
 
-from al_flows.dataset import frame_id
-from al_flows.selection import ACCURATE, CANDIDATE, FAILED, SelectionResult, SelectionSettings, classify, select
+from al_flows.frames.dataset import frame_id
+from al_flows.selection.trust_levels import (
+    ACCURATE,
+    CANDIDATE,
+    FAILED,
+    SelectionResult,
+    SelectionSettings,
+    classify,
+    select,
+)
 
 LO, HI = 0.05, 0.30
 

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from al_flows.selection import SelectionSettings, select
+from al_flows.selection.trust_levels import SelectionSettings, select
 from conftest import frames_with_deviations as frames_with
 
 
@@ -58,9 +58,9 @@ def test_random_and_all_skip_labelled_frames_and_repeats():
 
 def test_campaign_with_random_strategy_records_it(tmp_path):
     """A tiny campaign run with strategy random: its selection documents and its labels say so."""
-    from al_flows.campaign import open_store, run_campaign
-    from al_flows.config import validate_campaign
-    from al_flows.queries import CampaignRecord
+    from al_flows.campaign.run import open_store, run_campaign
+    from al_flows.campaign.config import validate_campaign
+    from al_flows.campaign.record import CampaignRecord
     from conftest import TINY
 
     settings = copy.deepcopy(TINY)

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from ase.calculators.calculator import Calculator, all_changes
 
-from al_flows.config import ConfigError, validate_campaign
-from al_flows.initial_data import check_campaign_structures
-from al_flows.multilayer import cuni_multilayer
-from al_flows.shear import ShearSettings, explore_shear, run_steps, shear_strain, steps_to_gamma
-from al_flows.shear_study import pathways, step_record
+from al_flows.campaign.config import ConfigError, validate_campaign
+from al_flows.structures.initial_data import check_campaign_structures
+from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.exploration.shear import ShearSettings, explore_shear, run_steps, shear_strain, steps_to_gamma
+from al_flows.pool_study.shear_study import pathways, step_record
 from conftest import TINY
 
 
@@ -85,7 +85,7 @@ def test_paper_size_runs_end_at_gamma_max_and_pathways_keep_those_minima(batched
     atoms = cuni_multilayer((5, 5, 5), a=3.58)
     settings = ShearSettings(n_runs=2, sigma=0.0, shear_step=0.1, gamma_max=0.33, fmax=0.01, max_opt_steps=5)
     if batched:
-        from al_flows.shear import explore_shear_batched
+        from al_flows.exploration.shear import explore_shear_batched
 
         class FlatEnsemble:  # what relax_batched reads: mean energies, per-member forces (members, atoms, 3)
             def predict(self, frames, batch_size=None):

@@ -8,10 +8,10 @@ import pytest
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 
-from al_flows.minima_validation import relax_fixed_cell, select_minima, validate_minimum
-from al_flows.multilayer import cuni_multilayer
-from al_flows.shear import ShearSettings, run_shear
-from al_flows.shear_study import classify_pathway, merge_pathways, pathways, step_record
+from al_flows.pool_study.minima_validation import relax_fixed_cell, select_minima, validate_minimum
+from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.exploration.shear import ShearSettings, run_shear
+from al_flows.pool_study.shear_study import classify_pathway, merge_pathways, pathways, step_record
 
 
 def test_merge_pathways_within_tolerance_and_transitively():

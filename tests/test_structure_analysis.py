@@ -8,8 +8,8 @@ from ase import Atoms
 from ase.build import bulk
 from ase.geometry import find_mic
 
-from al_flows.multilayer import cuni_multilayer
-from al_flows.structure_analysis import (
+from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.structures.analysis import (
     Vacancy,
     _cna_triplets,
     common_neighbour_analysis,

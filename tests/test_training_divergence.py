@@ -11,12 +11,12 @@ import torch
 from jobflow import JobStore, run_locally
 from maggma.stores import MemoryStore
 
-import al_flows.training as training_module
-from al_flows.dataset import Dataset
-from al_flows.documents import weights_bytes
-from al_flows.makers.training import TrainMemberMaker
-from al_flows.model import ModelSettings, TrainingSettings, member_from_bytes
-from al_flows.training import (
+import al_flows.potential.training as training_module
+from al_flows.frames.dataset import Dataset
+from al_flows.active_learning.schemas import weights_bytes
+from al_flows.active_learning.jobs_training import TrainMemberMaker
+from al_flows.potential.model import ModelSettings, TrainingSettings, member_from_bytes
+from al_flows.potential.training import (
     Trainer,
     TrainingDivergedError,
     split_indices,
@@ -109,7 +109,7 @@ def test_always_diverging_member_raises_one_clear_line(frames, nan_after_first_s
     assert [a["lr"] for a in err.attempts] == [3e-3, 3e-4, 3e-5] and err.member == 3 and err.seed == 5
     # what a failed job's traceback ends with, which run_campaign reports first (al_flows' own errors)
     last = traceback.format_exception_only(type(err), err)[-1].strip()
-    assert last.startswith("al_flows.training.TrainingDivergedError: member 3 (seed 5) diverged") and "\n" not in last
+    assert last.startswith("al_flows.potential.training.TrainingDivergedError: member 3 (seed 5) diverged") and "\n" not in last
 
 
 def test_max_retries_zero_fails_on_the_first_divergence(frames, nan_after_first_step):
@@ -199,7 +199,7 @@ def test_training_document_records_retries(frames):
 def test_diverging_member_job_fails_with_the_message_the_campaign_reports(frames, nan_after_first_step):
     """The failed job leaves a failure record in the store with the one-line reason that
     'al-flows run' and 'al-flows status' show."""
-    from al_flows.makers._common import FAILURE_KEY
+    from al_flows.workflow.jobs import FAILURE_KEY
 
     maker = TrainMemberMaker(model=MODEL, training=TrainingSettings(**{**BASE, "max_retries": 1}))
     job = maker.make(_dataset_doc(frames), "c", 0, member=1, seed=9)
@@ -209,5 +209,5 @@ def test_diverging_member_job_fails_with_the_message_the_campaign_reports(frames
     records = [d[FAILURE_KEY] for d in store.docs_store.query({f"{FAILURE_KEY}.job_uuid": job.uuid})]
     assert len(records) == 1
     summary = records[0]["reason"]
-    assert "al_flows.training.TrainingDivergedError: member 1 (seed 9) diverged in 2 attempts" in summary
+    assert "al_flows.potential.training.TrainingDivergedError: member 1 (seed 9) diverged in 2 attempts" in summary
     assert "learning rates tried: 0.003, 0.0003" in summary

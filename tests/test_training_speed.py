@@ -13,7 +13,7 @@ import al_flows  # noqa: F401  (schnetpack/torch compatibility patch before schn
 import schnetpack.properties as P
 
 # isort: on
-from al_flows.model import (
+from al_flows.potential.model import (
     ModelSettings,
     NeighbourCache,
     TrainingSettings,
@@ -22,7 +22,7 @@ from al_flows.model import (
     frame_key,
     neighbour_cache,
 )
-from al_flows.training import Trainer, split_indices, train_member
+from al_flows.potential.training import Trainer, split_indices, train_member
 from tests.conftest import emt_labelled_multilayer
 
 MODEL = ModelSettings(n_atom_basis=16, n_interactions=2, n_rbf=12, cutoff=4.5)

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from al_flows.campaign import CampaignError, run_campaign
-from al_flows.config import validate_campaign
-from al_flows.dataset import Dataset
-from al_flows.initial_data import build_structures, perturbed_copies
-from al_flows.makers._common import derived_seed
-from al_flows.stores import make_job_store
+from al_flows.campaign.run import CampaignError, run_campaign
+from al_flows.campaign.config import validate_campaign
+from al_flows.frames.dataset import Dataset
+from al_flows.structures.initial_data import build_structures, perturbed_copies
+from al_flows.workflow.jobs import derived_seed
+from al_flows.campaign.stores import make_job_store
 from tests.vasp_standin.standin import install_wrapper, reference_results
 
 FAST_CUSTODIAN = {"polling_time_step": 0.1, "monitor_freq": 1}

@@ -4,9 +4,9 @@ import pytest
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.vasp import Incar, Kpoints
 
-from al_flows.config import ConfigError, VaspLabeller, validate_campaign
-from al_flows.multilayer import cuni_multilayer
-from al_flows.vasp_inputs import label_settings_id, static_maker, with_system_tag
+from al_flows.campaign.config import ConfigError, VaspLabeller, validate_campaign
+from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.labelling.vasp_inputs import label_settings_id, static_maker, with_system_tag
 
 
 def written_inputs(labeller, tmp_path, system=None):

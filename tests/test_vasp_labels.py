@@ -5,7 +5,7 @@ import pytest
 from ase import Atoms
 from ase.units import GPa
 
-from al_flows.vasp_labels import LabelError, failure_reason, label_from_taskdoc, vasp_stress_to_ase
+from al_flows.labelling.vasp_labels import LabelError, failure_reason, label_from_taskdoc, vasp_stress_to_ase
 
 
 def frame():

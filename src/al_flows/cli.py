@@ -35,8 +35,8 @@ def demo_config_path() -> Path:
 def _check_structures(config, base_dir: Path, source: str) -> int:
     """Check the starting structures read from files or built as multilayers (cheap) before
     anything runs; a bad one becomes a ConfigError line ``source: field (structure): problem; fix``."""
-    from al_flows.config import ConfigError
-    from al_flows.initial_data import check_campaign_structures
+    from al_flows.campaign.config import ConfigError
+    from al_flows.structures.initial_data import check_campaign_structures
 
     try:
         return check_campaign_structures(config, base_dir)
@@ -47,8 +47,8 @@ def _check_structures(config, base_dir: Path, source: str) -> int:
 def _submit(config_path: Path, launchpad_file: str, workdir: str | None) -> int:
     from fireworks import LaunchPad
 
-    from al_flows.config import ConfigError, load_campaign
-    from al_flows.fireworks import submit_campaign
+    from al_flows.campaign.config import ConfigError, load_campaign
+    from al_flows.campaign.fireworks import submit_campaign
 
     config, base_dir = load_campaign(config_path)
     _check_structures(config, base_dir, config_path.name)
@@ -64,8 +64,8 @@ def _submit(config_path: Path, launchpad_file: str, workdir: str | None) -> int:
 
 def _record(workdir: str):
     """(config, connected store, CampaignRecord) of a work directory."""
-    from al_flows.campaign import load_workdir_campaign, open_store
-    from al_flows.queries import CampaignRecord
+    from al_flows.campaign.run import load_workdir_campaign, open_store
+    from al_flows.campaign.record import CampaignRecord
 
     config = load_workdir_campaign(workdir)
     store = open_store(config, workdir)
@@ -75,7 +75,7 @@ def _record(workdir: str):
 def _pool_status(config, store, as_json: bool) -> int:
     import json
 
-    from al_flows.campaign import build_pool_study_report
+    from al_flows.campaign.run import build_pool_study_report
 
     try:
         report = build_pool_study_report(store, config)
@@ -94,7 +94,7 @@ def _pool_status(config, store, as_json: bool) -> int:
 def _status(workdir: str, as_json: bool) -> int:
     import json
 
-    from al_flows.config import PoolStudyConfig
+    from al_flows.campaign.config import PoolStudyConfig
 
     config, store, record = _record(workdir)
     if isinstance(config, PoolStudyConfig):
@@ -129,7 +129,7 @@ def _status(workdir: str, as_json: bool) -> int:
 
 
 def _not_for_pool_study(config, command: str) -> None:
-    from al_flows.config import ConfigError, PoolStudyConfig
+    from al_flows.campaign.config import ConfigError, PoolStudyConfig
 
     if isinstance(config, PoolStudyConfig):
         store_hint = "see the queries in docs/pool_study.md" if command == "lineage" else "use 'al-flows export' with what=dataset/model"
@@ -148,7 +148,7 @@ def _lineage(workdir: str, label: str | None, model: str | None, as_json: bool) 
     try:
         result = record.label_lineage(label) if label else record.model_lineage(model)
     except KeyError as exc:
-        from al_flows.config import ConfigError
+        from al_flows.campaign.config import ConfigError
 
         raise ConfigError(exc.args[0]) from None
     finally:
@@ -172,15 +172,15 @@ def _lineage(workdir: str, label: str | None, model: str | None, as_json: bool) 
 
 
 def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) -> int:
-    from al_flows.config import PoolStudyConfig
-    from al_flows.queries import export_dataset, export_model
+    from al_flows.campaign.config import PoolStudyConfig
+    from al_flows.campaign.record import export_dataset, export_model
 
-    from al_flows.config import ConfigError
+    from al_flows.campaign.config import ConfigError
 
     config, store, record = _record(workdir)
     try:
         if isinstance(config, PoolStudyConfig):
-            from al_flows.pool_report import export_pool_study
+            from al_flows.pool_study.report import export_pool_study
 
             for p in export_pool_study(store, config.name, what, output, fmt):
                 print(f"wrote {p}")
@@ -198,9 +198,9 @@ def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) 
 
 
 def _import(paths: list[str], output: str, stride: int) -> int:
-    from al_flows.config import ConfigError
-    from al_flows.dataset import Dataset
-    from al_flows.pool_import import import_frames, import_tree
+    from al_flows.campaign.config import ConfigError
+    from al_flows.frames.dataset import Dataset
+    from al_flows.pool_study.pool_import import import_frames, import_tree
 
     frames = []
     for p in map(Path, paths):
@@ -216,9 +216,9 @@ def _import(paths: list[str], output: str, stride: int) -> int:
 
 
 def _report(workdir: str) -> int:
-    from al_flows.config import PoolStudyConfig
-    from al_flows.pool_report import write_pool_report
-    from al_flows.report import write_report
+    from al_flows.campaign.config import PoolStudyConfig
+    from al_flows.pool_study.report import write_pool_report
+    from al_flows.campaign.report import write_report
 
     config, store, _ = _record(workdir)
     try:
@@ -231,7 +231,7 @@ def _report(workdir: str) -> int:
 
 
 def _print_pool_report(report: dict) -> None:
-    from al_flows.pool_study import table_markdown
+    from al_flows.pool_study.strategies import table_markdown
 
     if report["table"]:
         print(table_markdown(report["table"]))
@@ -271,9 +271,9 @@ def _print_report(report: dict, workdir: Path) -> None:
 
 
 def _run(config_path: Path, workdir: str) -> int:
-    from al_flows.campaign import live_progress, run_campaign
-    from al_flows.config import load_campaign
-    from al_flows.stores import describe_store
+    from al_flows.campaign.run import live_progress, run_campaign
+    from al_flows.campaign.config import load_campaign
+    from al_flows.campaign.stores import describe_store
 
     config, base_dir = load_campaign(config_path)
     print(f"campaign {config.name}: store = {describe_store(config.store, workdir)}")
@@ -286,7 +286,7 @@ def _run(config_path: Path, workdir: str) -> int:
 def _validate(campaign: str) -> int:
     import yaml
 
-    from al_flows.config import load_campaign
+    from al_flows.campaign.config import load_campaign
 
     config, base_dir = load_campaign(campaign)
     n_checked = _check_structures(config, base_dir, Path(campaign).name)
@@ -367,7 +367,7 @@ def _internal_error(exc: BaseException, args) -> int:
     log = log_dir / "al_flows.log"
     with open(log, "a") as fh:
         fh.write(f"al-flows {args.command}: unexpected error\n{traceback.format_exc()}\n")
-    from al_flows.makers._common import one_line_reason
+    from al_flows.workflow.jobs import one_line_reason
 
     print(f"error: {one_line_reason(exc)} (traceback in {log}; AL_FLOWS_DEBUG=1 shows it)", file=sys.stderr)
     return 2
@@ -378,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from al_flows.campaign import CampaignError
-    from al_flows.config import ConfigError
+    from al_flows.campaign.run import CampaignError
+    from al_flows.campaign.config import ConfigError
 
     try:
         return COMMANDS[args.command](args)

@@ -1,0 +1,246 @@
+"""Pydantic output documents of the campaign's jobs.
+
+Fields ending in ``_blob`` are routed by the jobs to the JobStore's ``data`` store;
+documents only keep a reference to them. Blobs are text so that every store keeps them
+intact (maggma's GridFSStore JSON-encodes what it stores): frames and datasets as
+extxyz text, model weights as base64 of a torch state-dict file. Energies eV, forces
+and deviations eV/Angstrom.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from pydantic import BaseModel, Field
+
+from al_flows.frames.dataset import frames_to_bytes
+
+
+def frames_text(frames) -> str:
+    """Frames as extxyz text (provenance and labels included) for a ``*_blob`` field."""
+    return frames_to_bytes(frames).decode("utf-8")
+
+
+def weights_text(blob: bytes) -> str:
+    """Model weights (torch file bytes) as base64 text for ``model_blob``."""
+    return base64.b64encode(blob).decode("ascii")
+
+
+def weights_bytes(text: str | bytes) -> bytes:
+    """Inverse of :func:`weights_text`."""
+    return base64.b64decode(text)
+
+BLOB_FIELDS = ["dataset_blob", "model_blob", "frames_blob", "selected_blob", "labelled_blob", "structures_blob"]
+
+
+class StructuresDocument(BaseModel):
+    """Starting structures of a campaign (the explorers start from these)."""
+
+    campaign: str
+    n_structures: int
+    structure_ids: list[str]
+    structures_blob: str = Field(repr=False)
+
+
+class DatasetDocument(BaseModel):
+    """All labels available after a round (round -1: the initial data)."""
+
+    campaign: str
+    round: int
+    n_frames: int
+    n_added: int
+    frame_ids: list[str]
+    counts_by_explorer: dict[str, int]
+    dataset_blob: str = Field(repr=False)
+
+
+class TestSetDocument(BaseModel):
+    """Fixed labeller-computed frames that no model is ever trained on."""
+
+    campaign: str
+    n_frames: int
+    frame_ids: list[str]
+    frames_blob: str = Field(repr=False)
+
+
+class TrainingDocument(BaseModel):
+    """One trained ensemble member and the exact labels it saw."""
+
+    campaign: str
+    round: int
+    member: int
+    seed: int
+    model_id: str
+    n_train: int
+    n_val: int
+    train_ids: list[str]
+    val_ids: list[str]
+    best_epoch: int
+    val_force_rmse: float
+    val_energy_rmse_per_atom: float
+    curve: list[dict]
+    frame_errors: list[dict] = []
+    model_settings: dict
+    training_settings: dict
+    lr_used: float | None = Field(None, description="learning rate the member was trained with (training.lr unless retried)")
+    retries: list[dict] = Field(
+        [], description="one entry per diverged attempt before the kept one: lr, epoch, reason (see al_flows.potential.training)"
+    )
+    wall_time: float
+    model_blob: str = Field(repr=False)
+
+
+class EvaluationDocument(BaseModel):
+    """Errors of a round's ensemble (mean prediction) on the fixed test set."""
+
+    campaign: str
+    round: int
+    ensemble_id: str
+    n_test: int
+    test_force_rmse: float
+    test_energy_rmse_per_atom: float
+    test_force_r2: float | None = Field(None, description="1 - SS_res / SS_tot over the test force components")
+    test_force_rel_rmse: float | None = Field(None, description="test force RMSE / RMS of the reference forces")
+    test_subsets: dict[str, dict] = Field(
+        {}, description="per subset (relaxed, nonequilibrium): n_frames, force_rmse, force_r2, force_rel_rmse, energy_rmse_per_atom"
+    )
+    val_force_rmse: float
+    test_energies: list[float]
+    predicted_energies: list[float]
+    wall_time: float = 0.0
+
+
+class ExplorationDocument(BaseModel):
+    """Frames one explorer produced with a round's ensemble."""
+
+    campaign: str
+    round: int
+    explorer: str
+    ensemble_id: str
+    n_frames: int
+    deviations: list[float]
+    frames: list[dict] = []
+    dropped: list[dict] = Field(
+        [], description="replicas that blew up and were dropped: replica, step, reason, parent_id, ... (al_flows.exploration.replica_checks)"
+    )
+    wall_time: float
+    frames_blob: str = Field(repr=False)
+
+
+class SelectionDocument(BaseModel):
+    """Trust-level classification of a round's explored frames and the frames chosen to label."""
+
+    campaign: str
+    round: int
+    ensemble_id: str
+    n_explored: int
+    n_accurate: int
+    n_candidate: int
+    n_failed: int
+    n_duplicate: int
+    n_selected: int
+    strategy: str = Field("deviation", description="selection.strategy: deviation, random or all")
+    accurate_ratio: float
+    converged: bool
+    stop: bool
+    trust_lo: float
+    trust_hi: float
+    records: list[dict] = []
+    wall_time: float = 0.0
+    selected_blob: str = Field(repr=False)
+
+
+class LabelDocument(BaseModel):
+    """Labels computed in a round, and the frames whose labelling failed."""
+
+    campaign: str
+    round: int
+    labeller: str
+    n_requested: int
+    n_labelled: int
+    n_failed: int
+    failures: list[dict]
+    records: list[dict] = []
+    wall_time: float = 0.0
+    labelled_blob: str = Field(repr=False)
+
+
+class CalibrationDocument(BaseModel):
+    """The deviation -> true error relation fitted on a round's labels and the trust levels
+    (eV/Angstrom) it sets for the next round (see :mod:`al_flows.selection.calibration`)."""
+
+    campaign: str
+    round: int
+    ensemble_id: str
+    points: list[dict]
+    fit: dict
+    target_error_lo: float
+    target_error_hi: float
+    trust_lo_used: float
+    trust_hi_used: float
+    trust_lo_next: float
+    trust_hi_next: float
+    applied: bool
+    reason: str = Field("", description="why the fit was not applied ('' when it was)")
+    note: str = Field("", description="how an applied fit was limited (max_change_factor), '' when it was not")
+
+
+class RoundSummary(BaseModel):
+    """One row of report.json, plus the references a later run needs to continue."""
+
+    campaign: str
+    fingerprint: str
+    round: int
+    n_labels_total: int
+    n_explored: int
+    n_accurate: int
+    n_candidate: int
+    n_failed: int
+    n_labelled: int
+    n_label_failures: int
+    accurate_ratio: float
+    val_force_rmse: float
+    test_force_rmse: float
+    test_energy_rmse_per_atom: float
+    test_force_r2: float | None = None
+    test_force_rel_rmse: float | None = None
+    test_force_rmse_relaxed: float | None = None
+    test_force_rmse_nonequilibrium: float | None = None
+    test_energy_rmse_per_atom_relaxed: float | None = None
+    test_energy_rmse_per_atom_nonequilibrium: float | None = None
+    ensemble_id: str
+    model_ids: list[str]
+    converged: bool
+    stop: bool
+    dataset_uuid: str
+    structures_uuid: str
+    test_uuid: str
+    calibration_uuid: str = ""
+    trust_lo: float | None = None
+    trust_hi: float | None = None
+
+
+class CampaignResult(BaseModel):
+    """Written once, when the campaign stops."""
+
+    campaign: str
+    fingerprint: str
+    converged: bool
+    n_rounds: int
+    final_round: int
+    n_labels_total: int
+    stop_reason: str = Field("", description="'converged' or 'round limit'")
+
+
+class AutotestDocument(BaseModel):
+    """The final potential (ensemble mean) against the reference calculator, per element:
+    ``results[element] = {reference, model, rows, passed}`` (see :mod:`al_flows.validation.autotest`)."""
+
+    campaign: str
+    round: int
+    ensemble_id: str
+    reference: str
+    results: dict[str, dict]
+    table: str
+    passed: bool
+    wall_time: float = 0.0

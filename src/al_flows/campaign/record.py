@@ -1,0 +1,262 @@
+"""Read a campaign's record from its JobStore: status per round, lineage of a label or
+a model, exports. Only ``find`` queries with filters and projections are used, so the
+same code runs on the embedded store (montydb, which has no aggregation) and on MongoDB.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from jobflow import JobStore
+
+from al_flows.frames.dataset import Dataset
+
+
+def latest_outputs(store: JobStore, campaign: str, stage: str, criteria: dict | None = None,
+                   properties: list[str] | None = None, load: bool = False) -> list[dict]:
+    """Documents of ``campaign``'s jobs at ``stage``: the highest index per uuid (a job
+    replaced at run time has a later index), output not None; sorted by round, uuid."""
+    crit = {"metadata.campaign": campaign, "metadata.stage": stage, **(criteria or {})}
+    props = None if properties is None else sorted({"uuid", "index", "metadata", *properties})
+    latest: dict[str, dict] = {}
+    for d in store.query(crit, properties=props, load=load):
+        if d.get("output") is None:
+            continue
+        if d["uuid"] not in latest or d["index"] > latest[d["uuid"]]["index"]:
+            latest[d["uuid"]] = d
+    return sorted(latest.values(), key=lambda d: (d["metadata"].get("round", -1), d["uuid"]))
+
+
+class CampaignRecord:
+    """Query helper for one campaign in a connected JobStore."""
+
+    def __init__(self, store: JobStore, campaign: str):
+        self.store = store
+        self.campaign = campaign
+
+    def outputs(self, stage: str, round_: int | None = None, properties: list[str] | None = None, load: bool = False) -> list[dict]:
+        """Latest documents of a stage (see :func:`latest_outputs`), optionally of one round."""
+        criteria = None if round_ is None else {"metadata.round": round_}
+        return latest_outputs(self.store, self.campaign, stage, criteria, properties, load)
+
+    # -- rounds ---------------------------------------------------------------------------------
+    def summaries(self) -> dict[int, dict]:
+        """RoundSummary outputs by round (the latest run of each round)."""
+        return {d["output"]["round"]: d["output"] for d in self.outputs("summary")}
+
+    def label_documents(self) -> list[dict]:
+        """LabelDocuments (ASE labelling jobs and VASP collect jobs), rounds -1 .. k."""
+        docs = []
+        for stage in ("label", "vasp_collect"):
+            for d in self.outputs(stage, properties=["output.round", "output.n_requested", "output.n_labelled",
+                                                     "output.n_failed", "output.failures", "output.records", "output.labeller"]):
+                out = d["output"]
+                if "records" in out:  # a VASP dispatch's document only points to its collect job
+                    docs.append(d)
+        return docs
+
+    def result(self) -> dict | None:
+        """The CampaignResult that ends the campaign as it stands, or None while it runs.
+
+        A result older than the last round summary is stale: the campaign was extended
+        (a larger ``max_rounds`` or another convergence target) and is running again."""
+        results = [d["output"] for d in self.outputs("round", properties=["output"]) if d["output"].get("n_rounds") is not None]
+        if not results:
+            return None
+        last = max(results, key=lambda r: r["final_round"])
+        summaries = self.summaries()
+        if summaries and max(summaries) > last["final_round"]:
+            return None
+        return last
+
+    def last_summary(self) -> dict | None:
+        """The RoundSummary of the last finished round, or None before round 0 has finished."""
+        summaries = self.summaries()
+        return summaries[max(summaries)] if summaries else None
+
+    def state_words(self) -> str:
+        """'converged', 'finished (round limit)' or 'not finished': the words of run and status."""
+        result = self.result()
+        if result is None:
+            return "not finished"
+        return "converged" if result["converged"] else "finished (round limit)"
+
+    def failures(self, current_only: bool = True) -> list[dict]:
+        """Failure records of this campaign's jobs (stage, round, job name, one-line reason),
+        oldest first; ``current_only``: only jobs that have not finished since."""
+        from al_flows.workflow.jobs import FAILURE_KEY
+
+        docs = [d[FAILURE_KEY] for d in self.store.docs_store.query({f"{FAILURE_KEY}.campaign": self.campaign})]
+        docs.sort(key=lambda f: f["time"])
+        if current_only and docs:
+            from al_flows.workflow.jobs import completed_uuids
+
+            done = completed_uuids(self.store, {f["job_uuid"] for f in docs})
+            docs = [f for f in docs if f["job_uuid"] not in done]
+        return docs
+
+    def status(self) -> dict:
+        """One row per round (labels, explored, classes, errors, wall time per stage) plus
+        what is in progress or failed now."""
+        summaries = self.summaries()
+        times: dict[int, dict] = defaultdict(lambda: defaultdict(float))
+        for stage in ("train", "evaluate", "explore", "select", "label"):
+            for d in self.outputs(stage, properties=["output.wall_time"]):
+                if d["output"].get("wall_time") is not None:
+                    times[d["metadata"]["round"]][stage] += float(d["output"]["wall_time"])
+        rounds_started = {d["metadata"]["round"] for d in self.outputs("train", properties=["output.round"])}
+        rows = []
+        for k in sorted(set(summaries) | rounds_started):
+            s = summaries.get(k)
+            row = {"round": k, "state": "done" if s else "in progress or stopped"}
+            if s:
+                row.update({key: s[key] for key in ("n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_failed",
+                                                  "n_labelled", "n_label_failures", "accurate_ratio", "val_force_rmse",
+                                                  "test_force_rmse", "test_energy_rmse_per_atom")})
+            else:
+                done = Counter(d["metadata"]["stage"] for stage in ("train", "evaluate", "explore", "select")
+                               for d in self.outputs(stage, k, properties=["output.round"]))
+                row["stages_done"] = dict(done)
+            row["wall_time_s"] = {stage: round(t, 2) for stage, t in times[k].items()}
+            rows.append(row)
+        failures = [
+            {"round": d["output"]["round"], **f} for d in self.label_documents() for f in d["output"].get("failures", [])
+        ]
+        result = self.result()
+        job_failures = [{k: f[k] for k in ("round", "stage", "job_name", "job_uuid", "reason")} for f in self.failures()]
+        return {"campaign": self.campaign, "state": self.state_words(), "finished": result is not None,
+                "converged": bool(result and result["converged"]), "rounds": rows, "label_failures": failures,
+                "job_failures": job_failures}
+
+    # -- labels -----------------------------------------------------------------------------------
+    def labels(self) -> dict[str, dict]:
+        """Every label's provenance record, by frame id (initial data included)."""
+        out: dict[str, dict] = {}
+        for d in self.label_documents():
+            for rec in d["output"]["records"]:
+                out[rec["frame_id"]] = rec
+        return out
+
+    def models(self) -> dict[str, dict]:
+        """Training documents (without weights) by model id."""
+        props = ["output.model_id", "output.round", "output.member", "output.seed", "output.n_train", "output.n_val",
+                 "output.train_ids", "output.val_ids", "output.best_epoch", "output.val_force_rmse",
+                 "output.model_settings", "output.training_settings"]
+        return {d["output"]["model_id"]: {**d["output"], "uuid": d["uuid"]} for d in self.outputs("train", properties=props)}
+
+    def ensembles(self) -> dict[str, list[dict]]:
+        """Members of each round's ensemble, by ensemble id (from the round summaries)."""
+        models = self.models()
+        return {s["ensemble_id"]: [models[m] for m in s["model_ids"] if m in models] for s in self.summaries().values()}
+
+    def label_lineage(self, frame_id: str) -> dict:
+        """The chain of a label back to the initial data: label -> selection (ensemble,
+        deviation) -> explored frame (explorer, run, step) -> starting structure; and the
+        labels the selecting ensemble had been trained on."""
+        labels = self.labels()
+        if frame_id not in labels:
+            raise KeyError(f"--label: no label with frame id {frame_id!r} in campaign {self.campaign!r}")
+        label = labels[frame_id]
+        chain = [{"kind": "label", "id": frame_id, "round": label["round"], "labeller": label["labeller"],
+                  "task_uuid": label["task_uuid"], "energy": label["energy"]}]
+        if label["round"] < 0:
+            chain.append({"kind": "starting_structure", "id": label["parent_id"], "origin": "initial data (perturbed copy)"})
+            return {"label": label, "chain": chain}
+        k = label["round"]
+        for d in self.outputs("select", k, properties=["output.records", "output.ensemble_id", "output.trust_lo", "output.trust_hi",
+                                                       "output.strategy"]):
+            rec = next((r for r in d["output"]["records"] if r["frame_id"] == frame_id), None)
+            if rec:
+                chain.append({"kind": "selection", "round": k, "ensemble_id": d["output"]["ensemble_id"],
+                              "strategy": d["output"].get("strategy", "deviation"), "status": rec["status"],
+                              "deviation": rec["deviation"], "trust_lo": d["output"]["trust_lo"], "trust_hi": d["output"]["trust_hi"]})
+        for d in self.outputs("explore", k, properties=["output.frames", "output.explorer"]):
+            rec = next((r for r in d["output"]["frames"] if r["frame_id"] == frame_id), None)
+            if rec:
+                chain.append({"kind": "exploration", "round": k, **rec, "exploration_uuid": d["uuid"]})
+        members = self.ensembles().get(label["model_id"], [])
+        trained_on = sorted({fid for m in members for fid in m["train_ids"] + m["val_ids"]})
+        chain.append({"kind": "ensemble", "id": label["model_id"], "round": k,
+                      "models": [m["model_id"] for m in members], "n_labels_trained_on": len(trained_on),
+                      "label_rounds_trained_on": sorted({labels[f]["round"] for f in trained_on if f in labels})})
+        chain.append({"kind": "starting_structure", "id": label["parent_id"], "origin": "initial data"})
+        return {"label": label, "chain": chain}
+
+    def model_lineage(self, model_id: str) -> dict:
+        """A model, its settings and seed, and the exact labels it was trained and validated on;
+        for an ensemble id (what labels carry as ``model_id``), ``{"ensemble_id", "members"}``
+        with the lineage of each member."""
+        models = self.models()
+        if model_id not in models:
+            ensembles = self.ensembles()
+            if model_id in ensembles:  # labels carry the id of the ensemble that selected them
+                members = [self.model_lineage(m["model_id"]) for m in ensembles[model_id]]
+                return {"ensemble_id": model_id, "members": members}
+            raise KeyError(f"--model: no model or ensemble with id {model_id!r} in campaign {self.campaign!r}; "
+                           "model ids are in 'al-flows status --json' and in each label's lineage")
+        m = models[model_id]
+        labels = self.labels()
+        ids = m["train_ids"] + m["val_ids"]
+        by_round = Counter(labels[f]["round"] for f in ids if f in labels)
+        by_explorer = Counter(labels[f]["explorer"] for f in ids if f in labels)
+        return {"model": {k: m[k] for k in ("model_id", "round", "member", "seed", "n_train", "n_val", "best_epoch",
+                                             "val_force_rmse", "model_settings", "training_settings", "uuid")},
+                "n_labels": len(ids), "labels_by_round": dict(sorted(by_round.items())), "labels_by_explorer": dict(by_explorer),
+                "train_ids": m["train_ids"], "val_ids": m["val_ids"]}
+
+    # -- exports ----------------------------------------------------------------------------------
+    def final_dataset(self) -> Dataset:
+        """The latest dataset (all labels) with provenance."""
+        merges = self.outputs("merge", properties=["output.round"])
+        if not merges:
+            raise KeyError(f"campaign {self.campaign!r} has no dataset yet")
+        last = max(merges, key=lambda d: (d["metadata"]["round"], d["index"]))
+        doc = self.store.query_one({"uuid": last["uuid"], "index": last["index"]}, load=True)
+        return Dataset.from_bytes(doc["output"]["dataset_blob"])
+
+    def ensemble_blobs(self, round_: int | None = None) -> tuple[int, list[bytes]]:
+        """Weights files of a round's ensemble members (default: the last trained round)."""
+        from al_flows.active_learning.schemas import weights_bytes
+
+        rounds = sorted({d["metadata"]["round"] for d in self.outputs("train", properties=["output.round"])})
+        if not rounds:
+            raise KeyError(f"campaign {self.campaign!r} has no trained model yet")
+        k = rounds[-1] if round_ is None else round_
+        docs = self.outputs("train", k, load=True)
+        if not docs:
+            raise KeyError(f"--round: no models trained in round {k}; rounds with models: {rounds}")
+        docs.sort(key=lambda d: d["output"]["member"])
+        return k, [weights_bytes(d["output"]["model_blob"]) for d in docs]
+
+
+def export_dataset(record: CampaignRecord, path: str | Path, fmt: str) -> Path:
+    """Write the final dataset as extxyz (provenance as plain per-frame keys, see
+    :func:`al_flows.frames.dataset.export_info`), an ASE database, or a schnetpack ASEAtomsData db."""
+    path = Path(path)
+    data = record.final_dataset()
+    if fmt == "extxyz":
+        data.export_extxyz(path)
+    elif fmt == "ase-db":
+        data.to_ase_db(path)
+    elif fmt == "schnetpack":
+        data.to_ase_atoms_data(path, overwrite=True)
+    else:
+        raise ValueError(f"--format: {fmt!r} is not one of extxyz, ase-db, schnetpack")
+    return path
+
+
+def export_model(record: CampaignRecord, outdir: str | Path, round_: int | None = None) -> list[Path]:
+    """Write a round's ensemble members as ``OUTDIR/round{k}_member{i}.pt`` (k: the round, default
+    the last trained one; i: the member): a state dict plus settings, read with
+    ``torch.load(weights_only=True)``. Load them with ``al_flows.potential.ensemble.Ensemble.from_files(OUTDIR)``
+    for predictions and an ASE calculator (docs/models.md). Returns the paths written."""
+    k, blobs = record.ensemble_blobs(round_)  # before creating anything: a bad --round writes nothing
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, blob in enumerate(blobs):
+        p = outdir / f"round{k}_member{i}.pt"
+        p.write_bytes(blob)
+        paths.append(p)
+    return paths

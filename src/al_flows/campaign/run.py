@@ -1,0 +1,380 @@
+"""Run a campaign locally with jobflow, continue it from its store, and write report.json.
+
+Campaign state lives in the JobStore: every round ends with a ``round_summary``
+document, and the campaign with a ``CampaignResult``. Running the same campaign
+on the same work directory again continues after the last stored round (or
+only rewrites the report when the campaign has finished).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from jobflow import Flow, JobStore, run_locally
+
+from al_flows.campaign.config import AnyConfig, CampaignConfig, ConfigError, PoolStudyConfig, settings_diff
+from al_flows.workflow.jobs import drop_completed
+from al_flows.active_learning.flows import ActiveLearningMaker
+from al_flows.campaign.record import CampaignRecord, latest_outputs
+from al_flows.selection.trust_levels import stop_decision
+from al_flows.campaign.stores import ensure_indexes, make_job_store
+
+REPORT_KEYS = (
+    "round", "n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_failed", "n_labelled",
+    "accurate_ratio", "val_force_rmse", "test_force_rmse", "test_energy_rmse_per_atom", "test_force_r2", "test_force_rel_rmse",
+    "test_force_rmse_relaxed", "test_force_rmse_nonequilibrium",
+    "test_energy_rmse_per_atom_relaxed", "test_energy_rmse_per_atom_nonequilibrium",
+)
+
+
+class CampaignError(RuntimeError):
+    """A campaign that cannot start or did not finish; the message says why and what to do."""
+
+
+@contextmanager
+def workdir_lock(workdir: Path):
+    """Hold an exclusive lock on WORKDIR so a second al-flows process cannot write the same store."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / ".al_flows.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CampaignError(
+                f"another al-flows process is using {workdir} (lock {path}); wait for it to finish or use another --workdir"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _outputs(store: JobStore, campaign: str, stage: str, criteria: dict | None = None) -> list[dict]:
+    """Latest output of every job of ``campaign`` at ``stage`` (documents only, blobs not loaded)."""
+    return latest_outputs(store, campaign, stage, criteria, properties=["output"])
+
+
+# Stages of the cheap, deterministic setup jobs before any label or model exists: an earlier
+# attempt that got no further than these used nothing of the settings a user may correct.
+SETUP_STAGES = ("structures", "perturb", "perturb_test")
+
+
+def check_settings(store: JobStore, config: AnyConfig, workdir: Path | None = None) -> str:
+    """Refuse a store that holds this campaign run with other settings (CampaignError naming the
+    keys that differ, old -> new). An earlier attempt that stopped before any job beyond the
+    setup jobs finished is discarded instead. Returns a note for the user ('' when nothing to say)."""
+    fp = config.fingerprint()
+    other = store.query_one({"metadata.campaign": config.name, "metadata.fingerprint": {"$exists": True, "$ne": fp}},
+                            properties=["metadata"])
+    if other is None:
+        return ""
+    old_fp = other["metadata"].get("fingerprint")
+    used = store.query_one({"metadata.campaign": config.name, "metadata.fingerprint": old_fp,
+                            "metadata.stage": {"$nin": list(SETUP_STAGES)}, "output": {"$ne": None}}, properties=["uuid"])
+    if used is None:
+        n = discard_attempt(store, config.name, old_fp)
+        return (f"an earlier attempt with other settings stopped before any result ({n} setup job(s) discarded); "
+                "starting with the settings given")
+    diff = []
+    if workdir is not None and (Path(workdir) / WORKDIR_CONFIG).is_file():
+        try:
+            previous = load_workdir_campaign(workdir)
+        except ConfigError:
+            previous = None
+        if previous is not None and previous.fingerprint() == old_fp:
+            diff = settings_diff(previous.fingerprint_settings(), config.fingerprint_settings())
+    if diff:
+        shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
+        raise CampaignError(
+            f"the store already holds campaign '{config.name}' with other settings ({shown}); "
+            "restore them to continue, or use a new --workdir or another campaign name"
+        )
+    raise CampaignError(
+        f"the store already holds campaign '{config.name}' with other settings (fingerprint {old_fp} != {fp}; "
+        "the work directory may come from an earlier al_flows version); use a new --workdir or another campaign name"
+    )
+
+
+def discard_attempt(store: JobStore, campaign: str, fingerprint: str) -> int:
+    """Delete the documents (and their data-store blobs and failure records) of ``campaign``
+    run with ``fingerprint``; returns the number of job documents removed."""
+    from al_flows.workflow.jobs import FAILURE_KEY
+
+    crit = {"metadata.campaign": campaign, "metadata.fingerprint": fingerprint}
+    uuids = sorted({d["uuid"] for d in store.query(crit, properties=["uuid"])})
+    store.docs_store.remove_docs(crit)
+    store.docs_store.remove_docs({f"{FAILURE_KEY}.campaign": campaign, f"{FAILURE_KEY}.fingerprint": fingerprint})
+    for extra in store.additional_stores.values():
+        if uuids:
+            extra.remove_docs({"job_uuid": {"$in": uuids}})
+    return len(uuids)
+
+
+def campaign_state(store: JobStore, config: CampaignConfig) -> tuple[dict | None, dict | None]:
+    """(CampaignResult or None, last RoundSummary or None) stored for this campaign (see
+    :meth:`CampaignRecord.result`: a result older than the last summary is stale)."""
+    record = CampaignRecord(store, config.name)
+    return record.result(), record.last_summary()
+
+
+def pool_study_final_stage(config: PoolStudyConfig) -> str:
+    """The stage whose output marks a pool study as finished."""
+    if config.validation is not None:
+        return "validation"
+    return "pathways" if config.shear_study is not None else "compare"
+
+
+def build_pool_study_report(store: JobStore, config: PoolStudyConfig) -> dict:
+    """report.json of a pool study: rows of Table I of Sprueill et al. and ratios, pathway counts, validation summary."""
+    def last(stage):
+        docs = _outputs(store, config.name, stage)
+        return docs[-1]["output"] if docs else None
+
+    compare, paths, val = last("compare"), last("pathways"), last("validation")
+    report = {
+        "campaign": config.name,
+        "workflow": "pool_study",
+        "finished": last(pool_study_final_stage(config)) is not None,
+        "table": compare["rows"] if compare else [],
+        "ratios": compare["ratios"] if compare else {},
+    }
+    if paths:
+        report["pathways"] = {
+            name: {"n_runs": s["n_runs"], "n_pathways": s["n_pathways"], "counts_by_type": s["counts_by_type"]}
+            for name, s in paths["systems"].items()
+        }
+    if val:
+        report["validation"] = {k: val[k] for k in ("n_minima", "n_spurious", "n_agree_single", "max_abs_d_single_per_atom")}
+    return report
+
+
+def build_report(store: JobStore, config: AnyConfig) -> dict:
+    """The report.json content: one row per round (latest run of each round)."""
+    if isinstance(config, PoolStudyConfig):
+        return build_pool_study_report(store, config)
+    by_round: dict[int, dict] = {}
+    for d in sorted(_outputs(store, config.name, "summary"), key=lambda d: d["output"]["round"]):
+        by_round[d["output"]["round"]] = d["output"]
+    record = CampaignRecord(store, config.name)
+    result = record.result()
+    rounds = [{k: by_round[r].get(k) for k in REPORT_KEYS} for r in sorted(by_round)]
+    report = {
+        "campaign": config.name,
+        "converged": bool(result and result["converged"]),
+        "finished": result is not None,
+        "state": record.state_words(),
+        "rounds": rounds,
+    }
+    autotests = _outputs(store, config.name, "autotest")
+    if autotests:
+        doc = autotests[-1]["output"]
+        report["autotest"] = {"round": doc["round"], "reference": doc["reference"], "passed": doc["passed"],
+                              "rows": [{**r, "element": el} for el, res in doc["results"].items() for r in res["rows"]]}
+    return report
+
+
+def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow | None, str]:
+    """The flow to run now (None when finished) and a one-line description of why."""
+    if isinstance(config, PoolStudyConfig):
+        from al_flows.pool_study.jobs import PoolStudyMaker
+
+        if _outputs(store, config.name, pool_study_final_stage(config)):
+            return None, f"pool study '{config.name}' already finished; report rewritten"
+        todo, done = drop_completed(PoolStudyMaker(config=config, base_dir=str(base_dir)).jobs(), store)
+        flow = Flow(todo, name=f"pool study {config.name}")
+        if done:
+            return flow, f"continuing pool study '{config.name}' ({len(done)} finished job(s) reused)"
+        return flow, f"starting pool study '{config.name}'"
+    maker = ActiveLearningMaker.from_config(config, base_dir)
+    result, last = campaign_state(store, config)
+    if result is not None:
+        again = stop_decision(last["accurate_ratio"], last["n_explored"], last["round"],
+                              config.convergence.accurate_ratio, config.max_rounds) if last else None
+        if again is not None and not again.stop:  # a larger max_rounds or another target: extend
+            return maker.continue_from(last), (
+                f"extending campaign '{config.name}' after round {last['round']} "
+                f"(max_rounds {config.max_rounds}, accurate-ratio target {config.convergence.accurate_ratio})"
+            )
+        if maker.autotest is not None and not _outputs(store, config.name, "autotest", {"metadata.round": result["final_round"]}):
+            return maker.autotest_flow(result["final_round"]), f"campaign '{config.name}' finished; running its autotest"
+        return None, f"campaign '{config.name}' already finished after {result['n_rounds']} round(s); report rewritten"
+    if last is not None:
+        return maker.continue_from(last), f"continuing campaign '{config.name}' after round {last['round']}"
+    # jobs that finished in an earlier, interrupted run are not run again (outputs read by uuid)
+    todo, done = drop_completed(maker.initial_jobs(), store)
+    flow = Flow(todo, name=f"{config.name} campaign")
+    if done:
+        return flow, f"continuing campaign '{config.name}' before round 0 ({len(done)} finished job(s) reused)"
+    return flow, f"starting campaign '{config.name}'"
+
+
+WORKDIR_CONFIG = "campaign.json"
+
+
+def remember_campaign(config: CampaignConfig, workdir: Path) -> None:
+    """Keep the campaign's settings in WORKDIR/campaign.json (mode 0600: it may hold store
+    credentials) so that status/lineage/export/report need only --workdir."""
+    path = Path(workdir) / WORKDIR_CONFIG
+    path.write_text(json.dumps(config.model_dump(mode="json"), indent=1))
+    path.chmod(0o600)
+
+
+def load_workdir_campaign(workdir: str | Path) -> CampaignConfig:
+    """The campaign settings a work directory was run with."""
+    from al_flows.campaign.config import validate_campaign
+
+    path = Path(workdir) / WORKDIR_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"--workdir: {workdir} holds no campaign ({WORKDIR_CONFIG} missing); run or submit a campaign there first")
+    return validate_campaign(json.loads(path.read_text()), source=str(path), imports=False)
+
+
+def prepare_store(config: AnyConfig, workdir: Path, echo=None) -> JobStore:
+    """Connect the campaign's store, check that it holds no other settings of this campaign
+    (:func:`check_settings`), then remember the settings in WORKDIR and create the indexes.
+    Nothing is written when the check refuses."""
+    store = make_job_store(config.store, workdir)
+    store.connect()
+    try:
+        note = check_settings(store, config, workdir)
+        if note and echo is not None:
+            echo(note)
+        remember_campaign(config, workdir)
+        ensure_indexes(store)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+LOG_FILE = "al_flows.log"
+
+
+@contextmanager
+def job_log(workdir: Path):
+    """Write jobflow's log (full tracebacks of failed jobs) to WORKDIR/al_flows.log."""
+    handler = logging.FileHandler(workdir / LOG_FILE)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("jobflow")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield workdir / LOG_FILE
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        handler.close()
+
+
+def failure_summary(record: CampaignRecord, since: float, log_path: Path) -> str:
+    """The first job failure recorded since ``since`` (al_flows' own errors, which say what to
+    do, before others), with a pointer to the tracebacks."""
+    failed = [f for f in record.failures() if f["time"] >= since]
+    if not failed:
+        return f"a job did not complete (see {log_path})"
+    first = sorted(failed, key=lambda f: not f["reason"].startswith("al_flows."))[0]
+    more = f" (and {len(failed) - 1} more failed job(s))" if len(failed) > 1 else ""
+    return f"job '{first['job_name']}' failed ({first['reason']}){more}; tracebacks in {log_path}"
+
+
+def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, echo=print) -> dict:
+    """Run (or continue) a campaign with jobflow's run_locally; return and write the report."""
+    from al_flows.structures.initial_data import check_campaign_structures
+
+    try:  # bad starting structures: one line now, not a failed job later
+        check_campaign_structures(config, Path(base_dir))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    workdir = Path(workdir).resolve()
+    with workdir_lock(workdir):
+        store = prepare_store(config, workdir, echo)
+        try:
+            flow, why = plan_flow(config, Path(base_dir), store)
+            echo(why)
+            start = time.perf_counter()
+            started_at = time.time()
+            log_path = workdir / LOG_FILE
+            if flow is not None:
+                jobs_dir = workdir / "jobs"
+                jobs_dir.mkdir(exist_ok=True)
+                cwd = os.getcwd()
+                try:
+                    with job_log(workdir):
+                        run_locally(flow, store=store, root_dir=jobs_dir, create_folders=True, log=False,
+                                    allow_external_references=True)
+                finally:
+                    os.chdir(cwd)
+            report = build_report(store, config)
+            report["wall_time_s"] = round(time.perf_counter() - start, 1)
+            (workdir / "report.json").write_text(json.dumps(report, indent=2))
+            if flow is not None:
+                record = CampaignRecord(store, config.name)
+                if getattr(config, "autotest", None) is not None and report["finished"] and "autotest" not in report:
+                    raise CampaignError(f"campaign '{config.name}' finished but its autotest did not complete: "
+                                        f"{failure_summary(record, started_at, log_path)}")
+                if not report["finished"]:
+                    raise CampaignError(
+                        f"campaign '{config.name}' stopped before finishing: {failure_summary(record, started_at, log_path)}; "
+                        f"fix the cause and run the same command again to continue"
+                    )
+            return report
+        finally:
+            store.close()
+
+
+def open_store(config: CampaignConfig, workdir: str | Path) -> JobStore:
+    """Connected JobStore of a campaign work directory (for queries)."""
+    if not Path(workdir).exists():
+        raise ConfigError(f"--workdir: {workdir} does not exist; run the campaign first")
+    store = make_job_store(config.store, workdir)
+    store.connect()
+    return store
+
+
+class ProgressPrinter(logging.Handler):
+    """Prints al_flows progress lines (and warnings, first line) as they happen; failed jobs'
+    tracebacks go to the log file only (:func:`job_log`), their one-line reasons to the progress."""
+
+    def __init__(self, echo=print):
+        super().__init__(logging.INFO)
+        self.echo = echo
+        self.t0 = time.perf_counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = record.getMessage()
+        if record.name.startswith("al_flows.progress"):
+            elapsed = time.perf_counter() - self.t0
+            self.echo(f"[{int(elapsed // 60):02d}:{elapsed % 60:04.1f}] {msg}")
+        elif record.levelno >= logging.WARNING:
+            self.echo(msg.splitlines()[0] if msg else msg)
+
+
+@contextmanager
+def live_progress(echo=print):
+    """Attach a ProgressPrinter to the al_flows and jobflow loggers for the duration."""
+    handler = ProgressPrinter(echo)
+    loggers = [logging.getLogger("al_flows.progress"), logging.getLogger("jobflow")]
+    old = [(lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+    try:
+        yield handler
+    finally:
+        for lg, (level, prop) in zip(loggers, old, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = prop

@@ -1,0 +1,1 @@
+"""al_flows.pool_study.strategies."""

@@ -1,0 +1,120 @@
+"""Analysis of stochastic shear runs (Sprueill et al.; docs/methods.md): per-step structure, merged pathways.
+
+Per relaxed step: energy (eV), shear strain gamma, FCC/HCP/other fractions by common-neighbour
+analysis, Cu-Ni intermixing (excess unlike bonds per atom relative to the unsheared start) and
+vacancy clusters (atoms with fewer than 12 neighbours within 3.1 Angstrom).
+
+Pathways: two runs of one system follow the same pathway when they have the same number of
+steps and their energies differ by at most ``tol`` (1e-3 eV) at every step; runs are merged
+transitively (single linkage), so a pathway is a connected group of such pairs.
+
+Pathway types, from the drop of the FCC fraction below the first step's along the
+representative run (atoms leaving FCC become HCP stacking faults or 'other' defect atoms;
+the first step already counts a vacancy's neighbours as 'other'):
+``FCC`` - the drop never reaches ``defect_threshold`` (slip keeps FCC, Cu-Ni intermix);
+``defect/HCP`` - it reaches it and still holds it at the last step;
+``defect/HCP->FCC`` - it reaches it and the last step is back below it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+
+from al_flows.frames.dataset import recorded_energy
+from al_flows.structures.analysis import find_vacancies, intermixing, structure_fractions
+
+
+__all__ = ["step_record", "merge_pathways", "classify_pathway", "pathways", "PATHWAY_TYPES"]
+
+PATHWAY_TYPES = ("FCC", "defect/HCP", "defect/HCP->FCC")
+
+
+def step_record(frame: Atoms, reference: Atoms, vacancy_cutoff: float = 3.1) -> dict:
+    """Analysis of one relaxed shear step; ``reference`` is the run's unsheared start."""
+    fractions = structure_fractions(frame)
+    vacancies = find_vacancies(frame, cutoff=vacancy_cutoff)
+    info = frame.info
+    return {
+        "run": int(info.get("run", 0)),
+        "step": int(info.get("step", 0)),
+        "gamma": float(info.get("gamma", np.nan)),
+        "energy": recorded_energy(frame),
+        "fcc": fractions["fcc"],
+        "hcp": fractions["hcp"],
+        "other": fractions["other"] + fractions.get("bcc", 0.0),
+        "intermixing": float(intermixing(frame, reference, cutoff=vacancy_cutoff)),
+        "n_vacancies": int(sum(v.n_vacancies for v in vacancies)),
+        "vacancy_positions": [list(map(float, v.position)) for v in vacancies],
+        "vacancy_fractional_z": [float(v.fractional_z) for v in vacancies],
+        "converged": bool(info.get("converged", True)),
+        "frame_id": str(info.get("frame_id", "")),
+    }
+
+
+def merge_pathways(profiles: list, tol: float = 1e-3) -> list[list[int]]:
+    """Groups of run positions whose energy profiles (eV per step) agree within ``tol`` at every
+    step (equal lengths required), merged transitively; groups ordered by their first run."""
+    arrays = [np.asarray(p, dtype=float) for p in profiles]
+    parent = list(range(len(arrays)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(arrays)):
+        for j in range(i + 1, len(arrays)):
+            a, b = arrays[i], arrays[j]
+            if len(a) == len(b) and len(a) and np.all(np.abs(a - b) <= tol):
+                parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(arrays)):
+        groups.setdefault(root(i), []).append(i)
+    return sorted(groups.values(), key=lambda g: g[0])
+
+
+def classify_pathway(fcc_fractions, defect_threshold: float = 0.1) -> str:
+    """Pathway type (see module docstring) from the FCC fraction of each step."""
+    f = np.asarray(fcc_fractions, dtype=float)
+    drop = f[0] - f if len(f) else f
+    if not len(f) or drop.max() < defect_threshold:
+        return "FCC"
+    return "defect/HCP" if drop[-1] >= defect_threshold else "defect/HCP->FCC"
+
+
+def pathways(records: list[dict], tol: float = 1e-3, defect_threshold: float = 0.1) -> list[dict]:
+    """Merged pathways of one system's step records (from :func:`step_record`, any order).
+
+    Each pathway: runs (sorted), n_runs, representative (lowest run number), type, final_energy
+    (eV), final_gamma, max_hcp, min_fcc, final_fcc, final_intermixing, final_frame_id, profile (list of
+    (gamma, energy, fcc) of the representative)."""
+    by_run: dict[int, list[dict]] = {}
+    for r in records:
+        by_run.setdefault(int(r["run"]), []).append(r)
+    runs = sorted(by_run)
+    steps = [sorted(by_run[r], key=lambda x: x["step"]) for r in runs]
+    groups = merge_pathways([[s["energy"] for s in st] for st in steps], tol)
+    out = []
+    for group in groups:
+        rep = steps[group[0]]
+        hcp = [s["hcp"] for s in rep]
+        last = rep[-1]
+        out.append(
+            {
+                "runs": [runs[k] for k in group],
+                "n_runs": len(group),
+                "representative": runs[group[0]],
+                "type": classify_pathway([s["fcc"] for s in rep], defect_threshold),
+                "final_energy": float(last["energy"]),
+                "final_gamma": float(last["gamma"]),
+                "max_hcp": float(max(hcp)),
+                "min_fcc": float(min(s["fcc"] for s in rep)),
+                "final_fcc": float(last["fcc"]),
+                "final_intermixing": float(last["intermixing"]),
+                "final_frame_id": last["frame_id"],
+                "profile": [[float(s["gamma"]), float(s["energy"]), float(s["fcc"])] for s in rep],
+            }
+        )
+    return out

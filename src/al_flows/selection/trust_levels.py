@@ -1,0 +1,167 @@
+"""Selection of explored frames: DP-GEN trust levels (Zhang et al.; docs/methods.md).
+
+A frame's model deviation eps (eV/Angstrom, ``info['deviation']``) classifies it:
+eps < trust_lo accurate (skip), trust_lo <= eps < trust_hi candidate (label),
+eps >= trust_hi or non-finite failed (skip, likely unphysical). Candidates whose
+frame_id is already labelled, or repeats within the batch, are skipped; at most
+``max_candidates`` of the rest are picked per round.
+
+``strategy`` chooses what is labelled: ``deviation`` (the candidates, as above), ``random``
+(the same number of frames drawn uniformly from everything explored, the baseline an
+active-learning campaign must beat) or ``all`` (every explored frame up to the cap). The
+classes and the accurate ratio, which decide convergence, are the same for every strategy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from ase import Atoms
+from pydantic import Field, model_validator
+
+from al_flows.selection.calibration import CalibrationSettings
+from al_flows.frames.dataset import frame_id
+from al_flows.settings import Settings
+
+ACCURATE, CANDIDATE, FAILED = "accurate", "candidate", "failed"
+
+
+class SelectionSettings(Settings):
+    """Trust window (eV/Angstrom) and the cap on frames labelled per round."""
+
+
+    trust_lo: float = Field(0.05, ge=0, description="eV/Angstrom; below: accurate")
+    trust_hi: float = Field(0.30, gt=0, description="eV/Angstrom; at or above: failed")
+    strategy: Literal["deviation", "random", "all"] = Field(
+        "deviation",
+        description="which explored frames are labelled: deviation (candidates inside the trust window, picked by "
+        "'pick' up to max_candidates), random (max_candidates frames drawn uniformly from everything explored: the "
+        "baseline active learning must beat), all (every explored frame, up to max_candidates, evenly spread)",
+    )
+    max_candidates: int = Field(20, gt=0, description="frames labelled per round at most")
+    pick: Literal["random", "highest"] = Field("random", description="strategy deviation: how candidates are capped")
+    calibrate: CalibrationSettings | None = Field(
+        None, description="fit deviation -> true error after each round and set the next round's levels from target errors"
+    )
+
+    @model_validator(mode="after")
+    def _window(self):
+        if not self.trust_lo < self.trust_hi:
+            raise ValueError(f"selection.trust_lo ({self.trust_lo}) must be lower than selection.trust_hi ({self.trust_hi})")
+        return self
+
+
+def classify(deviations, trust_lo: float, trust_hi: float) -> np.ndarray:
+    """Status per deviation (eV/Angstrom): 'accurate' (< lo), 'candidate' (lo <= eps < hi),
+    'failed' (>= hi or non-finite). Returns a numpy array of str."""
+    eps = np.asarray(deviations, dtype=float).reshape(-1)
+    status = np.full(eps.shape, FAILED, dtype="<U9")
+    finite = np.isfinite(eps)
+    status[finite & (eps < trust_lo)] = ACCURATE
+    status[finite & (eps >= trust_lo) & (eps < trust_hi)] = CANDIDATE
+    return status
+
+
+@dataclass
+class SelectionResult:
+    """Outcome of :func:`select`. ``selected`` indexes the frames to label (ascending);
+    ``n_duplicate`` counts candidates skipped as already labelled or repeated."""
+
+    status: list[str] = field(default_factory=list)
+    selected: list[int] = field(default_factory=list)
+    n_accurate: int = 0
+    n_candidate: int = 0
+    n_failed: int = 0
+    n_duplicate: int = 0
+    accurate_ratio: float = 0.0
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.status)
+
+
+def _deviation(atoms: Atoms) -> float:
+    value = atoms.info.get("deviation", np.nan)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def select(frames: list[Atoms], settings: SelectionSettings, exclude_ids: Iterable[str] = (), seed: int = 0) -> SelectionResult:
+    """Classify ``frames`` by ``info['deviation']`` and pick the frames to label.
+
+    Eligible frames: the candidates (strategy 'deviation') or every frame ('random', 'all').
+    Those whose frame_id (``info['frame_id']`` or computed) is in ``exclude_ids`` or repeats an
+    earlier eligible frame are skipped. Of the rest at most ``max_candidates`` are kept:
+    strategy 'deviation' with pick 'random' and strategy 'random' draw without replacement with
+    ``numpy.random.default_rng(seed)``; pick 'highest' takes the largest deviations (ties: lower
+    index first); strategy 'all' keeps evenly spaced frames in exploration order. The classes
+    (accurate/candidate/failed) and the accurate ratio do not depend on the strategy.
+    """
+    frames = list(frames)
+    eps = np.array([_deviation(a) for a in frames], dtype=float)
+    status = classify(eps, settings.trust_lo, settings.trust_hi)
+    excluded = set(exclude_ids)
+    seen: set[str] = set()
+    pool: list[int] = []
+    n_duplicate = 0
+    eligible = np.flatnonzero(status == CANDIDATE) if settings.strategy == "deviation" else np.arange(len(frames))
+    for i in eligible:
+        atoms = frames[i]
+        fid = atoms.info.get("frame_id") or frame_id(atoms)
+        if fid in excluded or fid in seen:
+            n_duplicate += 1
+            continue
+        seen.add(fid)
+        pool.append(int(i))
+    if len(pool) > settings.max_candidates:
+        if settings.strategy == "all":
+            keep = np.unique(np.round(np.linspace(0, len(pool) - 1, settings.max_candidates)).astype(int))
+            pool = [pool[j] for j in keep]
+        elif settings.strategy == "random" or settings.pick == "random":
+            rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
+            chosen = rng.choice(len(pool), size=settings.max_candidates, replace=False)
+            pool = [pool[j] for j in chosen]
+        else:
+            order = sorted(pool, key=lambda j: (-eps[j], j))
+            pool = order[: settings.max_candidates]
+    n = len(frames)
+    n_accurate = int((status == ACCURATE).sum())
+    return SelectionResult(
+        status=[str(s) for s in status],
+        selected=sorted(pool),
+        n_accurate=n_accurate,
+        n_candidate=int((status == CANDIDATE).sum()),
+        n_failed=int((status == FAILED).sum()),
+        n_duplicate=n_duplicate,
+        accurate_ratio=n_accurate / n if n else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    """Whether a campaign stops after a round, and why (``converged``, ``round limit`` or '')."""
+
+    converged: bool
+    stop: bool
+    reason: str
+
+
+def stop_decision(accurate_ratio: float, n_explored: int, round_: int, target_accurate_ratio: float, max_rounds: int) -> StopDecision:
+    """The one place that decides when a campaign stops.
+
+    After round ``round_`` (0-based) the campaign has converged when the round explored
+    something and its accurate ratio reached the target; it stops when it converged or
+    when ``round_ + 1`` rounds (the limit, ``max_rounds``) have trained. A campaign that
+    converges in its last allowed round has converged.
+    """
+    converged = n_explored > 0 and accurate_ratio >= target_accurate_ratio
+    if converged:
+        return StopDecision(True, True, "converged")
+    if round_ + 1 >= max_rounds:
+        return StopDecision(False, True, "round limit")
+    return StopDecision(False, False, "")

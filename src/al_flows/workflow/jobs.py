@@ -1,0 +1,147 @@
+"""Small helpers shared by the Makers."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+import uuid as _uuid
+
+import numpy as np
+from jobflow import CURRENT_JOB, job
+
+# Namespace of the deterministic job uuids (uuid5 of the campaign, fingerprint, round, stage, key).
+_JOB_NAMESPACE = _uuid.UUID("5f0c8a52-4c1e-4f43-9a0e-6d1f2b7c9e11")
+
+
+def route(job, category: str):
+    """Send ``job`` to the FireWorks category ``category``, and stop jobflow from copying a
+    parent's manager_config onto the jobs this one creates (dynamic jobs keep their own).
+    The job sees the store (``expose_store``) so that a failure is recorded there."""
+    job.update_config({"manager_config": {"_category": category}, "pass_manager_config": False, "expose_store": True},
+                      dynamic=False)
+    return job
+
+
+def field(doc, key):
+    """Read ``key`` from a job output that arrives as a pydantic document or as a dict."""
+    return doc[key] if isinstance(doc, dict) else getattr(doc, key)
+
+
+def derived_seed(*parts: int) -> int:
+    """A reproducible 31-bit seed from integers (campaign seed, round, member, ...)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def ensemble_id(model_ids: list[str]) -> str:
+    """Identifier of an ensemble: hash of its members' ids, in member order."""
+    return hashlib.sha1("|".join(model_ids).encode()).hexdigest()[:16]
+
+
+def load_ensemble(models: list, device: str = "cpu"):
+    """Ensemble from TrainingDocuments (weights loaded with weights_only=True)."""
+    from al_flows.active_learning.schemas import weights_bytes
+    from al_flows.potential.ensemble import Ensemble
+
+    return Ensemble.from_bytes([weights_bytes(field(m, "model_blob")) for m in models], device=device)
+
+
+def model_ids_of(models: list) -> list[str]:
+    return [field(m, "model_id") for m in models]
+
+
+def stable_uuid(*parts) -> str:
+    """A job uuid fixed by its place in a campaign (campaign, fingerprint, round, stage, key):
+    the same job of a re-planned flow gets the same uuid, so a run after a crash finds the
+    outputs of the jobs that had finished (see :func:`drop_completed`)."""
+    return str(_uuid.uuid5(_JOB_NAMESPACE, "/".join(str(p) for p in parts)))
+
+
+# Stages whose jobs always run again: they only create the jobs after them, and re-creating
+# them (with the same uuids) is how a crashed run finds its place.
+ALWAYS_RUN_STAGES = frozenset({"round"})
+
+
+def completed_uuids(store, uuids) -> set[str]:
+    """Those of ``uuids`` with a stored, non-empty output (any index) in ``store``."""
+    uuids = list(uuids)
+    if not uuids or store is None:
+        return set()
+    done, pointers = set(), {}
+    for d in store.query({"uuid": {"$in": uuids}, "output": {"$ne": None}}, properties=["uuid", "output"]):
+        out = d["output"]
+        if isinstance(out, dict) and out.get("@class") == "OutputReference":
+            # a replaced job's output is a reference to the job that replaced it (jobflow's
+            # store_inputs): done only when that job is
+            pointers.setdefault(d["uuid"], set()).add(out["uuid"])
+        else:
+            done.add(d["uuid"])
+    pending = {u: refs for u, refs in pointers.items() if u not in done}
+    if pending:
+        targets = completed_uuids(store, {r for refs in pending.values() for r in refs})
+        done |= {u for u, refs in pending.items() if refs & targets}
+    return done
+
+
+def drop_completed(jobs: list, store) -> tuple[list, list]:
+    """(jobs to run, jobs already done): a job whose output is in ``store`` from an earlier,
+    interrupted run is not run again; the jobs after it read its output by uuid."""
+    candidates = [j for j in jobs if (j.metadata or {}).get("stage") not in ALWAYS_RUN_STAGES]
+    done = completed_uuids(store, [j.uuid for j in candidates])
+    return [j for j in jobs if j.uuid not in done], [j for j in jobs if j.uuid in done]
+
+
+# -- failure records ------------------------------------------------------------------------------
+# A job that raises leaves no output in the store (jobflow stores outputs of finished jobs only).
+# Jobs made with :func:`al_job` record the failure themselves, as a document of the JobStore's
+# docs store with a top-level ``failure`` key (no ``uuid``: jobflow never mistakes it for a job):
+#     {"failure_id", "failure": {campaign, fingerprint, round, stage, job_uuid, job_name, reason, time}}
+FAILURE_KEY = "failure"
+
+
+def one_line_reason(exc: BaseException) -> str:
+    """``module.ExceptionType: first line of the message`` (al_flows' errors say what to do)."""
+    cls = type(exc)
+    name = cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return f"{name}: {lines[0]}" if lines else name
+
+
+def record_failure(exc: BaseException) -> None:
+    """Store a failure record of the running job (needs ``job.config.expose_store``)."""
+    current, store = CURRENT_JOB.job, CURRENT_JOB.store
+    if current is None:
+        return
+    md = current.metadata or {}
+    from al_flows.workflow import progress
+
+    progress.report("FAILED", md.get("round"), job=repr(current.name), reason=one_line_reason(exc)[:300])
+    if store is None:
+        return
+    record = {
+        "campaign": md.get("campaign", ""), "fingerprint": md.get("fingerprint", ""), "round": md.get("round", -1),
+        "stage": md.get("stage", ""), "job_uuid": current.uuid, "job_index": current.index, "job_name": current.name,
+        "reason": one_line_reason(exc)[:1000], "time": time.time(),
+    }
+    try:
+        store.docs_store.update([{"failure_id": f"{current.uuid}/{current.index}", FAILURE_KEY: record}], key="failure_id")
+    except Exception:  # noqa: BLE001 - recording must never hide the job's own error
+        pass
+
+
+def al_job(method=None, **job_kwargs):
+    """jobflow's ``@job`` for al_flows' jobs: same arguments, plus a failure record in the store
+    when the job raises (see :func:`record_failure`)."""
+
+    def decorator(func):
+        @functools.wraps(func)
+        def recorded(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except Exception as exc:
+                record_failure(exc)
+                raise
+
+        return job(recorded, **job_kwargs)
+
+    return decorator if method is None else decorator(method)
