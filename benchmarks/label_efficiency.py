@@ -100,7 +100,8 @@ def shared_test_set(system: str) -> list:
     from ase.build import bulk
     from ase.calculators.emt import EMT
 
-    from al_flows.campaign.config import RandomCellSource, TestSetConfig
+    from al_flows.structures.initial_data import RandomCellSource
+    from al_flows.active_learning.config import TestSetConfig
     from al_flows.structures.generators import random_cells
     from al_flows.validation.heldout import labeller_test_frames, md_snapshots
     from al_flows.structures.multilayer import cuni_multilayer

@@ -71,8 +71,8 @@ def main(argv: list[str]) -> int:
     from maggma.stores import MontyStore
 
     import al_flows.potential.ensemble as ensemble_mod
-    import al_flows.active_learning.jobs_exploration as exploration_mod
-    import al_flows.active_learning.jobs_training as training_makers
+    import al_flows.active_learning.jobs as exploration_mod
+    import al_flows.active_learning.jobs as training_makers
     import al_flows.potential.training as training_mod
 
     run_epochs = training_mod.Trainer.run_epochs

@@ -9,7 +9,7 @@ from al_flows.campaign.run import run_campaign
 from al_flows.campaign.config import ConfigError, validate_campaign
 from al_flows.active_learning.autotest_jobs import final_models
 from al_flows.workflow.jobs import load_ensemble
-from al_flows.campaign.record import latest_outputs
+from al_flows.workflow.jobs import latest_outputs
 from al_flows.campaign.stores import make_job_store
 from ase.calculators.emt import EMT
 

@@ -86,7 +86,7 @@ def test_store_is_queried_back_from_a_new_process(finished):
         from al_flows.campaign.run import open_store, build_report
         from al_flows.potential.ensemble import Ensemble
         from al_flows.frames.dataset import frames_from_bytes
-        from al_flows.active_learning.schemas import weights_bytes
+        from al_flows.potential.model import weights_bytes
         from tests.conftest import TINY
         config = validate_campaign(TINY)
         store = open_store(config, {str(workdir)!r})
@@ -130,7 +130,7 @@ def test_failed_round_then_rerun_continues_and_matches_uninterrupted(tmp_path, f
     """Round 1's training fails: the run stops with a clear message after round 0 is stored;
     running again continues after round 0 and ends where an uninterrupted run ends."""
     config, _, uninterrupted, _ = finished
-    import al_flows.active_learning.jobs_training as training_jobs
+    import al_flows.active_learning.jobs as training_jobs
 
     real = training_jobs.train_member
 

@@ -174,7 +174,7 @@ def test_fingerprint_leaves_out_exactly_the_listed_keys(tiny_dict):
     section changes it. Convergence is a science section by its effect on the rounds run, but
     it is listed as 'when to stop' (raising the target extends a campaign): this test follows
     the list, test_fingerprint_changes_with_every_science_section does not."""
-    from al_flows.campaign.config import NOT_FINGERPRINTED
+    from al_flows.workflow.config import NOT_FINGERPRINTED
 
     base = validate_campaign(tiny_dict).fingerprint()
     cases = {  # name: (change, left out of the fingerprint by the list)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from pydantic import BaseModel
 
-from al_flows.campaign.config import CampaignConfig, PoolStudyConfig
+from al_flows.active_learning.config import CampaignConfig
+from al_flows.pool_study.config import PoolStudyConfig
 from al_flows.exploration.shear import shear_cell, shear_strain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,7 +223,8 @@ def test_configuration_md_says_exactly_what_is_in_the_fingerprint():
     NOT_FINGERPRINTED as left out, and every other top-level key as in."""
     import re
 
-    from al_flows.campaign.config import NOT_FINGERPRINTED, CampaignConfig
+    from al_flows.workflow.config import NOT_FINGERPRINTED
+    from al_flows.active_learning.config import CampaignConfig
 
     text = (ROOT / "docs" / "configuration.md").read_text()
     section = text[text.index("### The fingerprint"):text.index("## `initial`")]

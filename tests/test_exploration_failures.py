@@ -11,10 +11,11 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from al_flows.exploration.batched_relax import relax_batched
-from al_flows.active_learning.schemas import frames_text, weights_text
+from al_flows.frames.dataset import frames_text
+from al_flows.potential.model import weights_text
 from al_flows.potential.ensemble import Ensemble, EnsembleCalculator, EnsemblePrediction
-from al_flows.active_learning.jobs_exploration import MDExploreMaker, ShearExploreMaker
-from al_flows.active_learning.jobs_selection import SelectMaker
+from al_flows.active_learning.jobs import MDExploreMaker, ShearExploreMaker
+from al_flows.active_learning.jobs import SelectMaker
 from al_flows.exploration.md import NVTSettings, nvt_explore, run_batched_langevin
 from al_flows.potential.model import ModelSettings, build_member, member_to_bytes
 from al_flows.structures.multilayer import cuni_multilayer
@@ -269,7 +270,7 @@ def _models():
 
 
 def test_jobs_whose_every_replica_blows_up_still_produce_an_output(monkeypatch):
-    from al_flows.active_learning import jobs_exploration as exploration
+    from al_flows.active_learning import jobs as exploration
 
     starts = _structures(broken=False)
     for a in starts:

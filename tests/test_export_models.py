@@ -10,7 +10,7 @@ from ase.io import read, write
 from jobflow import JobStore
 from maggma.stores import MemoryStore
 
-from al_flows.active_learning.schemas import weights_text
+from al_flows.potential.model import weights_text
 from al_flows.potential.ensemble import Ensemble
 from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.campaign.record import CampaignRecord, export_model

@@ -11,7 +11,7 @@ from jobflow import JobStore
 from maggma.stores import MemoryStore
 
 from al_flows.frames.dataset import Dataset, export_info, frames_from_bytes
-from al_flows.active_learning.schemas import frames_text
+from al_flows.frames.dataset import frames_text
 from al_flows.campaign.record import CampaignRecord, export_dataset
 from tests.conftest import emt_labelled_multilayer
 

@@ -18,7 +18,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
 from al_flows.cli import main
-from al_flows.campaign.config import ConfigError, FileSource, MultilayerSource, validate_campaign
+from al_flows.campaign.config import ConfigError, validate_campaign
+from al_flows.structures.initial_data import FileSource, MultilayerSource
 from al_flows.frames.dataset import Dataset, frames_to_bytes
 from al_flows.structures.initial_data import build_structures
 from al_flows.potential.model import ModelSettings, TrainingSettings, frame_inputs

@@ -5,7 +5,7 @@ import pytest
 
 from al_flows.campaign.run import run_campaign
 from al_flows.campaign.config import validate_campaign
-from al_flows.campaign.record import latest_outputs
+from al_flows.workflow.jobs import latest_outputs
 from al_flows.campaign.stores import make_job_store
 
 

@@ -134,7 +134,7 @@ def test_label_checkpoints_round_trip_through_gridfs(mongo_server):
 
     from al_flows.labelling.ase import label_frames
     from al_flows.active_learning.jobs import LabelCheckpoint
-    from al_flows.campaign.stores import DATA_STORE
+    from al_flows.workflow.jobs import DATA_STORE
 
     store = make_job_store(validate_campaign({**__import__("tests.conftest", fromlist=["TINY"]).TINY,
                                               "store": {"kind": "mongodb", "database": "al", "collection": "ck"}}).store, ".")

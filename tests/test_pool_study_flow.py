@@ -12,11 +12,11 @@ from ase.calculators.emt import EMT
 from al_flows.cli import main
 from al_flows.campaign.config import ConfigError, validate_campaign
 from al_flows.frames.dataset import frames_from_bytes
-from al_flows.active_learning.schemas import weights_bytes
+from al_flows.potential.model import weights_bytes
 from al_flows.potential.ensemble import Ensemble
 from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.pool_study.report import pool_study_outputs
-from al_flows.campaign.record import latest_outputs
+from al_flows.workflow.jobs import latest_outputs
 from al_flows.exploration.shear import ShearSettings, run_seed, run_shear
 
 ML = {"kind": "multilayer", "size": [1, 1, 3], "lattice_constant": 3.58, "variants": ["pristine", "VNi(N1)"]}
@@ -155,7 +155,7 @@ def test_pool_from_imported_vasp_runs_and_extxyz(tmp_path):
     provenance, and holds out the test frames."""
     from jobflow import run_locally
 
-    from al_flows.campaign.config import PoolConfig
+    from al_flows.pool_study.config import PoolConfig
     from al_flows.frames.dataset import frames_to_bytes
     from al_flows.pool_study.jobs import PoolMaker
     from tests.vasp_standin.standin import write_vasp_md_run

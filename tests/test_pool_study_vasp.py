@@ -13,7 +13,7 @@ from al_flows.cli import main
 from al_flows.frames.dataset import frames_from_bytes
 from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.pool_study.report import pool_study_outputs
-from al_flows.campaign.record import latest_outputs
+from al_flows.workflow.jobs import latest_outputs
 from tests.vasp_standin.standin import install_wrapper, reference_results, write_vasp_md_run
 
 FAST_CUSTODIAN = {"polling_time_step": 0.1, "monitor_freq": 1}
@@ -90,8 +90,8 @@ def test_imported_pool_and_vasp_validation(vasp_study):
 
 
 def test_failed_vasp_jobs_leave_their_minimum_out_with_a_reason(vasp_study):
-    from al_flows.campaign.config import ValidationConfig
-    from al_flows.active_learning.schemas import frames_text
+    from al_flows.pool_study.config import ValidationConfig
+    from al_flows.frames.dataset import frames_text
     from al_flows.pool_study.vasp_validation import collect_vasp_validation
 
     store, out, _ = vasp_study

@@ -11,7 +11,7 @@ import pytest
 from ase.calculators.calculator import Calculator, all_changes
 
 from al_flows.campaign.config import ConfigError, validate_campaign
-from al_flows.structures.initial_data import check_campaign_structures
+from al_flows.campaign.config import check_campaign_structures
 from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.exploration.shear import ShearSettings, explore_shear, run_steps, shear_strain, steps_to_gamma
 from al_flows.pool_study.shear_study import pathways, step_record

@@ -13,8 +13,8 @@ from maggma.stores import MemoryStore
 
 import al_flows.potential.training as training_module
 from al_flows.frames.dataset import Dataset
-from al_flows.active_learning.schemas import weights_bytes
-from al_flows.active_learning.jobs_training import TrainMemberMaker
+from al_flows.potential.model import weights_bytes
+from al_flows.active_learning.jobs import TrainMemberMaker
 from al_flows.potential.model import ModelSettings, TrainingSettings, member_from_bytes
 from al_flows.potential.training import (
     Trainer,

@@ -4,7 +4,8 @@ import pytest
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.vasp import Incar, Kpoints
 
-from al_flows.campaign.config import ConfigError, VaspLabeller, validate_campaign
+from al_flows.campaign.config import ConfigError, validate_campaign
+from al_flows.workflow.config import VaspLabeller
 from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.labelling.vasp_inputs import label_settings_id, static_maker, with_system_tag
 

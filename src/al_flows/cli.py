@@ -35,8 +35,7 @@ def demo_config_path() -> Path:
 def _check_structures(config, base_dir: Path, source: str) -> int:
     """Check the starting structures read from files or built as multilayers (cheap) before
     anything runs; a bad one becomes a ConfigError line ``source: field (structure): problem; fix``."""
-    from al_flows.campaign.config import ConfigError
-    from al_flows.structures.initial_data import check_campaign_structures
+    from al_flows.campaign.config import ConfigError, check_campaign_structures
 
     try:
         return check_campaign_structures(config, base_dir)
@@ -64,8 +63,8 @@ def _submit(config_path: Path, launchpad_file: str, workdir: str | None) -> int:
 
 def _record(workdir: str):
     """(config, connected store, CampaignRecord) of a work directory."""
-    from al_flows.campaign.run import load_workdir_campaign, open_store
     from al_flows.campaign.record import CampaignRecord
+    from al_flows.campaign.run import load_workdir_campaign, open_store
 
     config = load_workdir_campaign(workdir)
     store = open_store(config, workdir)
@@ -94,7 +93,7 @@ def _pool_status(config, store, as_json: bool) -> int:
 def _status(workdir: str, as_json: bool) -> int:
     import json
 
-    from al_flows.campaign.config import PoolStudyConfig
+    from al_flows.pool_study.config import PoolStudyConfig
 
     config, store, record = _record(workdir)
     if isinstance(config, PoolStudyConfig):
@@ -129,7 +128,8 @@ def _status(workdir: str, as_json: bool) -> int:
 
 
 def _not_for_pool_study(config, command: str) -> None:
-    from al_flows.campaign.config import ConfigError, PoolStudyConfig
+    from al_flows.campaign.config import ConfigError
+    from al_flows.pool_study.config import PoolStudyConfig
 
     if isinstance(config, PoolStudyConfig):
         store_hint = "see the queries in docs/pool_study.md" if command == "lineage" else "use 'al-flows export' with what=dataset/model"
@@ -172,10 +172,9 @@ def _lineage(workdir: str, label: str | None, model: str | None, as_json: bool) 
 
 
 def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) -> int:
-    from al_flows.campaign.config import PoolStudyConfig
-    from al_flows.campaign.record import export_dataset, export_model
-
     from al_flows.campaign.config import ConfigError
+    from al_flows.campaign.record import export_dataset, export_model
+    from al_flows.pool_study.config import PoolStudyConfig
 
     config, store, record = _record(workdir)
     try:
@@ -216,9 +215,9 @@ def _import(paths: list[str], output: str, stride: int) -> int:
 
 
 def _report(workdir: str) -> int:
-    from al_flows.campaign.config import PoolStudyConfig
-    from al_flows.pool_study.report import write_pool_report
     from al_flows.campaign.report import write_report
+    from al_flows.pool_study.config import PoolStudyConfig
+    from al_flows.pool_study.report import write_pool_report
 
     config, store, _ = _record(workdir)
     try:
@@ -271,8 +270,8 @@ def _print_report(report: dict, workdir: Path) -> None:
 
 
 def _run(config_path: Path, workdir: str) -> int:
-    from al_flows.campaign.run import live_progress, run_campaign
     from al_flows.campaign.config import load_campaign
+    from al_flows.campaign.run import live_progress, run_campaign
     from al_flows.campaign.stores import describe_store
 
     config, base_dir = load_campaign(config_path)
@@ -378,8 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from al_flows.campaign.run import CampaignError
     from al_flows.campaign.config import ConfigError
+    from al_flows.campaign.run import CampaignError
 
     try:
         return COMMANDS[args.command](args)

@@ -7,17 +7,15 @@ import time
 
 from jobflow import CURRENT_JOB
 
-from al_flows.workflow import progress
-from al_flows.validation.autotest import autotest, autotest_table_markdown
 from al_flows.active_learning.schemas import AutotestDocument
 from al_flows.labelling.ase import calculator_factory
-from al_flows.workflow.jobs import al_job, ensemble_id, load_ensemble, model_ids_of
+from al_flows.validation.autotest import autotest, autotest_table_markdown
+from al_flows.workflow import progress
+from al_flows.workflow.jobs import al_job, ensemble_id, latest_outputs, load_ensemble, model_ids_of
 
 
 def final_models(store, campaign: str, round_: int) -> list[dict]:
     """TrainingDocuments (with weights) of the members trained in round ``round_``, by member."""
-    from al_flows.campaign.record import latest_outputs
-
     docs = latest_outputs(store, campaign, "train", {"metadata.round": round_}, load=True)
     by_member = {d["output"]["member"]: d["output"] for d in docs}
     return [by_member[m] for m in sorted(by_member)]

@@ -23,20 +23,34 @@ from pathlib import Path
 import numpy as np
 from jobflow import CURRENT_JOB, Flow, Job, Maker, OutputReference, Response
 
-from al_flows.workflow import progress
-from al_flows.campaign.config import CampaignConfig, InitialData, TestSetConfig
-from al_flows.frames.dataset import frames_from_bytes
+from al_flows.active_learning.autotest_jobs import autotest_job
+from al_flows.active_learning.config import CampaignConfig, InitialData, TestSetConfig
+from al_flows.active_learning.jobs import (
+    AseLabelMaker,
+    MDExploreMaker,
+    SelectMaker,
+    ShearExploreMaker,
+    TrainMemberMaker,
+    calibrate_levels,
+    merge_labels,
+)
 from al_flows.active_learning.schemas import (
     CampaignResult,
     EvaluationDocument,
     RoundSummary,
     StructuresDocument,
     TestSetDocument,
-    frames_text,
 )
-from al_flows.validation.heldout import NONEQUILIBRIUM, holdout_errors, labeller_test_frames, subset_of, tag
-from al_flows.structures.initial_data import build_structures, perturbed_copies
+from al_flows.active_learning.vasp_jobs import VaspLabelMaker
+from al_flows.exploration.md import NVTSettings, ScheduleSettings
+from al_flows.exploration.shear import ShearSettings
+from al_flows.frames.dataset import frames_from_bytes, frames_text
 from al_flows.labelling.ase import calculator_factory
+from al_flows.labelling.vasp_inputs import label_settings_id, static_maker
+from al_flows.selection.trust_levels import stop_decision
+from al_flows.structures.initial_data import build_structures, perturbed_copies
+from al_flows.validation.heldout import NONEQUILIBRIUM, holdout_errors, labeller_test_frames, subset_of, tag
+from al_flows.workflow import progress
 from al_flows.workflow.jobs import (
     al_job,
     derived_seed,
@@ -48,16 +62,6 @@ from al_flows.workflow.jobs import (
     route,
     stable_uuid,
 )
-from al_flows.active_learning.autotest_jobs import autotest_job
-from al_flows.active_learning.jobs_exploration import MDExploreMaker, ShearExploreMaker
-from al_flows.exploration.md import NVTSettings, ScheduleSettings
-from al_flows.active_learning.jobs import AseLabelMaker, merge_labels
-from al_flows.active_learning.jobs_selection import SelectMaker, calibrate_levels
-from al_flows.active_learning.jobs_training import TrainMemberMaker
-from al_flows.active_learning.vasp_jobs import VaspLabelMaker
-from al_flows.selection.trust_levels import stop_decision
-from al_flows.exploration.shear import ShearSettings
-from al_flows.labelling.vasp_inputs import label_settings_id, static_maker
 
 
 @al_job(data=["structures_blob"], output_schema=StructuresDocument)

@@ -1,19 +1,300 @@
-"""Label frames with an ASE calculator, and merge labels into the dataset."""
+"""The jobs of one active-learning round, in round order: train a member, explore with the
+ensemble, select frames to label, label them with an ASE calculator and merge the labels into the
+dataset (jobflow Makers and jobs over the science modules). The round itself is
+:mod:`al_flows.active_learning.flows`; VASP labelling :mod:`al_flows.active_learning.vasp_jobs`;
+the autotest :mod:`al_flows.active_learning.autotest_jobs`.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
+import numpy as np
 from jobflow import CURRENT_JOB, Job, Maker
 
-from al_flows.workflow import progress
-from al_flows.frames.dataset import Dataset, frames_from_bytes
-from al_flows.active_learning.schemas import DatasetDocument, LabelDocument, frames_text
+from al_flows.active_learning.schemas import (
+    CalibrationDocument,
+    DatasetDocument,
+    ExplorationDocument,
+    LabelDocument,
+    SelectionDocument,
+    TrainingDocument,
+)
+from al_flows.exploration.md import NVTSettings, ScheduleSettings, langevin_schedule, nvt_explore
+from al_flows.exploration.shear import ShearSettings, explore_shear, explore_shear_batched
+from al_flows.frames.dataset import Dataset, frames_from_bytes, frames_text
+from al_flows.frames.provenance import as_float, explored_record, frame_errors, label_record
 from al_flows.labelling.ase import LabelResult, calculator_factory, label_frames
-from al_flows.workflow.jobs import al_job, field, stable_uuid
-from al_flows.frames.provenance import label_record
+from al_flows.potential.ensemble import Ensemble
+from al_flows.potential.model import ModelSettings, TrainingSettings, weights_text
+from al_flows.potential.training import train_member
+from al_flows.selection.calibration import (
+    CalibrationSettings,
+    calibrated_levels,
+    fit_relation,
+    limit_change,
+    max_force_errors,
+)
+from al_flows.selection.trust_levels import SelectionSettings, select, stop_decision
+from al_flows.workflow import progress
+from al_flows.workflow.jobs import DATA_STORE, al_job, ensemble_id, field, load_ensemble, model_ids_of, stable_uuid
+
+__all__ = [
+    "TrainMemberMaker",
+    "ShearExploreMaker",
+    "MDExploreMaker",
+    "SelectMaker",
+    "calibrate_levels",
+    "LabellingError",
+    "check_success_fraction",
+    "LabelCheckpoint",
+    "AseLabelMaker",
+    "merge_labels",
+]
+
+
+# ---------------------------------------- training
+# Train one SchNet ensemble member on every label available so far.
+#
+# A member whose training diverges is retried at a lower learning rate (``lr_used`` and ``retries``
+# of its TrainingDocument); when every attempt diverges the job fails with
+# :class:`al_flows.potential.training.TrainingDivergedError` (one line: member, seed, learning rates tried, what
+# to do), which stops the round.
+
+
+@dataclass
+class TrainMemberMaker(Maker):
+    """Train one member; members of an ensemble differ only by ``seed``."""
+
+    name: str = "train"
+    model: ModelSettings = dc_field(default_factory=ModelSettings)
+    training: TrainingSettings = dc_field(default_factory=TrainingSettings)
+    elements: list[str] = dc_field(default_factory=list)
+
+    @al_job(data=["model_blob"], output_schema=TrainingDocument)
+    def make(self, dataset, campaign: str, round: int, member: int, seed: int) -> TrainingDocument:
+        start = time.perf_counter()
+        data = Dataset.from_bytes(field(dataset, "dataset_blob"))
+        progress.report("train", round, member=member, labels=len(data))
+        trained = train_member(
+            data.frames, self.model, self.training, seed=seed, elements=self.elements or None, member=member,
+            log=lambda msg: progress.report("train retry", round, member=member, why=msg),
+        )
+        pred = Ensemble.from_bytes([trained.blob]).predict(data.frames)
+        split = {**dict.fromkeys(trained.train_ids, "train"), **dict.fromkeys(trained.val_ids, "val")}
+        errors = frame_errors(data.frames, pred.energies[0], [f[0] for f in pred.forces], split)
+        doc = TrainingDocument(
+            campaign=campaign,
+            round=round,
+            member=member,
+            seed=seed,
+            model_id=hashlib.sha1(trained.blob).hexdigest()[:16],
+            n_train=trained.n_train,
+            n_val=trained.n_val,
+            train_ids=list(trained.train_ids),
+            val_ids=list(trained.val_ids),
+            best_epoch=trained.best_epoch,
+            val_force_rmse=trained.val_force_rmse,
+            val_energy_rmse_per_atom=trained.val_energy_rmse_per_atom,
+            curve=trained.curve,
+            frame_errors=errors,
+            model_settings=self.model.model_dump(),
+            training_settings=self.training.model_dump(),
+            lr_used=trained.lr,
+            retries=list(trained.retries),
+            wall_time=time.perf_counter() - start,
+            model_blob=weights_text(trained.blob),
+        )
+        progress.report("trained", round, member=member, val_force_rmse=f"{doc.val_force_rmse:.4f}")
+        return doc
+
+
+# ---------------------------------------- exploration
+# Explore with a round's ensemble: perturbed stochastic shear (Sprueill et al.), Langevin MD with a
+# randomised temperature schedule and early stop (ANI-Al), NVT MD raised per round (DP-GEN); docs/methods.md.
+#
+# Replicas (shear runs, MD trajectories) that blow up are dropped, their frames after the blow-up
+# never recorded, and listed in ``ExplorationDocument.dropped`` (see :mod:`al_flows.exploration.replica_checks`);
+# the others go on. A job whose every replica blew up still succeeds, with zero frames.
+
+
+def _document(frames, campaign, round, explorer, ens_id, start, dropped) -> ExplorationDocument:
+    for atoms in frames:
+        atoms.info.update(round=round, model_id=ens_id)
+    deviations = [float(a.info.get("deviation", np.nan)) for a in frames]
+    progress.report(f"explored {explorer}", round, frames=len(frames), **({"dropped_replicas": len(dropped)} if dropped else {}))
+    for d in dropped:
+        progress.report(f"{explorer} replica dropped", round, replica=d["replica"], step=d["step"], reason=d["reason"])
+    return ExplorationDocument(
+        campaign=campaign,
+        round=round,
+        explorer=explorer,
+        ensemble_id=ens_id,
+        n_frames=len(frames),
+        deviations=deviations,
+        frames=[explored_record(a) for a in frames],
+        dropped=list(dropped),
+        wall_time=time.perf_counter() - start,
+        frames_blob=frames_text(frames),
+    )
+
+
+def _prepare(maker, structures, models, round):
+    """(start time, ensemble id, Ensemble, starting structures) of an explore job."""
+    start = time.perf_counter()
+    starts = frames_from_bytes(field(structures, "structures_blob"))
+    progress.report(f"explore {maker.name}", round, structures=len(starts), runs=maker.settings.n_runs)
+    return start, ensemble_id(model_ids_of(models)), load_ensemble(models), starts
+
+
+@dataclass
+class ShearExploreMaker(Maker):
+    """Relax perturbed, progressively sheared copies of every starting structure with the
+    ensemble mean; every relaxed frame keeps its energy, gamma and model deviation.
+
+    With ``settings.batched`` (default) all runs are relaxed in lockstep, one batched ensemble
+    prediction per optimiser step for every running replica (:func:`al_flows.exploration.shear.explore_shear_batched`;
+    ASE's BFGS/LBFGS/FIRE per replica, so the same frames as the sequential path up to the float
+    round-off of batched evaluation); ``batched=False`` or starting structures with constraints
+    take the sequential path with the ensemble's ASE calculator."""
+
+    name: str = "shear"
+    settings: ShearSettings = dc_field(default_factory=ShearSettings)
+
+    @al_job(data=["frames_blob"], output_schema=ExplorationDocument)
+    def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
+        start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
+        dropped: list[dict] = []
+        if self.settings.batched and not any(a.constraints for a in starts):
+            frames = explore_shear_batched(starts, ensemble, self.settings, seed=seed, explorer=self.name, dropped=dropped)
+        else:
+            frames = explore_shear(starts, ensemble.calculator(), self.settings, seed=seed, explorer=self.name, dropped=dropped)
+        return _document(frames, campaign, round, self.name, ens_id, start, dropped)
+
+
+@dataclass
+class MDExploreMaker(Maker):
+    """Molecular dynamics driven by the ensemble (all trajectories in one batched prediction per
+    step): ``ScheduleSettings`` runs the ANI-Al sampler, ``NVTSettings`` the DP-GEN one."""
+
+    name: str = "md"
+    settings: ScheduleSettings | NVTSettings = dc_field(default_factory=NVTSettings)
+
+    @al_job(data=["frames_blob"], output_schema=ExplorationDocument)
+    def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
+        start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
+        dropped: list[dict] = []
+        if isinstance(self.settings, ScheduleSettings):
+            frames = langevin_schedule(starts, ensemble, self.settings, seed, explorer=self.name, dropped=dropped)
+            stopped = [a for a in frames if a.info.get("stopped")]
+            progress.report(f"{self.name} trajectories", round, stopped=len(stopped), of=self.settings.n_runs,
+                            mean_time_ps=f"{np.mean([a.info['time_ps'] for a in stopped]) if stopped else self.settings.t_max_ps:.2f}")
+        else:
+            frames = nvt_explore(starts, ensemble, self.settings, round, seed, explorer=self.name, dropped=dropped)
+        return _document(frames, campaign, round, self.name, ens_id, start, dropped)
+
+
+# ---------------------------------------- selection
+# Trust-level selection of a round's explored frames (DP-GEN) and the stop decision.
+
+
+@dataclass
+class SelectMaker(Maker):
+    """Classify frames as accurate/candidate/failed, pick at most ``max_candidates`` new
+    candidates, and decide whether the campaign stops after this round."""
+
+    name: str = "select"
+    settings: SelectionSettings = dc_field(default_factory=SelectionSettings)
+    target_accurate_ratio: float = 0.95
+    max_rounds: int = 5
+
+    @al_job(data=["selected_blob"], output_schema=SelectionDocument)
+    def make(self, explorations: list, exclude_ids: list, campaign: str, round: int, seed: int, calibration=None) -> SelectionDocument:
+        """``calibration``: the previous round's CalibrationDocument; its next levels replace the
+        configured ones (when its fit was not applied they are the levels that round used, so a
+        calibrated campaign keeps its last calibrated levels)."""
+        start = time.perf_counter()
+        frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
+        ens_id = field(explorations[0], "ensemble_id") if explorations else ""
+        settings = self.settings
+        if calibration is not None:  # fitted levels, or the levels in use when the fit was not applied
+            settings = settings.model_copy(update={"trust_lo": field(calibration, "trust_lo_next"), "trust_hi": field(calibration, "trust_hi_next")})
+        result = select(frames, settings, exclude_ids=exclude_ids, seed=seed)
+        chosen = [frames[i] for i in result.selected]
+        for atoms in chosen:
+            atoms.info["selection"] = settings.strategy  # kept with the label (provenance)
+        chosen_idx = set(result.selected)
+        decision = stop_decision(result.accurate_ratio, len(frames), round, self.target_accurate_ratio, self.max_rounds)
+        progress.report(
+            "select", round, explored=len(frames), accurate=result.n_accurate, candidate=result.n_candidate,
+            failed=result.n_failed, selected=len(chosen), accurate_ratio=f"{result.accurate_ratio:.3f}",
+        )
+        return SelectionDocument(
+            campaign=campaign,
+            round=round,
+            ensemble_id=ens_id,
+            n_explored=len(frames),
+            n_accurate=result.n_accurate,
+            n_candidate=result.n_candidate,
+            n_failed=result.n_failed,
+            n_duplicate=result.n_duplicate,
+            n_selected=len(chosen),
+            strategy=settings.strategy,
+            accurate_ratio=result.accurate_ratio,
+            converged=decision.converged,
+            stop=decision.stop,
+            trust_lo=settings.trust_lo,
+            trust_hi=settings.trust_hi,
+            records=[
+                {"frame_id": a.info["frame_id"], "explorer": a.info.get("explorer", ""), "parent_id": a.info.get("parent_id", ""),
+                 "deviation": as_float(a.info.get("deviation")), "status": status, "selected": i in chosen_idx}
+                for i, (a, status) in enumerate(zip(frames, result.status, strict=True))
+            ],
+            wall_time=time.perf_counter() - start,
+            selected_blob=frames_text(chosen),
+        )
+
+
+@al_job(output_schema=CalibrationDocument)
+def calibrate_levels(models: list, labels, selection, campaign: str, round: int, settings: CalibrationSettings) -> CalibrationDocument:
+    """Fit deviation -> true error on the frames just labelled (true error: largest atomic force
+    error of this round's ensemble mean) and set the next round's trust levels."""
+    frames = frames_from_bytes(field(labels, "labelled_blob")) if field(labels, "n_labelled") else []
+    dev = np.array([as_float(a.info.get("deviation")) for a in frames], dtype=float)
+    err = np.zeros(0)
+    if frames:
+        pred = load_ensemble(models).predict(frames)
+        err = max_force_errors(pred.mean_forces, [a.get_forces() for a in frames])
+    fit = fit_relation(dev, err, settings.relation)
+    used = (field(selection, "trust_lo"), field(selection, "trust_hi"))
+    lo, hi, reason = calibrated_levels(fit, settings, used)
+    note = ""
+    if not reason:
+        lo, hi, note = limit_change((lo, hi), used, settings.max_change_factor)
+    progress.report("calibrate", round, points=fit["n"], trust_lo_next=f"{lo:.3f}", trust_hi_next=f"{hi:.3f}", kept=bool(reason))
+    return CalibrationDocument(
+        campaign=campaign,
+        round=round,
+        ensemble_id=ensemble_id(model_ids_of(models)),
+        points=[{"frame_id": a.info["frame_id"], "deviation": float(d), "error": float(e)} for a, d, e in zip(frames, dev, err, strict=True)],
+        fit=fit,
+        target_error_lo=settings.target_error_lo,
+        target_error_hi=settings.target_error_hi,
+        trust_lo_used=float(used[0]),
+        trust_hi_used=float(used[1]),
+        trust_lo_next=lo,
+        trust_hi_next=hi,
+        applied=not reason,
+        reason=reason,
+        note=note,
+    )
+
+
+# ---------------------------------------- labelling
+# Label frames with an ASE calculator, and merge labels into the dataset.
 
 
 class LabellingError(RuntimeError):
@@ -45,8 +326,6 @@ class LabelCheckpoint:
 
     @classmethod
     def of_current_job(cls) -> LabelCheckpoint:
-        from al_flows.campaign.stores import DATA_STORE
-
         store, current = CURRENT_JOB.store, CURRENT_JOB.job
         data = store.additional_stores.get(DATA_STORE) if store is not None else None
         return cls(data, current.uuid if current is not None else None)

@@ -3,34 +3,14 @@
 Fields ending in ``_blob`` are routed by the jobs to the JobStore's ``data`` store;
 documents only keep a reference to them. Blobs are text so that every store keeps them
 intact (maggma's GridFSStore JSON-encodes what it stores): frames and datasets as
-extxyz text, model weights as base64 of a torch state-dict file. Energies eV, forces
+extxyz text (:func:`al_flows.frames.dataset.frames_text`), model weights as base64 of a torch
+state-dict file (:func:`al_flows.potential.model.weights_text`). Energies eV, forces
 and deviations eV/Angstrom.
 """
 
 from __future__ import annotations
 
-import base64
-
 from pydantic import BaseModel, Field
-
-from al_flows.frames.dataset import frames_to_bytes
-
-
-def frames_text(frames) -> str:
-    """Frames as extxyz text (provenance and labels included) for a ``*_blob`` field."""
-    return frames_to_bytes(frames).decode("utf-8")
-
-
-def weights_text(blob: bytes) -> str:
-    """Model weights (torch file bytes) as base64 text for ``model_blob``."""
-    return base64.b64encode(blob).decode("ascii")
-
-
-def weights_bytes(text: str | bytes) -> bytes:
-    """Inverse of :func:`weights_text`."""
-    return base64.b64decode(text)
-
-BLOB_FIELDS = ["dataset_blob", "model_blob", "frames_blob", "selected_blob", "labelled_blob", "structures_blob"]
 
 
 class StructuresDocument(BaseModel):

@@ -29,18 +29,14 @@ from jobflow import (
 )
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from al_flows.workflow import progress
-from al_flows.frames.dataset import frames_from_bytes
-from al_flows.active_learning.schemas import LabelDocument, frames_text
-from al_flows.workflow.jobs import al_job, field, route
 from al_flows.active_learning.jobs import check_success_fraction
+from al_flows.active_learning.schemas import LabelDocument
+from al_flows.frames.dataset import frames_from_bytes, frames_text
 from al_flows.frames.provenance import label_record
 from al_flows.labelling.vasp_inputs import with_system_tag
 from al_flows.labelling.vasp_labels import LabelError, label_from_taskdoc
-
-
-def _resolve(value, store):
-    return value.resolve(store) if isinstance(value, OutputReference) else value
+from al_flows.workflow import progress
+from al_flows.workflow.jobs import al_job, field, resolve_reference, route
 
 
 def existing_taskdoc_uuid(store, campaign: str, frame_id: str, label_settings: str) -> str | None:
@@ -81,7 +77,7 @@ class VaspLabelMaker(Maker):
     @al_job
     def dispatch(self, frames, campaign: str, round: int, skip=False):
         store = CURRENT_JOB.store
-        todo = [] if _resolve(skip, store) else frames_from_bytes(field(_resolve(frames, store), "selected_blob"))
+        todo = [] if resolve_reference(skip, store) else frames_from_bytes(field(resolve_reference(frames, store), "selected_blob"))
         if not todo:
             return LabelDocument(
                 campaign=campaign, round=round, labeller=self.labeller_name, n_requested=0, n_labelled=0,

@@ -15,8 +15,8 @@ import jobflow.managers.fireworks as jobflow_fireworks
 from fireworks import LaunchPad, Workflow
 from jobflow.managers.fireworks import JobFiretask
 
+from al_flows.active_learning.config import CampaignConfig
 from al_flows.campaign.run import CampaignError, plan_flow, prepare_store, workdir_lock
-from al_flows.campaign.config import CampaignConfig
 
 UNFINISHED = ("READY", "RUNNING", "RESERVED", "WAITING", "PAUSED", "FIZZLED", "DEFUSED")
 _flow_to_workflow = jobflow_fireworks.flow_to_workflow

@@ -11,21 +11,7 @@ from pathlib import Path
 from jobflow import JobStore
 
 from al_flows.frames.dataset import Dataset
-
-
-def latest_outputs(store: JobStore, campaign: str, stage: str, criteria: dict | None = None,
-                   properties: list[str] | None = None, load: bool = False) -> list[dict]:
-    """Documents of ``campaign``'s jobs at ``stage``: the highest index per uuid (a job
-    replaced at run time has a later index), output not None; sorted by round, uuid."""
-    crit = {"metadata.campaign": campaign, "metadata.stage": stage, **(criteria or {})}
-    props = None if properties is None else sorted({"uuid", "index", "metadata", *properties})
-    latest: dict[str, dict] = {}
-    for d in store.query(crit, properties=props, load=load):
-        if d.get("output") is None:
-            continue
-        if d["uuid"] not in latest or d["index"] > latest[d["uuid"]]["index"]:
-            latest[d["uuid"]] = d
-    return sorted(latest.values(), key=lambda d: (d["metadata"].get("round", -1), d["uuid"]))
+from al_flows.workflow.jobs import FAILURE_KEY, completed_uuids, latest_outputs
 
 
 class CampaignRecord:
@@ -85,13 +71,9 @@ class CampaignRecord:
     def failures(self, current_only: bool = True) -> list[dict]:
         """Failure records of this campaign's jobs (stage, round, job name, one-line reason),
         oldest first; ``current_only``: only jobs that have not finished since."""
-        from al_flows.workflow.jobs import FAILURE_KEY
-
         docs = [d[FAILURE_KEY] for d in self.store.docs_store.query({f"{FAILURE_KEY}.campaign": self.campaign})]
         docs.sort(key=lambda f: f["time"])
         if current_only and docs:
-            from al_flows.workflow.jobs import completed_uuids
-
             done = completed_uuids(self.store, {f["job_uuid"] for f in docs})
             docs = [f for f in docs if f["job_uuid"] not in done]
         return docs
@@ -217,7 +199,7 @@ class CampaignRecord:
 
     def ensemble_blobs(self, round_: int | None = None) -> tuple[int, list[bytes]]:
         """Weights files of a round's ensemble members (default: the last trained round)."""
-        from al_flows.active_learning.schemas import weights_bytes
+        from al_flows.potential.model import weights_bytes
 
         rounds = sorted({d["metadata"]["round"] for d in self.outputs("train", properties=["output.round"])})
         if not rounds:

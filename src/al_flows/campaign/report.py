@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from al_flows.campaign.record import latest_outputs
+from al_flows.plotting import pyplot, save_figure
+from al_flows.workflow.jobs import latest_outputs
 
 STATUSES = ("accurate", "candidate", "failed")
 STATUS_COLOURS = {"accurate": "tab:green", "candidate": "tab:orange", "failed": "tab:red"}
@@ -160,9 +161,9 @@ def unsheared_references(store, config, paths: list[dict], summaries: list[dict]
     from ase.optimize import BFGS
 
     from al_flows.exploration.batched_relax import relax_batched
+    from al_flows.exploration.shear import shear_strain
     from al_flows.frames.dataset import frames_from_bytes
     from al_flows.workflow.jobs import load_ensemble
-    from al_flows.exploration.shear import shear_strain
 
     docs = latest_docs(store, config.name, "structures", load=True)
     if not docs:
@@ -295,30 +296,15 @@ def parity_data(store, config, summary: dict) -> dict | None:
 # ---------------------------------------------------------------- plots
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> str:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    return path.name
-
-
 def _round_colours(rounds: list[int]) -> dict[int, tuple]:
-    cmap = _pyplot().get_cmap("viridis")
+    cmap = pyplot().get_cmap("viridis")
     n = max(len(rounds) - 1, 1)
     return {r: cmap(0.85 * i / n) for i, r in enumerate(sorted(rounds))}
 
 
 def plot_errors(summaries: list[dict], path: Path) -> str:
     """Val/test force RMSE (eV/Å, left) and test energy RMSE (meV/atom, right) per round."""
-    plt = _pyplot()
+    plt = pyplot()
     rounds = [s["round"] for s in summaries]
     fig, ax = plt.subplots(figsize=(6.4, 4))
     ax.plot(rounds, [s["val_force_rmse"] for s in summaries], "o-", color="tab:blue", label="val force RMSE (members' mean)")
@@ -337,7 +323,7 @@ def plot_errors(summaries: list[dict], path: Path) -> str:
     ax.legend(h1 + h2, l1 + l2, loc="best", fontsize=8)
     ax.set_title("Errors per round")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _dev_bins(devs: dict[int, dict]) -> tuple[np.ndarray, bool]:
@@ -358,7 +344,7 @@ def _dev_bins(devs: dict[int, dict]) -> tuple[np.ndarray, bool]:
 def plot_deviation_hists(devs: dict[int, dict], path: Path) -> str:
     """One panel per round: stacked histogram of explored-frame deviations (eV/Å) by status,
     trust levels as vertical lines, status counts in the legend."""
-    plt = _pyplot()
+    plt = pyplot()
     rounds = sorted(devs)
     ncol = min(len(rounds), 3)
     nrow = math.ceil(len(rounds) / ncol)
@@ -389,7 +375,7 @@ def plot_deviation_hists(devs: dict[int, dict], path: Path) -> str:
         ax.legend(fontsize=7, loc="upper right")
     fig.suptitle("Model deviation of explored frames")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 SUBSET_COLOURS = {"relaxed": "tab:blue", "nonequilibrium": "tab:orange"}
@@ -417,16 +403,16 @@ def _parity(ax, label, pred, unit: str, rmse_text: str, title: str, subsets=None
 
 def plot_parity(parity: dict, outdir: Path) -> dict[str, str]:
     """Parity plots of the final ensemble on the test set: energy per atom (eV/atom) and force components (eV/Å)."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(parity["energy_label"])
     fig, ax = plt.subplots(figsize=(4.8, 4.8))
     _parity(ax, parity["energy_label"], parity["energy_pred"], "eV/atom", f"{parity['energy_rmse_mev']:.2f} meV/atom",
             f"Test energy per atom, round {parity['round']} ({n} frames)", parity.get("energy_subset"))
-    energy = _save(fig, outdir / "parity_energy.png")
+    energy = save_figure(fig, outdir / "parity_energy.png")
     fig, ax = plt.subplots(figsize=(4.8, 4.8))
     _parity(ax, parity["force_label"], parity["force_pred"], "eV/Å", f"{parity['force_rmse']:.4f} eV/Å",
             f"Test force components, round {parity['round']} ({len(parity['force_label'])} values)", parity.get("force_subset"))
-    forces = _save(fig, outdir / "parity_forces.png")
+    forces = save_figure(fig, outdir / "parity_forces.png")
     return {"parity_energy": energy, "parity_forces": forces}
 
 
@@ -434,7 +420,7 @@ def plot_energy_vs_gamma(data: list[dict], path: Path) -> str:
     """Energy per atom relative to the relaxed unsheared starting structure (eV/atom) vs shear strain
     gamma (:func:`energy_vs_gamma_data`): one line per explored (round, parent, run), coloured by round,
     and the labeller's own paths of the test set as black dashed reference lines."""
-    plt = _pyplot()
+    plt = pyplot()
     explored = [d for d in data if d["source"] != "labeller"]
     labeller = [d for d in data if d["source"] == "labeller"]
     colours = _round_colours(sorted({d["round"] for d in explored}))
@@ -462,12 +448,12 @@ def plot_energy_vs_gamma(data: list[dict], path: Path) -> str:
     ax.set_title(f"Shear paths: energy per atom vs γ ({len(explored)} explored, {len(labeller)} labeller)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(curves: dict[int, list[dict]], path: Path) -> str:
     """Validation force RMSE (eV/Å) per epoch of every member, one panel per round (shared log y axis)."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     rounds = sorted(curves)
@@ -491,14 +477,14 @@ def plot_training_curves(curves: dict[int, list[dict]], path: Path) -> str:
         ax.legend(fontsize=7)
     fig.suptitle("Training curves")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------- page
 
 def plot_calibration(cals: list[dict], path: Path) -> str:
     """Deviation vs true error of each round's labels, the fitted relation and the levels it set."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     colours = _round_colours([c["round"] for c in cals])
     for c in cals:
@@ -520,12 +506,12 @@ def plot_calibration(cals: list[dict], path: Path) -> str:
     ax.set_xlabel("model deviation at selection (eV/Å)")
     ax.set_ylabel("max atomic force error of the ensemble mean (eV/Å)")
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_autotest(doc: dict, path: Path) -> str:
     """Per element: EOS and GSFE curves of the reference and the model."""
-    plt = _pyplot()
+    plt = pyplot()
     elements = sorted(doc["results"])
     fig, axes = plt.subplots(len(elements), 2, figsize=(10, 3.6 * len(elements)), squeeze=False)
     for (ax_eos, ax_sf), el in zip(axes, elements, strict=True):
@@ -543,7 +529,7 @@ def plot_autotest(doc: dict, path: Path) -> str:
         ax_sf.set_ylabel("GSFE (mJ/m²)")
         ax_sf.set_title(f"{el}: (111) generalised stacking fault", fontsize=9)
         ax_eos.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 CAPTIONS = {

@@ -18,12 +18,15 @@ from pathlib import Path
 
 from jobflow import Flow, JobStore, run_locally
 
-from al_flows.campaign.config import AnyConfig, CampaignConfig, ConfigError, PoolStudyConfig, settings_diff
-from al_flows.workflow.jobs import drop_completed
+from al_flows.active_learning.config import CampaignConfig
 from al_flows.active_learning.flows import ActiveLearningMaker
-from al_flows.campaign.record import CampaignRecord, latest_outputs
-from al_flows.selection.trust_levels import stop_decision
+from al_flows.campaign.config import AnyConfig, ConfigError
+from al_flows.campaign.record import CampaignRecord
 from al_flows.campaign.stores import ensure_indexes, make_job_store
+from al_flows.pool_study.config import PoolStudyConfig
+from al_flows.selection.trust_levels import stop_decision
+from al_flows.workflow.config import settings_diff
+from al_flows.workflow.jobs import drop_completed, latest_outputs
 
 REPORT_KEYS = (
     "round", "n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_failed", "n_labelled",
@@ -186,7 +189,7 @@ def build_report(store: JobStore, config: AnyConfig) -> dict:
 def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow | None, str]:
     """The flow to run now (None when finished) and a one-line description of why."""
     if isinstance(config, PoolStudyConfig):
-        from al_flows.pool_study.jobs import PoolStudyMaker
+        from al_flows.pool_study.flows import PoolStudyMaker
 
         if _outputs(store, config.name, pool_study_final_stage(config)):
             return None, f"pool study '{config.name}' already finished; report rewritten"
@@ -291,7 +294,7 @@ def failure_summary(record: CampaignRecord, since: float, log_path: Path) -> str
 
 def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, echo=print) -> dict:
     """Run (or continue) a campaign with jobflow's run_locally; return and write the report."""
-    from al_flows.structures.initial_data import check_campaign_structures
+    from al_flows.campaign.config import check_campaign_structures
 
     try:  # bad starting structures: one line now, not a failed job later
         check_campaign_structures(config, Path(base_dir))

@@ -17,9 +17,9 @@ from pathlib import Path
 from jobflow import JobStore
 from maggma.stores import GridFSStore, MongoStore, MontyStore
 
-from al_flows.campaign.config import EmbeddedStore, MongoStoreConfig
+from al_flows.workflow.config import EmbeddedStore, MongoStoreConfig
+from al_flows.workflow.jobs import DATA_STORE
 
-DATA_STORE = "data"
 _URI_CREDENTIALS = re.compile(r"(?P<scheme>mongodb(?:\+srv)?://)(?P<user>[^:@/]+)(?::[^@/]*)?@")
 
 

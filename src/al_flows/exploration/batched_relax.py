@@ -42,8 +42,8 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.optimize import BFGS, LBFGS
 
-from al_flows.potential.deviation import max_force_deviation
 from al_flows.exploration.replica_checks import describe_error, is_replica_error
+from al_flows.potential.deviation import max_force_deviation
 
 __all__ = ["FIREParameters", "Relaxed", "relax_batched", "BATCHED_OPTIMIZERS"]
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.md.langevin import Langevin
 from ase.constraints import FixCom
+from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
 from al_flows.frames.dataset import frame_id

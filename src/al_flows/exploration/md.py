@@ -52,7 +52,6 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 from pydantic import Field, model_validator
 
-from al_flows.frames.dataset import frame_id
 from al_flows.exploration.replica_checks import (
     LIMITS,
     ReplicaLimits,
@@ -61,6 +60,7 @@ from al_flows.exploration.replica_checks import (
     predict_isolating,
 )
 from al_flows.exploration.replica_checks import dropped as dropped_record
+from al_flows.frames.dataset import frame_id
 from al_flows.settings import Settings
 
 __all__ = ["ScheduleSettings", "NVTSettings", "schedule_temperature", "draw_schedule", "berendsen_mu",

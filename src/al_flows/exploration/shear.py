@@ -36,7 +36,6 @@ from ase.optimize import BFGS, FIRE, LBFGS
 from pydantic import Field
 
 from al_flows.exploration.batched_relax import relax_batched
-from al_flows.frames.dataset import PROVENANCE_KEYS, frame_id
 from al_flows.exploration.replica_checks import (
     LIMITS,
     ReplicaLimits,
@@ -46,6 +45,7 @@ from al_flows.exploration.replica_checks import (
     is_replica_error,
 )
 from al_flows.exploration.replica_checks import dropped as dropped_record
+from al_flows.frames.dataset import PROVENANCE_KEYS, frame_id
 from al_flows.settings import Settings
 
 OPTIMIZERS = {"BFGS": BFGS, "LBFGS": LBFGS, "FIRE": FIRE}

@@ -277,6 +277,13 @@ def frames_to_bytes(frames: Iterable[Atoms]) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+def frames_text(frames) -> str:
+    """Frames as extxyz text (provenance and labels included) for a ``*_blob`` field of a job
+    output: blobs are text so that every store keeps them intact (maggma's GridFSStore
+    JSON-encodes what it stores)."""
+    return frames_to_bytes(frames).decode("utf-8")
+
+
 def frames_from_bytes(blob: bytes) -> list[Atoms]:
     """Inverse of :func:`frames_to_bytes`; labels come back in a SinglePointCalculator."""
     text = blob.decode("utf-8") if isinstance(blob, (bytes, bytearray)) else str(blob)

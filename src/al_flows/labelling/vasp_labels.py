@@ -20,7 +20,8 @@ class LabelError(ValueError):
     """A TaskDoc that cannot become a label; the message is the recorded reason."""
 
 
-def _get(obj, *path):
+def get_path(obj, *path):
+    """``obj.path[0].path[1]...`` of a TaskDoc (pydantic model or dict); None where a step is missing."""
     for key in path:
         if obj is None:
             return None
@@ -36,11 +37,11 @@ def vasp_stress_to_ase(stress_kbar) -> np.ndarray:
 
 def failure_reason(task_doc) -> str | None:
     """Why a TaskDoc is not a usable label, or None when it is."""
-    state = str(_get(task_doc, "state") or "")
+    state = str(get_path(task_doc, "state") or "")
     state = state.split(".")[-1].lower()
     if state != "successful":
-        calc = (_get(task_doc, "calcs_reversed") or [None])[0]
-        has_completed = _get(calc, "has_vasp_completed")
+        calc = (get_path(task_doc, "calcs_reversed") or [None])[0]
+        has_completed = get_path(calc, "has_vasp_completed")
         completed = str(has_completed).split(".")[-1].lower() if has_completed is not None else ""
         detail = "electronic steps did not converge" if completed not in ("", "successful") else "calculation not successful"
         return f"VASP task state '{state or 'unknown'}': {detail}"
@@ -56,15 +57,15 @@ def label_from_taskdoc(frame: Atoms, task_doc, task_uuid: str, labeller: str, la
     reason = failure_reason(task_doc)
     if reason:
         raise LabelError(reason)
-    energy = _get(task_doc, "output", "energy")
-    forces = _get(task_doc, "output", "forces")
-    stress = _get(task_doc, "output", "stress")
+    energy = get_path(task_doc, "output", "energy")
+    forces = get_path(task_doc, "output", "forces")
+    stress = get_path(task_doc, "output", "stress")
     if energy is None or forces is None:
         raise LabelError("TaskDoc has no output energy or forces (unparseable output)")
     forces = np.asarray(forces, dtype=float)
     if forces.shape != (len(frame), 3):
         raise LabelError(f"TaskDoc forces have shape {forces.shape}, the frame has {len(frame)} atoms")
-    structure = _get(task_doc, "output", "structure")
+    structure = get_path(task_doc, "output", "structure")
     if structure is not None:
         species = [str(getattr(site, "specie", None) or site["species"][0]["element"]) for site in _sites(structure)]
         if species != frame.get_chemical_symbols():

@@ -37,8 +37,8 @@ import numpy as np
 from pydantic import Field
 from scipy.special import erfc, erfinv
 
-from al_flows.settings import Settings
 from al_flows.potential.training import Trainer
+from al_flows.settings import Settings
 
 __all__ = [
     "PAPER_POOL_SIZE",

@@ -1,5 +1,6 @@
-"""Sprueill et al. as a jobflow Flow: pool -> active sampling -> static baselines -> comparison,
-and shear runs (parallel jobs) -> pathways -> validation of the minima.
+"""The jobs of a pool study (Sprueill et al.): pool, active sampling, static baselines,
+comparison, shear runs, pathways and the ASE validation of the minima; the VASP validation is
+:mod:`al_flows.pool_study.vasp_validation` and the whole study :mod:`al_flows.pool_study.flows`.
 
 Every job carries ``metadata = {"campaign": study name, "fingerprint", "round": -1, "stage"}``;
 stages: pool, active_sampling, baseline, compare, shear, pathways, validation (VASP: validation_dispatch,
@@ -15,31 +16,20 @@ from dataclasses import field as dc_field
 from pathlib import Path
 
 import numpy as np
-from jobflow import Flow, Job, Maker
+from jobflow import Maker
 
-from al_flows.workflow import progress
+from al_flows.exploration.labeller_md import nvt_pool
+from al_flows.exploration.shear import ShearSettings, run_seed, run_shear
+from al_flows.frames.dataset import frames_from_bytes, frames_text
+from al_flows.labelling.ase import calculator_factory
 from al_flows.pool_study.active_sampling import ActiveSamplingSettings, run_active_sampling, static_epochs, train_static
-from al_flows.campaign.config import (
-    AseLabeller,
-    BaselinesConfig,
+from al_flows.pool_study.config import (
     ImportSource,
-    MDSource,
     PoolConfig,
-    PoolStudyConfig,
     ShearStudyConfig,
     ValidationConfig,
 )
-from al_flows.frames.dataset import frames_from_bytes
-from al_flows.active_learning.schemas import frames_text, weights_bytes, weights_text
-from al_flows.potential.ensemble import Ensemble
-from al_flows.structures.initial_data import build_structures
-from al_flows.labelling.ase import calculator_factory
-from al_flows.workflow.jobs import al_job, field, route, stable_uuid
-from al_flows.pool_study.vasp_validation import VaspMinimaValidationMaker, validation_document
-from al_flows.exploration.labeller_md import nvt_pool
-from al_flows.pool_study.shear_pool import labeller_shear_pool
 from al_flows.pool_study.minima_validation import select_minima, validate_minimum
-from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.pool_study.schemas import (
     ComparisonDocument,
     PoolDocument,
@@ -48,19 +38,26 @@ from al_flows.pool_study.schemas import (
     ShearStudyDocument,
     ValidationDocument,
 )
+from al_flows.pool_study.shear_pool import labeller_shear_pool
+from al_flows.pool_study.shear_study import pathways, step_record
 from al_flows.pool_study.strategies import (
+    heldout_metrics,
     split_test,
     strategy_row,
     table_markdown,
-    heldout_metrics,
     uniform_split,
     uniform_train,
 )
-from al_flows.exploration.shear import ShearSettings, run_seed, run_shear
-from al_flows.pool_study.shear_study import pathways, step_record
+from al_flows.pool_study.vasp_validation import validation_document
+from al_flows.potential.model import ModelSettings, TrainingSettings, weights_text
 from al_flows.potential.training import Trainer
+from al_flows.structures.initial_data import build_structures
+from al_flows.workflow import progress
+from al_flows.workflow.config import AseLabeller
+from al_flows.workflow.jobs import al_job, field, model_calculator
 
-__all__ = ["PoolMaker", "ActiveSamplingMaker", "StaticBaselineMaker", "ShearRunsMaker", "MinimaValidationMaker", "PoolStudyMaker"]
+__all__ = ["PoolMaker", "ActiveSamplingMaker", "StaticBaselineMaker", "ShearRunsMaker", "MinimaValidationMaker", "compare_strategies",
+           "shear_pathways"]
 
 
 def _pool_frames(pool) -> tuple[list, np.ndarray]:
@@ -256,10 +253,6 @@ def compare_strategies(study: str, runs: list) -> ComparisonDocument:
     return ComparisonDocument(study=study, rows=rows, table=table, ratios=ratios)
 
 
-def _model_calculator(model_doc):
-    return Ensemble.from_bytes([weights_bytes(field(model_doc, "model_blob"))]).calculator()
-
-
 @dataclass
 class ShearRunsMaker(Maker):
     """Perturbed shear runs ``runs`` of one system with the study's model; run r of system i
@@ -276,7 +269,7 @@ class ShearRunsMaker(Maker):
         structure = build_structures(self.settings.structures, self.base_dir, where="shear_study.structures")[system]
         name = str(structure.info.get("structure_id"))
         shear = ShearSettings(**{k: getattr(self.settings, k) for k in ShearSettings.model_fields})
-        calc = _model_calculator(model_doc)
+        calc = model_calculator(model_doc)
         frames, records, dropped = [], [], []
         for r in runs:
             got = run_shear(structure, calc, shear, seed=run_seed(seed, system), run=r, parent_id=name, explorer="shear_study", dropped=dropped)
@@ -336,82 +329,9 @@ class MinimaValidationMaker(Maker):
         make_ref = calculator_factory(self.labeller.calculator, self.labeller.kwargs)
         rows, relaxed = [], []
         for atoms in chosen:
-            row, ref_min = validate_minimum(atoms, make_ref, lambda: _model_calculator(model_doc), s.fmax, s.max_steps, s.spurious_tol)
+            row, ref_min = validate_minimum(atoms, make_ref, lambda: model_calculator(model_doc), s.fmax, s.max_steps, s.spurious_tol)
             rows.append(row)
             relaxed.append(ref_min)
         doc = validation_document(study, f"ase:{self.labeller.calculator}", rows, relaxed, [], s, time.perf_counter() - start)
         progress.report("validation", -1, minima=doc.n_minima, spurious=doc.n_spurious, agree=doc.n_agree_single)
         return doc
-
-
-@dataclass
-class PoolStudyMaker(Maker):
-    """The whole seed-000 study from a :class:`~al_flows.campaign.config.PoolStudyConfig`."""
-
-    name: str = "pool study"
-    config: PoolStudyConfig | None = None
-    base_dir: str = "."
-
-    def _tag(self, j: Job, stage: str, category: str) -> Job:
-        """Metadata, FireWorks category, and a uuid fixed by the job's place in the study (the
-        n-th job of its stage), so a run after a crash finds the jobs that had finished."""
-        c = self.config
-        n = self._counts.get(stage, 0)
-        self._counts[stage] = n + 1
-        j.set_uuid(stable_uuid(c.name, c.fingerprint(), -1, stage, n))
-        j.update_metadata({"campaign": c.name, "fingerprint": c.fingerprint(), "round": -1, "stage": stage}, dynamic=False)
-        return route(j, category)
-
-    def make(self) -> Flow:
-        return Flow(self.jobs(), name=f"pool study {self.config.name}")
-
-    def jobs(self) -> list[Job]:
-        """All jobs of the study, each tagged before anything refers to its output."""
-        c = self.config
-        if c is None:
-            raise ValueError("PoolStudyMaker.config: give the study's PoolStudyConfig")
-        q = c.queues
-        self._counts = {}
-        elements = list(c.elements)
-        pool = self._tag(PoolMaker(pool=c.pool, labeller=c.labeller, base_dir=self.base_dir).make(c.name, c.seed), "pool", q.default)
-        active = ActiveSamplingMaker(model=c.model, training=c.training, settings=c.active_sampling, elements=elements).make(
-            pool.output, c.name, c.seed
-        )
-        self._tag(active, "active_sampling", q.train)  # before active.output is used
-        jobs = [pool, active]
-        runs = [active.output]
-        b: BaselinesConfig = c.baselines
-        for strategy in [s for s in ("uniform", "active_set") if getattr(b, s)]:
-            maker = StaticBaselineMaker(name=f"baseline {strategy}", model=c.model, training=c.training, elements=elements, budget=b.budget,
-                                        validation=b.validation)
-            base = self._tag(maker.make(pool.output, active.output, strategy, c.name, c.seed), "baseline", q.train)
-            jobs.append(base)
-            runs.append(base.output)
-        jobs.append(self._tag(compare_strategies(c.name, runs), "compare", q.default))
-        if c.shear_study is not None:
-            s = c.shear_study
-            n_systems = len(build_structures(s.structures, self.base_dir, where="shear_study.structures"))
-            shear_jobs = []
-            for system in range(n_systems):
-                for first in range(0, s.n_runs, s.runs_per_job):
-                    chunk = list(range(first, min(first + s.runs_per_job, s.n_runs)))
-                    sj = ShearRunsMaker(settings=s, base_dir=self.base_dir).make(active.output, system, chunk, c.name, c.seed)
-                    shear_jobs.append(self._tag(sj, "shear", q.explore))
-            paths = self._tag(
-                shear_pathways(c.name, [j.output for j in shear_jobs], s.merge_tol, s.defect_threshold, s.gamma_max), "pathways", q.default
-            )
-            jobs += shear_jobs + [paths]
-            if c.validation is not None and c.labeller.kind == "vasp":
-                from al_flows.labelling.vasp_inputs import relax_maker, static_maker
-
-                v, lab = c.validation, c.labeller
-                val = VaspMinimaValidationMaker(
-                    settings=v, static_maker=static_maker(lab), relax_maker=relax_maker(lab, v.fmax, v.max_steps),
-                    labeller_name=f"vasp:{lab.preset}", metadata={"fingerprint": c.fingerprint()},
-                    vasp_category=q.label, collect_category=q.default,
-                ).make(paths.output, active.output, c.name)
-                jobs.append(self._tag(val, "validation_dispatch", q.default))
-            elif c.validation is not None:
-                val = MinimaValidationMaker(settings=c.validation, labeller=c.labeller).make(paths.output, active.output, c.name)
-                jobs.append(self._tag(val, "validation", q.label))
-        return jobs

@@ -22,7 +22,6 @@ from ase.optimize import BFGS
 
 from al_flows.frames.dataset import frame_id, recorded_energy
 
-
 __all__ = ["select_minima", "relax_fixed_cell", "validation_row", "validate_minimum"]
 
 

@@ -85,8 +85,8 @@ from ase import Atoms
 from ase.calculators.calculator import all_properties
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from al_flows.frames.dataset import frame_id, frames_from_bytes
 from al_flows.frames.checks import check_periodicity, check_structure
+from al_flows.frames.dataset import frame_id, frames_from_bytes
 
 __all__ = [
     "ENERGY_CONVENTIONS",

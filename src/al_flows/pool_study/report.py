@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from al_flows.pool_study.strategies import STRATEGY_TITLES
-from al_flows.campaign.record import latest_outputs
-from al_flows.campaign.report import _pyplot, _save
+from al_flows.plotting import pyplot, save_figure
 from al_flows.pool_study.shear_study import PATHWAY_TYPES
+from al_flows.pool_study.strategies import STRATEGY_TITLES
+from al_flows.workflow.jobs import latest_outputs
 
 __all__ = ["pool_study_outputs", "write_pool_report", "export_pool_study"]
 
@@ -40,7 +40,7 @@ def pool_study_outputs(store, study: str) -> dict:
 
 
 def plot_learning_curves(runs: list[dict], path: Path) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     for run in runs:
         curve = [r for r in run["curve"] if r.get("val_loss") is not None]
@@ -58,11 +58,11 @@ def plot_learning_curves(runs: list[dict], path: Path) -> str:
         ax2.plot([i["iteration"] for i in its], [i["n_train"] + len(i["included"]) for i in its], marker="o", ms=3)
         ax2.set_xlabel("active-sampling iteration")
         ax2.set_ylabel("training frames after inclusion")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_energy_vs_gamma(systems: dict, path: Path) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     names = sorted(systems)
     ncol = min(4, len(names))
     nrow = math.ceil(len(names) / ncol)
@@ -84,11 +84,11 @@ def plot_energy_vs_gamma(systems: dict, path: Path) -> str:
         ax.axis("off")
     if sc is not None:
         fig.colorbar(sc, ax=axes.ravel().tolist(), label="FCC fraction", shrink=0.8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_pathway_counts(systems: dict, path: Path) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     names = sorted(systems)
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names)), 3.5))
     bottom = np.zeros(len(names))
@@ -99,11 +99,11 @@ def plot_pathway_counts(systems: dict, path: Path) -> str:
     ax.set_ylabel("merged pathways")
     ax.tick_params(axis="x", rotation=30)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_validation(rows: list[dict], spurious_tol: float, path: Path) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     e_ref = np.array([r["e_ref"] / r["n_atoms"] for r in rows])
     e_nnp = np.array([r["e_nnp"] / r["n_atoms"] for r in rows])
@@ -120,7 +120,7 @@ def plot_validation(rows: list[dict], spurious_tol: float, path: Path) -> str:
     ax2.axhline(spurious_tol, color="k", ls="--", lw=0.8)
     ax2.set_xlabel("minimum (highest excess energy first)")
     ax2.set_ylabel("drop on labeller relaxation (eV/atom)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_pool_report(store, config, outdir: Path) -> dict:
@@ -176,7 +176,7 @@ def export_pool_study(store, study: str, what: str, output: str, fmt: str = "ext
     with provenance) to ``output``; ``model`` writes each strategy's best weights to
     ``output/<strategy>.pt`` (load with ``al_flows.potential.ensemble.Ensemble.from_bytes``)."""
     from al_flows.frames.dataset import Dataset, frames_from_bytes
-    from al_flows.active_learning.schemas import weights_bytes
+    from al_flows.potential.model import weights_bytes
 
     def latest(stage: str) -> list[dict]:
         return [d["output"] for d in latest_outputs(store, study, stage, load=True)]

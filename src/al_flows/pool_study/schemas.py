@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-POOL_BLOB_FIELDS = ["frames_blob", "model_blob", "final_model_blob", "minima_blob", "relaxed_blob"]
-
 
 class PoolDocument(BaseModel):
     """The labelled pool and its fixed held-out test set. ``records``: one per frame (frame_id,

@@ -18,9 +18,9 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from al_flows.frames.dataset import frame_id
 from al_flows.exploration.labeller_md import nvt_pool
 from al_flows.exploration.shear import OPTIMIZERS, ShearSettings, run_steps, shear_cell, shear_strain
+from al_flows.frames.dataset import frame_id
 
 __all__ = ["labeller_shear_trajectories", "labeller_shear_pool"]
 

@@ -24,7 +24,6 @@ from ase import Atoms
 from al_flows.frames.dataset import recorded_energy
 from al_flows.structures.analysis import find_vacancies, intermixing, structure_fractions
 
-
 __all__ = ["step_record", "merge_pathways", "classify_pathway", "pathways", "PATHWAY_TYPES"]
 
 PATHWAY_TYPES = ("FCC", "defect/HCP", "defect/HCP->FCC")

@@ -16,27 +16,25 @@ from dataclasses import field as dc_field
 from jobflow import CURRENT_JOB, Flow, Job, JobConfig, Maker, OnMissing, Response
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from al_flows.workflow import progress
-from al_flows.campaign.config import ValidationConfig
-from al_flows.frames.dataset import frames_from_bytes
-from al_flows.active_learning.schemas import frames_text
-from al_flows.workflow.jobs import al_job, field, route
-from al_flows.active_learning.vasp_jobs import _resolve
+from al_flows.frames.dataset import frames_from_bytes, frames_text
+from al_flows.labelling.vasp_inputs import with_system_tag
+from al_flows.labelling.vasp_labels import LabelError, failure_reason, get_path
+from al_flows.pool_study.config import ValidationConfig
 from al_flows.pool_study.minima_validation import select_minima, validation_row
 from al_flows.pool_study.schemas import ValidationDocument
-from al_flows.labelling.vasp_inputs import with_system_tag
-from al_flows.labelling.vasp_labels import LabelError, _get, failure_reason
+from al_flows.workflow import progress
+from al_flows.workflow.jobs import al_job, field, model_calculator, resolve_reference, route
 
 
 def _energy(task_doc) -> float:
     reason = failure_reason(task_doc)
     if reason:
         raise LabelError(reason)
-    return float(_get(task_doc, "output", "energy"))
+    return float(get_path(task_doc, "output", "energy"))
 
 
 def _structure(task_doc):
-    s = _get(task_doc, "output", "structure")
+    s = get_path(task_doc, "output", "structure")
     if isinstance(s, dict):
         from pymatgen.core import Structure
 
@@ -84,7 +82,7 @@ class VaspMinimaValidationMaker(Maker):
     @al_job
     def dispatch(self, shear_study, model_doc, study: str):
         store = CURRENT_JOB.store
-        minima = select_minima(frames_from_bytes(field(_resolve(shear_study, store), "minima_blob")), self.settings.n_minima)
+        minima = select_minima(frames_from_bytes(field(resolve_reference(shear_study, store), "minima_blob")), self.settings.n_minima)
         jobs, statics, relaxes = [], [], []
         for atoms in minima:
             fid = atoms.info["frame_id"]
@@ -106,8 +104,6 @@ class VaspMinimaValidationMaker(Maker):
 @al_job(data=["relaxed_blob"], output_schema=ValidationDocument)
 def collect_vasp_validation(minima_text: str, statics: list, relaxes: list, model_doc, study: str, settings: ValidationConfig, labeller: str):
     """Rows from the VASP TaskDocs; the NNP relaxes each VASP minimum back."""
-    from al_flows.pool_study.jobs import _model_calculator
-
     start = time.perf_counter()
     rows, relaxed, failures = [], [], []
     for atoms, static, relax in zip(frames_from_bytes(minima_text), statics, relaxes, strict=True):
@@ -121,10 +117,10 @@ def collect_vasp_validation(minima_text: str, statics: list, relaxes: list, mode
             failures.append({"frame_id": fid, "reason": str(exc)})
             continue
         ref_min.info = {**atoms.info}
-        calcs = _get(relax, "calcs_reversed") or [None]
-        n_steps = len(_get(calcs[0], "output", "ionic_steps") or [])
+        calcs = get_path(relax, "calcs_reversed") or [None]
+        n_steps = len(get_path(calcs[0], "output", "ionic_steps") or [])
         rows.append(  # a relaxation that did not converge is a failed task (above), so this one converged
-            validation_row(atoms, e_ref, ref_min, e_relaxed, True, n_steps, lambda: _model_calculator(model_doc),
+            validation_row(atoms, e_ref, ref_min, e_relaxed, True, n_steps, lambda: model_calculator(model_doc),
                            settings.fmax, settings.max_steps, settings.spurious_tol)
         )
         relaxed.append(ref_min)

@@ -36,6 +36,7 @@ xx, yy, zz, yz, xz, xy. Neither module has parameters or buffers: the state dict
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import math
@@ -378,6 +379,17 @@ def member_from_bytes(blob: bytes) -> tuple[torch.nn.Module, ModelSettings, dict
 
 
 # ----------------------------------------------------------------------------- inputs
+
+
+def weights_text(blob: bytes) -> str:
+    """Model weights (:func:`member_to_bytes` file bytes) as base64 text for a ``model_blob`` field
+    (blobs are text so that every store keeps them intact)."""
+    return base64.b64encode(blob).decode("ascii")
+
+
+def weights_bytes(text: str | bytes) -> bytes:
+    """Inverse of :func:`weights_text`."""
+    return base64.b64decode(text)
 
 
 def frame_key(atoms: Atoms, cutoff: float) -> bytes:

@@ -50,6 +50,7 @@ import schnetpack.properties as P
 import torch
 from ase import Atoms
 
+from al_flows.frames.checks import check_training_frames
 from al_flows.potential.model import (
     ModelSettings,
     TrainingSettings,
@@ -60,7 +61,6 @@ from al_flows.potential.model import (
     member_to_bytes,
     to_atomic_numbers,
 )
-from al_flows.frames.checks import check_training_frames
 
 __all__ = [
     "TrainedMember",
@@ -403,10 +403,6 @@ class Trainer:
         if self.best["state"] is not None:
             self.module.load_state_dict(self.best["state"])
         return self.best["row"]
-
-    def state(self) -> dict:
-        """Copy of the current weights (for restoring with ``module.load_state_dict``)."""
-        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
 
     def blob(self, extra: dict) -> bytes:
         """The current weights serialised by :func:`al_flows.potential.model.member_to_bytes`."""

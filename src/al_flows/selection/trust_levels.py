@@ -22,8 +22,8 @@ import numpy as np
 from ase import Atoms
 from pydantic import Field, model_validator
 
-from al_flows.selection.calibration import CalibrationSettings
 from al_flows.frames.dataset import frame_id
+from al_flows.selection.calibration import CalibrationSettings
 from al_flows.settings import Settings
 
 ACCURATE, CANDIDATE, FAILED = "accurate", "candidate", "failed"

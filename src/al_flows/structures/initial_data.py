@@ -1,19 +1,72 @@
-"""Starting structures of a campaign and the perturbed copies labelled as initial data."""
+"""Starting structures of a campaign: where they come from (the ``initial.structures`` sources of a
+campaign file, also used by pool sources and the shear study), building and checking them, and
+the perturbed copies labelled as initial data."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal, Union
 
 import numpy as np
 from ase import Atoms
 from ase.io import read
+from pydantic import Field, field_validator
 
-from al_flows.campaign.config import DPGenSource, FileSource, MultilayerSource, RandomCellSource
-from al_flows.frames.dataset import frame_id
-from al_flows.structures.generators import dpgen_initial_sets, random_cells
-from al_flows.structures.multilayer import cuni_multilayer
-from al_flows.exploration.shear import check_reaches_gamma
 from al_flows.frames.checks import StructureError, check_structure
+from al_flows.frames.dataset import frame_id
+from al_flows.settings import Settings
+from al_flows.structures.generators import DPGenInitSettings, RandomCellSettings, dpgen_initial_sets, random_cells
+from al_flows.structures.multilayer import VARIANTS, cuni_multilayer
+
+
+class MultilayerSource(Settings):
+    """Cu-Ni multilayers of Sprueill et al. (one structure per variant; docs/methods.md)."""
+
+    kind: Literal["multilayer"] = "multilayer"
+    size: tuple[int, int, int] = (5, 5, 5)
+    lattice_constant: float = Field(3.58, gt=0, description="Angstrom")
+    variants: list[str] = ["pristine"]
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, v):
+        if min(v) < 1:
+            raise ValueError("every supercell repeat must be >= 1")
+        return v
+
+    @field_validator("variants")
+    @classmethod
+    def _known(cls, v):
+        bad = [x for x in v if x not in VARIANTS]
+        if bad:
+            raise ValueError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
+        if not v:
+            raise ValueError("list at least one variant")
+        return v
+
+
+class FileSource(Settings):
+    """Structures read with ase.io.read (every frame of the file), path relative to the YAML file."""
+
+    kind: Literal["file"] = "file"
+    path: str
+    index: str = ":"
+
+
+class RandomCellSource(RandomCellSettings):
+    """ANI-Al (Smith et al.): random disordered orthorhombic cells of the campaign's elements."""
+
+    kind: Literal["random_cells"] = "random_cells"
+
+
+class DPGenSource(DPGenInitSettings):
+    """DP-GEN (Zhang et al.): scaled, perturbed, alloy-decorated fcc/hcp/bcc/sc/diamond cells and
+    rigidly displaced halves, of the campaign's elements."""
+
+    kind: Literal["dpgen"] = "dpgen"
+
+
+StructureSource = Annotated[Union[MultilayerSource, FileSource, RandomCellSource, DPGenSource], Field(discriminator="kind")]
 
 
 def build_structures(
@@ -32,13 +85,13 @@ def build_structures(
     ``where[i]``, the structure and the fix. ``where``: the config path of ``sources``."""
     structures: list[Atoms] = []
     for i, src in enumerate(sources):
-        structures.extend(_source_structures(src, f"{where}[{i}]", base_dir, elements, seed, i, first=len(structures)))
+        structures.extend(source_structures(src, f"{where}[{i}]", base_dir, elements, seed, i, first=len(structures)))
     for atoms in structures:
         atoms.info["frame_id"] = frame_id(atoms)
     return structures
 
 
-def _source_structures(src, at: str, base_dir, elements, seed: int, i: int, first: int = 0) -> list[Atoms]:
+def source_structures(src, at: str, base_dir, elements, seed: int, i: int, first: int = 0) -> list[Atoms]:
     """The checked structures of one source ``src`` (config path ``at``, position ``i``)."""
     if isinstance(src, (RandomCellSource, DPGenSource)):
         if not elements:
@@ -83,40 +136,6 @@ def _source_structures(src, at: str, base_dir, elements, seed: int, i: int, firs
     for atoms in got:
         check_structure(atoms, f"{at} (structure '{atoms.info['structure_id']}')", elements, fix=fix)
     return got
-
-
-def check_campaign_structures(config, base_dir: str | Path = ".") -> int:
-    """Build and check the starting structures a campaign reads from files or builds as
-    multilayers (cheap; generated random cells and DP-GEN sets are checked when the campaign
-    builds them): ``initial.structures`` of an active-learning campaign, the md pool sources'
-    and the shear study's structures of a pool study. Returns how many structures were checked;
-    raises StructureError (ValueError for a missing file) naming the field."""
-    groups = []
-    if hasattr(config, "initial"):
-        groups.append(("initial.structures", config.initial.structures))
-    else:
-        groups += [(f"pool.sources[{i}].structures", src.structures) for i, src in enumerate(config.pool.sources)
-                   if src.kind in ("md", "labeller_shear")]
-        if config.shear_study is not None:
-            groups.append(("shear_study.structures", config.shear_study.structures))
-    shears = [(f"explorers[{j}]", e) for j, e in enumerate(getattr(config, "explorers", [])) if e.kind == "shear"]
-    n = 0
-    for where, sources in groups:
-        for i, src in enumerate(sources):
-            if isinstance(src, (FileSource, MultilayerSource)):
-                got = _source_structures(src, f"{where}[{i}]", base_dir, config.elements, config.seed, i)
-                n += len(got)
-                checks = shears if where == "initial.structures" else []
-                if where == "shear_study.structures":
-                    checks = [("shear_study", config.shear_study)]
-                elif where.startswith("pool.sources["):
-                    src_index = int(where.split("[")[1].split("]")[0])
-                    source = config.pool.sources[src_index]
-                    checks = [(f"pool.sources[{src_index}]", source)] if source.kind == "labeller_shear" else []
-                for field, settings in checks:  # a step cap that stops short of gamma_max validates nothing
-                    for atoms in got:
-                        check_reaches_gamma(settings, atoms.cell[:], field)
-    return n
 
 
 def perturbed_copies(structures: list[Atoms], n: int, sigma: float, strain_max: float, seed: int) -> list[Atoms]:

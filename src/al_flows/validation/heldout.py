@@ -20,10 +20,10 @@ from collections.abc import Callable
 import numpy as np
 from ase import Atoms
 
-from al_flows.frames.dataset import frame_id
-from al_flows.labelling.ase import label_frames
 from al_flows.exploration.labeller_md import nvt_pool
 from al_flows.exploration.shear import shear_cell
+from al_flows.frames.dataset import frame_id
+from al_flows.labelling.ase import label_frames
 
 RELAXED, NONEQUILIBRIUM = "relaxed", "nonequilibrium"
 SUBSETS = (RELAXED, NONEQUILIBRIUM)

@@ -1,4 +1,8 @@
-"""Small helpers shared by the Makers."""
+"""What every jobflow job of al_flows shares: the ``al_job`` decorator (jobflow's ``@job`` plus a
+failure record in the store), routing to FireWorks categories, fixed job uuids, reading job
+outputs back from the JobStore (completed jobs, latest outputs of a stage), and loading the
+models a job received. Used by :mod:`al_flows.active_learning`, :mod:`al_flows.pool_study`
+and :mod:`al_flows.campaign`; imports no workflow of its own."""
 
 from __future__ import annotations
 
@@ -8,7 +12,11 @@ import time
 import uuid as _uuid
 
 import numpy as np
-from jobflow import CURRENT_JOB, job
+from jobflow import CURRENT_JOB, JobStore, OutputReference, job
+
+# Name of the JobStore's additional store that receives the ``*_blob`` fields of job outputs
+# (``@al_job(data=[...])``): frames, datasets and model weights, never inside a document.
+DATA_STORE = "data"
 
 # Namespace of the deterministic job uuids (uuid5 of the campaign, fingerprint, round, stage, key).
 _JOB_NAMESPACE = _uuid.UUID("5f0c8a52-4c1e-4f43-9a0e-6d1f2b7c9e11")
@@ -21,6 +29,12 @@ def route(job, category: str):
     job.update_config({"manager_config": {"_category": category}, "pass_manager_config": False, "expose_store": True},
                       dynamic=False)
     return job
+
+
+def resolve_reference(value, store):
+    """``value`` resolved against ``store`` when it is an OutputReference (jobs that run with
+    ``resolve_references=False`` resolve their inputs themselves), else ``value``."""
+    return value.resolve(store) if isinstance(value, OutputReference) else value
 
 
 def field(doc, key):
@@ -40,10 +54,18 @@ def ensemble_id(model_ids: list[str]) -> str:
 
 def load_ensemble(models: list, device: str = "cpu"):
     """Ensemble from TrainingDocuments (weights loaded with weights_only=True)."""
-    from al_flows.active_learning.schemas import weights_bytes
     from al_flows.potential.ensemble import Ensemble
+    from al_flows.potential.model import weights_bytes
 
     return Ensemble.from_bytes([weights_bytes(field(m, "model_blob")) for m in models], device=device)
+
+
+def model_calculator(model_doc):
+    """ASE calculator of the one model of a document with ``model_blob`` (a SamplingDocument)."""
+    from al_flows.potential.ensemble import Ensemble
+    from al_flows.potential.model import weights_bytes
+
+    return Ensemble.from_bytes([weights_bytes(field(model_doc, "model_blob"))]).calculator()
 
 
 def model_ids_of(models: list) -> list[str]:
@@ -55,6 +77,21 @@ def stable_uuid(*parts) -> str:
     the same job of a re-planned flow gets the same uuid, so a run after a crash finds the
     outputs of the jobs that had finished (see :func:`drop_completed`)."""
     return str(_uuid.uuid5(_JOB_NAMESPACE, "/".join(str(p) for p in parts)))
+
+
+def latest_outputs(store: JobStore, campaign: str, stage: str, criteria: dict | None = None,
+                   properties: list[str] | None = None, load: bool = False) -> list[dict]:
+    """Documents of ``campaign``'s jobs at ``stage``: the highest index per uuid (a job
+    replaced at run time has a later index), output not None; sorted by round, uuid."""
+    crit = {"metadata.campaign": campaign, "metadata.stage": stage, **(criteria or {})}
+    props = None if properties is None else sorted({"uuid", "index", "metadata", *properties})
+    latest: dict[str, dict] = {}
+    for d in store.query(crit, properties=props, load=load):
+        if d.get("output") is None:
+            continue
+        if d["uuid"] not in latest or d["index"] > latest[d["uuid"]]["index"]:
+            latest[d["uuid"]] = d
+    return sorted(latest.values(), key=lambda d: (d["metadata"].get("round", -1), d["uuid"]))
 
 
 # Stages whose jobs always run again: they only create the jobs after them, and re-creating

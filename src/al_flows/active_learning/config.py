@@ -1,0 +1,184 @@
+"""The sections of an active-learning campaign file (``workflow: active_learning``, the default):
+initial data, explorers, test set, autotest, convergence, and the whole :class:`CampaignConfig`
+(shared keys: :mod:`al_flows.workflow.config`). Every model forbids unknown keys.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from al_flows.exploration.md import NVTSettings, ScheduleSettings
+from al_flows.exploration.shear import ShearSettings
+from al_flows.potential.model import ModelSettings, TrainingSettings
+from al_flows.selection.trust_levels import SelectionSettings
+from al_flows.settings import Settings
+from al_flows.structures.initial_data import StructureSource
+from al_flows.validation.autotest import AutotestSettings
+from al_flows.workflow.config import (
+    AseLabeller,
+    CampaignBase,
+    EmbeddedStore,
+    LabellerConfig,
+    QueuesConfig,
+    StoreConfig,
+    check_labeller_elements,
+)
+
+
+class InitialData(Settings):
+    """Starting structures and how the initial training labels are made from them."""
+
+    structures: list[StructureSource] = Field(min_length=1)
+    n_rattled: int = Field(8, ge=0, description="rattled copies labelled per structure")
+    label_structures: bool = Field(False, description="also label the starting structures themselves (random cells, DP-GEN sets)")
+
+    @model_validator(mode="after")
+    def _some_labels(self):
+        if self.n_rattled == 0 and not self.label_structures:
+            raise ValueError("initial: n_rattled is 0 and label_structures is false, so nothing would be labelled; set one of them")
+        return self
+    rattle_sigma: float = Field(0.05, ge=0, description="Angstrom, std of the random displacement")
+    strain_max: float = Field(0.02, ge=0, lt=0.5, description="max random isotropic strain of the copies")
+
+
+class ShearExplorer(ShearSettings):
+    """Perturbed stochastic shear (Sprueill et al.) from every starting structure."""
+
+    kind: Literal["shear"] = "shear"
+    name: str = "shear"
+
+
+class LangevinScheduleExplorer(ScheduleSettings):
+    """ANI-Al (Smith et al.): Langevin MD from the starting structures with a randomised temperature
+    schedule; each trajectory stops when the deviation reaches stop_deviation."""
+
+    kind: Literal["langevin_schedule"] = "langevin_schedule"
+    name: str = "langevin"
+
+
+class MDExplorer(NVTSettings):
+    """DP-GEN (Zhang et al.): NVT Langevin MD from every starting structure, temperature raised per round."""
+
+    kind: Literal["md"] = "md"
+    name: str = "md"
+
+
+ExplorerConfig = Annotated[Union[ShearExplorer, LangevinScheduleExplorer, MDExplorer], Field(discriminator="kind")]
+
+
+
+class TestSetConfig(Settings):
+    """Fixed test frames, never trained on (each frame's subset: relaxed or nonequilibrium).
+
+    ``mixed`` (default, ASE labellers): shear paths relaxed with the labeller (relaxed) plus
+    labeller MD snapshots at ``md_temperatures_K`` and unrelaxed sheared and rattled copies of
+    the starting structures (nonequilibrium). ``labeller_shear``: the relaxed shear paths only.
+    ``perturbed`` (any labeller, VASP included): single-point labels of rattled and strained
+    copies of the starting structures (nonequilibrium)."""
+
+    kind: Literal["mixed", "labeller_shear", "perturbed"] = "mixed"
+    n_per_structure: int = Field(4, ge=1, description="perturbed: copies per starting structure")
+    rattle_sigma: float = Field(0.05, ge=0, description="perturbed: Angstrom")
+    strain_max: float = Field(0.02, ge=0, lt=0.5, description="perturbed: max isotropic strain")
+    n_runs: int = Field(1, ge=1, description="mixed, labeller_shear: shear runs per starting structure")
+    sigma: float = Field(0.02, ge=0, description="mixed, labeller_shear: Angstrom, perturbation per shear step")
+    shear_step: float = Field(0.5, gt=0, description="mixed, labeller_shear: Angstrom per shear step")
+    gamma_max: float = Field(0.2, gt=0, description="mixed, labeller_shear: shear strain of the last step")
+    fmax: float = Field(0.05, gt=0, description="mixed, labeller_shear: eV/Angstrom, relaxation tolerance")
+    max_frames: int = Field(40, ge=1, description="relaxed frames kept at most (drawn at random)")
+    md_temperatures_K: list[float] = Field([300.0, 600.0], min_length=1, description="mixed: labeller MD temperatures (K)")
+    md_steps: int = Field(200, ge=2, description="mixed: steps per MD run; snapshots come from its second half")
+    md_timestep_fs: float = Field(2.0, gt=0, description="mixed: fs")
+    md_interval: int = Field(25, ge=1, description="mixed: keep every md_interval-th step")
+    n_sheared: int = Field(4, ge=0, description="mixed: unrelaxed sheared and rattled copies per starting structure")
+    sheared_sigma: float = Field(0.05, ge=0, description="mixed: Angstrom, rattle of the sheared copies")
+    max_nonequilibrium: int = Field(60, ge=1, description="mixed: nonequilibrium frames kept at most (drawn at random)")
+
+    @field_validator("md_temperatures_K")
+    @classmethod
+    def _positive_temperatures(cls, v):
+        if min(v) <= 0:
+            raise ValueError("temperatures must be positive (Kelvin)")
+        return v
+
+
+
+class AutotestConfig(AutotestSettings):
+    """Judge the final potential against a reference ASE calculator (default: the labeller, when it
+    is one): EOS, structure energies vs fcc, elastic constants, vacancy, stacking fault."""
+
+    reference: str | None = Field(None, description="ASE calculator ('emt' or 'pkg.module.Class'); default: the labeller")
+    reference_kwargs: dict[str, Any] = {}
+    elements: list[str] | None = Field(None, description="elements to test (default: the campaign's)")
+
+
+class Convergence(Settings):
+    """Stop when the fraction of explored frames that are 'accurate' reaches this."""
+
+    accurate_ratio: float = Field(0.95, gt=0, le=1)
+
+
+
+class CampaignConfig(CampaignBase):
+    """A whole active-learning campaign."""
+
+    initial: InitialData
+    model: ModelSettings = ModelSettings()
+    training: TrainingSettings = TrainingSettings()
+    ensemble_size: int = Field(4, ge=2, description="members; deviation needs at least 2")
+    explorers: list[ExplorerConfig] = Field(min_length=1)
+    selection: SelectionSettings = SelectionSettings()
+    labeller: LabellerConfig = AseLabeller()
+    test_set: TestSetConfig = TestSetConfig()
+    store: StoreConfig = EmbeddedStore()
+    queues: QueuesConfig = QueuesConfig()
+    max_rounds: int = Field(5, ge=1)
+    convergence: Convergence = Convergence()
+    autotest: AutotestConfig | None = None
+
+    @model_validator(mode="after")
+    def _autotest_reference(self):
+        if self.autotest is not None and self.autotest.reference is None and self.labeller.kind != "ase":
+            raise ValueError(
+                "autotest.reference: the labeller is VASP, which the autotest cannot drive; name an ASE calculator as the reference"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _test_set_fits_labeller(self):
+        if self.test_set.kind in ("mixed", "labeller_shear") and self.labeller.kind != "ase":
+            raise ValueError(
+                f"test_set: kind {self.test_set.kind} relaxes and runs MD with the labeller, which only ASE labellers can "
+                "afford; use test_set: {kind: perturbed}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _labeller_covers_elements(self):
+        if self.labeller.kind == "ase":
+            check_labeller_elements("labeller.calculator", self.labeller.calculator, self.elements)
+        if self.autotest is not None:
+            tested = self.autotest.elements or self.elements
+            unknown = [e for e in tested if e not in self.elements]
+            if unknown:
+                raise ValueError(
+                    f"autotest.elements: {unknown} not in elements {self.elements}; the potential only knows the campaign's elements: "
+                    "remove them from autotest.elements or add them to elements"
+                )
+            reference = self.autotest.reference or (self.labeller.calculator if self.labeller.kind == "ase" else None)
+            if reference is not None:
+                field = "autotest.reference" if self.autotest.reference else "labeller.calculator"
+                check_labeller_elements(
+                    field, reference, tested,
+                    fix="set autotest.reference to a calculator that covers them or list the covered ones in autotest.elements",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _names_unique(self):
+        names = [e.name for e in self.explorers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"explorers: names must be unique, got {names}")
+        return self

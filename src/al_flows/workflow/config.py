@@ -1,0 +1,221 @@
+"""The keys of a campaign file that both workflows (active learning, pool study) share: name,
+seed, elements and the fingerprint of the settings; the labeller; the store; the FireWorks
+queues. Each workflow's own sections are :mod:`al_flows.active_learning.config` and
+:mod:`al_flows.pool_study.config`; :mod:`al_flows.campaign.config` reads and validates a file.
+
+Every model forbids unknown keys (:class:`al_flows.settings.Settings`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from al_flows.settings import Settings
+
+
+class _LabellerBase(Settings):
+    max_force: float = Field(50.0, gt=0, description="eV/Angstrom; larger forces make a label fail")
+    min_success_fraction: float = Field(
+        0.5, ge=0, le=1, description="a round stops unless at least this fraction of its labels succeeded"
+    )
+
+
+class AseLabeller(_LabellerBase):
+    """Label with any ASE calculator: 'emt' or an import path 'package.module.Class'."""
+
+    kind: Literal["ase"] = "ase"
+    calculator: str = "emt"
+    kwargs: dict[str, Any] = {}
+
+
+class KpointsOverride(Settings):
+    """K-point override: a Gamma-centred ``grid`` or a ``reciprocal_density`` (k-points per inverse Angstrom^3)."""
+
+    grid: tuple[int, int, int] | None = None
+    reciprocal_density: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.grid is None) == (self.reciprocal_density is None):
+            raise ValueError("give exactly one of kpoints.grid or kpoints.reciprocal_density")
+        if self.grid is not None and min(self.grid) < 1:
+            raise ValueError("kpoints.grid entries must be >= 1")
+        return self
+
+
+class VaspLabeller(_LabellerBase):
+    """VASP static calculations through atomate2's StaticMaker under custodian, one job per frame."""
+
+    kind: Literal["vasp"] = "vasp"
+    preset: Literal["pnnl-cuni", "mp"] = "pnnl-cuni"
+    incar: dict[str, Any] = {}
+    kpoints: KpointsOverride | None = None
+    potcar: dict[str, str] = {}
+    potcar_functional: str | None = None
+    potcar_spec: bool = False
+    vasp_cmd: str | None = None
+    vasp_gamma_cmd: str | None = None
+    max_errors: int = Field(5, ge=0)
+    custodian: dict[str, Any] = {}
+    allow_mixed_settings: bool = False
+
+    @field_validator("incar")
+    @classmethod
+    def _incar_keys(cls, v):
+        bad = [k for k in v if not (isinstance(k, str) and k.isupper() and k.replace("_", "").isalnum())]
+        if bad:
+            raise ValueError(f"INCAR tags are upper-case names like ENCUT, got {bad}")
+        if "SYSTEM" in v:
+            raise ValueError("SYSTEM is set per frame by al_flows (the frame id); remove it")
+        return v
+
+
+LabellerConfig = Annotated[Union[AseLabeller, VaspLabeller], Field(discriminator="kind")]
+
+
+class EmbeddedStore(Settings):
+    """On-disk store (maggma MontyStore, sqlite) in WORKDIR/store."""
+
+    kind: Literal["embedded"] = "embedded"
+
+
+class MongoStoreConfig(Settings):
+    """MongoDB: documents in a MongoStore, binary data in GridFS. Give uri or host/port."""
+
+    kind: Literal["mongodb"] = "mongodb"
+    database: str
+    collection: str = "al_flows"
+    uri: str | None = None
+    host: str = "localhost"
+    port: int = Field(27017, gt=0, lt=65536)
+    username: str = ""
+    password: str = ""
+    password_env: str | None = None
+    uri_env: str | None = None
+    auth_source: str | None = None
+
+    @model_validator(mode="after")
+    def _one_secret_source(self):
+        if self.password and self.password_env:
+            raise ValueError("store: give password or password_env, not both (password_env keeps the password out of files)")
+        if self.uri and self.uri_env:
+            raise ValueError("store: give uri or uri_env, not both (uri_env keeps credentials in the URI out of files)")
+        return self
+
+    def inline_secret(self) -> str | None:
+        """The config field holding a secret in clear (password, or a URI with a password), if any."""
+        if self.password:
+            return "password"
+        if self.uri and re.search(r"://[^/@]*:[^/@]*@", self.uri):
+            return "uri"
+        return None
+
+
+StoreConfig = Annotated[Union[EmbeddedStore, MongoStoreConfig], Field(discriminator="kind")]
+
+
+class QueuesConfig(Settings):
+    """FireWorks categories (``_category``) of the campaign's jobs, for ``al-flows submit``:
+    each worker pulls only its category. Ignored by ``al-flows run``."""
+
+    train: str = "gpu"
+    explore: str = "gpu"
+    evaluate: str = "gpu"
+    label: str = "vasp"
+    default: str = "cpu"
+
+
+
+def check_labeller_elements(field: str, calculator: str, elements: list[str], fix: str | None = None) -> None:
+    """ValueError naming ``field`` when the ASE calculator has no parameters for some of ``elements``."""
+    from al_flows.frames.checks import labeller_elements, uncovered_elements
+
+    missing = uncovered_elements(calculator, elements)
+    if missing:
+        covered = ", ".join(sorted(labeller_elements(calculator)))
+        names = ", ".join(repr(e) for e in missing)
+        fix = fix or (
+            f"remove {names} from elements or pick another labeller "
+            "(labeller.calculator: an ASE calculator import path such as 'pkg.module.Class', or labeller kind: vasp)"
+        )
+        raise ValueError(
+            f"{field}: {calculator.rpartition('.')[2].upper()} has no parameters for element{'s' if len(missing) > 1 else ''} {names} "
+            f"(it covers {covered}); {fix}"
+        )
+
+
+class CampaignBase(Settings):
+    """Keys every campaign file has (both workflows), and its fingerprint."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    seed: int = 0
+    elements: list[str] = Field(min_length=1)
+
+    @field_validator("elements")
+    @classmethod
+    def _elements(cls, v):
+        from ase.data import atomic_numbers
+
+        bad = [e for e in v if e not in atomic_numbers]
+        if bad:
+            raise ValueError(f"unknown chemical symbol(s) {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError("elements are listed twice")
+        return v
+
+    def fingerprint_settings(self) -> dict:
+        """The settings that define the results, as JSON data: everything but the keys listed
+        in :data:`NOT_FINGERPRINTED` (where to store, where and how fast to run, how to handle
+        failures, when to stop)."""
+        fields = type(self).model_fields
+        exclude: dict = {}
+        for key, sub in NOT_FINGERPRINTED.items():
+            if key not in fields:
+                continue
+            if sub is True:
+                exclude[key] = True
+            elif key == "explorers":
+                exclude[key] = {"__all__": set(sub)}
+            else:
+                exclude[key] = set(sub)
+        return self.model_dump(mode="json", exclude=exclude)
+
+    def fingerprint(self) -> str:
+        """Hash of :meth:`fingerprint_settings`; it names the campaign's jobs and results."""
+        return hashlib.sha1(json.dumps(self.fingerprint_settings(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Keys left out of the fingerprint (docs/configuration.md lists them): changing them on an
+# existing work directory continues the same campaign. Storage and routing; the device and
+# speed settings; failure handling; the VASP command; and when to stop (raising max_rounds or
+# changing the convergence target extends a campaign).
+NOT_FINGERPRINTED: dict[str, object] = {
+    "store": True,
+    "queues": True,
+    "max_rounds": True,
+    "convergence": True,
+    "training": ("device", "amp", "divergence_factor", "max_retries", "retry_lr_factor"),
+    "explorers": ("batched",),
+    "labeller": ("min_success_fraction", "vasp_cmd", "vasp_gamma_cmd", "max_errors", "custodian"),
+}
+
+
+def settings_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key.path: old -> new`` for every value that differs between two settings mappings."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new), key=str):
+        path = f"{prefix}.{key}" if prefix else str(key)
+        a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += settings_diff(a, b, path)
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(isinstance(x, dict) for x in a + b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                out += settings_diff(x, y, f"{path}[{i}]")
+        elif a != b:
+            out.append(f"{path}: {json.dumps(a)} -> {json.dumps(b)}")
+    return out
