@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from ase import Atoms
-from matscipy.neighbours import neighbour_list
+
+from al_flows.frames.neighbours import neighbour_list
 
 __all__ = ["ReplicaLimits", "LIMITS", "is_replica_error", "describe_error", "min_distance", "geometry_problem",
            "evaluation_problem", "predict_isolating", "dropped"]
@@ -64,13 +65,7 @@ def min_distance(atoms: Atoms, cutoff: float) -> tuple[float, int, int]:
     included), or (inf, -1, -1) when none is."""
     if len(atoms) == 0 or cutoff <= 0:
         return float("inf"), -1, -1
-    nl_atoms = atoms
-    if not np.any(atoms.pbc) and abs(np.linalg.det(atoms.cell.array)) < 1e-6:
-        # matscipy needs a box; any box holding all atoms works for a non-periodic structure
-        nl_atoms = Atoms(numbers=atoms.numbers, positions=atoms.positions, pbc=False)
-        nl_atoms.set_cell(np.ptp(atoms.positions, axis=0) + 1.0, scale_atoms=False)
-        nl_atoms.center()
-    i, j, d = neighbour_list("ijd", nl_atoms, float(cutoff))
+    i, j, d = neighbour_list("ijd", atoms, float(cutoff))
     if not len(d):
         return float("inf"), -1, -1
     k = int(np.argmin(d))

@@ -44,6 +44,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols, covalent_radii
 
+from al_flows.frames.neighbours import neighbour_list
+
 __all__ = [
     "MIN_CELL_HEIGHT",
     "MIN_DISTANCE_FRACTION",
@@ -170,8 +172,8 @@ def close_pairs(atoms: Atoms, fraction: float = MIN_DISTANCE_FRACTION) -> list[t
     """Pairs closer than ``fraction`` x (sum of covalent radii), every periodic image included:
     ``(i, j, distance, threshold, shift)`` with i <= j (Angstrom; ``shift`` the image of j in
     cell vectors, non-zero for i == j: an atom and its own image), closest relative to the
-    threshold first. Uses a full neighbour list (matscipy; ASE's for cells matscipy cannot
-    take), which is exact in any cell shape; call :func:`check_cell` first."""
+    threshold first. Uses a full neighbour list (:func:`al_flows.frames.neighbours.neighbour_list`),
+    which is exact in any cell shape; call :func:`check_cell` first."""
     n = len(atoms)
     if n == 0:
         return []
@@ -179,7 +181,8 @@ def close_pairs(atoms: Atoms, fraction: float = MIN_DISTANCE_FRACTION) -> list[t
     cutoff = float(2 * fraction * covalent_radii[np.unique(numbers)].max())
     if cutoff <= 0:
         return []
-    i, j, d, shift = _neighbour_list(atoms, cutoff)
+    i, j, d, shift = neighbour_list("ijdS", atoms, cutoff)
+    i, j, d, shift = np.asarray(i, dtype=int), np.asarray(j, dtype=int), np.asarray(d, dtype=float), np.asarray(shift, dtype=int)
     keep = (d < _pair_threshold(numbers[i], numbers[j], fraction)) & ((i < j) | ((i == j) & _positive(shift)))
     i, j, d, shift = i[keep], j[keep], d[keep], shift[keep]
     thr = _pair_threshold(numbers[i], numbers[j], fraction)
@@ -191,25 +194,6 @@ def _positive(shift: np.ndarray) -> np.ndarray:
     """One of each +/- pair of self-image shifts: the first non-zero component positive."""
     first = np.where(shift[:, 0] != 0, shift[:, 0], np.where(shift[:, 1] != 0, shift[:, 1], shift[:, 2]))
     return first > 0
-
-
-def _neighbour_list(atoms: Atoms, cutoff: float):
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    cell = np.asarray(atoms.cell.array, dtype=float)
-    if abs(np.linalg.det(cell)) > 1e-9:
-        from matscipy.neighbours import neighbour_list
-
-        i, j, d, s = neighbour_list("ijdS", atoms, cutoff)
-    elif not pbc.any():
-        from ase.neighborlist import neighbor_list
-
-        free = Atoms(numbers=atoms.numbers, positions=atoms.positions, pbc=False)
-        i, j, d, s = neighbor_list("ijdS", free, cutoff)
-    else:
-        from ase.neighborlist import neighbor_list
-
-        i, j, d, s = neighbor_list("ijdS", atoms, cutoff)
-    return np.asarray(i, dtype=int), np.asarray(j, dtype=int), np.asarray(d, dtype=float), np.asarray(s, dtype=int)
 
 
 def check_overlaps(atoms: Atoms, name: str, fraction: float = MIN_DISTANCE_FRACTION, fix: str | None = None) -> None:

@@ -51,10 +51,10 @@ import schnetpack.properties as P
 import torch
 from ase import Atoms
 from ase.data import atomic_numbers, chemical_symbols
-from matscipy.neighbours import neighbour_list
 from pydantic import Field, field_validator
 
 import al_flows  # noqa: F401  (applies the schnetpack/torch compatibility patch first)
+from al_flows.frames.neighbours import neighbour_list
 from al_flows.settings import Settings
 
 __all__ = [
@@ -500,13 +500,7 @@ def frame_inputs(atoms: Atoms, cutoff: float, cache: bool = False) -> dict[str, 
 def _frame_inputs(atoms: Atoms, cutoff: float) -> dict[str, torch.Tensor]:
     pbc = np.asarray(atoms.pbc, dtype=bool)
     cell = np.asarray(atoms.cell.array, dtype=np.float64)
-    nl_atoms = atoms
-    if not pbc.any() and abs(np.linalg.det(cell)) < 1e-6:
-        # matscipy needs a box; any box holding all atoms works for a non-periodic frame
-        nl_atoms = Atoms(numbers=atoms.numbers, positions=atoms.positions, pbc=False)
-        nl_atoms.set_cell(np.ptp(atoms.positions, axis=0) + 1.0, scale_atoms=False)
-        nl_atoms.center()
-    idx_i, idx_j, shifts = neighbour_list("ijS", nl_atoms, float(cutoff))
+    idx_i, idx_j, shifts = neighbour_list("ijS", atoms, float(cutoff))
     offsets = shifts.astype(np.float64) @ cell
     n = len(atoms)
     return {
