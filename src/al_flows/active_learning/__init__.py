@@ -1,7 +1,46 @@
-"""jobflow Makers of the active-learning loop (thin wrappers over the science modules)."""
+"""The active-learning loop as jobflow: the round's jobs (train, explore, select, label, merge), VASP
+labelling, the autotest job, the dynamic flow and its configuration and output documents.
 
-from al_flows.active_learning.flows import ActiveLearningMaker
-from al_flows.active_learning.jobs import AseLabelMaker, SelectMaker, ShearExploreMaker, TrainMemberMaker
-from al_flows.active_learning.vasp_jobs import VaspLabelMaker
+Public names (imported on first use, see :mod:`al_flows.lazy`): ``__all__``.
+"""
 
-__all__ = ["ActiveLearningMaker", "AseLabelMaker", "SelectMaker", "ShearExploreMaker", "TrainMemberMaker", "VaspLabelMaker"]
+from typing import TYPE_CHECKING
+
+from al_flows.lazy import lazy_exports
+
+EXPORTS = {
+    "ActiveLearningMaker": "flows",
+    "CampaignConfig": "config",
+    "TrainMemberMaker": "jobs",
+    "ShearExploreMaker": "jobs",
+    "MDExploreMaker": "jobs",
+    "SelectMaker": "jobs",
+    "AseLabelMaker": "jobs",
+    "merge_labels": "jobs",
+    "VaspLabelMaker": "vasp_jobs",
+}
+__all__ = [
+    "ActiveLearningMaker",
+    "CampaignConfig",
+    "TrainMemberMaker",
+    "ShearExploreMaker",
+    "MDExploreMaker",
+    "SelectMaker",
+    "AseLabelMaker",
+    "merge_labels",
+    "VaspLabelMaker",
+]
+__getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
+
+if TYPE_CHECKING:
+    from al_flows.active_learning.config import CampaignConfig
+    from al_flows.active_learning.flows import ActiveLearningMaker
+    from al_flows.active_learning.jobs import (
+        AseLabelMaker,
+        MDExploreMaker,
+        SelectMaker,
+        ShearExploreMaker,
+        TrainMemberMaker,
+        merge_labels,
+    )
+    from al_flows.active_learning.vasp_jobs import VaspLabelMaker

@@ -10,8 +10,8 @@ import yaml
 from fireworks import FWorker, LaunchPad
 from fireworks.user_objects.queue_adapters.common_adapter import CommonAdapter
 
-DIR = Path(__file__).resolve().parents[1] / "flows" / "fireworks"
-GUIDE = Path(__file__).resolve().parents[1] / "docs" / "fireworks.md"
+DIR = Path(__file__).resolve().parents[2] / "flows" / "fireworks"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "fireworks.md"
 
 
 @pytest.mark.parametrize("name,category", [("gpu", "gpu"), ("vasp", "vasp"), ("cpu", ["cpu", None])])

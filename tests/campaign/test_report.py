@@ -23,7 +23,7 @@ from tests.conftest import TINY
 
 EXPECTED_PLOTS = {"errors_per_round", "deviation_hist", "parity_energy", "parity_forces", "energy_vs_gamma", "training_curves",
                   "autotest"}
-# a quick autotest of Cu at the end (as tests/test_autotest_campaign.py), so that autotest.md is written
+# a quick autotest of Cu at the end (as tests/active_learning/test_autotest_campaign.py), so that autotest.md is written
 AUTOTEST = {"lattices": ["fcc", "bcc"], "eos_points": 5, "relax_hcp_ca": False, "vacancy_repeat": [2, 2, 2],
             "vacancy_relax": False, "gsfe_points": 3, "gsfe_layers": 6, "gsfe_relax_normal": False, "elements": ["Cu"]}
 

@@ -17,7 +17,7 @@ from al_flows.campaign.record import CampaignRecord, export_model
 from al_flows.potential.training import train_member
 from tests.conftest import emt_labelled_multilayer
 
-DOC = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text()
 EXAMPLE = re.search(r"## Energy, forces and model deviation of a structure\n.*?```python\n(.*?)```", DOC, flags=re.S).group(1)
 MODEL = ModelSettings(n_atom_basis=8, n_interactions=1, n_rbf=8, cutoff=4.0)
 TRAINING = TrainingSettings(epochs=2, batch_size=4, lr=2e-3, lr_patience=5, val_fraction=0.2)

@@ -7,7 +7,7 @@ import yaml
 
 from al_flows.campaign.config import ConfigError, load_campaign, validate_campaign
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "flows" / "demo_cuni_emt.yaml"
 
 

@@ -15,7 +15,7 @@ from al_flows.campaign.run import open_store, run_campaign
 from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.record import CampaignRecord
 
-DOC = (Path(__file__).resolve().parents[1] / "docs" / "provenance.md").read_text()
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "provenance.md").read_text()
 QUERIES = re.findall(r"\*\*(\d+)\. ([^*]+)\*\*\n\n```python\n(.*?)```", DOC, flags=re.S)
 
 

@@ -19,7 +19,7 @@ import yaml
 from conftest import TINY
 
 EXE = shutil.which("al-flows", path=str(Path(sys.executable).parent)) or "al-flows"
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[1]  # tests/ (failing_calculator.py)
 
 
 def cli(*args, cwd=None, check_rc=None):

@@ -19,7 +19,7 @@ from al_flows.campaign.config import validate_campaign
 from al_flows.frames.dataset import Dataset
 from al_flows.campaign.stores import make_job_store
 
-RUNNER = Path(__file__).with_name("fault_runner.py")
+RUNNER = Path(__file__).resolve().parents[1] / "fault_runner.py"
 
 # Kill points, in the order a run meets them; each run resumes the one killed before it.
 KILLS = [

@@ -187,7 +187,7 @@ def _doc_queries():
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "pool_study.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "pool_study.md").read_text()
     section = text.split("## Provenance queries", 1)[1]
     return re.findall(r"```python\n(.*?)```", section, re.S)
 

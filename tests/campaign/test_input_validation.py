@@ -33,7 +33,7 @@ from al_flows.frames.checks import (
 )
 from al_flows.potential.training import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "flows" / "demo_cuni_emt.yaml"
 POOL = ROOT / "flows" / "cuni_pool_emt.yaml"
 
