@@ -40,7 +40,7 @@ class FaultyEMT(EMT):
 
 
 def _campaign(tiny_dict, min_success_fraction):
-    tiny_dict["labeller"] = {"kind": "ase", "calculator": "tests.test_label_failures.FaultyEMT",
+    tiny_dict["labeller"] = {"kind": "ase", "calculator": "tests.active_learning.test_label_failures.FaultyEMT",
                              "max_force": 50.0, "min_success_fraction": min_success_fraction}
     tiny_dict["selection"]["max_candidates"] = 12
     tiny_dict["explorers"][0]["n_runs"] = 2

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 
-import al_flows.campaign.config as config_module
+import al_flows.active_learning.config as config_module
 from al_flows.validation.heldout import force_errors, holdout_errors, labeller_test_frames, sheared_rattled
 from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.exploration.shear import shear_strain
