@@ -25,6 +25,7 @@ random's final label count (interpolated along deviation's curve).
     .venv/bin/python benchmarks/label_efficiency.py --quick          # under 10 min on 2 cores
     .venv/bin/python benchmarks/label_efficiency.py [--seeds 0 1 2] [--systems cuni_shear al_md]
                                                      [--strategies deviation random all] [--out DIR]
+                                                     [--shear-runs N] [--summarise DIR]
 """
 
 from __future__ import annotations
@@ -261,6 +262,8 @@ def main() -> int:
     ap.add_argument("--systems", nargs="+", default=list(CAMPAIGNS), choices=list(CAMPAIGNS))
     ap.add_argument("--strategies", nargs="+", default=None, choices=["deviation", "random", "all"])
     ap.add_argument("--out", default=None, help="directory for work directories, results.json and the PNG")
+    ap.add_argument("--shear-runs", type=int, default=None,
+                    help="cuni_shear: shear runs per system and round (default 2), to explore more frames per label")
     ap.add_argument("--summarise", metavar="DIR", help="only print the table and ratios of DIR/results.json (an earlier run)")
     args = ap.parse_args()
     if args.summarise:
@@ -283,6 +286,8 @@ def main() -> int:
             for strategy in strategies:
                 data = copy.deepcopy(CAMPAIGNS[system](args.quick))
                 data["selection"]["strategy"] = strategy
+                if system == "cuni_shear" and args.shear_runs:
+                    data["explorers"][0]["n_runs"] = args.shear_runs
                 data.update(seed=seed, name=f"{data['name']}_{strategy}_s{seed}")
                 config = validate_campaign(data, source=system)
                 t0 = time.perf_counter()
