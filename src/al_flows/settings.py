@@ -4,7 +4,20 @@ serialisation of Firework specs (which knows MSONable objects, not pydantic)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+
+def check_positive_temperatures(v: list[float]) -> list[float]:
+    """Temperatures in Kelvin: every one above 0 (an empty list passes; min_length says otherwise)."""
+    if any(t <= 0 for t in v):
+        raise ValueError("temperatures must be positive (Kelvin)")
+    return v
+
+
+Temperatures = Annotated[list[float], AfterValidator(check_positive_temperatures)]
+"""A list of temperatures (K), each checked to be above 0."""
 
 
 class Settings(BaseModel):

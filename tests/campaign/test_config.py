@@ -190,3 +190,18 @@ def test_fingerprint_leaves_out_exactly_the_listed_keys(tiny_dict):
     assert NOT_FINGERPRINTED.get("store") is True  # where results are stored never names them
     for science in ("model", "selection", "explorers", "labeller", "initial", "test_set"):
         assert NOT_FINGERPRINTED.get(science) is not True, science
+
+
+@pytest.mark.parametrize("model, field", [("al_flows.exploration.md:NVTSettings", "temperatures_K"),
+                                          ("al_flows.active_learning.config:TestSetConfig", "md_temperatures_K")])
+def test_every_temperature_list_refuses_non_positive_kelvin(model, field):
+    import importlib
+
+    from pydantic import ValidationError
+
+    module, name = model.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    assert getattr(cls(**{field: [300.0, 900.0]}), field) == [300.0, 900.0]
+    for bad in ([300.0, 0.0], [-5.0]):
+        with pytest.raises(ValidationError, match=r"temperatures must be positive \(Kelvin\)"):
+            cls(**{field: bad})

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from al_flows.exploration.md import NVTSettings, ScheduleSettings
 from al_flows.exploration.shear import ShearSettings
 from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.selection.trust_levels import SelectionSettings
-from al_flows.settings import Settings
+from al_flows.settings import Settings, Temperatures
 from al_flows.structures.initial_data import StructureSource
 from al_flows.validation.autotest import AutotestSettings
 from al_flows.workflow.config import (
@@ -88,20 +88,13 @@ class TestSetConfig(Settings):
     gamma_max: float = Field(0.2, gt=0, description="mixed, labeller_shear: shear strain of the last step")
     fmax: float = Field(0.05, gt=0, description="mixed, labeller_shear: eV/Angstrom, relaxation tolerance")
     max_frames: int = Field(40, ge=1, description="relaxed frames kept at most (drawn at random)")
-    md_temperatures_K: list[float] = Field([300.0, 600.0], min_length=1, description="mixed: labeller MD temperatures (K)")
+    md_temperatures_K: Temperatures = Field([300.0, 600.0], min_length=1, description="mixed: labeller MD temperatures (K)")
     md_steps: int = Field(200, ge=2, description="mixed: steps per MD run; snapshots come from its second half")
     md_timestep_fs: float = Field(2.0, gt=0, description="mixed: fs")
     md_interval: int = Field(25, ge=1, description="mixed: keep every md_interval-th step")
     n_sheared: int = Field(4, ge=0, description="mixed: unrelaxed sheared and rattled copies per starting structure")
     sheared_sigma: float = Field(0.05, ge=0, description="mixed: Angstrom, rattle of the sheared copies")
     max_nonequilibrium: int = Field(60, ge=1, description="mixed: nonequilibrium frames kept at most (drawn at random)")
-
-    @field_validator("md_temperatures_K")
-    @classmethod
-    def _positive_temperatures(cls, v):
-        if min(v) <= 0:
-            raise ValueError("temperatures must be positive (Kelvin)")
-        return v
 
 
 

@@ -61,7 +61,7 @@ from al_flows.exploration.replica_checks import (
 )
 from al_flows.exploration.replica_checks import dropped as dropped_record
 from al_flows.frames.dataset import frame_id
-from al_flows.settings import Settings
+from al_flows.settings import Settings, Temperatures
 
 __all__ = ["ScheduleSettings", "NVTSettings", "schedule_temperature", "draw_schedule", "berendsen_mu",
            "instantaneous_pressure_GPa", "run_batched_langevin", "langevin_schedule", "nvt_explore"]
@@ -103,7 +103,7 @@ class NVTSettings(Settings):
 
     n_runs: int = Field(4, gt=0, description="trajectories per starting structure")
     n_starts: int | None = Field(None, gt=0, description="starting structures drawn (seeded) per round; default all")
-    temperatures_K: list[float] = Field([300.0, 600.0, 900.0, 1200.0], min_length=1, description="K per round, raised with the round")
+    temperatures_K: Temperatures = Field([300.0, 600.0, 900.0, 1200.0], min_length=1, description="K per round, raised with the round")
     n_steps: int = Field(2000, gt=0)
     timestep_fs: float = Field(1.0, gt=0)
     friction_per_ps: float = Field(5.0, gt=0)
@@ -112,12 +112,6 @@ class NVTSettings(Settings):
     pressure_GPa: float = Field(0.0, description="GPa, target pressure of the barostat (npt)")
     barostat_tau_ps: float = Field(0.5, gt=0, description="ps, Berendsen barostat time constant (npt)")
     compressibility_per_GPa: float = Field(0.01, gt=0, description="1/GPa, compressibility assumed by the barostat (npt)")
-
-    @model_validator(mode="after")
-    def _positive(self):
-        if min(self.temperatures_K) <= 0:
-            raise ValueError("temperatures_K must be positive")
-        return self
 
 
 def schedule_temperature(t_ps, t_start: float, t_end: float, t_mod: float, t0_ps: float, t_max_ps: float):

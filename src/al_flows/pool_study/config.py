@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from al_flows.exploration.shear import ShearSettings
 from al_flows.pool_study.active_sampling import ActiveSamplingSettings
 from al_flows.potential.model import ModelSettings, TrainingSettings
-from al_flows.settings import Settings
+from al_flows.settings import Settings, Temperatures
 from al_flows.structures.initial_data import MultilayerSource, StructureSource
 from al_flows.workflow.config import (
     AseLabeller,
@@ -45,17 +45,10 @@ class MDSource(Settings):
 
     kind: Literal["md"] = "md"
     structures: list[StructureSource] = Field(min_length=1)
-    temperatures_K: list[float] = Field([1000.0, 1500.0], min_length=1)
+    temperatures_K: Temperatures = Field([1000.0, 1500.0], min_length=1)
     n_steps: int = Field(400, ge=1)
     timestep_fs: float = Field(1.0, gt=0)
     interval: int = Field(1, ge=1)
-
-    @field_validator("temperatures_K")
-    @classmethod
-    def _positive_t(cls, v):
-        if min(v) <= 0:
-            raise ValueError("temperatures must be positive (Kelvin)")
-        return v
 
 
 class LabellerShearPoolSource(ShearSettings):
@@ -67,17 +60,10 @@ class LabellerShearPoolSource(ShearSettings):
     structures: list[StructureSource] = Field(min_length=1)
     n_runs: int = Field(1, gt=0, description="labeller shear runs per structure")
     fmax: float = Field(0.01, gt=0, description="eV/Angstrom, relaxation tolerance of the labeller's shear runs")
-    md_temperatures_K: list[float] = Field([1000.0, 1500.0], description="MD at each strain (the paper: 1000 K and 1500 K); [] for none")
+    md_temperatures_K: Temperatures = Field([1000.0, 1500.0], description="MD at each strain (the paper: 1000 K and 1500 K); [] for none")
     md_steps: int = Field(100, ge=0, description="steps of each MD run (0: none)")
     md_timestep_fs: float = Field(1.0, gt=0)
     md_interval: int = Field(10, ge=1, description="keep every md_interval-th MD step")
-
-    @field_validator("md_temperatures_K")
-    @classmethod
-    def _positive_md_t(cls, v):
-        if v and min(v) <= 0:
-            raise ValueError("temperatures must be positive (Kelvin)")
-        return v
 
 
 PoolSource = Annotated[Union[ImportSource, MDSource, LabellerShearPoolSource], Field(discriminator="kind")]
