@@ -61,9 +61,8 @@ def uniform_train(rest_idx, val_idx, seed: int, train_share: int = 8, val_share:
     """Uniform random training frames for a given (common) validation set: as many frames as an
     8:1 split of ``rest_idx`` trains on, drawn from ``rest_idx`` outside ``val_idx`` (all of those
     when fewer remain)."""
-    rest_idx, val_idx = np.asarray(rest_idx, dtype=int), np.asarray(val_idx, dtype=int)
-    n_train = len(rest_idx) - max(1, round(len(rest_idx) * val_share / (train_share + val_share)))
-    free = np.setdiff1d(rest_idx, val_idx)
+    n_train = len(uniform_split(rest_idx, seed, train_share, val_share)[0])  # the same count as the own split
+    free = np.setdiff1d(np.asarray(rest_idx, dtype=int), np.asarray(val_idx, dtype=int))
     perm = free[np.random.default_rng((int(seed) & 0xFFFFFFFF, 13)).permutation(len(free))]
     return np.sort(perm[:n_train])
 
