@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
-    from al_flows.campaign.run import run_campaign
     from al_flows.campaign.config import validate_campaign
+    from al_flows.campaign.run import run_campaign
     from al_flows.pool_study.strategies import table_markdown
 
     logging.getLogger("jobflow").setLevel(logging.WARNING)

@@ -47,12 +47,14 @@ def loop_cna(atoms, cutoff: float) -> np.ndarray:
         if n not in (12, 14):
             labels.append("other")
             continue
-        bonded = [[a != b and sum((p - q) ** 2 for p, q in zip(vs[a], vs[b], strict=True)) < cut2 for b in range(n)]
-                  for a in range(n)]
+        bonded = [
+            [a != b and sum((p - q) ** 2 for p, q in zip(vs[a], vs[b], strict=True)) < cut2 for b in range(n)]
+            for a in range(n)
+        ]
         sigs = []
         for a in range(n):
             common = [b for b in range(n) if bonded[a][b]]
-            bonds = [(b, c) for x, b in enumerate(common) for c in common[x + 1:] if bonded[b][c]]
+            bonds = [(b, c) for x, b in enumerate(common) for c in common[x + 1 :] if bonded[b][c]]
             chain, seen = 0, set()
             for start in common:  # bonds of each connected cluster of the common-neighbour bond graph
                 if start in seen:
@@ -109,10 +111,20 @@ def main() -> None:
     t_loop, ref = best_time(lambda: loop_cna(atoms, cutoff), args.runs)
     assert (labels == ref).all(), "al_flows and the loop CNA disagree"
     counts = {k: int(v) for k, v in zip(*np.unique(labels, return_counts=True), strict=True)}
-    print(json.dumps({
-        "n_atoms": len(atoms), "cutoff_A": round(cutoff, 4), "labels": counts, "runs": args.runs,
-        "al_flows_s": round(t_vec, 5), "loop_s": round(t_loop, 5), "speedup_loop_over_al_flows": round(t_loop / t_vec, 2),
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "n_atoms": len(atoms),
+                "cutoff_A": round(cutoff, 4),
+                "labels": counts,
+                "runs": args.runs,
+                "al_flows_s": round(t_vec, 5),
+                "loop_s": round(t_loop, 5),
+                "speedup_loop_over_al_flows": round(t_loop / t_vec, 2),
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

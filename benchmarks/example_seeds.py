@@ -29,8 +29,8 @@ import yaml
 
 def autotest_rows(workdir: Path, config) -> list[dict]:
     """Every autotest row of the campaign's last autotest, with its element."""
-    from al_flows.campaign.run import open_store
     from al_flows.campaign.record import CampaignRecord
+    from al_flows.campaign.run import open_store
 
     store = open_store(config, workdir)
     try:
@@ -44,8 +44,8 @@ def autotest_rows(workdir: Path, config) -> list[dict]:
 
 
 def main() -> int:
-    from al_flows.campaign.run import run_campaign
     from al_flows.campaign.config import validate_campaign
+    from al_flows.campaign.run import run_campaign
 
     for name in ("jobflow", "al_flows"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -66,33 +66,50 @@ def main() -> int:
         report = run_campaign(config, path.parent, workdir, echo=lambda *_: None)
         rows = autotest_rows(workdir, config)
         last = report["rounds"][-1]
-        per_seed[seed] = {"wall_s": time.perf_counter() - t0, "rounds": len(report["rounds"]), "converged": report["converged"],
-                          "labels": last["n_labels_total"] + last["n_labelled"], "accurate_ratio": last["accurate_ratio"],
-                          "accurate_ratios": [r["accurate_ratio"] for r in report["rounds"]],
-                          "test_force_rmse": last["test_force_rmse"], "test_force_r2": last.get("test_force_r2"),
-                          "autotest": rows}
+        per_seed[seed] = {
+            "wall_s": time.perf_counter() - t0,
+            "rounds": len(report["rounds"]),
+            "converged": report["converged"],
+            "labels": last["n_labels_total"] + last["n_labelled"],
+            "accurate_ratio": last["accurate_ratio"],
+            "accurate_ratios": [r["accurate_ratio"] for r in report["rounds"]],
+            "test_force_rmse": last["test_force_rmse"],
+            "test_force_r2": last.get("test_force_r2"),
+            "autotest": rows,
+        }
         s = per_seed[seed]
-        print(f"seed {seed} ({s['wall_s']:.0f} s): {s['rounds']} rounds, {s['labels']} labels, converged {s['converged']}, "
-              f"accurate ratios {' '.join(f'{x:.2f}' for x in s['accurate_ratios'])}, test force RMSE "
-              f"{s['test_force_rmse']:.3f} eV/A; autotest {sum(r['passed'] for r in rows)} of {len(rows)} rows within tolerance",
-              flush=True)
+        print(
+            f"seed {seed} ({s['wall_s']:.0f} s): {s['rounds']} rounds, {s['labels']} labels, converged {s['converged']}, "
+            f"accurate ratios {' '.join(f'{x:.2f}' for x in s['accurate_ratios'])}, test force RMSE "
+            f"{s['test_force_rmse']:.3f} eV/A; autotest {sum(r['passed'] for r in rows)} of {len(rows)} rows within tolerance",
+            flush=True,
+        )
     (out / "results.json").write_text(json.dumps({str(k): v for k, v in per_seed.items()}, indent=1))
     seeds = list(per_seed)
     keys = [(r["element"], r["property"]) for r in per_seed[seeds[0]]["autotest"]]
     if keys:
-        print("\n| element | property | unit | reference | " + " | ".join(f"error s{s}" for s in seeds)
-              + " | tolerance | seeds within |")
+        print(
+            "\n| element | property | unit | reference | "
+            + " | ".join(f"error s{s}" for s in seeds)
+            + " | tolerance | seeds within |"
+        )
         print("|---|---|---|---|" + "---|" * len(seeds) + "---|---|")
         for el, prop in keys:
-            rows = [next(r for r in per_seed[s]["autotest"] if (r["element"], r["property"]) == (el, prop)) for s in seeds]
+            rows = [
+                next(r for r in per_seed[s]["autotest"] if (r["element"], r["property"]) == (el, prop)) for s in seeds
+            ]
             tol = rows[0]["tolerance"]
-            print(f"| {el} | {prop} | {rows[0]['unit']} | {rows[0]['reference']:.4g} | "
-                  + " | ".join(f"{r['abs_error']:.3g}" for r in rows)
-                  + f" | {'-' if tol is None else f'{tol:g}'} | {sum(r['passed'] for r in rows)} of {len(rows)} |")
+            print(
+                f"| {el} | {prop} | {rows[0]['unit']} | {rows[0]['reference']:.4g} | "
+                + " | ".join(f"{r['abs_error']:.3g}" for r in rows)
+                + f" | {'-' if tol is None else f'{tol:g}'} | {sum(r['passed'] for r in rows)} of {len(rows)} |"
+            )
         within = [sum(r["passed"] for r in per_seed[s]["autotest"]) for s in seeds]
         total = sum(len(per_seed[s]["autotest"]) for s in seeds)
-        print(f"\nautotest rows within tolerance: {sum(within)} of {total} (per seed: {', '.join(map(str, within))} "
-              f"of {len(keys)}); labels per seed: {', '.join(str(per_seed[s]['labels']) for s in seeds)}")
+        print(
+            f"\nautotest rows within tolerance: {sum(within)} of {total} (per seed: {', '.join(map(str, within))} "
+            f"of {len(keys)}); labels per seed: {', '.join(str(per_seed[s]['labels']) for s in seeds)}"
+        )
     print(f"wrote {out / 'results.json'}")
     return 0
 

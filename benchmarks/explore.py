@@ -63,7 +63,9 @@ MODELS = {
 def _args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--replicas", type=int, default=16, help="K shear runs of the one starting cell")
-    ap.add_argument("--size", type=int, nargs=3, default=[2, 2, 2], help="multilayer FCC cells nx ny nz (2 2 2: 32 atoms)")
+    ap.add_argument(
+        "--size", type=int, nargs=3, default=[2, 2, 2], help="multilayer FCC cells nx ny nz (2 2 2: 32 atoms)"
+    )
     ap.add_argument("--members", type=int, default=4)
     ap.add_argument("--steps", type=int, default=3, help="shear steps per replica")
     ap.add_argument("--model", choices=sorted(MODELS), default="campaign")
@@ -72,13 +74,22 @@ def _args(argv=None):
     ap.add_argument("--fmax", type=float, default=0.002, help="eV/Angstrom (METHODS A4)")
     ap.add_argument("--max-opt-steps", type=int, default=500)
     ap.add_argument("--optimizer", choices=["BFGS", "LBFGS", "FIRE"], default="BFGS", help="batched side's optimiser")
-    ap.add_argument("--also", nargs="*", default=["FIRE"], choices=["BFGS", "LBFGS", "FIRE"],
-                    help="further batched optimisers to time (printed before the ratio line)")
+    ap.add_argument(
+        "--also",
+        nargs="*",
+        default=["FIRE"],
+        choices=["BFGS", "LBFGS", "FIRE"],
+        help="further batched optimisers to time (printed before the ratio line)",
+    )
     ap.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--stock-replicas", type=int, default=4,
-                    help="replicas the stock side relaxes (0: all); its wall time is scaled to all replicas by "
-                    "relaxation steps (+1 evaluation each), which both BFGS sides share frame by frame")
+    ap.add_argument(
+        "--stock-replicas",
+        type=int,
+        default=4,
+        help="replicas the stock side relaxes (0: all); its wall time is scaled to all replicas by "
+        "relaxation steps (+1 evaluation each), which both BFGS sides share frame by frame",
+    )
     ap.add_argument("--train-epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--side", help=argparse.SUPPRESS)
@@ -97,8 +108,16 @@ def _start(args):
 def _settings(args, optimizer):
     from al_flows.exploration.shear import ShearSettings
 
-    return ShearSettings(n_runs=args.replicas, sigma=args.sigma, shear_step=args.shear_step, gamma_max=10.0,
-                         max_steps=args.steps, fmax=args.fmax, max_opt_steps=args.max_opt_steps, optimizer=optimizer)
+    return ShearSettings(
+        n_runs=args.replicas,
+        sigma=args.sigma,
+        shear_step=args.shear_step,
+        gamma_max=10.0,
+        max_steps=args.steps,
+        fmax=args.fmax,
+        max_opt_steps=args.max_opt_steps,
+        optimizer=optimizer,
+    )
 
 
 def prepare(args, workdir: Path) -> dict:
@@ -108,10 +127,10 @@ def prepare(args, workdir: Path) -> dict:
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from al_flows.structures.initial_data import perturbed_copies
-    from al_flows.potential.model import ModelSettings, TrainingSettings, member_from_bytes, member_to_bytes
     from al_flows.exploration.shear import shear_cell
+    from al_flows.potential.model import ModelSettings, TrainingSettings, member_from_bytes, member_to_bytes
     from al_flows.potential.training import train_member
+    from al_flows.structures.initial_data import perturbed_copies
 
     torch.set_num_threads(args.threads)
     ms = ModelSettings(**MODELS[args.model])
@@ -126,8 +145,12 @@ def prepare(args, workdir: Path) -> dict:
         f.calc = EMT()
         f.calc = SinglePointCalculator(f, energy=f.get_potential_energy(), forces=f.get_forces())
     t0 = time.perf_counter()
-    trained = train_member(frames, ms, TrainingSettings(epochs=args.train_epochs, batch_size=8, lr=3e-3, val_fraction=0.1,
-                                                        lr_patience=100), seed=args.seed + 1)
+    trained = train_member(
+        frames,
+        ms,
+        TrainingSettings(epochs=args.train_epochs, batch_size=8, lr=3e-3, val_fraction=0.1, lr_patience=100),
+        seed=args.seed + 1,
+    )
     train_s = time.perf_counter() - t0
     paths = []
     for m in range(args.members):
@@ -140,8 +163,14 @@ def prepare(args, workdir: Path) -> dict:
         (workdir / f"member{m}.blob").write_bytes(member_to_bytes(module, ms, {}))
         torch.save(module, workdir / f"member{m}.pt")  # whole module: the stock SpkCalculator input
         paths.append(str(workdir / f"member{m}.pt"))
-    return {"train_s": train_s, "val_force_rmse": trained.val_force_rmse, "n_train_frames": len(frames),
-            "model": MODELS[args.model], "n_atoms": len(start), "np_version": np.__version__}
+    return {
+        "train_s": train_s,
+        "val_force_rmse": trained.val_force_rmse,
+        "n_train_frames": len(frames),
+        "model": MODELS[args.model],
+        "n_atoms": len(start),
+        "np_version": np.__version__,
+    }
 
 
 def _peak_rss_mb() -> float:
@@ -171,9 +200,9 @@ def run_stock(args, workdir: Path, device: str) -> dict:
     from ase.optimize import BFGS
     from schnetpack.interfaces import SpkCalculator
 
+    from al_flows.exploration.shear import run_seed, shear_cell, shear_strain
     from al_flows.potential.deviation import max_force_deviation
     from al_flows.potential.model import energy_reference
-    from al_flows.exploration.shear import run_seed, shear_cell, shear_strain
 
     settings = _settings(args, "BFGS")
     start = _start(args)
@@ -184,8 +213,16 @@ def run_stock(args, workdir: Path, device: str) -> dict:
         evals[0] += 1
 
     def calculator():
-        calcs = [SpkCalculator(model_file=str(workdir / f"member{m}.pt"), neighbor_list=spk.transform.ASENeighborList(cutoff=cutoff),
-                               energy_unit="eV", position_unit="Angstrom", device=device) for m in range(args.members)]
+        calcs = [
+            SpkCalculator(
+                model_file=str(workdir / f"member{m}.pt"),
+                neighbor_list=spk.transform.ASENeighborList(cutoff=cutoff),
+                energy_unit="eV",
+                position_unit="Angstrom",
+                device=device,
+            )
+            for m in range(args.members)
+        ]
         for c in calcs:
             # SpkCalculator casts the whole module to float32; the member's EnergyReference keeps its
             # buffers (per-element reference energies) in float64 and needs them back
@@ -214,8 +251,17 @@ def run_stock(args, workdir: Path, device: str) -> dict:
             energy = float(work.get_potential_energy())
             work.get_forces()
             dev = max_force_deviation(np.stack(calc.results["forces_contributions"]))
-            results.append({"run": r, "step": step, "energy": energy, "deviation": float(dev), "converged": bool(converged),
-                            "n_opt_steps": int(opt.nsteps), "gamma": shear_strain(work.cell[:])})
+            results.append(
+                {
+                    "run": r,
+                    "step": step,
+                    "energy": energy,
+                    "deviation": float(dev),
+                    "converged": bool(converged),
+                    "n_opt_steps": int(opt.nsteps),
+                    "gamma": shear_strain(work.cell[:]),
+                }
+            )
     wall = time.perf_counter() - t0
     return {"wall_s": wall, "frames": results, "model_evals": evals[0], "rss_setup_mb": rss_setup}
 
@@ -223,10 +269,12 @@ def run_stock(args, workdir: Path, device: str) -> dict:
 def run_batched(args, workdir: Path, device: str, optimizer: str, sequential: bool = False) -> dict:
     """The batched explorer, or (``sequential``) this package's one-at-a-time explorer
     (:func:`al_flows.exploration.shear.explore_shear` with the ensemble's ASE calculator)."""
-    from al_flows.potential.ensemble import Ensemble, EnsembleCalculator
     from al_flows.exploration.shear import explore_shear, explore_shear_batched
+    from al_flows.potential.ensemble import Ensemble, EnsembleCalculator
 
-    ensemble = Ensemble.from_bytes([(workdir / f"member{m}.blob").read_bytes() for m in range(args.members)], device=device)
+    ensemble = Ensemble.from_bytes(
+        [(workdir / f"member{m}.blob").read_bytes() for m in range(args.members)], device=device
+    )
     settings = _settings(args, optimizer)
     start = _start(args)
     calls = []
@@ -236,8 +284,12 @@ def run_batched(args, workdir: Path, device: str, optimizer: str, sequential: bo
             calls.append(len(frames))
             return ensemble.predict(frames, **kw)
 
-    explore_shear_batched([start], ensemble, _settings(args, optimizer).model_copy(update={"n_runs": 2, "max_steps": 1,
-                                                                                           "max_opt_steps": 3}), seed=99)
+    explore_shear_batched(
+        [start],
+        ensemble,
+        _settings(args, optimizer).model_copy(update={"n_runs": 2, "max_steps": 1, "max_opt_steps": 3}),
+        seed=99,
+    )
     rss_setup = _rss_mb()
     if device.startswith("cuda"):
         import torch
@@ -252,9 +304,16 @@ def run_batched(args, workdir: Path, device: str, optimizer: str, sequential: bo
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
-    out = {"wall_s": wall, "rss_setup_mb": rss_setup, **({} if sequential else {"predict_calls": len(calls)}), "model_evals": sum(calls) * args.members,
-           "frames": [{k: f.info[k] for k in ("run", "step", "energy", "deviation", "converged", "n_opt_steps", "gamma")}
-                      for f in frames]}
+    out = {
+        "wall_s": wall,
+        "rss_setup_mb": rss_setup,
+        **({} if sequential else {"predict_calls": len(calls)}),
+        "model_evals": sum(calls) * args.members,
+        "frames": [
+            {k: f.info[k] for k in ("run", "step", "energy", "deviation", "converged", "n_opt_steps", "gamma")}
+            for f in frames
+        ],
+    }
     if device.startswith("cuda"):
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
@@ -287,7 +346,7 @@ def _spawn(args, side: str, workdir: Path, argv: list[str]) -> dict:
     if proc.returncode != 0 or not lines:
         sys.stderr.write(proc.stdout + proc.stderr)
         raise SystemExit(f"{side} side failed (exit {proc.returncode})")
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def _line(name: str, res: dict, n_atoms: int, device: str) -> str:
@@ -297,8 +356,10 @@ def _line(name: str, res: dict, n_atoms: int, device: str) -> str:
     if "cuda_peak_mb" in res:
         mem += f", CUDA peak allocated {res['cuda_peak_mb']:.0f} MB"
     extra = f", {res['predict_calls']} batched predictions" if "predict_calls" in res else ""
-    return (f"{name:<16} {res['wall_s']:8.2f} s  frames {len(res['frames'])} (converged {conv})  relaxation steps {steps}  "
-            f"model evaluations {res['model_evals']}{extra}  {n_atoms * steps / res['wall_s']:,.0f} atoms x steps / s on {device}; {mem}")
+    return (
+        f"{name:<16} {res['wall_s']:8.2f} s  frames {len(res['frames'])} (converged {conv})  relaxation steps {steps}  "
+        f"model evaluations {res['model_evals']}{extra}  {n_atoms * steps / res['wall_s']:,.0f} atoms x steps / s on {device}; {mem}"
+    )
 
 
 def main(argv=None) -> int:
@@ -317,11 +378,13 @@ def main(argv=None) -> int:
         info = prepare(args, workdir)
         info["device"] = device
         (workdir / "prepared.json").write_text(json.dumps(info))
-        print(f"{args.replicas} replicas of a {info['n_atoms']}-atom Cu-Ni multilayer, {args.steps} shear steps "
-              f"(sigma {args.sigma} A, shear step {args.shear_step} A), fmax {args.fmax} eV/A, {args.members} members "
-              f"{info['model']}, {args.threads} threads, device {device}; member trained {args.train_epochs} epochs on "
-              f"{info['n_train_frames']} EMT frames in {info['train_s']:.1f} s (val force RMSE {info['val_force_rmse']:.3f} eV/A)",
-              flush=True)
+        print(
+            f"{args.replicas} replicas of a {info['n_atoms']}-atom Cu-Ni multilayer, {args.steps} shear steps "
+            f"(sigma {args.sigma} A, shear step {args.shear_step} A), fmax {args.fmax} eV/A, {args.members} members "
+            f"{info['model']}, {args.threads} threads, device {device}; member trained {args.train_epochs} epochs on "
+            f"{info['n_train_frames']} EMT frames in {info['train_s']:.1f} s (val force RMSE {info['val_force_rmse']:.3f} eV/A)",
+            flush=True,
+        )
         stock = _spawn(args, "stock", workdir, argv)
         print(_line("stock ASE BFGS", stock, info["n_atoms"], device), flush=True)
         seq = _spawn(args, "sequential:BFGS", workdir, argv)
@@ -339,23 +402,35 @@ def main(argv=None) -> int:
             same_steps = [f["n_opt_steps"] for f in stock["frames"]] == [f["n_opt_steps"] for f in mine]
             de = max(abs(a["energy"] - b["energy"]) for a, b in zip(stock["frames"], mine))
             dd = max(abs(a["deviation"] - b["deviation"]) for a, b in zip(stock["frames"], mine))
-            print(f"check stock vs batched BFGS on the stock side's frames: same relaxation steps per frame: {same_steps}; "
-                  f"max |dE| {de:.2e} eV, max |d deviation| {dd:.2e} eV/A (float32 stock casts, ASE vs matscipy neighbour lists)")
+            print(
+                f"check stock vs batched BFGS on the stock side's frames: same relaxation steps per frame: {same_steps}; "
+                f"max |dE| {de:.2e} eV, max |d deviation| {dd:.2e} eV/A (float32 stock casts, ASE vs matscipy neighbour lists)"
+            )
             if len(stock["frames"]) < len(bfgs["frames"]):
-                scale = sum(f["n_opt_steps"] + 1 for f in bfgs["frames"]) / sum(f["n_opt_steps"] + 1 for f in stock["frames"])
+                scale = sum(f["n_opt_steps"] + 1 for f in bfgs["frames"]) / sum(
+                    f["n_opt_steps"] + 1 for f in stock["frames"]
+                )
                 stock_wall = stock["wall_s"] * scale
-                print(f"stock side measured on {len({f['run'] for f in stock['frames']})} of {args.replicas} replicas "
-                      f"({stock['wall_s']:.1f} s); scaled by relaxation steps (+1 each) to all {args.replicas}: {stock_wall:.1f} s")
+                print(
+                    f"stock side measured on {len({f['run'] for f in stock['frames']})} of {args.replicas} replicas "
+                    f"({stock['wall_s']:.1f} s); scaled by relaxation steps (+1 each) to all {args.replicas}: {stock_wall:.1f} s"
+                )
         elif len(stock["frames"]) < args.replicas * args.steps:
-            raise SystemExit("scaling a partial stock side needs the batched BFGS run's step counts: add BFGS or --stock-replicas 0")
+            raise SystemExit(
+                "scaling a partial stock side needs the batched BFGS run's step counts: add BFGS or --stock-replicas 0"
+            )
         if bfgs is not None:
-            print(f"speedup sequential/batched BFGS = {seq['wall_s'] / batched['BFGS']['wall_s']:.1f}x "
-                  "(this package's one-at-a-time explorer, one ensemble prediction per step, vs batched)")
+            print(
+                f"speedup sequential/batched BFGS = {seq['wall_s'] / batched['BFGS']['wall_s']:.1f}x "
+                "(this package's one-at-a-time explorer, one ensemble prediction per step, vs batched)"
+            )
         for opt, res in batched.items():
             if opt != args.optimizer:
                 print(f"speedup stock/batched {opt} = {stock_wall / res['wall_s']:.1f}x")
-        print(f"speedup stock/batched = {stock_wall / main_res['wall_s']:.1f}x "
-              f"(stock ASE BFGS + SpkCalculator per replica vs batched {args.optimizer}, {np.round(main_res['wall_s'], 2)} s)")
+        print(
+            f"speedup stock/batched = {stock_wall / main_res['wall_s']:.1f}x "
+            f"(stock ASE BFGS + SpkCalculator per replica vs batched {args.optimizer}, {np.round(main_res['wall_s'], 2)} s)"
+        )
     return 0
 
 

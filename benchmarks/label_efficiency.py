@@ -47,15 +47,36 @@ TEST_SEED = 20261203  # the shared test sets do not depend on any campaign seed
 
 def cuni_campaign(quick: bool) -> dict:
     return {
-        "name": "le_cuni_shear", "elements": ["Cu", "Ni"],
-        "initial": {"structures": [{"kind": "multilayer", "size": [2, 2, 2], "lattice_constant": 3.58,
-                                    "variants": ["pristine", "VNi(N1)", "VCu(C1)"]}],
-                    "n_rattled": 6, "rattle_sigma": 0.04, "strain_max": 0.01},
+        "name": "le_cuni_shear",
+        "elements": ["Cu", "Ni"],
+        "initial": {
+            "structures": [
+                {
+                    "kind": "multilayer",
+                    "size": [2, 2, 2],
+                    "lattice_constant": 3.58,
+                    "variants": ["pristine", "VNi(N1)", "VCu(C1)"],
+                }
+            ],
+            "n_rattled": 6,
+            "rattle_sigma": 0.04,
+            "strain_max": 0.01,
+        },
         "model": {"n_atom_basis": 32, "n_interactions": 2, "n_rbf": 20, "cutoff": 4.5},
         "training": {"epochs": 40, "batch_size": 8, "lr": 2e-3, "lr_patience": 10, "val_fraction": 0.1},
         "ensemble_size": 4,
-        "explorers": [{"kind": "shear", "name": "shear", "n_runs": 2, "sigma": 0.05, "shear_step": 0.5, "gamma_max": 0.33,
-                       "fmax": 0.05, "max_opt_steps": 100}],
+        "explorers": [
+            {
+                "kind": "shear",
+                "name": "shear",
+                "n_runs": 2,
+                "sigma": 0.05,
+                "shear_step": 0.5,
+                "gamma_max": 0.33,
+                "fmax": 0.05,
+                "max_opt_steps": 100,
+            }
+        ],
         "selection": {"trust_lo": 0.05, "trust_hi": 0.5, "max_candidates": 6, "pick": "random"},
         # a label that fails (e.g. a frame with atoms on top of each other, which random selection can pick)
         # is recorded and left out; the round goes on
@@ -68,18 +89,40 @@ def cuni_campaign(quick: bool) -> dict:
 
 def al_campaign(quick: bool) -> dict:
     return {
-        "name": "le_al_md", "elements": ["Al"],
-        "initial": {"structures": [{"kind": "random_cells", "n_cells": 12 if quick else 16, "edge_min": 8.0, "edge_max": 10.0,
-                                    "density_min": 1.8, "density_max": 3.0, "min_distance": 1.9}],
-                    "n_rattled": 0, "label_structures": True},
+        "name": "le_al_md",
+        "elements": ["Al"],
+        "initial": {
+            "structures": [
+                {
+                    "kind": "random_cells",
+                    "n_cells": 12 if quick else 16,
+                    "edge_min": 8.0,
+                    "edge_max": 10.0,
+                    "density_min": 1.8,
+                    "density_max": 3.0,
+                    "min_distance": 1.9,
+                }
+            ],
+            "n_rattled": 0,
+            "label_structures": True,
+        },
         "model": {"n_atom_basis": 32, "n_interactions": 2, "n_rbf": 20, "cutoff": 5.0},
         "training": {"epochs": 40, "batch_size": 8, "lr": 2e-3, "lr_patience": 10, "val_fraction": 0.1},
         "ensemble_size": 4,
         # frames every 5 steps until a trajectory stops: more explored frames than the cap, so selection has a choice
         # (with 4 stop frames per round and a cap of 8, every strategy labels the same frames)
-        "explorers": [{"kind": "langevin_schedule", "name": "langevin", "n_runs": 6,
-                       "t_max_ps": 0.4 if quick else 1.0, "timestep_fs": 2.0, "friction_per_ps": 5.0,
-                       "stop_deviation": 0.3, "record_every": 5}],
+        "explorers": [
+            {
+                "kind": "langevin_schedule",
+                "name": "langevin",
+                "n_runs": 6,
+                "t_max_ps": 0.4 if quick else 1.0,
+                "timestep_fs": 2.0,
+                "friction_per_ps": 5.0,
+                "stop_deviation": 0.3,
+                "record_every": 5,
+            }
+        ],
         # ANI-Al's selection: a frame is a candidate once its deviation reaches the MD stop threshold (trust_lo =
         # stop_deviation), and the cap keeps the most deviating ones. (With trust_lo 0.1 every recorded frame of the
         # first models was a candidate and a random pick among them was random selection, frame for frame.)
@@ -101,11 +144,11 @@ def shared_test_set(system: str) -> list:
     from ase.build import bulk
     from ase.calculators.emt import EMT
 
-    from al_flows.structures.initial_data import RandomCellSource
     from al_flows.active_learning.config import TestSetConfig
     from al_flows.structures.generators import random_cells
-    from al_flows.validation.heldout import labeller_test_frames, md_snapshots
+    from al_flows.structures.initial_data import RandomCellSource
     from al_flows.structures.multilayer import cuni_multilayer
+    from al_flows.validation.heldout import labeller_test_frames, md_snapshots
 
     if system == "cuni_shear":
         starts = []
@@ -113,15 +156,28 @@ def shared_test_set(system: str) -> list:
             a = cuni_multilayer((2, 2, 2), a=3.58, variant=v)
             a.info["structure_id"] = v
             starts.append(a)
-        settings = TestSetConfig(kind="mixed", n_runs=1, sigma=0.03, shear_step=0.5, gamma_max=0.33, fmax=0.05,
-                                 md_temperatures_K=[300.0, 600.0], md_steps=200, md_interval=20, n_sheared=6,
-                                 max_nonequilibrium=100)
+        settings = TestSetConfig(
+            kind="mixed",
+            n_runs=1,
+            sigma=0.03,
+            shear_step=0.5,
+            gamma_max=0.33,
+            fmax=0.05,
+            md_temperatures_K=[300.0, 600.0],
+            md_steps=200,
+            md_interval=20,
+            n_sheared=6,
+            max_nonequilibrium=100,
+        )
         return labeller_test_frames(starts, EMT, settings, seed=TEST_SEED, labeller="ase:emt")
     fcc = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
     fcc.info["structure_id"] = "fcc"
     frames = md_snapshots([fcc], EMT, [300.0, 900.0], 200, 2.0, 20, TEST_SEED, "ase:emt")
-    cells = random_cells(RandomCellSource(n_cells=4, edge_min=8.0, edge_max=10.0, density_min=1.8, density_max=3.0,
-                                          min_distance=1.9), ["Al"], TEST_SEED)
+    cells = random_cells(
+        RandomCellSource(n_cells=4, edge_min=8.0, edge_max=10.0, density_min=1.8, density_max=3.0, min_distance=1.9),
+        ["Al"],
+        TEST_SEED,
+    )
     for i, c in enumerate(cells):
         c.info["structure_id"] = f"random{i}"
     return frames + md_snapshots(cells, EMT, [600.0], 200, 2.0, 20, TEST_SEED + 1, "ase:emt")
@@ -129,10 +185,10 @@ def shared_test_set(system: str) -> list:
 
 def curve(workdir: Path, config, test_frames: list) -> list[dict]:
     """(labels, test force RMSE, R^2) of every round's ensemble on the shared test set."""
+    from al_flows.campaign.record import CampaignRecord
     from al_flows.campaign.run import open_store
     from al_flows.validation.heldout import holdout_errors
     from al_flows.workflow.jobs import load_ensemble
-    from al_flows.campaign.record import CampaignRecord
 
     store = open_store(config, workdir)
     try:
@@ -142,10 +198,18 @@ def curve(workdir: Path, config, test_frames: list) -> list[dict]:
             docs = {d["output"]["model_id"]: d["output"] for d in record.outputs("train", k, load=True)}
             pred = load_ensemble([docs[m] for m in summary["model_ids"]]).predict(test_frames)
             err = holdout_errors(test_frames, pred.mean_energies, pred.mean_forces)
-            rows.append({"round": k, "labels": summary["n_labels_total"], "new_labels": summary["n_labelled"],
-                         "accurate_ratio": summary["accurate_ratio"], "force_rmse": err["force_rmse"], "force_r2": err["force_r2"],
-                         "force_rmse_relaxed": err["subsets"].get("relaxed", {}).get("force_rmse"),
-                         "force_rmse_nonequilibrium": err["subsets"].get("nonequilibrium", {}).get("force_rmse")})
+            rows.append(
+                {
+                    "round": k,
+                    "labels": summary["n_labels_total"],
+                    "new_labels": summary["n_labelled"],
+                    "accurate_ratio": summary["accurate_ratio"],
+                    "force_rmse": err["force_rmse"],
+                    "force_r2": err["force_r2"],
+                    "force_rmse_relaxed": err["subsets"].get("relaxed", {}).get("force_rmse"),
+                    "force_rmse_nonequilibrium": err["subsets"].get("nonequilibrium", {}).get("force_rmse"),
+                }
+            )
         return rows
     finally:
         store.close()
@@ -182,8 +246,14 @@ def plot(results: dict, path: Path) -> None:
     colours = {"deviation": "tab:blue", "random": "tab:orange", "all": "tab:green"}
     for ax, system in zip(axes[0], systems, strict=True):
         for (strategy, seed), rows in sorted(results[system].items()):
-            ax.plot([r["labels"] for r in rows], [r["force_rmse"] for r in rows], "o-", color=colours.get(strategy, "k"),
-                    alpha=0.75, label=strategy if seed == min(s for st, s in results[system] if st == strategy) else None)
+            ax.plot(
+                [r["labels"] for r in rows],
+                [r["force_rmse"] for r in rows],
+                "o-",
+                color=colours.get(strategy, "k"),
+                alpha=0.75,
+                label=strategy if seed == min(s for st, s in results[system] if st == strategy) else None,
+            )
         ax.set_xlabel("labels trained on")
         ax.set_ylabel("shared test force RMSE (eV/Å)")
         ax.set_title(system)
@@ -201,8 +271,10 @@ def summarise(results: dict, out: Path, start: float) -> None:
         for (strategy, seed), rows in sorted(runs.items()):
             for r in rows:
                 rel = "" if r["force_rmse_relaxed"] is None else f"{r['force_rmse_relaxed']:.4f}"
-                print(f"{system:<11} {strategy:<9} {seed:>4} {r['labels']:>7} {r['force_rmse']:>19.4f} {r['force_r2']:>6.3f} "
-                      f"{rel:>8} {r['force_rmse_nonequilibrium']:>7.4f}")
+                print(
+                    f"{system:<11} {strategy:<9} {seed:>4} {r['labels']:>7} {r['force_rmse']:>19.4f} {r['force_r2']:>6.3f} "
+                    f"{rel:>8} {r['force_rmse_nonequilibrium']:>7.4f}"
+                )
     label_ratios, rmse_ratios, loop_ratios, lower_bounds = [], [], [], 0
     for system, runs in results.items():
         sys_ratios, sys_rmse = [], []
@@ -223,48 +295,68 @@ def summarise(results: dict, out: Path, start: float) -> None:
             sys_rmse.append(interpolate_rmse(dev, common) / interpolate_rmse(rnd, common))
         label_ratios += sys_ratios
         rmse_ratios += sys_rmse
-        print(f"{system}: labels needed by deviation / random's labels per seed: "
-              + ", ".join(f"{x:.2f}" for x in sys_ratios) + f" (median {statistics.median(sys_ratios):.2f}; a value for "
-              "a run that never reached it is its lower bound)"
-              + "; deviation/random RMSE at the largest common label count: "
-              + (", ".join(f"{x:.3f}" for x in sys_rmse) or "n/a"))
-    (out / "results.json").write_text(json.dumps(
-        {s: {f"{st}_s{sd}": rows for (st, sd), rows in runs.items()} for s, runs in results.items()}, indent=1))
+        print(
+            f"{system}: labels needed by deviation / random's labels per seed: "
+            + ", ".join(f"{x:.2f}" for x in sys_ratios)
+            + f" (median {statistics.median(sys_ratios):.2f}; a value for "
+            "a run that never reached it is its lower bound)"
+            + "; deviation/random RMSE at the largest common label count: "
+            + (", ".join(f"{x:.3f}" for x in sys_rmse) or "n/a")
+        )
+    (out / "results.json").write_text(
+        json.dumps(
+            {s: {f"{st}_s{sd}": rows for (st, sd), rows in runs.items()} for s, runs in results.items()}, indent=1
+        )
+    )
     plot(results, out / "label_efficiency.png")
     print(f"wrote {out / 'results.json'} and {out / 'label_efficiency.png'} ({time.perf_counter() - start:.0f} s)")
     median_rmse = statistics.median(rmse_ratios) if rmse_ratios else float("nan")
     bound = f" ({lower_bounds} of {len(label_ratios)} runs never reached it: lower bounds)" if lower_bounds else ""
-    print(f"labels needed by deviation to reach random's final test force RMSE / random's labels = "
-          f"{'>' if lower_bounds > len(label_ratios) / 2 else ''}{statistics.median(label_ratios):.2f}{bound}; "
-          f"deviation/random test force RMSE at equal labels = {median_rmse:.3f} (median over systems and seeds)")
+    print(
+        f"labels needed by deviation to reach random's final test force RMSE / random's labels = "
+        f"{'>' if lower_bounds > len(label_ratios) / 2 else ''}{statistics.median(label_ratios):.2f}{bound}; "
+        f"deviation/random test force RMSE at equal labels = {median_rmse:.3f} (median over systems and seeds)"
+    )
     if loop_ratios:
-        print(f"the same ratio counting only labels chosen in the loop (not the shared initial ones) = "
-              f"{statistics.median(loop_ratios):.2f} (median of the {len(loop_ratios)} runs where random's target lies "
-              "beyond the initial set)")
+        print(
+            f"the same ratio counting only labels chosen in the loop (not the shared initial ones) = "
+            f"{statistics.median(loop_ratios):.2f} (median of the {len(loop_ratios)} runs where random's target lies "
+            "beyond the initial set)"
+        )
 
 
 def load_results(path: Path) -> dict:
     """results.json of an earlier run, keyed as the runs are: {system: {(strategy, seed): rows}}."""
     data = json.loads(path.read_text())
-    return {system: {(key.rsplit("_s", 1)[0], int(key.rsplit("_s", 1)[1])): rows for key, rows in runs.items()}
-            for system, runs in data.items()}
+    return {
+        system: {(key.rsplit("_s", 1)[0], int(key.rsplit("_s", 1)[1])): rows for key, rows in runs.items()}
+        for system, runs in data.items()
+    }
 
 
 def main() -> int:
-    from al_flows.campaign.run import run_campaign
     from al_flows.campaign.config import validate_campaign
+    from al_flows.campaign.run import run_campaign
 
     for name in ("jobflow", "al_flows"):
         logging.getLogger(name).setLevel(logging.WARNING)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="reduced runs (2 seeds, 3 rounds, deviation vs random): < 10 min")
+    ap.add_argument(
+        "--quick", action="store_true", help="reduced runs (2 seeds, 3 rounds, deviation vs random): < 10 min"
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
     ap.add_argument("--systems", nargs="+", default=list(CAMPAIGNS), choices=list(CAMPAIGNS))
     ap.add_argument("--strategies", nargs="+", default=None, choices=["deviation", "random", "all"])
     ap.add_argument("--out", default=None, help="directory for work directories, results.json and the PNG")
-    ap.add_argument("--shear-runs", type=int, default=None,
-                    help="cuni_shear: shear runs per system and round (default 2), to explore more frames per label")
-    ap.add_argument("--summarise", metavar="DIR", help="only print the table and ratios of DIR/results.json (an earlier run)")
+    ap.add_argument(
+        "--shear-runs",
+        type=int,
+        default=None,
+        help="cuni_shear: shear runs per system and round (default 2), to explore more frames per label",
+    )
+    ap.add_argument(
+        "--summarise", metavar="DIR", help="only print the table and ratios of DIR/results.json (an earlier run)"
+    )
     args = ap.parse_args()
     if args.summarise:
         out = Path(args.summarise)
@@ -295,8 +387,11 @@ def main() -> int:
                 run_campaign(config, ROOT, workdir, echo=lambda *_: None)
                 rows = curve(workdir, config, test_frames)
                 results[system][(strategy, seed)] = rows
-                print(f"  {strategy:>9} seed {seed} ({time.perf_counter() - t0:.0f} s): "
-                      + "  ".join(f"{r['labels']}:{r['force_rmse']:.4f}/R2 {r['force_r2']:.3f}" for r in rows), flush=True)
+                print(
+                    f"  {strategy:>9} seed {seed} ({time.perf_counter() - t0:.0f} s): "
+                    + "  ".join(f"{r['labels']}:{r['force_rmse']:.4f}/R2 {r['force_r2']:.3f}" for r in rows),
+                    flush=True,
+                )
 
     summarise(results, out, start)
     return 0

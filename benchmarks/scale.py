@@ -54,7 +54,9 @@ def main() -> int:
     settings = ModelSettings(n_atom_basis=128, n_interactions=2, n_rbf=50, cutoff=6.0)
     members = [build_member(settings, ["Cu", "Ni"], seed=s) for s in range(args.members)]
     ens = Ensemble(members, settings, device=device)
-    print(f"device {device}; {args.members} members, SchNet 128 features, cutoff 6 A; max_pairs per batch {ens.max_pairs}")
+    print(
+        f"device {device}; {args.members} members, SchNet 128 features, cutoff 6 A; max_pairs per batch {ens.max_pairs}"
+    )
     print(f"{'atoms':>6} {'replicas':>8} {'s/eval':>8} {'atoms*evals/s':>14} {'peak RSS GiB':>12}")
     for size in args.sizes:
         for n in sorted({1, 10, args.replicas}):
@@ -64,7 +66,10 @@ def main() -> int:
             pred = ens.predict(frames)
             dt = time.perf_counter() - t
             assert np.isfinite(pred.deviation).all()
-            print(f"{len(frames[0]):>6} {n:>8} {dt:>8.2f} {len(frames[0]) * n / dt:>14.0f} {peak_rss_gib():>12.2f}", flush=True)
+            print(
+                f"{len(frames[0]):>6} {n:>8} {dt:>8.2f} {len(frames[0]) * n / dt:>14.0f} {peak_rss_gib():>12.2f}",
+                flush=True,
+            )
     from al_flows.exploration.batched_relax import relax_batched
 
     frames = replicas(5, args.replicas)
@@ -81,7 +86,9 @@ def main() -> int:
     if device == "cuda":
         mem_gpu = torch.cuda.max_memory_allocated() / 1024**3
         print(f"peak CUDA memory {mem_gpu:.2f} GiB")
-    print(f"paper size: {args.replicas} replicas x 500 atoms, {relaxed_steps} batched relaxation steps in {dt:.1f} s; peak RSS {mem:.2f} GiB (limit 24 GiB)")
+    print(
+        f"paper size: {args.replicas} replicas x 500 atoms, {relaxed_steps} batched relaxation steps in {dt:.1f} s; peak RSS {mem:.2f} GiB (limit 24 GiB)"
+    )
     return 0
 
 

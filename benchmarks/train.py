@@ -139,7 +139,13 @@ def run_al_flows(args, frames, train_idx, val_idx, zs) -> dict:
         cpu_times.append(time.process_time() - c)
         curve.append(row["val_force_rmse"])
     final = trainer.errors(val_idx).summary()
-    out = {"epoch_times": times, "epoch_cpu_times": cpu_times, "setup_s": setup_s, "val_force_rmse": final["force_rmse"], "curve": curve}
+    out = {
+        "epoch_times": times,
+        "epoch_cpu_times": cpu_times,
+        "setup_s": setup_s,
+        "val_force_rmse": final["force_rmse"],
+        "curve": curve,
+    }
     out["steps_per_epoch"] = trainer.steps_per_epoch(len(train_idx))
     out["amp"] = str(trainer.amp_dtype) if trainer.amp_dtype else "off"
     if args.device.startswith("cuda"):
@@ -207,7 +213,10 @@ def run_stock(args, frames, train_idx, val_idx, zs, workdir: Path) -> dict:
 
     outputs = [
         spk.task.ModelOutput(
-            name="energy", loss_fn=torch.nn.MSELoss(), loss_weight=RHO, metrics={"MAE": torchmetrics.MeanAbsoluteError()}
+            name="energy",
+            loss_fn=torch.nn.MSELoss(),
+            loss_weight=RHO,
+            metrics={"MAE": torchmetrics.MeanAbsoluteError()},
         ),
         spk.task.ModelOutput(
             name="forces",
@@ -216,7 +225,9 @@ def run_stock(args, frames, train_idx, val_idx, zs, workdir: Path) -> dict:
             metrics={"MAE": torchmetrics.MeanAbsoluteError(), "RMSE": torchmetrics.MeanSquaredError(squared=False)},
         ),
     ]
-    task = spk.task.AtomisticTask(model=model, outputs=outputs, optimizer_cls=torch.optim.Adam, optimizer_args={"lr": LR})
+    task = spk.task.AtomisticTask(
+        model=model, outputs=outputs, optimizer_cls=torch.optim.Adam, optimizer_args={"lr": LR}
+    )
 
     stamps: list[float] = []
     cpu_stamps: list[float] = []

@@ -12,7 +12,9 @@ TINY = {
     "seed": 3,
     "elements": ["Cu", "Ni"],
     "initial": {
-        "structures": [{"kind": "multilayer", "size": [2, 2, 2], "lattice_constant": 3.58, "variants": ["pristine", "VNi(N1)"]}],
+        "structures": [
+            {"kind": "multilayer", "size": [2, 2, 2], "lattice_constant": 3.58, "variants": ["pristine", "VNi(N1)"]}
+        ],
         "n_rattled": 4,
         "rattle_sigma": 0.04,
         "strain_max": 0.01,
@@ -20,7 +22,18 @@ TINY = {
     "model": {"n_atom_basis": 16, "n_interactions": 1, "n_rbf": 10, "cutoff": 4.0},
     "training": {"epochs": 4, "batch_size": 4, "lr": 2e-3, "lr_patience": 5, "val_fraction": 0.15},
     "ensemble_size": 2,
-    "explorers": [{"kind": "shear", "name": "shear", "n_runs": 1, "sigma": 0.03, "shear_step": 0.5, "gamma_max": 0.2, "fmax": 0.1, "max_opt_steps": 30}],
+    "explorers": [
+        {
+            "kind": "shear",
+            "name": "shear",
+            "n_runs": 1,
+            "sigma": 0.03,
+            "shear_step": 0.5,
+            "gamma_max": 0.2,
+            "fmax": 0.1,
+            "max_opt_steps": 30,
+        }
+    ],
     "selection": {"trust_lo": 0.0, "trust_hi": 100.0, "max_candidates": 3, "pick": "random"},
     "labeller": {"kind": "ase", "calculator": "emt"},
     "test_set": {"n_runs": 1, "sigma": 0.02, "shear_step": 0.5, "gamma_max": 0.2, "fmax": 0.1, "max_frames": 6},

@@ -90,8 +90,16 @@ def _apt_install() -> str | None:
     if _which("apt-get") is None:
         return "apt-get is not available to install slurm-wlm and munge"
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", PATH=_sbin_path())
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends",
-               "-o", "DPkg::Lock::Timeout=300", *APT_PACKAGES]
+    install = [
+        "apt-get",
+        "install",
+        "-y",
+        "-q",
+        "--no-install-recommends",
+        "-o",
+        "DPkg::Lock::Timeout=300",
+        *APT_PACKAGES,
+    ]
     created_policy = False
     if not POLICY_RC_D.exists():  # keep the packages' init scripts from starting system daemons
         POLICY_RC_D.write_text("#!/bin/sh\n# written by al_flows tests/slurm_cluster.py\nexit 101\n")
@@ -100,8 +108,14 @@ def _apt_install() -> str | None:
     try:
         res = subprocess.run(install, check=False, env=env, capture_output=True, text=True, timeout=900)
         if res.returncode != 0:  # stale or missing package lists on a fresh machine
-            subprocess.run(["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=300"], check=False,
-                           env=env, capture_output=True, text=True, timeout=600)
+            subprocess.run(
+                ["apt-get", "update", "-q", "-o", "DPkg::Lock::Timeout=300"],
+                check=False,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             res = subprocess.run(install, check=False, env=env, capture_output=True, text=True, timeout=900)
         if res.returncode != 0:
             tail = " | ".join((res.stderr or res.stdout).strip().splitlines()[-2:])
@@ -191,7 +205,7 @@ def parse_jobcomp_line(line: str) -> dict[str, str]:
     out = {}
     for i, m in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(line)
-        out[m.group(1)] = line[m.end():end].strip()
+        out[m.group(1)] = line[m.end() : end].strip()
     return out
 
 
@@ -309,8 +323,14 @@ PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE OverSubscribe=NO
         out = open(self.logdir / f"{name}.out", "wb")  # noqa: SIM115 - kept by the child
         try:
             self._procs[name] = subprocess.Popen(
-                argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, cwd=self.root, preexec_fn=_die_with_parent,
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=self.root,
+                preexec_fn=_die_with_parent,
             )
         finally:
             out.close()
@@ -377,10 +397,19 @@ PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE OverSubscribe=NO
             self._write_config()
             self.env = {"SLURM_CONF": str(self.conf)}
             md = self._run_dir
-            self._spawn("munged", [_which("munged"), "--foreground", "--force",
-                                   f"--socket={self._munge_socket}", f"--key-file={key}",
-                                   f"--log-file={md / 'munged.log'}", f"--pid-file={md / 'munged.pid'}",
-                                   f"--seed-file={md / 'munged.seed'}"])
+            self._spawn(
+                "munged",
+                [
+                    _which("munged"),
+                    "--foreground",
+                    "--force",
+                    f"--socket={self._munge_socket}",
+                    f"--key-file={key}",
+                    f"--log-file={md / 'munged.log'}",
+                    f"--pid-file={md / 'munged.pid'}",
+                    f"--seed-file={md / 'munged.seed'}",
+                ],
+            )
             self._wait(lambda: self._munge_socket.exists(), 20, "waiting for munged's socket", 0.05)
             self._spawn("slurmctld", [_which("slurmctld"), "-D", "-c", "-i", "-f", str(self.conf)])
             self._spawn("slurmd", [_which("slurmd"), "-D", "-N", self.node, "-f", str(self.conf)])

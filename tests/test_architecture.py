@@ -133,8 +133,13 @@ def test_no_import_cycles():
 
 
 def test_no_private_name_is_imported_from_another_module():
-    bad = sorted({f"{m}:{line} imports {t}.{n}" for m, t, n, line in EDGES
-                  if n is not None and n.startswith("_") and not n.startswith("__") and t != m})
+    bad = sorted(
+        {
+            f"{m}:{line} imports {t}.{n}"
+            for m, t, n, line in EDGES
+            if n is not None and n.startswith("_") and not n.startswith("__") and t != m
+        }
+    )
     assert not bad, bad
 
 
@@ -148,13 +153,17 @@ def test_subpackage_public_api(name):
     assert pkg.__all__ == list(pkg.EXPORTS), name
     assert 0 < len(pkg.__all__) <= 20
     for export in pkg.__all__:
-        assert getattr(pkg, export) is getattr(importlib.import_module(f"al_flows.{name}.{pkg.EXPORTS[export]}"), export)
+        assert getattr(pkg, export) is getattr(
+            importlib.import_module(f"al_flows.{name}.{pkg.EXPORTS[export]}"), export
+        )
     assert set(pkg.__all__) <= set(dir(pkg))
 
 
 def test_importing_one_module_does_not_import_its_whole_subpackage():
     # the public names are imported on first use, so the science of the lower layers stays light
-    code = ("import sys; import al_flows.exploration.shear, al_flows.frames.dataset, al_flows.potential.deviation; "
-            "print(sorted(m for m in ('torch', 'schnetpack', 'pymatgen', 'jobflow') if m in sys.modules))")
+    code = (
+        "import sys; import al_flows.exploration.shear, al_flows.frames.dataset, al_flows.potential.deviation; "
+        "print(sorted(m for m in ('torch', 'schnetpack', 'pymatgen', 'jobflow') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

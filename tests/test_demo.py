@@ -14,7 +14,10 @@ def test_demo_runs_end_to_end_and_improves(tmp_path):
     exe = shutil.which("al-flows", path=str(Path(sys.executable).parent)) or "al-flows"
     out = subprocess.run(
         [exe, "demo", "--workdir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "round 0 | select" in out.stdout  # live progress lines
@@ -24,14 +27,28 @@ def test_demo_runs_end_to_end_and_improves(tmp_path):
     assert rounds[-1]["test_force_rmse_relaxed"] < rounds[0]["test_force_rmse_relaxed"]
     assert rounds[-1]["test_force_r2"] > 0.5
     for r in rounds:
-        assert {"test_force_r2", "test_force_rel_rmse", "test_force_rmse_relaxed", "test_force_rmse_nonequilibrium",
-                "test_energy_rmse_per_atom_relaxed", "test_energy_rmse_per_atom_nonequilibrium"} <= set(r)
-    assert [r["n_labels_total"] for r in rounds] == [18, 18 + rounds[0]["n_labelled"], 18 + rounds[0]["n_labelled"] + rounds[1]["n_labelled"]]
+        assert {
+            "test_force_r2",
+            "test_force_rel_rmse",
+            "test_force_rmse_relaxed",
+            "test_force_rmse_nonequilibrium",
+            "test_energy_rmse_per_atom_relaxed",
+            "test_energy_rmse_per_atom_nonequilibrium",
+        } <= set(r)
+    assert [r["n_labels_total"] for r in rounds] == [
+        18,
+        18 + rounds[0]["n_labelled"],
+        18 + rounds[0]["n_labelled"] + rounds[1]["n_labelled"],
+    ]
     assert all(r["n_explored"] == 24 for r in rounds)  # 3 structures x 2 runs x 4 shear steps to gamma 0.33
 
     # after the demo, the inspection commands work on its work directory
     workdir = str(tmp_path / "demo")
-    status = json.loads(subprocess.run([exe, "status", "--workdir", workdir, "--json"], capture_output=True, text=True, check=True).stdout)
+    status = json.loads(
+        subprocess.run(
+            [exe, "status", "--workdir", workdir, "--json"], capture_output=True, text=True, check=True
+        ).stdout
+    )
     assert [r["n_labels_total"] for r in status["rounds"]] == [r["n_labels_total"] for r in rounds]
     assert all(set(r["wall_time_s"]) == {"train", "evaluate", "explore", "select", "label"} for r in status["rounds"])
     label = next(r for r in status["rounds"] if r["round"] == 0)

@@ -12,8 +12,8 @@ import pytest
 from pydantic import BaseModel
 
 from al_flows.active_learning.config import CampaignConfig
-from al_flows.pool_study.config import PoolStudyConfig
 from al_flows.exploration.shear import shear_cell, shear_strain
+from al_flows.pool_study.config import PoolStudyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -63,9 +63,22 @@ def _documented_keys() -> set[str]:
 def test_config_walk_reaches_union_members():
     # the walk must see inside discriminated unions (sources, explorers, labellers, stores)
     keys = all_keys(CampaignConfig) | all_keys(PoolStudyConfig)
-    for key in ("label_structures", "calibrate", "target_error_lo", "edge_min", "displacement_max",
-                "stop_deviation", "t_max_ps", "temperatures_K", "potcar_spec", "password_env",
-                "merge_tol", "eps_tol", "stride", "reference_kwargs"):
+    for key in (
+        "label_structures",
+        "calibrate",
+        "target_error_lo",
+        "edge_min",
+        "displacement_max",
+        "stop_deviation",
+        "t_max_ps",
+        "temperatures_K",
+        "potcar_spec",
+        "password_env",
+        "merge_tol",
+        "eps_tol",
+        "stride",
+        "reference_kwargs",
+    ):
         assert key in keys, key
 
 
@@ -121,11 +134,15 @@ def test_every_gamma_formula_uses_the_code_convention(path):
     text = path.read_text()
     if path.name == "methods.md":  # relates the paper's C21/C31/C11 to cell[0,1], cell[0,2], cell[0,0]
         return
-    assert not re.search(r"C(?:21|31|01|02|00|₂₁|₃₁|₀₁|₀₂|₀₀)(?![0-9])", text), "cell-matrix notation other than cell[i,j]"
+    assert not re.search(r"C(?:21|31|01|02|00|₂₁|₃₁|₀₁|₀₂|₀₀)(?![0-9])", text), (
+        "cell-matrix notation other than cell[i,j]"
+    )
     for m in GAMMA.finditer(text):
-        rest = text[m.end():].lstrip(" (")
-        formula = "sqrt(" + rest[: len(CANONICAL) - len("sqrt(")] if not rest.startswith("sqrt") else rest[: len(CANONICAL)]
-        assert formula.replace("**", "^") == CANONICAL, f"{path.name}: {text[m.start():m.start() + 60]!r}"
+        rest = text[m.end() :].lstrip(" (")
+        formula = (
+            "sqrt(" + rest[: len(CANONICAL) - len("sqrt(")] if not rest.startswith("sqrt") else rest[: len(CANONICAL)]
+        )
+        assert formula.replace("**", "^") == CANONICAL, f"{path.name}: {text[m.start() : m.start() + 60]!r}"
 
 
 # --------------------------------------------------------------------------- self-contained
@@ -147,8 +164,12 @@ def _project_files() -> list[Path]:
 
 
 def test_forbidden_patterns_are_caught():
-    hits = [why for text in ("see ../shared/METHODS.md A2", "(seed 000)", "issue 9", "FACTS.md")
-            for rx, why in FORBIDDEN if rx.search(text)]
+    hits = [
+        why
+        for text in ("see ../shared/METHODS.md A2", "(seed 000)", "issue 9", "FACTS.md")
+        for rx, why in FORBIDDEN
+        if rx.search(text)
+    ]
     assert len(hits) >= 4
     assert not any(rx.search("docs/methods.md: the methods of Sprueill et al.") for rx, _ in FORBIDDEN)
 
@@ -165,8 +186,11 @@ def test_no_file_refers_outside_the_project():
 
 def test_table_i_names_its_source():
     # "Table I" alone is ambiguous (DP-GEN has a Table I too): a file that uses it names Sprueill et al.
-    bad = [str(p.relative_to(ROOT)) for p in _project_files()
-           if re.search(r"\bTable I\b", p.read_text()) and "Sprueill" not in p.read_text()]
+    bad = [
+        str(p.relative_to(ROOT))
+        for p in _project_files()
+        if re.search(r"\bTable I\b", p.read_text()) and "Sprueill" not in p.read_text()
+    ]
     assert not bad, f"'Table I' without naming Sprueill et al.: {bad}"
 
 
@@ -197,8 +221,14 @@ def _anchors(path: Path) -> set[str]:
 
 
 def test_slug_follows_github():
-    assert _slug(" 3. Baselines and Table I of Sprueill et al. (`baselines:`)") == "3-baselines-and-table-i-of-sprueill-et-al-baselines"
-    assert _slug(" The authors' public code, and what al_flows does instead") == "the-authors-public-code-and-what-al_flows-does-instead"
+    assert (
+        _slug(" 3. Baselines and Table I of Sprueill et al. (`baselines:`)")
+        == "3-baselines-and-table-i-of-sprueill-et-al-baselines"
+    )
+    assert (
+        _slug(" The authors' public code, and what al_flows does instead")
+        == "the-authors-public-code-and-what-al_flows-does-instead"
+    )
 
 
 @pytest.mark.parametrize("path", _doc_files(), ids=lambda p: p.name)
@@ -223,11 +253,11 @@ def test_configuration_md_says_exactly_what_is_in_the_fingerprint():
     NOT_FINGERPRINTED as left out, and every other top-level key as in."""
     import re
 
-    from al_flows.workflow.config import NOT_FINGERPRINTED
     from al_flows.active_learning.config import CampaignConfig
+    from al_flows.workflow.config import NOT_FINGERPRINTED
 
     text = (ROOT / "docs" / "configuration.md").read_text()
-    section = text[text.index("### The fingerprint"):text.index("## `initial`")]
+    section = text[text.index("### The fingerprint") : text.index("## `initial`")]
     inside, outside = section.split("**Not in the fingerprint**")
     left_out = set(re.findall(r"`([a-z_]+(?:\[\])?(?:\.[a-z_]+)?)`", outside.split("Extending a campaign")[0]))
     want = set()

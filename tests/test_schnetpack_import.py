@@ -22,14 +22,22 @@ def py(code: str, python: str = sys.executable, cwd: Path | None = None) -> str:
 
 
 def test_schnetpack_imports_without_al_flows(tmp_path):
-    assert py("import sys, schnetpack; assert 'al_flows' not in sys.modules; print(schnetpack.__version__)", cwd=tmp_path) == "2.1.1"
+    assert (
+        py("import sys, schnetpack; assert 'al_flows' not in sys.modules; print(schnetpack.__version__)", cwd=tmp_path)
+        == "2.1.1"
+    )
     # the full loader path that needs T_co, again without al_flows
-    assert py("from schnetpack.data import AtomsLoader, ASEAtomsData; print(AtomsLoader.__name__)", cwd=tmp_path) == "AtomsLoader"
+    assert (
+        py("from schnetpack.data import AtomsLoader, ASEAtomsData; print(AtomsLoader.__name__)", cwd=tmp_path)
+        == "AtomsLoader"
+    )
 
 
 def test_hook_is_loaded_at_start_up_and_does_not_import_torch(tmp_path):
-    code = ("import sys; started = 'al_flows_schnetpack_compat' in sys.modules; import al_flows_schnetpack_compat; "
-            "assert 'torch' not in sys.modules, 'torch imported at start-up'; print(started)")
+    code = (
+        "import sys; started = 'al_flows_schnetpack_compat' in sys.modules; import al_flows_schnetpack_compat; "
+        "assert 'torch' not in sys.modules, 'torch imported at start-up'; print(started)"
+    )
     assert py(code, cwd=tmp_path) == "True"  # True: the .pth in site-packages imported it
     assert py("import sys, al_flows; print('torch' in sys.modules)", cwd=tmp_path) == "False"
     pth = Path(sysconfig.get_paths()["purelib"]) / PTH
@@ -56,8 +64,11 @@ def test_wheel_ships_the_pth_into_site_packages(tmp_path):
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, src / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", str(src), "-w", str(tmp_path / "dist")],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", str(src), "-w", str(tmp_path / "dist")],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = (tmp_path / "dist").glob("al_flows-*.whl")
     top = {n for n in zipfile.ZipFile(wheel).namelist() if "/" not in n}
     assert top == {PTH, "al_flows_schnetpack_compat.py"}

@@ -9,10 +9,21 @@ def test_jobs_run_in_their_partitions(tmp_path, slurm_ready):
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     with SlurmCluster(tmp_path) as cluster:
-        cluster.sbatch("--partition=gpu", "--gres=gpu:1", "--job-name=smoke_gpu",
-                       "--wrap", "echo $SLURM_JOB_PARTITION $CUDA_VISIBLE_DEVICES > out_gpu", cwd=jobs)
-        cluster.sbatch("--partition=cpu", "--job-name=smoke_cpu",
-                       "--wrap", "echo $SLURM_JOB_PARTITION $CUDA_VISIBLE_DEVICES > out_cpu", cwd=jobs)
+        cluster.sbatch(
+            "--partition=gpu",
+            "--gres=gpu:1",
+            "--job-name=smoke_gpu",
+            "--wrap",
+            "echo $SLURM_JOB_PARTITION $CUDA_VISIBLE_DEVICES > out_gpu",
+            cwd=jobs,
+        )
+        cluster.sbatch(
+            "--partition=cpu",
+            "--job-name=smoke_cpu",
+            "--wrap",
+            "echo $SLURM_JOB_PARTITION $CUDA_VISIBLE_DEVICES > out_cpu",
+            cwd=jobs,
+        )
         cluster.wait_idle(120)
         assert (jobs / "out_gpu").read_text().split() == ["gpu", "0"]
         assert (jobs / "out_cpu").read_text().split() == ["cpu"]  # no GPU for a cpu job

@@ -13,8 +13,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_ships_the_examples_and_finds_the_demo_outside_a_checkout(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"),
-                    str(ROOT)], check=True, capture_output=True, cwd=tmp_path)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     (wheel,) = (tmp_path / "dist").glob("al_flows-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     examples = {f"al_flows/{p.relative_to(ROOT).as_posix()}" for p in (ROOT / "flows").rglob("*.yaml")}
@@ -26,8 +41,14 @@ def test_wheel_ships_the_examples_and_finds_the_demo_outside_a_checkout(tmp_path
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     code = "import al_flows.cli as c; print(c.__file__); print(c.demo_config_path())"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=elsewhere,
-                         env=dict(os.environ, PYTHONPATH=str(site))).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=elsewhere,
+        env=dict(os.environ, PYTHONPATH=str(site)),
+    ).stdout.split()
     assert out[0] == str(site / "al_flows" / "cli.py")
     assert out[1] == str(site / "al_flows" / "flows" / "demo_cuni_emt.yaml")
     assert Path(out[1]).read_text() == (ROOT / "flows" / "demo_cuni_emt.yaml").read_text()

@@ -28,8 +28,9 @@ def demo_config_path() -> Path:
     for path in (here / "flows" / DEMO_NAME, here.parents[1] / "flows" / DEMO_NAME):
         if path.is_file():
             return path
-    raise FileNotFoundError(f"the demo campaign {DEMO_NAME} is neither in {here / 'flows'} nor in a checkout's flows/; "
-                            "reinstall al_flows")
+    raise FileNotFoundError(
+        f"the demo campaign {DEMO_NAME} is neither in {here / 'flows'} nor in a checkout's flows/; reinstall al_flows"
+    )
 
 
 def _check_structures(config, base_dir: Path, source: str) -> int:
@@ -57,7 +58,9 @@ def _submit(config_path: Path, launchpad_file: str, workdir: str | None) -> int:
     workdir = workdir or config.name
     _, message = submit_campaign(config, base_dir, workdir, launchpad)
     print(message)
-    print(f"queues: train={config.queues.train} explore={config.queues.explore} label={config.queues.label} other={config.queues.default}")
+    print(
+        f"queues: train={config.queues.train} explore={config.queues.explore} label={config.queues.label} other={config.queues.default}"
+    )
     return 0
 
 
@@ -78,7 +81,9 @@ def _pool_status(config, store, as_json: bool) -> int:
 
     try:
         report = build_pool_study_report(store, config)
-        stages = {d["metadata"]["stage"] for d in store.query({"metadata.campaign": config.name}, properties=["metadata"])}
+        stages = {
+            d["metadata"]["stage"] for d in store.query({"metadata.campaign": config.name}, properties=["metadata"])
+        }
     finally:
         store.close()
     report["stages_done"] = sorted(stages)
@@ -107,14 +112,18 @@ def _status(workdir: str, as_json: bool) -> int:
         return 0
     print(f"campaign {status['campaign']}: {status['state']}")
     if status["rounds"]:
-        print(f"{'round':>5} {'state':>8} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'new':>4} {'fail':>4} "
-              f"{'test F (eV/A)':>13} {'test E (eV/atom)':>16}  wall time (s)")
+        print(
+            f"{'round':>5} {'state':>8} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'new':>4} {'fail':>4} "
+            f"{'test F (eV/A)':>13} {'test E (eV/atom)':>16}  wall time (s)"
+        )
     for r in status["rounds"]:
         times = " ".join(f"{k}={v:.0f}" for k, v in r["wall_time_s"].items())
         if r["state"] == "done":
-            print(f"{r['round']:>5} {'done':>8} {r['n_labels_total']:>6} {r['n_explored']:>8} "
-                  f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>4} {r['n_label_failures']:>4} "
-                  f"{r['test_force_rmse']:>13.4f} {r['test_energy_rmse_per_atom']:>16.5f}  {times}")
+            print(
+                f"{r['round']:>5} {'done':>8} {r['n_labels_total']:>6} {r['n_explored']:>8} "
+                f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>4} {r['n_label_failures']:>4} "
+                f"{r['test_force_rmse']:>13.4f} {r['test_energy_rmse_per_atom']:>16.5f}  {times}"
+            )
         else:
             print(f"{r['round']:>5} {'running':>8}  stages done: {r['stages_done']}  {times}")
     for f in status["job_failures"]:
@@ -132,8 +141,14 @@ def _not_for_pool_study(config, command: str) -> None:
     from al_flows.pool_study.config import PoolStudyConfig
 
     if isinstance(config, PoolStudyConfig):
-        store_hint = "see the queries in docs/pool_study.md" if command == "lineage" else "use 'al-flows export' with what=dataset/model"
-        raise ConfigError(f"--workdir: '{config.name}' is a pool study; '{command}' follows active-learning rounds ({store_hint})")
+        store_hint = (
+            "see the queries in docs/pool_study.md"
+            if command == "lineage"
+            else "use 'al-flows export' with what=dataset/model"
+        )
+        raise ConfigError(
+            f"--workdir: '{config.name}' is a pool study; '{command}' follows active-learning rounds ({store_hint})"
+        )
 
 
 def _lineage(workdir: str, label: str | None, model: str | None, as_json: bool) -> int:
@@ -164,10 +179,14 @@ def _lineage(workdir: str, label: str | None, model: str | None, as_json: bool) 
             print(f"ensemble {result['ensemble_id']}: {len(members)} member(s)")
         for one in members:
             m = one["model"]
-            print(f"model {m['model_id']}: round {m['round']} member {m['member']} seed {m['seed']}, best epoch {m['best_epoch']}, "
-                  f"val force RMSE {m['val_force_rmse']:.4f} eV/A")
-            print(f"  trained on {one['n_labels']} labels ({m['n_train']} train + {m['n_val']} validation); "
-                  f"by round {one['labels_by_round']}; by explorer {one['labels_by_explorer']}")
+            print(
+                f"model {m['model_id']}: round {m['round']} member {m['member']} seed {m['seed']}, best epoch {m['best_epoch']}, "
+                f"val force RMSE {m['val_force_rmse']:.4f} eV/A"
+            )
+            print(
+                f"  trained on {one['n_labels']} labels ({m['n_train']} train + {m['n_val']} validation); "
+                f"by round {one['labels_by_round']}; by explorer {one['labels_by_explorer']}"
+            )
     return 0
 
 
@@ -210,7 +229,9 @@ def _import(paths: list[str], output: str, stride: int) -> int:
     data = Dataset()
     data.add(frames)
     data.write_extxyz(output)
-    print(f"wrote {output}: {len(data)} frames ({len(frames) - len(data)} duplicates dropped), by format {data.counts_by('source_format')}")
+    print(
+        f"wrote {output}: {len(data)} frames ({len(frames) - len(data)} duplicates dropped), by format {data.counts_by('source_format')}"
+    )
     return 0
 
 
@@ -240,8 +261,10 @@ def _print_pool_report(report: dict) -> None:
         print(f"{name}: {p['n_runs']} runs -> {p['n_pathways']} pathways ({kinds})")
     if "validation" in report:
         v = report["validation"]
-        print(f"validation: {v['n_minima']} minima, {v['n_agree_single']} agree with the labeller, {v['n_spurious']} spurious, "
-              f"max |NNP - labeller| {v['max_abs_d_single_per_atom']:.4f} eV/atom")
+        print(
+            f"validation: {v['n_minima']} minima, {v['n_agree_single']} agree with the labeller, {v['n_spurious']} spurious, "
+            f"max |NNP - labeller| {v['max_abs_d_single_per_atom']:.4f} eV/atom"
+        )
     print("finished" if report["finished"] else "not finished")
 
 
@@ -250,8 +273,10 @@ def _print_report(report: dict, workdir: Path) -> None:
         _print_pool_report(report)
         print(f"report: {workdir / 'report.json'}")
         return
-    print(f"{'round':>5} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'labelled':>8} {'acc.ratio':>9} {'val F':>7} "
-          f"{'test F':>7} {'test F R2':>9} {'test E/atom':>11}")
+    print(
+        f"{'round':>5} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'labelled':>8} {'acc.ratio':>9} {'val F':>7} "
+        f"{'test F':>7} {'test F R2':>9} {'test E/atom':>11}"
+    )
     for r in report["rounds"]:
         r2 = r.get("test_force_r2")
         print(
@@ -263,8 +288,10 @@ def _print_report(report: dict, workdir: Path) -> None:
     if "autotest" in report:
         at = report["autotest"]
         bad = [f"{r['element']} {r['property']}" for r in at["rows"] if not r["passed"]]
-        print(f"autotest vs {at['reference']}: {len(at['rows']) - len(bad)}/{len(at['rows'])} rows within tolerance"
-              + (f" (outside: {', '.join(bad)})" if bad else ""))
+        print(
+            f"autotest vs {at['reference']}: {len(at['rows']) - len(bad)}/{len(at['rows'])} rows within tolerance"
+            + (f" (outside: {', '.join(bad)})" if bad else "")
+        )
     state = "converged" if report["converged"] else ("finished (round limit)" if report["finished"] else "not finished")
     print(f"{state}; report: {workdir / 'report.json'} (forces eV/A, energies eV/atom)")
 
@@ -290,8 +317,10 @@ def _validate(campaign: str) -> int:
     config, base_dir = load_campaign(campaign)
     n_checked = _check_structures(config, base_dir, Path(campaign).name)
     print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    print(f"structures: {n_checked} starting structure(s) from file and multilayer sources checked "
-          "(generated random cells and DP-GEN sets are checked when the campaign builds them)")
+    print(
+        f"structures: {n_checked} starting structure(s) from file and multilayer sources checked "
+        "(generated random cells and DP-GEN sets are checked when the campaign builds them)"
+    )
     print(f"ok: {campaign} (fingerprint {config.fingerprint()})")
     return 0
 
@@ -305,37 +334,65 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run or continue a campaign locally (jobflow run_locally)")
     p.add_argument("campaign", help="campaign YAML file (see docs/configuration.md)")
-    p.add_argument("--workdir", required=True, help=WORKDIR_HELP + "; created if missing, continued if it holds the campaign")
+    p.add_argument(
+        "--workdir", required=True, help=WORKDIR_HELP + "; created if missing, continued if it holds the campaign"
+    )
     p = sub.add_parser("demo", help=f"run the shipped tiny Cu-Ni campaign ({DEMO_NAME}, EMT labels)")
     p.add_argument("--workdir", default="demo_run", help=WORKDIR_HELP + " (default: demo_run)")
     p = sub.add_parser("submit", help="add the campaign (or its continuation) to a FireWorks LaunchPad")
     p.add_argument("campaign", help="campaign YAML file")
-    p.add_argument("--launchpad", required=True, help="FireWorks LaunchPad file (see flows/fireworks/my_launchpad.yaml)")
-    p.add_argument("--workdir", default=None, help=WORKDIR_HELP + ", on a filesystem the workers share (default: ./<campaign name>)")
+    p.add_argument(
+        "--launchpad", required=True, help="FireWorks LaunchPad file (see flows/fireworks/my_launchpad.yaml)"
+    )
+    p.add_argument(
+        "--workdir",
+        default=None,
+        help=WORKDIR_HELP + ", on a filesystem the workers share (default: ./<campaign name>)",
+    )
     p = sub.add_parser("status", help="one row per round, and the jobs and labels that failed, from the store")
     p.add_argument("--workdir", required=True, help=WORKDIR_HELP)
-    p.add_argument("--json", action="store_true", help="print the status as JSON (rounds, job_failures, label_failures)")
+    p.add_argument(
+        "--json", action="store_true", help="print the status as JSON (rounds, job_failures, label_failures)"
+    )
     p = sub.add_parser("lineage", help="the chain of a label back to the initial data, or the labels behind a model")
     p.add_argument("--workdir", required=True, help=WORKDIR_HELP)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--label", help="frame id of a label (see 'al-flows export ... dataset')")
-    which.add_argument("--model", help="model id of an ensemble member, or an ensemble id (what labels carry as model_id)")
+    which.add_argument(
+        "--model", help="model id of an ensemble member, or an ensemble id (what labels carry as model_id)"
+    )
     p.add_argument("--json", action="store_true", help="print the lineage as JSON")
     p = sub.add_parser("export", help="write the dataset or a round's models to files")
     p.add_argument("--workdir", required=True, help=WORKDIR_HELP)
-    p.add_argument("what", choices=["dataset", "model"],
-                   help="dataset: every label with its provenance, in --format; "
-                        "model: one weights file per ensemble member, round{k}_member{i}.pt (see docs/models.md)")
+    p.add_argument(
+        "what",
+        choices=["dataset", "model"],
+        help="dataset: every label with its provenance, in --format; "
+        "model: one weights file per ensemble member, round{k}_member{i}.pt (see docs/models.md)",
+    )
     p.add_argument("--output", required=True, help="file to write (dataset) or directory to create (model)")
-    p.add_argument("--format", default="extxyz", choices=["extxyz", "ase-db", "schnetpack"], help="dataset format (default: extxyz)")
-    p.add_argument("--round", type=int, default=None, help="model: round whose ensemble to export (default: the last trained)")
+    p.add_argument(
+        "--format",
+        default="extxyz",
+        choices=["extxyz", "ase-db", "schnetpack"],
+        help="dataset format (default: extxyz)",
+    )
+    p.add_argument(
+        "--round", type=int, default=None, help="model: round whose ensemble to export (default: the last trained)"
+    )
     p = sub.add_parser("report", help="PNG plots and an HTML page in WORKDIR/report/")
     p.add_argument("--workdir", required=True, help=WORKDIR_HELP)
-    p = sub.add_parser("import", help="read VASP runs (vasprun.xml/OUTCAR/XDATCAR) and extxyz files into one extxyz pool with provenance")
+    p = sub.add_parser(
+        "import",
+        help="read VASP runs (vasprun.xml/OUTCAR/XDATCAR) and extxyz files into one extxyz pool with provenance",
+    )
     p.add_argument("paths", nargs="+", help="VASP run directories, trees of them, or files")
     p.add_argument("--output", required=True, help="extxyz file to write")
     p.add_argument("--stride", type=int, default=1, help="keep every stride-th ionic step (default: 1)")
-    p = sub.add_parser("validate", help="check a campaign YAML (settings, calculators, starting structures) and print what it resolves to")
+    p = sub.add_parser(
+        "validate",
+        help="check a campaign YAML (settings, calculators, starting structures) and print what it resolves to",
+    )
     p.add_argument("campaign", help="campaign YAML file to check; nothing is run or written")
     return parser
 

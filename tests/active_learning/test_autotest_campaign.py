@@ -3,18 +3,26 @@
 import copy
 
 import pytest
-
-from al_flows.validation.autotest import AutotestSettings, compute_properties
-from al_flows.campaign.run import run_campaign
-from al_flows.campaign.config import ConfigError, validate_campaign
-from al_flows.active_learning.autotest_jobs import final_models
-from al_flows.workflow.jobs import load_ensemble
-from al_flows.workflow.jobs import latest_outputs
-from al_flows.campaign.stores import make_job_store
 from ase.calculators.emt import EMT
 
-QUICK = {"lattices": ["fcc", "bcc"], "eos_points": 5, "relax_hcp_ca": False, "vacancy_repeat": [2, 2, 2],
-         "vacancy_relax": False, "gsfe_points": 3, "gsfe_layers": 6, "gsfe_relax_normal": False, "elements": ["Cu"]}
+from al_flows.active_learning.autotest_jobs import final_models
+from al_flows.campaign.config import ConfigError, validate_campaign
+from al_flows.campaign.run import run_campaign
+from al_flows.campaign.stores import make_job_store
+from al_flows.validation.autotest import AutotestSettings, compute_properties
+from al_flows.workflow.jobs import latest_outputs, load_ensemble
+
+QUICK = {
+    "lattices": ["fcc", "bcc"],
+    "eos_points": 5,
+    "relax_hcp_ca": False,
+    "vacancy_repeat": [2, 2, 2],
+    "vacancy_relax": False,
+    "gsfe_points": 3,
+    "gsfe_layers": 6,
+    "gsfe_relax_normal": False,
+    "elements": ["Cu"],
+}
 
 
 def test_autotest_runs_after_the_last_round(tiny_dict, tmp_path):
@@ -33,7 +41,9 @@ def test_autotest_runs_after_the_last_round(tiny_dict, tmp_path):
         settings = AutotestSettings(**{k: v for k, v in QUICK.items() if k != "elements"})
         direct_ref = compute_properties("Cu", EMT, settings)
         res = doc["results"]["Cu"]
-        assert res["reference"]["structures"]["structures"]["fcc"]["a0"] == pytest.approx(direct_ref["structures"]["structures"]["fcc"]["a0"], abs=1e-9)
+        assert res["reference"]["structures"]["structures"]["fcc"]["a0"] == pytest.approx(
+            direct_ref["structures"]["structures"]["fcc"]["a0"], abs=1e-9
+        )
         model = load_ensemble(final_models(store, "tiny", 0)).calculator
         direct_model = compute_properties("Cu", model, settings)
         assert res["model"]["vacancy"]["E_vac"] == pytest.approx(direct_model["vacancy"]["E_vac"], abs=1e-6)

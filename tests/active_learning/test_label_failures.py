@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 
-from al_flows.campaign.run import CampaignError, run_campaign
 from al_flows.campaign.config import validate_campaign
-from al_flows.frames.dataset import Dataset, frames_from_bytes
+from al_flows.campaign.run import CampaignError, run_campaign
 from al_flows.campaign.stores import make_job_store
+from al_flows.frames.dataset import Dataset, frames_from_bytes
 
 FAULTS = ("raise", "nan", "huge", "ok")
 
@@ -40,8 +40,12 @@ class FaultyEMT(EMT):
 
 
 def _campaign(tiny_dict, min_success_fraction):
-    tiny_dict["labeller"] = {"kind": "ase", "calculator": "tests.active_learning.test_label_failures.FaultyEMT",
-                             "max_force": 50.0, "min_success_fraction": min_success_fraction}
+    tiny_dict["labeller"] = {
+        "kind": "ase",
+        "calculator": "tests.active_learning.test_label_failures.FaultyEMT",
+        "max_force": 50.0,
+        "min_success_fraction": min_success_fraction,
+    }
     tiny_dict["selection"]["max_candidates"] = 12
     tiny_dict["explorers"][0]["n_runs"] = 2
     return validate_campaign(tiny_dict)
@@ -54,8 +58,12 @@ def test_failed_labels_are_recorded_and_kept_out_of_the_dataset(tmp_path, tiny_d
     store = make_job_store(config.store, tmp_path)
     store.connect()
     try:
-        lab = store.query_one({"metadata.campaign": "tiny", "metadata.stage": "label", "metadata.round": 0}, load=True)["output"]
-        sel = store.query_one({"metadata.campaign": "tiny", "metadata.stage": "select", "metadata.round": 0}, load=True)["output"]
+        lab = store.query_one({"metadata.campaign": "tiny", "metadata.stage": "label", "metadata.round": 0}, load=True)[
+            "output"
+        ]
+        sel = store.query_one(
+            {"metadata.campaign": "tiny", "metadata.stage": "select", "metadata.round": 0}, load=True
+        )["output"]
         chosen = frames_from_bytes(sel["selected_blob"])
         expected = {a.info["frame_id"]: fault_of(a) for a in chosen}
         assert set(expected.values()) >= {"raise", "nan", "huge", "ok"}  # every fault was injected
@@ -63,9 +71,12 @@ def test_failed_labels_are_recorded_and_kept_out_of_the_dataset(tmp_path, tiny_d
         assert set(reasons) == {fid for fid, f in expected.items() if f != "ok"}
         for fid, reason in reasons.items():
             assert {"raise": "RuntimeError: SCF did not converge (injected)", "nan": "non-finite energy or forces"}.get(
-                expected[fid], "above labeller.max_force=50.0") in reason
+                expected[fid], "above labeller.max_force=50.0"
+            ) in reason
         assert lab["n_labelled"] == sum(f == "ok" for f in expected.values()) and lab["n_failed"] == len(reasons)
-        merged = store.query_one({"metadata.campaign": "tiny", "metadata.stage": "merge", "metadata.round": 0}, load=True)["output"]
+        merged = store.query_one(
+            {"metadata.campaign": "tiny", "metadata.stage": "merge", "metadata.round": 0}, load=True
+        )["output"]
         data = Dataset.from_bytes(merged["dataset_blob"])
         assert not set(reasons) & set(data.ids)
         assert all(np.isfinite(a.get_potential_energy()) and np.abs(a.get_forces()).max() < 50 for a in data)
@@ -76,5 +87,8 @@ def test_failed_labels_are_recorded_and_kept_out_of_the_dataset(tmp_path, tiny_d
 
 def test_too_many_failed_labels_stop_the_round_with_the_reasons(tmp_path, tiny_dict):
     config = _campaign(tiny_dict, 0.9)
-    with pytest.raises(CampaignError, match=r"only \d+/\d+ labels succeeded, below labeller.min_success_fraction=0.9 \(reasons: .*SCF did not converge"):
+    with pytest.raises(
+        CampaignError,
+        match=r"only \d+/\d+ labels succeeded, below labeller.min_success_fraction=0.9 \(reasons: .*SCF did not converge",
+    ):
         run_campaign(config, ".", tmp_path, echo=lambda *_: None)

@@ -4,8 +4,8 @@ import json
 
 from monty.json import MontyDecoder, jsanitize
 
-from al_flows.campaign.config import validate_campaign
 from al_flows.active_learning import ActiveLearningMaker, ShearExploreMaker
+from al_flows.campaign.config import validate_campaign
 
 
 def test_flow_jobs_metadata_and_json_round_trip(tiny_dict):
@@ -13,7 +13,9 @@ def test_flow_jobs_metadata_and_json_round_trip(tiny_dict):
     flow = ActiveLearningMaker.from_config(config).make()
     stages = [j.metadata["stage"] for j in flow.jobs]
     assert stages == ["structures", "test_set", "perturb", "label", "merge", "round"]
-    assert all(j.metadata["campaign"] == "tiny" and j.metadata["fingerprint"] == config.fingerprint() for j in flow.jobs)
+    assert all(
+        j.metadata["campaign"] == "tiny" and j.metadata["fingerprint"] == config.fingerprint() for j in flow.jobs
+    )
     assert [j.metadata["round"] for j in flow.jobs] == [-1, -1, -1, -1, -1, 0]
 
     text = json.dumps(jsanitize(flow.as_dict(), strict=True, enum_values=True))
@@ -30,7 +32,10 @@ def test_flow_jobs_metadata_and_json_round_trip(tiny_dict):
 
 
 def test_explorer_names_become_maker_names(tiny_dict):
-    tiny_dict["explorers"] = [dict(tiny_dict["explorers"][0], name="shear_a"), dict(tiny_dict["explorers"][0], name="shear_b", sigma=0.0)]
+    tiny_dict["explorers"] = [
+        dict(tiny_dict["explorers"][0], name="shear_a"),
+        dict(tiny_dict["explorers"][0], name="shear_b", sigma=0.0),
+    ]
     maker = ActiveLearningMaker.from_config(validate_campaign(tiny_dict))
     assert [m.name for m in maker.explore_makers] == ["shear_a", "shear_b"]
     assert maker.explore_makers[1].settings.sigma == 0.0

@@ -3,28 +3,51 @@ per round) whose trust levels are calibrated from the labels of each round."""
 
 import pytest
 
-from al_flows.campaign.run import run_campaign
 from al_flows.campaign.config import validate_campaign
-from al_flows.workflow.jobs import latest_outputs
+from al_flows.campaign.run import run_campaign
 from al_flows.campaign.stores import make_job_store
+from al_flows.workflow.jobs import latest_outputs
 
 
 @pytest.fixture(scope="module")
 def md_campaign(tmp_path_factory):
-    from tests.conftest import TINY
     import copy
+
+    from tests.conftest import TINY
 
     d = copy.deepcopy(TINY)
     d["name"] = "tiny-md"
     d["max_rounds"] = 3
     d["explorers"] = [
-        {"kind": "langevin_schedule", "name": "ani", "n_runs": 3, "t_max_ps": 0.1, "timestep_fs": 2.0, "record_every": 10,
-         "stop_deviation": 0.05, "t_start_K": [300, 600], "t_end_K": [300, 600], "t_mod_K": [0, 500]},
-        {"kind": "md", "name": "dpgen", "n_runs": 1, "temperatures_K": [300, 900], "n_steps": 30, "timestep_fs": 2.0, "record_every": 10},
+        {
+            "kind": "langevin_schedule",
+            "name": "ani",
+            "n_runs": 3,
+            "t_max_ps": 0.1,
+            "timestep_fs": 2.0,
+            "record_every": 10,
+            "stop_deviation": 0.05,
+            "t_start_K": [300, 600],
+            "t_end_K": [300, 600],
+            "t_mod_K": [0, 500],
+        },
+        {
+            "kind": "md",
+            "name": "dpgen",
+            "n_runs": 1,
+            "temperatures_K": [300, 900],
+            "n_steps": 30,
+            "timestep_fs": 2.0,
+            "record_every": 10,
+        },
     ]
-    d["selection"] = {"trust_lo": 0.0, "trust_hi": 100.0, "max_candidates": 6, "pick": "highest",
-                      "calibrate": {"target_error_lo": 0.05, "target_error_hi": 2.0, "min_points": 3,
-                                    "max_change_factor": None}}  # the raw fitted levels, checked below
+    d["selection"] = {
+        "trust_lo": 0.0,
+        "trust_hi": 100.0,
+        "max_candidates": 6,
+        "pick": "highest",
+        "calibrate": {"target_error_lo": 0.05, "target_error_hi": 2.0, "min_points": 3, "max_change_factor": None},
+    }  # the raw fitted levels, checked below
     config = validate_campaign(d)
     workdir = tmp_path_factory.mktemp("md") / "run"
     report = run_campaign(config, ".", workdir, echo=lambda *_: None)
@@ -62,9 +85,13 @@ def test_trust_levels_are_calibrated_from_the_previous_round(md_campaign):
     for k in (1, 2):
         prev = cals[k - 1]
         if prev["applied"]:
-            assert sels[k]["trust_lo"] == pytest.approx(prev["trust_lo_next"]) and sels[k]["trust_hi"] == pytest.approx(prev["trust_hi_next"])
+            assert sels[k]["trust_lo"] == pytest.approx(prev["trust_lo_next"]) and sels[k]["trust_hi"] == pytest.approx(
+                prev["trust_hi_next"]
+            )
             fit = prev["fit"]
-            assert prev["trust_lo_next"] == pytest.approx(0.05 / fit["a"]) and prev["trust_hi_next"] == pytest.approx(2.0 / fit["a"])
+            assert prev["trust_lo_next"] == pytest.approx(0.05 / fit["a"]) and prev["trust_hi_next"] == pytest.approx(
+                2.0 / fit["a"]
+            )
         else:
             assert (sels[k]["trust_lo"], sels[k]["trust_hi"]) == (prev["trust_lo_used"], prev["trust_hi_used"])
     assert any(c["applied"] for c in cals.values() if c["round"] < 2)
@@ -80,14 +107,28 @@ def test_campaign_from_random_cells_only(tmp_path):
     from al_flows.frames.dataset import Dataset, frames_from_bytes
 
     d = {
-        "name": "ani-tiny", "seed": 5, "elements": ["Al"],
-        "initial": {"structures": [{"kind": "random_cells", "n_cells": 4, "edge_min": 6.0, "edge_max": 7.0}],
-                    "n_rattled": 0, "label_structures": True},
+        "name": "ani-tiny",
+        "seed": 5,
+        "elements": ["Al"],
+        "initial": {
+            "structures": [{"kind": "random_cells", "n_cells": 4, "edge_min": 6.0, "edge_max": 7.0}],
+            "n_rattled": 0,
+            "label_structures": True,
+        },
         "model": {"n_atom_basis": 8, "n_interactions": 1, "n_rbf": 8, "cutoff": 4.0},
         "training": {"epochs": 3, "batch_size": 2, "lr": 3e-3, "val_fraction": 0.25},
         "ensemble_size": 2,
-        "explorers": [{"kind": "langevin_schedule", "name": "ani", "n_runs": 2, "t_max_ps": 0.04, "timestep_fs": 2.0,
-                       "record_every": 5, "stop_deviation": 0.5}],
+        "explorers": [
+            {
+                "kind": "langevin_schedule",
+                "name": "ani",
+                "n_runs": 2,
+                "t_max_ps": 0.04,
+                "timestep_fs": 2.0,
+                "record_every": 5,
+                "stop_deviation": 0.5,
+            }
+        ],
         "selection": {"trust_lo": 0.0, "trust_hi": 100.0, "max_candidates": 2},
         "test_set": {"kind": "perturbed", "n_per_structure": 1},
         "max_rounds": 1,
@@ -98,10 +139,18 @@ def test_campaign_from_random_cells_only(tmp_path):
     store = make_job_store(config.store, tmp_path / "run")
     store.connect()
     try:
-        structures = frames_from_bytes(latest_outputs(store, "ani-tiny", "structures", load=True)[0]["output"]["structures_blob"])
-        assert len(structures) == 4 and all(a.info["structure_id"].startswith("random_cells0-random-") for a in structures)
+        structures = frames_from_bytes(
+            latest_outputs(store, "ani-tiny", "structures", load=True)[0]["output"]["structures_blob"]
+        )
+        assert len(structures) == 4 and all(
+            a.info["structure_id"].startswith("random_cells0-random-") for a in structures
+        )
         for a in structures:
-            assert 6.0 <= a.cell.lengths().min() and a.cell.lengths().max() <= 7.0 and set(a.get_chemical_symbols()) == {"Al"}
+            assert (
+                6.0 <= a.cell.lengths().min()
+                and a.cell.lengths().max() <= 7.0
+                and set(a.get_chemical_symbols()) == {"Al"}
+            )
         merged = latest_outputs(store, "ani-tiny", "merge", {"metadata.round": -1}, load=True)[0]["output"]
         initial = Dataset.from_bytes(merged["dataset_blob"].encode()).frames
         ids = {a.info["structure_id"] for a in structures}

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.vasp_standin.standin import install_wrapper, reference_results
 
-from al_flows.campaign.run import CampaignError, run_campaign
 from al_flows.campaign.config import validate_campaign
+from al_flows.campaign.run import CampaignError, run_campaign
+from al_flows.campaign.stores import make_job_store
 from al_flows.frames.dataset import Dataset
 from al_flows.structures.initial_data import build_structures, perturbed_copies
 from al_flows.workflow.jobs import derived_seed
-from al_flows.campaign.stores import make_job_store
-from tests.vasp_standin.standin import install_wrapper, reference_results
 
 FAST_CUSTODIAN = {"polling_time_step": 0.1, "monitor_freq": 1}
 
@@ -36,8 +36,14 @@ def vasp_campaign(tiny_dict, **labeller):
     d = copy.deepcopy(tiny_dict)
     d["name"] = "tiny-vasp"
     d["labeller"] = {
-        "kind": "vasp", "preset": "pnnl-cuni", "potcar_spec": True, "vasp_cmd": "vasp_std",
-        "vasp_gamma_cmd": "vasp_std", "custodian": FAST_CUSTODIAN, "max_errors": 1, **labeller,
+        "kind": "vasp",
+        "preset": "pnnl-cuni",
+        "potcar_spec": True,
+        "vasp_cmd": "vasp_std",
+        "vasp_gamma_cmd": "vasp_std",
+        "custodian": FAST_CUSTODIAN,
+        "max_errors": 1,
+        **labeller,
     }
     d["test_set"] = {"kind": "perturbed", "n_per_structure": 1}
     d["initial"]["n_rattled"] = 3
@@ -49,7 +55,12 @@ def vasp_campaign(tiny_dict, **labeller):
 def initial_frame_ids(config):
     structures = build_structures(config.initial.structures)
     ini = config.initial
-    return [a.info["frame_id"] for a in perturbed_copies(structures, ini.n_rattled, ini.rattle_sigma, ini.strain_max, derived_seed(config.seed, 998))]
+    return [
+        a.info["frame_id"]
+        for a in perturbed_copies(
+            structures, ini.n_rattled, ini.rattle_sigma, ini.strain_max, derived_seed(config.seed, 998)
+        )
+    ]
 
 
 def runs(log: Path) -> list[str]:
@@ -84,13 +95,18 @@ def test_vasp_campaign_labels_equal_standin_and_isolate_a_failure(tmp_path, tiny
         np.testing.assert_allclose(atoms.get_forces(), ref["forces"], atol=1e-6)
         np.testing.assert_allclose(atoms.get_stress(), ref["stress"], atol=1e-6)
         assert atoms.info["labeller"] == "vasp:pnnl-cuni" and atoms.info["label_settings"].startswith("vasp:pnnl-cuni:")
-        task = store.query_one({"uuid": atoms.info["task_uuid"]}, properties=["metadata", "output.state", "output.task_label"])
+        task = store.query_one(
+            {"uuid": atoms.info["task_uuid"]}, properties=["metadata", "output.state", "output.task_label"]
+        )
         assert task["metadata"]["stage"] == "vasp" and task["metadata"]["frame_id"] == atoms.info["frame_id"]
         assert task["output"]["state"] == "successful"
 
     # the failed structure is recorded with its reason, and the round went on
     # the LabelDocument of a VASP labelling comes from its collect job
-    labels = [d["output"] for d in store.query({"metadata.campaign": config.name, "metadata.stage": "vasp_collect", "metadata.round": -1})]
+    labels = [
+        d["output"]
+        for d in store.query({"metadata.campaign": config.name, "metadata.stage": "vasp_collect", "metadata.round": -1})
+    ]
     initial = [o for o in labels if o["n_requested"] == 6]
     assert len(initial) == 1 and initial[0]["n_failed"] == 1 and initial[0]["n_labelled"] == 5
     failure = initial[0]["failures"][0]
@@ -114,7 +130,7 @@ def test_resubmitted_round_reruns_only_failed_structures(tmp_path, tiny_dict, va
     monkeypatch.delenv("VASP_STANDIN_FAIL")
     report = run_campaign(config, ".", tmp_path / "w", echo=lambda *_: None)
     assert report["finished"]
-    second = runs(vasp_env)[len(first):]
+    second = runs(vasp_env)[len(first) :]
     # the completed structures were not recomputed: only the failed one and the round-0 candidates ran
     assert second.count(bad) == 1
     assert not (set(second) - {bad}) & set(first)

@@ -9,10 +9,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from al_flows.campaign.run import CampaignError, run_campaign
 from al_flows.campaign.config import validate_campaign
-from al_flows.frames.dataset import Dataset
+from al_flows.campaign.run import CampaignError, run_campaign
 from al_flows.campaign.stores import make_job_store
+from al_flows.frames.dataset import Dataset
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,9 @@ def test_stored_documents_have_provenance_and_blobs_outside_documents(finished):
         r1 = [d for d in trains if d["metadata"]["round"] == 1]
         # each round-1 member was trained (train + val) on all 8 + 3 labels
         assert all(d["output"]["n_train"] + d["output"]["n_val"] == 11 for d in r1)
-        merged = store.query_one({"metadata.campaign": "tiny", "metadata.stage": "merge", "metadata.round": 0}, load=True)
+        merged = store.query_one(
+            {"metadata.campaign": "tiny", "metadata.stage": "merge", "metadata.round": 0}, load=True
+        )
         data = Dataset.from_bytes(merged["output"]["dataset_blob"])
         assert len(data) == 11
         new = [a for a in data if a.info["round"] == 0]
@@ -160,11 +162,15 @@ def test_failed_round_then_rerun_continues_and_matches_uninterrupted(tmp_path, f
 
 def test_cli_validate_and_config_error_exit_codes(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\nelements: [Cu]\ninitial: {structures: [{kind: multilayer}]}\nexplorers: [{kind: shear}]\nselection: {trust_lo: 1.0, trust_hi: 0.5}\n")
+    bad.write_text(
+        "name: x\nelements: [Cu]\ninitial: {structures: [{kind: multilayer}]}\nexplorers: [{kind: shear}]\nselection: {trust_lo: 1.0, trust_hi: 0.5}\n"
+    )
     out = subprocess.run([sys.executable, "-m", "al_flows.cli", "validate", str(bad)], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         "error: bad.yaml: selection: selection.trust_lo (1.0) must be lower than selection.trust_hi (0.5)"
     ]
-    ok = subprocess.run([sys.executable, "-m", "al_flows.cli", "validate", "flows/demo_cuni_emt.yaml"], capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "al_flows.cli", "validate", "flows/demo_cuni_emt.yaml"], capture_output=True, text=True
+    )
     assert ok.returncode == 0 and "ok: flows/demo_cuni_emt.yaml" in ok.stdout

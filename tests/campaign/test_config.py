@@ -159,7 +159,9 @@ def _changed(base: dict, path: tuple, key: str, value) -> dict:
     return d
 
 
-@pytest.mark.parametrize(("path", "key", "value"), SCIENCE_CHANGES, ids=[".".join(map(str, p + (k,))) for p, k, _ in SCIENCE_CHANGES])
+@pytest.mark.parametrize(
+    ("path", "key", "value"), SCIENCE_CHANGES, ids=[".".join(map(str, p + (k,))) for p, k, _ in SCIENCE_CHANGES]
+)
 def test_fingerprint_changes_with_every_science_section(tiny_dict, path, key, value):
     """A change of the model, training, selection, explorers, labeller, initial data or test set
     defines other results: another fingerprint (a work directory must not mix them)."""
@@ -181,8 +183,10 @@ def test_fingerprint_leaves_out_exactly_the_listed_keys(tiny_dict):
         "store": ({"store": {"kind": "mongodb", "database": "x"}}, NOT_FINGERPRINTED.get("store") is True),
         "max_rounds": ({"max_rounds": 3}, NOT_FINGERPRINTED.get("max_rounds") is True),
         "convergence": ({"convergence": {"accurate_ratio": 0.9}}, NOT_FINGERPRINTED.get("convergence") is True),
-        "training.max_retries": ({"training": {**tiny_dict["training"], "max_retries": 5}},
-                                 "max_retries" in NOT_FINGERPRINTED.get("training", ())),
+        "training.max_retries": (
+            {"training": {**tiny_dict["training"], "max_retries": 5}},
+            "max_retries" in NOT_FINGERPRINTED.get("training", ()),
+        ),
         "selection": ({"selection": {**tiny_dict["selection"], "max_candidates": 4}}, False),
     }
     for name, (change, left_out) in cases.items():
@@ -192,8 +196,13 @@ def test_fingerprint_leaves_out_exactly_the_listed_keys(tiny_dict):
         assert NOT_FINGERPRINTED.get(science) is not True, science
 
 
-@pytest.mark.parametrize("model, field", [("al_flows.exploration.md:NVTSettings", "temperatures_K"),
-                                          ("al_flows.active_learning.config:TestSetConfig", "md_temperatures_K")])
+@pytest.mark.parametrize(
+    "model, field",
+    [
+        ("al_flows.exploration.md:NVTSettings", "temperatures_K"),
+        ("al_flows.active_learning.config:TestSetConfig", "md_temperatures_K"),
+    ],
+)
 def test_every_temperature_list_refuses_non_positive_kelvin(model, field):
     import importlib
 

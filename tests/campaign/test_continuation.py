@@ -40,7 +40,8 @@ def snapshot(workdir: Path) -> dict:
     pid of the last process that took it, left out)."""
     return {
         str(p.relative_to(workdir)): hashlib.sha1(p.read_bytes()).hexdigest()
-        for p in sorted(workdir.rglob("*")) if p.is_file() and p.name != ".al_flows.lock"
+        for p in sorted(workdir.rglob("*"))
+        if p.is_file() and p.name != ".al_flows.lock"
     }
 
 
@@ -65,13 +66,17 @@ def finished(tmp_path_factory):
 
 # -- convergence ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("max_rounds", [1, 2])
 def test_campaign_converging_in_round_0_reports_converged(tmp_path, max_rounds):
     """Every explored frame is accurate (trust_lo far above any deviation): round 0 converges,
     labels nothing, and the campaign stops there, converged, also when round 0 is its last."""
     settings = copy.deepcopy(TINY)
-    settings.update(max_rounds=max_rounds, selection={"trust_lo": 1e5, "trust_hi": 1e6, "max_candidates": 3},
-                    convergence={"accurate_ratio": 0.9})
+    settings.update(
+        max_rounds=max_rounds,
+        selection={"trust_lo": 1e5, "trust_hi": 1e6, "max_candidates": 3},
+        convergence={"accurate_ratio": 0.9},
+    )
     out = cli("run", write(tmp_path / "c.yaml", settings), "--workdir", tmp_path / "w", check_rc=0)
     report = json.loads((tmp_path / "w" / "report.json").read_text())
     assert report["converged"] is True and report["finished"] is True and report["state"] == "converged"
@@ -85,6 +90,7 @@ def test_campaign_converging_in_round_0_reports_converged(tmp_path, max_rounds):
 
 
 # -- refused runs, validate, fix and run again -----------------------------------------------------
+
 
 def test_refused_run_changes_nothing_and_names_the_keys(finished, tmp_path):
     base, _, workdir = finished
@@ -124,10 +130,13 @@ def test_runtime_settings_do_not_refuse_and_extend_the_campaign(finished, tmp_pa
     assert "already finished after 3 round(s)" in again.stdout
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"labeller": {"kind": "ase", "calculator": "mypkg.calcs.DoesNotExist"}}, "labeller.calculator: cannot import"),
-    ({"training": {**TINY["training"], "device": "gpu0"}}, "training.device: 'gpu0' is not a torch device"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"labeller": {"kind": "ase", "calculator": "mypkg.calcs.DoesNotExist"}}, "labeller.calculator: cannot import"),
+        ({"training": {**TINY["training"], "device": "gpu0"}}, "training.device: 'gpu0' is not a torch device"),
+    ],
+)
 def test_validate_catches_what_run_rejects(tmp_path, change, field):
     settings = {**copy.deepcopy(TINY), **change}
     path = write(tmp_path / "bad.yaml", settings)
@@ -175,6 +184,7 @@ def test_failed_run_shows_reasons_then_fix_and_run_again(tmp_path):
 
 # -- one-line CLI errors -------------------------------------------------------------------------
 
+
 def test_export_model_bad_round_creates_nothing(finished, tmp_path):
     _, _, workdir = finished
     out = cli("export", "--workdir", workdir, "model", "--round", 7, "--output", tmp_path / "models")
@@ -188,8 +198,8 @@ def test_export_model_bad_round_creates_nothing(finished, tmp_path):
 
 def test_lineage_accepts_the_ensemble_id_labels_carry(finished):
     _, _, workdir = finished
-    from al_flows.campaign.run import load_workdir_campaign, open_store
     from al_flows.campaign.record import CampaignRecord
+    from al_flows.campaign.run import load_workdir_campaign, open_store
 
     config = load_workdir_campaign(workdir)
     store = open_store(config, workdir)
@@ -218,7 +228,9 @@ def test_config_errors_name_place_and_field(tmp_path):
     settings["initial"]["structures"][0]["variants"] = ["pristine", "bogus"]
     line = one_error_line(cli("validate", write(tmp_path / "v.yaml", settings)))
     assert "initial.structures[0].variants: unknown variant(s) ['bogus']" in line
-    settings["initial"]["structures"][0].update(size=[2, 2, 1], variants=["VNi(N3)"])  # known, but the cell is too small
+    settings["initial"]["structures"][0].update(
+        size=[2, 2, 1], variants=["VNi(N3)"]
+    )  # known, but the cell is too small
     line = one_error_line(cli("validate", write(tmp_path / "v.yaml", settings)))
     assert "initial.structures[0].variants: 'VNi(N3)' needs plane N3" in line
     line = one_error_line(cli("status", "--workdir", tmp_path / "nowhere"))
@@ -244,18 +256,25 @@ def test_every_option_has_help():
 
 # -- test set -------------------------------------------------------------------------------------
 
+
 def test_report_rows_carry_honest_test_metrics_and_test_frames_are_never_trained_on(finished):
     _, _, workdir = finished
     report = json.loads((workdir / "report.json").read_text())
     for row in report["rounds"]:
-        for key in ("test_force_r2", "test_force_rel_rmse", "test_force_rmse_relaxed", "test_force_rmse_nonequilibrium",
-                    "test_energy_rmse_per_atom_relaxed", "test_energy_rmse_per_atom_nonequilibrium"):
+        for key in (
+            "test_force_r2",
+            "test_force_rel_rmse",
+            "test_force_rmse_relaxed",
+            "test_force_rmse_nonequilibrium",
+            "test_energy_rmse_per_atom_relaxed",
+            "test_energy_rmse_per_atom_nonequilibrium",
+        ):
             assert isinstance(row[key], float), key
         assert row["test_force_rmse_relaxed"] < row["test_force_rmse_nonequilibrium"]  # relaxed forces are small
         assert row["test_force_rel_rmse"] > 0 and row["test_force_r2"] < 1
+    from al_flows.campaign.record import CampaignRecord
     from al_flows.campaign.run import load_workdir_campaign, open_store
     from al_flows.frames.dataset import frames_from_bytes
-    from al_flows.campaign.record import CampaignRecord
 
     config = load_workdir_campaign(workdir)
     store = open_store(config, workdir)

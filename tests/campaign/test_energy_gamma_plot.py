@@ -1,23 +1,30 @@
 """The data of energy_vs_gamma.png: energy per atom relative to the relaxed unsheared starting
 structure of each path, for the ensemble's exploration and the labeller's own test-set paths."""
 
-import numpy as np
 from ase.calculators.emt import EMT
 from ase.optimize import BFGS
 from jobflow import JobStore
 from maggma.stores import MemoryStore
+from tests.conftest import TINY
 
 from al_flows.campaign.config import validate_campaign
-from al_flows.frames.dataset import frames_text
-from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.campaign.report import energy_vs_gamma_data, labeller_shear_paths, unsheared_references
 from al_flows.exploration.shear import ShearSettings, explore_shear
-from tests.conftest import TINY
+from al_flows.frames.dataset import frames_text
+from al_flows.structures.multilayer import cuni_multilayer
 
 
 def _path(source, round_, parent, gamma, energy, n_atoms=4, run=0):
-    return {"source": source, "round": round_, "explorer": "test" if source == "labeller" else "shear", "parent_id": parent,
-            "run": run, "gamma": gamma, "energy": energy, "n_atoms": n_atoms}
+    return {
+        "source": source,
+        "round": round_,
+        "explorer": "test" if source == "labeller" else "shear",
+        "parent_id": parent,
+        "run": run,
+        "gamma": gamma,
+        "energy": energy,
+        "n_atoms": n_atoms,
+    }
 
 
 def test_relative_energies_per_atom_by_hand():
@@ -25,15 +32,20 @@ def test_relative_energies_per_atom_by_hand():
         _path("ensemble", 0, "A", [0.1, 0.2], [-3.0, -2.5]),
         _path("ensemble", 1, "A", [0.1], [-4.0]),
         _path("labeller", -1, "A", [0.1, 0.3], [-1.0, 1.0]),
-        _path("ensemble", 0, "B", [0.1], [0.0]),               # no reference: left out
+        _path("ensemble", 0, "B", [0.1], [0.0]),  # no reference: left out
         _path("ensemble", 1, "A", [0.1], [0.0], n_atoms=5, run=1),  # atom count differs from the reference's: left out
     ]
-    refs = {("ensemble", 0, "shear", "A"): {"gamma": 0.0, "energy": -3.5, "n_atoms": 4},
-            ("ensemble", 1, "shear", "A"): {"gamma": 0.0, "energy": -3.0, "n_atoms": 4},
-            ("labeller", -1, "test", "A"): {"gamma": 0.05, "energy": -2.0, "n_atoms": 4}}
+    refs = {
+        ("ensemble", 0, "shear", "A"): {"gamma": 0.0, "energy": -3.5, "n_atoms": 4},
+        ("ensemble", 1, "shear", "A"): {"gamma": 0.0, "energy": -3.0, "n_atoms": 4},
+        ("labeller", -1, "test", "A"): {"gamma": 0.05, "energy": -2.0, "n_atoms": 4},
+    }
     data = energy_vs_gamma_data(paths, refs)
     assert [(d["source"], d["round"], d["parent_id"], d["run"]) for d in data] == [
-        ("ensemble", 0, "A", 0), ("ensemble", 1, "A", 0), ("labeller", -1, "A", 0)]
+        ("ensemble", 0, "A", 0),
+        ("ensemble", 1, "A", 0),
+        ("labeller", -1, "A", 0),
+    ]
     # (E - E_ref) / N with binary-exact numbers: equal, not close
     assert data[0]["gamma"].tolist() == [0.0, 0.1, 0.2] and data[0]["de_per_atom"].tolist() == [0.0, 0.125, 0.25]
     assert data[1]["gamma"].tolist() == [0.0, 0.1] and data[1]["de_per_atom"].tolist() == [0.0, -0.25]
@@ -45,16 +57,34 @@ def test_labeller_paths_relative_to_the_labeller_relaxed_unsheared_structure():
     config = validate_campaign(TINY)  # labeller EMT, test_set fmax 0.1 eV/Å
     start = cuni_multilayer((2, 2, 2))
     start.info["structure_id"] = "A"
-    frames = explore_shear([start], EMT(), ShearSettings(n_runs=1, sigma=0.02, shear_step=0.5, gamma_max=0.2, fmax=0.1),
-                           seed=1, explorer="test")
+    frames = explore_shear(
+        [start],
+        EMT(),
+        ShearSettings(n_runs=1, sigma=0.02, shear_step=0.5, gamma_max=0.2, fmax=0.1),
+        seed=1,
+        explorer="test",
+    )
     assert len(frames) >= 2
     store = JobStore(MemoryStore())
     store.connect()
     meta = {"campaign": config.name, "round": -1}
-    store.docs_store.update([
-        {"uuid": "s", "index": 1, "metadata": {**meta, "stage": "structures"}, "output": {"structures_blob": frames_text([start])}},
-        {"uuid": "t", "index": 1, "metadata": {**meta, "stage": "test_set"}, "output": {"frames_blob": frames_text(frames)}},
-    ], key=["uuid", "index"])
+    store.docs_store.update(
+        [
+            {
+                "uuid": "s",
+                "index": 1,
+                "metadata": {**meta, "stage": "structures"},
+                "output": {"structures_blob": frames_text([start])},
+            },
+            {
+                "uuid": "t",
+                "index": 1,
+                "metadata": {**meta, "stage": "test_set"},
+                "output": {"frames_blob": frames_text(frames)},
+            },
+        ],
+        key=["uuid", "index"],
+    )
     paths = labeller_shear_paths(store, config)
     assert len(paths) == 1 and paths[0]["gamma"] == [a.info["gamma"] for a in frames]
     cache: dict = {}
@@ -75,5 +105,8 @@ def test_labeller_paths_relative_to_the_labeller_relaxed_unsheared_structure():
     assert len(cache) == 1
     key = next(iter(cache))
     cache[key] = {**cache[key], "energy": 123.0}
-    assert unsheared_references(store, config, paths, summaries=[], cache=cache)[("labeller", -1, "test", "A")]["energy"] == 123.0
+    assert (
+        unsheared_references(store, config, paths, summaries=[], cache=cache)[("labeller", -1, "test", "A")]["energy"]
+        == 123.0
+    )
     store.close()

@@ -9,16 +9,17 @@ import pytest
 from ase.io import read, write
 from jobflow import JobStore
 from maggma.stores import MemoryStore
-
-from al_flows.potential.model import weights_text
-from al_flows.potential.ensemble import Ensemble
-from al_flows.potential.model import ModelSettings, TrainingSettings
-from al_flows.campaign.record import CampaignRecord, export_model
-from al_flows.potential.training import train_member
 from tests.conftest import emt_labelled_multilayer
 
+from al_flows.campaign.record import CampaignRecord, export_model
+from al_flows.potential.ensemble import Ensemble
+from al_flows.potential.model import ModelSettings, TrainingSettings, weights_text
+from al_flows.potential.training import train_member
+
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text()
-EXAMPLE = re.search(r"## Energy, forces and model deviation of a structure\n.*?```python\n(.*?)```", DOC, flags=re.S).group(1)
+EXAMPLE = re.search(
+    r"## Energy, forces and model deviation of a structure\n.*?```python\n(.*?)```", DOC, flags=re.S
+).group(1)
 MODEL = ModelSettings(n_atom_basis=8, n_interactions=1, n_rbf=8, cutoff=4.0)
 TRAINING = TrainingSettings(epochs=2, batch_size=4, lr=2e-3, lr_patience=5, val_fraction=0.2)
 
@@ -33,8 +34,14 @@ def record():
     for k, n_members in ((0, 3), (1, 2)):
         for i in range(n_members):
             blob = train_member(frames, MODEL, TRAINING, seed=10 * k + i).blob
-            docs.append({"uuid": f"t{k}{i}", "index": 1, "metadata": {"campaign": "c", "stage": "train", "round": k},
-                         "output": {"round": k, "member": i, "model_id": f"m{k}{i}", "model_blob": weights_text(blob)}})
+            docs.append(
+                {
+                    "uuid": f"t{k}{i}",
+                    "index": 1,
+                    "metadata": {"campaign": "c", "stage": "train", "round": k},
+                    "output": {"round": k, "member": i, "model_id": f"m{k}{i}", "model_blob": weights_text(blob)},
+                }
+            )
     store.docs_store.update(docs, key=["uuid", "index"])
     yield CampaignRecord(store, "c")
     store.close()

@@ -2,18 +2,16 @@
 (gpu, vasp, cpu): every Firework runs on the worker of its category, including the jobs
 that rounds create while running, and the results equal those of run_locally."""
 
-
+import fireworks.core.launchpad as fw_launchpad
 import mongomock_ng
 import mongomock_ng.gridfs
 import pytest
-
-import fireworks.core.launchpad as fw_launchpad
 from fireworks import FWorker, LaunchPad
 from fireworks.core.rocket_launcher import rapidfire
 
-from al_flows.campaign.run import CampaignError, build_report, run_campaign
 from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.fireworks import submit_campaign
+from al_flows.campaign.run import CampaignError, build_report, run_campaign
 from al_flows.campaign.stores import make_job_store
 
 WORKERS = {"gpu": "gpu", "vasp": "vasp", "cpu": ["cpu", None]}  # the cpu worker also takes uncategorised jobs
@@ -59,7 +57,11 @@ def test_campaign_routes_every_round_and_matches_run_locally(tmp_path, tiny_dict
         submit_campaign(config, ".", tmp_path / "fw", launchpad)
     run_until_done(launchpad)
 
-    fws = list(launchpad.fireworks.find({}, {"fw_id": 1, "state": 1, "spec._category": 1, "spec.stage": 1, "spec.round": 1, "launches": 1}))
+    fws = list(
+        launchpad.fireworks.find(
+            {}, {"fw_id": 1, "state": 1, "spec._category": 1, "spec.stage": 1, "spec.round": 1, "launches": 1}
+        )
+    )
     assert all(fw["state"] == "COMPLETED" for fw in fws), [(fw["fw_id"], fw["state"]) for fw in fws]
     stages = {}
     for fw in fws:

@@ -82,11 +82,7 @@ def fireworks_config_dir(tmp, cluster: SlurmCluster, launchpad_file, lockfile) -
     env_prefix = " ".join(f"{k}={q(v)}" for k, v in fw_env(cfg).items())
     for worker, (category, partition, extra) in WORKERS.items():
         fworker = cfg / f"my_fworker_{worker}.yaml"
-        fworker.write_text(
-            f"name: {_yaml(worker)}\n"
-            f"category: {_yaml(category)}\n"
-            "query: '{}'\n"
-        )
+        fworker.write_text(f"name: {_yaml(worker)}\ncategory: {_yaml(category)}\nquery: '{{}}'\n")
         rocket = f"env {env_prefix} {q(flock)} {q(str(lockfile))} {q(RLAUNCH)} -c {q(str(cfg))} -w {q(str(fworker))} singleshot"
         assert "$$" not in rocket  # the template drops every line still holding "$$"
         lines = [
@@ -105,22 +101,29 @@ def fireworks_config_dir(tmp, cluster: SlurmCluster, launchpad_file, lockfile) -
 def fw_env(cfg: Path) -> dict[str, str]:
     """Environment a LaunchPad user needs (both read at fireworks' import)."""
     from_cfg = (Path(cfg) / "FW_config.yaml").read_text().splitlines()
-    store = next(json.loads(line.split(":", 1)[1]) for line in from_cfg if line.startswith("MONGOMOCK_SERVERSTORE_FILE"))
+    store = next(
+        json.loads(line.split(":", 1)[1]) for line in from_cfg if line.startswith("MONGOMOCK_SERVERSTORE_FILE")
+    )
     return {"FW_CONFIG_FILE": str(Path(cfg) / "FW_config.yaml"), "MONGOMOCK_SERVERSTORE_FILE": store}
 
 
 def locked_python(cluster: SlurmCluster, cfg: Path, lockfile, code: str, timeout: float = 120) -> str:
     """Run ``code`` in a fresh Python under the LaunchPad lock; return its stdout."""
     flock = shutil.which("flock") or "/usr/bin/flock"
-    res = cluster.run([flock, str(lockfile), PYTHON, "-c", textwrap.dedent(code)],
-                      env=fw_env(cfg), timeout=timeout, cwd=cfg)
+    res = cluster.run(
+        [flock, str(lockfile), PYTHON, "-c", textwrap.dedent(code)], env=fw_env(cfg), timeout=timeout, cwd=cfg
+    )
     assert res.returncode == 0, f"rc={res.returncode}\n{res.stdout}\n{res.stderr}"
     return res.stdout
 
 
 def fw_states(cluster, cfg, lockfile) -> dict[str, dict]:
     """{firework name: {"state": ..., "fworker": name of the worker of its last launch}}."""
-    out = locked_python(cluster, cfg, lockfile, f"""
+    out = locked_python(
+        cluster,
+        cfg,
+        lockfile,
+        f"""
         import json
         from fireworks import LaunchPad
         lp = LaunchPad.from_file({str(cfg / 'my_launchpad.yaml')!r})
@@ -130,9 +133,10 @@ def fw_states(cluster, cfg, lockfile) -> dict[str, dict]:
             launch = fw.launches[-1] if fw.launches else None
             res[fw.name] = {{"state": fw.state, "fworker": launch.fworker.name if launch else None}}
         print("STATES=" + json.dumps(res))
-    """)
+    """,
+    )
     line = next(line for line in out.splitlines() if line.startswith("STATES="))
-    return json.loads(line[len("STATES="):])
+    return json.loads(line[len("STATES=") :])
 
 
 def qlaunch(cluster, cfg: Path, lockfile, worker: str, launch_dir: Path) -> subprocess.CompletedProcess:
@@ -143,8 +147,20 @@ def qlaunch(cluster, cfg: Path, lockfile, worker: str, launch_dir: Path) -> subp
     """
     flock = shutil.which("flock") or "/usr/bin/flock"
     launch_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [flock, str(lockfile), QLAUNCH, "-c", str(cfg), "-q", str(cfg / f"my_qadapter_{worker}.yaml"),
-           "-w", str(cfg / f"my_fworker_{worker}.yaml"), "--launch_dir", str(launch_dir), "singleshot"]
+    cmd = [
+        flock,
+        str(lockfile),
+        QLAUNCH,
+        "-c",
+        str(cfg),
+        "-q",
+        str(cfg / f"my_qadapter_{worker}.yaml"),
+        "-w",
+        str(cfg / f"my_fworker_{worker}.yaml"),
+        "--launch_dir",
+        str(launch_dir),
+        "singleshot",
+    ]
     res = cluster.run(cmd, env=fw_env(cfg), cwd=launch_dir, timeout=120)
     assert res.returncode == 0, f"qlaunch {worker}: rc={res.returncode}\n{res.stdout}\n{res.stderr}"
     return res
@@ -181,7 +197,11 @@ def test_trivial_workflow_routes_to_partitions(tmp_path, slurm_ready):
     with SlurmCluster(tmp_path) as cluster:
         cfg = fireworks_config_dir(tmp_path, cluster, tmp_path / "launchpad.json", lock)
         # gpu -> vasp -> cpu in a chain, and one Firework with no category beside them
-        locked_python(cluster, cfg, lock, f"""
+        locked_python(
+            cluster,
+            cfg,
+            lock,
+            f"""
             from fireworks import Firework, LaunchPad, ScriptTask, Workflow
             lp = LaunchPad.from_file({str(cfg / 'my_launchpad.yaml')!r})
             lp.reset("", require_password=False)
@@ -193,7 +213,8 @@ def test_trivial_workflow_routes_to_partitions(tmp_path, slurm_ready):
                 return Firework([task], spec=spec, name=name)
             gpu, vasp, cpu, plain = fw("fw_gpu", "gpu"), fw("fw_vasp", "vasp"), fw("fw_cpu", "cpu"), fw("fw_plain", None)
             lp.add_wf(Workflow([gpu, vasp, cpu, plain], {{gpu: [vasp], vasp: [cpu]}}, name="routing"))
-        """)
+        """,
+        )
         states, rounds = launch_until_completed(cluster, cfg, lock, tmp_path / "launches")
         # with nothing READY, a qlaunch submits nothing
         n_jobs = len(cluster.job_ids("-t", "all"))
@@ -204,24 +225,44 @@ def test_trivial_workflow_routes_to_partitions(tmp_path, slurm_ready):
         jobs = cluster.job_partitions()
 
     # every Firework COMPLETED, pulled by the worker of its category ...
-    assert {n: s["state"] for n, s in states.items()} == dict.fromkeys(["fw_gpu", "fw_vasp", "fw_cpu", "fw_plain"], "COMPLETED")
+    assert {n: s["state"] for n, s in states.items()} == dict.fromkeys(
+        ["fw_gpu", "fw_vasp", "fw_cpu", "fw_plain"], "COMPLETED"
+    )
     assert {n: s["fworker"] for n, s in states.items()} == {
-        "fw_gpu": "gpu", "fw_vasp": "vasp", "fw_cpu": "cpu", "fw_plain": "cpu"}
+        "fw_gpu": "gpu",
+        "fw_vasp": "vasp",
+        "fw_cpu": "cpu",
+        "fw_plain": "cpu",
+    }
     # ... in the partition of that worker, the GPU seen only in the gpu partition
     ran = {p.stem: p.read_text().split() for p in out.glob("*.txt")}
-    assert ran == {"fw_gpu": ["gpu", "0"], "fw_vasp": ["cpu", "none"], "fw_cpu": ["cpu", "none"],
-                   "fw_plain": ["cpu", "none"]}
+    assert ran == {
+        "fw_gpu": ["gpu", "0"],
+        "fw_vasp": ["cpu", "none"],
+        "fw_cpu": ["cpu", "none"],
+        "fw_plain": ["cpu", "none"],
+    }
     # one job per Firework (a submission never found nothing to run); SLURM's record agrees.
     # (How Fireworks spread over rounds depends on timing: a job may finish before the
     # next worker's qlaunch of the same round.)
     assert sum(len(r) for r in rounds) == 4, rounds
-    assert sorted(jobs) == sorted([("fw_gpu", "gpu", "COMPLETED"), ("fw_vasp", "cpu", "COMPLETED"),
-                                   ("fw_cpu", "cpu", "COMPLETED"), ("fw_cpu", "cpu", "COMPLETED")])
+    assert sorted(jobs) == sorted(
+        [
+            ("fw_gpu", "gpu", "COMPLETED"),
+            ("fw_vasp", "cpu", "COMPLETED"),
+            ("fw_cpu", "cpu", "COMPLETED"),
+            ("fw_cpu", "cpu", "COMPLETED"),
+        ]
+    )
 
 
 def fw_records(cluster, cfg, lockfile) -> list[dict]:
     """One record per Firework: id, name, state, category, stage, round, worker of its last launch."""
-    out = locked_python(cluster, cfg, lockfile, f"""
+    out = locked_python(
+        cluster,
+        cfg,
+        lockfile,
+        f"""
         import json
         from fireworks import LaunchPad
         lp = LaunchPad.from_file({str(cfg / 'my_launchpad.yaml')!r})
@@ -233,9 +274,10 @@ def fw_records(cluster, cfg, lockfile) -> list[dict]:
                          "stage": fw.spec.get("stage"), "round": fw.spec.get("round"),
                          "fworker": launch.fworker.name if launch else None}})
         print("RECORDS=" + json.dumps(res))
-    """)
+    """,
+    )
     line = next(line for line in out.splitlines() if line.startswith("RECORDS="))
-    return json.loads(line[len("RECORDS="):])
+    return json.loads(line[len("RECORDS=") :])
 
 
 def test_campaign_through_qlaunch_runs_gpu_jobs_in_gpu_partition(tmp_path, slurm_ready, tiny_dict):
@@ -244,8 +286,8 @@ def test_campaign_through_qlaunch_runs_gpu_jobs_in_gpu_partition(tmp_path, slurm
     gpu partition, labelling and bookkeeping in the cpu partition."""
     import yaml
 
-    from al_flows.campaign.run import build_report, open_store
     from al_flows.campaign.config import load_campaign
+    from al_flows.campaign.run import build_report, open_store
 
     tiny_dict["max_rounds"] = 1
     campaign = tmp_path / "tiny.yaml"
@@ -255,12 +297,31 @@ def test_campaign_through_qlaunch_runs_gpu_jobs_in_gpu_partition(tmp_path, slurm
     al_flows = str(Path(PYTHON).parent / "al-flows")
     with SlurmCluster(tmp_path) as cluster:
         cfg = fireworks_config_dir(tmp_path, cluster, tmp_path / "launchpad.json", lock)
-        locked_python(cluster, cfg, lock, f"""
+        locked_python(
+            cluster,
+            cfg,
+            lock,
+            f"""
             from fireworks import LaunchPad
             LaunchPad.from_file({str(cfg / 'my_launchpad.yaml')!r}).reset("", require_password=False)
-        """)
-        res = cluster.run([flock, str(lock), al_flows, "submit", str(campaign), "--launchpad", str(cfg / "my_launchpad.yaml"),
-                           "--workdir", str(tmp_path / "w")], env=fw_env(cfg), cwd=tmp_path, timeout=300)
+        """,
+        )
+        res = cluster.run(
+            [
+                flock,
+                str(lock),
+                al_flows,
+                "submit",
+                str(campaign),
+                "--launchpad",
+                str(cfg / "my_launchpad.yaml"),
+                "--workdir",
+                str(tmp_path / "w"),
+            ],
+            env=fw_env(cfg),
+            cwd=tmp_path,
+            timeout=300,
+        )
         assert res.returncode == 0, res.stdout + res.stderr
         assert "added 6 Firework(s)" in res.stdout
         for _ in range(60):

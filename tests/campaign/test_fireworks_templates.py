@@ -1,9 +1,8 @@
 """The shipped FireWorks templates load with FireWorks' own classes and render the
 queue scripts a cluster expects."""
 
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -31,9 +30,15 @@ def test_launchpad_template_reads():
 @pytest.mark.parametrize(
     "adapter,lines",
     [
-        ("my_qadapter_gpu_slurm.yaml", ["#SBATCH --partition=gpu", "#SBATCH --gres=gpu:1", "my_fworker_gpu.yaml singleshot"]),
+        (
+            "my_qadapter_gpu_slurm.yaml",
+            ["#SBATCH --partition=gpu", "#SBATCH --gres=gpu:1", "my_fworker_gpu.yaml singleshot"],
+        ),
         ("my_qadapter_vasp_slurm.yaml", ["#SBATCH --partition=cpu", "#SBATCH --ntasks=64", "module load vasp"]),
-        ("my_qadapter_cpu_slurm.yaml", ["#SBATCH --partition=cpu", "#SBATCH --ntasks=1", "my_fworker_cpu.yaml singleshot"]),
+        (
+            "my_qadapter_cpu_slurm.yaml",
+            ["#SBATCH --partition=cpu", "#SBATCH --ntasks=1", "my_fworker_cpu.yaml singleshot"],
+        ),
         ("my_qadapter_vasp_pbs.yaml", ["#PBS -q batch", "#PBS -l nodes=1:ppn=32", "module load vasp"]),
         ("my_qadapter_gpu_pbs.yaml", ["#PBS -q gpu", "my_fworker_gpu.yaml singleshot"]),
         ("my_qadapter_cpu_pbs.yaml", ["#PBS -q batch", "#PBS -l nodes=1:ppn=1", "my_fworker_cpu.yaml singleshot"]),
@@ -56,7 +61,9 @@ def test_guide_names_every_template_and_each_exists():
     shipped = {p.name for p in DIR.glob("*.yaml")}
     assert {"my_qadapter_cpu_pbs.yaml", "my_qadapter_cpu_slurm.yaml", "my_launchpad.yaml"} <= named
     assert not named - shipped, f"docs/fireworks.md names files flows/fireworks lacks: {sorted(named - shipped)}"
-    assert not shipped - named, f"flows/fireworks ships files docs/fireworks.md does not mention: {sorted(shipped - named)}"
+    assert not shipped - named, (
+        f"flows/fireworks ships files docs/fireworks.md does not mention: {sorted(shipped - named)}"
+    )
 
 
 @pytest.mark.parametrize("name", sorted(_named_in_guide()))

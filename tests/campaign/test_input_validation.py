@@ -17,13 +17,8 @@ from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 
-from al_flows.cli import main
 from al_flows.campaign.config import ConfigError, validate_campaign
-from al_flows.structures.initial_data import FileSource, MultilayerSource
-from al_flows.frames.dataset import Dataset, frames_to_bytes
-from al_flows.structures.initial_data import build_structures
-from al_flows.potential.model import ModelSettings, TrainingSettings, frame_inputs
-from al_flows.pool_study.pool_import import import_frames
+from al_flows.cli import main
 from al_flows.frames.checks import (
     StructureError,
     cell_heights,
@@ -31,7 +26,11 @@ from al_flows.frames.checks import (
     close_pairs,
     labeller_elements,
 )
+from al_flows.frames.dataset import Dataset, frames_to_bytes
+from al_flows.pool_study.pool_import import import_frames
+from al_flows.potential.model import ModelSettings, TrainingSettings, frame_inputs
 from al_flows.potential.training import Trainer
+from al_flows.structures.initial_data import FileSource, MultilayerSource, build_structures
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "flows" / "demo_cuni_emt.yaml"
@@ -88,7 +87,9 @@ def test_file_source_with_element_outside_elements(tmp_path):
         build_structures([MultilayerSource(size=(1, 1, 1)), FileSource(path="zr.extxyz")], tmp_path, ["Cu", "Ni"])
     msg = one_line(exc)
     assert msg.startswith("initial.structures[1] (structure 'zr-1'): contains Zr, not in elements ['Cu', 'Ni']; ")
-    assert msg.endswith("add Zr to elements: in the campaign file (and use a labeller that covers it) or drop the structure")
+    assert msg.endswith(
+        "add Zr to elements: in the campaign file (and use a labeller that covers it) or drop the structure"
+    )
     # the same file without the bad frame is fine
     ok = build_structures([FileSource(path="zr.extxyz", index="0")], tmp_path, ["Cu", "Ni"])
     assert [a.info["structure_id"] for a in ok] == ["zr-0"]
@@ -115,24 +116,46 @@ def test_unreadable_file_source_is_one_line(tmp_path):
 @pytest.mark.parametrize(
     "make,expected",
     [
-        (lambda: Atoms("Cu2", positions=[[0, 0, 0], [np.nan, 1, 1]], cell=[4, 4, 4], pbc=True),
-         "s: non-finite position(s) (NaN or inf) of atom(s) [1]; fix the coordinates or drop the structure"),
-        (lambda: Atoms("Cu", cell=[[3, 0, 0], [0, 3, 0], [3, 3, 0]], pbc=True),
-         ("s: the cell has zero volume (cell vectors [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [3.0, 3.0, 0.0]] are linearly dependent); "
-         "give three independent cell vectors")),
-        (lambda: Atoms("Cu", cell=[3, 3, 0], pbc=True),
-         ("s: periodic along c but the cell vector c is zero (pbc [True, True, True]); give the full cell "
-         "(extxyz: Lattice=\"...\"; POSCAR: lattice vectors) or make that direction non-periodic")),
-        (lambda: Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.5]], cell=[3, 3, 0], pbc=[True, True, False]),
-         ("s: partly periodic (pbc [True, True, False]) with a degenerate cell (zero volume); the neighbour list needs a cell "
-         "vector along the non-periodic direction c: add vacuum there, e.g. atoms.center(vacuum=10, axis=...)")),
-        (lambda: Atoms("H", cell=[3, 3, 0.2], pbc=True),
-         ("s: the cell is only 0.2 A high along periodic direction c (minimum 0.5 A; heights [3.0, 3.0, 0.2] A): wrong length unit, "
-         "a collapsed cell, or a badly skewed basis: fix the cell or Niggli-reduce it (ase.build.niggli_reduce)")),
-        (lambda: Atoms("Cu", cell=[3, 3, 1.0], pbc=True),
-         ("s: atom 0 (Cu) is 1 A from its own periodic image [0, 0, 1], closer than 1.32 A (0.5 x the sum of their covalent "
-         "radii); fix the coordinates (duplicated atom? fractional coordinates read as Cartesian? cell in another unit?) "
-         "or drop the structure")),
+        (
+            lambda: Atoms("Cu2", positions=[[0, 0, 0], [np.nan, 1, 1]], cell=[4, 4, 4], pbc=True),
+            "s: non-finite position(s) (NaN or inf) of atom(s) [1]; fix the coordinates or drop the structure",
+        ),
+        (
+            lambda: Atoms("Cu", cell=[[3, 0, 0], [0, 3, 0], [3, 3, 0]], pbc=True),
+            (
+                "s: the cell has zero volume (cell vectors [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [3.0, 3.0, 0.0]] are linearly dependent); "
+                "give three independent cell vectors"
+            ),
+        ),
+        (
+            lambda: Atoms("Cu", cell=[3, 3, 0], pbc=True),
+            (
+                "s: periodic along c but the cell vector c is zero (pbc [True, True, True]); give the full cell "
+                "(extxyz: Lattice=\"...\"; POSCAR: lattice vectors) or make that direction non-periodic"
+            ),
+        ),
+        (
+            lambda: Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.5]], cell=[3, 3, 0], pbc=[True, True, False]),
+            (
+                "s: partly periodic (pbc [True, True, False]) with a degenerate cell (zero volume); the neighbour list needs a cell "
+                "vector along the non-periodic direction c: add vacuum there, e.g. atoms.center(vacuum=10, axis=...)"
+            ),
+        ),
+        (
+            lambda: Atoms("H", cell=[3, 3, 0.2], pbc=True),
+            (
+                "s: the cell is only 0.2 A high along periodic direction c (minimum 0.5 A; heights [3.0, 3.0, 0.2] A): wrong length unit, "
+                "a collapsed cell, or a badly skewed basis: fix the cell or Niggli-reduce it (ase.build.niggli_reduce)"
+            ),
+        ),
+        (
+            lambda: Atoms("Cu", cell=[3, 3, 1.0], pbc=True),
+            (
+                "s: atom 0 (Cu) is 1 A from its own periodic image [0, 0, 1], closer than 1.32 A (0.5 x the sum of their covalent "
+                "radii); fix the coordinates (duplicated atom? fractional coordinates read as Cartesian? cell in another unit?) "
+                "or drop the structure"
+            ),
+        ),
         (lambda: Atoms(cell=[3, 3, 3], pbc=True), "s: no atoms; drop the empty structure"),
     ],
     ids=["nan-position", "zero-volume", "zero-vector", "slab-without-c", "thin-cell", "own-image", "empty"],
@@ -144,7 +167,11 @@ def test_structure_checks_one_line_each(make, expected):
 
 
 def test_fine_structures_pass():
-    for atoms in (cu_cell(), bulk("Cu", "fcc", a=3.6), Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]])):  # cluster without cell
+    for atoms in (
+        cu_cell(),
+        bulk("Cu", "fcc", a=3.6),
+        Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]]),
+    ):  # cluster without cell
         check_structure(atoms, "s", ["Cu"])
     slab = cu_cell().repeat((1, 1, 2))
     slab.center(vacuum=5.0, axis=2)
@@ -205,11 +232,15 @@ def test_overlap_through_a_sheared_image_is_caught_where_min_image_misses_it():
     atoms = Atoms("Cu2", positions=[p0, p0 + [0, 0.8, 0] + cell[1]], cell=cell, pbc=True)
     assert naive_min_image_distance(atoms, 0, 1) > 3.6  # the shortcut sees no problem
     pairs = close_pairs(atoms)
-    assert len(pairs) == 1 and pairs[0][:2] == (0, 1) and pairs[0][2] == pytest.approx(0.8) and pairs[0][4] == (0, -1, 0)
+    assert (
+        len(pairs) == 1 and pairs[0][:2] == (0, 1) and pairs[0][2] == pytest.approx(0.8) and pairs[0][4] == (0, -1, 0)
+    )
     with pytest.raises(StructureError) as exc:
         check_structure(atoms, "s")
     msg = one_line(exc)
-    assert msg.startswith("s: atoms 0 (Cu) and 1 (Cu) are 0.8 A apart across the periodic boundary (image [0, -1, 0]), closer than 1.32 A")
+    assert msg.startswith(
+        "s: atoms 0 (Cu) and 1 (Cu) are 0.8 A apart across the periodic boundary (image [0, -1, 0]), closer than 1.32 A"
+    )
     atoms.wrap()  # the same structure, wrapped into the cell: same check, same pair
     assert naive_min_image_distance(atoms, 0, 1) > 3.6
     assert close_pairs(atoms)[0][2] == pytest.approx(0.8)
@@ -260,7 +291,9 @@ def test_pool_study_labeller_checked_only_where_it_runs():
     d = yaml.safe_load(POOL.read_text())
     d["elements"] = ["Cu", "Ni", "Zr"]
     assert any(src["kind"] == "md" for src in d["pool"]["sources"])
-    with pytest.raises(ConfigError, match=r"^cuni_pool_emt.yaml: labeller.calculator: EMT has no parameters for element 'Zr'"):
+    with pytest.raises(
+        ConfigError, match=r"^cuni_pool_emt.yaml: labeller.calculator: EMT has no parameters for element 'Zr'"
+    ):
         validate_campaign(d, source="cuni_pool_emt.yaml")
     d["pool"]["sources"] = [{"kind": "import", "path": "runs"}]
     d.pop("validation", None)
@@ -270,7 +303,11 @@ def test_pool_study_labeller_checked_only_where_it_runs():
 def test_emt_coverage_is_ase_parameters():
     from ase.calculators.emt import parameters
 
-    assert labeller_elements("emt") == frozenset(parameters) == {"Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt", "H", "C", "N", "O"}
+    assert (
+        labeller_elements("emt")
+        == frozenset(parameters)
+        == {"Al", "Cu", "Ag", "Au", "Ni", "Pd", "Pt", "H", "C", "N", "O"}
+    )
     assert labeller_elements("ase.calculators.lj.LennardJones") is None
 
 
@@ -284,7 +321,9 @@ def test_cli_validate_reports_a_bad_starting_structure(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "c.yaml")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert err[0].startswith("error: c.yaml: initial.structures[0] (structure 'start-0'): atoms 0 (Cu) and 2 (Cu) are 0.1 A apart")
+    assert err[0].startswith(
+        "error: c.yaml: initial.structures[0] (structure 'start-0'): atoms 0 (Cu) and 2 (Cu) are 0.1 A apart"
+    )
     write(tmp_path / "start.extxyz", cu_cell())
     assert main(["validate", str(tmp_path / "c.yaml")]) == 0
     assert "structures: 1 starting structure(s) from file and multilayer sources checked" in capsys.readouterr().out
@@ -327,8 +366,10 @@ def test_pool_import_mixed_periodicity_in_one_file(tmp_path):
     msg = one_line(exc)
     assert msg.startswith(f"{path}: frame 1 (")
     assert "has pbc [False, False, False] but frame 0 (" in msg
-    assert msg.endswith("has [True, True, True]; mixed periodicity: give every frame its cell and pbc "
-                        "(extxyz: Lattice=\"...\" pbc=\"T T T\") or drop the odd frames")
+    assert msg.endswith(
+        "has [True, True, True]; mixed periodicity: give every frame its cell and pbc "
+        "(extxyz: Lattice=\"...\" pbc=\"T T T\") or drop the odd frames"
+    )
 
 
 # --------------------------------------------------------------------------- datasets and training
@@ -348,16 +389,34 @@ def test_trainer_rejects_an_empty_dataset():
 @pytest.mark.parametrize(
     "make,expected",
     [
-        (lambda: cu_cell(), ("training frames: frame 1 (structure 'x1'): missing label(s) ['energy', 'forces']; "
-         "label it (energy and forces) before training on it or adding it to a dataset")),
-        (lambda: labelled(cu_cell(), energy=float("nan")), "training frames: frame 1 (structure 'x1'): non-finite energy (nan); relabel it or drop it"),
-        (lambda: labelled(cu_cell(), forces=np.zeros((3, 3))),
-         "training frames: frame 1 (structure 'x1'): forces have shape (3, 3), expected (4, 3) for its 4 atoms; relabel it or drop it"),
-        (lambda: labelled(Atoms("CuZr", positions=[[0, 0, 0], [2.5, 0, 0]], cell=[6, 6, 6], pbc=True), forces=np.zeros((2, 3))),
-         "training frames: frame 1 (structure 'x1'): contains Zr, not in elements ['Cu', 'Ni']; add it to elements: in the campaign file or drop those frames"),
-        (lambda: labelled(Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]]), forces=np.zeros((2, 3))),
-         ("training frames: frame 1 (structure 'x1') has pbc [False, False, False] but frame 0 (structure 'x0') has [True, True, True]; "
-         "mixed periodicity: give every frame its cell and pbc (extxyz: Lattice=\"...\" pbc=\"T T T\") or drop the odd frames")),
+        (
+            lambda: cu_cell(),
+            (
+                "training frames: frame 1 (structure 'x1'): missing label(s) ['energy', 'forces']; "
+                "label it (energy and forces) before training on it or adding it to a dataset"
+            ),
+        ),
+        (
+            lambda: labelled(cu_cell(), energy=float("nan")),
+            "training frames: frame 1 (structure 'x1'): non-finite energy (nan); relabel it or drop it",
+        ),
+        (
+            lambda: labelled(cu_cell(), forces=np.zeros((3, 3))),
+            "training frames: frame 1 (structure 'x1'): forces have shape (3, 3), expected (4, 3) for its 4 atoms; relabel it or drop it",
+        ),
+        (
+            lambda: labelled(
+                Atoms("CuZr", positions=[[0, 0, 0], [2.5, 0, 0]], cell=[6, 6, 6], pbc=True), forces=np.zeros((2, 3))
+            ),
+            "training frames: frame 1 (structure 'x1'): contains Zr, not in elements ['Cu', 'Ni']; add it to elements: in the campaign file or drop those frames",
+        ),
+        (
+            lambda: labelled(Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]]), forces=np.zeros((2, 3))),
+            (
+                "training frames: frame 1 (structure 'x1') has pbc [False, False, False] but frame 0 (structure 'x0') has [True, True, True]; "
+                "mixed periodicity: give every frame its cell and pbc (extxyz: Lattice=\"...\" pbc=\"T T T\") or drop the odd frames"
+            ),
+        ),
     ],
     ids=["no-labels", "nan-energy", "forces-shape", "element", "mixed-pbc"],
 )
@@ -380,7 +439,10 @@ def test_dataset_rejects_nan_positions_and_labels():
     bad.positions[1, 2] = np.nan
     with pytest.raises(StructureError) as exc:
         Dataset([labelled(cu_cell()), bad])
-    assert one_line(exc) == "frame 1: non-finite position(s) (NaN or inf) of atom(s) [1]; fix the coordinates or drop the structure"
+    assert (
+        one_line(exc)
+        == "frame 1: non-finite position(s) (NaN or inf) of atom(s) [1]; fix the coordinates or drop the structure"
+    )
     nan_forces = labelled(cu_cell(), forces=np.full((4, 3), np.inf))
     with pytest.raises(StructureError) as exc:
         Dataset().add([nan_forces])

@@ -1,17 +1,17 @@
 """The MongoDB configuration: maggma MongoStore (documents) + GridFSStore (data) through
 pymongo's API, served by mongomock in place of a MongoDB server."""
 
+import maggma.stores.gridfs as maggma_gridfs
+import maggma.stores.mongolike as maggma_mongolike
 import mongomock_ng as mongomock
 import mongomock_ng.gridfs
 import numpy as np
 import pytest
 
-import maggma.stores.gridfs as maggma_gridfs
-import maggma.stores.mongolike as maggma_mongolike
-from al_flows.campaign.run import build_report, run_campaign
 from al_flows.campaign.config import validate_campaign
-from al_flows.frames.dataset import Dataset
+from al_flows.campaign.run import build_report, run_campaign
 from al_flows.campaign.stores import describe_store, make_job_store, mask_uri
+from al_flows.frames.dataset import Dataset
 
 
 @pytest.fixture
@@ -19,6 +19,7 @@ def mongo_server(monkeypatch):
     """Every MongoClient maggma creates is one shared in-memory mongomock client
     (a new mongomock client with an empty shared ServerStore would make its own)."""
     mongomock_ng.gridfs.enable_gridfs_integration()
+
     class SharedClient(mongomock.MongoClient):
         def close(self):  # stores close their client; the shared in-memory server must survive
             pass
@@ -37,7 +38,13 @@ def mongo_server(monkeypatch):
 
 def test_campaign_on_mongodb_documents_and_gridfs(tmp_path, tiny_dict, mongo_server):
     client, seen = mongo_server
-    tiny_dict["store"] = {"kind": "mongodb", "database": "al", "collection": "tiny", "host": "db.example", "port": 27017}
+    tiny_dict["store"] = {
+        "kind": "mongodb",
+        "database": "al",
+        "collection": "tiny",
+        "host": "db.example",
+        "port": 27017,
+    }
     tiny_dict["max_rounds"] = 1
     config = validate_campaign(tiny_dict)
     report = run_campaign(config, ".", tmp_path, echo=lambda *_: None)
@@ -70,7 +77,10 @@ def test_uri_credentials_are_masked():
     uri = "mongodb+srv://alice:s3cret@cluster0.example.net/al?retryWrites=true"
     assert mask_uri(uri) == "mongodb+srv://alice:***@cluster0.example.net/al?retryWrites=true"
     config = validate_campaign(
-        {**__import__("tests.conftest", fromlist=["TINY"]).TINY, "store": {"kind": "mongodb", "database": "al", "uri": uri}}
+        {
+            **__import__("tests.conftest", fromlist=["TINY"]).TINY,
+            "store": {"kind": "mongodb", "database": "al", "uri": uri},
+        }
     ).store
     line = describe_store(config, ".")
     assert "s3cret" not in line and "alice:***@" in line
@@ -94,7 +104,13 @@ def test_password_from_environment_never_serialised(tmp_path, tiny_dict, mongo_s
         return inner(*a, **k)
 
     monkeypatch.setattr(ml, "MongoClient", spy)
-    tiny_dict["store"] = {"kind": "mongodb", "database": "al", "collection": "sec", "username": "alice", "password_env": "AL_TEST_PW"}
+    tiny_dict["store"] = {
+        "kind": "mongodb",
+        "database": "al",
+        "collection": "sec",
+        "username": "alice",
+        "password_env": "AL_TEST_PW",
+    }
     tiny_dict["max_rounds"] = 1
     config = validate_campaign(tiny_dict)
     store = make_job_store(config.store, tmp_path)
@@ -112,9 +128,9 @@ def test_password_from_environment_never_serialised(tmp_path, tiny_dict, mongo_s
 
 
 def test_inline_secrets_are_refused_for_fireworks_and_conflicting_sources(tiny_dict, tmp_path):
-    from al_flows.campaign.run import CampaignError
     from al_flows.campaign.config import ConfigError
     from al_flows.campaign.fireworks import campaign_workflow
+    from al_flows.campaign.run import CampaignError
 
     tiny_dict["store"] = {"kind": "mongodb", "database": "al", "username": "alice", "password": "pw"}
     with pytest.raises(CampaignError, match=r"store.password: a secret written in the campaign file .* password_env"):
@@ -132,12 +148,19 @@ def test_label_checkpoints_round_trip_through_gridfs(mongo_server):
     from ase.build import bulk
     from ase.calculators.emt import EMT
 
-    from al_flows.labelling.ase import label_frames
     from al_flows.active_learning.jobs import LabelCheckpoint
+    from al_flows.labelling.ase import label_frames
     from al_flows.workflow.jobs import DATA_STORE
 
-    store = make_job_store(validate_campaign({**__import__("tests.conftest", fromlist=["TINY"]).TINY,
-                                              "store": {"kind": "mongodb", "database": "al", "collection": "ck"}}).store, ".")
+    store = make_job_store(
+        validate_campaign(
+            {
+                **__import__("tests.conftest", fromlist=["TINY"]).TINY,
+                "store": {"kind": "mongodb", "database": "al", "collection": "ck"},
+            }
+        ).store,
+        ".",
+    )
     store.connect()
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
     atoms.rattle(0.05, seed=1)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from al_flows.campaign.run import open_store, run_campaign
 from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.record import CampaignRecord
+from al_flows.campaign.run import open_store, run_campaign
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "provenance.md").read_text()
 QUERIES = re.findall(r"\*\*(\d+)\. ([^*]+)\*\*\n\n```python\n(.*?)```", DOC, flags=re.S)
@@ -102,7 +102,9 @@ def test_every_label_has_exactly_one_origin_and_lineage_ends_at_initial_data(cam
     config, workdir, _, store, record = campaign
     origins = Counter(r["frame_id"] for d in record.label_documents() for r in d["output"]["records"])
     assert origins and set(origins.values()) == {1}
-    starting = set(store.query_one({"metadata.stage": "structures", "metadata.campaign": config.name})["output"]["structure_ids"])
+    starting = set(
+        store.query_one({"metadata.stage": "structures", "metadata.campaign": config.name})["output"]["structure_ids"]
+    )
     for fid in origins:
         lineage = record.label_lineage(fid)
         chain = lineage["chain"]
@@ -116,7 +118,9 @@ def test_every_label_has_exactly_one_origin_and_lineage_ends_at_initial_data(cam
             assert chain[3]["label_rounds_trained_on"] == list(range(-1, lineage["label"]["round"]))
     # the CLI prints the same lineage as JSON (one label of a round, through a new process)
     fid = next(f for f in origins if record.labels()[f]["round"] == 0)
-    assert json.loads(cli("lineage", "--workdir", str(workdir), "--label", fid, "--json")) == json.loads(json.dumps(record.label_lineage(fid)))
+    assert json.loads(cli("lineage", "--workdir", str(workdir), "--label", fid, "--json")) == json.loads(
+        json.dumps(record.label_lineage(fid))
+    )
 
 
 def test_model_training_set_equals_labels_available_then(campaign):
@@ -146,7 +150,9 @@ def test_exports_load_back(campaign, tmp_path):
 
     rows = list(connect(tmp_path / "d.db").select())
     assert len(rows) == 11 and {r.key_value_pairs["frame_id"] for r in rows} == {a.info["frame_id"] for a in frames}
-    cli("export", "--workdir", str(workdir), "dataset", "--format", "schnetpack", "--output", str(tmp_path / "d_spk.db"))
+    cli(
+        "export", "--workdir", str(workdir), "dataset", "--format", "schnetpack", "--output", str(tmp_path / "d_spk.db")
+    )
     from schnetpack.data import ASEAtomsData
 
     assert len(ASEAtomsData(str(tmp_path / "d_spk.db"))) == 11
@@ -155,12 +161,22 @@ def test_exports_load_back(campaign, tmp_path):
     assert len(files) == 2 and "round1_member0.pt" in out
     ens = Ensemble.from_bytes([f.read_bytes() for f in files])
     _, blobs = record.ensemble_blobs()
-    np.testing.assert_allclose(ens.predict(frames[:2]).mean_energies, Ensemble.from_bytes(blobs).predict(frames[:2]).mean_energies)
+    np.testing.assert_allclose(
+        ens.predict(frames[:2]).mean_energies, Ensemble.from_bytes(blobs).predict(frames[:2]).mean_energies
+    )
 
 
 def test_unknown_ids_and_missing_workdir_give_one_line_errors(campaign, tmp_path):
     _, workdir, _, _, _ = campaign
-    out = subprocess.run([sys.executable, "-m", "al_flows.cli", "lineage", "--workdir", str(workdir), "--label", "nope"], capture_output=True, text=True)
-    assert out.returncode == 2 and out.stderr.strip() == "error: --label: no label with frame id 'nope' in campaign 'tiny'"
-    out = subprocess.run([sys.executable, "-m", "al_flows.cli", "status", "--workdir", str(tmp_path)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "al_flows.cli", "lineage", "--workdir", str(workdir), "--label", "nope"],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        out.returncode == 2 and out.stderr.strip() == "error: --label: no label with frame id 'nope' in campaign 'tiny'"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "al_flows.cli", "status", "--workdir", str(tmp_path)], capture_output=True, text=True
+    )
     assert out.returncode == 2 and "holds no campaign" in out.stderr and len(out.stderr.strip().splitlines()) == 1

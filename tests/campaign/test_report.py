@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from jobflow import JobStore
 from maggma.stores import MemoryStore
+from tests.conftest import TINY
 
-from al_flows.campaign.run import open_store, run_campaign
 from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.report import (
     deviations_by_round,
@@ -19,13 +19,29 @@ from al_flows.campaign.report import (
     training_curves,
     write_report,
 )
-from tests.conftest import TINY
+from al_flows.campaign.run import open_store, run_campaign
 
-EXPECTED_PLOTS = {"errors_per_round", "deviation_hist", "parity_energy", "parity_forces", "energy_vs_gamma", "training_curves",
-                  "autotest"}
+EXPECTED_PLOTS = {
+    "errors_per_round",
+    "deviation_hist",
+    "parity_energy",
+    "parity_forces",
+    "energy_vs_gamma",
+    "training_curves",
+    "autotest",
+}
 # a quick autotest of Cu at the end (as tests/active_learning/test_autotest_campaign.py), so that autotest.md is written
-AUTOTEST = {"lattices": ["fcc", "bcc"], "eos_points": 5, "relax_hcp_ca": False, "vacancy_repeat": [2, 2, 2],
-            "vacancy_relax": False, "gsfe_points": 3, "gsfe_layers": 6, "gsfe_relax_normal": False, "elements": ["Cu"]}
+AUTOTEST = {
+    "lattices": ["fcc", "bcc"],
+    "eos_points": 5,
+    "relax_hcp_ca": False,
+    "vacancy_repeat": [2, 2, 2],
+    "vacancy_relax": False,
+    "gsfe_points": 3,
+    "gsfe_layers": 6,
+    "gsfe_relax_normal": False,
+    "elements": ["Cu"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +94,11 @@ def test_deviation_counts_match_summaries(campaign):
     for s in summaries:
         d = devs[s["round"]]
         assert d["n_explored"] == s["n_explored"] > 0
-        assert [d["counts"][k] for k in ("accurate", "candidate", "failed")] == [s["n_accurate"], s["n_candidate"], s["n_failed"]]
+        assert [d["counts"][k] for k in ("accurate", "candidate", "failed")] == [
+            s["n_accurate"],
+            s["n_candidate"],
+            s["n_failed"],
+        ]
         assert sum(len(v) for v in d["deviations"].values()) + d["n_none"] == s["n_explored"]
         assert (d["trust_lo"], d["trust_hi"]) == (TINY["selection"]["trust_lo"], TINY["selection"]["trust_hi"])
 
@@ -95,7 +115,12 @@ def test_parity_rmse_equals_the_evaluation_of_the_final_round(campaign):
     # (and totals to 1e-5 eV)
     assert parity["force_rmse"] == pytest.approx(final["test_force_rmse"], abs=2e-6)
     assert parity["energy_rmse_mev"] / 1000 == pytest.approx(final["test_energy_rmse_per_atom"], abs=1e-6)
-    evaluation = next(d["output"] for d in store.query({"metadata.campaign": config.name, "metadata.stage": "evaluate", "metadata.round": final["round"]}))
+    evaluation = next(
+        d["output"]
+        for d in store.query(
+            {"metadata.campaign": config.name, "metadata.stage": "evaluate", "metadata.round": final["round"]}
+        )
+    )
     n_atoms = np.asarray(evaluation["test_energies"]) / parity["energy_label"]
     np.testing.assert_allclose(parity["energy_pred"] * n_atoms, evaluation["predicted_energies"], rtol=0, atol=1e-5)
     assert len(parity["force_label"]) == len(parity["force_pred"]) == 3 * round(n_atoms.sum())
@@ -136,17 +161,49 @@ def test_explorer_without_gamma_and_missing_deviations(tmp_path):
     store = JobStore(MemoryStore())
     store.connect()
     meta = {"campaign": config.name, "fingerprint": config.fingerprint(), "round": 0}
-    frames = [{"frame_id": f"f{i}", "explorer": "md", "parent_id": "p", "run": 0, "step": i, "gamma": None,
-               "energy": -1.0 * i, "deviation": dev, "n_atoms": 4} for i, dev in enumerate([0.01, 0.2, None])]
-    records = [{"frame_id": f["frame_id"], "explorer": "md", "parent_id": "p", "deviation": f["deviation"], "status": st,
-                "selected": st == "candidate"} for f, st in zip(frames, ["accurate", "candidate", "failed"])]
-    store.docs_store.update([
-        {"uuid": "x", "index": 1, "metadata": {**meta, "stage": "explore"},
-         "output": {"round": 0, "explorer": "md", "ensemble_id": "e", "frames": frames}},
-        {"uuid": "s", "index": 1, "metadata": {**meta, "stage": "select"},
-         "output": {"round": 0, "ensemble_id": "e", "trust_lo": 0.05, "trust_hi": 0.5, "records": records}},
-        {"uuid": "s", "index": 2, "metadata": {**meta, "stage": "select"}, "output": None},  # replaced job: skipped
-    ], key=["uuid", "index"])
+    frames = [
+        {
+            "frame_id": f"f{i}",
+            "explorer": "md",
+            "parent_id": "p",
+            "run": 0,
+            "step": i,
+            "gamma": None,
+            "energy": -1.0 * i,
+            "deviation": dev,
+            "n_atoms": 4,
+        }
+        for i, dev in enumerate([0.01, 0.2, None])
+    ]
+    records = [
+        {
+            "frame_id": f["frame_id"],
+            "explorer": "md",
+            "parent_id": "p",
+            "deviation": f["deviation"],
+            "status": st,
+            "selected": st == "candidate",
+        }
+        for f, st in zip(frames, ["accurate", "candidate", "failed"])
+    ]
+    store.docs_store.update(
+        [
+            {
+                "uuid": "x",
+                "index": 1,
+                "metadata": {**meta, "stage": "explore"},
+                "output": {"round": 0, "explorer": "md", "ensemble_id": "e", "frames": frames},
+            },
+            {
+                "uuid": "s",
+                "index": 1,
+                "metadata": {**meta, "stage": "select"},
+                "output": {"round": 0, "ensemble_id": "e", "trust_lo": 0.05, "trust_hi": 0.5, "records": records},
+            },
+            {"uuid": "s", "index": 2, "metadata": {**meta, "stage": "select"}, "output": None},  # replaced job: skipped
+        ],
+        key=["uuid", "index"],
+    )
     devs = deviations_by_round(store, config)
     assert devs[0]["counts"] == {"accurate": 1, "candidate": 1, "failed": 1} and devs[0]["n_none"] == 1
     assert shear_paths(store, config) == []
@@ -161,10 +218,16 @@ def test_explorer_without_gamma_and_missing_deviations(tmp_path):
 # report.json key, scale to the shown unit). Written out here, not read from al_flows.campaign.report, so
 # that a column showing the wrong value is caught.
 HTML_COLUMNS = [
-    ("round", "round", 1), ("labels", "n_labels_total", 1), ("explored", "n_explored", 1),
-    ("accurate", "n_accurate", 1), ("candidate", "n_candidate", 1), ("failed", "n_failed", 1),
-    ("labelled", "n_labelled", 1), ("accurate ratio", "accurate_ratio", 1),
-    ("val force RMSE (eV/Å)", "val_force_rmse", 1), ("test force RMSE (eV/Å)", "test_force_rmse", 1),
+    ("round", "round", 1),
+    ("labels", "n_labels_total", 1),
+    ("explored", "n_explored", 1),
+    ("accurate", "n_accurate", 1),
+    ("candidate", "n_candidate", 1),
+    ("failed", "n_failed", 1),
+    ("labelled", "n_labelled", 1),
+    ("accurate ratio", "accurate_ratio", 1),
+    ("val force RMSE (eV/Å)", "val_force_rmse", 1),
+    ("test force RMSE (eV/Å)", "test_force_rmse", 1),
     ("test energy RMSE (meV/atom)", "test_energy_rmse_per_atom", 1000),
 ]
 
@@ -256,7 +319,13 @@ def test_autotest_md_shows_report_json_cell_by_cell(campaign):
     for prop, unit, ref, model, abs_err, rel_err, tol, passed in body:
         r = want[prop]
         assert unit == r["unit"], prop
-        for text, key in ((ref, "reference"), (model, "model"), (abs_err, "abs_error"), (rel_err, "rel_error"), (tol, "tolerance")):
+        for text, key in (
+            (ref, "reference"),
+            (model, "model"),
+            (abs_err, "abs_error"),
+            (rel_err, "rel_error"),
+            (tol, "tolerance"),
+        ):
             assert _shown_equals(text, r[key], sig=4), (prop, key, text, r[key])
         assert passed == ("yes" if r["passed"] else "NO"), prop
     assert report["autotest"]["passed"] == all(r["passed"] for r in want.values())

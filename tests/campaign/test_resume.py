@@ -16,20 +16,20 @@ import pytest
 import yaml
 
 from al_flows.campaign.config import validate_campaign
-from al_flows.frames.dataset import Dataset
 from al_flows.campaign.stores import make_job_store
+from al_flows.frames.dataset import Dataset
 
 RUNNER = Path(__file__).resolve().parents[1] / "fault_runner.py"
 
 # Kill points, in the order a run meets them; each run resumes the one killed before it.
 KILLS = [
-    "epochs@train:0#2",     # during the training of round 0's second member (the first is done)
+    "epochs@train:0#2",  # during the training of round 0's second member (the first is done)
     "predict@explore:0#3",  # in the middle of round 0's exploration
-    "calc@label:0#2",       # during round 0's labelling, one label done
-    "blob@label:0#1",       # inside the store write of round 0's labels (blob written, document not)
-    "doc@summary:0#1",      # right after round 0's summary is stored
-    "epochs@train:1#1",     # during round 1's first training
-    "calc@label:1#3",       # during round 1's labelling
+    "calc@label:0#2",  # during round 0's labelling, one label done
+    "blob@label:0#1",  # inside the store write of round 0's labels (blob written, document not)
+    "doc@summary:0#1",  # right after round 0's summary is stored
+    "epochs@train:1#1",  # during round 1's first training
+    "calc@label:1#3",  # during round 1's labelling
 ]
 
 
@@ -42,7 +42,11 @@ def _config(tiny: dict) -> dict:
 
 
 def _run(workdir: Path, config: Path, log: Path, kill: str | None = None) -> subprocess.CompletedProcess:
-    args = [sys.executable, str(RUNNER), str(log)] + (["--kill", kill] if kill else []) + ["--", "run", str(config), "--workdir", str(workdir)]
+    args = (
+        [sys.executable, str(RUNNER), str(log)]
+        + (["--kill", kill] if kill else [])
+        + ["--", "run", str(config), "--workdir", str(workdir)]
+    )
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(RUNNER.parent.parent / "src")}
     return subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
 
@@ -58,8 +62,13 @@ def _dataset(workdir: Path, name: str = "resume"):
     store = make_job_store(config.store, workdir)
     store.connect()
     try:
-        merges = list(store.query({"metadata.campaign": name, "metadata.stage": "merge"}, properties=["metadata", "index"]))
-        stages = Counter((d["metadata"]["stage"], d["metadata"]["round"]) for d in store.query({"metadata.campaign": name}, properties=["metadata"]))
+        merges = list(
+            store.query({"metadata.campaign": name, "metadata.stage": "merge"}, properties=["metadata", "index"])
+        )
+        stages = Counter(
+            (d["metadata"]["stage"], d["metadata"]["round"])
+            for d in store.query({"metadata.campaign": name}, properties=["metadata"])
+        )
         last = max(merges, key=lambda d: d["metadata"]["round"])["metadata"]["round"]
         doc = store.query_one({"metadata.campaign": name, "metadata.stage": "merge", "metadata.round": last}, load=True)
         return Dataset.from_bytes(doc["output"]["dataset_blob"]), stages, len(merges)

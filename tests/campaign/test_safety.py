@@ -12,8 +12,8 @@ import sys
 import pytest
 import torch
 
-from al_flows.campaign.run import CampaignError, run_campaign
 from al_flows.campaign.config import validate_campaign
+from al_flows.campaign.run import CampaignError, run_campaign
 from al_flows.potential.model import ModelSettings, build_member, member_from_bytes, member_to_bytes
 
 
@@ -29,7 +29,11 @@ class _Payload:
 
 def test_model_blob_with_python_objects_is_refused_and_never_executed(tmp_path):
     marker = tmp_path / "pwned"
-    good = member_to_bytes(build_member(ModelSettings(n_atom_basis=8, n_interactions=1, n_rbf=6), [29], seed=0), ModelSettings(n_atom_basis=8, n_interactions=1, n_rbf=6), {})
+    good = member_to_bytes(
+        build_member(ModelSettings(n_atom_basis=8, n_interactions=1, n_rbf=6), [29], seed=0),
+        ModelSettings(n_atom_basis=8, n_interactions=1, n_rbf=6),
+        {},
+    )
     payload = torch.load(io.BytesIO(good), weights_only=True)
     payload["extra"] = {"evil": _Payload(str(marker))}
     buf = io.BytesIO()
@@ -52,15 +56,23 @@ def test_model_blob_with_python_objects_is_refused_and_never_executed(tmp_path):
 def test_second_writer_of_a_workdir_is_refused_with_a_clear_message(tmp_path, tiny_dict):
     workdir = tmp_path / "w"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from al_flows.campaign.run import workdir_lock\n"
-         f"with workdir_lock(Path({str(workdir)!r})):\n    print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from al_flows.campaign.run import workdir_lock\n"
+            f"with workdir_lock(Path({str(workdir)!r})):\n    print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     try:
         assert holder.stdout.readline().strip() == "held"
         config = validate_campaign(tiny_dict)
-        with pytest.raises(CampaignError, match=rf"another al-flows process is using {workdir} .*wait for it to finish or use another --workdir"):
+        with pytest.raises(
+            CampaignError,
+            match=rf"another al-flows process is using {workdir} .*wait for it to finish or use another --workdir",
+        ):
             run_campaign(config, ".", workdir, echo=lambda *_: None)
         assert not (workdir / "store").exists()  # refused before opening the store
         from al_flows.campaign.fireworks import campaign_workflow

@@ -10,10 +10,10 @@ from ase.constraints import FixAtoms
 from ase.optimize import BFGS, FIRE, LBFGS
 
 from al_flows.exploration.batched_relax import FIREParameters, relax_batched
+from al_flows.exploration.shear import ShearSettings, explore_shear, explore_shear_batched, shear_cell
 from al_flows.potential.ensemble import Ensemble, EnsembleCalculator, EnsemblePrediction
 from al_flows.potential.model import ModelSettings, build_member
 from al_flows.structures.multilayer import cuni_multilayer
-from al_flows.exploration.shear import ShearSettings, explore_shear, explore_shear_batched, shear_cell
 
 ASE_OPT = {"FIRE": FIRE, "BFGS": BFGS, "LBFGS": LBFGS}
 
@@ -155,8 +155,12 @@ def test_single_replica_converges_as_ase_fire():
 
 
 def test_replicas_of_different_sizes_batched_equal_alone(schnet):
-    starts = [_perturbed(seed=1), _perturbed(variant="VNi(N1)", seed=2), _perturbed(size=(2, 2, 3), seed=3),
-              _perturbed(sigma=0.02, seed=4)]
+    starts = [
+        _perturbed(seed=1),
+        _perturbed(variant="VNi(N1)", seed=2),
+        _perturbed(size=(2, 2, 3), seed=3),
+        _perturbed(sigma=0.02, seed=4),
+    ]
     assert [len(a) for a in starts] == [32, 31, 48, 32]
     counting = Counting(schnet)
     together = relax_batched(starts, counting, fmax=1e-9, max_steps=30)
@@ -168,16 +172,18 @@ def test_replicas_of_different_sizes_batched_equal_alone(schnet):
         # a 30-step FIRE walk with batched (4 frames) vs one-frame float32 evaluation: positions agree
         # to _fire_x_tol(30) = 1.8e-4 A (measured <= 8e-8 A), energies, forces and deviations to what
         # the measured position difference allows (tolerances above)
-        for other, e_other, f_other, dev_other in ((alone, alone.energy, alone.forces, alone.deviation),
-                                                   (ref, ref.get_potential_energy(), ref.get_forces(),
-                                                    ref.calc.results["model_deviation"])):
+        for other, e_other, f_other, dev_other in (
+            (alone, alone.energy, alone.forces, alone.deviation),
+            (ref, ref.get_potential_energy(), ref.get_forces(), ref.calc.results["model_deviation"]),
+        ):
             np.testing.assert_allclose(got.positions, other.positions, rtol=0, atol=_fire_x_tol(30))
             dpos = got.positions - other.positions
             assert got.energy == pytest.approx(e_other, abs=_e_walk_tol(got.energy, got.forces, dpos))
             np.testing.assert_allclose(got.forces, f_other, rtol=0, atol=_f_walk_tol(dpos))
             assert got.deviation == pytest.approx(dev_other, abs=_f_walk_tol(dpos))
-        np.testing.assert_allclose(got.member_forces, alone.member_forces, rtol=0,
-                                   atol=_f_walk_tol(got.positions - alone.positions))
+        np.testing.assert_allclose(
+            got.member_forces, alone.member_forces, rtol=0, atol=_f_walk_tol(got.positions - alone.positions)
+        )
 
 
 @pytest.mark.parametrize("optimizer", ["FIRE", "BFGS", "LBFGS"])
@@ -222,7 +228,9 @@ def test_non_finite_replica_stops_alone():
         relax_batched([good], ens, optimizer="CG")
 
 
-SHEAR = dict(n_runs=2, sigma=0.03, shear_step=0.4, gamma_max=0.15, max_steps=5, fmax=0.05, max_opt_steps=40, optimizer="FIRE")
+SHEAR = dict(
+    n_runs=2, sigma=0.03, shear_step=0.4, gamma_max=0.15, max_steps=5, fmax=0.05, max_opt_steps=40, optimizer="FIRE"
+)
 
 
 def _structures():
@@ -313,7 +321,9 @@ def test_explore_shear_batched_bfgs_with_schnet_matches_sequential(schnet):
     structures = _structures()
     seq = explore_shear(structures, schnet.calculator(), settings, seed=9, explorer="shear", dropped=[])
     bat = explore_shear_batched(structures, schnet, settings, seed=9, explorer="shear", dropped=[])
-    assert [(f.info["parent_id"], f.info["run"], f.info["step"]) for f in seq] == [(f.info["parent_id"], f.info["run"], f.info["step"]) for f in bat]
+    assert [(f.info["parent_id"], f.info["run"], f.info["step"]) for f in seq] == [
+        (f.info["parent_id"], f.info["run"], f.info["step"]) for f in bat
+    ]
     # BFGS moves by H^-1 F (ASE: |eigenvalues| of H): a force error DF32 moves an atom by
     # DF32 / omega a step, omega the smallest |eigenvalue| learnt. Taking omega >= 0.05 eV/A^2 (a
     # tenth of the random members' typical |curvature|, 0.5 eV/A^2; H starts at 70 eV/A^2), the
@@ -330,8 +340,13 @@ def test_explore_shear_batched_bfgs_with_schnet_matches_sequential(schnet):
             short += 1
             assert b.info["n_opt_steps"] == s.info["n_opt_steps"]
             assert dx.max() < walked[key] * DF32 / 0.05
-            assert abs(b.info["energy"] - s.info["energy"]) <= _e_walk_tol(s.info["energy"], s.get_forces(), b.positions - s.positions)
+            assert abs(b.info["energy"] - s.info["energy"]) <= _e_walk_tol(
+                s.info["energy"], s.get_forces(), b.positions - s.positions
+            )
         else:
-            assert abs(b.info["energy"] - s.info["energy"]) <= _e_tol(s.info["energy"]) + settings.fmax * np.linalg.norm(dx, axis=1).sum()
+            assert (
+                abs(b.info["energy"] - s.info["energy"])
+                <= _e_tol(s.info["energy"]) + settings.fmax * np.linalg.norm(dx, axis=1).sum()
+            )
             assert dx.max() < 0.1
     assert short >= 2

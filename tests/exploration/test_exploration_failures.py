@@ -10,25 +10,25 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
+from al_flows.active_learning.jobs import MDExploreMaker, SelectMaker, ShearExploreMaker
 from al_flows.exploration.batched_relax import relax_batched
-from al_flows.frames.dataset import frames_text
-from al_flows.potential.model import weights_text
-from al_flows.potential.ensemble import Ensemble, EnsembleCalculator, EnsemblePrediction
-from al_flows.active_learning.jobs import MDExploreMaker, ShearExploreMaker
-from al_flows.active_learning.jobs import SelectMaker
 from al_flows.exploration.md import NVTSettings, nvt_explore, run_batched_langevin
-from al_flows.potential.model import ModelSettings, build_member, member_to_bytes
-from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.exploration.replica_checks import (
     LIMITS,
     evaluation_problem,
     geometry_problem,
     min_distance,
 )
-from al_flows.selection.trust_levels import SelectionSettings
 from al_flows.exploration.shear import ShearSettings, explore_shear, explore_shear_batched
+from al_flows.frames.dataset import frames_text
+from al_flows.potential.ensemble import Ensemble, EnsembleCalculator, EnsemblePrediction
+from al_flows.potential.model import ModelSettings, build_member, member_to_bytes, weights_text
+from al_flows.selection.trust_levels import SelectionSettings
+from al_flows.structures.multilayer import cuni_multilayer
 
-SHEAR = dict(n_runs=2, sigma=0.03, shear_step=0.4, gamma_max=0.3, max_steps=3, fmax=0.05, max_opt_steps=30, optimizer="FIRE")
+SHEAR = dict(
+    n_runs=2, sigma=0.03, shear_step=0.4, gamma_max=0.3, max_steps=3, fmax=0.05, max_opt_steps=30, optimizer="FIRE"
+)
 
 
 class EmtPair:
@@ -158,10 +158,13 @@ def test_relax_batched_isolates_a_raising_replica():
     assert got[1].reason == "calculator raised RuntimeError: SCF did not converge (second line) at optimiser step 3"
 
 
-@pytest.mark.parametrize("mode, reason", [
-    ("nan", "non-finite energy at optimiser step 0"),
-    ("raise", "calculator raised RuntimeError: SCF did not converge (second line) at optimiser step 0"),
-])
+@pytest.mark.parametrize(
+    "mode, reason",
+    [
+        ("nan", "non-finite energy at optimiser step 0"),
+        ("raise", "calculator raised RuntimeError: SCF did not converge (second line) at optimiser step 0"),
+    ],
+)
 def test_broken_shear_replica_is_dropped_and_the_others_unchanged(mode, reason):
     settings = ShearSettings(**SHEAR)
     reference = explore_shear_batched(_structures(broken=False), EmtPair(), settings, seed=5)
@@ -170,8 +173,24 @@ def test_broken_shear_replica_is_dropped_and_the_others_unchanged(mode, reason):
     _same_frames(got, reference)  # structure 2's replicas left no frame; the others' are those without it
     assert {f.info["parent_id"] for f in got} == {"pristine", "vacancy"}
     assert dropped == [
-        {"replica": 4, "step": 1, "reason": reason, "run": 0, "parent_id": "broken", "seed": dropped[0]["seed"], "structure": 2},
-        {"replica": 5, "step": 1, "reason": reason, "run": 1, "parent_id": "broken", "seed": dropped[0]["seed"], "structure": 2},
+        {
+            "replica": 4,
+            "step": 1,
+            "reason": reason,
+            "run": 0,
+            "parent_id": "broken",
+            "seed": dropped[0]["seed"],
+            "structure": 2,
+        },
+        {
+            "replica": 5,
+            "step": 1,
+            "reason": reason,
+            "run": 1,
+            "parent_id": "broken",
+            "seed": dropped[0]["seed"],
+            "structure": 2,
+        },
     ]
     # the sequential path (one replica at a time, ASE's FIRE with the ensemble calculator) drops the same
     seq_dropped = []
@@ -200,8 +219,18 @@ def test_shear_replica_breaking_later_keeps_its_earlier_frames():
 
 
 def _md(ensemble, starts, dropped=None, n_steps=40, seed=3):
-    return run_batched_langevin(starts, ensemble, lambda k, t: 900.0, n_steps, 2.0, 5.0, 10, seed, dropped=dropped,
-                                info=[{"parent_id": f"s{k}"} for k in range(len(starts))])
+    return run_batched_langevin(
+        starts,
+        ensemble,
+        lambda k, t: 900.0,
+        n_steps,
+        2.0,
+        5.0,
+        10,
+        seed,
+        dropped=dropped,
+        info=[{"parent_id": f"s{k}"} for k in range(len(starts))],
+    )
 
 
 def _md_starts():
@@ -210,11 +239,14 @@ def _md_starts():
     return starts
 
 
-@pytest.mark.parametrize("mode, reason", [
-    ("nan", "non-finite energy"),
-    ("raise", "calculator raised RuntimeError: SCF did not converge (second line)"),
-    ("force", "force"),
-])
+@pytest.mark.parametrize(
+    "mode, reason",
+    [
+        ("nan", "non-finite energy"),
+        ("raise", "calculator raised RuntimeError: SCF did not converge (second line)"),
+        ("force", "force"),
+    ],
+)
 def test_broken_md_trajectory_is_dropped_and_the_others_unchanged(mode, reason):
     reference = _md(EmtPair(), _md_starts())
     dropped = []
@@ -231,8 +263,15 @@ def test_md_start_with_atoms_on_top_of_each_other_is_dropped_at_step_0():
     starts[1].positions[3] = starts[1].positions[0] + [0.05, 0.0, 0.0]
     dropped = []
     got = _md(EmtPair(), starts, dropped)
-    assert dropped == [{"replica": 1, "step": 0, "reason": "atoms 0 and 3 are 0.05 A apart (limit 0.5 A)",
-                        "parent_id": "s1", "time_ps": 0.0}]
+    assert dropped == [
+        {
+            "replica": 1,
+            "step": 0,
+            "reason": "atoms 0 and 3 are 0.05 A apart (limit 0.5 A)",
+            "parent_id": "s1",
+            "time_ps": 0.0,
+        }
+    ]
     _same_frames(got, [f for f in reference if f.info["run"] != 1])
 
 
@@ -265,8 +304,10 @@ def test_md_with_schnet_drops_the_nan_replica(schnet):
 
 def _models():
     ms = ModelSettings(n_atom_basis=16, n_interactions=1, n_rbf=10, cutoff=4.0)
-    return [{"model_id": f"m{s}", "model_blob": weights_text(member_to_bytes(build_member(ms, ["Cu", "Ni"], s), ms, {}))}
-            for s in (1, 2)]
+    return [
+        {"model_id": f"m{s}", "model_blob": weights_text(member_to_bytes(build_member(ms, ["Cu", "Ni"], s), ms, {}))}
+        for s in (1, 2)
+    ]
 
 
 def test_jobs_whose_every_replica_blows_up_still_produce_an_output(monkeypatch):
@@ -287,7 +328,12 @@ def test_jobs_whose_every_replica_blows_up_still_produce_an_output(monkeypatch):
 
     md = MDExploreMaker(settings=NVTSettings(n_runs=2, n_steps=5, record_every=1))
     md_doc = MDExploreMaker.make.original(md, structures, _models(), "c", 0, seed=1)
-    assert md_doc.n_frames == 0 and [(d["replica"], d["step"]) for d in md_doc.dropped] == [(0, 0), (1, 0), (2, 0), (3, 0)]
+    assert md_doc.n_frames == 0 and [(d["replica"], d["step"]) for d in md_doc.dropped] == [
+        (0, 0),
+        (1, 0),
+        (2, 0),
+        (3, 0),
+    ]
 
     # selection takes zero explored frames: nothing selected, not converged, the round goes on
     select = SelectMaker(settings=SelectionSettings(), target_accurate_ratio=0.9, max_rounds=3)

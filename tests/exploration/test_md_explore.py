@@ -8,7 +8,6 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from al_flows.potential.ensemble import EnsemblePrediction
 from al_flows.exploration.md import (
     NVTSettings,
     ScheduleSettings,
@@ -18,6 +17,7 @@ from al_flows.exploration.md import (
     run_batched_langevin,
     schedule_temperature,
 )
+from al_flows.potential.ensemble import EnsemblePrediction
 
 
 class EmtPair:
@@ -43,13 +43,17 @@ class EmtPair:
             if stress:
                 s = b.get_stress(voigt=True)
                 stresses.append(np.stack([s, s * (1 + self.spread)]))
-        return EnsemblePrediction(np.array(energies).T, forces, np.array(stresses).transpose(1, 0, 2) if stress else None)
+        return EnsemblePrediction(
+            np.array(energies).T, forces, np.array(stresses).transpose(1, 0, 2) if stress else None
+        )
 
 
 def test_schedule_formula_by_hand():
     # T(t) = T_start + (t/t_max)(T_end - T_start) + T_mod sin^2(pi t / t0)
     assert schedule_temperature(0.0, 100, 500, 1000, 20, 10) == pytest.approx(100)
-    assert schedule_temperature(5.0, 100, 500, 1000, 20, 10) == pytest.approx(100 + 0.5 * 400 + 1000 * np.sin(np.pi / 4) ** 2)
+    assert schedule_temperature(5.0, 100, 500, 1000, 20, 10) == pytest.approx(
+        100 + 0.5 * 400 + 1000 * np.sin(np.pi / 4) ** 2
+    )
     assert schedule_temperature(10.0, 100, 500, 1000, 20, 10) == pytest.approx(500 + 1000)
     assert schedule_temperature(20.0, 100, 500, 0, 20, 10) == pytest.approx(900)
     s = ScheduleSettings()
@@ -79,15 +83,29 @@ def test_trajectory_stops_at_the_first_step_over_the_threshold():
 
 def test_nvt_thermostat_holds_the_temperature():
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
-    s = NVTSettings(n_runs=2, temperatures_K=[200.0, 600.0], n_steps=600, timestep_fs=2.0, friction_per_ps=10.0, record_every=10)
+    s = NVTSettings(
+        n_runs=2, temperatures_K=[200.0, 600.0], n_steps=600, timestep_fs=2.0, friction_per_ps=10.0, record_every=10
+    )
     frames = nvt_explore([atoms], EmtPair(0.0), s, round_=5, seed=1)  # round 5 -> last temperature (600 K)
     assert {f.info["temperature_K"] for f in frames} == {600.0}
     assert len(frames) == 2 * 60 and not any(f.info["stopped"] for f in frames)
     # equipartition: mean potential-energy fluctuation is not observable here, so check displacements
     # grow with T by comparing with a cold run
     cold = nvt_explore([atoms], EmtPair(0.0), s, round_=0, seed=1)
+
     def msd(fr):
-        return np.mean([np.mean(np.sum((f.positions - atoms.positions - np.round((f.positions - atoms.positions) / 3.6) * 3.6) ** 2, axis=1)) for f in fr[len(fr) // 2 :]])
+        return np.mean(
+            [
+                np.mean(
+                    np.sum(
+                        (f.positions - atoms.positions - np.round((f.positions - atoms.positions) / 3.6) * 3.6) ** 2,
+                        axis=1,
+                    )
+                )
+                for f in fr[len(fr) // 2 :]
+            ]
+        )
+
     assert msd(frames) > 2.0 * msd(cold)
     assert all(abs(f.get_potential_energy()) < 100 for f in frames)
 
@@ -150,8 +168,19 @@ def test_berendsen_formula_by_hand():
 
 
 def _npt(atoms, pressure, n_steps=400, tau=0.1, seed=2, ens=None):
-    return run_batched_langevin([atoms], ens or EmtPair(0.0), lambda k, t: 50.0, n_steps, 2.0, 10.0, 10, seed=seed,
-                                pressure_GPa=pressure, barostat_tau_ps=tau, compressibility_per_GPa=0.01)
+    return run_batched_langevin(
+        [atoms],
+        ens or EmtPair(0.0),
+        lambda k, t: 50.0,
+        n_steps,
+        2.0,
+        10.0,
+        10,
+        seed=seed,
+        pressure_GPa=pressure,
+        barostat_tau_ps=tau,
+        compressibility_per_GPa=0.01,
+    )
 
 
 def test_npt_relaxes_a_strained_cell_to_the_equilibrium_volume():
@@ -193,7 +222,9 @@ def test_md_settings_npt_and_nvt_keeps_the_cell():
     ens = EmtPair(0.0)
     npt = nvt_explore([atoms], ens, s.model_copy(update={"ensemble": "npt", "barostat_tau_ps": 0.1}), round_=0, seed=3)
     assert len(npt) == len(nvt) == 6 and all(ens.stress_calls[1:])
-    assert all(f.get_volume() < atoms.get_volume() and f.info["volume_A3"] == pytest.approx(f.get_volume()) for f in npt)
+    assert all(
+        f.get_volume() < atoms.get_volume() and f.info["volume_A3"] == pytest.approx(f.get_volume()) for f in npt
+    )
     assert all(np.isfinite(f.info["pressure_GPa"]) for f in npt)
     with pytest.raises(ValueError):
         NVTSettings(ensemble="npH")

@@ -7,9 +7,9 @@ import pytest
 from ase.calculators.emt import EMT
 from pydantic import ValidationError
 
+from al_flows.exploration.shear import ShearSettings, explore_shear, run_seed, run_shear, shear_cell, shear_strain
 from al_flows.frames.dataset import frame_id
 from al_flows.structures.multilayer import cuni_multilayer
-from al_flows.exploration.shear import ShearSettings, explore_shear, run_seed, run_shear, shear_cell, shear_strain
 
 SMALL = dict(sigma=0.01, shear_step=0.5, gamma_max=0.2, fmax=0.05)
 
@@ -28,7 +28,15 @@ def test_shear_cell_and_strain_by_hand():
 
 def test_settings_validation():
     s = ShearSettings()
-    assert (s.n_runs, s.sigma, s.shear_step, s.gamma_max, s.max_steps, s.fmax, s.optimizer) == (4, 0.05, 0.1, 0.33, None, 0.002, "BFGS")  # max_steps: what gamma_max needs
+    assert (s.n_runs, s.sigma, s.shear_step, s.gamma_max, s.max_steps, s.fmax, s.optimizer) == (
+        4,
+        0.05,
+        0.1,
+        0.33,
+        None,
+        0.002,
+        "BFGS",
+    )  # max_steps: what gamma_max needs
     for bad in ({"sigma": -0.1}, {"shear_step": 0}, {"n_runs": 0}, {"optimizer": "CG"}, {"typo": 1}):
         with pytest.raises(ValidationError):
             ShearSettings(**bad)

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from ase.calculators.calculator import Calculator, all_changes
 
-from al_flows.campaign.config import ConfigError, validate_campaign
-from al_flows.campaign.config import check_campaign_structures
-from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.campaign.config import ConfigError, check_campaign_structures, validate_campaign
 from al_flows.exploration.shear import ShearSettings, explore_shear, run_steps, shear_strain, steps_to_gamma
 from al_flows.pool_study.shear_study import pathways, step_record
+from al_flows.structures.multilayer import cuni_multilayer
 from conftest import TINY
 
 
@@ -53,7 +52,9 @@ def test_config_with_a_cap_short_of_gamma_max_is_refused():
     settings["initial"]["structures"][0].update(size=[5, 5, 5], variants=["pristine"])
     settings["explorers"][0].update(shear_step=0.1, gamma_max=0.33, max_steps=30)
     config = validate_campaign(settings)
-    with pytest.raises(ValueError, match=r"explorers\[0\]\.max_steps: 30 steps of 0.1 Angstrom reach gamma 0.237 .* needs 42"):
+    with pytest.raises(
+        ValueError, match=r"explorers\[0\]\.max_steps: 30 steps of 0.1 Angstrom reach gamma 0.237 .* needs 42"
+    ):
         check_campaign_structures(config, ".")
     settings["explorers"][0].pop("max_steps")
     assert check_campaign_structures(validate_campaign(settings), ".") == 1

@@ -18,7 +18,13 @@ def _labelled(atoms, rnd=-1, explorer="initial", model_id="", deviation=float("n
     e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
     atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f, stress=s)
     atoms.info.update(
-        round=rnd, explorer=explorer, parent_id="multilayer-2x2x2-pristine", model_id=model_id, deviation=deviation, labeller="emt", **extra
+        round=rnd,
+        explorer=explorer,
+        parent_id="multilayer-2x2x2-pristine",
+        model_id=model_id,
+        deviation=deviation,
+        labeller="emt",
+        **extra,
     )
     atoms.info["frame_id"] = frame_id(atoms)
     return atoms
@@ -90,7 +96,6 @@ def test_frame_id_properties(frames):
     assert frame_id(frames[1]) != fid
 
 
-
 def test_frame_id_depends_on_species():
     """Swapping the species of a Cu and a Ni atom (positions, cell, pbc unchanged) is another frame."""
     a = cuni_multilayer((2, 2, 2))
@@ -118,10 +123,12 @@ def test_frame_id_depends_on_cell(strain):
     for atoms in (a, other):
         # wrapping round-trips through fractional coordinates: float64 round-off (~1e-15 A), far
         # below the 1e-4 A to which frame_id rounds positions
-        np.testing.assert_allclose(wrap_positions(atoms.positions, atoms.cell, pbc=atoms.pbc, eps=1e-7), a.positions,
-                                   rtol=0, atol=1e-9)
+        np.testing.assert_allclose(
+            wrap_positions(atoms.positions, atoms.cell, pbc=atoms.pbc, eps=1e-7), a.positions, rtol=0, atol=1e-9
+        )
     assert not np.allclose(other.cell[:], a.cell[:])
     assert frame_id(other) != frame_id(a)
+
 
 def test_bytes_round_trip_keeps_everything(frames):
     blob = frames_to_bytes(frames)
@@ -163,7 +170,9 @@ def test_dedup_and_container_protocol(frames):
     added = ds.add(frames[:2] + [frames[0]])  # repeat inside the batch
     assert len(added) == 2 and len(ds) == 2
     translated = frames[1].copy()
-    translated.calc = SinglePointCalculator(translated, energy=frames[1].get_potential_energy(), forces=frames[1].get_forces())
+    translated.calc = SinglePointCalculator(
+        translated, energy=frames[1].get_potential_energy(), forces=frames[1].get_forces()
+    )
     translated.info.pop("frame_id")
     translated.positions += frames[1].cell[2]
     assert ds.add([translated]) == []  # same structure, shifted by a lattice vector
@@ -200,10 +209,10 @@ def test_missing_labels_rejected(frames):
 
 
 def test_to_ase_atoms_data(frames, tmp_path):
-    import al_flows  # noqa: F401
     from ase.db import connect
     from schnetpack.data import ASEAtomsData
 
+    import al_flows  # noqa: F401
     from al_flows.frames.dataset import info_from_db_row
 
     ds = Dataset(frames)

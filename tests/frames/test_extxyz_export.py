@@ -9,27 +9,56 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read
 from jobflow import JobStore
 from maggma.stores import MemoryStore
-
-from al_flows.frames.dataset import Dataset, export_info, frames_from_bytes
-from al_flows.frames.dataset import frames_text
-from al_flows.campaign.record import CampaignRecord, export_dataset
 from tests.conftest import emt_labelled_multilayer
 
-INITIAL = {"round": -1, "explorer": "initial", "parent_id": "multilayer-2x2x2-pristine", "model_id": "", "deviation": math.nan,
-           "copy": 0, "labeller": "ase:emt", "label_settings": "ase:emt:732fd463bcfe"}
-EXPLORED = {"variant": "VNi(N1)", "size": (2, 2, 2), "lattice_constant": 3.58, "structure_id": "multilayer-2x2x2-VNi(N1)",
-            "explorer": "shear", "parent_id": "multilayer-2x2x2-VNi(N1)", "run": 0, "step": 3, "gamma": 0.29627379099995005,
-            "energy": 2.179985332562696, "deviation": 0.054063550195940474, "converged": True, "n_opt_steps": 0,
-            "seed": 1536505878, "round": 1, "model_id": "eef192465ced1d32", "labeller": "vasp", "task_uuid": "",
-            "label_settings": "vasp:1e5"}
+from al_flows.campaign.record import CampaignRecord, export_dataset
+from al_flows.frames.dataset import Dataset, export_info, frames_from_bytes, frames_text
+
+INITIAL = {
+    "round": -1,
+    "explorer": "initial",
+    "parent_id": "multilayer-2x2x2-pristine",
+    "model_id": "",
+    "deviation": math.nan,
+    "copy": 0,
+    "labeller": "ase:emt",
+    "label_settings": "ase:emt:732fd463bcfe",
+}
+EXPLORED = {
+    "variant": "VNi(N1)",
+    "size": (2, 2, 2),
+    "lattice_constant": 3.58,
+    "structure_id": "multilayer-2x2x2-VNi(N1)",
+    "explorer": "shear",
+    "parent_id": "multilayer-2x2x2-VNi(N1)",
+    "run": 0,
+    "step": 3,
+    "gamma": 0.29627379099995005,
+    "energy": 2.179985332562696,
+    "deviation": 0.054063550195940474,
+    "converged": True,
+    "n_opt_steps": 0,
+    "seed": 1536505878,
+    "round": 1,
+    "model_id": "eef192465ced1d32",
+    "labeller": "vasp",
+    "task_uuid": "",
+    "label_settings": "vasp:1e5",
+}
 
 
 def _frames():
     """Two initial and two explored frames shaped like a campaign's labels, with values ASE's
     extxyz reader would re-type: numeric-looking ids and settings, "T", a 1-element tuple."""
     frames = []
-    for k, info in enumerate([INITIAL, {**INITIAL, "copy": 1, "frame_id": "0123456789012345"}, EXPLORED,
-                              {**EXPLORED, "frame_id": "12e4567890123456", "label_settings": "T", "size": (4,), "deviation": None}]):
+    for k, info in enumerate(
+        [
+            INITIAL,
+            {**INITIAL, "copy": 1, "frame_id": "0123456789012345"},
+            EXPLORED,
+            {**EXPLORED, "frame_id": "12e4567890123456", "label_settings": "T", "size": (4,), "deviation": None},
+        ]
+    ):
         atoms = emt_labelled_multilayer(k)
         e, f = atoms.get_potential_energy(), atoms.get_forces()
         atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f)
@@ -44,8 +73,17 @@ def record():
     store = JobStore(MemoryStore())
     store.connect()
     data = _frames()
-    store.docs_store.update([{"uuid": "m", "index": 1, "metadata": {"campaign": "c", "stage": "merge", "round": 1},
-                              "output": {"round": 1, "dataset_blob": frames_text(data.frames)}}], key=["uuid", "index"])
+    store.docs_store.update(
+        [
+            {
+                "uuid": "m",
+                "index": 1,
+                "metadata": {"campaign": "c", "stage": "merge", "round": 1},
+                "output": {"round": 1, "dataset_blob": frames_text(data.frames)},
+            }
+        ],
+        key=["uuid", "index"],
+    )
     yield CampaignRecord(store, "c")
     store.close()
 
@@ -76,8 +114,11 @@ def test_exported_keys_equal_the_stores_dataset(record, tmp_path):
             if isinstance(value, np.ndarray):
                 assert isinstance(got.info[key], np.ndarray) and np.array_equal(got.info[key], value), key
             else:
-                assert type(got.info[key]) in ({type(value)} | ({np.int64} if type(value) is int else set())
-                                               | ({np.float64} if type(value) is float else set())), key
+                assert type(got.info[key]) in (
+                    {type(value)}
+                    | ({np.int64} if type(value) is int else set())
+                    | ({np.float64} if type(value) is float else set())
+                ), key
                 assert got.info[key] == value, key
         # labels: the energy is written in full precision; forces and positions as %16.8f (rounding <= 5e-9)
         assert got.get_potential_energy() == want_atoms.get_potential_energy()
@@ -94,7 +135,9 @@ def test_initial_frames_say_what_they_are(record, tmp_path):
         assert "deviation" not in a.info and "ensemble_id" not in a.info and "al_info" not in a.info
     explored = [a for a in back if a.info["round"] == 1]
     assert [a.info["origin"] for a in explored] == ["explored", "explored"]
-    assert explored[0].info["ensemble_id"] == "eef192465ced1d32" and explored[0].info["deviation"] == 0.054063550195940474
+    assert (
+        explored[0].info["ensemble_id"] == "eef192465ced1d32" and explored[0].info["deviation"] == 0.054063550195940474
+    )
     assert "deviation" not in explored[1].info  # None at selection: left out, not nan
     assert not any(isinstance(v, float) and math.isnan(v) for a in back for v in a.info.values())
 

@@ -5,9 +5,9 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.vasp import Incar, Kpoints
 
 from al_flows.campaign.config import ConfigError, validate_campaign
-from al_flows.workflow.config import VaspLabeller
-from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.labelling.vasp_inputs import label_settings_id, static_maker, with_system_tag
+from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.workflow.config import VaspLabeller
 
 
 def written_inputs(labeller, tmp_path, system=None):
@@ -52,7 +52,12 @@ def test_mp_preset_is_materials_project_gga_static(tmp_path):
 
 
 def test_overrides_of_incar_kpoints_potcar(tmp_path):
-    lab = VaspLabeller(preset="pnnl-cuni", incar={"ENCUT": 350, "EDIFF": 1e-6, "LREAL": "Auto"}, kpoints={"grid": [2, 2, 1]}, potcar={"Cu": "Cu_pv"})
+    lab = VaspLabeller(
+        preset="pnnl-cuni",
+        incar={"ENCUT": 350, "EDIFF": 1e-6, "LREAL": "Auto"},
+        kpoints={"grid": [2, 2, 1]},
+        potcar={"Cu": "Cu_pv"},
+    )
     incar, kpoints, potcars, _, _ = written_inputs(lab, tmp_path)
     assert incar["ENCUT"] == 350 and incar["EDIFF"] == pytest.approx(1e-6) and incar["LREAL"] == "Auto"
     assert incar["ISPIN"] == 1  # untouched preset values stay

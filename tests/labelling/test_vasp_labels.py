@@ -47,10 +47,24 @@ def test_label_keeps_provenance_units_and_force_sign():
 @pytest.mark.parametrize(
     "doc,reason",
     [
-        (taskdoc(state="failed", calcs_reversed=[{"has_vasp_completed": "failed"}]), "VASP task state 'failed': electronic steps did not converge"),
+        (
+            taskdoc(state="failed", calcs_reversed=[{"has_vasp_completed": "failed"}]),
+            "VASP task state 'failed': electronic steps did not converge",
+        ),
         (taskdoc(output={"energy": None, "forces": None}), "no output energy or forces"),
-        (taskdoc(output={**taskdoc()["output"], "forces": [[0, 0, 0]]}), "forces have shape (1, 3), the frame has 2 atoms"),
-        (taskdoc(output={**taskdoc()["output"], "structure": {"sites": [{"species": [{"element": "Ni"}]}, {"species": [{"element": "Cu"}]}]}}), "atom order"),
+        (
+            taskdoc(output={**taskdoc()["output"], "forces": [[0, 0, 0]]}),
+            "forces have shape (1, 3), the frame has 2 atoms",
+        ),
+        (
+            taskdoc(
+                output={
+                    **taskdoc()["output"],
+                    "structure": {"sites": [{"species": [{"element": "Ni"}]}, {"species": [{"element": "Cu"}]}]},
+                }
+            ),
+            "atom order",
+        ),
         (taskdoc(output={**taskdoc()["output"], "forces": [[80.0, 0, 0], [0, 0, 0]]}), "max force 80.0"),
     ],
 )

@@ -29,6 +29,7 @@ from custodian.vasp.handlers import UnconvergedErrorHandler
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.vasp import Incar, Kpoints, Oszicar, Outcar, Poscar, Vasprun, Xdatcar
 from test_vasp_standin import FAST_CUSTODIAN, cu_ni_atoms, launches, run_job
+
 from vasp_standin import standin
 
 #: fixture: the stand-in first on PATH as vasp_std/vasp_gam; returns the file logging its launches
@@ -56,7 +57,9 @@ def relax_maker(system: str = "relaxA", run_vasp_extra: dict | None = None, **in
     )
     run_vasp_kwargs = {"vasp_cmd": "vasp_std", "custodian_kwargs": dict(FAST_CUSTODIAN)}
     run_vasp_kwargs.update(run_vasp_extra or {})
-    return RelaxMaker(input_set_generator=generator, write_input_set_kwargs={"potcar_spec": True}, run_vasp_kwargs=run_vasp_kwargs)
+    return RelaxMaker(
+        input_set_generator=generator, write_input_set_kwargs={"potcar_spec": True}, run_vasp_kwargs=run_vasp_kwargs
+    )
 
 
 def write_inputs(directory, atoms, **incar):
@@ -236,7 +239,9 @@ def test_static_and_md_incars_are_not_relaxations():
     assert not standin.is_relax_incar(Incar({"IBRION": 2, "NSW": 0}))
     assert not standin.is_relax_incar(Incar({"IBRION": 0, "NSW": 10}))
     assert standin.is_md_incar(Incar({"IBRION": 0, "NSW": 10}))
-    assert standin.is_relax_incar(Incar({"IBRION": 2, "NSW": 10})) and not standin.is_md_incar(Incar({"IBRION": 2, "NSW": 10}))
+    assert standin.is_relax_incar(Incar({"IBRION": 2, "NSW": 10})) and not standin.is_md_incar(
+        Incar({"IBRION": 2, "NSW": 10})
+    )
 
 
 @pytest.mark.parametrize("nsw", [100, 3])
@@ -246,7 +251,12 @@ def test_default_custodian_handlers(tmp_path, no_env, nsw):
     write_inputs(tmp_path, cu_ni_atoms(0), NSW=nsw)
     standin.install_wrapper(tmp_path / "bin")
     with open(tmp_path / "vasp.out", "w") as out, open(tmp_path / "std_err.txt", "w") as err:
-        assert subprocess.run([str(tmp_path / "bin" / "vasp_std")], cwd=tmp_path, stdout=out, stderr=err, check=False).returncode == 0
+        assert (
+            subprocess.run(
+                [str(tmp_path / "bin" / "vasp_std")], cwd=tmp_path, stdout=out, stderr=err, check=False
+            ).returncode
+            == 0
+        )
     assert (standin.RELAX_CONVERGED_LINE in (tmp_path / "vasp.out").read_text()) == (nsw == 100)
     fired = [type(h).__name__ for h in DEFAULT_HANDLERS if h.check(str(tmp_path))]
     assert fired == ([] if nsw == 100 else ["UnconvergedErrorHandler"])
@@ -288,7 +298,9 @@ def test_relax_maker_end_to_end(tmp_path, vasp_log):
     assert n_ionic == n_evals == len(standin.relax_trajectory(AseAtomsAdaptor.get_atoms(poscar), 100, ediffg=-FMAX))
     assert 1 < n_ionic < 100
     np.testing.assert_allclose(relaxed.get_scaled_positions(), reference.get_scaled_positions(wrap=True), atol=1e-8)
-    assert calc.output.ionic_steps[0].e_0_energy == pytest.approx(standin.reference_results(AseAtomsAdaptor.get_atoms(poscar))["energy"], abs=1e-6)
+    assert calc.output.ionic_steps[0].e_0_energy == pytest.approx(
+        standin.reference_results(AseAtomsAdaptor.get_atoms(poscar))["energy"], abs=1e-6
+    )
     energies = [s.e_0_energy for s in calc.output.ionic_steps]
     assert energies[-1] == min(energies) == pytest.approx(task_doc.output.energy, abs=1e-8)
 

@@ -26,6 +26,7 @@ from jobflow import JobStore, run_locally
 from maggma.stores import MemoryStore
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.vasp import Kpoints, Vasprun
+
 from vasp_standin import standin
 
 #: custodian polls the running executable every 10 s by default; this makes a job ~1 s
@@ -211,7 +212,11 @@ HANDLERS_WITHOUT_UNCONVERGED = [h for h in DEFAULT_HANDLERS if not isinstance(h,
 def test_unconverged_reaches_task_doc(tmp_path, vasp_log, monkeypatch, handle_unsuccessful):
     """Without UnconvergedErrorHandler the TaskDoc is built (state "failed"); should_stop_children decides."""
     monkeypatch.setenv(standin.FAIL_ENV, "frameA:unconverged")
-    kwargs = {} if handle_unsuccessful == "default" else {"stop_children_kwargs": {"handle_unsuccessful": handle_unsuccessful}}
+    kwargs = (
+        {}
+        if handle_unsuccessful == "default"
+        else {"stop_children_kwargs": {"handle_unsuccessful": handle_unsuccessful}}
+    )
     maker = static_maker("frameA", run_vasp_extra={"handlers": HANDLERS_WITHOUT_UNCONVERGED}, **kwargs)
     job = maker.make(AseAtomsAdaptor.get_structure(cu_ni_atoms(0)))
     if handle_unsuccessful in ("default", "error", "warn"):

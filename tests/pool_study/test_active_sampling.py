@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 
+from al_flows.exploration.labeller_md import nvt_frames
 from al_flows.pool_study.active_sampling import (
     PAPER_POOL_SIZE,
     ActiveSamplingSettings,
@@ -20,18 +21,17 @@ from al_flows.pool_study.active_sampling import (
     tail_probability,
     train_static,
 )
-from al_flows.exploration.labeller_md import nvt_frames
-from al_flows.potential.model import ModelSettings, TrainingSettings
-from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.pool_study.strategies import (
+    heldout_metrics,
     split_test,
     strategy_row,
     table_markdown,
-    heldout_metrics,
     uniform_split,
     uniform_train,
 )
+from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.potential.training import Trainer
+from al_flows.structures.multilayer import cuni_multilayer
 
 MODEL = ModelSettings(n_atom_basis=8, n_interactions=1, n_rbf=8, cutoff=4.0)
 TRAINING = TrainingSettings(batch_size=8, lr=3e-3, lr_patience=5)
@@ -89,7 +89,6 @@ def test_test_and_uniform_splits():
     assert split_test(100, 0.1, seed=4)[1].tolist() != test.tolist()
 
 
-
 def test_uniform_training_frames_for_a_common_validation_set():
     rest = np.arange(10, 100)  # 90 non-test frames: an 8:1 split trains on 80
     val = np.arange(10, 30)  # a common validation set of 20 leaves 70 free frames, fewer than 80: all of them
@@ -100,6 +99,7 @@ def test_uniform_training_frames_for_a_common_validation_set():
     assert len(train) == 80 and len(set(train.tolist())) == 80 and not set(train.tolist()) & {10, 50, 99}
     assert set(train.tolist()) <= set(rest.tolist())
     assert uniform_train(rest, small_val, seed=4).tolist() != train.tolist()
+
 
 @pytest.fixture(scope="module")
 def pool():
@@ -112,7 +112,9 @@ def pool():
 
 
 def _run(pool, seed=0, **kw):
-    settings = ActiveSamplingSettings(n_iterations=3, epochs_per_iteration=2, n_initial=10, n_validation=10, n_examine=30, **kw)
+    settings = ActiveSamplingSettings(
+        n_iterations=3, epochs_per_iteration=2, n_initial=10, n_validation=10, n_examine=30, **kw
+    )
     rest, test = split_test(len(pool), 0.1, seed)
     trainer = Trainer(pool, MODEL, TRAINING, seed, ["Cu", "Ni"])
     return trainer, run_active_sampling(trainer, rest, settings, seed), rest, test
@@ -172,8 +174,18 @@ def test_static_baselines_get_the_same_budget(pool):
     per_epoch = math.ceil(len(train) / TRAINING.batch_size)
     assert run.n_steps <= base.n_steps < run.n_steps + per_epoch
     rows = [
-        strategy_row("active", run.best, run.final, len(run.train_idx), len(run.val_idx), run.n_steps, heldout_metrics(trainer, test)),
-        strategy_row("uniform", base.best, base.final, len(train), len(val), base.n_steps, heldout_metrics(fresh, test)),
+        strategy_row(
+            "active",
+            run.best,
+            run.final,
+            len(run.train_idx),
+            len(run.val_idx),
+            run.n_steps,
+            heldout_metrics(trainer, test),
+        ),
+        strategy_row(
+            "uniform", base.best, base.final, len(train), len(val), base.n_steps, heldout_metrics(fresh, test)
+        ),
     ]
     assert rows[1]["best_val_loss"] == min(r["val_loss"] for r in base.curve)
     assert rows[0]["test_force_rmse"] > 0
@@ -211,8 +223,17 @@ class _KnownErrorTrainer:
         rows = []
         for e in range(n_epochs):
             self.n_steps += 1
-            rows.append({"epoch": len(self.calls) * n_epochs + e, "train_loss": 1.0, "val_loss": 1.0, "val_force_rmse": 1.0,
-                         "val_energy_rmse_per_atom": 0.0, "lr": 1e-3, "n_train": len(train)})
+            rows.append(
+                {
+                    "epoch": len(self.calls) * n_epochs + e,
+                    "train_loss": 1.0,
+                    "val_loss": 1.0,
+                    "val_force_rmse": 1.0,
+                    "val_energy_rmse_per_atom": 0.0,
+                    "lr": 1e-3,
+                    "n_train": len(train),
+                }
+            )
         return rows
 
     def error_of(self, k: int) -> float:
@@ -223,7 +244,9 @@ class _KnownErrorTrainer:
 
         e = np.array([self.error_of(int(k)) for k in idx])
         zeros = np.zeros(len(e))
-        return FrameErrors(loss=zeros, force_error=e, energy_error_per_atom=zeros, force_sq_sum=zeros, n_force_components=zeros)
+        return FrameErrors(
+            loss=zeros, force_error=e, energy_error_per_atom=zeros, force_sq_sum=zeros, n_force_components=zeros
+        )
 
     def blob(self, extra):
         return repr(sorted(extra.items())).encode()
@@ -239,8 +262,15 @@ def test_gaussian_is_fitted_on_the_training_errors_by_hand():
     import statistics
 
     pool = np.arange(100, 140)  # 40 frames: 8 initial, 8 validation, 24 reserve, all examined every iteration
-    settings = ActiveSamplingSettings(n_iterations=3, epochs_per_iteration=1, n_initial=8, n_validation=8, n_examine=100,
-                                      top_fraction=0.3, eps_tol=0.15)
+    settings = ActiveSamplingSettings(
+        n_iterations=3,
+        epochs_per_iteration=1,
+        n_initial=8,
+        n_validation=8,
+        n_examine=100,
+        top_fraction=0.3,
+        eps_tol=0.15,
+    )
     stub = _KnownErrorTrainer(pool)
     run = run_active_sampling(stub, pool, settings, seed=5)
     val = sorted(run.val_idx.tolist())
@@ -277,8 +307,12 @@ def test_gaussian_is_fitted_on_the_training_errors_by_hand():
     # iteration 1 by hand: training errors 0.10..0.17, mu = 0.135, sigma = 0.0244949 (sample),
     # threshold 0.16039; top 8 of the reserve errors 0.146..0.188, of which 0.164..0.188 pass
     first = run.iterations[0]
-    assert first["mu"] == pytest.approx(0.135, rel=1e-12) and first["sigma"] == pytest.approx(0.01 * math.sqrt(6), rel=1e-12)
-    assert sorted(x["error"] for x in first["included"]) == pytest.approx([0.05 + 0.006 * j for j in range(19, 24)], rel=1e-12)
+    assert first["mu"] == pytest.approx(0.135, rel=1e-12) and first["sigma"] == pytest.approx(
+        0.01 * math.sqrt(6), rel=1e-12
+    )
+    assert sorted(x["error"] for x in first["included"]) == pytest.approx(
+        [0.05 + 0.006 * j for j in range(19, 24)], rel=1e-12
+    )
 
 
 def test_frame_error_is_the_mean_over_atoms_of_the_force_error_norm(pool):

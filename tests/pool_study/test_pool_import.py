@@ -19,7 +19,6 @@ import pytest
 from ase.build import bulk
 from ase.io import write
 from ase.units import GPa
-from vasp_standin import standin
 
 from al_flows.frames.dataset import Dataset, frame_id, frames_to_bytes
 from al_flows.pool_study.pool_import import (
@@ -28,6 +27,7 @@ from al_flows.pool_study.pool_import import (
     import_frames,
     import_tree,
 )
+from vasp_standin import standin
 
 N_STEPS = 6
 POTIM = 2.0
@@ -50,7 +50,9 @@ def cu_ni_atoms(seed: int = 0):
 
 
 def md_run(directory, seed=0, n_steps=N_STEPS, **kwargs):
-    return standin.write_vasp_md_run(directory, cu_ni_atoms(seed), n_steps=n_steps, potim=POTIM, tebeg=TEBEG, seed=seed, **kwargs)
+    return standin.write_vasp_md_run(
+        directory, cu_ni_atoms(seed), n_steps=n_steps, potim=POTIM, tebeg=TEBEG, seed=seed, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +141,9 @@ def test_md_standin_files_parse_with_pymatgen(run):
         assert step["e_0_energy"] == pytest.approx(frame.calc.results["energy"], abs=XML_E)
         assert step["e_fr_energy"] == pytest.approx(frame.calc.results["free_energy"], abs=XML_E)
         np.testing.assert_allclose(step["forces"], frame.calc.results["forces"], atol=XML_F)
-        np.testing.assert_allclose(standin.vasp_kbar_to_ase_stress(step["stress"]), frame.calc.results["stress"], atol=1e-10)
+        np.testing.assert_allclose(
+            standin.vasp_kbar_to_ase_stress(step["stress"]), frame.calc.results["stress"], atol=1e-10
+        )
         np.testing.assert_allclose(step["structure"].cart_coords, frame.positions, atol=XML_POS)
     assert vr.final_energy == pytest.approx(truth[-1].calc.results["energy"], abs=XML_E)
     assert outcar.final_energy == pytest.approx(truth[-1].calc.results["energy"], abs=OUT_E)
@@ -391,7 +395,11 @@ def test_extxyz_round_trip_keeps_labels_and_provenance(run, tmp_path):
         np.testing.assert_allclose(b.calc.results["stress"], a.calc.results["stress"], rtol=1e-15)
         info = b.info
         # this import
-        assert info["source_file"] == str(path.resolve()) and info["source_step"] == k and info["source_format"] == "extxyz"
+        assert (
+            info["source_file"] == str(path.resolve())
+            and info["source_step"] == k
+            and info["source_format"] == "extxyz"
+        )
         # the original DFT file and the rest of the provenance
         assert info["origin_source_file"] == "vasprun.xml" and info["origin_source_step"] == k
         assert info["origin_source_format"] == "vasprun"
@@ -431,7 +439,9 @@ def test_plain_extxyz_labels_and_require_labels(tmp_path):
     for k, (got, a) in enumerate(zip(frames, labelled)):
         assert got.calc.results["energy"] == pytest.approx(a.calc.results["energy"], rel=1e-12)
         np.testing.assert_allclose(got.calc.results["forces"], a.calc.results["forces"], atol=EXTXYZ, rtol=0)
-        assert got.info["labeller"] == "extxyz" and got.info["source_step"] == k and got.info["source_format"] == "extxyz"
+        assert (
+            got.info["labeller"] == "extxyz" and got.info["source_step"] == k and got.info["source_format"] == "extxyz"
+        )
     assert frames[1].info["note"] == "n1"
     assert frames[1].info["origin_explorer"] == "shear" and frames[1].info["origin_round"] == 2
     assert frames[1].info["explorer"] == "import" and frames[1].info["round"] == -1
@@ -473,7 +483,9 @@ def test_import_tree_two_runs_deterministic(tmp_path):
 
     frames = import_tree(root)
     keys = [(a.info["source_file"], a.info["source_step"]) for a in frames]
-    assert keys == [("nested/run_a/vasprun.xml", k) for k in range(3)] + [("run_b/OUTCAR.gz", k) for k in range(4)] + [("zz.extxyz", 0)]
+    assert keys == [("nested/run_a/vasprun.xml", k) for k in range(3)] + [("run_b/OUTCAR.gz", k) for k in range(4)] + [
+        ("zz.extxyz", 0)
+    ]
     assert_frames_match(frames[:3], truth_a, range(3), XML_POS, XML_F, XML_E)
     assert_frames_match(frames[3:7], truth_b, range(4), OUT_POS, OUT_F, OUT_E)
     assert frames[7].info["origin_source_file"] == "vasprun.xml"  # relative to the run it was first imported from
@@ -610,7 +622,9 @@ def test_static_standin_run_directory(tmp_path, monkeypatch):
     atoms = cu_ni_atoms(5)
     structure = AseAtomsAdaptor.get_structure(atoms)
     poscar = Poscar(structure)
-    Incar({"SYSTEM": "static", "ENCUT": 300, "ISMEAR": 0, "SIGMA": 0.1, "NSW": 0, "IBRION": -1, "EDIFF": 1e-5}).write_file(tmp_path / "INCAR")
+    Incar(
+        {"SYSTEM": "static", "ENCUT": 300, "ISMEAR": 0, "SIGMA": 0.1, "NSW": 0, "IBRION": -1, "EDIFF": 1e-5}
+    ).write_file(tmp_path / "INCAR")
     poscar.write_file(tmp_path / "POSCAR")
     Kpoints.gamma_automatic((1, 1, 1)).write_file(tmp_path / "KPOINTS")
     (tmp_path / "POTCAR.spec").write_text("\n".join(poscar.site_symbols) + "\n")
@@ -661,7 +675,9 @@ def test_real_vasprun_from_ase_testdata():
     assert len(frames) == 1  # one ionic step
     (atoms,) = frames
     assert atoms.get_chemical_formula() == "C2" and atoms.pbc.all()
-    np.testing.assert_allclose(atoms.cell[:], [[0, 1.785, 1.785], [1.785, 0, 1.785], [1.785, 1.785, 0]], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        atoms.cell[:], [[0, 1.785, 1.785], [1.785, 0, 1.785], [1.785, 1.785, 0]], rtol=0, atol=1e-12
+    )
     np.testing.assert_allclose(atoms.positions, [[0, 0, 0], [0.8925, 0.8925, 0.8925]], rtol=0, atol=1e-12)
     kbar = 0.1 * 1e9 / 1.602176634e-19 / 1e30  # eV/A^3 (1 kbar = 0.1 GPa; 2019 SI elementary charge)
     pv = 1.0 * kbar * 11.37482325  # eV, PSTRESS x volume = 7.0996e-3 eV

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 
-from al_flows.cli import main
 from al_flows.campaign.config import ConfigError, validate_campaign
-from al_flows.frames.dataset import frames_from_bytes
-from al_flows.potential.model import weights_bytes
-from al_flows.potential.ensemble import Ensemble
-from al_flows.structures.multilayer import cuni_multilayer
-from al_flows.pool_study.report import pool_study_outputs
-from al_flows.workflow.jobs import latest_outputs
+from al_flows.cli import main
 from al_flows.exploration.shear import ShearSettings, run_seed, run_shear
+from al_flows.frames.dataset import frames_from_bytes
+from al_flows.pool_study.report import pool_study_outputs
+from al_flows.potential.ensemble import Ensemble
+from al_flows.potential.model import weights_bytes
+from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.workflow.jobs import latest_outputs
 
 ML = {"kind": "multilayer", "size": [1, 1, 3], "lattice_constant": 3.58, "variants": ["pristine", "VNi(N1)"]}
 TINY_STUDY = {
@@ -25,11 +25,30 @@ TINY_STUDY = {
     "name": "tiny_pool",
     "seed": 3,
     "elements": ["Cu", "Ni"],
-    "pool": {"sources": [{"kind": "md", "structures": [ML], "temperatures_K": [1500], "n_steps": 40}], "test_fraction": 0.1},
+    "pool": {
+        "sources": [{"kind": "md", "structures": [ML], "temperatures_K": [1500], "n_steps": 40}],
+        "test_fraction": 0.1,
+    },
     "model": {"n_atom_basis": 8, "n_interactions": 1, "n_rbf": 8, "cutoff": 4.0},
     "training": {"batch_size": 8, "lr": 3e-3, "lr_patience": 5},
-    "active_sampling": {"n_iterations": 3, "epochs_per_iteration": 10, "n_initial": 10, "n_validation": 10, "n_examine": 30, "eps_tol": 0.45},
-    "shear_study": {"structures": [ML], "n_runs": 3, "runs_per_job": 2, "sigma": 0.05, "shear_step": 0.6, "gamma_max": 0.3, "fmax": 0.05, "max_steps": 4},
+    "active_sampling": {
+        "n_iterations": 3,
+        "epochs_per_iteration": 10,
+        "n_initial": 10,
+        "n_validation": 10,
+        "n_examine": 30,
+        "eps_tol": 0.45,
+    },
+    "shear_study": {
+        "structures": [ML],
+        "n_runs": 3,
+        "runs_per_job": 2,
+        "sigma": 0.05,
+        "shear_step": 0.6,
+        "gamma_max": 0.3,
+        "fmax": 0.05,
+        "max_steps": 4,
+    },
     "validation": {"n_minima": 2, "fmax": 0.05, "max_steps": 50},
 }
 
@@ -69,7 +88,11 @@ def test_report_and_table(study):
     report = json.loads((workdir / "report.json").read_text())
     assert report["finished"] and report["workflow"] == "pool_study"
     assert [r["strategy"] for r in report["table"]] == ["active", "uniform", "active_set"]
-    for key in ("uniform_over_active_best_val_loss", "uniform_over_active_test_force_rmse", "active_set_over_active_test_loss"):
+    for key in (
+        "uniform_over_active_best_val_loss",
+        "uniform_over_active_test_force_rmse",
+        "active_set_over_active_test_loss",
+    ):
         assert np.isfinite(report["ratios"][key])
     rows = {r["strategy"]: r for r in report["table"]}
     assert report["ratios"]["uniform_over_active_test_force_rmse"] == pytest.approx(
@@ -110,7 +133,9 @@ def test_shear_runs_do_not_depend_on_job_split(study):
     active = latest_outputs(store, "tiny_pool", "active_sampling", load=True)[0]["output"]
     calc = Ensemble.from_bytes([weights_bytes(active["model_blob"])]).calculator()
     start = cuni_multilayer((1, 1, 3), a=3.58, variant="VNi(N1)")
-    shear = ShearSettings(**{k: TINY_STUDY["shear_study"][k] for k in ("sigma", "shear_step", "gamma_max", "fmax", "max_steps")})
+    shear = ShearSettings(
+        **{k: TINY_STUDY["shear_study"][k] for k in ("sigma", "shear_step", "gamma_max", "fmax", "max_steps")}
+    )
     direct = run_shear(start, calc, shear, seed=run_seed(3, 1), run=2)
     stored = [r for d in docs for r in d["output"]["records"] if r["system"].endswith("VNi(N1)") and r["run"] == 2]
     assert [r["energy"] for r in stored] == pytest.approx([f.get_potential_energy() for f in direct], abs=1e-6)
@@ -124,7 +149,12 @@ def test_validation_rows_match_the_labeller(study):
     _, store, out, _ = study
     val = out["validation"]
     assert val["n_minima"] == 2 and len(val["rows"]) == 2
-    minima = {a.info["frame_id"]: a for a in frames_from_bytes(latest_outputs(store, "tiny_pool", "pathways", load=True)[0]["output"]["minima_blob"])}
+    minima = {
+        a.info["frame_id"]: a
+        for a in frames_from_bytes(
+            latest_outputs(store, "tiny_pool", "pathways", load=True)[0]["output"]["minima_blob"]
+        )
+    }
     for row in val["rows"]:
         atoms = minima[row["frame_id"]].copy()
         atoms.calc = EMT()
@@ -144,7 +174,14 @@ def test_cli_status_report_and_rerun(study, capsys):
     text = capsys.readouterr().out
     assert "Uniform train set (2)" in text and "pathways" in text and "validation:" in text
     assert main(["report", "--workdir", str(workdir)]) == 0
-    for name in ("learning_curves.png", "energy_vs_gamma.png", "pathway_counts.png", "validation.png", "table_I.md", "index.html"):
+    for name in (
+        "learning_curves.png",
+        "energy_vs_gamma.png",
+        "pathway_counts.png",
+        "validation.png",
+        "table_I.md",
+        "index.html",
+    ):
         assert (workdir / "report" / name).stat().st_size > 100, name
     assert main(["run", str(cfg), "--workdir", str(workdir)]) == 0
     assert "already finished" in capsys.readouterr().out
@@ -154,11 +191,11 @@ def test_pool_from_imported_vasp_runs_and_extxyz(tmp_path):
     """The pool job imports a tree of VASP AIMD runs (stand-in files) and an extxyz file, with
     provenance, and holds out the test frames."""
     from jobflow import run_locally
-
-    from al_flows.pool_study.config import PoolConfig
-    from al_flows.frames.dataset import frames_to_bytes
-    from al_flows.pool_study.jobs import PoolMaker
     from tests.vasp_standin.standin import write_vasp_md_run
+
+    from al_flows.frames.dataset import frames_to_bytes
+    from al_flows.pool_study.config import PoolConfig
+    from al_flows.pool_study.jobs import PoolMaker
 
     data = tmp_path / "dft"
     truth = write_vasp_md_run(data / "run_1000K", cuni_multilayer((1, 1, 2), a=3.58), n_steps=6, tebeg=1000.0, seed=1)
@@ -167,7 +204,9 @@ def test_pool_from_imported_vasp_runs_and_extxyz(tmp_path):
     extra.calc = EMT()
     extra.get_forces()
     (data / "more.extxyz").write_bytes(frames_to_bytes([extra]))
-    pool = PoolConfig.model_validate({"sources": [{"kind": "import", "path": "dft", "stride": 2}], "test_fraction": 0.25})
+    pool = PoolConfig.model_validate(
+        {"sources": [{"kind": "import", "path": "dft", "stride": 2}], "test_fraction": 0.25}
+    )
     job = PoolMaker(pool=pool, base_dir=str(tmp_path)).make("imported", 0)
     out = run_locally(job, create_folders=False, ensure_success=True)[job.uuid][1].output
     frames = frames_from_bytes(out.frames_blob)
@@ -175,10 +214,17 @@ def test_pool_from_imported_vasp_runs_and_extxyz(tmp_path):
     assert out.n_frames == 7 and len(out.test_ids) == 2
     assert frames[0].info["source_format"] == "extxyz"
     assert [(a.info["source_file"].split("/")[0], a.info["source_step"]) for a in frames[1:]] == [
-        ("run_1000K", 0), ("run_1000K", 2), ("run_1000K", 4), ("run_1500K", 0), ("run_1500K", 2), ("run_1500K", 4)
+        ("run_1000K", 0),
+        ("run_1000K", 2),
+        ("run_1000K", 4),
+        ("run_1500K", 0),
+        ("run_1500K", 2),
+        ("run_1500K", 4),
     ]
     expected = [truth[k] for k in (0, 2, 4, 6, 8, 10)]
-    assert [a.get_potential_energy() for a in frames[1:]] == pytest.approx([t.get_potential_energy() for t in expected], abs=1e-6)
+    assert [a.get_potential_energy() for a in frames[1:]] == pytest.approx(
+        [t.get_potential_energy() for t in expected], abs=1e-6
+    )
     assert np.abs(frames[4].get_forces() - expected[3].get_forces()).max() < 1e-5
     assert out.counts_by_source == {"vasprun": 6, "extxyz": 1}
 
@@ -215,12 +261,18 @@ def test_documented_queries_agree_with_the_data(study):
     records = {r["frame_id"]: r for r in out["pool"]["records"]}
     assert {records[f]["temperature_K"] for f in active["train_ids"]} == {1500.0}
     hcp = run(queries[2])
-    assert hcp == [(n, p["runs"], p["final_energy"]) for n, s in out["pathways"]["systems"].items() for p in s["pathways"] if p["type"] == "defect/HCP"]
+    assert hcp == [
+        (n, p["runs"], p["final_energy"])
+        for n, s in out["pathways"]["systems"].items()
+        for p in s["pathways"]
+        if p["type"] == "defect/HCP"
+    ]
 
 
 def test_cli_import_export_and_refusals(study, tmp_path, capsys):
-    from al_flows.frames.dataset import Dataset
     from tests.vasp_standin.standin import write_vasp_md_run
+
+    from al_flows.frames.dataset import Dataset
 
     workdir, _, out, _ = study
     # export: the active training set with provenance, and one weights file per strategy
@@ -235,12 +287,16 @@ def test_cli_import_export_and_refusals(study, tmp_path, capsys):
     assert main(["lineage", "--workdir", str(workdir), "--label", "x"]) == 2
     assert "is a pool study" in capsys.readouterr().err
     # import: VASP runs into one extxyz pool
-    truth = write_vasp_md_run(tmp_path / "runs" / "a", cuni_multilayer((1, 1, 2), a=3.58), n_steps=4, tebeg=900.0, seed=5)
+    truth = write_vasp_md_run(
+        tmp_path / "runs" / "a", cuni_multilayer((1, 1, 2), a=3.58), n_steps=4, tebeg=900.0, seed=5
+    )
     assert main(["import", str(tmp_path / "runs"), "--output", str(tmp_path / "pool.extxyz")]) == 0
     assert "4 frames" in capsys.readouterr().out
     pool = Dataset.read_extxyz(tmp_path / "pool.extxyz").frames
     assert [a.info["source_step"] for a in pool] == [0, 1, 2, 3]
-    assert [a.get_potential_energy() for a in pool] == pytest.approx([t.get_potential_energy() for t in truth], abs=1e-6)
+    assert [a.get_potential_energy() for a in pool] == pytest.approx(
+        [t.get_potential_energy() for t in truth], abs=1e-6
+    )
     assert main(["import", str(tmp_path / "nothing"), "--output", str(tmp_path / "x.extxyz")]) == 2
     assert "no such file or directory" in capsys.readouterr().err
 
@@ -274,7 +330,10 @@ def test_failed_study_resumes_without_recomputing_finished_jobs(tmp_path, monkey
     assert main(["run", str(cfg), "--workdir", str(workdir)]) != 0
     assert calls == {"validate": 1, "sampling": 1}  # the validation (the last job) failed
     store = open_store(load_workdir_campaign(workdir), workdir)
-    before = {d["uuid"]: d["completed_at"] for d in store.query({"metadata.campaign": "tiny_pool"}, properties=["uuid", "completed_at"])}
+    before = {
+        d["uuid"]: d["completed_at"]
+        for d in store.query({"metadata.campaign": "tiny_pool"}, properties=["uuid", "completed_at"])
+    }
     store.close()
 
     monkeypatch.setattr(ps, "validate_minimum", original_validate)
@@ -284,7 +343,10 @@ def test_failed_study_resumes_without_recomputing_finished_jobs(tmp_path, monkey
     assert "continuing pool study 'tiny_pool' (" in out
     assert calls["sampling"] == 1  # active sampling was not run again
     store = open_store(load_workdir_campaign(workdir), workdir)
-    after = {d["uuid"]: d["completed_at"] for d in store.query({"metadata.campaign": "tiny_pool"}, properties=["uuid", "completed_at"])}
+    after = {
+        d["uuid"]: d["completed_at"]
+        for d in store.query({"metadata.campaign": "tiny_pool"}, properties=["uuid", "completed_at"])
+    }
     stages = [d["metadata"]["stage"] for d in store.query({"metadata.campaign": "tiny_pool"}, properties=["metadata"])]
     store.close()
     assert all(after[u] == t for u, t in before.items())  # no finished job was rewritten

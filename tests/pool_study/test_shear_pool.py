@@ -9,9 +9,9 @@ from ase.calculators.emt import EMT
 from ase.optimize import BFGS
 
 from al_flows.campaign.config import validate_campaign
-from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.exploration.shear import ShearSettings, shear_cell
 from al_flows.pool_study.shear_pool import labeller_shear_pool, labeller_shear_trajectories
+from al_flows.structures.multilayer import cuni_multilayer
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,9 @@ def test_every_optimiser_step_is_a_frame_with_its_gamma(start):
         ref = f.copy()
         ref.calc = EMT()
         np.testing.assert_allclose(f.get_forces(), ref.get_forces(), atol=1e-9)
-    assert {f.info["opt_step"] for f in steps if f.info["step"] == 1} == set(range(sum(1 for f in steps if f.info["step"] == 1)))
+    assert {f.info["opt_step"] for f in steps if f.info["step"] == 1} == set(
+        range(sum(1 for f in steps if f.info["step"] == 1))
+    )
     assert max(np.linalg.norm(f.get_forces(), axis=1).max() for f in relaxed) < 0.05
 
 
@@ -56,16 +58,28 @@ def test_pool_adds_md_at_each_strain(start):
     md = [f for f in frames if f.info["explorer"] == "labeller_shear_md"]
     shear = [f for f in frames if f.info["explorer"] == "labeller_shear"]
     assert len(md) == 3 * 2 * 2  # 3 strains x 2 temperatures x (20 steps / 10)
-    assert sorted({round(f.info["gamma"], 6) for f in md}) == sorted({round(f.info["gamma"], 6) for f in shear if "opt_step" in f.info})
+    assert sorted({round(f.info["gamma"], 6) for f in md}) == sorted(
+        {round(f.info["gamma"], 6) for f in shear if "opt_step" in f.info}
+    )
     assert {f.info["temperature_K"] for f in md} == {1000.0, 1500.0}
     assert len({f.info["frame_id"] for f in frames}) == len(frames)
 
 
 def test_config_source_and_refusals():
     base = {
-        "workflow": "pool_study", "name": "p", "elements": ["Cu", "Ni"],
-        "pool": {"sources": [{"kind": "labeller_shear", "structures": [{"kind": "multilayer", "size": [2, 2, 2]}],
-                              "shear_step": 0.5, "gamma_max": 0.2}]},
+        "workflow": "pool_study",
+        "name": "p",
+        "elements": ["Cu", "Ni"],
+        "pool": {
+            "sources": [
+                {
+                    "kind": "labeller_shear",
+                    "structures": [{"kind": "multilayer", "size": [2, 2, 2]}],
+                    "shear_step": 0.5,
+                    "gamma_max": 0.2,
+                }
+            ]
+        },
     }
     config = validate_campaign(base)
     src = config.pool.sources[0]

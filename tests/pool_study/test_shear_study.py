@@ -8,10 +8,10 @@ import pytest
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 
-from al_flows.pool_study.minima_validation import relax_fixed_cell, select_minima, validate_minimum
-from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.exploration.shear import ShearSettings, run_shear
+from al_flows.pool_study.minima_validation import relax_fixed_cell, select_minima, validate_minimum
 from al_flows.pool_study.shear_study import classify_pathway, merge_pathways, pathways, step_record
+from al_flows.structures.multilayer import cuni_multilayer
 
 
 def test_merge_pathways_within_tolerance_and_transitively():
@@ -40,13 +40,24 @@ def test_classify_pathway():
 
 def _records(run, energies, hcp):
     return [
-        {"run": run, "step": k + 1, "gamma": 0.1 * (k + 1), "energy": e, "fcc": 1 - h, "hcp": h, "intermixing": 0.0, "frame_id": f"r{run}s{k}"}
+        {
+            "run": run,
+            "step": k + 1,
+            "gamma": 0.1 * (k + 1),
+            "energy": e,
+            "fcc": 1 - h,
+            "hcp": h,
+            "intermixing": 0.0,
+            "frame_id": f"r{run}s{k}",
+        }
         for k, (e, h) in enumerate(zip(energies, hcp, strict=True))
     ]
 
 
 def test_pathways_from_records():
-    recs = _records(2, [-1.0, -2.0, -3.0], [0, 0.2, 0.3]) + _records(0, [-1.0, -2.0, -3.0005], [0, 0.2, 0.3])  # fcc = 1 - hcp
+    recs = _records(2, [-1.0, -2.0, -3.0], [0, 0.2, 0.3]) + _records(
+        0, [-1.0, -2.0, -3.0005], [0, 0.2, 0.3]
+    )  # fcc = 1 - hcp
     recs += _records(1, [-1.0, -2.5, -3.5], [0, 0.0, 0.0])
     paths = pathways(list(reversed(recs)), tol=1e-3)
     assert [p["runs"] for p in paths] == [[0, 2], [1]]

@@ -440,7 +440,9 @@ def test_stress_prediction_leaves_energies_forces_and_members_unchanged(ensemble
     left = test[2].copy()
     left.set_cell(test[2].cell.array[[1, 0, 2]], scale_atoms=False)
     assert np.linalg.det(left.cell.array) < 0
-    np.testing.assert_allclose(ensemble.predict([left], stress=True).stresses[:, 0], single.stresses[:, 0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        ensemble.predict([left], stress=True).stresses[:, 0], single.stresses[:, 0], rtol=0, atol=1e-6
+    )
 
 
 def test_calculator_stress(ensemble):
@@ -468,8 +470,17 @@ def test_npt_md_with_the_ensemble(ensemble):
     from al_flows.potential.model import stress_enabled
 
     atoms = _cuni(31, rattle=0.02)
-    s = NVTSettings(n_runs=2, temperatures_K=[100.0], n_steps=6, timestep_fs=1.0, record_every=3,
-                    ensemble="npt", pressure_GPa=1.0, barostat_tau_ps=0.05, compressibility_per_GPa=0.05)
+    s = NVTSettings(
+        n_runs=2,
+        temperatures_K=[100.0],
+        n_steps=6,
+        timestep_fs=1.0,
+        record_every=3,
+        ensemble="npt",
+        pressure_GPa=1.0,
+        barostat_tau_ps=0.05,
+        compressibility_per_GPa=0.05,
+    )
     frames = nvt_explore([atoms], ensemble, s, round_=0, seed=1)
     assert len(frames) == 4
     for f in frames:

@@ -10,19 +10,18 @@ import pytest
 import torch
 from jobflow import JobStore, run_locally
 from maggma.stores import MemoryStore
+from tests.conftest import emt_labelled_multilayer
 
 import al_flows.potential.training as training_module
-from al_flows.frames.dataset import Dataset
-from al_flows.potential.model import weights_bytes
 from al_flows.active_learning.jobs import TrainMemberMaker
-from al_flows.potential.model import ModelSettings, TrainingSettings, member_from_bytes
+from al_flows.frames.dataset import Dataset
+from al_flows.potential.model import ModelSettings, TrainingSettings, member_from_bytes, weights_bytes
 from al_flows.potential.training import (
     Trainer,
     TrainingDivergedError,
     split_indices,
     train_member,
 )
-from tests.conftest import emt_labelled_multilayer
 
 MODEL = ModelSettings(n_atom_basis=16, n_interactions=2, n_rbf=12, cutoff=4.5)
 BASE = {"epochs": 6, "batch_size": 4, "lr": 3e-3, "lr_patience": 50, "val_fraction": 0.2}
@@ -80,7 +79,10 @@ def test_absurd_learning_rate_is_retried_lower_and_succeeds(frames):
     assert member.lr == 1e-3
     assert [(r["lr"], r["epoch"]) for r in member.retries] == [(1e3, 1), (1.0, 1)]
     assert member.retries[0]["reason"] == "NaN training loss at epoch 1"
-    assert "x the untrained model's" in member.retries[1]["reason"] and "divergence_factor 100" in member.retries[1]["reason"]
+    assert (
+        "x the untrained model's" in member.retries[1]["reason"]
+        and "divergence_factor 100" in member.retries[1]["reason"]
+    )
     assert len(logged) == 2 and logged[0].startswith("member 1 (seed 4) diverged at lr 1000")
     assert all(np.isfinite(r["train_loss"]) for r in member.curve) and next(r["lr"] for r in member.curve) == 1e-3
 
@@ -109,11 +111,16 @@ def test_always_diverging_member_raises_one_clear_line(frames, nan_after_first_s
     assert [a["lr"] for a in err.attempts] == [3e-3, 3e-4, 3e-5] and err.member == 3 and err.seed == 5
     # what a failed job's traceback ends with, which run_campaign reports first (al_flows' own errors)
     last = traceback.format_exception_only(type(err), err)[-1].strip()
-    assert last.startswith("al_flows.potential.training.TrainingDivergedError: member 3 (seed 5) diverged") and "\n" not in last
+    assert (
+        last.startswith("al_flows.potential.training.TrainingDivergedError: member 3 (seed 5) diverged")
+        and "\n" not in last
+    )
 
 
 def test_max_retries_zero_fails_on_the_first_divergence(frames, nan_after_first_step):
-    with pytest.raises(TrainingDivergedError, match=r"^member with seed 0 diverged in 1 attempt \(learning rates tried: 0.003\)"):
+    with pytest.raises(
+        TrainingDivergedError, match=r"^member with seed 0 diverged in 1 attempt \(learning rates tried: 0.003\)"
+    ):
         train_member(frames, MODEL, TrainingSettings(**{**BASE, "max_retries": 0}), seed=0)
 
 
@@ -131,8 +138,12 @@ def test_non_finite_labels_are_not_retried(frames, monkeypatch):
     with pytest.raises(TrainingDivergedError) as info:
         train_member(frames, MODEL, TrainingSettings(**BASE), seed=2, member=0)
     msg = str(info.value)
-    assert msg.startswith("member 0 (seed 2) diverged in 1 attempt (learning rates tried: 0.003): at lr 0.003: non-finite loss")
-    assert "untrained model" in msg and msg.endswith("no learning rate helps: check the labels (energies, forces) for NaN/inf")
+    assert msg.startswith(
+        "member 0 (seed 2) diverged in 1 attempt (learning rates tried: 0.003): at lr 0.003: non-finite loss"
+    )
+    assert "untrained model" in msg and msg.endswith(
+        "no learning rate helps: check the labels (energies, forces) for NaN/inf"
+    )
 
 
 def test_trainer_used_directly_raises_on_divergence(frames):
@@ -140,7 +151,10 @@ def test_trainer_used_directly_raises_on_divergence(frames):
     trainer = Trainer(frames, MODEL, TrainingSettings(**{**BASE, "lr": 1e3}), seed=0)
     train_idx, val_idx = split_indices(len(frames), 0.2, trainer.rng)
     trainer.fit_reference(train_idx)
-    with pytest.raises(TrainingDivergedError, match=r"training diverged \(seed 0, lr 1000\): NaN training loss at epoch 1; lower training.lr"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"training diverged \(seed 0, lr 1000\): NaN training loss at epoch 1; lower training.lr",
+    ):
         trainer.run_epochs(train_idx, val_idx, 3)
 
 
@@ -178,7 +192,9 @@ def test_non_diverging_training_is_unchanged(frames):
     # with validation: the same as with the checks switched off as far as they go
     with_val = TrainingSettings(**BASE)
     checked = train_member(frames, MODEL, with_val, seed=7)
-    unchecked = train_member(frames, MODEL, with_val.model_copy(update={"divergence_factor": None, "max_retries": 0}), seed=7)
+    unchecked = train_member(
+        frames, MODEL, with_val.model_copy(update={"divergence_factor": None, "max_retries": 0}), seed=7
+    )
     assert checked.curve == unchecked.curve and _same_state(_state(checked.blob), _state(unchecked.blob))
 
 

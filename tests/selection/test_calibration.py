@@ -34,7 +34,9 @@ def test_power_fit_recovers_exponent():
     err = 3.0 * eps**1.5
     fit = fit_relation(eps, err, "power")
     assert fit["a"] == pytest.approx(3.0) and fit["b"] == pytest.approx(1.5) and fit["r2"] == pytest.approx(1.0)
-    lo, hi, _ = calibrated_levels(fit, CalibrationSettings(target_error_lo=0.3, target_error_hi=3.0, relation="power"), (0.05, 0.3))  # limit_change not applied
+    lo, hi, _ = calibrated_levels(
+        fit, CalibrationSettings(target_error_lo=0.3, target_error_hi=3.0, relation="power"), (0.05, 0.3)
+    )  # limit_change not applied
     assert lo == pytest.approx((0.1) ** (1 / 1.5)) and hi == pytest.approx(1.0)
 
 
@@ -55,7 +57,11 @@ def test_min_points_default_and_limited_change():
     assert s.min_points == 10 and s.max_change_factor == 2.0
     from al_flows.selection.calibration import limit_change
 
-    assert limit_change((0.2, 1.0), (0.05, 0.3), 2.0) == (0.1, 0.6, "fitted levels 0.2/1 limited to a factor 2 of 0.05/0.3")
+    assert limit_change((0.2, 1.0), (0.05, 0.3), 2.0) == (
+        0.1,
+        0.6,
+        "fitted levels 0.2/1 limited to a factor 2 of 0.05/0.3",
+    )
     assert limit_change((0.06, 0.5), (0.05, 0.3), 2.0) == (0.06, 0.5, "")
     lo, hi, note = limit_change((0.001, 0.002), (0.05, 0.3), 2.0)  # both clipped up to 0.025 / 0.15
     assert (lo, hi) == pytest.approx((0.025, 0.15)) and note
@@ -67,8 +73,8 @@ def test_min_points_default_and_limited_change():
 def test_select_keeps_the_last_calibrated_levels_when_a_fit_is_not_applied():
     """A calibration that was not applied (too few points) carries the levels its round used;
     the next round must keep those calibrated levels, not fall back to the configured ones."""
-    from al_flows.frames.dataset import frames_text
     from al_flows.active_learning.jobs import SelectMaker
+    from al_flows.frames.dataset import frames_text
     from al_flows.selection.trust_levels import SelectionSettings
     from conftest import frames_with_deviations as _explored
 

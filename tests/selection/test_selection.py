@@ -94,7 +94,9 @@ def test_exclude_ids_and_duplicates_in_batch():
 
 
 def test_invalid_settings():
-    with pytest.raises(ValidationError, match=r"selection\.trust_lo \(0\.3\) must be lower than selection\.trust_hi \(0\.3\)"):
+    with pytest.raises(
+        ValidationError, match=r"selection\.trust_lo \(0\.3\) must be lower than selection\.trust_hi \(0\.3\)"
+    ):
         SelectionSettings(trust_lo=0.3, trust_hi=0.3)
     with pytest.raises(ValidationError, match="trust_lo"):
         SelectionSettings(trust_lo=0.5, trust_hi=0.1)

@@ -12,7 +12,6 @@ import pytest
 from al_flows.selection.trust_levels import SelectionSettings, select
 from conftest import frames_with_deviations as frames_with
 
-
 DEVS = [0.01, 0.2, 0.02, 0.3, 0.9, 0.15, 0.03, 0.5, 0.25, 0.04]  # window [0.1, 0.6): 1, 3, 5, 7, 8
 
 
@@ -30,8 +29,10 @@ def test_random_draws_uniformly_from_every_explored_frame():
 
 def test_random_is_seeded_and_classes_do_not_depend_on_strategy():
     frames = frames_with(DEVS)
-    by = {st: select(frames, SelectionSettings(trust_lo=0.1, trust_hi=0.6, max_candidates=3, strategy=st), seed=5)
-          for st in ("deviation", "random", "all")}
+    by = {
+        st: select(frames, SelectionSettings(trust_lo=0.1, trust_hi=0.6, max_candidates=3, strategy=st), seed=5)
+        for st in ("deviation", "random", "all")
+    }
     again = select(frames, SelectionSettings(trust_lo=0.1, trust_hi=0.6, max_candidates=3, strategy="random"), seed=5)
     assert again.selected == by["random"].selected
     for res in by.values():
@@ -58,14 +59,19 @@ def test_random_and_all_skip_labelled_frames_and_repeats():
 
 def test_campaign_with_random_strategy_records_it(tmp_path):
     """A tiny campaign run with strategy random: its selection documents and its labels say so."""
-    from al_flows.campaign.run import open_store, run_campaign
     from al_flows.campaign.config import validate_campaign
     from al_flows.campaign.record import CampaignRecord
+    from al_flows.campaign.run import open_store, run_campaign
     from conftest import TINY
 
     settings = copy.deepcopy(TINY)
     settings["max_rounds"] = 2
-    settings["selection"] = {"trust_lo": 1e5, "trust_hi": 1e6, "max_candidates": 3, "strategy": "random"}  # all 'accurate'
+    settings["selection"] = {
+        "trust_lo": 1e5,
+        "trust_hi": 1e6,
+        "max_candidates": 3,
+        "strategy": "random",
+    }  # all 'accurate'
     settings["convergence"] = {"accurate_ratio": 1.0}
     config = validate_campaign(settings)
     # every frame accurate: round 0 converges and labels nothing, whatever the strategy
@@ -73,7 +79,12 @@ def test_campaign_with_random_strategy_records_it(tmp_path):
     assert report["converged"] and report["rounds"][0]["n_labelled"] == 0
 
     settings["name"] = "tiny-random"
-    settings["selection"] = {"trust_lo": 1e-9, "trust_hi": 2e-9, "max_candidates": 3, "strategy": "random"}  # all "failed"
+    settings["selection"] = {
+        "trust_lo": 1e-9,
+        "trust_hi": 2e-9,
+        "max_candidates": 3,
+        "strategy": "random",
+    }  # all "failed"
     config = validate_campaign(settings)
     report = run_campaign(config, ".", tmp_path / "r", echo=lambda *_: None)
     row = report["rounds"][0]

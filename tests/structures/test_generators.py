@@ -31,7 +31,14 @@ def min_distance(atoms, cutoff=4.0):
 
 def test_random_cell_settings_defaults_and_validation():
     s = RandomCellSettings()
-    assert (s.n_cells, s.edge_min, s.edge_max, s.density_min, s.density_max, s.min_distance) == (400, 10.5, 17.0, 1.80, 4.05, 1.8)
+    assert (s.n_cells, s.edge_min, s.edge_max, s.density_min, s.density_max, s.min_distance) == (
+        400,
+        10.5,
+        17.0,
+        1.80,
+        4.05,
+        1.8,
+    )
     assert s.composition is None and s.max_atoms is None
     assert RandomCellSettings.from_dict(s.as_dict()) == s
     for bad in ({"edge_min": 18.0}, {"density_min": 5.0}, {"min_distance": 6.0}, {"n_cells": 0}, {"typo": 1}):
@@ -66,7 +73,12 @@ def test_random_cells_geometry_density_and_provenance(al_cells):
         assert atoms.info["density"] == pytest.approx(rho)
         assert min_distance(atoms) >= s.min_distance - 1e-9
         info = atoms.info
-        assert (info["explorer"], info["parent_id"], info["round"], info["structure_id"]) == ("random_cell", "", -1, f"random-{k}")
+        assert (info["explorer"], info["parent_id"], info["round"], info["structure_id"]) == (
+            "random_cell",
+            "",
+            -1,
+            f"random-{k}",
+        )
         assert info["frame_id"] == frame_id(atoms)
     assert len({a.info["frame_id"] for a in al_cells}) == len(al_cells)
     densities = [a.info["target_density"] for a in al_cells]
@@ -129,8 +141,14 @@ def test_dpgen_settings_validation():
     assert tuple(s.lattices) == LATTICES and s.atom_sigma == 0.01 and s.cell_pert_fraction == 0.03
     assert (min(s.scales), max(s.scales), s.displacement_min, s.displacement_max) == (0.96, 1.04, 0.2, 10.0)
     assert DPGenInitSettings.from_dict(s.as_dict()) == s
-    bad_cases = ({"lattices": ["bct"]}, {"scales": [0.0]}, {"displacement_directions": [(0, 0, -1)]},
-                 {"displacement_min": 5.0, "displacement_max": 1.0}, {"repeat": (0, 1, 1)}, {"typo": 1})
+    bad_cases = (
+        {"lattices": ["bct"]},
+        {"scales": [0.0]},
+        {"displacement_directions": [(0, 0, -1)]},
+        {"displacement_min": 5.0, "displacement_max": 1.0},
+        {"repeat": (0, 1, 1)},
+        {"typo": 1},
+    )
     for bad in bad_cases:
         with pytest.raises(ValidationError):
             DPGenInitSettings(**bad)
@@ -168,7 +186,9 @@ def test_dpgen_counts_lattices_and_provenance(al_sets):
 
 
 def test_dpgen_scaling_of_nn_distance_without_noise():
-    s = DPGenInitSettings(scales=[0.96, 1.0, 1.04], n_perturbed=1, atom_sigma=0.0, cell_pert_fraction=0.0, n_displaced=0)
+    s = DPGenInitSettings(
+        scales=[0.96, 1.0, 1.04], n_perturbed=1, atom_sigma=0.0, cell_pert_fraction=0.0, n_displaced=0
+    )
     frames = dpgen_initial_sets(s, ["Al"], seed=0)
     nn = reference_nn_distance("Al")
     assert len(frames) == 15
@@ -221,8 +241,14 @@ def test_dpgen_displaced_halves(al_sets):
 
 
 def test_dpgen_alloy_decoration_and_vegard_nn():
-    s = DPGenInitSettings(composition={"Cu": 0.75, "Ni": 0.25}, n_perturbed=3, scales=[1.0], atom_sigma=0.0,
-                          cell_pert_fraction=0.0, n_displaced=2)
+    s = DPGenInitSettings(
+        composition={"Cu": 0.75, "Ni": 0.25},
+        n_perturbed=3,
+        scales=[1.0],
+        atom_sigma=0.0,
+        cell_pert_fraction=0.0,
+        n_displaced=2,
+    )
     frames = dpgen_initial_sets(s, ["Cu", "Ni"], seed=9)
     symbols = np.concatenate([a.get_chemical_symbols() for a in frames])
     assert set(symbols) == {"Cu", "Ni"}

@@ -8,7 +8,6 @@ from ase import Atoms
 from ase.build import bulk
 from ase.geometry import find_mic
 
-from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.structures.analysis import (
     Vacancy,
     _cna_triplets,
@@ -18,6 +17,7 @@ from al_flows.structures.analysis import (
     structure_fractions,
     unlike_bonds,
 )
+from al_flows.structures.multilayer import cuni_multilayer
 
 A = 3.58
 
@@ -67,12 +67,8 @@ def test_fcc_triplets_and_longest_chain():
 @pytest.mark.parametrize(
     "atoms",
     [
-        bulk(
-            "Cu", "fcc", a=3.6
-        ),  # one-atom primitive cell: every neighbour is an image of itself
-        bulk("Cu", "fcc", a=3.6).repeat(
-            (3, 3, 3)
-        ),  # small triclinic (rhombohedral) cell
+        bulk("Cu", "fcc", a=3.6),  # one-atom primitive cell: every neighbour is an image of itself
+        bulk("Cu", "fcc", a=3.6).repeat((3, 3, 3)),  # small triclinic (rhombohedral) cell
         bulk("Ni", "fcc", a=3.52, cubic=True),  # 4 atoms, cutoff > half the cell width
     ],
 )
@@ -94,9 +90,7 @@ def test_bcc():
     # noise pass a cutoff halfway between the 2nd (a) and 3rd (sqrt(2) a) shells
     rattled = atoms.copy()
     rattled.rattle(0.03, seed=1)
-    assert (
-        structure_fractions(rattled, cutoff=0.5 * (1 + np.sqrt(2)) * 2.87)["bcc"] == 1.0
-    )
+    assert structure_fractions(rattled, cutoff=0.5 * (1 + np.sqrt(2)) * 2.87)["bcc"] == 1.0
 
 
 def test_111_stack_perfect_and_intrinsic_stacking_fault():
@@ -134,9 +128,7 @@ def test_random_gas_is_other():
     rng = np.random.default_rng(0)
     n = 200
     box = (n * 11.8) ** (1 / 3)
-    atoms = Atoms(
-        "Cu" * n, positions=rng.uniform(0, box, (n, 3)), cell=[box] * 3, pbc=True
-    )
+    atoms = Atoms("Cu" * n, positions=rng.uniform(0, box, (n, 3)), cell=[box] * 3, pbc=True)
     assert structure_fractions(atoms)["other"] > 0.95
 
 
@@ -185,12 +177,8 @@ def test_swap_far_from_interface_adds_24_unlike_bonds():
     ref = cuni_multilayer((nx, ny, nz), a=A)
     atoms = ref.copy()
     plane = atoms.arrays["plane"]
-    cu = int(
-        np.flatnonzero(plane == 1)[0]
-    )  # Cu plane 1: neighbours in planes 0-2, all Cu
-    ni = int(
-        np.flatnonzero(plane == 5)[0]
-    )  # Ni plane 5: neighbours in planes 4-6, all Ni
+    cu = int(np.flatnonzero(plane == 1)[0])  # Cu plane 1: neighbours in planes 0-2, all Cu
+    ni = int(np.flatnonzero(plane == 5)[0])  # Ni plane 5: neighbours in planes 4-6, all Ni
     assert atoms.get_distance(cu, ni, mic=True) > 3.1
     atoms.symbols[cu], atoms.symbols[ni] = "Ni", "Cu"
     # each swapped atom now has 12 unlike neighbours instead of 0
@@ -204,12 +192,7 @@ def test_swap_far_from_interface_adds_24_unlike_bonds():
 
 def _removed_sites(pristine, defect):
     """Positions of pristine sites with no atom in ``defect``."""
-    d = np.array(
-        [
-            find_mic(defect.positions - p, defect.cell, defect.pbc)[1].min()
-            for p in pristine.positions
-        ]
-    )
+    d = np.array([find_mic(defect.positions - p, defect.cell, defect.pbc)[1].min() for p in pristine.positions])
     return pristine.positions[d > 0.1]
 
 
@@ -259,9 +242,7 @@ def test_divacancy_is_one_cluster(variant):
 def test_two_distant_vacancies_are_two_clusters():
     atoms = cuni_multilayer((4, 4, 4), a=A)
     targets = [np.array([A, A, A]), np.array([3 * A, 3 * A, 3 * A])]
-    remove = [
-        int(np.argmin(np.linalg.norm(atoms.positions - t, axis=1))) for t in targets
-    ]
+    remove = [int(np.argmin(np.linalg.norm(atoms.positions - t, axis=1))) for t in targets]
     sites = atoms.positions[remove]
     np.testing.assert_allclose(sites, targets)
     del atoms[remove]
@@ -286,9 +267,7 @@ def test_vacancy_at_periodic_boundary_is_wrapped():
 
     # in a sheared (triclinic) cell the wrapped position is still the removed site
     sheared = cuni_multilayer((3, 3, 3), a=A)
-    sheared.set_cell(
-        sheared.cell[:] + [[0, 0, 0], [0, 0, 0], [0.03 * 3 * A, 0, 0]], scale_atoms=True
-    )
+    sheared.set_cell(sheared.cell[:] + [[0, 0, 0], [0, 0, 0], [0.03 * 3 * A, 0, 0]], scale_atoms=True)
     site = sheared.positions[5].copy()
     del sheared[5]
     (vac,) = find_vacancies(sheared, cutoff=3.1)

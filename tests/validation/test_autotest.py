@@ -54,8 +54,9 @@ def _energy_per_atom(atoms):
 
 def _direct_fcc(el):
     """a (A) and e (eV/atom) of fcc by direct 1-D minimisation of EMT energy."""
-    r = minimize_scalar(lambda a: _energy_per_atom(bulk(el, "fcc", a=a)), bounds=(3.3, 4.4), method="bounded",
-                        options={"xatol": 1e-8})
+    r = minimize_scalar(
+        lambda a: _energy_per_atom(bulk(el, "fcc", a=a)), bounds=(3.3, 4.4), method="bounded", options={"xatol": 1e-8}
+    )
     return r.x, r.fun
 
 
@@ -78,7 +79,14 @@ def direct_fcc(element):
 
 def test_settings_roundtrip_and_validation():
     s = AutotestSettings()
-    assert (s.lattice, s.eos_points, s.elastic_delta, s.vacancy_repeat, s.gsfe_layers, s.fmax) == ("fcc", 9, 0.005, (3, 3, 3), 9, 0.01)
+    assert (s.lattice, s.eos_points, s.elastic_delta, s.vacancy_repeat, s.gsfe_layers, s.fmax) == (
+        "fcc",
+        9,
+        0.005,
+        (3, 3, 3),
+        9,
+        0.01,
+    )
     np.testing.assert_allclose(s.strains(), np.linspace(-0.04, 0.04, 9))
     assert AutotestSettings.from_dict(json.loads(json.dumps(s.as_dict()))) == s
     for bad in ({"gsfe_layers": 10}, {"lattice": "hcp"}, {"lattices": ["fcc", "bct"]}, {"fmax": 0}, {"typo": 1}):
@@ -191,7 +199,9 @@ def test_vacancy_formation_vs_direct(element, direct_fcc):
     assert vac["E_vac_unrelaxed"] == pytest.approx(e_unrel - 107 / 108 * e_n, abs=1e-9)
     assert vac["E_vac"] == pytest.approx(e_rel - 107 / 108 * e_n, abs=2e-3)
     assert 0.5 < vac["E_vac"] < vac["E_vac_unrelaxed"]
-    assert vacancy_formation(element, EMT, a0=a, relax=False)["E_vac"] == pytest.approx(vac["E_vac_unrelaxed"], abs=1e-12)
+    assert vacancy_formation(element, EMT, a0=a, relax=False)["E_vac"] == pytest.approx(
+        vac["E_vac_unrelaxed"], abs=1e-12
+    )
 
 
 def _direct_isf(el, a, n_layers=11, relax=True):
@@ -253,15 +263,34 @@ def test_gsfe_cu_sign_and_annni():
     np.testing.assert_allclose(supercell["gamma"], sf["gamma"], atol=0.05)
 
 
-SMALL = {"lattices": ["fcc", "hcp", "bcc"], "eos_points": 7, "vacancy_repeat": (2, 2, 2), "gsfe_points": 3, "gsfe_layers": 6}
+SMALL = {
+    "lattices": ["fcc", "hcp", "bcc"],
+    "eos_points": 7,
+    "vacancy_repeat": (2, 2, 2),
+    "gsfe_points": 3,
+    "gsfe_layers": 6,
+}
 
 
 def test_autotest_identical_calculators_zero_error():
     res = autotest("Cu", EMT, EMT, AutotestSettings(**SMALL))
     rows = res["rows"]
     names = [r["property"] for r in rows]
-    for want in ("a0", "v0", "e0", "B", "dE[hcp-fcc]", "dE[bcc-fcc]", "a0[hcp]", "C11", "C12", "C44", "E_vac",
-                 "gamma_usf", "gamma_isf"):
+    for want in (
+        "a0",
+        "v0",
+        "e0",
+        "B",
+        "dE[hcp-fcc]",
+        "dE[bcc-fcc]",
+        "a0[hcp]",
+        "C11",
+        "C12",
+        "C44",
+        "E_vac",
+        "gamma_usf",
+        "gamma_isf",
+    ):
         assert want in names
     assert all(r["abs_error"] <= 1e-9 for r in rows) and res["passed"]
     assert all(r["rel_error"] == 0.0 for r in rows if r["reference"] != 0)

@@ -8,9 +8,9 @@ import pytest
 from ase.calculators.emt import EMT
 
 import al_flows.active_learning.config as config_module
-from al_flows.validation.heldout import force_errors, holdout_errors, labeller_test_frames, sheared_rattled
-from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.exploration.shear import shear_strain
+from al_flows.structures.multilayer import cuni_multilayer
+from al_flows.validation.heldout import force_errors, holdout_errors, labeller_test_frames, sheared_rattled
 
 
 def test_force_errors_by_hand():
@@ -33,8 +33,18 @@ def mixed_frames():
     starts = [cuni_multilayer((2, 2, 2), a=3.58, variant=v) for v in ("pristine", "VNi(N1)")]
     for a, v in zip(starts, ("pristine", "VNi(N1)"), strict=True):
         a.info["structure_id"] = v
-    settings = config_module.TestSetConfig(kind="mixed", n_runs=1, sigma=0.02, shear_step=0.5, gamma_max=0.33, fmax=0.05,
-                             md_temperatures_K=[300.0, 900.0], md_steps=40, md_interval=10, n_sheared=3)
+    settings = config_module.TestSetConfig(
+        kind="mixed",
+        n_runs=1,
+        sigma=0.02,
+        shear_step=0.5,
+        gamma_max=0.33,
+        fmax=0.05,
+        md_temperatures_K=[300.0, 900.0],
+        md_steps=40,
+        md_interval=10,
+        n_sheared=3,
+    )
     return starts, settings, labeller_test_frames(starts, EMT, settings, seed=4, labeller="ase:emt")
 
 
@@ -56,7 +66,9 @@ def test_mixed_test_set_holds_both_subsets_labelled_by_the_labeller(mixed_frames
         np.testing.assert_allclose(a.get_forces(), ref.get_forces(), atol=1e-10)
         assert a.info["labeller"] == "ase:emt" and a.info["round"] == -1
     relaxed_fmax = max(np.linalg.norm(a.get_forces(), axis=1).max() for a in kinds["shear_relaxed"])
-    noneq_fmax = [np.linalg.norm(a.get_forces(), axis=1).max() for k in ("md_900K", "sheared_rattled") for a in kinds[k]]
+    noneq_fmax = [
+        np.linalg.norm(a.get_forces(), axis=1).max() for k in ("md_900K", "sheared_rattled") for a in kinds[k]
+    ]
     assert relaxed_fmax < settings.fmax + 1e-9  # relaxed with the labeller to fmax
     assert min(noneq_fmax) > 4 * settings.fmax  # nonequilibrium frames carry real forces
     assert len({a.info["frame_id"] for a in frames}) == len(frames)

@@ -370,7 +370,9 @@ def _override_params(params: dict, incar, nions: int) -> dict:
     return params
 
 
-def _vasprun_header(program: str, now, incar, kpoints, params: dict, site_symbols, natoms, valence, titles, ind: str = " ") -> list[str]:
+def _vasprun_header(
+    program: str, now, incar, kpoints, params: dict, site_symbols, natoms, valence, titles, ind: str = " "
+) -> list[str]:
     """vasprun.xml from the XML declaration to </atominfo>: generator, incar, kpoints, parameters, atominfo.
 
     ``kpoints`` is what :func:`_kpoints` returns.
@@ -433,7 +435,9 @@ def _vasprun_header(program: str, now, incar, kpoints, params: dict, site_symbol
     ]
     for s, n, v, title in zip(site_symbols, natoms, valence, titles):
         mass = float(Element(s).atomic_mass)
-        x.append(f"{ind}   <rc><c>{n:4d}</c><c>{s:2s}</c><c>{mass:16.8f}</c><c>{v:16.8f}</c><c>  {escape(title)}</c></rc>")
+        x.append(
+            f"{ind}   <rc><c>{n:4d}</c><c>{s:2s}</c><c>{mass:16.8f}</c><c>{v:16.8f}</c><c>  {escape(title)}</c></rc>"
+        )
     x += [f"{ind}  </set>", f"{ind} </array>", f"{ind}</atominfo>"]
     return x
 
@@ -525,7 +529,9 @@ def _oszicar_dav(energies, nbands: int) -> list[str]:
     osz = [_OSZICAR_HEADER]
     prev = 0.0
     for k, e in enumerate(energies, start=1):
-        osz.append(f"DAV: {k:3d}    {e: .12E}   {e - prev: .5E}   {-0.1 * abs(e - prev): .5E}  {16 * nbands:5d}   0.100E+00")
+        osz.append(
+            f"DAV: {k:3d}    {e: .12E}   {e - prev: .5E}   {-0.1 * abs(e - prev): .5E}  {16 * nbands:5d}   0.100E+00"
+        )
         prev = e
     return osz
 
@@ -673,7 +679,9 @@ def _outcar_tail(nelect: float, t0: float) -> list[str]:
 # ----------------------------------------------------------------------------------------
 # the program
 # ----------------------------------------------------------------------------------------
-def _static_params(incar, system: str, nions: int, nelect: float, nbands: int, nedos: int, ispin: int, nelm: int, ediff: float) -> dict:
+def _static_params(
+    incar, system: str, nions: int, nelect: float, nbands: int, nedos: int, ispin: int, nelm: int, ediff: float
+) -> dict:
     """<parameters> of a static run as VASP reports them (INCAR values override the defaults)."""
     params = {
         "SYSTEM": system,
@@ -769,10 +777,14 @@ def run(directory=".") -> int:
     titles = _potcar_titles(directory, len(site_symbols))
     if is_md_incar(incar):  # AIMD (IBRION = 0, NSW > 0): multi-step outputs, see write_md_outputs
         seed = int(os.environ.get(MD_SEED_ENV, "0") or 0)
-        frames = write_md_outputs(directory, incar, structure, site_symbols, natoms, titles, seed=seed, garbage=mode == "garbage", t0=t0)
+        frames = write_md_outputs(
+            directory, incar, structure, site_symbols, natoms, titles, seed=seed, garbage=mode == "garbage", t0=t0
+        )
         return _echo_ionic_steps(directory, frames)
     if is_relax_incar(incar):  # IBRION = 1, 2, 3 and NSW > 0: fixed-cell BFGS, see write_relax_outputs
-        frames = write_relax_outputs(directory, incar, structure, site_symbols, natoms, titles, garbage=mode == "garbage", t0=t0)
+        frames = write_relax_outputs(
+            directory, incar, structure, site_symbols, natoms, titles, garbage=mode == "garbage", t0=t0
+        )
         return _echo_ionic_steps(directory, frames)
 
     res = reference_results(AseAtomsAdaptor.get_atoms(structure))
@@ -956,7 +968,9 @@ def write_vasp_md_run(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     settings = dict(MD_INCAR_DEFAULTS)
-    settings.update({"SYSTEM": system, "NSW": int(n_steps), "POTIM": float(potim), "TEBEG": float(tebeg), "TEEND": float(tebeg)})
+    settings.update(
+        {"SYSTEM": system, "NSW": int(n_steps), "POTIM": float(potim), "TEBEG": float(tebeg), "TEEND": float(tebeg)}
+    )
     settings.update(incar or {})
     Incar(settings).write_file(directory / "INCAR")
     structure = AseAtomsAdaptor.get_structure(atoms)
@@ -983,7 +997,9 @@ def write_vasp_md_run(
 def _echo_ionic_steps(directory: Path, frames) -> int:
     """After an MD or relaxation run: OSZICAR's lines, and a converged relaxation's "reached required
     accuracy" line, on stdout as VASP prints them; returns the exit code 0."""
-    print("\n".join(line for line in (directory / "OSZICAR").read_text().splitlines() if not line.startswith("       N")))
+    print(
+        "\n".join(line for line in (directory / "OSZICAR").read_text().splitlines() if not line.startswith("       N"))
+    )
     if frames[-1].info.get("relax_converged"):
         print(RELAX_CONVERGED_LINE)
     return 0
@@ -1072,7 +1088,9 @@ def write_md_outputs(
     return frames
 
 
-def _write_ionic_outputs(directory, incar, site_symbols, natoms, titles, frames, *, relax: bool, garbage: bool, t0: float) -> None:
+def _write_ionic_outputs(
+    directory, incar, site_symbols, natoms, titles, frames, *, relax: bool, garbage: bool, t0: float
+) -> None:
     """vasprun.xml, XDATCAR, OSZICAR, CONTCAR and OUTCAR of a multi-step run: one ionic step per
     frame (an ase.Atoms with a SinglePointCalculator: energy = energy(sigma->0), forces, stress;
     ``info["entropy_ts"]`` = TS). MD frames (``relax`` False) also carry ``info["ekin"]`` and
@@ -1170,7 +1188,9 @@ def _write_ionic_outputs(directory, incar, site_symbols, natoms, titles, frames,
         f"  volume of cell :  {abs(np.linalg.det(cell)):10.2f}",
         "      direct lattice vectors                 reciprocal lattice vectors",
     ]
-    cell_lines += [f"    {a[0]:12.9f}{a[1]:13.9f}{a[2]:13.9f}    {b[0]:13.9f}{b[1]:13.9f}{b[2]:13.9f}" for a, b in zip(cell, recip)]
+    cell_lines += [
+        f"    {a[0]:12.9f}{a[1]:13.9f}{a[2]:13.9f}    {b[0]:13.9f}{b[1]:13.9f}{b[2]:13.9f}" for a, b in zip(cell, recip)
+    ]
     o = _outcar_banner(program, now)
     o += ["", " INCAR:"]
     o += [f" POTCAR:    {t}" for t in titles]
@@ -1205,14 +1225,21 @@ def _write_ionic_outputs(directory, incar, site_symbols, natoms, titles, frames,
     o += ["", " position of ions in fractional coordinates (direct lattice)"]
     o += [f"   {a:11.8f} {b:11.8f} {c:11.8f}" for a, b, c in structures[0].frac_coords]
     o += ["", "", "-" * 104, "", ""]
-    o += [f" k-point {i + 1:3d} :   {k[0]:6.4f}{k[1]:7.4f}{k[2]:7.4f}  plane waves:  {nplwv // 16:6d}" for i, k in enumerate(kpts)]
+    o += [
+        f" k-point {i + 1:3d} :   {k[0]:6.4f}{k[1]:7.4f}{k[2]:7.4f}  plane waves:  {nplwv // 16:6d}"
+        for i, k in enumerate(kpts)
+    ]
     o += ["", f" maximum and minimum number of plane-waves per node :  {nplwv // 16:8d} {nplwv // 16:8d}", ""]
     for k, (frame, struct, steps) in enumerate(zip(frames, structures, scf), start=1):
         e0 = float(frame.calc.results["energy"])
         f_ = e0 - ts / 2
         for j, e in enumerate(steps, start=1):
             o += _outcar_scf_step(k, j, e, ts, detailed=True)
-        o += ["", "------------------------ aborting loop because EDIFF is reached ----------------------------------------", ""]
+        o += [
+            "",
+            "------------------------ aborting loop because EDIFF is reached ----------------------------------------",
+            "",
+        ]
         o += _outcar_stress(ase_stress_to_vasp_kbar(frame.calc.results["stress"]), "12.5f", "12.2f")
         o += ["", " VOLUME and BASIS-vectors are now :", " " + "-" * 77, *cell_lines, "", ""]
         o += _outcar_forces(struct.cart_coords, frame.calc.results["forces"], "14.6f", "14.6f", drift_column=41)
@@ -1267,12 +1294,19 @@ def standin_calculator():
         def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
             super().calculate(atoms, properties, system_changes)
             res = reference_results(self.atoms)
-            self.results = {"energy": res["energy"], "free_energy": res["energy"], "forces": res["forces"], "stress": res["stress"]}
+            self.results = {
+                "energy": res["energy"],
+                "free_energy": res["energy"],
+                "forces": res["forces"],
+                "stress": res["stress"],
+            }
 
     return StandinCalculator()
 
 
-def relax_trajectory(atoms, nsw: int, ediffg: float | None = None, ediff: float = 1e-4, maxstep: float = RELAX_MAXSTEP) -> list:
+def relax_trajectory(
+    atoms, nsw: int, ediffg: float | None = None, ediff: float = 1e-4, maxstep: float = RELAX_MAXSTEP
+) -> list:
     """Relax the positions of ``atoms`` (not modified) at fixed cell with ASE's BFGS on
     :func:`reference_results`; one frame per ionic step (energy and force evaluation), at most ``nsw``.
 
@@ -1316,7 +1350,9 @@ def relax_trajectory(atoms, nsw: int, ediffg: float | None = None, ediff: float 
         frame = work.copy()
         frame.set_scaled_positions(work.get_scaled_positions(wrap=True))
         frame.info = {"relax_step": k, "fmax": fmax, "delta_e": delta_e, "relax_converged": converged, "entropy_ts": ts}
-        frame.calc = SinglePointCalculator(frame, energy=energy, free_energy=energy - ts / 2, forces=forces, stress=stress)
+        frame.calc = SinglePointCalculator(
+            frame, energy=energy, free_energy=energy - ts / 2, forces=forces, stress=stress
+        )
         frames.append(frame)
         if converged or k == nsw - 1:
             break

@@ -32,13 +32,18 @@ class InitialData(Settings):
 
     structures: list[StructureSource] = Field(min_length=1)
     n_rattled: int = Field(8, ge=0, description="rattled copies labelled per structure")
-    label_structures: bool = Field(False, description="also label the starting structures themselves (random cells, DP-GEN sets)")
+    label_structures: bool = Field(
+        False, description="also label the starting structures themselves (random cells, DP-GEN sets)"
+    )
 
     @model_validator(mode="after")
     def _some_labels(self):
         if self.n_rattled == 0 and not self.label_structures:
-            raise ValueError("initial: n_rattled is 0 and label_structures is false, so nothing would be labelled; set one of them")
+            raise ValueError(
+                "initial: n_rattled is 0 and label_structures is false, so nothing would be labelled; set one of them"
+            )
         return self
+
     rattle_sigma: float = Field(0.05, ge=0, description="Angstrom, std of the random displacement")
     strain_max: float = Field(0.02, ge=0, lt=0.5, description="max random isotropic strain of the copies")
 
@@ -68,7 +73,6 @@ class MDExplorer(NVTSettings):
 ExplorerConfig = Annotated[Union[ShearExplorer, LangevinScheduleExplorer, MDExplorer], Field(discriminator="kind")]
 
 
-
 class TestSetConfig(Settings):
     """Fixed test frames, never trained on (each frame's subset: relaxed or nonequilibrium).
 
@@ -88,7 +92,9 @@ class TestSetConfig(Settings):
     gamma_max: float = Field(0.2, gt=0, description="mixed, labeller_shear: shear strain of the last step")
     fmax: float = Field(0.05, gt=0, description="mixed, labeller_shear: eV/Angstrom, relaxation tolerance")
     max_frames: int = Field(40, ge=1, description="relaxed frames kept at most (drawn at random)")
-    md_temperatures_K: Temperatures = Field([300.0, 600.0], min_length=1, description="mixed: labeller MD temperatures (K)")
+    md_temperatures_K: Temperatures = Field(
+        [300.0, 600.0], min_length=1, description="mixed: labeller MD temperatures (K)"
+    )
     md_steps: int = Field(200, ge=2, description="mixed: steps per MD run; snapshots come from its second half")
     md_timestep_fs: float = Field(2.0, gt=0, description="mixed: fs")
     md_interval: int = Field(25, ge=1, description="mixed: keep every md_interval-th step")
@@ -97,12 +103,13 @@ class TestSetConfig(Settings):
     max_nonequilibrium: int = Field(60, ge=1, description="mixed: nonequilibrium frames kept at most (drawn at random)")
 
 
-
 class AutotestConfig(AutotestSettings):
     """Judge the final potential against a reference ASE calculator (default: the labeller, when it
     is one): EOS, structure energies vs fcc, elastic constants, vacancy, stacking fault."""
 
-    reference: str | None = Field(None, description="ASE calculator ('emt' or 'pkg.module.Class'); default: the labeller")
+    reference: str | None = Field(
+        None, description="ASE calculator ('emt' or 'pkg.module.Class'); default: the labeller"
+    )
     reference_kwargs: dict[str, Any] = {}
     elements: list[str] | None = Field(None, description="elements to test (default: the campaign's)")
 
@@ -111,7 +118,6 @@ class Convergence(Settings):
     """Stop when the fraction of explored frames that are 'accurate' reaches this."""
 
     accurate_ratio: float = Field(0.95, gt=0, le=1)
-
 
 
 class CampaignConfig(CampaignBase):
@@ -164,7 +170,9 @@ class CampaignConfig(CampaignBase):
             if reference is not None:
                 field = "autotest.reference" if self.autotest.reference else "labeller.calculator"
                 check_labeller_elements(
-                    field, reference, tested,
+                    field,
+                    reference,
+                    tested,
                     fix="set autotest.reference to a calculator that covers them or list the covered ones in autotest.elements",
                 )
         return self

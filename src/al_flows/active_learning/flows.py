@@ -65,7 +65,9 @@ from al_flows.workflow.jobs import (
 
 
 @al_job(data=["structures_blob"], output_schema=StructuresDocument)
-def starting_structures(initial: InitialData, base_dir: str, campaign: str, elements: list | None = None, seed: int = 0) -> StructuresDocument:
+def starting_structures(
+    initial: InitialData, base_dir: str, campaign: str, elements: list | None = None, seed: int = 0
+) -> StructuresDocument:
     """Build the campaign's starting structures (explorers start from these)."""
     structures = build_structures(initial.structures, base_dir, elements, seed)
     progress.report("structures", -1, n=len(structures))
@@ -78,14 +80,18 @@ def starting_structures(initial: InitialData, base_dir: str, campaign: str, elem
 
 
 @al_job(data=["selected_blob"])
-def perturbed_structures(structures, n: int, sigma: float, strain_max: float, seed: int, explorer: str = "initial", originals: bool = False) -> dict:
+def perturbed_structures(
+    structures, n: int, sigma: float, strain_max: float, seed: int, explorer: str = "initial", originals: bool = False
+) -> dict:
     """Rattled and strained copies of the starting structures, to be labelled (the initial
     data, or a ``perturbed`` test set); with ``originals`` the structures themselves too."""
     starts = frames_from_bytes(field(structures, "structures_blob"))
     copies = perturbed_copies(starts, n, sigma, strain_max, seed)
     if originals:
         for atoms in starts:
-            atoms.info.update(round=-1, parent_id=atoms.info.get("structure_id", ""), model_id="", deviation=float("nan"))
+            atoms.info.update(
+                round=-1, parent_id=atoms.info.get("structure_id", ""), model_id="", deviation=float("nan")
+            )
         copies = starts + copies
     for atoms in copies:
         atoms.info["explorer"] = explorer
@@ -98,12 +104,17 @@ def test_set_from_labels(labels, campaign: str) -> TestSetDocument:
     frames = tag(frames_from_bytes(field(labels, "labelled_blob")), NONEQUILIBRIUM, "perturbed")
     progress.report("test set", -1, frames=len(frames))
     return TestSetDocument(
-        campaign=campaign, n_frames=len(frames), frame_ids=[a.info["frame_id"] for a in frames], frames_blob=frames_text(frames),
+        campaign=campaign,
+        n_frames=len(frames),
+        frame_ids=[a.info["frame_id"] for a in frames],
+        frames_blob=frames_text(frames),
     )
 
 
 @al_job(data=["frames_blob"], output_schema=TestSetDocument)
-def labeller_test_set(structures, settings: TestSetConfig, labeller: AseLabelMaker, campaign: str, seed: int) -> TestSetDocument:
+def labeller_test_set(
+    structures, settings: TestSetConfig, labeller: AseLabelMaker, campaign: str, seed: int
+) -> TestSetDocument:
     """The fixed test set computed with the labeller itself (kinds mixed and labeller_shear;
     al_flows.validation.heldout): never trained on."""
     starts = frames_from_bytes(field(structures, "structures_blob"))
@@ -130,8 +141,13 @@ def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDoc
     test_force_rmse, test_energy_rmse = errors["force_rmse"], errors["energy_rmse_per_atom"]
     val = float(np.mean([field(m, "val_force_rmse") for m in models]))
     r2 = errors["force_r2"]
-    progress.report("evaluate", round, test_force_rmse=f"{test_force_rmse:.4f}", test_force_r2="n/a" if r2 is None else f"{r2:.3f}",
-                    test_energy_rmse_per_atom=f"{test_energy_rmse:.5f}")
+    progress.report(
+        "evaluate",
+        round,
+        test_force_rmse=f"{test_force_rmse:.4f}",
+        test_force_r2="n/a" if r2 is None else f"{r2:.3f}",
+        test_energy_rmse_per_atom=f"{test_energy_rmse:.5f}",
+    )
     return EvaluationDocument(
         campaign=campaign,
         round=round,
@@ -151,8 +167,18 @@ def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDoc
 
 @al_job(output_schema=RoundSummary)
 def round_summary(
-    campaign: str, fingerprint: str, round: int, model_ids: list, n_labels_total: int, evaluation, selection, labels,
-    dataset_uuid: str, structures_uuid: str, test_uuid: str, calibration_uuid: str = "",
+    campaign: str,
+    fingerprint: str,
+    round: int,
+    model_ids: list,
+    n_labels_total: int,
+    evaluation,
+    selection,
+    labels,
+    dataset_uuid: str,
+    structures_uuid: str,
+    test_uuid: str,
+    calibration_uuid: str = "",
 ) -> RoundSummary:
     """One row of report.json; also the checkpoint a later run continues from."""
     summary = RoundSummary(
@@ -184,7 +210,12 @@ def round_summary(
         trust_lo=field(selection, "trust_lo"),
         trust_hi=field(selection, "trust_hi"),
     )
-    progress.report("round done", round, labels=summary.n_labels_total + summary.n_labelled, accurate_ratio=f"{summary.accurate_ratio:.3f}")
+    progress.report(
+        "round done",
+        round,
+        labels=summary.n_labels_total + summary.n_labelled,
+        accurate_ratio=f"{summary.accurate_ratio:.3f}",
+    )
     return summary
 
 
@@ -198,10 +229,14 @@ def subset_columns(subsets: dict) -> dict:
     return out
 
 
-def _tag(j: Job, campaign: str, fingerprint: str, round_: int, stage: str, category: str, key: str | None = None) -> Job:
+def _tag(
+    j: Job, campaign: str, fingerprint: str, round_: int, stage: str, category: str, key: str | None = None
+) -> Job:
     """Metadata, FireWorks category and a uuid fixed by (campaign, fingerprint, round, stage, key)."""
     j.set_uuid(stable_uuid(campaign, fingerprint, round_, stage, key if key is not None else j.name))
-    j.update_metadata({"campaign": campaign, "fingerprint": fingerprint, "round": round_, "stage": stage}, dynamic=False)
+    j.update_metadata(
+        {"campaign": campaign, "fingerprint": fingerprint, "round": round_, "stage": stage}, dynamic=False
+    )
     return route(j, category)
 
 
@@ -211,7 +246,9 @@ def _autotest_settings(config: CampaignConfig):
         return None
     if config.autotest.reference is not None:
         return config.autotest
-    return config.autotest.model_copy(update={"reference": config.labeller.calculator, "reference_kwargs": dict(config.labeller.kwargs)})
+    return config.autotest.model_copy(
+        update={"reference": config.labeller.calculator, "reference_kwargs": dict(config.labeller.kwargs)}
+    )
 
 
 def _explore_maker(e) -> Maker:
@@ -255,7 +292,9 @@ class ActiveLearningMaker(Maker):
         q = config.queues
         labeller_runs_here = lab.kind == "ase"  # VASP runs in its own static jobs; dispatch/collect are bookkeeping
         categories = {
-            "train": q.train, "explore": q.explore, "evaluate": q.evaluate,
+            "train": q.train,
+            "explore": q.explore,
+            "evaluate": q.evaluate,
             "label": q.label if labeller_runs_here else q.default,
             "label_test": q.label if labeller_runs_here else q.default,
             "test_set": q.label if config.test_set.kind in ("mixed", "labeller_shear") else q.default,
@@ -263,15 +302,22 @@ class ActiveLearningMaker(Maker):
         }
         if lab.kind == "vasp":
             label_maker = VaspLabelMaker(
-                static_maker=static_maker(lab), labeller_name=f"vasp:{lab.preset}", label_settings=settings_id,
-                max_force=lab.max_force, min_success_fraction=lab.min_success_fraction,
+                static_maker=static_maker(lab),
+                labeller_name=f"vasp:{lab.preset}",
+                label_settings=settings_id,
+                max_force=lab.max_force,
+                min_success_fraction=lab.min_success_fraction,
                 static_metadata={"fingerprint": config.fingerprint()},
-                static_category=q.label, collect_category=q.default,
+                static_category=q.label,
+                collect_category=q.default,
             )
         else:
             label_maker = AseLabelMaker(
-                calculator=lab.calculator, calculator_kwargs=dict(lab.kwargs), max_force=lab.max_force,
-                min_success_fraction=lab.min_success_fraction, label_settings=settings_id,
+                calculator=lab.calculator,
+                calculator_kwargs=dict(lab.kwargs),
+                max_force=lab.max_force,
+                min_success_fraction=lab.min_success_fraction,
+                label_settings=settings_id,
             )
         return cls(
             campaign=config.name,
@@ -313,16 +359,25 @@ class ActiveLearningMaker(Maker):
         if self.initial is None:
             raise ValueError("ActiveLearningMaker.initial: give the initial data settings (initial.structures)")
         elements = list(self.train_maker.elements)
-        structures = self.tag(starting_structures(self.initial, self.base_dir, self.campaign, elements, self.seed), -1, "structures")
+        structures = self.tag(
+            starting_structures(self.initial, self.base_dir, self.campaign, elements, self.seed), -1, "structures"
+        )
         structures.name = "starting_structures"
         test_jobs = self.test_set_jobs(structures)
         test = test_jobs[-1]
         ini = self.initial
         copies = self.tag(
             perturbed_structures(
-                structures.output, ini.n_rattled, ini.rattle_sigma, ini.strain_max, derived_seed(self.seed, 998), "initial", ini.label_structures
+                structures.output,
+                ini.n_rattled,
+                ini.rattle_sigma,
+                ini.strain_max,
+                derived_seed(self.seed, 998),
+                "initial",
+                ini.label_structures,
             ),
-            -1, "perturb",
+            -1,
+            "perturb",
         )
         copies.name = "perturb initial"
         labels = self.tag(self.label_maker.make(copies.output, self.campaign, -1), -1, "label")
@@ -335,12 +390,22 @@ class ActiveLearningMaker(Maker):
         """Jobs making the fixed test set; the last one outputs the TestSetDocument."""
         ts = self.test_set
         if ts.kind in ("mixed", "labeller_shear"):
-            test = labeller_test_set(structures.output, ts, self.label_maker, self.campaign, derived_seed(self.seed, 999))
+            test = labeller_test_set(
+                structures.output, ts, self.label_maker, self.campaign, derived_seed(self.seed, 999)
+            )
             test.name = "test_set"
             return [self.tag(test, -1, "test_set")]
         copies = self.tag(
-            perturbed_structures(structures.output, ts.n_per_structure, ts.rattle_sigma, ts.strain_max, derived_seed(self.seed, 997), "test"),
-            -1, "perturb_test",
+            perturbed_structures(
+                structures.output,
+                ts.n_per_structure,
+                ts.rattle_sigma,
+                ts.strain_max,
+                derived_seed(self.seed, 997),
+                "test",
+            ),
+            -1,
+            "perturb_test",
         )
         copies.name = "perturb test"
         labels = self.tag(self.label_maker.make(copies.output, self.campaign, -1), -1, "label_test")
@@ -355,8 +420,13 @@ class ActiveLearningMaker(Maker):
         convergence target and round limit, so raising ``max_rounds`` (or the target)
         extends a campaign that had stopped."""
         k = summary["round"] + 1
-        decision = stop_decision(summary["accurate_ratio"], summary["n_explored"], summary["round"],
-                                 self.select_maker.target_accurate_ratio, self.max_rounds)
+        decision = stop_decision(
+            summary["accurate_ratio"],
+            summary["n_explored"],
+            summary["round"],
+            self.select_maker.target_accurate_ratio,
+            self.max_rounds,
+        )
         return Flow(
             [
                 self.round_job(
@@ -372,22 +442,42 @@ class ActiveLearningMaker(Maker):
             name=f"{self.campaign} campaign (continued at round {k})",
         )
 
-    def round_job(self, k, n_labels, converged, dataset_uuid, structures_uuid, test_uuid, calibration_uuid: str = "") -> Job:
+    def round_job(
+        self, k, n_labels, converged, dataset_uuid, structures_uuid, test_uuid, calibration_uuid: str = ""
+    ) -> Job:
         """The job that plans round ``k`` (``converged``: whether round k-1 converged)."""
-        j = self.tag(self.round(k, n_labels, converged, dataset_uuid, structures_uuid, test_uuid, calibration_uuid), k, "round", "round")
+        j = self.tag(
+            self.round(k, n_labels, converged, dataset_uuid, structures_uuid, test_uuid, calibration_uuid),
+            k,
+            "round",
+            "round",
+        )
         j.config.expose_store = True  # to find the jobs of round k that finished in an interrupted run
         return j
 
     def autotest_flow(self, final_round: int) -> Flow:
         """The autotest of the final round's ensemble (one job)."""
-        test = self.tag(autotest_job(self.campaign, final_round, self.autotest, list(self.elements)), final_round, "autotest", "autotest")
+        test = self.tag(
+            autotest_job(self.campaign, final_round, self.autotest, list(self.elements)),
+            final_round,
+            "autotest",
+            "autotest",
+        )
         test.name = "autotest"
         test.config.expose_store = True
         return Flow([test], name="autotest")
 
     @al_job(output_schema=CampaignResult)
-    def round(self, k: int, n_labels: int, converged: bool, dataset_uuid: str, structures_uuid: str, test_uuid: str,
-              calibration_uuid: str = ""):
+    def round(
+        self,
+        k: int,
+        n_labels: int,
+        converged: bool,
+        dataset_uuid: str,
+        structures_uuid: str,
+        test_uuid: str,
+        calibration_uuid: str = "",
+    ):
         """Replace itself with round ``k`` (and, through it, the rounds after), or finish
         when round k-1 converged or ``max_rounds`` rounds have trained.
 
@@ -397,8 +487,13 @@ class ActiveLearningMaker(Maker):
             reason = "converged" if converged else "round limit"
             progress.report("finished", k - 1, labels=n_labels, reason=reason)
             result = CampaignResult(
-                campaign=self.campaign, fingerprint=self.fingerprint, converged=bool(converged),
-                n_rounds=k, final_round=k - 1, n_labels_total=n_labels, stop_reason=reason,
+                campaign=self.campaign,
+                fingerprint=self.fingerprint,
+                converged=bool(converged),
+                n_rounds=k,
+                final_round=k - 1,
+                n_labels_total=n_labels,
+                stop_reason=reason,
             )
             if self.autotest is None:
                 return result
@@ -406,21 +501,37 @@ class ActiveLearningMaker(Maker):
         dataset, structures, test = (OutputReference(u) for u in (dataset_uuid, structures_uuid, test_uuid))
         trains = []
         for m in range(self.ensemble_size):
-            t = self.tag(self.train_maker.make(dataset, self.campaign, k, m, derived_seed(self.seed, k, m)), k, "train", f"member {m}")
+            t = self.tag(
+                self.train_maker.make(dataset, self.campaign, k, m, derived_seed(self.seed, k, m)),
+                k,
+                "train",
+                f"member {m}",
+            )
             trains.append(t)
         models = [t.output for t in trains]
         ev = self.tag(evaluate(models, test, self.campaign, k), k, "evaluate")
         ev.name = f"evaluate r{k}"
         explores = []
         for e_idx, maker in enumerate(self.explore_makers):
-            x = self.tag(maker.make(structures, models, self.campaign, k, derived_seed(self.seed, k, 1000 + e_idx)), k, "explore", f"{e_idx} {maker.name}")
+            x = self.tag(
+                maker.make(structures, models, self.campaign, k, derived_seed(self.seed, k, 1000 + e_idx)),
+                k,
+                "explore",
+                f"{e_idx} {maker.name}",
+            )
             explores.append(x)
         previous = OutputReference(calibration_uuid) if calibration_uuid else None
         sel = self.tag(
             self.select_maker.make(
-                [x.output for x in explores], dataset.frame_ids, self.campaign, k, derived_seed(self.seed, k, 2000), previous
+                [x.output for x in explores],
+                dataset.frame_ids,
+                self.campaign,
+                k,
+                derived_seed(self.seed, k, 2000),
+                previous,
             ),
-            k, "select",
+            k,
+            "select",
         )
         lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output.stop), k, "label")
         merged = self.tag(merge_labels(dataset, lab.output, self.campaign, k, self.allow_mixed_settings), k, "merge")
@@ -428,18 +539,33 @@ class ActiveLearningMaker(Maker):
         cal_jobs, cal_uuid = [], ""
         cal_settings = self.select_maker.settings.calibrate
         if cal_settings is not None:
-            cal = self.tag(calibrate_levels(models, lab.output, sel.output, self.campaign, k, cal_settings), k, "calibrate")
+            cal = self.tag(
+                calibrate_levels(models, lab.output, sel.output, self.campaign, k, cal_settings), k, "calibrate"
+            )
             cal.name = f"calibrate r{k}"
             cal_jobs, cal_uuid = [cal], cal.uuid
         summ = self.tag(
             round_summary(
-                self.campaign, self.fingerprint, k, [t.output.model_id for t in trains], n_labels,
-                ev.output, sel.output, lab.output, merged.uuid, structures_uuid, test_uuid, cal_uuid,
+                self.campaign,
+                self.fingerprint,
+                k,
+                [t.output.model_id for t in trains],
+                n_labels,
+                ev.output,
+                sel.output,
+                lab.output,
+                merged.uuid,
+                structures_uuid,
+                test_uuid,
+                cal_uuid,
             ),
-            k, "summary",
+            k,
+            "summary",
         )
         summ.name = f"round_summary r{k}"
-        nxt = self.round_job(k + 1, merged.output.n_frames, sel.output.converged, merged.uuid, structures_uuid, test_uuid, cal_uuid)
+        nxt = self.round_job(
+            k + 1, merged.output.n_frames, sel.output.converged, merged.uuid, structures_uuid, test_uuid, cal_uuid
+        )
         jobs = [*trains, ev, *explores, sel, lab, *cal_jobs, merged, summ, nxt]
         todo, done = drop_completed(jobs, CURRENT_JOB.store)
         if done:

@@ -80,7 +80,12 @@ class TrainMemberMaker(Maker):
         data = Dataset.from_bytes(field(dataset, "dataset_blob"))
         progress.report("train", round, member=member, labels=len(data))
         trained = train_member(
-            data.frames, self.model, self.training, seed=seed, elements=self.elements or None, member=member,
+            data.frames,
+            self.model,
+            self.training,
+            seed=seed,
+            elements=self.elements or None,
+            member=member,
             log=lambda msg: progress.report("train retry", round, member=member, why=msg),
         )
         pred = Ensemble.from_bytes([trained.blob]).predict(data.frames)
@@ -125,7 +130,9 @@ def _document(frames, campaign, round, explorer, ens_id, start, dropped) -> Expl
     for atoms in frames:
         atoms.info.update(round=round, model_id=ens_id)
     deviations = [float(a.info.get("deviation", np.nan)) for a in frames]
-    progress.report(f"explored {explorer}", round, frames=len(frames), **({"dropped_replicas": len(dropped)} if dropped else {}))
+    progress.report(
+        f"explored {explorer}", round, frames=len(frames), **({"dropped_replicas": len(dropped)} if dropped else {})
+    )
     for d in dropped:
         progress.report(f"{explorer} replica dropped", round, replica=d["replica"], step=d["step"], reason=d["reason"])
     return ExplorationDocument(
@@ -169,9 +176,13 @@ class ShearExploreMaker(Maker):
         start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
         dropped: list[dict] = []
         if self.settings.batched and not any(a.constraints for a in starts):
-            frames = explore_shear_batched(starts, ensemble, self.settings, seed=seed, explorer=self.name, dropped=dropped)
+            frames = explore_shear_batched(
+                starts, ensemble, self.settings, seed=seed, explorer=self.name, dropped=dropped
+            )
         else:
-            frames = explore_shear(starts, ensemble.calculator(), self.settings, seed=seed, explorer=self.name, dropped=dropped)
+            frames = explore_shear(
+                starts, ensemble.calculator(), self.settings, seed=seed, explorer=self.name, dropped=dropped
+            )
         return _document(frames, campaign, round, self.name, ens_id, start, dropped)
 
 
@@ -190,8 +201,13 @@ class MDExploreMaker(Maker):
         if isinstance(self.settings, ScheduleSettings):
             frames = langevin_schedule(starts, ensemble, self.settings, seed, explorer=self.name, dropped=dropped)
             stopped = [a for a in frames if a.info.get("stopped")]
-            progress.report(f"{self.name} trajectories", round, stopped=len(stopped), of=self.settings.n_runs,
-                            mean_time_ps=f"{np.mean([a.info['time_ps'] for a in stopped]) if stopped else self.settings.t_max_ps:.2f}")
+            progress.report(
+                f"{self.name} trajectories",
+                round,
+                stopped=len(stopped),
+                of=self.settings.n_runs,
+                mean_time_ps=f"{np.mean([a.info['time_ps'] for a in stopped]) if stopped else self.settings.t_max_ps:.2f}",
+            )
         else:
             frames = nvt_explore(starts, ensemble, self.settings, round, seed, explorer=self.name, dropped=dropped)
         return _document(frames, campaign, round, self.name, ens_id, start, dropped)
@@ -212,7 +228,9 @@ class SelectMaker(Maker):
     max_rounds: int = 5
 
     @al_job(data=["selected_blob"], output_schema=SelectionDocument)
-    def make(self, explorations: list, exclude_ids: list, campaign: str, round: int, seed: int, calibration=None) -> SelectionDocument:
+    def make(
+        self, explorations: list, exclude_ids: list, campaign: str, round: int, seed: int, calibration=None
+    ) -> SelectionDocument:
         """``calibration``: the previous round's CalibrationDocument; its next levels replace the
         configured ones (when its fit was not applied they are the levels that round used, so a
         calibrated campaign keeps its last calibrated levels)."""
@@ -221,7 +239,12 @@ class SelectMaker(Maker):
         ens_id = field(explorations[0], "ensemble_id") if explorations else ""
         settings = self.settings
         if calibration is not None:  # fitted levels, or the levels in use when the fit was not applied
-            settings = settings.model_copy(update={"trust_lo": field(calibration, "trust_lo_next"), "trust_hi": field(calibration, "trust_hi_next")})
+            settings = settings.model_copy(
+                update={
+                    "trust_lo": field(calibration, "trust_lo_next"),
+                    "trust_hi": field(calibration, "trust_hi_next"),
+                }
+            )
         result = select(frames, settings, exclude_ids=exclude_ids, seed=seed)
         chosen = [frames[i] for i in result.selected]
         for atoms in chosen:
@@ -229,8 +252,14 @@ class SelectMaker(Maker):
         chosen_idx = set(result.selected)
         decision = stop_decision(result.accurate_ratio, len(frames), round, self.target_accurate_ratio, self.max_rounds)
         progress.report(
-            "select", round, explored=len(frames), accurate=result.n_accurate, candidate=result.n_candidate,
-            failed=result.n_failed, selected=len(chosen), accurate_ratio=f"{result.accurate_ratio:.3f}",
+            "select",
+            round,
+            explored=len(frames),
+            accurate=result.n_accurate,
+            candidate=result.n_candidate,
+            failed=result.n_failed,
+            selected=len(chosen),
+            accurate_ratio=f"{result.accurate_ratio:.3f}",
         )
         return SelectionDocument(
             campaign=campaign,
@@ -249,8 +278,14 @@ class SelectMaker(Maker):
             trust_lo=settings.trust_lo,
             trust_hi=settings.trust_hi,
             records=[
-                {"frame_id": a.info["frame_id"], "explorer": a.info.get("explorer", ""), "parent_id": a.info.get("parent_id", ""),
-                 "deviation": as_float(a.info.get("deviation")), "status": status, "selected": i in chosen_idx}
+                {
+                    "frame_id": a.info["frame_id"],
+                    "explorer": a.info.get("explorer", ""),
+                    "parent_id": a.info.get("parent_id", ""),
+                    "deviation": as_float(a.info.get("deviation")),
+                    "status": status,
+                    "selected": i in chosen_idx,
+                }
                 for i, (a, status) in enumerate(zip(frames, result.status, strict=True))
             ],
             wall_time=time.perf_counter() - start,
@@ -259,7 +294,9 @@ class SelectMaker(Maker):
 
 
 @al_job(output_schema=CalibrationDocument)
-def calibrate_levels(models: list, labels, selection, campaign: str, round: int, settings: CalibrationSettings) -> CalibrationDocument:
+def calibrate_levels(
+    models: list, labels, selection, campaign: str, round: int, settings: CalibrationSettings
+) -> CalibrationDocument:
     """Fit deviation -> true error on the frames just labelled (true error: largest atomic force
     error of this round's ensemble mean) and set the next round's trust levels."""
     frames = frames_from_bytes(field(labels, "labelled_blob")) if field(labels, "n_labelled") else []
@@ -274,12 +311,17 @@ def calibrate_levels(models: list, labels, selection, campaign: str, round: int,
     note = ""
     if not reason:
         lo, hi, note = limit_change((lo, hi), used, settings.max_change_factor)
-    progress.report("calibrate", round, points=fit["n"], trust_lo_next=f"{lo:.3f}", trust_hi_next=f"{hi:.3f}", kept=bool(reason))
+    progress.report(
+        "calibrate", round, points=fit["n"], trust_lo_next=f"{lo:.3f}", trust_hi_next=f"{hi:.3f}", kept=bool(reason)
+    )
     return CalibrationDocument(
         campaign=campaign,
         round=round,
         ensemble_id=ensemble_id(model_ids_of(models)),
-        points=[{"frame_id": a.info["frame_id"], "deviation": float(d), "error": float(e)} for a, d, e in zip(frames, dev, err, strict=True)],
+        points=[
+            {"frame_id": a.info["frame_id"], "deviation": float(d), "error": float(e)}
+            for a, d, e in zip(frames, dev, err, strict=True)
+        ],
         fit=fit,
         target_error_lo=settings.target_error_lo,
         target_error_hi=settings.target_error_hi,
@@ -301,7 +343,9 @@ class LabellingError(RuntimeError):
     """Too few labels of a round succeeded to go on."""
 
 
-def check_success_fraction(round: int, n_requested: int, n_labelled: int, failures: list[dict], min_fraction: float) -> None:
+def check_success_fraction(
+    round: int, n_requested: int, n_labelled: int, failures: list[dict], min_fraction: float
+) -> None:
     """Raise LabellingError when fewer than ``min_fraction`` of the requested labels succeeded."""
     if n_requested and n_labelled / n_requested < min_fraction:
         reasons = "; ".join(sorted({f["reason"] for f in failures}))[:400]
@@ -346,8 +390,13 @@ class LabelCheckpoint:
         from maggma.stores import GridFSStore
 
         fid = atoms.info["frame_id"]
-        doc = {"blob_uuid": stable_uuid(self.job_uuid, self.KIND, fid), "kind": self.KIND, "job_uuid": self.job_uuid,
-               "frame_id": fid, "data": frames_text([atoms])}
+        doc = {
+            "blob_uuid": stable_uuid(self.job_uuid, self.KIND, fid),
+            "kind": self.KIND,
+            "job_uuid": self.job_uuid,
+            "frame_id": fid,
+            "data": frames_text([atoms]),
+        }
         if isinstance(self.data, GridFSStore):  # GridFS searches only the fields kept as file metadata
             self.data.update([doc], key="blob_uuid", additional_metadata=["kind", "job_uuid", "frame_id"])
         else:

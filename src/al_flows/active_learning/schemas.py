@@ -62,9 +62,12 @@ class TrainingDocument(BaseModel):
     frame_errors: list[dict] = []
     model_settings: dict
     training_settings: dict
-    lr_used: float | None = Field(None, description="learning rate the member was trained with (training.lr unless retried)")
+    lr_used: float | None = Field(
+        None, description="learning rate the member was trained with (training.lr unless retried)"
+    )
     retries: list[dict] = Field(
-        [], description="one entry per diverged attempt before the kept one: lr, epoch, reason (see al_flows.potential.training)"
+        [],
+        description="one entry per diverged attempt before the kept one: lr, epoch, reason (see al_flows.potential.training)",
     )
     wall_time: float
     model_blob: str = Field(repr=False)
@@ -82,7 +85,8 @@ class EvaluationDocument(BaseModel):
     test_force_r2: float | None = Field(None, description="1 - SS_res / SS_tot over the test force components")
     test_force_rel_rmse: float | None = Field(None, description="test force RMSE / RMS of the reference forces")
     test_subsets: dict[str, dict] = Field(
-        {}, description="per subset (relaxed, nonequilibrium): n_frames, force_rmse, force_r2, force_rel_rmse, energy_rmse_per_atom"
+        {},
+        description="per subset (relaxed, nonequilibrium): n_frames, force_rmse, force_r2, force_rel_rmse, energy_rmse_per_atom",
     )
     val_force_rmse: float
     test_energies: list[float]
@@ -101,7 +105,8 @@ class ExplorationDocument(BaseModel):
     deviations: list[float]
     frames: list[dict] = []
     dropped: list[dict] = Field(
-        [], description="replicas that blew up and were dropped: replica, step, reason, parent_id, ... (al_flows.exploration.replica_checks)"
+        [],
+        description="replicas that blew up and were dropped: replica, step, reason, parent_id, ... (al_flows.exploration.replica_checks)",
     )
     wall_time: float
     frames_blob: str = Field(repr=False)

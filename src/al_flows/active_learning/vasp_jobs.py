@@ -42,8 +42,12 @@ from al_flows.workflow.jobs import al_job, field, resolve_reference, route
 def existing_taskdoc_uuid(store, campaign: str, frame_id: str, label_settings: str) -> str | None:
     """uuid of a stored successful static job for this frame and these settings, if any."""
     docs = store.query(
-        {"metadata.campaign": campaign, "metadata.stage": "vasp", "metadata.frame_id": frame_id,
-         "metadata.label_settings": label_settings},
+        {
+            "metadata.campaign": campaign,
+            "metadata.stage": "vasp",
+            "metadata.frame_id": frame_id,
+            "metadata.label_settings": label_settings,
+        },
         properties=["uuid", "index", "output.state"],
     )
     for d in sorted(docs, key=lambda d: -d["index"]):
@@ -77,11 +81,21 @@ class VaspLabelMaker(Maker):
     @al_job
     def dispatch(self, frames, campaign: str, round: int, skip=False):
         store = CURRENT_JOB.store
-        todo = [] if resolve_reference(skip, store) else frames_from_bytes(field(resolve_reference(frames, store), "selected_blob"))
+        todo = (
+            []
+            if resolve_reference(skip, store)
+            else frames_from_bytes(field(resolve_reference(frames, store), "selected_blob"))
+        )
         if not todo:
             return LabelDocument(
-                campaign=campaign, round=round, labeller=self.labeller_name, n_requested=0, n_labelled=0,
-                n_failed=0, failures=[], labelled_blob="",
+                campaign=campaign,
+                round=round,
+                labeller=self.labeller_name,
+                n_requested=0,
+                n_labelled=0,
+                n_failed=0,
+                failures=[],
+                labelled_blob="",
             )
         statics, refs, reused = [], [], 0
         for atoms in todo:
@@ -93,27 +107,49 @@ class VaspLabelMaker(Maker):
                 continue
             static = with_system_tag(self.static_maker, fid).make(AseAtomsAdaptor.get_structure(atoms))
             static.update_metadata(
-                {**self.static_metadata, "campaign": campaign, "round": round, "stage": "vasp", "frame_id": fid,
-                 "label_settings": self.label_settings},
+                {
+                    **self.static_metadata,
+                    "campaign": campaign,
+                    "round": round,
+                    "stage": "vasp",
+                    "frame_id": fid,
+                    "label_settings": self.label_settings,
+                },
                 dynamic=False,
             )
             statics.append(route(static, self.static_category))
             refs.append(static.output)
         progress.report("vasp label", round, frames=len(todo), new_jobs=len(statics), reused=reused)
         collect = collect_vasp_labels(
-            frames, refs, [r.uuid for r in refs], campaign, round, self.labeller_name, self.label_settings,
-            self.max_force, self.min_success_fraction,
+            frames,
+            refs,
+            [r.uuid for r in refs],
+            campaign,
+            round,
+            self.labeller_name,
+            self.label_settings,
+            self.max_force,
+            self.min_success_fraction,
         )
         collect.config = JobConfig(on_missing_references=OnMissing.NONE)
-        collect.update_metadata({**self.static_metadata, "campaign": campaign, "round": round, "stage": "vasp_collect"}, dynamic=False)
+        collect.update_metadata(
+            {**self.static_metadata, "campaign": campaign, "round": round, "stage": "vasp_collect"}, dynamic=False
+        )
         route(collect, self.collect_category)
         return Response(replace=Flow([*statics, collect], output=collect.output))
 
 
 @al_job(data=["labelled_blob"], output_schema=LabelDocument)
 def collect_vasp_labels(
-    frames, task_docs: list, task_uuids: list[str], campaign: str, round: int, labeller: str, label_settings: str,
-    max_force: float, min_success_fraction: float,
+    frames,
+    task_docs: list,
+    task_uuids: list[str],
+    campaign: str,
+    round: int,
+    labeller: str,
+    label_settings: str,
+    max_force: float,
+    min_success_fraction: float,
 ) -> LabelDocument:
     """Labelled frames from their TaskDocs; a missing TaskDoc (the job failed) or an
     unsuccessful one becomes a failed label with its reason."""
@@ -122,8 +158,13 @@ def collect_vasp_labels(
     for atoms, doc, uuid in zip(todo, task_docs, task_uuids, strict=True):
         fid = atoms.info["frame_id"]
         if doc is None:
-            failures.append({"frame_id": fid, "task_uuid": uuid,
-                             "reason": "VASP job failed (custodian gave up, VASP crashed or its output could not be parsed); see the job's directory"})
+            failures.append(
+                {
+                    "frame_id": fid,
+                    "task_uuid": uuid,
+                    "reason": "VASP job failed (custodian gave up, VASP crashed or its output could not be parsed); see the job's directory",
+                }
+            )
             continue
         try:
             labelled.append(label_from_taskdoc(atoms, doc, uuid, labeller, label_settings, max_force))
@@ -132,7 +173,13 @@ def collect_vasp_labels(
     check_success_fraction(round, len(todo), len(labelled), failures, min_success_fraction)
     progress.report("labelled", round, ok=len(labelled), failed=len(failures))
     return LabelDocument(
-        campaign=campaign, round=round, labeller=labeller, n_requested=len(todo), n_labelled=len(labelled),
-        n_failed=len(failures), failures=failures, records=[label_record(a) for a in labelled],
+        campaign=campaign,
+        round=round,
+        labeller=labeller,
+        n_requested=len(todo),
+        n_labelled=len(labelled),
+        n_failed=len(failures),
+        failures=failures,
+        records=[label_record(a) for a in labelled],
         labelled_blob=frames_text(labelled),
     )

@@ -29,8 +29,21 @@ class ConfigError(ValueError):
 
 AnyConfig = Union[CampaignConfig, PoolStudyConfig]
 
-_KINDS = ("multilayer", "file", "random_cells", "dpgen", "shear", "langevin_schedule", "ase", "vasp", "embedded", "mongodb", "import", "md",
-          "labeller_shear")
+_KINDS = (
+    "multilayer",
+    "file",
+    "random_cells",
+    "dpgen",
+    "shear",
+    "langevin_schedule",
+    "ase",
+    "vasp",
+    "embedded",
+    "mongodb",
+    "import",
+    "md",
+    "labeller_shear",
+)
 
 
 def _format_error(err: dict) -> str:
@@ -97,7 +110,9 @@ def load_campaign(path: str | Path) -> tuple[AnyConfig, Path]:
     """Read and validate a campaign YAML; return the config and the file's directory."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such campaign file; pass the path of a campaign YAML (e.g. flows/demo_cuni_emt.yaml)")
+        raise ConfigError(
+            f"{path}: no such campaign file; pass the path of a campaign YAML (e.g. flows/demo_cuni_emt.yaml)"
+        )
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -118,8 +133,11 @@ def check_campaign_structures(config, base_dir: str | Path = ".") -> int:
     if hasattr(config, "initial"):
         groups.append(("initial.structures", config.initial.structures))
     else:
-        groups += [(f"pool.sources[{i}].structures", src.structures) for i, src in enumerate(config.pool.sources)
-                   if src.kind in ("md", "labeller_shear")]
+        groups += [
+            (f"pool.sources[{i}].structures", src.structures)
+            for i, src in enumerate(config.pool.sources)
+            if src.kind in ("md", "labeller_shear")
+        ]
         if config.shear_study is not None:
             groups.append(("shear_study.structures", config.shear_study.structures))
     shears = [(f"explorers[{j}]", e) for j, e in enumerate(getattr(config, "explorers", [])) if e.kind == "shear"]

@@ -42,7 +42,9 @@ def workflow_from_flow(flow, store, **kwargs) -> Workflow:
     """``flow_to_workflow`` with external references allowed and CampaignFiretasks."""
     wf = _flow_to_workflow(flow, store, allow_external_references=True, **kwargs)
     for fw in wf.fws:
-        fw.tasks = [CampaignFiretask(job=t["job"], store=t["store"]) if isinstance(t, JobFiretask) else t for t in fw.tasks]
+        fw.tasks = [
+            CampaignFiretask(job=t["job"], store=t["store"]) if isinstance(t, JobFiretask) else t for t in fw.tasks
+        ]
     return wf
 
 

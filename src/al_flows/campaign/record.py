@@ -21,7 +21,9 @@ class CampaignRecord:
         self.store = store
         self.campaign = campaign
 
-    def outputs(self, stage: str, round_: int | None = None, properties: list[str] | None = None, load: bool = False) -> list[dict]:
+    def outputs(
+        self, stage: str, round_: int | None = None, properties: list[str] | None = None, load: bool = False
+    ) -> list[dict]:
         """Latest documents of a stage (see :func:`latest_outputs`), optionally of one round."""
         criteria = None if round_ is None else {"metadata.round": round_}
         return latest_outputs(self.store, self.campaign, stage, criteria, properties, load)
@@ -35,8 +37,18 @@ class CampaignRecord:
         """LabelDocuments (ASE labelling jobs and VASP collect jobs), rounds -1 .. k."""
         docs = []
         for stage in ("label", "vasp_collect"):
-            for d in self.outputs(stage, properties=["output.round", "output.n_requested", "output.n_labelled",
-                                                     "output.n_failed", "output.failures", "output.records", "output.labeller"]):
+            for d in self.outputs(
+                stage,
+                properties=[
+                    "output.round",
+                    "output.n_requested",
+                    "output.n_labelled",
+                    "output.n_failed",
+                    "output.failures",
+                    "output.records",
+                    "output.labeller",
+                ],
+            ):
                 out = d["output"]
                 if "records" in out:  # a VASP dispatch's document only points to its collect job
                     docs.append(d)
@@ -47,7 +59,9 @@ class CampaignRecord:
 
         A result older than the last round summary is stale: the campaign was extended
         (a larger ``max_rounds`` or another convergence target) and is running again."""
-        results = [d["output"] for d in self.outputs("round", properties=["output"]) if d["output"].get("n_rounds") is not None]
+        results = [
+            d["output"] for d in self.outputs("round", properties=["output"]) if d["output"].get("n_rounds") is not None
+        ]
         if not results:
             return None
         last = max(results, key=lambda r: r["final_round"])
@@ -93,23 +107,51 @@ class CampaignRecord:
             s = summaries.get(k)
             row = {"round": k, "state": "done" if s else "in progress or stopped"}
             if s:
-                row.update({key: s[key] for key in ("n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_failed",
-                                                  "n_labelled", "n_label_failures", "accurate_ratio", "val_force_rmse",
-                                                  "test_force_rmse", "test_energy_rmse_per_atom")})
+                row.update(
+                    {
+                        key: s[key]
+                        for key in (
+                            "n_labels_total",
+                            "n_explored",
+                            "n_accurate",
+                            "n_candidate",
+                            "n_failed",
+                            "n_labelled",
+                            "n_label_failures",
+                            "accurate_ratio",
+                            "val_force_rmse",
+                            "test_force_rmse",
+                            "test_energy_rmse_per_atom",
+                        )
+                    }
+                )
             else:
-                done = Counter(d["metadata"]["stage"] for stage in ("train", "evaluate", "explore", "select")
-                               for d in self.outputs(stage, k, properties=["output.round"]))
+                done = Counter(
+                    d["metadata"]["stage"]
+                    for stage in ("train", "evaluate", "explore", "select")
+                    for d in self.outputs(stage, k, properties=["output.round"])
+                )
                 row["stages_done"] = dict(done)
             row["wall_time_s"] = {stage: round(t, 2) for stage, t in times[k].items()}
             rows.append(row)
         failures = [
-            {"round": d["output"]["round"], **f} for d in self.label_documents() for f in d["output"].get("failures", [])
+            {"round": d["output"]["round"], **f}
+            for d in self.label_documents()
+            for f in d["output"].get("failures", [])
         ]
         result = self.result()
-        job_failures = [{k: f[k] for k in ("round", "stage", "job_name", "job_uuid", "reason")} for f in self.failures()]
-        return {"campaign": self.campaign, "state": self.state_words(), "finished": result is not None,
-                "converged": bool(result and result["converged"]), "rounds": rows, "label_failures": failures,
-                "job_failures": job_failures}
+        job_failures = [
+            {k: f[k] for k in ("round", "stage", "job_name", "job_uuid", "reason")} for f in self.failures()
+        ]
+        return {
+            "campaign": self.campaign,
+            "state": self.state_words(),
+            "finished": result is not None,
+            "converged": bool(result and result["converged"]),
+            "rounds": rows,
+            "label_failures": failures,
+            "job_failures": job_failures,
+        }
 
     # -- labels -----------------------------------------------------------------------------------
     def labels(self) -> dict[str, dict]:
@@ -122,10 +164,23 @@ class CampaignRecord:
 
     def models(self) -> dict[str, dict]:
         """Training documents (without weights) by model id."""
-        props = ["output.model_id", "output.round", "output.member", "output.seed", "output.n_train", "output.n_val",
-                 "output.train_ids", "output.val_ids", "output.best_epoch", "output.val_force_rmse",
-                 "output.model_settings", "output.training_settings"]
-        return {d["output"]["model_id"]: {**d["output"], "uuid": d["uuid"]} for d in self.outputs("train", properties=props)}
+        props = [
+            "output.model_id",
+            "output.round",
+            "output.member",
+            "output.seed",
+            "output.n_train",
+            "output.n_val",
+            "output.train_ids",
+            "output.val_ids",
+            "output.best_epoch",
+            "output.val_force_rmse",
+            "output.model_settings",
+            "output.training_settings",
+        ]
+        return {
+            d["output"]["model_id"]: {**d["output"], "uuid": d["uuid"]} for d in self.outputs("train", properties=props)
+        }
 
     def ensembles(self) -> dict[str, list[dict]]:
         """Members of each round's ensemble, by ensemble id (from the round summaries)."""
@@ -140,28 +195,63 @@ class CampaignRecord:
         if frame_id not in labels:
             raise KeyError(f"--label: no label with frame id {frame_id!r} in campaign {self.campaign!r}")
         label = labels[frame_id]
-        chain = [{"kind": "label", "id": frame_id, "round": label["round"], "labeller": label["labeller"],
-                  "task_uuid": label["task_uuid"], "energy": label["energy"]}]
+        chain = [
+            {
+                "kind": "label",
+                "id": frame_id,
+                "round": label["round"],
+                "labeller": label["labeller"],
+                "task_uuid": label["task_uuid"],
+                "energy": label["energy"],
+            }
+        ]
         if label["round"] < 0:
-            chain.append({"kind": "starting_structure", "id": label["parent_id"], "origin": "initial data (perturbed copy)"})
+            chain.append(
+                {"kind": "starting_structure", "id": label["parent_id"], "origin": "initial data (perturbed copy)"}
+            )
             return {"label": label, "chain": chain}
         k = label["round"]
-        for d in self.outputs("select", k, properties=["output.records", "output.ensemble_id", "output.trust_lo", "output.trust_hi",
-                                                       "output.strategy"]):
+        for d in self.outputs(
+            "select",
+            k,
+            properties=[
+                "output.records",
+                "output.ensemble_id",
+                "output.trust_lo",
+                "output.trust_hi",
+                "output.strategy",
+            ],
+        ):
             rec = next((r for r in d["output"]["records"] if r["frame_id"] == frame_id), None)
             if rec:
-                chain.append({"kind": "selection", "round": k, "ensemble_id": d["output"]["ensemble_id"],
-                              "strategy": d["output"].get("strategy", "deviation"), "status": rec["status"],
-                              "deviation": rec["deviation"], "trust_lo": d["output"]["trust_lo"], "trust_hi": d["output"]["trust_hi"]})
+                chain.append(
+                    {
+                        "kind": "selection",
+                        "round": k,
+                        "ensemble_id": d["output"]["ensemble_id"],
+                        "strategy": d["output"].get("strategy", "deviation"),
+                        "status": rec["status"],
+                        "deviation": rec["deviation"],
+                        "trust_lo": d["output"]["trust_lo"],
+                        "trust_hi": d["output"]["trust_hi"],
+                    }
+                )
         for d in self.outputs("explore", k, properties=["output.frames", "output.explorer"]):
             rec = next((r for r in d["output"]["frames"] if r["frame_id"] == frame_id), None)
             if rec:
                 chain.append({"kind": "exploration", "round": k, **rec, "exploration_uuid": d["uuid"]})
         members = self.ensembles().get(label["model_id"], [])
         trained_on = sorted({fid for m in members for fid in m["train_ids"] + m["val_ids"]})
-        chain.append({"kind": "ensemble", "id": label["model_id"], "round": k,
-                      "models": [m["model_id"] for m in members], "n_labels_trained_on": len(trained_on),
-                      "label_rounds_trained_on": sorted({labels[f]["round"] for f in trained_on if f in labels})})
+        chain.append(
+            {
+                "kind": "ensemble",
+                "id": label["model_id"],
+                "round": k,
+                "models": [m["model_id"] for m in members],
+                "n_labels_trained_on": len(trained_on),
+                "label_rounds_trained_on": sorted({labels[f]["round"] for f in trained_on if f in labels}),
+            }
+        )
         chain.append({"kind": "starting_structure", "id": label["parent_id"], "origin": "initial data"})
         return {"label": label, "chain": chain}
 
@@ -175,17 +265,38 @@ class CampaignRecord:
             if model_id in ensembles:  # labels carry the id of the ensemble that selected them
                 members = [self.model_lineage(m["model_id"]) for m in ensembles[model_id]]
                 return {"ensemble_id": model_id, "members": members}
-            raise KeyError(f"--model: no model or ensemble with id {model_id!r} in campaign {self.campaign!r}; "
-                           "model ids are in 'al-flows status --json' and in each label's lineage")
+            raise KeyError(
+                f"--model: no model or ensemble with id {model_id!r} in campaign {self.campaign!r}; "
+                "model ids are in 'al-flows status --json' and in each label's lineage"
+            )
         m = models[model_id]
         labels = self.labels()
         ids = m["train_ids"] + m["val_ids"]
         by_round = Counter(labels[f]["round"] for f in ids if f in labels)
         by_explorer = Counter(labels[f]["explorer"] for f in ids if f in labels)
-        return {"model": {k: m[k] for k in ("model_id", "round", "member", "seed", "n_train", "n_val", "best_epoch",
-                                             "val_force_rmse", "model_settings", "training_settings", "uuid")},
-                "n_labels": len(ids), "labels_by_round": dict(sorted(by_round.items())), "labels_by_explorer": dict(by_explorer),
-                "train_ids": m["train_ids"], "val_ids": m["val_ids"]}
+        return {
+            "model": {
+                k: m[k]
+                for k in (
+                    "model_id",
+                    "round",
+                    "member",
+                    "seed",
+                    "n_train",
+                    "n_val",
+                    "best_epoch",
+                    "val_force_rmse",
+                    "model_settings",
+                    "training_settings",
+                    "uuid",
+                )
+            },
+            "n_labels": len(ids),
+            "labels_by_round": dict(sorted(by_round.items())),
+            "labels_by_explorer": dict(by_explorer),
+            "train_ids": m["train_ids"],
+            "val_ids": m["val_ids"],
+        }
 
     # -- exports ----------------------------------------------------------------------------------
     def final_dataset(self) -> Dataset:

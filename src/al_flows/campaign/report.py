@@ -85,8 +85,12 @@ def deviations_by_round(store, config, summaries: list[dict] | None = None) -> d
             else:
                 devs.setdefault(status, []).append(float(dev))
         out[r] = {
-            "deviations": devs, "counts": counts, "n_none": n_none, "n_explored": sum(counts.values()),
-            "trust_lo": sel["trust_lo"], "trust_hi": sel["trust_hi"],
+            "deviations": devs,
+            "counts": counts,
+            "n_none": n_none,
+            "n_explored": sum(counts.values()),
+            "trust_lo": sel["trust_lo"],
+            "trust_hi": sel["trust_hi"],
         }
     return out
 
@@ -107,11 +111,19 @@ def shear_paths(store, config, summaries: list[dict] | None = None) -> list[dict
     for (r, explorer, parent, run), frames in sorted(paths.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
         frames.sort(key=lambda f: (f.get("step") or 0, f["gamma"]))
         energy = np.array([f["energy"] for f in frames])
-        out.append({
-            "round": r, "explorer": explorer, "parent_id": parent, "run": run, "source": "ensemble",
-            "n_atoms": frames[0].get("n_atoms"),
-            "gamma": [f["gamma"] for f in frames], "energy": energy.tolist(), "delta_energy": (energy - energy[0]).tolist(),
-        })
+        out.append(
+            {
+                "round": r,
+                "explorer": explorer,
+                "parent_id": parent,
+                "run": run,
+                "source": "ensemble",
+                "n_atoms": frames[0].get("n_atoms"),
+                "gamma": [f["gamma"] for f in frames],
+                "energy": energy.tolist(),
+                "delta_energy": (energy - energy[0]).tolist(),
+            }
+        )
     return out
 
 
@@ -136,10 +148,18 @@ def labeller_shear_paths(store, config) -> list[dict]:
     out = []
     for (explorer, parent, run), frames in sorted(paths.items(), key=lambda kv: tuple(str(k) for k in kv[0])):
         frames.sort(key=lambda a: (a.info.get("step") or 0, a.info["gamma"]))
-        out.append({
-            "round": -1, "explorer": explorer, "parent_id": parent, "run": run, "source": "labeller", "n_atoms": len(frames[0]),
-            "gamma": [float(a.info["gamma"]) for a in frames], "energy": [float(a.get_potential_energy()) for a in frames],
-        })
+        out.append(
+            {
+                "round": -1,
+                "explorer": explorer,
+                "parent_id": parent,
+                "run": run,
+                "source": "labeller",
+                "n_atoms": len(frames[0]),
+                "gamma": [float(a.info["gamma"]) for a in frames],
+                "energy": [float(a.get_potential_energy()) for a in frames],
+            }
+        )
     return out
 
 
@@ -148,8 +168,9 @@ def reference_key(path: dict) -> tuple:
     return (path["source"], path["round"], path["explorer"], path["parent_id"])
 
 
-def unsheared_references(store, config, paths: list[dict], summaries: list[dict] | None = None,
-                         cache: dict | None = None) -> dict[tuple, dict]:
+def unsheared_references(
+    store, config, paths: list[dict], summaries: list[dict] | None = None, cache: dict | None = None
+) -> dict[tuple, dict]:
     """Each path's starting structure relaxed at its own cell (unsheared: gamma of the starting
     structure, 0 for the multilayers), with the path's calculator: the round's ensemble (its
     summary's members; fmax, optimizer and max_opt_steps of the explorer) for explored paths,
@@ -168,8 +189,10 @@ def unsheared_references(store, config, paths: list[dict], summaries: list[dict]
     docs = latest_docs(store, config.name, "structures", load=True)
     if not docs:
         return {}
-    starts = {str(a.info.get("structure_id") or a.info.get("frame_id")): a
-              for a in frames_from_bytes(docs[-1]["output"]["structures_blob"])}
+    starts = {
+        str(a.info.get("structure_id") or a.info.get("frame_id")): a
+        for a in frames_from_bytes(docs[-1]["output"]["structures_blob"])
+    }
     summaries = round_summaries(store, config) if summaries is None else summaries
     by_round = {s["round"]: s for s in summaries}
     wanted: dict[tuple, list[str]] = defaultdict(list)
@@ -189,8 +212,16 @@ def unsheared_references(store, config, paths: list[dict], summaries: list[dict]
             summary = by_round.get(r)
             if settings is None or summary is None or not summary.get("model_ids"):
                 continue
-            ident = [summary.get("ensemble_id"), summary["model_ids"], settings.fmax, settings.optimizer, settings.max_opt_steps]
-        cache_keys = {pid: json.dumps([source, r, explorer, pid, ident], sort_keys=True, default=str) for pid in parents}
+            ident = [
+                summary.get("ensemble_id"),
+                summary["model_ids"],
+                settings.fmax,
+                settings.optimizer,
+                settings.max_opt_steps,
+            ]
+        cache_keys = {
+            pid: json.dumps([source, r, explorer, pid, ident], sort_keys=True, default=str) for pid in parents
+        }
         for pid in [pid for pid in parents if cache_keys[pid] in cache]:
             refs[(source, r, explorer, pid)] = dict(cache[cache_keys[pid]])
         parents = [pid for pid in parents if cache_keys[pid] not in cache]
@@ -212,12 +243,17 @@ def unsheared_references(store, config, paths: list[dict], summaries: list[dict]
             if any(m not in models for m in summary["model_ids"]):
                 continue
             ensemble = load_ensemble([models[m] for m in summary["model_ids"]])
-            relaxed = relax_batched(structures, ensemble, fmax=settings.fmax, max_steps=settings.max_opt_steps,
-                                    optimizer=settings.optimizer)
+            relaxed = relax_batched(
+                structures, ensemble, fmax=settings.fmax, max_steps=settings.max_opt_steps, optimizer=settings.optimizer
+            )
             energies = [res.energy if res.finite else math.nan for res in relaxed]
         for pid, atoms, energy in zip(parents, structures, energies, strict=True):
             if math.isfinite(energy):
-                refs[(source, r, explorer, pid)] = {"gamma": shear_strain(atoms.cell[:]), "energy": energy, "n_atoms": len(atoms)}
+                refs[(source, r, explorer, pid)] = {
+                    "gamma": shear_strain(atoms.cell[:]),
+                    "energy": energy,
+                    "n_atoms": len(atoms),
+                }
                 cache[cache_keys[pid]] = dict(refs[(source, r, explorer, pid)])
     return refs
 
@@ -233,11 +269,13 @@ def energy_vs_gamma_data(paths: list[dict], references: dict[tuple, dict]) -> li
         if ref is None or p.get("n_atoms") != ref["n_atoms"]:
             continue
         n = ref["n_atoms"]
-        out.append({
-            **{k: p[k] for k in ("round", "explorer", "parent_id", "run", "source")},
-            "gamma": np.array([ref["gamma"], *p["gamma"]], dtype=float),
-            "de_per_atom": np.array([0.0, *((e - ref["energy"]) / n for e in p["energy"])], dtype=float),
-        })
+        out.append(
+            {
+                **{k: p[k] for k in ("round", "explorer", "parent_id", "run", "source")},
+                "gamma": np.array([ref["gamma"], *p["gamma"]], dtype=float),
+                "de_per_atom": np.array([0.0, *((e - ref["energy"]) / n for e in p["energy"])], dtype=float),
+            }
+        )
     return out
 
 
@@ -250,7 +288,9 @@ def training_curves(store, config, summaries: list[dict] | None = None) -> dict[
             {
                 "member": m["member"],
                 "epoch": [c["epoch"] for c in m.get("curve", []) if c.get("val_force_rmse") is not None],
-                "val_force_rmse": [c["val_force_rmse"] for c in m.get("curve", []) if c.get("val_force_rmse") is not None],
+                "val_force_rmse": [
+                    c["val_force_rmse"] for c in m.get("curve", []) if c.get("val_force_rmse") is not None
+                ],
             }
             for m in sorted(members, key=lambda m: m["member"])
         ]
@@ -285,10 +325,13 @@ def parity_data(store, config, summary: dict) -> dict | None:
     subsets = np.array([subset_of(a) for a in frames])
     return {
         "round": summary["round"],
-        "energy_subset": subsets, "force_subset": np.repeat(subsets, 3 * n_atoms),
-        "energy_label": e_ref, "energy_pred": e_pred,
+        "energy_subset": subsets,
+        "force_subset": np.repeat(subsets, 3 * n_atoms),
+        "energy_label": e_ref,
+        "energy_pred": e_pred,
         "energy_rmse_mev": float(np.sqrt(np.mean((e_pred - e_ref) ** 2)) * 1000),
-        "force_label": f_ref, "force_pred": f_pred,
+        "force_label": f_ref,
+        "force_pred": f_pred,
         "force_rmse": float(np.sqrt(np.mean((f_pred - f_ref) ** 2))),
     }
 
@@ -307,14 +350,28 @@ def plot_errors(summaries: list[dict], path: Path) -> str:
     plt = pyplot()
     rounds = [s["round"] for s in summaries]
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    ax.plot(rounds, [s["val_force_rmse"] for s in summaries], "o-", color="tab:blue", label="val force RMSE (members' mean)")
-    ax.plot(rounds, [s["test_force_rmse"] for s in summaries], "s-", color="tab:orange", label="test force RMSE (ensemble mean)")
+    ax.plot(
+        rounds, [s["val_force_rmse"] for s in summaries], "o-", color="tab:blue", label="val force RMSE (members' mean)"
+    )
+    ax.plot(
+        rounds,
+        [s["test_force_rmse"] for s in summaries],
+        "s-",
+        color="tab:orange",
+        label="test force RMSE (ensemble mean)",
+    )
     ax.set_xlabel("round")
     ax.set_ylabel("force RMSE (eV/Å)")
     ax.set_xticks(rounds)
     ax.set_ylim(bottom=0)
     ax2 = ax.twinx()
-    ax2.plot(rounds, [1000 * s["test_energy_rmse_per_atom"] for s in summaries], "^--", color="tab:green", label="test energy RMSE")
+    ax2.plot(
+        rounds,
+        [1000 * s["test_energy_rmse_per_atom"] for s in summaries],
+        "^--",
+        color="tab:green",
+        label="test energy RMSE",
+    )
     ax2.set_ylabel("energy RMSE (meV/atom)", color="tab:green")
     ax2.tick_params(axis="y", colors="tab:green")
     ax2.set_ylim(bottom=0)
@@ -350,7 +407,7 @@ def plot_deviation_hists(devs: dict[int, dict], path: Path) -> str:
     nrow = math.ceil(len(rounds) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False, sharex=True)
     bins, log = _dev_bins(devs)
-    for ax in axes.ravel()[len(rounds):]:
+    for ax in axes.ravel()[len(rounds) :]:
         ax.set_visible(False)
     for ax, r in zip(axes.ravel(), rounds, strict=False):  # the grid may have spare axes
         d = devs[r]
@@ -358,8 +415,13 @@ def plot_deviation_hists(devs: dict[int, dict], path: Path) -> str:
         for s in STATUSES:
             extra = f", {d['n_none']} w/o deviation" if s == "failed" and d["n_none"] else ""
             labels.append(f"{s}: {d['counts'].get(s, 0)}{extra}")
-        ax.hist([d["deviations"][s] for s in STATUSES], bins=bins, stacked=True,
-                color=[STATUS_COLOURS[s] for s in STATUSES], label=labels)
+        ax.hist(
+            [d["deviations"][s] for s in STATUSES],
+            bins=bins,
+            stacked=True,
+            color=[STATUS_COLOURS[s] for s in STATUSES],
+            label=labels,
+        )
         for key, ls in (("trust_lo", "--"), ("trust_hi", ":")):
             t = d[key]
             if bins[0] <= t <= bins[-1]:
@@ -389,8 +451,15 @@ def _parity(ax, label, pred, unit: str, rmse_text: str, title: str, subsets=None
     subsets = np.full(len(label), "relaxed") if subsets is None else np.asarray(subsets)
     for name in sorted(set(subsets.tolist())):  # one colour per test subset
         mask = subsets == name
-        ax.scatter(label[mask], pred[mask], s=20 if few else 3, alpha=0.8 if few else 0.35,
-                   color=SUBSET_COLOURS.get(name, "tab:green"), edgecolors="none", label=f"{name} ({int(mask.sum())})")
+        ax.scatter(
+            label[mask],
+            pred[mask],
+            s=20 if few else 3,
+            alpha=0.8 if few else 0.35,
+            color=SUBSET_COLOURS.get(name, "tab:green"),
+            edgecolors="none",
+            label=f"{name} ({int(mask.sum())})",
+        )
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_ylim(lo - pad, hi + pad)
     ax.set_aspect("equal")
@@ -406,12 +475,26 @@ def plot_parity(parity: dict, outdir: Path) -> dict[str, str]:
     plt = pyplot()
     n = len(parity["energy_label"])
     fig, ax = plt.subplots(figsize=(4.8, 4.8))
-    _parity(ax, parity["energy_label"], parity["energy_pred"], "eV/atom", f"{parity['energy_rmse_mev']:.2f} meV/atom",
-            f"Test energy per atom, round {parity['round']} ({n} frames)", parity.get("energy_subset"))
+    _parity(
+        ax,
+        parity["energy_label"],
+        parity["energy_pred"],
+        "eV/atom",
+        f"{parity['energy_rmse_mev']:.2f} meV/atom",
+        f"Test energy per atom, round {parity['round']} ({n} frames)",
+        parity.get("energy_subset"),
+    )
     energy = save_figure(fig, outdir / "parity_energy.png")
     fig, ax = plt.subplots(figsize=(4.8, 4.8))
-    _parity(ax, parity["force_label"], parity["force_pred"], "eV/Å", f"{parity['force_rmse']:.4f} eV/Å",
-            f"Test force components, round {parity['round']} ({len(parity['force_label'])} values)", parity.get("force_subset"))
+    _parity(
+        ax,
+        parity["force_label"],
+        parity["force_pred"],
+        "eV/Å",
+        f"{parity['force_rmse']:.4f} eV/Å",
+        f"Test force components, round {parity['round']} ({len(parity['force_label'])} values)",
+        parity.get("force_subset"),
+    )
     forces = save_figure(fig, outdir / "parity_forces.png")
     return {"parity_energy": energy, "parity_forces": forces}
 
@@ -429,19 +512,42 @@ def plot_energy_vs_gamma(data: list[dict], path: Path) -> str:
     markers = ["s", "^", "v", "D"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for d in explored:
-        ax.plot(d["gamma"], d["de_per_atom"], marker="o", ms=3, lw=1, alpha=0.75, color=colours[d["round"]],
-                ls=styles[parents.index(d["parent_id"]) % len(styles)])
+        ax.plot(
+            d["gamma"],
+            d["de_per_atom"],
+            marker="o",
+            ms=3,
+            lw=1,
+            alpha=0.75,
+            color=colours[d["round"]],
+            ls=styles[parents.index(d["parent_id"]) % len(styles)],
+        )
     for d in labeller:
-        ax.plot(d["gamma"], d["de_per_atom"], color="black", ls="--", lw=1.2, ms=4, mfc="none",
-                marker=markers[parents.index(d["parent_id"]) % len(markers)])
+        ax.plot(
+            d["gamma"],
+            d["de_per_atom"],
+            color="black",
+            ls="--",
+            lw=1.2,
+            ms=4,
+            mfc="none",
+            marker=markers[parents.index(d["parent_id"]) % len(markers)],
+        )
     for r, c in colours.items():
         ax.plot([], [], "o-", ms=3, color=c, label=f"round {r} (ensemble)")
     if labeller:
         ax.plot([], [], "ks--", ms=4, mfc="none", label="labeller (test set)")
     if 1 < len(parents) <= len(styles):
         for i, parent in enumerate(parents):
-            ax.plot([], [], color="grey", ls=styles[i], marker=markers[i] if labeller else None, mfc="none",
-                    label=parent if len(parent) <= 32 else f"structure {i + 1} ({parent[:12]}…)")
+            ax.plot(
+                [],
+                [],
+                color="grey",
+                ls=styles[i],
+                marker=markers[i] if labeller else None,
+                mfc="none",
+                label=parent if len(parent) <= 32 else f"structure {i + 1} ({parent[:12]}…)",
+            )
     ax.axhline(0.0, color="grey", lw=0.5)
     ax.set_xlabel("shear strain γ")
     ax.set_ylabel("(E − E(γ = 0, relaxed)) / N (eV/atom)")
@@ -460,7 +566,7 @@ def plot_training_curves(curves: dict[int, list[dict]], path: Path) -> str:
     ncol = min(len(rounds), 3)
     nrow = math.ceil(len(rounds) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False, sharey=True)
-    for ax in axes.ravel()[len(rounds):]:
+    for ax in axes.ravel()[len(rounds) :]:
         ax.set_visible(False)
     for ax, r in zip(axes.ravel(), rounds, strict=False):  # the grid may have spare axes
         for m in curves[r]:
@@ -481,6 +587,7 @@ def plot_training_curves(curves: dict[int, list[dict]], path: Path) -> str:
 
 
 # ---------------------------------------------------------------- page
+
 
 def plot_calibration(cals: list[dict], path: Path) -> str:
     """Deviation vs true error of each round's labels, the fitted relation and the levels it set."""
@@ -536,15 +643,15 @@ CAPTIONS = {
     "calibration": "Trust-level calibration: each round's labelled frames (model deviation at selection vs the true largest force error), the fitted relation, and the next round's trust_lo (dotted).",
     "autotest": "Autotest of the final potential against the reference: equation of state and generalised stacking-fault path per element.",
     "errors_per_round": "Force RMSE on the members' validation splits (mean over members) and of the ensemble mean on "
-                        "the fixed test set (eV/Å, left axis); test energy RMSE (meV/atom, right axis).",
+    "the fixed test set (eV/Å, left axis); test energy RMSE (meV/atom, right axis).",
     "deviation_hist": "Max force deviation (eV/Å) of every explored frame per round, stacked by selection status; "
-                      "dashed/dotted lines: trust_lo/trust_hi. Frames without a deviation count as failed but are not drawn.",
+    "dashed/dotted lines: trust_lo/trust_hi. Frames without a deviation count as failed but are not drawn.",
     "parity_energy": "Final round's ensemble-mean energy per atom vs the labeller's on the fixed test set, coloured by subset (relaxed, nonequilibrium).",
     "parity_forces": "Final round's ensemble-mean force components vs the labeller's on the fixed test set, coloured by subset (relaxed, nonequilibrium).",
     "energy_vs_gamma": "Shear paths: energy per atom of each relaxed frame relative to its starting structure relaxed "
-                       "unsheared (γ = 0) by the same calculator (eV/atom) vs shear strain γ; coloured: the ensemble's "
-                       "exploration, one line per round, starting structure and run; black dashed: the labeller's own "
-                       "paths in the test set.",
+    "unsheared (γ = 0) by the same calculator (eV/atom) vs shear strain γ; coloured: the ensemble's "
+    "exploration, one line per round, starting structure and run; black dashed: the labeller's own "
+    "paths in the test set.",
     "training_curves": "Validation force RMSE (eV/Å) per epoch of every ensemble member.",
 }
 
@@ -571,7 +678,10 @@ def render_html(config, summaries: list[dict], plots: dict[str, str], notes: lis
     """The index page: title, a table of rounds, notes, and every plot with its caption."""
     e = html.escape
     rows = "\n".join(
-        "<tr>" + "".join(f"<td>{e(_fmt(s.get(key), fmt, scale))}</td>" for _, key, fmt, scale in TABLE_COLUMNS) + "</tr>" for s in summaries
+        "<tr>"
+        + "".join(f"<td>{e(_fmt(s.get(key), fmt, scale))}</td>" for _, key, fmt, scale in TABLE_COLUMNS)
+        + "</tr>"
+        for s in summaries
     )
     head = "".join(f"<th>{e(h)}</th>" for h, *_ in TABLE_COLUMNS)
     table = f"<table>\n<tr>{head}</tr>\n{rows}\n</table>" if summaries else ""
@@ -612,7 +722,9 @@ def write_report(store, config, outdir: Path) -> dict:
     plots: dict[str, str] = {}
     notes: list[str] = []
     if not summaries:
-        notes.append("No completed rounds stored yet: run the campaign (or wait for its first round) and write the report again.")
+        notes.append(
+            "No completed rounds stored yet: run the campaign (or wait for its first round) and write the report again."
+        )
     else:
         plots["errors_per_round"] = plot_errors(summaries, outdir / "errors_per_round.png")
     devs = deviations_by_round(store, config, summaries)
@@ -638,8 +750,10 @@ def write_report(store, config, outdir: Path) -> dict:
         if n_explored:
             plots["energy_vs_gamma"] = plot_energy_vs_gamma(data, outdir / "energy_vs_gamma.png")
         if n_explored < sum(1 for p in paths if p["source"] == "ensemble"):
-            notes.append("Some shear paths are not in the energy-vs-γ plot: their round's models or starting structure "
-                         "are not stored, or relaxing the unsheared structure failed.")
+            notes.append(
+                "Some shear paths are not in the energy-vs-γ plot: their round's models or starting structure "
+                "are not stored, or relaxing the unsheared structure failed."
+            )
     elif devs:
         notes.append("No explored frames with a shear strain: energy-vs-γ plot skipped.")
     curves = training_curves(store, config, summaries)
@@ -653,7 +767,9 @@ def write_report(store, config, outdir: Path) -> dict:
         doc = autotests[-1]["output"]
         plots["autotest"] = plot_autotest(doc, outdir / "autotest.png")
         (outdir / "autotest.md").write_text(doc["table"] + "\n")
-        notes.append(f"Autotest against {doc['reference']}: {'all rows within tolerance' if doc['passed'] else 'some rows outside tolerance'} (autotest.md).")
+        notes.append(
+            f"Autotest against {doc['reference']}: {'all rows within tolerance' if doc['passed'] else 'some rows outside tolerance'} (autotest.md)."
+        )
     page = outdir / "index.html"
     page.write_text(render_html(config, summaries, plots, notes, campaign_status(store, config)), encoding="utf-8")
     return {"plots": plots, "html": str(page)}

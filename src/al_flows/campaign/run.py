@@ -29,10 +29,23 @@ from al_flows.workflow.config import settings_diff
 from al_flows.workflow.jobs import drop_completed, latest_outputs
 
 REPORT_KEYS = (
-    "round", "n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_failed", "n_labelled",
-    "accurate_ratio", "val_force_rmse", "test_force_rmse", "test_energy_rmse_per_atom", "test_force_r2", "test_force_rel_rmse",
-    "test_force_rmse_relaxed", "test_force_rmse_nonequilibrium",
-    "test_energy_rmse_per_atom_relaxed", "test_energy_rmse_per_atom_nonequilibrium",
+    "round",
+    "n_labels_total",
+    "n_explored",
+    "n_accurate",
+    "n_candidate",
+    "n_failed",
+    "n_labelled",
+    "accurate_ratio",
+    "val_force_rmse",
+    "test_force_rmse",
+    "test_energy_rmse_per_atom",
+    "test_force_r2",
+    "test_force_rel_rmse",
+    "test_force_rmse_relaxed",
+    "test_force_rmse_nonequilibrium",
+    "test_energy_rmse_per_atom_relaxed",
+    "test_energy_rmse_per_atom_nonequilibrium",
 )
 
 
@@ -77,17 +90,28 @@ def check_settings(store: JobStore, config: AnyConfig, workdir: Path | None = No
     keys that differ, old -> new). An earlier attempt that stopped before any job beyond the
     setup jobs finished is discarded instead. Returns a note for the user ('' when nothing to say)."""
     fp = config.fingerprint()
-    other = store.query_one({"metadata.campaign": config.name, "metadata.fingerprint": {"$exists": True, "$ne": fp}},
-                            properties=["metadata"])
+    other = store.query_one(
+        {"metadata.campaign": config.name, "metadata.fingerprint": {"$exists": True, "$ne": fp}},
+        properties=["metadata"],
+    )
     if other is None:
         return ""
     old_fp = other["metadata"].get("fingerprint")
-    used = store.query_one({"metadata.campaign": config.name, "metadata.fingerprint": old_fp,
-                            "metadata.stage": {"$nin": list(SETUP_STAGES)}, "output": {"$ne": None}}, properties=["uuid"])
+    used = store.query_one(
+        {
+            "metadata.campaign": config.name,
+            "metadata.fingerprint": old_fp,
+            "metadata.stage": {"$nin": list(SETUP_STAGES)},
+            "output": {"$ne": None},
+        },
+        properties=["uuid"],
+    )
     if used is None:
         n = discard_attempt(store, config.name, old_fp)
-        return (f"an earlier attempt with other settings stopped before any result ({n} setup job(s) discarded); "
-                "starting with the settings given")
+        return (
+            f"an earlier attempt with other settings stopped before any result ({n} setup job(s) discarded); "
+            "starting with the settings given"
+        )
     diff = []
     if workdir is not None and (Path(workdir) / WORKDIR_CONFIG).is_file():
         try:
@@ -139,6 +163,7 @@ def pool_study_final_stage(config: PoolStudyConfig) -> str:
 
 def build_pool_study_report(store: JobStore, config: PoolStudyConfig) -> dict:
     """report.json of a pool study: rows of Table I of Sprueill et al. and ratios, pathway counts, validation summary."""
+
     def last(stage):
         docs = _outputs(store, config.name, stage)
         return docs[-1]["output"] if docs else None
@@ -157,7 +182,9 @@ def build_pool_study_report(store: JobStore, config: PoolStudyConfig) -> dict:
             for name, s in paths["systems"].items()
         }
     if val:
-        report["validation"] = {k: val[k] for k in ("n_minima", "n_spurious", "n_agree_single", "max_abs_d_single_per_atom")}
+        report["validation"] = {
+            k: val[k] for k in ("n_minima", "n_spurious", "n_agree_single", "max_abs_d_single_per_atom")
+        }
     return report
 
 
@@ -181,8 +208,12 @@ def build_report(store: JobStore, config: AnyConfig) -> dict:
     autotests = _outputs(store, config.name, "autotest")
     if autotests:
         doc = autotests[-1]["output"]
-        report["autotest"] = {"round": doc["round"], "reference": doc["reference"], "passed": doc["passed"],
-                              "rows": [{**r, "element": el} for el, res in doc["results"].items() for r in res["rows"]]}
+        report["autotest"] = {
+            "round": doc["round"],
+            "reference": doc["reference"],
+            "passed": doc["passed"],
+            "rows": [{**r, "element": el} for el, res in doc["results"].items() for r in res["rows"]],
+        }
     return report
 
 
@@ -201,15 +232,28 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
     maker = ActiveLearningMaker.from_config(config, base_dir)
     result, last = campaign_state(store, config)
     if result is not None:
-        again = stop_decision(last["accurate_ratio"], last["n_explored"], last["round"],
-                              config.convergence.accurate_ratio, config.max_rounds) if last else None
+        again = (
+            stop_decision(
+                last["accurate_ratio"],
+                last["n_explored"],
+                last["round"],
+                config.convergence.accurate_ratio,
+                config.max_rounds,
+            )
+            if last
+            else None
+        )
         if again is not None and not again.stop:  # a larger max_rounds or another target: extend
             return maker.continue_from(last), (
                 f"extending campaign '{config.name}' after round {last['round']} "
                 f"(max_rounds {config.max_rounds}, accurate-ratio target {config.convergence.accurate_ratio})"
             )
-        if maker.autotest is not None and not _outputs(store, config.name, "autotest", {"metadata.round": result["final_round"]}):
-            return maker.autotest_flow(result["final_round"]), f"campaign '{config.name}' finished; running its autotest"
+        if maker.autotest is not None and not _outputs(
+            store, config.name, "autotest", {"metadata.round": result["final_round"]}
+        ):
+            return maker.autotest_flow(
+                result["final_round"]
+            ), f"campaign '{config.name}' finished; running its autotest"
         return None, f"campaign '{config.name}' already finished after {result['n_rounds']} round(s); report rewritten"
     if last is not None:
         return maker.continue_from(last), f"continuing campaign '{config.name}' after round {last['round']}"
@@ -238,7 +282,9 @@ def load_workdir_campaign(workdir: str | Path) -> CampaignConfig:
 
     path = Path(workdir) / WORKDIR_CONFIG
     if not path.is_file():
-        raise ConfigError(f"--workdir: {workdir} holds no campaign ({WORKDIR_CONFIG} missing); run or submit a campaign there first")
+        raise ConfigError(
+            f"--workdir: {workdir} holds no campaign ({WORKDIR_CONFIG} missing); run or submit a campaign there first"
+        )
     return validate_campaign(json.loads(path.read_text()), source=str(path), imports=False)
 
 
@@ -315,8 +361,14 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
                 cwd = os.getcwd()
                 try:
                     with job_log(workdir):
-                        run_locally(flow, store=store, root_dir=jobs_dir, create_folders=True, log=False,
-                                    allow_external_references=True)
+                        run_locally(
+                            flow,
+                            store=store,
+                            root_dir=jobs_dir,
+                            create_folders=True,
+                            log=False,
+                            allow_external_references=True,
+                        )
                 finally:
                     os.chdir(cwd)
             report = build_report(store, config)
@@ -325,8 +377,10 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
             if flow is not None:
                 record = CampaignRecord(store, config.name)
                 if getattr(config, "autotest", None) is not None and report["finished"] and "autotest" not in report:
-                    raise CampaignError(f"campaign '{config.name}' finished but its autotest did not complete: "
-                                        f"{failure_summary(record, started_at, log_path)}")
+                    raise CampaignError(
+                        f"campaign '{config.name}' finished but its autotest did not complete: "
+                        f"{failure_summary(record, started_at, log_path)}"
+                    )
                 if not report["finished"]:
                     raise CampaignError(
                         f"campaign '{config.name}' stopped before finishing: {failure_summary(record, started_at, log_path)}; "

@@ -43,8 +43,13 @@ def make_job_store(config: EmbeddedStore | MongoStoreConfig, workdir: str | Path
         return JobStore(docs, additional_stores={DATA_STORE: data})
     if config.password_env or config.uri_env:
         common = dict(
-            database=config.database, host=config.host, port=config.port, username=config.username,
-            password_env=config.password_env, uri_env=config.uri_env, auth_source=config.auth_source,
+            database=config.database,
+            host=config.host,
+            port=config.port,
+            username=config.username,
+            password_env=config.password_env,
+            uri_env=config.uri_env,
+            auth_source=config.auth_source,
         )
         docs = EnvMongoStore(collection_name=config.collection, **common)
         data = EnvGridFSStore(collection_name=f"{config.collection}_data", **common)
@@ -68,7 +73,9 @@ class StoreSecretError(RuntimeError):
 def _secret(var: str, field: str) -> str:
     value = os.environ.get(var)
     if not value:
-        raise StoreSecretError(f"store.{field}: environment variable {var} is not set; export it on this machine (and on every FireWorks worker)")
+        raise StoreSecretError(
+            f"store.{field}: environment variable {var} is not set; export it on this machine (and on every FireWorks worker)"
+        )
     return value
 
 
@@ -87,8 +94,17 @@ class _SecretsFromEnvironment:
 class EnvMongoStore(_SecretsFromEnvironment, MongoStore):
     """maggma MongoStore whose password or URI comes from environment variables at connect time."""
 
-    def __init__(self, database: str, collection_name: str, host: str = "localhost", port: int = 27017, username: str = "",
-                 password_env: str | None = None, uri_env: str | None = None, auth_source: str | None = None):
+    def __init__(
+        self,
+        database: str,
+        collection_name: str,
+        host: str = "localhost",
+        port: int = 27017,
+        username: str = "",
+        password_env: str | None = None,
+        uri_env: str | None = None,
+        auth_source: str | None = None,
+    ):
         self.password_env, self.uri_env = password_env, uri_env
         super().__init__(database, collection_name, host=host, port=port, username=username, auth_source=auth_source)
 
@@ -96,8 +112,17 @@ class EnvMongoStore(_SecretsFromEnvironment, MongoStore):
 class EnvGridFSStore(_SecretsFromEnvironment, GridFSStore):
     """maggma GridFSStore whose password or URI comes from environment variables at connect time."""
 
-    def __init__(self, database: str, collection_name: str, host: str = "localhost", port: int = 27017, username: str = "",
-                 password_env: str | None = None, uri_env: str | None = None, auth_source: str | None = None):
+    def __init__(
+        self,
+        database: str,
+        collection_name: str,
+        host: str = "localhost",
+        port: int = 27017,
+        username: str = "",
+        password_env: str | None = None,
+        uri_env: str | None = None,
+        auth_source: str | None = None,
+    ):
         self.password_env, self.uri_env = password_env, uri_env
         super().__init__(database, collection_name, host=host, port=port, username=username, auth_source=auth_source)
 
@@ -115,8 +140,16 @@ def describe_store(config: EmbeddedStore | MongoStoreConfig, workdir: str | Path
 
 # Fields the CLI and the docs/provenance.md cookbook query on.
 INDEX_FIELDS = (
-    "uuid", "metadata.campaign", "metadata.stage", "metadata.round", "metadata.frame_id",
-    "output.round", "output.model_id", "output.train_ids", "output.val_ids", "output.records.frame_id",
+    "uuid",
+    "metadata.campaign",
+    "metadata.stage",
+    "metadata.round",
+    "metadata.frame_id",
+    "output.round",
+    "output.model_id",
+    "output.train_ids",
+    "output.val_ids",
+    "output.records.frame_id",
 )
 
 

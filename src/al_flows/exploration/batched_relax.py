@@ -154,7 +154,9 @@ class _InjectedCalculator(Calculator):
         raise RuntimeError("batched relaxation: the optimiser asked for a geometry the batch did not evaluate")
 
 
-def _evaluate(ensemble, frames: list[Atoms], batch_size: int | None) -> list[tuple[float, np.ndarray, np.ndarray] | str]:
+def _evaluate(
+    ensemble, frames: list[Atoms], batch_size: int | None
+) -> list[tuple[float, np.ndarray, np.ndarray] | str]:
     """(mean energy, mean forces [N,3], member forces [M,N,3]) per frame from one ``predict`` call;
     for a frame whose evaluation raises, a one-line description of the error instead (found by
     evaluating the frames one by one; the others are then predicted together again)."""
@@ -191,14 +193,31 @@ def _evaluate(ensemble, frames: list[Atoms], batch_size: int | None) -> list[tup
 def _finished(positions, energy, forces, member_forces, converged, n_steps) -> Relaxed:
     with np.errstate(invalid="ignore", over="ignore"):
         dev = max_force_deviation(member_forces)
-    return Relaxed(np.array(positions, dtype=float).reshape(-1, 3), float(energy), np.array(forces, dtype=float),
-                   np.array(member_forces, dtype=float), float(dev), bool(converged), int(n_steps), True)
+    return Relaxed(
+        np.array(positions, dtype=float).reshape(-1, 3),
+        float(energy),
+        np.array(forces, dtype=float),
+        np.array(member_forces, dtype=float),
+        float(dev),
+        bool(converged),
+        int(n_steps),
+        True,
+    )
 
 
 def _failed(positions, n_steps, reason: str) -> Relaxed:
     n = np.asarray(positions).reshape(-1, 3).shape[0]
-    return Relaxed(np.array(positions, dtype=float).reshape(-1, 3), float("nan"), np.full((n, 3), np.nan), None,
-                   float("nan"), False, int(n_steps), False, f"{reason} at optimiser step {int(n_steps)}")
+    return Relaxed(
+        np.array(positions, dtype=float).reshape(-1, 3),
+        float("nan"),
+        np.full((n, 3), np.nan),
+        None,
+        float("nan"),
+        False,
+        int(n_steps),
+        False,
+        f"{reason} at optimiser step {int(n_steps)}",
+    )
 
 
 def relax_batched(

@@ -42,7 +42,14 @@ def nvt_frames(
     work.set_constraint(FixCom())
     thermalize_momenta(work, temperature_K=temperature_K, rng=rng)
     Stationary(work)
-    dyn = Langevin(work, timestep_fs * units.fs, temperature_K=temperature_K, friction=friction_per_fs / units.fs, fixcm=False, rng=rng)
+    dyn = Langevin(
+        work,
+        timestep_fs * units.fs,
+        temperature_K=temperature_K,
+        friction=friction_per_fs / units.fs,
+        fixcm=False,
+        rng=rng,
+    )
     parent = str(atoms.info.get("structure_id") or atoms.info.get("frame_id") or frame_id(atoms))
     frames: list[Atoms] = []
     for step in range(1, n_steps + 1):
@@ -50,7 +57,10 @@ def nvt_frames(
         if step % interval:
             continue
         # the labeller's own forces: FixCom (which only steers the dynamics) must not alter the label
-        results = {"energy": float(work.get_potential_energy()), "forces": np.array(work.get_forces(apply_constraint=False))}
+        results = {
+            "energy": float(work.get_potential_energy()),
+            "forces": np.array(work.get_forces(apply_constraint=False)),
+        }
         if work.pbc.all():
             results["stress"] = np.array(work.get_stress())
         frame = work.copy()
@@ -89,7 +99,16 @@ def nvt_pool(
         for temperature in temperatures_K:
             run_seed = int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, k]).generate_state(1)[0])
             frames.extend(
-                nvt_frames(atoms, make_calculator(), temperature, n_steps, timestep_fs, interval=interval, seed=run_seed, labeller=labeller)
+                nvt_frames(
+                    atoms,
+                    make_calculator(),
+                    temperature,
+                    n_steps,
+                    timestep_fs,
+                    interval=interval,
+                    seed=run_seed,
+                    labeller=labeller,
+                )
             )
             k += 1
     return frames

@@ -63,8 +63,17 @@ from al_flows.exploration.replica_checks import dropped as dropped_record
 from al_flows.frames.dataset import frame_id
 from al_flows.settings import Settings, Temperatures
 
-__all__ = ["ScheduleSettings", "NVTSettings", "schedule_temperature", "draw_schedule", "berendsen_mu",
-           "instantaneous_pressure_GPa", "run_batched_langevin", "langevin_schedule", "nvt_explore"]
+__all__ = [
+    "ScheduleSettings",
+    "NVTSettings",
+    "schedule_temperature",
+    "draw_schedule",
+    "berendsen_mu",
+    "instantaneous_pressure_GPa",
+    "run_batched_langevin",
+    "langevin_schedule",
+    "nvt_explore",
+]
 
 
 def _range(lo_hi) -> tuple[float, float]:
@@ -85,7 +94,9 @@ class ScheduleSettings(Settings):
     t_max_ps: float = Field(5.0, gt=0, description="ps, trajectory length (the schedule's t_max)")
     timestep_fs: float = Field(1.0, gt=0)
     friction_per_ps: float = Field(5.0, gt=0, description="Langevin friction, 1/ps")
-    stop_deviation: float = Field(0.15, gt=0, description="eV/Angstrom; a trajectory stops when the deviation reaches this")
+    stop_deviation: float = Field(
+        0.15, gt=0, description="eV/Angstrom; a trajectory stops when the deviation reaches this"
+    )
     record_every: int = Field(100, gt=0, description="steps between recorded snapshots")
 
     @model_validator(mode="after")
@@ -103,7 +114,9 @@ class NVTSettings(Settings):
 
     n_runs: int = Field(4, gt=0, description="trajectories per starting structure")
     n_starts: int | None = Field(None, gt=0, description="starting structures drawn (seeded) per round; default all")
-    temperatures_K: Temperatures = Field([300.0, 600.0, 900.0, 1200.0], min_length=1, description="K per round, raised with the round")
+    temperatures_K: Temperatures = Field(
+        [300.0, 600.0, 900.0, 1200.0], min_length=1, description="K per round, raised with the round"
+    )
     n_steps: int = Field(2000, gt=0)
     timestep_fs: float = Field(1.0, gt=0)
     friction_per_ps: float = Field(5.0, gt=0)
@@ -111,7 +124,9 @@ class NVTSettings(Settings):
     ensemble: Literal["nvt", "npt"] = Field("nvt", description="nvt: fixed cell; npt: isotropic Berendsen barostat")
     pressure_GPa: float = Field(0.0, description="GPa, target pressure of the barostat (npt)")
     barostat_tau_ps: float = Field(0.5, gt=0, description="ps, Berendsen barostat time constant (npt)")
-    compressibility_per_GPa: float = Field(0.01, gt=0, description="1/GPa, compressibility assumed by the barostat (npt)")
+    compressibility_per_GPa: float = Field(
+        0.01, gt=0, description="1/GPa, compressibility assumed by the barostat (npt)"
+    )
 
 
 def schedule_temperature(t_ps, t_start: float, t_end: float, t_mod: float, t0_ps: float, t_max_ps: float):
@@ -137,7 +152,9 @@ MU_CLIP = 0.01  # the barostat changes a cell length by at most 1 % per step
 def berendsen_mu(pressure_GPa, target_GPa: float, compressibility_per_GPa: float, timestep_fs: float, tau_ps: float):
     """Isotropic Berendsen scale factor of the cell lengths, ``(1 - beta dt/tau (P0 - P))^(1/3)``,
     clipped to [1 - MU_CLIP, 1 + MU_CLIP] (pressures in GPa, beta in 1/GPa)."""
-    x = 1.0 - compressibility_per_GPa * (timestep_fs / (1000.0 * tau_ps)) * (target_GPa - np.asarray(pressure_GPa, dtype=float))
+    x = 1.0 - compressibility_per_GPa * (timestep_fs / (1000.0 * tau_ps)) * (
+        target_GPa - np.asarray(pressure_GPa, dtype=float)
+    )
     return np.clip(np.cbrt(x), 1.0 - MU_CLIP, 1.0 + MU_CLIP)
 
 
@@ -214,17 +231,28 @@ def run_batched_langevin(
     def evaluate(running: list[int], step: int, stress: bool):
         """(prediction, running) of the trajectories ``running`` that evaluate without a blow-up
         (``pred`` indexes ``running``); the others are dropped."""
-        pred, ok, errors = predict_isolating(lambda fs: ensemble.predict(fs, stress=True) if stress else ensemble.predict(fs),
-                                             [systems[k] for k in running])
+        pred, ok, errors = predict_isolating(
+            lambda fs: ensemble.predict(fs, stress=True) if stress else ensemble.predict(fs),
+            [systems[k] for k in running],
+        )
         for j, why in errors.items():
             drop(running[j], step, why)
         running = [running[j] for j in ok]
         if pred is None:
             return None, []
         pred = _Batch(pred, stress)
-        keep = [j for j, k in enumerate(running)
-                if not _drop_if(evaluation_problem(pred.mean_energies[j], pred.mean_forces[j], limits,
-                                                   pred.mean_stresses[j] if stress else None), drop, k, step)]
+        keep = [
+            j
+            for j, k in enumerate(running)
+            if not _drop_if(
+                evaluation_problem(
+                    pred.mean_energies[j], pred.mean_forces[j], limits, pred.mean_stresses[j] if stress else None
+                ),
+                drop,
+                k,
+                step,
+            )
+        ]
         # the others' numbers stay those of this batch; only the failed leave it
         return pred.subset(keep), [running[j] for j in keep]
 
@@ -267,8 +295,15 @@ def run_batched_langevin(
                 volume = float(systems[k].cell.volume)
                 pressure = instantaneous_pressure_GPa(pred.mean_stresses[j], masses[k], vel[k], volume)
             if stop or step % record_every == 0:
-                meta = {**(info[k] if info else {}), "run": k, "step": step, "time_ps": t_ps,
-                        "temperature_K": float(temperature(k, t_ps)), "deviation": float(dev[j]), "stopped": bool(stop)}
+                meta = {
+                    **(info[k] if info else {}),
+                    "run": k,
+                    "step": step,
+                    "time_ps": t_ps,
+                    "temperature_K": float(temperature(k, t_ps)),
+                    "deviation": float(dev[j]),
+                    "stopped": bool(stop),
+                }
                 if npt:
                     meta.update(volume_A3=volume, pressure_GPa=float(pressure))
                 frames.append(_frame(systems[k], pred.mean_energies[j], forces[k], meta))
@@ -311,8 +346,14 @@ class _Batch:
         return out
 
 
-def langevin_schedule(structures: list[Atoms], ensemble, settings: ScheduleSettings, seed: int, explorer: str = "langevin",
-                      dropped: list[dict] | None = None) -> list[Atoms]:
+def langevin_schedule(
+    structures: list[Atoms],
+    ensemble,
+    settings: ScheduleSettings,
+    seed: int,
+    explorer: str = "langevin",
+    dropped: list[dict] | None = None,
+) -> list[Atoms]:
     """ANI-Al exploration: ``n_runs`` trajectories, each from a start drawn from ``structures``
     with its own temperature schedule, stopped early on high deviation (see module doc);
     trajectories that blow up are appended to ``dropped``."""
@@ -321,20 +362,38 @@ def langevin_schedule(structures: list[Atoms], ensemble, settings: ScheduleSetti
     schedules = [draw_schedule(rng, settings) for _ in range(settings.n_runs)]
     starts = [structures[i] for i in picks]
     info = [
-        {"explorer": explorer, "parent_id": str(structures[i].info.get("structure_id") or structures[i].info.get("frame_id", "")),
-         "schedule": sch}
+        {
+            "explorer": explorer,
+            "parent_id": str(structures[i].info.get("structure_id") or structures[i].info.get("frame_id", "")),
+            "schedule": sch,
+        }
         for i, sch in zip(picks, schedules, strict=True)
     ]
     n_steps = int(round(settings.t_max_ps * 1000.0 / settings.timestep_fs))
     return run_batched_langevin(
-        starts, ensemble, lambda k, t: float(schedule_temperature(t, **schedules[k])), n_steps, settings.timestep_fs,
-        settings.friction_per_ps, settings.record_every, int(rng.integers(2**62)), settings.stop_deviation, info,
+        starts,
+        ensemble,
+        lambda k, t: float(schedule_temperature(t, **schedules[k])),
+        n_steps,
+        settings.timestep_fs,
+        settings.friction_per_ps,
+        settings.record_every,
+        int(rng.integers(2**62)),
+        settings.stop_deviation,
+        info,
         dropped=dropped,
     )
 
 
-def nvt_explore(structures: list[Atoms], ensemble, settings: NVTSettings, round_: int, seed: int, explorer: str = "md",
-                dropped: list[dict] | None = None) -> list[Atoms]:
+def nvt_explore(
+    structures: list[Atoms],
+    ensemble,
+    settings: NVTSettings,
+    round_: int,
+    seed: int,
+    explorer: str = "md",
+    dropped: list[dict] | None = None,
+) -> list[Atoms]:
     """DP-GEN exploration: ``n_runs`` NVT (or NPT, ``settings.ensemble``) trajectories per structure
     at this round's temperature; trajectories that blow up are appended to ``dropped``."""
     temp = float(settings.temperatures_K[min(max(round_, 0), len(settings.temperatures_K) - 1)])
@@ -342,10 +401,29 @@ def nvt_explore(structures: list[Atoms], ensemble, settings: NVTSettings, round_
         rng = np.random.default_rng((int(seed) & 0xFFFFFFFF, 19))
         structures = [structures[i] for i in sorted(rng.choice(len(structures), settings.n_starts, replace=False))]
     starts = [a for a in structures for _ in range(settings.n_runs)]
-    info = [{"explorer": explorer, "parent_id": str(a.info.get("structure_id") or a.info.get("frame_id", ""))} for a in starts]
+    info = [
+        {"explorer": explorer, "parent_id": str(a.info.get("structure_id") or a.info.get("frame_id", ""))}
+        for a in starts
+    ]
     return run_batched_langevin(
-        starts, ensemble, lambda k, t: temp, settings.n_steps, settings.timestep_fs, settings.friction_per_ps,
-        settings.record_every, seed, None, info, dropped=dropped,
-        **({"pressure_GPa": settings.pressure_GPa, "barostat_tau_ps": settings.barostat_tau_ps,
-            "compressibility_per_GPa": settings.compressibility_per_GPa} if settings.ensemble == "npt" else {}),
+        starts,
+        ensemble,
+        lambda k, t: temp,
+        settings.n_steps,
+        settings.timestep_fs,
+        settings.friction_per_ps,
+        settings.record_every,
+        seed,
+        None,
+        info,
+        dropped=dropped,
+        **(
+            {
+                "pressure_GPa": settings.pressure_GPa,
+                "barostat_tau_ps": settings.barostat_tau_ps,
+                "compressibility_per_GPa": settings.compressibility_per_GPa,
+            }
+            if settings.ensemble == "npt"
+            else {}
+        ),
     )

@@ -30,8 +30,17 @@ from ase import Atoms
 
 from al_flows.frames.neighbours import neighbour_list
 
-__all__ = ["ReplicaLimits", "LIMITS", "is_replica_error", "describe_error", "min_distance", "geometry_problem",
-           "evaluation_problem", "predict_isolating", "dropped"]
+__all__ = [
+    "ReplicaLimits",
+    "LIMITS",
+    "is_replica_error",
+    "describe_error",
+    "min_distance",
+    "geometry_problem",
+    "evaluation_problem",
+    "predict_isolating",
+    "dropped",
+]
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,9 @@ def min_distance(atoms: Atoms, cutoff: float) -> tuple[float, int, int]:
     return float(d[k]), int(i[k]), int(j[k])
 
 
-def geometry_problem(atoms: Atoms, limits: ReplicaLimits = LIMITS, displacement: np.ndarray | None = None) -> str | None:
+def geometry_problem(
+    atoms: Atoms, limits: ReplicaLimits = LIMITS, displacement: np.ndarray | None = None
+) -> str | None:
     """Why the geometry of ``atoms`` has blown up (non-finite positions or cell, an atom that moved
     more than ``limits.max_displacement`` by ``displacement`` [N, 3], two atoms closer than
     ``limits.min_distance``), or None."""

@@ -55,13 +55,14 @@ _SHEAR_KEYS = ("run", "step", "gamma", "energy", "converged", "n_opt_steps", "se
 class ShearSettings(Settings):
     """Settings of the stochastic shear explorer (lengths in Angstrom, forces in eV/Angstrom)."""
 
-
     n_runs: int = Field(4, gt=0, description="independent runs per starting structure")
     sigma: float = Field(0.05, ge=0, description="Angstrom, std of the perturbation per coordinate per step")
     shear_step: float = Field(0.1, gt=0, description="Angstrom added to cell[0,1] and cell[0,2] per step")
     gamma_max: float = Field(0.33, gt=0, description="stop once the shear strain reaches this")
     max_steps: int | None = Field(
-        None, gt=0, description="cap on shear steps per run; default: as many as gamma_max needs on each cell "
+        None,
+        gt=0,
+        description="cap on shear steps per run; default: as many as gamma_max needs on each cell "
         "(a cap too small to reach gamma_max is refused)",
     )
     fmax: float = Field(0.002, gt=0, description="eV/Angstrom, relaxation force tolerance")
@@ -180,17 +181,37 @@ def run_shear(
                 problem += f" at optimiser step {opt.nsteps}"
         if problem is not None:
             if dropped is not None:
-                dropped.append(dropped_record(run if replica is None else replica, step, problem, run=int(run),
-                                              parent_id=parent_id, seed=int(seed)))
+                dropped.append(
+                    dropped_record(
+                        run if replica is None else replica,
+                        step,
+                        problem,
+                        run=int(run),
+                        parent_id=parent_id,
+                        seed=int(seed),
+                    )
+                )
             break
         converged = bool(converged)
         results = getattr(calculator, "results", {}) or {}
         deviation = float(results.get("model_deviation", np.nan))
         gamma = shear_strain(work.cell[:])
         frames.append(
-            _frame(work, (energy, forces), base_info, explorer=explorer, parent_id=parent_id, run=int(run), step=step,
-                   gamma=gamma, energy=energy, deviation=deviation, converged=converged,
-                   n_opt_steps=int(opt.nsteps), seed=int(seed))
+            _frame(
+                work,
+                (energy, forces),
+                base_info,
+                explorer=explorer,
+                parent_id=parent_id,
+                run=int(run),
+                step=step,
+                gamma=gamma,
+                energy=energy,
+                deviation=deviation,
+                converged=converged,
+                n_opt_steps=int(opt.nsteps),
+                seed=int(seed),
+            )
         )
         if gamma >= settings.gamma_max - 1e-12:
             break
@@ -240,8 +261,20 @@ def explore_shear(
         pid = _parent_id(atoms)
         for r in range(settings.n_runs):
             mine: list[dict] = []
-            frames.extend(run_shear(atoms, calculator, settings, seed=run_seed(seed, i), run=r, parent_id=pid, explorer=explorer,
-                                    dropped=mine, replica=i * settings.n_runs + r, limits=limits))
+            frames.extend(
+                run_shear(
+                    atoms,
+                    calculator,
+                    settings,
+                    seed=run_seed(seed, i),
+                    run=r,
+                    parent_id=pid,
+                    explorer=explorer,
+                    dropped=mine,
+                    replica=i * settings.n_runs + r,
+                    limits=limits,
+                )
+            )
             if dropped is not None:
                 dropped.extend({**d, "structure": i} for d in mine)
     return frames
@@ -275,9 +308,20 @@ def explore_shear_batched(
         for r in range(settings.n_runs):
             work = atoms.copy()
             work.calc = None
-            replicas.append({"work": work, "start_cell": atoms.cell[:].copy(), "rng": np.random.default_rng((_u64(rseed), _u64(r))), "run": r,
-                             "seed": rseed, "parent_id": pid, "base_info": base_info, "frames": [],
-                             "replica": len(replicas), "structure": i})
+            replicas.append(
+                {
+                    "work": work,
+                    "start_cell": atoms.cell[:].copy(),
+                    "rng": np.random.default_rng((_u64(rseed), _u64(r))),
+                    "run": r,
+                    "seed": rseed,
+                    "parent_id": pid,
+                    "base_info": base_info,
+                    "frames": [],
+                    "replica": len(replicas),
+                    "structure": i,
+                }
+            )
     running = list(replicas)
     n_steps = max((run_steps(settings, rep["work"].cell[:]) for rep in replicas), default=0)
     for step in range(1, n_steps + 1):
@@ -288,8 +332,14 @@ def explore_shear_batched(
             if settings.sigma > 0:
                 work.positions = work.positions + rep["rng"].normal(0.0, settings.sigma, size=(len(work), 3))
             work.set_cell(shear_cell(work.cell[:], settings.shear_step), scale_atoms=True)
-        relaxed = relax_batched([rep["work"] for rep in running], ensemble, fmax=settings.fmax,
-                                max_steps=settings.max_opt_steps, optimizer=settings.optimizer, batch_size=batch_size)
+        relaxed = relax_batched(
+            [rep["work"] for rep in running],
+            ensemble,
+            fmax=settings.fmax,
+            max_steps=settings.max_opt_steps,
+            optimizer=settings.optimizer,
+            batch_size=batch_size,
+        )
         still = []
         for rep, res in zip(running, relaxed, strict=True):
             work = rep["work"]
@@ -300,14 +350,35 @@ def explore_shear_batched(
                 problem = res.reason or "non-finite positions"
             if problem is not None:  # the run ends here, as in run_shear
                 if dropped is not None:
-                    dropped.append(dropped_record(rep["replica"], step, problem, run=int(rep["run"]), parent_id=rep["parent_id"],
-                                                  seed=int(rep["seed"]), structure=rep["structure"]))
+                    dropped.append(
+                        dropped_record(
+                            rep["replica"],
+                            step,
+                            problem,
+                            run=int(rep["run"]),
+                            parent_id=rep["parent_id"],
+                            seed=int(rep["seed"]),
+                            structure=rep["structure"],
+                        )
+                    )
                 continue
             gamma = shear_strain(work.cell[:])
             rep["frames"].append(
-                _frame(work, (res.energy, res.forces), rep["base_info"], explorer=explorer, parent_id=rep["parent_id"],
-                       run=int(rep["run"]), step=step, gamma=gamma, energy=res.energy, deviation=res.deviation,
-                       converged=res.converged, n_opt_steps=res.n_steps, seed=int(rep["seed"]))
+                _frame(
+                    work,
+                    (res.energy, res.forces),
+                    rep["base_info"],
+                    explorer=explorer,
+                    parent_id=rep["parent_id"],
+                    run=int(rep["run"]),
+                    step=step,
+                    gamma=gamma,
+                    energy=res.energy,
+                    deviation=res.deviation,
+                    converged=res.converged,
+                    n_opt_steps=res.n_steps,
+                    seed=int(rep["seed"]),
+                )
             )
             if gamma < settings.gamma_max - 1e-12 and step < run_steps(settings, atoms_cell(rep)):
                 still.append(rep)

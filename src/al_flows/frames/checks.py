@@ -168,7 +168,9 @@ def _pair_threshold(zi, zj, fraction: float) -> np.ndarray:
     return fraction * (covalent_radii[zi] + covalent_radii[zj])
 
 
-def close_pairs(atoms: Atoms, fraction: float = MIN_DISTANCE_FRACTION) -> list[tuple[int, int, float, float, tuple[int, int, int]]]:
+def close_pairs(
+    atoms: Atoms, fraction: float = MIN_DISTANCE_FRACTION
+) -> list[tuple[int, int, float, float, tuple[int, int, int]]]:
     """Pairs closer than ``fraction`` x (sum of covalent radii), every periodic image included:
     ``(i, j, distance, threshold, shift)`` with i <= j (Angstrom; ``shift`` the image of j in
     cell vectors, non-zero for i == j: an atom and its own image), closest relative to the
@@ -182,7 +184,12 @@ def close_pairs(atoms: Atoms, fraction: float = MIN_DISTANCE_FRACTION) -> list[t
     if cutoff <= 0:
         return []
     i, j, d, shift = neighbour_list("ijdS", atoms, cutoff)
-    i, j, d, shift = np.asarray(i, dtype=int), np.asarray(j, dtype=int), np.asarray(d, dtype=float), np.asarray(shift, dtype=int)
+    i, j, d, shift = (
+        np.asarray(i, dtype=int),
+        np.asarray(j, dtype=int),
+        np.asarray(d, dtype=float),
+        np.asarray(shift, dtype=int),
+    )
     keep = (d < _pair_threshold(numbers[i], numbers[j], fraction)) & ((i < j) | ((i == j) & _positive(shift)))
     i, j, d, shift = i[keep], j[keep], d[keep], shift[keep]
     thr = _pair_threshold(numbers[i], numbers[j], fraction)
@@ -207,9 +214,14 @@ def check_overlaps(atoms: Atoms, name: str, fraction: float = MIN_DISTANCE_FRACT
     sym = atoms.get_chemical_symbols()
     more = f" ({len(pairs)} such pairs)" if len(pairs) > 1 else ""
     limit = f"closer than {thr:.3g} A ({fraction:g} x the sum of their covalent radii){more}"
-    fix = fix or "fix the coordinates (duplicated atom? fractional coordinates read as Cartesian? cell in another unit?) or drop the structure"
+    fix = (
+        fix
+        or "fix the coordinates (duplicated atom? fractional coordinates read as Cartesian? cell in another unit?) or drop the structure"
+    )
     if i == j:
-        raise StructureError(f"{name}: atom {i} ({sym[i]}) is {d:.3g} A from its own periodic image {list(shift)}, {limit}; {fix}")
+        raise StructureError(
+            f"{name}: atom {i} ({sym[i]}) is {d:.3g} A from its own periodic image {list(shift)}, {limit}; {fix}"
+        )
     across = f" across the periodic boundary (image {list(shift)})" if any(shift) else ""
     raise StructureError(f"{name}: atoms {i} ({sym[i]}) and {j} ({sym[j]}) are {d:.3g} A apart{across}, {limit}; {fix}")
 
@@ -244,7 +256,10 @@ def check_elements(atoms: Atoms, elements: Sequence[str], name: str, fix: str | 
     if extra:
         names = _symbols(extra)
         listed = [e if isinstance(e, str) else chemical_symbols[int(e)] for e in elements]
-        fix = fix or f"add {', '.join(names)} to elements: in the campaign file (and use a labeller that covers it) or drop the structure"
+        fix = (
+            fix
+            or f"add {', '.join(names)} to elements: in the campaign file (and use a labeller that covers it) or drop the structure"
+        )
         raise StructureError(f"{name}: contains {', '.join(names)}, not in elements {listed}; {fix}")
 
 
@@ -261,10 +276,14 @@ def check_labels(atoms: Atoms, name: str) -> None:
     results = _results(atoms)
     missing = [k for k in ("energy", "forces") if results.get(k) is None]
     if missing:
-        raise StructureError(f"{name}: missing label(s) {missing}; label it (energy and forces) before training on it or adding it to a dataset")
+        raise StructureError(
+            f"{name}: missing label(s) {missing}; label it (energy and forces) before training on it or adding it to a dataset"
+        )
     forces = np.asarray(results["forces"])
     if forces.shape != (len(atoms), 3):
-        raise StructureError(f"{name}: forces have shape {forces.shape}, expected ({len(atoms)}, 3) for its {len(atoms)} atoms; relabel it or drop it")
+        raise StructureError(
+            f"{name}: forces have shape {forces.shape}, expected ({len(atoms)}, 3) for its {len(atoms)} atoms; relabel it or drop it"
+        )
     try:
         energy = float(np.asarray(results["energy"]).reshape(-1)[0])
     except (TypeError, ValueError, IndexError):
@@ -273,7 +292,9 @@ def check_labels(atoms: Atoms, name: str) -> None:
         raise StructureError(f"{name}: non-finite energy ({energy}); relabel it or drop it")
     if not np.isfinite(forces.astype(float)).all():
         bad = np.flatnonzero(~np.isfinite(forces.astype(float)).all(axis=1))
-        raise StructureError(f"{name}: non-finite forces on atom(s) {bad[:5].tolist()}{' ...' if len(bad) > 5 else ''}; relabel it or drop it")
+        raise StructureError(
+            f"{name}: non-finite forces on atom(s) {bad[:5].tolist()}{' ...' if len(bad) > 5 else ''}; relabel it or drop it"
+        )
     stress = results.get("stress")
     if stress is not None and not np.isfinite(np.asarray(stress, dtype=float)).all():
         raise StructureError(f"{name}: non-finite stress; relabel it or drop it")
@@ -316,7 +337,9 @@ def check_periodicity(frames: Sequence[Atoms], where: str) -> None:
             )
 
 
-def check_training_frames(frames: Sequence[Atoms], elements: Sequence[str] | None = None, where: str = "training frames") -> None:
+def check_training_frames(
+    frames: Sequence[Atoms], elements: Sequence[str] | None = None, where: str = "training frames"
+) -> None:
     """What training needs of its frames: at least one, each with finite positions and labels of
     the right shape, elements in ``elements`` (when given) and one periodicity for all. Cheap
     (no neighbour list), so it runs for every Trainer."""

@@ -158,7 +158,16 @@ def _looks_typed(s: str) -> bool:
 
 #: Order of the leading keys of an exported frame (others follow in ``info`` order).
 EXPORT_KEYS: tuple[str, ...] = (
-    "frame_id", "origin", "round", "explorer", "parent_id", "ensemble_id", "deviation", "labeller", "label_settings", "task_uuid",
+    "frame_id",
+    "origin",
+    "round",
+    "explorer",
+    "parent_id",
+    "ensemble_id",
+    "deviation",
+    "labeller",
+    "label_settings",
+    "task_uuid",
 )
 #: info keys renamed on export: ``model_id`` holds the id of the ensemble that selected the frame;
 #: ``energy`` is what the explorer's calculator (in a campaign: the ensemble mean) gave the explored
@@ -202,7 +211,9 @@ def _export_value(key: str, value):
         return int(value)
     if isinstance(value, (float, np.floating)):
         return _SKIP if np.isnan(value) else float(value)
-    if isinstance(value, (tuple, list)) and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in value):
+    if isinstance(value, (tuple, list)) and all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in value
+    ):
         value = np.asarray(value)
     plain = value.tolist() if isinstance(value, np.ndarray) else value
     for candidate in (value, f"_JSON {json.dumps(_to_jsonable(plain))}" if _jsonable(plain) else None):
@@ -223,7 +234,12 @@ def _extxyz_keeps(key: str, written, value) -> bool:
     except Exception:  # noqa: BLE001 - any parser failure means: not this form
         return False
     if isinstance(value, np.ndarray):
-        return isinstance(back, np.ndarray) and back.shape == value.shape and back.dtype.kind == value.dtype.kind and np.array_equal(back, value)
+        return (
+            isinstance(back, np.ndarray)
+            and back.shape == value.shape
+            and back.dtype.kind == value.dtype.kind
+            and np.array_equal(back, value)
+        )
     return type(back) is type(value) and back == value
 
 
@@ -256,7 +272,9 @@ def copy_frame(atoms: Atoms) -> Atoms:
     """Copy of a frame including info, arrays and a SinglePointCalculator with its labels."""
     new = atoms.copy()
     new.info = dict(atoms.info)
-    results = {k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in _labels(atoms).items() if k in all_properties}
+    results = {
+        k: (np.array(v) if isinstance(v, np.ndarray) else v) for k, v in _labels(atoms).items() if k in all_properties
+    }
     if results:
         new.calc = SinglePointCalculator(new, **results)
     return new
@@ -420,7 +438,6 @@ class Dataset:
                 plain = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
                 conn.write(plain, key_value_pairs=kvp, data=data)
         return ASEAtomsData(str(path))
-
 
     def to_ase_db(self, path: str | Path) -> None:
         """Write an ASE database: structures with their energy/forces/stress and the scalar

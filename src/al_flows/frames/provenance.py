@@ -62,16 +62,20 @@ def explored_record(atoms: Atoms) -> dict:
     }
 
 
-def frame_errors(frames: list[Atoms], energies: np.ndarray, forces: list[np.ndarray], split: dict[str, str]) -> list[dict]:
+def frame_errors(
+    frames: list[Atoms], energies: np.ndarray, forces: list[np.ndarray], split: dict[str, str]
+) -> list[dict]:
     """Per-frame errors of a model on labelled frames: energy error per atom (predicted minus
     label) and force RMSE over components; ``split`` maps frame ids to 'train'/'val'."""
     rows = []
     for atoms, e, f in zip(frames, energies, forces, strict=True):
         fid = atoms.info["frame_id"]
-        rows.append({
-            "frame_id": fid,
-            "split": split.get(fid, ""),
-            "energy_error_per_atom": float((e - atoms.get_potential_energy()) / len(atoms)),
-            "force_rmse": float(np.sqrt(np.mean((np.asarray(f) - atoms.get_forces()) ** 2))),
-        })
+        rows.append(
+            {
+                "frame_id": fid,
+                "split": split.get(fid, ""),
+                "energy_error_per_atom": float((e - atoms.get_potential_energy()) / len(atoms)),
+                "force_rmse": float(np.sqrt(np.mean((np.asarray(f) - atoms.get_forces()) ** 2))),
+            }
+        )
     return rows

@@ -27,11 +27,15 @@ def calculator_factory(spec: str, kwargs: dict | None = None) -> Callable[[], Ca
     path = _SHORT_NAMES.get(spec.lower(), spec)
     module_name, _, cls_name = path.rpartition(".")
     if not module_name:
-        raise ValueError(f"labeller.calculator: '{spec}' is not 'emt', 'lj' or an import path like 'ase.calculators.emt.EMT'")
+        raise ValueError(
+            f"labeller.calculator: '{spec}' is not 'emt', 'lj' or an import path like 'ase.calculators.emt.EMT'"
+        )
     try:
         cls = getattr(importlib.import_module(module_name), cls_name)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(f"labeller.calculator: cannot import '{path}' ({exc}); install the package or fix the path") from None
+        raise ValueError(
+            f"labeller.calculator: cannot import '{path}' ({exc}); install the package or fix the path"
+        ) from None
     kwargs = dict(kwargs or {})
     return lambda: cls(**kwargs)
 
@@ -73,7 +77,9 @@ def label_frames(
             continue
         fmax = float(np.linalg.norm(forces, axis=1).max()) if len(forces) else 0.0
         if fmax > max_force:
-            result.failed.append({"frame_id": fid, "reason": f"max force {fmax:.1f} eV/A above labeller.max_force={max_force}"})
+            result.failed.append(
+                {"frame_id": fid, "reason": f"max force {fmax:.1f} eV/A above labeller.max_force={max_force}"}
+            )
             continue
         labelled = atoms.copy()
         labelled.info = dict(atoms.info)

@@ -47,7 +47,16 @@ PNNL_CUNI_INCAR = {
 PNNL_CUNI_POTCARS = {"Cu": "Cu", "Ni": "Ni"}
 
 # Settings that change what a label means; everything else (commands, retries) does not.
-_OPERATIONAL = {"vasp_cmd", "vasp_gamma_cmd", "max_errors", "custodian", "min_success_fraction", "allow_mixed_settings", "max_force", "potcar_spec"}
+_OPERATIONAL = {
+    "vasp_cmd",
+    "vasp_gamma_cmd",
+    "max_errors",
+    "custodian",
+    "min_success_fraction",
+    "allow_mixed_settings",
+    "max_force",
+    "potcar_spec",
+}
 
 
 def label_settings_id(labeller) -> str:
@@ -127,4 +136,6 @@ def _vasp_maker(labeller, relax: dict | None):
 def with_system_tag(maker, system: str):
     """Copy of a VASP Maker whose INCAR carries ``SYSTEM = system`` (the frame id)."""
     gen = maker.input_set_generator
-    return replace(maker, input_set_generator=replace(gen, user_incar_settings={**gen.user_incar_settings, "SYSTEM": system}))
+    return replace(
+        maker, input_set_generator=replace(gen, user_incar_settings={**gen.user_incar_settings, "SYSTEM": system})
+    )

@@ -43,12 +43,16 @@ def failure_reason(task_doc) -> str | None:
         calc = (get_path(task_doc, "calcs_reversed") or [None])[0]
         has_completed = get_path(calc, "has_vasp_completed")
         completed = str(has_completed).split(".")[-1].lower() if has_completed is not None else ""
-        detail = "electronic steps did not converge" if completed not in ("", "successful") else "calculation not successful"
+        detail = (
+            "electronic steps did not converge" if completed not in ("", "successful") else "calculation not successful"
+        )
         return f"VASP task state '{state or 'unknown'}': {detail}"
     return None
 
 
-def label_from_taskdoc(frame: Atoms, task_doc, task_uuid: str, labeller: str, label_settings: str, max_force: float = 50.0) -> Atoms:
+def label_from_taskdoc(
+    frame: Atoms, task_doc, task_uuid: str, labeller: str, label_settings: str, max_force: float = 50.0
+) -> Atoms:
     """The labelled copy of ``frame`` (its provenance kept) from its VASP TaskDoc.
 
     Raises LabelError with the reason when the task failed or its output does not match

@@ -65,14 +65,22 @@ class ActiveSamplingSettings(Settings):
     epochs_per_iteration: int = Field(80, ge=1, description="epochs trained per iteration")
     n_initial: int | None = Field(None, ge=1, description="initial training frames (default 5.1 % of the pool)")
     n_validation: int | None = Field(None, ge=1, description="validation frames (default 8.5 % of the pool)")
-    n_examine: int | None = Field(None, ge=1, description="reserve frames examined per iteration (default 8.5 % of the pool)")
+    n_examine: int | None = Field(
+        None, ge=1, description="reserve frames examined per iteration (default 8.5 % of the pool)"
+    )
     top_fraction: float = Field(0.3, gt=0, le=1, description="fraction of examined frames with the largest error kept")
-    eps_tol: float = Field(0.15, gt=0, lt=1, description="include a kept frame if its tail probability under the training-error Gaussian is below this")
+    eps_tol: float = Field(
+        0.15,
+        gt=0,
+        lt=1,
+        description="include a kept frame if its tail probability under the training-error Gaussian is below this",
+    )
 
 
 def split_sizes(n_pool: int, settings: ActiveSamplingSettings) -> tuple[int, int, int]:
     """(n_initial, n_validation, n_examine) for a pool of ``n_pool`` frames; raises ValueError
     when the initial and validation sets leave no reserve."""
+
     def scaled(value, paper):
         return int(value) if value is not None else max(1, round(paper * n_pool / PAPER_POOL_SIZE))
 
@@ -100,7 +108,9 @@ def gaussian_threshold(mu: float, sigma: float, eps_tol: float) -> float:
     return float(mu + math.sqrt(2.0) * sigma * erfinv(1.0 - 2.0 * eps_tol))
 
 
-def filter_examined(errors, mu: float, sigma: float, top_fraction: float, eps_tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def filter_examined(
+    errors, mu: float, sigma: float, top_fraction: float, eps_tol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(top, included, p): positions in ``errors`` of the ceil(top_fraction * n) largest errors
     (largest first, ties by position), of those whose tail probability is below ``eps_tol``,
     and the tail probability of every examined error."""
@@ -145,12 +155,22 @@ def _finish(trainer: Trainer, strategy: str, curve: list[dict], seed: int, train
     best_row = trainer.restore_best() or final_row
     blob = trainer.blob({**extra, "weights": "best", "epoch": best_row["epoch"]})
     return SamplingRun(
-        strategy=strategy, blob=blob, final_blob=final_blob, curve=curve, best=dict(best_row), final=final_row,
-        n_steps=int(trainer.n_steps), train_idx=train_idx, val_idx=val_idx, **sets,
+        strategy=strategy,
+        blob=blob,
+        final_blob=final_blob,
+        curve=curve,
+        best=dict(best_row),
+        final=final_row,
+        n_steps=int(trainer.n_steps),
+        train_idx=train_idx,
+        val_idx=val_idx,
+        **sets,
     )
 
 
-def run_active_sampling(trainer: Trainer, pool_idx, settings: ActiveSamplingSettings, seed: int, log=None) -> SamplingRun:
+def run_active_sampling(
+    trainer: Trainer, pool_idx, settings: ActiveSamplingSettings, seed: int, log=None
+) -> SamplingRun:
     """Active sampling over frames ``pool_idx`` of ``trainer`` (a fresh Trainer). The split and
     the reserve draws come from ``numpy.random.default_rng((seed, 7))``; ``log(msg)`` gets one
     line per iteration."""
@@ -208,10 +228,22 @@ def run_active_sampling(trainer: Trainer, pool_idx, settings: ActiveSamplingSett
                 f"active sampling iteration {it}/{settings.n_iterations}: {record['n_train']} train, "
                 f"val loss {record['val_loss']:.4g}, included {len(record['included'])} of {record['n_examined']} examined"
             )
-    return _finish(trainer, "active", curve, seed, train, val, initial_train_idx=initial, reserve_idx=reserve, iterations=iterations)
+    return _finish(
+        trainer,
+        "active",
+        curve,
+        seed,
+        train,
+        val,
+        initial_train_idx=initial,
+        reserve_idx=reserve,
+        iterations=iterations,
+    )
 
 
-def static_epochs(trainer: Trainer, n_train: int, budget: Literal["steps", "epochs"], active_steps: int, active_epochs: int) -> int:
+def static_epochs(
+    trainer: Trainer, n_train: int, budget: Literal["steps", "epochs"], active_steps: int, active_epochs: int
+) -> int:
     """Epochs a static baseline on ``n_train`` frames gets: the active run's optimiser steps
     (rounded up to whole epochs) or its number of epochs."""
     if budget == "epochs":

@@ -60,7 +60,9 @@ class LabellerShearPoolSource(ShearSettings):
     structures: list[StructureSource] = Field(min_length=1)
     n_runs: int = Field(1, gt=0, description="labeller shear runs per structure")
     fmax: float = Field(0.01, gt=0, description="eV/Angstrom, relaxation tolerance of the labeller's shear runs")
-    md_temperatures_K: Temperatures = Field([1000.0, 1500.0], description="MD at each strain (the paper: 1000 K and 1500 K); [] for none")
+    md_temperatures_K: Temperatures = Field(
+        [1000.0, 1500.0], description="MD at each strain (the paper: 1000 K and 1500 K); [] for none"
+    )
     md_steps: int = Field(100, ge=0, description="steps of each MD run (0: none)")
     md_timestep_fs: float = Field(1.0, gt=0)
     md_interval: int = Field(10, ge=1, description="keep every md_interval-th MD step")
@@ -83,19 +85,27 @@ class BaselinesConfig(Settings):
     active_set: bool = True
     budget: Literal["steps", "epochs"] = "steps"
     validation: Literal["common", "own"] = Field(
-        "common", description="common: the uniform baseline is validated on the active run's validation frames (the "
-        "paper's 5,000), so every strategy's validation loss is on the same frames; own: its own uniform 8:1 split")
+        "common",
+        description="common: the uniform baseline is validated on the active run's validation frames (the "
+        "paper's 5,000), so every strategy's validation loss is on the same frames; own: its own uniform 8:1 split",
+    )
 
 
 class ShearStudyConfig(ShearSettings):
     """Stochastic shear study (Sprueill et al.) with the active-sampling model: n_runs independent runs
     per system, runs_per_job runs in each job."""
 
-    structures: list[StructureSource] = Field(default_factory=lambda: [MultilayerSource(variants=list(CUNI_DEFECT_VARIANTS))], min_length=1)
+    structures: list[StructureSource] = Field(
+        default_factory=lambda: [MultilayerSource(variants=list(CUNI_DEFECT_VARIANTS))], min_length=1
+    )
     n_runs: int = Field(100, gt=0, description="independent runs per system")
     runs_per_job: int = Field(10, gt=0)
-    merge_tol: float = Field(1e-3, ge=0, description="eV; runs whose energies agree this well at every step share a pathway")
-    defect_threshold: float = Field(0.1, gt=0, le=1, description="drop of the FCC fraction below the first step's that marks a defect/HCP pathway")
+    merge_tol: float = Field(
+        1e-3, ge=0, description="eV; runs whose energies agree this well at every step share a pathway"
+    )
+    defect_threshold: float = Field(
+        0.1, gt=0, le=1, description="drop of the FCC fraction below the first step's that marks a defect/HCP pathway"
+    )
 
 
 class ValidationConfig(Settings):
@@ -104,7 +114,9 @@ class ValidationConfig(Settings):
     n_minima: int = Field(21, ge=1)
     fmax: float = Field(0.01, gt=0, description="eV/Angstrom, relaxations with the labeller and the NNP")
     max_steps: int = Field(500, ge=1)
-    spurious_tol: float = Field(0.005, gt=0, description="eV/atom; a larger drop on relaxing with the labeller marks a spurious minimum")
+    spurious_tol: float = Field(
+        0.005, gt=0, description="eV/atom; a larger drop on relaxing with the labeller marks a spurious minimum"
+    )
     agree_tol: float = Field(0.005, gt=0, description="eV/atom; NNP and labeller single points agree within this")
 
 
@@ -123,7 +135,6 @@ class PoolStudyConfig(CampaignBase):
     labeller: LabellerConfig = AseLabeller()
     store: StoreConfig = EmbeddedStore()
     queues: QueuesConfig = QueuesConfig()
-
 
     @model_validator(mode="after")
     def _md_needs_ase(self):
@@ -147,5 +158,7 @@ class PoolStudyConfig(CampaignBase):
     @model_validator(mode="after")
     def _validation_needs_shear(self):
         if self.validation is not None and self.shear_study is None:
-            raise ValueError("validation: checks the shear study's minima; add a shear_study section or remove validation")
+            raise ValueError(
+                "validation: checks the shear study's minima; add a shear_study section or remove validation"
+            )
         return self

@@ -45,7 +45,9 @@ class PoolStudyMaker(Maker):
         n = self._counts.get(stage, 0)
         self._counts[stage] = n + 1
         j.set_uuid(stable_uuid(c.name, c.fingerprint(), -1, stage, n))
-        j.update_metadata({"campaign": c.name, "fingerprint": c.fingerprint(), "round": -1, "stage": stage}, dynamic=False)
+        j.update_metadata(
+            {"campaign": c.name, "fingerprint": c.fingerprint(), "round": -1, "stage": stage}, dynamic=False
+        )
         return route(j, category)
 
     def make(self) -> Flow:
@@ -59,17 +61,25 @@ class PoolStudyMaker(Maker):
         q = c.queues
         self._counts = {}
         elements = list(c.elements)
-        pool = self._tag(PoolMaker(pool=c.pool, labeller=c.labeller, base_dir=self.base_dir).make(c.name, c.seed), "pool", q.default)
-        active = ActiveSamplingMaker(model=c.model, training=c.training, settings=c.active_sampling, elements=elements).make(
-            pool.output, c.name, c.seed
+        pool = self._tag(
+            PoolMaker(pool=c.pool, labeller=c.labeller, base_dir=self.base_dir).make(c.name, c.seed), "pool", q.default
         )
+        active = ActiveSamplingMaker(
+            model=c.model, training=c.training, settings=c.active_sampling, elements=elements
+        ).make(pool.output, c.name, c.seed)
         self._tag(active, "active_sampling", q.train)  # before active.output is used
         jobs = [pool, active]
         runs = [active.output]
         b: BaselinesConfig = c.baselines
         for strategy in [s for s in ("uniform", "active_set") if getattr(b, s)]:
-            maker = StaticBaselineMaker(name=f"baseline {strategy}", model=c.model, training=c.training, elements=elements, budget=b.budget,
-                                        validation=b.validation)
+            maker = StaticBaselineMaker(
+                name=f"baseline {strategy}",
+                model=c.model,
+                training=c.training,
+                elements=elements,
+                budget=b.budget,
+                validation=b.validation,
+            )
             base = self._tag(maker.make(pool.output, active.output, strategy, c.name, c.seed), "baseline", q.train)
             jobs.append(base)
             runs.append(base.output)
@@ -81,10 +91,14 @@ class PoolStudyMaker(Maker):
             for system in range(n_systems):
                 for first in range(0, s.n_runs, s.runs_per_job):
                     chunk = list(range(first, min(first + s.runs_per_job, s.n_runs)))
-                    sj = ShearRunsMaker(settings=s, base_dir=self.base_dir).make(active.output, system, chunk, c.name, c.seed)
+                    sj = ShearRunsMaker(settings=s, base_dir=self.base_dir).make(
+                        active.output, system, chunk, c.name, c.seed
+                    )
                     shear_jobs.append(self._tag(sj, "shear", q.explore))
             paths = self._tag(
-                shear_pathways(c.name, [j.output for j in shear_jobs], s.merge_tol, s.defect_threshold, s.gamma_max), "pathways", q.default
+                shear_pathways(c.name, [j.output for j in shear_jobs], s.merge_tol, s.defect_threshold, s.gamma_max),
+                "pathways",
+                q.default,
             )
             jobs += shear_jobs + [paths]
             if c.validation is not None and c.labeller.kind == "vasp":
@@ -92,12 +106,18 @@ class PoolStudyMaker(Maker):
 
                 v, lab = c.validation, c.labeller
                 val = VaspMinimaValidationMaker(
-                    settings=v, static_maker=static_maker(lab), relax_maker=relax_maker(lab, v.fmax, v.max_steps),
-                    labeller_name=f"vasp:{lab.preset}", metadata={"fingerprint": c.fingerprint()},
-                    vasp_category=q.label, collect_category=q.default,
+                    settings=v,
+                    static_maker=static_maker(lab),
+                    relax_maker=relax_maker(lab, v.fmax, v.max_steps),
+                    labeller_name=f"vasp:{lab.preset}",
+                    metadata={"fingerprint": c.fingerprint()},
+                    vasp_category=q.label,
+                    collect_category=q.default,
                 ).make(paths.output, active.output, c.name)
                 jobs.append(self._tag(val, "validation_dispatch", q.default))
             elif c.validation is not None:
-                val = MinimaValidationMaker(settings=c.validation, labeller=c.labeller).make(paths.output, active.output, c.name)
+                val = MinimaValidationMaker(settings=c.validation, labeller=c.labeller).make(
+                    paths.output, active.output, c.name
+                )
                 jobs.append(self._tag(val, "validation", q.label))
         return jobs

@@ -56,8 +56,15 @@ from al_flows.workflow import progress
 from al_flows.workflow.config import AseLabeller
 from al_flows.workflow.jobs import al_job, field, model_calculator
 
-__all__ = ["PoolMaker", "ActiveSamplingMaker", "StaticBaselineMaker", "ShearRunsMaker", "MinimaValidationMaker", "compare_strategies",
-           "shear_pathways"]
+__all__ = [
+    "PoolMaker",
+    "ActiveSamplingMaker",
+    "StaticBaselineMaker",
+    "ShearRunsMaker",
+    "MinimaValidationMaker",
+    "compare_strategies",
+    "shear_pathways",
+]
 
 
 def _pool_frames(pool) -> tuple[list, np.ndarray]:
@@ -98,14 +105,29 @@ class PoolMaker(Maker):
                 structures = build_structures(src.structures, self.base_dir, where=f"pool.sources[{i}].structures")
                 make_calc = calculator_factory(self.labeller.calculator, self.labeller.kwargs)
                 shear = ShearSettings(**src.model_dump(include=set(ShearSettings.model_fields)))
-                got = labeller_shear_pool(structures, make_calc, shear, seed + i, f"ase:{self.labeller.calculator}",
-                                          src.md_temperatures_K, src.md_steps, src.md_timestep_fs, src.md_interval)
+                got = labeller_shear_pool(
+                    structures,
+                    make_calc,
+                    shear,
+                    seed + i,
+                    f"ase:{self.labeller.calculator}",
+                    src.md_temperatures_K,
+                    src.md_steps,
+                    src.md_timestep_fs,
+                    src.md_interval,
+                )
             else:
                 structures = build_structures(src.structures, self.base_dir, where=f"pool.sources[{i}].structures")
                 make_calc = calculator_factory(self.labeller.calculator, self.labeller.kwargs)
                 got = nvt_pool(
-                    structures, make_calc, src.temperatures_K, src.n_steps, src.timestep_fs, src.interval,
-                    seed=seed + i, labeller=f"ase:{self.labeller.calculator}",
+                    structures,
+                    make_calc,
+                    src.temperatures_K,
+                    src.n_steps,
+                    src.timestep_fs,
+                    src.interval,
+                    seed=seed + i,
+                    labeller=f"ase:{self.labeller.calculator}",
                 )
             sources.append({"index": i, "kind": src.kind, "n_frames": len(got)})
             frames.extend(got)
@@ -115,14 +137,26 @@ class PoolMaker(Maker):
                 seen.add(atoms.info["frame_id"])
                 unique.append(atoms)
         if len(unique) < 3:
-            raise ValueError(f"pool.sources: only {len(unique)} distinct labelled frames; active sampling needs many more")
+            raise ValueError(
+                f"pool.sources: only {len(unique)} distinct labelled frames; active sampling needs many more"
+            )
         _, test_idx = split_test(len(unique), self.pool.test_fraction, seed)
         counts: dict[str, int] = {}
         for atoms in unique:
             key = str(atoms.info.get("source_format") or atoms.info.get("explorer") or "unknown")
             counts[key] = counts.get(key, 0) + 1
-        keys = ("source_file", "source_step", "source_format", "explorer", "parent_id", "temperature_K", "step", "opt_step", "gamma",
-                "labeller")
+        keys = (
+            "source_file",
+            "source_step",
+            "source_format",
+            "explorer",
+            "parent_id",
+            "temperature_K",
+            "step",
+            "opt_step",
+            "gamma",
+            "labeller",
+        )
         records = [{"frame_id": a.info["frame_id"], **{k: a.info.get(k) for k in keys}} for a in unique]
         progress.report("pool", -1, frames=len(unique), test=len(test_idx))
         return PoolDocument(
@@ -138,11 +172,15 @@ class PoolMaker(Maker):
         )
 
 
-def _sampling_document(study, run, frames, trainer, metrics, model, training, settings, seed, start) -> SamplingDocument:
+def _sampling_document(
+    study, run, frames, trainer, metrics, model, training, settings, seed, start
+) -> SamplingDocument:
     iterations = []
     for it in run.iterations:
         rec = dict(it)
-        rec["included"] = [{"frame_id": frames[x["index"]].info["frame_id"], "error": x["error"], "p": x["p"]} for x in it["included"]]
+        rec["included"] = [
+            {"frame_id": frames[x["index"]].info["frame_id"], "error": x["error"], "p": x["p"]} for x in it["included"]
+        ]
         iterations.append(rec)
     row = strategy_row(run.strategy, run.best, run.final, len(run.train_idx), len(run.val_idx), run.n_steps, metrics)
     return SamplingDocument(
@@ -188,8 +226,12 @@ class ActiveSamplingMaker(Maker):
         trainer = Trainer(frames, self.model, self.training, seed, self.elements or None)
         run = run_active_sampling(trainer, rest, self.settings, seed, log=lambda m: progress.logger.info(m))
         metrics = heldout_metrics(trainer, test_idx)
-        progress.report("active sampling", -1, train=len(run.train_idx), test_force_rmse=f"{metrics['test_force_rmse']:.4f}")
-        return _sampling_document(study, run, frames, trainer, metrics, self.model, self.training, self.settings.model_dump(), seed, start)
+        progress.report(
+            "active sampling", -1, train=len(run.train_idx), test_force_rmse=f"{metrics['test_force_rmse']:.4f}"
+        )
+        return _sampling_document(
+            study, run, frames, trainer, metrics, self.model, self.training, self.settings.model_dump(), seed, start
+        )
 
 
 @dataclass
@@ -223,12 +265,18 @@ class StaticBaselineMaker(Maker):
         else:
             raise ValueError(f"strategy: unknown baseline {strategy!r}; use uniform or active_set")
         trainer = Trainer(frames, self.model, self.training, seed, self.elements or None)
-        n_epochs = static_epochs(trainer, len(train_idx), self.budget, field(active, "n_steps"), field(active, "n_epochs"))
+        n_epochs = static_epochs(
+            trainer, len(train_idx), self.budget, field(active, "n_steps"), field(active, "n_epochs")
+        )
         run = train_static(trainer, train_idx, val_idx, n_epochs, strategy, seed)
         metrics = heldout_metrics(trainer, test_idx)
-        progress.report(f"baseline {strategy}", -1, epochs=n_epochs, test_force_rmse=f"{metrics['test_force_rmse']:.4f}")
+        progress.report(
+            f"baseline {strategy}", -1, epochs=n_epochs, test_force_rmse=f"{metrics['test_force_rmse']:.4f}"
+        )
         settings = {"budget": self.budget, "validation": self.validation, "active_n_steps": field(active, "n_steps")}
-        return _sampling_document(study, run, frames, trainer, metrics, self.model, self.training, settings, seed, start)
+        return _sampling_document(
+            study, run, frames, trainer, metrics, self.model, self.training, settings, seed, start
+        )
 
 
 def _ratio(a: float, b: float) -> float:
@@ -272,18 +320,42 @@ class ShearRunsMaker(Maker):
         calc = model_calculator(model_doc)
         frames, records, dropped = [], [], []
         for r in runs:
-            got = run_shear(structure, calc, shear, seed=run_seed(seed, system), run=r, parent_id=name, explorer="shear_study", dropped=dropped)
+            got = run_shear(
+                structure,
+                calc,
+                shear,
+                seed=run_seed(seed, system),
+                run=r,
+                parent_id=name,
+                explorer="shear_study",
+                dropped=dropped,
+            )
             frames.extend(got)
             records.extend({**step_record(f, structure), "system": name} for f in got)
-        progress.report("shear", -1, system=name, runs=len(runs), frames=len(frames), **({"dropped": len(dropped)} if dropped else {}))
+        progress.report(
+            "shear",
+            -1,
+            system=name,
+            runs=len(runs),
+            frames=len(frames),
+            **({"dropped": len(dropped)} if dropped else {}),
+        )
         return ShearRunsDocument(
-            study=study, system=name, model_id=field(model_doc, "model_id"), runs=list(runs), records=records,
-            dropped=dropped, wall_time=time.perf_counter() - start, frames_blob=frames_text(frames),
+            study=study,
+            system=name,
+            model_id=field(model_doc, "model_id"),
+            runs=list(runs),
+            records=records,
+            dropped=dropped,
+            wall_time=time.perf_counter() - start,
+            frames_blob=frames_text(frames),
         )
 
 
 @al_job(data=["minima_blob"], output_schema=ShearStudyDocument)
-def shear_pathways(study: str, runs_docs: list, merge_tol: float, defect_threshold: float, gamma_max: float) -> ShearStudyDocument:
+def shear_pathways(
+    study: str, runs_docs: list, merge_tol: float, defect_threshold: float, gamma_max: float
+) -> ShearStudyDocument:
     """Merge each system's runs into pathways; keep the last frame of each pathway's
     representative run that reached gamma_max (the minima to validate)."""
     by_system: dict[str, list[dict]] = {}
@@ -300,7 +372,12 @@ def shear_pathways(study: str, runs_docs: list, merge_tol: float, defect_thresho
             counts[p["type"]] = counts.get(p["type"], 0) + 1
             if p["final_gamma"] >= gamma_max - 1e-9 and p["final_frame_id"] in frames_by_id:
                 minima.append(frames_by_id[p["final_frame_id"]])
-        systems[name] = {"n_runs": len({r["run"] for r in records}), "n_pathways": len(paths), "counts_by_type": counts, "pathways": paths}
+        systems[name] = {
+            "n_runs": len({r["run"] for r in records}),
+            "n_pathways": len(paths),
+            "counts_by_type": counts,
+            "pathways": paths,
+        }
         progress.report("pathways", -1, system=name, pathways=len(paths))
     return ShearStudyDocument(
         study=study,
@@ -329,9 +406,13 @@ class MinimaValidationMaker(Maker):
         make_ref = calculator_factory(self.labeller.calculator, self.labeller.kwargs)
         rows, relaxed = [], []
         for atoms in chosen:
-            row, ref_min = validate_minimum(atoms, make_ref, lambda: model_calculator(model_doc), s.fmax, s.max_steps, s.spurious_tol)
+            row, ref_min = validate_minimum(
+                atoms, make_ref, lambda: model_calculator(model_doc), s.fmax, s.max_steps, s.spurious_tol
+            )
             rows.append(row)
             relaxed.append(ref_min)
-        doc = validation_document(study, f"ase:{self.labeller.calculator}", rows, relaxed, [], s, time.perf_counter() - start)
+        doc = validation_document(
+            study, f"ase:{self.labeller.calculator}", rows, relaxed, [], s, time.perf_counter() - start
+        )
         progress.report("validation", -1, minima=doc.n_minima, spurious=doc.n_spurious, agree=doc.n_agree_single)
         return doc

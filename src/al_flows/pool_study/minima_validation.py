@@ -113,5 +113,7 @@ def validate_minimum(
     single.calc = make_reference()
     e_ref = float(single.get_potential_energy())
     relaxed, e_ref_relaxed, ref_conv, ref_steps = relax_fixed_cell(minimum, make_reference(), fmax, max_steps)
-    row = validation_row(minimum, e_ref, relaxed, e_ref_relaxed, ref_conv, ref_steps, make_nnp, fmax, max_steps, spurious_tol)
+    row = validation_row(
+        minimum, e_ref, relaxed, e_ref_relaxed, ref_conv, ref_steps, make_nnp, fmax, max_steps, spurious_tol
+    )
     return row, relaxed

@@ -152,7 +152,9 @@ def import_frames(
         if fmt == "extxyz":
             raise ValueError(f"{path}: fmt='extxyz' needs a file; use import_tree for a directory of extxyz files")
         base = Path(root) if root is not None else path
-        source = _read_vasp_dir(path, fmt, energy=energy, allow_incomplete=allow_incomplete, check_xdatcar=check_xdatcar)
+        source = _read_vasp_dir(
+            path, fmt, energy=energy, allow_incomplete=allow_incomplete, check_xdatcar=check_xdatcar
+        )
     else:
         base = Path(root) if root is not None else None
         kind = fmt if fmt != "auto" else _detect_format(path)
@@ -187,7 +189,9 @@ def import_tree(
     if on_error not in ("raise", "warn"):
         raise ValueError(f"on_error must be 'raise' or 'warn', not {on_error!r}")
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such directory; import_tree needs the directory above the runs (use import_frames for one file)")
+        raise FileNotFoundError(
+            f"{root}: no such directory; import_tree needs the directory above the runs (use import_frames for one file)"
+        )
     items: list[tuple[tuple[str, ...], Path, bool]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -200,7 +204,9 @@ def import_tree(
             if any(fnmatch.fnmatch(stem, p) for p in patterns):
                 items.append((rel + (name,), here / name, False))
     if not items:
-        raise ValueError(f"{root}: no VASP run directory (vasprun.xml, OUTCAR, XDATCAR) and no file matching {list(patterns)} below it")
+        raise ValueError(
+            f"{root}: no VASP run directory (vasprun.xml, OUTCAR, XDATCAR) and no file matching {list(patterns)} below it"
+        )
     frames: list[Atoms] = []
     for _, path, is_run in sorted(items, key=lambda item: item[0]):
         try:
@@ -338,14 +344,18 @@ def _read_vasp_dir(directory: Path, fmt: str, *, energy: str, allow_incomplete: 
     files = find_vasp_outputs(directory)
     if fmt != "auto":
         if fmt not in files:
-            raise FileNotFoundError(f"{directory}: no {_VASP_NAMES[fmt]} (plain or .gz/.bz2/.xz) for fmt={fmt!r}; use fmt='auto' or give the file")
+            raise FileNotFoundError(
+                f"{directory}: no {_VASP_NAMES[fmt]} (plain or .gz/.bz2/.xz) for fmt={fmt!r}; use fmt='auto' or give the file"
+            )
         source = _read_file(files[fmt], fmt, energy=energy, allow_incomplete=allow_incomplete)
     elif "vasprun" in files or "outcar" in files:
         source = _read_labelled_dir(files, energy, allow_incomplete)
     elif "xdatcar" in files:
         return _read_xdatcar(files["xdatcar"])
     else:
-        raise FileNotFoundError(f"{directory}: no vasprun.xml, OUTCAR or XDATCAR (plain or .gz/.bz2/.xz); is this a VASP run directory?")
+        raise FileNotFoundError(
+            f"{directory}: no vasprun.xml, OUTCAR or XDATCAR (plain or .gz/.bz2/.xz); is this a VASP run directory?"
+        )
     if check_xdatcar and source.labelled and "xdatcar" in files:
         _check_xdatcar(files["xdatcar"], source, allow_extra=allow_incomplete)
     return source
@@ -389,7 +399,9 @@ def _read_ase(path: Path, kind: str) -> list[Atoms]:
     try:
         frames = read(str(path), index=":", format=_ASE_FORMAT[kind])
     except Exception as exc:  # any parser failure becomes one line naming the file
-        raise ValueError(f"{path}: cannot parse as {_VASP_NAMES[kind]} ({type(exc).__name__}: {_one_line(exc)}); is the file complete and from VASP?") from exc
+        raise ValueError(
+            f"{path}: cannot parse as {_VASP_NAMES[kind]} ({type(exc).__name__}: {_one_line(exc)}); is the file complete and from VASP?"
+        ) from exc
     return list(frames) if isinstance(frames, list) else [frames]
 
 
@@ -401,7 +413,9 @@ def _read_vasprun(path: Path, energy: str, allow_incomplete: bool) -> _Source:
     meta = _vasprun_meta(frames[0]) if frames else {}
     frames = _with_forces(frames, path)
     if not frames:
-        raise ValueError(f"{path}: no ionic step with forces (truncated before the first step, or not a run that computes forces)")
+        raise ValueError(
+            f"{path}: no ionic step with forces (truncated before the first step, or not a run that computes forces)"
+        )
     source = _Source(path, "vasprun", [_labelled(f, path, k, energy) for k, f in enumerate(frames)], True, meta, energy)
     if not complete:
         msg = (
@@ -423,7 +437,10 @@ def _check_vasprun_rows(path: Path, natoms: int) -> None:
             for _, elem in ET.iterparse(fh, events=("end",)):
                 if elem.tag != "calculation":
                     continue
-                for name, where in (("forces", "varray[@name='forces']"), ("positions", "structure/varray[@name='positions']")):
+                for name, where in (
+                    ("forces", "varray[@name='forces']"),
+                    ("positions", "structure/varray[@name='positions']"),
+                ):
                     arr = elem.find(where)
                     if arr is None:
                         continue
@@ -446,7 +463,9 @@ def _read_outcar(path: Path, energy: str, allow_incomplete: bool) -> _Source:
     frames = _with_forces(_read_ase(path, "outcar"), path)
     if not frames:
         raise ValueError(f"{path}: no complete ionic step (truncated or not an OUTCAR of a run that computes forces)")
-    source = _Source(path, "outcar", [_labelled(f, path, k, energy) for k, f in enumerate(frames)], True, _outcar_meta(path), energy)
+    source = _Source(
+        path, "outcar", [_labelled(f, path, k, energy) for k, f in enumerate(frames)], True, _outcar_meta(path), energy
+    )
     if not complete:
         msg = (
             f"{path}: incomplete OUTCAR (no '{_OUTCAR_FOOTER}' block: the run was killed or the file is truncated); "
@@ -462,7 +481,9 @@ def _with_forces(frames: list[Atoms], path: Path) -> list[Atoms]:
     has = [f.calc is not None and f.calc.results.get("forces") is not None for f in frames]
     n = has.index(False) if False in has else len(has)
     if any(has[n:]):
-        raise ValueError(f"{path}: ionic step {n} has no forces but later steps do; the file is corrupt: fix it or drop this run")
+        raise ValueError(
+            f"{path}: ionic step {n} has no forces but later steps do; the file is corrupt: fix it or drop this run"
+        )
     return frames[:n]
 
 
@@ -475,7 +496,11 @@ def _read_xdatcar(path: Path) -> _Source:
     if not out:
         raise ValueError(f"{path}: no configuration in the XDATCAR")
     numbers = _xdatcar_numbers(path)
-    steps = [k - 1 for k in numbers] if len(numbers) == len(out) and numbers == sorted(set(numbers)) and numbers[0] >= 1 else None
+    steps = (
+        [k - 1 for k in numbers]
+        if len(numbers) == len(out) and numbers == sorted(set(numbers)) and numbers[0] >= 1
+        else None
+    )
     return _Source(path, "xdatcar", out, False, steps=steps)
 
 
@@ -494,7 +519,9 @@ def _read_extxyz(path: Path, energy: str) -> _Source:
         results = {key: value for key, value in results.items() if key in all_properties and value is not None}
         if energy == "free" and "energy" in results:
             if "free_energy" not in results:
-                raise ValueError(f"{path}: frame {k} has no free_energy for energy='free'; use energy='sigma0' (the stored energy)")
+                raise ValueError(
+                    f"{path}: frame {k} has no free_energy for energy='free'; use energy='sigma0' (the stored energy)"
+                )
             results["energy"] = results["free_energy"]
         new = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
         new.info = dict(atoms.info)
@@ -537,13 +564,19 @@ def _validate(results: dict, natoms: int, path: Path, step: int, what: str) -> N
     if forces is not None:
         forces = np.asarray(forces)
         if forces.shape != (natoms, 3):
-            raise ValueError(f"{path}: {what} {step}: forces have shape {forces.shape}, expected ({natoms}, 3); the file is corrupt: fix or drop it")
+            raise ValueError(
+                f"{path}: {what} {step}: forces have shape {forces.shape}, expected ({natoms}, 3); the file is corrupt: fix or drop it"
+            )
         if not np.isfinite(forces).all():
-            raise ValueError(f"{path}: {what} {step}: non-finite forces; drop this step with index=/stride or fix the file")
+            raise ValueError(
+                f"{path}: {what} {step}: non-finite forces; drop this step with index=/stride or fix the file"
+            )
     for key in ("energy", "free_energy"):
         value = results.get(key)
         if value is not None and not math.isfinite(float(value)):
-            raise ValueError(f"{path}: {what} {step}: non-finite {key} ({value}); drop this step with index=/stride or fix the file")
+            raise ValueError(
+                f"{path}: {what} {step}: non-finite {key} ({value}); drop this step with index=/stride or fix the file"
+            )
     stress = results.get("stress")
     if stress is not None and not np.isfinite(np.asarray(stress, dtype=float)).all():
         raise ValueError(f"{path}: {what} {step}: non-finite stress; drop this step with index=/stride or fix the file")
@@ -566,7 +599,9 @@ def _vasprun_meta(atoms: Atoms) -> dict:
 def _outcar_meta(path: Path) -> dict:
     """INCAR values printed in the OUTCAR header (before the first electronic iteration)."""
     meta: dict = {}
-    patterns = {key: re.compile(rf"(?<![A-Z_]){key}\s*=\s*(-?[\d.]+(?:[Ee][-+]?\d+)?)") for key in _META_INT + _META_FLOAT}
+    patterns = {
+        key: re.compile(rf"(?<![A-Z_]){key}\s*=\s*(-?[\d.]+(?:[Ee][-+]?\d+)?)") for key in _META_INT + _META_FLOAT
+    }
     with _open(path, "rt") as fh:
         for line in fh:
             if "Iteration" in line:
@@ -609,7 +644,9 @@ def _check_xdatcar(xdatcar: Path, source: _Source, allow_extra: bool) -> None:
             break
         frame = source.frames[k]
         if list(frame.numbers) != list(conf.numbers):
-            raise ValueError(f"{xdatcar}: species of configuration {k} differ from {source.path.name}; remove the XDATCAR or pass check_xdatcar=False")
+            raise ValueError(
+                f"{xdatcar}: species of configuration {k} differ from {source.path.name}; remove the XDATCAR or pass check_xdatcar=False"
+            )
         _, lengths = find_mic(conf.positions - frame.positions, frame.cell, pbc=True)
         worst = float(np.max(lengths)) if len(lengths) else 0.0
         if worst >= XDATCAR_TOLERANCE:
@@ -668,12 +705,22 @@ def _finish(source: _Source, base: Path | None, index, stride: int, require_labe
                 raise ValueError(
                     f"{source.path} holds positions only; energies and forces come from OUTCAR or vasprun.xml: add one, or pass require_labels=False"
                 )
-            raise ValueError(f"{source.path}: frame {k} has no energy and forces; label it first, or pass require_labels=False")
+            raise ValueError(
+                f"{source.path}: frame {k} has no energy and forces; label it first, or pass require_labels=False"
+            )
         info = dict(atoms.info) if source.kind == "extxyz" else {}
         step = source.steps[k] if source.steps is not None else k
-        new_values = {"source_file": name, "source_step": step, "source_format": source.kind, "explorer": "import", "round": -1}
+        new_values = {
+            "source_file": name,
+            "source_step": step,
+            "source_format": source.kind,
+            "explorer": "import",
+            "round": -1,
+        }
         source_keys = ("source_file", "source_step", "source_format")
-        if "origin_source_file" not in info and any(info.get(key, new_values[key]) != new_values[key] for key in source_keys):
+        if "origin_source_file" not in info and any(
+            info.get(key, new_values[key]) != new_values[key] for key in source_keys
+        ):
             info.update({f"origin_{key}": info[key] for key in source_keys if key in info})
         for key in ("explorer", "round"):
             old = info.get(key)

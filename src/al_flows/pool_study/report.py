@@ -47,7 +47,11 @@ def plot_learning_curves(runs: list[dict], path: Path) -> str:
         if not curve:
             continue
         steps_per_epoch = run["n_steps"] / max(1, run["n_epochs"])
-        ax.plot([steps_per_epoch * r["epoch"] for r in curve], [r["val_loss"] for r in curve], label=STRATEGY_TITLES.get(run["strategy"], run["strategy"]))
+        ax.plot(
+            [steps_per_epoch * r["epoch"] for r in curve],
+            [r["val_loss"] for r in curve],
+            label=STRATEGY_TITLES.get(run["strategy"], run["strategy"]),
+        )
     ax.set_yscale("log")
     ax.set_xlabel("optimiser steps (approx.)")
     ax.set_ylabel("validation loss")
@@ -76,11 +80,13 @@ def plot_energy_vs_gamma(systems: dict, path: Path) -> str:
             if not len(prof):
                 continue
             ax.plot(prof[:, 0], prof[:, 1] - e0, color="0.7", lw=0.6, zorder=1)
-            sc = ax.scatter(prof[:, 0], prof[:, 1] - e0, c=prof[:, 2], cmap=cmap, vmin=0, vmax=1, s=8 + 4 * p["n_runs"], zorder=2)
+            sc = ax.scatter(
+                prof[:, 0], prof[:, 1] - e0, c=prof[:, 2], cmap=cmap, vmin=0, vmax=1, s=8 + 4 * p["n_runs"], zorder=2
+            )
         ax.set_title(f"{name.rsplit('-', 1)[-1]} ({len(paths)} pathways)", fontsize=9)
         ax.set_xlabel("γ")
         ax.set_ylabel("E − E₀ (eV)")
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     if sc is not None:
         fig.colorbar(sc, ax=axes.ravel().tolist(), label="FCC fraction", shrink=0.8)
@@ -148,7 +154,8 @@ def write_pool_report(store, config, outdir: Path) -> dict:
     if out["compare"]:
         head = "".join(f"<th>{e(h)}</th>" for h in table.splitlines()[0].strip("|").split("|"))
         rows = "".join(
-            "<tr>" + "".join(f"<td>{e(c.strip())}</td>" for c in line.strip("|").split("|")) + "</tr>" for line in table.splitlines()[2:]
+            "<tr>" + "".join(f"<td>{e(c.strip())}</td>" for c in line.strip("|").split("|")) + "</tr>"
+            for line in table.splitlines()[2:]
         )
         ratios = ", ".join(f"{k} = {v:.3g}" for k, v in out["compare"]["ratios"].items())
         body.append(f"<table><tr>{head}</tr>{rows}</table><p>{e(ratios)}</p>")
@@ -158,7 +165,10 @@ def write_pool_report(store, config, outdir: Path) -> dict:
             f"<p>Validation with {e(v['labeller'])}: {v['n_minima']} minima, {v['n_agree_single']} agree within "
             f"{v['agree_tol']} eV/atom, {v['n_spurious']} spurious (drop &gt; {v['spurious_tol']} eV/atom).</p>"
         )
-    body += [f'<figure><img src="{e(fn)}" alt="{e(k)}"><figcaption>{e(CAPTIONS[k])}</figcaption></figure>' for k, fn in plots.items()]
+    body += [
+        f'<figure><img src="{e(fn)}" alt="{e(k)}"><figcaption>{e(CAPTIONS[k])}</figcaption></figure>'
+        for k, fn in plots.items()
+    ]
     page = outdir / "index.html"
     page.write_text(
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>"

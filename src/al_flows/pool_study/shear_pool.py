@@ -27,15 +27,17 @@ __all__ = ["labeller_shear_trajectories", "labeller_shear_pool"]
 
 def _labelled_copy(work: Atoms, info: dict) -> Atoms:
     frame = work.copy()
-    frame.calc = SinglePointCalculator(frame, energy=float(work.get_potential_energy()),
-                                       forces=np.array(work.get_forces(), dtype=float))
+    frame.calc = SinglePointCalculator(
+        frame, energy=float(work.get_potential_energy()), forces=np.array(work.get_forces(), dtype=float)
+    )
     frame.info = dict(info)
     frame.info["frame_id"] = frame_id(frame)
     return frame
 
 
-def labeller_shear_trajectories(structures: list[Atoms], make_calculator: Callable, settings: ShearSettings, seed: int,
-                                labeller: str) -> tuple[list[Atoms], list[Atoms]]:
+def labeller_shear_trajectories(
+    structures: list[Atoms], make_calculator: Callable, settings: ShearSettings, seed: int, labeller: str
+) -> tuple[list[Atoms], list[Atoms]]:
     """(every optimiser-step frame, the relaxed frame of every shear step) of ``settings.n_runs``
     labeller shear runs per structure; run r of structure i draws its noise from
     ``default_rng((seed, i, r))``."""
@@ -51,8 +53,17 @@ def labeller_shear_trajectories(structures: list[Atoms], make_calculator: Callab
                     work.positions = work.positions + rng.normal(0.0, settings.sigma, size=(len(work), 3))
                 work.set_cell(shear_cell(work.cell[:], settings.shear_step), scale_atoms=True)
                 gamma = shear_strain(work.cell[:])
-                base = {"explorer": "labeller_shear", "run": r, "step": step, "gamma": gamma, "parent_id": parent,
-                        "labeller": labeller, "round": -1, "model_id": "", "deviation": float("nan")}
+                base = {
+                    "explorer": "labeller_shear",
+                    "run": r,
+                    "step": step,
+                    "gamma": gamma,
+                    "parent_id": parent,
+                    "labeller": labeller,
+                    "round": -1,
+                    "model_id": "",
+                    "deviation": float("nan"),
+                }
                 opt = OPTIMIZERS[settings.optimizer](work, logfile=None, trajectory=None)
                 for opt_step, _ in enumerate(opt.irun(fmax=settings.fmax, steps=settings.max_opt_steps)):
                     steps.append(_labelled_copy(work, {**base, "opt_step": opt_step}))  # forces at these positions
@@ -60,9 +71,17 @@ def labeller_shear_trajectories(structures: list[Atoms], make_calculator: Callab
     return steps, relaxed
 
 
-def labeller_shear_pool(structures: list[Atoms], make_calculator: Callable, settings: ShearSettings, seed: int,
-                        labeller: str, temperatures_K: list[float], md_steps: int, md_timestep_fs: float,
-                        md_interval: int) -> list[Atoms]:
+def labeller_shear_pool(
+    structures: list[Atoms],
+    make_calculator: Callable,
+    settings: ShearSettings,
+    seed: int,
+    labeller: str,
+    temperatures_K: list[float],
+    md_steps: int,
+    md_timestep_fs: float,
+    md_interval: int,
+) -> list[Atoms]:
     """The pool: every optimiser step of the labeller shear runs, then MD from each relaxed
     shear step at each temperature (no MD when ``temperatures_K`` is empty)."""
     steps, relaxed = labeller_shear_trajectories(structures, make_calculator, settings, seed, labeller)
@@ -70,10 +89,20 @@ def labeller_shear_pool(structures: list[Atoms], make_calculator: Callable, sett
     if temperatures_K and md_steps > 0:
         for k, start in enumerate(relaxed):
             start = start.copy()
-            start.info = {"structure_id": f"{start.info['parent_id']}-run{start.info['run']}-step{start.info['step']}",
-                          "gamma": start.info["gamma"]}
-            md = nvt_pool([start], make_calculator, list(temperatures_K), md_steps, md_timestep_fs, interval=md_interval,
-                          seed=int(seed) + 7919 * (k + 1), labeller=labeller)
+            start.info = {
+                "structure_id": f"{start.info['parent_id']}-run{start.info['run']}-step{start.info['step']}",
+                "gamma": start.info["gamma"],
+            }
+            md = nvt_pool(
+                [start],
+                make_calculator,
+                list(temperatures_K),
+                md_steps,
+                md_timestep_fs,
+                interval=md_interval,
+                seed=int(seed) + 7919 * (k + 1),
+                labeller=labeller,
+            )
             for atoms in md:
                 atoms.info.update(gamma=start.info["gamma"], explorer="labeller_shear_md")
             frames.extend(md)

@@ -20,10 +20,22 @@ import numpy as np
 
 from al_flows.potential.training import Trainer
 
-__all__ = ["STRATEGIES", "split_test", "uniform_split", "heldout_metrics", "strategy_row", "table_markdown", "TABLE_COLUMNS"]
+__all__ = [
+    "STRATEGIES",
+    "split_test",
+    "uniform_split",
+    "heldout_metrics",
+    "strategy_row",
+    "table_markdown",
+    "TABLE_COLUMNS",
+]
 
 STRATEGIES = ("active", "uniform", "active_set")
-STRATEGY_TITLES = {"active": "Active learning (1)", "uniform": "Uniform train set (2)", "active_set": "Active train set (3)"}
+STRATEGY_TITLES = {
+    "active": "Active learning (1)",
+    "uniform": "Uniform train set (2)",
+    "active_set": "Active train set (3)",
+}
 TABLE_COLUMNS = (
     ("best_train_loss", "Best train loss"),
     ("best_val_loss", "Best val loss"),

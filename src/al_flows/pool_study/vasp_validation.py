@@ -42,7 +42,9 @@ def _structure(task_doc):
     return AseAtomsAdaptor.get_atoms(s)
 
 
-def validation_document(study, labeller, rows, relaxed, failures, settings: ValidationConfig, wall_time) -> ValidationDocument:
+def validation_document(
+    study, labeller, rows, relaxed, failures, settings: ValidationConfig, wall_time
+) -> ValidationDocument:
     """The ValidationDocument of a set of rows (shared by the ASE and VASP validations)."""
     d = [abs(r["d_single_per_atom"]) for r in rows]
     return ValidationDocument(
@@ -82,18 +84,31 @@ class VaspMinimaValidationMaker(Maker):
     @al_job
     def dispatch(self, shear_study, model_doc, study: str):
         store = CURRENT_JOB.store
-        minima = select_minima(frames_from_bytes(field(resolve_reference(shear_study, store), "minima_blob")), self.settings.n_minima)
+        minima = select_minima(
+            frames_from_bytes(field(resolve_reference(shear_study, store), "minima_blob")), self.settings.n_minima
+        )
         jobs, statics, relaxes = [], [], []
         for atoms in minima:
             fid = atoms.info["frame_id"]
             structure = AseAtomsAdaptor.get_structure(atoms)
             for kind, maker, outputs in (("static", self.static_maker, statics), ("relax", self.relax_maker, relaxes)):
                 j = with_system_tag(maker, fid).make(structure)
-                j.update_metadata({**self.metadata, "campaign": study, "round": -1, "stage": "vasp_validation",
-                                   "frame_id": fid, "calculation": kind}, dynamic=False)
+                j.update_metadata(
+                    {
+                        **self.metadata,
+                        "campaign": study,
+                        "round": -1,
+                        "stage": "vasp_validation",
+                        "frame_id": fid,
+                        "calculation": kind,
+                    },
+                    dynamic=False,
+                )
                 jobs.append(route(j, self.vasp_category))
                 outputs.append(j.output)
-        collect = collect_vasp_validation(frames_text(minima), statics, relaxes, model_doc, study, self.settings, self.labeller_name)
+        collect = collect_vasp_validation(
+            frames_text(minima), statics, relaxes, model_doc, study, self.settings, self.labeller_name
+        )
         collect.config = JobConfig(on_missing_references=OnMissing.NONE)
         collect.update_metadata({**self.metadata, "campaign": study, "round": -1, "stage": "validation"}, dynamic=False)
         route(collect, self.collect_category)
@@ -102,7 +117,9 @@ class VaspMinimaValidationMaker(Maker):
 
 
 @al_job(data=["relaxed_blob"], output_schema=ValidationDocument)
-def collect_vasp_validation(minima_text: str, statics: list, relaxes: list, model_doc, study: str, settings: ValidationConfig, labeller: str):
+def collect_vasp_validation(
+    minima_text: str, statics: list, relaxes: list, model_doc, study: str, settings: ValidationConfig, labeller: str
+):
     """Rows from the VASP TaskDocs; the NNP relaxes each VASP minimum back."""
     start = time.perf_counter()
     rows, relaxed, failures = [], [], []
@@ -110,7 +127,9 @@ def collect_vasp_validation(minima_text: str, statics: list, relaxes: list, mode
         fid = atoms.info["frame_id"]
         try:
             if static is None or relax is None:
-                raise LabelError("VASP job failed (custodian gave up, VASP crashed or its output could not be parsed); see the job's directory")
+                raise LabelError(
+                    "VASP job failed (custodian gave up, VASP crashed or its output could not be parsed); see the job's directory"
+                )
             e_ref, e_relaxed = _energy(static), _energy(relax)
             ref_min = _structure(relax)
         except LabelError as exc:
@@ -120,8 +139,18 @@ def collect_vasp_validation(minima_text: str, statics: list, relaxes: list, mode
         calcs = get_path(relax, "calcs_reversed") or [None]
         n_steps = len(get_path(calcs[0], "output", "ionic_steps") or [])
         rows.append(  # a relaxation that did not converge is a failed task (above), so this one converged
-            validation_row(atoms, e_ref, ref_min, e_relaxed, True, n_steps, lambda: model_calculator(model_doc),
-                           settings.fmax, settings.max_steps, settings.spurious_tol)
+            validation_row(
+                atoms,
+                e_ref,
+                ref_min,
+                e_relaxed,
+                True,
+                n_steps,
+                lambda: model_calculator(model_doc),
+                settings.fmax,
+                settings.max_steps,
+                settings.spurious_tol,
+            )
         )
         relaxed.append(ref_min)
     doc = validation_document(study, labeller, rows, relaxed, failures, settings, time.perf_counter() - start)

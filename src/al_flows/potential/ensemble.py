@@ -114,7 +114,9 @@ class Ensemble:
         files = _member_files(paths)
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
-            raise FileNotFoundError(f"paths: no such model file {missing[0]}; pass files written by `al-flows export ... model`")
+            raise FileNotFoundError(
+                f"paths: no such model file {missing[0]}; pass files written by `al-flows export ... model`"
+            )
         loaded = []
         for f in files:
             try:
@@ -124,7 +126,9 @@ class Ensemble:
         settings = loaded[0][1]
         for f, (_, s, _) in zip(files[1:], loaded[1:]):
             if s != settings:
-                raise ValueError(f"paths: {f} has other model settings than {files[0]} ({s} vs {settings}); pass one ensemble's files")
+                raise ValueError(
+                    f"paths: {f} has other model settings than {files[0]} ({s} vs {settings}); pass one ensemble's files"
+                )
         return cls([m for m, _, _ in loaded], settings, device=device)
 
     def __len__(self) -> int:
@@ -222,8 +226,10 @@ def _member_files(paths) -> list[Path]:
         where = Path(paths)
         files = [f for f in where.iterdir() if _MEMBER_FILE.match(f.name)]
         if not files:
-            raise FileNotFoundError(f"paths: {where} holds no round<k>_member<i>.pt files; write them with "
-                                    f"`al-flows export --workdir W model --output {where}`")
+            raise FileNotFoundError(
+                f"paths: {where} holds no round<k>_member<i>.pt files; write them with "
+                f"`al-flows export --workdir W model --output {where}`"
+            )
     else:
         where = None
         files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
@@ -235,8 +241,10 @@ def _member_files(paths) -> list[Path]:
     rounds = sorted({int(m.group(1)) for m in keys})
     if len(rounds) > 1:
         what = f"{where} holds" if where else "the files hold"
-        raise ValueError(f"paths: {what} members of rounds {rounds}; pass one round's files, e.g. "
-                         f"sorted(Path({str(where or 'DIR')!r}).glob('round{rounds[-1]}_member*.pt'))")
+        raise ValueError(
+            f"paths: {what} members of rounds {rounds}; pass one round's files, e.g. "
+            f"sorted(Path({str(where or 'DIR')!r}).glob('round{rounds[-1]}_member*.pt'))"
+        )
     return [f for _, f in sorted(zip((int(m.group(2)) for m in keys), files), key=lambda kv: kv[0])]
 
 

@@ -109,7 +109,6 @@ def shifted_softplus(x: torch.Tensor) -> torch.Tensor:
 class ModelSettings(Settings):
     """SchNet architecture (defaults of Sprueill et al., docs/methods.md)."""
 
-
     n_atom_basis: int = Field(128, gt=0, description="features per atom")
     n_interactions: int = Field(2, gt=0, description="interaction blocks")
     n_rbf: int = Field(50, gt=0, description="Gaussian radial basis functions")
@@ -118,7 +117,6 @@ class ModelSettings(Settings):
 
 class TrainingSettings(Settings):
     """Training of one member (defaults of Sprueill et al., docs/methods.md)."""
-
 
     epochs: int = Field(100, gt=0)
     batch_size: int = Field(32, gt=0, description="structures per batch")
@@ -140,7 +138,9 @@ class TrainingSettings(Settings):
         "(its first batch) has diverged, as has any non-finite loss; None: only non-finite losses count",
     )
     max_retries: int = Field(
-        2, ge=0, description="a diverged member is trained again from scratch (same seed and split) this many times at most"
+        2,
+        ge=0,
+        description="a diverged member is trained again from scratch (same seed and split) this many times at most",
     )
     retry_lr_factor: float = Field(0.1, gt=0, lt=1, description="learning-rate factor of each retry")
 

@@ -82,8 +82,18 @@ class TrainingDivergedError(RuntimeError):
     last attempt), ``retryable`` (False when a lower learning rate cannot help) and ``attempts`` (one
     dict per diverged attempt: lr, epoch, reason)."""
 
-    def __init__(self, message: str, *, seed: int, reason: str, epoch: int, lr: float, retryable: bool = True,
-                 member: int | None = None, attempts: list[dict] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        seed: int,
+        reason: str,
+        epoch: int,
+        lr: float,
+        retryable: bool = True,
+        member: int | None = None,
+        attempts: list[dict] | None = None,
+    ):
         super().__init__(message)
         self.seed, self.member, self.reason, self.epoch, self.lr = seed, member, reason, epoch, lr
         self.retryable = retryable
@@ -332,7 +342,11 @@ class Trainer:
             }
             if len(val_idx):
                 s = self.errors(val_idx).summary()
-                row.update(val_loss=s["loss"], val_force_rmse=s["force_rmse"], val_energy_rmse_per_atom=s["energy_rmse_per_atom"])
+                row.update(
+                    val_loss=s["loss"],
+                    val_force_rmse=s["force_rmse"],
+                    val_energy_rmse_per_atom=s["energy_rmse_per_atom"],
+                )
                 self.scheduler.step(s["loss"])
                 if s["loss"] < self.best["loss"]:
                     state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
@@ -354,18 +368,27 @@ class Trainer:
             raise TrainingDivergedError(
                 f"training diverged (seed {self.seed}): {reason}; no learning rate helps: check the labels "
                 f"(energies, forces) for NaN/inf",
-                seed=self.seed, reason=reason, epoch=self.epoch, lr=lr, retryable=False,
+                seed=self.seed,
+                reason=reason,
+                epoch=self.epoch,
+                lr=lr,
+                retryable=False,
             )
         if not math.isfinite(train_loss):
             reason = f"{'NaN' if math.isnan(train_loss) else 'infinite'} training loss at epoch {self.epoch}"
         elif factor is not None and train_loss > factor * initial:
-            reason = (f"training loss {train_loss:.3g} at epoch {self.epoch}, {train_loss / initial:.3g} x the untrained "
-                      f"model's {initial:.3g} (divergence_factor {factor:g})")
+            reason = (
+                f"training loss {train_loss:.3g} at epoch {self.epoch}, {train_loss / initial:.3g} x the untrained "
+                f"model's {initial:.3g} (divergence_factor {factor:g})"
+            )
         else:
             return
         raise TrainingDivergedError(
             f"training diverged (seed {self.seed}, lr {lr:g}): {reason}; lower training.lr or check the labels",
-            seed=self.seed, reason=reason, epoch=self.epoch, lr=lr,
+            seed=self.seed,
+            reason=reason,
+            epoch=self.epoch,
+            lr=lr,
         )
 
     def weights_finite(self) -> bool:
@@ -389,9 +412,13 @@ class Trainer:
                 df = out[P.forces].detach() - f_true
                 norm = torch.zeros(len(sel), dtype=df.dtype, device=df.device).index_add(0, idx_m, df.norm(dim=1))
                 sq = torch.zeros(len(sel), dtype=df.dtype, device=df.device).index_add(0, idx_m, (df**2).sum(dim=1))
-                cols["loss"].append(_per_frame_loss(out, batch, e_true, f_true, self.training.rho).detach().cpu().double().numpy())
+                cols["loss"].append(
+                    _per_frame_loss(out, batch, e_true, f_true, self.training.rho).detach().cpu().double().numpy()
+                )
                 cols["force_error"].append((norm / n_atoms.to(df.dtype)).cpu().double().numpy())
-                cols["energy_error_per_atom"].append(((out[P.energy].detach() - e_true) / n_atoms).cpu().double().numpy())
+                cols["energy_error_per_atom"].append(
+                    ((out[P.energy].detach() - e_true) / n_atoms).cpu().double().numpy()
+                )
                 cols["force_sq_sum"].append(sq.cpu().double().numpy())
                 cols["n_force_components"].append((3 * n_atoms).cpu().numpy())
         if not len(idx):
@@ -446,7 +473,9 @@ def train_member(
             if not err.retryable or attempt == training.max_retries:
                 raise _diverged(who, int(seed), member, attempts) from None
             if log is not None:
-                log(f"{who} diverged at lr {lr:g} ({err.reason}); retrying from scratch at lr {lr * training.retry_lr_factor:g}")
+                log(
+                    f"{who} diverged at lr {lr:g} ({err.reason}); retrying from scratch at lr {lr * training.retry_lr_factor:g}"
+                )
             lr = float(f"{lr * training.retry_lr_factor:.12g}")  # 0.01, not 0.010000000000000002
             continue
         break
@@ -491,12 +520,19 @@ def _diverged(who: str, seed: int, member: int | None, attempts: list[dict]) -> 
     if len(attempts) == 1 and "untrained model" in last["reason"]:
         advice = "no learning rate helps: check the labels (energies, forces) for NaN/inf"
     else:
-        advice = (f"lower training.lr (below {min(a['lr'] for a in attempts):g}), raise training.max_retries, "
-                  f"or check the labels for wrong or huge energies/forces")
+        advice = (
+            f"lower training.lr (below {min(a['lr'] for a in attempts):g}), raise training.max_retries, "
+            f"or check the labels for wrong or huge energies/forces"
+        )
     what = "; ".join(f"at lr {a['lr']:g}: {a['reason']}" for a in attempts)
     n = len(attempts)
     return TrainingDivergedError(
         f"{who} diverged in {n} attempt{'s' if n > 1 else ''} (learning rates tried: {tried}): {what}; {advice}",
-        seed=seed, member=member, reason=last["reason"], epoch=last["epoch"], lr=last["lr"],
-        retryable=False, attempts=attempts,
+        seed=seed,
+        member=member,
+        reason=last["reason"],
+        epoch=last["epoch"],
+        lr=last["lr"],
+        retryable=False,
+        attempts=attempts,
     )

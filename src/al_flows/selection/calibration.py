@@ -30,7 +30,14 @@ from pydantic import Field, model_validator
 
 from al_flows.settings import Settings
 
-__all__ = ["CalibrationSettings", "max_force_errors", "fit_relation", "predict_error", "calibrated_levels", "limit_change"]
+__all__ = [
+    "CalibrationSettings",
+    "max_force_errors",
+    "fit_relation",
+    "predict_error",
+    "calibrated_levels",
+    "limit_change",
+]
 
 
 class CalibrationSettings(Settings):
@@ -47,13 +54,20 @@ class CalibrationSettings(Settings):
     @model_validator(mode="after")
     def _targets(self):
         if not self.target_error_lo < self.target_error_hi:
-            raise ValueError(f"calibrate: target_error_lo ({self.target_error_lo}) must be lower than target_error_hi ({self.target_error_hi})")
+            raise ValueError(
+                f"calibrate: target_error_lo ({self.target_error_lo}) must be lower than target_error_hi ({self.target_error_hi})"
+            )
         return self
 
 
 def max_force_errors(predicted: list[np.ndarray], reference: list[np.ndarray]) -> np.ndarray:
     """Per frame: the largest atomic force-error norm max_i |F_pred,i - F_ref,i| (eV/Angstrom)."""
-    return np.array([float(np.linalg.norm(np.asarray(p) - np.asarray(r), axis=1).max()) for p, r in zip(predicted, reference, strict=True)])
+    return np.array(
+        [
+            float(np.linalg.norm(np.asarray(p) - np.asarray(r), axis=1).max())
+            for p, r in zip(predicted, reference, strict=True)
+        ]
+    )
 
 
 def fit_relation(deviation, error, relation: str = "proportional") -> dict:
@@ -88,7 +102,9 @@ def predict_error(fit: dict, deviation):
     return fit["a"] * np.asarray(deviation, dtype=float) ** fit["b"]
 
 
-def calibrated_levels(fit: dict, settings: CalibrationSettings, current: tuple[float, float]) -> tuple[float, float, str]:
+def calibrated_levels(
+    fit: dict, settings: CalibrationSettings, current: tuple[float, float]
+) -> tuple[float, float, str]:
     """(trust_lo, trust_hi, reason): the deviations where the fit reaches the target errors, or
     ``current`` with the reason the fit was not used ('' when it was)."""
     if fit["n"] < settings.min_points:
@@ -101,17 +117,24 @@ def calibrated_levels(fit: dict, settings: CalibrationSettings, current: tuple[f
     return lo, hi, ""
 
 
-def limit_change(levels: tuple[float, float], current: tuple[float, float], factor: float | None) -> tuple[float, float, str]:
+def limit_change(
+    levels: tuple[float, float], current: tuple[float, float], factor: float | None
+) -> tuple[float, float, str]:
     """(trust_lo, trust_hi, note): ``levels`` moved by at most ``factor`` from ``current`` each
     (the window kept open); the note says what was limited ('' when nothing was)."""
     lo, hi = levels
     if factor is None:
         return lo, hi, ""
     # a level at 0 (e.g. a configured trust_lo of 0) has no scale to limit a move against: it takes the fit
-    new_lo, new_hi = (float(np.clip(v, c / factor, c * factor)) if c > 0 else float(v)
-                      for v, c in zip(levels, current, strict=True))
+    new_lo, new_hi = (
+        float(np.clip(v, c / factor, c * factor)) if c > 0 else float(v) for v, c in zip(levels, current, strict=True)
+    )
     if new_lo >= new_hi:  # keep the fitted ratio of the levels
         new_hi = new_lo * hi / lo
     if (new_lo, new_hi) == (lo, hi):
         return lo, hi, ""
-    return new_lo, new_hi, f"fitted levels {lo:.3g}/{hi:.3g} limited to a factor {factor:g} of {current[0]:.3g}/{current[1]:.3g}"
+    return (
+        new_lo,
+        new_hi,
+        f"fitted levels {lo:.3g}/{hi:.3g} limited to a factor {factor:g} of {current[0]:.3g}/{current[1]:.3g}",
+    )

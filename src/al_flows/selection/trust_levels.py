@@ -32,7 +32,6 @@ ACCURATE, CANDIDATE, FAILED = "accurate", "candidate", "failed"
 class SelectionSettings(Settings):
     """Trust window (eV/Angstrom) and the cap on frames labelled per round."""
 
-
     trust_lo: float = Field(0.05, ge=0, description="eV/Angstrom; below: accurate")
     trust_hi: float = Field(0.30, gt=0, description="eV/Angstrom; at or above: failed")
     strategy: Literal["deviation", "random", "all"] = Field(
@@ -44,13 +43,16 @@ class SelectionSettings(Settings):
     max_candidates: int = Field(20, gt=0, description="frames labelled per round at most")
     pick: Literal["random", "highest"] = Field("random", description="strategy deviation: how candidates are capped")
     calibrate: CalibrationSettings | None = Field(
-        None, description="fit deviation -> true error after each round and set the next round's levels from target errors"
+        None,
+        description="fit deviation -> true error after each round and set the next round's levels from target errors",
     )
 
     @model_validator(mode="after")
     def _window(self):
         if not self.trust_lo < self.trust_hi:
-            raise ValueError(f"selection.trust_lo ({self.trust_lo}) must be lower than selection.trust_hi ({self.trust_hi})")
+            raise ValueError(
+                f"selection.trust_lo ({self.trust_lo}) must be lower than selection.trust_hi ({self.trust_hi})"
+            )
         return self
 
 
@@ -91,7 +93,9 @@ def _deviation(atoms: Atoms) -> float:
         return float("nan")
 
 
-def select(frames: list[Atoms], settings: SelectionSettings, exclude_ids: Iterable[str] = (), seed: int = 0) -> SelectionResult:
+def select(
+    frames: list[Atoms], settings: SelectionSettings, exclude_ids: Iterable[str] = (), seed: int = 0
+) -> SelectionResult:
     """Classify ``frames`` by ``info['deviation']`` and pick the frames to label.
 
     Eligible frames: the candidates (strategy 'deviation') or every frame ('random', 'all').
@@ -151,7 +155,9 @@ class StopDecision:
     reason: str
 
 
-def stop_decision(accurate_ratio: float, n_explored: int, round_: int, target_accurate_ratio: float, max_rounds: int) -> StopDecision:
+def stop_decision(
+    accurate_ratio: float, n_explored: int, round_: int, target_accurate_ratio: float, max_rounds: int
+) -> StopDecision:
     """The one place that decides when a campaign stops.
 
     After round ``round_`` (0-based) the campaign has converged when the round explored

@@ -22,11 +22,7 @@ def _nn_cutoff(atoms: Atoms) -> float:
     """Default CNA cutoff (Angstrom): halfway between the 1st and 2nd FCC shells,
     0.5*(1 + 1/sqrt(2)) * a_est with a_est = sqrt(2) * median nearest-neighbour distance."""
     n = len(atoms)
-    vol = (
-        abs(atoms.cell.volume)
-        if atoms.cell.rank == 3
-        else np.prod(np.ptp(atoms.positions, axis=0) + 1.0)
-    )
+    vol = abs(atoms.cell.volume) if atoms.cell.rank == 3 else np.prod(np.ptp(atoms.positions, axis=0) + 1.0)
     search = 2.0 * (vol / n) ** (1.0 / 3.0)
     for _ in range(6):
         i, d = neighbour_list("id", atoms, search)
@@ -38,9 +34,7 @@ def _nn_cutoff(atoms: Atoms) -> float:
                 break
         search *= 2.0
     else:
-        raise ValueError(
-            "atoms: could not find nearest neighbours to estimate a CNA cutoff"
-        )
+        raise ValueError("atoms: could not find nearest neighbours to estimate a CNA cutoff")
     return 0.5 * (1.0 + 1.0 / np.sqrt(2.0)) * np.sqrt(2.0) * float(np.median(nearest))
 
 
@@ -123,14 +117,7 @@ def unlike_bonds(atoms: Atoms, cutoff: float = 3.1, elements=("Cu", "Ni")) -> di
     i, j = neighbour_list("ij", atoms, cutoff)
     sym = np.asarray(atoms.get_chemical_symbols())
     si, sj = sym[i], sym[j]
-    unlike = (
-        int(
-            np.count_nonzero(
-                ((si == el_a) & (sj == el_b)) | ((si == el_b) & (sj == el_a))
-            )
-        )
-        // 2
-    )
+    unlike = int(np.count_nonzero(((si == el_a) & (sj == el_b)) | ((si == el_b) & (sj == el_a)))) // 2
     total = len(i) // 2
     return {
         "unlike": unlike,
@@ -146,10 +133,7 @@ def intermixing(atoms: Atoms, reference: Atoms, cutoff: float = 3.1) -> float:
     Cu<->Ni swap deep inside the layers adds 24/len(atoms)."""
     if len(atoms) == 0:
         raise ValueError("atoms: empty structure")
-    excess = (
-        unlike_bonds(atoms, cutoff)["unlike"]
-        - unlike_bonds(reference, cutoff)["unlike"]
-    )
+    excess = unlike_bonds(atoms, cutoff)["unlike"] - unlike_bonds(reference, cutoff)["unlike"]
     return excess / len(atoms)
 
 
@@ -170,9 +154,7 @@ class Vacancy:
     fractional_z: float
 
 
-def find_vacancies(
-    atoms: Atoms, cutoff: float = 3.1, coordination: int = 12
-) -> list[Vacancy]:
+def find_vacancies(atoms: Atoms, cutoff: float = 3.1, coordination: int = 12) -> list[Vacancy]:
     """Vacancy clusters: atoms with fewer than ``coordination`` neighbours within ``cutoff``
     (Angstrom) are linked when closer than ``cutoff``; each connected component is one
     cluster. The centroid is taken after unwrapping the component along its own bonds
@@ -184,9 +166,7 @@ def find_vacancies(
     under = n_neigh < coordination
     keep = under[i] & under[j]
     i, j, vec = i[keep], j[keep], vec[keep]
-    adjacency: dict[int, list[tuple[int, np.ndarray]]] = {
-        int(a): [] for a in np.flatnonzero(under)
-    }
+    adjacency: dict[int, list[tuple[int, np.ndarray]]] = {int(a): [] for a in np.flatnonzero(under)}
     for a, b, v in zip(i.tolist(), j.tolist(), vec):
         adjacency[a].append((b, v))
     seen: set[int] = set()
@@ -210,9 +190,7 @@ def find_vacancies(
         frac = cell.scaled_positions(centre[None])[0] if cell.rank == 3 else np.zeros(3)
         if cell.rank == 3:
             frac = np.where(atoms.pbc, frac % 1.0, frac)
-            frac = np.where(
-                atoms.pbc & np.isclose(frac, 1.0, rtol=0, atol=1e-12), 0.0, frac
-            )
+            frac = np.where(atoms.pbc & np.isclose(frac, 1.0, rtol=0, atol=1e-12), 0.0, frac)
             centre = cell.cartesian_positions(frac[None])[0]
         missing = int(sum(coordination - n_neigh[m] for m in members))
         vacancies.append(

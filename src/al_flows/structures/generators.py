@@ -67,7 +67,9 @@ class DPGenInitSettings(Settings):
     lattices: list[Lattice] = Field(list(LATTICES), min_length=1, description="crystal lattices to build")
     nn_distances: dict[str, float] | None = Field(None, description="Angstrom, nearest-neighbour distance per element")
     repeat: tuple[int, int, int] = Field((2, 2, 2), description="supercell of the conventional cell (hcp: 2-atom cell)")
-    scales: list[float] = Field([0.96, 0.98, 1.0, 1.02, 1.04], min_length=1, description="isotropic length scale factors")
+    scales: list[float] = Field(
+        [0.96, 0.98, 1.0, 1.02, 1.04], min_length=1, description="isotropic length scale factors"
+    )
     n_perturbed: int = Field(10, ge=0, description="perturbed copies per lattice and scale")
     atom_sigma: float = Field(0.01, ge=0, description="Angstrom, std of Gaussian atom displacements per coordinate")
     cell_pert_fraction: float = Field(0.03, ge=0, lt=0.5, description="max |entry| of the random symmetric cell strain")
@@ -132,8 +134,15 @@ def _weights(composition: dict[str, float] | None, elements) -> np.ndarray:
 
 
 def _info(explorer: str, structure_id: str, **extra) -> dict:
-    return {"round": -1, "explorer": explorer, "parent_id": "", "model_id": "", "deviation": float("nan"),
-            "structure_id": structure_id, **extra}
+    return {
+        "round": -1,
+        "explorer": explorer,
+        "parent_id": "",
+        "model_id": "",
+        "deviation": float("nan"),
+        "structure_id": structure_id,
+        **extra,
+    }
 
 
 def _species(elements, weights: np.ndarray, n: int, rng) -> np.ndarray:
@@ -299,6 +308,14 @@ def dpgen_initial_sets(settings: DPGenInitSettings, elements: list[str], seed: i
             atoms.set_cell(cell, scale_atoms=False)
             atoms.positions = pos
             direction = "[" + "".join(map(str, uvw)) + "]"
-            finish(atoms, f"dpgen-{lat}-disp-{k}", kind=lat, scale=1.0, displaced=True, direction=direction,
-                   distance=dist, displacement=tuple(float(x) for x in shift))
+            finish(
+                atoms,
+                f"dpgen-{lat}-disp-{k}",
+                kind=lat,
+                scale=1.0,
+                displaced=True,
+                direction=direction,
+                distance=dist,
+                displacement=tuple(float(x) for x in shift),
+            )
     return frames

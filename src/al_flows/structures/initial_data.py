@@ -66,7 +66,9 @@ class DPGenSource(DPGenInitSettings):
     kind: Literal["dpgen"] = "dpgen"
 
 
-StructureSource = Annotated[Union[MultilayerSource, FileSource, RandomCellSource, DPGenSource], Field(discriminator="kind")]
+StructureSource = Annotated[
+    Union[MultilayerSource, FileSource, RandomCellSource, DPGenSource], Field(discriminator="kind")
+]
 
 
 def build_structures(
@@ -101,8 +103,11 @@ def source_structures(src, at: str, base_dir, elements, seed: int, i: int, first
         got = make(src, list(elements), sub_seed)
         for atoms in got:
             atoms.info["structure_id"] = f"{src.kind}{i}-{atoms.info.get('structure_id', first)}"
-        fix = (f"raise {at}.min_distance" if isinstance(src, RandomCellSource)
-               else f"lower {at}.atom_sigma or {at}.cell_pert_fraction, or raise {at}.scales / {at}.nn_distances")
+        fix = (
+            f"raise {at}.min_distance"
+            if isinstance(src, RandomCellSource)
+            else f"lower {at}.atom_sigma or {at}.cell_pert_fraction, or raise {at}.scales / {at}.nn_distances"
+        )
     elif isinstance(src, MultilayerSource):
         got = []
         for variant in src.variants:

@@ -70,7 +70,9 @@ def cuni_multilayer(size=(5, 5, 5), a: float = 3.58, variant: str = "pristine") 
     if variant != "pristine":
         n_vac, element, label = _parse_variant(variant)
         if int(label[1:]) > size[2]:
-            raise ValueError(f"variant: '{variant}' needs plane {label} but size nz={size[2]} has only {size[2]} {element} planes")
+            raise ValueError(
+                f"variant: '{variant}' needs plane {label} but size nz={size[2]} has only {size[2]} {element} planes"
+            )
     elif variant not in VARIANTS:  # pragma: no cover
         raise ValueError(f"variant: unknown variant '{variant}'")
     nx, ny, nz = size

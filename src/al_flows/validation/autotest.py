@@ -58,15 +58,26 @@ MJ_PER_M2 = _e * 1e20 * 1e3  # eV/Angstrom^2 -> mJ/m^2
 _NN = {"fcc": 1 / math.sqrt(2), "bcc": math.sqrt(3) / 2, "sc": 1.0, "diamond": math.sqrt(3) / 4, "hcp": 1.0}
 _ATOMS_PER_CUBE = {"fcc": 4, "bcc": 2, "sc": 1, "diamond": 8}
 DEFAULT_TOLERANCES = {  # absolute, in the row's unit; indicative DFT-vs-NNP accuracies
-    "a0": 0.02, "v0": 0.3, "e0": 0.01, "B": 10.0, "dE": 10.0,
-    "C11": 15.0, "C12": 15.0, "C44": 15.0, "E_vac": 0.1, "gamma_usf": 20.0, "gamma_isf": 20.0,
+    "a0": 0.02,
+    "v0": 0.3,
+    "e0": 0.01,
+    "B": 10.0,
+    "dE": 10.0,
+    "C11": 15.0,
+    "C12": 15.0,
+    "C44": 15.0,
+    "E_vac": 0.1,
+    "gamma_usf": 20.0,
+    "gamma_isf": 20.0,
 }
 
 
 class AutotestSettings(Settings):
     """Knobs of the autotest (Angstrom, eV/Angstrom; tolerances in each row's unit)."""
 
-    lattice: Literal["fcc", "bcc", "sc", "diamond"] = Field("fcc", description="ground-state lattice for EOS/elastic/vacancy")
+    lattice: Literal["fcc", "bcc", "sc", "diamond"] = Field(
+        "fcc", description="ground-state lattice for EOS/elastic/vacancy"
+    )
     lattices: list[Lattice] = Field(["fcc", "hcp", "bcc", "sc", "diamond"], description="structures compared with fcc")
     eos_max_strain: float = Field(0.04, gt=0, lt=0.3, description="max linear strain of the EOS grid")
     eos_points: int = Field(9, ge=5, description="points of the EOS grid")
@@ -114,6 +125,7 @@ def guess_lattice_constant(element: str, lattice: str) -> float:
 
 def _min_a(element: str, lattice: str, calc, c_over_a: float | None = None, a: float | None = None):
     """(a, e) at the minimum of E(a) per atom by bounded Brent (Angstrom, eV/atom), exact to ~1e-6 a."""
+
     def energy(x):
         atoms = _crystal(element, lattice, x, c_over_a)
         atoms.calc = calc
@@ -129,8 +141,9 @@ def _min_a(element: str, lattice: str, calc, c_over_a: float | None = None, a: f
     raise RuntimeError(f"{element} {lattice}: no minimum of E(a)")
 
 
-def relax_lattice(element: str, make_calculator: MakeCalc, lattice: str = "fcc", relax_ca: bool = True,
-                  calc=None) -> dict:
+def relax_lattice(
+    element: str, make_calculator: MakeCalc, lattice: str = "fcc", relax_ca: bool = True, calc=None
+) -> dict:
     """Equilibrium a0 (A), e0 (eV/atom), v0 (A^3/atom) by direct minimisation of E(a) (no fit model);
     hcp: c_over_a relaxed by an outer bounded Brent over ``HCP_CA_BOUNDS`` (else ideal)."""
     calc = calc if calc is not None else make_calculator()
@@ -138,6 +151,7 @@ def relax_lattice(element: str, make_calculator: MakeCalc, lattice: str = "fcc",
     if lattice == "hcp":
         q, last = math.sqrt(8 / 3), {"a": None}
         if relax_ca:
+
             def e_of_q(x):
                 last["a"], e = _min_a(element, "hcp", calc, float(x), last["a"])
                 return e
@@ -150,8 +164,15 @@ def relax_lattice(element: str, make_calculator: MakeCalc, lattice: str = "fcc",
     return out | ({"c_over_a": q} if q else {})
 
 
-def equation_of_state(element: str, make_calculator: MakeCalc, lattice: str = "fcc", a0: float | None = None,
-                      strains=DEFAULT_STRAINS, c_over_a: float | None = None, calc=None) -> dict:
+def equation_of_state(
+    element: str,
+    make_calculator: MakeCalc,
+    lattice: str = "fcc",
+    a0: float | None = None,
+    strains=DEFAULT_STRAINS,
+    c_over_a: float | None = None,
+    calc=None,
+) -> dict:
     """Birch-Murnaghan fit of E/atom vs V/atom on a = a0 (1 + strain): v0 (A^3/atom), e0 (eV/atom), B (GPa),
     a0 (A), fit_rms (meV/atom) and the curve; grid centred on the E(a) minimum when a0 is None."""
     calc = calc if calc is not None else make_calculator()
@@ -166,13 +187,26 @@ def equation_of_state(element: str, make_calculator: MakeCalc, lattice: str = "f
     eos = EquationOfState(vols, ens, eos="birchmurnaghan")
     v0, e0, b = (float(x) for x in eos.fit(warn=False))
     rms = float(np.sqrt(np.mean((eos.func(np.array(vols), *eos.eos_parameters) - np.array(ens)) ** 2)))
-    out = {"lattice": lattice, "v0": v0, "e0": e0, "B": b / GPa, "a0": _a_from_v(v0, lattice, c_over_a),
-           "fit_rms": 1000 * rms, "volumes": [float(v) for v in vols], "energies": [float(e) for e in ens]}
+    out = {
+        "lattice": lattice,
+        "v0": v0,
+        "e0": e0,
+        "B": b / GPa,
+        "a0": _a_from_v(v0, lattice, c_over_a),
+        "fit_rms": 1000 * rms,
+        "volumes": [float(v) for v in vols],
+        "energies": [float(e) for e in ens],
+    }
     return out | ({"c_over_a": float(c_over_a or math.sqrt(8 / 3))} if lattice == "hcp" else {})
 
 
-def structure_energies(element: str, make_calculator: MakeCalc, lattices=("fcc", "hcp", "bcc", "sc", "diamond"),
-                       strains=DEFAULT_STRAINS, relax_ca: bool = True) -> dict:
+def structure_energies(
+    element: str,
+    make_calculator: MakeCalc,
+    lattices=("fcc", "hcp", "bcc", "sc", "diamond"),
+    strains=DEFAULT_STRAINS,
+    relax_ca: bool = True,
+) -> dict:
     """Per lattice {a0 A, e0 eV/atom, v0 A^3/atom[, c_over_a]} from ``relax_lattice`` plus the EOS B (GPa)
     around it, and dE = e0 - e0(fcc) (eV/atom)."""
     calc = make_calculator()
@@ -193,8 +227,15 @@ def _strained(atoms0: Atoms, eps: np.ndarray, calc, fmax: float, steps: int, str
     return atoms.get_potential_energy(), (atoms.get_stress(voigt=True) if stress else None)
 
 
-def elastic_constants(element: str, make_calculator: MakeCalc, lattice: str = "fcc", delta: float = 0.005,
-                      a0: float | None = None, fmax: float = 0.01, max_opt_steps: int = 500) -> dict:
+def elastic_constants(
+    element: str,
+    make_calculator: MakeCalc,
+    lattice: str = "fcc",
+    delta: float = 0.005,
+    a0: float | None = None,
+    fmax: float = 0.01,
+    max_opt_steps: int = 500,
+) -> dict:
     """Cubic C11, C12, C44 and B = (C11 + 2 C12)/3 (GPa); ``method`` is "stress" or "energy"."""
     calc = make_calculator()
     a0 = a0 or _min_a(element, lattice, calc)[0]
@@ -229,13 +270,26 @@ def elastic_constants(element: str, make_calculator: MakeCalc, lattice: str = "f
         c12 = d2(lambda x: mode(0, 0, x) + mode(1, 1, x)) / 2 - c11
         c44 = d2(lambda x: mode(1, 2, x / 2))
     c11, c12, c44 = (float(c / GPa) for c in (c11, c12, c44))
-    return {"C11": c11, "C12": c12, "C44": c44, "B": (c11 + 2 * c12) / 3, "a0": float(a0),
-            "method": "stress" if use_stress else "energy"}
+    return {
+        "C11": c11,
+        "C12": c12,
+        "C44": c44,
+        "B": (c11 + 2 * c12) / 3,
+        "a0": float(a0),
+        "method": "stress" if use_stress else "energy",
+    }
 
 
-def vacancy_formation(element: str, make_calculator: MakeCalc, repeat=(3, 3, 3), relax: bool = True,
-                      lattice: str = "fcc", a0: float | None = None, fmax: float = 0.01,
-                      max_opt_steps: int = 500) -> dict:
+def vacancy_formation(
+    element: str,
+    make_calculator: MakeCalc,
+    repeat=(3, 3, 3),
+    relax: bool = True,
+    lattice: str = "fcc",
+    a0: float | None = None,
+    fmax: float = 0.01,
+    max_opt_steps: int = 500,
+) -> dict:
     """E_vac = E(N-1) - (N-1)/N E(N) (eV), positions relaxed at fixed cell; also the unrelaxed value."""
     calc = make_calculator()
     a0 = a0 or _min_a(element, lattice, calc)[0]
@@ -248,13 +302,27 @@ def vacancy_formation(element: str, make_calculator: MakeCalc, repeat=(3, 3, 3),
     e_unrelaxed = defect.get_potential_energy()
     converged = _relax(defect, fmax, max_opt_steps) if relax else False
     ref = (n - 1) / n * e_bulk
-    return {"E_vac": float(defect.get_potential_energy() - ref), "E_vac_unrelaxed": float(e_unrelaxed - ref),
-            "N": n, "a0": float(a0), "converged": converged}
+    return {
+        "E_vac": float(defect.get_potential_energy() - ref),
+        "E_vac_unrelaxed": float(e_unrelaxed - ref),
+        "N": n,
+        "a0": float(a0),
+        "converged": converged,
+    }
 
 
-def stacking_fault(element: str, make_calculator: MakeCalc, n_points: int = 11, layers: int = 9,
-                   max_fraction: float = 1.0, a0: float | None = None, size=(1, 1), relax_normal: bool = True,
-                   fmax: float = 0.01, max_opt_steps: int = 500) -> dict:
+def stacking_fault(
+    element: str,
+    make_calculator: MakeCalc,
+    n_points: int = 11,
+    layers: int = 9,
+    max_fraction: float = 1.0,
+    a0: float | None = None,
+    size=(1, 1),
+    relax_normal: bool = True,
+    fmax: float = 0.01,
+    max_opt_steps: int = 500,
+) -> dict:
     """GSFE along <112>{111} (mJ/m^2) vs fraction of b_p = a/sqrt(6); one fault per tilted cell."""
     if layers % 3:
         raise ValueError("layers must be a multiple of 3 (ABC stacking)")
@@ -292,8 +360,11 @@ def stacking_fault(element: str, make_calculator: MakeCalc, n_points: int = 11, 
             cell[2] += f * bp
             atoms.set_cell(cell, scale_atoms=False)
             if relax_normal:
-                cache[f] = float(minimize_scalar(lambda sz: relaxed(atoms, sz), bounds=(0.9, 1.1), method="bounded",
-                                                 options={"xatol": 1e-6}).fun)
+                cache[f] = float(
+                    minimize_scalar(
+                        lambda sz: relaxed(atoms, sz), bounds=(0.9, 1.1), method="bounded", options={"xatol": 1e-6}
+                    ).fun
+                )
             else:
                 cache[f] = relaxed(atoms)
         return cache[f]
@@ -305,13 +376,22 @@ def stacking_fault(element: str, make_calculator: MakeCalc, n_points: int = 11, 
     i = int(inside[np.argmax(gamma[inside])])
     f_us, usf = float(fr[i]), float(gamma[i])
     if 0 < i < len(fr) - 1:  # parabola through the maximum and its neighbours
-        c = np.polyfit(fr[i - 1:i + 2], gamma[i - 1:i + 2], 2)
+        c = np.polyfit(fr[i - 1 : i + 2], gamma[i - 1 : i + 2], 2)
         if c[0] < 0:
             f_us = float(-c[1] / (2 * c[0]))
             usf = float(np.polyval(c, f_us))
-    return {"fractions": fr.tolist(), "displacement": (fr * np.linalg.norm(bp)).tolist(), "gamma": gamma.tolist(),
-            "gamma_usf": usf, "usf_fraction": f_us, "gamma_isf": float(isf), "b_p": float(np.linalg.norm(bp)),
-            "area": area, "a0": float(a0), "layers": layers}
+    return {
+        "fractions": fr.tolist(),
+        "displacement": (fr * np.linalg.norm(bp)).tolist(),
+        "gamma": gamma.tolist(),
+        "gamma_usf": usf,
+        "usf_fraction": f_us,
+        "gamma_isf": float(isf),
+        "b_p": float(np.linalg.norm(bp)),
+        "area": area,
+        "a0": float(a0),
+        "layers": layers,
+    }
 
 
 def compute_properties(element: str, make_calculator: MakeCalc, settings: AutotestSettings) -> dict:
@@ -321,20 +401,34 @@ def compute_properties(element: str, make_calculator: MakeCalc, settings: Autote
     a0 = se["structures"][s.lattice]["a0"]
     eos = equation_of_state(element, make_calculator, s.lattice, a0, s.strains())
     kw = {"a0": a0, "fmax": s.fmax, "max_opt_steps": s.max_opt_steps}
-    out = {"eos": eos, "structures": se,
-           "elastic": elastic_constants(element, make_calculator, s.lattice, s.elastic_delta, **kw),
-           "vacancy": vacancy_formation(element, make_calculator, s.vacancy_repeat, s.vacancy_relax, s.lattice, **kw)}
+    out = {
+        "eos": eos,
+        "structures": se,
+        "elastic": elastic_constants(element, make_calculator, s.lattice, s.elastic_delta, **kw),
+        "vacancy": vacancy_formation(element, make_calculator, s.vacancy_repeat, s.vacancy_relax, s.lattice, **kw),
+    }
     if s.lattice == "fcc":
-        out["stacking_fault"] = stacking_fault(element, make_calculator, s.gsfe_points, s.gsfe_layers,
-                                               s.gsfe_max_fraction, relax_normal=s.gsfe_relax_normal, **kw)
+        out["stacking_fault"] = stacking_fault(
+            element,
+            make_calculator,
+            s.gsfe_points,
+            s.gsfe_layers,
+            s.gsfe_max_fraction,
+            relax_normal=s.gsfe_relax_normal,
+            **kw,
+        )
     return out
 
 
 def _values(p: dict, lattice: str) -> list[tuple[str, str, float]]:
     """(name, unit, value) rows: a0, v0, e0 at the E(a) minimum, B from the EOS fit."""
     eq = p["structures"]["structures"][lattice]
-    rows = [("a0", "Angstrom", eq["a0"]), ("v0", "Angstrom^3/atom", eq["v0"]), ("e0", "eV/atom", eq["e0"]),
-            ("B", "GPa", p["eos"]["B"])]
+    rows = [
+        ("a0", "Angstrom", eq["a0"]),
+        ("v0", "Angstrom^3/atom", eq["v0"]),
+        ("e0", "eV/atom", eq["e0"]),
+        ("B", "GPa", p["eos"]["B"]),
+    ]
     for lat, de in p["structures"]["dE"].items():
         if lat != lattice:
             rows.append((f"dE[{lat}-{lattice}]", "meV/atom", 1000 * (de - p["structures"]["dE"][lattice])))
@@ -346,8 +440,9 @@ def _values(p: dict, lattice: str) -> list[tuple[str, str, float]]:
     return rows
 
 
-def autotest(element: str, make_reference: MakeCalc, make_model: MakeCalc,
-             settings: AutotestSettings | None = None) -> dict:
+def autotest(
+    element: str, make_reference: MakeCalc, make_model: MakeCalc, settings: AutotestSettings | None = None
+) -> dict:
     """Properties of both calculators and rows {property, unit, reference, model, abs_error, rel_error,
     tolerance, passed}; rel_error is None where the reference is 0; ``passed`` over all rows."""
     settings = settings or AutotestSettings()
@@ -357,20 +452,39 @@ def autotest(element: str, make_reference: MakeCalc, make_model: MakeCalc,
     for (name, unit, r), (_, _, m) in zip(_values(ref, settings.lattice), _values(mod, settings.lattice)):
         err = abs(m - r)
         tol = settings.tolerances.get(name.split("[")[0])
-        rows.append({"property": name, "unit": unit, "reference": float(r), "model": float(m),
-                     "abs_error": float(err), "rel_error": float(err / abs(r)) if r != 0 else None,
-                     "tolerance": tol, "passed": bool(tol is None or err <= tol)})
-    return {"element": element, "settings": settings.model_dump(mode="json"), "reference": ref, "model": mod,
-            "rows": rows, "passed": all(r["passed"] for r in rows)}
+        rows.append(
+            {
+                "property": name,
+                "unit": unit,
+                "reference": float(r),
+                "model": float(m),
+                "abs_error": float(err),
+                "rel_error": float(err / abs(r)) if r != 0 else None,
+                "tolerance": tol,
+                "passed": bool(tol is None or err <= tol),
+            }
+        )
+    return {
+        "element": element,
+        "settings": settings.model_dump(mode="json"),
+        "reference": ref,
+        "model": mod,
+        "rows": rows,
+        "passed": all(r["passed"] for r in rows),
+    }
 
 
 def autotest_table_markdown(rows: list[dict]) -> str:
     """Markdown table of autotest rows."""
     fmt = lambda x: "-" if x is None else f"{x:.4g}"
-    lines = ["| property | unit | reference | model | abs error | rel error | tolerance | pass |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| property | unit | reference | model | abs error | rel error | tolerance | pass |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['property']} | {r['unit']} | {fmt(r['reference'])} | {fmt(r['model'])} | "
-                     f"{fmt(r['abs_error'])} | {fmt(r['rel_error'])} | {fmt(r.get('tolerance'))} | "
-                     f"{'yes' if r.get('passed', True) else 'NO'} |")
+        lines.append(
+            f"| {r['property']} | {r['unit']} | {fmt(r['reference'])} | {fmt(r['model'])} | "
+            f"{fmt(r['abs_error'])} | {fmt(r['rel_error'])} | {fmt(r.get('tolerance'))} | "
+            f"{'yes' if r.get('passed', True) else 'NO'} |"
+        )
     return "\n".join(lines)

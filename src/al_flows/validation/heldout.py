@@ -38,13 +38,29 @@ def tag(frames: list[Atoms], subset: str, test_kind: str | None = None) -> list[
     return frames
 
 
-def md_snapshots(structures: list[Atoms], make_calculator: Callable, temperatures_K: list[float], n_steps: int,
-                 timestep_fs: float, interval: int, seed: int, labeller: str) -> list[Atoms]:
+def md_snapshots(
+    structures: list[Atoms],
+    make_calculator: Callable,
+    temperatures_K: list[float],
+    n_steps: int,
+    timestep_fs: float,
+    interval: int,
+    seed: int,
+    labeller: str,
+) -> list[Atoms]:
     """Labeller NVT (Langevin) snapshots of every structure at every temperature: every
     ``interval``-th step of the second half of each ``n_steps``-step run (the first half
     equilibrates), labelled with the labeller's energy and forces along the way."""
-    frames = nvt_pool(structures, make_calculator, list(temperatures_K), n_steps, timestep_fs, interval=interval,
-                      seed=seed, labeller=labeller)
+    frames = nvt_pool(
+        structures,
+        make_calculator,
+        list(temperatures_K),
+        n_steps,
+        timestep_fs,
+        interval=interval,
+        seed=seed,
+        labeller=labeller,
+    )
     kept = [a for a in frames if a.info["step"] > n_steps // 2]
     for atoms in kept:
         atoms.info["test_kind"] = f"md_{atoms.info['temperature_K']:.0f}K"
@@ -71,8 +87,16 @@ def sheared_rattled(structures: list[Atoms], n: int, gamma_max: float, sigma: fl
     return out
 
 
-def labelled_sheared_rattled(structures: list[Atoms], make_calculator: Callable, n: int, gamma_max: float, sigma: float,
-                             seed: int, labeller: str, max_force: float) -> tuple[list[Atoms], list[dict]]:
+def labelled_sheared_rattled(
+    structures: list[Atoms],
+    make_calculator: Callable,
+    n: int,
+    gamma_max: float,
+    sigma: float,
+    seed: int,
+    labeller: str,
+    max_force: float,
+) -> tuple[list[Atoms], list[dict]]:
     """:func:`sheared_rattled` copies labelled by the labeller: (frames, failures)."""
     result = label_frames(sheared_rattled(structures, n, gamma_max, sigma, seed), make_calculator, labeller, max_force)
     return tag(result.labelled, NONEQUILIBRIUM), result.failed
@@ -135,16 +159,22 @@ class TestSetError(RuntimeError):
     """The labeller produced no test frames; the message says why and what to do."""
 
 
-def labeller_test_frames(starts: list[Atoms], make_calculator: Callable, settings, seed: int, labeller: str,
-                         max_force: float = 50.0) -> list[Atoms]:
+def labeller_test_frames(
+    starts: list[Atoms], make_calculator: Callable, settings, seed: int, labeller: str, max_force: float = 50.0
+) -> list[Atoms]:
     """The test frames of ``test_set`` kind ``mixed`` or ``labeller_shear`` (``settings``: its
     TestSetConfig), all computed with the labeller: relaxed shear paths (at most ``max_frames``,
     drawn at random), and for ``mixed`` MD snapshots and sheared-rattled copies (at most
     ``max_nonequilibrium``). Raises TestSetError when the labeller gave no relaxed frame."""
     from al_flows.exploration.shear import ShearSettings, explore_shear
 
-    shear = ShearSettings(n_runs=settings.n_runs, sigma=settings.sigma, shear_step=settings.shear_step,
-                          gamma_max=settings.gamma_max, fmax=settings.fmax)
+    shear = ShearSettings(
+        n_runs=settings.n_runs,
+        sigma=settings.sigma,
+        shear_step=settings.shear_step,
+        gamma_max=settings.gamma_max,
+        fmax=settings.fmax,
+    )
     dropped: list[dict] = []
     relaxed = explore_shear(starts, make_calculator(), shear, seed=seed, explorer="test", dropped=dropped)
     if not relaxed:
@@ -159,10 +189,26 @@ def labeller_test_frames(starts: list[Atoms], make_calculator: Callable, setting
     frames = tag(relaxed, RELAXED, "shear_relaxed")
     if settings.kind == "mixed":
         seeds = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 1]).generate_state(2)
-        md = md_snapshots(starts, make_calculator, settings.md_temperatures_K, settings.md_steps, settings.md_timestep_fs,
-                          settings.md_interval, int(seeds[0]), labeller)
-        sheared, _ = labelled_sheared_rattled(starts, make_calculator, settings.n_sheared, settings.gamma_max,
-                                              settings.sheared_sigma, int(seeds[1]), labeller, max_force)
+        md = md_snapshots(
+            starts,
+            make_calculator,
+            settings.md_temperatures_K,
+            settings.md_steps,
+            settings.md_timestep_fs,
+            settings.md_interval,
+            int(seeds[0]),
+            labeller,
+        )
+        sheared, _ = labelled_sheared_rattled(
+            starts,
+            make_calculator,
+            settings.n_sheared,
+            settings.gamma_max,
+            settings.sheared_sigma,
+            int(seeds[1]),
+            labeller,
+            max_force,
+        )
         other = md + sheared
         if len(other) > settings.max_nonequilibrium:
             other = [other[i] for i in sorted(rng.choice(len(other), settings.max_nonequilibrium, replace=False))]

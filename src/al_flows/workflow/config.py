@@ -102,7 +102,9 @@ class MongoStoreConfig(Settings):
     @model_validator(mode="after")
     def _one_secret_source(self):
         if self.password and self.password_env:
-            raise ValueError("store: give password or password_env, not both (password_env keeps the password out of files)")
+            raise ValueError(
+                "store: give password or password_env, not both (password_env keeps the password out of files)"
+            )
         if self.uri and self.uri_env:
             raise ValueError("store: give uri or uri_env, not both (uri_env keeps credentials in the URI out of files)")
         return self
@@ -128,7 +130,6 @@ class QueuesConfig(Settings):
     evaluate: str = "gpu"
     label: str = "vasp"
     default: str = "cpu"
-
 
 
 def check_labeller_elements(field: str, calculator: str, elements: list[str], fix: str | None = None) -> None:
@@ -213,7 +214,9 @@ def settings_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
         a, b = old.get(key, "<unset>"), new.get(key, "<unset>")
         if isinstance(a, dict) and isinstance(b, dict):
             out += settings_diff(a, b, path)
-        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(isinstance(x, dict) for x in a + b):
+        elif (
+            isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(isinstance(x, dict) for x in a + b)
+        ):
             for i, (x, y) in enumerate(zip(a, b, strict=True)):
                 out += settings_diff(x, y, f"{path}[{i}]")
         elif a != b:

@@ -26,8 +26,9 @@ def route(job, category: str):
     """Send ``job`` to the FireWorks category ``category``, and stop jobflow from copying a
     parent's manager_config onto the jobs this one creates (dynamic jobs keep their own).
     The job sees the store (``expose_store``) so that a failure is recorded there."""
-    job.update_config({"manager_config": {"_category": category}, "pass_manager_config": False, "expose_store": True},
-                      dynamic=False)
+    job.update_config(
+        {"manager_config": {"_category": category}, "pass_manager_config": False, "expose_store": True}, dynamic=False
+    )
     return job
 
 
@@ -79,8 +80,14 @@ def stable_uuid(*parts) -> str:
     return str(_uuid.uuid5(_JOB_NAMESPACE, "/".join(str(p) for p in parts)))
 
 
-def latest_outputs(store: JobStore, campaign: str, stage: str, criteria: dict | None = None,
-                   properties: list[str] | None = None, load: bool = False) -> list[dict]:
+def latest_outputs(
+    store: JobStore,
+    campaign: str,
+    stage: str,
+    criteria: dict | None = None,
+    properties: list[str] | None = None,
+    load: bool = False,
+) -> list[dict]:
     """Documents of ``campaign``'s jobs at ``stage``: the highest index per uuid (a job
     replaced at run time has a later index), output not None; sorted by round, uuid."""
     crit = {"metadata.campaign": campaign, "metadata.stage": stage, **(criteria or {})}
@@ -156,12 +163,20 @@ def record_failure(exc: BaseException) -> None:
     if store is None:
         return
     record = {
-        "campaign": md.get("campaign", ""), "fingerprint": md.get("fingerprint", ""), "round": md.get("round", -1),
-        "stage": md.get("stage", ""), "job_uuid": current.uuid, "job_index": current.index, "job_name": current.name,
-        "reason": one_line_reason(exc)[:1000], "time": time.time(),
+        "campaign": md.get("campaign", ""),
+        "fingerprint": md.get("fingerprint", ""),
+        "round": md.get("round", -1),
+        "stage": md.get("stage", ""),
+        "job_uuid": current.uuid,
+        "job_index": current.index,
+        "job_name": current.name,
+        "reason": one_line_reason(exc)[:1000],
+        "time": time.time(),
     }
     try:
-        store.docs_store.update([{"failure_id": f"{current.uuid}/{current.index}", FAILURE_KEY: record}], key="failure_id")
+        store.docs_store.update(
+            [{"failure_id": f"{current.uuid}/{current.index}", FAILURE_KEY: record}], key="failure_id"
+        )
     except Exception:  # noqa: BLE001 - recording must never hide the job's own error
         pass
 
