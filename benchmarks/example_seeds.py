@@ -13,6 +13,7 @@ campaign's own (EMT for the EMT examples).
 
     .venv/bin/python benchmarks/example_seeds.py flows/al_random_cells_emt.yaml [--seeds 0 1 2] [--out DIR]
     .venv/bin/python benchmarks/example_seeds.py flows/cuni_dpgen_emt.yaml --seeds 0
+    .venv/bin/python benchmarks/example_seeds.py flows/al_random_cells_emt.yaml --out DIR --existing  # tables, no rerun
 """
 
 from __future__ import annotations
@@ -53,21 +54,29 @@ def main() -> int:
     ap.add_argument("config", help="an example campaign file, e.g. flows/al_random_cells_emt.yaml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default=None, help="directory for the work directories and results.json")
+    ap.add_argument(
+        "--existing",
+        action="store_true",
+        help="read a seed's finished work directory in --out (its report.json) instead of running it again",
+    )
     args = ap.parse_args()
     path = Path(args.config).resolve()
     data = yaml.safe_load(path.read_text())
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="al_examples_"))
     out.mkdir(parents=True, exist_ok=True)
-    per_seed = {}
+    per_seed: dict[int, dict] = {}
     for seed in args.seeds:
         config = validate_campaign(dict(data, seed=seed, name=f"{data['name']}_s{seed}"), source=str(path))
         t0 = time.perf_counter()
         workdir = out / config.name
-        report = run_campaign(config, path.parent, workdir, echo=lambda *_: None)
+        if args.existing and (workdir / "report.json").is_file():  # a finished run: read, do not rerun
+            report = json.loads((workdir / "report.json").read_text())
+        else:
+            report = run_campaign(config, path.parent, workdir, echo=lambda *_: None)
         rows = autotest_rows(workdir, config)
         last = report["rounds"][-1]
         per_seed[seed] = {
-            "wall_s": time.perf_counter() - t0,
+            "wall_s": (report.get("wall_time_s") if args.existing else None) or time.perf_counter() - t0,
             "rounds": len(report["rounds"]),
             "converged": report["converged"],
             "labels": last["n_labels_total"] + last["n_labelled"],
@@ -79,9 +88,10 @@ def main() -> int:
         }
         s = per_seed[seed]
         print(
-            f"seed {seed} ({s['wall_s']:.0f} s): {s['rounds']} rounds, {s['labels']} labels, converged {s['converged']}, "
-            f"accurate ratios {' '.join(f'{x:.2f}' for x in s['accurate_ratios'])}, test force RMSE "
-            f"{s['test_force_rmse']:.3f} eV/A; autotest {sum(r['passed'] for r in rows)} of {len(rows)} rows within tolerance",
+            f"seed {seed} ({s['wall_s']:.0f} s): {s['rounds']} rounds, {s['labels']} labels, "
+            f"converged {s['converged']}, accurate ratios {' '.join(f'{x:.2f}' for x in s['accurate_ratios'])}, "
+            f"test force RMSE {s['test_force_rmse']:.3f} eV/A; "
+            f"autotest {sum(r['passed'] for r in rows)} of {len(rows)} rows within tolerance",
             flush=True,
         )
     (out / "results.json").write_text(json.dumps({str(k): v for k, v in per_seed.items()}, indent=1))
