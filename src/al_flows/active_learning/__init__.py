@@ -11,6 +11,11 @@ from al_flows.lazy import lazy_exports
 EXPORTS = {
     "ActiveLearningMaker": "flows",
     "CampaignConfig": "config",
+    "InitialCopies": "config",
+    "InitialData": "config",
+    "TestSetConfig": "config",
+    "CampaignSeeds": "seeds",
+    "label_maker_for": "labeller_slot",
     "TrainMemberMaker": "jobs",
     "ShearExploreMaker": "jobs",
     "MDExploreMaker": "jobs",
@@ -22,6 +27,11 @@ EXPORTS = {
 __all__ = [
     "ActiveLearningMaker",
     "CampaignConfig",
+    "InitialCopies",
+    "InitialData",
+    "TestSetConfig",
+    "CampaignSeeds",
+    "label_maker_for",
     "TrainMemberMaker",
     "ShearExploreMaker",
     "MDExploreMaker",
@@ -33,7 +43,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
 
 if TYPE_CHECKING:
-    from al_flows.active_learning.config import CampaignConfig
+    from al_flows.active_learning.config import CampaignConfig, InitialCopies, InitialData, TestSetConfig
     from al_flows.active_learning.flows import ActiveLearningMaker
     from al_flows.active_learning.jobs import (
         AseLabelMaker,
@@ -43,4 +53,6 @@ if TYPE_CHECKING:
         TrainMemberMaker,
         merge_labels,
     )
+    from al_flows.active_learning.labeller_slot import label_maker_for
+    from al_flows.active_learning.seeds import CampaignSeeds
     from al_flows.active_learning.vasp_jobs import VaspLabelMaker

@@ -27,10 +27,11 @@ from al_flows.workflow.config import (
 )
 
 
-class InitialData(Settings):
-    """Starting structures and how the initial training labels are made from them."""
+class InitialCopies(Settings):
+    """How the initial training labels are made from the starting structures (rattled, strained
+    copies and optionally the structures themselves); the structures come from elsewhere (the
+    structures given to ``ActiveLearningMaker.make``)."""
 
-    structures: list[StructureSource] = Field(min_length=1)
     n_rattled: int = Field(8, ge=0, description="rattled copies labelled per structure")
     label_structures: bool = Field(
         False, description="also label the starting structures themselves (random cells, DP-GEN sets)"
@@ -46,6 +47,13 @@ class InitialData(Settings):
 
     rattle_sigma: float = Field(0.05, ge=0, description="Angstrom, std of the random displacement")
     strain_max: float = Field(0.02, ge=0, lt=0.5, description="max random isotropic strain of the copies")
+
+
+class InitialData(InitialCopies):
+    """Starting structures (the ``initial.structures`` sources of a campaign file) and how the
+    initial training labels are made from them."""
+
+    structures: list[StructureSource] = Field(min_length=1)
 
 
 class ShearExplorer(ShearSettings):

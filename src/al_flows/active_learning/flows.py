@@ -1,6 +1,6 @@
 """The active-learning loop as a dynamic jobflow Flow.
 
-``ActiveLearningMaker.make()`` returns
+``ActiveLearningMaker.make(structures)`` returns
 ``[starting_structures, test_set, initial label, initial merge, round 0]``;
 the job ``round k`` replaces itself (``Response(replace=...)``) with
 
@@ -14,219 +14,55 @@ trained; a round that stops labels nothing. Every job carries
 
 from __future__ import annotations
 
-import time
-from collections import Counter
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 from jobflow import CURRENT_JOB, Flow, Job, Maker, OutputReference, Response
+from monty.json import jsanitize
 
+from al_flows.active_learning import builders
 from al_flows.active_learning.autotest_jobs import autotest_job
-from al_flows.active_learning.config import CampaignConfig, InitialData, TestSetConfig
+from al_flows.active_learning.config import CampaignConfig, InitialCopies, TestSetConfig
 from al_flows.active_learning.jobs import (
     AseLabelMaker,
-    MDExploreMaker,
     SelectMaker,
     ShearExploreMaker,
     TrainMemberMaker,
     calibrate_levels,
     merge_labels,
 )
-from al_flows.active_learning.schemas import (
-    CampaignResult,
-    EvaluationDocument,
-    RoundSummary,
-    StructuresDocument,
-    TestSetDocument,
+from al_flows.active_learning.labeller_slot import label_maker_for
+from al_flows.active_learning.schemas import CampaignResult, RoundState
+from al_flows.active_learning.seeds import CampaignSeeds
+from al_flows.active_learning.start_jobs import (
+    labeller_test_set,
+    perturbed_structures,
+    starting_structures,
+    test_set_from_labels,
 )
-from al_flows.active_learning.vasp_jobs import VaspLabelMaker
-from al_flows.exploration.md import NVTSettings, ScheduleSettings
-from al_flows.exploration.shear import ShearSettings
-from al_flows.frames.dataset import frames_from_bytes, frames_text
-from al_flows.labelling.ase import calculator_factory
-from al_flows.labelling.vasp_inputs import label_settings_id, static_maker
+from al_flows.active_learning.summary_jobs import evaluate, round_summary
+from al_flows.frames.dataset import frames_text
 from al_flows.selection.trust_levels import stop_decision
-from al_flows.structures.initial_data import build_structures, perturbed_copies
-from al_flows.validation.heldout import NONEQUILIBRIUM, holdout_errors, labeller_test_frames, subset_of, tag
+from al_flows.structures.initial_data import given_structures
+from al_flows.validation.autotest import AutotestSettings
 from al_flows.workflow import progress
-from al_flows.workflow.jobs import (
-    al_job,
-    derived_seed,
-    drop_completed,
-    ensemble_id,
-    field,
-    load_ensemble,
-    model_ids_of,
-    route,
-    stable_uuid,
-)
+from al_flows.workflow.jobs import al_job, drop_completed, route, stable_uuid
+
+__all__ = ["ActiveLearningMaker", "settings_fingerprint"]
 
 
-@al_job(data=["structures_blob"], output_schema=StructuresDocument)
-def starting_structures(
-    initial: InitialData, base_dir: str, campaign: str, elements: list | None = None, seed: int = 0
-) -> StructuresDocument:
-    """Build the campaign's starting structures (explorers start from these)."""
-    structures = build_structures(initial.structures, base_dir, elements, seed)
-    progress.report("structures", -1, n=len(structures))
-    return StructuresDocument(
-        campaign=campaign,
-        n_structures=len(structures),
-        structure_ids=[a.info["structure_id"] for a in structures],
-        structures_blob=frames_text(structures),
-    )
-
-
-@al_job(data=["selected_blob"])
-def perturbed_structures(
-    structures, n: int, sigma: float, strain_max: float, seed: int, explorer: str = "initial", originals: bool = False
-) -> dict:
-    """Rattled and strained copies of the starting structures, to be labelled (the initial
-    data, or a ``perturbed`` test set); with ``originals`` the structures themselves too."""
-    starts = frames_from_bytes(field(structures, "structures_blob"))
-    copies = perturbed_copies(starts, n, sigma, strain_max, seed)
-    if originals:
-        for atoms in starts:
-            atoms.info.update(
-                round=-1, parent_id=atoms.info.get("structure_id", ""), model_id="", deviation=float("nan")
-            )
-        copies = starts + copies
-    for atoms in copies:
-        atoms.info["explorer"] = explorer
-    return {"n_frames": len(copies), "selected_blob": frames_text(copies)}
-
-
-@al_job(data=["frames_blob"], output_schema=TestSetDocument)
-def test_set_from_labels(labels, campaign: str) -> TestSetDocument:
-    """The labelled perturbed copies as the fixed test set."""
-    frames = tag(frames_from_bytes(field(labels, "labelled_blob")), NONEQUILIBRIUM, "perturbed")
-    progress.report("test set", -1, frames=len(frames))
-    return TestSetDocument(
-        campaign=campaign,
-        n_frames=len(frames),
-        frame_ids=[a.info["frame_id"] for a in frames],
-        frames_blob=frames_text(frames),
-    )
-
-
-@al_job(data=["frames_blob"], output_schema=TestSetDocument)
-def labeller_test_set(
-    structures, settings: TestSetConfig, labeller: AseLabelMaker, campaign: str, seed: int
-) -> TestSetDocument:
-    """The fixed test set computed with the labeller itself (kinds mixed and labeller_shear;
-    al_flows.validation.heldout): never trained on."""
-    starts = frames_from_bytes(field(structures, "structures_blob"))
-    make_calc = calculator_factory(labeller.calculator, labeller.calculator_kwargs)
-    frames = labeller_test_frames(starts, make_calc, settings, seed, labeller.labeller_name, labeller.max_force)
-    subsets = Counter(subset_of(a) for a in frames)
-    progress.report("test set", -1, frames=len(frames), **subsets)
-    return TestSetDocument(
-        campaign=campaign,
-        n_frames=len(frames),
-        frame_ids=[a.info["frame_id"] for a in frames],
-        frames_blob=frames_text(frames),
-    )
-
-
-@al_job(output_schema=EvaluationDocument)
-def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDocument:
-    """Ensemble-mean errors on the fixed test set; validation error = mean of the members'."""
-    start = time.perf_counter()
-    frames = frames_from_bytes(field(test_set, "frames_blob"))
-    pred = load_ensemble(models).predict(frames)
-    ref_e = np.array([a.get_potential_energy() for a in frames])
-    errors = holdout_errors(frames, pred.mean_energies, pred.mean_forces)
-    test_force_rmse, test_energy_rmse = errors["force_rmse"], errors["energy_rmse_per_atom"]
-    val = float(np.mean([field(m, "val_force_rmse") for m in models]))
-    r2 = errors["force_r2"]
-    progress.report(
-        "evaluate",
-        round,
-        test_force_rmse=f"{test_force_rmse:.4f}",
-        test_force_r2="n/a" if r2 is None else f"{r2:.3f}",
-        test_energy_rmse_per_atom=f"{test_energy_rmse:.5f}",
-    )
-    return EvaluationDocument(
-        campaign=campaign,
-        round=round,
-        ensemble_id=ensemble_id(model_ids_of(models)),
-        n_test=len(frames),
-        test_force_rmse=test_force_rmse,
-        test_energy_rmse_per_atom=test_energy_rmse,
-        test_force_r2=errors["force_r2"],
-        test_force_rel_rmse=errors["force_rel_rmse"],
-        test_subsets=errors["subsets"],
-        val_force_rmse=val,
-        test_energies=ref_e.tolist(),
-        predicted_energies=pred.mean_energies.tolist(),
-        wall_time=time.perf_counter() - start,
-    )
-
-
-@al_job(output_schema=RoundSummary)
-def round_summary(
-    campaign: str,
-    fingerprint: str,
-    round: int,
-    model_ids: list,
-    n_labels_total: int,
-    evaluation,
-    selection,
-    labels,
-    dataset_uuid: str,
-    structures_uuid: str,
-    test_uuid: str,
-    calibration_uuid: str = "",
-) -> RoundSummary:
-    """One row of report.json; also the checkpoint a later run continues from."""
-    summary = RoundSummary(
-        campaign=campaign,
-        fingerprint=fingerprint,
-        round=round,
-        n_labels_total=n_labels_total,
-        n_explored=field(selection, "n_explored"),
-        n_accurate=field(selection, "n_accurate"),
-        n_candidate=field(selection, "n_candidate"),
-        n_failed=field(selection, "n_failed"),
-        n_labelled=field(labels, "n_labelled"),
-        n_label_failures=field(labels, "n_failed"),
-        accurate_ratio=field(selection, "accurate_ratio"),
-        val_force_rmse=field(evaluation, "val_force_rmse"),
-        test_force_rmse=field(evaluation, "test_force_rmse"),
-        test_energy_rmse_per_atom=field(evaluation, "test_energy_rmse_per_atom"),
-        test_force_r2=field(evaluation, "test_force_r2"),
-        test_force_rel_rmse=field(evaluation, "test_force_rel_rmse"),
-        **subset_columns(field(evaluation, "test_subsets")),
-        ensemble_id=ensemble_id(list(model_ids)),
-        model_ids=list(model_ids),
-        converged=field(selection, "converged"),
-        stop=field(selection, "stop"),
-        dataset_uuid=dataset_uuid,
-        structures_uuid=structures_uuid,
-        test_uuid=test_uuid,
-        calibration_uuid=calibration_uuid,
-        trust_lo=field(selection, "trust_lo"),
-        trust_hi=field(selection, "trust_hi"),
-    )
-    progress.report(
-        "round done",
-        round,
-        labels=summary.n_labels_total + summary.n_labelled,
-        accurate_ratio=f"{summary.accurate_ratio:.3f}",
-    )
-    return summary
-
-
-def subset_columns(subsets: dict) -> dict:
-    """The per-subset columns of a round summary from an evaluation's ``test_subsets``."""
-    out = {}
-    for name in ("relaxed", "nonequilibrium"):
-        errs = (subsets or {}).get(name) or {}
-        out[f"test_force_rmse_{name}"] = errs.get("force_rmse")
-        out[f"test_energy_rmse_per_atom_{name}"] = errs.get("energy_rmse_per_atom")
-    return out
+def settings_fingerprint(maker: Maker, structures_text: str = "") -> str:
+    """16 hex chars naming a campaign built in Python: a hash of the Maker's settings (as
+    ``as_dict``, without its name, fingerprint and base directory) and its starting structures."""
+    d = jsanitize(maker.as_dict(), strict=True, enum_values=True)
+    for key in ("name", "fingerprint", "base_dir", "given_structures", "categories"):
+        d.pop(key, None)
+    text = json.dumps(d, sort_keys=True, default=str) + structures_text
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def _tag(
@@ -240,30 +76,17 @@ def _tag(
     return route(j, category)
 
 
-def _autotest_settings(config: CampaignConfig):
-    """The campaign's autotest settings with the reference calculator filled in (or None)."""
-    if config.autotest is None:
-        return None
-    if config.autotest.reference is not None:
-        return config.autotest
-    return config.autotest.model_copy(
-        update={"reference": config.labeller.calculator, "reference_kwargs": dict(config.labeller.kwargs)}
-    )
-
-
-def _explore_maker(e) -> Maker:
-    """The Maker of one configured explorer."""
-    fields = e.model_dump(exclude={"kind", "name"})
-    if e.kind == "shear":
-        return ShearExploreMaker(name=e.name, settings=ShearSettings(**fields))
-    if e.kind == "langevin_schedule":
-        return MDExploreMaker(name=e.name, settings=ScheduleSettings(**fields))
-    return MDExploreMaker(name=e.name, settings=NVTSettings(**fields))
-
-
 @dataclass
 class ActiveLearningMaker(Maker):
-    """Train -> explore -> select -> label, round after round (docs/methods.md)."""
+    """Train -> explore -> select -> label, round after round (docs/methods.md).
+
+    Build it from Makers and settings (docs/python_api.md) or from a campaign file
+    (:meth:`from_config`); ``make(structures)`` returns the campaign's Flow. ``label_maker`` takes
+    anything :func:`~al_flows.active_learning.labeller_slot.label_maker_for` accepts: an ASE
+    calculator or its name, an atomate2 VASP Maker (``StaticMaker``), or a label Maker.
+    ``max_rounds`` is the one round limit (the select Maker's stop decision uses it);
+    ``fingerprint`` names the jobs (default: a hash of the Maker's settings and structures).
+    """
 
     name: str = "active learning"
     campaign: str = "campaign"
@@ -271,54 +94,35 @@ class ActiveLearningMaker(Maker):
     seed: int = 0
     ensemble_size: int = 4
     max_rounds: int = 5
-    initial: InitialData | None = None
+    initial: InitialCopies = dc_field(default_factory=InitialCopies)
     base_dir: str = "."
     test_set: TestSetConfig = dc_field(default_factory=TestSetConfig)
     train_maker: TrainMemberMaker = dc_field(default_factory=TrainMemberMaker)
     explore_makers: list = dc_field(default_factory=lambda: [ShearExploreMaker()])
     select_maker: SelectMaker = dc_field(default_factory=SelectMaker)
-    label_maker: Maker = dc_field(default_factory=AseLabelMaker)
+    label_maker: Any = dc_field(default_factory=AseLabelMaker)
     allow_mixed_settings: bool = False
     categories: dict = dc_field(default_factory=dict)
-    autotest: object = None
+    autotest: AutotestSettings | None = None
     elements: list = dc_field(default_factory=list)
+    given_structures: str = ""  # extxyz text of the structures given to make() (set by with_structures)
+
+    def __post_init__(self):
+        if self.ensemble_size < 2:
+            raise ValueError(f"ensemble_size: {self.ensemble_size} members cannot disagree; use 2 or more")
+        self.label_maker = label_maker_for(self.label_maker)
+        if self.select_maker.max_rounds != self.max_rounds:
+            self.select_maker = replace(self.select_maker, max_rounds=self.max_rounds)
+
+    @property
+    def seeds(self) -> CampaignSeeds:
+        """The campaign's seed stream."""
+        return CampaignSeeds(self.seed)
 
     @classmethod
     def from_config(cls, config: CampaignConfig, base_dir: str | Path = ".") -> ActiveLearningMaker:
-        """All Makers of a campaign from its validated configuration."""
-        explorers = [_explore_maker(e) for e in config.explorers]
-        lab = config.labeller
-        settings_id = label_settings_id(lab)
-        q = config.queues
-        labeller_runs_here = lab.kind == "ase"  # VASP runs in its own static jobs; dispatch/collect are bookkeeping
-        categories = {
-            "train": q.train,
-            "explore": q.explore,
-            "evaluate": q.evaluate,
-            "label": q.label if labeller_runs_here else q.default,
-            "label_test": q.label if labeller_runs_here else q.default,
-            "test_set": q.label if config.test_set.kind in ("mixed", "labeller_shear") else q.default,
-            "default": q.default,
-        }
-        if lab.kind == "vasp":
-            label_maker = VaspLabelMaker(
-                static_maker=static_maker(lab),
-                labeller_name=f"vasp:{lab.preset}",
-                label_settings=settings_id,
-                max_force=lab.max_force,
-                min_success_fraction=lab.min_success_fraction,
-                static_metadata={"fingerprint": config.fingerprint()},
-                static_category=q.label,
-                collect_category=q.default,
-            )
-        else:
-            label_maker = AseLabelMaker(
-                calculator=lab.calculator,
-                calculator_kwargs=dict(lab.kwargs),
-                max_force=lab.max_force,
-                min_success_fraction=lab.min_success_fraction,
-                label_settings=settings_id,
-            )
+        """All Makers of a campaign from its validated configuration (its structures are built by
+        the flow's first job from ``config.initial.structures``)."""
         return cls(
             campaign=config.name,
             fingerprint=config.fingerprint(),
@@ -329,16 +133,16 @@ class ActiveLearningMaker(Maker):
             base_dir=str(base_dir),
             test_set=config.test_set,
             train_maker=TrainMemberMaker(model=config.model, training=config.training, elements=list(config.elements)),
-            explore_makers=explorers,
+            explore_makers=[builders.explore_maker(e) for e in config.explorers],
             select_maker=SelectMaker(
                 settings=config.selection,
                 target_accurate_ratio=config.convergence.accurate_ratio,
                 max_rounds=config.max_rounds,
             ),
-            label_maker=label_maker,
-            allow_mixed_settings=getattr(lab, "allow_mixed_settings", False),
-            categories=categories,
-            autotest=_autotest_settings(config),
+            label_maker=builders.label_maker(config),
+            allow_mixed_settings=getattr(config.labeller, "allow_mixed_settings", False),
+            categories=builders.categories(config),
+            autotest=builders.autotest_settings(config),
             elements=list(config.elements),
         )
 
@@ -350,63 +154,76 @@ class ActiveLearningMaker(Maker):
         category = self.categories.get(stage, self.categories.get("default", "cpu"))
         return _tag(j, self.campaign, self.fingerprint, round_, stage, category, key)
 
-    def make(self) -> Flow:
-        """The whole campaign from nothing but the configuration."""
-        return Flow(self.initial_jobs(), name=f"{self.campaign} campaign")
+    def make(self, structures=None) -> Flow:
+        """The whole campaign as a Flow, from ``structures`` (ASE ``Atoms`` or pymatgen
+        ``Structure``, one or a list) or, without them, from ``initial.structures``."""
+        maker = self.with_structures(structures) if structures is not None else self
+        return Flow(maker.initial_jobs(), name=f"{maker.campaign} campaign")
+
+    def with_structures(self, structures) -> ActiveLearningMaker:
+        """A copy that starts from ``structures`` (checked now; elements and fingerprint filled in
+        when not set)."""
+        elements = list(self.elements or self.train_maker.elements)
+        atoms = given_structures(structures, elements or None, where="make(structures)")
+        if not elements:
+            elements = sorted({s for a in atoms for s in a.get_chemical_symbols()})
+        given = frames_text(atoms)
+        fingerprint = self.fingerprint or settings_fingerprint(self, given)
+        return replace(
+            self,
+            fingerprint=fingerprint,
+            elements=elements,
+            train_maker=replace(self.train_maker, elements=elements),
+            given_structures=given,
+        )
 
     def initial_jobs(self) -> list[Job]:
         """The jobs before round 0 (structures, test set, initial labels) and round 0's job."""
-        if self.initial is None:
-            raise ValueError("ActiveLearningMaker.initial: give the initial data settings (initial.structures)")
+        if not self.given_structures and not getattr(self.initial, "structures", None):
+            raise ValueError(
+                "ActiveLearningMaker.make: no starting structures; pass them to make(structures) "
+                "or give initial=InitialData(structures=[...])"
+            )
         elements = list(self.train_maker.elements)
-        structures = self.tag(
-            starting_structures(self.initial, self.base_dir, self.campaign, elements, self.seed), -1, "structures"
+        first = starting_structures(
+            self.initial, self.base_dir, self.campaign, elements, self.seed, self.given_structures
         )
+        structures = self.tag(first, -1, "structures")
         structures.name = "starting_structures"
         test_jobs = self.test_set_jobs(structures)
-        test = test_jobs[-1]
         ini = self.initial
-        copies = self.tag(
-            perturbed_structures(
-                structures.output,
-                ini.n_rattled,
-                ini.rattle_sigma,
-                ini.strain_max,
-                derived_seed(self.seed, 998),
-                "initial",
-                ini.label_structures,
-            ),
-            -1,
-            "perturb",
+        copies = perturbed_structures(
+            structures.output,
+            ini.n_rattled,
+            ini.rattle_sigma,
+            ini.strain_max,
+            self.seeds.initial_copies(),
+            "initial",
+            ini.label_structures,
         )
+        copies = self.tag(copies, -1, "perturb")
         copies.name = "perturb initial"
         labels = self.tag(self.label_maker.make(copies.output, self.campaign, -1), -1, "label")
         merged = self.tag(merge_labels(None, labels.output, self.campaign, -1, self.allow_mixed_settings), -1, "merge")
         merged.name = "merge initial"
-        first = self.round_job(0, merged.output.n_frames, False, merged.uuid, structures.uuid, test.uuid)
-        return [structures, *test_jobs, copies, labels, merged, first]
+        state = RoundState(
+            round=0, dataset_uuid=merged.uuid, structures_uuid=structures.uuid, test_uuid=test_jobs[-1].uuid
+        )
+        return [structures, *test_jobs, copies, labels, merged, self.round_job(state, merged.output.n_frames)]
 
     def test_set_jobs(self, structures: Job) -> list[Job]:
         """Jobs making the fixed test set; the last one outputs the TestSetDocument."""
         ts = self.test_set
         if ts.kind in ("mixed", "labeller_shear"):
             test = labeller_test_set(
-                structures.output, ts, self.label_maker, self.campaign, derived_seed(self.seed, 999)
+                structures.output, ts, self.label_maker, self.campaign, self.seeds.labeller_test_set()
             )
             test.name = "test_set"
             return [self.tag(test, -1, "test_set")]
-        copies = self.tag(
-            perturbed_structures(
-                structures.output,
-                ts.n_per_structure,
-                ts.rattle_sigma,
-                ts.strain_max,
-                derived_seed(self.seed, 997),
-                "test",
-            ),
-            -1,
-            "perturb_test",
+        copies = perturbed_structures(
+            structures.output, ts.n_per_structure, ts.rattle_sigma, ts.strain_max, self.seeds.test_copies(), "test"
         )
+        copies = self.tag(copies, -1, "perturb_test")
         copies.name = "perturb test"
         labels = self.tag(self.label_maker.make(copies.output, self.campaign, -1), -1, "label_test")
         test = self.tag(test_set_from_labels(labels.output, self.campaign), -1, "test_set")
@@ -427,149 +244,122 @@ class ActiveLearningMaker(Maker):
             self.select_maker.target_accurate_ratio,
             self.max_rounds,
         )
+        state = RoundState(
+            round=k,
+            dataset_uuid=summary["dataset_uuid"],
+            structures_uuid=summary["structures_uuid"],
+            test_uuid=summary["test_uuid"],
+            calibration_uuid=summary.get("calibration_uuid") or "",
+        )
+        n_labels = summary["n_labels_total"] + summary["n_labelled"]
         return Flow(
-            [
-                self.round_job(
-                    k,
-                    summary["n_labels_total"] + summary["n_labelled"],
-                    decision.converged,
-                    summary["dataset_uuid"],
-                    summary["structures_uuid"],
-                    summary["test_uuid"],
-                    summary.get("calibration_uuid") or "",
-                )
-            ],
+            [self.round_job(state, n_labels, decision.converged)],
             name=f"{self.campaign} campaign (continued at round {k})",
         )
 
-    def round_job(
-        self, k, n_labels, converged, dataset_uuid, structures_uuid, test_uuid, calibration_uuid: str = ""
-    ) -> Job:
-        """The job that plans round ``k`` (``converged``: whether round k-1 converged)."""
-        j = self.tag(
-            self.round(k, n_labels, converged, dataset_uuid, structures_uuid, test_uuid, calibration_uuid),
-            k,
-            "round",
-            "round",
-        )
+    def round_job(self, state: RoundState, n_labels, converged=False) -> Job:
+        """The job that plans round ``state.round``: ``n_labels`` labels to train on and whether the
+        round before converged (either may be a reference to an output of the round before)."""
+        j = self.tag(self.plan_round(state, n_labels, converged), state.round, "round", "round")
+        j.name = "round"
         j.config.expose_store = True  # to find the jobs of round k that finished in an interrupted run
         return j
 
     def autotest_flow(self, final_round: int) -> Flow:
         """The autotest of the final round's ensemble (one job)."""
-        test = self.tag(
-            autotest_job(self.campaign, final_round, self.autotest, list(self.elements)),
-            final_round,
-            "autotest",
-            "autotest",
-        )
+        job = autotest_job(self.campaign, final_round, self.autotest, list(self.elements))
+        test = self.tag(job, final_round, "autotest", "autotest")
         test.name = "autotest"
         test.config.expose_store = True
         return Flow([test], name="autotest")
 
     @al_job(output_schema=CampaignResult)
-    def round(
-        self,
-        k: int,
-        n_labels: int,
-        converged: bool,
-        dataset_uuid: str,
-        structures_uuid: str,
-        test_uuid: str,
-        calibration_uuid: str = "",
-    ):
-        """Replace itself with round ``k`` (and, through it, the rounds after), or finish
-        when round k-1 converged or ``max_rounds`` rounds have trained.
+    def plan_round(self, state: RoundState, n_labels: int, converged: bool = False):
+        """Replace itself with round ``state.round`` (and, through it, the rounds after), or
+        finish when the previous round converged or ``max_rounds`` rounds have trained."""
+        if converged or state.round >= self.max_rounds:
+            return self.finish(state, n_labels, converged)
+        jobs = self.round_jobs(state, n_labels)
+        todo, done = drop_completed(jobs, CURRENT_JOB.store)
+        k = state.round
+        if done:
+            progress.report("round resumed", k, done=len(done), of=len(jobs), reused=", ".join(j.name for j in done))
+        else:
+            progress.report("round start", k, labels=n_labels, jobs=len(jobs))
+        return Response(replace=Flow(todo, name=f"round {k}"))
 
-        Inputs of the new jobs are references by uuid, so no job input holds a blob.
-        ``calibration_uuid``: the previous round's trust-level calibration, if any."""
-        if converged or k >= self.max_rounds:
-            reason = "converged" if converged else "round limit"
-            progress.report("finished", k - 1, labels=n_labels, reason=reason)
-            result = CampaignResult(
-                campaign=self.campaign,
-                fingerprint=self.fingerprint,
-                converged=bool(converged),
-                n_rounds=k,
-                final_round=k - 1,
-                n_labels_total=n_labels,
-                stop_reason=reason,
+    def finish(self, state: RoundState, n_labels: int, converged: bool):
+        """The campaign's result (and its autotest, if configured) after the last round."""
+        reason = "converged" if converged else "round limit"
+        progress.report("finished", state.round - 1, labels=n_labels, reason=reason)
+        result = CampaignResult(
+            campaign=self.campaign,
+            fingerprint=self.fingerprint,
+            converged=bool(converged),
+            n_rounds=state.round,
+            final_round=state.round - 1,
+            n_labels_total=n_labels,
+            stop_reason=reason,
+        )
+        if self.autotest is None:
+            return result
+        return Response(output=result, addition=self.autotest_flow(state.round - 1))
+
+    def round_jobs(self, state: RoundState, n_labels: int) -> list[Job]:
+        """Every job of round ``state.round``, ending with the job that plans the next round."""
+        k = state.round
+        dataset, structures, test = (
+            OutputReference(u) for u in (state.dataset_uuid, state.structures_uuid, state.test_uuid)
+        )
+        trains = [
+            self.tag(
+                self.train_maker.make(dataset, self.campaign, k, m, self.seeds.train(k, m)), k, "train", f"member {m}"
             )
-            if self.autotest is None:
-                return result
-            return Response(output=result, addition=self.autotest_flow(k - 1))
-        dataset, structures, test = (OutputReference(u) for u in (dataset_uuid, structures_uuid, test_uuid))
-        trains = []
-        for m in range(self.ensemble_size):
-            t = self.tag(
-                self.train_maker.make(dataset, self.campaign, k, m, derived_seed(self.seed, k, m)),
-                k,
-                "train",
-                f"member {m}",
-            )
-            trains.append(t)
+            for m in range(self.ensemble_size)
+        ]
         models = [t.output for t in trains]
         ev = self.tag(evaluate(models, test, self.campaign, k), k, "evaluate")
         ev.name = f"evaluate r{k}"
-        explores = []
-        for e_idx, maker in enumerate(self.explore_makers):
-            x = self.tag(
-                maker.make(structures, models, self.campaign, k, derived_seed(self.seed, k, 1000 + e_idx)),
+        explores = [
+            self.tag(
+                maker.make(structures, models, self.campaign, k, self.seeds.explore(k, i)),
                 k,
                 "explore",
-                f"{e_idx} {maker.name}",
+                f"{i} {maker.name}",
             )
-            explores.append(x)
-        previous = OutputReference(calibration_uuid) if calibration_uuid else None
-        sel = self.tag(
-            self.select_maker.make(
-                [x.output for x in explores],
-                dataset.frame_ids,
-                self.campaign,
-                k,
-                derived_seed(self.seed, k, 2000),
-                previous,
-            ),
-            k,
-            "select",
+            for i, maker in enumerate(self.explore_makers)
+        ]
+        previous = OutputReference(state.calibration_uuid) if state.calibration_uuid else None
+        select = self.select_maker.make(
+            [x.output for x in explores], dataset.frame_ids, self.campaign, k, self.seeds.select(k), previous
         )
+        sel = self.tag(select, k, "select")
         lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output.stop), k, "label")
         merged = self.tag(merge_labels(dataset, lab.output, self.campaign, k, self.allow_mixed_settings), k, "merge")
         merged.name = f"merge r{k}"
         cal_jobs, cal_uuid = [], ""
         cal_settings = self.select_maker.settings.calibrate
         if cal_settings is not None:
-            cal = self.tag(
-                calibrate_levels(models, lab.output, sel.output, self.campaign, k, cal_settings), k, "calibrate"
-            )
+            cal = calibrate_levels(models, lab.output, sel.output, self.campaign, k, cal_settings)
+            cal = self.tag(cal, k, "calibrate")
             cal.name = f"calibrate r{k}"
             cal_jobs, cal_uuid = [cal], cal.uuid
-        summ = self.tag(
-            round_summary(
-                self.campaign,
-                self.fingerprint,
-                k,
-                [t.output.model_id for t in trains],
-                n_labels,
-                ev.output,
-                sel.output,
-                lab.output,
-                merged.uuid,
-                structures_uuid,
-                test_uuid,
-                cal_uuid,
-            ),
+        summary = round_summary(
+            self.campaign,
+            self.fingerprint,
             k,
-            "summary",
+            [t.output.model_id for t in trains],
+            n_labels,
+            ev.output,
+            sel.output,
+            lab.output,
+            merged.uuid,
+            state.structures_uuid,
+            state.test_uuid,
+            cal_uuid,
         )
+        summ = self.tag(summary, k, "summary")
         summ.name = f"round_summary r{k}"
-        nxt = self.round_job(
-            k + 1, merged.output.n_frames, sel.output.converged, merged.uuid, structures_uuid, test_uuid, cal_uuid
-        )
-        jobs = [*trains, ev, *explores, sel, lab, *cal_jobs, merged, summ, nxt]
-        todo, done = drop_completed(jobs, CURRENT_JOB.store)
-        if done:
-            progress.report("round resumed", k, done=len(done), of=len(jobs), reused=", ".join(j.name for j in done))
-        else:
-            progress.report("round start", k, labels=n_labels, jobs=len(jobs))
-        return Response(replace=Flow(todo, name=f"round {k}"))
+        following = state.model_copy(update={"round": k + 1, "dataset_uuid": merged.uuid, "calibration_uuid": cal_uuid})
+        nxt = self.round_job(following, merged.output.n_frames, sel.output.converged)
+        return [*trains, ev, *explores, sel, lab, *cal_jobs, merged, summ, nxt]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from al_flows.settings import Settings
+
 
 class StructuresDocument(BaseModel):
     """Starting structures of a campaign (the explorers start from these)."""
@@ -229,3 +231,14 @@ class AutotestDocument(BaseModel):
     table: str
     passed: bool
     wall_time: float = 0.0
+
+
+class RoundState(Settings):
+    """Where the job planning round ``round`` finds what it reads: the uuids of the jobs whose
+    outputs it uses (references by uuid, so no job input holds a blob)."""
+
+    round: int = Field(ge=0)
+    dataset_uuid: str
+    structures_uuid: str
+    test_uuid: str
+    calibration_uuid: str = Field("", description="the previous round's trust-level calibration, if any")

@@ -143,6 +143,37 @@ def source_structures(src, at: str, base_dir, elements, seed: int, i: int, first
     return got
 
 
+def given_structures(structures, elements: list[str] | None = None, where: str = "structures") -> list[Atoms]:
+    """Checked copies of structures given in Python: ASE ``Atoms`` or pymatgen ``Structure`` (one or
+    a list). Each keeps ``info['structure_id']`` if it has one, else gets ``'{formula}-{i}'``; each
+    is checked like a campaign file's structures, a bad one raising StructureError naming
+    ``where[i]``."""
+    items = structures if isinstance(structures, (list, tuple)) else [structures]
+    if not items:
+        raise StructureError(f"{where}: no structure given; pass ASE Atoms or pymatgen Structures")
+    out: list[Atoms] = []
+    for i, item in enumerate(items):
+        from pymatgen.core import Structure
+        from pymatgen.io.ase import AseAtomsAdaptor
+
+        if isinstance(item, Atoms):
+            atoms = item.copy()
+        elif isinstance(item, Structure):
+            atoms = AseAtomsAdaptor.get_atoms(item)
+            atoms.info = {}
+        else:
+            raise StructureError(
+                f"{where}[{i}]: a {type(item).__name__} is not a structure; pass ASE Atoms or pymatgen Structures"
+            )
+        atoms.calc = None
+        atoms.info.setdefault("structure_id", f"{atoms.get_chemical_formula()}-{i}")
+        check_structure(atoms, f"{where}[{i}] (structure '{atoms.info['structure_id']}')", elements,
+                        fix=f"fix the coordinates of {where}[{i}]")
+        atoms.info["frame_id"] = frame_id(atoms)
+        out.append(atoms)
+    return out
+
+
 def perturbed_copies(structures: list[Atoms], n: int, sigma: float, strain_max: float, seed: int) -> list[Atoms]:
     """``n`` copies of each structure: random isotropic strain in [-strain_max, strain_max],
     then Gaussian displacements of std ``sigma`` (Angstrom). Provenance in ``info``."""

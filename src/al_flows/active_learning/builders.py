@@ -1,0 +1,81 @@
+"""Campaign file -> the Makers of the active-learning loop: the pieces
+``ActiveLearningMaker.from_config`` assembles (explorers by ``kind``, the labeller, FireWorks
+categories, the autotest's reference). The YAML layer is this module; the loop itself is built
+from Makers and settings objects (docs/python_api.md)."""
+
+from __future__ import annotations
+
+from jobflow import Maker
+
+from al_flows.active_learning.config import CampaignConfig
+from al_flows.active_learning.jobs import AseLabelMaker, MDExploreMaker, ShearExploreMaker
+from al_flows.active_learning.vasp_jobs import VaspLabelMaker
+from al_flows.exploration.md import NVTSettings, ScheduleSettings
+from al_flows.exploration.shear import ShearSettings
+from al_flows.labelling.vasp_inputs import label_settings_id, static_maker
+
+__all__ = ["EXPLORERS", "explore_maker", "label_maker", "categories", "autotest_settings"]
+
+# explorer ``kind`` of a campaign file -> (Maker, its settings class)
+EXPLORERS: dict[str, tuple[type[Maker], type]] = {
+    "shear": (ShearExploreMaker, ShearSettings),
+    "langevin_schedule": (MDExploreMaker, ScheduleSettings),
+    "md": (MDExploreMaker, NVTSettings),
+}
+
+
+def explore_maker(explorer) -> Maker:
+    """The Maker of one configured explorer."""
+    maker, settings = EXPLORERS[explorer.kind]
+    return maker(name=explorer.name, settings=settings(**explorer.model_dump(exclude={"kind", "name"})))
+
+
+def label_maker(config: CampaignConfig) -> Maker:
+    """The label Maker of the campaign's labeller (atomate2 StaticMaker jobs for VASP)."""
+    lab, q = config.labeller, config.queues
+    if lab.kind == "vasp":
+        return VaspLabelMaker(
+            static_maker=static_maker(lab),
+            labeller_name=f"vasp:{lab.preset}",
+            label_settings=label_settings_id(lab),
+            max_force=lab.max_force,
+            min_success_fraction=lab.min_success_fraction,
+            static_metadata={"fingerprint": config.fingerprint()},
+            static_category=q.label,
+            collect_category=q.default,
+        )
+    return AseLabelMaker(
+        calculator=lab.calculator,
+        calculator_kwargs=dict(lab.kwargs),
+        max_force=lab.max_force,
+        min_success_fraction=lab.min_success_fraction,
+        label_settings=label_settings_id(lab),
+    )
+
+
+def categories(config: CampaignConfig) -> dict[str, str]:
+    """FireWorks category of each stage (the ``queues`` of the campaign file)."""
+    q = config.queues
+    labeller_runs_here = (
+        config.labeller.kind == "ase"
+    )  # VASP runs in its own static jobs; dispatch/collect are bookkeeping
+    return {
+        "train": q.train,
+        "explore": q.explore,
+        "evaluate": q.evaluate,
+        "label": q.label if labeller_runs_here else q.default,
+        "label_test": q.label if labeller_runs_here else q.default,
+        "test_set": q.label if config.test_set.kind in ("mixed", "labeller_shear") else q.default,
+        "default": q.default,
+    }
+
+
+def autotest_settings(config: CampaignConfig):
+    """The campaign's autotest settings with the reference calculator filled in (or None)."""
+    if config.autotest is None:
+        return None
+    if config.autotest.reference is not None:
+        return config.autotest
+    return config.autotest.model_copy(
+        update={"reference": config.labeller.calculator, "reference_kwargs": dict(config.labeller.kwargs)}
+    )

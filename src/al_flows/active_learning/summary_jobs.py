@@ -1,0 +1,115 @@
+"""Jobs that measure a round of the active-learning loop: the ensemble's errors on the fixed test
+set, and the round's summary (one row of report.json and the checkpoint a later run continues from)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from al_flows.active_learning.schemas import EvaluationDocument, RoundSummary
+from al_flows.frames.dataset import frames_from_bytes
+from al_flows.validation.heldout import holdout_errors
+from al_flows.workflow import progress
+from al_flows.workflow.jobs import al_job, ensemble_id, field, load_ensemble, model_ids_of
+
+__all__ = ["evaluate", "round_summary", "subset_columns"]
+
+
+@al_job(output_schema=EvaluationDocument)
+def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDocument:
+    """Ensemble-mean errors on the fixed test set; validation error = mean of the members'."""
+    start = time.perf_counter()
+    frames = frames_from_bytes(field(test_set, "frames_blob"))
+    pred = load_ensemble(models).predict(frames)
+    ref_e = np.array([a.get_potential_energy() for a in frames])
+    errors = holdout_errors(frames, pred.mean_energies, pred.mean_forces)
+    test_force_rmse, test_energy_rmse = errors["force_rmse"], errors["energy_rmse_per_atom"]
+    val = float(np.mean([field(m, "val_force_rmse") for m in models]))
+    r2 = errors["force_r2"]
+    progress.report(
+        "evaluate",
+        round,
+        test_force_rmse=f"{test_force_rmse:.4f}",
+        test_force_r2="n/a" if r2 is None else f"{r2:.3f}",
+        test_energy_rmse_per_atom=f"{test_energy_rmse:.5f}",
+    )
+    return EvaluationDocument(
+        campaign=campaign,
+        round=round,
+        ensemble_id=ensemble_id(model_ids_of(models)),
+        n_test=len(frames),
+        test_force_rmse=test_force_rmse,
+        test_energy_rmse_per_atom=test_energy_rmse,
+        test_force_r2=errors["force_r2"],
+        test_force_rel_rmse=errors["force_rel_rmse"],
+        test_subsets=errors["subsets"],
+        val_force_rmse=val,
+        test_energies=ref_e.tolist(),
+        predicted_energies=pred.mean_energies.tolist(),
+        wall_time=time.perf_counter() - start,
+    )
+
+
+@al_job(output_schema=RoundSummary)
+def round_summary(
+    campaign: str,
+    fingerprint: str,
+    round: int,
+    model_ids: list,
+    n_labels_total: int,
+    evaluation,
+    selection,
+    labels,
+    dataset_uuid: str,
+    structures_uuid: str,
+    test_uuid: str,
+    calibration_uuid: str = "",
+) -> RoundSummary:
+    """One row of report.json; also the checkpoint a later run continues from."""
+    summary = RoundSummary(
+        campaign=campaign,
+        fingerprint=fingerprint,
+        round=round,
+        n_labels_total=n_labels_total,
+        n_explored=field(selection, "n_explored"),
+        n_accurate=field(selection, "n_accurate"),
+        n_candidate=field(selection, "n_candidate"),
+        n_failed=field(selection, "n_failed"),
+        n_labelled=field(labels, "n_labelled"),
+        n_label_failures=field(labels, "n_failed"),
+        accurate_ratio=field(selection, "accurate_ratio"),
+        val_force_rmse=field(evaluation, "val_force_rmse"),
+        test_force_rmse=field(evaluation, "test_force_rmse"),
+        test_energy_rmse_per_atom=field(evaluation, "test_energy_rmse_per_atom"),
+        test_force_r2=field(evaluation, "test_force_r2"),
+        test_force_rel_rmse=field(evaluation, "test_force_rel_rmse"),
+        **subset_columns(field(evaluation, "test_subsets")),
+        ensemble_id=ensemble_id(list(model_ids)),
+        model_ids=list(model_ids),
+        converged=field(selection, "converged"),
+        stop=field(selection, "stop"),
+        dataset_uuid=dataset_uuid,
+        structures_uuid=structures_uuid,
+        test_uuid=test_uuid,
+        calibration_uuid=calibration_uuid,
+        trust_lo=field(selection, "trust_lo"),
+        trust_hi=field(selection, "trust_hi"),
+    )
+    progress.report(
+        "round done",
+        round,
+        labels=summary.n_labels_total + summary.n_labelled,
+        accurate_ratio=f"{summary.accurate_ratio:.3f}",
+    )
+    return summary
+
+
+def subset_columns(subsets: dict) -> dict:
+    """The per-subset columns of a round summary from an evaluation's ``test_subsets``."""
+    out = {}
+    for name in ("relaxed", "nonequilibrium"):
+        errs = (subsets or {}).get(name) or {}
+        out[f"test_force_rmse_{name}"] = errs.get("force_rmse")
+        out[f"test_energy_rmse_per_atom_{name}"] = errs.get("energy_rmse_per_atom")
+    return out
