@@ -79,9 +79,10 @@ def main() -> int:
         }
         s = per_seed[seed]
         print(
-            f"seed {seed} ({s['wall_s']:.0f} s): {s['rounds']} rounds, {s['labels']} labels, converged {s['converged']}, "
-            f"accurate ratios {' '.join(f'{x:.2f}' for x in s['accurate_ratios'])}, test force RMSE "
-            f"{s['test_force_rmse']:.3f} eV/A; autotest {sum(r['passed'] for r in rows)} of {len(rows)} rows within tolerance",
+            f"seed {seed} ({s['wall_s']:.0f} s): {s['rounds']} rounds, {s['labels']} labels, converged "
+            f"{s['converged']}, accurate ratios {' '.join(f'{x:.2f}' for x in s['accurate_ratios'])}, test force RMSE "
+            f"{s['test_force_rmse']:.3f} eV/A; autotest {sum(r['passed'] for r in rows)} of {len(rows)} rows within "
+            "tolerance",
             flush=True,
         )
     (out / "results.json").write_text(json.dumps({str(k): v for k, v in per_seed.items()}, indent=1))

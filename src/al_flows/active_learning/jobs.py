@@ -201,12 +201,13 @@ class MDExploreMaker(Maker):
         if isinstance(self.settings, ScheduleSettings):
             frames = langevin_schedule(starts, ensemble, self.settings, seed, explorer=self.name, dropped=dropped)
             stopped = [a for a in frames if a.info.get("stopped")]
+            mean_time_ps = np.mean([a.info["time_ps"] for a in stopped]) if stopped else self.settings.t_max_ps
             progress.report(
                 f"{self.name} trajectories",
                 round,
                 stopped=len(stopped),
                 of=self.settings.n_runs,
-                mean_time_ps=f"{np.mean([a.info['time_ps'] for a in stopped]) if stopped else self.settings.t_max_ps:.2f}",
+                mean_time_ps=f"{mean_time_ps:.2f}",
             )
         else:
             frames = nvt_explore(starts, ensemble, self.settings, round, seed, explorer=self.name, dropped=dropped)

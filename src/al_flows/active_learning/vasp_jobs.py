@@ -162,7 +162,8 @@ def collect_vasp_labels(
                 {
                     "frame_id": fid,
                     "task_uuid": uuid,
-                    "reason": "VASP job failed (custodian gave up, VASP crashed or its output could not be parsed); see the job's directory",
+                    "reason": "VASP job failed (custodian gave up, VASP crashed or its output could not be parsed); "
+                    "see the job's directory",
                 }
             )
             continue

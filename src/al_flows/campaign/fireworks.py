@@ -93,7 +93,8 @@ def submit_campaign(config: CampaignConfig, base_dir, workdir, launchpad: Launch
     if running:
         w = running[0]
         raise CampaignError(
-            f"campaign '{config.name}' is already on the LaunchPad (workflow of fw_id {w['fw_id']}, state {w['state']}); "
+            f"campaign '{config.name}' is already on the LaunchPad "
+            f"(workflow of fw_id {w['fw_id']}, state {w['state']}); "
             f"watch it with 'lpad get_wflows -i {w['fw_id']}', rerun fizzled jobs with 'lpad rerun_fws -s FIZZLED', "
             f"or remove it with 'lpad delete_wflows -i {w['fw_id']}' before submitting again"
         )

@@ -63,7 +63,8 @@ def workdir_lock(workdir: Path):
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise CampaignError(
-                f"another al-flows process is using {workdir} (lock {path}); wait for it to finish or use another --workdir"
+                f"another al-flows process is using {workdir} (lock {path}); wait for it to finish or use another "
+                "--workdir"
             ) from None
         fh.seek(0)
         fh.truncate()
@@ -162,7 +163,7 @@ def pool_study_final_stage(config: PoolStudyConfig) -> str:
 
 
 def build_pool_study_report(store: JobStore, config: PoolStudyConfig) -> dict:
-    """report.json of a pool study: rows of Table I of Sprueill et al. and ratios, pathway counts, validation summary."""
+    """report.json of a pool study: rows of Table I of Sprueill et al., ratios, pathway counts, validation summary."""
 
     def last(stage):
         docs = _outputs(store, config.name, stage)
@@ -383,7 +384,8 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
                     )
                 if not report["finished"]:
                     raise CampaignError(
-                        f"campaign '{config.name}' stopped before finishing: {failure_summary(record, started_at, log_path)}; "
+                        f"campaign '{config.name}' stopped before finishing: "
+                        f"{failure_summary(record, started_at, log_path)}; "
                         f"fix the cause and run the same command again to continue"
                     )
             return report

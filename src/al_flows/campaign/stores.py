@@ -74,7 +74,8 @@ def _secret(var: str, field: str) -> str:
     value = os.environ.get(var)
     if not value:
         raise StoreSecretError(
-            f"store.{field}: environment variable {var} is not set; export it on this machine (and on every FireWorks worker)"
+            f"store.{field}: environment variable {var} is not set; export it on this machine (and on every FireWorks "
+            "worker)"
         )
     return value
 

@@ -142,8 +142,8 @@ class PoolStudyConfig(CampaignBase):
         if md and self.labeller.kind != "ase":
             kind = self.pool.sources[md[0]].kind
             raise ValueError(
-                f"pool.sources[{md[0]}]: kind {kind} runs the labeller itself (relaxations, molecular dynamics), which must be "
-                "an ASE calculator; import VASP runs with kind: import instead"
+                f"pool.sources[{md[0]}]: kind {kind} runs the labeller itself (relaxations, molecular dynamics), which "
+                "must be an ASE calculator; import VASP runs with kind: import instead"
             )
         return self
 

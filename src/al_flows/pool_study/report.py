@@ -20,10 +20,14 @@ from al_flows.workflow.jobs import latest_outputs
 __all__ = ["pool_study_outputs", "write_pool_report", "export_pool_study"]
 
 CAPTIONS = {
-    "learning_curves": "Validation loss per epoch of each strategy against optimiser steps (left) and training-set size per active-sampling iteration (right).",
-    "energy_vs_gamma": "Energy vs shear strain of every merged pathway, per system, coloured by the FCC fraction (as in Fig. 5 of Sprueill et al.). Energies relative to the system's first relaxed step.",
+    "learning_curves": "Validation loss per epoch of each strategy against optimiser steps (left) and training-set "
+    "size per active-sampling iteration (right).",
+    "energy_vs_gamma": "Energy vs shear strain of every merged pathway, per system, coloured by the FCC fraction (as "
+    "in Fig. 5 of Sprueill et al.). Energies relative to the system's first relaxed step.",
     "pathway_counts": "Merged pathways per system and type.",
-    "validation": "NNP minima re-checked with the labeller: NNP vs labeller energy per atom (single point) and the energy drop on relaxing with the labeller (spurious above the tolerance; as in Fig. 6 of Sprueill et al.).",
+    "validation": "NNP minima re-checked with the labeller: NNP vs labeller energy per atom (single point) and the "
+    "energy drop on relaxing with the labeller (spurious above the tolerance; as in Fig. 6 of Sprueill "
+    "et al.).",
 }
 
 

@@ -128,7 +128,8 @@ def collect_vasp_validation(
         try:
             if static is None or relax is None:
                 raise LabelError(
-                    "VASP job failed (custodian gave up, VASP crashed or its output could not be parsed); see the job's directory"
+                    "VASP job failed (custodian gave up, VASP crashed or its output could not be parsed); see the "
+                    "job's directory"
                 )
             e_ref, e_relaxed = _energy(static), _energy(relax)
             ref_min = _structure(relax)

@@ -127,7 +127,8 @@ class Ensemble:
         for f, (_, s, _) in zip(files[1:], loaded[1:]):
             if s != settings:
                 raise ValueError(
-                    f"paths: {f} has other model settings than {files[0]} ({s} vs {settings}); pass one ensemble's files"
+                    f"paths: {f} has other model settings than {files[0]} ({s} vs {settings}); pass one ensemble's "
+                    "files"
                 )
         return cls([m for m, _, _ in loaded], settings, device=device)
 
@@ -143,8 +144,8 @@ class Ensemble:
             k = next(k for k, a in enumerate(frames) if {int(z) for z in a.numbers} - known)
             raise StructureError(
                 f"{describe(frames[k], k)}: elements {[chemical_symbols[z] for z in unknown]} unknown to the ensemble "
-                f"(trained on {[chemical_symbols[z] for z in self.elements]}); add them to elements: in the campaign file "
-                "(the members are trained for those only) or drop those frames"
+                f"(trained on {[chemical_symbols[z] for z in self.elements]}); add them to elements: in the campaign "
+                "file (the members are trained for those only) or drop those frames"
             )
 
     def _chunks(self, frames: list[Atoms], batch_size: int):

@@ -63,7 +63,10 @@ def _classify(trip: np.ndarray) -> np.ndarray:
     """Labels for (m, n, 3) CNA triplets of m atoms with n neighbours each."""
     n = trip.shape[1]
     labels = np.full(len(trip), "other", dtype=object)
-    count = lambda sig: np.all(trip == np.array(sig), axis=-1).sum(-1)
+
+    def count(sig):
+        return np.all(trip == np.array(sig), axis=-1).sum(-1)
+
     if n == 12:
         c421, c422 = count((4, 2, 1)), count((4, 2, 2))
         labels[c421 == 12] = "fcc"

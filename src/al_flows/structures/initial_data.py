@@ -128,7 +128,8 @@ def source_structures(src, at: str, base_dir, elements, seed: int, i: int, first
         except Exception as exc:  # any reader failure: one line naming the file
             text = " ".join(str(exc).split()) or type(exc).__name__
             raise StructureError(
-                f"{at}.path: cannot read {path} ({type(exc).__name__}: {text[:200]}); check the file, its format and {at}.index"
+                f"{at}.path: cannot read {path} ({type(exc).__name__}: {text[:200]}); check the file, its format and "
+                f"{at}.index"
             ) from None
         got = []
         for j, atoms in enumerate(frames if isinstance(frames, list) else [frames]):

@@ -145,7 +145,8 @@ def check_labeller_elements(field: str, calculator: str, elements: list[str], fi
             "(labeller.calculator: an ASE calculator import path such as 'pkg.module.Class', or labeller kind: vasp)"
         )
         raise ValueError(
-            f"{field}: {calculator.rpartition('.')[2].upper()} has no parameters for element{'s' if len(missing) > 1 else ''} {names} "
+            f"{field}: {calculator.rpartition('.')[2].upper()} has no parameters for "
+            f"element{'s' if len(missing) > 1 else ''} {names} "
             f"(it covers {covered}); {fix}"
         )
 
