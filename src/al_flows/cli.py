@@ -434,6 +434,7 @@ def _internal_error(exc: BaseException, args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``al-flows`` command line; returns the exit status (0 success, 2 an error, reported in one line)."""
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)

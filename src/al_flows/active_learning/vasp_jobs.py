@@ -80,6 +80,9 @@ class VaspLabelMaker(Maker):
 
     @al_job
     def dispatch(self, frames, campaign: str, round: int, skip=False):
+        """Replace itself by one static VASP job per frame still unlabelled (a frame with a TaskDoc
+        of the same ``label_settings`` reuses it) and a collect job that makes the LabelDocument;
+        an empty LabelDocument when there is nothing to label."""
         store = CURRENT_JOB.store
         todo = (
             []

@@ -34,6 +34,7 @@ class CampaignFiretask(JobFiretask):
     _fw_name = "{{al_flows.campaign.fireworks.CampaignFiretask}}"
 
     def run_task(self, fw_spec):
+        """Run the job as JobFiretask does; the flows it creates become Workflows through :func:`workflow_from_flow`."""
         with _dynamic_flows_as_campaign_workflows():
             return super().run_task(fw_spec)
 

@@ -412,6 +412,7 @@ class ProgressPrinter(logging.Handler):
         self.t0 = time.perf_counter()
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Echo a progress record with the elapsed time (mm:ss.s), a warning by its first line."""
         msg = record.getMessage()
         if record.name.startswith("al_flows.progress"):
             elapsed = time.perf_counter() - self.t0

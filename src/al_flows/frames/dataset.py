@@ -377,10 +377,12 @@ class Dataset:
 
     @property
     def ids(self) -> list[str]:
+        """The ``frame_id`` of every frame, in dataset order."""
         return [a.info["frame_id"] for a in self._frames]
 
     @property
     def frames(self) -> list[Atoms]:
+        """The frames in dataset order (a new list; the Atoms are the dataset's own)."""
         return list(self._frames)
 
     def counts_by(self, key: str) -> dict:
@@ -389,17 +391,21 @@ class Dataset:
 
     # serialisation
     def to_bytes(self) -> bytes:
+        """The frames as :func:`frames_to_bytes` writes them (extended XYZ, UTF-8)."""
         return frames_to_bytes(self._frames)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> Dataset:
+        """Dataset of the frames in ``blob`` (the format of :meth:`to_bytes`)."""
         return cls(frames_from_bytes(blob))
 
     def write_extxyz(self, path: str | Path) -> None:
+        """Write :meth:`to_bytes` to ``path`` (read back exactly with :meth:`read_extxyz`)."""
         Path(path).write_bytes(self.to_bytes())
 
     @classmethod
     def read_extxyz(cls, path: str | Path) -> Dataset:
+        """Dataset of a file written by :meth:`write_extxyz`."""
         return cls.from_bytes(Path(path).read_bytes())
 
     def export_extxyz(self, path: str | Path) -> Path:

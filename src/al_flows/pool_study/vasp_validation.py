@@ -77,12 +77,15 @@ class VaspMinimaValidationMaker(Maker):
     collect_category: str = "cpu"
 
     def make(self, shear_study, model_doc, study: str) -> Job:
+        """Job validating the minima of ``shear_study`` (a document with ``minima_blob``) found with ``model_doc``."""
         j = self.dispatch(shear_study, model_doc, study)
         j.config = JobConfig(resolve_references=False, expose_store=True, pass_manager_config=False)
         return j
 
     @al_job
     def dispatch(self, shear_study, model_doc, study: str):
+        """Replace itself by a static and a relax VASP job per selected minimum and a collect job
+        that makes the ValidationDocument."""
         store = CURRENT_JOB.store
         minima = select_minima(
             frames_from_bytes(field(resolve_reference(shear_study, store), "minima_blob")), self.settings.n_minima

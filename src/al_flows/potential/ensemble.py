@@ -262,6 +262,7 @@ class EnsembleCalculator(Calculator):
         self.ensemble = ensemble
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Predict ``atoms`` with the ensemble and fill ``results`` (stress only when asked for)."""
         super().calculate(atoms, properties, system_changes)
         want_stress = "stress" in properties
         if want_stress and not (np.all(self.atoms.pbc) and self.atoms.cell.volume > 1e-6):

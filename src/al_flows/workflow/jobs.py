@@ -70,6 +70,7 @@ def model_calculator(model_doc):
 
 
 def model_ids_of(models: list) -> list[str]:
+    """The ``model_id`` of each TrainingDocument (or dict) in ``models``."""
     return [field(m, "model_id") for m in models]
 
 
