@@ -208,8 +208,8 @@ def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) 
             path = export_dataset(record, output, fmt)
             print(f"wrote {path} ({fmt})")
         else:
-            for p in export_model(record, output, round_):
-                print(f"wrote {p}")
+            for written in export_model(record, output, round_):
+                print(f"wrote {written}")
     except KeyError as exc:
         raise ConfigError(exc.args[0]) from None
     finally:

@@ -15,7 +15,7 @@ import jobflow.managers.fireworks as jobflow_fireworks
 from fireworks import LaunchPad, Workflow
 from jobflow.managers.fireworks import JobFiretask
 
-from al_flows.active_learning.config import CampaignConfig
+from al_flows.campaign.config import AnyConfig
 from al_flows.campaign.run import CampaignError, plan_flow, prepare_store, workdir_lock
 
 UNFINISHED = ("READY", "RUNNING", "RESERVED", "WAITING", "PAUSED", "FIZZLED", "DEFUSED")
@@ -59,7 +59,7 @@ def _dynamic_flows_as_campaign_workflows():
         jobflow_fireworks.flow_to_workflow = original
 
 
-def campaign_workflow(config: CampaignConfig, base_dir: str | Path, workdir: str | Path) -> tuple[Workflow | None, str]:
+def campaign_workflow(config: AnyConfig, base_dir: str | Path, workdir: str | Path) -> tuple[Workflow | None, str]:
     """The FireWorks Workflow that runs (or continues) the campaign now, and why."""
     secret = getattr(config.store, "inline_secret", lambda: None)()
     if secret is not None:
@@ -82,13 +82,13 @@ def campaign_workflow(config: CampaignConfig, base_dir: str | Path, workdir: str
     return wf, why
 
 
-def submitted_workflows(launchpad: LaunchPad, config: CampaignConfig) -> list[dict]:
+def submitted_workflows(launchpad: LaunchPad, config: AnyConfig) -> list[dict]:
     """Workflows of this campaign already on the LaunchPad (id and state)."""
     ids = launchpad.get_wf_ids({"metadata.al_flows_campaign": config.name})
     return [{"fw_id": i, "state": launchpad.get_wf_summary_dict(i)["state"]} for i in ids]
 
 
-def submit_campaign(config: CampaignConfig, base_dir, workdir, launchpad: LaunchPad) -> tuple[dict | None, str]:
+def submit_campaign(config: AnyConfig, base_dir, workdir, launchpad: LaunchPad) -> tuple[dict | None, str]:
     """Add the campaign's workflow to ``launchpad``; refuses while an earlier one is unfinished."""
     running = [w for w in submitted_workflows(launchpad, config) if w["state"] in UNFINISHED]
     if running:

@@ -244,7 +244,7 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
             if last
             else None
         )
-        if again is not None and not again.stop:  # a larger max_rounds or another target: extend
+        if last is not None and again is not None and not again.stop:  # a larger max_rounds or another target
             return maker.continue_from(last), (
                 f"extending campaign '{config.name}' after round {last['round']} "
                 f"(max_rounds {config.max_rounds}, accurate-ratio target {config.convergence.accurate_ratio})"
@@ -269,7 +269,7 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
 WORKDIR_CONFIG = "campaign.json"
 
 
-def remember_campaign(config: CampaignConfig, workdir: Path) -> None:
+def remember_campaign(config: AnyConfig, workdir: Path) -> None:
     """Keep the campaign's settings in WORKDIR/campaign.json (mode 0600: it may hold store
     credentials) so that status/lineage/export/report need only --workdir."""
     path = Path(workdir) / WORKDIR_CONFIG
@@ -277,7 +277,7 @@ def remember_campaign(config: CampaignConfig, workdir: Path) -> None:
     path.chmod(0o600)
 
 
-def load_workdir_campaign(workdir: str | Path) -> CampaignConfig:
+def load_workdir_campaign(workdir: str | Path) -> AnyConfig:
     """The campaign settings a work directory was run with."""
     from al_flows.campaign.config import validate_campaign
 
@@ -393,7 +393,7 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
             store.close()
 
 
-def open_store(config: CampaignConfig, workdir: str | Path) -> JobStore:
+def open_store(config: AnyConfig, workdir: str | Path) -> JobStore:
     """Connected JobStore of a campaign work directory (for queries)."""
     if not Path(workdir).exists():
         raise ConfigError(f"--workdir: {workdir} does not exist; run the campaign first")

@@ -197,7 +197,10 @@ def close_pairs(
     i, j, d, shift = i[keep], j[keep], d[keep], shift[keep]
     thr = _pair_threshold(numbers[i], numbers[j], fraction)
     order = np.argsort(d / thr, kind="stable")
-    return [(int(i[k]), int(j[k]), float(d[k]), float(thr[k]), tuple(int(s) for s in shift[k])) for k in order]
+    return [
+        (int(i[k]), int(j[k]), float(d[k]), float(thr[k]), (int(shift[k, 0]), int(shift[k, 1]), int(shift[k, 2])))
+        for k in order
+    ]
 
 
 def _positive(shift: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from ase import Atoms
@@ -129,7 +130,7 @@ def _decode_info(value: str) -> dict:
 
 def _plain_info(info: dict) -> dict:
     """The info entries ASE's extxyz writer/reader keep unchanged (scalars, plain strings)."""
-    out = {}
+    out: dict[str, bool | int | float | str] = {}
     for key, value in info.items():
         if not isinstance(key, str) or not _PLAIN_KEY.match(key) or key in _EXTXYZ_RESERVED or key in all_properties:
             continue
@@ -302,12 +303,12 @@ def frames_text(frames) -> str:
     return frames_to_bytes(frames).decode("utf-8")
 
 
-def frames_from_bytes(blob: bytes) -> list[Atoms]:
+def frames_from_bytes(blob: bytes | str) -> list[Atoms]:
     """Inverse of :func:`frames_to_bytes`; labels come back in a SinglePointCalculator."""
     text = blob.decode("utf-8") if isinstance(blob, (bytes, bytearray)) else str(blob)
     if not text.strip():
         return []
-    frames = read(io.StringIO(text), index=":", format="extxyz")
+    frames = cast(list[Atoms], read(io.StringIO(text), index=":", format="extxyz"))  # a slice index: a list
     for atoms in frames:
         encoded = atoms.info.get(_INFO_KEY)
         if isinstance(encoded, str) and encoded.startswith(_B64_PREFIX):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ CAPTIONS = {
 def pool_study_outputs(store, study: str) -> dict:
     """Latest outputs by stage: pool, compare, pathways, validation (dicts or None) and
     'runs' (active and baseline SamplingDocuments without blobs)."""
-    out = {}
+    out: dict[str, Any] = {}
     for stage in ("pool", "compare", "pathways", "validation"):
         docs = latest_outputs(store, study, stage, properties=["output"])
         out[stage] = docs[-1]["output"] if docs else None

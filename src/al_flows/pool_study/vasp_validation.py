@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
-from jobflow import CURRENT_JOB, Flow, Job, JobConfig, Maker, OnMissing, Response
+from jobflow import CURRENT_JOB, Flow, Job, JobConfig, Maker, OnMissing, OutputReference, Response
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from al_flows.frames.dataset import frames_from_bytes, frames_text
@@ -90,7 +90,9 @@ class VaspMinimaValidationMaker(Maker):
         minima = select_minima(
             frames_from_bytes(field(resolve_reference(shear_study, store), "minima_blob")), self.settings.n_minima
         )
-        jobs, statics, relaxes = [], [], []
+        jobs: list[Job] = []
+        statics: list[OutputReference] = []
+        relaxes: list[OutputReference] = []
         for atoms in minima:
             fid = atoms.info["frame_id"]
             structure = AseAtomsAdaptor.get_structure(atoms)

@@ -195,7 +195,7 @@ class Ensemble:
                         out = member(inputs)
                     energies[m, start : start + len(chunk)] = out[P.energy].detach().cpu().numpy()
                     f_chunk[m] = out[P.forces].detach().cpu().numpy()
-                    if stress:
+                    if stresses is not None:
                         stresses[m, start : start + len(chunk)] = stress_to_voigt(out[P.stress], batch[P.cell])
                 pos = 0
                 for n in split:
@@ -205,7 +205,7 @@ class Ensemble:
             for member, was in zip(self.members, previous, strict=True):
                 if stress_enabled(member) != was:
                     enable_stress(member, was)
-        if stress:
+        if stresses is not None:
             for k, atoms in enumerate(frames):
                 if not (np.all(atoms.pbc) and atoms.cell.volume > 1e-6):
                     stresses[:, k] = np.nan
@@ -236,8 +236,8 @@ def _member_files(paths) -> list[Path]:
         files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
         if not files:
             raise ValueError("paths: an empty list; pass a directory or the round<k>_member<i>.pt files")
-    keys = [_MEMBER_FILE.match(f.name) for f in files]
-    if not all(keys):
+    keys = [m for m in (_MEMBER_FILE.match(f.name) for f in files) if m is not None]
+    if len(keys) < len(files):
         return files  # other names: the order given
     rounds = sorted({int(m.group(1)) for m in keys})
     if len(rounds) > 1:

@@ -201,7 +201,7 @@ def find_vacancies(atoms: Atoms, cutoff: float = 3.1, coordination: int = 12) ->
                 atoms=tuple(members),
                 missing_bonds=missing,
                 n_vacancies=max(1, round(missing / (coordination - 1))),
-                position=tuple(float(x) for x in centre),
+                position=(float(centre[0]), float(centre[1]), float(centre[2])),
                 fractional_z=float(frac[2]),
             )
         )
