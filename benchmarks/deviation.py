@@ -248,7 +248,8 @@ def main() -> int:
             diff = np.abs(mine - stock)
             assert np.all(diff <= 1e-4 + 1e-3 * np.abs(stock)), f"{side}: deviations differ by up to {diff.max():.2e}"
         print(
-            f"deviations equal: max |al_flows - stock| = {np.abs(np.array(results['al_flows']['deviation']) - stock).max():.1e} eV/A "
+            "deviations equal: max |al_flows - stock| = "
+            f"{np.abs(np.array(results['al_flows']['deviation']) - stock).max():.1e} eV/A "
             f"(deviation range {stock.min():.4f}..{stock.max():.4f} eV/A)"
         )
         ratio = results["stock"]["seconds"] / results["al_flows"]["seconds"]

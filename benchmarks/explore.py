@@ -358,7 +358,8 @@ def _line(name: str, res: dict, n_atoms: int, device: str) -> str:
     extra = f", {res['predict_calls']} batched predictions" if "predict_calls" in res else ""
     return (
         f"{name:<16} {res['wall_s']:8.2f} s  frames {len(res['frames'])} (converged {conv})  relaxation steps {steps}  "
-        f"model evaluations {res['model_evals']}{extra}  {n_atoms * steps / res['wall_s']:,.0f} atoms x steps / s on {device}; {mem}"
+        f"model evaluations {res['model_evals']}{extra}  {n_atoms * steps / res['wall_s']:,.0f} atoms x steps / s on "
+        f"{device}; {mem}"
     )
 
 
@@ -382,7 +383,8 @@ def main(argv=None) -> int:
             f"{args.replicas} replicas of a {info['n_atoms']}-atom Cu-Ni multilayer, {args.steps} shear steps "
             f"(sigma {args.sigma} A, shear step {args.shear_step} A), fmax {args.fmax} eV/A, {args.members} members "
             f"{info['model']}, {args.threads} threads, device {device}; member trained {args.train_epochs} epochs on "
-            f"{info['n_train_frames']} EMT frames in {info['train_s']:.1f} s (val force RMSE {info['val_force_rmse']:.3f} eV/A)",
+            f"{info['n_train_frames']} EMT frames in {info['train_s']:.1f} s (val force RMSE "
+            f"{info['val_force_rmse']:.3f} eV/A)",
             flush=True,
         )
         stock = _spawn(args, "stock", workdir, argv)
@@ -403,8 +405,10 @@ def main(argv=None) -> int:
             de = max(abs(a["energy"] - b["energy"]) for a, b in zip(stock["frames"], mine))
             dd = max(abs(a["deviation"] - b["deviation"]) for a, b in zip(stock["frames"], mine))
             print(
-                f"check stock vs batched BFGS on the stock side's frames: same relaxation steps per frame: {same_steps}; "
-                f"max |dE| {de:.2e} eV, max |d deviation| {dd:.2e} eV/A (float32 stock casts, ASE vs matscipy neighbour lists)"
+                "check stock vs batched BFGS on the stock side's frames: "
+                f"same relaxation steps per frame: {same_steps}; "
+                f"max |dE| {de:.2e} eV, max |d deviation| {dd:.2e} eV/A "
+                "(float32 stock casts, ASE vs matscipy neighbour lists)"
             )
             if len(stock["frames"]) < len(bfgs["frames"]):
                 scale = sum(f["n_opt_steps"] + 1 for f in bfgs["frames"]) / sum(
@@ -413,7 +417,8 @@ def main(argv=None) -> int:
                 stock_wall = stock["wall_s"] * scale
                 print(
                     f"stock side measured on {len({f['run'] for f in stock['frames']})} of {args.replicas} replicas "
-                    f"({stock['wall_s']:.1f} s); scaled by relaxation steps (+1 each) to all {args.replicas}: {stock_wall:.1f} s"
+                    f"({stock['wall_s']:.1f} s); scaled by relaxation steps (+1 each) to all {args.replicas}: "
+                    f"{stock_wall:.1f} s"
                 )
         elif len(stock["frames"]) < args.replicas * args.steps:
             raise SystemExit(
@@ -429,7 +434,8 @@ def main(argv=None) -> int:
                 print(f"speedup stock/batched {opt} = {stock_wall / res['wall_s']:.1f}x")
         print(
             f"speedup stock/batched = {stock_wall / main_res['wall_s']:.1f}x "
-            f"(stock ASE BFGS + SpkCalculator per replica vs batched {args.optimizer}, {np.round(main_res['wall_s'], 2)} s)"
+            f"(stock ASE BFGS + SpkCalculator per replica vs batched {args.optimizer}, "
+            f"{np.round(main_res['wall_s'], 2)} s)"
         )
     return 0
 

@@ -272,8 +272,8 @@ def summarise(results: dict, out: Path, start: float) -> None:
             for r in rows:
                 rel = "" if r["force_rmse_relaxed"] is None else f"{r['force_rmse_relaxed']:.4f}"
                 print(
-                    f"{system:<11} {strategy:<9} {seed:>4} {r['labels']:>7} {r['force_rmse']:>19.4f} {r['force_r2']:>6.3f} "
-                    f"{rel:>8} {r['force_rmse_nonequilibrium']:>7.4f}"
+                    f"{system:<11} {strategy:<9} {seed:>4} {r['labels']:>7} {r['force_rmse']:>19.4f} "
+                    f"{r['force_r2']:>6.3f} {rel:>8} {r['force_rmse_nonequilibrium']:>7.4f}"
                 )
     label_ratios, rmse_ratios, loop_ratios, lower_bounds = [], [], [], 0
     for system, runs in results.items():

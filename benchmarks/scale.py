@@ -87,7 +87,8 @@ def main() -> int:
         mem_gpu = torch.cuda.max_memory_allocated() / 1024**3
         print(f"peak CUDA memory {mem_gpu:.2f} GiB")
     print(
-        f"paper size: {args.replicas} replicas x 500 atoms, {relaxed_steps} batched relaxation steps in {dt:.1f} s; peak RSS {mem:.2f} GiB (limit 24 GiB)"
+        f"paper size: {args.replicas} replicas x 500 atoms, {relaxed_steps} batched relaxation steps in {dt:.1f} s; "
+        f"peak RSS {mem:.2f} GiB (limit 24 GiB)"
     )
     return 0
 

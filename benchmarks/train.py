@@ -18,8 +18,9 @@ tutorials' neighbour list; ``--neighbour-list matscipy`` for ``MatScipyNeighborL
 ``RemoveOffsets("energy", remove_mean=True)`` and ``CastTo32()``; ``NeuralNetworkPotential`` with
 ``PairwiseDistances``, ``Atomwise``, ``Forces`` and the ``CastTo64``/``AddOffsets`` postprocessors;
 ``spk.task.AtomisticTask`` with one ``ModelOutput`` each for energy and forces (MSE loss, MAE metric
-(forces also RMSE, for the per-epoch validation curve), loss weights 0.01 and 3) and ``torch.optim.Adam``; ``pytorch_lightning.Trainer(max_epochs=N,
-logger=False, enable_checkpointing=False, enable_progress_bar=False, inference_mode=False)``
+(forces also RMSE, for the per-epoch validation curve), loss weights 0.01 and 3) and
+``torch.optim.Adam``; ``pytorch_lightning.Trainer(max_epochs=N, logger=False,
+enable_checkpointing=False, enable_progress_bar=False, inference_mode=False)``
 (``inference_mode=False`` as schnetpack's own trainer config: validation needs forces by autograd).
 
 Candidate "al_flows": ``al_flows.potential.training.Trainer`` (neighbour lists once per frame, matscipy,
@@ -32,9 +33,10 @@ comparison (reported, not timed into the ratio).
 
 Each side runs in its own process (so that peak memory is its own): steady-state epoch time is the
 median over epochs 2..N (the first is skipped), from one epoch start to the next, validation
-included (and the process CPU time of the same epochs, steadier on a shared machine). Reported: epoch time, training throughput (atoms x optimiser steps per second = training
-atoms per epoch / epoch time), peak memory (process maximum RSS; also CUDA max_memory_allocated on
-GPU) and the validation force RMSE (eV/A per component, final weights) after the same epochs.
+included (and the process CPU time of the same epochs, steadier on a shared machine). Reported:
+epoch time, training throughput (atoms x optimiser steps per second = training atoms per epoch /
+epoch time), peak memory (process maximum RSS; also CUDA max_memory_allocated on GPU) and the
+validation force RMSE (eV/A per component, final weights) after the same epochs.
 Runs on CUDA when present (``--device auto``), else on the CPU with torch's default threads.
 
     .venv/bin/python benchmarks/train.py [--frames 200] [--epochs 8] [--device auto] [--neighbour-list ase]
@@ -381,8 +383,8 @@ def main() -> int:
             cuda = f", CUDA peak {r['cuda_peak_mb']:.0f} MB" if "cuda_peak_mb" in r else ""
             print(
                 f"{label}: epoch {r['epoch_s']:.3f} s (median of epochs 2..{args.epochs}; first "
-                f"{r['epoch_times'][0]:.3f} s; {r['steps_per_epoch']} steps; process CPU time {r['epoch_cpu_s']:.3f} s), "
-                f"{r['atoms_steps_per_s']:.0f} atoms x "
+                f"{r['epoch_times'][0]:.3f} s; {r['steps_per_epoch']} steps; process CPU time {r['epoch_cpu_s']:.3f} "
+                f"s), {r['atoms_steps_per_s']:.0f} atoms x "
                 f"steps/s; setup {r['setup_s']:.1f} s; peak RSS {r['peak_rss_mb']:.0f} MB "
                 f"(after imports {r['import_rss_mb']:.0f} MB){cuda}; {r['threads']} torch threads; "
                 f"process {r['wall_s']:.0f} s",

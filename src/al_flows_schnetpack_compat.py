@@ -23,7 +23,7 @@ def patch_torch() -> None:
     except ImportError:  # torch missing: schnetpack's own import error says so
         return
     if not hasattr(dataloader, "T_co"):
-        dataloader.T_co = typing.TypeVar("T_co", covariant=True)
+        setattr(dataloader, "T_co", typing.TypeVar("T_co", covariant=True))  # an attribute torch no longer has
 
 
 class _SchnetpackHook:

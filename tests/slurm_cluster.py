@@ -242,6 +242,10 @@ class SlurmCluster:
         while d_port == ctld_port:
             d_port = _free_port()
         mail = _which("true") or "/bin/true"
+        node_line = (
+            f"NodeName={self.node} NodeAddr=127.0.0.1 NodeHostname={socket.gethostname()} CPUs=1 Boards=1 "
+            "SocketsPerBoard=1 CoresPerSocket=1 ThreadsPerCore=1 Gres=gpu:1 State=UNKNOWN"
+        )
         self.conf.write_text(f"""\
 # private test cluster written by al_flows tests/slurm_cluster.py
 ClusterName=alflows
@@ -285,7 +289,7 @@ SlurmctldTimeout=60
 SlurmdTimeout=60
 # One CPU declared (fewer than the hardware has; config_overrides makes slurmd report
 # it): one job at a time on the node across both partitions.
-NodeName={self.node} NodeAddr=127.0.0.1 NodeHostname={socket.gethostname()} CPUs=1 Boards=1 SocketsPerBoard=1 CoresPerSocket=1 ThreadsPerCore=1 Gres=gpu:1 State=UNKNOWN
+{node_line}
 PartitionName=cpu Nodes={self.node} Default=YES MaxTime=INFINITE OverSubscribe=NO State=UP
 PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE OverSubscribe=NO State=UP
 """)

@@ -82,6 +82,9 @@ def test_wheel_ships_the_pth_into_site_packages(tmp_path):
         pytest.fail(f"the wheel did not install al_flows into {site}")
     # torch and schnetpack from this environment, on the path after the wheel's .pth ran ("zz" sorts last)
     (site / "zz_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    code = "import sys; assert 'torch' not in sys.modules; import schnetpack, al_flows; print(schnetpack.__version__, al_flows.__file__)"
+    code = (
+        "import sys; assert 'torch' not in sys.modules; import schnetpack, al_flows; "
+        "print(schnetpack.__version__, al_flows.__file__)"
+    )
     version, where = py(code, python, cwd=tmp_path).split()
     assert version == "2.1.1" and Path(where).is_relative_to(site)

@@ -59,7 +59,8 @@ def _submit(config_path: Path, launchpad_file: str, workdir: str | None) -> int:
     _, message = submit_campaign(config, base_dir, workdir, launchpad)
     print(message)
     print(
-        f"queues: train={config.queues.train} explore={config.queues.explore} label={config.queues.label} other={config.queues.default}"
+        f"queues: train={config.queues.train} explore={config.queues.explore} label={config.queues.label} "
+        f"other={config.queues.default}"
     )
     return 0
 
@@ -121,7 +122,8 @@ def _status(workdir: str, as_json: bool) -> int:
         if r["state"] == "done":
             print(
                 f"{r['round']:>5} {'done':>8} {r['n_labels_total']:>6} {r['n_explored']:>8} "
-                f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>4} {r['n_label_failures']:>4} "
+                f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>4} "
+                f"{r['n_label_failures']:>4} "
                 f"{r['test_force_rmse']:>13.4f} {r['test_energy_rmse_per_atom']:>16.5f}  {times}"
             )
         else:
@@ -180,8 +182,8 @@ def _lineage(workdir: str, label: str | None, model: str | None, as_json: bool) 
         for one in members:
             m = one["model"]
             print(
-                f"model {m['model_id']}: round {m['round']} member {m['member']} seed {m['seed']}, best epoch {m['best_epoch']}, "
-                f"val force RMSE {m['val_force_rmse']:.4f} eV/A"
+                f"model {m['model_id']}: round {m['round']} member {m['member']} seed {m['seed']}, best epoch "
+                f"{m['best_epoch']}, val force RMSE {m['val_force_rmse']:.4f} eV/A"
             )
             print(
                 f"  trained on {one['n_labels']} labels ({m['n_train']} train + {m['n_val']} validation); "
@@ -206,8 +208,8 @@ def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) 
             path = export_dataset(record, output, fmt)
             print(f"wrote {path} ({fmt})")
         else:
-            for p in export_model(record, output, round_):
-                print(f"wrote {p}")
+            for written in export_model(record, output, round_):
+                print(f"wrote {written}")
     except KeyError as exc:
         raise ConfigError(exc.args[0]) from None
     finally:
@@ -230,7 +232,8 @@ def _import(paths: list[str], output: str, stride: int) -> int:
     data.add(frames)
     data.write_extxyz(output)
     print(
-        f"wrote {output}: {len(data)} frames ({len(frames) - len(data)} duplicates dropped), by format {data.counts_by('source_format')}"
+        f"wrote {output}: {len(data)} frames ({len(frames) - len(data)} duplicates dropped), by format "
+        f"{data.counts_by('source_format')}"
     )
     return 0
 
@@ -262,8 +265,8 @@ def _print_pool_report(report: dict) -> None:
     if "validation" in report:
         v = report["validation"]
         print(
-            f"validation: {v['n_minima']} minima, {v['n_agree_single']} agree with the labeller, {v['n_spurious']} spurious, "
-            f"max |NNP - labeller| {v['max_abs_d_single_per_atom']:.4f} eV/atom"
+            f"validation: {v['n_minima']} minima, {v['n_agree_single']} agree with the labeller, {v['n_spurious']} "
+            f"spurious, max |NNP - labeller| {v['max_abs_d_single_per_atom']:.4f} eV/atom"
         )
     print("finished" if report["finished"] else "not finished")
 
@@ -274,14 +277,15 @@ def _print_report(report: dict, workdir: Path) -> None:
         print(f"report: {workdir / 'report.json'}")
         return
     print(
-        f"{'round':>5} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'labelled':>8} {'acc.ratio':>9} {'val F':>7} "
-        f"{'test F':>7} {'test F R2':>9} {'test E/atom':>11}"
+        f"{'round':>5} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'labelled':>8} {'acc.ratio':>9} "
+        f"{'val F':>7} {'test F':>7} {'test F R2':>9} {'test E/atom':>11}"
     )
     for r in report["rounds"]:
         r2 = r.get("test_force_r2")
         print(
             f"{r['round']:>5} {r['n_labels_total']:>6} {r['n_explored']:>8} "
-            f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>8} {r['accurate_ratio']:>9.3f} "
+            f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>8} "
+            f"{r['accurate_ratio']:>9.3f} "
             f"{r['val_force_rmse']:>7.4f} {r['test_force_rmse']:>7.4f} {'n/a' if r2 is None else f'{r2:.3f}':>9} "
             f"{r['test_energy_rmse_per_atom']:>11.5f}"
         )
@@ -430,6 +434,7 @@ def _internal_error(exc: BaseException, args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``al-flows`` command line; returns the exit status (0 success, 2 an error, reported in one line)."""
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)

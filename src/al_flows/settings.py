@@ -26,8 +26,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     def as_dict(self) -> dict:
+        """monty-style dict: ``@module``, ``@class`` and the fields in JSON mode."""
         return {"@module": type(self).__module__, "@class": type(self).__name__, **self.model_dump(mode="json")}
 
     @classmethod
     def from_dict(cls, d: dict):
+        """Validated settings from :meth:`as_dict`'s dict (``@`` keys ignored)."""
         return cls.model_validate({k: v for k, v in d.items() if not k.startswith("@")})

@@ -89,6 +89,7 @@ def test_too_many_failed_labels_stop_the_round_with_the_reasons(tmp_path, tiny_d
     config = _campaign(tiny_dict, 0.9)
     with pytest.raises(
         CampaignError,
-        match=r"only \d+/\d+ labels succeeded, below labeller.min_success_fraction=0.9 \(reasons: .*SCF did not converge",
+        match=r"only \d+/\d+ labels succeeded, below labeller.min_success_fraction=0.9 \(reasons: .*SCF did not "
+        r"converge",
     ):
         run_campaign(config, ".", tmp_path, echo=lambda *_: None)

@@ -93,8 +93,9 @@ def test_store_is_queried_back_from_a_new_process(finished):
         config = validate_campaign(TINY)
         store = open_store(config, {str(workdir)!r})
         rep = build_report(store, config)
-        trains = list(store.query({{"metadata.campaign": "tiny", "metadata.stage": "train", "metadata.round": 1}}, load=True))
-        ens = Ensemble.from_bytes([weights_bytes(d["output"]["model_blob"]) for d in sorted(trains, key=lambda d: d["output"]["member"])])
+        criteria = {{"metadata.campaign": "tiny", "metadata.stage": "train", "metadata.round": 1}}
+        trains = sorted(store.query(criteria, load=True), key=lambda d: d["output"]["member"])
+        ens = Ensemble.from_bytes([weights_bytes(d["output"]["model_blob"]) for d in trains])
         test = store.query_one({{"metadata.campaign": "tiny", "metadata.stage": "test_set"}}, load=True)
         frames = frames_from_bytes(test["output"]["frames_blob"])
         pred = ens.predict(frames)
@@ -163,7 +164,8 @@ def test_failed_round_then_rerun_continues_and_matches_uninterrupted(tmp_path, f
 def test_cli_validate_and_config_error_exit_codes(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(
-        "name: x\nelements: [Cu]\ninitial: {structures: [{kind: multilayer}]}\nexplorers: [{kind: shear}]\nselection: {trust_lo: 1.0, trust_hi: 0.5}\n"
+        "name: x\nelements: [Cu]\ninitial: {structures: [{kind: multilayer}]}\nexplorers: [{kind: shear}]\nselection: "
+        "{trust_lo: 1.0, trust_hi: 0.5}\n"
     )
     out = subprocess.run([sys.executable, "-m", "al_flows.cli", "validate", str(bad)], capture_output=True, text=True)
     assert out.returncode == 2

@@ -83,7 +83,10 @@ def fireworks_config_dir(tmp, cluster: SlurmCluster, launchpad_file, lockfile) -
     for worker, (category, partition, extra) in WORKERS.items():
         fworker = cfg / f"my_fworker_{worker}.yaml"
         fworker.write_text(f"name: {_yaml(worker)}\ncategory: {_yaml(category)}\nquery: '{{}}'\n")
-        rocket = f"env {env_prefix} {q(flock)} {q(str(lockfile))} {q(RLAUNCH)} -c {q(str(cfg))} -w {q(str(fworker))} singleshot"
+        rocket = (
+            f"env {env_prefix} {q(flock)} {q(str(lockfile))} {q(RLAUNCH)} -c {q(str(cfg))} -w {q(str(fworker))} "
+            "singleshot"
+        )
         assert "$$" not in rocket  # the template drops every line still holding "$$"
         lines = [
             "_fw_name: CommonAdapter",
@@ -211,7 +214,8 @@ def test_trivial_workflow_routes_to_partitions(tmp_path, slurm_ready):
                     "echo $SLURM_JOB_PARTITION ${{CUDA_VISIBLE_DEVICES:-none}} > " + out + "/" + name + ".txt")
                 spec = {{"_category": category}} if category else {{}}
                 return Firework([task], spec=spec, name=name)
-            gpu, vasp, cpu, plain = fw("fw_gpu", "gpu"), fw("fw_vasp", "vasp"), fw("fw_cpu", "cpu"), fw("fw_plain", None)
+            gpu, vasp = fw("fw_gpu", "gpu"), fw("fw_vasp", "vasp")
+            cpu, plain = fw("fw_cpu", "cpu"), fw("fw_plain", None)
             lp.add_wf(Workflow([gpu, vasp, cpu, plain], {{gpu: [vasp], vasp: [cpu]}}, name="routing"))
         """,
         )

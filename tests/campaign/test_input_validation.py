@@ -123,8 +123,8 @@ def test_unreadable_file_source_is_one_line(tmp_path):
         (
             lambda: Atoms("Cu", cell=[[3, 0, 0], [0, 3, 0], [3, 3, 0]], pbc=True),
             (
-                "s: the cell has zero volume (cell vectors [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [3.0, 3.0, 0.0]] are linearly dependent); "
-                "give three independent cell vectors"
+                "s: the cell has zero volume (cell vectors [[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [3.0, 3.0, 0.0]] are "
+                "linearly dependent); give three independent cell vectors"
             ),
         ),
         (
@@ -137,23 +137,25 @@ def test_unreadable_file_source_is_one_line(tmp_path):
         (
             lambda: Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.5]], cell=[3, 3, 0], pbc=[True, True, False]),
             (
-                "s: partly periodic (pbc [True, True, False]) with a degenerate cell (zero volume); the neighbour list needs a cell "
-                "vector along the non-periodic direction c: add vacuum there, e.g. atoms.center(vacuum=10, axis=...)"
+                "s: partly periodic (pbc [True, True, False]) with a degenerate cell (zero volume); "
+                "the neighbour list needs a cell vector along the non-periodic direction c: add vacuum there, "
+                "e.g. atoms.center(vacuum=10, axis=...)"
             ),
         ),
         (
             lambda: Atoms("H", cell=[3, 3, 0.2], pbc=True),
             (
-                "s: the cell is only 0.2 A high along periodic direction c (minimum 0.5 A; heights [3.0, 3.0, 0.2] A): wrong length unit, "
-                "a collapsed cell, or a badly skewed basis: fix the cell or Niggli-reduce it (ase.build.niggli_reduce)"
+                "s: the cell is only 0.2 A high along periodic direction c (minimum 0.5 A; heights [3.0, 3.0, 0.2] A): "
+                "wrong length unit, a collapsed cell, or a badly skewed basis: "
+                "fix the cell or Niggli-reduce it (ase.build.niggli_reduce)"
             ),
         ),
         (
             lambda: Atoms("Cu", cell=[3, 3, 1.0], pbc=True),
             (
-                "s: atom 0 (Cu) is 1 A from its own periodic image [0, 0, 1], closer than 1.32 A (0.5 x the sum of their covalent "
-                "radii); fix the coordinates (duplicated atom? fractional coordinates read as Cartesian? cell in another unit?) "
-                "or drop the structure"
+                "s: atom 0 (Cu) is 1 A from its own periodic image [0, 0, 1], closer than 1.32 A (0.5 x the sum of "
+                "their covalent radii); fix the coordinates (duplicated atom? fractional coordinates read as "
+                "Cartesian? cell in another unit?) or drop the structure"
             ),
         ),
         (lambda: Atoms(cell=[3, 3, 3], pbc=True), "s: no atoms; drop the empty structure"),
@@ -259,8 +261,8 @@ def test_campaign_with_element_emt_does_not_cover():
     with pytest.raises(ConfigError) as exc:
         validate_campaign(d, source="c.yaml")
     assert one_line(exc) == (
-        "c.yaml: labeller.calculator: EMT has no parameters for element 'Zr' (it covers Ag, Al, Au, C, Cu, H, N, Ni, O, Pd, Pt); "
-        "remove 'Zr' from elements or pick another labeller "
+        "c.yaml: labeller.calculator: EMT has no parameters for element 'Zr' (it covers Ag, Al, Au, C, Cu, H, N, Ni, "
+        "O, Pd, Pt); remove 'Zr' from elements or pick another labeller "
         "(labeller.calculator: an ASE calculator import path such as 'pkg.module.Class', or labeller kind: vasp)"
     )
     d["labeller"] = {"kind": "ase", "calculator": "ase.calculators.emt.EMT"}
@@ -277,8 +279,8 @@ def test_autotest_elements_and_reference_checked():
     with pytest.raises(ConfigError) as exc:
         validate_campaign(d, source="c.yaml")
     assert one_line(exc) == (
-        "c.yaml: autotest.elements: ['Al'] not in elements ['Cu', 'Ni']; the potential only knows the campaign's elements: "
-        "remove them from autotest.elements or add them to elements"
+        "c.yaml: autotest.elements: ['Al'] not in elements ['Cu', 'Ni']; the potential only knows the campaign's "
+        "elements: remove them from autotest.elements or add them to elements"
     )
     d = demo_dict()
     d.update(elements=["Cu", "Ni", "Zr"], labeller={"kind": "ase", "calculator": "lj"}, autotest={"reference": "emt"})
@@ -352,8 +354,8 @@ def test_pool_import_frame_with_overlapping_atoms(tmp_path):
     with pytest.raises(StructureError) as exc:
         import_frames(path)
     assert one_line(exc) == (
-        f"{path}: frame 1: atoms 1 (Cu) and 3 (Cu) are 0.05 A apart, closer than 1.32 A (0.5 x the sum of their covalent radii); "
-        "fix the file or leave this step out (index=/stride)"
+        f"{path}: frame 1: atoms 1 (Cu) and 3 (Cu) are 0.05 A apart, closer than 1.32 A (0.5 x the sum of their "
+        "covalent radii); fix the file or leave this step out (index=/stride)"
     )
 
 
@@ -402,19 +404,22 @@ def test_trainer_rejects_an_empty_dataset():
         ),
         (
             lambda: labelled(cu_cell(), forces=np.zeros((3, 3))),
-            "training frames: frame 1 (structure 'x1'): forces have shape (3, 3), expected (4, 3) for its 4 atoms; relabel it or drop it",
+            "training frames: frame 1 (structure 'x1'): forces have shape (3, 3), expected (4, 3) for its 4 atoms; "
+            "relabel it or drop it",
         ),
         (
             lambda: labelled(
                 Atoms("CuZr", positions=[[0, 0, 0], [2.5, 0, 0]], cell=[6, 6, 6], pbc=True), forces=np.zeros((2, 3))
             ),
-            "training frames: frame 1 (structure 'x1'): contains Zr, not in elements ['Cu', 'Ni']; add it to elements: in the campaign file or drop those frames",
+            "training frames: frame 1 (structure 'x1'): contains Zr, not in elements ['Cu', 'Ni']; add it to elements: "
+            "in the campaign file or drop those frames",
         ),
         (
             lambda: labelled(Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]]), forces=np.zeros((2, 3))),
             (
-                "training frames: frame 1 (structure 'x1') has pbc [False, False, False] but frame 0 (structure 'x0') has [True, True, True]; "
-                "mixed periodicity: give every frame its cell and pbc (extxyz: Lattice=\"...\" pbc=\"T T T\") or drop the odd frames"
+                "training frames: frame 1 (structure 'x1') has pbc [False, False, False] but frame 0 (structure 'x0') "
+                "has [True, True, True]; mixed periodicity: give every frame its cell and pbc "
+                "(extxyz: Lattice=\"...\" pbc=\"T T T\") or drop the odd frames"
             ),
         ),
     ],

@@ -495,7 +495,9 @@ def test_import_tree_two_runs_deterministic(tmp_path):
     ]
     strided = import_tree(root, stride=2)
     assert [(a.info["source_file"], a.info["source_step"]) for a in strided] == [
-        ("nested/run_a/vasprun.xml", 0), ("nested/run_a/vasprun.xml", 2), ("run_b/OUTCAR.gz", 0), ("run_b/OUTCAR.gz", 2), ("zz.extxyz", 0)
+        ("nested/run_a/vasprun.xml", 0), ("nested/run_a/vasprun.xml", 2),
+        ("run_b/OUTCAR.gz", 0), ("run_b/OUTCAR.gz", 2),
+        ("zz.extxyz", 0),
     ]  # fmt: skip
     # a broken run: raise (one line, naming its file), or skip it with a warning
     (root / "run_c").mkdir()

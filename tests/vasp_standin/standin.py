@@ -556,7 +556,8 @@ def _outcar_banner(program: str, now) -> list[str]:
 def _outcar_dimensions(nkpts: int, nbands: int, nedos: int, nions: int, nplwv: int) -> list[str]:
     return [
         " Dimension of arrays:",
-        f"   k-points           NKPTS = {nkpts:6d}   k-points in BZ     NKDIM = {nkpts:6d}   number of bands    NBANDS= {nbands:6d}",
+        f"   k-points           NKPTS = {nkpts:6d}   k-points in BZ     NKDIM = {nkpts:6d}   number of bands    "
+        f"NBANDS= {nbands:6d}",
         f"   number of dos      NEDOS = {nedos:6d}   number of ions     NIONS = {nions:6d}",
         f"   total plane-waves  NPLWV = {nplwv:6d}",
         "",
@@ -598,7 +599,7 @@ def _outcar_parameters(
 
 def _outcar_scf_step(ionic: int, elec: int, e0: float, ts: float = 0.0, detailed: bool = False) -> list[str]:
     """One electronic step in OUTCAR (``detailed``: the MD mode's fuller block, as VASP prints it)."""
-    head = f"----------------------------------------- Iteration {ionic:6d}({elec:4d})  ---------------------------------------"
+    head = f"{'-' * 41} Iteration {ionic:6d}({elec:4d})  {'-' * 39}"
     toten = [f"  entropy T*S    EENTRO = {-ts:18.8f}", f"  free energy    TOTEN  = {e0 - ts / 2:18.8f} eV", ""]
     if not detailed:
         return [head, "  Free energy of the ion-electron system (eV)", *toten]

@@ -149,7 +149,8 @@ class CampaignConfig(CampaignBase):
     def _autotest_reference(self):
         if self.autotest is not None and self.autotest.reference is None and self.labeller.kind != "ase":
             raise ValueError(
-                "autotest.reference: the labeller is VASP, which the autotest cannot drive; name an ASE calculator as the reference"
+                "autotest.reference: the labeller is VASP, which the autotest cannot drive; name an ASE calculator as "
+                "the reference"
             )
         return self
 
@@ -157,8 +158,8 @@ class CampaignConfig(CampaignBase):
     def _test_set_fits_labeller(self):
         if self.test_set.kind in ("mixed", "labeller_shear") and self.labeller.kind != "ase":
             raise ValueError(
-                f"test_set: kind {self.test_set.kind} relaxes and runs MD with the labeller, which only ASE labellers can "
-                "afford; use test_set: {kind: perturbed}"
+                f"test_set: kind {self.test_set.kind} relaxes and runs MD with the labeller, which only ASE labellers "
+                "can afford; use test_set: {kind: perturbed}"
             )
         return self
 
@@ -171,8 +172,8 @@ class CampaignConfig(CampaignBase):
             unknown = [e for e in tested if e not in self.elements]
             if unknown:
                 raise ValueError(
-                    f"autotest.elements: {unknown} not in elements {self.elements}; the potential only knows the campaign's elements: "
-                    "remove them from autotest.elements or add them to elements"
+                    f"autotest.elements: {unknown} not in elements {self.elements}; the potential only knows the "
+                    "campaign's elements: remove them from autotest.elements or add them to elements"
                 )
             reference = self.autotest.reference or (self.labeller.calculator if self.labeller.kind == "ase" else None)
             if reference is not None:
@@ -181,7 +182,8 @@ class CampaignConfig(CampaignBase):
                     field,
                     reference,
                     tested,
-                    fix="set autotest.reference to a calculator that covers them or list the covered ones in autotest.elements",
+                    fix="set autotest.reference to a calculator that covers them or list the covered ones in "
+                    "autotest.elements",
                 )
         return self
 

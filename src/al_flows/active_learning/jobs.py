@@ -76,6 +76,8 @@ class TrainMemberMaker(Maker):
 
     @al_job(data=["model_blob"], output_schema=TrainingDocument)
     def make(self, dataset, campaign: str, round: int, member: int, seed: int) -> TrainingDocument:
+        """Train member ``member`` with ``seed`` on the frames of ``dataset`` (a DatasetDocument);
+        its weights, train/val split, best epoch and validation errors go into the TrainingDocument."""
         start = time.perf_counter()
         data = Dataset.from_bytes(field(dataset, "dataset_blob"))
         progress.report("train", round, member=member, labels=len(data))
@@ -173,6 +175,8 @@ class ShearExploreMaker(Maker):
 
     @al_job(data=["frames_blob"], output_schema=ExplorationDocument)
     def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
+        """Shear runs from the frames of ``structures`` (``structures_blob``) with the ensemble of
+        the TrainingDocuments ``models``; the relaxed frames go into the ExplorationDocument."""
         start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
         dropped: list[dict] = []
         if self.settings.batched and not any(a.constraints for a in starts):
@@ -196,17 +200,20 @@ class MDExploreMaker(Maker):
 
     @al_job(data=["frames_blob"], output_schema=ExplorationDocument)
     def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
+        """MD trajectories from the frames of ``structures`` (``structures_blob``) with the ensemble
+        of the TrainingDocuments ``models``; the recorded snapshots go into the ExplorationDocument."""
         start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
         dropped: list[dict] = []
         if isinstance(self.settings, ScheduleSettings):
             frames = langevin_schedule(starts, ensemble, self.settings, seed, explorer=self.name, dropped=dropped)
             stopped = [a for a in frames if a.info.get("stopped")]
+            mean_time_ps = np.mean([a.info["time_ps"] for a in stopped]) if stopped else self.settings.t_max_ps
             progress.report(
                 f"{self.name} trajectories",
                 round,
                 stopped=len(stopped),
                 of=self.settings.n_runs,
-                mean_time_ps=f"{np.mean([a.info['time_ps'] for a in stopped]) if stopped else self.settings.t_max_ps:.2f}",
+                mean_time_ps=f"{mean_time_ps:.2f}",
             )
         else:
             frames = nvt_explore(starts, ensemble, self.settings, round, seed, explorer=self.name, dropped=dropped)
@@ -370,6 +377,7 @@ class LabelCheckpoint:
 
     @classmethod
     def of_current_job(cls) -> LabelCheckpoint:
+        """The checkpoint of the job now running (jobflow's ``CURRENT_JOB``), in its store's data store."""
         store, current = CURRENT_JOB.store, CURRENT_JOB.job
         data = store.additional_stores.get(DATA_STORE) if store is not None else None
         return cls(data, current.uuid if current is not None else None)
@@ -385,6 +393,7 @@ class LabelCheckpoint:
         return out
 
     def save(self, atoms) -> None:
+        """Save one labelled frame under its ``frame_id`` (replacing an earlier save of it)."""
         if self.data is None or self.job_uuid is None:
             return
         from maggma.stores import GridFSStore
@@ -417,6 +426,7 @@ class AseLabelMaker(Maker):
 
     @property
     def labeller_name(self) -> str:
+        """``ase:<calculator>``, recorded as the ``labeller`` of every label."""
         return f"ase:{self.calculator}"
 
     def make(self, frames, campaign: str, round: int, skip: bool = False) -> Job:
@@ -427,6 +437,9 @@ class AseLabelMaker(Maker):
 
     @al_job(data=["labelled_blob"], output_schema=LabelDocument)
     def label(self, frames, campaign: str, round: int, skip: bool = False) -> LabelDocument:
+        """Label the frames of ``frames`` one at a time (``skip``: label none), reusing the
+        checkpointed labels of an earlier run of this job; fails with LabellingError below
+        ``min_success_fraction``."""
         start = time.perf_counter()
         todo = [] if skip else frames_from_bytes(field(frames, "selected_blob"))
         checkpoint = LabelCheckpoint.of_current_job()

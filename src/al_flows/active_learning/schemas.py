@@ -69,7 +69,8 @@ class TrainingDocument(BaseModel):
     )
     retries: list[dict] = Field(
         [],
-        description="one entry per diverged attempt before the kept one: lr, epoch, reason (see al_flows.potential.training)",
+        description="one entry per diverged attempt before the kept one: lr, epoch, reason (see "
+        "al_flows.potential.training)",
     )
     wall_time: float
     model_blob: str = Field(repr=False)
@@ -88,7 +89,8 @@ class EvaluationDocument(BaseModel):
     test_force_rel_rmse: float | None = Field(None, description="test force RMSE / RMS of the reference forces")
     test_subsets: dict[str, dict] = Field(
         {},
-        description="per subset (relaxed, nonequilibrium): n_frames, force_rmse, force_r2, force_rel_rmse, energy_rmse_per_atom",
+        description="per subset (relaxed, nonequilibrium): n_frames, force_rmse, force_r2, force_rel_rmse, "
+        "energy_rmse_per_atom",
     )
     val_force_rmse: float
     test_energies: list[float]
@@ -108,7 +110,8 @@ class ExplorationDocument(BaseModel):
     frames: list[dict] = []
     dropped: list[dict] = Field(
         [],
-        description="replicas that blew up and were dropped: replica, step, reason, parent_id, ... (al_flows.exploration.replica_checks)",
+        description="replicas that blew up and were dropped: replica, step, reason, parent_id, ... "
+        "(al_flows.exploration.replica_checks)",
     )
     wall_time: float
     frames_blob: str = Field(repr=False)

@@ -80,6 +80,9 @@ class VaspLabelMaker(Maker):
 
     @al_job
     def dispatch(self, frames, campaign: str, round: int, skip=False):
+        """Replace itself by one static VASP job per frame still unlabelled (a frame with a TaskDoc
+        of the same ``label_settings`` reuses it) and a collect job that makes the LabelDocument;
+        an empty LabelDocument when there is nothing to label."""
         store = CURRENT_JOB.store
         todo = (
             []
@@ -162,7 +165,8 @@ def collect_vasp_labels(
                 {
                     "frame_id": fid,
                     "task_uuid": uuid,
-                    "reason": "VASP job failed (custodian gave up, VASP crashed or its output could not be parsed); see the job's directory",
+                    "reason": "VASP job failed (custodian gave up, VASP crashed or its output could not be parsed); "
+                    "see the job's directory",
                 }
             )
             continue

@@ -16,6 +16,7 @@ from typing import Union
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from al_flows.active_learning.config import CampaignConfig
 from al_flows.exploration.shear import check_reaches_gamma
@@ -46,7 +47,7 @@ _KINDS = (
 )
 
 
-def _format_error(err: dict) -> str:
+def _format_error(err: ErrorDetails) -> str:
     loc = ""
     for p in err["loc"]:
         if isinstance(p, int):
@@ -64,7 +65,10 @@ def _format_error(err: dict) -> str:
     return f"{loc or '<top level>'}: {msg}"
 
 
-WORKFLOWS = {"active_learning": CampaignConfig, "pool_study": PoolStudyConfig}
+WORKFLOWS: dict[str, type[CampaignConfig] | type[PoolStudyConfig]] = {
+    "active_learning": CampaignConfig,
+    "pool_study": PoolStudyConfig,
+}
 
 
 def check_imports(config: AnyConfig, source: str = "campaign") -> None:

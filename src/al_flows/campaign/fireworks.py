@@ -15,7 +15,7 @@ import jobflow.managers.fireworks as jobflow_fireworks
 from fireworks import LaunchPad, Workflow
 from jobflow.managers.fireworks import JobFiretask
 
-from al_flows.active_learning.config import CampaignConfig
+from al_flows.campaign.config import AnyConfig
 from al_flows.campaign.run import CampaignError, plan_flow, prepare_store, workdir_lock
 
 UNFINISHED = ("READY", "RUNNING", "RESERVED", "WAITING", "PAUSED", "FIZZLED", "DEFUSED")
@@ -34,6 +34,7 @@ class CampaignFiretask(JobFiretask):
     _fw_name = "{{al_flows.campaign.fireworks.CampaignFiretask}}"
 
     def run_task(self, fw_spec):
+        """Run the job as JobFiretask does; the flows it creates become Workflows through :func:`workflow_from_flow`."""
         with _dynamic_flows_as_campaign_workflows():
             return super().run_task(fw_spec)
 
@@ -58,7 +59,7 @@ def _dynamic_flows_as_campaign_workflows():
         jobflow_fireworks.flow_to_workflow = original
 
 
-def campaign_workflow(config: CampaignConfig, base_dir: str | Path, workdir: str | Path) -> tuple[Workflow | None, str]:
+def campaign_workflow(config: AnyConfig, base_dir: str | Path, workdir: str | Path) -> tuple[Workflow | None, str]:
     """The FireWorks Workflow that runs (or continues) the campaign now, and why."""
     secret = getattr(config.store, "inline_secret", lambda: None)()
     if secret is not None:
@@ -81,19 +82,20 @@ def campaign_workflow(config: CampaignConfig, base_dir: str | Path, workdir: str
     return wf, why
 
 
-def submitted_workflows(launchpad: LaunchPad, config: CampaignConfig) -> list[dict]:
+def submitted_workflows(launchpad: LaunchPad, config: AnyConfig) -> list[dict]:
     """Workflows of this campaign already on the LaunchPad (id and state)."""
     ids = launchpad.get_wf_ids({"metadata.al_flows_campaign": config.name})
     return [{"fw_id": i, "state": launchpad.get_wf_summary_dict(i)["state"]} for i in ids]
 
 
-def submit_campaign(config: CampaignConfig, base_dir, workdir, launchpad: LaunchPad) -> tuple[dict | None, str]:
+def submit_campaign(config: AnyConfig, base_dir, workdir, launchpad: LaunchPad) -> tuple[dict | None, str]:
     """Add the campaign's workflow to ``launchpad``; refuses while an earlier one is unfinished."""
     running = [w for w in submitted_workflows(launchpad, config) if w["state"] in UNFINISHED]
     if running:
         w = running[0]
         raise CampaignError(
-            f"campaign '{config.name}' is already on the LaunchPad (workflow of fw_id {w['fw_id']}, state {w['state']}); "
+            f"campaign '{config.name}' is already on the LaunchPad "
+            f"(workflow of fw_id {w['fw_id']}, state {w['state']}); "
             f"watch it with 'lpad get_wflows -i {w['fw_id']}', rerun fizzled jobs with 'lpad rerun_fws -s FIZZLED', "
             f"or remove it with 'lpad delete_wflows -i {w['fw_id']}' before submitting again"
         )

@@ -306,6 +306,7 @@ class CampaignRecord:
             raise KeyError(f"campaign {self.campaign!r} has no dataset yet")
         last = max(merges, key=lambda d: (d["metadata"]["round"], d["index"]))
         doc = self.store.query_one({"uuid": last["uuid"], "index": last["index"]}, load=True)
+        assert doc is not None  # the document just listed
         return Dataset.from_bytes(doc["output"]["dataset_blob"])
 
     def ensemble_blobs(self, round_: int | None = None) -> tuple[int, list[bytes]]:

@@ -63,7 +63,8 @@ def workdir_lock(workdir: Path):
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise CampaignError(
-                f"another al-flows process is using {workdir} (lock {path}); wait for it to finish or use another --workdir"
+                f"another al-flows process is using {workdir} (lock {path}); wait for it to finish or use another "
+                "--workdir"
             ) from None
         fh.seek(0)
         fh.truncate()
@@ -162,7 +163,7 @@ def pool_study_final_stage(config: PoolStudyConfig) -> str:
 
 
 def build_pool_study_report(store: JobStore, config: PoolStudyConfig) -> dict:
-    """report.json of a pool study: rows of Table I of Sprueill et al. and ratios, pathway counts, validation summary."""
+    """report.json of a pool study: rows of Table I of Sprueill et al., ratios, pathway counts, validation summary."""
 
     def last(stage):
         docs = _outputs(store, config.name, stage)
@@ -243,7 +244,7 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
             if last
             else None
         )
-        if again is not None and not again.stop:  # a larger max_rounds or another target: extend
+        if last is not None and again is not None and not again.stop:  # a larger max_rounds or another target
             return maker.continue_from(last), (
                 f"extending campaign '{config.name}' after round {last['round']} "
                 f"(max_rounds {config.max_rounds}, accurate-ratio target {config.convergence.accurate_ratio})"
@@ -268,7 +269,7 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
 WORKDIR_CONFIG = "campaign.json"
 
 
-def remember_campaign(config: CampaignConfig, workdir: Path) -> None:
+def remember_campaign(config: AnyConfig, workdir: Path) -> None:
     """Keep the campaign's settings in WORKDIR/campaign.json (mode 0600: it may hold store
     credentials) so that status/lineage/export/report need only --workdir."""
     path = Path(workdir) / WORKDIR_CONFIG
@@ -276,7 +277,7 @@ def remember_campaign(config: CampaignConfig, workdir: Path) -> None:
     path.chmod(0o600)
 
 
-def load_workdir_campaign(workdir: str | Path) -> CampaignConfig:
+def load_workdir_campaign(workdir: str | Path) -> AnyConfig:
     """The campaign settings a work directory was run with."""
     from al_flows.campaign.config import validate_campaign
 
@@ -383,7 +384,8 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
                     )
                 if not report["finished"]:
                     raise CampaignError(
-                        f"campaign '{config.name}' stopped before finishing: {failure_summary(record, started_at, log_path)}; "
+                        f"campaign '{config.name}' stopped before finishing: "
+                        f"{failure_summary(record, started_at, log_path)}; "
                         f"fix the cause and run the same command again to continue"
                     )
             return report
@@ -391,7 +393,7 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
             store.close()
 
 
-def open_store(config: CampaignConfig, workdir: str | Path) -> JobStore:
+def open_store(config: AnyConfig, workdir: str | Path) -> JobStore:
     """Connected JobStore of a campaign work directory (for queries)."""
     if not Path(workdir).exists():
         raise ConfigError(f"--workdir: {workdir} does not exist; run the campaign first")
@@ -410,6 +412,7 @@ class ProgressPrinter(logging.Handler):
         self.t0 = time.perf_counter()
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Echo a progress record with the elapsed time (mm:ss.s), a warning by its first line."""
         msg = record.getMessage()
         if record.name.startswith("al_flows.progress"):
             elapsed = time.perf_counter() - self.t0

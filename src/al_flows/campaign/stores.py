@@ -13,8 +13,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from jobflow import JobStore
+from maggma.core import Store
 from maggma.stores import GridFSStore, MongoStore, MontyStore
 
 from al_flows.workflow.config import EmbeddedStore, MongoStoreConfig
@@ -35,6 +37,9 @@ def embedded_store_path(workdir: str | Path) -> Path:
 
 def make_job_store(config: EmbeddedStore | MongoStoreConfig, workdir: str | Path) -> JobStore:
     """Build (not connect) the JobStore a campaign uses."""
+    docs: Store
+    data: Store
+    common: dict[str, Any]
     if isinstance(config, EmbeddedStore):
         path = embedded_store_path(workdir)
         path.mkdir(parents=True, exist_ok=True)
@@ -74,24 +79,22 @@ def _secret(var: str, field: str) -> str:
     value = os.environ.get(var)
     if not value:
         raise StoreSecretError(
-            f"store.{field}: environment variable {var} is not set; export it on this machine (and on every FireWorks worker)"
+            f"store.{field}: environment variable {var} is not set; export it on this machine (and on every FireWorks "
+            "worker)"
         )
     return value
 
 
-class _SecretsFromEnvironment:
+def _secrets_from_environment(store: EnvMongoStore | EnvGridFSStore) -> None:
     """Password (or whole URI) read from environment variables when connecting, so the store's
     serialised form (FireWorks specs, job documents, campaign.json) holds only the variables' names."""
-
-    def connect(self, force_reset: bool = False):
-        if self.password_env:
-            self.password = _secret(self.password_env, "password_env")
-        if self.uri_env:
-            self.uri = _secret(self.uri_env, "uri_env")
-        return super().connect(force_reset)
+    if store.password_env:
+        store.password = _secret(store.password_env, "password_env")
+    if store.uri_env:
+        store.uri = _secret(store.uri_env, "uri_env")
 
 
-class EnvMongoStore(_SecretsFromEnvironment, MongoStore):
+class EnvMongoStore(MongoStore):
     """maggma MongoStore whose password or URI comes from environment variables at connect time."""
 
     def __init__(
@@ -108,8 +111,13 @@ class EnvMongoStore(_SecretsFromEnvironment, MongoStore):
         self.password_env, self.uri_env = password_env, uri_env
         super().__init__(database, collection_name, host=host, port=port, username=username, auth_source=auth_source)
 
+    def connect(self, force_reset: bool = False):
+        """Connect with the password or URI read from the environment now."""
+        _secrets_from_environment(self)
+        return super().connect(force_reset)
 
-class EnvGridFSStore(_SecretsFromEnvironment, GridFSStore):
+
+class EnvGridFSStore(GridFSStore):
     """maggma GridFSStore whose password or URI comes from environment variables at connect time."""
 
     def __init__(
@@ -125,6 +133,11 @@ class EnvGridFSStore(_SecretsFromEnvironment, GridFSStore):
     ):
         self.password_env, self.uri_env = password_env, uri_env
         super().__init__(database, collection_name, host=host, port=port, username=username, auth_source=auth_source)
+
+    def connect(self, force_reset: bool = False):
+        """Connect with the password or URI read from the environment now."""
+        _secrets_from_environment(self)
+        return super().connect(force_reset)
 
 
 def describe_store(config: EmbeddedStore | MongoStoreConfig, workdir: str | Path) -> str:

@@ -113,6 +113,7 @@ def _fire_step(st: _FireState, gradient: np.ndarray, energy: float, p: FIREParam
         if p.downhill_check:
             if energy > st.e_last:
                 # ASE resets to r_last and re-evaluates there: the energy is e_last again
+                assert st.r_last is not None  # set on the first step whenever downhill_check is on
                 st.x = st.r_last.copy()
                 is_uphill = True
             else:

@@ -121,7 +121,8 @@ def check_finite(atoms: Atoms, name: str) -> None:
     bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))
     if len(bad):
         raise StructureError(
-            f"{name}: non-finite position(s) (NaN or inf) of atom(s) {bad[:5].tolist()}{' ...' if len(bad) > 5 else ''}; "
+            f"{name}: non-finite position(s) (NaN or inf) of atom(s) "
+            f"{bad[:5].tolist()}{' ...' if len(bad) > 5 else ''}; "
             "fix the coordinates or drop the structure"
         )
     if not np.isfinite(np.asarray(atoms.cell.array, dtype=float)).all():
@@ -139,7 +140,8 @@ def check_cell(atoms: Atoms, name: str, min_height: float = MIN_CELL_HEIGHT) -> 
     zero = [_AXES[i] for i in range(3) if pbc[i] and lengths[i] == 0]
     if zero:
         raise StructureError(
-            f"{name}: periodic along {'/'.join(zero)} but the cell vector {'/'.join(zero)} is zero (pbc {pbc.tolist()}); "
+            f"{name}: periodic along {'/'.join(zero)} but the cell vector {'/'.join(zero)} is zero "
+            f"(pbc {pbc.tolist()}); "
             "give the full cell (extxyz: Lattice=\"...\"; POSCAR: lattice vectors) or make that direction non-periodic"
         )
     heights = cell_heights(cell)
@@ -151,16 +153,17 @@ def check_cell(atoms: Atoms, name: str, min_height: float = MIN_CELL_HEIGHT) -> 
             )
         free = [_AXES[i] for i in range(3) if not pbc[i]]
         raise StructureError(
-            f"{name}: partly periodic (pbc {pbc.tolist()}) with a degenerate cell (zero volume); the neighbour list needs "
-            f"a cell vector along the non-periodic direction {'/'.join(free)}: add vacuum there, e.g. atoms.center(vacuum=10, axis=...)"
+            f"{name}: partly periodic (pbc {pbc.tolist()}) with a degenerate cell (zero volume); the neighbour list "
+            f"needs a cell vector along the non-periodic direction {'/'.join(free)}: add vacuum there, e.g. "
+            "atoms.center(vacuum=10, axis=...)"
         )
     thin = [i for i in range(3) if pbc[i] and heights[i] < min_height]
     if thin:
         i = thin[0]
         raise StructureError(
             f"{name}: the cell is only {heights[i]:.3g} A high along periodic direction {_AXES[i]} "
-            f"(minimum {min_height} A; heights {np.round(heights, 3).tolist()} A): wrong length unit, a collapsed cell, "
-            "or a badly skewed basis: fix the cell or Niggli-reduce it (ase.build.niggli_reduce)"
+            f"(minimum {min_height} A; heights {np.round(heights, 3).tolist()} A): wrong length unit, a collapsed "
+            "cell, or a badly skewed basis: fix the cell or Niggli-reduce it (ase.build.niggli_reduce)"
         )
 
 
@@ -194,7 +197,10 @@ def close_pairs(
     i, j, d, shift = i[keep], j[keep], d[keep], shift[keep]
     thr = _pair_threshold(numbers[i], numbers[j], fraction)
     order = np.argsort(d / thr, kind="stable")
-    return [(int(i[k]), int(j[k]), float(d[k]), float(thr[k]), tuple(int(s) for s in shift[k])) for k in order]
+    return [
+        (int(i[k]), int(j[k]), float(d[k]), float(thr[k]), (int(shift[k, 0]), int(shift[k, 1]), int(shift[k, 2])))
+        for k in order
+    ]
 
 
 def _positive(shift: np.ndarray) -> np.ndarray:
@@ -216,7 +222,8 @@ def check_overlaps(atoms: Atoms, name: str, fraction: float = MIN_DISTANCE_FRACT
     limit = f"closer than {thr:.3g} A ({fraction:g} x the sum of their covalent radii){more}"
     fix = (
         fix
-        or "fix the coordinates (duplicated atom? fractional coordinates read as Cartesian? cell in another unit?) or drop the structure"
+        or "fix the coordinates (duplicated atom? fractional coordinates read as Cartesian? cell in another unit?) or "
+        "drop the structure"
     )
     if i == j:
         raise StructureError(
@@ -258,7 +265,8 @@ def check_elements(atoms: Atoms, elements: Sequence[str], name: str, fix: str | 
         listed = [e if isinstance(e, str) else chemical_symbols[int(e)] for e in elements]
         fix = (
             fix
-            or f"add {', '.join(names)} to elements: in the campaign file (and use a labeller that covers it) or drop the structure"
+            or f"add {', '.join(names)} to elements: in the campaign file (and use a labeller that covers it) or drop "
+            "the structure"
         )
         raise StructureError(f"{name}: contains {', '.join(names)}, not in elements {listed}; {fix}")
 
@@ -277,12 +285,14 @@ def check_labels(atoms: Atoms, name: str) -> None:
     missing = [k for k in ("energy", "forces") if results.get(k) is None]
     if missing:
         raise StructureError(
-            f"{name}: missing label(s) {missing}; label it (energy and forces) before training on it or adding it to a dataset"
+            f"{name}: missing label(s) {missing}; label it (energy and forces) before training on it or adding it to a "
+            "dataset"
         )
     forces = np.asarray(results["forces"])
     if forces.shape != (len(atoms), 3):
         raise StructureError(
-            f"{name}: forces have shape {forces.shape}, expected ({len(atoms)}, 3) for its {len(atoms)} atoms; relabel it or drop it"
+            f"{name}: forces have shape {forces.shape}, expected ({len(atoms)}, 3) for its {len(atoms)} atoms; relabel "
+            "it or drop it"
         )
     try:
         energy = float(np.asarray(results["energy"]).reshape(-1)[0])
@@ -293,7 +303,8 @@ def check_labels(atoms: Atoms, name: str) -> None:
     if not np.isfinite(forces.astype(float)).all():
         bad = np.flatnonzero(~np.isfinite(forces.astype(float)).all(axis=1))
         raise StructureError(
-            f"{name}: non-finite forces on atom(s) {bad[:5].tolist()}{' ...' if len(bad) > 5 else ''}; relabel it or drop it"
+            f"{name}: non-finite forces on atom(s) {bad[:5].tolist()}{' ...' if len(bad) > 5 else ''}; relabel it or "
+            "drop it"
         )
     stress = results.get("stress")
     if stress is not None and not np.isfinite(np.asarray(stress, dtype=float)).all():
@@ -333,7 +344,8 @@ def check_periodicity(frames: Sequence[Atoms], where: str) -> None:
         if pbc != first:
             raise StructureError(
                 f"{where}: {describe(atoms, k)} has pbc {list(pbc)} but {describe(frames[0], 0)} has {list(first)}; "
-                "mixed periodicity: give every frame its cell and pbc (extxyz: Lattice=\"...\" pbc=\"T T T\") or drop the odd frames"
+                "mixed periodicity: give every frame its cell and pbc (extxyz: Lattice=\"...\" pbc=\"T T T\") or drop "
+                "the odd frames"
             )
 
 

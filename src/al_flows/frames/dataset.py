@@ -33,6 +33,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from ase import Atoms
@@ -129,7 +130,7 @@ def _decode_info(value: str) -> dict:
 
 def _plain_info(info: dict) -> dict:
     """The info entries ASE's extxyz writer/reader keep unchanged (scalars, plain strings)."""
-    out = {}
+    out: dict[str, bool | int | float | str] = {}
     for key, value in info.items():
         if not isinstance(key, str) or not _PLAIN_KEY.match(key) or key in _EXTXYZ_RESERVED or key in all_properties:
             continue
@@ -302,12 +303,12 @@ def frames_text(frames) -> str:
     return frames_to_bytes(frames).decode("utf-8")
 
 
-def frames_from_bytes(blob: bytes) -> list[Atoms]:
+def frames_from_bytes(blob: bytes | str) -> list[Atoms]:
     """Inverse of :func:`frames_to_bytes`; labels come back in a SinglePointCalculator."""
     text = blob.decode("utf-8") if isinstance(blob, (bytes, bytearray)) else str(blob)
     if not text.strip():
         return []
-    frames = read(io.StringIO(text), index=":", format="extxyz")
+    frames = cast(list[Atoms], read(io.StringIO(text), index=":", format="extxyz"))  # a slice index: a list
     for atoms in frames:
         encoded = atoms.info.get(_INFO_KEY)
         if isinstance(encoded, str) and encoded.startswith(_B64_PREFIX):
@@ -377,10 +378,12 @@ class Dataset:
 
     @property
     def ids(self) -> list[str]:
+        """The ``frame_id`` of every frame, in dataset order."""
         return [a.info["frame_id"] for a in self._frames]
 
     @property
     def frames(self) -> list[Atoms]:
+        """The frames in dataset order (a new list; the Atoms are the dataset's own)."""
         return list(self._frames)
 
     def counts_by(self, key: str) -> dict:
@@ -389,17 +392,21 @@ class Dataset:
 
     # serialisation
     def to_bytes(self) -> bytes:
+        """The frames as :func:`frames_to_bytes` writes them (extended XYZ, UTF-8)."""
         return frames_to_bytes(self._frames)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> Dataset:
+        """Dataset of the frames in ``blob`` (the format of :meth:`to_bytes`)."""
         return cls(frames_from_bytes(blob))
 
     def write_extxyz(self, path: str | Path) -> None:
+        """Write :meth:`to_bytes` to ``path`` (read back exactly with :meth:`read_extxyz`)."""
         Path(path).write_bytes(self.to_bytes())
 
     @classmethod
     def read_extxyz(cls, path: str | Path) -> Dataset:
+        """Dataset of a file written by :meth:`write_extxyz`."""
         return cls.from_bytes(Path(path).read_bytes())
 
     def export_extxyz(self, path: str | Path) -> Path:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
+from typing import Any
 
 from pymatgen.io.vasp import Kpoints
 
@@ -67,7 +68,7 @@ def label_settings_id(labeller) -> str:
     return f"{labeller.kind}:{name}:{digest}"
 
 
-def _kpoints(override):
+def _kpoints(override) -> Kpoints | dict | None:
     if override is None:
         return None
     if override.grid is not None:
@@ -87,16 +88,20 @@ def relax_maker(labeller, fmax: float, max_steps: int):
 
 
 def _vasp_maker(labeller, relax: dict | None):
+    from atomate2.vasp.jobs.base import BaseVaspMaker
     from atomate2.vasp.jobs.core import RelaxMaker, StaticMaker
     from atomate2.vasp.jobs.mp import MPGGARelaxMaker, MPGGAStaticMaker
     from atomate2.vasp.sets.core import RelaxSetGenerator, StaticSetGenerator
 
     name = "vasp relax" if relax else "vasp static"
+    maker: BaseVaspMaker
     if labeller.preset == "pnnl-cuni":
         incar = {**PNNL_CUNI_INCAR, **labeller.incar, **(relax or {})}
+        kpoints = _kpoints(labeller.kpoints) or Kpoints.gamma_automatic((1, 1, 1))
         generator = (RelaxSetGenerator if relax else StaticSetGenerator)(
             user_incar_settings=incar,
-            user_kpoints_settings=_kpoints(labeller.kpoints) or Kpoints.gamma_automatic((1, 1, 1)),
+            # atomate2 annotates ``user_kpoints_settings: dict`` but takes a Kpoints as well (its docstring)
+            user_kpoints_settings=kpoints,  # type: ignore[arg-type]
             user_potcar_settings={**PNNL_CUNI_POTCARS, **labeller.potcar},
             user_potcar_functional=labeller.potcar_functional or "PBE_54",
             sort_structure=False,
@@ -107,7 +112,7 @@ def _vasp_maker(labeller, relax: dict | None):
     else:
         base = MPGGARelaxMaker() if relax else MPGGAStaticMaker()
         gen = base.input_set_generator
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             user_incar_settings={**gen.user_incar_settings, **labeller.incar, **(relax or {})},
             user_potcar_settings={**gen.user_potcar_settings, **labeller.potcar},
             sort_structure=False,

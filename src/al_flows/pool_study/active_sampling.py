@@ -89,8 +89,8 @@ def split_sizes(n_pool: int, settings: ActiveSamplingSettings) -> tuple[int, int
     n_exam = scaled(settings.n_examine, _PAPER_EXAMINE)
     if n_init + n_val >= n_pool:
         raise ValueError(
-            f"active_sampling: n_initial ({n_init}) + n_validation ({n_val}) leave no reserve in a pool of {n_pool} frames; "
-            "lower them or import more frames"
+            f"active_sampling: n_initial ({n_init}) + n_validation ({n_val}) leave no reserve in a pool of {n_pool} "
+            "frames; lower them or import more frames"
         )
     return n_init, n_val, n_exam
 
@@ -226,7 +226,8 @@ def run_active_sampling(
         if log:
             log(
                 f"active sampling iteration {it}/{settings.n_iterations}: {record['n_train']} train, "
-                f"val loss {record['val_loss']:.4g}, included {len(record['included'])} of {record['n_examined']} examined"
+                f"val loss {record['val_loss']:.4g}, included {len(record['included'])} of {record['n_examined']} "
+                "examined"
             )
     return _finish(
         trainer,

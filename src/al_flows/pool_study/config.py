@@ -91,13 +91,16 @@ class BaselinesConfig(Settings):
     )
 
 
+def _cuni_multilayers() -> list[StructureSource]:
+    """The default structures of a shear study: the Cu-Ni multilayer in every defect variant."""
+    return [MultilayerSource(variants=list(CUNI_DEFECT_VARIANTS))]
+
+
 class ShearStudyConfig(ShearSettings):
     """Stochastic shear study (Sprueill et al.) with the active-sampling model: n_runs independent runs
     per system, runs_per_job runs in each job."""
 
-    structures: list[StructureSource] = Field(
-        default_factory=lambda: [MultilayerSource(variants=list(CUNI_DEFECT_VARIANTS))], min_length=1
-    )
+    structures: list[StructureSource] = Field(default_factory=_cuni_multilayers, min_length=1)
     n_runs: int = Field(100, gt=0, description="independent runs per system")
     runs_per_job: int = Field(10, gt=0)
     merge_tol: float = Field(
@@ -142,8 +145,8 @@ class PoolStudyConfig(CampaignBase):
         if md and self.labeller.kind != "ase":
             kind = self.pool.sources[md[0]].kind
             raise ValueError(
-                f"pool.sources[{md[0]}]: kind {kind} runs the labeller itself (relaxations, molecular dynamics), which must be "
-                "an ASE calculator; import VASP runs with kind: import instead"
+                f"pool.sources[{md[0]}]: kind {kind} runs the labeller itself (relaxations, molecular dynamics), which "
+                "must be an ASE calculator; import VASP runs with kind: import instead"
             )
         return self
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,17 +21,21 @@ from al_flows.workflow.jobs import latest_outputs
 __all__ = ["pool_study_outputs", "write_pool_report", "export_pool_study"]
 
 CAPTIONS = {
-    "learning_curves": "Validation loss per epoch of each strategy against optimiser steps (left) and training-set size per active-sampling iteration (right).",
-    "energy_vs_gamma": "Energy vs shear strain of every merged pathway, per system, coloured by the FCC fraction (as in Fig. 5 of Sprueill et al.). Energies relative to the system's first relaxed step.",
+    "learning_curves": "Validation loss per epoch of each strategy against optimiser steps (left) and training-set "
+    "size per active-sampling iteration (right).",
+    "energy_vs_gamma": "Energy vs shear strain of every merged pathway, per system, coloured by the FCC fraction (as "
+    "in Fig. 5 of Sprueill et al.). Energies relative to the system's first relaxed step.",
     "pathway_counts": "Merged pathways per system and type.",
-    "validation": "NNP minima re-checked with the labeller: NNP vs labeller energy per atom (single point) and the energy drop on relaxing with the labeller (spurious above the tolerance; as in Fig. 6 of Sprueill et al.).",
+    "validation": "NNP minima re-checked with the labeller: NNP vs labeller energy per atom (single point) and the "
+    "energy drop on relaxing with the labeller (spurious above the tolerance; as in Fig. 6 of Sprueill "
+    "et al.).",
 }
 
 
 def pool_study_outputs(store, study: str) -> dict:
     """Latest outputs by stage: pool, compare, pathways, validation (dicts or None) and
     'runs' (active and baseline SamplingDocuments without blobs)."""
-    out = {}
+    out: dict[str, Any] = {}
     for stage in ("pool", "compare", "pathways", "validation"):
         docs = latest_outputs(store, study, stage, properties=["output"])
         out[stage] = docs[-1]["output"] if docs else None

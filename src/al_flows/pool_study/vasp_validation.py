@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
-from jobflow import CURRENT_JOB, Flow, Job, JobConfig, Maker, OnMissing, Response
+from jobflow import CURRENT_JOB, Flow, Job, JobConfig, Maker, OnMissing, OutputReference, Response
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from al_flows.frames.dataset import frames_from_bytes, frames_text
@@ -77,17 +77,22 @@ class VaspMinimaValidationMaker(Maker):
     collect_category: str = "cpu"
 
     def make(self, shear_study, model_doc, study: str) -> Job:
+        """Job validating the minima of ``shear_study`` (a document with ``minima_blob``) found with ``model_doc``."""
         j = self.dispatch(shear_study, model_doc, study)
         j.config = JobConfig(resolve_references=False, expose_store=True, pass_manager_config=False)
         return j
 
     @al_job
     def dispatch(self, shear_study, model_doc, study: str):
+        """Replace itself by a static and a relax VASP job per selected minimum and a collect job
+        that makes the ValidationDocument."""
         store = CURRENT_JOB.store
         minima = select_minima(
             frames_from_bytes(field(resolve_reference(shear_study, store), "minima_blob")), self.settings.n_minima
         )
-        jobs, statics, relaxes = [], [], []
+        jobs: list[Job] = []
+        statics: list[OutputReference] = []
+        relaxes: list[OutputReference] = []
         for atoms in minima:
             fid = atoms.info["frame_id"]
             structure = AseAtomsAdaptor.get_structure(atoms)
@@ -128,7 +133,8 @@ def collect_vasp_validation(
         try:
             if static is None or relax is None:
                 raise LabelError(
-                    "VASP job failed (custodian gave up, VASP crashed or its output could not be parsed); see the job's directory"
+                    "VASP job failed (custodian gave up, VASP crashed or its output could not be parsed); see the "
+                    "job's directory"
                 )
             e_ref, e_relaxed = _energy(static), _energy(relax)
             ref_min = _structure(relax)

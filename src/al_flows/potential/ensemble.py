@@ -127,7 +127,8 @@ class Ensemble:
         for f, (_, s, _) in zip(files[1:], loaded[1:]):
             if s != settings:
                 raise ValueError(
-                    f"paths: {f} has other model settings than {files[0]} ({s} vs {settings}); pass one ensemble's files"
+                    f"paths: {f} has other model settings than {files[0]} ({s} vs {settings}); pass one ensemble's "
+                    "files"
                 )
         return cls([m for m, _, _ in loaded], settings, device=device)
 
@@ -143,8 +144,8 @@ class Ensemble:
             k = next(k for k, a in enumerate(frames) if {int(z) for z in a.numbers} - known)
             raise StructureError(
                 f"{describe(frames[k], k)}: elements {[chemical_symbols[z] for z in unknown]} unknown to the ensemble "
-                f"(trained on {[chemical_symbols[z] for z in self.elements]}); add them to elements: in the campaign file "
-                "(the members are trained for those only) or drop those frames"
+                f"(trained on {[chemical_symbols[z] for z in self.elements]}); add them to elements: in the campaign "
+                "file (the members are trained for those only) or drop those frames"
             )
 
     def _chunks(self, frames: list[Atoms], batch_size: int):
@@ -194,7 +195,7 @@ class Ensemble:
                         out = member(inputs)
                     energies[m, start : start + len(chunk)] = out[P.energy].detach().cpu().numpy()
                     f_chunk[m] = out[P.forces].detach().cpu().numpy()
-                    if stress:
+                    if stresses is not None:
                         stresses[m, start : start + len(chunk)] = stress_to_voigt(out[P.stress], batch[P.cell])
                 pos = 0
                 for n in split:
@@ -204,7 +205,7 @@ class Ensemble:
             for member, was in zip(self.members, previous, strict=True):
                 if stress_enabled(member) != was:
                     enable_stress(member, was)
-        if stress:
+        if stresses is not None:
             for k, atoms in enumerate(frames):
                 if not (np.all(atoms.pbc) and atoms.cell.volume > 1e-6):
                     stresses[:, k] = np.nan
@@ -235,8 +236,8 @@ def _member_files(paths) -> list[Path]:
         files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
         if not files:
             raise ValueError("paths: an empty list; pass a directory or the round<k>_member<i>.pt files")
-    keys = [_MEMBER_FILE.match(f.name) for f in files]
-    if not all(keys):
+    keys = [m for m in (_MEMBER_FILE.match(f.name) for f in files) if m is not None]
+    if len(keys) < len(files):
         return files  # other names: the order given
     rounds = sorted({int(m.group(1)) for m in keys})
     if len(rounds) > 1:
@@ -261,6 +262,7 @@ class EnsembleCalculator(Calculator):
         self.ensemble = ensemble
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """Predict ``atoms`` with the ensemble and fill ``results`` (stress only when asked for)."""
         super().calculate(atoms, properties, system_changes)
         want_stress = "stress" in properties
         if want_stress and not (np.all(self.atoms.pbc) and self.atoms.cell.volume > 1e-6):

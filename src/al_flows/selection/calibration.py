@@ -55,7 +55,8 @@ class CalibrationSettings(Settings):
     def _targets(self):
         if not self.target_error_lo < self.target_error_hi:
             raise ValueError(
-                f"calibrate: target_error_lo ({self.target_error_lo}) must be lower than target_error_hi ({self.target_error_hi})"
+                f"calibrate: target_error_lo ({self.target_error_lo}) must be lower than target_error_hi "
+                f"({self.target_error_hi})"
             )
         return self
 

@@ -82,6 +82,7 @@ class SelectionResult:
 
     @property
     def n_frames(self) -> int:
+        """Number of frames classified."""
         return len(self.status)
 
 

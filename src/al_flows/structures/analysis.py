@@ -63,7 +63,10 @@ def _classify(trip: np.ndarray) -> np.ndarray:
     """Labels for (m, n, 3) CNA triplets of m atoms with n neighbours each."""
     n = trip.shape[1]
     labels = np.full(len(trip), "other", dtype=object)
-    count = lambda sig: np.all(trip == np.array(sig), axis=-1).sum(-1)
+
+    def count(sig):
+        return np.all(trip == np.array(sig), axis=-1).sum(-1)
+
     if n == 12:
         c421, c422 = count((4, 2, 1)), count((4, 2, 2))
         labels[c421 == 12] = "fcc"
@@ -198,7 +201,7 @@ def find_vacancies(atoms: Atoms, cutoff: float = 3.1, coordination: int = 12) ->
                 atoms=tuple(members),
                 missing_bonds=missing,
                 n_vacancies=max(1, round(missing / (coordination - 1))),
-                position=tuple(float(x) for x in centre),
+                position=(float(centre[0]), float(centre[1]), float(centre[2])),
                 fractional_z=float(frac[2]),
             )
         )

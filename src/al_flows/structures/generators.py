@@ -13,7 +13,7 @@ named below. Lengths in Angstrom, densities in g/cm^3, masses in amu.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from ase import Atoms
@@ -25,8 +25,8 @@ from al_flows.frames.dataset import frame_id
 from al_flows.settings import Settings
 
 AMU_PER_A3 = 1.0 / 1.66053906660  # (amu/Angstrom^3) per (g/cm^3)
-LATTICES = ("fcc", "hcp", "bcc", "sc", "diamond")
 Lattice = Literal["fcc", "hcp", "bcc", "sc", "diamond"]
+LATTICES: tuple[Lattice, ...] = ("fcc", "hcp", "bcc", "sc", "diamond")
 # lattice constant a / nearest-neighbour distance (hcp: ideal c/a = sqrt(8/3))
 A_OVER_NN = {"fcc": math.sqrt(2.0), "hcp": 1.0, "bcc": 2.0 / math.sqrt(3.0), "sc": 1.0, "diamond": 4.0 / math.sqrt(3.0)}
 _BATCH = 32  # candidate positions drawn at once during random placement
@@ -227,7 +227,7 @@ def reference_nn_distance(symbol: str) -> float:
     """Nearest-neighbour distance (Angstrom) of the element's ase.data.reference_states crystal
     (fcc, hcp, bcc, sc, diamond); otherwise twice its covalent radius."""
     z = atomic_numbers[symbol]
-    ref = reference_states[z] or {}
+    ref: dict[str, Any] = reference_states[z] or {}
     sym = ref.get("symmetry")
     if sym == "hcp" and "a" in ref:
         a, c = ref["a"], ref["a"] * ref.get("c/a", math.sqrt(8.0 / 3.0))

@@ -99,8 +99,10 @@ def source_structures(src, at: str, base_dir, elements, seed: int, i: int, first
         if not elements:
             raise ValueError(f"{at}: kind {src.kind} needs the campaign's elements")
         sub_seed = int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, i]).generate_state(1)[0])
-        make = random_cells if isinstance(src, RandomCellSource) else dpgen_initial_sets
-        got = make(src, list(elements), sub_seed)
+        if isinstance(src, RandomCellSource):
+            got = random_cells(src, list(elements), sub_seed)
+        else:
+            got = dpgen_initial_sets(src, list(elements), sub_seed)
         for atoms in got:
             atoms.info["structure_id"] = f"{src.kind}{i}-{atoms.info.get('structure_id', first)}"
         fix = (
@@ -128,7 +130,8 @@ def source_structures(src, at: str, base_dir, elements, seed: int, i: int, first
         except Exception as exc:  # any reader failure: one line naming the file
             text = " ".join(str(exc).split()) or type(exc).__name__
             raise StructureError(
-                f"{at}.path: cannot read {path} ({type(exc).__name__}: {text[:200]}); check the file, its format and {at}.index"
+                f"{at}.path: cannot read {path} ({type(exc).__name__}: {text[:200]}); check the file, its format and "
+                f"{at}.index"
             ) from None
         got = []
         for j, atoms in enumerate(frames if isinstance(frames, list) else [frames]):

@@ -136,16 +136,18 @@ def check_labeller_elements(field: str, calculator: str, elements: list[str], fi
     """ValueError naming ``field`` when the ASE calculator has no parameters for some of ``elements``."""
     from al_flows.frames.checks import labeller_elements, uncovered_elements
 
+    known = labeller_elements(calculator)
     missing = uncovered_elements(calculator, elements)
-    if missing:
-        covered = ", ".join(sorted(labeller_elements(calculator)))
+    if missing and known is not None:  # (nothing is missing for a calculator al_flows does not know)
+        covered = ", ".join(sorted(known))
         names = ", ".join(repr(e) for e in missing)
         fix = fix or (
             f"remove {names} from elements or pick another labeller "
             "(labeller.calculator: an ASE calculator import path such as 'pkg.module.Class', or labeller kind: vasp)"
         )
         raise ValueError(
-            f"{field}: {calculator.rpartition('.')[2].upper()} has no parameters for element{'s' if len(missing) > 1 else ''} {names} "
+            f"{field}: {calculator.rpartition('.')[2].upper()} has no parameters for "
+            f"element{'s' if len(missing) > 1 else ''} {names} "
             f"(it covers {covered}); {fix}"
         )
 
@@ -195,7 +197,7 @@ class CampaignBase(Settings):
 # existing work directory continues the same campaign. Storage and routing; the device and
 # speed settings; failure handling; the VASP command; and when to stop (raising max_rounds or
 # changing the convergence target extends a campaign).
-NOT_FINGERPRINTED: dict[str, object] = {
+NOT_FINGERPRINTED: dict[str, Literal[True] | tuple[str, ...]] = {
     "store": True,
     "queues": True,
     "max_rounds": True,

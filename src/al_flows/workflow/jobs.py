@@ -70,6 +70,7 @@ def model_calculator(model_doc):
 
 
 def model_ids_of(models: list) -> list[str]:
+    """The ``model_id`` of each TrainingDocument (or dict) in ``models``."""
     return [field(m, "model_id") for m in models]
 
 
@@ -93,7 +94,8 @@ def latest_outputs(
     crit = {"metadata.campaign": campaign, "metadata.stage": stage, **(criteria or {})}
     props = None if properties is None else sorted({"uuid", "index", "metadata", *properties})
     latest: dict[str, dict] = {}
-    for d in store.query(crit, properties=props, load=load):
+    # jobflow annotates ``properties: dict | list = None`` (None is its default)
+    for d in store.query(crit, properties=props, load=load):  # type: ignore[arg-type]
         if d.get("output") is None:
             continue
         if d["uuid"] not in latest or d["index"] > latest[d["uuid"]]["index"]:
@@ -111,7 +113,8 @@ def completed_uuids(store, uuids) -> set[str]:
     uuids = list(uuids)
     if not uuids or store is None:
         return set()
-    done, pointers = set(), {}
+    done: set[str] = set()
+    pointers: dict[str, set[str]] = {}
     for d in store.query({"uuid": {"$in": uuids}, "output": {"$ne": None}}, properties=["uuid", "output"]):
         out = d["output"]
         if isinstance(out, dict) and out.get("@class") == "OutputReference":
