@@ -91,7 +91,10 @@ def test_make_takes_pymatgen_structures_and_names_the_campaign_by_them():
     maker = ActiveLearningMaker(campaign="c", ensemble_size=2, max_rounds=1)
     flow_cu = maker.make(AseAtomsAdaptor.get_structure(cu))
     flow_cuni = maker.make([cuni])
-    first = {f: [j for j in flow.jobs if j.name == "starting_structures"][0] for f, flow in (("cu", flow_cu), ("cuni", flow_cuni))}
+    first = {
+        f: [j for j in flow.jobs if j.name == "starting_structures"][0]
+        for f, flow in (("cu", flow_cu), ("cuni", flow_cuni))
+    }
     assert first["cu"].function_args[3] == ["Cu"] and first["cuni"].function_args[3] == ["Cu", "Ni"]
     assert flow_cu.jobs[0].uuid != flow_cuni.jobs[0].uuid  # other structures, other fingerprint, other jobs
     again = maker.make(AseAtomsAdaptor.get_structure(cu))

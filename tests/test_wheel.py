@@ -9,6 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -52,3 +54,18 @@ def test_wheel_ships_the_examples_and_finds_the_demo_outside_a_checkout(tmp_path
     assert out[0] == str(site / "al_flows" / "cli.py")
     assert out[1] == str(site / "al_flows" / "flows" / "demo_cuni_emt.yaml")
     assert Path(out[1]).read_text() == (ROOT / "flows" / "demo_cuni_emt.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_wheel_in_a_new_venv_runs_the_demo(tmp_path):
+    """scripts/wheel_check.sh: wheel + pinned dependencies in a fresh venv, demo from elsewhere."""
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "wheel_check.sh"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = out.stdout.strip().splitlines()[-1]
+    assert line.startswith("wheel demo: al_flows ") and "site-packages" in line
+    assert float(line.rsplit(" ", 1)[1]) > 0.5  # the demo's test force R2, as in tests/test_demo.py

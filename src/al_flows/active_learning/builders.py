@@ -13,11 +13,12 @@ from al_flows.active_learning.vasp_jobs import VaspLabelMaker
 from al_flows.exploration.md import NVTSettings, ScheduleSettings
 from al_flows.exploration.shear import ShearSettings
 from al_flows.labelling.vasp_inputs import label_settings_id, static_maker
+from al_flows.workflow.config import AseLabeller
 
 __all__ = ["EXPLORERS", "explore_maker", "label_maker", "categories", "autotest_settings"]
 
 # explorer ``kind`` of a campaign file -> (Maker, its settings class)
-EXPLORERS: dict[str, tuple[type[Maker], type]] = {
+EXPLORERS: dict[str, tuple[type[ShearExploreMaker] | type[MDExploreMaker], type]] = {
     "shear": (ShearExploreMaker, ShearSettings),
     "langevin_schedule": (MDExploreMaker, ScheduleSettings),
     "md": (MDExploreMaker, NVTSettings),
@@ -76,6 +77,8 @@ def autotest_settings(config: CampaignConfig):
         return None
     if config.autotest.reference is not None:
         return config.autotest
+    if not isinstance(config.labeller, AseLabeller):  # the config refuses this; kept for the type checker
+        raise ValueError("autotest.reference: give an ASE calculator for the autotest of a VASP campaign")
     return config.autotest.model_copy(
         update={"reference": config.labeller.calculator, "reference_kwargs": dict(config.labeller.kwargs)}
     )

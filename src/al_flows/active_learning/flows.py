@@ -158,7 +158,7 @@ class ActiveLearningMaker(Maker):
         """The whole campaign as a Flow, from ``structures`` (ASE ``Atoms`` or pymatgen
         ``Structure``, one or a list) or, without them, from ``initial.structures``."""
         maker = self.with_structures(structures) if structures is not None else self
-        return Flow(maker.initial_jobs(), name=f"{maker.campaign} campaign")
+        return Flow(list(maker.initial_jobs()), name=f"{maker.campaign} campaign")
 
     def with_structures(self, structures) -> ActiveLearningMaker:
         """A copy that starts from ``structures`` (checked now; elements and fingerprint filled in

@@ -10,6 +10,7 @@ vasp_validation per static/relax job, validation for the collect job).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 
 from jobflow import Flow, Job, Maker
 
@@ -25,6 +26,7 @@ from al_flows.pool_study.jobs import (
 )
 from al_flows.pool_study.vasp_validation import VaspMinimaValidationMaker
 from al_flows.structures.initial_data import build_structures
+from al_flows.workflow.config import AseLabeller
 from al_flows.workflow.jobs import route, stable_uuid
 
 __all__ = ["PoolStudyMaker"]
@@ -37,13 +39,27 @@ class PoolStudyMaker(Maker):
     name: str = "pool study"
     config: PoolStudyConfig | None = None
     base_dir: str = "."
+    counts: dict[str, int] = dc_field(default_factory=dict, init=False, repr=False)  # jobs tagged per stage
+
+    def study(self) -> PoolStudyConfig:
+        """The study's settings (an error naming the field when missing)."""
+        if self.config is None:
+            raise ValueError("PoolStudyMaker.config: give the study's PoolStudyConfig")
+        return self.config
+
+    def ase_labeller(self) -> AseLabeller:
+        """The study's labeller where the labeller itself must run (pool making, ASE validation)."""
+        lab = self.study().labeller
+        if not isinstance(lab, AseLabeller):
+            raise ValueError("labeller: this stage runs the labeller itself; use an ASE labeller (kind: ase)")
+        return lab
 
     def _tag(self, j: Job, stage: str, category: str) -> Job:
         """Metadata, FireWorks category, and a uuid fixed by the job's place in the study (the
         n-th job of its stage), so a run after a crash finds the jobs that had finished."""
-        c = self.config
-        n = self._counts.get(stage, 0)
-        self._counts[stage] = n + 1
+        c = self.study()
+        n = self.counts.get(stage, 0)
+        self.counts[stage] = n + 1
         j.set_uuid(stable_uuid(c.name, c.fingerprint(), -1, stage, n))
         j.update_metadata(
             {"campaign": c.name, "fingerprint": c.fingerprint(), "round": -1, "stage": stage}, dynamic=False
@@ -51,18 +67,19 @@ class PoolStudyMaker(Maker):
         return route(j, category)
 
     def make(self) -> Flow:
-        return Flow(self.jobs(), name=f"pool study {self.config.name}")
+        """The whole study as one Flow."""
+        return Flow(list(self.jobs()), name=f"pool study {self.study().name}")
 
     def jobs(self) -> list[Job]:
         """All jobs of the study, each tagged before anything refers to its output."""
-        c = self.config
-        if c is None:
-            raise ValueError("PoolStudyMaker.config: give the study's PoolStudyConfig")
+        c = self.study()
         q = c.queues
-        self._counts = {}
+        self.counts.clear()
         elements = list(c.elements)
         pool = self._tag(
-            PoolMaker(pool=c.pool, labeller=c.labeller, base_dir=self.base_dir).make(c.name, c.seed), "pool", q.default
+            PoolMaker(pool=c.pool, labeller=self.ase_labeller(), base_dir=self.base_dir).make(c.name, c.seed),
+            "pool",
+            q.default,
         )
         active = ActiveSamplingMaker(
             model=c.model, training=c.training, settings=c.active_sampling, elements=elements
@@ -116,7 +133,7 @@ class PoolStudyMaker(Maker):
                 ).make(paths.output, active.output, c.name)
                 jobs.append(self._tag(val, "validation_dispatch", q.default))
             elif c.validation is not None:
-                val = MinimaValidationMaker(settings=c.validation, labeller=c.labeller).make(
+                val = MinimaValidationMaker(settings=c.validation, labeller=self.ase_labeller()).make(
                     paths.output, active.output, c.name
                 )
                 jobs.append(self._tag(val, "validation", q.label))
