@@ -1,6 +1,6 @@
 """al_flows: active learning of SchNet interatomic potentials as jobflow workflows."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 # schnetpack 2.1.1 imports ``T_co`` from ``torch.utils.data.dataloader``, which torch >= 2.7 no

@@ -288,3 +288,29 @@ def test_report_rows_carry_honest_test_metrics_and_test_frames_are_never_trained
         assert not test_ids & set(record.final_dataset().ids)
     finally:
         store.close()
+
+
+def test_a_work_directory_of_version_0_1_is_refused_in_one_line(tmp_path):
+    """0.1 stored documents under 0.1 module paths; such a work directory (campaign.json but no
+    al_flows_version) is refused before anything is opened or written, by run and by queries."""
+    from al_flows import __version__
+    from al_flows.campaign.config import ConfigError, validate_campaign
+    from al_flows.campaign.run import WORKDIR_VERSION, check_workdir_version, open_store, prepare_store
+
+    config = validate_campaign(copy.deepcopy(TINY))
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    check_workdir_version(fresh)  # no campaign yet: passes
+    store = prepare_store(config, fresh)
+    store.close()
+    assert (fresh / WORKDIR_VERSION).read_text().strip() == __version__ == "0.2.0"
+    check_workdir_version(fresh)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "campaign.json").write_text((fresh / "campaign.json").read_text())
+    before = sorted(p.name for p in old.iterdir())
+    for call in (lambda: prepare_store(config, old), lambda: open_store(config, old)):
+        with pytest.raises(ConfigError, match=r"written by al_flows 0\.1, .*use a new --workdir") as err:
+            call()
+        assert "\n" not in str(err.value)
+    assert sorted(p.name for p in old.iterdir()) == before  # nothing written

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from jobflow import Flow, JobStore, run_locally
 
+from al_flows import __version__
+
 from al_flows.active_learning.config import CampaignConfig
 from al_flows.active_learning.flows import ActiveLearningMaker
 from al_flows.campaign.config import AnyConfig, ConfigError
@@ -267,6 +269,19 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
 
 
 WORKDIR_CONFIG = "campaign.json"
+WORKDIR_VERSION = "al_flows_version"  # the al_flows version that wrote the work directory (from 0.2 on)
+
+
+def check_workdir_version(workdir: str | Path) -> None:
+    """Refuse, in one line, a work directory written by al_flows 0.1: its stored documents name
+    classes by their 0.1 module paths, which this version cannot read. One without a campaign
+    yet (no campaign.json) passes."""
+    path = Path(workdir)
+    if (path / WORKDIR_CONFIG).is_file() and not (path / WORKDIR_VERSION).is_file():
+        raise ConfigError(
+            f"--workdir: {workdir} was written by al_flows 0.1, whose stored documents this version cannot "
+            "read; use a new --workdir (or al_flows 0.1 to finish that campaign)"
+        )
 
 
 def remember_campaign(config: AnyConfig, workdir: Path) -> None:
@@ -275,6 +290,7 @@ def remember_campaign(config: AnyConfig, workdir: Path) -> None:
     path = Path(workdir) / WORKDIR_CONFIG
     path.write_text(json.dumps(config.model_dump(mode="json"), indent=1))
     path.chmod(0o600)
+    (Path(workdir) / WORKDIR_VERSION).write_text(__version__ + "\n")
 
 
 def load_workdir_campaign(workdir: str | Path) -> AnyConfig:
@@ -293,6 +309,7 @@ def prepare_store(config: AnyConfig, workdir: Path, echo=None) -> JobStore:
     """Connect the campaign's store, check that it holds no other settings of this campaign
     (:func:`check_settings`), then remember the settings in WORKDIR and create the indexes.
     Nothing is written when the check refuses."""
+    check_workdir_version(workdir)
     store = make_job_store(config.store, workdir)
     store.connect()
     try:
@@ -397,6 +414,7 @@ def open_store(config: AnyConfig, workdir: str | Path) -> JobStore:
     """Connected JobStore of a campaign work directory (for queries)."""
     if not Path(workdir).exists():
         raise ConfigError(f"--workdir: {workdir} does not exist; run the campaign first")
+    check_workdir_version(workdir)
     store = make_job_store(config.store, workdir)
     store.connect()
     return store
