@@ -340,7 +340,7 @@ def main() -> int:
     from ase.io import write
 
     import al_flows  # noqa: F401
-    from al_flows.potential.training import split_indices
+    from al_flows.potential.training_data import split_indices
 
     with tempfile.TemporaryDirectory(prefix="al_train_bench_") as tmp:
         workdir = Path(tmp)

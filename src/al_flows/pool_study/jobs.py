@@ -49,8 +49,9 @@ from al_flows.pool_study.strategies import (
     uniform_train,
 )
 from al_flows.pool_study.vasp_validation import validation_document
-from al_flows.potential.model import ModelSettings, TrainingSettings, weights_text
+from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.potential.training import Trainer
+from al_flows.potential.weights import weights_text
 from al_flows.structures.initial_data import build_structures
 from al_flows.workflow import progress
 from al_flows.workflow.config import AseLabeller
