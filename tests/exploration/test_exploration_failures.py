@@ -12,7 +12,8 @@ from ase.calculators.emt import EMT
 
 from al_flows.active_learning.jobs import MDExploreMaker, SelectMaker, ShearExploreMaker
 from al_flows.exploration.batched_relax import relax_batched
-from al_flows.exploration.md import NVTSettings, nvt_explore, run_batched_langevin
+from al_flows.exploration.langevin import LangevinRun, run_batched_langevin
+from al_flows.exploration.md import NVTSettings, nvt_explore
 from al_flows.exploration.replica_checks import (
     LIMITS,
     evaluation_problem,
@@ -224,11 +225,7 @@ def _md(ensemble, starts, dropped=None, n_steps=40, seed=3):
         starts,
         ensemble,
         lambda k, t: 900.0,
-        n_steps,
-        2.0,
-        5.0,
-        10,
-        seed,
+        LangevinRun(n_steps, 2.0, 5.0, 10, seed),
         dropped=dropped,
         info=[{"parent_id": f"s{k}"} for k in range(len(starts))],
     )
