@@ -46,18 +46,20 @@ def _range(lo_hi) -> tuple[float, float]:
 class ScheduleSettings(Settings):
     """ANI-Al sampler: Langevin MD with a randomised temperature schedule and early stop."""
 
-    n_runs: int = Field(8, gt=0, description="trajectories per round, run as one batch")
-    t_start_K: tuple[float, float] = Field((10.0, 1000.0), description="K, uniform range of T_start")
-    t_end_K: tuple[float, float] = Field((10.0, 600.0), description="K, uniform range of T_end")
-    t_mod_K: tuple[float, float] = Field((0.0, 2000.0), description="K, uniform range of T_mod")
-    t0_ps: tuple[float, float] = Field((10.0, 50.0), description="ps, uniform range of the modulation period t_0")
-    t_max_ps: float = Field(5.0, gt=0, description="ps, trajectory length (the schedule's t_max)")
-    timestep_fs: float = Field(1.0, gt=0)
-    friction_per_ps: float = Field(5.0, gt=0, description="Langevin friction, 1/ps")
-    stop_deviation: float = Field(
-        0.15, gt=0, description="eV/Angstrom; a trajectory stops when the deviation reaches this"
+    n_runs: int = Field(default=8, gt=0, description="trajectories per round, run as one batch")
+    t_start_K: tuple[float, float] = Field(default=(10.0, 1000.0), description="K, uniform range of T_start")
+    t_end_K: tuple[float, float] = Field(default=(10.0, 600.0), description="K, uniform range of T_end")
+    t_mod_K: tuple[float, float] = Field(default=(0.0, 2000.0), description="K, uniform range of T_mod")
+    t0_ps: tuple[float, float] = Field(
+        default=(10.0, 50.0), description="ps, uniform range of the modulation period t_0"
     )
-    record_every: int = Field(100, gt=0, description="steps between recorded snapshots")
+    t_max_ps: float = Field(default=5.0, gt=0, description="ps, trajectory length (the schedule's t_max)")
+    timestep_fs: float = Field(default=1.0, gt=0)
+    friction_per_ps: float = Field(default=5.0, gt=0, description="Langevin friction, 1/ps")
+    stop_deviation: float = Field(
+        default=0.15, gt=0, description="eV/Angstrom; a trajectory stops when the deviation reaches this"
+    )
+    record_every: int = Field(default=100, gt=0, description="steps between recorded snapshots")
 
     @model_validator(mode="after")
     def _ranges(self):
@@ -72,20 +74,24 @@ class NVTSettings(Settings):
     """DP-GEN sampler: NVT (or, with ``ensemble="npt"``, NPT: isotropic Berendsen barostat) Langevin
     MD; round k runs at ``temperatures_K[min(k, len - 1)]``."""
 
-    n_runs: int = Field(4, gt=0, description="trajectories per starting structure")
-    n_starts: int | None = Field(None, gt=0, description="starting structures drawn (seeded) per round; default all")
-    temperatures_K: Temperatures = Field(
-        [300.0, 600.0, 900.0, 1200.0], min_length=1, description="K per round, raised with the round"
+    n_runs: int = Field(default=4, gt=0, description="trajectories per starting structure")
+    n_starts: int | None = Field(
+        default=None, gt=0, description="starting structures drawn (seeded) per round; default all"
     )
-    n_steps: int = Field(2000, gt=0)
-    timestep_fs: float = Field(1.0, gt=0)
-    friction_per_ps: float = Field(5.0, gt=0)
-    record_every: int = Field(50, gt=0)
-    ensemble: Literal["nvt", "npt"] = Field("nvt", description="nvt: fixed cell; npt: isotropic Berendsen barostat")
-    pressure_GPa: float = Field(0.0, description="GPa, target pressure of the barostat (npt)")
-    barostat_tau_ps: float = Field(0.5, gt=0, description="ps, Berendsen barostat time constant (npt)")
+    temperatures_K: Temperatures = Field(
+        default=[300.0, 600.0, 900.0, 1200.0], min_length=1, description="K per round, raised with the round"
+    )
+    n_steps: int = Field(default=2000, gt=0)
+    timestep_fs: float = Field(default=1.0, gt=0)
+    friction_per_ps: float = Field(default=5.0, gt=0)
+    record_every: int = Field(default=50, gt=0)
+    ensemble: Literal["nvt", "npt"] = Field(
+        default="nvt", description="nvt: fixed cell; npt: isotropic Berendsen barostat"
+    )
+    pressure_GPa: float = Field(default=0.0, description="GPa, target pressure of the barostat (npt)")
+    barostat_tau_ps: float = Field(default=0.5, gt=0, description="ps, Berendsen barostat time constant (npt)")
     compressibility_per_GPa: float = Field(
-        0.01, gt=0, description="1/GPa, compressibility assumed by the barostat (npt)"
+        default=0.01, gt=0, description="1/GPa, compressibility assumed by the barostat (npt)"
     )
 
 

@@ -57,21 +57,21 @@ _SHEAR_KEYS = ("run", "step", "gamma", "energy", "converged", "n_opt_steps", "se
 class ShearSettings(Settings):
     """Settings of the stochastic shear explorer (lengths in Angstrom, forces in eV/Angstrom)."""
 
-    n_runs: int = Field(4, gt=0, description="independent runs per starting structure")
-    sigma: float = Field(0.05, ge=0, description="Angstrom, std of the perturbation per coordinate per step")
-    shear_step: float = Field(0.1, gt=0, description="Angstrom added to cell[0,1] and cell[0,2] per step")
-    gamma_max: float = Field(0.33, gt=0, description="stop once the shear strain reaches this")
+    n_runs: int = Field(default=4, gt=0, description="independent runs per starting structure")
+    sigma: float = Field(default=0.05, ge=0, description="Angstrom, std of the perturbation per coordinate per step")
+    shear_step: float = Field(default=0.1, gt=0, description="Angstrom added to cell[0,1] and cell[0,2] per step")
+    gamma_max: float = Field(default=0.33, gt=0, description="stop once the shear strain reaches this")
     max_steps: int | None = Field(
-        None,
+        default=None,
         gt=0,
         description="cap on shear steps per run; default: as many as gamma_max needs on each cell "
         "(a cap too small to reach gamma_max is refused)",
     )
-    fmax: float = Field(0.002, gt=0, description="eV/Angstrom, relaxation force tolerance")
-    max_opt_steps: int = Field(500, gt=0, description="optimiser steps per relaxation")
+    fmax: float = Field(default=0.002, gt=0, description="eV/Angstrom, relaxation force tolerance")
+    max_opt_steps: int = Field(default=500, gt=0, description="optimiser steps per relaxation")
     optimizer: Literal["BFGS", "LBFGS", "FIRE"] = "BFGS"
     batched: bool = Field(
-        True,
+        default=True,
         description="explore with an ensemble by relaxing all replicas in lockstep (one batched ensemble "
         "prediction per optimiser step for every running replica, each with its own optimiser); false: "
         "one replica after the other",
