@@ -128,8 +128,9 @@ def prepare(args, workdir: Path) -> dict:
     from ase.calculators.singlepoint import SinglePointCalculator
 
     from al_flows.exploration.shear import shear_cell
-    from al_flows.potential.model import ModelSettings, TrainingSettings, member_from_bytes, member_to_bytes
+    from al_flows.potential.model import ModelSettings, TrainingSettings
     from al_flows.potential.training import train_member
+    from al_flows.potential.weights import member_from_bytes, member_to_bytes
     from al_flows.structures.initial_data import perturbed_copies
 
     torch.set_num_threads(args.threads)

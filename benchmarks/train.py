@@ -4,7 +4,7 @@ Same data, split, model and loss on both sides:
 
 * data: ``--frames`` (200) 32-atom Cu-Ni (001) multilayers (``cuni_multilayer((2, 2, 2))``), each cell
   strained (random 2 % strain) and rattled (0.1 A), labelled with ASE's EMT; seeded; one 90/10
-  train/validation split (``al_flows.potential.training.split_indices``) used by both sides.
+  train/validation split (``al_flows.potential.training_data.split_indices``) used by both sides.
 * model: SchNet, 64 features, 2 interactions, 20 Gaussian RBF, cosine cutoff 5 A, atomwise energy,
   forces by autograd; both start from the same initial weights (al_flows' member for ``--seed``,
   copied into the stock model); al_flows' ``SymmetricSchNet`` gives schnetpack SchNet's numbers.
@@ -342,7 +342,7 @@ def main() -> int:
     from ase.io import write
 
     import al_flows  # noqa: F401
-    from al_flows.potential.training import split_indices
+    from al_flows.potential.training_data import split_indices
 
     with tempfile.TemporaryDirectory(prefix="al_train_bench_") as tmp:
         workdir = Path(tmp)

@@ -13,8 +13,9 @@ from tests.conftest import emt_labelled_multilayer
 
 from al_flows.campaign.record import CampaignRecord, export_model
 from al_flows.potential.ensemble import Ensemble
-from al_flows.potential.model import ModelSettings, TrainingSettings, weights_text
+from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.potential.training import train_member
+from al_flows.potential.weights import weights_text
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text()
 EXAMPLE = re.search(

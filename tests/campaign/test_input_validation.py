@@ -28,7 +28,8 @@ from al_flows.frames.checks import (
 )
 from al_flows.frames.dataset import Dataset, frames_to_bytes
 from al_flows.pool_study.pool_import import import_frames
-from al_flows.potential.model import ModelSettings, TrainingSettings, frame_inputs
+from al_flows.potential.inputs import frame_inputs
+from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.potential.training import Trainer
 from al_flows.structures.initial_data import FileSource, MultilayerSource, build_structures
 

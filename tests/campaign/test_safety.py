@@ -14,7 +14,8 @@ import torch
 
 from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.run import CampaignError, run_campaign
-from al_flows.potential.model import ModelSettings, build_member, member_from_bytes, member_to_bytes
+from al_flows.potential.model import ModelSettings, build_member
+from al_flows.potential.weights import member_from_bytes, member_to_bytes
 
 
 class _Payload:

@@ -12,7 +12,8 @@ from ase.calculators.emt import EMT
 
 from al_flows.active_learning.jobs import MDExploreMaker, SelectMaker, ShearExploreMaker
 from al_flows.exploration.batched_relax import relax_batched
-from al_flows.exploration.md import NVTSettings, nvt_explore, run_batched_langevin
+from al_flows.exploration.langevin import LangevinRun, run_batched_langevin
+from al_flows.exploration.md import NVTSettings, nvt_explore
 from al_flows.exploration.replica_checks import (
     LIMITS,
     evaluation_problem,
@@ -22,7 +23,8 @@ from al_flows.exploration.replica_checks import (
 from al_flows.exploration.shear import ShearSettings, explore_shear, explore_shear_batched
 from al_flows.frames.dataset import frames_text
 from al_flows.potential.ensemble import Ensemble, EnsembleCalculator, EnsemblePrediction
-from al_flows.potential.model import ModelSettings, build_member, member_to_bytes, weights_text
+from al_flows.potential.model import ModelSettings, build_member
+from al_flows.potential.weights import member_to_bytes, weights_text
 from al_flows.selection.trust_levels import SelectionSettings
 from al_flows.structures.multilayer import cuni_multilayer
 
@@ -223,11 +225,7 @@ def _md(ensemble, starts, dropped=None, n_steps=40, seed=3):
         starts,
         ensemble,
         lambda k, t: 900.0,
-        n_steps,
-        2.0,
-        5.0,
-        10,
-        seed,
+        LangevinRun(n_steps, 2.0, 5.0, 10, seed),
         dropped=dropped,
         info=[{"parent_id": f"s{k}"} for k in range(len(starts))],
     )

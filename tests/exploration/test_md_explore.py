@@ -8,13 +8,13 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
+from al_flows.exploration.langevin import Barostat, LangevinRun, run_batched_langevin
 from al_flows.exploration.md import (
     NVTSettings,
     ScheduleSettings,
     draw_schedule,
     langevin_schedule,
     nvt_explore,
-    run_batched_langevin,
     schedule_temperature,
 )
 from al_flows.potential.ensemble import EnsemblePrediction
@@ -67,7 +67,9 @@ def test_trajectory_stops_at_the_first_step_over_the_threshold():
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
     ens = EmtPair(spread=0.2)
     hot = lambda k, t: 3000.0 if k == 0 else 5.0  # noqa: E731 - trajectory 0 heats up, 1 stays cold
-    frames = run_batched_langevin([atoms, atoms], ens, hot, 400, 2.0, 5.0, 1000, seed=3, stop_deviation=0.1)
+    frames = run_batched_langevin(
+        [atoms, atoms], ens, hot, LangevinRun(400, 2.0, 5.0, 1000, seed=3, stop_deviation=0.1)
+    )
     stopped = [f for f in frames if f.info["stopped"]]
     assert [f.info["run"] for f in stopped] == [0]
     stop = stopped[0]
@@ -116,7 +118,7 @@ def test_kinetic_temperature_matches_the_target():
     from ase import units
 
     atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat(2)
-    frames = run_batched_langevin([atoms], EmtPair(0.0), lambda k, t: 500.0, 1500, 2.0, 10.0, 1, seed=7)
+    frames = run_batched_langevin([atoms], EmtPair(0.0), lambda k, t: 500.0, LangevinRun(1500, 2.0, 10.0, 1, seed=7))
     # temperature from finite-difference velocities between consecutive frames
     pos = np.array([f.positions for f in frames])
     d = pos[1:] - pos[:-1]
@@ -153,7 +155,7 @@ A0_EMT_CU = 3.58983  # A, EMT Cu lattice constant at 0 K and 0 GPa (minimum of E
 def test_berendsen_formula_by_hand():
     from ase import units
 
-    from al_flows.exploration.md import berendsen_mu, instantaneous_pressure_GPa
+    from al_flows.exploration.langevin import berendsen_mu, instantaneous_pressure_GPa
 
     # mu = (1 - beta dt/tau (P0 - P))^(1/3): P above the target expands the cell
     assert berendsen_mu(3.0, 1.0, 0.01, 2.0, 0.5) == pytest.approx((1 - 0.01 * 2.0 / 500.0 * (1.0 - 3.0)) ** (1 / 3))
@@ -168,18 +170,12 @@ def test_berendsen_formula_by_hand():
 
 
 def _npt(atoms, pressure, n_steps=400, tau=0.1, seed=2, ens=None):
+    barostat = Barostat(pressure, tau_ps=tau, compressibility_per_GPa=0.01)
     return run_batched_langevin(
         [atoms],
         ens or EmtPair(0.0),
         lambda k, t: 50.0,
-        n_steps,
-        2.0,
-        10.0,
-        10,
-        seed=seed,
-        pressure_GPa=pressure,
-        barostat_tau_ps=tau,
-        compressibility_per_GPa=0.01,
+        LangevinRun(n_steps, 2.0, 10.0, 10, seed=seed, barostat=barostat),
     )
 
 
@@ -233,4 +229,6 @@ def test_md_settings_npt_and_nvt_keeps_the_cell():
     with pytest.raises(ValueError, match="periodic"):
         molecule = atoms.copy()
         molecule.pbc = False
-        run_batched_langevin([molecule], EmtPair(0.0), lambda k, t: 50.0, 2, 2.0, 10.0, 1, seed=0, pressure_GPa=0.0)
+        run_batched_langevin(
+            [molecule], EmtPair(0.0), lambda k, t: 50.0, LangevinRun(2, 2.0, 10.0, 1, seed=0, barostat=Barostat(0.0))
+        )

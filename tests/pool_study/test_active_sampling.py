@@ -240,7 +240,7 @@ class _KnownErrorTrainer:
         return self.table[k] / self.iteration
 
     def errors(self, idx):
-        from al_flows.potential.training import FrameErrors
+        from al_flows.potential.evaluation import FrameErrors
 
         e = np.array([self.error_of(int(k)) for k in idx])
         zeros = np.zeros(len(e))

@@ -15,7 +15,7 @@ from al_flows.exploration.shear import ShearSettings, run_seed, run_shear
 from al_flows.frames.dataset import frames_from_bytes
 from al_flows.pool_study.report import pool_study_outputs
 from al_flows.potential.ensemble import Ensemble
-from al_flows.potential.model import weights_bytes
+from al_flows.potential.weights import weights_bytes
 from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.workflow.jobs import latest_outputs
 

@@ -14,15 +14,9 @@ from ase.optimize import BFGS
 from pydantic import ValidationError
 
 from al_flows.potential.ensemble import Ensemble, EnsemblePrediction
-from al_flows.potential.model import (
-    BLOB_FORMAT,
-    ModelSettings,
-    TrainingSettings,
-    build_member,
-    member_from_bytes,
-    member_to_bytes,
-)
+from al_flows.potential.model import ModelSettings, TrainingSettings, build_member
 from al_flows.potential.training import TrainedMember, train_member
+from al_flows.potential.weights import BLOB_FORMAT, member_from_bytes, member_to_bytes
 
 MODEL = ModelSettings(n_atom_basis=32, n_interactions=2, n_rbf=16, cutoff=4.5)
 TRAINING = TrainingSettings(epochs=12, batch_size=8, lr=3e-3, lr_patience=50, val_fraction=0.2)
@@ -347,7 +341,7 @@ def _fd_stress(energy, atoms, i, j, h):
 def _energy64(module):
     """Energy (eV) of one frame from a float64 copy of a member: frame_inputs with positions, cell
     and offsets rebuilt in float64 (float32 positions would limit the finite differences)."""
-    from al_flows.potential.model import collate_inputs, frame_inputs
+    from al_flows.potential.inputs import collate_inputs, frame_inputs
 
     def energy(atoms, stress=False):
         inputs = collate_inputs([frame_inputs(atoms, MODEL.cutoff)])
@@ -366,7 +360,7 @@ def _energy64(module):
 def test_member_stress_is_the_strain_derivative_of_its_energy(ensemble):
     import copy
 
-    from al_flows.potential.model import enable_stress, stress_enabled, stress_to_voigt
+    from al_flows.potential.stress import enable_stress, stress_enabled, stress_to_voigt
 
     atoms = _triclinic_cuni()
     # the finite-difference helper reproduces ASE's own convention (EMT's analytic stress)
@@ -409,7 +403,7 @@ def test_member_stress_is_the_strain_derivative_of_its_energy(ensemble):
 
 
 def test_stress_prediction_leaves_energies_forces_and_members_unchanged(ensemble):
-    from al_flows.potential.model import stress_enabled
+    from al_flows.potential.stress import stress_enabled
 
     test = _mixed_frames()
     molecule = _cuni(5, repeat=(1, 1, 1))
@@ -467,7 +461,7 @@ def test_npt_md_with_the_ensemble(ensemble):
     """NPT exploration driven by the real ensemble (stress from the members): runs, records volume
     and pressure, changes the cell, and leaves the members without stress."""
     from al_flows.exploration.md import NVTSettings, nvt_explore
-    from al_flows.potential.model import stress_enabled
+    from al_flows.potential.stress import stress_enabled
 
     atoms = _cuni(31, rattle=0.02)
     s = NVTSettings(

@@ -15,13 +15,11 @@ from tests.conftest import emt_labelled_multilayer
 import al_flows.potential.training as training_module
 from al_flows.active_learning.jobs import TrainMemberMaker
 from al_flows.frames.dataset import Dataset
-from al_flows.potential.model import ModelSettings, TrainingSettings, member_from_bytes, weights_bytes
-from al_flows.potential.training import (
-    Trainer,
-    TrainingDivergedError,
-    split_indices,
-    train_member,
-)
+from al_flows.potential.inputs import collate_inputs
+from al_flows.potential.model import ModelSettings, TrainingSettings
+from al_flows.potential.training import Trainer, TrainingDivergedError, train_member
+from al_flows.potential.training_data import split_indices
+from al_flows.potential.weights import member_from_bytes, weights_bytes
 
 MODEL = ModelSettings(n_atom_basis=16, n_interactions=2, n_rbf=12, cutoff=4.5)
 BASE = {"epochs": 6, "batch_size": 4, "lr": 3e-3, "lr_patience": 50, "val_fraction": 0.2}
@@ -170,7 +168,7 @@ def _plain_loop(frames, settings: TrainingSettings, seed: int) -> Trainer:
         loss_sum = torch.zeros((), dtype=torch.float64)
         for b in range(0, len(train_idx), settings.batch_size):
             sel = order[b : b + settings.batch_size]
-            batch = training_module.collate_inputs([trainer.inputs[k] for k in sel], trainer.device)
+            batch = collate_inputs([trainer.inputs[k] for k in sel], trainer.device)
             out = trainer.module(batch)
             f_true = torch.cat([trainer.forces[k] for k in sel])
             loss = training_module._per_frame_loss(out, batch, trainer.energies[sel], f_true, settings.rho).mean()

@@ -16,17 +16,10 @@ from ase.units import GPa, _e
 from pydantic import ValidationError
 from scipy.optimize import minimize_scalar
 
-from al_flows.validation.autotest import (
-    AutotestSettings,
-    autotest,
-    autotest_table_markdown,
-    elastic_constants,
-    equation_of_state,
-    relax_lattice,
-    stacking_fault,
-    structure_energies,
-    vacancy_formation,
-)
+from al_flows.validation.autotest import AutotestSettings, autotest, autotest_table_markdown
+from al_flows.validation.defects import stacking_fault, vacancy_formation
+from al_flows.validation.elastic import elastic_constants
+from al_flows.validation.lattices import equation_of_state, relax_lattice, structure_energies
 
 MJ = _e * 1e23  # eV/A^2 -> mJ/m^2, written out independently of the module
 

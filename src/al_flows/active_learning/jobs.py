@@ -29,8 +29,9 @@ from al_flows.frames.dataset import Dataset, frames_from_bytes, frames_text
 from al_flows.frames.provenance import as_float, explored_record, frame_errors, label_record
 from al_flows.labelling.ase import LabelResult, calculator_factory, label_frames
 from al_flows.potential.ensemble import Ensemble
-from al_flows.potential.model import ModelSettings, TrainingSettings, weights_text
+from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.potential.training import train_member
+from al_flows.potential.weights import weights_text
 from al_flows.selection.calibration import (
     CalibrationSettings,
     calibrated_levels,

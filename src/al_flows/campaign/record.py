@@ -311,7 +311,7 @@ class CampaignRecord:
 
     def ensemble_blobs(self, round_: int | None = None) -> tuple[int, list[bytes]]:
         """Weights files of a round's ensemble members (default: the last trained round)."""
-        from al_flows.potential.model import weights_bytes
+        from al_flows.potential.weights import weights_bytes
 
         rounds = sorted({d["metadata"]["round"] for d in self.outputs("train", properties=["output.round"])})
         if not rounds:

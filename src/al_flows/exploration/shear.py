@@ -27,7 +27,9 @@ calculator, up to the floating-point round-off of batched model evaluation.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Literal, NamedTuple
 
 import numpy as np
 from ase import Atoms
@@ -55,21 +57,21 @@ _SHEAR_KEYS = ("run", "step", "gamma", "energy", "converged", "n_opt_steps", "se
 class ShearSettings(Settings):
     """Settings of the stochastic shear explorer (lengths in Angstrom, forces in eV/Angstrom)."""
 
-    n_runs: int = Field(4, gt=0, description="independent runs per starting structure")
-    sigma: float = Field(0.05, ge=0, description="Angstrom, std of the perturbation per coordinate per step")
-    shear_step: float = Field(0.1, gt=0, description="Angstrom added to cell[0,1] and cell[0,2] per step")
-    gamma_max: float = Field(0.33, gt=0, description="stop once the shear strain reaches this")
+    n_runs: int = Field(default=4, gt=0, description="independent runs per starting structure")
+    sigma: float = Field(default=0.05, ge=0, description="Angstrom, std of the perturbation per coordinate per step")
+    shear_step: float = Field(default=0.1, gt=0, description="Angstrom added to cell[0,1] and cell[0,2] per step")
+    gamma_max: float = Field(default=0.33, gt=0, description="stop once the shear strain reaches this")
     max_steps: int | None = Field(
-        None,
+        default=None,
         gt=0,
         description="cap on shear steps per run; default: as many as gamma_max needs on each cell "
         "(a cap too small to reach gamma_max is refused)",
     )
-    fmax: float = Field(0.002, gt=0, description="eV/Angstrom, relaxation force tolerance")
-    max_opt_steps: int = Field(500, gt=0, description="optimiser steps per relaxation")
+    fmax: float = Field(default=0.002, gt=0, description="eV/Angstrom, relaxation force tolerance")
+    max_opt_steps: int = Field(default=500, gt=0, description="optimiser steps per relaxation")
     optimizer: Literal["BFGS", "LBFGS", "FIRE"] = "BFGS"
     batched: bool = Field(
-        True,
+        default=True,
         description="explore with an ensemble by relaxing all replicas in lockstep (one batched ensemble "
         "prediction per optimiser step for every running replica, each with its own optimiser); false: "
         "one replica after the other",
@@ -117,8 +119,9 @@ def check_reaches_gamma(settings: ShearSettings, cell, field: str) -> None:
             c = shear_cell(c, settings.shear_step)
         raise ValueError(
             f"{field}.max_steps: {settings.max_steps} steps of {settings.shear_step} Angstrom reach gamma "
-            f"{shear_strain(c):.3f} on a cell with cell[0,0] = {float(np.asarray(cell)[0, 0]):.2f} Angstrom, but gamma_max "
-            f"{settings.gamma_max} needs {need}; raise {field}.max_steps or {field}.shear_step, or leave max_steps out"
+            f"{shear_strain(c):.3f} on a cell with cell[0,0] = {float(np.asarray(cell)[0, 0]):.2f} Angstrom, "
+            f"but gamma_max {settings.gamma_max} needs {need}; raise {field}.max_steps or {field}.shear_step, "
+            "or leave max_steps out"
         )
 
 
@@ -156,66 +159,89 @@ def run_shear(
     opt_cls = OPTIMIZERS[settings.optimizer]
     work = atoms.copy()
     work.calc = calculator
-    base_info = {k: v for k, v in atoms.info.items() if k not in PROVENANCE_KEYS and k not in _SHEAR_KEYS}
+    base_info = _base_info(atoms)
     frames: list[Atoms] = []
     for step in range(1, run_steps(settings, work.cell[:]) + 1):
-        if settings.sigma > 0:
-            work.positions = work.positions + rng.normal(0.0, settings.sigma, size=(len(work), 3))
-        work.set_cell(shear_cell(work.cell[:], settings.shear_step), scale_atoms=True)
-        opt = opt_cls(work, logfile=None, trajectory=None)
-        converged = False
-        try:
-            with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-                for converged in opt.irun(fmax=settings.fmax, steps=settings.max_opt_steps):
-                    if not np.isfinite(work.get_forces()).all():
-                        break  # stop relaxing at once; the check below ends the run
-            energy = float(work.get_potential_energy())
-            forces = np.array(work.get_forces(), dtype=float)
-        except Exception as err:
-            if not is_replica_error(err):
-                raise
-            problem = f"{describe_error(err)} at optimiser step {opt.nsteps}"
-        else:
-            problem = _relaxed_problem(work, energy, forces, limits)
-            if problem is not None and problem.startswith("non-finite"):
-                problem += f" at optimiser step {opt.nsteps}"
-        if problem is not None:
+        perturb_and_shear(work, rng, settings)
+        relaxed = _relax_fixed_cell(work, opt_cls, settings, limits)
+        if relaxed.problem is not None:
             if dropped is not None:
+                replica_id = run if replica is None else replica
                 dropped.append(
-                    dropped_record(
-                        run if replica is None else replica,
-                        step,
-                        problem,
-                        run=int(run),
-                        parent_id=parent_id,
-                        seed=int(seed),
-                    )
+                    dropped_record(replica_id, step, relaxed.problem, run=int(run), parent_id=parent_id, seed=int(seed))
                 )
             break
-        converged = bool(converged)
         results = getattr(calculator, "results", {}) or {}
         deviation = float(results.get("model_deviation", np.nan))
         gamma = shear_strain(work.cell[:])
         frames.append(
             _frame(
                 work,
-                (energy, forces),
+                (relaxed.energy, relaxed.forces),
                 base_info,
                 explorer=explorer,
                 parent_id=parent_id,
                 run=int(run),
                 step=step,
                 gamma=gamma,
-                energy=energy,
+                energy=relaxed.energy,
                 deviation=deviation,
-                converged=converged,
-                n_opt_steps=int(opt.nsteps),
+                converged=relaxed.converged,
+                n_opt_steps=relaxed.n_steps,
                 seed=int(seed),
             )
         )
         if gamma >= settings.gamma_max - 1e-12:
             break
     return frames
+
+
+def perturb_and_shear(work: Atoms, rng: np.random.Generator, settings: ShearSettings) -> None:
+    """Steps (1) and (2) of a shear step (module doc), in place: N(0, sigma^2) noise (Angstrom) on every
+    coordinate, then the cell sheared by ``shear_step`` with the atoms scaled along."""
+    if settings.sigma > 0:
+        work.positions = work.positions + rng.normal(0.0, settings.sigma, size=(len(work), 3))
+    work.set_cell(shear_cell(work.cell[:], settings.shear_step), scale_atoms=True)
+
+
+class _Relaxed(NamedTuple):
+    """A relaxation at fixed cell: its blow-up (None: none), energy (eV), forces (eV/A), convergence
+    and optimiser steps."""
+
+    problem: str | None
+    energy: float
+    forces: np.ndarray  # empty when the relaxation raised
+    converged: bool
+    n_steps: int
+
+
+def _relax_fixed_cell(work: Atoms, opt_cls, settings: ShearSettings, limits: ReplicaLimits) -> _Relaxed:
+    """Step (3) of a shear step: relax ``work``'s positions with its calculator to ``settings.fmax``
+    (at most ``max_opt_steps``), stopping at once on non-finite forces; a blow-up is described."""
+    opt = opt_cls(work, logfile=None, trajectory=None)
+    converged = False
+    try:
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            for converged in opt.irun(fmax=settings.fmax, steps=settings.max_opt_steps):
+                if not np.isfinite(work.get_forces()).all():
+                    break  # stop relaxing at once; the check below ends the run
+        energy = float(work.get_potential_energy())
+        forces = np.array(work.get_forces(), dtype=float)
+    except Exception as err:
+        if not is_replica_error(err):
+            raise
+        return _Relaxed(
+            f"{describe_error(err)} at optimiser step {opt.nsteps}", math.nan, np.empty((0, 3)), False, int(opt.nsteps)
+        )
+    problem = _relaxed_problem(work, energy, forces, limits)
+    if problem is not None and problem.startswith("non-finite"):
+        problem += f" at optimiser step {opt.nsteps}"
+    return _Relaxed(problem, energy, forces, bool(converged), int(opt.nsteps))
+
+
+def _base_info(atoms: Atoms) -> dict:
+    """The info a start's frames inherit: all but provenance and the shear keys."""
+    return {k: v for k, v in atoms.info.items() if k not in PROVENANCE_KEYS and k not in _SHEAR_KEYS}
 
 
 def _relaxed_problem(work: Atoms, energy: float, forces: np.ndarray, limits: ReplicaLimits) -> str | None:
@@ -234,9 +260,26 @@ def _frame(work: Atoms, labels: tuple[float, np.ndarray], base_info: dict, **inf
     return frame
 
 
-def atoms_cell(replica: dict) -> np.ndarray:
+@dataclass
+class ShearReplica:
+    """One (structure, run) replica of :func:`explore_shear_batched`: the structure being sheared (no
+    calculator), its starting cell (Angstrom), noise generator and seed, provenance and its frames."""
+
+    work: Atoms
+    start_cell: np.ndarray
+    rng: np.random.Generator
+    run: int
+    seed: int
+    parent_id: str
+    base_info: dict
+    replica: int
+    structure: int
+    frames: list[Atoms] = dc_field(default_factory=list)
+
+
+def atoms_cell(replica: ShearReplica) -> np.ndarray:
     """The starting cell of a batched replica (its step count follows from it)."""
-    return replica["start_cell"]
+    return replica.start_cell
 
 
 def run_seed(seed: int, structure_index: int) -> int:
@@ -300,87 +343,97 @@ def explore_shear_batched(
     ``batch_size``: frames per forward pass, passed to ``ensemble.predict`` (its default if None).
     A replica that blows up (module doc) leaves the batch and is appended to ``dropped``, as in
     :func:`explore_shear`; the others go on unchanged."""
-    replicas = []
-    for i, atoms in enumerate(structures):
-        pid = _parent_id(atoms)
-        rseed = run_seed(seed, i)
-        base_info = {k: v for k, v in atoms.info.items() if k not in PROVENANCE_KEYS and k not in _SHEAR_KEYS}
-        for r in range(settings.n_runs):
-            work = atoms.copy()
-            work.calc = None
-            replicas.append(
-                {
-                    "work": work,
-                    "start_cell": atoms.cell[:].copy(),
-                    "rng": np.random.default_rng((_u64(rseed), _u64(r))),
-                    "run": r,
-                    "seed": rseed,
-                    "parent_id": pid,
-                    "base_info": base_info,
-                    "frames": [],
-                    "replica": len(replicas),
-                    "structure": i,
-                }
-            )
+    replicas = shear_replicas(structures, settings, seed)
     running = list(replicas)
-    n_steps = max((run_steps(settings, rep["work"].cell[:]) for rep in replicas), default=0)
+    n_steps = max((run_steps(settings, rep.work.cell[:]) for rep in replicas), default=0)
     for step in range(1, n_steps + 1):
         if not running:
             break
         for rep in running:
-            work = rep["work"]
-            if settings.sigma > 0:
-                work.positions = work.positions + rep["rng"].normal(0.0, settings.sigma, size=(len(work), 3))
-            work.set_cell(shear_cell(work.cell[:], settings.shear_step), scale_atoms=True)
+            perturb_and_shear(rep.work, rep.rng, settings)
         relaxed = relax_batched(
-            [rep["work"] for rep in running],
+            [rep.work for rep in running],
             ensemble,
             fmax=settings.fmax,
             max_steps=settings.max_opt_steps,
             optimizer=settings.optimizer,
             batch_size=batch_size,
         )
-        still = []
-        for rep, res in zip(running, relaxed, strict=True):
-            work = rep["work"]
-            if res.finite and np.isfinite(res.positions).all():
-                work.set_positions(res.positions)
-                problem = _relaxed_problem(work, res.energy, res.forces, limits)
-            else:
-                problem = res.reason or "non-finite positions"
-            if problem is not None:  # the run ends here, as in run_shear
-                if dropped is not None:
-                    dropped.append(
-                        dropped_record(
-                            rep["replica"],
-                            step,
-                            problem,
-                            run=int(rep["run"]),
-                            parent_id=rep["parent_id"],
-                            seed=int(rep["seed"]),
-                            structure=rep["structure"],
-                        )
-                    )
-                continue
-            gamma = shear_strain(work.cell[:])
-            rep["frames"].append(
-                _frame(
-                    work,
-                    (res.energy, res.forces),
-                    rep["base_info"],
-                    explorer=explorer,
-                    parent_id=rep["parent_id"],
-                    run=int(rep["run"]),
-                    step=step,
-                    gamma=gamma,
-                    energy=res.energy,
-                    deviation=res.deviation,
-                    converged=res.converged,
-                    n_opt_steps=res.n_steps,
-                    seed=int(rep["seed"]),
+        running = [
+            rep
+            for rep, res in zip(running, relaxed, strict=True)
+            if _record_relaxed(rep, res, step, settings, explorer, dropped, limits)
+        ]
+    return [f for rep in replicas for f in rep.frames]
+
+
+def shear_replicas(structures: list[Atoms], settings: ShearSettings, seed: int) -> list[ShearReplica]:
+    """The replicas (structure i, run r), in that order, of :func:`explore_shear_batched`."""
+    replicas: list[ShearReplica] = []
+    for i, atoms in enumerate(structures):
+        pid = _parent_id(atoms)
+        rseed = run_seed(seed, i)
+        base_info = _base_info(atoms)
+        for r in range(settings.n_runs):
+            work = atoms.copy()
+            work.calc = None
+            replicas.append(
+                ShearReplica(
+                    work=work,
+                    start_cell=atoms.cell[:].copy(),
+                    rng=np.random.default_rng((_u64(rseed), _u64(r))),
+                    run=r,
+                    seed=rseed,
+                    parent_id=pid,
+                    base_info=base_info,
+                    replica=len(replicas),
+                    structure=i,
                 )
             )
-            if gamma < settings.gamma_max - 1e-12 and step < run_steps(settings, atoms_cell(rep)):
-                still.append(rep)
-        running = still
-    return [f for rep in replicas for f in rep["frames"]]
+    return replicas
+
+
+def _record_relaxed(
+    rep: ShearReplica, res, step: int, settings: ShearSettings, explorer: str, dropped, limits: ReplicaLimits
+) -> bool:
+    """Take replica ``rep``'s batched relaxation ``res`` of shear step ``step``: its frame, or its blow-up
+    (appended to ``dropped``; the run ends, as in :func:`run_shear`). Whether the replica runs on."""
+    work = rep.work
+    if res.finite and np.isfinite(res.positions).all():
+        work.set_positions(res.positions)
+        problem = _relaxed_problem(work, res.energy, res.forces, limits)
+    else:
+        problem = res.reason or "non-finite positions"
+    if problem is not None:  # the run ends here, as in run_shear
+        if dropped is not None:
+            dropped.append(
+                dropped_record(
+                    rep.replica,
+                    step,
+                    problem,
+                    run=int(rep.run),
+                    parent_id=rep.parent_id,
+                    seed=int(rep.seed),
+                    structure=rep.structure,
+                )
+            )
+        return False
+    gamma = shear_strain(work.cell[:])
+    rep.frames.append(
+        _frame(
+            work,
+            (res.energy, res.forces),
+            rep.base_info,
+            explorer=explorer,
+            parent_id=rep.parent_id,
+            run=int(rep.run),
+            step=step,
+            gamma=gamma,
+            energy=res.energy,
+            deviation=res.deviation,
+            converged=res.converged,
+            n_opt_steps=res.n_steps,
+            seed=int(rep.seed),
+        )
+    )
+    return gamma < settings.gamma_max - 1e-12 and step < run_steps(settings, atoms_cell(rep))

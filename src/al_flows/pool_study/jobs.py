@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from jobflow import Maker
@@ -49,8 +50,9 @@ from al_flows.pool_study.strategies import (
     uniform_train,
 )
 from al_flows.pool_study.vasp_validation import validation_document
-from al_flows.potential.model import ModelSettings, TrainingSettings, weights_text
+from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.potential.training import Trainer
+from al_flows.potential.weights import weights_text
 from al_flows.structures.initial_data import build_structures
 from al_flows.workflow import progress
 from al_flows.workflow.config import AseLabeller
@@ -65,6 +67,10 @@ __all__ = [
     "compare_strategies",
     "shear_pathways",
 ]
+
+
+# ``dc_field(default_factory=<pydantic settings class>)  # type: ignore[arg-type]``: mypy (without the pydantic
+# plugin) does not see defaults given as ``Field(value, ...)``, so it takes these classes for ones that need arguments.
 
 
 def _pool_frames(pool) -> tuple[list, np.ndarray]:
@@ -85,50 +91,17 @@ class PoolMaker(Maker):
 
     name: str = "pool"
     pool: PoolConfig | None = None
-    labeller: AseLabeller = dc_field(default_factory=AseLabeller)
+    labeller: AseLabeller = dc_field(default_factory=AseLabeller)  # type: ignore[arg-type]
     base_dir: str = "."
 
     @al_job(data=["frames_blob"], output_schema=PoolDocument)
     def make(self, study: str, seed: int) -> PoolDocument:
-        from al_flows.pool_study.pool_import import import_frames, import_tree
-
         start = time.perf_counter()
+        if self.pool is None:
+            raise ValueError("PoolMaker.pool: no pool configuration given")
         frames, sources = [], []
         for i, src in enumerate(self.pool.sources):
-            if isinstance(src, ImportSource):
-                path = Path(self.base_dir) / src.path
-                try:
-                    got = (import_tree if path.is_dir() else import_frames)(path, stride=src.stride)
-                except (ValueError, FileNotFoundError) as exc:
-                    raise ValueError(f"pool.sources[{i}].path: {exc}") from None
-            elif src.kind == "labeller_shear":
-                structures = build_structures(src.structures, self.base_dir, where=f"pool.sources[{i}].structures")
-                make_calc = calculator_factory(self.labeller.calculator, self.labeller.kwargs)
-                shear = ShearSettings(**src.model_dump(include=set(ShearSettings.model_fields)))
-                got = labeller_shear_pool(
-                    structures,
-                    make_calc,
-                    shear,
-                    seed + i,
-                    f"ase:{self.labeller.calculator}",
-                    src.md_temperatures_K,
-                    src.md_steps,
-                    src.md_timestep_fs,
-                    src.md_interval,
-                )
-            else:
-                structures = build_structures(src.structures, self.base_dir, where=f"pool.sources[{i}].structures")
-                make_calc = calculator_factory(self.labeller.calculator, self.labeller.kwargs)
-                got = nvt_pool(
-                    structures,
-                    make_calc,
-                    src.temperatures_K,
-                    src.n_steps,
-                    src.timestep_fs,
-                    src.interval,
-                    seed=seed + i,
-                    labeller=f"ase:{self.labeller.calculator}",
-                )
+            got = self._source_frames(i, src, seed)
             sources.append({"index": i, "kind": src.kind, "n_frames": len(got)})
             frames.extend(got)
         seen, unique = set(), []
@@ -141,35 +114,82 @@ class PoolMaker(Maker):
                 f"pool.sources: only {len(unique)} distinct labelled frames; active sampling needs many more"
             )
         _, test_idx = split_test(len(unique), self.pool.test_fraction, seed)
-        counts: dict[str, int] = {}
-        for atoms in unique:
-            key = str(atoms.info.get("source_format") or atoms.info.get("explorer") or "unknown")
-            counts[key] = counts.get(key, 0) + 1
-        keys = (
-            "source_file",
-            "source_step",
-            "source_format",
-            "explorer",
-            "parent_id",
-            "temperature_K",
-            "step",
-            "opt_step",
-            "gamma",
-            "labeller",
-        )
-        records = [{"frame_id": a.info["frame_id"], **{k: a.info.get(k) for k in keys}} for a in unique]
         progress.report("pool", -1, frames=len(unique), test=len(test_idx))
         return PoolDocument(
             study=study,
             n_frames=len(unique),
             frame_ids=[a.info["frame_id"] for a in unique],
             test_ids=_ids(unique, test_idx),
-            counts_by_source=counts,
-            records=records,
+            counts_by_source=_counts_by_source(unique),
+            records=[_pool_record(a) for a in unique],
             sources=sources,
             wall_time=time.perf_counter() - start,
             frames_blob=frames_text(unique),
         )
+
+    def _source_frames(self, i: int, src, seed: int) -> list:
+        """The labelled frames of ``pool.sources[i]``: imported files, labeller shear or labeller MD."""
+        from al_flows.pool_study.pool_import import import_frames, import_tree
+
+        if isinstance(src, ImportSource):
+            path = Path(self.base_dir) / src.path
+            try:
+                return (import_tree if path.is_dir() else import_frames)(path, stride=src.stride)
+            except (ValueError, FileNotFoundError) as exc:
+                raise ValueError(f"pool.sources[{i}].path: {exc}") from None
+        structures = build_structures(src.structures, self.base_dir, where=f"pool.sources[{i}].structures")
+        make_calc = calculator_factory(self.labeller.calculator, self.labeller.kwargs)
+        if src.kind == "labeller_shear":
+            shear = ShearSettings(**src.model_dump(include=set(ShearSettings.model_fields)))
+            return labeller_shear_pool(
+                structures,
+                make_calc,
+                shear,
+                seed + i,
+                f"ase:{self.labeller.calculator}",
+                src.md_temperatures_K,
+                src.md_steps,
+                src.md_timestep_fs,
+                src.md_interval,
+            )
+        return nvt_pool(
+            structures,
+            make_calc,
+            src.temperatures_K,
+            src.n_steps,
+            src.timestep_fs,
+            src.interval,
+            seed=seed + i,
+            labeller=f"ase:{self.labeller.calculator}",
+        )
+
+
+_RECORD_KEYS = (
+    "source_file",
+    "source_step",
+    "source_format",
+    "explorer",
+    "parent_id",
+    "temperature_K",
+    "step",
+    "opt_step",
+    "gamma",
+    "labeller",
+)
+
+
+def _pool_record(atoms) -> dict:
+    """The provenance record of a pool frame (its frame_id and the ``_RECORD_KEYS`` of its info)."""
+    return {"frame_id": atoms.info["frame_id"], **{k: atoms.info.get(k) for k in _RECORD_KEYS}}
+
+
+def _counts_by_source(frames) -> dict[str, int]:
+    """Frames per source format (imported) or explorer (labeller sources)."""
+    counts: dict[str, int] = {}
+    for atoms in frames:
+        key = str(atoms.info.get("source_format") or atoms.info.get("explorer") or "unknown")
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _sampling_document(
@@ -215,7 +235,7 @@ class ActiveSamplingMaker(Maker):
     name: str = "active sampling"
     model: ModelSettings = dc_field(default_factory=ModelSettings)
     training: TrainingSettings = dc_field(default_factory=TrainingSettings)
-    settings: ActiveSamplingSettings = dc_field(default_factory=ActiveSamplingSettings)
+    settings: ActiveSamplingSettings = dc_field(default_factory=ActiveSamplingSettings)  # type: ignore[arg-type]
     elements: list[str] = dc_field(default_factory=list)
 
     @al_job(data=["model_blob", "final_model_blob"], output_schema=SamplingDocument)
@@ -245,7 +265,7 @@ class StaticBaselineMaker(Maker):
     model: ModelSettings = dc_field(default_factory=ModelSettings)
     training: TrainingSettings = dc_field(default_factory=TrainingSettings)
     elements: list[str] = dc_field(default_factory=list)
-    budget: str = "steps"
+    budget: Literal["steps", "epochs"] = "steps"
     validation: str = "common"
 
     @al_job(data=["model_blob", "final_model_blob"], output_schema=SamplingDocument)
@@ -308,7 +328,7 @@ class ShearRunsMaker(Maker):
     into jobs. Every relaxed step is analysed (:func:`al_flows.pool_study.shear_study.step_record`)."""
 
     name: str = "shear runs"
-    settings: ShearStudyConfig = dc_field(default_factory=ShearStudyConfig)
+    settings: ShearStudyConfig = dc_field(default_factory=ShearStudyConfig)  # type: ignore[arg-type]
     base_dir: str = "."
 
     @al_job(data=["frames_blob"], output_schema=ShearRunsDocument)
@@ -318,7 +338,9 @@ class ShearRunsMaker(Maker):
         name = str(structure.info.get("structure_id"))
         shear = ShearSettings(**{k: getattr(self.settings, k) for k in ShearSettings.model_fields})
         calc = model_calculator(model_doc)
-        frames, records, dropped = [], [], []
+        frames: list = []
+        records: list[dict] = []
+        dropped: list[dict] = []
         for r in runs:
             got = run_shear(
                 structure,
@@ -364,7 +386,8 @@ def shear_pathways(
         by_system.setdefault(field(doc, "system"), []).extend(field(doc, "records"))
         for atoms in frames_from_bytes(field(doc, "frames_blob")):
             frames_by_id[atoms.info["frame_id"]] = atoms
-    systems, minima = {}, []
+    systems: dict[str, dict] = {}
+    minima = []
     for name, records in by_system.items():
         paths = pathways(records, merge_tol, defect_threshold)
         counts: dict[str, int] = {}
@@ -395,8 +418,8 @@ class MinimaValidationMaker(Maker):
     (:mod:`al_flows.pool_study.minima_validation`)."""
 
     name: str = "validate minima"
-    settings: ValidationConfig = dc_field(default_factory=ValidationConfig)
-    labeller: AseLabeller = dc_field(default_factory=AseLabeller)
+    settings: ValidationConfig = dc_field(default_factory=ValidationConfig)  # type: ignore[arg-type]
+    labeller: AseLabeller = dc_field(default_factory=AseLabeller)  # type: ignore[arg-type]
 
     @al_job(data=["relaxed_blob"], output_schema=ValidationDocument)
     def make(self, shear_study, model_doc, study: str) -> ValidationDocument:

@@ -191,7 +191,7 @@ def export_pool_study(store, study: str, what: str, output: str, fmt: str = "ext
     with provenance) to ``output``; ``model`` writes each strategy's best weights to
     ``output/<strategy>.pt`` (load with ``al_flows.potential.ensemble.Ensemble.from_bytes``)."""
     from al_flows.frames.dataset import Dataset, frames_from_bytes
-    from al_flows.potential.model import weights_bytes
+    from al_flows.potential.weights import weights_bytes
 
     def latest(stage: str) -> list[dict]:
         return [d["output"] for d in latest_outputs(store, study, stage, load=True)]

@@ -12,8 +12,8 @@ EXPORTS = {
     "ModelSettings": "model",
     "TrainingSettings": "model",
     "build_member": "model",
-    "member_to_bytes": "model",
-    "member_from_bytes": "model",
+    "member_to_bytes": "weights",
+    "member_from_bytes": "weights",
     "Ensemble": "ensemble",
     "EnsembleCalculator": "ensemble",
     "EnsemblePrediction": "ensemble",
@@ -41,11 +41,6 @@ __getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
 if TYPE_CHECKING:
     from al_flows.potential.deviation import max_force_deviation
     from al_flows.potential.ensemble import Ensemble, EnsembleCalculator, EnsemblePrediction
-    from al_flows.potential.model import (
-        ModelSettings,
-        TrainingSettings,
-        build_member,
-        member_from_bytes,
-        member_to_bytes,
-    )
+    from al_flows.potential.model import ModelSettings, TrainingSettings, build_member
     from al_flows.potential.training import Trainer, TrainingDivergedError, train_member
+    from al_flows.potential.weights import member_from_bytes, member_to_bytes

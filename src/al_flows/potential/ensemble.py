@@ -23,16 +23,10 @@ from ase.calculators.calculator import (
 from ase.data import chemical_symbols
 
 from al_flows.potential.deviation import max_force_deviation
-from al_flows.potential.model import (
-    ModelSettings,
-    collate_inputs,
-    enable_stress,
-    frame_inputs,
-    member_elements,
-    member_from_bytes,
-    stress_enabled,
-    stress_to_voigt,
-)
+from al_flows.potential.inputs import collate_inputs, frame_inputs
+from al_flows.potential.model import ModelSettings, member_elements
+from al_flows.potential.stress import enable_stress, stress_enabled, stress_to_voigt
+from al_flows.potential.weights import member_from_bytes
 
 __all__ = ["EnsemblePrediction", "Ensemble", "EnsembleCalculator"]
 

@@ -56,7 +56,7 @@ def ensemble_id(model_ids: list[str]) -> str:
 def load_ensemble(models: list, device: str = "cpu"):
     """Ensemble from TrainingDocuments (weights loaded with weights_only=True)."""
     from al_flows.potential.ensemble import Ensemble
-    from al_flows.potential.model import weights_bytes
+    from al_flows.potential.weights import weights_bytes
 
     return Ensemble.from_bytes([weights_bytes(field(m, "model_blob")) for m in models], device=device)
 
@@ -64,7 +64,7 @@ def load_ensemble(models: list, device: str = "cpu"):
 def model_calculator(model_doc):
     """ASE calculator of the one model of a document with ``model_blob`` (a SamplingDocument)."""
     from al_flows.potential.ensemble import Ensemble
-    from al_flows.potential.model import weights_bytes
+    from al_flows.potential.weights import weights_bytes
 
     return Ensemble.from_bytes([weights_bytes(field(model_doc, "model_blob"))]).calculator()
 

@@ -1,0 +1,322 @@
+"""The plots of the campaign report (PNG, matplotlib's Agg backend): errors per round, deviation
+histograms, parity, energy vs shear strain, training curves, calibration and autotest.
+
+Energies eV (errors meV/atom where marked), forces and deviations eV/Angstrom.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from al_flows.campaign.report_data import STATUSES
+from al_flows.plotting import pyplot, save_figure
+
+__all__ = [
+    "plot_errors",
+    "plot_deviation_hists",
+    "plot_parity",
+    "plot_energy_vs_gamma",
+    "plot_training_curves",
+    "plot_calibration",
+    "plot_autotest",
+]
+
+STATUS_COLOURS = {"accurate": "tab:green", "candidate": "tab:orange", "failed": "tab:red"}
+SUBSET_COLOURS = {"relaxed": "tab:blue", "nonequilibrium": "tab:orange"}
+
+
+def _round_colours(rounds: list[int]) -> dict[int, tuple]:
+    cmap = pyplot().get_cmap("viridis")
+    n = max(len(rounds) - 1, 1)
+    return {r: cmap(0.85 * i / n) for i, r in enumerate(sorted(rounds))}
+
+
+def plot_errors(summaries: list[dict], path: Path) -> str:
+    """Val/test force RMSE (eV/Å, left) and test energy RMSE (meV/atom, right) per round."""
+    plt = pyplot()
+    rounds = [s["round"] for s in summaries]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ax.plot(
+        rounds, [s["val_force_rmse"] for s in summaries], "o-", color="tab:blue", label="val force RMSE (members' mean)"
+    )
+    ax.plot(
+        rounds,
+        [s["test_force_rmse"] for s in summaries],
+        "s-",
+        color="tab:orange",
+        label="test force RMSE (ensemble mean)",
+    )
+    ax.set_xlabel("round")
+    ax.set_ylabel("force RMSE (eV/Å)")
+    ax.set_xticks(rounds)
+    ax.set_ylim(bottom=0)
+    ax2 = ax.twinx()
+    ax2.plot(
+        rounds,
+        [1000 * s["test_energy_rmse_per_atom"] for s in summaries],
+        "^--",
+        color="tab:green",
+        label="test energy RMSE",
+    )
+    ax2.set_ylabel("energy RMSE (meV/atom)", color="tab:green")
+    ax2.tick_params(axis="y", colors="tab:green")
+    ax2.set_ylim(bottom=0)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="best", fontsize=8)
+    ax.set_title("Errors per round")
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def _dev_bins(devs: dict[int, dict]) -> tuple[np.ndarray, bool]:
+    """Shared histogram bin edges (eV/Å) over the deviations and the trust levels near them
+    (within a factor 10); logarithmic when all are positive and span more than a decade."""
+    values = [v for d in devs.values() for vs in d["deviations"].values() for v in vs]
+    if not values:
+        values = [d[k] for d in devs.values() for k in ("trust_lo", "trust_hi")]
+    lo, hi = min(values), max(values)
+    trust = [d[k] for d in devs.values() for k in ("trust_lo", "trust_hi")]
+    values += [t for t in trust if (lo > 0 and lo / 10 <= t < lo) or (hi < t <= 10 * hi)]
+    lo, hi = min(values), max(values)
+    if lo > 0 and hi / lo > 10:
+        return np.geomspace(lo / 1.2, hi * 1.2, 31), True
+    return np.linspace(0.0, hi * 1.05 or 1.0, 31), False
+
+
+def plot_deviation_hists(devs: dict[int, dict], path: Path) -> str:
+    """One panel per round: stacked histogram of explored-frame deviations (eV/Å) by status,
+    trust levels as vertical lines, status counts in the legend."""
+    plt = pyplot()
+    rounds = sorted(devs)
+    ncol = min(len(rounds), 3)
+    nrow = math.ceil(len(rounds) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False, sharex=True)
+    bins, log = _dev_bins(devs)
+    for ax in axes.ravel()[len(rounds) :]:
+        ax.set_visible(False)
+    for ax, r in zip(axes.ravel(), rounds, strict=False):  # the grid may have spare axes
+        d = devs[r]
+        labels = []
+        for s in STATUSES:
+            extra = f", {d['n_none']} w/o deviation" if s == "failed" and d["n_none"] else ""
+            labels.append(f"{s}: {d['counts'].get(s, 0)}{extra}")
+        ax.hist(
+            [d["deviations"][s] for s in STATUSES],
+            bins=bins,
+            stacked=True,
+            color=[STATUS_COLOURS[s] for s in STATUSES],
+            label=labels,
+        )
+        for key, ls in (("trust_lo", "--"), ("trust_hi", ":")):
+            t = d[key]
+            if bins[0] <= t <= bins[-1]:
+                ax.axvline(t, color="k", ls=ls, lw=1, label=f"{key} = {t:g} eV/Å")
+            else:
+                ax.plot([], [], color="k", ls=ls, lw=1, label=f"{key} = {t:g} eV/Å (off scale)")
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlim(bins[0], bins[-1])
+        ax.set_title(f"round {r}: {d['n_explored']} explored frames", fontsize=10)
+        ax.set_xlabel("max force deviation (eV/Å)")
+        ax.set_ylabel("frames")
+        ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle("Model deviation of explored frames")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _parity(ax, label, pred, unit: str, rmse_text: str, title: str, subsets=None) -> None:
+    lo, hi = float(min(label.min(), pred.min())), float(max(label.max(), pred.max()))
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="y = x")
+    few = len(label) < 500
+    subsets = np.full(len(label), "relaxed") if subsets is None else np.asarray(subsets)
+    for name in sorted(set(subsets.tolist())):  # one colour per test subset
+        mask = subsets == name
+        ax.scatter(
+            label[mask],
+            pred[mask],
+            s=20 if few else 3,
+            alpha=0.8 if few else 0.35,
+            color=SUBSET_COLOURS.get(name, "tab:green"),
+            edgecolors="none",
+            label=f"{name} ({int(mask.sum())})",
+        )
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"labelled ({unit})")
+    ax.set_ylabel(f"predicted, ensemble mean ({unit})")
+    ax.set_title(f"{title}\nRMSE {rmse_text}", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def plot_parity(parity: dict, outdir: Path) -> dict[str, str]:
+    """Parity plots of the final ensemble on the test set: energy per atom (eV/atom) and force components (eV/Å)."""
+    plt = pyplot()
+    n = len(parity["energy_label"])
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    _parity(
+        ax,
+        parity["energy_label"],
+        parity["energy_pred"],
+        "eV/atom",
+        f"{parity['energy_rmse_mev']:.2f} meV/atom",
+        f"Test energy per atom, round {parity['round']} ({n} frames)",
+        parity.get("energy_subset"),
+    )
+    energy = save_figure(fig, outdir / "parity_energy.png")
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    _parity(
+        ax,
+        parity["force_label"],
+        parity["force_pred"],
+        "eV/Å",
+        f"{parity['force_rmse']:.4f} eV/Å",
+        f"Test force components, round {parity['round']} ({len(parity['force_label'])} values)",
+        parity.get("force_subset"),
+    )
+    forces = save_figure(fig, outdir / "parity_forces.png")
+    return {"parity_energy": energy, "parity_forces": forces}
+
+
+def plot_energy_vs_gamma(data: list[dict], path: Path) -> str:
+    """Energy per atom relative to the relaxed unsheared starting structure (eV/atom) vs shear strain
+    gamma (:func:`energy_vs_gamma_data`): one line per explored (round, parent, run), coloured by round,
+    and the labeller's own paths of the test set as black dashed reference lines."""
+    plt = pyplot()
+    explored = [d for d in data if d["source"] != "labeller"]
+    labeller = [d for d in data if d["source"] == "labeller"]
+    colours = _round_colours(sorted({d["round"] for d in explored}))
+    parents = list(dict.fromkeys(d["parent_id"] for d in data))
+    styles = ["-", "--", ":", "-."]
+    markers = ["s", "^", "v", "D"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for d in explored:
+        ax.plot(
+            d["gamma"],
+            d["de_per_atom"],
+            marker="o",
+            ms=3,
+            lw=1,
+            alpha=0.75,
+            color=colours[d["round"]],
+            ls=styles[parents.index(d["parent_id"]) % len(styles)],
+        )
+    for d in labeller:
+        ax.plot(
+            d["gamma"],
+            d["de_per_atom"],
+            color="black",
+            ls="--",
+            lw=1.2,
+            ms=4,
+            mfc="none",
+            marker=markers[parents.index(d["parent_id"]) % len(markers)],
+        )
+    for r, c in colours.items():
+        ax.plot([], [], "o-", ms=3, color=c, label=f"round {r} (ensemble)")
+    if labeller:
+        ax.plot([], [], "ks--", ms=4, mfc="none", label="labeller (test set)")
+    if 1 < len(parents) <= len(styles):
+        for i, parent in enumerate(parents):
+            ax.plot(
+                [],
+                [],
+                color="grey",
+                ls=styles[i],
+                marker=markers[i] if labeller else None,
+                mfc="none",
+                label=parent if len(parent) <= 32 else f"structure {i + 1} ({parent[:12]}…)",
+            )
+    ax.axhline(0.0, color="grey", lw=0.5)
+    ax.set_xlabel("shear strain γ")
+    ax.set_ylabel("(E − E(γ = 0, relaxed)) / N (eV/atom)")
+    ax.set_title(f"Shear paths: energy per atom vs γ ({len(explored)} explored, {len(labeller)} labeller)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_training_curves(curves: dict[int, list[dict]], path: Path) -> str:
+    """Validation force RMSE (eV/Å) per epoch of every member, one panel per round (shared log y axis)."""
+    plt = pyplot()
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    rounds = sorted(curves)
+    ncol = min(len(rounds), 3)
+    nrow = math.ceil(len(rounds) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False, sharey=True)
+    for ax in axes.ravel()[len(rounds) :]:
+        ax.set_visible(False)
+    for ax, r in zip(axes.ravel(), rounds, strict=False):  # the grid may have spare axes
+        for m in curves[r]:
+            if m["epoch"]:
+                ax.plot(m["epoch"], m["val_force_rmse"], lw=1.2, label=f"member {m['member']}")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(f"round {r}", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("val force RMSE (eV/Å)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("Training curves")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_calibration(cals: list[dict], path: Path) -> str:
+    """Deviation vs true error of each round's labels, the fitted relation and the levels it set."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    colours = _round_colours([c["round"] for c in cals])
+    for c in cals:
+        pts = [(p["deviation"], p["error"]) for p in c["points"] if p["deviation"] > 0 and p["error"] > 0]
+        if not pts:
+            continue
+        x, y = np.array(pts).T
+        col = colours[c["round"]]
+        ax.scatter(x, y, s=14, color=col, label=f"round {c['round']}" + ("" if c["applied"] else " (fit not used)"))
+        if np.isfinite(c["fit"].get("a", np.nan)):
+            xs = np.geomspace(x.min(), x.max(), 50)
+            ax.plot(xs, c["fit"]["a"] * xs ** c["fit"]["b"], color=col, lw=1)
+        if c["applied"]:
+            ax.axvline(c["trust_lo_next"], color=col, ls=":", lw=0.8)
+    if cals:
+        ax.axhline(cals[-1]["target_error_lo"], color="k", ls="--", lw=0.8, label="target error lo")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("model deviation at selection (eV/Å)")
+    ax.set_ylabel("max atomic force error of the ensemble mean (eV/Å)")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def plot_autotest(doc: dict, path: Path) -> str:
+    """Per element: EOS and GSFE curves of the reference and the model."""
+    plt = pyplot()
+    elements = sorted(doc["results"])
+    fig, axes = plt.subplots(len(elements), 2, figsize=(10, 3.6 * len(elements)), squeeze=False)
+    for (ax_eos, ax_sf), el in zip(axes, elements, strict=True):
+        res = doc["results"][el]
+        for who, style in (("reference", "k-"), ("model", "C1o--")):
+            eos = res[who]["eos"]
+            ax_eos.plot(eos["volumes"], eos["energies"], style, label=who, ms=4)
+            sf = res[who].get("stacking_fault")
+            if sf:
+                ax_sf.plot(sf["fractions"], sf["gamma"], style, label=who, ms=4)
+        ax_eos.set_xlabel("volume (Å³/atom)")
+        ax_eos.set_ylabel("energy (eV/atom)")
+        ax_eos.set_title(f"{el}: equation of state ({res['reference']['eos']['lattice']})", fontsize=9)
+        ax_sf.set_xlabel("displacement / b_p along <112>")
+        ax_sf.set_ylabel("GSFE (mJ/m²)")
+        ax_sf.set_title(f"{el}: (111) generalised stacking fault", fontsize=9)
+        ax_eos.legend(fontsize=8)
+    return save_figure(fig, path)
