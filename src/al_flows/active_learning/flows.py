@@ -26,13 +26,13 @@ from monty.json import jsanitize
 
 from al_flows.active_learning import builders
 from al_flows.active_learning.autotest_jobs import autotest_job
+from al_flows.active_learning.calibration_jobs import calibrate_levels
 from al_flows.active_learning.config import CampaignConfig, InitialCopies, TestSetConfig
 from al_flows.active_learning.jobs import (
     AseLabelMaker,
     SelectMaker,
     ShearExploreMaker,
     TrainMemberMaker,
-    calibrate_levels,
     merge_labels,
 )
 from al_flows.active_learning.labeller_slot import label_maker_for

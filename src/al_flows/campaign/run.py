@@ -19,7 +19,6 @@ from pathlib import Path
 from jobflow import Flow, JobStore, run_locally
 
 from al_flows import __version__
-
 from al_flows.active_learning.config import CampaignConfig
 from al_flows.active_learning.flows import ActiveLearningMaker
 from al_flows.campaign.config import AnyConfig, ConfigError

@@ -96,6 +96,7 @@ class PoolMaker(Maker):
 
     @al_job(data=["frames_blob"], output_schema=PoolDocument)
     def make(self, study: str, seed: int) -> PoolDocument:
+        """The labelled pool frames of the configured source, with their test split."""
         start = time.perf_counter()
         if self.pool is None:
             raise ValueError("PoolMaker.pool: no pool configuration given")
@@ -240,6 +241,7 @@ class ActiveSamplingMaker(Maker):
 
     @al_job(data=["model_blob", "final_model_blob"], output_schema=SamplingDocument)
     def make(self, pool, study: str, seed: int) -> SamplingDocument:
+        """Active sampling on the pool (Sprueill et al.): filtered frames trained on, round after round."""
         start = time.perf_counter()
         frames, test_idx = _pool_frames(pool)
         rest = np.setdiff1d(np.arange(len(frames)), test_idx)
@@ -270,6 +272,7 @@ class StaticBaselineMaker(Maker):
 
     @al_job(data=["model_blob", "final_model_blob"], output_schema=SamplingDocument)
     def make(self, pool, active, strategy: str, study: str, seed: int) -> SamplingDocument:
+        """A static baseline (uniform or the active set) trained once with the same budget."""
         start = time.perf_counter()
         frames, test_idx = _pool_frames(pool)
         position = {a.info["frame_id"]: k for k, a in enumerate(frames)}
@@ -333,6 +336,7 @@ class ShearRunsMaker(Maker):
 
     @al_job(data=["frames_blob"], output_schema=ShearRunsDocument)
     def make(self, model_doc, system: int, runs: list, study: str, seed: int) -> ShearRunsDocument:
+        """Shear runs ``runs`` of structure ``system`` with the final active-sampling model."""
         start = time.perf_counter()
         structure = build_structures(self.settings.structures, self.base_dir, where="shear_study.structures")[system]
         name = str(structure.info.get("structure_id"))
@@ -423,6 +427,7 @@ class MinimaValidationMaker(Maker):
 
     @al_job(data=["relaxed_blob"], output_schema=ValidationDocument)
     def make(self, shear_study, model_doc, study: str) -> ValidationDocument:
+        """Relax the highest-energy gamma_max minima with the labeller and report spurious ones."""
         start = time.perf_counter()
         s = self.settings
         chosen = select_minima(frames_from_bytes(field(shear_study, "minima_blob")), s.n_minima)

@@ -63,6 +63,7 @@ class NeighbourCache:
         return len(self._entries)
 
     def get(self, key: bytes) -> dict[str, torch.Tensor] | None:
+        """The cached inputs of ``key`` (a copy of the dict), or None."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -73,6 +74,7 @@ class NeighbourCache:
             return dict(entry[0])
 
     def put(self, key: bytes, inputs: dict[str, torch.Tensor]) -> None:
+        """Cache ``inputs`` under ``key``, evicting the oldest entries beyond the byte limit."""
         size = sum(t.numel() * t.element_size() for t in inputs.values())
         with self._lock:
             old = self._entries.pop(key, None)

@@ -82,6 +82,7 @@ class Optimisation:
 
     @property
     def started(self) -> bool:
+        """Whether the optimiser has been created."""
         return self.optimizer is not None
 
     def _adam(self) -> torch.optim.Adam:

@@ -61,6 +61,7 @@ class EnergyReference(torch.nn.Module):
         self.register_buffer("scale", torch.ones((), dtype=torch.float64))
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``inputs`` with its energy replaced by ``scale * energy + sum_i atomref[Z_i]`` (eV, float64)."""
         y = inputs[self.energy_key].to(torch.float64) * self.scale
         idx_m = inputs[P.idx_m]
         n_mol = inputs[P.n_atoms].shape[0]
@@ -85,6 +86,7 @@ class SymmetricSchNet(spk.representation.SchNet):
     and :func:`al_flows.potential.inputs.frame_inputs` give); about 1.8x faster force training on CPU."""
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``inputs`` with updated atom features: each pair of the full list is filtered once, for both directions."""
         idx_i, idx_j, r_ij = inputs[P.idx_i], inputs[P.idx_j], inputs[P.Rij]
         keep = half_pair_mask(idx_i, idx_j, inputs[P.offsets])
         i, j = idx_i[keep], idx_j[keep]

@@ -170,6 +170,7 @@ class Trainer:
     # the frames' labels and inputs (:class:`TrainingData`) and the optimiser's state, by their old names
     @property
     def inputs(self) -> list[dict[str, torch.Tensor]]:
+        """Model inputs of every frame (TrainingData.inputs)."""
         return self.data.inputs
 
     @inputs.setter
@@ -178,6 +179,7 @@ class Trainer:
 
     @property
     def energies_np(self) -> np.ndarray:
+        """Reference energies, eV (NumPy)."""
         return self.data.energies_np
 
     @energies_np.setter
@@ -186,30 +188,37 @@ class Trainer:
 
     @property
     def zs(self) -> list[int]:
+        """Atomic numbers seen in the training frames."""
         return self.data.zs
 
     @property
     def energies(self) -> torch.Tensor:
+        """Reference energies, eV (tensor)."""
         return self.data.energies
 
     @property
     def forces(self) -> list[torch.Tensor]:
+        """Reference forces per frame, eV/Angstrom."""
         return self.data.forces
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
+        """The autocast dtype when mixed precision is on, else None."""
         return self.optimisation.amp_dtype
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
+        """The parameters being optimised."""
         return self.optimisation.params
 
     @property
     def optimizer(self) -> torch.optim.Adam | None:
+        """The Adam optimiser (None before the first epoch)."""
         return self.optimisation.optimizer
 
     @property
     def scheduler(self) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+        """The learning-rate scheduler (None before the first epoch)."""
         return self.optimisation.scheduler
 
     def _precision(self) -> AbstractContextManager[None]:

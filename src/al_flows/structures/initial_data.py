@@ -170,8 +170,12 @@ def given_structures(structures, elements: list[str] | None = None, where: str =
             )
         atoms.calc = None
         atoms.info.setdefault("structure_id", f"{atoms.get_chemical_formula()}-{i}")
-        check_structure(atoms, f"{where}[{i}] (structure '{atoms.info['structure_id']}')", elements,
-                        fix=f"fix the coordinates of {where}[{i}]")
+        check_structure(
+            atoms,
+            f"{where}[{i}] (structure '{atoms.info['structure_id']}')",
+            elements,
+            fix=f"fix the coordinates of {where}[{i}]",
+        )
         atoms.info["frame_id"] = frame_id(atoms)
         out.append(atoms)
     return out

@@ -64,6 +64,7 @@ class AutotestSettings(Settings):
     tolerances: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
 
     def strains(self) -> np.ndarray:
+        """The EOS strains (fractions of the lattice constant)."""
         return np.linspace(-self.eos_max_strain, self.eos_max_strain, self.eos_points)
 
 

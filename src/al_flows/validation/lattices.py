@@ -57,6 +57,7 @@ def relax_positions(atoms: Atoms, fmax: float, steps: int) -> bool:
 
 
 def crystal(element: str, lattice: str, a: float, c_over_a: float | None = None, cubic: bool = False) -> Atoms:
+    """An ``element`` crystal of ``lattice`` (fcc, hcp, bcc, sc, diamond) with lattice constant ``a`` (Angstrom)."""
     if lattice == "hcp":
         return bulk(element, "hcp", a=a, c=a * (c_over_a or math.sqrt(8 / 3)), orthorhombic=cubic)
     return bulk(element, lattice, a=a, cubic=cubic)
