@@ -66,7 +66,7 @@ class TrainMemberMaker(Maker):
     training: TrainingSettings = dc_field(default_factory=TrainingSettings)
     elements: list[str] = dc_field(default_factory=list)
 
-    @al_job(data=["model_blob"], output_schema=TrainingDocument)
+    @al_job(output_schema=TrainingDocument)
     def make(self, dataset, campaign: str, round: int, member: int, seed: int) -> TrainingDocument:
         """Train member ``member`` with ``seed`` on the frames of ``dataset`` (a DatasetDocument);
         its weights, train/val split, best epoch and validation errors go into the TrainingDocument."""
@@ -165,7 +165,7 @@ class ShearExploreMaker(Maker):
     name: str = "shear"
     settings: ShearSettings = dc_field(default_factory=ShearSettings)
 
-    @al_job(data=["frames_blob"], output_schema=ExplorationDocument)
+    @al_job(output_schema=ExplorationDocument)
     def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
         """Shear runs from the frames of ``structures`` (``structures_blob``) with the ensemble of
         the TrainingDocuments ``models``; the relaxed frames go into the ExplorationDocument."""
@@ -190,7 +190,7 @@ class MDExploreMaker(Maker):
     name: str = "md"
     settings: ScheduleSettings | NVTSettings = dc_field(default_factory=NVTSettings)
 
-    @al_job(data=["frames_blob"], output_schema=ExplorationDocument)
+    @al_job(output_schema=ExplorationDocument)
     def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
         """MD trajectories from the frames of ``structures`` (``structures_blob``) with the ensemble
         of the TrainingDocuments ``models``; the recorded snapshots go into the ExplorationDocument."""
@@ -226,7 +226,7 @@ class SelectMaker(Maker):
     target_accurate_ratio: float = 0.95
     max_rounds: int = 5
 
-    @al_job(data=["selected_blob"], output_schema=SelectionDocument)
+    @al_job(output_schema=SelectionDocument)
     def make(
         self, explorations: list, exclude_ids: list, campaign: str, round: int, seed: int, calibration=None
     ) -> SelectionDocument:
@@ -385,7 +385,7 @@ class AseLabelMaker(Maker):
         j.config.expose_store = True  # per-frame checkpoints, see LabelCheckpoint
         return j
 
-    @al_job(data=["labelled_blob"], output_schema=LabelDocument)
+    @al_job(output_schema=LabelDocument)
     def label(self, frames, campaign: str, round: int, skip: bool = False) -> LabelDocument:
         """Label the frames of ``frames`` one at a time (``skip``: label none), reusing the
         checkpointed labels of an earlier run of this job; fails with LabellingError below
@@ -425,7 +425,7 @@ class AseLabelMaker(Maker):
         )
 
 
-@al_job(data=["dataset_blob"], output_schema=DatasetDocument)
+@al_job(output_schema=DatasetDocument)
 def merge_labels(dataset, labels, campaign: str, round: int, allow_mixed_settings: bool = False) -> DatasetDocument:
     """Dataset of the previous round (None for the initial data) plus this round's labels.
 

@@ -10,25 +10,23 @@ and deviations eV/Angstrom.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from al_flows.settings import Settings
+from al_flows.workflow.documents import CampaignDocument, EnsembleDocument, RoundDocument
 
 
-class StructuresDocument(BaseModel):
+class StructuresDocument(CampaignDocument):
     """Starting structures of a campaign (the explorers start from these)."""
 
-    campaign: str
     n_structures: int
     structure_ids: list[str]
     structures_blob: str = Field(repr=False)
 
 
-class DatasetDocument(BaseModel):
+class DatasetDocument(RoundDocument):
     """All labels available after a round (round -1: the initial data)."""
 
-    campaign: str
-    round: int
     n_frames: int
     n_added: int
     frame_ids: list[str]
@@ -36,20 +34,17 @@ class DatasetDocument(BaseModel):
     dataset_blob: str = Field(repr=False)
 
 
-class TestSetDocument(BaseModel):
+class TestSetDocument(CampaignDocument):
     """Fixed labeller-computed frames that no model is ever trained on."""
 
-    campaign: str
     n_frames: int
     frame_ids: list[str]
     frames_blob: str = Field(repr=False)
 
 
-class TrainingDocument(BaseModel):
+class TrainingDocument(RoundDocument):
     """One trained ensemble member and the exact labels it saw."""
 
-    campaign: str
-    round: int
     member: int
     seed: int
     model_id: str
@@ -72,16 +67,12 @@ class TrainingDocument(BaseModel):
         description="one entry per diverged attempt before the kept one: lr, epoch, reason (see "
         "al_flows.potential.training)",
     )
-    wall_time: float
     model_blob: str = Field(repr=False)
 
 
-class EvaluationDocument(BaseModel):
+class EvaluationDocument(EnsembleDocument):
     """Errors of a round's ensemble (mean prediction) on the fixed test set."""
 
-    campaign: str
-    round: int
-    ensemble_id: str
     n_test: int
     test_force_rmse: float
     test_energy_rmse_per_atom: float
@@ -95,16 +86,12 @@ class EvaluationDocument(BaseModel):
     val_force_rmse: float
     test_energies: list[float]
     predicted_energies: list[float]
-    wall_time: float = 0.0
 
 
-class ExplorationDocument(BaseModel):
+class ExplorationDocument(EnsembleDocument):
     """Frames one explorer produced with a round's ensemble."""
 
-    campaign: str
-    round: int
     explorer: str
-    ensemble_id: str
     n_frames: int
     deviations: list[float]
     frames: list[dict] = []
@@ -113,16 +100,12 @@ class ExplorationDocument(BaseModel):
         description="replicas that blew up and were dropped: replica, step, reason, parent_id, ... "
         "(al_flows.exploration.replica_checks)",
     )
-    wall_time: float
     frames_blob: str = Field(repr=False)
 
 
-class SelectionDocument(BaseModel):
+class SelectionDocument(EnsembleDocument):
     """Trust-level classification of a round's explored frames and the frames chosen to label."""
 
-    campaign: str
-    round: int
-    ensemble_id: str
     n_explored: int
     n_accurate: int
     n_candidate: int
@@ -136,32 +119,25 @@ class SelectionDocument(BaseModel):
     trust_lo: float
     trust_hi: float
     records: list[dict] = []
-    wall_time: float = 0.0
     selected_blob: str = Field(repr=False)
 
 
-class LabelDocument(BaseModel):
+class LabelDocument(RoundDocument):
     """Labels computed in a round, and the frames whose labelling failed."""
 
-    campaign: str
-    round: int
     labeller: str
     n_requested: int
     n_labelled: int
     n_failed: int
     failures: list[dict]
     records: list[dict] = []
-    wall_time: float = 0.0
     labelled_blob: str = Field(repr=False)
 
 
-class CalibrationDocument(BaseModel):
+class CalibrationDocument(EnsembleDocument):
     """The deviation -> true error relation fitted on a round's labels and the trust levels
     (eV/Angstrom) it sets for the next round (see :mod:`al_flows.selection.calibration`)."""
 
-    campaign: str
-    round: int
-    ensemble_id: str
     points: list[dict]
     fit: dict
     target_error_lo: float
@@ -175,12 +151,10 @@ class CalibrationDocument(BaseModel):
     note: str = Field("", description="how an applied fit was limited (max_change_factor), '' when it was not")
 
 
-class RoundSummary(BaseModel):
+class RoundSummary(EnsembleDocument):
     """One row of report.json, plus the references a later run needs to continue."""
 
-    campaign: str
     fingerprint: str
-    round: int
     n_labels_total: int
     n_explored: int
     n_accurate: int
@@ -198,7 +172,6 @@ class RoundSummary(BaseModel):
     test_force_rmse_nonequilibrium: float | None = None
     test_energy_rmse_per_atom_relaxed: float | None = None
     test_energy_rmse_per_atom_nonequilibrium: float | None = None
-    ensemble_id: str
     model_ids: list[str]
     converged: bool
     stop: bool
@@ -210,10 +183,9 @@ class RoundSummary(BaseModel):
     trust_hi: float | None = None
 
 
-class CampaignResult(BaseModel):
+class CampaignResult(CampaignDocument):
     """Written once, when the campaign stops."""
 
-    campaign: str
     fingerprint: str
     converged: bool
     n_rounds: int
@@ -222,18 +194,14 @@ class CampaignResult(BaseModel):
     stop_reason: str = Field("", description="'converged' or 'round limit'")
 
 
-class AutotestDocument(BaseModel):
+class AutotestDocument(EnsembleDocument):
     """The final potential (ensemble mean) against the reference calculator, per element:
     ``results[element] = {reference, model, rows, passed}`` (see :mod:`al_flows.validation.autotest`)."""
 
-    campaign: str
-    round: int
-    ensemble_id: str
     reference: str
     results: dict[str, dict]
     table: str
     passed: bool
-    wall_time: float = 0.0
 
 
 class RoundState(Settings):

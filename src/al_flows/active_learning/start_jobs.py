@@ -18,7 +18,7 @@ from al_flows.workflow.jobs import al_job, field
 __all__ = ["starting_structures", "perturbed_structures", "test_set_from_labels", "labeller_test_set"]
 
 
-@al_job(data=["structures_blob"], output_schema=StructuresDocument)
+@al_job(output_schema=StructuresDocument)
 def starting_structures(
     initial: InitialCopies,
     base_dir: str,
@@ -61,7 +61,7 @@ def perturbed_structures(
     return {"n_frames": len(copies), "selected_blob": frames_text(copies)}
 
 
-@al_job(data=["frames_blob"], output_schema=TestSetDocument)
+@al_job(output_schema=TestSetDocument)
 def test_set_from_labels(labels, campaign: str) -> TestSetDocument:
     """The labelled perturbed copies as the fixed test set."""
     frames = tag(frames_from_bytes(field(labels, "labelled_blob")), NONEQUILIBRIUM, "perturbed")
@@ -74,7 +74,7 @@ def test_set_from_labels(labels, campaign: str) -> TestSetDocument:
     )
 
 
-@al_job(data=["frames_blob"], output_schema=TestSetDocument)
+@al_job(output_schema=TestSetDocument)
 def labeller_test_set(
     structures, settings: TestSetConfig, labeller: AseLabelMaker, campaign: str, seed: int
 ) -> TestSetDocument:

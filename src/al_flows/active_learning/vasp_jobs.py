@@ -142,7 +142,7 @@ class VaspLabelMaker(Maker):
         return Response(replace=Flow([*statics, collect], output=collect.output))
 
 
-@al_job(data=["labelled_blob"], output_schema=LabelDocument)
+@al_job(output_schema=LabelDocument)
 def collect_vasp_labels(
     frames,
     task_docs: list,

@@ -94,7 +94,7 @@ class PoolMaker(Maker):
     labeller: AseLabeller = dc_field(default_factory=AseLabeller)  # type: ignore[arg-type]
     base_dir: str = "."
 
-    @al_job(data=["frames_blob"], output_schema=PoolDocument)
+    @al_job(output_schema=PoolDocument)
     def make(self, study: str, seed: int) -> PoolDocument:
         """The labelled pool frames of the configured source, with their test split."""
         start = time.perf_counter()
@@ -239,7 +239,7 @@ class ActiveSamplingMaker(Maker):
     settings: ActiveSamplingSettings = dc_field(default_factory=ActiveSamplingSettings)  # type: ignore[arg-type]
     elements: list[str] = dc_field(default_factory=list)
 
-    @al_job(data=["model_blob", "final_model_blob"], output_schema=SamplingDocument)
+    @al_job(output_schema=SamplingDocument)
     def make(self, pool, study: str, seed: int) -> SamplingDocument:
         """Active sampling on the pool (Sprueill et al.): filtered frames trained on, round after round."""
         start = time.perf_counter()
@@ -270,7 +270,7 @@ class StaticBaselineMaker(Maker):
     budget: Literal["steps", "epochs"] = "steps"
     validation: str = "common"
 
-    @al_job(data=["model_blob", "final_model_blob"], output_schema=SamplingDocument)
+    @al_job(output_schema=SamplingDocument)
     def make(self, pool, active, strategy: str, study: str, seed: int) -> SamplingDocument:
         """A static baseline (uniform or the active set) trained once with the same budget."""
         start = time.perf_counter()
@@ -334,7 +334,7 @@ class ShearRunsMaker(Maker):
     settings: ShearStudyConfig = dc_field(default_factory=ShearStudyConfig)  # type: ignore[arg-type]
     base_dir: str = "."
 
-    @al_job(data=["frames_blob"], output_schema=ShearRunsDocument)
+    @al_job(output_schema=ShearRunsDocument)
     def make(self, model_doc, system: int, runs: list, study: str, seed: int) -> ShearRunsDocument:
         """Shear runs ``runs`` of structure ``system`` with the final active-sampling model."""
         start = time.perf_counter()
@@ -378,7 +378,7 @@ class ShearRunsMaker(Maker):
         )
 
 
-@al_job(data=["minima_blob"], output_schema=ShearStudyDocument)
+@al_job(output_schema=ShearStudyDocument)
 def shear_pathways(
     study: str, runs_docs: list, merge_tol: float, defect_threshold: float, gamma_max: float
 ) -> ShearStudyDocument:
@@ -425,7 +425,7 @@ class MinimaValidationMaker(Maker):
     settings: ValidationConfig = dc_field(default_factory=ValidationConfig)  # type: ignore[arg-type]
     labeller: AseLabeller = dc_field(default_factory=AseLabeller)  # type: ignore[arg-type]
 
-    @al_job(data=["relaxed_blob"], output_schema=ValidationDocument)
+    @al_job(output_schema=ValidationDocument)
     def make(self, shear_study, model_doc, study: str) -> ValidationDocument:
         """Relax the highest-energy gamma_max minima with the labeller and report spurious ones."""
         start = time.perf_counter()

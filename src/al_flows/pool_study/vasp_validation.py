@@ -121,7 +121,7 @@ class VaspMinimaValidationMaker(Maker):
         return Response(replace=Flow([*jobs, collect], output=collect.output))
 
 
-@al_job(data=["relaxed_blob"], output_schema=ValidationDocument)
+@al_job(output_schema=ValidationDocument)
 def collect_vasp_validation(
     minima_text: str, statics: list, relaxes: list, model_doc, study: str, settings: ValidationConfig, labeller: str
 ):

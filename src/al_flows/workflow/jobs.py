@@ -14,6 +14,8 @@ import uuid as _uuid
 import numpy as np
 from jobflow import CURRENT_JOB, JobStore, OutputReference, job
 
+from al_flows.workflow.documents import blob_fields
+
 # Name of the JobStore's additional store that receives the ``*_blob`` fields of job outputs
 # (``@al_job(data=[...])``): frames, datasets and model weights, never inside a document.
 DATA_STORE = "data"
@@ -186,7 +188,11 @@ def record_failure(exc: BaseException) -> None:
 
 def al_job(method=None, **job_kwargs):
     """jobflow's ``@job`` for al_flows' jobs: same arguments, plus a failure record in the store
-    when the job raises (see :func:`record_failure`)."""
+    when the job raises (see :func:`record_failure`). ``data`` (what goes to the data store)
+    defaults to the ``*_blob`` fields of ``output_schema``, so a document's large text is never
+    stored inside it."""
+    if "data" not in job_kwargs and blob_fields(job_kwargs.get("output_schema")):
+        job_kwargs["data"] = blob_fields(job_kwargs["output_schema"])
 
     def decorator(func):
         @functools.wraps(func)
