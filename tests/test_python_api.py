@@ -127,3 +127,29 @@ def test_seed_stream_keeps_the_seeds_of_earlier_campaigns():
     with pytest.raises(ValueError, match="ensemble member 1000"):
         s.train(0, 1000)
     assert np.all(np.array(seeds) < 2**31)
+
+
+def test_pool_study_maker_takes_structures_too():
+    """PoolStudyMaker.make(structures): the given structures replace those of the pool's MD source
+    and of the shear study, and name the study (its fingerprint)."""
+    import copy
+
+    from al_flows.campaign.config import validate_campaign
+    from al_flows.pool_study.flows import PoolStudyMaker
+    from al_flows.structures.initial_data import build_structures
+    from pool_study.test_pool_study_flow import TINY_STUDY  # tests/ is on sys.path (as for conftest)
+
+    config = validate_campaign(copy.deepcopy(TINY_STUDY))
+    maker = PoolStudyMaker(config=config)
+    cuni = bulk("Cu", cubic=True).repeat((2, 2, 2))
+    cuni.symbols[:4] = "Ni"
+    given = maker.with_structures([cuni]).study()
+    assert given.fingerprint() != config.fingerprint()
+    for sources in [src.structures for src in given.pool.sources if hasattr(src, "structures")] + [
+        given.shear_study.structures
+    ]:
+        (built,) = build_structures(sources)
+        assert built.get_chemical_formula() == cuni.get_chemical_formula()
+        assert np.allclose(built.positions, cuni.positions)
+    flow = maker.make([cuni])
+    assert flow.jobs[0].metadata["fingerprint"] == given.fingerprint()

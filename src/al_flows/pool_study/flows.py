@@ -9,7 +9,7 @@ vasp_validation per static/relax job, validation for the collect job).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 
 from jobflow import Flow, Job, Maker
@@ -25,7 +25,7 @@ from al_flows.pool_study.jobs import (
     shear_pathways,
 )
 from al_flows.pool_study.vasp_validation import VaspMinimaValidationMaker
-from al_flows.structures.initial_data import build_structures
+from al_flows.structures.initial_data import build_structures, given_source
 from al_flows.workflow.config import AseLabeller
 from al_flows.workflow.jobs import route, stable_uuid
 
@@ -66,9 +66,30 @@ class PoolStudyMaker(Maker):
         )
         return route(j, category)
 
-    def make(self) -> Flow:
-        """The whole study as one Flow."""
-        return Flow(list(self.jobs()), name=f"pool study {self.study().name}")
+    def make(self, structures=None) -> Flow:
+        """The whole study as one Flow; ``structures`` (ASE Atoms or pymatgen Structures), when
+        given, replace the structures of the pool source (where it has some) and of the shear study."""
+        maker = self.with_structures(structures) if structures is not None else self
+        return Flow(list(maker.jobs()), name=f"pool study {maker.study().name}")
+
+    def with_structures(self, structures) -> PoolStudyMaker:
+        """A copy whose pool and shear study start from ``structures`` (checked now)."""
+        c = self.study()
+        source = [given_source(structures, list(c.elements) or None, where="make(structures)")]
+        update: dict = {}
+        sources = [
+            src.model_copy(update={"structures": source}) if "structures" in type(src).model_fields else src
+            for src in c.pool.sources
+        ]
+        if sources != c.pool.sources:
+            update["pool"] = c.pool.model_copy(update={"sources": sources})
+        if c.shear_study is not None:
+            update["shear_study"] = c.shear_study.model_copy(update={"structures": source})
+        if not update:
+            raise ValueError(
+                "make(structures): the pool's sources take no structures (kind import) and there is no shear study"
+            )
+        return replace(self, config=c.model_copy(update=update))
 
     def jobs(self) -> list[Job]:
         """All jobs of the study, each tagged before anything refers to its output."""

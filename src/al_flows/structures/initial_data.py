@@ -13,7 +13,7 @@ from ase.io import read
 from pydantic import Field, field_validator
 
 from al_flows.frames.checks import StructureError, check_structure
-from al_flows.frames.dataset import frame_id
+from al_flows.frames.dataset import frame_id, frames_from_bytes, frames_text
 from al_flows.settings import Settings
 from al_flows.structures.generators import DPGenInitSettings, RandomCellSettings, dpgen_initial_sets, random_cells
 from al_flows.structures.multilayer import VARIANTS, cuni_multilayer
@@ -66,8 +66,16 @@ class DPGenSource(DPGenInitSettings):
     kind: Literal["dpgen"] = "dpgen"
 
 
+class GivenSource(Settings):
+    """Structures given in Python (``make(structures)``), kept as extxyz text so that the settings
+    that hold them serialise, and name the campaign, like any other source."""
+
+    kind: Literal["given"] = "given"
+    frames: str = Field(repr=False, description="extxyz text of checked structures (given_structures)")
+
+
 StructureSource = Annotated[
-    Union[MultilayerSource, FileSource, RandomCellSource, DPGenSource], Field(discriminator="kind")
+    Union[MultilayerSource, FileSource, RandomCellSource, DPGenSource, GivenSource], Field(discriminator="kind")
 ]
 
 
@@ -110,6 +118,9 @@ def source_structures(src, at: str, base_dir, elements, seed: int, i: int, first
             if isinstance(src, RandomCellSource)
             else f"lower {at}.atom_sigma or {at}.cell_pert_fraction, or raise {at}.scales / {at}.nn_distances"
         )
+    elif isinstance(src, GivenSource):
+        got = frames_from_bytes(src.frames)
+        fix = "fix the structures passed to make(structures)"
     elif isinstance(src, MultilayerSource):
         got = []
         for variant in src.variants:
@@ -144,6 +155,11 @@ def source_structures(src, at: str, base_dir, elements, seed: int, i: int, first
     for atoms in got:
         check_structure(atoms, f"{at} (structure '{atoms.info['structure_id']}')", elements, fix=fix)
     return got
+
+
+def given_source(structures, elements: list[str] | None = None, where: str = "structures") -> GivenSource:
+    """A structure source holding ``structures`` (ASE Atoms or pymatgen Structures), checked now."""
+    return GivenSource(frames=frames_text(given_structures(structures, elements, where)))
 
 
 def given_structures(structures, elements: list[str] | None = None, where: str = "structures") -> list[Atoms]:
