@@ -436,9 +436,8 @@ def _internal_error(exc: BaseException, args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """The ``al-flows`` command line; returns the exit status (0 success, 2 an error, reported in one line)."""
     args = build_parser().parse_args(argv)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    # jobflow's run_locally uses monty's deprecated ``cd`` (fixed upstream); every other warning is shown
+    warnings.filterwarnings("ignore", message="cd is deprecated", category=FutureWarning, module="jobflow")
     from al_flows.campaign.config import ConfigError
     from al_flows.campaign.run import CampaignError
 
