@@ -54,6 +54,12 @@ class PoolStudyMaker(Maker):
             raise ValueError("labeller: this stage runs the labeller itself; use an ASE labeller (kind: ase)")
         return lab
 
+    def pool_labeller(self) -> AseLabeller:
+        """The labeller the pool's MD and labeller-shear sources run. The study's own when it is an
+        ASE calculator; with VASP (the config then allows imported sources only) the default, never called."""
+        lab = self.study().labeller
+        return lab if isinstance(lab, AseLabeller) else AseLabeller()
+
     def _tag(self, j: Job, stage: str, category: str) -> Job:
         """Metadata, FireWorks category, and a uuid fixed by the job's place in the study (the
         n-th job of its stage), so a run after a crash finds the jobs that had finished."""
@@ -98,7 +104,7 @@ class PoolStudyMaker(Maker):
         self.counts.clear()
         elements = list(c.elements)
         pool = self._tag(
-            PoolMaker(pool=c.pool, labeller=self.ase_labeller(), base_dir=self.base_dir).make(c.name, c.seed),
+            PoolMaker(pool=c.pool, labeller=self.pool_labeller(), base_dir=self.base_dir).make(c.name, c.seed),
             "pool",
             q.default,
         )
