@@ -1,6 +1,7 @@
 """A campaign exploring with both MD samplers (ANI-Al schedule with early stop, DP-GEN NVT raised
 per round) whose trust levels are calibrated from the labels of each round."""
 
+import numpy as np
 import pytest
 
 from al_flows.campaign.config import validate_campaign
@@ -27,6 +28,10 @@ def md_campaign(tmp_path_factory):
             "timestep_fs": 2.0,
             "record_every": 10,
             "stop_deviation": 0.05,
+            "start": "structures",  # the simplified sampler (named options): starts and stop by force deviation
+            "stop_measure": "force_deviation",
+            "select_snapshots": True,
+            "label_stop_frames": False,
             "t_start_K": [300, 600],
             "t_end_K": [300, 600],
             "t_mod_K": [0, 500],
@@ -126,7 +131,7 @@ def test_campaign_from_random_cells_only(tmp_path):
                 "t_max_ps": 0.04,
                 "timestep_fs": 2.0,
                 "record_every": 5,
-                "stop_deviation": 0.5,
+                "cells": {"edge_min": 6.0, "edge_max": 7.0},  # fresh cells per trajectory, small here
             }
         ],
         "selection": {"trust_lo": 0.0, "trust_hi": 100.0, "max_candidates": 2},
@@ -155,6 +160,17 @@ def test_campaign_from_random_cells_only(tmp_path):
         initial = Dataset.from_bytes(merged["dataset_blob"].encode()).frames
         ids = {a.info["structure_id"] for a in structures}
         assert len(initial) == 4 and {a.info["parent_id"] for a in initial} == ids
+        # the method's sampler: trajectories from fresh cells, every stop frame labelled, snapshots only measure
+        explored = frames_from_bytes(
+            latest_outputs(store, "ani-tiny", "explore", {"metadata.round": 0}, load=True)[0]["output"]["frames_blob"]
+        )
+        assert all(a.info["start"] == "random_cells" and a.info["parent_id"] not in ids for a in explored)
+        stops = {a.info["frame_id"] for a in explored if a.info["stopped"]}
+        sel = latest_outputs(store, "ani-tiny", "select", {"metadata.round": 0})[0]["output"]
+        assert stops and {r["frame_id"] for r in sel["records"] if r["selected"]} == stops
+        times = latest_outputs(store, "ani-tiny", "explore", {"metadata.round": 0})[0]["output"]["survival_times_ps"]
+        assert len(times) == 2 and sel["median_survival_ps"] == pytest.approx(float(np.median(times)))
+        assert report["rounds"][0]["median_survival_ps"] == sel["median_survival_ps"]
     finally:
         store.close()
     with pytest.raises(Exception, match="nothing would be labelled"):

@@ -137,7 +137,15 @@ def test_kinetic_temperature_matches_the_target():
 def test_langevin_schedule_records_provenance():
     atoms = bulk("Al", "fcc", a=4.05, cubic=True).repeat(2)
     atoms.info["structure_id"] = "al-fcc"
-    s = ScheduleSettings(n_runs=3, t_max_ps=0.2, timestep_fs=2.0, record_every=25, stop_deviation=0.05)
+    s = ScheduleSettings(
+        n_runs=3,
+        t_max_ps=0.2,
+        timestep_fs=2.0,
+        record_every=25,
+        stop_deviation=0.05,
+        start="structures",
+        stop_measure="force_deviation",
+    )
     frames = langevin_schedule([atoms], EmtPair(0.05), s, seed=4, explorer="ani")
     assert frames and all(f.info["explorer"] == "ani" and f.info["parent_id"] == "al-fcc" for f in frames)
     for f in frames:

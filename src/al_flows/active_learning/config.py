@@ -123,9 +123,23 @@ class AutotestConfig(AutotestSettings):
 
 
 class Convergence(Settings):
-    """Stop when the fraction of explored frames that are 'accurate' reaches this."""
+    """When a campaign has converged: every target that is set is met in a round (at least one set)."""
 
-    accurate_ratio: float = Field(0.95, gt=0, le=1)
+    accurate_ratio: float | None = Field(
+        0.95, gt=0, le=1, description="fraction of a round's explored frames that are accurate; null: no such target"
+    )
+    survival_time_ps: float | None = Field(
+        None,
+        gt=0,
+        description="ps; the median time a round's langevin_schedule trajectories run before they stop (ANI-Al's "
+        "test: trajectories survive long without tripping the threshold)",
+    )
+
+    @model_validator(mode="after")
+    def _some_target(self):
+        if self.accurate_ratio is None and self.survival_time_ps is None:
+            raise ValueError("convergence: accurate_ratio and survival_time_ps are both null; set at least one")
+        return self
 
 
 class CampaignConfig(CampaignBase):
@@ -185,6 +199,25 @@ class CampaignConfig(CampaignBase):
                     fix="set autotest.reference to a calculator that covers them or list the covered ones in "
                     "autotest.elements",
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _survival_target_reachable(self):
+        target = self.convergence.survival_time_ps
+        if target is None:
+            return self
+        runs = [e for e in self.explorers if isinstance(e, LangevinScheduleExplorer)]
+        if not runs:
+            raise ValueError(
+                "convergence.survival_time_ps: no langevin_schedule explorer measures survival times; add one or "
+                "remove survival_time_ps"
+            )
+        t_max = max(e.t_max_ps for e in runs)
+        if target > t_max:
+            raise ValueError(
+                f"convergence.survival_time_ps ({target}) exceeds every langevin_schedule explorer's t_max_ps "
+                f"({t_max}), so it can never be met; lower it or raise t_max_ps"
+            )
         return self
 
     @model_validator(mode="after")

@@ -46,7 +46,6 @@ from al_flows.active_learning.start_jobs import (
 )
 from al_flows.active_learning.summary_jobs import evaluate, round_summary
 from al_flows.frames.dataset import frames_text
-from al_flows.selection.trust_levels import stop_decision
 from al_flows.structures.initial_data import given_structures
 from al_flows.validation.autotest import AutotestSettings
 from al_flows.workflow import progress
@@ -137,6 +136,7 @@ class ActiveLearningMaker(Maker):
             select_maker=SelectMaker(
                 settings=config.selection,
                 target_accurate_ratio=config.convergence.accurate_ratio,
+                target_survival_ps=config.convergence.survival_time_ps,
                 max_rounds=config.max_rounds,
             ),
             label_maker=builders.label_maker(config),
@@ -237,12 +237,8 @@ class ActiveLearningMaker(Maker):
         convergence target and round limit, so raising ``max_rounds`` (or the target)
         extends a campaign that had stopped."""
         k = summary["round"] + 1
-        decision = stop_decision(
-            summary["accurate_ratio"],
-            summary["n_explored"],
-            summary["round"],
-            self.select_maker.target_accurate_ratio,
-            self.max_rounds,
+        decision = self.select_maker.decide(
+            summary["accurate_ratio"], summary["n_explored"], summary["round"], summary.get("median_survival_ps")
         )
         state = RoundState(
             round=k,

@@ -22,7 +22,7 @@ from al_flows.active_learning.schemas import (
     SelectionDocument,
     TrainingDocument,
 )
-from al_flows.exploration.md import NVTSettings, ScheduleSettings, langevin_schedule, nvt_explore
+from al_flows.exploration.md import NVTSettings, ScheduleSettings, langevin_schedule, nvt_explore, survival_times
 from al_flows.exploration.shear import ShearSettings, explore_shear, explore_shear_batched
 from al_flows.frames.dataset import Dataset, frames_from_bytes, frames_text
 from al_flows.frames.provenance import as_float, explored_record, frame_errors, label_record
@@ -31,9 +31,18 @@ from al_flows.potential.ensemble import Ensemble
 from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.potential.training import train_member
 from al_flows.potential.weights import weights_text
-from al_flows.selection.trust_levels import SelectionSettings, select, stop_decision
+from al_flows.selection.trust_levels import SelectionSettings, StopDecision, select, stop_decision
 from al_flows.workflow import progress
-from al_flows.workflow.jobs import DATA_STORE, al_job, ensemble_id, field, load_ensemble, model_ids_of, stable_uuid
+from al_flows.workflow.jobs import (
+    DATA_STORE,
+    al_job,
+    ensemble_id,
+    field,
+    field_or_none,
+    load_ensemble,
+    model_ids_of,
+    stable_uuid,
+)
 
 __all__ = [
     "TrainMemberMaker",
@@ -196,20 +205,22 @@ class MDExploreMaker(Maker):
         of the TrainingDocuments ``models``; the recorded snapshots go into the ExplorationDocument."""
         start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
         dropped: list[dict] = []
+        survival: list[float] = []
         if isinstance(self.settings, ScheduleSettings):
             frames = langevin_schedule(starts, ensemble, self.settings, seed, explorer=self.name, dropped=dropped)
-            stopped = [a for a in frames if a.info.get("stopped")]
-            mean_time_ps = np.mean([a.info["time_ps"] for a in stopped]) if stopped else self.settings.t_max_ps
+            survival = survival_times(frames, dropped, self.settings.n_runs, self.settings.t_max_ps)
             progress.report(
                 f"{self.name} trajectories",
                 round,
-                stopped=len(stopped),
+                stopped=sum(bool(a.info.get("stopped")) for a in frames),
                 of=self.settings.n_runs,
-                mean_time_ps=f"{mean_time_ps:.2f}",
+                median_survival_ps=f"{np.median(survival):.2f}",
             )
         else:
             frames = nvt_explore(starts, ensemble, self.settings, round, seed, explorer=self.name, dropped=dropped)
-        return _document(frames, campaign, round, self.name, ens_id, start, dropped)
+        doc = _document(frames, campaign, round, self.name, ens_id, start, dropped)
+        doc.survival_times_ps = survival
+        return doc
 
 
 # ---------------------------------------- selection
@@ -223,8 +234,24 @@ class SelectMaker(Maker):
 
     name: str = "select"
     settings: SelectionSettings = dc_field(default_factory=SelectionSettings)
-    target_accurate_ratio: float = 0.95
+    target_accurate_ratio: float | None = 0.95
+    target_survival_ps: float | None = None
     max_rounds: int = 5
+
+    def decide(
+        self, accurate_ratio: float, n_explored: int, round: int, median_survival_ps: float | None = None
+    ) -> StopDecision:
+        """Whether the campaign stops after ``round`` (:func:`al_flows.selection.stop_decision` with this
+        Maker's targets and round limit)."""
+        return stop_decision(
+            accurate_ratio,
+            n_explored,
+            round,
+            self.target_accurate_ratio,
+            self.max_rounds,
+            median_survival_ps,
+            self.target_survival_ps,
+        )
 
     @al_job(output_schema=SelectionDocument)
     def make(
@@ -249,7 +276,9 @@ class SelectMaker(Maker):
         for atoms in chosen:
             atoms.info["selection"] = settings.strategy  # kept with the label (provenance)
         chosen_idx = set(result.selected)
-        decision = stop_decision(result.accurate_ratio, len(frames), round, self.target_accurate_ratio, self.max_rounds)
+        survival = [t for e in explorations for t in (field_or_none(e, "survival_times_ps") or [])]
+        median_survival = float(np.median(survival)) if survival else None
+        decision = self.decide(result.accurate_ratio, len(frames), round, median_survival)
         progress.report(
             "select",
             round,
@@ -272,6 +301,7 @@ class SelectMaker(Maker):
             n_selected=len(chosen),
             strategy=settings.strategy,
             accurate_ratio=result.accurate_ratio,
+            median_survival_ps=median_survival,
             converged=decision.converged,
             stop=decision.stop,
             trust_lo=settings.trust_lo,

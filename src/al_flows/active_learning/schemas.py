@@ -100,6 +100,9 @@ class ExplorationDocument(EnsembleDocument):
         description="replicas that blew up and were dropped: replica, step, reason, parent_id, ... "
         "(al_flows.exploration.replica_checks)",
     )
+    survival_times_ps: list[float] = Field(
+        [], description="ps per trajectory before it stopped (ANI-Al sampler; al_flows.exploration.md.survival_times)"
+    )
     frames_blob: str = Field(repr=False)
 
 
@@ -114,6 +117,9 @@ class SelectionDocument(EnsembleDocument):
     n_selected: int
     strategy: str = Field("deviation", description="selection.strategy: deviation, random or all")
     accurate_ratio: float
+    median_survival_ps: float | None = Field(
+        None, description="ps, median time the round's ANI-Al trajectories ran before they stopped (None: no such run)"
+    )
     converged: bool
     stop: bool
     trust_lo: float
@@ -163,6 +169,7 @@ class RoundSummary(EnsembleDocument):
     n_labelled: int
     n_label_failures: int
     accurate_ratio: float
+    median_survival_ps: float | None = None
     val_force_rmse: float
     test_force_rmse: float
     test_energy_rmse_per_atom: float

@@ -11,7 +11,7 @@ from al_flows.active_learning.schemas import EvaluationDocument, RoundSummary
 from al_flows.frames.dataset import frames_from_bytes
 from al_flows.validation.heldout import holdout_errors
 from al_flows.workflow import progress
-from al_flows.workflow.jobs import al_job, ensemble_id, field, load_ensemble, model_ids_of
+from al_flows.workflow.jobs import al_job, ensemble_id, field, field_or_none, load_ensemble, model_ids_of
 
 __all__ = ["evaluate", "round_summary", "subset_columns"]
 
@@ -79,6 +79,7 @@ def round_summary(
         n_labelled=field(labels, "n_labelled"),
         n_label_failures=field(labels, "n_failed"),
         accurate_ratio=field(selection, "accurate_ratio"),
+        median_survival_ps=field_or_none(selection, "median_survival_ps"),
         val_force_rmse=field(evaluation, "val_force_rmse"),
         test_force_rmse=field(evaluation, "test_force_rmse"),
         test_energy_rmse_per_atom=field(evaluation, "test_energy_rmse_per_atom"),

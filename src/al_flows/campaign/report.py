@@ -46,6 +46,7 @@ TABLE_COLUMNS = (
     ("failed", "n_failed", "{}", 1),
     ("labelled", "n_labelled", "{}", 1),
     ("accurate ratio", "accurate_ratio", "{:.3f}", 1),
+    ("median survival (ps)", "median_survival_ps", "{:.2f}", 1),
     ("val force RMSE (eV/Å)", "val_force_rmse", "{:.4f}", 1),
     ("test force RMSE (eV/Å)", "test_force_rmse", "{:.4f}", 1),
     ("test energy RMSE (meV/atom)", "test_energy_rmse_per_atom", "{:.2f}", 1000),
@@ -85,13 +86,12 @@ def _fmt(value, fmt: str, scale: float) -> str:
 def render_html(config, summaries: list[dict], plots: dict[str, str], notes: list[str], status: str = "") -> str:
     """The index page: title, a table of rounds, notes, and every plot with its caption."""
     e = html.escape
+    columns = [c for c in TABLE_COLUMNS if any(s.get(c[1]) is not None for s in summaries)]  # none empty
     rows = "\n".join(
-        "<tr>"
-        + "".join(f"<td>{e(_fmt(s.get(key), fmt, scale))}</td>" for _, key, fmt, scale in TABLE_COLUMNS)
-        + "</tr>"
+        "<tr>" + "".join(f"<td>{e(_fmt(s.get(key), fmt, scale))}</td>" for _, key, fmt, scale in columns) + "</tr>"
         for s in summaries
     )
-    head = "".join(f"<th>{e(h)}</th>" for h, *_ in TABLE_COLUMNS)
+    head = "".join(f"<th>{e(h)}</th>" for h, *_ in columns)
     table = f"<table>\n<tr>{head}</tr>\n{rows}\n</table>" if summaries else ""
     figures = "\n".join(
         f'<figure><img src="{e(fn)}" alt="{e(name)}"><figcaption>{e(CAPTIONS.get(name, name))}</figcaption></figure>'

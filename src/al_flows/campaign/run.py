@@ -25,7 +25,6 @@ from al_flows.campaign.config import AnyConfig, ConfigError
 from al_flows.campaign.record import CampaignRecord
 from al_flows.campaign.stores import ensure_indexes, make_job_store
 from al_flows.pool_study.config import PoolStudyConfig
-from al_flows.selection.trust_levels import stop_decision
 from al_flows.workflow.config import settings_diff
 from al_flows.workflow.jobs import drop_completed, latest_outputs
 
@@ -38,6 +37,7 @@ REPORT_KEYS = (
     "n_failed",
     "n_labelled",
     "accurate_ratio",
+    "median_survival_ps",
     "val_force_rmse",
     "test_force_rmse",
     "test_energy_rmse_per_atom",
@@ -235,12 +235,8 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
     result, last = campaign_state(store, config)
     if result is not None:
         again = (
-            stop_decision(
-                last["accurate_ratio"],
-                last["n_explored"],
-                last["round"],
-                config.convergence.accurate_ratio,
-                config.max_rounds,
+            maker.select_maker.decide(
+                last["accurate_ratio"], last["n_explored"], last["round"], last.get("median_survival_ps")
             )
             if last
             else None
@@ -248,7 +244,7 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
         if last is not None and again is not None and not again.stop:  # a larger max_rounds or another target
             return maker.continue_from(last), (
                 f"extending campaign '{config.name}' after round {last['round']} "
-                f"(max_rounds {config.max_rounds}, accurate-ratio target {config.convergence.accurate_ratio})"
+                f"(max_rounds {config.max_rounds}, convergence {config.convergence.model_dump(exclude_none=True)})"
             )
         if maker.autotest is not None and not _outputs(
             store, config.name, "autotest", {"metadata.round": result["final_round"]}

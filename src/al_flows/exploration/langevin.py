@@ -81,7 +81,9 @@ class Barostat:
 class LangevinRun:
     """One call's MD: ``n_steps`` steps of ``timestep_fs`` (fs), Langevin friction ``friction_per_ps``
     (1/ps), a frame recorded every ``record_every`` steps, noise from ``seed``; a trajectory stops when
-    its deviation reaches ``stop_deviation`` (eV/Angstrom; None: never); ``barostat`` None is NVT."""
+    its force deviation reaches ``stop_deviation`` (eV/Angstrom) or its energy spread reaches
+    ``stop_energy_spread`` (eV, :attr:`al_flows.potential.ensemble.EnsemblePrediction.energy_spread`;
+    None: that criterion is off); ``barostat`` None is NVT."""
 
     n_steps: int
     timestep_fs: float
@@ -90,6 +92,16 @@ class LangevinRun:
     seed: int
     stop_deviation: float | None = None
     barostat: Barostat | None = None
+    stop_energy_spread: float | None = None
+
+    def stops(self, deviation: float, energy_spread: float) -> bool:
+        """Whether a trajectory with this force deviation (eV/A) and energy spread (eV) stops here
+        (a non-finite value of a criterion that is on stops it)."""
+        out = False
+        for value, limit in ((deviation, self.stop_deviation), (energy_spread, self.stop_energy_spread)):
+            if limit is not None:
+                out = out or not np.isfinite(value) or value >= limit
+        return out
 
 
 def berendsen_mu(pressure_GPa, target_GPa: float, compressibility_per_GPa: float, timestep_fs: float, tau_ps: float):
@@ -121,8 +133,8 @@ def run_batched_langevin(
     """Advance one Langevin trajectory per start (copies) for ``run.n_steps``; ``temperature(k, t_ps)``
     gives trajectory k's target temperature (K) at time t. Returns recorded frames (every
     ``run.record_every`` steps, and each stop frame), labelled with the ensemble mean energy/forces
-    and carrying info: run, step, time_ps, temperature_K, deviation, stopped, plus ``info[k]``.
-    A trajectory whose deviation reaches ``run.stop_deviation`` (or is not finite) stops there.
+    and carrying info: run, step, time_ps, temperature_K, deviation, energy_spread, stopped, plus
+    ``info[k]``. A trajectory that meets :meth:`LangevinRun.stops` stops there.
 
     ``run.barostat`` (None: NVT, fixed cell) turns on the isotropic Berendsen barostat of every
     trajectory (module doc; starts must be periodic in 3D); recorded frames then also carry
@@ -252,7 +264,7 @@ class _Trajectories:
         for j, k in enumerate(running):
             self.forces[k] = pred.mean_forces[j]
             self.vel[k] += 0.5 * self.dt * self.forces[k] / self.masses[k]
-            stop = run.stop_deviation is not None and (not np.isfinite(dev[j]) or dev[j] >= run.stop_deviation)
+            stop = run.stops(float(dev[j]), float(pred.energy_spread[j]))
             system = self.systems[k]
             if barostat is not None:
                 volume = float(system.cell.volume)
@@ -266,6 +278,7 @@ class _Trajectories:
                     "time_ps": t_ps,
                     "temperature_K": float(self.temperature(k, t_ps)),
                     "deviation": float(dev[j]),
+                    "energy_spread": float(pred.energy_spread[j]),
                     "stopped": bool(stop),
                 }
                 if barostat is not None:
@@ -303,6 +316,7 @@ class _Batch:
         self.mean_energies = np.asarray(pred.mean_energies)
         self.mean_forces = list(pred.mean_forces)
         self.deviation = np.asarray(pred.deviation)
+        self.energy_spread = np.asarray(pred.energy_spread)
         self.mean_stresses: np.ndarray | None = np.asarray(pred.mean_stresses) if stress else None
 
     @classmethod
@@ -310,6 +324,7 @@ class _Batch:
         """A batch of no frames."""
         out = object.__new__(cls)
         out.mean_energies, out.mean_forces, out.deviation, out.mean_stresses = np.zeros(0), [], np.zeros(0), None
+        out.energy_spread = np.zeros(0)
         return out
 
     def subset(self, keep: list[int]) -> _Batch:
@@ -320,5 +335,6 @@ class _Batch:
         out.mean_energies = self.mean_energies[keep]
         out.mean_forces = [self.mean_forces[j] for j in keep]
         out.deviation = self.deviation[keep]
+        out.energy_spread = self.energy_spread[keep]
         out.mean_stresses = None if self.mean_stresses is None else self.mean_stresses[keep]
         return out

@@ -4,10 +4,16 @@ Both run :func:`al_flows.exploration.langevin.run_batched_langevin`: all traject
 together with one batched ensemble prediction per step (Langevin BAOAB at fixed cell, or NPT with an
 isotropic Berendsen barostat; blow-ups dropped, see that module). Units: Angstrom, eV, amu, fs, K, GPa.
 
-- :func:`langevin_schedule` (ANI-Al, Smith et al.): each trajectory draws T_start, T_end, T_mod,
-  t_0 and follows ``T(t) = T_start + (t/t_max)(T_end - T_start) + T_mod sin^2(pi t / t_0)``;
-  it stops as soon as the model deviation reaches ``stop_deviation`` and its last frame is
-  returned (``info['stopped'] = True``) for selection.
+- :func:`langevin_schedule` (ANI-Al, Smith et al.): each trajectory starts from a newly generated
+  random cell (``start: random_cells``; ``structures``: from the campaign's starting structures),
+  draws T_start, T_end, T_mod, t_0 and follows
+  ``T(t) = T_start + (t/t_max)(T_end - T_start) + T_mod sin^2(pi t / t_0)``; it stops as soon as
+  the ensemble's energy spread rho = sigma_E / sqrt(N) reaches ``stop_energy_spread`` (or, with
+  ``stop_measure: force_deviation``, the force deviation reaches ``stop_deviation``). The stop
+  frame (``info['stopped'] = True``) is always labelled (``info['always_label']``); the other
+  snapshots only measure the accurate ratio unless ``select_snapshots`` (``info['selectable']``).
+  :func:`survival_times` gives each trajectory's time before it stopped (the convergence test of
+  the method: trajectories that survive long without tripping the threshold).
 - :func:`nvt_explore` (DP-GEN, Zhang et al.): constant temperature per call (the campaign raises
   it with the round), frames recorded every ``record_every`` steps, no early stop.
 
@@ -25,6 +31,7 @@ from pydantic import Field, model_validator
 
 from al_flows.exploration.langevin import Barostat, LangevinRun, run_batched_langevin
 from al_flows.settings import Settings, Temperatures
+from al_flows.structures.generators import RandomCellSettings, random_cells
 
 __all__ = [
     "ScheduleSettings",
@@ -32,6 +39,7 @@ __all__ = [
     "schedule_temperature",
     "draw_schedule",
     "langevin_schedule",
+    "survival_times",
     "nvt_explore",
 ]
 
@@ -56,10 +64,42 @@ class ScheduleSettings(Settings):
     t_max_ps: float = Field(default=5.0, gt=0, description="ps, trajectory length (the schedule's t_max)")
     timestep_fs: float = Field(default=1.0, gt=0)
     friction_per_ps: float = Field(default=5.0, gt=0, description="Langevin friction, 1/ps")
+    start: Literal["random_cells", "structures"] = Field(
+        default="random_cells",
+        description="random_cells: every trajectory from a newly generated random cell (the method); "
+        "structures: from the campaign's starting structures, reused round after round",
+    )
+    cells: RandomCellSettings = Field(
+        default_factory=RandomCellSettings,
+        description="start random_cells: edges, density and minimum distance of the fresh cells (the paper's by "
+        "default; n_cells is not used: one cell per trajectory)",
+    )
+    stop_measure: Literal["energy_spread", "force_deviation"] = Field(
+        default="energy_spread",
+        description="energy_spread: stop when sigma_E/sqrt(N) reaches stop_energy_spread (the method); "
+        "force_deviation: when the force deviation reaches stop_deviation",
+    )
+    stop_energy_spread: float = Field(
+        default=0.20,
+        gt=0,
+        description="eV; stop_measure energy_spread: a trajectory stops when sigma_E/sqrt(N_atoms) reaches this "
+        "(default calibrated as docs/methods.md says)",
+    )
     stop_deviation: float = Field(
-        default=0.15, gt=0, description="eV/Angstrom; a trajectory stops when the deviation reaches this"
+        default=0.15,
+        gt=0,
+        description="eV/Angstrom; stop_measure force_deviation: a trajectory stops when the deviation reaches this",
     )
     record_every: int = Field(default=100, gt=0, description="steps between recorded snapshots")
+    label_stop_frames: bool = Field(
+        default=True,
+        description="label every stop frame, outside the trust window and the cap (selection strategy deviation)",
+    )
+    select_snapshots: bool = Field(
+        default=False,
+        description="let the recorded snapshots go through the usual selection too; false: they only measure the "
+        "accurate ratio",
+    )
 
     @model_validator(mode="after")
     def _ranges(self):
@@ -67,6 +107,11 @@ class ScheduleSettings(Settings):
             _range(getattr(self, name))
         if min(self.t_start_K[0], self.t_end_K[0]) <= 0 or self.t0_ps[0] <= 0 or self.t_mod_K[0] < 0:
             raise ValueError("temperatures and t0 must be positive (T_mod may be 0)")
+        if not (self.label_stop_frames or self.select_snapshots):
+            raise ValueError(
+                "label_stop_frames and select_snapshots are both false, so this explorer would label nothing; "
+                "set one of them to true"
+            )
         return self
 
 
@@ -120,33 +165,57 @@ def langevin_schedule(
     explorer: str = "langevin",
     dropped: list[dict] | None = None,
 ) -> list[Atoms]:
-    """ANI-Al exploration: ``n_runs`` trajectories, each from a start drawn from ``structures``
-    with its own temperature schedule, stopped early on high deviation (see module doc);
-    trajectories that blow up are appended to ``dropped``."""
+    """ANI-Al exploration: ``n_runs`` trajectories, each from a fresh random cell of the elements of
+    ``structures`` (``settings.start``; or from a start drawn from ``structures``) with its own
+    temperature schedule, stopped early on high disagreement (see module doc); trajectories that
+    blow up are appended to ``dropped``."""
     rng = np.random.default_rng((int(seed) & 0xFFFFFFFF, 17))
     picks = rng.integers(len(structures), size=settings.n_runs)
     schedules = [draw_schedule(rng, settings) for _ in range(settings.n_runs)]
-    starts = [structures[i] for i in picks]
+    if settings.start == "random_cells":
+        elements = sorted({s for a in structures for s in a.get_chemical_symbols()})
+        cells = settings.cells.model_copy(update={"n_cells": settings.n_runs})
+        starts = random_cells(cells, elements, int(rng.integers(2**62)))
+        parents = [str(a.info["frame_id"]) for a in starts]
+    else:
+        starts = [structures[i] for i in picks]
+        parents = [str(a.info.get("structure_id") or a.info.get("frame_id", "")) for a in starts]
     info = [
-        {
-            "explorer": explorer,
-            "parent_id": str(structures[i].info.get("structure_id") or structures[i].info.get("frame_id", "")),
-            "schedule": sch,
-        }
-        for i, sch in zip(picks, schedules, strict=True)
+        {"explorer": explorer, "parent_id": parent, "start": settings.start, "schedule": sch}
+        for parent, sch in zip(parents, schedules, strict=True)
     ]
     n_steps = int(round(settings.t_max_ps * 1000.0 / settings.timestep_fs))
+    by_energy = settings.stop_measure == "energy_spread"
     run = LangevinRun(
         n_steps,
         settings.timestep_fs,
         settings.friction_per_ps,
         settings.record_every,
         int(rng.integers(2**62)),
-        settings.stop_deviation,
+        None if by_energy else settings.stop_deviation,
+        stop_energy_spread=settings.stop_energy_spread if by_energy else None,
     )
-    return run_batched_langevin(
+    frames = run_batched_langevin(
         starts, ensemble, lambda k, t: float(schedule_temperature(t, **schedules[k])), run, info, dropped=dropped
     )
+    for a in frames:
+        if a.info["stopped"]:
+            a.info["always_label"] = settings.label_stop_frames
+        else:
+            a.info["selectable"] = settings.select_snapshots
+    return frames
+
+
+def survival_times(frames: list[Atoms], dropped: list[dict], n_runs: int, t_max_ps: float) -> list[float]:
+    """Per trajectory of one :func:`langevin_schedule` call (ps): the time of its stop frame, of its
+    blow-up (a dropped trajectory: the ensemble failed there too), or ``t_max_ps`` when it ran to the end."""
+    out = [float(t_max_ps)] * n_runs
+    for d in dropped:
+        out[int(d["replica"])] = float(d["time_ps"])
+    for a in frames:
+        if a.info.get("stopped"):
+            out[int(a.info["run"])] = float(a.info["time_ps"])
+    return out
 
 
 def nvt_explore(

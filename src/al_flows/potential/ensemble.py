@@ -52,6 +52,14 @@ class EnsemblePrediction:
         return self.energies.std(axis=0)
 
     @property
+    def energy_spread(self) -> np.ndarray:
+        """ANI's ensemble disagreement per frame, rho = sigma_E / sqrt(N_atoms) [n_frames] (eV): sigma_E is
+        the sample standard deviation (ddof 1) of the members' energies, N_atoms the frame's atom count
+        (docs/methods.md, the ANI-Al stop criterion)."""
+        n_atoms = np.array([f.shape[1] for f in self.forces], dtype=float)
+        return self.energies.std(axis=0, ddof=1) / np.sqrt(n_atoms)
+
+    @property
     def mean_forces(self) -> list[np.ndarray]:
         """Ensemble-mean forces per frame, each [n_atoms, 3] (eV/A)."""
         return [f.mean(axis=0) for f in self.forces]

@@ -10,6 +10,12 @@ frame_id is already labelled, or repeats within the batch, are skipped; at most
 (the same number of frames drawn uniformly from everything explored, the baseline an
 active-learning campaign must beat) or ``all`` (every explored frame up to the cap). The
 classes and the accurate ratio, which decide convergence, are the same for every strategy.
+
+Strategy ``deviation`` also follows two per-frame marks an explorer may set (the ANI-Al sampler,
+:mod:`al_flows.exploration.md`): ``info['always_label']`` (a trajectory's stop frame) is labelled
+whatever its class and outside the cap; ``info['selectable'] = False`` (a snapshot that only
+measures) is never picked. ``random`` and ``all`` ignore both: as baselines they draw from every
+explored frame.
 """
 
 from __future__ import annotations
@@ -99,7 +105,9 @@ def select(
 ) -> SelectionResult:
     """Classify ``frames`` by ``info['deviation']`` and pick the frames to label.
 
-    Eligible frames: the candidates (strategy 'deviation') or every frame ('random', 'all').
+    Eligible frames: the candidates (strategy 'deviation': those not marked ``selectable`` False,
+    plus, outside the cap, every frame marked ``always_label``; module doc) or every frame
+    ('random', 'all').
     Those whose frame_id (``info['frame_id']`` or computed) is in ``exclude_ids`` or repeats an
     earlier eligible frame are skipped. Of the rest at most ``max_candidates`` are kept:
     strategy 'deviation' with pick 'random' and strategy 'random' draw without replacement with
@@ -114,15 +122,22 @@ def select(
     seen: set[str] = set()
     pool: list[int] = []
     n_duplicate = 0
-    eligible = np.flatnonzero(status == CANDIDATE) if settings.strategy == "deviation" else np.arange(len(frames))
-    for i in eligible:
+    forced: list[int] = []
+    if settings.strategy == "deviation":
+        marks = [(bool(a.info.get("always_label", False)), a.info.get("selectable", True) is not False) for a in frames]
+        forced_idx = [i for i, (always, _) in enumerate(marks) if always]
+        eligible = [int(i) for i in np.flatnonzero(status == CANDIDATE) if marks[i][1] and not marks[i][0]]
+    else:
+        forced_idx, eligible = [], list(range(len(frames)))
+    forced_set = set(forced_idx)
+    for i in [*forced_idx, *eligible]:
         atoms = frames[i]
         fid = atoms.info.get("frame_id") or frame_id(atoms)
         if fid in excluded or fid in seen:
             n_duplicate += 1
             continue
         seen.add(fid)
-        pool.append(int(i))
+        (forced if i in forced_set else pool).append(int(i))
     if len(pool) > settings.max_candidates:
         if settings.strategy == "all":
             keep = np.unique(np.round(np.linspace(0, len(pool) - 1, settings.max_candidates)).astype(int))
@@ -138,7 +153,7 @@ def select(
     n_accurate = int((status == ACCURATE).sum())
     return SelectionResult(
         status=[str(s) for s in status],
-        selected=sorted(pool),
+        selected=sorted(forced + pool),
         n_accurate=n_accurate,
         n_candidate=int((status == CANDIDATE).sum()),
         n_failed=int((status == FAILED).sum()),
@@ -157,16 +172,28 @@ class StopDecision:
 
 
 def stop_decision(
-    accurate_ratio: float, n_explored: int, round_: int, target_accurate_ratio: float, max_rounds: int
+    accurate_ratio: float,
+    n_explored: int,
+    round_: int,
+    target_accurate_ratio: float | None,
+    max_rounds: int,
+    median_survival_ps: float | None = None,
+    target_survival_ps: float | None = None,
 ) -> StopDecision:
     """The one place that decides when a campaign stops.
 
     After round ``round_`` (0-based) the campaign has converged when the round explored
-    something and its accurate ratio reached the target; it stops when it converged or
-    when ``round_ + 1`` rounds (the limit, ``max_rounds``) have trained. A campaign that
-    converges in its last allowed round has converged.
+    something and every target that is set is met: the accurate ratio reached
+    ``target_accurate_ratio``, and the median survival time of the ANI-Al trajectories
+    (ps; None when the round ran none) reached ``target_survival_ps``. It stops when it
+    converged or when ``round_ + 1`` rounds (the limit, ``max_rounds``) have trained. A
+    campaign that converges in its last allowed round has converged.
     """
-    converged = n_explored > 0 and accurate_ratio >= target_accurate_ratio
+    ratio_ok = target_accurate_ratio is None or accurate_ratio >= target_accurate_ratio
+    survival_ok = target_survival_ps is None or (
+        median_survival_ps is not None and median_survival_ps >= target_survival_ps
+    )
+    converged = n_explored > 0 and ratio_ok and survival_ok
     if converged:
         return StopDecision(True, True, "converged")
     if round_ + 1 >= max_rounds:

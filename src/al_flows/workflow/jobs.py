@@ -45,6 +45,11 @@ def field(doc, key):
     return doc[key] if isinstance(doc, dict) else getattr(doc, key)
 
 
+def field_or_none(doc, key):
+    """:func:`field`, or None when the output lacks ``key`` (written before the field existed)."""
+    return doc.get(key) if isinstance(doc, dict) else getattr(doc, key, None)
+
+
 def derived_seed(*parts: int) -> int:
     """A reproducible 31-bit seed from integers (campaign seed, round, member, ...)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] & 0x7FFFFFFF)
