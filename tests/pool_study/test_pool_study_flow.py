@@ -143,6 +143,13 @@ def test_shear_runs_do_not_depend_on_job_split(study):
         assert system["n_runs"] == 3
         assert sum(p["n_runs"] for p in system["pathways"]) == 3
         assert sum(system["counts_by_type"].values()) == system["n_pathways"]
+        # the pathway tree holds every run once at its roots, and its branches partition their parent's runs
+        tree = system["tree"]
+        assert sum(b["n_runs"] for b in tree if b["parent"] is None) == 3
+        for b in tree:
+            children = [c for c in tree if c["parent"] == b["branch"]]
+            assert all(c["first_step"] == b["last_step"] + 1 for c in children)
+            assert set().union(*[set(c["runs"]) for c in children]) <= set(b["runs"])
 
 
 def test_validation_rows_match_the_labeller(study):

@@ -10,7 +10,14 @@ from ase.calculators.emt import EMT
 
 from al_flows.exploration.shear import ShearSettings, run_shear
 from al_flows.pool_study.minima_validation import relax_fixed_cell, select_minima, validate_minimum
-from al_flows.pool_study.shear_study import classify_pathway, merge_pathways, pathways, step_record
+from al_flows.pool_study.shear_study import (
+    classify_pathway,
+    merge_pathways,
+    pathway_tree,
+    pathways,
+    step_record,
+    tree_branches,
+)
 from al_flows.structures.multilayer import cuni_multilayer
 
 
@@ -28,6 +35,59 @@ def test_merge_pathways_within_tolerance_and_transitively():
     assert merge_pathways(profiles, tol=0.0) == [[0], [1], [2], [3], [4], [5]]
     assert merge_pathways(profiles, tol=0.02) == [[0, 1, 2, 3, 5], [4]]
     assert merge_pathways([], tol=1e-3) == []
+
+
+TREE_PROFILES = [
+    [0.0, -1.0, -2.0, -3.0, -4.0],
+    [0.0, -1.0, -2.0, -3.5, -4.5],
+    [0.0005, -1.0, -2.5, -3.5, -4.5],  # parts from runs 0, 1, 3 at step 2
+    [0.0, -1.0004, -2.0, -3.0002, -4.0],  # with run 0 all along (within 1e-3)
+    [0.0, -1.0, -2.5, -3.5, -5.0],  # with run 2 until step 3
+    [5.0, 4.0],  # another root, shorter
+]
+
+
+def test_pathway_tree_by_hand():
+    tree = pathway_tree(TREE_PROFILES, tol=1e-3)
+    got = [(b["branch"], b["parent"], b["first_step"], b["last_step"], b["runs"], b["n_runs"]) for b in tree]
+    assert got == [
+        (0, None, 0, 1, [0, 1, 2, 3, 4], 5),  # shared prefix: steps 0-1
+        (1, None, 0, 1, [5], 1),
+        (2, 0, 2, 2, [0, 1, 3], 3),  # the branch step 2: runs 2 and 4 part
+        (3, 0, 2, 3, [2, 4], 2),
+        (4, 2, 3, 4, [0, 3], 2),  # step 3: run 1 parts
+        (5, 2, 3, 4, [1], 1),
+        (6, 3, 4, 4, [2], 1),  # step 4: runs 2 and 4 part
+        (7, 3, 4, 4, [4], 1),
+    ]
+    # the leaves are the merged pathways
+    leaves = sorted(b["runs"] for b in tree if not any(c["parent"] == b["branch"] for c in tree))
+    assert leaves == sorted(merge_pathways(TREE_PROFILES, tol=1e-3)) == [[0, 3], [1], [2], [4], [5]]
+    # with no tolerance run 2 has its own root and run 3 parts at step 1
+    tree0 = pathway_tree(TREE_PROFILES, tol=0.0)
+    assert [(b["parent"], b["first_step"], b["last_step"], b["runs"]) for b in tree0[:4]] == [
+        (None, 0, 0, [0, 1, 3, 4]),
+        (None, 0, 4, [2]),
+        (None, 0, 1, [5]),
+        (0, 1, 1, [0, 1, 4]),
+    ]
+    assert pathway_tree([], tol=1e-3) == []
+
+
+def test_tree_branches_from_records_carry_run_numbers_steps_and_profiles():
+    recs = []
+    for run, energies in zip([10, 11, 12, 13, 14, 15], TREE_PROFILES, strict=True):
+        recs += _records(run, energies, [0.0] * len(energies))
+    tree = tree_branches(list(reversed(recs)), tol=1e-3)
+    assert [(b["parent"], b["first_step"], b["last_step"], b["runs"], b["n_runs"]) for b in tree[:4]] == [
+        (None, 1, 2, [10, 11, 12, 13, 14], 5),  # step numbers are the records' (1-based)
+        (None, 1, 2, [15], 1),
+        (0, 3, 3, [10, 11, 13], 3),
+        (0, 3, 4, [12, 14], 2),
+    ]
+    assert tree[3]["representative"] == 12
+    # profile of the representative over the branch's own steps: (gamma, energy, fcc)
+    assert tree[3]["profile"] == [[pytest.approx(0.3), -2.5, 1.0], [0.4, -3.5, 1.0]]
 
 
 def test_classify_pathway():
@@ -146,3 +206,22 @@ def test_select_minima_by_excess_energy_per_system():
     assert [(m.info["parent_id"], m.info["energy"]) for m in chosen] == [("a", -9.0), ("a", -9.5), ("b", -19.96)]
     assert chosen[0].info["excess_energy_per_atom"] == pytest.approx(1.0 / n)
     assert len(select_minima(minima, 10)) == 5
+
+
+def test_energy_vs_gamma_plot_draws_the_tree(tmp_path):
+    from al_flows.pool_study.report import plot_energy_vs_gamma, tree_lines
+
+    recs = []
+    for run, energies in zip([10, 11, 12, 13, 14, 15], TREE_PROFILES, strict=True):
+        recs += _records(run, energies, [0.0] * len(energies))
+    tree = tree_branches(recs, tol=1e-3)
+    lines = tree_lines(tree, e0=-1.0)
+    assert len(lines) == 8
+    # a root starts at its own first step; a child from its parent's last point
+    assert lines[0]["xy"].tolist() == [[0.1, 1.0], [0.2, 0.0]]
+    np.testing.assert_allclose(lines[3]["xy"], [[0.2, 0.0], [0.3, -1.5], [0.4, -2.5]], atol=1e-12)  # gamma 0.1*k
+    assert [ln["label"] for ln in lines] == ["5", "1", "3", "2", "2", "1", "1", "1"]
+    assert lines[0]["width"] == 3.5 and lines[1]["width"] == pytest.approx(0.5 + 3 / 5)
+    systems = {"s": {"pathways": pathways(recs, tol=1e-3), "tree": tree}}
+    out = plot_energy_vs_gamma(systems, tmp_path / "e.png")
+    assert (tmp_path / "e.png").stat().st_size > 0 and out.endswith("e.png")

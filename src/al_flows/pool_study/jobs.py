@@ -40,7 +40,7 @@ from al_flows.pool_study.schemas import (
     ValidationDocument,
 )
 from al_flows.pool_study.shear_pool import labeller_shear_pool
-from al_flows.pool_study.shear_study import pathways, step_record
+from al_flows.pool_study.shear_study import pathways, step_record, tree_branches
 from al_flows.pool_study.strategies import (
     heldout_metrics,
     split_test,
@@ -404,6 +404,7 @@ def shear_pathways(
             "n_pathways": len(paths),
             "counts_by_type": counts,
             "pathways": paths,
+            "tree": tree_branches(records, merge_tol),
         }
         progress.report("pathways", -1, system=name, pathways=len(paths))
     return ShearStudyDocument(
