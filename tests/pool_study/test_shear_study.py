@@ -15,8 +15,10 @@ from al_flows.pool_study.shear_study import (
     merge_pathways,
     pathway_tree,
     pathways,
+    relative_to_reference,
     step_record,
     tree_branches,
+    unsheared_reference,
 )
 from al_flows.structures.multilayer import cuni_multilayer
 
@@ -225,3 +227,46 @@ def test_energy_vs_gamma_plot_draws_the_tree(tmp_path):
     systems = {"s": {"pathways": pathways(recs, tol=1e-3), "tree": tree}}
     out = plot_energy_vs_gamma(systems, tmp_path / "e.png")
     assert (tmp_path / "e.png").stat().st_size > 0 and out.endswith("e.png")
+
+
+class _Springs(Calculator):
+    """E = e0 + k/2 * sum |r - r0|^2 (eV, Angstrom): minimum e0 at r0."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, r0, e0=-7.25, k=2.0):
+        super().__init__()
+        self.r0, self.e0, self.k = np.array(r0), e0, k
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        u = atoms.positions - self.r0
+        self.results = {"energy": self.e0 + 0.5 * self.k * float((u**2).sum()), "forces": -self.k * u}
+
+
+def test_unsheared_reference_is_the_relaxed_start_at_its_own_cell():
+    start = cuni_multilayer((1, 1, 2))  # 8 atoms, cubic cell: gamma 0
+    r0 = start.positions.copy()
+    start.positions += np.random.default_rng(0).normal(0, 0.05, r0.shape)
+    ref = unsheared_reference(start, _Springs(r0), fmax=1e-4, max_steps=200)
+    # converged to |F| <= fmax: E - e0 = sum |F|^2 / (2k) <= 8 * 1e-8 / 4
+    assert ref["energy"] == pytest.approx(-7.25, abs=2e-8)
+    assert (ref["gamma"], ref["n_atoms"], ref["converged"], ref["optimizer"]) == (0.0, 8, True, "BFGS")
+    assert np.allclose(start.positions, r0 + np.random.default_rng(0).normal(0, 0.05, r0.shape))  # not moved
+    sheared = start.copy()
+    sheared.cell[0] += [0.0, 0.3 * sheared.cell[0, 0], 0.4 * sheared.cell[0, 0]]
+    assert unsheared_reference(sheared, _Springs(r0), 1e-4, 200, "FIRE")["gamma"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="optimizer"):
+        unsheared_reference(start, _Springs(r0), 1e-4, 200, "CG")
+
+
+def test_energies_relative_to_the_reference_by_hand():
+    recs = [{"run": 0, "step": 1, "energy": -9.5}, {"run": 0, "step": 2, "energy": -11.0}]
+    out = relative_to_reference(recs, {"energy": -10.0, "n_atoms": 4})
+    # binary-exact numbers: equal, not close
+    assert [(r["delta_energy"], r["de_per_atom"]) for r in out] == [(0.5, 0.125), (-1.0, -0.25)]
+    assert "delta_energy" not in recs[0]  # copies
+    paths = pathways(
+        [{**r, "gamma": 0.1 * r["step"], "fcc": 1.0, "hcp": 0.0, "intermixing": 0.0, "frame_id": "f"} for r in out]
+    )
+    assert paths[0]["final_delta_energy"] == -1.0

@@ -26,7 +26,8 @@ CAPTIONS = {
     "energy_vs_gamma": "Energy vs shear strain of every merged pathway, per system, coloured by the FCC fraction (as "
     "in Fig. 5 of Sprueill et al.), over the pathway tree: runs share a branch until the step where their "
     "energies part; line width and label give the branch's number of runs. Energies relative to the system's "
-    "first relaxed step.",
+    "starting structure relaxed unsheared with the same model (ΔE = 0 as in Sprueill et al.; older "
+    "studies without it: relative to the lowest first relaxed step).",
     "pathway_counts": "Merged pathways per system and type.",
     "validation": "NNP minima re-checked with the labeller: NNP vs labeller energy per atom (single point) and the "
     "energy drop on relaxing with the labeller (spurious above the tolerance; as in Fig. 6 of Sprueill "
@@ -111,7 +112,8 @@ def plot_energy_vs_gamma(systems: dict, path: Path) -> str:
     cmap, sc = plt.get_cmap("viridis"), None
     for ax, name in zip(axes.flat, names, strict=False):
         paths = systems[name]["pathways"]
-        e0 = min((p["profile"][0][1] for p in paths if p["profile"]), default=0.0)
+        ref = systems[name].get("reference") or {}
+        e0 = ref.get("energy", min((p["profile"][0][1] for p in paths if p["profile"]), default=0.0))
         if systems[name].get("tree"):
             _draw_tree(ax, systems[name]["tree"], e0)
         for p in paths:
@@ -125,7 +127,7 @@ def plot_energy_vs_gamma(systems: dict, path: Path) -> str:
             )
         ax.set_title(f"{name.rsplit('-', 1)[-1]} ({len(paths)} pathways)", fontsize=9)
         ax.set_xlabel("γ")
-        ax.set_ylabel("E − E₀ (eV)")
+        ax.set_ylabel("E − E(γ=0, relaxed) (eV)" if ref else "E − E₀ (eV)")
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     if sc is not None:

@@ -8,6 +8,11 @@ Pathways: two runs of one system follow the same pathway when they have the same
 steps and their energies differ by at most ``tol`` (1e-3 eV) at every step; runs are merged
 transitively (single linkage), so a pathway is a connected group of such pairs.
 
+Energy scale (the paper's Figs. 4, 5 and 7: Delta E = 0 is the NNP-relaxed structure before
+shear): every run of a system starts from the same structure, which
+:func:`unsheared_reference` relaxes at its own (unsheared) cell with the run's calculator and
+optimiser settings; :func:`relative_to_reference` gives each step's energy relative to it.
+
 Pathway tree (the paper's Fig. 5, where plastic events split the paths): runs share a branch
 while their energies coincide (single linkage within ``tol`` at each step) from the first step
 on; at the first step where they part (or some of them end), the branch ends and each group of
@@ -32,6 +37,8 @@ from al_flows.structures.analysis import find_vacancies, intermixing, structure_
 
 __all__ = [
     "step_record",
+    "unsheared_reference",
+    "relative_to_reference",
     "merge_pathways",
     "pathway_tree",
     "tree_branches",
@@ -63,6 +70,36 @@ def step_record(frame: Atoms, reference: Atoms, vacancy_cutoff: float = 3.1) -> 
         "converged": bool(info.get("converged", True)),
         "frame_id": str(info.get("frame_id", "")),
     }
+
+
+def unsheared_reference(structure: Atoms, calculator, fmax: float, max_steps: int, optimizer: str = "BFGS") -> dict:
+    """``structure`` relaxed at its own cell (positions only) with ``calculator`` and ``optimizer``
+    to ``fmax`` (eV/Angstrom) in at most ``max_steps``: ``gamma`` (its shear strain, 0 for an
+    unsheared cell), ``energy`` (eV), ``n_atoms``, ``converged``, ``n_opt_steps``, ``fmax``, ``optimizer``."""
+    from al_flows.exploration.shear import OPTIMIZERS, shear_strain
+
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer: unknown optimiser '{optimizer}'; choose from {sorted(OPTIMIZERS)}")
+    work = structure.copy()
+    work.calc = calculator
+    opt = OPTIMIZERS[optimizer](work, logfile=None, trajectory=None)
+    converged = bool(opt.run(fmax=fmax, steps=max_steps))
+    return {
+        "gamma": float(shear_strain(work.cell[:])),
+        "energy": float(work.get_potential_energy()),
+        "n_atoms": len(work),
+        "converged": converged,
+        "n_opt_steps": int(opt.nsteps),
+        "fmax": float(fmax),
+        "optimizer": optimizer,
+    }
+
+
+def relative_to_reference(records: list[dict], reference: dict) -> list[dict]:
+    """Copies of step ``records`` with ``delta_energy`` = E - E_ref (eV) and ``de_per_atom`` =
+    (E - E_ref) / N (eV/atom) relative to ``reference`` (:func:`unsheared_reference`)."""
+    e_ref, n = float(reference["energy"]), int(reference["n_atoms"])
+    return [{**r, "delta_energy": r["energy"] - e_ref, "de_per_atom": (r["energy"] - e_ref) / n} for r in records]
 
 
 def merge_pathways(profiles: list, tol: float = 1e-3) -> list[list[int]]:
@@ -159,7 +196,8 @@ def pathways(records: list[dict], tol: float = 1e-3, defect_threshold: float = 0
 
     Each pathway: runs (sorted), n_runs, representative (lowest run number), type, final_energy
     (eV), final_gamma, max_hcp, min_fcc, final_fcc, final_intermixing, final_frame_id, profile (list of
-    (gamma, energy, fcc) of the representative)."""
+    (gamma, energy, fcc) of the representative); final_delta_energy (eV, relative to the relaxed
+    unsheared start) when the records have it (:func:`relative_to_reference`)."""
     by_run: dict[int, list[dict]] = {}
     for r in records:
         by_run.setdefault(int(r["run"]), []).append(r)
@@ -184,6 +222,7 @@ def pathways(records: list[dict], tol: float = 1e-3, defect_threshold: float = 0
                 "final_fcc": float(last["fcc"]),
                 "final_intermixing": float(last["intermixing"]),
                 "final_frame_id": last["frame_id"],
+                **({"final_delta_energy": float(last["delta_energy"])} if "delta_energy" in last else {}),
                 "profile": [[float(s["gamma"]), float(s["energy"]), float(s["fcc"])] for s in rep],
             }
         )
