@@ -140,6 +140,9 @@ def test_step_record_of_a_sheared_multilayer_with_a_vacancy():
     assert rec["fcc"] + rec["hcp"] + rec["other"] == pytest.approx(1.0)
     assert rec["fcc"] > 0.5  # a small elastic shear keeps the lattice FCC around the vacancy
     assert rec["intermixing"] == pytest.approx(0.0)  # no Cu-Ni bonds made or broken
+    # the vacancy in the Ni plane at the interface: 4 Cu neighbours below it, 4 + 4 Ni in and above its plane
+    assert rec["vacancy_sizes"] == [1] and rec["vacancy_elements"] == [{"Cu": 4, "Ni": 8}]
+    assert rec["intermixed_fraction"] == 0.0  # abrupt interface: 4 unlike neighbours at most
     assert rec["energy"] == pytest.approx(frames[-1].get_potential_energy())
 
 

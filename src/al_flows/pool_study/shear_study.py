@@ -1,8 +1,11 @@
 """Analysis of stochastic shear runs (Sprueill et al.; docs/methods.md): per-step structure, merged pathways.
 
 Per relaxed step: energy (eV), shear strain gamma, FCC/HCP/other fractions by common-neighbour
-analysis, Cu-Ni intermixing (excess unlike bonds per atom relative to the unsheared start) and
-vacancy clusters (atoms with fewer than 12 neighbours within 3.1 Angstrom).
+analysis, Cu-Ni intermixing (excess unlike bonds per atom relative to the unsheared start; the
+intermixed fraction: atoms with at least 5 unlike first-shell neighbours) and vacancy clusters
+(atoms with fewer than 12 neighbours within 3.1 Angstrom), each with its size and the element
+counts of its atoms (its chemical neighbourhood, the vacancy graph of Sprueill et al.), listed
+per step in the order of :func:`al_flows.structures.analysis.find_vacancies`.
 
 Pathways: two runs of one system follow the same pathway when they have the same number of
 steps and their energies differ by at most ``tol`` (1e-3 eV) at every step; runs are merged
@@ -33,7 +36,7 @@ import numpy as np
 from ase import Atoms
 
 from al_flows.frames.dataset import recorded_energy
-from al_flows.structures.analysis import find_vacancies, intermixing, structure_fractions
+from al_flows.structures.analysis import find_vacancies, intermixed_fraction, intermixing, structure_fractions
 
 __all__ = [
     "step_record",
@@ -67,6 +70,9 @@ def step_record(frame: Atoms, reference: Atoms, vacancy_cutoff: float = 3.1) -> 
         "n_vacancies": int(sum(v.n_vacancies for v in vacancies)),
         "vacancy_positions": [list(map(float, v.position)) for v in vacancies],
         "vacancy_fractional_z": [float(v.fractional_z) for v in vacancies],
+        "vacancy_sizes": [int(v.n_vacancies) for v in vacancies],
+        "vacancy_elements": [dict(v.elements) for v in vacancies],
+        "intermixed_fraction": intermixed_fraction(frame, cutoff=vacancy_cutoff),
         "converged": bool(info.get("converged", True)),
         "frame_id": str(info.get("frame_id", "")),
     }
@@ -150,7 +156,9 @@ def pathway_tree(profiles: list, tol: float = 1e-3) -> list[dict]:
     arrays = [np.asarray(p, dtype=float) for p in profiles]
     branches: list[dict] = []
     # (runs that coincide at step `first`, first step, parent branch)
-    todo = [(g, 0, None) for g in _groups([i for i, a in enumerate(arrays) if len(a)], arrays, 0, tol)]
+    todo: list[tuple[list[int], int, int | None]] = [
+        (g, 0, None) for g in _groups([i for i, a in enumerate(arrays) if len(a)], arrays, 0, tol)
+    ]
     while todo:
         runs, first, parent = todo.pop(0)
         step = first
