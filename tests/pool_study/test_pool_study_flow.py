@@ -14,6 +14,7 @@ from al_flows.cli import main
 from al_flows.exploration.shear import ShearSettings, run_seed, run_shear
 from al_flows.frames.dataset import frames_from_bytes
 from al_flows.pool_study.report import pool_study_outputs
+from al_flows.pool_study.shear_study import unsheared_reference
 from al_flows.potential.ensemble import Ensemble
 from al_flows.potential.weights import weights_bytes
 from al_flows.structures.multilayer import cuni_multilayer
@@ -139,10 +140,24 @@ def test_shear_runs_do_not_depend_on_job_split(study):
     direct = run_shear(start, calc, shear, seed=run_seed(3, 1), run=2)
     stored = [r for d in docs for r in d["output"]["records"] if r["system"].endswith("VNi(N1)") and r["run"] == 2]
     assert [r["energy"] for r in stored] == pytest.approx([f.get_potential_energy() for f in direct], abs=1e-6)
+    # the energy scale: the start relaxed unsheared with the same model and optimiser settings
+    ref = unsheared_reference(start, calc, 0.05, 500)  # TINY_STUDY fmax, default max_opt_steps and BFGS
+    stored_ref = next(d["output"]["reference"] for d in docs if d["output"]["system"].endswith("VNi(N1)"))
+    assert stored_ref["energy"] == pytest.approx(ref["energy"], abs=1e-6) and stored_ref["gamma"] == 0.0
+    assert out["pathways"]["systems"]["multilayer-1x1x3-VNi(N1)"]["reference"] == stored_ref
+    # the same float subtraction of the stored numbers: equal, not close
+    assert [r["delta_energy"] for r in stored] == [r["energy"] - stored_ref["energy"] for r in stored]
     for name, system in out["pathways"]["systems"].items():
         assert system["n_runs"] == 3
         assert sum(p["n_runs"] for p in system["pathways"]) == 3
         assert sum(system["counts_by_type"].values()) == system["n_pathways"]
+        # the pathway tree holds every run once at its roots, and its branches partition their parent's runs
+        tree = system["tree"]
+        assert sum(b["n_runs"] for b in tree if b["parent"] is None) == 3
+        for b in tree:
+            children = [c for c in tree if c["parent"] == b["branch"]]
+            assert all(c["first_step"] == b["last_step"] + 1 for c in children)
+            assert set().union(*[set(c["runs"]) for c in children]) <= set(b["runs"])
 
 
 def test_validation_rows_match_the_labeller(study):

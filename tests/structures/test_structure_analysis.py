@@ -13,6 +13,7 @@ from al_flows.structures.analysis import (
     _cna_triplets,
     common_neighbour_analysis,
     find_vacancies,
+    intermixed_fraction,
     intermixing,
     structure_fractions,
     unlike_bonds,
@@ -187,6 +188,39 @@ def test_swap_far_from_interface_adds_24_unlike_bonds():
     assert intermixing(atoms, ref) == pytest.approx(24 / len(atoms))
 
 
+def _swap(atoms, a, b):
+    atoms.symbols[a], atoms.symbols[b] = atoms.symbols[b], atoms.symbols[a]
+
+
+def test_intermixed_fraction_abrupt_and_deep_swap():
+    atoms = cuni_multilayer((3, 3, 6), a=A)  # planes 0-5 Cu, 6-11 Ni, 18 atoms each: 216 atoms
+    assert intermixed_fraction(atoms) == 0.0  # interface atoms have 4 unlike neighbours
+    # min_unlike 1: the four interface planes (5|6 and 11|0)
+    assert intermixed_fraction(atoms, min_unlike=1) == 72 / 216
+    plane = atoms.arrays["plane"]
+    _swap(atoms, int(np.flatnonzero(plane == 2)[0]), int(np.flatnonzero(plane == 8)[0]))
+    # the two swapped atoms have 12 unlike neighbours; their 2 x 12 neighbours 1 each
+    assert intermixed_fraction(atoms) == 2 / 216
+    assert intermixed_fraction(atoms, min_unlike=1) == (72 + 2 + 24) / 216
+    with pytest.raises(ValueError, match="min_unlike"):
+        intermixed_fraction(atoms, min_unlike=0)
+
+
+def test_intermixed_fraction_of_a_swap_across_the_interface():
+    atoms = cuni_multilayer((3, 3, 6), a=A)
+    plane = atoms.arrays["plane"]
+    s5 = int(np.flatnonzero(plane == 5)[4])  # top Cu plane
+    s6 = int(np.argmin([np.inf if plane[k] != 6 else atoms.get_distance(s5, k, mic=True) for k in range(len(atoms))]))
+    assert atoms.get_distance(s5, s6, mic=True) == pytest.approx(A / np.sqrt(2))
+    _swap(atoms, s5, s6)
+    # by hand: the swapped pair 9 unlike neighbours each; of the Cu in plane 5 next to s5, the two
+    # not next to s6 gain one (4 -> 5); of the Ni in plane 6 next to s6, the two not next to s5
+    # gain one (4 -> 5); every other atom keeps at most 4
+    assert intermixed_fraction(atoms) == 6 / 216
+    assert intermixed_fraction(atoms, min_unlike=9) == 2 / 216
+    assert intermixed_fraction(atoms, min_unlike=10) == 0.0
+
+
 # --- vacancies ---------------------------------------------------------------------
 
 
@@ -219,6 +253,10 @@ def test_single_vacancy(variant):
     assert len(vac.atoms) == 12
     assert vac.missing_bonds == 12
     assert vac.n_vacancies == 1
+    # 4 neighbours in each of its own and the two adjacent planes; N1 / C1 touch the other layer
+    assert (
+        vac.elements == {"VNi(N1)": {"Cu": 4, "Ni": 8}, "VNi(N3)": {"Ni": 12}, "VCu(C1)": {"Cu": 8, "Ni": 4}}[variant]
+    )
     np.testing.assert_allclose(vac.position, site, atol=1e-6)
     assert vac.fractional_z == pytest.approx(site[2] / atoms.cell[2, 2])
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -236,6 +274,9 @@ def test_divacancy_is_one_cluster(variant):
     assert vac.missing_bonds == 22
     assert vac.n_vacancies == 2
     assert len(vac.atoms) == 18  # 11 + 11 neighbours, 4 shared
+    # its neighbourhood by hand: 6 sites in its own plane, 6 in each adjacent plane; at the interface
+    # one adjacent plane is of the other element (Sprueill et al.: 12 Ni and 6 Cu for 2VNi(N1))
+    assert vac.elements == {"2VNi(N1)": {"Cu": 6, "Ni": 12}, "2VCu(C1)": {"Cu": 12, "Ni": 6}}[variant]
     _assert_same_site(vac.position, sites.mean(axis=0), atoms.cell)
 
 
@@ -249,6 +290,8 @@ def test_two_distant_vacancies_are_two_clusters():
     vacancies = find_vacancies(atoms)
     assert len(vacancies) == 2
     assert [v.n_vacancies for v in vacancies] == [1, 1]
+    # (A, A, A) is in Cu plane 2 (nz 4): all Cu; (3A, 3A, 3A) in Ni plane 6: all Ni
+    assert [v.elements for v in vacancies] == [{"Cu": 12}, {"Ni": 12}]
     assert [len(v.atoms) for v in vacancies] == [12, 12]
     found = sorted(tuple(v.position) for v in vacancies)
     np.testing.assert_allclose(found, sites, atol=1e-6)

@@ -40,7 +40,13 @@ from al_flows.pool_study.schemas import (
     ValidationDocument,
 )
 from al_flows.pool_study.shear_pool import labeller_shear_pool
-from al_flows.pool_study.shear_study import pathways, step_record
+from al_flows.pool_study.shear_study import (
+    pathways,
+    relative_to_reference,
+    step_record,
+    tree_branches,
+    unsheared_reference,
+)
 from al_flows.pool_study.strategies import (
     heldout_metrics,
     split_test,
@@ -342,6 +348,7 @@ class ShearRunsMaker(Maker):
         name = str(structure.info.get("structure_id"))
         shear = ShearSettings(**{k: getattr(self.settings, k) for k in ShearSettings.model_fields})
         calc = model_calculator(model_doc)
+        reference = unsheared_reference(structure, calc, shear.fmax, shear.max_opt_steps, shear.optimizer)
         frames: list = []
         records: list[dict] = []
         dropped: list[dict] = []
@@ -371,7 +378,8 @@ class ShearRunsMaker(Maker):
             system=name,
             model_id=field(model_doc, "model_id"),
             runs=list(runs),
-            records=records,
+            records=relative_to_reference(records, reference),
+            reference=reference,
             dropped=dropped,
             wall_time=time.perf_counter() - start,
             frames_blob=frames_text(frames),
@@ -385,9 +393,12 @@ def shear_pathways(
     """Merge each system's runs into pathways; keep the last frame of each pathway's
     representative run that reached gamma_max (the minima to validate)."""
     by_system: dict[str, list[dict]] = {}
+    references: dict[str, dict] = {}
     frames_by_id = {}
     for doc in runs_docs:
         by_system.setdefault(field(doc, "system"), []).extend(field(doc, "records"))
+        ref = doc.get("reference") if isinstance(doc, dict) else doc.reference  # absent in older documents
+        references.setdefault(field(doc, "system"), ref or {})
         for atoms in frames_from_bytes(field(doc, "frames_blob")):
             frames_by_id[atoms.info["frame_id"]] = atoms
     systems: dict[str, dict] = {}
@@ -404,6 +415,8 @@ def shear_pathways(
             "n_pathways": len(paths),
             "counts_by_type": counts,
             "pathways": paths,
+            "tree": tree_branches(records, merge_tol),
+            "reference": references[name],
         }
         progress.report("pathways", -1, system=name, pathways=len(paths))
     return ShearStudyDocument(

@@ -18,13 +18,16 @@ from al_flows.pool_study.shear_study import PATHWAY_TYPES
 from al_flows.pool_study.strategies import STRATEGY_TITLES
 from al_flows.workflow.jobs import latest_outputs
 
-__all__ = ["pool_study_outputs", "write_pool_report", "export_pool_study"]
+__all__ = ["pool_study_outputs", "write_pool_report", "export_pool_study", "plot_energy_vs_gamma", "tree_lines"]
 
 CAPTIONS = {
     "learning_curves": "Validation loss per epoch of each strategy against optimiser steps (left) and training-set "
     "size per active-sampling iteration (right).",
     "energy_vs_gamma": "Energy vs shear strain of every merged pathway, per system, coloured by the FCC fraction (as "
-    "in Fig. 5 of Sprueill et al.). Energies relative to the system's first relaxed step.",
+    "in Fig. 5 of Sprueill et al.), over the pathway tree: runs share a branch until the step where their "
+    "energies part; line width and label give the branch's number of runs. Energies relative to the system's "
+    "starting structure relaxed unsheared with the same model (ΔE = 0 as in Sprueill et al.; older "
+    "studies without it: relative to the lowest first relaxed step).",
     "pathway_counts": "Merged pathways per system and type.",
     "validation": "NNP minima re-checked with the labeller: NNP vs labeller energy per atom (single point) and the "
     "energy drop on relaxing with the labeller (spurious above the tolerance; as in Fig. 6 of Sprueill "
@@ -70,7 +73,37 @@ def plot_learning_curves(runs: list[dict], path: Path) -> str:
     return save_figure(fig, path)
 
 
+def tree_lines(tree: list[dict], e0: float = 0.0) -> list[dict]:
+    """What the energy-vs-gamma plot draws of a pathway tree (:func:`al_flows.pool_study.shear_study.tree_branches`):
+    per branch ``xy`` (gamma, E - ``e0`` in eV) from its parent's last point through its own steps,
+    ``width`` 0.5 + 3 * n_runs / (runs of the largest root) and ``label`` its run count."""
+    total = max((b["n_runs"] for b in tree if b["parent"] is None), default=1)
+    by_id = {b["branch"]: b for b in tree}
+    out = []
+    for b in tree:
+        prof = [p[:2] for p in b["profile"]]
+        parent = by_id.get(b["parent"])
+        if parent is not None and parent["profile"]:
+            prof = [parent["profile"][-1][:2], *prof]
+        xy = np.array(prof, dtype=float).reshape(-1, 2) - [0.0, e0]
+        out.append(
+            {"branch": b["branch"], "xy": xy, "width": 0.5 + 3.0 * b["n_runs"] / total, "label": str(b["n_runs"])}
+        )
+    return out
+
+
+def _draw_tree(ax, tree: list[dict], e0: float) -> None:
+    """The pathway tree of one system (:func:`tree_lines`), under the pathways' points."""
+    for line in tree_lines(tree, e0):
+        xy = line["xy"]
+        if len(xy):
+            ax.plot(xy[:, 0], xy[:, 1], color="0.45", lw=line["width"], zorder=1)
+            ax.annotate(line["label"], (xy[-1, 0], xy[-1, 1]), fontsize=6, color="0.2", zorder=3)
+
+
 def plot_energy_vs_gamma(systems: dict, path: Path) -> str:
+    """Energy vs gamma per system: the representative profile of every merged pathway, points
+    coloured by FCC fraction and sized by run count, over the pathway tree (when recorded)."""
     plt = pyplot()
     names = sorted(systems)
     ncol = min(4, len(names))
@@ -79,18 +112,22 @@ def plot_energy_vs_gamma(systems: dict, path: Path) -> str:
     cmap, sc = plt.get_cmap("viridis"), None
     for ax, name in zip(axes.flat, names, strict=False):
         paths = systems[name]["pathways"]
-        e0 = min((p["profile"][0][1] for p in paths if p["profile"]), default=0.0)
+        ref = systems[name].get("reference") or {}
+        e0 = ref.get("energy", min((p["profile"][0][1] for p in paths if p["profile"]), default=0.0))
+        if systems[name].get("tree"):
+            _draw_tree(ax, systems[name]["tree"], e0)
         for p in paths:
             prof = np.array(p["profile"], dtype=float)
             if not len(prof):
                 continue
-            ax.plot(prof[:, 0], prof[:, 1] - e0, color="0.7", lw=0.6, zorder=1)
+            if not systems[name].get("tree"):
+                ax.plot(prof[:, 0], prof[:, 1] - e0, color="0.7", lw=0.6, zorder=1)
             sc = ax.scatter(
                 prof[:, 0], prof[:, 1] - e0, c=prof[:, 2], cmap=cmap, vmin=0, vmax=1, s=8 + 4 * p["n_runs"], zorder=2
             )
         ax.set_title(f"{name.rsplit('-', 1)[-1]} ({len(paths)} pathways)", fontsize=9)
         ax.set_xlabel("γ")
-        ax.set_ylabel("E − E₀ (eV)")
+        ax.set_ylabel("E − E(γ=0, relaxed) (eV)" if ref else "E − E₀ (eV)")
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     if sc is not None:

@@ -73,7 +73,8 @@ class ShearRunsDocument(BaseModel):
     system: str
     model_id: str
     runs: list[int]
-    records: list[dict]
+    records: list[dict]  # each with delta_energy / de_per_atom relative to ``reference``
+    reference: dict = {}  # the start relaxed unsheared (al_flows.pool_study.shear_study.unsheared_reference)
     dropped: list[dict] = []  # runs that blew up (al_flows.exploration.replica_checks): replica, step, reason
     wall_time: float = 0.0
     frames_blob: str = Field(repr=False)
