@@ -25,14 +25,10 @@ def starting_structures(
     campaign: str,
     elements: list | None = None,
     seed: int = 0,
-    given: str = "",
 ) -> StructuresDocument:
-    """The campaign's starting structures (explorers start from these): ``given`` (extxyz text of
-    the structures passed to ``ActiveLearningMaker.make``) or else built from ``initial.structures``."""
-    if given:
-        structures = frames_from_bytes(given)
-    else:
-        structures = build_structures(getattr(initial, "structures", []), base_dir, elements, seed)
+    """The campaign's starting structures (explorers start from these), built from
+    ``initial.structures`` (those passed to ``ActiveLearningMaker.make`` are a ``given`` source)."""
+    structures = build_structures(getattr(initial, "structures", []), base_dir, elements, seed)
     progress.report("structures", -1, n=len(structures))
     return StructuresDocument(
         campaign=campaign,
