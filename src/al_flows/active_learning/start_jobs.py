@@ -62,12 +62,7 @@ def test_set_from_labels(labels, campaign: str) -> TestSetDocument:
     """The labelled perturbed copies as the fixed test set."""
     frames = tag(frames_from_bytes(field(labels, "labelled_blob")), NONEQUILIBRIUM, "perturbed")
     progress.report("test set", -1, frames=len(frames))
-    return TestSetDocument(
-        campaign=campaign,
-        n_frames=len(frames),
-        frame_ids=[a.info["frame_id"] for a in frames],
-        frames_blob=frames_text(frames),
-    )
+    return _test_set_document(frames, campaign)
 
 
 @al_job(output_schema=TestSetDocument)
@@ -81,6 +76,11 @@ def labeller_test_set(
     frames = labeller_test_frames(starts, make_calc, settings, seed, labeller.labeller_name, labeller.max_force)
     subsets = Counter(subset_of(a) for a in frames)
     progress.report("test set", -1, frames=len(frames), **subsets)
+    return _test_set_document(frames, campaign)
+
+
+def _test_set_document(frames: list, campaign: str) -> TestSetDocument:
+    """The fixed test set's document: its frames (extxyz text) and their ids."""
     return TestSetDocument(
         campaign=campaign,
         n_frames=len(frames),
