@@ -42,6 +42,19 @@ TINY = {
     "convergence": {"accurate_ratio": 0.99},
 }
 
+# a quick autotest of Cu (the campaign file's `autotest` section) for the tiny campaign
+QUICK_AUTOTEST = {
+    "lattices": ["fcc", "bcc"],
+    "eos_points": 5,
+    "relax_hcp_ca": False,
+    "vacancy_repeat": [2, 2, 2],
+    "vacancy_relax": False,
+    "gsfe_points": 3,
+    "gsfe_layers": 6,
+    "gsfe_relax_normal": False,
+    "elements": ["Cu"],
+}
+
 
 @pytest.fixture
 def tiny_dict():

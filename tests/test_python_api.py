@@ -19,6 +19,7 @@ from ase.calculators.emt import EMT
 from al_flows.active_learning import ActiveLearningMaker, AseLabelMaker, VaspLabelMaker
 from al_flows.active_learning.seeds import CampaignSeeds
 from al_flows.frames.checks import StructureError
+from al_flows.labelling.ase import calculator_factory
 from al_flows.workflow.jobs import derived_seed
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "python_api.md"
@@ -54,8 +55,24 @@ def test_flow_goes_to_fireworks_and_round_trips():
     flow = maker.make(bulk("Cu", cubic=True))
     wf = flow_to_workflow(flow)
     assert len(wf.fws) == len(flow.jobs)  # one Firework per job before round 0 and round 0's job
-    text = wf.to_format("json")  # what a LaunchPad stores: no live calculator object in it
-    assert '"calculator": "emt"' in text and "EMT object" not in text
+    stored = json.loads(wf.to_format("json"))  # what a LaunchPad stores
+
+    def dicts(o):
+        if isinstance(o, dict):
+            yield o
+            o = list(o.values())
+        for v in o if isinstance(o, list) else []:
+            yield from dicts(v)
+
+    # the calculator is recorded as its name and EMT().parameters, never as a live ASE object
+    labellers = [d for d in dicts(stored) if d.get("@class") == "AseLabelMaker"]
+    assert len(labellers) == 3  # the test-set label job, the initial label job, the round job's Maker
+    assert all(d["calculator"] == "emt" and d["calculator_kwargs"] == {"asap_cutoff": False} for d in labellers)
+    assert not any(str(d.get("@module", "")).startswith("ase.calculators") for d in dicts(stored))
+    label_fw = next(fw for fw in stored["fws"] if fw["name"] == "label")
+    label_job = MontyDecoder().process_decoded(label_fw["spec"]["_tasks"][0]["job"])
+    rebuilt = calculator_factory(label_job.maker.calculator, label_job.maker.calculator_kwargs)()
+    assert type(rebuilt) is EMT and rebuilt.parameters == EMT().parameters
     back = MontyDecoder().process_decoded(json.loads(json.dumps(maker.as_dict())))
     assert isinstance(back.label_maker, AseLabelMaker) and back.label_maker.calculator == "emt"
     assert back.max_rounds == 1 and back.select_maker.max_rounds == 1  # one round limit

@@ -4,6 +4,7 @@ import copy
 
 import pytest
 from ase.calculators.emt import EMT
+from tests.conftest import QUICK_AUTOTEST as QUICK
 
 from al_flows.active_learning.autotest_jobs import final_models
 from al_flows.campaign.config import ConfigError, validate_campaign
@@ -11,18 +12,6 @@ from al_flows.campaign.run import run_campaign
 from al_flows.campaign.stores import make_job_store
 from al_flows.validation.autotest import AutotestSettings, compute_properties
 from al_flows.workflow.jobs import latest_outputs, load_ensemble
-
-QUICK = {
-    "lattices": ["fcc", "bcc"],
-    "eos_points": 5,
-    "relax_hcp_ca": False,
-    "vacancy_repeat": [2, 2, 2],
-    "vacancy_relax": False,
-    "gsfe_points": 3,
-    "gsfe_layers": 6,
-    "gsfe_relax_normal": False,
-    "elements": ["Cu"],
-}
 
 
 def test_autotest_runs_after_the_last_round(tiny_dict, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jobflow import JobStore
 from maggma.stores import MemoryStore
-from tests.conftest import TINY
+from tests.conftest import QUICK_AUTOTEST, TINY
 
 from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.report import write_report
@@ -25,26 +25,14 @@ EXPECTED_PLOTS = {
     "training_curves",
     "autotest",
 }
-# a quick autotest of Cu at the end (as tests/active_learning/test_autotest_campaign.py), so that autotest.md is written
-AUTOTEST = {
-    "lattices": ["fcc", "bcc"],
-    "eos_points": 5,
-    "relax_hcp_ca": False,
-    "vacancy_repeat": [2, 2, 2],
-    "vacancy_relax": False,
-    "gsfe_points": 3,
-    "gsfe_layers": 6,
-    "gsfe_relax_normal": False,
-    "elements": ["Cu"],
-}
 
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory):
     """(config, connected store, report dict, report dir) of the tiny campaign with an autotest,
-    run once; report.json is in the report dir's parent (the work directory)."""
+    run once (autotest.md is written); report.json is in the report dir's parent (the work directory)."""
     workdir = tmp_path_factory.mktemp("tiny")
-    config = validate_campaign({**TINY, "autotest": AUTOTEST})
+    config = validate_campaign({**TINY, "autotest": QUICK_AUTOTEST})
     run_campaign(config, ".", workdir, echo=lambda *_: None)
     store = open_store(config, workdir)
     outdir = workdir / "report"

@@ -27,7 +27,7 @@ from monty.json import jsanitize
 from al_flows.active_learning import builders
 from al_flows.active_learning.autotest_jobs import autotest_job
 from al_flows.active_learning.calibration_jobs import calibrate_levels
-from al_flows.active_learning.config import CampaignConfig, InitialCopies, TestSetConfig
+from al_flows.active_learning.config import CampaignConfig, InitialCopies, InitialData, TestSetConfig
 from al_flows.active_learning.jobs import (
     AseLabelMaker,
     SelectMaker,
@@ -46,7 +46,7 @@ from al_flows.active_learning.start_jobs import (
 )
 from al_flows.active_learning.summary_jobs import evaluate, round_summary
 from al_flows.frames.dataset import frames_text
-from al_flows.structures.initial_data import given_structures
+from al_flows.structures.initial_data import GivenSource, given_structures
 from al_flows.validation.autotest import AutotestSettings
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job, drop_completed, route, stable_uuid
@@ -58,7 +58,7 @@ def settings_fingerprint(maker: Maker, structures_text: str = "") -> str:
     """16 hex chars naming a campaign built in Python: a hash of the Maker's settings (as
     ``as_dict``, without its name, fingerprint and base directory) and its starting structures."""
     d = jsanitize(maker.as_dict(), strict=True, enum_values=True)
-    for key in ("name", "fingerprint", "base_dir", "given_structures", "categories"):
+    for key in ("name", "fingerprint", "base_dir", "categories"):
         d.pop(key, None)
     text = json.dumps(d, sort_keys=True, default=str) + structures_text
     return hashlib.sha1(text.encode()).hexdigest()[:16]
@@ -104,7 +104,6 @@ class ActiveLearningMaker(Maker):
     categories: dict = dc_field(default_factory=dict)
     autotest: AutotestSettings | None = None
     elements: list = dc_field(default_factory=list)
-    given_structures: str = ""  # extxyz text of the structures given to make() (set by with_structures)
 
     def __post_init__(self):
         if self.ensemble_size < 2:
@@ -161,33 +160,32 @@ class ActiveLearningMaker(Maker):
         return Flow(list(maker.initial_jobs()), name=f"{maker.campaign} campaign")
 
     def with_structures(self, structures) -> ActiveLearningMaker:
-        """A copy that starts from ``structures`` (checked now; elements and fingerprint filled in
-        when not set)."""
+        """A copy that starts from ``structures`` (checked now; they become a ``kind: given``
+        source of ``initial.structures``; elements and fingerprint filled in when not set)."""
         elements = list(self.elements or self.train_maker.elements)
         atoms = given_structures(structures, elements or None, where="make(structures)")
         if not elements:
             elements = sorted({s for a in atoms for s in a.get_chemical_symbols()})
         given = frames_text(atoms)
         fingerprint = self.fingerprint or settings_fingerprint(self, given)
+        copies = self.initial.model_dump(exclude={"structures"})
         return replace(
             self,
             fingerprint=fingerprint,
             elements=elements,
             train_maker=replace(self.train_maker, elements=elements),
-            given_structures=given,
+            initial=InitialData(**copies, structures=[GivenSource(frames=given)]),
         )
 
     def initial_jobs(self) -> list[Job]:
         """The jobs before round 0 (structures, test set, initial labels) and round 0's job."""
-        if not self.given_structures and not getattr(self.initial, "structures", None):
+        if not getattr(self.initial, "structures", None):
             raise ValueError(
                 "ActiveLearningMaker.make: no starting structures; pass them to make(structures) "
                 "or give initial=InitialData(structures=[...])"
             )
         elements = list(self.train_maker.elements)
-        first = starting_structures(
-            self.initial, self.base_dir, self.campaign, elements, self.seed, self.given_structures
-        )
+        first = starting_structures(self.initial, self.base_dir, self.campaign, elements, self.seed)
         structures = self.tag(first, -1, "structures")
         structures.name = "starting_structures"
         test_jobs = self.test_set_jobs(structures)

@@ -25,14 +25,10 @@ def starting_structures(
     campaign: str,
     elements: list | None = None,
     seed: int = 0,
-    given: str = "",
 ) -> StructuresDocument:
-    """The campaign's starting structures (explorers start from these): ``given`` (extxyz text of
-    the structures passed to ``ActiveLearningMaker.make``) or else built from ``initial.structures``."""
-    if given:
-        structures = frames_from_bytes(given)
-    else:
-        structures = build_structures(getattr(initial, "structures", []), base_dir, elements, seed)
+    """The campaign's starting structures (explorers start from these), built from
+    ``initial.structures`` (those passed to ``ActiveLearningMaker.make`` are a ``given`` source)."""
+    structures = build_structures(getattr(initial, "structures", []), base_dir, elements, seed)
     progress.report("structures", -1, n=len(structures))
     return StructuresDocument(
         campaign=campaign,
@@ -66,12 +62,7 @@ def test_set_from_labels(labels, campaign: str) -> TestSetDocument:
     """The labelled perturbed copies as the fixed test set."""
     frames = tag(frames_from_bytes(field(labels, "labelled_blob")), NONEQUILIBRIUM, "perturbed")
     progress.report("test set", -1, frames=len(frames))
-    return TestSetDocument(
-        campaign=campaign,
-        n_frames=len(frames),
-        frame_ids=[a.info["frame_id"] for a in frames],
-        frames_blob=frames_text(frames),
-    )
+    return _test_set_document(frames, campaign)
 
 
 @al_job(output_schema=TestSetDocument)
@@ -85,6 +76,11 @@ def labeller_test_set(
     frames = labeller_test_frames(starts, make_calc, settings, seed, labeller.labeller_name, labeller.max_force)
     subsets = Counter(subset_of(a) for a in frames)
     progress.report("test set", -1, frames=len(frames), **subsets)
+    return _test_set_document(frames, campaign)
+
+
+def _test_set_document(frames: list, campaign: str) -> TestSetDocument:
+    """The fixed test set's document: its frames (extxyz text) and their ids."""
     return TestSetDocument(
         campaign=campaign,
         n_frames=len(frames),

@@ -15,6 +15,26 @@ from al_flows.workflow.jobs import al_job, ensemble_id, field, field_or_none, lo
 
 __all__ = ["evaluate", "round_summary", "subset_columns"]
 
+# the fields a round summary copies from the round's selection and evaluation documents
+FROM_SELECTION = (
+    "n_explored",
+    "n_accurate",
+    "n_candidate",
+    "n_failed",
+    "accurate_ratio",
+    "converged",
+    "stop",
+    "trust_lo",
+    "trust_hi",
+)
+FROM_EVALUATION = (
+    "val_force_rmse",
+    "test_force_rmse",
+    "test_energy_rmse_per_atom",
+    "test_force_r2",
+    "test_force_rel_rmse",
+)
+
 
 @al_job(output_schema=EvaluationDocument)
 def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDocument:
@@ -72,30 +92,18 @@ def round_summary(
         fingerprint=fingerprint,
         round=round,
         n_labels_total=n_labels_total,
-        n_explored=field(selection, "n_explored"),
-        n_accurate=field(selection, "n_accurate"),
-        n_candidate=field(selection, "n_candidate"),
-        n_failed=field(selection, "n_failed"),
+        **{key: field(selection, key) for key in FROM_SELECTION},
+        **{key: field(evaluation, key) for key in FROM_EVALUATION},
         n_labelled=field(labels, "n_labelled"),
         n_label_failures=field(labels, "n_failed"),
-        accurate_ratio=field(selection, "accurate_ratio"),
         median_survival_ps=field_or_none(selection, "median_survival_ps"),
-        val_force_rmse=field(evaluation, "val_force_rmse"),
-        test_force_rmse=field(evaluation, "test_force_rmse"),
-        test_energy_rmse_per_atom=field(evaluation, "test_energy_rmse_per_atom"),
-        test_force_r2=field(evaluation, "test_force_r2"),
-        test_force_rel_rmse=field(evaluation, "test_force_rel_rmse"),
         **subset_columns(field(evaluation, "test_subsets")),
         ensemble_id=ensemble_id(list(model_ids)),
         model_ids=list(model_ids),
-        converged=field(selection, "converged"),
-        stop=field(selection, "stop"),
         dataset_uuid=dataset_uuid,
         structures_uuid=structures_uuid,
         test_uuid=test_uuid,
         calibration_uuid=calibration_uuid,
-        trust_lo=field(selection, "trust_lo"),
-        trust_hi=field(selection, "trust_hi"),
     )
     progress.report(
         "round done",

@@ -13,6 +13,22 @@ from jobflow import JobStore
 from al_flows.frames.dataset import Dataset
 from al_flows.workflow.jobs import FAILURE_KEY, completed_uuids, latest_outputs
 
+ROUND_COUNTS = ("n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_failed", "n_labelled")
+ROUND_ERRORS = ("accurate_ratio", "val_force_rmse", "test_force_rmse", "test_energy_rmse_per_atom")
+STATUS_KEYS = (*ROUND_COUNTS, "n_label_failures", *ROUND_ERRORS)  # of a finished round in status()
+REPORT_KEYS = (  # of a round in report.json
+    "round",
+    *ROUND_COUNTS,
+    *ROUND_ERRORS,
+    "test_force_r2",
+    "test_force_rel_rmse",
+    "test_force_rmse_relaxed",
+    "test_force_rmse_nonequilibrium",
+    "test_energy_rmse_per_atom_relaxed",
+    "test_energy_rmse_per_atom_nonequilibrium",
+    "median_survival_ps",
+)
+
 
 class CampaignRecord:
     """Query helper for one campaign in a connected JobStore."""
@@ -107,24 +123,7 @@ class CampaignRecord:
             s = summaries.get(k)
             row = {"round": k, "state": "done" if s else "in progress or stopped"}
             if s:
-                row.update(
-                    {
-                        key: s[key]
-                        for key in (
-                            "n_labels_total",
-                            "n_explored",
-                            "n_accurate",
-                            "n_candidate",
-                            "n_failed",
-                            "n_labelled",
-                            "n_label_failures",
-                            "accurate_ratio",
-                            "val_force_rmse",
-                            "test_force_rmse",
-                            "test_energy_rmse_per_atom",
-                        )
-                    }
-                )
+                row.update({key: s[key] for key in STATUS_KEYS})
             else:
                 done = Counter(
                     d["metadata"]["stage"]

@@ -22,32 +22,11 @@ from al_flows import __version__
 from al_flows.active_learning.config import CampaignConfig
 from al_flows.active_learning.flows import ActiveLearningMaker
 from al_flows.campaign.config import AnyConfig, ConfigError
-from al_flows.campaign.record import CampaignRecord
+from al_flows.campaign.record import REPORT_KEYS, CampaignRecord
 from al_flows.campaign.stores import ensure_indexes, make_job_store
 from al_flows.pool_study.config import PoolStudyConfig
 from al_flows.workflow.config import settings_diff
 from al_flows.workflow.jobs import drop_completed, latest_outputs
-
-REPORT_KEYS = (
-    "round",
-    "n_labels_total",
-    "n_explored",
-    "n_accurate",
-    "n_candidate",
-    "n_failed",
-    "n_labelled",
-    "accurate_ratio",
-    "median_survival_ps",
-    "val_force_rmse",
-    "test_force_rmse",
-    "test_energy_rmse_per_atom",
-    "test_force_r2",
-    "test_force_rel_rmse",
-    "test_force_rmse_relaxed",
-    "test_force_rmse_nonequilibrium",
-    "test_energy_rmse_per_atom_relaxed",
-    "test_energy_rmse_per_atom_nonequilibrium",
-)
 
 
 class CampaignError(RuntimeError):

@@ -94,50 +94,36 @@ def _secrets_from_environment(store: EnvMongoStore | EnvGridFSStore) -> None:
         store.uri = _secret(store.uri_env, "uri_env")
 
 
-class EnvMongoStore(MongoStore):
+class _EnvSecrets:
+    """What both stores below share: the password or URI environment variables (read when
+    connecting). Comes first in the bases, before the maggma store."""
+
+    def __init__(
+        self,
+        database: str,
+        collection_name: str,
+        host: str = "localhost",
+        port: int = 27017,
+        username: str = "",
+        password_env: str | None = None,
+        uri_env: str | None = None,
+        auth_source: str | None = None,
+    ):
+        self.password_env, self.uri_env = password_env, uri_env
+        super().__init__(database, collection_name, host=host, port=port, username=username, auth_source=auth_source)  # type: ignore[call-arg]
+
+    def connect(self, force_reset: bool = False):
+        """Connect with the password or URI read from the environment now."""
+        _secrets_from_environment(self)  # type: ignore[arg-type]
+        return super().connect(force_reset)  # type: ignore[misc]
+
+
+class EnvMongoStore(_EnvSecrets, MongoStore):
     """maggma MongoStore whose password or URI comes from environment variables at connect time."""
 
-    def __init__(
-        self,
-        database: str,
-        collection_name: str,
-        host: str = "localhost",
-        port: int = 27017,
-        username: str = "",
-        password_env: str | None = None,
-        uri_env: str | None = None,
-        auth_source: str | None = None,
-    ):
-        self.password_env, self.uri_env = password_env, uri_env
-        super().__init__(database, collection_name, host=host, port=port, username=username, auth_source=auth_source)
 
-    def connect(self, force_reset: bool = False):
-        """Connect with the password or URI read from the environment now."""
-        _secrets_from_environment(self)
-        return super().connect(force_reset)
-
-
-class EnvGridFSStore(GridFSStore):
+class EnvGridFSStore(_EnvSecrets, GridFSStore):
     """maggma GridFSStore whose password or URI comes from environment variables at connect time."""
-
-    def __init__(
-        self,
-        database: str,
-        collection_name: str,
-        host: str = "localhost",
-        port: int = 27017,
-        username: str = "",
-        password_env: str | None = None,
-        uri_env: str | None = None,
-        auth_source: str | None = None,
-    ):
-        self.password_env, self.uri_env = password_env, uri_env
-        super().__init__(database, collection_name, host=host, port=port, username=username, auth_source=auth_source)
-
-    def connect(self, force_reset: bool = False):
-        """Connect with the password or URI read from the environment now."""
-        _secrets_from_environment(self)
-        return super().connect(force_reset)
 
 
 def describe_store(config: EmbeddedStore | MongoStoreConfig, workdir: str | Path) -> str:

@@ -10,7 +10,7 @@ What is checked, and the thresholds (Angstrom):
 - **cell** (:func:`check_cell`): along every periodic direction the cell vector must be non-zero
   and the cell's perpendicular height ``h_i = V / |a_j x a_k|`` at least :data:`MIN_CELL_HEIGHT`
   (0.5 A). Heights are NOT compared with the model cutoff: the model
-  (:func:`al_flows.potential.model.frame_inputs`) and the structure analysis use a full periodic
+  (:func:`al_flows.potential.inputs.frame_inputs`) and the structure analysis use a full periodic
   neighbour list (matscipy) that counts every image within the cutoff, so a cell thinner than
   the cutoff, or than twice the cutoff, sheared or not, is handled exactly (tests/
   test_input_validation.py compares it with an explicit supercell). A height below 0.5 A is

@@ -1,5 +1,5 @@
 """The neighbour list of al_flows: one function for the model's inputs
-(:func:`al_flows.potential.model.frame_inputs`), the replica checks of the explorers
+(:func:`al_flows.potential.inputs.frame_inputs`), the replica checks of the explorers
 (:func:`al_flows.exploration.replica_checks.min_distance`) and the structure checks
 (:func:`al_flows.frames.checks.close_pairs`).
 

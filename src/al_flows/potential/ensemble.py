@@ -96,7 +96,7 @@ class Ensemble:
 
     @classmethod
     def from_bytes(cls, blobs: list[bytes], device: str = "cpu") -> "Ensemble":
-        """Load members from :func:`al_flows.potential.model.member_to_bytes` blobs (weights_only=True)."""
+        """Load members from :func:`al_flows.potential.weights.member_to_bytes` blobs (weights_only=True)."""
         loaded = [member_from_bytes(b) for b in blobs]
         if not loaded:
             raise ValueError("no member blobs")
@@ -111,7 +111,7 @@ class Ensemble:
         """Load the members written by ``al-flows export --workdir W model --output DIR [--round k]``
         (:func:`al_flows.campaign.record.export_model`): ``paths`` is DIR, which must hold the
         ``round{k}_member{i}.pt`` files of one round, or a list of such files (or of any
-        :func:`al_flows.potential.model.member_to_bytes` files; read with ``torch.load(weights_only=True)``).
+        :func:`al_flows.potential.weights.member_to_bytes` files; read with ``torch.load(weights_only=True)``).
         Members are ordered by ``i``; ``device``: torch device ("cpu", "cuda", ...)."""
         files = _member_files(paths)
         missing = [str(f) for f in files if not f.is_file()]
@@ -170,7 +170,7 @@ class Ensemble:
         """Energies and forces of every member for every frame; chunks of up to ``batch_size`` frames
         are collated into one batch whose inputs (neighbour lists, computed once) all members share.
         ``stress=True`` also returns ``stresses`` (members switched to stress for this call only, see
-        :func:`al_flows.potential.model.enable_stress`; energies and forces are unchanged)."""
+        :func:`al_flows.potential.stress.enable_stress`; energies and forces are unchanged)."""
         frames = list(frames)
         self._check_elements(frames)
         if batch_size < 1:
