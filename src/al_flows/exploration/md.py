@@ -80,7 +80,7 @@ class ScheduleSettings(Settings):
         "force_deviation: when the force deviation reaches stop_deviation",
     )
     stop_energy_spread: float = Field(
-        default=0.20,
+        default=0.10,
         gt=0,
         description="eV; stop_measure energy_spread: a trajectory stops when sigma_E/sqrt(N_atoms) reaches this "
         "(default calibrated as docs/methods.md says)",
