@@ -96,6 +96,14 @@ def _pool_status(config, store, as_json: bool) -> int:
     return 0
 
 
+def _method_columns(row: dict) -> str:
+    """The exploration stage (staged DP-GEN campaigns) and median survival time (ANI-Al) of a round row."""
+    out = f"  stage {row['stage']}" if row.get("stage") else ""
+    if row.get("median_survival_ps") is not None:
+        out += f"  median survival {row['median_survival_ps']:.2f} ps"
+    return out
+
+
 def _status(workdir: str, as_json: bool) -> int:
     import json
 
@@ -124,7 +132,7 @@ def _status(workdir: str, as_json: bool) -> int:
                 f"{r['round']:>5} {'done':>8} {r['n_labels_total']:>6} {r['n_explored']:>8} "
                 f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>4} "
                 f"{r['n_label_failures']:>4} "
-                f"{r['test_force_rmse']:>13.4f} {r['test_energy_rmse_per_atom']:>16.5f}  {times}"
+                f"{r['test_force_rmse']:>13.4f} {r['test_energy_rmse_per_atom']:>16.5f}  {times}{_method_columns(r)}"
             )
         else:
             print(f"{r['round']:>5} {'running':>8}  stages done: {r['stages_done']}  {times}")
@@ -287,7 +295,7 @@ def _print_report(report: dict, workdir: Path) -> None:
             f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>8} "
             f"{r['accurate_ratio']:>9.3f} "
             f"{r['val_force_rmse']:>7.4f} {r['test_force_rmse']:>7.4f} {'n/a' if r2 is None else f'{r2:.3f}':>9} "
-            f"{r['test_energy_rmse_per_atom']:>11.5f}"
+            f"{r['test_energy_rmse_per_atom']:>11.5f}{_method_columns(r)}"
         )
     if "autotest" in report:
         at = report["autotest"]

@@ -10,7 +10,8 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from al_flows.active_learning.jobs import MDExploreMaker, SelectMaker, ShearExploreMaker
+from al_flows.active_learning.jobs import MDExploreMaker, ShearExploreMaker
+from al_flows.active_learning.select_job import SelectMaker
 from al_flows.exploration.batched_relax import relax_batched
 from al_flows.exploration.langevin import LangevinRun, run_batched_langevin
 from al_flows.exploration.md import NVTSettings, nvt_explore

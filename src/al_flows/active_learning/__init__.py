@@ -19,7 +19,7 @@ EXPORTS = {
     "TrainMemberMaker": "jobs",
     "ShearExploreMaker": "jobs",
     "MDExploreMaker": "jobs",
-    "SelectMaker": "jobs",
+    "SelectMaker": "select_job",
     "AseLabelMaker": "jobs",
     "merge_labels": "jobs",
     "VaspLabelMaker": "vasp_jobs",
@@ -48,11 +48,11 @@ if TYPE_CHECKING:
     from al_flows.active_learning.jobs import (
         AseLabelMaker,
         MDExploreMaker,
-        SelectMaker,
         ShearExploreMaker,
         TrainMemberMaker,
         merge_labels,
     )
     from al_flows.active_learning.labeller_slot import label_maker_for
     from al_flows.active_learning.seeds import CampaignSeeds
+    from al_flows.active_learning.select_job import SelectMaker
     from al_flows.active_learning.vasp_jobs import VaspLabelMaker

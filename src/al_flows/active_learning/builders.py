@@ -28,7 +28,9 @@ EXPLORERS: dict[str, tuple[type[ShearExploreMaker] | type[MDExploreMaker], type]
 def explore_maker(explorer) -> Maker:
     """The Maker of one configured explorer."""
     maker, settings = EXPLORERS[explorer.kind]
-    return maker(name=explorer.name, settings=settings(**explorer.model_dump(exclude={"kind", "name"})))
+    return maker(
+        name=explorer.name, settings=settings(**explorer.model_dump(exclude={"kind", "name"}, exclude_unset=True))
+    )
 
 
 def label_maker(config: CampaignConfig) -> Maker:

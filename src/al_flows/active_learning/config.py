@@ -221,6 +221,16 @@ class CampaignConfig(CampaignBase):
         return self
 
     @model_validator(mode="after")
+    def _one_staged_explorer(self):
+        staged = [e.name for e in self.explorers if getattr(e, "stages", None)]
+        if len(staged) > 1:
+            raise ValueError(
+                f"explorers: {staged} all have stages, but the campaign moves through one list of stages; give "
+                "stages to one md explorer"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _names_unique(self):
         names = [e.name for e in self.explorers]
         if len(set(names)) != len(names):

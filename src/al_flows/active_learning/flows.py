@@ -30,7 +30,6 @@ from al_flows.active_learning.calibration_jobs import calibrate_levels
 from al_flows.active_learning.config import CampaignConfig, InitialCopies, InitialData, TestSetConfig
 from al_flows.active_learning.jobs import (
     AseLabelMaker,
-    SelectMaker,
     ShearExploreMaker,
     TrainMemberMaker,
     merge_labels,
@@ -38,6 +37,7 @@ from al_flows.active_learning.jobs import (
 from al_flows.active_learning.labeller_slot import label_maker_for
 from al_flows.active_learning.schemas import CampaignResult, RoundState
 from al_flows.active_learning.seeds import CampaignSeeds
+from al_flows.active_learning.select_job import SelectMaker
 from al_flows.active_learning.start_jobs import (
     labeller_test_set,
     perturbed_structures,
@@ -109,8 +109,12 @@ class ActiveLearningMaker(Maker):
         if self.ensemble_size < 2:
             raise ValueError(f"ensemble_size: {self.ensemble_size} members cannot disagree; use 2 or more")
         self.label_maker = label_maker_for(self.label_maker)
-        if self.select_maker.max_rounds != self.max_rounds:
-            self.select_maker = replace(self.select_maker, max_rounds=self.max_rounds)
+        staged = [len(m.settings.stages) for m in self.explore_makers if getattr(m.settings, "stages", None)]
+        if len(staged) > 1:
+            raise ValueError("explore_makers: more than one has stages; the campaign moves through one list of stages")
+        n_stages = staged[0] if staged else 1
+        if (self.select_maker.max_rounds, self.select_maker.n_stages) != (self.max_rounds, n_stages):
+            self.select_maker = replace(self.select_maker, max_rounds=self.max_rounds, n_stages=n_stages)
 
     @property
     def seeds(self) -> CampaignSeeds:
@@ -236,7 +240,11 @@ class ActiveLearningMaker(Maker):
         extends a campaign that had stopped."""
         k = summary["round"] + 1
         decision = self.select_maker.decide(
-            summary["accurate_ratio"], summary["n_explored"], summary["round"], summary.get("median_survival_ps")
+            summary["accurate_ratio"],
+            summary["n_explored"],
+            summary["round"],
+            summary.get("median_survival_ps"),
+            summary.get("stage") or 0,
         )
         state = RoundState(
             round=k,
@@ -247,14 +255,16 @@ class ActiveLearningMaker(Maker):
         )
         n_labels = summary["n_labels_total"] + summary["n_labelled"]
         return Flow(
-            [self.round_job(state, n_labels, decision.converged)],
+            [self.round_job(state, n_labels, decision.converged, decision.next_stage)],
             name=f"{self.campaign} campaign (continued at round {k})",
         )
 
-    def round_job(self, state: RoundState, n_labels, converged=False) -> Job:
-        """The job that plans round ``state.round``: ``n_labels`` labels to train on and whether the
-        round before converged (either may be a reference to an output of the round before)."""
-        j = self.tag(self.plan_round(state, n_labels, converged), state.round, "round", "round")
+    def round_job(self, state: RoundState, n_labels, converged=False, stage=0) -> Job:
+        """The job that plans round ``state.round``: ``n_labels`` labels to train on, whether the
+        round before converged and the exploration stage of this round (each may be a reference to
+        an output of the round before)."""
+        args = (state, n_labels, converged) if stage == 0 else (state, n_labels, converged, stage)
+        j = self.tag(self.plan_round(*args), state.round, "round", "round")
         j.name = "round"
         j.config.expose_store = True  # to find the jobs of round k that finished in an interrupted run
         return j
@@ -268,12 +278,13 @@ class ActiveLearningMaker(Maker):
         return Flow([test], name="autotest")
 
     @al_job(output_schema=CampaignResult)
-    def plan_round(self, state: RoundState, n_labels: int, converged: bool = False):
-        """Replace itself with round ``state.round`` (and, through it, the rounds after), or
-        finish when the previous round converged or ``max_rounds`` rounds have trained."""
+    def plan_round(self, state: RoundState, n_labels: int, converged: bool = False, stage: int = 0):
+        """Replace itself with round ``state.round`` (in exploration stage ``stage``; and, through it,
+        the rounds after), or finish when the previous round converged or ``max_rounds`` rounds have
+        trained."""
         if converged or state.round >= self.max_rounds:
             return self.finish(state, n_labels, converged)
-        jobs = self.round_jobs(state, n_labels)
+        jobs = self.round_jobs(state, n_labels, stage)
         todo, done = drop_completed(jobs, CURRENT_JOB.store)
         k = state.round
         if done:
@@ -299,8 +310,9 @@ class ActiveLearningMaker(Maker):
             return result
         return Response(output=result, addition=self.autotest_flow(state.round - 1))
 
-    def round_jobs(self, state: RoundState, n_labels: int) -> list[Job]:
-        """Every job of round ``state.round``, ending with the job that plans the next round."""
+    def round_jobs(self, state: RoundState, n_labels: int, stage: int = 0) -> list[Job]:
+        """Every job of round ``state.round`` (exploring stage ``stage``), ending with the job that
+        plans the next round."""
         k = state.round
         dataset, structures, test = (
             OutputReference(u) for u in (state.dataset_uuid, state.structures_uuid, state.test_uuid)
@@ -314,9 +326,17 @@ class ActiveLearningMaker(Maker):
         models = [t.output for t in trains]
         ev = self.tag(evaluate(models, test, self.campaign, k), k, "evaluate")
         ev.name = f"evaluate r{k}"
+        staged = {"stage": stage} if self.select_maker.n_stages > 1 else {}  # stage-free campaigns: as before
         explores = [
             self.tag(
-                maker.make(structures, models, self.campaign, k, self.seeds.explore(k, i)),
+                maker.make(
+                    structures,
+                    models,
+                    self.campaign,
+                    k,
+                    self.seeds.explore(k, i),
+                    **(staged if getattr(maker.settings, "stages", None) else {}),
+                ),
                 k,
                 "explore",
                 f"{i} {maker.name}",
@@ -325,7 +345,7 @@ class ActiveLearningMaker(Maker):
         ]
         previous = OutputReference(state.calibration_uuid) if state.calibration_uuid else None
         select = self.select_maker.make(
-            [x.output for x in explores], dataset.frame_ids, self.campaign, k, self.seeds.select(k), previous
+            [x.output for x in explores], dataset.frame_ids, self.campaign, k, self.seeds.select(k), previous, **staged
         )
         sel = self.tag(select, k, "select")
         lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output.stop), k, "label")
@@ -355,5 +375,7 @@ class ActiveLearningMaker(Maker):
         summ = self.tag(summary, k, "summary")
         summ.name = f"round_summary r{k}"
         following = state.model_copy(update={"round": k + 1, "dataset_uuid": merged.uuid, "calibration_uuid": cal_uuid})
-        nxt = self.round_job(following, merged.output.n_frames, sel.output.converged)
+        nxt = self.round_job(
+            following, merged.output.n_frames, sel.output.converged, sel.output.next_stage if staged else 0
+        )
         return [*trains, ev, *explores, sel, lab, *cal_jobs, merged, summ, nxt]

@@ -1,8 +1,9 @@
 """The jobs of one active-learning round, in round order: train a member, explore with the
-ensemble, select frames to label, label them with an ASE calculator and merge the labels into the
+ensemble, label frames with an ASE calculator and merge the labels into the
 dataset (jobflow Makers and jobs over the science modules). The round itself is
 :mod:`al_flows.active_learning.flows`; VASP labelling :mod:`al_flows.active_learning.vasp_jobs`;
-the autotest :mod:`al_flows.active_learning.autotest_jobs`.
+the selection :mod:`al_flows.active_learning.select_job`; the autotest
+:mod:`al_flows.active_learning.autotest_jobs`.
 """
 
 from __future__ import annotations
@@ -19,26 +20,23 @@ from al_flows.active_learning.schemas import (
     DatasetDocument,
     ExplorationDocument,
     LabelDocument,
-    SelectionDocument,
     TrainingDocument,
 )
 from al_flows.exploration.md import NVTSettings, ScheduleSettings, langevin_schedule, nvt_explore, survival_times
 from al_flows.exploration.shear import ShearSettings, explore_shear, explore_shear_batched
 from al_flows.frames.dataset import Dataset, frames_from_bytes, frames_text
-from al_flows.frames.provenance import as_float, explored_record, frame_errors, label_record
+from al_flows.frames.provenance import explored_record, frame_errors, label_record
 from al_flows.labelling.ase import LabelResult, calculator_factory, label_frames
 from al_flows.potential.ensemble import Ensemble
 from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.potential.training import train_member
 from al_flows.potential.weights import weights_text
-from al_flows.selection.trust_levels import SelectionSettings, StopDecision, select, stop_decision
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import (
     DATA_STORE,
     al_job,
     ensemble_id,
     field,
-    field_or_none,
     load_ensemble,
     model_ids_of,
     stable_uuid,
@@ -48,7 +46,6 @@ __all__ = [
     "TrainMemberMaker",
     "ShearExploreMaker",
     "MDExploreMaker",
-    "SelectMaker",
     "LabellingError",
     "check_success_fraction",
     "LabelCheckpoint",
@@ -200,9 +197,12 @@ class MDExploreMaker(Maker):
     settings: ScheduleSettings | NVTSettings = dc_field(default_factory=NVTSettings)
 
     @al_job(output_schema=ExplorationDocument)
-    def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
+    def make(
+        self, structures, models: list, campaign: str, round: int, seed: int, stage: int = 0
+    ) -> ExplorationDocument:
         """MD trajectories from the frames of ``structures`` (``structures_blob``) with the ensemble
-        of the TrainingDocuments ``models``; the recorded snapshots go into the ExplorationDocument."""
+        of the TrainingDocuments ``models`` (in exploration stage ``stage`` when the settings have
+        stages); the recorded snapshots go into the ExplorationDocument."""
         start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
         dropped: list[dict] = []
         survival: list[float] = []
@@ -217,109 +217,12 @@ class MDExploreMaker(Maker):
                 median_survival_ps=f"{np.median(survival):.2f}",
             )
         else:
-            frames = nvt_explore(starts, ensemble, self.settings, round, seed, explorer=self.name, dropped=dropped)
+            frames = nvt_explore(
+                starts, ensemble, self.settings, round, seed, explorer=self.name, dropped=dropped, stage=stage
+            )
         doc = _document(frames, campaign, round, self.name, ens_id, start, dropped)
         doc.survival_times_ps = survival
         return doc
-
-
-# ---------------------------------------- selection
-# Trust-level selection of a round's explored frames (DP-GEN) and the stop decision.
-
-
-@dataclass
-class SelectMaker(Maker):
-    """Classify frames as accurate/candidate/failed, pick at most ``max_candidates`` new
-    candidates, and decide whether the campaign stops after this round."""
-
-    name: str = "select"
-    settings: SelectionSettings = dc_field(default_factory=SelectionSettings)
-    target_accurate_ratio: float | None = 0.95
-    target_survival_ps: float | None = None
-    max_rounds: int = 5
-
-    def decide(
-        self, accurate_ratio: float, n_explored: int, round: int, median_survival_ps: float | None = None
-    ) -> StopDecision:
-        """Whether the campaign stops after ``round`` (:func:`al_flows.selection.stop_decision` with this
-        Maker's targets and round limit)."""
-        return stop_decision(
-            accurate_ratio,
-            n_explored,
-            round,
-            self.target_accurate_ratio,
-            self.max_rounds,
-            median_survival_ps,
-            self.target_survival_ps,
-        )
-
-    @al_job(output_schema=SelectionDocument)
-    def make(
-        self, explorations: list, exclude_ids: list, campaign: str, round: int, seed: int, calibration=None
-    ) -> SelectionDocument:
-        """``calibration``: the previous round's CalibrationDocument; its next levels replace the
-        configured ones (when its fit was not applied they are the levels that round used, so a
-        calibrated campaign keeps its last calibrated levels)."""
-        start = time.perf_counter()
-        frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
-        ens_id = field(explorations[0], "ensemble_id") if explorations else ""
-        settings = self.settings
-        if calibration is not None:  # fitted levels, or the levels in use when the fit was not applied
-            settings = settings.model_copy(
-                update={
-                    "trust_lo": field(calibration, "trust_lo_next"),
-                    "trust_hi": field(calibration, "trust_hi_next"),
-                }
-            )
-        result = select(frames, settings, exclude_ids=exclude_ids, seed=seed)
-        chosen = [frames[i] for i in result.selected]
-        for atoms in chosen:
-            atoms.info["selection"] = settings.strategy  # kept with the label (provenance)
-        chosen_idx = set(result.selected)
-        survival = [t for e in explorations for t in (field_or_none(e, "survival_times_ps") or [])]
-        median_survival = float(np.median(survival)) if survival else None
-        decision = self.decide(result.accurate_ratio, len(frames), round, median_survival)
-        progress.report(
-            "select",
-            round,
-            explored=len(frames),
-            accurate=result.n_accurate,
-            candidate=result.n_candidate,
-            failed=result.n_failed,
-            selected=len(chosen),
-            accurate_ratio=f"{result.accurate_ratio:.3f}",
-        )
-        return SelectionDocument(
-            campaign=campaign,
-            round=round,
-            ensemble_id=ens_id,
-            n_explored=len(frames),
-            n_accurate=result.n_accurate,
-            n_candidate=result.n_candidate,
-            n_failed=result.n_failed,
-            n_duplicate=result.n_duplicate,
-            n_selected=len(chosen),
-            strategy=settings.strategy,
-            accurate_ratio=result.accurate_ratio,
-            median_survival_ps=median_survival,
-            converged=decision.converged,
-            stop=decision.stop,
-            trust_lo=settings.trust_lo,
-            trust_hi=settings.trust_hi,
-            records=[
-                {
-                    "frame_id": a.info["frame_id"],
-                    "explorer": a.info.get("explorer", ""),
-                    "parent_id": a.info.get("parent_id", ""),
-                    "deviation": as_float(a.info.get("deviation")),
-                    "status": status,
-                    "selected": i in chosen_idx,
-                }
-                for i, (a, status) in enumerate(zip(frames, result.status, strict=True))
-            ],
-            wall_time=time.perf_counter() - start,
-            selected_blob=frames_text(chosen),
-        )
 
 
 # ---------------------------------------- labelling

@@ -120,6 +120,8 @@ class SelectionDocument(EnsembleDocument):
     median_survival_ps: float | None = Field(
         None, description="ps, median time the round's ANI-Al trajectories ran before they stopped (None: no such run)"
     )
+    stage: int = Field(0, description="the exploration stage this round ran (DP-GEN stages; 0 without stages)")
+    next_stage: int = Field(0, description="the stage of the next round (stage + 1 once a stage met its targets)")
     converged: bool
     stop: bool
     trust_lo: float
@@ -170,6 +172,8 @@ class RoundSummary(EnsembleDocument):
     n_label_failures: int
     accurate_ratio: float
     median_survival_ps: float | None = None
+    stage: int = 0
+    next_stage: int = 0
     val_force_rmse: float
     test_force_rmse: float
     test_energy_rmse_per_atom: float

@@ -97,6 +97,8 @@ def round_summary(
         n_labelled=field(labels, "n_labelled"),
         n_label_failures=field(labels, "n_failed"),
         median_survival_ps=field_or_none(selection, "median_survival_ps"),
+        stage=field_or_none(selection, "stage") or 0,
+        next_stage=field_or_none(selection, "next_stage") or 0,
         **subset_columns(field(evaluation, "test_subsets")),
         ensemble_id=ensemble_id(list(model_ids)),
         model_ids=list(model_ids),

@@ -15,7 +15,7 @@ from al_flows.workflow.jobs import FAILURE_KEY, completed_uuids, latest_outputs
 
 ROUND_COUNTS = ("n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_failed", "n_labelled")
 ROUND_ERRORS = ("accurate_ratio", "val_force_rmse", "test_force_rmse", "test_energy_rmse_per_atom")
-STATUS_KEYS = (*ROUND_COUNTS, "n_label_failures", *ROUND_ERRORS)  # of a finished round in status()
+STATUS_KEYS = (*ROUND_COUNTS, "n_label_failures", *ROUND_ERRORS, "stage", "median_survival_ps")  # status() rows
 REPORT_KEYS = (  # of a round in report.json
     "round",
     *ROUND_COUNTS,
@@ -27,6 +27,7 @@ REPORT_KEYS = (  # of a round in report.json
     "test_energy_rmse_per_atom_relaxed",
     "test_energy_rmse_per_atom_nonequilibrium",
     "median_survival_ps",
+    "stage",
 )
 
 

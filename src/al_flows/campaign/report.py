@@ -47,6 +47,7 @@ TABLE_COLUMNS = (
     ("labelled", "n_labelled", "{}", 1),
     ("accurate ratio", "accurate_ratio", "{:.3f}", 1),
     ("median survival (ps)", "median_survival_ps", "{:.2f}", 1),
+    ("stage", "stage", "{}", 1),
     ("val force RMSE (eV/Å)", "val_force_rmse", "{:.4f}", 1),
     ("test force RMSE (eV/Å)", "test_force_rmse", "{:.4f}", 1),
     ("test energy RMSE (meV/atom)", "test_energy_rmse_per_atom", "{:.2f}", 1000),
@@ -86,7 +87,10 @@ def _fmt(value, fmt: str, scale: float) -> str:
 def render_html(config, summaries: list[dict], plots: dict[str, str], notes: list[str], status: str = "") -> str:
     """The index page: title, a table of rounds, notes, and every plot with its caption."""
     e = html.escape
-    columns = [c for c in TABLE_COLUMNS if any(s.get(c[1]) is not None for s in summaries)]  # none empty
+    # no empty column; the stage only for staged campaigns (a later stage than 0 somewhere)
+    columns = [
+        c for c in TABLE_COLUMNS if any(s.get(c[1]) not in (None, 0 if c[1] == "stage" else None) for s in summaries)
+    ]
     rows = "\n".join(
         "<tr>" + "".join(f"<td>{e(_fmt(s.get(key), fmt, scale))}</td>" for _, key, fmt, scale in columns) + "</tr>"
         for s in summaries

@@ -215,7 +215,11 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
     if result is not None:
         again = (
             maker.select_maker.decide(
-                last["accurate_ratio"], last["n_explored"], last["round"], last.get("median_survival_ps")
+                last["accurate_ratio"],
+                last["n_explored"],
+                last["round"],
+                last.get("median_survival_ps"),
+                last.get("stage") or 0,
             )
             if last
             else None

@@ -36,6 +36,8 @@ from al_flows.structures.generators import RandomCellSettings, random_cells
 __all__ = [
     "ScheduleSettings",
     "NVTSettings",
+    "MDStage",
+    "round_stage",
     "schedule_temperature",
     "draw_schedule",
     "langevin_schedule",
@@ -115,6 +117,22 @@ class ScheduleSettings(Settings):
         return self
 
 
+class MDStage(Settings):
+    """One stage of DP-GEN's exploration (an entry of its ``model_devi_jobs``): every starting system
+    of ``systems`` runs ``n_runs`` trajectories at every temperature and (NPT) pressure."""
+
+    temperatures_K: Temperatures = Field(min_length=1, description="K; every one is run in this stage")
+    pressures_GPa: list[float] = Field(
+        default=[0.0], min_length=1, description="GPa; ensemble npt: every one is run (nvt: ignored)"
+    )
+    ensemble: Literal["nvt", "npt"] = Field(default="nvt", description="nvt: fixed cell; npt: Berendsen barostat")
+    n_steps: int = Field(default=2000, gt=0, description="MD steps per trajectory")
+    n_runs: int = Field(default=1, gt=0, description="trajectories per starting system, temperature and pressure")
+    systems: list[int] | None = Field(
+        default=None, description="indices of the starting structures this stage runs from (default: all)"
+    )
+
+
 class NVTSettings(Settings):
     """DP-GEN sampler: NVT (or, with ``ensemble="npt"``, NPT: isotropic Berendsen barostat) Langevin
     MD; round k runs at ``temperatures_K[min(k, len - 1)]``."""
@@ -138,6 +156,20 @@ class NVTSettings(Settings):
     compressibility_per_GPa: float = Field(
         default=0.01, gt=0, description="1/GPa, compressibility assumed by the barostat (npt)"
     )
+    stages: list[MDStage] | None = Field(
+        default=None,
+        description="DP-GEN's staged exploration: the loop stays in a stage until its accurate ratio reaches the "
+        "target, then moves on (replaces temperatures_K, n_steps, n_runs, ensemble and pressure_GPa)",
+    )
+
+    @model_validator(mode="after")
+    def _stages_or_rounds(self):
+        clash = {"temperatures_K", "n_steps", "n_runs", "ensemble", "pressure_GPa"} & self.model_fields_set
+        if self.stages is not None and clash:
+            raise ValueError(
+                f"stages replace {sorted(clash)}: give those per stage (stages[].temperatures_K, ...) or drop stages"
+            )
+        return self
 
 
 def schedule_temperature(t_ps, t_start: float, t_end: float, t_mod: float, t0_ps: float, t_max_ps: float):
@@ -218,6 +250,30 @@ def survival_times(frames: list[Atoms], dropped: list[dict], n_runs: int, t_max_
     return out
 
 
+def round_stage(settings: NVTSettings, round_: int, stage: int) -> MDStage:
+    """What one call explores: stage ``stage`` of ``settings.stages`` (the last for a larger index),
+    or, without stages, round ``round_``'s temperature (``temperatures_K[min(round, last)]``)."""
+    if settings.stages:
+        return settings.stages[min(max(stage, 0), len(settings.stages) - 1)]
+    temp = float(settings.temperatures_K[min(max(round_, 0), len(settings.temperatures_K) - 1)])
+    return MDStage(
+        temperatures_K=[temp],
+        pressures_GPa=[settings.pressure_GPa],
+        ensemble=settings.ensemble,
+        n_steps=settings.n_steps,
+        n_runs=settings.n_runs,
+    )
+
+
+def _fixed(temperatures: list[float]):
+    """A temperature callback: trajectory k at ``temperatures[k]`` (K) throughout."""
+
+    def temperature(k: int, t_ps: float) -> float:
+        return temperatures[k]
+
+    return temperature
+
+
 def nvt_explore(
     structures: list[Atoms],
     ensemble,
@@ -226,24 +282,49 @@ def nvt_explore(
     seed: int,
     explorer: str = "md",
     dropped: list[dict] | None = None,
+    stage: int = 0,
 ) -> list[Atoms]:
-    """DP-GEN exploration: ``n_runs`` NVT (or NPT, ``settings.ensemble``) trajectories per structure
-    at this round's temperature; trajectories that blow up are appended to ``dropped``."""
-    temp = float(settings.temperatures_K[min(max(round_, 0), len(settings.temperatures_K) - 1)])
+    """DP-GEN exploration: ``n_runs`` NVT (or NPT) trajectories per structure, temperature and
+    pressure of :func:`round_stage` (one batched call per pressure); trajectories that blow up are
+    appended to ``dropped``. Frames of a staged explorer carry ``info['stage']``."""
+    what = round_stage(settings, round_, stage)
+    if what.systems is not None:
+        if max(what.systems) >= len(structures):
+            raise ValueError(
+                f"stages[{stage}].systems {what.systems}: only {len(structures)} starting structures; "
+                f"use indices below {len(structures)}"
+            )
+        structures = [structures[i] for i in what.systems]
     if settings.n_starts is not None and settings.n_starts < len(structures):
         rng = np.random.default_rng((int(seed) & 0xFFFFFFFF, 19))
         structures = [structures[i] for i in sorted(rng.choice(len(structures), settings.n_starts, replace=False))]
-    starts = [a for a in structures for _ in range(settings.n_runs)]
-    info = [
-        {"explorer": explorer, "parent_id": str(a.info.get("structure_id") or a.info.get("frame_id", ""))}
-        for a in starts
-    ]
-    barostat = (
-        Barostat(settings.pressure_GPa, settings.barostat_tau_ps, settings.compressibility_per_GPa)
-        if settings.ensemble == "npt"
-        else None
-    )
-    run = LangevinRun(
-        settings.n_steps, settings.timestep_fs, settings.friction_per_ps, settings.record_every, seed, None, barostat
-    )
-    return run_batched_langevin(starts, ensemble, lambda k, t: temp, run, info, dropped=dropped)
+    frames: list[Atoms] = []
+    pressures = what.pressures_GPa if what.ensemble == "npt" else [None]
+    for j, pressure in enumerate(pressures):
+        runs = [(a, float(t)) for a in structures for t in what.temperatures_K for _ in range(what.n_runs)]
+        info = [
+            {
+                "explorer": explorer,
+                "parent_id": str(a.info.get("structure_id") or a.info.get("frame_id", "")),
+                **({"stage": stage} if settings.stages else {}),
+                **({"target_pressure_GPa": pressure} if settings.stages and pressure is not None else {}),
+            }
+            for a, _ in runs
+        ]
+        barostat = (
+            None if pressure is None else Barostat(pressure, settings.barostat_tau_ps, settings.compressibility_per_GPa)
+        )
+        run = LangevinRun(
+            what.n_steps,
+            settings.timestep_fs,
+            settings.friction_per_ps,
+            settings.record_every,
+            seed if j == 0 else int(np.random.SeedSequence([seed, j]).generate_state(1)[0]),
+            None,
+            barostat,
+        )
+        part: list[dict] = []
+        frames += run_batched_langevin([a for a, _ in runs], ensemble, _fixed([t for _, t in runs]), run, info, part)
+        if dropped is not None:
+            dropped += part
+    return frames

@@ -169,6 +169,7 @@ class StopDecision:
     converged: bool
     stop: bool
     reason: str
+    next_stage: int = 0
 
 
 def stop_decision(
@@ -179,6 +180,8 @@ def stop_decision(
     max_rounds: int,
     median_survival_ps: float | None = None,
     target_survival_ps: float | None = None,
+    stage: int = 0,
+    n_stages: int = 1,
 ) -> StopDecision:
     """The one place that decides when a campaign stops.
 
@@ -188,14 +191,19 @@ def stop_decision(
     (ps; None when the round ran none) reached ``target_survival_ps``. It stops when it
     converged or when ``round_ + 1`` rounds (the limit, ``max_rounds``) have trained. A
     campaign that converges in its last allowed round has converged.
+
+    Staged exploration (DP-GEN; ``n_stages`` > 1, this round in ``stage``, 0-based): meeting the
+    targets in a stage before the last moves the next round to the next stage (``next_stage``)
+    instead of converging; the campaign converges when the last stage meets them.
     """
     ratio_ok = target_accurate_ratio is None or accurate_ratio >= target_accurate_ratio
     survival_ok = target_survival_ps is None or (
         median_survival_ps is not None and median_survival_ps >= target_survival_ps
     )
-    converged = n_explored > 0 and ratio_ok and survival_ok
-    if converged:
-        return StopDecision(True, True, "converged")
+    met = n_explored > 0 and ratio_ok and survival_ok
+    if met and stage >= n_stages - 1:
+        return StopDecision(True, True, "converged", stage)
+    following = stage + 1 if met else stage
     if round_ + 1 >= max_rounds:
-        return StopDecision(False, True, "round limit")
-    return StopDecision(False, False, "")
+        return StopDecision(False, True, "round limit", following)
+    return StopDecision(False, False, "", following)
