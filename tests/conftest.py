@@ -52,6 +52,11 @@ QUICK_AUTOTEST = {
     "gsfe_points": 3,
     "gsfe_layers": 6,
     "gsfe_relax_normal": False,
+    "interstitial_repeat": [2, 2, 2],
+    "interstitial_relax": False,
+    "surface_layers": 5,
+    "surface_size": [1, 1],
+    "surface_relax": False,
     "elements": ["Cu"],
 }
 

@@ -21,7 +21,7 @@ def test_autotest_runs_after_the_last_round(tiny_dict, tmp_path):
     config = validate_campaign(d)
     report = run_campaign(config, ".", tmp_path / "run", echo=lambda *_: None)
     assert report["finished"] and report["autotest"]["reference"] == "emt"
-    assert {r["element"] for r in report["autotest"]["rows"]} == {"Cu"} and len(report["autotest"]["rows"]) >= 10
+    assert {r["element"] for r in report["autotest"]["rows"]} == {"Cu"} and len(report["autotest"]["rows"]) == 17
     store = make_job_store(config.store, tmp_path / "run")
     store.connect()
     try:
@@ -36,6 +36,12 @@ def test_autotest_runs_after_the_last_round(tiny_dict, tmp_path):
         model = load_ensemble(final_models(store, "tiny", 0)).calculator
         direct_model = compute_properties("Cu", model, settings)
         assert res["model"]["vacancy"]["E_vac"] == pytest.approx(direct_model["vacancy"]["E_vac"], abs=1e-6)
+        for site in ("octahedral", "tetrahedral"):
+            got = res["model"]["interstitials"][site]["E_int"]
+            assert got == pytest.approx(direct_model["interstitials"][site]["E_int"], abs=1e-6)
+        for m in ("100", "110", "111"):
+            got = res["model"]["surfaces"][m]["E_surf"]
+            assert got == pytest.approx(direct_model["surfaces"][m]["E_surf"], abs=1e-6)
         rows = {r["property"]: r for r in res["rows"]}
         assert all(r["abs_error"] == pytest.approx(abs(r["model"] - r["reference"])) for r in rows.values())
         assert "Cu" in doc["table"] and doc["passed"] == all(r["passed"] for r in rows.values())
@@ -43,7 +49,14 @@ def test_autotest_runs_after_the_last_round(tiny_dict, tmp_path):
 
         out = write_report(store, config, tmp_path / "report")
         assert out["plots"]["autotest"] == "autotest.png"
-        assert "| Cu E_vac | eV |" in (tmp_path / "report" / "autotest.md").read_text()
+        table = (tmp_path / "report" / "autotest.md").read_text()
+        for row in (
+            "| Cu E_vac | eV |",
+            "| Cu E_int[oct] | eV |",
+            "| Cu E_int[tet] | eV |",
+            "| Cu E_surf[110] | J/m^2 |",
+        ):
+            assert row in table
     finally:
         store.close()
 

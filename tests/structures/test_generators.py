@@ -9,8 +9,10 @@ from ase.neighborlist import neighbor_list
 from pydantic import ValidationError
 
 from al_flows.frames.dataset import frame_id, frames_from_bytes, frames_to_bytes
+from al_flows.structures.displaced_halves import displaced_halves, oriented_cell
 from al_flows.structures.generators import (
     AMU_PER_A3,
+    DPGEN_LATTICES,
     LATTICES,
     DPGenInitSettings,
     RandomCellSettings,
@@ -138,8 +140,13 @@ def test_impossible_packing_raises():
 
 def test_dpgen_settings_validation():
     s = DPGenInitSettings()
-    assert tuple(s.lattices) == LATTICES and s.atom_sigma == 0.01 and s.cell_pert_fraction == 0.03
+    assert tuple(s.lattices) == DPGEN_LATTICES == ("fcc", "hcp", "sc", "diamond")  # Zhang et al.: no bcc
+    assert s.atom_sigma == 0.01 and s.cell_pert_fraction == 0.03
     assert (min(s.scales), max(s.scales), s.displacement_min, s.displacement_max) == (0.96, 1.04, 0.2, 10.0)
+    assert s.displaced_kinds() == ["fcc", "hcp"] and s.displacement_mode == "planes" and s.dilate_displaced
+    assert (s.displacement_planes, s.displacement_planes_hcp) == (["100", "110", "111"], ["0001", "10-10", "11-20"])
+    assert DPGenInitSettings(displaced_lattices=None).displaced_kinds() == list(DPGEN_LATTICES)
+    assert DPGenInitSettings(lattices=["hcp", "bcc"]).displaced_kinds() == ["hcp"]  # only lattices that are built
     assert DPGenInitSettings.from_dict(s.as_dict()) == s
     bad_cases = (
         {"lattices": ["bct"]},
@@ -148,6 +155,10 @@ def test_dpgen_settings_validation():
         {"displacement_min": 5.0, "displacement_max": 1.0},
         {"repeat": (0, 1, 1)},
         {"typo": 1},
+        {"displacement_planes": ["112"]},
+        {"displacement_planes_hcp": ["100"]},
+        {"displacement_mode": "shear"},
+        {"displaced_min_layers": 1},
     )
     for bad in bad_cases:
         with pytest.raises(ValidationError):
@@ -169,33 +180,59 @@ def al_sets():
     return dpgen_initial_sets(DPGenInitSettings(n_perturbed=4), ["Al"], seed=3)
 
 
+def _plane(atoms):
+    return atoms.info["plane"].strip("()")
+
+
 def test_dpgen_counts_lattices_and_provenance(al_sets):
     s = DPGenInitSettings(n_perturbed=4)
-    assert len(al_sets) == len(LATTICES) * (len(s.scales) * 4 + s.n_displaced)
-    assert {a.info["kind"] for a in al_sets} == set(LATTICES)
+    # 4 lattices x 5 scales x 4 copies; fcc and hcp x 3 planes x 2 distances x 5 scales
+    assert len(al_sets) == 4 * 5 * 4 + 2 * 3 * 2 * 5 == 140
+    assert {a.info["kind"] for a in al_sets} == set(DPGEN_LATTICES)
     assert len({a.info["frame_id"] for a in al_sets}) == len(al_sets)
     nn = reference_nn_distance("Al")
     for atoms in al_sets:
         info = atoms.info
         assert (info["explorer"], info["round"], info["parent_id"]) == ("dpgen_init", -1, "")
         assert info["frame_id"] == frame_id(atoms)
-        assert len(atoms) == len(lattice_supercell(info["kind"], nn))  # atom count preserved
+        if info["displaced"]:
+            assert len(atoms) == len(oriented_cell(info["kind"], _plane(atoms), nn))
+        else:
+            assert len(atoms) == len(lattice_supercell(info["kind"], nn))  # atom count preserved
         assert min_distance(atoms) > 1.0
-    back = frames_from_bytes(frames_to_bytes(al_sets[-2:]))
-    assert back[-1].info["displacement"] == al_sets[-1].info["displacement"]
+    planes = {(a.info["kind"], a.info["plane"]) for a in al_sets if a.info["displaced"]}
+    assert planes == {("fcc", "(100)"), ("fcc", "(110)"), ("fcc", "(111)")} | {
+        ("hcp", "(0001)"),
+        ("hcp", "(10-10)"),
+        ("hcp", "(11-20)"),
+    }
+    assert sorted({a.info["scale"] for a in al_sets if a.info["displaced"]}) == s.scales
+    shown = [a for a in al_sets if a.info["displaced"]][-2:]
+    back = frames_from_bytes(frames_to_bytes(shown))
+    assert back[-1].info["displacement"] == shown[-1].info["displacement"]
+    with_bcc = dpgen_initial_sets(
+        DPGenInitSettings(lattices=[*DPGEN_LATTICES, "bcc"], n_perturbed=1, n_displaced=0), ["Al"], 0
+    )
+    assert [a.info["kind"] for a in with_bcc].count("bcc") == 5  # bcc on request only
 
 
-def test_dpgen_scaling_of_nn_distance_without_noise():
+# volume per atom / nn^3 of each lattice (hcp at ideal c/a), by hand
+V_OVER_NN3 = {"fcc": 1 / math.sqrt(2), "hcp": 1 / math.sqrt(2), "sc": 1.0, "diamond": 8 / (3 * math.sqrt(3))}
+
+
+def test_dpgen_scaling_of_nn_distance_and_volume_without_noise():
     s = DPGenInitSettings(
         scales=[0.96, 1.0, 1.04], n_perturbed=1, atom_sigma=0.0, cell_pert_fraction=0.0, n_displaced=0
     )
     frames = dpgen_initial_sets(s, ["Al"], seed=0)
     nn = reference_nn_distance("Al")
-    assert len(frames) == 15
+    assert len(frames) == 12 and [a.info["kind"] for a in frames[::3]] == list(DPGEN_LATTICES)
     for atoms in frames:
         ratio = min_distance(atoms) / nn
         assert ratio == pytest.approx(atoms.info["scale"], abs=1e-9)
         assert 0.96 - 1e-12 <= ratio <= 1.04 + 1e-12
+        v = atoms.get_volume() / len(atoms)
+        assert v == pytest.approx(V_OVER_NN3[atoms.info["kind"]] * (atoms.info["scale"] * nn) ** 3, rel=1e-12)
         assert not atoms.info["displaced"]
 
 
@@ -218,10 +255,92 @@ def test_dpgen_cell_strain_and_atom_noise(al_sets):
     assert max(strains) > 0.02  # the bound is approached, not trivially met
 
 
-def test_dpgen_displaced_halves(al_sets):
+# the plane normals in Cartesian: cubic (hkl) along [hkl]; hcp (a1 along x) the (0001), (2-1-10) and (01-10)
+# members of the families, from the reciprocal vectors h b1 + k b2 of a1 = (1, 0), a2 = (-1/2, sqrt3/2)
+NORMALS = {
+    ("fcc", "100"): (1, 0, 0),
+    ("fcc", "110"): (1, 1, 0),
+    ("fcc", "111"): (1, 1, 1),
+    ("hcp", "0001"): (0, 0, 1),
+    ("hcp", "11-20"): (
+        2 * 1 - 0,
+        2 / math.sqrt(3) - 2 / math.sqrt(3),
+        0,
+    ),  # 2 b1 - b2, b1 = (1, 1/sqrt3), b2 = (0, 2/sqrt3)
+    ("hcp", "10-10"): (0, 2 / math.sqrt(3), 0),  # b2
+}
+
+
+def _heights(atoms, n):
+    return np.unique(np.round(atoms.positions @ n, 6))
+
+
+def test_displaced_halves_geometry():
+    nn = reference_nn_distance("Al")
+    for (lat, plane), normal in NORMALS.items():
+        n = np.array(normal, dtype=float) / np.linalg.norm(normal)
+        base = oriented_cell(lat, plane, nn)
+        assert min_distance(base) == pytest.approx(nn, abs=1e-9)  # a perfect crystal, no atom doubled
+        assert abs(base.cell[0] @ n) < 1e-9 and abs(base.cell[1] @ n) < 1e-9  # in-plane vectors span the plane
+        atoms, top, shift = displaced_halves(base, 3.0)
+        np.testing.assert_allclose(shift, 3.0 * n, atol=1e-12)  # along the normal, by the distance
+        np.testing.assert_allclose(atoms.positions[~top], base.positions[~top])
+        np.testing.assert_allclose(atoms.positions[top], base.positions[top] + shift)  # rigid
+        np.testing.assert_allclose(atoms.cell[2], base.cell[2] + shift)
+        h_bot, h_top = _heights(base[~top], n), _heights(base[top], n)
+        assert len(h_bot) >= 2 and len(h_top) >= 2 and h_bot.max() < h_top.min()  # cut by a plane, 2+ layers each
+        gap = h_top.min() - h_bot.max()
+        spacings = np.diff(_heights(base, n))
+        assert gap == pytest.approx(
+            spacings.max(), abs=3e-6
+        )  # heights rounded to 1e-6; the widest layer gap is the one opened
+        assert min_distance(atoms) == pytest.approx(nn, abs=1e-6)  # the halves moved apart, not into each other
+    # hcp {10-10}: cut between the pairs of corrugated layers (spacing a/sqrt3), not inside one (a/(2 sqrt3))
+    base = oriented_cell("hcp", "10-10", nn)
+    _, top, _ = displaced_halves(base, 1.0)
+    n = np.array([0, 1.0, 0])
+    assert _heights(base[top], n).min() - _heights(base[~top], n).max() == pytest.approx(nn / math.sqrt(3), abs=1e-6)
+
+
+def test_dpgen_displaced_halves_dilated_and_perturbed(al_sets):
     nn = reference_nn_distance("Al")
     displaced = [a for a in al_sets if a.info["displaced"]]
-    assert len(displaced) == 50
+    assert len(displaced) == 60
+    distances = [a.info["distance"] for a in displaced]
+    assert min(distances) >= 0.2 and max(distances) <= 10.0
+    resid = []
+    for atoms in displaced:
+        base = oriented_cell(atoms.info["kind"], _plane(atoms), nn)
+        shift = np.array(atoms.info["displacement"])
+        n = np.array(NORMALS[atoms.info["kind"], _plane(atoms)], dtype=float)
+        np.testing.assert_allclose(shift, atoms.info["distance"] * n / np.linalg.norm(n), atol=1e-12)
+        _, top, _ = displaced_halves(base, atoms.info["distance"])
+        cell0 = base.cell[:].copy()
+        cell0[2] += shift
+        s = atoms.info["scale"]
+        eps = np.linalg.solve(s * cell0, atoms.cell[:]) - np.eye(3)  # cell = s * (displaced cell) @ (I + eps)
+        np.testing.assert_allclose(eps, eps.T, atol=1e-10)
+        assert np.abs(eps).max() <= 0.03 + 1e-12
+        ideal = s * (base.positions + np.outer(top, shift)) @ (np.eye(3) + eps)  # halves moved, then dilated
+        resid.append(atoms.positions - ideal)
+    resid = np.concatenate(resid)
+    assert resid.std() == pytest.approx(0.01, rel=0.1) and np.abs(resid).max() < 0.06  # then the atom noise
+
+
+def test_dpgen_displaced_halves_directions_mode():
+    """The earlier construction, kept reachable: every lattice, split along c of the repeat supercell, moved along
+    [uvw] of the conventional cell, not dilated."""
+    s = DPGenInitSettings(
+        lattices=list(LATTICES),
+        n_perturbed=0,
+        n_displaced=10,
+        displacement_mode="directions",
+        displaced_lattices=None,
+        dilate_displaced=False,
+    )
+    displaced = dpgen_initial_sets(s, ["Al"], seed=3)
+    nn = reference_nn_distance("Al")
+    assert len(displaced) == 50 and all(a.info["displaced"] for a in displaced)
     distances = [a.info["distance"] for a in displaced]
     assert min(distances) >= 0.2 and max(distances) <= 10.0 and max(distances) - min(distances) > 5.0
     assert {a.info["direction"] for a in displaced} == {"[100]", "[110]", "[001]", "[101]", "[111]"}

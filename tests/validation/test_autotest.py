@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 from ase import Atoms
-from ase.build import bulk
+from ase.build import bulk, surface
 from ase.calculators.emt import EMT
 from ase.constraints import FixCartesian
 from ase.filters import FrechetCellFilter
@@ -17,11 +17,13 @@ from pydantic import ValidationError
 from scipy.optimize import minimize_scalar
 
 from al_flows.validation.autotest import AutotestSettings, autotest, autotest_table_markdown
-from al_flows.validation.defects import stacking_fault, vacancy_formation
+from al_flows.validation.defects import interstitial_formation, stacking_fault, vacancy_formation
 from al_flows.validation.elastic import elastic_constants
 from al_flows.validation.lattices import equation_of_state, relax_lattice, structure_energies
+from al_flows.validation.surfaces import surface_energy
 
 MJ = _e * 1e23  # eV/A^2 -> mJ/m^2, written out independently of the module
+J = _e * 1e20  # eV/A^2 -> J/m^2
 
 
 class EMTNoStress(EMT):
@@ -82,7 +84,24 @@ def test_settings_roundtrip_and_validation():
     )
     np.testing.assert_allclose(s.strains(), np.linspace(-0.04, 0.04, 9))
     assert AutotestSettings.from_dict(json.loads(json.dumps(s.as_dict()))) == s
-    for bad in ({"gsfe_layers": 10}, {"lattice": "hcp"}, {"lattices": ["fcc", "bct"]}, {"fmax": 0}, {"typo": 1}):
+    assert (s.interstitial_sites, s.interstitial_repeat, s.surfaces, s.surface_layers, s.surface_vacuum) == (
+        ["octahedral", "tetrahedral"],
+        (3, 3, 3),
+        ["100", "110", "111"],
+        9,
+        12.0,
+    )
+    assert (s.tolerances["E_int"], s.tolerances["E_surf"]) == (0.2, 0.1)
+    for bad in (
+        {"gsfe_layers": 10},
+        {"lattice": "hcp"},
+        {"lattices": ["fcc", "bct"]},
+        {"fmax": 0},
+        {"typo": 1},
+        {"surfaces": ["211"]},
+        {"interstitial_sites": ["split"]},
+        {"surface_layers": 2},
+    ):
         with pytest.raises(ValidationError):
             AutotestSettings(**bad)
 
@@ -197,6 +216,64 @@ def test_vacancy_formation_vs_direct(element, direct_fcc):
     )
 
 
+# other equivalent sites than the module's, in a conventional cell's fractions
+OTHER_SITE = {"octahedral": (0.5, 0.0, 0.0), "tetrahedral": (0.75, 0.25, 0.75)}
+
+
+def _direct_interstitial(el, a, site, repeat=(2, 2, 2)):
+    """(relaxed, unrelaxed) E(N+1) - (N+1)/N E(N) (eV) with the atom added at OTHER_SITE, BFGS to 1e-4 eV/A."""
+    perfect = bulk(el, "fcc", a=a, cubic=True).repeat(repeat)
+    n = len(perfect)
+    e_n = _energy_per_atom(perfect) * n
+    defect = perfect + Atoms(el, positions=[a * np.array(OTHER_SITE[site])])
+    e_unrel = _energy_per_atom(defect) * (n + 1)
+    defect.calc = EMT()
+    BFGS(defect, logfile=None).run(fmax=1e-4)
+    return defect.get_potential_energy() - (n + 1) / n * e_n, e_unrel - (n + 1) / n * e_n
+
+
+def _direct_surface(el, a, hkl, relax=True):
+    """E_surf (J/m^2) of ase.build.surface's slab of the cubic cell (not the module's fcc100/110/111 builders),
+    non-periodic along the normal, 6 A vacuum each side, BFGS to 1e-4 eV/A."""
+    slab = surface(bulk(el, "fcc", a=a, cubic=True), hkl, layers=4, vacuum=6.0)
+    slab.calc = EMT()
+    if relax:
+        BFGS(slab, logfile=None).run(fmax=1e-4, steps=2000)
+    area = np.linalg.norm(np.cross(slab.cell[0], slab.cell[1]))
+    return (slab.get_potential_energy() - len(slab) * _energy_per_atom(bulk(el, "fcc", a=a))) / (2 * area) * J
+
+
+def test_interstitial_formation_vs_direct(element, direct_fcc):
+    a = direct_fcc[0]
+    got = {}
+    for site in ("octahedral", "tetrahedral"):
+        r = interstitial_formation(element, EMT, site, repeat=(2, 2, 2), a0=a, fmax=1e-3)
+        rel, unrel = _direct_interstitial(element, a, site)
+        assert r["N"] == 32 and r["converged"] and r["site"] == site
+        assert r["E_int_unrelaxed"] == pytest.approx(unrel, abs=1e-9)  # same configuration up to symmetry
+        assert r["E_int"] == pytest.approx(rel, abs=2e-3)  # fmax 1e-3 vs 1e-4: energies within ~1e-4 eV
+        got[site] = r["E_int"]
+    # EMT: the octahedral site is the lower one and both cost more than a vacancy
+    assert vacancy_formation(element, EMT, a0=a)["E_vac"] < got["octahedral"] < got["tetrahedral"]
+    with pytest.raises(ValueError, match="site"):
+        interstitial_formation(element, EMT, "split", a0=a)
+
+
+def test_surface_energies_vs_direct(element, direct_fcc):
+    a = direct_fcc[0]
+    got = {}
+    for m, hkl in (("100", (1, 0, 0)), ("110", (1, 1, 0)), ("111", (1, 1, 1))):
+        r = surface_energy(element, EMT, m, layers=7, a0=a, fmax=1e-3)
+        assert r["converged"] and r["N"] == 28
+        assert r["E_surf_eV_per_A2"] * J == pytest.approx(r["E_surf"], rel=1e-12)
+        # other builder, thickness and boundary: EMT surface energies converge to 1e-4 J/m^2 by 5 layers
+        assert r["E_surf_unrelaxed"] == pytest.approx(_direct_surface(element, a, hkl, relax=False), abs=1e-3)
+        assert r["E_surf"] == pytest.approx(_direct_surface(element, a, hkl), abs=2e-3)
+        assert r["E_surf"] <= r["E_surf_unrelaxed"] + 1e-9
+        got[m] = r["E_surf"]
+    assert got["111"] < got["100"] < got["110"]  # close-packed lowest (EMT Al 0.707/0.731/0.788 J/m^2)
+
+
 def _direct_isf(el, a, n_layers=11, relax=True):
     """ISF (mJ/m^2) of an orthogonal periodic stack ABCABCABCAB (one '-' in Hagg notation = one intrinsic
     fault per cell) minus n_layers bulk atoms; z relaxed with the cell height (FrechetCellFilter, zz only)."""
@@ -262,6 +339,9 @@ SMALL = {
     "vacancy_repeat": (2, 2, 2),
     "gsfe_points": 3,
     "gsfe_layers": 6,
+    "interstitial_repeat": (2, 2, 2),
+    "surface_layers": 5,
+    "surface_size": (1, 1),
 }
 
 
@@ -283,8 +363,14 @@ def test_autotest_identical_calculators_zero_error():
         "E_vac",
         "gamma_usf",
         "gamma_isf",
+        "E_int[oct]",
+        "E_int[tet]",
+        "E_surf[100]",
+        "E_surf[110]",
+        "E_surf[111]",
     ):
         assert want in names
+    assert len(rows) == 19  # 4 + 2 x 2 other lattices + 3 C_ij + vacancy + 2 interstitials + 2 faults + 3 surfaces
     assert all(r["abs_error"] <= 1e-9 for r in rows) and res["passed"]
     assert all(r["rel_error"] == 0.0 for r in rows if r["reference"] != 0)
     json.dumps(res)  # plain floats only
@@ -292,6 +378,17 @@ def test_autotest_identical_calculators_zero_error():
     assert row["unit"] == "meV/atom" and row["reference"] == pytest.approx(32.675, abs=0.01)
     md = autotest_table_markdown(rows)
     assert md.count("\n") == len(rows) + 1 and "| C44 | GPa |" in md
+    assert "| E_int[oct] | eV |" in md and "| E_surf[111] | J/m^2 |" in md
+    # the rows are the values computed directly with EMT (independent cells and sites, see the helpers)
+    a = rows[names.index("a0")]["reference"]
+    for site in ("octahedral", "tetrahedral"):
+        row = rows[names.index(f"E_int[{site[:3]}]")]
+        assert row["tolerance"] == 0.2 and row["reference"] == pytest.approx(
+            _direct_interstitial("Cu", a, site)[0], abs=2e-3
+        )
+    for m, hkl in (("100", (1, 0, 0)), ("110", (1, 1, 0)), ("111", (1, 1, 1))):
+        row = rows[names.index(f"E_surf[{m}]")]
+        assert row["tolerance"] == 0.1 and row["reference"] == pytest.approx(_direct_surface("Cu", a, hkl), abs=2e-3)
 
 
 def test_autotest_scaled_model_errors():
@@ -301,5 +398,7 @@ def test_autotest_scaled_model_errors():
     for name in ("B", "C11", "C12", "C44", "dE[bcc-fcc]", "gamma_usf"):
         assert rows[name]["rel_error"] == pytest.approx(0.1, abs=2e-3), name
     assert rows["E_vac"]["rel_error"] == pytest.approx(0.1, abs=5e-3)
+    for name in ("E_int[oct]", "E_int[tet]", "E_surf[100]", "E_surf[110]", "E_surf[111]"):
+        assert rows[name]["rel_error"] == pytest.approx(0.1, abs=5e-3), name  # same geometry, energies x 1.1
     assert not rows["C11"]["passed"] and rows["a0"]["passed"] and not res["passed"]  # 17 GPa > 15 GPa tolerance
     assert "| NO |" in autotest_table_markdown(res["rows"])

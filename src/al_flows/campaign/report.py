@@ -57,8 +57,8 @@ TABLE_COLUMNS = (
 CAPTIONS = {
     "calibration": "Trust-level calibration: each round's labelled frames (model deviation at selection vs the true "
     "largest force error), the fitted relation, and the next round's trust_lo (dotted).",
-    "autotest": "Autotest of the final potential against the reference: equation of state and generalised "
-    "stacking-fault path per element.",
+    "autotest": "Autotest of the final potential against the reference: equation of state, generalised "
+    "stacking-fault path, and vacancy, interstitial (eV) and surface (J/m²) energies per element.",
     "errors_per_round": "Force RMSE on the members' validation splits (mean over members) and of the ensemble mean on "
     "the fixed test set (eV/Å, left axis); test energy RMSE (meV/atom, right axis).",
     "deviation_hist": "Max force deviation (eV/Å) of every explored frame per round, stacked by selection status; "

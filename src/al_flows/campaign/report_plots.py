@@ -300,11 +300,12 @@ def plot_calibration(cals: list[dict], path: Path) -> str:
 
 
 def plot_autotest(doc: dict, path: Path) -> str:
-    """Per element: EOS and GSFE curves of the reference and the model."""
+    """Per element: EOS and GSFE curves of the reference and the model, and the point-defect (eV) and
+    surface (J/m^2) energies of both as bars."""
     plt = pyplot()
     elements = sorted(doc["results"])
-    fig, axes = plt.subplots(len(elements), 2, figsize=(10, 3.6 * len(elements)), squeeze=False)
-    for (ax_eos, ax_sf), el in zip(axes, elements, strict=True):
+    fig, axes = plt.subplots(len(elements), 3, figsize=(15, 3.6 * len(elements)), squeeze=False)
+    for (ax_eos, ax_sf, ax_def), el in zip(axes, elements, strict=True):
         res = doc["results"][el]
         for who, style in (("reference", "k-"), ("model", "C1o--")):
             eos = res[who]["eos"]
@@ -319,4 +320,18 @@ def plot_autotest(doc: dict, path: Path) -> str:
         ax_sf.set_ylabel("GSFE (mJ/m²)")
         ax_sf.set_title(f"{el}: (111) generalised stacking fault", fontsize=9)
         ax_eos.legend(fontsize=8)
+        _defect_bars(ax_def, el, res["rows"])
     return save_figure(fig, path)
+
+
+def _defect_bars(ax, element: str, rows: list[dict]) -> None:
+    """Reference and model values of the vacancy, interstitial (eV) and surface (J/m^2) rows as bars."""
+    picked = [r for r in rows if r["property"].split("[")[0] in ("E_vac", "E_int", "E_surf")]
+    x = np.arange(len(picked))
+    for shift, who, colour in ((-0.2, "reference", "k"), (0.2, "model", "C1")):
+        ax.bar(x + shift, [r[who] for r in picked], width=0.4, color=colour, label=who)
+    ax.set_xticks(x, [r["property"] for r in picked], rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel("eV (E_vac, E_int) / J/m² (E_surf)")
+    ax.set_title(f"{element}: point defects and surfaces", fontsize=9)
+    if picked:
+        ax.legend(fontsize=8)

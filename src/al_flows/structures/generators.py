@@ -23,12 +23,13 @@ from pydantic import Field, field_validator, model_validator
 
 from al_flows.frames.dataset import frame_id
 from al_flows.settings import Settings
+from al_flows.structures.displaced_halves import A_OVER_NN, CubicPlane, HcpPlane, displaced_halves, oriented_cell
 
 AMU_PER_A3 = 1.0 / 1.66053906660  # (amu/Angstrom^3) per (g/cm^3)
 Lattice = Literal["fcc", "hcp", "bcc", "sc", "diamond"]
 LATTICES: tuple[Lattice, ...] = ("fcc", "hcp", "bcc", "sc", "diamond")
-# lattice constant a / nearest-neighbour distance (hcp: ideal c/a = sqrt(8/3))
-A_OVER_NN = {"fcc": math.sqrt(2.0), "hcp": 1.0, "bcc": 2.0 / math.sqrt(3.0), "sc": 1.0, "diamond": 4.0 / math.sqrt(3.0)}
+DPGEN_LATTICES: tuple[Lattice, ...] = ("fcc", "hcp", "sc", "diamond")  # the crystals of Zhang et al.
+DISPLACED_LATTICES: tuple[Lattice, ...] = ("fcc", "hcp")  # their displaced halves start from these
 _BATCH = 32  # candidate positions drawn at once during random placement
 
 
@@ -62,9 +63,13 @@ class DPGenInitSettings(Settings):
     """DP-GEN initial sets (Zhang et al.). Lattice constants follow from one nearest-neighbour
     distance per element (Angstrom): ``nn_distances`` or, for elements not in it, the
     element's ase.data.reference_states crystal (fallback 2x covalent radius); alloys use
-    the composition-weighted mean (Vegard-like). The same distance is used for every lattice."""
+    the composition-weighted mean (Vegard-like). The same distance is used for every lattice.
+    Defaults follow the paper: fcc, hcp, sc and diamond (bcc on request), displaced halves from
+    fcc and hcp cut along fcc (100), (110), (111) and hcp (0001), (10-10), (11-20), then dilated
+    and perturbed like the other crystals. ``displacement_mode: directions`` with
+    ``displaced_lattices: null`` and ``dilate_displaced: false`` is the earlier construction."""
 
-    lattices: list[Lattice] = Field(list(LATTICES), min_length=1, description="crystal lattices to build")
+    lattices: list[Lattice] = Field(list(DPGEN_LATTICES), min_length=1, description="crystal lattices to build")
     nn_distances: dict[str, float] | None = Field(None, description="Angstrom, nearest-neighbour distance per element")
     repeat: tuple[int, int, int] = Field((2, 2, 2), description="supercell of the conventional cell (hcp: 2-atom cell)")
     scales: list[float] = Field(
@@ -74,13 +79,35 @@ class DPGenInitSettings(Settings):
     atom_sigma: float = Field(0.01, ge=0, description="Angstrom, std of Gaussian atom displacements per coordinate")
     cell_pert_fraction: float = Field(0.03, ge=0, lt=0.5, description="max |entry| of the random symmetric cell strain")
     composition: dict[str, float] | None = Field(None, description="alloy weight per element; None: equal")
-    n_displaced: int = Field(10, ge=0, description="displaced-halves structures per lattice")
+    displaced_lattices: list[Lattice] | None = Field(
+        list(DISPLACED_LATTICES),
+        description="lattices (of those in lattices) the displaced halves start from; null: all",
+    )
+    displacement_mode: Literal["planes", "directions"] = Field(
+        "planes",
+        description="planes: cut along displacement_planes, halves pulled apart along the normal; "
+        "directions: halves of the repeat supercell split along c, moved along displacement_directions",
+    )
+    n_displaced: int = Field(
+        2, ge=0, description="displacement distances per lattice and plane (mode directions: per lattice)"
+    )
     displacement_min: float = Field(0.2, ge=0, description="Angstrom, smallest rigid displacement")
     displacement_max: float = Field(10.0, ge=0, description="Angstrom, largest rigid displacement")
+    displacement_planes: list[CubicPlane] = Field(
+        ["100", "110", "111"], description="cut planes of the cubic lattices (mode planes)"
+    )
+    displacement_planes_hcp: list[HcpPlane] = Field(
+        ["0001", "10-10", "11-20"], description="cut planes of hcp (mode planes)"
+    )
+    displaced_min_layers: int = Field(4, ge=2, description="atomic layers along the normal, at least (mode planes)")
+    displaced_min_width: float = Field(4.5, gt=0, description="Angstrom, in-plane cell edges at least (mode planes)")
+    dilate_displaced: bool = Field(
+        True, description="dilate every displaced structure by each of scales, with cell and atom perturbation"
+    )
     displacement_directions: list[tuple[int, int, int]] = Field(
         [(1, 0, 0), (1, 1, 0), (0, 0, 1), (1, 0, 1), (1, 1, 1)],
         min_length=1,
-        description="[uvw] in conventional-cell vectors; w >= 0 (w = 0 shear, w > 0 also opens a gap)",
+        description="[uvw] in conventional-cell vectors, mode directions; w >= 0 (w = 0 shear, w > 0 also a gap)",
     )
 
     @field_validator("scales")
@@ -110,6 +137,11 @@ class DPGenInitSettings(Settings):
         if self.displacement_min > self.displacement_max:
             raise ValueError(f"displacement_min {self.displacement_min} > displacement_max {self.displacement_max}")
         return self
+
+    def displaced_kinds(self) -> list[str]:
+        """The lattices that get displaced-halves structures, in the order of ``lattices``."""
+        chosen = self.lattices if self.displaced_lattices is None else self.displaced_lattices
+        return [lat for lat in self.lattices if lat in chosen]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -255,16 +287,24 @@ def dpgen_initial_sets(settings: DPGenInitSettings, elements: list[str], seed: i
     (composition weights), cell = s * cell0 @ (I + eps) with eps symmetric, entries uniform
     in [-cell_pert_fraction, cell_pert_fraction] (off-diagonals the mean of two such draws),
     atoms scaled with the cell, then N(0, atom_sigma^2) added to every coordinate.
-    Displaced frames (per lattice, n_displaced): the decorated unscaled supercell is split
-    at half of its third cell vector c; atoms with fractional coordinate >= 0.5 along c are
-    moved rigidly by d * u (d uniform in [displacement_min, displacement_max], u the unit
-    vector of a random [uvw] of displacement_directions in conventional-cell vectors) and
-    c becomes c + d * u, so the cell stays periodic with exactly one displaced interface:
-    w = 0 gives a stacking-fault (GSFE-like) shear, w > 0 also opens a vacuum gap (DP-GEN's
-    cleaved-surface style). Atom noise N(0, atom_sigma^2) is added; no cell strain. The
-    closest approach across the interface is at least the layer spacing along c.
+    Displaced frames (per lattice of ``displaced_kinds()``):
+
+    - mode ``planes`` (default): per plane (``displacement_planes`` for cubic lattices,
+      ``displacement_planes_hcp`` for hcp) and per distance d (``n_displaced`` of them, uniform
+      in [displacement_min, displacement_max]), the :func:`~al_flows.structures.displaced_halves.oriented_cell`
+      of that plane is cut into halves and the upper one pulled away by d along the plane normal
+      (:func:`~al_flows.structures.displaced_halves.displaced_halves`); with ``dilate_displaced``
+      that structure is then dilated by every scale with its own cell strain, decoration and atom
+      noise, exactly as the perturbed frames (else: decoration and atom noise once, scale 1);
+    - mode ``directions`` (the earlier construction): ``n_displaced`` per lattice, the decorated
+      unscaled ``repeat`` supercell split at half of its third vector c; atoms with fractional
+      coordinate >= 0.5 along c move rigidly by d * u (u the unit vector of a random [uvw] of
+      displacement_directions in conventional-cell vectors) and c becomes c + d * u (w = 0 gives a
+      stacking-fault shear, w > 0 also opens a gap); dilated as above when ``dilate_displaced``.
+
     Info: explorer "dpgen_init", kind (lattice), scale, displaced, structure_id; displaced
-    frames also direction "[uvw]", distance (Angstrom) and displacement (3-tuple, Angstrom).
+    frames also distance (Angstrom), displacement (the shift vector of the undilated structure,
+    Angstrom) and plane "(hkl)" (mode planes) or direction "[uvw]" (mode directions).
     """
     w = _weights(settings.composition, elements)
     nn_map = dict(settings.nn_distances or {})
@@ -282,40 +322,63 @@ def dpgen_initial_sets(settings: DPGenInitSettings, elements: list[str], seed: i
         atoms.info["frame_id"] = frame_id(atoms)
         frames.append(atoms)
 
+    def dilated(base: Atoms, scale: float) -> Atoms:  # decorated, cell = s * cell0 @ (I + eps), atoms follow
+        eps = rng.uniform(-f, f, (3, 3))
+        eps = 0.5 * (eps + eps.T)
+        atoms = base.copy()
+        atoms.numbers = _species(elements, w, len(atoms), rng)
+        atoms.set_cell(scale * base.cell[:] @ (np.eye(3) + eps), scale_atoms=True)
+        return atoms
+
+    def displaced(atoms: Atoms, sid: str, **extra_info) -> None:  # the dilated copies of one displaced structure
+        if not settings.dilate_displaced:
+            atoms = atoms.copy()
+            atoms.numbers = _species(elements, w, len(atoms), rng)
+            finish(atoms, sid, scale=1.0, displaced=True, **extra_info)
+            return
+        for scale in settings.scales:
+            finish(dilated(atoms, scale), f"{sid}-s{scale:g}", scale=float(scale), displaced=True, **extra_info)
+
+    displaced_kinds = settings.displaced_kinds()
     for lat in settings.lattices:
         base = lattice_supercell(lat, nn, settings.repeat, elements[0])
         for scale in settings.scales:
             for k in range(settings.n_perturbed):
-                eps = rng.uniform(-f, f, (3, 3))
-                eps = 0.5 * (eps + eps.T)
-                atoms = base.copy()
-                atoms.numbers = _species(elements, w, len(atoms), rng)
-                atoms.set_cell(scale * base.cell[:] @ (np.eye(3) + eps), scale_atoms=True)
+                atoms = dilated(base, scale)
                 finish(atoms, f"dpgen-{lat}-s{scale:g}-{k}", kind=lat, scale=float(scale), displaced=False)
-        conv = base.cell[:] / np.asarray(settings.repeat, dtype=float)[:, None]
-        top = base.get_scaled_positions(wrap=False)[:, 2] >= 0.5 - 1e-6
-        for k in range(settings.n_displaced):
-            uvw = settings.displacement_directions[rng.integers(len(settings.displacement_directions))]
-            u = np.asarray(uvw, dtype=float) @ conv
-            dist = float(rng.uniform(settings.displacement_min, settings.displacement_max))
-            shift = dist * u / np.linalg.norm(u)
-            atoms = base.copy()
-            atoms.numbers = _species(elements, w, len(atoms), rng)
-            pos = atoms.positions.copy()
-            pos[top] += shift
-            cell = base.cell[:].copy()
-            cell[2] += shift
-            atoms.set_cell(cell, scale_atoms=False)
-            atoms.positions = pos
-            direction = "[" + "".join(map(str, uvw)) + "]"
-            finish(
-                atoms,
-                f"dpgen-{lat}-disp-{k}",
-                kind=lat,
-                scale=1.0,
-                displaced=True,
-                direction=direction,
-                distance=dist,
-                displacement=tuple(float(x) for x in shift),
-            )
+        if lat not in displaced_kinds:
+            continue
+        for sid, atoms, info in _displaced_structures(settings, lat, nn, base, elements[0], rng):
+            displaced(atoms, sid, kind=lat, **info)
     return frames
+
+
+def _displaced_structures(settings: DPGenInitSettings, lat: str, nn: float, base: Atoms, symbol: str, rng):
+    """(structure_id, undilated displaced structure, info) of one lattice, in the order of the random draws."""
+    if settings.displacement_mode == "planes":
+        planes = settings.displacement_planes_hcp if lat == "hcp" else settings.displacement_planes
+        for plane in planes:
+            cell = oriented_cell(lat, plane, nn, settings.displaced_min_layers, settings.displaced_min_width, symbol)
+            for k in range(settings.n_displaced):
+                dist = float(rng.uniform(settings.displacement_min, settings.displacement_max))
+                atoms, _, shift = displaced_halves(cell, dist)
+                info = {"plane": f"({plane})", "distance": dist, "displacement": tuple(float(x) for x in shift)}
+                yield f"dpgen-{lat}-{plane}-disp-{k}", atoms, info
+        return
+    conv = base.cell[:] / np.asarray(settings.repeat, dtype=float)[:, None]
+    top = base.get_scaled_positions(wrap=False)[:, 2] >= 0.5 - 1e-6
+    for k in range(settings.n_displaced):
+        uvw = settings.displacement_directions[rng.integers(len(settings.displacement_directions))]
+        u = np.asarray(uvw, dtype=float) @ conv
+        dist = float(rng.uniform(settings.displacement_min, settings.displacement_max))
+        shift = dist * u / np.linalg.norm(u)
+        atoms = base.copy()
+        pos = atoms.positions.copy()
+        pos[top] += shift
+        cell = base.cell[:].copy()
+        cell[2] += shift
+        atoms.set_cell(cell, scale_atoms=False)
+        atoms.positions = pos
+        direction = "[" + "".join(map(str, uvw)) + "]"
+        info = {"direction": direction, "distance": dist, "displacement": tuple(float(x) for x in shift)}
+        yield f"dpgen-{lat}-disp-{k}", atoms, info

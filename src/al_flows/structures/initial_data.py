@@ -60,8 +60,8 @@ class RandomCellSource(RandomCellSettings):
 
 
 class DPGenSource(DPGenInitSettings):
-    """DP-GEN (Zhang et al.): scaled, perturbed, alloy-decorated fcc/hcp/bcc/sc/diamond cells and
-    rigidly displaced halves, of the campaign's elements."""
+    """DP-GEN (Zhang et al.): scaled, perturbed, alloy-decorated crystals (default fcc/hcp/sc/diamond;
+    bcc on request) and rigidly displaced halves (default from fcc and hcp), of the campaign's elements."""
 
     kind: Literal["dpgen"] = "dpgen"
 

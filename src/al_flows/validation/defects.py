@@ -1,8 +1,14 @@
-"""Defects of one element: the vacancy formation energy and the generalised stacking-fault energy
-(for :mod:`al_flows.validation.autotest`).
+"""Defects of one element: vacancy and interstitial formation energies and the generalised
+stacking-fault energy (for :mod:`al_flows.validation.autotest`).
 
 Conventions
 - Vacancy: E_f = E(N-1) - (N-1)/N E(N), cubic cell repeated, positions relaxed, cell fixed.
+- Interstitial (fcc only; the octahedral and tetrahedral sites of Zhang et al., DP-GEN, Table I):
+  E_f = E(N+1) - (N+1)/N E(N), one atom added at the site nearest the middle of the same
+  repeated cubic cell (octahedral: (1/2, 1/2, 1/2) a, tetrahedral: (1/4, 1/4, 1/4) a of a
+  conventional cell), positions relaxed at fixed cell. The relaxation starts on the symmetric
+  site, where the force on the added atom vanishes by symmetry, so the atom stays on its site
+  (the energy of the interstitial AT that site, which may be a saddle, not the split dumbbell).
 - GSFE (fcc only): (111) periodic stack from ``ase.build.fcc111(periodic=True)``; the upper
   half of the layers is shifted rigidly by f * b_p along the partial <112> direction (b_p =
   a/sqrt(6), the A->B stacking shift) AND the c vector is tilted by the same f * b_p, so the
@@ -30,9 +36,11 @@ from scipy.optimize import minimize_scalar
 
 from al_flows.validation.lattices import MakeCalc, crystal, lattice_minimum, relax_positions
 
-__all__ = ["MJ_PER_M2", "vacancy_formation", "stacking_fault"]
+__all__ = ["MJ_PER_M2", "INTERSTITIAL_SITES", "vacancy_formation", "interstitial_formation", "stacking_fault"]
 
 MJ_PER_M2 = _e * 1e20 * 1e3  # eV/Angstrom^2 -> mJ/m^2
+# fractional position of each interstitial site in the fcc conventional cell
+INTERSTITIAL_SITES = {"octahedral": (0.5, 0.5, 0.5), "tetrahedral": (0.25, 0.25, 0.25)}
 
 
 def vacancy_formation(
@@ -60,6 +68,43 @@ def vacancy_formation(
     return {
         "E_vac": float(defect.get_potential_energy() - ref),
         "E_vac_unrelaxed": float(e_unrelaxed - ref),
+        "N": n,
+        "a0": float(a0),
+        "converged": converged,
+    }
+
+
+def interstitial_formation(
+    element: str,
+    make_calculator: MakeCalc,
+    site: str = "octahedral",
+    repeat=(3, 3, 3),
+    relax: bool = True,
+    a0: float | None = None,
+    fmax: float = 0.01,
+    max_opt_steps: int = 500,
+) -> dict:
+    """E_int = E(N+1) - (N+1)/N E(N) (eV) of an fcc self-interstitial at ``site`` (octahedral or
+    tetrahedral), positions relaxed at fixed cell; also the unrelaxed value."""
+    if site not in INTERSTITIAL_SITES:
+        raise ValueError(f"site {site!r}: use one of {sorted(INTERSTITIAL_SITES)}")
+    calc = make_calculator()
+    a0 = a0 or lattice_minimum(element, "fcc", calc)[0]
+    perfect = crystal(element, "fcc", a0, cubic=True).repeat(tuple(repeat))
+    perfect.calc = calc
+    n, e_bulk = len(perfect), perfect.get_potential_energy()
+    middle = np.array([r // 2 for r in repeat], dtype=float)  # the conventional cell nearest the middle
+    defect = perfect.copy()
+    defect.append(element)
+    defect.positions[-1] = a0 * (middle + np.array(INTERSTITIAL_SITES[site]))
+    defect.calc = calc
+    e_unrelaxed = defect.get_potential_energy()
+    converged = relax_positions(defect, fmax, max_opt_steps) if relax else False
+    ref = (n + 1) / n * e_bulk
+    return {
+        "site": site,
+        "E_int": float(defect.get_potential_energy() - ref),
+        "E_int_unrelaxed": float(e_unrelaxed - ref),
         "N": n,
         "a0": float(a0),
         "converged": converged,
