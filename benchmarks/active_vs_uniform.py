@@ -1,9 +1,9 @@
-"""Benchmark: active sampling vs uniform 8:1:1 static training at equal optimiser steps (seed 000).
+"""Benchmark: active sampling vs uniform 8:1:1 static training at equal optimiser steps (Sprueill et al.).
 
 Runs the pool study of ``flows/cuni_pool_emt.yaml`` (EMT-labelled Cu-Ni pool) without its shear
 study and validation, for each seed given, and prints per seed and as a median:
 
-    uniform/active best-validation-loss ratio   (the paper's Table I measure; > 1: active better)
+    uniform/active best-validation-loss ratio   (Sprueill et al.'s Table I measure; > 1: active better)
     uniform/active held-out test force RMSE ratio (same test frames for both; > 1: active better)
 
 Baseline named in the output: "uniform" (static training on a uniform random 8:1 split of the

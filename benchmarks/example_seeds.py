@@ -14,6 +14,7 @@ campaign's own (EMT for the EMT examples).
     .venv/bin/python benchmarks/example_seeds.py flows/al_random_cells_emt.yaml [--seeds 0 1 2] [--out DIR]
     .venv/bin/python benchmarks/example_seeds.py flows/cuni_dpgen_emt.yaml --seeds 0
     .venv/bin/python benchmarks/example_seeds.py flows/al_random_cells_emt.yaml --out DIR --existing  # tables, no rerun
+    ... --existing --autotest-again  # and the final ensembles' autotest again with the file's current settings
 """
 
 from __future__ import annotations
@@ -44,6 +45,30 @@ def autotest_rows(workdir: Path, config) -> list[dict]:
         store.close()
 
 
+def autotest_rows_again(workdir: Path, config, final_round: int) -> list[dict]:
+    """The autotest rows of the campaign's final ensemble computed now, with the campaign file's
+    current autotest settings (for runs finished before rows were added to the autotest)."""
+    from al_flows.active_learning.autotest_jobs import final_models
+    from al_flows.active_learning.builders import autotest_settings
+    from al_flows.campaign.run import open_store
+    from al_flows.labelling.ase import calculator_factory
+    from al_flows.validation.autotest import autotest
+    from al_flows.workflow.jobs import load_ensemble
+
+    settings = autotest_settings(config)
+    store = open_store(config, workdir)
+    try:
+        ensemble = load_ensemble(final_models(store, config.name, final_round))
+    finally:
+        store.close()
+    reference = calculator_factory(settings.reference, settings.reference_kwargs)
+    return [
+        dict(r, element=el)
+        for el in (settings.elements or config.elements)
+        for r in autotest(el, reference, ensemble.calculator, settings)["rows"]
+    ]
+
+
 def main() -> int:
     from al_flows.campaign.config import validate_campaign
     from al_flows.campaign.run import run_campaign
@@ -59,6 +84,11 @@ def main() -> int:
         action="store_true",
         help="read a seed's finished work directory in --out (its report.json) instead of running it again",
     )
+    ap.add_argument(
+        "--autotest-again",
+        action="store_true",
+        help="with --existing: compute the autotest of each final ensemble again with the file's current settings",
+    )
     args = ap.parse_args()
     path = Path(args.config).resolve()
     data = yaml.safe_load(path.read_text())
@@ -73,8 +103,11 @@ def main() -> int:
             report = json.loads((workdir / "report.json").read_text())
         else:
             report = run_campaign(config, path.parent, workdir, echo=lambda *_: None)
-        rows = autotest_rows(workdir, config)
         last = report["rounds"][-1]
+        if args.existing and args.autotest_again:
+            rows = autotest_rows_again(workdir, config, last["round"])
+        else:
+            rows = autotest_rows(workdir, config)
         per_seed[seed] = {
             "wall_s": (report.get("wall_time_s") if args.existing else None) or time.perf_counter() - t0,
             "rounds": len(report["rounds"]),

@@ -1,6 +1,6 @@
 """Benchmark: batched shear exploration vs the stock one-replica-at-a-time ASE + schnetpack way.
 
-K perturbed-shear replicas (METHODS A4: per shear step add N(0, sigma^2) noise, shear the cell by
+K perturbed-shear replicas (Sprueill et al., docs/methods.md: per shear step add N(0, sigma^2) noise, shear the cell by
 ``shear_step`` on cell[0,1] and cell[0,2], relax at fixed cell to ``fmax``) of a Cu-Ni (001)
 multilayer, ``--steps`` shear steps each, with an ensemble of ``--members`` SchNet members.
 
@@ -25,7 +25,7 @@ multilayer, ``--steps`` shear steps each, with an ensemble of ``--members`` SchN
 Same weights on both sides: one member trained for ``--train-epochs`` epochs on EMT labels of
 perturbed, sheared copies of the cell (seconds), the others copies of it with 2 % weight noise (so
 the deviation is not zero). Model size: ``--model campaign`` (32 features, 2 interactions, 20 RBF,
-5 A: this repository's CPU campaigns) or ``--model paper`` (128, 2, 50, 6 A: METHODS A2).
+5 A: this repository's CPU campaigns) or ``--model paper`` (128, 2, 50, 6 A: Sprueill et al.).
 
 The stock side takes ~17 ms per member evaluation on a 32-atom cell (80 % of it ASE's neighbour
 list), so by default it relaxes only ``--stock-replicas`` 4 of the replicas and its wall time is scaled
@@ -71,7 +71,7 @@ def _args(argv=None):
     ap.add_argument("--model", choices=sorted(MODELS), default="campaign")
     ap.add_argument("--sigma", type=float, default=0.05, help="Angstrom, perturbation per step")
     ap.add_argument("--shear-step", type=float, default=0.1, help="Angstrom per shear step")
-    ap.add_argument("--fmax", type=float, default=0.002, help="eV/Angstrom (METHODS A4)")
+    ap.add_argument("--fmax", type=float, default=0.002, help="eV/Angstrom (Sprueill et al.)")
     ap.add_argument("--max-opt-steps", type=int, default=500)
     ap.add_argument("--optimizer", choices=["BFGS", "LBFGS", "FIRE"], default="BFGS", help="batched side's optimiser")
     ap.add_argument(
