@@ -35,7 +35,9 @@ measures every replica.
 
 Each side runs in its own child process (same interpreter, ``--threads`` torch/OpenMP threads) so
 that its peak memory (RSS high-water mark, VmHWM; ``torch.cuda.max_memory_allocated`` on GPU) is its own.
-Prints per side: wall time, relaxation steps, model evaluations, peak memory, atoms x steps / s; the
+Prints per side: wall time, relaxation steps, model evaluations, peak memory, atoms x steps / s, and
+for this package's sides the share of wall time inside the members' forward passes (forces by
+autograd included; benchmarks/model_time.py); the
 stock/batched ratio last (baseline measured in the same run).
 
     .venv/bin/python benchmarks/explore.py [--replicas 16] [--size 2 2 2] [--members 4] [--steps 3]
@@ -297,16 +299,22 @@ def run_batched(args, workdir: Path, device: str, optimizer: str, sequential: bo
 
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+    from model_time import ModelTimer
+
     t0 = time.perf_counter()
-    if sequential:
-        frames = explore_shear([start], EnsembleCalculator(Counting()), settings, seed=args.seed)
-    else:
-        frames = explore_shear_batched([start], Counting(), settings, seed=args.seed, batch_size=max(args.replicas, 1))
+    with ModelTimer(ensemble.members, device) as timer:
+        if sequential:
+            frames = explore_shear([start], EnsembleCalculator(Counting()), settings, seed=args.seed)
+        else:
+            frames = explore_shear_batched(
+                [start], Counting(), settings, seed=args.seed, batch_size=max(args.replicas, 1)
+            )
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
     out = {
         "wall_s": wall,
+        "model_s": timer.seconds,
         "rss_setup_mb": rss_setup,
         **({} if sequential else {"predict_calls": len(calls)}),
         "model_evals": sum(calls) * args.members,
@@ -357,6 +365,8 @@ def _line(name: str, res: dict, n_atoms: int, device: str) -> str:
     if "cuda_peak_mb" in res:
         mem += f", CUDA peak allocated {res['cuda_peak_mb']:.0f} MB"
     extra = f", {res['predict_calls']} batched predictions" if "predict_calls" in res else ""
+    if "model_s" in res:
+        extra += f"; model forward+backward {100 * res['model_s'] / res['wall_s']:.0f} % of wall time"
     return (
         f"{name:<16} {res['wall_s']:8.2f} s  frames {len(res['frames'])} (converged {conv})  relaxation steps {steps}  "
         f"model evaluations {res['model_evals']}{extra}  {n_atoms * steps / res['wall_s']:,.0f} atoms x steps / s on "

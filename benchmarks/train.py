@@ -36,7 +36,9 @@ median over epochs 2..N (the first is skipped), from one epoch start to the next
 included (and the process CPU time of the same epochs, steadier on a shared machine). Reported:
 epoch time, training throughput (atoms x optimiser steps per second = training atoms per epoch /
 epoch time), peak memory (process maximum RSS; also CUDA max_memory_allocated on GPU) and the
-validation force RMSE (eV/A per component, final weights) after the same epochs.
+validation force RMSE (eV/A per component, final weights) after the same epochs, and for the
+al_flows side the share of the wall time of epochs 2..N inside the model's forward (forces by autograd
+included) and the loss's backward (benchmarks/model_time.py; the rest: optimiser steps, collation, Python).
 Runs on CUDA when present (``--device auto``), else on the CPU with torch's default threads.
 
     .venv/bin/python benchmarks/train.py [--frames 200] [--epochs 8] [--device auto] [--neighbour-list ase]
@@ -132,19 +134,24 @@ def run_al_flows(args, frames, train_idx, val_idx, zs) -> dict:
         energy_reference(trainer.module).scale.fill_(1.0)
     _sync(args.device)
     setup_s = time.perf_counter() - t0
-    times, cpu_times, curve = [], [], []
+    from model_time import ModelTimer
+
+    times, cpu_times, curve, model_s = [], [], [], []
     for _ in range(args.epochs):
         t, c = time.perf_counter(), time.process_time()
-        row = trainer.run_epochs(train_idx, val_idx, 1)[0]
-        _sync(args.device)
+        with ModelTimer([trainer.module], args.device) as timer:
+            row = trainer.run_epochs(train_idx, val_idx, 1)[0]
+            _sync(args.device)
         times.append(time.perf_counter() - t)
         cpu_times.append(time.process_time() - c)
+        model_s.append(timer.seconds)
         curve.append(row["val_force_rmse"])
     final = trainer.errors(val_idx).summary()
     out = {
         "epoch_times": times,
         "epoch_cpu_times": cpu_times,
         "setup_s": setup_s,
+        "model_share": sum(model_s[1:]) / sum(times[1:]),
         "val_force_rmse": final["force_rmse"],
         "curve": curve,
     }
@@ -381,6 +388,8 @@ def main() -> int:
                 "al_flows_unit_scale": "al_flows Trainer, energy scale 1 (accuracy check only)",
             }[side]
             cuda = f", CUDA peak {r['cuda_peak_mb']:.0f} MB" if "cuda_peak_mb" in r else ""
+            if "model_share" in r:
+                cuda += f"; model forward+backward {100 * r['model_share']:.0f} % of epoch wall time (profiled)"
             print(
                 f"{label}: epoch {r['epoch_s']:.3f} s (median of epochs 2..{args.epochs}; first "
                 f"{r['epoch_times'][0]:.3f} s; {r['steps_per_epoch']} steps; process CPU time {r['epoch_cpu_s']:.3f} "

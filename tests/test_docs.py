@@ -159,7 +159,14 @@ FORBIDDEN = [
 
 
 def _project_files() -> list[Path]:
-    files = [README, *DOCS.rglob("*.md"), *(ROOT / "flows").rglob("*.yaml"), *(ROOT / "src").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py"), *(ROOT / "scripts").glob("*")]
+    files = [
+        README,
+        *DOCS.rglob("*.md"),
+        *(ROOT / "flows").rglob("*.yaml"),
+        *(ROOT / "src").rglob("*.py"),
+        *(ROOT / "benchmarks").rglob("*.py"),
+        *(ROOT / "scripts").glob("*"),
+    ]
     return sorted(f for f in files if f.is_file())
 
 

@@ -55,11 +55,28 @@ def md_campaign(tmp_path_factory):
     }  # the raw fitted levels, checked below
     config = validate_campaign(d)
     workdir = tmp_path_factory.mktemp("md") / "run"
-    report = run_campaign(config, ".", workdir, echo=lambda *_: None)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AL_FLOWS_DEVICE", "cpu")  # the worker's run-time device, recorded by every model job
+        report = run_campaign(config, ".", workdir, echo=lambda *_: None)
     store = make_job_store(config.store, workdir)
     store.connect()
     yield config, report, store
     store.close()
+
+
+def test_every_model_job_records_the_workers_device(md_campaign):
+    """Training, exploration (both samplers), evaluation and calibration ran on the device
+    AL_FLOWS_DEVICE named and say so; jobs that run no model record none."""
+    config, report, store = md_campaign
+    ran_models = {"train": 6, "explore": 6, "evaluate": 3}
+    for stage, n in ran_models.items():
+        docs = [d["output"] for d in latest_outputs(store, config.name, stage)]
+        assert len(docs) == n and {d["device"] for d in docs} == {"cpu"}, stage
+    cals = [d["output"] for d in latest_outputs(store, config.name, "calibrate")]
+    assert any(c["points"] for c in cals)  # a calibration without labels runs no model and records none
+    assert all(c["device"] == ("cpu" if c["points"] else None) for c in cals)
+    for stage in ("select", "summary"):
+        assert {d["output"].get("device") for d in latest_outputs(store, config.name, stage)} == {None}, stage
 
 
 def test_explorers_and_temperature_per_round(md_campaign):

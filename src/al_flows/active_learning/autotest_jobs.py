@@ -41,6 +41,7 @@ def autotest_job(campaign: str, final_round: int, settings, elements: list[str])
         campaign=campaign,
         round=final_round,
         ensemble_id=ensemble_id(model_ids_of(models)),
+        device=str(ensemble.device),
         reference=settings.reference,
         results=results,
         table=autotest_table_markdown(rows),

@@ -29,9 +29,10 @@ def calibrate_levels(
     error of this round's ensemble mean) and set the next round's trust levels."""
     frames = frames_from_bytes(field(labels, "labelled_blob")) if field(labels, "n_labelled") else []
     dev = np.array([as_float(a.info.get("deviation")) for a in frames], dtype=float)
-    err = np.zeros(0)
+    err, device = np.zeros(0), None
     if frames:
-        pred = load_ensemble(models).predict(frames)
+        ensemble = load_ensemble(models)
+        pred, device = ensemble.predict(frames), str(ensemble.device)
         err = max_force_errors(pred.mean_forces, [a.get_forces() for a in frames])
     fit = fit_relation(dev, err, settings.relation)
     used = (field(selection, "trust_lo"), field(selection, "trust_hi"))
@@ -46,6 +47,7 @@ def calibrate_levels(
         campaign=campaign,
         round=round,
         ensemble_id=ensemble_id(model_ids_of(models)),
+        device=device,
         points=[
             {"frame_id": a.info["frame_id"], "deviation": float(d), "error": float(e)}
             for a, d, e in zip(frames, dev, err, strict=True)

@@ -27,6 +27,7 @@ from al_flows.exploration.shear import ShearSettings, explore_shear, explore_she
 from al_flows.frames.dataset import Dataset, frames_from_bytes, frames_text
 from al_flows.frames.provenance import explored_record, frame_errors, label_record
 from al_flows.labelling.ase import LabelResult, calculator_factory, label_frames
+from al_flows.potential.device import resolve_device
 from al_flows.potential.ensemble import Ensemble
 from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.potential.training import train_member
@@ -78,17 +79,18 @@ class TrainMemberMaker(Maker):
         its weights, train/val split, best epoch and validation errors go into the TrainingDocument."""
         start = time.perf_counter()
         data = Dataset.from_bytes(field(dataset, "dataset_blob"))
-        progress.report("train", round, member=member, labels=len(data))
+        device = resolve_device(self.training.device)
+        progress.report("train", round, member=member, labels=len(data), device=device)
         trained = train_member(
             data.frames,
             self.model,
-            self.training,
+            self.training.model_copy(update={"device": device}),
             seed=seed,
             elements=self.elements or None,
             member=member,
             log=lambda msg: progress.report("train retry", round, member=member, why=msg),
         )
-        pred = Ensemble.from_bytes([trained.blob]).predict(data.frames)
+        pred = Ensemble.from_bytes([trained.blob], device=device).predict(data.frames)
         split = {**dict.fromkeys(trained.train_ids, "train"), **dict.fromkeys(trained.val_ids, "val")}
         errors = frame_errors(data.frames, pred.energies[0], [f[0] for f in pred.forces], split)
         doc = TrainingDocument(
@@ -110,6 +112,7 @@ class TrainMemberMaker(Maker):
             training_settings=self.training.model_dump(),
             lr_used=trained.lr,
             retries=list(trained.retries),
+            device=device,
             wall_time=time.perf_counter() - start,
             model_blob=weights_text(trained.blob),
         )
@@ -126,7 +129,7 @@ class TrainMemberMaker(Maker):
 # the others go on. A job whose every replica blew up still succeeds, with zero frames.
 
 
-def _document(frames, campaign, round, explorer, ens_id, start, dropped) -> ExplorationDocument:
+def _document(frames, campaign, round, explorer, ens_id, start, dropped, device) -> ExplorationDocument:
     for atoms in frames:
         atoms.info.update(round=round, model_id=ens_id)
     deviations = [float(a.info.get("deviation", np.nan)) for a in frames]
@@ -140,6 +143,7 @@ def _document(frames, campaign, round, explorer, ens_id, start, dropped) -> Expl
         round=round,
         explorer=explorer,
         ensemble_id=ens_id,
+        device=device,
         n_frames=len(frames),
         deviations=deviations,
         frames=[explored_record(a) for a in frames],
@@ -153,8 +157,11 @@ def _prepare(maker, structures, models, round):
     """(start time, ensemble id, Ensemble, starting structures) of an explore job."""
     start = time.perf_counter()
     starts = frames_from_bytes(field(structures, "structures_blob"))
-    progress.report(f"explore {maker.name}", round, structures=len(starts), runs=maker.settings.n_runs)
-    return start, ensemble_id(model_ids_of(models)), load_ensemble(models), starts
+    ensemble = load_ensemble(models)
+    progress.report(
+        f"explore {maker.name}", round, structures=len(starts), runs=maker.settings.n_runs, device=str(ensemble.device)
+    )
+    return start, ensemble_id(model_ids_of(models)), ensemble, starts
 
 
 @dataclass
@@ -185,7 +192,7 @@ class ShearExploreMaker(Maker):
             frames = explore_shear(
                 starts, ensemble.calculator(), self.settings, seed=seed, explorer=self.name, dropped=dropped
             )
-        return _document(frames, campaign, round, self.name, ens_id, start, dropped)
+        return _document(frames, campaign, round, self.name, ens_id, start, dropped, str(ensemble.device))
 
 
 @dataclass
@@ -220,7 +227,7 @@ class MDExploreMaker(Maker):
             frames = nvt_explore(
                 starts, ensemble, self.settings, round, seed, explorer=self.name, dropped=dropped, stage=stage
             )
-        doc = _document(frames, campaign, round, self.name, ens_id, start, dropped)
+        doc = _document(frames, campaign, round, self.name, ens_id, start, dropped, str(ensemble.device))
         doc.survival_times_ps = survival
         return doc
 

@@ -67,6 +67,7 @@ class TrainingDocument(RoundDocument):
         description="one entry per diverged attempt before the kept one: lr, epoch, reason (see "
         "al_flows.potential.training)",
     )
+    device: str | None = Field(None, description="torch device the member trained on, resolved on the worker")
     model_blob: str = Field(repr=False)
 
 

@@ -41,7 +41,8 @@ def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDoc
     """Ensemble-mean errors on the fixed test set; validation error = mean of the members'."""
     start = time.perf_counter()
     frames = frames_from_bytes(field(test_set, "frames_blob"))
-    pred = load_ensemble(models).predict(frames)
+    ensemble = load_ensemble(models)
+    pred = ensemble.predict(frames)
     ref_e = np.array([a.get_potential_energy() for a in frames])
     errors = holdout_errors(frames, pred.mean_energies, pred.mean_forces)
     test_force_rmse, test_energy_rmse = errors["force_rmse"], errors["energy_rmse_per_atom"]
@@ -58,6 +59,7 @@ def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDoc
         campaign=campaign,
         round=round,
         ensemble_id=ensemble_id(model_ids_of(models)),
+        device=str(ensemble.device),
         n_test=len(frames),
         test_force_rmse=test_force_rmse,
         test_energy_rmse_per_atom=test_energy_rmse,

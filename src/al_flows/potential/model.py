@@ -32,6 +32,7 @@ from ase.data import atomic_numbers
 from pydantic import Field, field_validator
 
 import al_flows  # noqa: F401  (applies the schnetpack/torch compatibility patch first)
+from al_flows.potential.device import check_device
 from al_flows.potential.schnet import ZMAX, EnergyReference, SymmetricSchNet, shifted_softplus
 from al_flows.settings import Settings
 
@@ -64,7 +65,11 @@ class TrainingSettings(Settings):
     lr_patience: int = Field(default=60, ge=1, description="epochs without validation improvement before decay")
     lr_decay: float = Field(default=0.8, gt=0, lt=1, description="learning-rate factor on plateau")
     val_fraction: float = Field(default=0.1, ge=0, lt=0.5, description="fraction of frames held out for validation")
-    device: str = Field(default="cpu", description="torch device the member trains on: cpu, cuda or cuda:N")
+    device: str = Field(
+        default="auto",
+        description="torch device the member trains on, resolved on the worker: auto (AL_FLOWS_DEVICE, else cuda "
+        "when present, else cpu), cpu, cuda or cuda:N (al_flows.potential.device)",
+    )
     amp: bool = Field(
         default=False,
         description="mixed precision on CUDA: the SchNet representation runs under bfloat16 autocast "
@@ -86,13 +91,7 @@ class TrainingSettings(Settings):
     @field_validator("device")
     @classmethod
     def _torch_device(cls, v: str) -> str:
-        try:
-            device = torch.device(v)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"{v!r} is not a torch device; use cpu, cuda or cuda:N") from None
-        if device.type not in ("cpu", "cuda", "mps"):
-            raise ValueError(f"{v!r} is not a device al_flows trains on; use cpu, cuda or cuda:N")
-        return v
+        return check_device(v)
 
 
 def to_atomic_numbers(elements: Sequence[str | int]) -> list[int]:

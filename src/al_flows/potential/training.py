@@ -55,6 +55,7 @@ from ase import Atoms
 
 from al_flows.frames.checks import check_training_frames
 from al_flows.potential.best_weights import BestWeights
+from al_flows.potential.device import resolve_device
 from al_flows.potential.divergence import Divergence, DivergenceGuard, DivergenceKind, diverged_advice
 from al_flows.potential.evaluation import FrameErrors, frame_errors
 from al_flows.potential.evaluation import per_frame_loss as _per_frame_loss  # the loss of the training step
@@ -157,7 +158,7 @@ class Trainer:
         # labels, NaN positions, elements outside ``elements``, mixed periodicity (no neighbour list: cheap)
         check_training_frames(frames, elements)
         self.model_settings, self.training, self.seed = model, training, int(seed)
-        self.device = torch.device(training.device)
+        self.device = torch.device(resolve_device(training.device))
         self.data = TrainingData(frames, model.cutoff, self.device, elements)
         self.rng = np.random.default_rng(self.seed)
         self.module = build_member(model, self.data.zs, self.seed)

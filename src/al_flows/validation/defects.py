@@ -3,7 +3,8 @@ stacking-fault energy (for :mod:`al_flows.validation.autotest`).
 
 Conventions
 - Vacancy: E_f = E(N-1) - (N-1)/N E(N), cubic cell repeated, positions relaxed, cell fixed.
-- Interstitial (fcc only; the octahedral and tetrahedral sites of Zhang et al., DP-GEN, in their table of Cu defect energies):
+- Interstitial (fcc only; the octahedral and tetrahedral sites of Zhang et al., DP-GEN, in their table
+  of Cu defect energies):
   E_f = E(N+1) - (N+1)/N E(N), one atom added at the site nearest the middle of the same
   repeated cubic cell (octahedral: (1/2, 1/2, 1/2) a, tetrahedral: (1/4, 1/4, 1/4) a of a
   conventional cell), positions relaxed at fixed cell. The relaxation starts on the symmetric

@@ -26,6 +26,9 @@ class EnsembleDocument(RoundDocument):
     """A document made with a round's ensemble."""
 
     ensemble_id: str = Field(description="hash of the members' model ids, in member order")
+    device: str | None = Field(
+        None, description="torch device the job ran the ensemble on, resolved on the worker (None: no model ran)"
+    )
 
 
 def blob_fields(schema: type[BaseModel] | None) -> list[str]:

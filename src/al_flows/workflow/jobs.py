@@ -60,20 +60,24 @@ def ensemble_id(model_ids: list[str]) -> str:
     return hashlib.sha1("|".join(model_ids).encode()).hexdigest()[:16]
 
 
-def load_ensemble(models: list, device: str = "cpu"):
-    """Ensemble from TrainingDocuments (weights loaded with weights_only=True)."""
+def load_ensemble(models: list, device: str | None = None):
+    """Ensemble from TrainingDocuments (weights loaded with weights_only=True), on ``device``
+    (None: the worker's run-time device, :func:`al_flows.potential.device.resolve_device`)."""
+    from al_flows.potential.device import resolve_device
     from al_flows.potential.ensemble import Ensemble
     from al_flows.potential.weights import weights_bytes
 
-    return Ensemble.from_bytes([weights_bytes(field(m, "model_blob")) for m in models], device=device)
+    blobs = [weights_bytes(field(m, "model_blob")) for m in models]
+    return Ensemble.from_bytes(blobs, device=resolve_device(device))
 
 
 def model_calculator(model_doc):
     """ASE calculator of the one model of a document with ``model_blob`` (a SamplingDocument)."""
+    from al_flows.potential.device import resolve_device
     from al_flows.potential.ensemble import Ensemble
     from al_flows.potential.weights import weights_bytes
 
-    return Ensemble.from_bytes([weights_bytes(field(model_doc, "model_blob"))]).calculator()
+    return Ensemble.from_bytes([weights_bytes(field(model_doc, "model_blob"))], device=resolve_device()).calculator()
 
 
 def model_ids_of(models: list) -> list[str]:

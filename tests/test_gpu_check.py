@@ -1,0 +1,44 @@
+"""scripts/gpu_check.sh --smoke: the GPU check's one command runs on the CPU with tiny sizes and
+writes a JSON whose figures are consistent with their definitions (so the script cannot rot)."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_gpu_check_smoke_runs_and_its_figures_add_up(tmp_path):
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run(
+        ["bash", "scripts/gpu_check.sh", "--smoke", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["mode"] == "smoke" and res["device"] == "cpu"
+    tests = res["tests"]
+    assert tests["failed"] == 0
+    if not torch.cuda.is_available():
+        assert tests["passed"] == 0 and tests["skipped"] == 6  # every gpu test skips cleanly without CUDA
+    tr = res["training"]
+    assert tr["frames"] == 12 and tr["atoms_per_frame"] == 32 and len(tr["epoch_times_s"]) == 2
+    assert tr["s_per_1000_frames"] == pytest.approx(tr["epoch_times_s"][1] / 12 * 1000)
+    assert tr["paper_epoch_s"] == pytest.approx(tr["s_per_1000_frames"] * 39.214)
+    assert 0 < tr["model_share"] <= 1
+    ex = res["exploration"]
+    assert ex["frames"] == 3 * 1 and ex["s_per_shear_step"] == pytest.approx(ex["wall_s"])
+    from al_flows.exploration.shear import steps_to_gamma
+    from al_flows.structures.multilayer import cuni_multilayer
+
+    assert ex["steps_to_gamma_0.33"] == steps_to_gamma(cuni_multilayer((2, 2, 2)).cell[:], 0.1, 0.33)
+    assert ex["gamma_0.33_min"] == pytest.approx(ex["s_per_shear_step"] * ex["steps_to_gamma_0.33"] / 60)
+    assert 0 < ex["model_share"] <= 1
+    md = res["md"]
+    done = md["trajectories"] * md["steps"] if md["dropped"] == 0 else None
+    if done is not None:
+        assert md["atom_steps_per_s"] == pytest.approx(done * md["atoms"] / md["wall_s"])
+    for row in ("| gpu tests |", "| training, float32 | epoch of 39,214 frames (s) |", "| Langevin MD, 3 x 32 atoms"):
+        assert row in proc.stdout
