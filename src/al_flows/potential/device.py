@@ -29,15 +29,17 @@ KINDS = ("cpu", "cuda", "mps")
 
 def check_device(value: str, source: str = "training.device") -> str:
     """``value`` if it names ``auto`` or a device al_flows runs on (cpu, cuda, cuda:N, mps); else a
-    one-line ValueError naming ``source`` and the fix. Nothing is checked against the hardware."""
+    one-line ValueError naming ``source`` (empty: the caller names the field) and the fix.
+    Nothing is checked against the hardware."""
     if value == "auto":
         return value
+    what = f"{source}={value!r}" if source else repr(value)
     try:
         device = torch.device(value)
     except (RuntimeError, TypeError):
-        raise ValueError(f"{source}={value!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+        raise ValueError(f"{what} is not a torch device; use auto, cpu, cuda or cuda:N") from None
     if device.type not in KINDS:
-        raise ValueError(f"{source}={value!r} is not a device al_flows runs on; use auto, cpu, cuda or cuda:N")
+        raise ValueError(f"{what} is not a device al_flows runs on; use auto, cpu, cuda or cuda:N")
     return value
 
 

@@ -91,7 +91,7 @@ class TrainingSettings(Settings):
     @field_validator("device")
     @classmethod
     def _torch_device(cls, v: str) -> str:
-        return check_device(v)
+        return check_device(v, source="")  # pydantic's message names the field
 
 
 def to_atomic_numbers(elements: Sequence[str | int]) -> list[int]:
