@@ -12,12 +12,11 @@ the overhead the benchmarks print as ``1 - share``.
 from __future__ import annotations
 
 import time
-from contextlib import ContextDecorator
 
 import torch
 
 
-class ModelTimer(ContextDecorator):
+class ModelTimer:
     """``with ModelTimer(modules, device) as t: ...``; then ``t.seconds`` (model time) and ``t.calls``."""
 
     def __init__(self, modules, device: str = "cpu") -> None:
