@@ -60,6 +60,10 @@ class Breaking:
         self.ensemble, self.mode, self.after = ensemble, mode, after
         self.calls = 0
 
+    @property
+    def device(self):
+        return self.ensemble.device
+
     def predict(self, frames, **kwargs):
         self.calls += 1
         marked = [j for j, a in enumerate(frames) if a.info.get("break")]
