@@ -112,3 +112,29 @@ def test_paper_size_runs_end_at_gamma_max_and_pathways_keep_those_minima(batched
     records = [step_record(f, atoms) for f in frames[:1] + frames[41:42] + frames[42:43] + frames[-1:]]
     paths = pathways([r for r in records if r["step"] in (1, 42)], tol=1e-3)
     assert paths and all(p["final_gamma"] >= 0.33 for p in paths)  # what shear_pathways keeps for validation
+
+
+def test_cut_crystals_are_rotated_so_every_run_starts_at_gamma_zero_and_reaches_gamma_max():
+    from al_flows.exploration.shear import shear_start
+    from al_flows.structures.displaced_halves import displaced_halves, oriented_cell
+    from al_flows.validation.heldout import sheared_rattled
+
+    # fcc cut along (110): a1 lies along z, so gamma = |(c01, c02)| / c00 of the raw cell is |a1| / 0
+    cut, _, _ = displaced_halves(oriented_cell("fcc", "110", 2.55, symbol="Cu"), 1.0)
+    assert abs(cut.cell[0, 0]) < 1e-9
+    start = shear_start(cut)
+    a1 = np.linalg.norm(cut.cell[0])
+    np.testing.assert_allclose(start.cell[0], [a1, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(start.cell.cellpar(), cut.cell.cellpar(), atol=1e-9)  # a rigid rotation
+    np.testing.assert_allclose(start.get_all_distances(mic=True), cut.get_all_distances(mic=True), atol=1e-9)
+    assert shear_strain(start.cell[:]) == 0.0
+    assert steps_to_gamma(start.cell[:], 0.5, 0.2) == math.ceil(0.2 * a1 / (math.sqrt(2) * 0.5))
+    frames = explore_shear([cut], Flat(), ShearSettings(n_runs=1, sigma=0.0, shear_step=0.5, gamma_max=0.2), seed=0)
+    assert len(frames) == math.ceil(0.2 * a1 / (math.sqrt(2) * 0.5))
+    assert frames[-1].info["gamma"] >= 0.2 > frames[-2].info["gamma"]
+    gammas = [f.info["gamma"] for f in sheared_rattled([cut], 5, 0.2, 0.0, seed=1)]
+    assert all(0.0 <= g <= 0.2 for g in gammas)
+    # a cell with a1 along +x is returned as it is, to the bit (earlier campaigns are unchanged)
+    layer = cuni_multilayer((2, 2, 2))
+    kept = shear_start(layer)
+    assert (kept.cell[:] == layer.cell[:]).all() and (kept.positions == layer.positions).all()

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from al_flows.active_learning.config import CampaignConfig
-from al_flows.exploration.shear import check_reaches_gamma
+from al_flows.exploration.shear import check_reaches_gamma, shear_start
 from al_flows.pool_study.config import PoolStudyConfig
 from al_flows.structures.initial_data import FileSource, MultilayerSource, source_structures
 
@@ -160,5 +160,5 @@ def check_campaign_structures(config, base_dir: str | Path = ".") -> int:
                     checks = [(f"pool.sources[{src_index}]", source)] if source.kind == "labeller_shear" else []
                 for field, settings in checks:  # a step cap that stops short of gamma_max validates nothing
                     for atoms in got:
-                        check_reaches_gamma(settings, atoms.cell[:], field)
+                        check_reaches_gamma(settings, shear_start(atoms).cell[:], field)
     return n

@@ -9,6 +9,9 @@ until the shear strain gamma = sqrt(cell[0,1]^2 + cell[0,2]^2) / cell[0,0] reach
 number of steps follows from ``gamma_max``, ``shear_step`` and the cell (:func:`steps_to_gamma`: 42 steps
 of 0.1 Angstrom on the 17.9 Angstrom paper-size cell); ``max_steps``, when set, caps it, and a cap that
 cannot reach ``gamma_max`` is refused when the campaign is checked (:func:`check_reaches_gamma`).
+Gamma is measured against a first cell vector along +x: a starting structure whose a1 is not along x
+(a cut crystal from DP-GEN's displaced halves, a cell from a file) is first rotated rigidly into ASE's
+standard form (:func:`shear_start`), so every run starts at gamma 0.
 
 Blow-ups (:mod:`al_flows.exploration.replica_checks`): a run whose relaxation raises or yields non-finite
 energy/forces, or whose relaxed frame has a force above 100 eV/Angstrom or two atoms closer than
@@ -92,6 +95,21 @@ def shear_strain(cell) -> float:
     return float(math.hypot(c[0, 1], c[0, 2]) / c[0, 0])
 
 
+def shear_start(atoms: Atoms) -> Atoms:
+    """A copy of ``atoms`` with its first cell vector along +x, where every shear run starts: unchanged
+    when a1 is already along +x (off-axis part at most 1e-9 of its length), else rotated rigidly into
+    ASE's standard form (lower-triangular cell, handedness kept; fractional coordinates unchanged).
+    Without it, gamma = |(cell[0,1], cell[0,2])| / cell[0,0] of a cell with a1 along y, say, is
+    meaningless: huge, negative or never reaching gamma_max."""
+    work = atoms.copy()
+    c = work.cell[:]
+    if c[0, 0] > 0 and math.hypot(c[0, 1], c[0, 2]) <= 1e-9 * c[0, 0]:
+        return work
+    rotated, _ = work.cell.standard_form()
+    work.set_cell(rotated, scale_atoms=True)
+    return work
+
+
 def steps_to_gamma(cell, shear_step: float, gamma_max: float, limit: int = 100_000) -> int:
     """Shear steps of ``shear_step`` (Angstrom, added to cell[0,1] and cell[0,2]) that bring
     ``cell`` to a shear strain of at least ``gamma_max`` (the tolerance of the run loop, 1e-12,
@@ -157,7 +175,7 @@ def run_shear(
     """
     rng = np.random.default_rng((_u64(seed), _u64(run)))
     opt_cls = OPTIMIZERS[settings.optimizer]
-    work = atoms.copy()
+    work = shear_start(atoms)
     work.calc = calculator
     base_info = _base_info(atoms)
     frames: list[Atoms] = []
@@ -375,12 +393,12 @@ def shear_replicas(structures: list[Atoms], settings: ShearSettings, seed: int) 
         rseed = run_seed(seed, i)
         base_info = _base_info(atoms)
         for r in range(settings.n_runs):
-            work = atoms.copy()
+            work = shear_start(atoms)
             work.calc = None
             replicas.append(
                 ShearReplica(
                     work=work,
-                    start_cell=atoms.cell[:].copy(),
+                    start_cell=work.cell[:].copy(),
                     rng=np.random.default_rng((_u64(rseed), _u64(r))),
                     run=r,
                     seed=rseed,

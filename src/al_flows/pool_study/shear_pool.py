@@ -19,7 +19,14 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from al_flows.exploration.labeller_md import nvt_pool
-from al_flows.exploration.shear import OPTIMIZERS, ShearSettings, run_steps, shear_cell, shear_strain
+from al_flows.exploration.shear import (
+    OPTIMIZERS,
+    ShearSettings,
+    perturb_and_shear,
+    run_steps,
+    shear_start,
+    shear_strain,
+)
 from al_flows.frames.dataset import frame_id
 
 __all__ = ["labeller_shear_trajectories", "labeller_shear_pool"]
@@ -46,12 +53,10 @@ def labeller_shear_trajectories(
         parent = str(atoms.info.get("structure_id") or atoms.info.get("frame_id") or frame_id(atoms))
         for r in range(settings.n_runs):
             rng = np.random.default_rng((int(seed) & 0xFFFFFFFF, i, r))
-            work = atoms.copy()
+            work = shear_start(atoms)
             work.calc = make_calculator()
-            for step in range(1, run_steps(settings, atoms.cell[:]) + 1):
-                if settings.sigma > 0:
-                    work.positions = work.positions + rng.normal(0.0, settings.sigma, size=(len(work), 3))
-                work.set_cell(shear_cell(work.cell[:], settings.shear_step), scale_atoms=True)
+            for step in range(1, run_steps(settings, work.cell[:]) + 1):
+                perturb_and_shear(work, rng, settings)
                 gamma = shear_strain(work.cell[:])
                 base = {
                     "explorer": "labeller_shear",

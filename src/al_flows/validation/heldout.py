@@ -21,7 +21,7 @@ import numpy as np
 from ase import Atoms
 
 from al_flows.exploration.labeller_md import nvt_pool
-from al_flows.exploration.shear import shear_cell
+from al_flows.exploration.shear import shear_cell, shear_start
 from al_flows.frames.dataset import frame_id
 from al_flows.labelling.ase import label_frames
 
@@ -68,8 +68,8 @@ def md_snapshots(
 
 
 def sheared_rattled(structures: list[Atoms], n: int, gamma_max: float, sigma: float, seed: int) -> list[Atoms]:
-    """``n`` unrelaxed copies of each structure, sheared like the shear explorer (equal steps on
-    cell[0,1] and cell[0,2], atoms scaled with the cell) to a strain drawn uniformly from
+    """``n`` unrelaxed copies of each structure, sheared like the shear explorer (from
+    :func:`al_flows.exploration.shear.shear_start`, equal steps on cell[0,1] and cell[0,2], atoms scaled with the cell) to a strain drawn uniformly from
     [0, gamma_max], then rattled by N(0, sigma^2) (Angstrom) per coordinate. Unlabelled."""
     rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
     out = []
@@ -77,7 +77,7 @@ def sheared_rattled(structures: list[Atoms], n: int, gamma_max: float, sigma: fl
         parent = str(atoms.info.get("structure_id") or atoms.info.get("frame_id") or frame_id(atoms))
         for k in range(n):
             gamma = float(rng.uniform(0.0, gamma_max))
-            copy = atoms.copy()
+            copy = shear_start(atoms)
             copy.calc = None
             copy.set_cell(shear_cell(copy.cell[:], gamma * copy.cell[0, 0] / math.sqrt(2.0)), scale_atoms=True)
             copy.positions = copy.positions + rng.normal(0.0, sigma, size=copy.positions.shape)
