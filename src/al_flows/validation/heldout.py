@@ -69,8 +69,9 @@ def md_snapshots(
 
 def sheared_rattled(structures: list[Atoms], n: int, gamma_max: float, sigma: float, seed: int) -> list[Atoms]:
     """``n`` unrelaxed copies of each structure, sheared like the shear explorer (from
-    :func:`al_flows.exploration.shear.shear_start`, equal steps on cell[0,1] and cell[0,2], atoms scaled with the cell) to a strain drawn uniformly from
-    [0, gamma_max], then rattled by N(0, sigma^2) (Angstrom) per coordinate. Unlabelled."""
+    :func:`al_flows.exploration.shear.shear_start`, equal steps on cell[0,1] and cell[0,2], atoms
+    scaled with the cell) to a strain drawn uniformly from [0, gamma_max], then rattled by
+    N(0, sigma^2) (Angstrom) per coordinate. Unlabelled."""
     rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
     out = []
     for atoms in structures:
