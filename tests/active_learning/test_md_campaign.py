@@ -51,8 +51,14 @@ def md_campaign(tmp_path_factory):
         "trust_hi": 100.0,
         "max_candidates": 6,
         "pick": "highest",
-        "calibrate": {"target_error_lo": 0.05, "target_error_hi": 2.0, "min_points": 3, "max_change_factor": None},
-    }  # the raw fitted levels, checked below
+        "calibrate": {
+            "target_error_lo": 0.05,
+            "target_error_hi": 2.0,
+            "min_points": 3,
+            "max_change_factor": None,
+            "window_rounds": 2,
+        },
+    }  # the raw fitted levels, checked below; each fit pools this round's labels with the round before's
     config = validate_campaign(d)
     workdir = tmp_path_factory.mktemp("md") / "run"
     with pytest.MonkeyPatch.context() as mp:
@@ -121,6 +127,17 @@ def test_trust_levels_are_calibrated_from_the_previous_round(md_campaign):
     for k, cal in cals.items():
         labels = latest_outputs(store, config.name, "label", {"metadata.round": k})[0]["output"]
         assert sorted(p["frame_id"] for p in cal["points"]) == sorted(r["frame_id"] for r in labels["records"])
+    # window_rounds 2: round k fits the round before's pairs and its own, as each round measured them
+    for k, cal in cals.items():
+        before = [(p["frame_id"], k - 1) for p in cals[k - 1]["points"]] if k else []
+        assert [(p["frame_id"], p["round"]) for p in cal["fit_points"]] == before + [
+            (p["frame_id"], k) for p in cal["points"]
+        ]
+        pairs = np.array([(p["deviation"], p["error"]) for p in cal["fit_points"]])
+        pairs = pairs[(pairs > 0).all(axis=1)]
+        assert cal["fit"]["n"] == len(pairs)
+        if len(pairs):  # least squares through the origin over the pooled pairs
+            assert cal["fit"]["a"] == pytest.approx(pairs[:, 0] @ pairs[:, 1] / (pairs[:, 0] @ pairs[:, 0]), rel=1e-12)
 
 
 def test_campaign_from_random_cells_only(tmp_path):

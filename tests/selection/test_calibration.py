@@ -9,6 +9,7 @@ from al_flows.selection.calibration import (
     fit_relation,
     max_force_errors,
     predict_error,
+    window_points,
 )
 
 
@@ -86,3 +87,28 @@ def test_select_keeps_the_last_calibrated_levels_when_a_fit_is_not_applied():
     assert (doc.n_accurate, doc.n_candidate, doc.n_failed) == (2, 3, 0)
     configured = SelectMaker.make.original(maker, explored, [], "c", 0, seed=0)
     assert (configured.trust_lo, configured.trust_hi) == (0.05, 0.3)
+
+
+def test_window_points_pool_the_rounds_before_within_the_window():
+    earlier = [{"frame_id": f"r{r}", "deviation": 0.1 * r, "error": 0.2 * r, "round": r} for r in (1, 2, 3, 4)]
+    now = [{"frame_id": "a", "deviation": 0.5, "error": 1.0}]
+    got = window_points(earlier, now, round=5, window_rounds=3)  # rounds 3, 4 and 5
+    assert [(p["frame_id"], p["round"]) for p in got] == [("r3", 3), ("r4", 4), ("a", 5)]
+    assert window_points(earlier, now, round=5, window_rounds=1) == [{**now[0], "round": 5}]
+    assert CalibrationSettings().window_rounds == 1
+
+
+def test_an_added_key_at_its_default_leaves_the_fingerprint_alone():
+    from al_flows.campaign.config import validate_campaign
+    from conftest import TINY
+
+    base = validate_campaign(TINY)
+    calibrated = {**TINY, "selection": {**TINY["selection"], "calibrate": {"target_error_lo": 0.1}}}
+    one = validate_campaign(calibrated)
+    assert "window_rounds" not in one.fingerprint_settings()["selection"]["calibrate"]
+    assert one.fingerprint() != base.fingerprint()
+    calibrated["selection"]["calibrate"]["window_rounds"] = 1
+    assert validate_campaign(calibrated).fingerprint() == one.fingerprint()
+    calibrated["selection"]["calibrate"]["window_rounds"] = 3
+    assert validate_campaign(calibrated).fingerprint_settings()["selection"]["calibrate"]["window_rounds"] == 3
+    assert validate_campaign(calibrated).fingerprint() != one.fingerprint()

@@ -14,19 +14,22 @@ from al_flows.selection.calibration import (
     fit_relation,
     limit_change,
     max_force_errors,
+    window_points,
 )
 from al_flows.workflow import progress
-from al_flows.workflow.jobs import al_job, ensemble_id, field, load_ensemble, model_ids_of
+from al_flows.workflow.jobs import al_job, ensemble_id, field, field_or_none, load_ensemble, model_ids_of
 
 __all__ = ["calibrate_levels"]
 
 
 @al_job(output_schema=CalibrationDocument)
 def calibrate_levels(
-    models: list, labels, selection, campaign: str, round: int, settings: CalibrationSettings
+    models: list, labels, selection, campaign: str, round: int, settings: CalibrationSettings, previous=None
 ) -> CalibrationDocument:
     """Fit deviation -> true error on the frames just labelled (true error: largest atomic force
-    error of this round's ensemble mean) and set the next round's trust levels."""
+    error of this round's ensemble mean), pooled with the pairs of the ``window_rounds - 1`` rounds
+    before (from ``previous``, the round before's CalibrationDocument), and set the next round's
+    trust levels."""
     frames = frames_from_bytes(field(labels, "labelled_blob")) if field(labels, "n_labelled") else []
     dev = np.array([as_float(a.info.get("deviation")) for a in frames], dtype=float)
     err, device = np.zeros(0), None
@@ -34,7 +37,13 @@ def calibrate_levels(
         ensemble = load_ensemble(models)
         pred, device = ensemble.predict(frames), str(ensemble.device)
         err = max_force_errors(pred.mean_forces, [a.get_forces() for a in frames])
-    fit = fit_relation(dev, err, settings.relation)
+    points = [
+        {"frame_id": a.info["frame_id"], "deviation": float(d), "error": float(e)}
+        for a, d, e in zip(frames, dev, err, strict=True)
+    ]
+    earlier = (field_or_none(previous, "fit_points") or []) if previous is not None else []
+    pooled = window_points(earlier, points, round, settings.window_rounds)
+    fit = fit_relation([p["deviation"] for p in pooled], [p["error"] for p in pooled], settings.relation)
     used = (field(selection, "trust_lo"), field(selection, "trust_hi"))
     lo, hi, reason = calibrated_levels(fit, settings, used)
     note = ""
@@ -48,10 +57,8 @@ def calibrate_levels(
         round=round,
         ensemble_id=ensemble_id(model_ids_of(models)),
         device=device,
-        points=[
-            {"frame_id": a.info["frame_id"], "deviation": float(d), "error": float(e)}
-            for a, d, e in zip(frames, dev, err, strict=True)
-        ],
+        points=points,
+        fit_points=pooled,
         fit=fit,
         target_error_lo=settings.target_error_lo,
         target_error_hi=settings.target_error_hi,

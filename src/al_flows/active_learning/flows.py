@@ -354,7 +354,8 @@ class ActiveLearningMaker(Maker):
         cal_jobs, cal_uuid = [], ""
         cal_settings = self.select_maker.settings.calibrate
         if cal_settings is not None:
-            cal = calibrate_levels(models, lab.output, sel.output, self.campaign, k, cal_settings)
+            window = {"previous": previous} if previous is not None and cal_settings.window_rounds > 1 else {}
+            cal = calibrate_levels(models, lab.output, sel.output, self.campaign, k, cal_settings, **window)
             cal = self.tag(cal, k, "calibrate")
             cal.name = f"calibrate r{k}"
             cal_jobs, cal_uuid = [cal], cal.uuid

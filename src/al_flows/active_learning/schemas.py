@@ -147,7 +147,12 @@ class CalibrationDocument(EnsembleDocument):
     """The deviation -> true error relation fitted on a round's labels and the trust levels
     (eV/Angstrom) it sets for the next round (see :mod:`al_flows.selection.calibration`)."""
 
-    points: list[dict]
+    points: list[dict] = Field(description="this round's labelled frames: frame_id, deviation, error (eV/Angstrom)")
+    fit_points: list[dict] = Field(
+        default_factory=list,
+        description="the pairs the fit used: this round's and those of the rounds before within "
+        "calibrate.window_rounds, each with its round",
+    )
     fit: dict
     target_error_lo: float
     target_error_hi: float

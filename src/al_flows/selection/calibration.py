@@ -19,6 +19,12 @@ given deviation (about 0.5 in the example campaigns), so 10 points give about +-
 both levels, while 4 give +-25 % and a single point anything. A level moves by at most a factor
 ``max_change_factor`` (default 2) per round, so one round's scatter cannot turn every explored
 frame into a candidate (or none); the clipping is recorded in the reason.
+
+One round's labels are few (16 in the DP-GEN example) and their errors scatter: a round whose
+labels happen to be hard halves trust_lo and the next round counts no frame accurate.
+``window_rounds`` pools the pairs of the last rounds (this one and ``window_rounds - 1`` before it,
+each pair as measured in its own round) into one fit, which damps that swing at the cost of
+following a changing relation more slowly; 1 (the default) fits this round's labels alone.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ __all__ = [
     "predict_error",
     "calibrated_levels",
     "limit_change",
+    "window_points",
 ]
 
 
@@ -49,6 +56,9 @@ class CalibrationSettings(Settings):
     min_points: int = Field(10, ge=2, description="labelled frames needed for a fit (module doc: why 10)")
     max_change_factor: float | None = Field(
         2.0, ge=1, description="a level moves by at most this factor per round (None: no limit)"
+    )
+    window_rounds: int = Field(
+        1, ge=1, description="fit the labelled frames of this many rounds: this one and those just before (1: this one)"
     )
 
     @model_validator(mode="after")
@@ -139,3 +149,11 @@ def limit_change(
         new_hi,
         f"fitted levels {lo:.3g}/{hi:.3g} limited to a factor {factor:g} of {current[0]:.3g}/{current[1]:.3g}",
     )
+
+
+def window_points(earlier: list[dict], current: list[dict], round: int, window_rounds: int) -> list[dict]:
+    """The (deviation, error) pairs a round's fit uses: ``current`` (this round's, given ``round``)
+    after those of ``earlier`` (each with its ``round``) from the ``window_rounds - 1`` rounds before."""
+    first = round - window_rounds + 1
+    kept = [p for p in earlier if first <= int(p["round"]) < round]
+    return kept + [{**p, "round": round} for p in current]

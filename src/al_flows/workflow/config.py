@@ -186,7 +186,7 @@ class CampaignBase(Settings):
                 exclude[key] = {"__all__": set(sub)}
             else:
                 exclude[key] = set(sub)
-        return self.model_dump(mode="json", exclude=exclude)
+        return omit_added_defaults(self.model_dump(mode="json", exclude=exclude))
 
     def fingerprint(self) -> str:
         """Hash of :meth:`fingerprint_settings`; it names the campaign's jobs and results."""
@@ -206,6 +206,40 @@ NOT_FINGERPRINTED: dict[str, Literal[True] | tuple[str, ...]] = {
     "explorers": ("batched",),
     "labeller": ("min_success_fraction", "vasp_cmd", "vasp_gamma_cmd", "max_errors", "custodian"),
 }
+
+
+# Keys added after 0.2.0 whose default value does what earlier versions did: left out of the
+# fingerprint while they hold that value, so a work directory written before they existed
+# continues (and its fingerprint is unchanged). A path names nested keys with dots; ``[]`` takes
+# every item of a list (``explorers[].schedule``).
+OMITTED_AT_DEFAULT: dict[str, Any] = {
+    "selection.calibrate.window_rounds": 1,
+}
+
+
+def omit_added_defaults(data: dict, table: dict[str, Any] | None = None) -> dict:
+    """``data`` (JSON settings, changed in place and returned) without the keys of ``table``
+    (default :data:`OMITTED_AT_DEFAULT`) that hold their listed value."""
+    for path, value in (OMITTED_AT_DEFAULT if table is None else table).items():
+        _omit(data, path.split("."), value)
+    return data
+
+
+def _omit(node: Any, parts: list[str], value: Any) -> None:
+    if not parts or not isinstance(node, dict):
+        return
+    key, rest = parts[0], parts[1:]
+    each = key.endswith("[]")
+    key = key.removesuffix("[]")
+    if key not in node:
+        return
+    if each:
+        for item in node[key] if isinstance(node[key], list) else []:
+            _omit(item, rest, value)
+    elif rest:
+        _omit(node[key], rest, value)
+    elif node[key] == value:
+        del node[key]
 
 
 def settings_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
