@@ -246,11 +246,13 @@ def _import(paths: list[str], output: str, stride: int) -> int:
     return 0
 
 
-def _report(workdir: str) -> int:
+def _report(workdir: str, watch: float | None = None) -> int:
     from al_flows.campaign.report import write_report
     from al_flows.pool_study.config import PoolStudyConfig
     from al_flows.pool_study.report import write_pool_report
 
+    if watch is not None:
+        return _watch_report(workdir, watch)
     config, store, _ = _record(workdir)
     try:
         writer = write_pool_report if isinstance(config, PoolStudyConfig) else write_report
@@ -258,6 +260,16 @@ def _report(workdir: str) -> int:
     finally:
         store.close()
     print(f"wrote {result['html']} and {len(result['plots'])} plot(s)")
+    return 0
+
+
+def _watch_report(workdir: str, every_s: float) -> int:
+    from al_flows.campaign.run import watch_workdir_report
+
+    if every_s <= 0:
+        print("error: --watch: give a positive number of seconds between looks, e.g. --watch 60", file=sys.stderr)
+        return 2
+    watch_workdir_report(workdir, every_s, echo=lambda line: print(line, flush=True))
     return 0
 
 
@@ -394,6 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser("report", help="PNG plots and an HTML page in WORKDIR/report/")
     p.add_argument("--workdir", required=True, help=WORKDIR_HELP)
+    p.add_argument(
+        "--watch",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="look every SECONDS and rewrite the report when a round is stored, until the campaign finishes "
+        "(campaigns run by FireWorks workers; al-flows run rewrites it after every round itself)",
+    )
     p = sub.add_parser(
         "import",
         help="read VASP runs (vasprun.xml/OUTCAR/XDATCAR) and extxyz files into one extxyz pool with provenance",
@@ -416,7 +436,7 @@ COMMANDS = {
     "status": lambda a: _status(a.workdir, a.json),
     "lineage": lambda a: _lineage(a.workdir, a.label, a.model, a.json),
     "export": lambda a: _export(a.workdir, a.what, a.output, a.format, a.round),
-    "report": lambda a: _report(a.workdir),
+    "report": lambda a: _report(a.workdir, a.watch),
     "import": lambda a: _import(a.paths, a.output, a.stride),
     "validate": lambda a: _validate(a.campaign),
 }

@@ -31,20 +31,41 @@ EXPECTED_PLOTS = {
 def campaign(tmp_path_factory):
     """(config, connected store, report dict, report dir) of the tiny campaign with an autotest,
     run once (autotest.md is written); report.json is in the report dir's parent (the work directory)."""
+    import al_flows.campaign.run as run_module
+
     workdir = tmp_path_factory.mktemp("tiny")
     config = validate_campaign({**TINY, "autotest": QUICK_AUTOTEST})
-    run_campaign(config, ".", workdir, echo=lambda *_: None)
+    live = []  # (rounds in report.json, index.html rows) each time the running campaign rewrote its report
+    real = run_module.write_reports
+
+    def spy(store, config, workdir):
+        report = real(store, config, workdir)
+        page = (workdir / "report" / "index.html").read_text(encoding="utf-8")
+        live.append(([r["round"] for r in report["rounds"]], page.count("<tr>") - 1))
+        return report
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(run_module, "write_reports", spy)
+        run_campaign(config, ".", workdir, echo=lambda *_: None)
     store = open_store(config, workdir)
     outdir = workdir / "report"
     result = write_report(store, config, outdir)
-    yield config, store, result, outdir
+    yield config, store, result, outdir, live
     store.close()
+
+
+def test_the_running_campaign_rewrote_its_report_after_every_round(campaign):
+    config, store, _, _, live = campaign
+    n = len(round_summaries(store, config))
+    assert n >= 2
+    # after round k the report holds rounds 0..k: in report.json and as table rows of index.html
+    assert live == [(list(range(k + 1)), k + 1) for k in range(n)]
 
 
 def test_every_plot_is_a_non_trivial_png(campaign):
     import matplotlib.image as mpimg
 
-    _, _, result, outdir = campaign
+    _, _, result, outdir, _ = campaign
     assert set(result["plots"]) == EXPECTED_PLOTS
     for name, filename in result["plots"].items():
         path = outdir / filename
@@ -56,7 +77,7 @@ def test_every_plot_is_a_non_trivial_png(campaign):
 
 
 def test_html_references_every_image_and_one_row_per_round(campaign):
-    config, store, result, _ = campaign
+    config, store, result, _, _ = campaign
     page = Path(result["html"]).read_text(encoding="utf-8")
     assert config.name in page
     figures = re.findall(r'<img src="([^"]+)" alt="([^"]+)"><figcaption>([^<]+)</figcaption>', page)
@@ -70,7 +91,7 @@ def test_html_references_every_image_and_one_row_per_round(campaign):
 
 
 def test_deviation_counts_match_summaries(campaign):
-    config, store, _, _ = campaign
+    config, store, _, _, _ = campaign
     summaries = round_summaries(store, config)
     devs = deviations_by_round(store, config)
     assert sorted(devs) == [s["round"] for s in summaries]
@@ -87,7 +108,7 @@ def test_deviation_counts_match_summaries(campaign):
 
 
 def test_parity_rmse_equals_the_evaluation_of_the_final_round(campaign):
-    config, store, _, _ = campaign
+    config, store, _, _, _ = campaign
     final = round_summaries(store, config)[-1]
     parity = parity_data(store, config, final)
     assert parity["round"] == final["round"]
@@ -110,7 +131,7 @@ def test_parity_rmse_equals_the_evaluation_of_the_final_round(campaign):
 
 
 def test_shear_paths_and_training_curves(campaign):
-    config, store, _, _ = campaign
+    config, store, _, _, _ = campaign
     summaries = round_summaries(store, config)
     paths = shear_paths(store, config)
     for s in summaries:
@@ -270,7 +291,7 @@ def test_html_table_shows_report_json_cell_by_cell(campaign):
     """Every cell of the round table of index.html is the report.json value of its column."""
     import json
 
-    _, _, result, outdir = campaign
+    _, _, result, outdir, _ = campaign
     report = json.loads((outdir.parent / "report.json").read_text())
     rounds = report["rounds"]
     assert len(rounds) == TINY["max_rounds"]
@@ -290,7 +311,7 @@ def test_autotest_md_shows_report_json_cell_by_cell(campaign):
     """Every row and cell of autotest.md is the report.json autotest row of that property."""
     import json
 
-    _, _, _, outdir = campaign
+    _, _, _, outdir, _ = campaign
     report = json.loads((outdir.parent / "report.json").read_text())
     want = {f"{r['element']} {r['property']}": r for r in report["autotest"]["rows"]}
     lines = (outdir / "autotest.md").read_text().strip().splitlines()
@@ -312,3 +333,13 @@ def test_autotest_md_shows_report_json_cell_by_cell(campaign):
             assert _shown_equals(text, r[key], sig=4), (prop, key, text, r[key])
         assert passed == ("yes" if r["passed"] else "NO"), prop
     assert report["autotest"]["passed"] == all(r["passed"] for r in want.values())
+
+
+def test_report_watch_on_a_finished_campaign_writes_once_and_returns(campaign, capsys):
+    from al_flows.cli import main
+
+    _, _, _, outdir, _ = campaign
+    assert main(["report", "--workdir", str(outdir.parent), "--watch", "0.01"]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"wrote {outdir / 'index.html'} (2 round(s))"]
+    assert main(["report", "--workdir", str(outdir.parent), "--watch", "0"]) == 2
+    assert "--watch: give a positive number of seconds" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from al_flows import __version__
 from al_flows.active_learning.config import CampaignConfig
 from al_flows.active_learning.flows import ActiveLearningMaker
 from al_flows.campaign.config import AnyConfig, ConfigError
+from al_flows.campaign.live_report import LiveReport, watch_report
 from al_flows.campaign.record import REPORT_KEYS, CampaignRecord
 from al_flows.campaign.stores import ensure_indexes, make_job_store
 from al_flows.pool_study.config import PoolStudyConfig
@@ -356,7 +357,7 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
                 jobs_dir.mkdir(exist_ok=True)
                 cwd = os.getcwd()
                 try:
-                    with job_log(workdir):
+                    with job_log(workdir), live_report(store, config, workdir):
                         run_locally(
                             flow,
                             store=store,
@@ -386,6 +387,66 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
             return report
         finally:
             store.close()
+
+
+def write_reports(store: JobStore, config: AnyConfig, workdir: Path) -> dict:
+    """Rewrite WORKDIR/report/ (HTML and PNGs) and WORKDIR/report.json from the store; the report."""
+    from al_flows.campaign.report import write_report
+
+    report = build_report(store, config)
+    (workdir / "report.json").write_text(json.dumps(report, indent=2))
+    if isinstance(config, PoolStudyConfig):
+        from al_flows.pool_study.report import write_pool_report
+
+        write_pool_report(store, config, workdir / "report")
+    else:
+        write_report(store, config, workdir / "report")
+    return report
+
+
+@contextmanager
+def live_report(store: JobStore, config: AnyConfig, workdir: Path):
+    """While a campaign runs in this process, rewrite its report after every round
+    (:class:`al_flows.campaign.live_report.LiveReport`; active-learning campaigns)."""
+    if isinstance(config, PoolStudyConfig):
+        yield None
+        return
+    handler = LiveReport(lambda _round: write_reports(store, config, workdir))
+    progress_logger = logging.getLogger("al_flows.progress")
+    old_level = progress_logger.level
+    progress_logger.addHandler(handler)
+    if progress_logger.getEffectiveLevel() > logging.INFO:
+        progress_logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        progress_logger.removeHandler(handler)
+        progress_logger.setLevel(old_level)
+
+
+def watch_workdir_report(workdir: str | Path, every_s: float, echo=print) -> int:
+    """``al-flows report --watch``: rewrite a work directory's report whenever a new round is stored,
+    until the campaign has finished (the store is opened afresh for every look, so rounds written by
+    other processes are seen). Returns the number of reports written."""
+    workdir = Path(workdir)
+
+    def with_store(fn):
+        config = load_workdir_campaign(workdir)
+        store = open_store(config, workdir)
+        try:
+            return fn(store, config)
+        finally:
+            store.close()
+
+    def look() -> tuple[bool, int]:
+        report = with_store(build_report)
+        return bool(report["finished"]), len(report["rounds"])
+
+    def write() -> None:
+        report = with_store(lambda store, config: write_reports(store, config, workdir))
+        echo(f"wrote {workdir / 'report' / 'index.html'} ({len(report['rounds'])} round(s))")
+
+    return watch_report(write, look, every_s)
 
 
 def open_store(config: AnyConfig, workdir: str | Path) -> JobStore:
