@@ -93,6 +93,7 @@ def test_a_campaign_moves_through_its_stages_and_converges_after_the_last(tmp_pa
         write_report(store, config, tmp_path / "report")
         html = (tmp_path / "report" / "index.html").read_text()
         assert "<th>stage</th>" in html and "<td>1</td>" in html
+        assert 'src="stages.png"' in html and (tmp_path / "report" / "stages.png").read_bytes()[:4] == b"\x89PNG"
     finally:
         store.close()
     from al_flows.cli import _method_columns

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
-from al_flows.exploration.md import NVTSettings, ScheduleSettings
+from al_flows.exploration.md import NVTSettings, ScheduleSettings, stage_count
 from al_flows.exploration.shear import ShearSettings
 from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.selection.trust_levels import SelectionSettings
@@ -222,11 +222,11 @@ class CampaignConfig(CampaignBase):
 
     @model_validator(mode="after")
     def _one_staged_explorer(self):
-        staged = [e.name for e in self.explorers if getattr(e, "stages", None)]
+        staged = [e.name for e in self.explorers if stage_count(e) > 1]
         if len(staged) > 1:
             raise ValueError(
-                f"explorers: {staged} all have stages, but the campaign moves through one list of stages; give "
-                "stages to one md explorer"
+                f"explorers: {staged} all have stages or a schedule, but the campaign moves through one list of "
+                "stages; give stages or a schedule to one explorer"
             )
         return self
 

@@ -45,6 +45,7 @@ from al_flows.active_learning.start_jobs import (
     test_set_from_labels,
 )
 from al_flows.active_learning.summary_jobs import evaluate, round_summary
+from al_flows.exploration.md import stage_count
 from al_flows.frames.dataset import frames_text
 from al_flows.structures.initial_data import GivenSource, given_structures
 from al_flows.validation.autotest import AutotestSettings
@@ -109,12 +110,19 @@ class ActiveLearningMaker(Maker):
         if self.ensemble_size < 2:
             raise ValueError(f"ensemble_size: {self.ensemble_size} members cannot disagree; use 2 or more")
         self.label_maker = label_maker_for(self.label_maker)
-        staged = [len(m.settings.stages) for m in self.explore_makers if getattr(m.settings, "stages", None)]
+        staged = [m.settings for m in self.explore_makers if stage_count(m.settings) > 1]
         if len(staged) > 1:
-            raise ValueError("explore_makers: more than one has stages; the campaign moves through one list of stages")
-        n_stages = staged[0] if staged else 1
-        if (self.select_maker.max_rounds, self.select_maker.n_stages) != (self.max_rounds, n_stages):
-            self.select_maker = replace(self.select_maker, max_rounds=self.max_rounds, n_stages=n_stages)
+            raise ValueError(
+                "explore_makers: more than one has stages or a schedule; the campaign moves through one list of stages"
+            )
+        n_stages = stage_count(staged[0]) if staged else 1
+        schedule = getattr(staged[0], "schedule", None) if staged else None
+        step_back = schedule.step_back_failed_ratio if schedule is not None else None
+        sm = self.select_maker
+        if (sm.max_rounds, sm.n_stages, sm.step_back_failed_ratio) != (self.max_rounds, n_stages, step_back):
+            self.select_maker = replace(
+                self.select_maker, max_rounds=self.max_rounds, n_stages=n_stages, step_back_failed_ratio=step_back
+            )
 
     @property
     def seeds(self) -> CampaignSeeds:
@@ -239,13 +247,7 @@ class ActiveLearningMaker(Maker):
         convergence target and round limit, so raising ``max_rounds`` (or the target)
         extends a campaign that had stopped."""
         k = summary["round"] + 1
-        decision = self.select_maker.decide(
-            summary["accurate_ratio"],
-            summary["n_explored"],
-            summary["round"],
-            summary.get("median_survival_ps"),
-            summary.get("stage") or 0,
-        )
+        decision = self.select_maker.decide_after(summary)
         state = RoundState(
             round=k,
             dataset_uuid=summary["dataset_uuid"],
@@ -335,7 +337,7 @@ class ActiveLearningMaker(Maker):
                     self.campaign,
                     k,
                     self.seeds.explore(k, i),
-                    **(staged if getattr(maker.settings, "stages", None) else {}),
+                    **(staged if stage_count(maker.settings) > 1 else {}),
                 ),
                 k,
                 "explore",

@@ -23,7 +23,7 @@ from al_flows.active_learning.schemas import (
     TrainingDocument,
 )
 from al_flows.exploration.md import NVTSettings, ScheduleSettings, langevin_schedule, nvt_explore, survival_times
-from al_flows.exploration.shear import ShearSettings, explore_shear, explore_shear_batched
+from al_flows.exploration.shear import ShearSettings, explore_shear, explore_shear_batched, shear_level
 from al_flows.frames.dataset import Dataset, frames_from_bytes, frames_text
 from al_flows.frames.provenance import explored_record, frame_errors, label_record
 from al_flows.labelling.ase import LabelResult, calculator_factory, label_frames
@@ -179,18 +179,20 @@ class ShearExploreMaker(Maker):
     settings: ShearSettings = dc_field(default_factory=ShearSettings)
 
     @al_job(output_schema=ExplorationDocument)
-    def make(self, structures, models: list, campaign: str, round: int, seed: int) -> ExplorationDocument:
+    def make(
+        self, structures, models: list, campaign: str, round: int, seed: int, stage: int = 0
+    ) -> ExplorationDocument:
         """Shear runs from the frames of ``structures`` (``structures_blob``) with the ensemble of
-        the TrainingDocuments ``models``; the relaxed frames go into the ExplorationDocument."""
+        the TrainingDocuments ``models`` (to the gamma_max of level ``stage`` of an auto schedule);
+        the relaxed frames go into the ExplorationDocument."""
         start, ens_id, ensemble, starts = _prepare(self, structures, models, round)
         dropped: list[dict] = []
-        if self.settings.batched and not any(a.constraints for a in starts):
-            frames = explore_shear_batched(
-                starts, ensemble, self.settings, seed=seed, explorer=self.name, dropped=dropped
-            )
+        settings = shear_level(self.settings, stage)
+        if settings.batched and not any(a.constraints for a in starts):
+            frames = explore_shear_batched(starts, ensemble, settings, seed=seed, explorer=self.name, dropped=dropped)
         else:
             frames = explore_shear(
-                starts, ensemble.calculator(), self.settings, seed=seed, explorer=self.name, dropped=dropped
+                starts, ensemble.calculator(), settings, seed=seed, explorer=self.name, dropped=dropped
             )
         return _document(frames, campaign, round, self.name, ens_id, start, dropped, str(ensemble.device))
 

@@ -32,6 +32,7 @@ class SelectMaker(Maker):
     target_survival_ps: float | None = None
     max_rounds: int = 5
     n_stages: int = 1
+    step_back_failed_ratio: float | None = None
 
     def decide(
         self,
@@ -40,10 +41,11 @@ class SelectMaker(Maker):
         round: int,
         median_survival_ps: float | None = None,
         stage: int = 0,
+        failed_ratio: float | None = None,
     ) -> StopDecision:
         """Whether the campaign stops after ``round`` (in exploration stage ``stage``), and the next
         round's stage (:func:`al_flows.selection.stop_decision` with this Maker's targets, round
-        limit and number of stages)."""
+        limit, number of stages and, for an auto schedule, its step-back threshold)."""
         return stop_decision(
             accurate_ratio,
             n_explored,
@@ -54,6 +56,20 @@ class SelectMaker(Maker):
             self.target_survival_ps,
             stage,
             self.n_stages,
+            failed_ratio=failed_ratio,
+            step_back_failed_ratio=self.step_back_failed_ratio,
+        )
+
+    def decide_after(self, summary: dict) -> StopDecision:
+        """:meth:`decide` again from a stored round summary (a continued or extended campaign)."""
+        n_explored = summary["n_explored"]
+        return self.decide(
+            summary["accurate_ratio"],
+            n_explored,
+            summary["round"],
+            summary.get("median_survival_ps"),
+            summary.get("stage") or 0,
+            failed_ratio=summary.get("n_failed", 0) / n_explored if n_explored else None,
         )
 
     @al_job(output_schema=SelectionDocument)
@@ -88,7 +104,8 @@ class SelectMaker(Maker):
         chosen_idx = set(result.selected)
         survival = [t for e in explorations for t in (field_or_none(e, "survival_times_ps") or [])]
         median_survival = float(np.median(survival)) if survival else None
-        decision = self.decide(result.accurate_ratio, len(frames), round, median_survival, stage)
+        failed_ratio = result.n_failed / len(frames) if frames else None
+        decision = self.decide(result.accurate_ratio, len(frames), round, median_survival, stage, failed_ratio)
         if decision.next_stage != stage:
             progress.report("exploration stage done", round, done=stage, next=decision.next_stage)
         progress.report(

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from al_flows.active_learning.config import CampaignConfig
-from al_flows.exploration.shear import check_reaches_gamma, shear_start
+from al_flows.exploration.shear import check_reaches_gamma, shear_level, shear_start
 from al_flows.pool_study.config import PoolStudyConfig
 from al_flows.structures.initial_data import FileSource, MultilayerSource, source_structures
 
@@ -159,6 +159,7 @@ def check_campaign_structures(config, base_dir: str | Path = ".") -> int:
                     source = config.pool.sources[src_index]
                     checks = [(f"pool.sources[{src_index}]", source)] if source.kind == "labeller_shear" else []
                 for field, settings in checks:  # a step cap that stops short of gamma_max validates nothing
+                    top = shear_level(settings, 10**9)  # the highest level of an auto schedule
                     for atoms in got:
-                        check_reaches_gamma(settings, shear_start(atoms).cell[:], field)
+                        check_reaches_gamma(top, shear_start(atoms).cell[:], field)
     return n

@@ -30,9 +30,11 @@ from al_flows.campaign.report_plots import (
     plot_energy_vs_gamma,
     plot_errors,
     plot_parity,
+    plot_stages,
     plot_training_curves,
 )
 from al_flows.campaign.shear_paths import energy_vs_gamma_data, labeller_shear_paths, shear_paths, unsheared_references
+from al_flows.exploration.stages import stage_labels
 
 __all__ = ["TABLE_COLUMNS", "CAPTIONS", "render_html", "write_report"]
 
@@ -72,6 +74,8 @@ CAPTIONS = {
     "exploration, one line per round, starting structure and run; black dashed: the labeller's own "
     "paths in the test set.",
     "training_curves": "Validation force RMSE (eV/Å) per epoch of every ensemble member.",
+    "stages": "Exploration stage of every round (hand-written stages, or the level an auto schedule chose), labelled "
+    "with what it explores; the round's accurate and failed ratios (right axis) decide the next stage.",
 }
 
 
@@ -154,6 +158,9 @@ def write_report(store, config, outdir: Path) -> dict:
         _energy_vs_gamma(store, config, summaries, paths, outdir, plots, notes)
     elif devs:
         notes.append("No explored frames with a shear strain: energy-vs-γ plot skipped.")
+    labels = [lab for e in getattr(config, "explorers", []) for lab in stage_labels(e)]
+    if summaries and labels:
+        plots["stages"] = plot_stages(summaries, labels, outdir / "stages.png")
     curves = training_curves(store, config, summaries)
     if any(m["epoch"] for ms in curves.values() for m in ms):
         plots["training_curves"] = plot_training_curves(curves, outdir / "training_curves.png")

@@ -22,6 +22,7 @@ __all__ = [
     "plot_training_curves",
     "plot_calibration",
     "plot_autotest",
+    "plot_stages",
 ]
 
 STATUS_COLOURS = {"accurate": "tab:green", "candidate": "tab:orange", "failed": "tab:red"}
@@ -68,6 +69,37 @@ def plot_errors(summaries: list[dict], path: Path) -> str:
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, loc="best", fontsize=8)
     ax.set_title("Errors per round")
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_stages(summaries: list[dict], labels: list[str], path: Path) -> str:
+    """The exploration stage (level) of every round, labelled with its conditions, and the round's
+    accurate and failed ratios (right axis)."""
+    plt = pyplot()
+    rounds = [s["round"] for s in summaries]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ax.step(rounds, [s.get("stage") or 0 for s in summaries], "o-", where="post", color="tab:purple", label="stage")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_ylim(-0.5, len(labels) - 0.5)
+    ax.set_xlabel("round")
+    ax.set_xticks(rounds)
+    ax2 = ax.twinx()
+    explored = [max(s["n_explored"], 1) for s in summaries]
+    ax2.plot(rounds, [s["accurate_ratio"] for s in summaries], "s--", color="tab:green", label="accurate ratio")
+    ax2.plot(
+        rounds,
+        [s["n_failed"] / n for s, n in zip(summaries, explored, strict=True)],
+        "^:",
+        color="tab:red",
+        label="failed ratio",
+    )
+    ax2.set_ylim(0, 1.02)
+    ax2.set_ylabel("fraction of explored frames")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="best", fontsize=8)
+    ax.set_title("Exploration stage per round")
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
 

@@ -214,17 +214,7 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
     maker = ActiveLearningMaker.from_config(config, base_dir)
     result, last = campaign_state(store, config)
     if result is not None:
-        again = (
-            maker.select_maker.decide(
-                last["accurate_ratio"],
-                last["n_explored"],
-                last["round"],
-                last.get("median_survival_ps"),
-                last.get("stage") or 0,
-            )
-            if last
-            else None
-        )
+        again = maker.select_maker.decide_after(last) if last else None
         if last is not None and again is not None and not again.stop:  # a larger max_rounds or another target
             return maker.continue_from(last), (
                 f"extending campaign '{config.name}' after round {last['round']} "

@@ -29,6 +29,7 @@ import numpy as np
 from ase import Atoms
 from pydantic import Field, model_validator
 
+from al_flows.exploration.auto_schedule import AutoSchedule, level_values
 from al_flows.exploration.langevin import Barostat, LangevinRun, run_batched_langevin
 from al_flows.settings import Settings, Temperatures
 from al_flows.structures.generators import RandomCellSettings, random_cells
@@ -38,6 +39,7 @@ __all__ = [
     "NVTSettings",
     "MDStage",
     "round_stage",
+    "stage_count",
     "schedule_temperature",
     "draw_schedule",
     "langevin_schedule",
@@ -162,6 +164,13 @@ class NVTSettings(Settings):
         "target, then moves on (replaces temperatures_K, n_steps, n_runs, ensemble and pressure_GPa)",
     )
 
+    schedule: AutoSchedule | None = Field(
+        default=None,
+        description="exploration that schedules itself: levels between schedule.temperatures_K (and, npt, "
+        "schedule.pressures_GPa) bounds, moved up or back from each round's outcome "
+        "(al_flows.exploration.auto_schedule)",
+    )
+
     @model_validator(mode="after")
     def _stages_or_rounds(self):
         clash = {"temperatures_K", "n_steps", "n_runs", "ensemble", "pressure_GPa"} & self.model_fields_set
@@ -169,6 +178,21 @@ class NVTSettings(Settings):
             raise ValueError(
                 f"stages replace {sorted(clash)}: give those per stage (stages[].temperatures_K, ...) or drop stages"
             )
+        if self.schedule is None:
+            return self
+        if self.stages is not None:
+            raise ValueError("give stages (written by hand) or schedule (levels between bounds), not both")
+        given = {"temperatures_K", "pressure_GPa"} & self.model_fields_set
+        if given:
+            raise ValueError(
+                f"schedule replaces {sorted(given)}: give schedule.temperatures_K / schedule.pressures_GPa"
+            )
+        if self.schedule.temperatures_K is None:
+            raise ValueError("schedule.temperatures_K: an md schedule needs [lowest, highest] temperatures (K)")
+        if self.schedule.gamma_max is not None:
+            raise ValueError("schedule.gamma_max is for shear explorers; an md schedule takes temperatures_K")
+        if self.schedule.pressures_GPa is not None and self.ensemble != "npt":
+            raise ValueError("schedule.pressures_GPa needs ensemble: npt (nvt runs at fixed cell)")
         return self
 
 
@@ -252,9 +276,22 @@ def survival_times(frames: list[Atoms], dropped: list[dict], n_runs: int, t_max_
 
 def round_stage(settings: NVTSettings, round_: int, stage: int) -> MDStage:
     """What one call explores: stage ``stage`` of ``settings.stages`` (the last for a larger index),
-    or, without stages, round ``round_``'s temperature (``temperatures_K[min(round, last)]``)."""
+    level ``stage`` of ``settings.schedule``, or, without either, round ``round_``'s temperature
+    (``temperatures_K[min(round, last)]``)."""
     if settings.stages:
         return settings.stages[min(max(stage, 0), len(settings.stages) - 1)]
+    if settings.schedule is not None:
+        sched = settings.schedule
+        level = min(max(stage, 0), sched.n_levels - 1)
+        temps = level_values(sched.temperatures_K or (0.0, 0.0), sched.n_levels)
+        pressures = level_values(sched.pressures_GPa, sched.n_levels) if sched.pressures_GPa else None
+        return MDStage(
+            temperatures_K=[temps[level]],
+            pressures_GPa=[pressures[level] if pressures else settings.pressure_GPa],
+            ensemble=settings.ensemble,
+            n_steps=settings.n_steps,
+            n_runs=settings.n_runs,
+        )
     temp = float(settings.temperatures_K[min(max(round_, 0), len(settings.temperatures_K) - 1)])
     return MDStage(
         temperatures_K=[temp],
@@ -263,6 +300,14 @@ def round_stage(settings: NVTSettings, round_: int, stage: int) -> MDStage:
         n_steps=settings.n_steps,
         n_runs=settings.n_runs,
     )
+
+
+def stage_count(settings) -> int:
+    """Stages (hand-written ``stages``) or levels (``schedule``) an explorer's settings move through; 1 for none."""
+    if getattr(settings, "stages", None):
+        return len(settings.stages)
+    schedule = getattr(settings, "schedule", None)
+    return schedule.n_levels if isinstance(schedule, AutoSchedule) else 1
 
 
 def _fixed(temperatures: list[float]):
@@ -288,6 +333,7 @@ def nvt_explore(
     pressure of :func:`round_stage` (one batched call per pressure); trajectories that blow up are
     appended to ``dropped``. Frames of a staged explorer carry ``info['stage']``."""
     what = round_stage(settings, round_, stage)
+    staged = stage_count(settings) > 1
     if what.systems is not None:
         if max(what.systems) >= len(structures):
             raise ValueError(
@@ -306,8 +352,8 @@ def nvt_explore(
             {
                 "explorer": explorer,
                 "parent_id": str(a.info.get("structure_id") or a.info.get("frame_id", "")),
-                **({"stage": stage} if settings.stages else {}),
-                **({"target_pressure_GPa": pressure} if settings.stages and pressure is not None else {}),
+                **({"stage": stage} if staged else {}),
+                **({"target_pressure_GPa": pressure} if staged and pressure is not None else {}),
             }
             for a, _ in runs
         ]

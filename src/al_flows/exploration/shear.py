@@ -38,8 +38,9 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.optimize import BFGS, FIRE, LBFGS
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from al_flows.exploration.auto_schedule import AutoSchedule, level_values
 from al_flows.exploration.batched_relax import relax_batched
 from al_flows.exploration.replica_checks import (
     LIMITS,
@@ -79,6 +80,35 @@ class ShearSettings(Settings):
         "prediction per optimiser step for every running replica, each with its own optimiser); false: "
         "one replica after the other",
     )
+    schedule: AutoSchedule | None = Field(
+        default=None,
+        description="exploration that schedules itself: gamma_max levels between schedule.gamma_max bounds, moved "
+        "up or back from each round's outcome (al_flows.exploration.auto_schedule)",
+    )
+
+    @model_validator(mode="after")
+    def _schedule(self):
+        if self.schedule is None:
+            return self
+        if self.schedule.gamma_max is None:
+            raise ValueError("schedule.gamma_max: a shear schedule needs [lowest, highest] shear strains")
+        if self.schedule.temperatures_K is not None or self.schedule.pressures_GPa is not None:
+            raise ValueError(
+                "schedule.temperatures_K / pressures_GPa are for md explorers; a shear schedule takes gamma_max"
+            )
+        if "gamma_max" in self.model_fields_set:
+            raise ValueError("schedule replaces gamma_max: give schedule.gamma_max: [lowest, highest]")
+        return self
+
+
+def shear_level(settings: ShearSettings, stage: int) -> ShearSettings:
+    """The settings of level ``stage`` of ``settings.schedule`` (its gamma_max, no schedule), or
+    ``settings`` themselves without a schedule."""
+    sched = getattr(settings, "schedule", None)
+    if sched is None or sched.gamma_max is None:
+        return settings
+    gamma = level_values(sched.gamma_max, sched.n_levels)[min(max(stage, 0), sched.n_levels - 1)]
+    return settings.model_copy(update={"gamma_max": gamma, "schedule": None})
 
 
 def shear_cell(cell: np.ndarray, delta: float) -> np.ndarray:

@@ -182,6 +182,8 @@ def stop_decision(
     target_survival_ps: float | None = None,
     stage: int = 0,
     n_stages: int = 1,
+    failed_ratio: float | None = None,
+    step_back_failed_ratio: float | None = None,
 ) -> StopDecision:
     """The one place that decides when a campaign stops.
 
@@ -194,7 +196,10 @@ def stop_decision(
 
     Staged exploration (DP-GEN; ``n_stages`` > 1, this round in ``stage``, 0-based): meeting the
     targets in a stage before the last moves the next round to the next stage (``next_stage``)
-    instead of converging; the campaign converges when the last stage meets them.
+    instead of converging; the campaign converges when the last stage meets them. An auto schedule
+    (``step_back_failed_ratio`` set; :mod:`al_flows.exploration.auto_schedule`) also steps back: a
+    round that did not meet the targets and whose ``failed_ratio`` (failed / explored frames)
+    exceeds ``step_back_failed_ratio`` moves the next round one stage down (not below 0).
     """
     ratio_ok = target_accurate_ratio is None or accurate_ratio >= target_accurate_ratio
     survival_ok = target_survival_ps is None or (
@@ -204,6 +209,9 @@ def stop_decision(
     if met and stage >= n_stages - 1:
         return StopDecision(True, True, "converged", stage)
     following = stage + 1 if met else stage
+    lost = step_back_failed_ratio is not None and failed_ratio is not None and failed_ratio > step_back_failed_ratio
+    if not met and lost:
+        following = max(stage - 1, 0)
     if round_ + 1 >= max_rounds:
         return StopDecision(False, True, "round limit", following)
     return StopDecision(False, False, "", following)
