@@ -299,10 +299,19 @@ def run_batched(args, workdir: Path, device: str, optimizer: str, sequential: bo
 
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    from model_time import ModelTimer
+    import ase.optimize
+    from model_time import ModelTimer, PhaseTimer
 
+    import al_flows.potential.ensemble as ens_module
+    import al_flows.potential.inputs as inputs_module
+
+    phases = {  # what is not the model: where the rest of the wall time goes
+        "neighbour lists": [(inputs_module, "neighbour_list")],
+        "inputs and collation": [(ens_module, "frame_inputs"), (ens_module, "collate_inputs")],
+        "ASE optimiser steps": [(ase.optimize.BFGS, "step"), (ase.optimize.LBFGS, "step"), (ase.optimize.FIRE, "step")],
+    }
     t0 = time.perf_counter()
-    with ModelTimer(ensemble.members, device) as timer:
+    with ModelTimer(ensemble.members, device) as timer, PhaseTimer(phases) as phase_timer:
         if sequential:
             frames = explore_shear([start], EnsembleCalculator(Counting()), settings, seed=args.seed)
         else:
@@ -315,6 +324,7 @@ def run_batched(args, workdir: Path, device: str, optimizer: str, sequential: bo
     out = {
         "wall_s": wall,
         "model_s": timer.seconds,
+        "phase_s": phase_timer.seconds,
         "rss_setup_mb": rss_setup,
         **({} if sequential else {"predict_calls": len(calls)}),
         "model_evals": sum(calls) * args.members,
@@ -367,6 +377,10 @@ def _line(name: str, res: dict, n_atoms: int, device: str) -> str:
     extra = f", {res['predict_calls']} batched predictions" if "predict_calls" in res else ""
     if "model_s" in res:
         extra += f"; model forward+backward {100 * res['model_s'] / res['wall_s']:.0f} % of wall time"
+    if "phase_s" in res:
+        from model_time import breakdown_text
+
+        extra += f" (of the wall time: {breakdown_text(res['wall_s'], res['model_s'], res['phase_s'])})"
     return (
         f"{name:<16} {res['wall_s']:8.2f} s  frames {len(res['frames'])} (converged {conv})  relaxation steps {steps}  "
         f"model evaluations {res['model_evals']}{extra}  {n_atoms * steps / res['wall_s']:,.0f} atoms x steps / s on "

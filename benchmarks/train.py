@@ -134,17 +134,26 @@ def run_al_flows(args, frames, train_idx, val_idx, zs) -> dict:
         energy_reference(trainer.module).scale.fill_(1.0)
     _sync(args.device)
     setup_s = time.perf_counter() - t0
-    from model_time import ModelTimer
+    from model_time import ModelTimer, PhaseTimer
 
+    import al_flows.potential.training_data as data_module
+
+    phases = {  # what is not the model: where the rest of the epoch goes
+        "batch collation": [(data_module, "collate_inputs")],
+        "Adam steps": [(torch.optim.Adam, "step")],
+    }
     times, cpu_times, curve, model_s = [], [], [], []
-    for _ in range(args.epochs):
+    phase_s = {name: 0.0 for name in phases}
+    for epoch in range(args.epochs):
         t, c = time.perf_counter(), time.process_time()
-        with ModelTimer([trainer.module], args.device) as timer:
+        with ModelTimer([trainer.module], args.device) as timer, PhaseTimer(phases) as phase_timer:
             row = trainer.run_epochs(train_idx, val_idx, 1)[0]
             _sync(args.device)
         times.append(time.perf_counter() - t)
         cpu_times.append(time.process_time() - c)
         model_s.append(timer.seconds)
+        if epoch:  # epochs 2..N, as the share
+            phase_s = {name: phase_s[name] + s for name, s in phase_timer.seconds.items()}
         curve.append(row["val_force_rmse"])
     final = trainer.errors(val_idx).summary()
     out = {
@@ -152,6 +161,7 @@ def run_al_flows(args, frames, train_idx, val_idx, zs) -> dict:
         "epoch_cpu_times": cpu_times,
         "setup_s": setup_s,
         "model_share": sum(model_s[1:]) / sum(times[1:]),
+        "phase_shares": {name: sec / sum(times[1:]) for name, sec in phase_s.items()},
         "val_force_rmse": final["force_rmse"],
         "curve": curve,
     }
@@ -390,6 +400,10 @@ def main() -> int:
             cuda = f", CUDA peak {r['cuda_peak_mb']:.0f} MB" if "cuda_peak_mb" in r else ""
             if "model_share" in r:
                 cuda += f"; model forward+backward {100 * r['model_share']:.0f} % of epoch wall time (profiled)"
+            if "phase_shares" in r:
+                from model_time import breakdown_text
+
+                cuda += f" (of the epoch: {breakdown_text(1.0, r['model_share'], r['phase_shares'])})"
             print(
                 f"{label}: epoch {r['epoch_s']:.3f} s (median of epochs 2..{args.epochs}; first "
                 f"{r['epoch_times'][0]:.3f} s; {r['steps_per_epoch']} steps; process CPU time {r['epoch_cpu_s']:.3f} "
