@@ -104,6 +104,15 @@ def _method_columns(row: dict) -> str:
     return out
 
 
+def _property_lines(row: dict) -> list[str]:
+    """One line per convergence property of a round row: ensemble mean +- spread, reference, tolerance."""
+    return [
+        f"{'':>14}{p['property']}: {p['mean']:.5g} +- {p['spread']:.2g} {p['unit']} (reference {p['reference']:.5g}, "
+        f"tolerance {p['tolerance']:.3g}) {'within' if p['within'] else 'NOT within'}"
+        for p in row.get("properties") or []
+    ]
+
+
 def _status(workdir: str, as_json: bool) -> int:
     import json
 
@@ -134,6 +143,8 @@ def _status(workdir: str, as_json: bool) -> int:
                 f"{r['n_label_failures']:>4} "
                 f"{r['test_force_rmse']:>13.4f} {r['test_energy_rmse_per_atom']:>16.5f}  {times}{_method_columns(r)}"
             )
+            for line in _property_lines(r):
+                print(line)
         else:
             print(f"{r['round']:>5} {'running':>8}  stages done: {r['stages_done']}  {times}")
     for f in status["job_failures"]:

@@ -117,7 +117,7 @@ def test_the_select_job_steps_back_from_the_failed_frames_it_counts():
     assert doc.next_stage == 1
     doc = SelectMaker.make.original(maker, calm[:1], [], "c", 3, seed=0, stage=1)
     summary = {"accurate_ratio": doc.accurate_ratio, "n_explored": 4, "n_failed": 1, "round": 3, "stage": 1}
-    assert maker.decide_after(summary).next_stage == doc.next_stage == 0  # a continued run decides the same
+    assert maker.decide_from_summary(summary).next_stage == doc.next_stage == 0  # a continued run decides the same
 
 
 def test_a_shear_campaign_climbs_its_strain_levels_and_converges_at_the_top(tmp_path):

@@ -16,6 +16,7 @@ from al_flows.selection.trust_levels import SelectionSettings
 from al_flows.settings import Settings, Temperatures
 from al_flows.structures.initial_data import StructureSource
 from al_flows.validation.autotest import AutotestSettings
+from al_flows.validation.properties import PropertyConvergence, PropertyTarget, available_properties, default_tolerance
 from al_flows.workflow.config import (
     AseLabeller,
     CampaignBase,
@@ -123,7 +124,8 @@ class AutotestConfig(AutotestSettings):
 
 
 class Convergence(Settings):
-    """When a campaign has converged: every target that is set is met in a round (at least one set)."""
+    """When a campaign has converged: every target that is set is met in a round (at least one set);
+    with ``mode: properties`` the listed properties alone decide."""
 
     accurate_ratio: float | None = Field(
         0.95, gt=0, le=1, description="fraction of a round's explored frames that are accurate; null: no such target"
@@ -134,11 +136,24 @@ class Convergence(Settings):
         description="ps; the median time a round's langevin_schedule trajectories run before they stop (ANI-Al's "
         "test: trajectories survive long without tripping the threshold)",
     )
+    properties: list[PropertyTarget] = Field(
+        [],
+        description="autotest properties computed with every member each round; each must be within its tolerance "
+        "of the labeller's value (ensemble mean) with a spread over the members below it",
+    )
+    mode: Literal["all", "properties"] = Field(
+        "all", description="all: the properties and the other targets; properties: the properties alone"
+    )
 
     @model_validator(mode="after")
     def _some_target(self):
-        if self.accurate_ratio is None and self.survival_time_ps is None:
-            raise ValueError("convergence: accurate_ratio and survival_time_ps are both null; set at least one")
+        if self.mode == "properties" and not self.properties:
+            raise ValueError("mode: properties needs a list of properties; list some or use mode: all")
+        if self.accurate_ratio is None and self.survival_time_ps is None and not self.properties:
+            raise ValueError(
+                "convergence: accurate_ratio and survival_time_ps are both null and no properties are listed; set at "
+                "least one"
+            )
         return self
 
 
@@ -199,6 +214,65 @@ class CampaignConfig(CampaignBase):
                     fix="set autotest.reference to a calculator that covers them or list the covered ones in "
                     "autotest.elements",
                 )
+        return self
+
+    def property_settings(self) -> AutotestSettings:
+        """The autotest settings that compute ``convergence.properties`` (the ``autotest`` section's, else the
+        defaults)."""
+        if self.autotest is None:
+            return AutotestSettings()
+        return AutotestSettings(**self.autotest.model_dump(include=set(AutotestSettings.model_fields)))
+
+    def property_convergence(self) -> PropertyConvergence | None:
+        """``convergence.properties`` resolved (element: the campaign's when it has one; tolerance: the
+        autotest's of the row), with the settings that compute them; None when none are listed."""
+        c = self.convergence
+        if not c.properties:
+            return None
+        tolerances = self.autotest.tolerances if self.autotest is not None else None
+        targets = [
+            t.model_copy(
+                update={
+                    "element": t.element or self.elements[0],
+                    "tolerance": t.tolerance or default_tolerance(t.name, tolerances),
+                }
+            )
+            for t in c.properties
+        ]
+        return PropertyConvergence(targets=targets, mode=c.mode, settings=self.property_settings())
+
+    @model_validator(mode="after")
+    def _convergence_properties(self):
+        props = self.convergence.properties
+        if not props:
+            return self
+        if self.labeller.kind != "ase":
+            raise ValueError(
+                "convergence.properties: the reference values come from the labeller, and a VASP labeller cannot "
+                "compute them here (atomate2's EOS and elastic flows are not wired in); remove convergence.properties "
+                "or label with an ASE calculator"
+            )
+        known = available_properties(self.property_settings())
+        for i, t in enumerate(props):
+            if t.name not in known:
+                raise ValueError(
+                    f"convergence.properties[{i}].name: {t.name!r} is not an autotest property with this campaign's "
+                    f"autotest settings; use one of {list(known)}"
+                )
+            if t.element is None and len(self.elements) > 1:
+                raise ValueError(
+                    f"convergence.properties[{i}].element: not set and the campaign has elements {self.elements}; "
+                    "name one"
+                )
+            if t.element is not None and t.element not in self.elements:
+                raise ValueError(
+                    f"convergence.properties[{i}].element: {t.element!r} is not in elements {self.elements}; the "
+                    "potential only knows the campaign's elements"
+                )
+        keys = [(t.element or self.elements[0], t.name) for t in props]
+        twice = sorted({f"{el} {name}" for el, name in keys if keys.count((el, name)) > 1})
+        if twice:
+            raise ValueError(f"convergence.properties: {twice} listed twice; list each property of an element once")
         return self
 
     @model_validator(mode="after")

@@ -4,11 +4,12 @@
 ``[starting_structures, test_set, initial label, initial merge, round 0]``;
 the job ``round k`` replaces itself (``Response(replace=...)``) with
 
-    train x ensemble_size -> evaluate -> explore (each explorer) -> select
+    train x ensemble_size -> evaluate [-> properties] -> explore (each explorer) -> select
     -> label -> merge -> round_summary -> round k+1
 
-until a round's accurate ratio reaches the target or ``max_rounds`` rounds have
-trained; a round that stops labels nothing. Every job carries
+until a round meets the convergence targets (the accurate ratio; with
+``convergence.properties`` also the listed properties, whose labeller reference is
+computed once) or ``max_rounds`` rounds have trained; a round that stops labels nothing. Every job carries
 ``metadata = {"campaign", "fingerprint", "round", "stage"}`` for queries.
 """
 
@@ -35,6 +36,7 @@ from al_flows.active_learning.jobs import (
     merge_labels,
 )
 from al_flows.active_learning.labeller_slot import label_maker_for
+from al_flows.active_learning.property_jobs import member_properties, property_reference
 from al_flows.active_learning.schemas import CampaignResult, RoundState
 from al_flows.active_learning.seeds import CampaignSeeds
 from al_flows.active_learning.select_job import SelectMaker
@@ -61,6 +63,7 @@ def settings_fingerprint(maker: Maker, structures_text: str = "") -> str:
     d = jsanitize(maker.as_dict(), strict=True, enum_values=True)
     for key in ("name", "fingerprint", "base_dir", "categories"):
         d.pop(key, None)
+    d.get("select_maker", {}).pop("properties", None)  # when to stop, like convergence in a campaign file
     text = json.dumps(d, sort_keys=True, default=str) + structures_text
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -123,6 +126,11 @@ class ActiveLearningMaker(Maker):
             self.select_maker = replace(
                 self.select_maker, max_rounds=self.max_rounds, n_stages=n_stages, step_back_failed_ratio=step_back
             )
+        if self.select_maker.properties is not None and not isinstance(self.label_maker, AseLabelMaker):
+            raise ValueError(
+                "select_maker.properties: the reference values come from the labeller, and only an ASE calculator "
+                "labeller can compute them (VASP: not wired in); drop the properties or label with an ASE calculator"
+            )
 
     @property
     def seeds(self) -> CampaignSeeds:
@@ -149,6 +157,7 @@ class ActiveLearningMaker(Maker):
                 target_accurate_ratio=config.convergence.accurate_ratio,
                 target_survival_ps=config.convergence.survival_time_ps,
                 max_rounds=config.max_rounds,
+                properties=config.property_convergence(),
             ),
             label_maker=builders.label_maker(config),
             allow_mixed_settings=getattr(config.labeller, "allow_mixed_settings", False),
@@ -247,7 +256,7 @@ class ActiveLearningMaker(Maker):
         convergence target and round limit, so raising ``max_rounds`` (or the target)
         extends a campaign that had stopped."""
         k = summary["round"] + 1
-        decision = self.select_maker.decide_after(summary)
+        decision = self.select_maker.decide_from_summary(summary)
         state = RoundState(
             round=k,
             dataset_uuid=summary["dataset_uuid"],
@@ -288,6 +297,8 @@ class ActiveLearningMaker(Maker):
             return self.finish(state, n_labels, converged)
         jobs = self.round_jobs(state, n_labels, stage)
         todo, done = drop_completed(jobs, CURRENT_JOB.store)
+        once = {j.uuid for j in done if j.metadata["stage"] == "property_reference"}  # computed in an earlier round
+        done, jobs = [j for j in done if j.uuid not in once], [j for j in jobs if j.uuid not in once]
         k = state.round
         if done:
             progress.report("round resumed", k, done=len(done), of=len(jobs), reused=", ".join(j.name for j in done))
@@ -311,6 +322,33 @@ class ActiveLearningMaker(Maker):
         if self.autotest is None:
             return result
         return Response(output=result, addition=self.autotest_flow(state.round - 1))
+
+    def property_jobs(self, models: list, round_: int) -> list[Job]:
+        """The jobs of round ``round_``'s convergence properties: the labeller's reference (a fixed uuid
+        per set of listed properties and settings, so it is computed once and dropped from later rounds
+        as completed) and the members' values; [] when no properties are listed."""
+        conv = self.select_maker.properties
+        if conv is None:
+            return []
+        lab = self.label_maker
+        ref = property_reference(lab.calculator, dict(lab.calculator_kwargs), conv, self.campaign)
+        ref = self.tag(ref, -1, "property_reference", conv.reference_key())
+        ref.name = "property_reference"
+        props = self.tag(member_properties(models, ref.output, conv, self.campaign, round_), round_, "properties")
+        props.name = f"properties r{round_}"
+        return [ref, props]
+
+    def calibration_jobs(self, models: list, lab: Job, sel: Job, previous, round_: int) -> list[Job]:
+        """Round ``round_``'s trust-level calibration job (on its labels ``lab`` and selection ``sel``;
+        ``previous``: the round before's calibration, or None), or [] when ``selection.calibrate`` is not set."""
+        cal_settings = self.select_maker.settings.calibrate
+        if cal_settings is None:
+            return []
+        window = {"previous": previous} if previous is not None and cal_settings.window_rounds > 1 else {}
+        cal = calibrate_levels(models, lab.output, sel.output, self.campaign, round_, cal_settings, **window)
+        cal = self.tag(cal, round_, "calibrate")
+        cal.name = f"calibrate r{round_}"
+        return [cal]
 
     def round_jobs(self, state: RoundState, n_labels: int, stage: int = 0) -> list[Job]:
         """Every job of round ``state.round`` (exploring stage ``stage``), ending with the job that
@@ -346,21 +384,24 @@ class ActiveLearningMaker(Maker):
             for i, maker in enumerate(self.explore_makers)
         ]
         previous = OutputReference(state.calibration_uuid) if state.calibration_uuid else None
+        props = self.property_jobs(models, k)
+        measured = {"properties": props[-1].output} if props else {}
         select = self.select_maker.make(
-            [x.output for x in explores], dataset.frame_ids, self.campaign, k, self.seeds.select(k), previous, **staged
+            [x.output for x in explores],
+            dataset.frame_ids,
+            self.campaign,
+            k,
+            self.seeds.select(k),
+            previous,
+            **staged,
+            **measured,
         )
         sel = self.tag(select, k, "select")
         lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output.stop), k, "label")
         merged = self.tag(merge_labels(dataset, lab.output, self.campaign, k, self.allow_mixed_settings), k, "merge")
         merged.name = f"merge r{k}"
-        cal_jobs, cal_uuid = [], ""
-        cal_settings = self.select_maker.settings.calibrate
-        if cal_settings is not None:
-            window = {"previous": previous} if previous is not None and cal_settings.window_rounds > 1 else {}
-            cal = calibrate_levels(models, lab.output, sel.output, self.campaign, k, cal_settings, **window)
-            cal = self.tag(cal, k, "calibrate")
-            cal.name = f"calibrate r{k}"
-            cal_jobs, cal_uuid = [cal], cal.uuid
+        cal_jobs = self.calibration_jobs(models, lab, sel, previous, k)
+        cal_uuid = cal_jobs[0].uuid if cal_jobs else ""
         summary = round_summary(
             self.campaign,
             self.fingerprint,
@@ -381,4 +422,4 @@ class ActiveLearningMaker(Maker):
         nxt = self.round_job(
             following, merged.output.n_frames, sel.output.converged, sel.output.next_stage if staged else 0
         )
-        return [*trains, ev, *explores, sel, lab, *cal_jobs, merged, summ, nxt]
+        return [*trains, ev, *props, *explores, sel, lab, *cal_jobs, merged, summ, nxt]

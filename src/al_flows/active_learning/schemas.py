@@ -127,6 +127,12 @@ class SelectionDocument(EnsembleDocument):
     stop: bool
     trust_lo: float
     trust_hi: float
+    properties: list[dict] = Field(
+        [], description="the round's convergence properties (PropertiesDocument.results); [] when none are listed"
+    )
+    properties_met: bool | None = Field(
+        None, description="every listed property within its tolerance (None: no properties listed)"
+    )
     records: list[dict] = []
     selected_blob: str = Field(repr=False)
 
@@ -198,6 +204,12 @@ class RoundSummary(EnsembleDocument):
     calibration_uuid: str = ""
     trust_lo: float | None = None
     trust_hi: float | None = None
+    properties: list[dict] = Field(
+        [],
+        description="per listed convergence property: property, unit, members, mean, spread, reference, error, "
+        "tolerance, within",
+    )
+    properties_met: bool | None = None
 
 
 class CampaignResult(CampaignDocument):
@@ -219,6 +231,25 @@ class AutotestDocument(EnsembleDocument):
     results: dict[str, dict]
     table: str
     passed: bool
+
+
+class PropertyReferenceDocument(CampaignDocument):
+    """The labeller's values of the properties a campaign converges on (``convergence.properties``),
+    computed once: ``values[element][name]`` in the autotest row's unit (``units[name]``)."""
+
+    reference: str = Field(description="the ASE calculator that computed the values (the labeller)")
+    key: str = Field(description="what was computed: hash of the listed properties and the autotest settings")
+    values: dict[str, dict[str, float]]
+    units: dict[str, str]
+
+
+class PropertiesDocument(EnsembleDocument):
+    """A round's convergence properties, computed with every ensemble member: one row per listed
+    property (:func:`al_flows.validation.properties.property_result`)."""
+
+    results: list[dict]
+    within: bool = Field(description="every property within its tolerance (error of the mean and spread)")
+    reference_key: str
 
 
 class RoundState(Settings):

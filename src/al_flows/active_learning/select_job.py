@@ -15,6 +15,7 @@ from al_flows.active_learning.schemas import SelectionDocument
 from al_flows.frames.dataset import frames_from_bytes, frames_text
 from al_flows.frames.provenance import as_float
 from al_flows.selection.trust_levels import SelectionSettings, StopDecision, select, stop_decision
+from al_flows.validation.properties import PropertyConvergence
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job, field, field_or_none
 
@@ -24,7 +25,8 @@ __all__ = ["SelectMaker"]
 @dataclass
 class SelectMaker(Maker):
     """Classify frames as accurate/candidate/failed, pick at most ``max_candidates`` new
-    candidates, and decide whether the campaign stops after this round."""
+    candidates, and decide whether the campaign stops after this round. ``properties``: the
+    autotest properties the campaign converges on (``convergence.properties``), or None."""
 
     name: str = "select"
     settings: SelectionSettings = dc_field(default_factory=SelectionSettings)
@@ -33,6 +35,7 @@ class SelectMaker(Maker):
     max_rounds: int = 5
     n_stages: int = 1
     step_back_failed_ratio: float | None = None
+    properties: PropertyConvergence | None = None
 
     def decide(
         self,
@@ -41,11 +44,15 @@ class SelectMaker(Maker):
         round: int,
         median_survival_ps: float | None = None,
         stage: int = 0,
+        property_results: list[dict] | None = None,
         failed_ratio: float | None = None,
     ) -> StopDecision:
         """Whether the campaign stops after ``round`` (in exploration stage ``stage``), and the next
         round's stage (:func:`al_flows.selection.stop_decision` with this Maker's targets, round
-        limit, number of stages and, for an auto schedule, its step-back threshold)."""
+        limit, number of stages and, for an auto schedule, its step-back threshold).
+        ``property_results``: the round's property rows (:func:`al_flows.validation.properties.property_result`),
+        judged with this Maker's tolerances; ``failed_ratio``: failed / explored frames of the round."""
+        met = None if self.properties is None else self.properties.met(property_results)
         return stop_decision(
             accurate_ratio,
             n_explored,
@@ -56,12 +63,14 @@ class SelectMaker(Maker):
             self.target_survival_ps,
             stage,
             self.n_stages,
+            properties_met=met,
+            properties_only=self.properties is not None and self.properties.properties_only,
             failed_ratio=failed_ratio,
             step_back_failed_ratio=self.step_back_failed_ratio,
         )
 
-    def decide_after(self, summary: dict) -> StopDecision:
-        """:meth:`decide` again from a stored round summary (a continued or extended campaign)."""
+    def decide_from_summary(self, summary: dict) -> StopDecision:
+        """:meth:`decide` again for a stored RoundSummary, with this Maker's (possibly changed) targets."""
         n_explored = summary["n_explored"]
         return self.decide(
             summary["accurate_ratio"],
@@ -69,8 +78,18 @@ class SelectMaker(Maker):
             summary["round"],
             summary.get("median_survival_ps"),
             summary.get("stage") or 0,
+            summary.get("properties"),
             failed_ratio=summary.get("n_failed", 0) / n_explored if n_explored else None,
         )
+
+    def round_settings(self, calibration=None) -> SelectionSettings:
+        """The selection settings of a round: the calibrated trust levels of ``calibration`` (the previous
+        round's CalibrationDocument: its fitted levels, or the levels in use when the fit was not applied)
+        in place of the configured ones."""
+        if calibration is None:
+            return self.settings
+        update = {"trust_lo": field(calibration, "trust_lo_next"), "trust_hi": field(calibration, "trust_hi_next")}
+        return self.settings.model_copy(update=update)
 
     @al_job(output_schema=SelectionDocument)
     def make(
@@ -82,21 +101,16 @@ class SelectMaker(Maker):
         seed: int,
         calibration=None,
         stage: int = 0,
+        properties=None,
     ) -> SelectionDocument:
         """``calibration``: the previous round's CalibrationDocument; its next levels replace the
         configured ones (when its fit was not applied they are the levels that round used, so a
-        calibrated campaign keeps its last calibrated levels)."""
+        calibrated campaign keeps its last calibrated levels). ``properties``: the round's
+        PropertiesDocument (``convergence.properties``), whose rows join the stop decision."""
         start = time.perf_counter()
         frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
         ens_id = field(explorations[0], "ensemble_id") if explorations else ""
-        settings = self.settings
-        if calibration is not None:  # fitted levels, or the levels in use when the fit was not applied
-            settings = settings.model_copy(
-                update={
-                    "trust_lo": field(calibration, "trust_lo_next"),
-                    "trust_hi": field(calibration, "trust_hi_next"),
-                }
-            )
+        settings = self.round_settings(calibration)
         result = select(frames, settings, exclude_ids=exclude_ids, seed=seed)
         chosen = [frames[i] for i in result.selected]
         for atoms in chosen:
@@ -104,8 +118,12 @@ class SelectMaker(Maker):
         chosen_idx = set(result.selected)
         survival = [t for e in explorations for t in (field_or_none(e, "survival_times_ps") or [])]
         median_survival = float(np.median(survival)) if survival else None
+        prop_rows = list(field(properties, "results")) if properties is not None else []
+        met = self.properties.met(prop_rows) if self.properties is not None else None
         failed_ratio = result.n_failed / len(frames) if frames else None
-        decision = self.decide(result.accurate_ratio, len(frames), round, median_survival, stage, failed_ratio)
+        decision = self.decide(
+            result.accurate_ratio, len(frames), round, median_survival, stage, prop_rows, failed_ratio=failed_ratio
+        )
         if decision.next_stage != stage:
             progress.report("exploration stage done", round, done=stage, next=decision.next_stage)
         progress.report(
@@ -117,6 +135,7 @@ class SelectMaker(Maker):
             failed=result.n_failed,
             selected=len(chosen),
             accurate_ratio=f"{result.accurate_ratio:.3f}",
+            **({} if met is None else {"properties_within": f"{sum(r['within'] for r in prop_rows)}/{len(prop_rows)}"}),
         )
         return SelectionDocument(
             campaign=campaign,
@@ -137,6 +156,8 @@ class SelectMaker(Maker):
             stop=decision.stop,
             trust_lo=settings.trust_lo,
             trust_hi=settings.trust_hi,
+            properties=prop_rows,
+            properties_met=met,
             records=[
                 {
                     "frame_id": a.info["frame_id"],

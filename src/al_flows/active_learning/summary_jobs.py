@@ -101,6 +101,8 @@ def round_summary(
         median_survival_ps=field_or_none(selection, "median_survival_ps"),
         stage=field_or_none(selection, "stage") or 0,
         next_stage=field_or_none(selection, "next_stage") or 0,
+        properties=field_or_none(selection, "properties") or [],
+        properties_met=field_or_none(selection, "properties_met"),
         **subset_columns(field(evaluation, "test_subsets")),
         ensemble_id=ensemble_id(list(model_ids)),
         model_ids=list(model_ids),

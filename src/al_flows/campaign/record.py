@@ -29,6 +29,17 @@ REPORT_KEYS = (  # of a round in report.json
     "median_survival_ps",
     "stage",
 )
+# a round's convergence properties (rows of mean, spread, reference, tolerance, within) and whether all
+# were within: in status rows and report.json rounds only where the campaign lists properties
+PROPERTY_KEYS = ("properties", "properties_met")
+
+
+def round_row(summary: dict, keys: tuple[str, ...]) -> dict:
+    """``keys`` of a RoundSummary (None where it lacks one), plus :data:`PROPERTY_KEYS` when it has properties."""
+    row = {k: summary.get(k) for k in keys}
+    if summary.get("properties"):
+        row |= {k: summary.get(k) for k in PROPERTY_KEYS}
+    return row
 
 
 class CampaignRecord:
@@ -114,7 +125,7 @@ class CampaignRecord:
         what is in progress or failed now."""
         summaries = self.summaries()
         times: dict[int, dict] = defaultdict(lambda: defaultdict(float))
-        for stage in ("train", "evaluate", "explore", "select", "label"):
+        for stage in ("train", "evaluate", "properties", "explore", "select", "label"):
             for d in self.outputs(stage, properties=["output.wall_time"]):
                 if d["output"].get("wall_time") is not None:
                     times[d["metadata"]["round"]][stage] += float(d["output"]["wall_time"])
@@ -124,7 +135,7 @@ class CampaignRecord:
             s = summaries.get(k)
             row = {"round": k, "state": "done" if s else "in progress or stopped"}
             if s:
-                row.update({key: s[key] for key in STATUS_KEYS})
+                row.update(round_row(s, STATUS_KEYS))
             else:
                 done = Counter(
                     d["metadata"]["stage"]

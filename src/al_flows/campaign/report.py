@@ -30,6 +30,7 @@ from al_flows.campaign.report_plots import (
     plot_energy_vs_gamma,
     plot_errors,
     plot_parity,
+    plot_properties,
     plot_stages,
     plot_training_curves,
 )
@@ -53,6 +54,7 @@ TABLE_COLUMNS = (
     ("val force RMSE (eV/Å)", "val_force_rmse", "{:.4f}", 1),
     ("test force RMSE (eV/Å)", "test_force_rmse", "{:.4f}", 1),
     ("test energy RMSE (meV/atom)", "test_energy_rmse_per_atom", "{:.2f}", 1000),
+    ("properties within", "properties_met", "{}", 1),
 )
 
 
@@ -76,6 +78,9 @@ CAPTIONS = {
     "training_curves": "Validation force RMSE (eV/Å) per epoch of every ensemble member.",
     "stages": "Exploration stage of every round (hand-written stages, or the level an auto schedule chose), labelled "
     "with what it explores; the round's accurate and failed ratios (right axis) decide the next stage.",
+    "properties": "Convergence properties per round: the ensemble mean with its spread over the members (error "
+    "bar; grey dots: the members; filled: within tolerance), the labeller's reference (dashed) and reference ± "
+    "tolerance (shaded). A property is within when both |mean − reference| and the spread are at most the tolerance.",
 }
 
 
@@ -144,6 +149,8 @@ def write_report(store, config, outdir: Path) -> dict:
         )
     else:
         plots["errors_per_round"] = plot_errors(summaries, outdir / "errors_per_round.png")
+    if any(s.get("properties") for s in summaries):
+        plots["properties"] = plot_properties(summaries, outdir / "properties_per_round.png")
     devs = deviations_by_round(store, config, summaries)
     if devs:
         plots["deviation_hist"] = plot_deviation_hists(devs, outdir / "deviation_hist.png")

@@ -1,5 +1,6 @@
 """The plots of the campaign report (PNG, matplotlib's Agg backend): errors per round, deviation
-histograms, parity, energy vs shear strain, training curves, calibration and autotest.
+histograms, parity, energy vs shear strain, training curves, calibration, autotest and the
+convergence properties per round.
 
 Energies eV (errors meV/atom where marked), forces and deviations eV/Angstrom.
 """
@@ -23,6 +24,8 @@ __all__ = [
     "plot_calibration",
     "plot_autotest",
     "plot_stages",
+    "property_series",
+    "plot_properties",
 ]
 
 STATUS_COLOURS = {"accurate": "tab:green", "candidate": "tab:orange", "failed": "tab:red"}
@@ -300,6 +303,56 @@ def plot_training_curves(curves: dict[int, list[dict]], path: Path) -> str:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.suptitle("Training curves")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def property_series(summaries: list[dict]) -> dict[str, dict]:
+    """Per convergence property (``'<element> <name>'``), its rows across the rounds: ``round``,
+    ``mean``, ``spread``, ``members``, ``reference``, ``tolerance``, ``within`` lists and the ``unit``."""
+    out: dict[str, dict] = {}
+    for s in summaries:
+        for p in s.get("properties") or []:
+            series = out.setdefault(p["property"], {"unit": p["unit"], "round": []})
+            series["round"].append(s["round"])
+            for key in ("mean", "spread", "members", "reference", "tolerance", "within"):
+                series.setdefault(key, []).append(p[key])
+    return out
+
+
+def plot_properties(summaries: list[dict], path: Path) -> str:
+    """One panel per convergence property: each round's ensemble mean with its spread over the members
+    (error bar; members as dots; filled marker: within tolerance), the reference (dashed) and the
+    band reference +- tolerance (shaded)."""
+    plt = pyplot()
+    series = property_series(summaries)
+    names = list(series)
+    ncol = min(len(names), 3)
+    nrow = math.ceil(len(names) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False)
+    for ax in axes.ravel()[len(names) :]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.ravel(), names, strict=False):  # the grid may have spare axes
+        d = series[name]
+        rounds, ref, tol = np.array(d["round"]), np.array(d["reference"]), np.array(d["tolerance"])
+        edges = np.ravel([[r - 0.4, r + 0.4] for r in rounds])  # the band of each round's tolerance
+        lo, hi = np.repeat(ref - tol, 2), np.repeat(ref + tol, 2)
+        ax.fill_between(edges, lo, hi, color="tab:green", alpha=0.2, lw=0, label="reference ± tolerance")
+        ax.plot(edges, np.repeat(ref, 2), "k--", lw=1, label="reference")
+        for r, members in zip(rounds, d["members"], strict=True):
+            ax.plot([r] * len(members), members, ".", color="0.5", ms=4)
+        ax.errorbar(rounds, d["mean"], yerr=d["spread"], fmt="-", color="tab:blue", capsize=3, label="mean ± spread")
+        inside, mean = np.array(d["within"], dtype=bool), np.array(d["mean"])
+        for mask, face, label in ((inside, "tab:blue", "within"), (~inside, "white", "not within")):
+            if mask.any():
+                ax.plot(rounds[mask], mean[mask], "o", mfc=face, color="tab:blue", label=label)
+        ax.set_xticks(rounds)
+        ax.set_xlabel("round")
+        ax.set_ylabel(d["unit"])
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Convergence properties per round")
     fig.tight_layout()
     return save_figure(fig, path)
 

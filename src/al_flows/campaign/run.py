@@ -23,7 +23,7 @@ from al_flows.active_learning.config import CampaignConfig
 from al_flows.active_learning.flows import ActiveLearningMaker
 from al_flows.campaign.config import AnyConfig, ConfigError
 from al_flows.campaign.live_report import LiveReport, watch_report
-from al_flows.campaign.record import REPORT_KEYS, CampaignRecord
+from al_flows.campaign.record import REPORT_KEYS, CampaignRecord, round_row
 from al_flows.campaign.stores import ensure_indexes, make_job_store
 from al_flows.pool_study.config import PoolStudyConfig
 from al_flows.workflow.config import settings_diff
@@ -179,7 +179,7 @@ def build_report(store: JobStore, config: AnyConfig) -> dict:
         by_round[d["output"]["round"]] = d["output"]
     record = CampaignRecord(store, config.name)
     result = record.result()
-    rounds = [{k: by_round[r].get(k) for k in REPORT_KEYS} for r in sorted(by_round)]
+    rounds = [round_row(by_round[r], REPORT_KEYS) for r in sorted(by_round)]
     report = {
         "campaign": config.name,
         "converged": bool(result and result["converged"]),
@@ -199,6 +199,12 @@ def build_report(store: JobStore, config: AnyConfig) -> dict:
     return report
 
 
+def _targets(config: CampaignConfig) -> dict:
+    """The convergence targets that are set (the mode and properties only when properties are listed)."""
+    c = config.convergence
+    return c.model_dump(mode="json", exclude_none=True, exclude=set() if c.properties else {"properties", "mode"})
+
+
 def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow | None, str]:
     """The flow to run now (None when finished) and a one-line description of why."""
     if isinstance(config, PoolStudyConfig):
@@ -214,11 +220,11 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
     maker = ActiveLearningMaker.from_config(config, base_dir)
     result, last = campaign_state(store, config)
     if result is not None:
-        again = maker.select_maker.decide_after(last) if last else None
+        again = maker.select_maker.decide_from_summary(last) if last else None
         if last is not None and again is not None and not again.stop:  # a larger max_rounds or another target
             return maker.continue_from(last), (
                 f"extending campaign '{config.name}' after round {last['round']} "
-                f"(max_rounds {config.max_rounds}, convergence {config.convergence.model_dump(exclude_none=True)})"
+                f"(max_rounds {config.max_rounds}, convergence {_targets(config)})"
             )
         if maker.autotest is not None and not _outputs(
             store, config.name, "autotest", {"metadata.round": result["final_round"]}

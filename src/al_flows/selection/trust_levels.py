@@ -182,6 +182,8 @@ def stop_decision(
     target_survival_ps: float | None = None,
     stage: int = 0,
     n_stages: int = 1,
+    properties_met: bool | None = None,
+    properties_only: bool = False,
     failed_ratio: float | None = None,
     step_back_failed_ratio: float | None = None,
 ) -> StopDecision:
@@ -189,10 +191,13 @@ def stop_decision(
 
     After round ``round_`` (0-based) the campaign has converged when the round explored
     something and every target that is set is met: the accurate ratio reached
-    ``target_accurate_ratio``, and the median survival time of the ANI-Al trajectories
-    (ps; None when the round ran none) reached ``target_survival_ps``. It stops when it
-    converged or when ``round_ + 1`` rounds (the limit, ``max_rounds``) have trained. A
-    campaign that converges in its last allowed round has converged.
+    ``target_accurate_ratio``, the median survival time of the ANI-Al trajectories
+    (ps; None when the round ran none) reached ``target_survival_ps``, and, when the campaign
+    lists properties (``properties_met`` not None), every listed property is within its
+    tolerance (``convergence.properties``). With ``properties_only`` (``convergence.mode:
+    properties``) the properties alone decide. It stops when it converged or when
+    ``round_ + 1`` rounds (the limit, ``max_rounds``) have trained. A campaign that converges
+    in its last allowed round has converged.
 
     Staged exploration (DP-GEN; ``n_stages`` > 1, this round in ``stage``, 0-based): meeting the
     targets in a stage before the last moves the next round to the next stage (``next_stage``)
@@ -201,11 +206,14 @@ def stop_decision(
     round that did not meet the targets and whose ``failed_ratio`` (failed / explored frames)
     exceeds ``step_back_failed_ratio`` moves the next round one stage down (not below 0).
     """
-    ratio_ok = target_accurate_ratio is None or accurate_ratio >= target_accurate_ratio
-    survival_ok = target_survival_ps is None or (
-        median_survival_ps is not None and median_survival_ps >= target_survival_ps
-    )
-    met = n_explored > 0 and ratio_ok and survival_ok
+    if properties_only:
+        met = bool(properties_met)
+    else:
+        ratio_ok = target_accurate_ratio is None or accurate_ratio >= target_accurate_ratio
+        survival_ok = target_survival_ps is None or (
+            median_survival_ps is not None and median_survival_ps >= target_survival_ps
+        )
+        met = n_explored > 0 and ratio_ok and survival_ok and properties_met is not False
     if met and stage >= n_stages - 1:
         return StopDecision(True, True, "converged", stage)
     following = stage + 1 if met else stage
