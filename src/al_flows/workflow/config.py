@@ -214,6 +214,8 @@ NOT_FINGERPRINTED: dict[str, Literal[True] | tuple[str, ...]] = {
 # every item of a list (``explorers[].schedule``).
 OMITTED_AT_DEFAULT: dict[str, Any] = {
     "selection.calibrate.window_rounds": 1,
+    "model.kind": "schnet",
+    "model.lmax": None,
 }
 
 
