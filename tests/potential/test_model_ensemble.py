@@ -82,7 +82,14 @@ def _mixed_frames():
 
 
 def test_settings_validate():
-    assert ModelSettings().model_dump() == {"n_atom_basis": 128, "n_interactions": 2, "n_rbf": 50, "cutoff": 6.0}
+    assert ModelSettings().model_dump() == {
+        "kind": "schnet",
+        "n_atom_basis": 128,
+        "n_interactions": 2,
+        "n_rbf": 50,
+        "cutoff": 6.0,
+        "lmax": None,
+    }
     assert TrainingSettings().lr == 1e-4 and TrainingSettings().rho == 0.01
     for bad in ({"cutoff": 0}, {"n_rbf": -1}, {"unknown": 1}):
         with pytest.raises(ValidationError):

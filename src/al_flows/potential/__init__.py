@@ -1,5 +1,5 @@
-"""The SchNet potential: model settings and members, ensembles (mean prediction, model deviation, ASE
-calculator) and training.
+"""The potential: model settings and members (SchNet, PaiNN or SO3net, ``ModelSettings.kind``),
+ensembles (mean prediction, model deviation, ASE calculator) and training.
 
 Public names (imported on first use, see :mod:`al_flows.lazy`): ``__all__``.
 """

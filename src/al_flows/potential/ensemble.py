@@ -1,4 +1,5 @@
-"""An ensemble of SchNet members: batched prediction, model deviation, ASE calculator.
+"""An ensemble of members of one ``ModelSettings`` (one kind: SchNet, PaiNN or SO3net): batched
+prediction, model deviation, ASE calculator.
 
 Energies in eV, forces in eV/Angstrom, stresses (on request) in eV/Angstrom^3, ASE convention
 (Voigt xx, yy, zz, yz, xz, xy; ``(1/V) dE/d eps``, tensile positive). The model deviation of a frame is
@@ -24,11 +25,38 @@ from ase.data import chemical_symbols
 
 from al_flows.potential.deviation import max_force_deviation
 from al_flows.potential.inputs import collate_inputs, frame_inputs
-from al_flows.potential.model import ModelSettings, member_elements
+from al_flows.potential.model import SO3NET_LMAX, ModelSettings, member_elements, member_kind
 from al_flows.potential.stress import enable_stress, stress_enabled, stress_to_voigt
 from al_flows.potential.weights import member_from_bytes
 
-__all__ = ["EnsemblePrediction", "Ensemble", "EnsembleCalculator"]
+__all__ = ["EnsemblePrediction", "Ensemble", "EnsembleCalculator", "default_max_pairs", "pair_bytes"]
+
+# bytes of prediction memory (forces by autograd) per neighbour pair, per interaction and per feature,
+# measured on CPU (peak RSS of one batch, float32): SchNet 20, PaiNN 94, SO3net about 22 per nonzero
+# Clebsch-Gordan coefficient of its lmax (10, 83, 353, 1158 for lmax 1 to 4: 235, 1783, 7376 measured
+# for 1 to 3). Rounded up; the default pair cap gives every kind SchNet's memory.
+_PAIR_BYTES = {"schnet": 24, "painn": 96}
+_SO3NET_CG = {1: 10, 2: 83, 3: 353, 4: 1158}
+_SCHNET_MAX_PAIRS = 400_000
+
+
+def pair_bytes(settings: ModelSettings) -> int:
+    """Approximate prediction memory per neighbour pair (bytes): a kind's measured bytes per pair,
+    interaction and feature times ``n_interactions * n_atom_basis``."""
+    if settings.kind == "so3net":
+        per = 22 * _SO3NET_CG[SO3NET_LMAX if settings.lmax is None else settings.lmax]
+    else:
+        per = _PAIR_BYTES[settings.kind]
+    return per * settings.n_interactions * settings.n_atom_basis
+
+
+def default_max_pairs(settings: ModelSettings) -> int:
+    """The neighbour pairs per collated batch that cost a member of ``settings`` what 400 000 pairs cost
+    SchNet of the same size (400 000 for SchNet, 100 000 for PaiNN, 5 257 for SO3net with lmax 2)."""
+    if settings.kind == "schnet":
+        return _SCHNET_MAX_PAIRS
+    schnet = pair_bytes(settings.model_copy(update={"kind": "schnet", "lmax": None}))
+    return max(1, _SCHNET_MAX_PAIRS * schnet // pair_bytes(settings))
 
 
 @dataclass
@@ -76,21 +104,34 @@ class EnsemblePrediction:
 
 
 class Ensemble:
-    """M members sharing one :class:`ModelSettings` (same cutoff, so one neighbour list per frame).
+    """M members sharing one :class:`ModelSettings` (one kind, same cutoff, so one neighbour list per
+    frame); a member of another kind than ``settings.kind`` is refused.
 
-    ``max_pairs`` caps the neighbour pairs of one collated batch (memory: roughly
-    ``6 * n_interactions * n_atom_basis * 4`` bytes per pair); a chunk closes at ``batch_size``
-    frames or when the next frame would pass the cap.
+    ``max_pairs`` caps the neighbour pairs of one collated batch (memory: roughly :func:`pair_bytes`,
+    ``24 * n_interactions * n_atom_basis`` bytes per pair for SchNet, 4x that for PaiNN, 76x for SO3net
+    with lmax 2); default :func:`default_max_pairs` (400 000 for SchNet). A chunk closes at
+    ``batch_size`` frames or when the next frame would pass the cap.
     """
 
     def __init__(
-        self, members: list[torch.nn.Module], settings: ModelSettings, device: str = "cpu", max_pairs: int = 400_000
+        self,
+        members: list[torch.nn.Module],
+        settings: ModelSettings,
+        device: str = "cpu",
+        max_pairs: int | None = None,
     ):
         if not members:
             raise ValueError("an ensemble needs at least one member")
+        kinds = [member_kind(m) for m in members]
+        other = next((k for k, kind in enumerate(kinds) if kind != settings.kind), None)
+        if other is not None:
+            raise ValueError(
+                f"members: member {other} is a {kinds[other]} member but model.kind is {settings.kind}; "
+                "an ensemble holds members of one kind"
+            )
         self.settings = settings
         self.device = torch.device(device)
-        self.max_pairs = int(max_pairs)
+        self.max_pairs = default_max_pairs(settings) if max_pairs is None else int(max_pairs)
         self.members = [m.to(self.device).eval() for m in members]
         self.elements = sorted(set.intersection(*(set(member_elements(m)) for m in self.members)))
 

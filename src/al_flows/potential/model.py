@@ -1,14 +1,24 @@
-"""One SchNet ensemble member built from schnetpack: its settings (and those of its training) and
-how it is built.
+"""One ensemble member built from schnetpack: its settings (and those of its training) and how it
+is built.
 
 Units: positions and cutoff in Angstrom, energies in eV, forces in eV/Angstrom.
 
 A member is a :class:`schnetpack.model.NeuralNetworkPotential`::
 
-    PairwiseDistances -> SymmetricSchNet -> Atomwise("energy") -> EnergyReference -> Forces
+    PairwiseDistances -> representation -> Atomwise("energy") -> EnergyReference -> Forces
 
-all schnetpack modules except :class:`~al_flows.potential.schnet.SymmetricSchNet` and the shifted
-softplus of :mod:`al_flows.potential.schnet` (schnetpack's numbers, about 2x faster force training).
+The representation is chosen by ``ModelSettings.kind``:
+
+* ``schnet`` (default): :class:`~al_flows.potential.schnet.SymmetricSchNet` with the shifted softplus
+  of :mod:`al_flows.potential.schnet` (schnetpack's SchNet numbers, about 2x faster force training);
+* ``painn``: schnetpack's :class:`schnetpack.representation.PaiNN` (Schuett, Unke and Gastegger,
+  "Equivariant message passing for the prediction of tensorial properties and molecular spectra");
+* ``so3net``: schnetpack's :class:`schnetpack.representation.SO3net` (spherical harmonics up to
+  ``lmax``, Clebsch-Gordan products).
+
+All three share ``n_atom_basis`` (features per atom), ``n_interactions``, ``n_rbf`` (Gaussian radial
+basis) and ``cutoff`` (cosine cutoff) and read the same full, symmetric neighbour list
+(:mod:`al_flows.potential.inputs`); PaiNN and SO3net use schnetpack's default activation (SiLU).
 
 :class:`~al_flows.potential.schnet.EnergyReference` turns the network's per-structure sum ``y`` into the
 total energy ``E = scale * y + sum_i e_{Z_i}`` (per-element references ``e_Z`` fitted by least squares
@@ -23,13 +33,13 @@ stress :mod:`al_flows.potential.stress`, its weights files and their base64 text
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import schnetpack as spk
 import schnetpack.properties as P
 import torch
 from ase.data import atomic_numbers
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 import al_flows  # noqa: F401  (applies the schnetpack/torch compatibility patch first)
 from al_flows.potential.device import check_device
@@ -37,22 +47,50 @@ from al_flows.potential.schnet import ZMAX, EnergyReference, SymmetricSchNet, sh
 from al_flows.settings import Settings
 
 __all__ = [
+    "SO3NET_LMAX",
     "ModelSettings",
     "TrainingSettings",
     "build_member",
+    "build_representation",
+    "member_kind",
     "member_elements",
     "energy_reference",
     "to_atomic_numbers",
 ]
 
 
-class ModelSettings(Settings):
-    """SchNet architecture (defaults of Sprueill et al., docs/methods.md)."""
+ModelKind = Literal["schnet", "painn", "so3net"]
+SO3NET_LMAX = 2  # schnetpack's SO3net examples; the lmax of model.kind so3net when none is given
 
+
+class ModelSettings(Settings):
+    """Member architecture: SchNet by default (defaults of Sprueill et al., docs/methods.md), or
+    schnetpack's PaiNN or SO3net with the same meaning of the shared keys."""
+
+    kind: ModelKind = Field(default="schnet", description="representation: schnet, painn or so3net")
     n_atom_basis: int = Field(default=128, gt=0, description="features per atom")
     n_interactions: int = Field(default=2, gt=0, description="interaction blocks")
     n_rbf: int = Field(default=50, gt=0, description="Gaussian radial basis functions")
     cutoff: float = Field(default=6.0, gt=0, description="neighbour cutoff, Angstrom")
+    lmax: int | None = Field(
+        default=None,
+        ge=1,
+        le=4,
+        validate_default=True,
+        description=f"so3net only: highest angular momentum of the spherical harmonics (default {SO3NET_LMAX})",
+    )
+
+    @field_validator("lmax")
+    @classmethod
+    def _lmax_of_so3net(cls, v: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("kind")
+        if kind is None:  # kind itself is invalid and reported
+            return v
+        if kind != "so3net":
+            if v is not None:
+                raise ValueError(f"only model.kind so3net has lmax (kind is {kind}); remove lmax")
+            return None
+        return SO3NET_LMAX if v is None else v
 
 
 class TrainingSettings(Settings):
@@ -102,21 +140,29 @@ def to_atomic_numbers(elements: Sequence[str | int]) -> list[int]:
     return sorted(zs)
 
 
+def build_representation(settings: ModelSettings) -> torch.nn.Module:
+    """The representation of ``settings.kind`` with fresh weights (from the global torch RNG):
+    Gaussian radial basis of ``n_rbf`` functions and cosine cutoff at ``cutoff`` for every kind."""
+    radial_basis = spk.nn.GaussianRBF(n_rbf=settings.n_rbf, cutoff=settings.cutoff)
+    cutoff_fn = spk.nn.CosineCutoff(settings.cutoff)
+    shared = dict(n_atom_basis=settings.n_atom_basis, n_interactions=settings.n_interactions)
+    if settings.kind == "painn":
+        return spk.representation.PaiNN(**shared, radial_basis=radial_basis, cutoff_fn=cutoff_fn)
+    if settings.kind == "so3net":
+        lmax = SO3NET_LMAX if settings.lmax is None else settings.lmax
+        return spk.representation.SO3net(**shared, lmax=lmax, radial_basis=radial_basis, cutoff_fn=cutoff_fn)
+    return SymmetricSchNet(**shared, radial_basis=radial_basis, cutoff_fn=cutoff_fn, activation=shifted_softplus)
+
+
 def build_member(
     settings: ModelSettings, elements: list[str] | list[int], seed: int
 ) -> spk.model.NeuralNetworkPotential:
-    """A fresh SchNet member (float32, eval mode); weights drawn from ``seed`` without touching
-    the global torch RNG. ``elements`` are stored in the buffer ``elements`` (atomic numbers)."""
+    """A fresh member of ``settings.kind`` (float32, eval mode); weights drawn from ``seed`` without
+    touching the global torch RNG. ``elements`` are stored in the buffer ``elements`` (atomic numbers)."""
     zs = to_atomic_numbers(elements)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        representation = SymmetricSchNet(
-            n_atom_basis=settings.n_atom_basis,
-            n_interactions=settings.n_interactions,
-            radial_basis=spk.nn.GaussianRBF(n_rbf=settings.n_rbf, cutoff=settings.cutoff),
-            cutoff_fn=spk.nn.CosineCutoff(settings.cutoff),
-            activation=shifted_softplus,
-        )
+        representation = build_representation(settings)
         model = spk.model.NeuralNetworkPotential(
             representation=representation,
             input_modules=[spk.atomistic.PairwiseDistances()],
@@ -128,6 +174,20 @@ def build_member(
         )
     model.register_buffer("elements", torch.tensor(zs, dtype=torch.long))
     return model.eval()
+
+
+def member_kind(module: torch.nn.Module) -> str:
+    """The ``ModelSettings.kind`` of a member's representation (schnet, painn or so3net)."""
+    rep = getattr(module, "representation", None)
+    if isinstance(rep, spk.representation.SchNet):
+        return "schnet"
+    if isinstance(rep, spk.representation.PaiNN):
+        return "painn"
+    if isinstance(rep, spk.representation.SO3net):
+        return "so3net"
+    raise TypeError(
+        f"module has no SchNet, PaiNN or SO3net representation ({type(rep).__name__}); was it made by build_member?"
+    )
 
 
 def member_elements(module: spk.model.NeuralNetworkPotential) -> list[int]:

@@ -1,6 +1,6 @@
 """The optimisation of a training run: Adam, the plateau schedule of the learning rate and mixed precision.
 
-Mixed precision (``TrainingSettings.amp``, CUDA only): the SchNet representation runs under
+Mixed precision (``TrainingSettings.amp``, CUDA only): the member's representation (any kind) runs under
 ``torch.autocast(dtype=torch.bfloat16)`` and returns float32 features (:func:`autocast_representation`);
 everything after it stays float32/float64. bfloat16 has float32's exponent range, so no gradient scaler
 is needed for the force (double) backward.

@@ -1,4 +1,5 @@
-"""Training one SchNet ensemble member with a plain torch loop (settings of Sprueill et al.; docs/methods.md).
+"""Training one ensemble member (any ``ModelSettings.kind``) with a plain torch loop (settings of
+Sprueill et al.; docs/methods.md).
 
 Loss per structure, averaged over the batch::
 
@@ -16,12 +17,12 @@ list; batches are collated from these tensors (about 0.1 ms for 16 32-atom frame
 a CPU step, so batches are not pre-collated) and the epoch loss is summed on the device (no
 per-step host synchronisation), so an epoch is model time.
 
-Mixed precision (``TrainingSettings.amp``, CUDA only): the SchNet representation (filter networks,
-continuous-filter convolutions) runs under ``torch.autocast(dtype=torch.bfloat16)`` and returns
-float32 features; the atomwise energy network, the per-structure sum, the energy reference
-(float64), forces by autograd and the loss stay in float32/float64. bfloat16 has float32's
-exponent range, so no gradient scaler is needed for the force (double) backward; a GPU without
-bfloat16 trains in float32. On other devices ``amp`` is ignored with a warning.
+Mixed precision (``TrainingSettings.amp``, CUDA only): the representation (SchNet's filter networks
+and continuous-filter convolutions; PaiNN's or SO3net's blocks) runs under
+``torch.autocast(dtype=torch.bfloat16)`` and returns float32 features; the atomwise energy network,
+the per-structure sum, the energy reference (float64), forces by autograd and the loss stay in
+float32/float64. bfloat16 has float32's exponent range, so no gradient scaler is needed for the
+force (double) backward; a GPU without bfloat16 trains in float32. On other devices ``amp`` is ignored with a warning.
 
 Divergence (``TrainingSettings.divergence_factor``, ``max_retries``, ``retry_lr_factor``;
 :mod:`al_flows.potential.divergence`): after each epoch :meth:`Trainer.run_epochs` checks the
@@ -135,7 +136,7 @@ class TrainedMember:
 
 
 class Trainer:
-    """One SchNet member and its optimiser over a fixed list of labelled frames.
+    """One member (any kind) and its optimiser over a fixed list of labelled frames.
 
     Neighbour lists of all frames are computed once (and reused from the process-wide cache
     when another Trainer already built them for the same frames); :meth:`run_epochs` trains on any subset

@@ -1,8 +1,11 @@
-"""Serialisation of a SchNet member: weights files (``torch.save`` of plain data, read back with
-``weights_only=True``) and their base64 text for the stores.
+"""Serialisation of a member (any ``ModelSettings.kind``): weights files (``torch.save`` of plain
+data, read back with ``weights_only=True``) and their base64 text for the stores.
 
 A file holds the state dict, the :class:`~al_flows.potential.model.ModelSettings`, the elements,
-the per-element energy references (eV), the energy scale (eV) and a plain ``extra`` dict.
+the per-element energy references (eV), the energy scale (eV) and a plain ``extra`` dict. The
+settings leave out ``kind`` and ``lmax`` at their SchNet defaults (:func:`stored_settings`), so a
+SchNet member's file is byte for byte what earlier versions wrote and read; a PaiNN or SO3net file
+names its kind (an earlier version refuses it: unknown key ``kind``).
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import schnetpack as spk
 import torch
 from ase.data import chemical_symbols
 
-from al_flows.potential.model import ModelSettings, build_member, energy_reference, member_elements
+from al_flows.potential.model import ModelSettings, build_member, energy_reference, member_elements, member_kind
 
-__all__ = ["BLOB_FORMAT", "member_to_bytes", "member_from_bytes", "weights_text", "weights_bytes"]
+__all__ = ["BLOB_FORMAT", "stored_settings", "member_to_bytes", "member_from_bytes", "weights_text", "weights_bytes"]
 
 BLOB_FORMAT = "al_flows.schnet_member/1"
 
@@ -47,15 +50,28 @@ def _plain(obj: Any, where: str = "extra") -> Any:
     raise TypeError(f"{where}: {type(obj).__name__} cannot be stored; use plain str/int/float/list/dict/tensor")
 
 
+def stored_settings(settings: ModelSettings) -> dict:
+    """``settings`` as a weights file holds them: ``model_dump()`` without ``kind`` when it is
+    ``schnet`` and without ``lmax`` when it is None (the keys earlier versions did not have)."""
+    out = settings.model_dump()
+    if out.get("kind") == "schnet":
+        del out["kind"]
+    if out.get("lmax") is None:
+        out.pop("lmax", None)
+    return out
+
+
 def member_to_bytes(module: torch.nn.Module, settings: ModelSettings, extra: dict) -> bytes:
     """Serialise a member as ``torch.save`` of a plain dict (state dict tensors, settings, elements,
     per-element energy references in eV, ``extra``); readable with ``weights_only=True``."""
+    if member_kind(module) != settings.kind:
+        raise ValueError(f"settings: model.kind is {settings.kind} but the module is a {member_kind(module)} member")
     extra = _plain(dict(extra or {}))
     ref = energy_reference(module)
     zs = member_elements(module)
     payload = {
         "format": BLOB_FORMAT,
-        "settings": settings.model_dump(),
+        "settings": stored_settings(settings),
         "elements": zs,
         "atomrefs_eV": {chemical_symbols[z]: float(ref.atomref[z]) for z in zs},
         "energy_scale_eV": float(ref.scale),

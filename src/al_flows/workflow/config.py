@@ -215,6 +215,8 @@ NOT_FINGERPRINTED: dict[str, Literal[True] | tuple[str, ...]] = {
 OMITTED_AT_DEFAULT: dict[str, Any] = {
     "selection.calibrate.window_rounds": 1,
     "explorers[].schedule": None,
+    "model.kind": "schnet",
+    "model.lmax": None,
 }
 
 
