@@ -97,10 +97,14 @@ def _pool_status(config, store, as_json: bool) -> int:
 
 
 def _method_columns(row: dict) -> str:
-    """The exploration stage (staged DP-GEN campaigns) and median survival time (ANI-Al) of a round row."""
+    """The exploration stage (staged DP-GEN campaigns), median survival time (ANI-Al) and labelling
+    budget spent so far (labeller.budget) of a round row."""
     out = f"  stage {row['stage']}" if row.get("stage") else ""
     if row.get("median_survival_ps") is not None:
         out += f"  median survival {row['median_survival_ps']:.2f} ps"
+    if row.get("labels_spent") is not None:
+        hours = f", {row['core_hours_spent']:.3g} core-h" if row.get("core_hours_spent") is not None else ""
+        out += f"  budget spent {row['labels_spent']} labels{hours} ({row['n_budget_skipped']} skipped)"
     return out
 
 
@@ -304,8 +308,7 @@ def _print_report(report: dict, workdir: Path) -> None:
             f"autotest vs {at['reference']}: {len(at['rows']) - len(bad)}/{len(at['rows'])} rows within tolerance"
             + (f" (outside: {', '.join(bad)})" if bad else "")
         )
-    state = "converged" if report["converged"] else ("finished (round limit)" if report["finished"] else "not finished")
-    print(f"{state}; report: {workdir / 'report.json'} (forces eV/A, energies eV/atom)")
+    print(f"{report['state']}; report: {workdir / 'report.json'} (forces eV/A, energies eV/atom)")
 
 
 def _run(config_path: Path, workdir: str) -> int:

@@ -7,8 +7,8 @@ the job ``round k`` replaces itself (``Response(replace=...)``) with
     train x ensemble_size -> evaluate -> explore (each explorer) -> select
     -> label -> merge -> round_summary -> round k+1
 
-until a round's accurate ratio reaches the target or ``max_rounds`` rounds have
-trained; a round that stops labels nothing. Every job carries
+until a round's accurate ratio reaches the target, a round finds its labelling budget
+spent or ``max_rounds`` rounds have trained; a round that stops labels nothing. Every job carries
 ``metadata = {"campaign", "fingerprint", "round", "stage"}`` for queries.
 """
 
@@ -45,6 +45,7 @@ from al_flows.active_learning.start_jobs import (
     test_set_from_labels,
 )
 from al_flows.active_learning.summary_jobs import evaluate, round_summary
+from al_flows.active_learning.vasp_jobs import VaspLabelMaker
 from al_flows.frames.dataset import frames_text
 from al_flows.structures.initial_data import GivenSource, given_structures
 from al_flows.validation.autotest import AutotestSettings
@@ -56,10 +57,13 @@ __all__ = ["ActiveLearningMaker", "settings_fingerprint"]
 
 def settings_fingerprint(maker: Maker, structures_text: str = "") -> str:
     """16 hex chars naming a campaign built in Python: a hash of the Maker's settings (as
-    ``as_dict``, without its name, fingerprint and base directory) and its starting structures."""
+    ``as_dict``, without its name, fingerprint and base directory, and without the labelling
+    budget, a when-to-stop setting) and its starting structures."""
     d = jsanitize(maker.as_dict(), strict=True, enum_values=True)
     for key in ("name", "fingerprint", "base_dir", "categories"):
         d.pop(key, None)
+    if isinstance(d.get("select_maker"), dict):
+        d["select_maker"].pop("budget", None)
     text = json.dumps(d, sort_keys=True, default=str) + structures_text
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -113,6 +117,12 @@ class ActiveLearningMaker(Maker):
         if len(staged) > 1:
             raise ValueError("explore_makers: more than one has stages; the campaign moves through one list of stages")
         n_stages = staged[0] if staged else 1
+        budget = self.select_maker.budget
+        if budget is not None and budget.limits_core_hours and not isinstance(self.label_maker, VaspLabelMaker):
+            raise ValueError(
+                "select_maker.budget: core-hour limits are counted from VASP runs' timings; this labeller is not "
+                "VASP: use labels_per_round / labels_total"
+            )
         if (self.select_maker.max_rounds, self.select_maker.n_stages) != (self.max_rounds, n_stages):
             self.select_maker = replace(self.select_maker, max_rounds=self.max_rounds, n_stages=n_stages)
 
@@ -141,6 +151,7 @@ class ActiveLearningMaker(Maker):
                 target_accurate_ratio=config.convergence.accurate_ratio,
                 target_survival_ps=config.convergence.survival_time_ps,
                 max_rounds=config.max_rounds,
+                budget=config.labeller.budget,
             ),
             label_maker=builders.label_maker(config),
             allow_mixed_settings=getattr(config.labeller, "allow_mixed_settings", False),
@@ -211,7 +222,10 @@ class ActiveLearningMaker(Maker):
         state = RoundState(
             round=0, dataset_uuid=merged.uuid, structures_uuid=structures.uuid, test_uuid=test_jobs[-1].uuid
         )
-        return [structures, *test_jobs, copies, labels, merged, self.round_job(state, merged.output.n_frames)]
+        # the budget's cost estimate starts from the initial labels' timings (they are not spent of it)
+        spent = {"timed_runs": labels.output.n_timed, "timed_core_hours": labels.output.core_hours}
+        first_round = self.round_job(state, merged.output.n_frames, spent=spent)
+        return [structures, *test_jobs, copies, labels, merged, first_round]
 
     def test_set_jobs(self, structures: Job) -> list[Job]:
         """Jobs making the fixed test set; the last one outputs the TestSetDocument."""
@@ -236,8 +250,11 @@ class ActiveLearningMaker(Maker):
         """Flow that resumes after a stored round summary (a later run on the same store).
 
         Whether the campaign stops is decided again from the summary with the current
-        convergence target and round limit, so raising ``max_rounds`` (or the target)
-        extends a campaign that had stopped."""
+        convergence target, round limit and labelling budget, so raising ``max_rounds``, the
+        target or the budget extends a campaign that had stopped. The budget spent is the
+        summary's (``spent_before``: before that round's labels, ``spent_after``: after them;
+        :meth:`al_flows.campaign.record.CampaignRecord.with_budget_spent` fills them in for rounds run without a
+        budget)."""
         k = summary["round"] + 1
         decision = self.select_maker.decide(
             summary["accurate_ratio"],
@@ -245,6 +262,7 @@ class ActiveLearningMaker(Maker):
             summary["round"],
             summary.get("median_survival_ps"),
             summary.get("stage") or 0,
+            summary.get("spent_before"),
         )
         state = RoundState(
             round=k,
@@ -254,17 +272,19 @@ class ActiveLearningMaker(Maker):
             calibration_uuid=summary.get("calibration_uuid") or "",
         )
         n_labels = summary["n_labels_total"] + summary["n_labelled"]
-        return Flow(
-            [self.round_job(state, n_labels, decision.converged, decision.next_stage)],
-            name=f"{self.campaign} campaign (continued at round {k})",
+        job = self.round_job(
+            state, n_labels, decision.converged, decision.next_stage, summary.get("spent_after"), decision.reason
         )
+        return Flow([job], name=f"{self.campaign} campaign (continued at round {k})")
 
-    def round_job(self, state: RoundState, n_labels, converged=False, stage=0) -> Job:
+    def round_job(self, state: RoundState, n_labels, converged=False, stage=0, spent=None, stop_reason="") -> Job:
         """The job that plans round ``state.round``: ``n_labels`` labels to train on, whether the
-        round before converged and the exploration stage of this round (each may be a reference to
-        an output of the round before)."""
+        round before converged, the exploration stage of this round, and (labelling budget only)
+        what the rounds before spent (a BudgetSpent dict) and why the round before stopped (each
+        may be a reference to an output of the round before)."""
         args = (state, n_labels, converged) if stage == 0 else (state, n_labels, converged, stage)
-        j = self.tag(self.plan_round(*args), state.round, "round", "round")
+        budgeted = {"spent": spent, "stop_reason": stop_reason} if self.select_maker.budget is not None else {}
+        j = self.tag(self.plan_round(*args, **budgeted), state.round, "round", "round")
         j.name = "round"
         j.config.expose_store = True  # to find the jobs of round k that finished in an interrupted run
         return j
@@ -278,13 +298,22 @@ class ActiveLearningMaker(Maker):
         return Flow([test], name="autotest")
 
     @al_job(output_schema=CampaignResult)
-    def plan_round(self, state: RoundState, n_labels: int, converged: bool = False, stage: int = 0):
+    def plan_round(
+        self,
+        state: RoundState,
+        n_labels: int,
+        converged: bool = False,
+        stage: int = 0,
+        spent: dict | None = None,
+        stop_reason: str = "",
+    ):
         """Replace itself with round ``state.round`` (in exploration stage ``stage``; and, through it,
-        the rounds after), or finish when the previous round converged or ``max_rounds`` rounds have
-        trained."""
-        if converged or state.round >= self.max_rounds:
-            return self.finish(state, n_labels, converged)
-        jobs = self.round_jobs(state, n_labels, stage)
+        the rounds after), or finish when the previous round converged, found its labelling budget
+        spent (``stop_reason`` 'budget') or ``max_rounds`` rounds have trained. ``spent``: what the
+        rounds before spent of the labelling budget."""
+        if converged or stop_reason == "budget" or state.round >= self.max_rounds:
+            return self.finish(state, n_labels, converged, stop_reason)
+        jobs = self.round_jobs(state, n_labels, stage, spent)
         todo, done = drop_completed(jobs, CURRENT_JOB.store)
         k = state.round
         if done:
@@ -293,9 +322,9 @@ class ActiveLearningMaker(Maker):
             progress.report("round start", k, labels=n_labels, jobs=len(jobs))
         return Response(replace=Flow(todo, name=f"round {k}"))
 
-    def finish(self, state: RoundState, n_labels: int, converged: bool):
+    def finish(self, state: RoundState, n_labels: int, converged: bool, stop_reason: str = ""):
         """The campaign's result (and its autotest, if configured) after the last round."""
-        reason = "converged" if converged else "round limit"
+        reason = "converged" if converged else ("budget" if stop_reason == "budget" else "round limit")
         progress.report("finished", state.round - 1, labels=n_labels, reason=reason)
         result = CampaignResult(
             campaign=self.campaign,
@@ -310,9 +339,22 @@ class ActiveLearningMaker(Maker):
             return result
         return Response(output=result, addition=self.autotest_flow(state.round - 1))
 
-    def round_jobs(self, state: RoundState, n_labels: int, stage: int = 0) -> list[Job]:
-        """Every job of round ``state.round`` (exploring stage ``stage``), ending with the job that
-        plans the next round."""
+    def calibration_jobs(self, models: list, lab: Job, sel: Job, previous, k: int) -> list[Job]:
+        """Round ``k``'s trust-level calibration job (none unless ``selection.calibrate`` is set);
+        ``previous``: a reference to the round before's CalibrationDocument, or None."""
+        cal_settings = self.select_maker.settings.calibrate
+        if cal_settings is None:
+            return []
+        window = {"previous": previous} if previous is not None and cal_settings.window_rounds > 1 else {}
+        cal = self.tag(
+            calibrate_levels(models, lab.output, sel.output, self.campaign, k, cal_settings, **window), k, "calibrate"
+        )
+        cal.name = f"calibrate r{k}"
+        return [cal]
+
+    def round_jobs(self, state: RoundState, n_labels: int, stage: int = 0, spent: dict | None = None) -> list[Job]:
+        """Every job of round ``state.round`` (exploring stage ``stage``; ``spent``: the labelling
+        budget the rounds before spent), ending with the job that plans the next round."""
         k = state.round
         dataset, structures, test = (
             OutputReference(u) for u in (state.dataset_uuid, state.structures_uuid, state.test_uuid)
@@ -344,21 +386,23 @@ class ActiveLearningMaker(Maker):
             for i, maker in enumerate(self.explore_makers)
         ]
         previous = OutputReference(state.calibration_uuid) if state.calibration_uuid else None
+        budgeted = {"spent": spent} if self.select_maker.budget is not None else {}
         select = self.select_maker.make(
-            [x.output for x in explores], dataset.frame_ids, self.campaign, k, self.seeds.select(k), previous, **staged
+            [x.output for x in explores],
+            dataset.frame_ids,
+            self.campaign,
+            k,
+            self.seeds.select(k),
+            previous,
+            **staged,
+            **budgeted,
         )
         sel = self.tag(select, k, "select")
         lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output.stop), k, "label")
         merged = self.tag(merge_labels(dataset, lab.output, self.campaign, k, self.allow_mixed_settings), k, "merge")
         merged.name = f"merge r{k}"
-        cal_jobs, cal_uuid = [], ""
-        cal_settings = self.select_maker.settings.calibrate
-        if cal_settings is not None:
-            window = {"previous": previous} if previous is not None and cal_settings.window_rounds > 1 else {}
-            cal = calibrate_levels(models, lab.output, sel.output, self.campaign, k, cal_settings, **window)
-            cal = self.tag(cal, k, "calibrate")
-            cal.name = f"calibrate r{k}"
-            cal_jobs, cal_uuid = [cal], cal.uuid
+        cal_jobs = self.calibration_jobs(models, lab, sel, previous, k)
+        cal_uuid = cal_jobs[0].uuid if cal_jobs else ""
         summary = round_summary(
             self.campaign,
             self.fingerprint,
@@ -377,6 +421,11 @@ class ActiveLearningMaker(Maker):
         summ.name = f"round_summary r{k}"
         following = state.model_copy(update={"round": k + 1, "dataset_uuid": merged.uuid, "calibration_uuid": cal_uuid})
         nxt = self.round_job(
-            following, merged.output.n_frames, sel.output.converged, sel.output.next_stage if staged else 0
+            following,
+            merged.output.n_frames,
+            sel.output.converged,
+            sel.output.next_stage if staged else 0,
+            summ.output.spent_after if budgeted else None,
+            sel.output.stop_reason if budgeted else "",
         )
         return [*trains, ev, *explores, sel, lab, *cal_jobs, merged, summ, nxt]

@@ -1,6 +1,7 @@
 """The selection job of a round: classify the explored frames by the trust window (DP-GEN),
-pick the frames to label and decide whether the campaign stops, or moves to its next exploration
-stage, after this round (jobflow Maker over :mod:`al_flows.selection`)."""
+pick the frames to label (within the labelling budget, :mod:`al_flows.selection.budget`) and decide
+whether the campaign stops, or moves to its next exploration stage, after this round (jobflow Maker
+over :mod:`al_flows.selection`)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,19 @@ from jobflow import Maker
 from al_flows.active_learning.schemas import SelectionDocument
 from al_flows.frames.dataset import frames_from_bytes, frames_text
 from al_flows.frames.provenance import as_float
+from al_flows.selection.budget import Allowance, BudgetSpent, LabelBudget, allowance
 from al_flows.selection.trust_levels import SelectionSettings, StopDecision, select, stop_decision
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job, field, field_or_none
 
-__all__ = ["SelectMaker"]
+__all__ = ["SelectMaker", "budget_cut", "budget_record", "skipped_records", "frame_records"]
 
 
 @dataclass
 class SelectMaker(Maker):
     """Classify frames as accurate/candidate/failed, pick at most ``max_candidates`` new
-    candidates, and decide whether the campaign stops after this round."""
+    candidates (fewer when the labelling ``budget`` allows fewer), and decide whether the campaign
+    stops after this round."""
 
     name: str = "select"
     settings: SelectionSettings = dc_field(default_factory=SelectionSettings)
@@ -32,6 +35,14 @@ class SelectMaker(Maker):
     target_survival_ps: float | None = None
     max_rounds: int = 5
     n_stages: int = 1
+    budget: LabelBudget | None = None
+
+    def allowance(self, spent: dict | None) -> Allowance:
+        """The frames a round may label after the rounds before spent ``spent`` (a BudgetSpent as a
+        dict; None: nothing yet); ``n`` None without a budget."""
+        if self.budget is None:
+            return Allowance(None)
+        return allowance(self.budget, BudgetSpent.model_validate(spent or {}))
 
     def decide(
         self,
@@ -40,10 +51,12 @@ class SelectMaker(Maker):
         round: int,
         median_survival_ps: float | None = None,
         stage: int = 0,
+        spent: dict | None = None,
     ) -> StopDecision:
-        """Whether the campaign stops after ``round`` (in exploration stage ``stage``), and the next
-        round's stage (:func:`al_flows.selection.stop_decision` with this Maker's targets, round
-        limit and number of stages)."""
+        """Whether the campaign stops after ``round`` (in exploration stage ``stage``; ``spent``: the
+        budget the rounds before it spent), and the next round's stage
+        (:func:`al_flows.selection.stop_decision` with this Maker's targets, round limit, number of
+        stages and budget)."""
         return stop_decision(
             accurate_ratio,
             n_explored,
@@ -54,6 +67,7 @@ class SelectMaker(Maker):
             self.target_survival_ps,
             stage,
             self.n_stages,
+            budget_spent=self.allowance(spent).n == 0,
         )
 
     @al_job(output_schema=SelectionDocument)
@@ -66,10 +80,13 @@ class SelectMaker(Maker):
         seed: int,
         calibration=None,
         stage: int = 0,
+        spent: dict | None = None,
     ) -> SelectionDocument:
         """``calibration``: the previous round's CalibrationDocument; its next levels replace the
         configured ones (when its fit was not applied they are the levels that round used, so a
-        calibrated campaign keeps its last calibrated levels)."""
+        calibrated campaign keeps its last calibrated levels). ``spent``: what the rounds before
+        spent of the labelling budget (a BudgetSpent dict); a round allowed fewer frames than it
+        selected labels those of highest priority and records the others in ``budget_skipped``."""
         start = time.perf_counter()
         frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
         ens_id = field(explorations[0], "ensemble_id") if explorations else ""
@@ -82,13 +99,16 @@ class SelectMaker(Maker):
                 }
             )
         result = select(frames, settings, exclude_ids=exclude_ids, seed=seed)
-        chosen = [frames[i] for i in result.selected]
-        for atoms in chosen:
-            atoms.info["selection"] = settings.strategy  # kept with the label (provenance)
-        chosen_idx = set(result.selected)
         survival = [t for e in explorations for t in (field_or_none(e, "survival_times_ps") or [])]
         median_survival = float(np.median(survival)) if survival else None
-        decision = self.decide(result.accurate_ratio, len(frames), round, median_survival, stage)
+        decision = self.decide(result.accurate_ratio, len(frames), round, median_survival, stage, spent)
+        allowed = self.allowance(spent)
+        keep, skipped = budget_cut(result.priority, allowed.n, decision.stop)
+        chosen = [frames[i] for i in sorted(keep)]  # exploration order, as without a budget
+        for atoms in chosen:
+            atoms.info["selection"] = settings.strategy  # kept with the label (provenance)
+        if skipped:
+            progress.report("budget", round, labelled=len(keep), skipped=len(skipped), limit=allowed.limit)
         if decision.next_stage != stage:
             progress.report("exploration stage done", round, done=stage, next=decision.next_stage)
         progress.report(
@@ -120,17 +140,60 @@ class SelectMaker(Maker):
             stop=decision.stop,
             trust_lo=settings.trust_lo,
             trust_hi=settings.trust_hi,
-            records=[
-                {
-                    "frame_id": a.info["frame_id"],
-                    "explorer": a.info.get("explorer", ""),
-                    "parent_id": a.info.get("parent_id", ""),
-                    "deviation": as_float(a.info.get("deviation")),
-                    "status": status,
-                    "selected": i in chosen_idx,
-                }
-                for i, (a, status) in enumerate(zip(frames, result.status, strict=True))
-            ],
+            stop_reason=decision.reason,
+            budget=None if self.budget is None else budget_record(allowed, spent),
+            budget_skipped=skipped_records(frames, skipped, len(keep), allowed.reason),
+            records=frame_records(frames, result.status, set(keep)),
             wall_time=time.perf_counter() - start,
             selected_blob=frames_text(chosen),
         )
+
+
+def budget_cut(priority: list[int], allowed: int | None, stop: bool) -> tuple[list[int], list[int]]:
+    """(frames to label, frames skipped for the budget), both in priority order: the first
+    ``allowed`` of ``priority`` (all when None). A round that stops labels nothing, so it skips
+    nothing for the budget."""
+    if allowed is None or stop:
+        return list(priority), []
+    return list(priority[:allowed]), list(priority[allowed:])
+
+
+def budget_record(allowed: Allowance, spent: dict | None) -> dict:
+    """The ``budget`` entry of a SelectionDocument: what the rounds before spent and this round's allowance."""
+    return {
+        "spent_before": BudgetSpent.model_validate(spent or {}).model_dump(),
+        "allowed": allowed.n,
+        "limit": allowed.limit,
+        "reason": allowed.reason,
+        "core_hours_per_label": allowed.core_hours_per_label,
+        "estimate_from": allowed.estimate_from,
+    }
+
+
+def skipped_records(frames: list, skipped: list[int], n_kept: int, reason: str) -> list[dict]:
+    """The ``budget_skipped`` entries of the frames ``skipped`` (in priority order, after the
+    ``n_kept`` labelled ones): frame id, deviation, priority (0: the most valuable) and reason."""
+    return [
+        {
+            "frame_id": frames[i].info["frame_id"],
+            "deviation": as_float(frames[i].info.get("deviation")),
+            "priority": n_kept + rank,
+            "reason": f"{reason}; {n_kept} frame(s) of higher priority labelled",
+        }
+        for rank, i in enumerate(skipped)
+    ]
+
+
+def frame_records(frames: list, status: list[str], labelled: set[int]) -> list[dict]:
+    """One record per explored frame: id, explorer, parent, deviation, class and whether it is labelled."""
+    return [
+        {
+            "frame_id": a.info["frame_id"],
+            "explorer": a.info.get("explorer", ""),
+            "parent_id": a.info.get("parent_id", ""),
+            "deviation": as_float(a.info.get("deviation")),
+            "status": st,
+            "selected": i in labelled,
+        }
+        for i, (a, st) in enumerate(zip(frames, status, strict=True))
+    ]

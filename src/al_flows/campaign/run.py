@@ -25,6 +25,7 @@ from al_flows.campaign.config import AnyConfig, ConfigError
 from al_flows.campaign.record import REPORT_KEYS, CampaignRecord
 from al_flows.campaign.stores import ensure_indexes, make_job_store
 from al_flows.pool_study.config import PoolStudyConfig
+from al_flows.selection.budget import BudgetError
 from al_flows.workflow.config import settings_diff
 from al_flows.workflow.jobs import drop_completed, latest_outputs
 
@@ -184,6 +185,7 @@ def build_report(store: JobStore, config: AnyConfig) -> dict:
         "converged": bool(result and result["converged"]),
         "finished": result is not None,
         "state": record.state_words(),
+        "stop_reason": (result.get("stop_reason") or None) if result else None,
         "rounds": rounds,
     }
     autotests = _outputs(store, config.name, "autotest")
@@ -210,8 +212,19 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
         if done:
             return flow, f"continuing pool study '{config.name}' ({len(done)} finished job(s) reused)"
         return flow, f"starting pool study '{config.name}'"
-    maker = ActiveLearningMaker.from_config(config, base_dir)
+    try:  # a core-hour budget without any estimate of a label's cost: one line
+        return plan_campaign(ActiveLearningMaker.from_config(config, base_dir), config, store)
+    except BudgetError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def plan_campaign(maker: ActiveLearningMaker, config: CampaignConfig, store: JobStore) -> tuple[Flow | None, str]:
+    """:func:`plan_flow` of an active-learning campaign: start, continue after the last stored
+    round, extend a finished campaign whose stop no longer holds (a larger max_rounds or budget,
+    another target), or nothing."""
     result, last = campaign_state(store, config)
+    if last is not None and maker.select_maker.budget is not None:  # a budget given now: what was spent
+        last = CampaignRecord(store, config.name).with_budget_spent(last)
     if result is not None:
         again = (
             maker.select_maker.decide(
@@ -220,14 +233,18 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
                 last["round"],
                 last.get("median_survival_ps"),
                 last.get("stage") or 0,
+                last.get("spent_before"),
             )
             if last
             else None
         )
-        if last is not None and again is not None and not again.stop:  # a larger max_rounds or another target
+        if last is not None and again is not None and not again.stop:  # a larger max_rounds, budget or another target
+            budget = config.labeller.budget
             return maker.continue_from(last), (
                 f"extending campaign '{config.name}' after round {last['round']} "
-                f"(max_rounds {config.max_rounds}, convergence {config.convergence.model_dump(exclude_none=True)})"
+                f"(max_rounds {config.max_rounds}, convergence {config.convergence.model_dump(exclude_none=True)}"
+                + (f", budget {budget.model_dump(exclude_none=True)}" if budget is not None else "")
+                + ")"
             )
         if maker.autotest is not None and not _outputs(
             store, config.name, "autotest", {"metadata.round": result["final_round"]}
