@@ -78,7 +78,7 @@ def _record(workdir: str):
 def _pool_status(config, store, as_json: bool) -> int:
     import json
 
-    from al_flows.campaign.run import build_pool_study_report
+    from al_flows.campaign.report_json import build_pool_study_report
 
     try:
         report = build_pool_study_report(store, config)
@@ -97,10 +97,14 @@ def _pool_status(config, store, as_json: bool) -> int:
 
 
 def _method_columns(row: dict) -> str:
-    """The exploration stage (staged DP-GEN campaigns) and median survival time (ANI-Al) of a round row."""
+    """The exploration stage (staged DP-GEN campaigns), median survival time (ANI-Al) and labelling
+    budget spent so far (labeller.budget) of a round row."""
     out = f"  stage {row['stage']}" if row.get("stage") else ""
     if row.get("median_survival_ps") is not None:
         out += f"  median survival {row['median_survival_ps']:.2f} ps"
+    if row.get("labels_spent") is not None:
+        hours = f", {row['core_hours_spent']:.3g} core-h" if row.get("core_hours_spent") is not None else ""
+        out += f"  budget spent {row['labels_spent']} labels{hours} ({row['n_budget_skipped']} skipped)"
     return out
 
 
@@ -259,11 +263,16 @@ def _import(paths: list[str], output: str, stride: int) -> int:
 
 def _report(workdir: str, watch: float | None = None) -> int:
     from al_flows.campaign.report import write_report
+    from al_flows.campaign.run import watch_workdir_report
     from al_flows.pool_study.config import PoolStudyConfig
     from al_flows.pool_study.report import write_pool_report
 
+    if watch is not None and watch <= 0:
+        print("error: --watch: give a positive number of seconds between looks, e.g. --watch 60", file=sys.stderr)
+        return 2
     if watch is not None:
-        return _watch_report(workdir, watch)
+        watch_workdir_report(workdir, watch, echo=lambda line: print(line, flush=True))
+        return 0
     config, store, _ = _record(workdir)
     try:
         writer = write_pool_report if isinstance(config, PoolStudyConfig) else write_report
@@ -271,16 +280,6 @@ def _report(workdir: str, watch: float | None = None) -> int:
     finally:
         store.close()
     print(f"wrote {result['html']} and {len(result['plots'])} plot(s)")
-    return 0
-
-
-def _watch_report(workdir: str, every_s: float) -> int:
-    from al_flows.campaign.run import watch_workdir_report
-
-    if every_s <= 0:
-        print("error: --watch: give a positive number of seconds between looks, e.g. --watch 60", file=sys.stderr)
-        return 2
-    watch_workdir_report(workdir, every_s, echo=lambda line: print(line, flush=True))
     return 0
 
 
@@ -327,8 +326,7 @@ def _print_report(report: dict, workdir: Path) -> None:
             f"autotest vs {at['reference']}: {len(at['rows']) - len(bad)}/{len(at['rows'])} rows within tolerance"
             + (f" (outside: {', '.join(bad)})" if bad else "")
         )
-    state = "converged" if report["converged"] else ("finished (round limit)" if report["finished"] else "not finished")
-    print(f"{state}; report: {workdir / 'report.json'} (forces eV/A, energies eV/atom)")
+    print(f"{report['state']}; report: {workdir / 'report.json'} (forces eV/A, energies eV/atom)")
 
 
 def _run(config_path: Path, workdir: str) -> int:

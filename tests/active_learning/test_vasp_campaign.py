@@ -78,7 +78,8 @@ def stored(config, workdir, stage, round_=None):
 
 
 def test_vasp_campaign_labels_equal_standin_and_isolate_a_failure(tmp_path, tiny_dict, vasp_env, monkeypatch):
-    config = vasp_campaign(tiny_dict)
+    # a core-hour budget far from binding: the campaign is as without it, and counts its core-hours
+    config = vasp_campaign(tiny_dict, budget={"core_hours_total": 1000.0, "core_hours_per_label": 0.5})
     bad = initial_frame_ids(config)[1]
     monkeypatch.setenv("VASP_STANDIN_FAIL", f"{bad}:crash")
     report = run_campaign(config, ".", tmp_path / "w", echo=lambda *_: None)
@@ -111,11 +112,40 @@ def test_vasp_campaign_labels_equal_standin_and_isolate_a_failure(tmp_path, tiny
     assert len(initial) == 1 and initial[0]["n_failed"] == 1 and initial[0]["n_labelled"] == 5
     failure = initial[0]["failures"][0]
     assert failure["frame_id"] == bad and "VASP job failed" in failure["reason"]
+    check_core_hours(store, config, report)
     store.close()
     # every VASP run was a real process started by custodian, one per structure (+ retries of the bad one)
     ran = runs(vasp_env)
     assert ran.count(bad) >= 1
     assert len(set(ran)) == 2 * 3 + 2 * 1 + 2  # initial + test set + round-0 candidates
+
+
+def check_core_hours(store, config, report):
+    """Each collect document sums run_core_hours over its stored TaskDocs; round 0 spends its
+    measured core-hours plus, for runs without timings, the estimate its selection used (the mean
+    of the initial runs' timings, else the configured 0.5)."""
+    from al_flows.labelling.vasp_labels import run_core_hours
+
+    crit = {"metadata.campaign": config.name}
+    collect = {
+        d["output"]["round"]: d["output"]
+        for d in store.query({**crit, "metadata.stage": "vasp_collect", "output.n_requested": {"$gt": 0}})
+        if d["metadata"]["round"] >= 0 or d["output"]["n_requested"] == 6  # the initial labels, not the test set
+    }
+    for k, doc in collect.items():
+        uuids = [r["task_uuid"] for r in doc["records"] + doc["failures"]]
+        tasks = [t["output"] for t in store.query({"uuid": {"$in": uuids}, "output": {"$ne": None}}, load=True)]
+        hours = [h for h in map(run_core_hours, tasks) if h is not None]
+        assert doc["n_timed"] == len(hours) and doc["core_hours"] == pytest.approx(sum(hours), rel=1e-12)  # sum order
+    (select,) = [d["output"] for d in store.query({**crit, "metadata.stage": "select", "metadata.round": 0})]
+    initial = collect[-1]
+    per_label = initial["core_hours"] / initial["n_timed"] if initial["core_hours"] else 0.5
+    assert select["budget"]["core_hours_per_label"] == pytest.approx(per_label, rel=1e-12)
+    round0 = collect[0]
+    expected = round0["core_hours"] + (round0["n_requested"] - round0["n_timed"]) * per_label
+    rows = report["rounds"]
+    assert rows[0]["core_hours_spent"] == pytest.approx(expected, rel=1e-12)
+    assert [r["labels_spent"] for r in rows] == [2, 2] and [r["n_budget_skipped"] for r in rows] == [0, 0]
 
 
 def test_resubmitted_round_reruns_only_failed_structures(tmp_path, tiny_dict, vasp_env, monkeypatch):

@@ -85,7 +85,8 @@ def test_store_is_queried_back_from_a_new_process(finished):
         import json, warnings
         warnings.filterwarnings("ignore")
         from al_flows.campaign.config import validate_campaign
-        from al_flows.campaign.run import open_store, build_report
+        from al_flows.campaign.report_json import build_report
+        from al_flows.campaign.run import open_store
         from al_flows.potential.ensemble import Ensemble
         from al_flows.frames.dataset import frames_from_bytes
         from al_flows.potential.weights import weights_bytes

@@ -130,6 +130,28 @@ def test_runtime_settings_do_not_refuse_and_extend_the_campaign(finished, tmp_pa
     assert "already finished after 3 round(s)" in again.stdout
 
 
+def test_a_budget_given_to_a_finished_campaign_counts_what_its_rounds_labelled(finished, tmp_path):
+    """labeller.budget is not in the fingerprint: given on a later run, it counts the labels of the
+    rounds that ran without it (round 0 labelled 3), so a total of 5 leaves 2: round 2 labels 2 of
+    its 3 picks and round 3 stops for the budget."""
+    _, _, workdir = finished
+    work = tmp_path / "work"
+    shutil.copytree(workdir, work)
+    settings = copy.deepcopy(TINY)
+    settings["max_rounds"] = 6
+    settings["labeller"]["budget"] = {"labels_total": 5}
+    out = cli("run", write(tmp_path / "budget.yaml", settings), "--workdir", work, check_rc=0)
+    assert "extending campaign 'tiny' after round 1" in out.stdout
+    assert "finished (budget); report" in out.stdout and "budget spent 5 labels (1 skipped)" in out.stdout
+    report = json.loads((work / "report.json").read_text())
+    assert [r["round"] for r in report["rounds"]] == [0, 1, 2, 3]
+    assert [r["n_labelled"] for r in report["rounds"]] == [3, 0, 2, 0]
+    assert [r["labels_spent"] for r in report["rounds"]] == [None, None, 5, 5]  # rounds 0, 1 ran without it
+    assert report["stop_reason"] == "budget"
+    status = cli("status", "--workdir", work, check_rc=0).stdout
+    assert "campaign tiny: finished (budget)" in status and "budget spent 5 labels (0 skipped)" in status
+
+
 @pytest.mark.parametrize(
     "change, field",
     [

@@ -11,7 +11,8 @@ from fireworks.core.rocket_launcher import rapidfire
 
 from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.fireworks import submit_campaign
-from al_flows.campaign.run import CampaignError, build_report, run_campaign
+from al_flows.campaign.report_json import build_report
+from al_flows.campaign.run import CampaignError, run_campaign
 from al_flows.campaign.stores import make_job_store
 
 WORKERS = {"gpu": "gpu", "vasp": "vasp", "cpu": ["cpu", None]}  # the cpu worker also takes uncategorised jobs

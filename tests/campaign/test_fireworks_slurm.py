@@ -291,7 +291,8 @@ def test_campaign_through_qlaunch_runs_gpu_jobs_in_gpu_partition(tmp_path, slurm
     import yaml
 
     from al_flows.campaign.config import load_campaign
-    from al_flows.campaign.run import build_report, open_store
+    from al_flows.campaign.report_json import build_report
+    from al_flows.campaign.run import open_store
 
     tiny_dict["max_rounds"] = 1
     campaign = tmp_path / "tiny.yaml"

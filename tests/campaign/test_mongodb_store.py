@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from al_flows.campaign.config import validate_campaign
-from al_flows.campaign.run import build_report, run_campaign
+from al_flows.campaign.report_json import build_report
+from al_flows.campaign.run import run_campaign
 from al_flows.campaign.stores import describe_store, make_job_store, mask_uri
 from al_flows.frames.dataset import Dataset
 

@@ -184,6 +184,17 @@ class CampaignConfig(CampaignBase):
         return self
 
     @model_validator(mode="after")
+    def _core_hours_need_vasp(self):
+        budget = self.labeller.budget
+        if budget is not None and budget.limits_core_hours and self.labeller.kind != "vasp":
+            name = "core_hours_per_round" if budget.core_hours_per_round is not None else "core_hours_total"
+            raise ValueError(
+                f"labeller.budget.{name}: core-hours are counted from VASP runs' timings, and this labeller is "
+                f"{self.labeller.kind}; limit labels_per_round / labels_total instead"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _test_set_fits_labeller(self):
         if self.test_set.kind in ("mixed", "labeller_shear") and self.labeller.kind != "ase":
             raise ValueError(

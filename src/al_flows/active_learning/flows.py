@@ -9,7 +9,8 @@ the job ``round k`` replaces itself (``Response(replace=...)``) with
 
 until a round meets the convergence targets (the accurate ratio; with
 ``convergence.properties`` also the listed properties, whose labeller reference is
-computed once) or ``max_rounds`` rounds have trained; a round that stops labels nothing. Every job carries
+computed once), a round finds its labelling budget spent or ``max_rounds`` rounds have
+trained; a round that stops labels nothing. Every job carries
 ``metadata = {"campaign", "fingerprint", "round", "stage"}`` for queries.
 """
 
@@ -47,6 +48,7 @@ from al_flows.active_learning.start_jobs import (
     test_set_from_labels,
 )
 from al_flows.active_learning.summary_jobs import evaluate, round_summary
+from al_flows.active_learning.vasp_jobs import VaspLabelMaker
 from al_flows.exploration.md import stage_count
 from al_flows.frames.dataset import frames_text
 from al_flows.structures.initial_data import GivenSource, given_structures
@@ -59,11 +61,14 @@ __all__ = ["ActiveLearningMaker", "settings_fingerprint"]
 
 def settings_fingerprint(maker: Maker, structures_text: str = "") -> str:
     """16 hex chars naming a campaign built in Python: a hash of the Maker's settings (as
-    ``as_dict``, without its name, fingerprint and base directory) and its starting structures."""
+    ``as_dict``, without its name, fingerprint and base directory, and without the labelling
+    budget, a when-to-stop setting) and its starting structures."""
     d = jsanitize(maker.as_dict(), strict=True, enum_values=True)
     for key in ("name", "fingerprint", "base_dir", "categories"):
         d.pop(key, None)
     d.get("select_maker", {}).pop("properties", None)  # when to stop, like convergence in a campaign file
+    if isinstance(d.get("select_maker"), dict):
+        d["select_maker"].pop("budget", None)
     text = json.dumps(d, sort_keys=True, default=str) + structures_text
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -131,6 +136,12 @@ class ActiveLearningMaker(Maker):
                 "select_maker.properties: the reference values come from the labeller, and only an ASE calculator "
                 "labeller can compute them (VASP: not wired in); drop the properties or label with an ASE calculator"
             )
+        budget = self.select_maker.budget
+        if budget is not None and budget.limits_core_hours and not isinstance(self.label_maker, VaspLabelMaker):
+            raise ValueError(
+                "select_maker.budget: core-hour limits are counted from VASP runs' timings; this labeller is not "
+                "VASP: use labels_per_round / labels_total"
+            )
 
     @property
     def seeds(self) -> CampaignSeeds:
@@ -158,6 +169,7 @@ class ActiveLearningMaker(Maker):
                 target_survival_ps=config.convergence.survival_time_ps,
                 max_rounds=config.max_rounds,
                 properties=config.property_convergence(),
+                budget=config.labeller.budget,
             ),
             label_maker=builders.label_maker(config),
             allow_mixed_settings=getattr(config.labeller, "allow_mixed_settings", False),
@@ -228,7 +240,10 @@ class ActiveLearningMaker(Maker):
         state = RoundState(
             round=0, dataset_uuid=merged.uuid, structures_uuid=structures.uuid, test_uuid=test_jobs[-1].uuid
         )
-        return [structures, *test_jobs, copies, labels, merged, self.round_job(state, merged.output.n_frames)]
+        # the budget's cost estimate starts from the initial labels' timings (they are not spent of it)
+        spent = {"timed_runs": labels.output.n_timed, "timed_core_hours": labels.output.core_hours}
+        first_round = self.round_job(state, merged.output.n_frames, spent=spent)
+        return [structures, *test_jobs, copies, labels, merged, first_round]
 
     def test_set_jobs(self, structures: Job) -> list[Job]:
         """Jobs making the fixed test set; the last one outputs the TestSetDocument."""
@@ -253,8 +268,11 @@ class ActiveLearningMaker(Maker):
         """Flow that resumes after a stored round summary (a later run on the same store).
 
         Whether the campaign stops is decided again from the summary with the current
-        convergence target and round limit, so raising ``max_rounds`` (or the target)
-        extends a campaign that had stopped."""
+        convergence target, round limit and labelling budget, so raising ``max_rounds``, the
+        target or the budget extends a campaign that had stopped. The budget spent is the
+        summary's (``spent_before``: before that round's labels, ``spent_after``: after them;
+        :meth:`al_flows.campaign.record.CampaignRecord.with_budget_spent` fills them in for rounds run without a
+        budget)."""
         k = summary["round"] + 1
         decision = self.select_maker.decide_from_summary(summary)
         state = RoundState(
@@ -265,17 +283,19 @@ class ActiveLearningMaker(Maker):
             calibration_uuid=summary.get("calibration_uuid") or "",
         )
         n_labels = summary["n_labels_total"] + summary["n_labelled"]
-        return Flow(
-            [self.round_job(state, n_labels, decision.converged, decision.next_stage)],
-            name=f"{self.campaign} campaign (continued at round {k})",
+        job = self.round_job(
+            state, n_labels, decision.converged, decision.next_stage, summary.get("spent_after"), decision.reason
         )
+        return Flow([job], name=f"{self.campaign} campaign (continued at round {k})")
 
-    def round_job(self, state: RoundState, n_labels, converged=False, stage=0) -> Job:
+    def round_job(self, state: RoundState, n_labels, converged=False, stage=0, spent=None, stop_reason="") -> Job:
         """The job that plans round ``state.round``: ``n_labels`` labels to train on, whether the
-        round before converged and the exploration stage of this round (each may be a reference to
-        an output of the round before)."""
+        round before converged, the exploration stage of this round, and (labelling budget only)
+        what the rounds before spent (a BudgetSpent dict) and why the round before stopped (each
+        may be a reference to an output of the round before)."""
         args = (state, n_labels, converged) if stage == 0 else (state, n_labels, converged, stage)
-        j = self.tag(self.plan_round(*args), state.round, "round", "round")
+        budgeted = {"spent": spent, "stop_reason": stop_reason} if self.select_maker.budget is not None else {}
+        j = self.tag(self.plan_round(*args, **budgeted), state.round, "round", "round")
         j.name = "round"
         j.config.expose_store = True  # to find the jobs of round k that finished in an interrupted run
         return j
@@ -289,13 +309,22 @@ class ActiveLearningMaker(Maker):
         return Flow([test], name="autotest")
 
     @al_job(output_schema=CampaignResult)
-    def plan_round(self, state: RoundState, n_labels: int, converged: bool = False, stage: int = 0):
+    def plan_round(
+        self,
+        state: RoundState,
+        n_labels: int,
+        converged: bool = False,
+        stage: int = 0,
+        spent: dict | None = None,
+        stop_reason: str = "",
+    ):
         """Replace itself with round ``state.round`` (in exploration stage ``stage``; and, through it,
-        the rounds after), or finish when the previous round converged or ``max_rounds`` rounds have
-        trained."""
-        if converged or state.round >= self.max_rounds:
-            return self.finish(state, n_labels, converged)
-        jobs = self.round_jobs(state, n_labels, stage)
+        the rounds after), or finish when the previous round converged, found its labelling budget
+        spent (``stop_reason`` 'budget') or ``max_rounds`` rounds have trained. ``spent``: what the
+        rounds before spent of the labelling budget."""
+        if converged or stop_reason == "budget" or state.round >= self.max_rounds:
+            return self.finish(state, n_labels, converged, stop_reason)
+        jobs = self.round_jobs(state, n_labels, stage, spent)
         todo, done = drop_completed(jobs, CURRENT_JOB.store)
         once = {j.uuid for j in done if j.metadata["stage"] == "property_reference"}  # computed in an earlier round
         done, jobs = [j for j in done if j.uuid not in once], [j for j in jobs if j.uuid not in once]
@@ -306,9 +335,9 @@ class ActiveLearningMaker(Maker):
             progress.report("round start", k, labels=n_labels, jobs=len(jobs))
         return Response(replace=Flow(todo, name=f"round {k}"))
 
-    def finish(self, state: RoundState, n_labels: int, converged: bool):
+    def finish(self, state: RoundState, n_labels: int, converged: bool, stop_reason: str = ""):
         """The campaign's result (and its autotest, if configured) after the last round."""
-        reason = "converged" if converged else "round limit"
+        reason = "converged" if converged else ("budget" if stop_reason == "budget" else "round limit")
         progress.report("finished", state.round - 1, labels=n_labels, reason=reason)
         result = CampaignResult(
             campaign=self.campaign,
@@ -350,9 +379,9 @@ class ActiveLearningMaker(Maker):
         cal.name = f"calibrate r{round_}"
         return [cal]
 
-    def round_jobs(self, state: RoundState, n_labels: int, stage: int = 0) -> list[Job]:
-        """Every job of round ``state.round`` (exploring stage ``stage``), ending with the job that
-        plans the next round."""
+    def round_jobs(self, state: RoundState, n_labels: int, stage: int = 0, spent: dict | None = None) -> list[Job]:
+        """Every job of round ``state.round`` (exploring stage ``stage``; ``spent``: the labelling
+        budget the rounds before spent), ending with the job that plans the next round."""
         k = state.round
         dataset, structures, test = (
             OutputReference(u) for u in (state.dataset_uuid, state.structures_uuid, state.test_uuid)
@@ -386,6 +415,7 @@ class ActiveLearningMaker(Maker):
         previous = OutputReference(state.calibration_uuid) if state.calibration_uuid else None
         props = self.property_jobs(models, k)
         measured = {"properties": props[-1].output} if props else {}
+        budgeted = {"spent": spent} if self.select_maker.budget is not None else {}
         select = self.select_maker.make(
             [x.output for x in explores],
             dataset.frame_ids,
@@ -395,6 +425,7 @@ class ActiveLearningMaker(Maker):
             previous,
             **staged,
             **measured,
+            **budgeted,
         )
         sel = self.tag(select, k, "select")
         lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output.stop), k, "label")
@@ -420,6 +451,11 @@ class ActiveLearningMaker(Maker):
         summ.name = f"round_summary r{k}"
         following = state.model_copy(update={"round": k + 1, "dataset_uuid": merged.uuid, "calibration_uuid": cal_uuid})
         nxt = self.round_job(
-            following, merged.output.n_frames, sel.output.converged, sel.output.next_stage if staged else 0
+            following,
+            merged.output.n_frames,
+            sel.output.converged,
+            sel.output.next_stage if staged else 0,
+            summ.output.spent_after if budgeted else None,
+            sel.output.stop_reason if budgeted else "",
         )
         return [*trains, ev, *props, *explores, sel, lab, *cal_jobs, merged, summ, nxt]

@@ -133,6 +133,22 @@ class SelectionDocument(EnsembleDocument):
     properties_met: bool | None = Field(
         None, description="every listed property within its tolerance (None: no properties listed)"
     )
+    stop_reason: str = Field(
+        "",
+        description="why the campaign stops after this round: 'converged', 'budget', "
+        "'round limit' ('' when it goes on)",
+    )
+    budget: dict | None = Field(
+        None,
+        description="labeller.budget only: spent_before (what the rounds before spent: labels, core_hours, "
+        "timed_runs, timed_core_hours), allowed (frames this round may label), limit, reason, "
+        "core_hours_per_label and estimate_from",
+    )
+    budget_skipped: list[dict] = Field(
+        [],
+        description="selected frames not labelled for the budget, in priority order: frame_id, deviation, "
+        "priority (0: the most valuable of the selection), reason",
+    )
     records: list[dict] = []
     selected_blob: str = Field(repr=False)
 
@@ -146,6 +162,12 @@ class LabelDocument(RoundDocument):
     n_failed: int
     failures: list[dict]
     records: list[dict] = []
+    core_hours: float | None = Field(
+        None,
+        description="VASP: core-hours of the runs that reported timings (run_stats elapsed time x cores), "
+        "None for labellers that report none",
+    )
+    n_timed: int = Field(0, description="VASP: runs whose TaskDoc reported timings (core_hours sums them)")
     labelled_blob: str = Field(repr=False)
 
 
@@ -210,6 +232,12 @@ class RoundSummary(EnsembleDocument):
         "tolerance, within",
     )
     properties_met: bool | None = None
+    stop_reason: str = ""
+    spent_before: dict | None = Field(None, description="labeller.budget: BudgetSpent before this round's labels")
+    spent_after: dict | None = Field(None, description="labeller.budget: BudgetSpent after them (the next round's)")
+    labels_spent: int | None = Field(None, description="labeller.budget: labels the rounds sent up to this one")
+    core_hours_spent: float | None = Field(None, description="labeller.budget, VASP: their core-hours")
+    n_budget_skipped: int | None = Field(None, description="labeller.budget: selected frames left for the budget")
 
 
 class CampaignResult(CampaignDocument):
@@ -220,7 +248,7 @@ class CampaignResult(CampaignDocument):
     n_rounds: int
     final_round: int
     n_labels_total: int
-    stop_reason: str = Field("", description="'converged' or 'round limit'")
+    stop_reason: str = Field("", description="'converged', 'budget' (labeller.budget spent) or 'round limit'")
 
 
 class AutotestDocument(EnsembleDocument):

@@ -1,6 +1,7 @@
 """The selection job of a round: classify the explored frames by the trust window (DP-GEN),
-pick the frames to label and decide whether the campaign stops, or moves to its next exploration
-stage, after this round (jobflow Maker over :mod:`al_flows.selection`)."""
+pick the frames to label (within the labelling budget, :mod:`al_flows.selection.budget`) and decide
+whether the campaign stops, or moves to its next exploration stage, after this round (jobflow Maker
+over :mod:`al_flows.selection`)."""
 
 from __future__ import annotations
 
@@ -14,19 +15,21 @@ from jobflow import Maker
 from al_flows.active_learning.schemas import SelectionDocument
 from al_flows.frames.dataset import frames_from_bytes, frames_text
 from al_flows.frames.provenance import as_float
+from al_flows.selection.budget import Allowance, BudgetSpent, LabelBudget, allowance
 from al_flows.selection.trust_levels import SelectionSettings, StopDecision, select, stop_decision
 from al_flows.validation.properties import PropertyConvergence
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job, field, field_or_none
 
-__all__ = ["SelectMaker"]
+__all__ = ["SelectMaker", "budget_cut", "budget_record", "skipped_records", "frame_records"]
 
 
 @dataclass
 class SelectMaker(Maker):
     """Classify frames as accurate/candidate/failed, pick at most ``max_candidates`` new
-    candidates, and decide whether the campaign stops after this round. ``properties``: the
-    autotest properties the campaign converges on (``convergence.properties``), or None."""
+    candidates (fewer when the labelling ``budget`` allows fewer), and decide whether the campaign
+    stops after this round. ``properties``: the autotest properties the campaign converges on
+    (``convergence.properties``), or None; ``step_back_failed_ratio``: an auto schedule's threshold."""
 
     name: str = "select"
     settings: SelectionSettings = dc_field(default_factory=SelectionSettings)
@@ -36,6 +39,14 @@ class SelectMaker(Maker):
     n_stages: int = 1
     step_back_failed_ratio: float | None = None
     properties: PropertyConvergence | None = None
+    budget: LabelBudget | None = None
+
+    def allowance(self, spent: dict | None) -> Allowance:
+        """The frames a round may label after the rounds before spent ``spent`` (a BudgetSpent as a
+        dict; None: nothing yet); ``n`` None without a budget."""
+        if self.budget is None:
+            return Allowance(None)
+        return allowance(self.budget, BudgetSpent.model_validate(spent or {}))
 
     def decide(
         self,
@@ -46,12 +57,14 @@ class SelectMaker(Maker):
         stage: int = 0,
         property_results: list[dict] | None = None,
         failed_ratio: float | None = None,
+        spent: dict | None = None,
     ) -> StopDecision:
         """Whether the campaign stops after ``round`` (in exploration stage ``stage``), and the next
         round's stage (:func:`al_flows.selection.stop_decision` with this Maker's targets, round
-        limit, number of stages and, for an auto schedule, its step-back threshold).
+        limit, number of stages, an auto schedule's step-back threshold and the budget).
         ``property_results``: the round's property rows (:func:`al_flows.validation.properties.property_result`),
-        judged with this Maker's tolerances; ``failed_ratio``: failed / explored frames of the round."""
+        judged with this Maker's tolerances; ``failed_ratio``: failed / explored frames of the round;
+        ``spent``: the budget the rounds before it spent."""
         met = None if self.properties is None else self.properties.met(property_results)
         return stop_decision(
             accurate_ratio,
@@ -67,6 +80,7 @@ class SelectMaker(Maker):
             properties_only=self.properties is not None and self.properties.properties_only,
             failed_ratio=failed_ratio,
             step_back_failed_ratio=self.step_back_failed_ratio,
+            budget_spent=self.allowance(spent).n == 0,
         )
 
     def decide_from_summary(self, summary: dict) -> StopDecision:
@@ -80,6 +94,7 @@ class SelectMaker(Maker):
             summary.get("stage") or 0,
             summary.get("properties"),
             failed_ratio=summary.get("n_failed", 0) / n_explored if n_explored else None,
+            spent=summary.get("spent_before"),
         )
 
     def round_settings(self, calibration=None) -> SelectionSettings:
@@ -101,29 +116,36 @@ class SelectMaker(Maker):
         seed: int,
         calibration=None,
         stage: int = 0,
+        spent: dict | None = None,
         properties=None,
     ) -> SelectionDocument:
         """``calibration``: the previous round's CalibrationDocument; its next levels replace the
         configured ones (when its fit was not applied they are the levels that round used, so a
-        calibrated campaign keeps its last calibrated levels). ``properties``: the round's
-        PropertiesDocument (``convergence.properties``), whose rows join the stop decision."""
+        calibrated campaign keeps its last calibrated levels). ``spent``: what the rounds before
+        spent of the labelling budget (a BudgetSpent dict); a round allowed fewer frames than it
+        selected labels those of highest priority and records the others in ``budget_skipped``.
+        ``properties``: the round's PropertiesDocument (``convergence.properties``), whose rows join
+        the stop decision."""
         start = time.perf_counter()
         frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
         ens_id = field(explorations[0], "ensemble_id") if explorations else ""
         settings = self.round_settings(calibration)
         result = select(frames, settings, exclude_ids=exclude_ids, seed=seed)
-        chosen = [frames[i] for i in result.selected]
-        for atoms in chosen:
-            atoms.info["selection"] = settings.strategy  # kept with the label (provenance)
-        chosen_idx = set(result.selected)
         survival = [t for e in explorations for t in (field_or_none(e, "survival_times_ps") or [])]
         median_survival = float(np.median(survival)) if survival else None
         prop_rows = list(field(properties, "results")) if properties is not None else []
         met = self.properties.met(prop_rows) if self.properties is not None else None
         failed_ratio = result.n_failed / len(frames) if frames else None
         decision = self.decide(
-            result.accurate_ratio, len(frames), round, median_survival, stage, prop_rows, failed_ratio=failed_ratio
+            result.accurate_ratio, len(frames), round, median_survival, stage, prop_rows, failed_ratio, spent
         )
+        allowed = self.allowance(spent)
+        keep, skipped = budget_cut(result.priority, allowed.n, decision.stop)
+        chosen = [frames[i] for i in sorted(keep)]  # exploration order, as without a budget
+        for atoms in chosen:
+            atoms.info["selection"] = settings.strategy  # kept with the label (provenance)
+        if skipped:
+            progress.report("budget", round, labelled=len(keep), skipped=len(skipped), limit=allowed.limit)
         if decision.next_stage != stage:
             progress.report("exploration stage done", round, done=stage, next=decision.next_stage)
         progress.report(
@@ -158,17 +180,60 @@ class SelectMaker(Maker):
             trust_hi=settings.trust_hi,
             properties=prop_rows,
             properties_met=met,
-            records=[
-                {
-                    "frame_id": a.info["frame_id"],
-                    "explorer": a.info.get("explorer", ""),
-                    "parent_id": a.info.get("parent_id", ""),
-                    "deviation": as_float(a.info.get("deviation")),
-                    "status": status,
-                    "selected": i in chosen_idx,
-                }
-                for i, (a, status) in enumerate(zip(frames, result.status, strict=True))
-            ],
+            stop_reason=decision.reason,
+            budget=None if self.budget is None else budget_record(allowed, spent),
+            budget_skipped=skipped_records(frames, skipped, len(keep), allowed.reason),
+            records=frame_records(frames, result.status, set(keep)),
             wall_time=time.perf_counter() - start,
             selected_blob=frames_text(chosen),
         )
+
+
+def budget_cut(priority: list[int], allowed: int | None, stop: bool) -> tuple[list[int], list[int]]:
+    """(frames to label, frames skipped for the budget), both in priority order: the first
+    ``allowed`` of ``priority`` (all when None). A round that stops labels nothing, so it skips
+    nothing for the budget."""
+    if allowed is None or stop:
+        return list(priority), []
+    return list(priority[:allowed]), list(priority[allowed:])
+
+
+def budget_record(allowed: Allowance, spent: dict | None) -> dict:
+    """The ``budget`` entry of a SelectionDocument: what the rounds before spent and this round's allowance."""
+    return {
+        "spent_before": BudgetSpent.model_validate(spent or {}).model_dump(),
+        "allowed": allowed.n,
+        "limit": allowed.limit,
+        "reason": allowed.reason,
+        "core_hours_per_label": allowed.core_hours_per_label,
+        "estimate_from": allowed.estimate_from,
+    }
+
+
+def skipped_records(frames: list, skipped: list[int], n_kept: int, reason: str) -> list[dict]:
+    """The ``budget_skipped`` entries of the frames ``skipped`` (in priority order, after the
+    ``n_kept`` labelled ones): frame id, deviation, priority (0: the most valuable) and reason."""
+    return [
+        {
+            "frame_id": frames[i].info["frame_id"],
+            "deviation": as_float(frames[i].info.get("deviation")),
+            "priority": n_kept + rank,
+            "reason": f"{reason}; {n_kept} frame(s) of higher priority labelled",
+        }
+        for rank, i in enumerate(skipped)
+    ]
+
+
+def frame_records(frames: list, status: list[str], labelled: set[int]) -> list[dict]:
+    """One record per explored frame: id, explorer, parent, deviation, class and whether it is labelled."""
+    return [
+        {
+            "frame_id": a.info["frame_id"],
+            "explorer": a.info.get("explorer", ""),
+            "parent_id": a.info.get("parent_id", ""),
+            "deviation": as_float(a.info.get("deviation")),
+            "status": st,
+            "selected": i in labelled,
+        }
+        for i, (a, st) in enumerate(zip(frames, status, strict=True))
+    ]

@@ -9,11 +9,12 @@ import numpy as np
 
 from al_flows.active_learning.schemas import EvaluationDocument, RoundSummary
 from al_flows.frames.dataset import frames_from_bytes
+from al_flows.selection.budget import BudgetSpent, spend
 from al_flows.validation.heldout import holdout_errors
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job, ensemble_id, field, field_or_none, load_ensemble, model_ids_of
 
-__all__ = ["evaluate", "round_summary", "subset_columns"]
+__all__ = ["evaluate", "round_summary", "subset_columns", "budget_columns"]
 
 # the fields a round summary copies from the round's selection and evaluation documents
 FROM_SELECTION = (
@@ -110,6 +111,8 @@ def round_summary(
         structures_uuid=structures_uuid,
         test_uuid=test_uuid,
         calibration_uuid=calibration_uuid,
+        stop_reason=field_or_none(selection, "stop_reason") or "",
+        **budget_columns(field_or_none(selection, "budget"), selection, labels),
     )
     progress.report(
         "round done",
@@ -128,3 +131,23 @@ def subset_columns(subsets: dict) -> dict:
         out[f"test_force_rmse_{name}"] = errs.get("force_rmse")
         out[f"test_energy_rmse_per_atom_{name}"] = errs.get("energy_rmse_per_atom")
     return out
+
+
+def budget_columns(budget: dict | None, selection, labels) -> dict:
+    """The labelling-budget fields of a round summary (none without a budget): what the rounds
+    spent before and after this round's labels (:func:`al_flows.selection.budget.spend`), the
+    labels and core-hours spent so far, and the frames left for the budget."""
+    if budget is None:
+        return {}
+    before = BudgetSpent.model_validate(budget["spent_before"])
+    per_label = budget.get("core_hours_per_label")
+    measured = field_or_none(labels, "core_hours")
+    after = spend(before, field(labels, "n_requested"), measured, field_or_none(labels, "n_timed") or 0, per_label)
+    timed = measured is not None or per_label is not None or after.timed_runs > 0  # a VASP labeller
+    return {
+        "spent_before": before.model_dump(),
+        "spent_after": after.model_dump(),
+        "labels_spent": after.labels,
+        "core_hours_spent": after.core_hours if timed else None,
+        "n_budget_skipped": len(field_or_none(selection, "budget_skipped") or []),
+    }

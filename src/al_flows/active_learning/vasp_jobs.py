@@ -9,7 +9,8 @@ atomate2 ``StaticMaker`` job per frame plus a collect job:
 - a frame that already has a successful TaskDoc in the store with the same label
   settings is not recomputed: the collect job reads the stored TaskDoc instead;
 - the collect job runs even when static jobs failed (missing outputs become None) and
-  records those frames as failed labels with their reasons.
+  records those frames as failed labels with their reasons, and the core-hours of the runs that
+  reported timings (``core_hours``, ``n_timed``: the cost a labelling budget counts).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from al_flows.active_learning.schemas import LabelDocument
 from al_flows.frames.dataset import frames_from_bytes, frames_text
 from al_flows.frames.provenance import label_record
 from al_flows.labelling.vasp_inputs import with_system_tag
-from al_flows.labelling.vasp_labels import LabelError, label_from_taskdoc
+from al_flows.labelling.vasp_labels import LabelError, label_from_taskdoc, run_core_hours
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job, field, resolve_reference, route
 
@@ -98,6 +99,7 @@ class VaspLabelMaker(Maker):
                 n_labelled=0,
                 n_failed=0,
                 failures=[],
+                core_hours=0.0,
                 labelled_blob="",
             )
         statics, refs, reused = [], [], 0
@@ -158,6 +160,7 @@ def collect_vasp_labels(
     unsuccessful one becomes a failed label with its reason."""
     todo = frames_from_bytes(field(frames, "selected_blob"))
     labelled, failures = [], []
+    timings = [h for h in (run_core_hours(doc) for doc in task_docs if doc is not None) if h is not None]
     for atoms, doc, uuid in zip(todo, task_docs, task_uuids, strict=True):
         fid = atoms.info["frame_id"]
         if doc is None:
@@ -185,5 +188,7 @@ def collect_vasp_labels(
         n_failed=len(failures),
         failures=failures,
         records=[label_record(a) for a in labelled],
+        core_hours=float(sum(timings)),
+        n_timed=len(timings),
         labelled_blob=frames_text(labelled),
     )

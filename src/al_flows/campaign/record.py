@@ -11,11 +11,20 @@ from pathlib import Path
 from jobflow import JobStore
 
 from al_flows.frames.dataset import Dataset
+from al_flows.selection.budget import BudgetSpent, spend
 from al_flows.workflow.jobs import FAILURE_KEY, completed_uuids, latest_outputs
 
 ROUND_COUNTS = ("n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_failed", "n_labelled")
 ROUND_ERRORS = ("accurate_ratio", "val_force_rmse", "test_force_rmse", "test_energy_rmse_per_atom")
-STATUS_KEYS = (*ROUND_COUNTS, "n_label_failures", *ROUND_ERRORS, "stage", "median_survival_ps")  # status() rows
+BUDGET_KEYS = ("labels_spent", "core_hours_spent", "n_budget_skipped")  # None without labeller.budget
+STATUS_KEYS = (  # status() rows
+    *ROUND_COUNTS,
+    "n_label_failures",
+    *ROUND_ERRORS,
+    "stage",
+    "median_survival_ps",
+    *BUDGET_KEYS,
+)
 REPORT_KEYS = (  # of a round in report.json
     "round",
     *ROUND_COUNTS,
@@ -28,6 +37,7 @@ REPORT_KEYS = (  # of a round in report.json
     "test_energy_rmse_per_atom_nonequilibrium",
     "median_survival_ps",
     "stage",
+    *BUDGET_KEYS,
 )
 # a round's convergence properties (rows of mean, spread, reference, tolerance, within) and whether all
 # were within: in status rows and report.json rounds only where the campaign lists properties
@@ -40,6 +50,9 @@ def round_row(summary: dict, keys: tuple[str, ...]) -> dict:
     if summary.get("properties"):
         row |= {k: summary.get(k) for k in PROPERTY_KEYS}
     return row
+
+
+STATE_WORDS = {"converged": "converged", "budget": "finished (budget)"}  # other stop reasons: the round limit
 
 
 class CampaignRecord:
@@ -75,6 +88,8 @@ class CampaignRecord:
                     "output.failures",
                     "output.records",
                     "output.labeller",
+                    "output.core_hours",
+                    "output.n_timed",
                 ],
             ):
                 out = d["output"]
@@ -104,11 +119,14 @@ class CampaignRecord:
         return summaries[max(summaries)] if summaries else None
 
     def state_words(self) -> str:
-        """'converged', 'finished (round limit)' or 'not finished': the words of run and status."""
+        """'converged', 'finished (budget)', 'finished (round limit)' or 'not finished': the words
+        of run and status."""
         result = self.result()
         if result is None:
             return "not finished"
-        return "converged" if result["converged"] else "finished (round limit)"
+        if result["converged"]:
+            return "converged"
+        return STATE_WORDS.get(result.get("stop_reason") or "", "finished (round limit)")
 
     def failures(self, current_only: bool = True) -> list[dict]:
         """Failure records of this campaign's jobs (stage, round, job name, one-line reason),
@@ -159,10 +177,37 @@ class CampaignRecord:
             "state": self.state_words(),
             "finished": result is not None,
             "converged": bool(result and result["converged"]),
+            "stop_reason": (result.get("stop_reason") or None) if result else None,
             "rounds": rows,
             "label_failures": failures,
             "job_failures": job_failures,
         }
+
+    def with_budget_spent(self, summary: dict) -> dict:
+        """``summary`` (a RoundSummary) with ``spent_before``/``spent_after`` filled in from the
+        stored label documents when its round ran without a labelling budget (a budget added on
+        a later run counts the labels of every round; core-hours as measured, where the label
+        documents recorded them)."""
+        if summary.get("spent_after") is not None:
+            return summary
+        k = summary["round"]
+        before = after = BudgetSpent()
+        for d in sorted(self.label_documents(), key=lambda d: d["output"]["round"]):
+            out = d["output"]
+            if out["round"] > k:
+                continue
+            timed, hours = out.get("n_timed") or 0, out.get("core_hours")
+            if out["round"] < 0:  # the initial labels: their timings only, they are not spent of the budget
+                update = {
+                    "timed_runs": after.timed_runs + timed,
+                    "timed_core_hours": after.timed_core_hours + (hours or 0),
+                }
+                after = after.model_copy(update=update)
+            else:
+                after = spend(after, out["n_requested"], hours, timed, None)
+            if out["round"] < k:
+                before = after
+        return {**summary, "spent_before": before.model_dump(), "spent_after": after.model_dump()}
 
     # -- labels -----------------------------------------------------------------------------------
     def labels(self) -> dict[str, dict]:

@@ -23,9 +23,11 @@ from al_flows.active_learning.config import CampaignConfig
 from al_flows.active_learning.flows import ActiveLearningMaker
 from al_flows.campaign.config import AnyConfig, ConfigError
 from al_flows.campaign.live_report import LiveReport, watch_report
-from al_flows.campaign.record import REPORT_KEYS, CampaignRecord, round_row
+from al_flows.campaign.record import CampaignRecord
+from al_flows.campaign.report_json import build_report, pool_study_final_stage, write_reports
 from al_flows.campaign.stores import ensure_indexes, make_job_store
 from al_flows.pool_study.config import PoolStudyConfig
+from al_flows.selection.budget import BudgetError
 from al_flows.workflow.config import settings_diff
 from al_flows.workflow.jobs import drop_completed, latest_outputs
 
@@ -136,69 +138,6 @@ def campaign_state(store: JobStore, config: CampaignConfig) -> tuple[dict | None
     return record.result(), record.last_summary()
 
 
-def pool_study_final_stage(config: PoolStudyConfig) -> str:
-    """The stage whose output marks a pool study as finished."""
-    if config.validation is not None:
-        return "validation"
-    return "pathways" if config.shear_study is not None else "compare"
-
-
-def build_pool_study_report(store: JobStore, config: PoolStudyConfig) -> dict:
-    """report.json of a pool study: rows of Table I of Sprueill et al., ratios, pathway counts, validation summary."""
-
-    def last(stage):
-        docs = _outputs(store, config.name, stage)
-        return docs[-1]["output"] if docs else None
-
-    compare, paths, val = last("compare"), last("pathways"), last("validation")
-    report = {
-        "campaign": config.name,
-        "workflow": "pool_study",
-        "finished": last(pool_study_final_stage(config)) is not None,
-        "table": compare["rows"] if compare else [],
-        "ratios": compare["ratios"] if compare else {},
-    }
-    if paths:
-        report["pathways"] = {
-            name: {"n_runs": s["n_runs"], "n_pathways": s["n_pathways"], "counts_by_type": s["counts_by_type"]}
-            for name, s in paths["systems"].items()
-        }
-    if val:
-        report["validation"] = {
-            k: val[k] for k in ("n_minima", "n_spurious", "n_agree_single", "max_abs_d_single_per_atom")
-        }
-    return report
-
-
-def build_report(store: JobStore, config: AnyConfig) -> dict:
-    """The report.json content: one row per round (latest run of each round)."""
-    if isinstance(config, PoolStudyConfig):
-        return build_pool_study_report(store, config)
-    by_round: dict[int, dict] = {}
-    for d in sorted(_outputs(store, config.name, "summary"), key=lambda d: d["output"]["round"]):
-        by_round[d["output"]["round"]] = d["output"]
-    record = CampaignRecord(store, config.name)
-    result = record.result()
-    rounds = [round_row(by_round[r], REPORT_KEYS) for r in sorted(by_round)]
-    report = {
-        "campaign": config.name,
-        "converged": bool(result and result["converged"]),
-        "finished": result is not None,
-        "state": record.state_words(),
-        "rounds": rounds,
-    }
-    autotests = _outputs(store, config.name, "autotest")
-    if autotests:
-        doc = autotests[-1]["output"]
-        report["autotest"] = {
-            "round": doc["round"],
-            "reference": doc["reference"],
-            "passed": doc["passed"],
-            "rows": [{**r, "element": el} for el, res in doc["results"].items() for r in res["rows"]],
-        }
-    return report
-
-
 def _targets(config: CampaignConfig) -> dict:
     """The convergence targets that are set (the mode and properties only when properties are listed)."""
     c = config.convergence
@@ -217,14 +156,28 @@ def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow 
         if done:
             return flow, f"continuing pool study '{config.name}' ({len(done)} finished job(s) reused)"
         return flow, f"starting pool study '{config.name}'"
-    maker = ActiveLearningMaker.from_config(config, base_dir)
+    try:  # a core-hour budget without any estimate of a label's cost: one line
+        return plan_campaign(ActiveLearningMaker.from_config(config, base_dir), config, store)
+    except BudgetError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def plan_campaign(maker: ActiveLearningMaker, config: CampaignConfig, store: JobStore) -> tuple[Flow | None, str]:
+    """:func:`plan_flow` of an active-learning campaign: start, continue after the last stored
+    round, extend a finished campaign whose stop no longer holds (a larger max_rounds or budget,
+    another target), or nothing."""
     result, last = campaign_state(store, config)
+    if last is not None and maker.select_maker.budget is not None:  # a budget given now: what was spent
+        last = CampaignRecord(store, config.name).with_budget_spent(last)
     if result is not None:
         again = maker.select_maker.decide_from_summary(last) if last else None
-        if last is not None and again is not None and not again.stop:  # a larger max_rounds or another target
+        if last is not None and again is not None and not again.stop:  # a larger max_rounds, budget or another target
+            budget = config.labeller.budget
             return maker.continue_from(last), (
                 f"extending campaign '{config.name}' after round {last['round']} "
-                f"(max_rounds {config.max_rounds}, convergence {_targets(config)})"
+                f"(max_rounds {config.max_rounds}, convergence {_targets(config)}"
+                + (f", budget {budget.model_dump(exclude_none=True)}" if budget is not None else "")
+                + ")"
             )
         if maker.autotest is not None and not _outputs(
             store, config.name, "autotest", {"metadata.round": result["final_round"]}
@@ -383,21 +336,6 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
             return report
         finally:
             store.close()
-
-
-def write_reports(store: JobStore, config: AnyConfig, workdir: Path) -> dict:
-    """Rewrite WORKDIR/report/ (HTML and PNGs) and WORKDIR/report.json from the store; the report."""
-    from al_flows.campaign.report import write_report
-
-    report = build_report(store, config)
-    (workdir / "report.json").write_text(json.dumps(report, indent=2))
-    if isinstance(config, PoolStudyConfig):
-        from al_flows.pool_study.report import write_pool_report
-
-        write_pool_report(store, config, workdir / "report")
-    else:
-        write_report(store, config, workdir / "report")
-    return report
 
 
 @contextmanager

@@ -57,6 +57,7 @@ _OPERATIONAL = {
     "allow_mixed_settings",
     "max_force",
     "potcar_spec",
+    "budget",
 }
 
 

@@ -50,6 +50,22 @@ def failure_reason(task_doc) -> str | None:
     return None
 
 
+def run_core_hours(task_doc) -> float | None:
+    """Core-hours of the VASP run behind a TaskDoc: elapsed time (s) x cores / 3600 from emmet's
+    ``run_stats['overall']`` (elapsed times of the task's calculations summed, the most cores any
+    used; parsed from the OUTCAR). None when the TaskDoc has no positive elapsed time and core count
+    (no OUTCAR statistics)."""
+    stats = get_path(task_doc, "run_stats", "overall")
+    elapsed, cores = get_path(stats, "elapsed_time"), get_path(stats, "cores")
+    try:
+        elapsed, cores = float(elapsed), float(cores)
+    except (TypeError, ValueError):
+        return None
+    if not (np.isfinite(elapsed) and elapsed > 0 and cores > 0):
+        return None
+    return elapsed * cores / 3600.0
+
+
 def label_from_taskdoc(
     frame: Atoms, task_doc, task_uuid: str, labeller: str, label_settings: str, max_force: float = 50.0
 ) -> Atoms:

@@ -151,6 +151,15 @@ class PoolStudyConfig(CampaignBase):
         return self
 
     @model_validator(mode="after")
+    def _no_budget(self):
+        if self.labeller.budget is not None:
+            raise ValueError(
+                "labeller.budget: limits the labels of active-learning rounds; a pool study labels its pool as "
+                "configured, remove budget"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _labeller_covers_elements(self):
         # the labeller runs only for MD pool sources and the validation of minima
         uses = any(src.kind in ("md", "labeller_shear") for src in self.pool.sources) or self.validation is not None

@@ -1,5 +1,5 @@
-"""Selection of explored frames: DP-GEN trust levels, the selection strategies, the stop decision, and the
-calibration of the trust levels.
+"""Selection of explored frames: DP-GEN trust levels, the selection strategies, the stop decision, the
+calibration of the trust levels, and the labelling budget.
 
 Public names (imported on first use, see :mod:`al_flows.lazy`): ``__all__``.
 """
@@ -18,6 +18,9 @@ EXPORTS = {
     "CANDIDATE": "trust_levels",
     "FAILED": "trust_levels",
     "CalibrationSettings": "calibration",
+    "LabelBudget": "budget",
+    "BudgetSpent": "budget",
+    "allowance": "budget",
 }
 __all__ = [
     "SelectionSettings",
@@ -29,10 +32,14 @@ __all__ = [
     "CANDIDATE",
     "FAILED",
     "CalibrationSettings",
+    "LabelBudget",
+    "BudgetSpent",
+    "allowance",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
 
 if TYPE_CHECKING:
+    from al_flows.selection.budget import BudgetSpent, LabelBudget, allowance
     from al_flows.selection.calibration import CalibrationSettings
     from al_flows.selection.trust_levels import (
         ACCURATE,

@@ -76,10 +76,13 @@ def classify(deviations, trust_lo: float, trust_hi: float) -> np.ndarray:
 @dataclass
 class SelectionResult:
     """Outcome of :func:`select`. ``selected`` indexes the frames to label (ascending);
-    ``n_duplicate`` counts candidates skipped as already labelled or repeated."""
+    ``priority`` holds the same indices, most valuable first (the order a labelling budget takes
+    them in, :mod:`al_flows.selection.budget`); ``n_duplicate`` counts candidates skipped as
+    already labelled or repeated."""
 
     status: list[str] = field(default_factory=list)
     selected: list[int] = field(default_factory=list)
+    priority: list[int] = field(default_factory=list)
     n_accurate: int = 0
     n_candidate: int = 0
     n_failed: int = 0
@@ -114,6 +117,8 @@ def select(
     ``numpy.random.default_rng(seed)``; pick 'highest' takes the largest deviations (ties: lower
     index first); strategy 'all' keeps evenly spaced frames in exploration order. The classes
     (accurate/candidate/failed) and the accurate ratio do not depend on the strategy.
+
+    ``priority`` ranks the kept frames for a labelling budget (:func:`priority_order`).
     """
     frames = list(frames)
     eps = np.array([_deviation(a) for a in frames], dtype=float)
@@ -154,6 +159,7 @@ def select(
     return SelectionResult(
         status=[str(s) for s in status],
         selected=sorted(forced + pool),
+        priority=forced + priority_order(pool, eps, settings, seed),
         n_accurate=n_accurate,
         n_candidate=int((status == CANDIDATE).sum()),
         n_failed=int((status == FAILED).sum()),
@@ -162,9 +168,22 @@ def select(
     )
 
 
+def priority_order(pool: list[int], eps: np.ndarray, settings: SelectionSettings, seed: int = 0) -> list[int]:
+    """The frames ``pool`` kept by the pick, most valuable first (frames marked ``always_label``
+    come before all of them). Strategy 'deviation': highest deviation first (ties: lower index);
+    a pick that ranks frames by its own measure gives its order here. Strategies 'random' and
+    'all', the baselines: a uniformly random order (its own generator, so the frames kept do not
+    change), so that a budget's cut is a uniform sample of what they kept."""
+    if settings.strategy == "deviation":
+        return sorted(pool, key=lambda j: (-eps[j], j))
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFFFFFFFFFF, 1])
+    return [pool[j] for j in rng.permutation(len(pool))]
+
+
 @dataclass(frozen=True)
 class StopDecision:
-    """Whether a campaign stops after a round, and why (``converged``, ``round limit`` or '')."""
+    """Whether a campaign stops after a round, and why (``converged``, ``budget``, ``round limit``
+    or '')."""
 
     converged: bool
     stop: bool
@@ -186,6 +205,7 @@ def stop_decision(
     properties_only: bool = False,
     failed_ratio: float | None = None,
     step_back_failed_ratio: float | None = None,
+    budget_spent: bool = False,
 ) -> StopDecision:
     """The one place that decides when a campaign stops.
 
@@ -205,6 +225,10 @@ def stop_decision(
     (``step_back_failed_ratio`` set; :mod:`al_flows.exploration.auto_schedule`) also steps back: a
     round that did not meet the targets and whose ``failed_ratio`` (failed / explored frames)
     exceeds ``step_back_failed_ratio`` moves the next round one stage down (not below 0).
+
+    ``budget_spent``: the labelling budget allows this round no label
+    (:func:`al_flows.selection.budget.allowance` is 0); a campaign that has not converged stops,
+    reason ``budget`` (before the round limit: raising max_rounds alone would not continue it).
     """
     if properties_only:
         met = bool(properties_met)
@@ -220,6 +244,8 @@ def stop_decision(
     lost = step_back_failed_ratio is not None and failed_ratio is not None and failed_ratio > step_back_failed_ratio
     if not met and lost:
         following = max(stage - 1, 0)
+    if budget_spent:
+        return StopDecision(False, True, "budget", following)
     if round_ + 1 >= max_rounds:
         return StopDecision(False, True, "round limit", following)
     return StopDecision(False, False, "", following)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
+from al_flows.selection.budget import LabelBudget
 from al_flows.settings import Settings
 
 
@@ -22,6 +23,9 @@ class _LabellerBase(Settings):
     max_force: float = Field(50.0, gt=0, description="eV/Angstrom; larger forces make a label fail")
     min_success_fraction: float = Field(
         0.5, ge=0, le=1, description="a round stops unless at least this fraction of its labels succeeded"
+    )
+    budget: LabelBudget | None = Field(
+        None, description="limits on the labels of the active-learning rounds (absent: no limit)"
     )
 
 
@@ -195,8 +199,8 @@ class CampaignBase(Settings):
 
 # Keys left out of the fingerprint (docs/configuration.md lists them): changing them on an
 # existing work directory continues the same campaign. Storage and routing; the device and
-# speed settings; failure handling; the VASP command; and when to stop (raising max_rounds or
-# changing the convergence target extends a campaign).
+# speed settings; failure handling; the VASP command; and when to stop (raising max_rounds,
+# changing the convergence target or raising the labelling budget extends a campaign).
 NOT_FINGERPRINTED: dict[str, Literal[True] | tuple[str, ...]] = {
     "store": True,
     "queues": True,
@@ -204,7 +208,7 @@ NOT_FINGERPRINTED: dict[str, Literal[True] | tuple[str, ...]] = {
     "convergence": True,
     "training": ("device", "amp", "divergence_factor", "max_retries", "retry_lr_factor"),
     "explorers": ("batched",),
-    "labeller": ("min_success_fraction", "vasp_cmd", "vasp_gamma_cmd", "max_errors", "custodian"),
+    "labeller": ("min_success_fraction", "vasp_cmd", "vasp_gamma_cmd", "max_errors", "custodian", "budget"),
 }
 
 
