@@ -344,8 +344,17 @@ class ActiveLearningMaker(Maker):
             for i, maker in enumerate(self.explore_makers)
         ]
         previous = OutputReference(state.calibration_uuid) if state.calibration_uuid else None
+        # pick diverse reads the ensemble's features; other campaigns' select jobs keep their inputs
+        diverse = {"models": models} if self.select_maker.settings.needs_features else {}
         select = self.select_maker.make(
-            [x.output for x in explores], dataset.frame_ids, self.campaign, k, self.seeds.select(k), previous, **staged
+            [x.output for x in explores],
+            dataset.frame_ids,
+            self.campaign,
+            k,
+            self.seeds.select(k),
+            previous,
+            **staged,
+            **diverse,
         )
         sel = self.tag(select, k, "select")
         lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output.stop), k, "label")

@@ -14,11 +14,51 @@ from jobflow import Maker
 from al_flows.active_learning.schemas import SelectionDocument
 from al_flows.frames.dataset import frames_from_bytes, frames_text
 from al_flows.frames.provenance import as_float
-from al_flows.selection.trust_levels import SelectionSettings, StopDecision, select, stop_decision
+from al_flows.selection.trust_levels import (
+    SelectionResult,
+    SelectionSettings,
+    StopDecision,
+    select,
+    stop_decision,
+)
 from al_flows.workflow import progress
-from al_flows.workflow.jobs import al_job, field, field_or_none
+from al_flows.workflow.jobs import al_job, field, field_or_none, load_ensemble
 
-__all__ = ["SelectMaker"]
+__all__ = ["SelectMaker", "FeatureReader", "records"]
+
+
+class FeatureReader:
+    """Per-atom features of ``frames`` from the first member of the ensemble of ``models``
+    (TrainingDocuments), loaded on the worker's device on the first call (the ``features`` of
+    :func:`al_flows.selection.trust_levels.select`); ``device``: where it ran, None before."""
+
+    def __init__(self, frames: list, models: list):
+        self.frames, self.models = frames, models
+        self.device: str | None = None
+
+    def __call__(self, indices: list[int]) -> list[np.ndarray]:
+        """Atom features of ``frames[i]`` for each of ``indices``."""
+        ensemble = load_ensemble(self.models)
+        self.device = str(ensemble.device)
+        return ensemble.atom_features([self.frames[i] for i in indices])
+
+
+def records(frames: list, result: SelectionResult) -> list[dict]:
+    """One provenance record per explored frame: ids, deviation, class, whether it was selected and,
+    with pick diverse, why (``pick``, ``pick_rank``, ``pick_distance``: :class:`SelectionResult`)."""
+    chosen = set(result.selected)
+    return [
+        {
+            "frame_id": a.info["frame_id"],
+            "explorer": a.info.get("explorer", ""),
+            "parent_id": a.info.get("parent_id", ""),
+            "deviation": as_float(a.info.get("deviation")),
+            "status": status,
+            "selected": i in chosen,
+            **result.picks.get(i, {}),
+        }
+        for i, (a, status) in enumerate(zip(frames, result.status, strict=True))
+    ]
 
 
 @dataclass
@@ -66,10 +106,14 @@ class SelectMaker(Maker):
         seed: int,
         calibration=None,
         stage: int = 0,
+        models: list | None = None,
     ) -> SelectionDocument:
         """``calibration``: the previous round's CalibrationDocument; its next levels replace the
         configured ones (when its fit was not applied they are the levels that round used, so a
-        calibrated campaign keeps its last calibrated levels)."""
+        calibrated campaign keeps its last calibrated levels). ``models``: the round's
+        TrainingDocuments, given (by the flow) only with ``pick: diverse``, whose first member's atom
+        features the picking reads; the ensemble is loaded only when the candidates exceed the cap,
+        and then the document records its ``device``."""
         start = time.perf_counter()
         frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
         ens_id = field(explorations[0], "ensemble_id") if explorations else ""
@@ -81,11 +125,12 @@ class SelectMaker(Maker):
                     "trust_hi": field(calibration, "trust_hi_next"),
                 }
             )
-        result = select(frames, settings, exclude_ids=exclude_ids, seed=seed)
+        features = FeatureReader(frames, models) if models is not None else None
+        result = select(frames, settings, exclude_ids=exclude_ids, seed=seed, features=features)
+        device = features.device if features is not None else None
         chosen = [frames[i] for i in result.selected]
         for atoms in chosen:
             atoms.info["selection"] = settings.strategy  # kept with the label (provenance)
-        chosen_idx = set(result.selected)
         survival = [t for e in explorations for t in (field_or_none(e, "survival_times_ps") or [])]
         median_survival = float(np.median(survival)) if survival else None
         decision = self.decide(result.accurate_ratio, len(frames), round, median_survival, stage)
@@ -100,6 +145,7 @@ class SelectMaker(Maker):
             failed=result.n_failed,
             selected=len(chosen),
             accurate_ratio=f"{result.accurate_ratio:.3f}",
+            **({"pick": settings.pick, "device": device} if device else {}),
         )
         return SelectionDocument(
             campaign=campaign,
@@ -120,17 +166,10 @@ class SelectMaker(Maker):
             stop=decision.stop,
             trust_lo=settings.trust_lo,
             trust_hi=settings.trust_hi,
-            records=[
-                {
-                    "frame_id": a.info["frame_id"],
-                    "explorer": a.info.get("explorer", ""),
-                    "parent_id": a.info.get("parent_id", ""),
-                    "deviation": as_float(a.info.get("deviation")),
-                    "status": status,
-                    "selected": i in chosen_idx,
-                }
-                for i, (a, status) in enumerate(zip(frames, result.status, strict=True))
-            ],
+            pick=settings.pick if settings.strategy == "deviation" else None,
+            diverse_features=settings.diverse_features if settings.needs_features else None,
+            device=device,
+            records=records(frames, result),
             wall_time=time.perf_counter() - start,
             selected_blob=frames_text(chosen),
         )

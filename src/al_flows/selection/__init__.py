@@ -1,5 +1,5 @@
-"""Selection of explored frames: DP-GEN trust levels, the selection strategies, the stop decision, and the
-calibration of the trust levels.
+"""Selection of explored frames: DP-GEN trust levels, the selection strategies, the stop decision, the
+calibration of the trust levels, and diverse picking (farthest-point sampling).
 
 Public names (imported on first use, see :mod:`al_flows.lazy`): ``__all__``.
 """
@@ -18,6 +18,8 @@ EXPORTS = {
     "CANDIDATE": "trust_levels",
     "FAILED": "trust_levels",
     "CalibrationSettings": "calibration",
+    "diverse_pick": "diversity",
+    "farthest_point_sampling": "diversity",
 }
 __all__ = [
     "SelectionSettings",
@@ -29,11 +31,14 @@ __all__ = [
     "CANDIDATE",
     "FAILED",
     "CalibrationSettings",
+    "diverse_pick",
+    "farthest_point_sampling",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
 
 if TYPE_CHECKING:
     from al_flows.selection.calibration import CalibrationSettings
+    from al_flows.selection.diversity import diverse_pick, farthest_point_sampling
     from al_flows.selection.trust_levels import (
         ACCURATE,
         CANDIDATE,

@@ -214,6 +214,7 @@ NOT_FINGERPRINTED: dict[str, Literal[True] | tuple[str, ...]] = {
 # every item of a list (``explorers[].schedule``).
 OMITTED_AT_DEFAULT: dict[str, Any] = {
     "selection.calibrate.window_rounds": 1,
+    "selection.diverse_features": "structure",
 }
 
 
