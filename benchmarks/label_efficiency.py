@@ -22,10 +22,18 @@ falls monotonically; median over systems and seeds; < 1: deviation selection sav
 reached it within the run, then X is a lower bound) and the RMSE ratio deviation / random at
 random's final label count (interpolated along deviation's curve).
 
+``--pick P [P ...]`` (random, highest, diverse) sets how strategy deviation caps its candidates
+(``selection.pick``; default: each system's own, random for cuni_shear, highest for al_md); with two or
+more picks, deviation runs once per pick (``deviation:<pick>``) and the same two ratios compare each
+later pick with the first at the same labels per round (``--pick random diverse``: farthest-point
+sampling in the ensemble's feature space against a random draw inside the trust window). Without
+``--strategies``, two or more picks run strategy deviation only.
+
     .venv/bin/python benchmarks/label_efficiency.py --quick          # under 10 min on 2 cores
     .venv/bin/python benchmarks/label_efficiency.py [--seeds 0 1 2] [--systems cuni_shear al_md]
                                                      [--strategies deviation random all] [--out DIR]
                                                      [--shear-runs N] [--summarise DIR]
+                                                     [--pick random diverse]
 """
 
 from __future__ import annotations
@@ -143,6 +151,7 @@ def al_campaign(quick: bool) -> dict:
 
 
 CAMPAIGNS = {"cuni_shear": cuni_campaign, "al_md": al_campaign}
+PICKS = ("random", "highest", "diverse")
 
 
 def shared_test_set(system: str) -> list:
@@ -210,6 +219,7 @@ def curve(workdir: Path, config, test_frames: list) -> list[dict]:
                     "labels": summary["n_labels_total"],
                     "new_labels": summary["n_labelled"],
                     "accurate_ratio": summary["accurate_ratio"],
+                    "candidates": summary["n_candidate"],
                     "force_rmse": err["force_rmse"],
                     "force_r2": err["force_r2"],
                     "force_rmse_relaxed": err["subsets"].get("relaxed", {}).get("force_rmse"),
@@ -249,7 +259,14 @@ def plot(results: dict, path: Path) -> None:
 
     systems = sorted(results)
     fig, axes = plt.subplots(1, len(systems), figsize=(5.5 * len(systems), 4.2), squeeze=False)
-    colours = {"deviation": "tab:blue", "random": "tab:orange", "all": "tab:green"}
+    colours = {
+        "deviation": "tab:blue",
+        "random": "tab:orange",
+        "all": "tab:green",
+        "deviation:random": "tab:blue",
+        "deviation:highest": "tab:purple",
+        "deviation:diverse": "tab:red",
+    }
     for ax, system in zip(axes[0], systems, strict=True):
         for (strategy, seed), rows in sorted(results[system].items()):
             ax.plot(
@@ -270,45 +287,51 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def compare(runs: dict, a: str, b: str) -> dict:
+    """Per seed: labels ``a`` needs to reach ``b``'s final test force RMSE / ``b``'s labels (and whether it
+    reached it), the same counting only the loop's labels, and the RMSE ratio a / b at the largest common
+    label count."""
+    out: dict = {"label": [], "reached": [], "loop": [], "rmse": []}
+    for seed in sorted({sd for st, sd in runs if st == b}):
+        if (a, seed) not in runs:
+            continue
+        base, other = runs[(b, seed)], runs[(a, seed)]
+        # b's labels: the first count at which b's own curve is at its final RMSE (its total when the curve
+        # falls monotonically; smaller when a later round got worse), so identical curves give 1
+        target = base[-1]["force_rmse"]
+        base_labels, _ = labels_to_reach(base, target)
+        needed, reached = labels_to_reach(other, target)
+        out["label"].append(needed / base_labels)
+        out["reached"].append(reached)
+        initial = base[0]["labels"]  # the shared initial labels, which no strategy chooses
+        if base_labels > initial:
+            out["loop"].append((needed - initial) / (base_labels - initial))
+        # at the largest label count both curves reach (a may label fewer: fewer candidates than the cap)
+        common = min(other[-1]["labels"], base[-1]["labels"])
+        out["rmse"].append(interpolate_rmse(other, common) / interpolate_rmse(base, common))
+    return out
+
+
+def comparisons(labels: set) -> list[tuple[str, str]]:
+    """(a, b) pairs to compare: every deviation run against strategy random, and every later pick
+    against the first (``deviation:<pick>`` labels, in the order random, highest, diverse)."""
+    picks = [f"deviation:{p}" for p in PICKS if f"deviation:{p}" in labels]
+    deviations = [x for x in ("deviation", *picks) if x in labels]
+    pairs = [(d, "random") for d in deviations if "random" in labels]
+    return pairs + [(p, picks[0]) for p in picks[1:]]
+
+
 def summarise(results: dict, out: Path, start: float) -> None:
     """Print the table and the ratio lines, write results.json and the PNG."""
-    print("\nsystem      strategy  seed  labels  test F RMSE (eV/A)  R2     relaxed  noneq.")
+    print("\nsystem      strategy            seed  labels  candidates  test F RMSE (eV/A)  R2     relaxed  noneq.")
     for system, runs in results.items():
         for (strategy, seed), rows in sorted(runs.items()):
             for r in rows:
                 rel = "" if r["force_rmse_relaxed"] is None else f"{r['force_rmse_relaxed']:.4f}"
                 print(
-                    f"{system:<11} {strategy:<9} {seed:>4} {r['labels']:>7} {r['force_rmse']:>19.4f} "
-                    f"{r['force_r2']:>6.3f} {rel:>8} {r['force_rmse_nonequilibrium']:>7.4f}"
+                    f"{system:<11} {strategy:<19} {seed:>4} {r['labels']:>7} {r.get('candidates', ''):>11} "
+                    f"{r['force_rmse']:>19.4f} {r['force_r2']:>6.3f} {rel:>8} {r['force_rmse_nonequilibrium']:>7.4f}"
                 )
-    label_ratios, rmse_ratios, loop_ratios, lower_bounds = [], [], [], 0
-    for system, runs in results.items():
-        sys_ratios, sys_rmse = [], []
-        for seed in sorted({sd for _, sd in runs}):
-            rnd, dev = runs[("random", seed)], runs[("deviation", seed)]
-            # random's labels: the first count at which random's own curve is at its final RMSE (its total when the
-            # curve falls monotonically; smaller when a later round got worse), so identical curves give 1
-            target = rnd[-1]["force_rmse"]
-            random_labels, _ = labels_to_reach(rnd, target)
-            needed, reached = labels_to_reach(dev, target)
-            sys_ratios.append(needed / random_labels)
-            initial = rnd[0]["labels"]  # the shared initial labels, which no strategy chooses
-            if random_labels > initial:
-                loop_ratios.append((needed - initial) / (random_labels - initial))
-            lower_bounds += not reached
-            # at the largest label count both curves reach (deviation may label fewer: fewer candidates than the cap)
-            common = min(dev[-1]["labels"], rnd[-1]["labels"])
-            sys_rmse.append(interpolate_rmse(dev, common) / interpolate_rmse(rnd, common))
-        label_ratios += sys_ratios
-        rmse_ratios += sys_rmse
-        print(
-            f"{system}: labels needed by deviation / random's labels per seed: "
-            + ", ".join(f"{x:.2f}" for x in sys_ratios)
-            + f" (median {statistics.median(sys_ratios):.2f}; a value for "
-            "a run that never reached it is its lower bound)"
-            + "; deviation/random RMSE at the largest common label count: "
-            + (", ".join(f"{x:.3f}" for x in sys_rmse) or "n/a")
-        )
     (out / "results.json").write_text(
         json.dumps(
             {s: {f"{st}_s{sd}": rows for (st, sd), rows in runs.items()} for s, runs in results.items()}, indent=1
@@ -316,19 +339,40 @@ def summarise(results: dict, out: Path, start: float) -> None:
     )
     plot(results, out / "label_efficiency.png")
     print(f"wrote {out / 'results.json'} and {out / 'label_efficiency.png'} ({time.perf_counter() - start:.0f} s)")
-    median_rmse = statistics.median(rmse_ratios) if rmse_ratios else float("nan")
-    bound = f" ({lower_bounds} of {len(label_ratios)} runs never reached it: lower bounds)" if lower_bounds else ""
-    print(
-        f"labels needed by deviation to reach random's final test force RMSE / random's labels = "
-        f"{'>' if lower_bounds > len(label_ratios) / 2 else ''}{statistics.median(label_ratios):.2f}{bound}; "
-        f"deviation/random test force RMSE at equal labels = {median_rmse:.3f} (median over systems and seeds)"
-    )
-    if loop_ratios:
+    labels = {st for runs in results.values() for st, _ in runs}
+    for a, b in comparisons(labels):
+        label_ratios, rmse_ratios, loop_ratios, lower_bounds = [], [], [], 0
+        for system, runs in results.items():
+            c = compare(runs, a, b)
+            if not c["label"]:
+                continue
+            label_ratios += c["label"]
+            rmse_ratios += c["rmse"]
+            loop_ratios += c["loop"]
+            lower_bounds += sum(not r for r in c["reached"])
+            print(
+                f"{system}: labels needed by {a} / {b}'s labels per seed: "
+                + ", ".join(f"{x:.2f}" for x in c["label"])
+                + f" (median {statistics.median(c['label']):.2f}; a value for "
+                "a run that never reached it is its lower bound)"
+                + f"; {a}/{b} RMSE at the largest common label count: "
+                + (", ".join(f"{x:.3f}" for x in c["rmse"]) or "n/a")
+            )
+        if not label_ratios:
+            continue
+        median_rmse = statistics.median(rmse_ratios) if rmse_ratios else float("nan")
+        bound = f" ({lower_bounds} of {len(label_ratios)} runs never reached it: lower bounds)" if lower_bounds else ""
         print(
-            f"the same ratio counting only labels chosen in the loop (not the shared initial ones) = "
-            f"{statistics.median(loop_ratios):.2f} (median of the {len(loop_ratios)} runs where random's target lies "
-            "beyond the initial set)"
+            f"labels needed by {a} to reach {b}'s final test force RMSE / {b}'s labels = "
+            f"{'>' if lower_bounds > len(label_ratios) / 2 else ''}{statistics.median(label_ratios):.2f}{bound}; "
+            f"{a}/{b} test force RMSE at equal labels = {median_rmse:.3f} (median over systems and seeds)"
         )
+        if loop_ratios:
+            print(
+                f"the same ratio counting only labels chosen in the loop (not the shared initial ones) = "
+                f"{statistics.median(loop_ratios):.2f} (median of the {len(loop_ratios)} runs where {b}'s target "
+                "lies beyond the initial set)"
+            )
 
 
 def load_results(path: Path) -> dict:
@@ -363,15 +407,26 @@ def main() -> int:
     ap.add_argument(
         "--summarise", metavar="DIR", help="only print the table and ratios of DIR/results.json (an earlier run)"
     )
+    ap.add_argument(
+        "--pick",
+        nargs="+",
+        default=None,
+        choices=list(PICKS),
+        help="strategy deviation's selection.pick (default: each system's own); two or more: one deviation run per "
+        "pick, each later pick compared with the first",
+    )
     args = ap.parse_args()
     if args.summarise:
         out = Path(args.summarise)
         summarise(load_results(out / "results.json"), out, time.perf_counter())
         return 0
     seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
-    strategies = args.strategies or (["deviation", "random"] if args.quick else ["deviation", "random", "all"])
-    if "deviation" not in strategies or "random" not in strategies:
-        ap.error("--strategies must include deviation and random (the ratio compares them)")
+    picks = list(dict.fromkeys(args.pick or []))
+    compare_picks = len(picks) > 1
+    default = ["deviation", "random"] if args.quick else ["deviation", "random", "all"]
+    strategies = args.strategies or (["deviation"] if compare_picks else default)
+    if "deviation" not in strategies or ("random" not in strategies and not compare_picks):
+        ap.error("--strategies must include deviation and random (the ratio compares them), or give two --pick values")
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="al_label_eff_"))
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -381,20 +436,24 @@ def main() -> int:
         print(f"{system}: shared test set of {len(test_frames)} frames", flush=True)
         results[system] = {}
         for seed in seeds:
-            for strategy in strategies:
+            runs = [(st, p) for st in strategies for p in (picks if st == "deviation" and picks else [None])]
+            for strategy, pick in runs:
                 data = copy.deepcopy(CAMPAIGNS[system](args.quick))
                 data["selection"]["strategy"] = strategy
+                if pick is not None:
+                    data["selection"]["pick"] = pick
+                label = f"{strategy}:{pick}" if pick is not None else strategy
                 if system == "cuni_shear" and args.shear_runs:
                     data["explorers"][0]["n_runs"] = args.shear_runs
-                data.update(seed=seed, name=f"{data['name']}_{strategy}_s{seed}")
+                data.update(seed=seed, name=f"{data['name']}_{label.replace(':', '_')}_s{seed}")
                 config = validate_campaign(data, source=system)
                 t0 = time.perf_counter()
                 workdir = out / data["name"]
                 run_campaign(config, ROOT, workdir, echo=lambda *_: None)
                 rows = curve(workdir, config, test_frames)
-                results[system][(strategy, seed)] = rows
+                results[system][(label, seed)] = rows
                 print(
-                    f"  {strategy:>9} seed {seed} ({time.perf_counter() - t0:.0f} s): "
+                    f"  {label:>17} seed {seed} ({time.perf_counter() - t0:.0f} s): "
                     + "  ".join(f"{r['labels']}:{r['force_rmse']:.4f}/R2 {r['force_r2']:.3f}" for r in rows),
                     flush=True,
                 )

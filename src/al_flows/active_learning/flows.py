@@ -379,6 +379,26 @@ class ActiveLearningMaker(Maker):
         cal.name = f"calibrate r{round_}"
         return [cal]
 
+    def select_job(self, explores: list, dataset, models: list, props: list, previous, k: int, extra: dict) -> Job:
+        """Round ``k``'s select job over the explorations ``explores`` (``previous``: the round before's
+        calibration; ``extra``: stage and budget keywords). Inputs only the campaign uses are passed:
+        the convergence properties (``props``), and the models for pick diverse (it reads the
+        ensemble's features), so other campaigns' select jobs keep their inputs."""
+        measured = {"properties": props[-1].output} if props else {}
+        diverse = {"models": models} if self.select_maker.settings.needs_features else {}
+        select = self.select_maker.make(
+            [x.output for x in explores],
+            dataset.frame_ids,
+            self.campaign,
+            k,
+            self.seeds.select(k),
+            previous,
+            **extra,
+            **measured,
+            **diverse,
+        )
+        return self.tag(select, k, "select")
+
     def round_jobs(self, state: RoundState, n_labels: int, stage: int = 0, spent: dict | None = None) -> list[Job]:
         """Every job of round ``state.round`` (exploring stage ``stage``; ``spent``: the labelling
         budget the rounds before spent), ending with the job that plans the next round."""
@@ -414,20 +434,8 @@ class ActiveLearningMaker(Maker):
         ]
         previous = OutputReference(state.calibration_uuid) if state.calibration_uuid else None
         props = self.property_jobs(models, k)
-        measured = {"properties": props[-1].output} if props else {}
         budgeted = {"spent": spent} if self.select_maker.budget is not None else {}
-        select = self.select_maker.make(
-            [x.output for x in explores],
-            dataset.frame_ids,
-            self.campaign,
-            k,
-            self.seeds.select(k),
-            previous,
-            **staged,
-            **measured,
-            **budgeted,
-        )
-        sel = self.tag(select, k, "select")
+        sel = self.select_job(explores, dataset, models, props, previous, k, {**staged, **budgeted})
         lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output.stop), k, "label")
         merged = self.tag(merge_labels(dataset, lab.output, self.campaign, k, self.allow_mixed_settings), k, "merge")
         merged.name = f"merge r{k}"

@@ -117,6 +117,10 @@ class SelectionDocument(EnsembleDocument):
     n_duplicate: int
     n_selected: int
     strategy: str = Field("deviation", description="selection.strategy: deviation, random or all")
+    pick: str | None = Field(None, description="selection.pick with strategy deviation (None: another strategy)")
+    diverse_features: str | None = Field(
+        None, description="selection.diverse_features with pick diverse (structure or atoms), else None"
+    )
     accurate_ratio: float
     median_survival_ps: float | None = Field(
         None, description="ps, median time the round's ANI-Al trajectories ran before they stopped (None: no such run)"
@@ -149,7 +153,13 @@ class SelectionDocument(EnsembleDocument):
         description="selected frames not labelled for the budget, in priority order: frame_id, deviation, "
         "priority (0: the most valuable of the selection), reason",
     )
-    records: list[dict] = []
+    records: list[dict] = Field(
+        [],
+        description="per explored frame: frame_id, explorer, parent_id, deviation, status, selected; with pick "
+        "diverse a selected candidate also has pick ('diverse' or 'below cap'), pick_rank and pick_distance (the "
+        "feature distance, in units of the candidates' spread, at which farthest-point sampling chose it; None for "
+        "the first, highest-deviation pick)",
+    )
     selected_blob: str = Field(repr=False)
 
 

@@ -16,12 +16,53 @@ from al_flows.active_learning.schemas import SelectionDocument
 from al_flows.frames.dataset import frames_from_bytes, frames_text
 from al_flows.frames.provenance import as_float
 from al_flows.selection.budget import Allowance, BudgetSpent, LabelBudget, allowance
-from al_flows.selection.trust_levels import SelectionSettings, StopDecision, select, stop_decision
+from al_flows.selection.trust_levels import (
+    SelectionResult,
+    SelectionSettings,
+    StopDecision,
+    select,
+    stop_decision,
+)
 from al_flows.validation.properties import PropertyConvergence
 from al_flows.workflow import progress
-from al_flows.workflow.jobs import al_job, field, field_or_none
+from al_flows.workflow.jobs import al_job, field, field_or_none, load_ensemble
 
-__all__ = ["SelectMaker", "budget_cut", "budget_record", "skipped_records", "frame_records"]
+__all__ = ["SelectMaker", "FeatureReader", "records", "classes", "budget_cut", "budget_record", "skipped_records"]
+
+
+class FeatureReader:
+    """Per-atom features of ``frames`` from the first member of the ensemble of ``models``
+    (TrainingDocuments), loaded on the worker's device on the first call (the ``features`` of
+    :func:`al_flows.selection.trust_levels.select`); ``device``: where it ran, None before."""
+
+    def __init__(self, frames: list, models: list):
+        self.frames, self.models = frames, models
+        self.device: str | None = None
+
+    def __call__(self, indices: list[int]) -> list[np.ndarray]:
+        """Atom features of ``frames[i]`` for each of ``indices``."""
+        ensemble = load_ensemble(self.models)
+        self.device = str(ensemble.device)
+        return ensemble.atom_features([self.frames[i] for i in indices])
+
+
+def records(frames: list, result: SelectionResult, labelled: set[int]) -> list[dict]:
+    """One provenance record per explored frame: ids, deviation, class, whether it is labelled
+    (``labelled``: the selection within the budget) and, with pick diverse, why it was chosen
+    (``pick``, ``pick_rank``, ``pick_distance``: :class:`SelectionResult`)."""
+    chosen = labelled
+    return [
+        {
+            "frame_id": a.info["frame_id"],
+            "explorer": a.info.get("explorer", ""),
+            "parent_id": a.info.get("parent_id", ""),
+            "deviation": as_float(a.info.get("deviation")),
+            "status": status,
+            "selected": i in chosen,
+            **result.picks.get(i, {}),
+        }
+        for i, (a, status) in enumerate(zip(frames, result.status, strict=True))
+    ]
 
 
 @dataclass
@@ -118,19 +159,22 @@ class SelectMaker(Maker):
         stage: int = 0,
         spent: dict | None = None,
         properties=None,
+        models: list | None = None,
     ) -> SelectionDocument:
-        """``calibration``: the previous round's CalibrationDocument; its next levels replace the
-        configured ones (when its fit was not applied they are the levels that round used, so a
-        calibrated campaign keeps its last calibrated levels). ``spent``: what the rounds before
-        spent of the labelling budget (a BudgetSpent dict); a round allowed fewer frames than it
-        selected labels those of highest priority and records the others in ``budget_skipped``.
-        ``properties``: the round's PropertiesDocument (``convergence.properties``), whose rows join
-        the stop decision."""
+        """``calibration``: the previous round's CalibrationDocument, whose next levels replace the
+        configured ones (a fit not applied carries the levels in use). ``spent``: the labelling budget
+        the rounds before spent (a BudgetSpent dict); a round allowed fewer frames than it selected
+        labels those of highest priority and records the others in ``budget_skipped``. ``properties``:
+        the round's PropertiesDocument (``convergence.properties``). ``models``: the round's
+        TrainingDocuments, given only with ``pick: diverse`` (the first member's atom features; the
+        ensemble is loaded only when the candidates exceed the cap, its ``device`` recorded)."""
         start = time.perf_counter()
         frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
         ens_id = field(explorations[0], "ensemble_id") if explorations else ""
         settings = self.round_settings(calibration)
-        result = select(frames, settings, exclude_ids=exclude_ids, seed=seed)
+        features = FeatureReader(frames, models) if models is not None else None
+        result = select(frames, settings, exclude_ids=exclude_ids, seed=seed, features=features)
+        device = features.device if features is not None else None
         survival = [t for e in explorations for t in (field_or_none(e, "survival_times_ps") or [])]
         median_survival = float(np.median(survival)) if survival else None
         prop_rows = list(field(properties, "results")) if properties is not None else []
@@ -148,29 +192,23 @@ class SelectMaker(Maker):
             progress.report("budget", round, labelled=len(keep), skipped=len(skipped), limit=allowed.limit)
         if decision.next_stage != stage:
             progress.report("exploration stage done", round, done=stage, next=decision.next_stage)
+        counts = classes(result, len(frames))
         progress.report(
             "select",
             round,
-            explored=len(frames),
-            accurate=result.n_accurate,
-            candidate=result.n_candidate,
-            failed=result.n_failed,
+            **{k.removeprefix("n_"): v for k, v in counts.items() if k not in ("n_duplicate", "accurate_ratio")},
             selected=len(chosen),
             accurate_ratio=f"{result.accurate_ratio:.3f}",
             **({} if met is None else {"properties_within": f"{sum(r['within'] for r in prop_rows)}/{len(prop_rows)}"}),
+            **({"pick": settings.pick, "device": device} if device else {}),
         )
         return SelectionDocument(
             campaign=campaign,
             round=round,
             ensemble_id=ens_id,
-            n_explored=len(frames),
-            n_accurate=result.n_accurate,
-            n_candidate=result.n_candidate,
-            n_failed=result.n_failed,
-            n_duplicate=result.n_duplicate,
+            **counts,
             n_selected=len(chosen),
             strategy=settings.strategy,
-            accurate_ratio=result.accurate_ratio,
             median_survival_ps=median_survival,
             stage=stage,
             next_stage=decision.next_stage,
@@ -183,10 +221,25 @@ class SelectMaker(Maker):
             stop_reason=decision.reason,
             budget=None if self.budget is None else budget_record(allowed, spent),
             budget_skipped=skipped_records(frames, skipped, len(keep), allowed.reason),
-            records=frame_records(frames, result.status, set(keep)),
+            pick=settings.pick if settings.strategy == "deviation" else None,
+            diverse_features=settings.diverse_features if settings.needs_features else None,
+            device=device,
+            records=records(frames, result, set(keep)),
             wall_time=time.perf_counter() - start,
             selected_blob=frames_text(chosen),
         )
+
+
+def classes(result: SelectionResult, n_explored: int) -> dict:
+    """The class counts and accurate ratio of a selection, as SelectionDocument fields."""
+    return {
+        "n_explored": n_explored,
+        "n_accurate": result.n_accurate,
+        "n_candidate": result.n_candidate,
+        "n_failed": result.n_failed,
+        "n_duplicate": result.n_duplicate,
+        "accurate_ratio": result.accurate_ratio,
+    }
 
 
 def budget_cut(priority: list[int], allowed: int | None, stop: bool) -> tuple[list[int], list[int]]:
@@ -221,19 +274,4 @@ def skipped_records(frames: list, skipped: list[int], n_kept: int, reason: str) 
             "reason": f"{reason}; {n_kept} frame(s) of higher priority labelled",
         }
         for rank, i in enumerate(skipped)
-    ]
-
-
-def frame_records(frames: list, status: list[str], labelled: set[int]) -> list[dict]:
-    """One record per explored frame: id, explorer, parent, deviation, class and whether it is labelled."""
-    return [
-        {
-            "frame_id": a.info["frame_id"],
-            "explorer": a.info.get("explorer", ""),
-            "parent_id": a.info.get("parent_id", ""),
-            "deviation": as_float(a.info.get("deviation")),
-            "status": st,
-            "selected": i in labelled,
-        }
-        for i, (a, st) in enumerate(zip(frames, status, strict=True))
     ]

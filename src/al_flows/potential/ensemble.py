@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import schnetpack.properties as P
@@ -253,6 +254,33 @@ class Ensemble:
                 if not (np.all(atoms.pbc) and atoms.cell.volume > 1e-6):
                     stresses[:, k] = np.nan
         return EnsemblePrediction(energies=energies, forces=forces, stresses=stresses)
+
+    def atom_features(self, frames: list[Atoms], member: int = 0, batch_size: int = 64) -> list[np.ndarray]:
+        """The learned atom features of member ``member``: the SchNet representation's output
+        ``scalar_representation`` for every atom, one float64 array [n_atoms, n_atom_basis] per frame.
+
+        One member, not a mean over members: each member learned its own feature space from its own
+        initialisation, so the k-th feature of two members measures different things and their
+        average mixes unrelated coordinates. Only the member's input modules and representation run
+        (no energy head, no autograd); frames are batched as in :meth:`predict`."""
+        frames = list(frames)
+        self._check_elements(frames)
+        if not -len(self.members) <= member < len(self.members):
+            raise ValueError(f"member {member}: the ensemble has {len(self.members)} members")
+        module: Any = self.members[member]  # a schnetpack NeuralNetworkPotential
+        out: list[np.ndarray] = []
+        with torch.no_grad():
+            for _, chunk in self._chunks(frames, max(1, int(batch_size))):
+                batch = collate_inputs(chunk, self.device)
+                inputs = dict(batch)
+                for step in module.input_modules:
+                    inputs = step(inputs)
+                x = module.representation(inputs)["scalar_representation"].double().cpu().numpy()
+                pos = 0
+                for n in batch[P.n_atoms].tolist():
+                    out.append(x[pos : pos + n])
+                    pos += n
+        return out
 
     def calculator(self) -> "EnsembleCalculator":
         """ASE calculator giving the ensemble-mean energy, forces and (when asked) stress, and the

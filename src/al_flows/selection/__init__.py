@@ -1,5 +1,5 @@
 """Selection of explored frames: DP-GEN trust levels, the selection strategies, the stop decision, the
-calibration of the trust levels, and the labelling budget.
+calibration of the trust levels, the labelling budget, and diverse picking (farthest-point sampling).
 
 Public names (imported on first use, see :mod:`al_flows.lazy`): ``__all__``.
 """
@@ -21,6 +21,8 @@ EXPORTS = {
     "LabelBudget": "budget",
     "BudgetSpent": "budget",
     "allowance": "budget",
+    "diverse_pick": "diversity",
+    "farthest_point_sampling": "diversity",
 }
 __all__ = [
     "SelectionSettings",
@@ -35,12 +37,15 @@ __all__ = [
     "LabelBudget",
     "BudgetSpent",
     "allowance",
+    "diverse_pick",
+    "farthest_point_sampling",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
 
 if TYPE_CHECKING:
     from al_flows.selection.budget import BudgetSpent, LabelBudget, allowance
     from al_flows.selection.calibration import CalibrationSettings
+    from al_flows.selection.diversity import diverse_pick, farthest_point_sampling
     from al_flows.selection.trust_levels import (
         ACCURATE,
         CANDIDATE,

@@ -4,7 +4,9 @@ A frame's model deviation eps (eV/Angstrom, ``info['deviation']``) classifies it
 eps < trust_lo accurate (skip), trust_lo <= eps < trust_hi candidate (label),
 eps >= trust_hi or non-finite failed (skip, likely unphysical). Candidates whose
 frame_id is already labelled, or repeats within the batch, are skipped; at most
-``max_candidates`` of the rest are picked per round.
+``max_candidates`` of the rest are picked per round (``pick``: a seeded random draw, the highest
+deviations, or ``diverse``: farthest-point sampling in the ensemble's feature space,
+:mod:`al_flows.selection.diversity`).
 
 ``strategy`` chooses what is labelled: ``deviation`` (the candidates, as above), ``random``
 (the same number of frames drawn uniformly from everything explored, the baseline an
@@ -20,7 +22,7 @@ explored frame.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,6 +32,7 @@ from pydantic import Field, model_validator
 
 from al_flows.frames.dataset import frame_id
 from al_flows.selection.calibration import CalibrationSettings
+from al_flows.selection.diversity import DiverseFeatures, diverse_pick
 from al_flows.settings import Settings
 
 ACCURATE, CANDIDATE, FAILED = "accurate", "candidate", "failed"
@@ -47,7 +50,17 @@ class SelectionSettings(Settings):
         "baseline active learning must beat), all (every explored frame, up to max_candidates, evenly spread)",
     )
     max_candidates: int = Field(20, gt=0, description="frames labelled per round at most")
-    pick: Literal["random", "highest"] = Field("random", description="strategy deviation: how candidates are capped")
+    pick: Literal["random", "highest", "diverse"] = Field(
+        "random",
+        description="strategy deviation: how candidates are capped: random (seeded draw), highest (largest "
+        "deviations), diverse (farthest-point sampling in the ensemble's SchNet feature space, from the highest "
+        "deviation; al_flows.selection.diversity)",
+    )
+    diverse_features: DiverseFeatures = Field(
+        "structure",
+        description="pick diverse: structure (per frame the mean of its atom features, Euclidean distance) or atoms "
+        "(the frames' sets of atom features, symmetric Hausdorff distance: for large cells)",
+    )
     calibrate: CalibrationSettings | None = Field(
         None,
         description="fit deviation -> true error after each round and set the next round's levels from target errors",
@@ -59,7 +72,17 @@ class SelectionSettings(Settings):
             raise ValueError(
                 f"selection.trust_lo ({self.trust_lo}) must be lower than selection.trust_hi ({self.trust_hi})"
             )
+        if self.diverse_features != "structure" and self.pick != "diverse":
+            raise ValueError(
+                f"selection.diverse_features={self.diverse_features!r} applies to pick: diverse only "
+                f"(pick is {self.pick!r}); set pick: diverse or remove diverse_features"
+            )
         return self
+
+    @property
+    def needs_features(self) -> bool:
+        """Whether selecting needs the ensemble's features (strategy deviation with pick diverse)."""
+        return self.strategy == "deviation" and self.pick == "diverse"
 
 
 def classify(deviations, trust_lo: float, trust_hi: float) -> np.ndarray:
@@ -78,7 +101,10 @@ class SelectionResult:
     """Outcome of :func:`select`. ``selected`` indexes the frames to label (ascending);
     ``priority`` holds the same indices, most valuable first (the order a labelling budget takes
     them in, :mod:`al_flows.selection.budget`); ``n_duplicate`` counts candidates skipped as
-    already labelled or repeated."""
+    already labelled or repeated. ``picks`` (pick diverse only) gives, per selected candidate, why
+    it was chosen: ``{"pick": "diverse", "pick_rank": r, "pick_distance": d}`` when farthest-point
+    sampling chose it (rank 0, the highest deviation, has distance None), ``{"pick": "below cap"}``
+    when every candidate fitted the cap."""
 
     status: list[str] = field(default_factory=list)
     selected: list[int] = field(default_factory=list)
@@ -88,6 +114,7 @@ class SelectionResult:
     n_failed: int = 0
     n_duplicate: int = 0
     accurate_ratio: float = 0.0
+    picks: dict[int, dict] = field(default_factory=dict)
 
     @property
     def n_frames(self) -> int:
@@ -103,8 +130,16 @@ def _deviation(atoms: Atoms) -> float:
         return float("nan")
 
 
+FeatureSource = Callable[[list[int]], list[np.ndarray]]
+"""Per-atom features ([n_atoms, n_features] each) of the frames at the given indices."""
+
+
 def select(
-    frames: list[Atoms], settings: SelectionSettings, exclude_ids: Iterable[str] = (), seed: int = 0
+    frames: list[Atoms],
+    settings: SelectionSettings,
+    exclude_ids: Iterable[str] = (),
+    seed: int = 0,
+    features: FeatureSource | None = None,
 ) -> SelectionResult:
     """Classify ``frames`` by ``info['deviation']`` and pick the frames to label.
 
@@ -115,8 +150,11 @@ def select(
     earlier eligible frame are skipped. Of the rest at most ``max_candidates`` are kept:
     strategy 'deviation' with pick 'random' and strategy 'random' draw without replacement with
     ``numpy.random.default_rng(seed)``; pick 'highest' takes the largest deviations (ties: lower
-    index first); strategy 'all' keeps evenly spaced frames in exploration order. The classes
-    (accurate/candidate/failed) and the accurate ratio do not depend on the strategy.
+    index first); pick 'diverse' runs farthest-point sampling from the highest deviation
+    (:mod:`al_flows.selection.diversity`) over the atom features ``features(indices)`` returns,
+    called once, for those candidates only, and only when they exceed the cap; strategy 'all' keeps
+    evenly spaced frames in exploration order. The classes (accurate/candidate/failed) and the
+    accurate ratio do not depend on the strategy.
 
     ``priority`` ranks the kept frames for a labelling budget (:func:`priority_order`).
     """
@@ -143,6 +181,7 @@ def select(
             continue
         seen.add(fid)
         (forced if i in forced_set else pool).append(int(i))
+    picks: dict[int, dict] = {}
     if len(pool) > settings.max_candidates:
         if settings.strategy == "all":
             keep = np.unique(np.round(np.linspace(0, len(pool) - 1, settings.max_candidates)).astype(int))
@@ -151,33 +190,61 @@ def select(
             rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
             chosen = rng.choice(len(pool), size=settings.max_candidates, replace=False)
             pool = [pool[j] for j in chosen]
+        elif settings.pick == "diverse":
+            pool, picks = _diverse(pool, eps, settings, features)
         else:
             order = sorted(pool, key=lambda j: (-eps[j], j))
             pool = order[: settings.max_candidates]
+    elif settings.needs_features:
+        picks = {i: {"pick": "below cap"} for i in pool}
     n = len(frames)
     n_accurate = int((status == ACCURATE).sum())
     return SelectionResult(
         status=[str(s) for s in status],
         selected=sorted(forced + pool),
-        priority=forced + priority_order(pool, eps, settings, seed),
+        priority=forced + priority_order(pool, eps, settings, seed, picks),
         n_accurate=n_accurate,
         n_candidate=int((status == CANDIDATE).sum()),
         n_failed=int((status == FAILED).sum()),
         n_duplicate=n_duplicate,
         accurate_ratio=n_accurate / n if n else 0.0,
+        picks=picks,
     )
 
 
-def priority_order(pool: list[int], eps: np.ndarray, settings: SelectionSettings, seed: int = 0) -> list[int]:
+def priority_order(
+    pool: list[int], eps: np.ndarray, settings: SelectionSettings, seed: int = 0, picks: dict | None = None
+) -> list[int]:
     """The frames ``pool`` kept by the pick, most valuable first (frames marked ``always_label``
     come before all of them). Strategy 'deviation': highest deviation first (ties: lower index);
-    a pick that ranks frames by its own measure gives its order here. Strategies 'random' and
-    'all', the baselines: a uniformly random order (its own generator, so the frames kept do not
-    change), so that a budget's cut is a uniform sample of what they kept."""
+    pick 'diverse' when farthest-point sampling chose (``picks`` with ``pick_rank``): the order it
+    chose them in, each the most novel given those before. Strategies 'random' and 'all', the
+    baselines: a uniformly random order (its own generator, so the frames kept do not change), so
+    that a budget's cut is a uniform sample of what they kept."""
+    ranks = {i: p["pick_rank"] for i, p in (picks or {}).items() if "pick_rank" in p}
+    if settings.strategy == "deviation" and ranks:
+        return sorted(pool, key=lambda j: ranks[j])
     if settings.strategy == "deviation":
         return sorted(pool, key=lambda j: (-eps[j], j))
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFFFFFFFFFF, 1])
     return [pool[j] for j in rng.permutation(len(pool))]
+
+
+def _diverse(
+    pool: list[int], eps: np.ndarray, settings: SelectionSettings, features: FeatureSource | None
+) -> tuple[list[int], dict[int, dict]]:
+    """The ``max_candidates`` frames of ``pool`` chosen by farthest-point sampling, and why."""
+    if features is None:
+        raise ValueError(
+            "selection.pick: diverse needs the ensemble's atom features: pass select(..., features=...) "
+            "(the select job gets them from the round's models)"
+        )
+    order, distances = diverse_pick(features(pool), eps[pool], settings.max_candidates, settings.diverse_features)
+    picks = {
+        pool[k]: {"pick": "diverse", "pick_rank": rank, "pick_distance": d}
+        for rank, (k, d) in enumerate(zip(order, distances, strict=True))
+    }
+    return [pool[k] for k in order], picks
 
 
 @dataclass(frozen=True)

@@ -221,6 +221,7 @@ OMITTED_AT_DEFAULT: dict[str, Any] = {
     "explorers[].schedule": None,
     "model.kind": "schnet",
     "model.lmax": None,
+    "selection.diverse_features": "structure",
 }
 
 
