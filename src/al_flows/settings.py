@@ -29,6 +29,17 @@ class Settings(BaseModel):
         """monty-style dict: ``@module``, ``@class`` and the fields in JSON mode."""
         return {"@module": type(self).__module__, "@class": type(self).__name__, **self.model_dump(mode="json")}
 
+    def given(self, names) -> set[str]:
+        """Those of ``names`` set to something other than their default: keys a user gave. A stored
+        copy of the settings (every field written out, e.g. a work directory's campaign.json) gives
+        the defaults back, and those do not count, so it validates again as the original did."""
+        fields = type(self).model_fields
+        return {
+            n
+            for n in names
+            if n in self.model_fields_set and getattr(self, n) != fields[n].get_default(call_default_factory=True)
+        }
+
     @classmethod
     def from_dict(cls, d: dict):
         """Validated settings from :meth:`as_dict`'s dict (``@`` keys ignored)."""

@@ -214,3 +214,35 @@ def test_every_temperature_list_refuses_non_positive_kelvin(model, field):
     for bad in ([300.0, 0.0], [-5.0]):
         with pytest.raises(ValidationError, match=r"temperatures must be positive \(Kelvin\)"):
             cls(**{field: bad})
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[2] / "flows").glob("*.yaml")))
+def test_every_example_reads_back_from_its_stored_copy(name, tmp_path):
+    """A work directory keeps the campaign with every field written out (campaign.json); status,
+    report and continuing read it back: it must validate again, to the same settings. (A staged
+    DP-GEN campaign once failed here: its stored defaults looked like keys given next to stages.)"""
+    import json
+
+    from al_flows.campaign.config import load_campaign
+    from al_flows.campaign.run import load_workdir_campaign, remember_campaign
+
+    config, _ = load_campaign(Path(__file__).parents[2] / "flows" / name)
+    remember_campaign(config, tmp_path)
+    again = load_workdir_campaign(tmp_path)
+    assert again.model_dump(mode="json") == json.loads((tmp_path / "campaign.json").read_text())
+    assert again.fingerprint() == config.fingerprint()
+
+
+def test_a_shear_schedule_reads_back_from_its_stored_copy(tmp_path):
+    import copy
+
+    from tests.conftest import TINY
+
+    from al_flows.campaign.run import load_workdir_campaign, remember_campaign
+
+    d = copy.deepcopy(TINY)
+    shear = {k: v for k, v in d["explorers"][0].items() if k != "gamma_max"}
+    d["explorers"] = [{**shear, "schedule": {"gamma_max": [0.1, 0.2], "n_levels": 2}}]
+    config = validate_campaign(d)
+    remember_campaign(config, tmp_path)
+    assert load_workdir_campaign(tmp_path).fingerprint() == config.fingerprint()

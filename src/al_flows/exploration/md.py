@@ -173,7 +173,7 @@ class NVTSettings(Settings):
 
     @model_validator(mode="after")
     def _stages_or_rounds(self):
-        clash = {"temperatures_K", "n_steps", "n_runs", "ensemble", "pressure_GPa"} & self.model_fields_set
+        clash = self.given({"temperatures_K", "n_steps", "n_runs", "ensemble", "pressure_GPa"})
         if self.stages is not None and clash:
             raise ValueError(
                 f"stages replace {sorted(clash)}: give those per stage (stages[].temperatures_K, ...) or drop stages"
@@ -182,7 +182,7 @@ class NVTSettings(Settings):
             return self
         if self.stages is not None:
             raise ValueError("give stages (written by hand) or schedule (levels between bounds), not both")
-        given = {"temperatures_K", "pressure_GPa"} & self.model_fields_set
+        given = self.given({"temperatures_K", "pressure_GPa"})
         if given:
             raise ValueError(
                 f"schedule replaces {sorted(given)}: give schedule.temperatures_K / schedule.pressures_GPa"

@@ -96,7 +96,7 @@ class ShearSettings(Settings):
             raise ValueError(
                 "schedule.temperatures_K / pressures_GPa are for md explorers; a shear schedule takes gamma_max"
             )
-        if "gamma_max" in self.model_fields_set:
+        if self.given({"gamma_max"}):
             raise ValueError("schedule replaces gamma_max: give schedule.gamma_max: [lowest, highest]")
         return self
 
