@@ -317,6 +317,8 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
                         )
                 finally:
                     os.chdir(cwd)
+            if flow is not None and not isinstance(config, PoolStudyConfig):  # the final report, autotest included
+                write_reports(store, config, workdir)
             report = build_report(store, config)
             report["wall_time_s"] = round(time.perf_counter() - start, 1)
             (workdir / "report.json").write_text(json.dumps(report, indent=2))
