@@ -380,7 +380,8 @@ def _line(name: str, res: dict, n_atoms: int, device: str) -> str:
     if "phase_s" in res:
         from model_time import breakdown_text
 
-        extra += f" (of the wall time: {breakdown_text(res['wall_s'], res['model_s'], res['phase_s'])})"
+        nested = {"neighbour lists": "inputs and collation"}  # frame inputs build the neighbour lists
+        extra += f" (of the wall time: {breakdown_text(res['wall_s'], res['model_s'], res['phase_s'], nested)})"
     return (
         f"{name:<16} {res['wall_s']:8.2f} s  frames {len(res['frames'])} (converged {conv})  relaxation steps {steps}  "
         f"model evaluations {res['model_evals']}{extra}  {n_atoms * steps / res['wall_s']:,.0f} atoms x steps / s on "

@@ -108,8 +108,16 @@ class PhaseTimer:
         return {name: (s / wall_s if wall_s > 0 else 0.0) for name, s in self.seconds.items()}
 
 
-def breakdown_text(wall_s: float, model_s: float, phases: dict[str, float]) -> str:
-    """'model forward+backward 61 %, neighbour lists 12 %, ..., rest 9 %' (shares of ``wall_s``)."""
-    parts = [("model forward+backward", model_s), *phases.items()]
+def breakdown_text(
+    wall_s: float, model_s: float, phases: dict[str, float], nested: dict[str, str] | None = None
+) -> str:
+    """'model forward+backward 61 %, neighbour lists 12 %, ..., rest 9 %' (shares of ``wall_s``).
+    ``nested``: phase -> the phase it runs inside (shown as 'of which', not subtracted again)."""
+    nested = nested or {}
+    parts = [("model forward+backward", model_s), *((n, s) for n, s in phases.items() if n not in nested)]
     rest = wall_s - sum(s for _, s in parts)
-    return ", ".join(f"{name} {100 * s / wall_s:.0f} %" for name, s in [*parts, ("rest (Python, numpy)", rest)])
+    text = []
+    for name, s in [*parts, ("rest (Python, numpy)", rest)]:
+        inner = [f"of which {n} {100 * phases[n] / wall_s:.0f} %" for n, outer in nested.items() if outer == name]
+        text.append(f"{name} {100 * s / wall_s:.0f} %" + (f" ({', '.join(inner)})" if inner else ""))
+    return ", ".join(text)
