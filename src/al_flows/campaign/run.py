@@ -318,8 +318,9 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
                 finally:
                     os.chdir(cwd)
             if flow is not None and not isinstance(config, PoolStudyConfig):  # the final report, autotest included
-                write_reports(store, config, workdir)
-            report = build_report(store, config)
+                report = write_reports(store, config, workdir)
+            else:
+                report = build_report(store, config)
             report["wall_time_s"] = round(time.perf_counter() - start, 1)
             (workdir / "report.json").write_text(json.dumps(report, indent=2))
             if flow is not None:
