@@ -132,9 +132,9 @@ def test_campaign_file_checks(tiny_dict):
     d["convergence"] = {"properties": [{"name": "a0", "element": "Cu", "tolerance": 0}]}
     assert "convergence.properties[0].tolerance" in _error(d)
     vasp = {**copy.deepcopy(tiny_dict), "labeller": {"kind": "vasp"}, "test_set": {"kind": "perturbed"}}
-    vasp["convergence"] = {"properties": [{"name": "a0", "element": "Cu"}]}
-    message = _error(vasp)
-    assert "convergence.properties: the reference values come from the labeller" in message
+    vasp["convergence"] = {"properties": [{"name": "E_vac", "element": "Cu"}]}
+    message = _error(vasp)  # a VASP reference: atomate2's EOS and elastic flows (test_vasp_property_reference)
+    assert "convergence.properties[0].name: 'E_vac' has no VASP reference" in message
     assert len(message.splitlines()) == 1
 
 

@@ -32,8 +32,10 @@ def vasp_env(tmp_path, monkeypatch):
     return log
 
 
-def vasp_campaign(tiny_dict, **labeller):
+def vasp_campaign(tiny_dict, convergence: dict | None = None, **labeller):
     d = copy.deepcopy(tiny_dict)
+    if convergence is not None:
+        d["convergence"] = convergence
     d["name"] = "tiny-vasp"
     d["labeller"] = {
         "kind": "vasp",
@@ -79,7 +81,11 @@ def stored(config, workdir, stage, round_=None):
 
 def test_vasp_campaign_labels_equal_standin_and_isolate_a_failure(tmp_path, tiny_dict, vasp_env, monkeypatch):
     # a core-hour budget far from binding: the campaign is as without it, and counts its core-hours
-    config = vasp_campaign(tiny_dict, budget={"core_hours_total": 1000.0, "core_hours_per_label": 0.5})
+    # convergence properties: their reference comes from atomate2's EOS and elastic flows, run once
+    properties = [{"name": "a0", "element": "Cu"}, {"name": "C44", "element": "Cu"}]
+    config = vasp_campaign(
+        tiny_dict, {"properties": properties}, budget={"core_hours_total": 1000.0, "core_hours_per_label": 0.5}
+    )
     bad = initial_frame_ids(config)[1]
     monkeypatch.setenv("VASP_STANDIN_FAIL", f"{bad}:crash")
     report = run_campaign(config, ".", tmp_path / "w", echo=lambda *_: None)
@@ -113,11 +119,33 @@ def test_vasp_campaign_labels_equal_standin_and_isolate_a_failure(tmp_path, tiny
     failure = initial[0]["failures"][0]
     assert failure["frame_id"] == bad and "VASP job failed" in failure["reason"]
     check_core_hours(store, config, report)
+    check_property_reference(store, config)
     store.close()
     # every VASP run was a real process started by custodian, one per structure (+ retries of the bad one)
     ran = runs(vasp_env)
     assert ran.count(bad) >= 1
-    assert len(set(ran)) == 2 * 3 + 2 * 1 + 2  # initial + test set + round-0 candidates
+    assert ran.count("unknown") == 6 + 6  # the reference's EOS and elastic runs (no SYSTEM tag), in round 0 only
+    assert len(set(ran)) == 2 * 3 + 2 * 1 + 2 + 1  # initial + test set + round-0 candidates + the reference
+
+
+def check_property_reference(store, config):
+    """The reference of the convergence properties is the labeller's (the stand-in's EMT surface, within
+    the tolerances of test_vasp_property_reference), stored once and read by both rounds."""
+    from ase.calculators.emt import EMT
+
+    from al_flows.validation.properties import property_values
+
+    crit = {"metadata.campaign": config.name}
+    collect = {**crit, "metadata.stage": "property_reference_vasp", "name": "collect_vasp_properties"}
+    (ref,) = [d["output"] for d in store.query(collect)]
+    emt = property_values("Cu", EMT, config.property_convergence().settings, ["a0", "C44"])
+    assert ref["values"]["Cu"]["a0"] == pytest.approx(emt["a0"], abs=1e-3)
+    assert ref["values"]["Cu"]["C44"] == pytest.approx(emt["C44"], abs=1.5)
+    rounds = sorted(store.query({**crit, "metadata.stage": "properties"}), key=lambda d: d["metadata"]["round"])
+    assert [d["metadata"]["round"] for d in rounds] == [0, 1]
+    for d in rounds:
+        by_name = {r["name"]: r["reference"] for r in d["output"]["results"]}
+        assert by_name == ref["values"]["Cu"] and d["output"]["reference_key"] == ref["key"]
 
 
 def check_core_hours(store, config, report):

@@ -10,12 +10,20 @@ from jobflow import Maker
 from al_flows.active_learning.config import CampaignConfig
 from al_flows.active_learning.jobs import AseLabelMaker, MDExploreMaker, ShearExploreMaker
 from al_flows.active_learning.vasp_jobs import VaspLabelMaker
+from al_flows.active_learning.vasp_property_jobs import VaspPropertyReferenceMaker
 from al_flows.exploration.md import NVTSettings, ScheduleSettings
 from al_flows.exploration.shear import ShearSettings
 from al_flows.labelling.vasp_inputs import label_settings_id, static_maker
 from al_flows.workflow.config import AseLabeller
 
-__all__ = ["EXPLORERS", "explore_maker", "label_maker", "categories", "autotest_settings"]
+__all__ = [
+    "EXPLORERS",
+    "explore_maker",
+    "label_maker",
+    "property_reference_maker",
+    "categories",
+    "autotest_settings",
+]
 
 # explorer ``kind`` of a campaign file -> (Maker, its settings class)
 EXPLORERS: dict[str, tuple[type[ShearExploreMaker] | type[MDExploreMaker], type]] = {
@@ -53,6 +61,24 @@ def label_maker(config: CampaignConfig) -> Maker:
         max_force=lab.max_force,
         min_success_fraction=lab.min_success_fraction,
         label_settings=label_settings_id(lab),
+    )
+
+
+def property_reference_maker(config: CampaignConfig) -> Maker | None:
+    """The Maker of the VASP reference of ``convergence.properties`` (atomate2's EOS and elastic
+    flows with the labeller's settings), or None (no properties, or an ASE labeller: its reference
+    is one job)."""
+    lab, conv = config.labeller, config.convergence
+    if lab.kind != "vasp" or not conv.properties:
+        return None
+    kpoints = conv.reference_kpoints
+    return VaspPropertyReferenceMaker(
+        static_maker=static_maker(lab),
+        kpoints=None if kpoints is None else kpoints.model_dump(exclude_none=True),
+        reference=f"vasp:{lab.preset}",
+        vasp_category=config.queues.label,
+        collect_category=config.queues.default,
+        metadata={"fingerprint": config.fingerprint()},
     )
 
 

@@ -16,11 +16,18 @@ from al_flows.selection.trust_levels import SelectionSettings
 from al_flows.settings import Settings, Temperatures
 from al_flows.structures.initial_data import StructureSource
 from al_flows.validation.autotest import AutotestSettings
-from al_flows.validation.properties import PropertyConvergence, PropertyTarget, available_properties, default_tolerance
+from al_flows.validation.properties import (
+    PropertyConvergence,
+    PropertyTarget,
+    available_properties,
+    check_vasp_properties,
+    default_tolerance,
+)
 from al_flows.workflow.config import (
     AseLabeller,
     CampaignBase,
     EmbeddedStore,
+    KpointsOverride,
     LabellerConfig,
     QueuesConfig,
     StoreConfig,
@@ -144,6 +151,11 @@ class Convergence(Settings):
     mode: Literal["all", "properties"] = Field(
         "all", description="all: the properties and the other targets; properties: the properties alone"
     )
+    reference_kpoints: KpointsOverride | None = Field(
+        None,
+        description="VASP labeller: k-points of the properties' reference (atomate2's EOS and elastic flows on a "
+        "one-atom cell); default reciprocal_density 300",
+    )
 
     @model_validator(mode="after")
     def _some_target(self):
@@ -255,14 +267,15 @@ class CampaignConfig(CampaignBase):
     @model_validator(mode="after")
     def _convergence_properties(self):
         props = self.convergence.properties
+        if self.convergence.reference_kpoints is not None and not (props and self.labeller.kind == "vasp"):
+            raise ValueError(
+                "convergence.reference_kpoints: only the VASP reference of convergence.properties uses k-points; "
+                "remove it"
+            )
         if not props:
             return self
-        if self.labeller.kind != "ase":
-            raise ValueError(
-                "convergence.properties: the reference values come from the labeller, and a VASP labeller cannot "
-                "compute them here (atomate2's EOS and elastic flows are not wired in); remove convergence.properties "
-                "or label with an ASE calculator"
-            )
+        if self.labeller.kind == "vasp":
+            check_vasp_properties([t.name for t in props], self.property_settings().lattice)
         known = available_properties(self.property_settings())
         for i, t in enumerate(props):
             if t.name not in known:

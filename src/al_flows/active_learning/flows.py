@@ -49,10 +49,12 @@ from al_flows.active_learning.start_jobs import (
 )
 from al_flows.active_learning.summary_jobs import evaluate, round_summary
 from al_flows.active_learning.vasp_jobs import VaspLabelMaker
+from al_flows.active_learning.vasp_property_jobs import VaspPropertyReferenceMaker
 from al_flows.exploration.md import stage_count
 from al_flows.frames.dataset import frames_text
 from al_flows.structures.initial_data import GivenSource, given_structures
 from al_flows.validation.autotest import AutotestSettings
+from al_flows.validation.properties import check_vasp_properties
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job, drop_completed, route, stable_uuid
 
@@ -67,6 +69,7 @@ def settings_fingerprint(maker: Maker, structures_text: str = "") -> str:
     for key in ("name", "fingerprint", "base_dir", "categories"):
         d.pop(key, None)
     d.get("select_maker", {}).pop("properties", None)  # when to stop, like convergence in a campaign file
+    d.pop("property_reference_maker", None)
     if isinstance(d.get("select_maker"), dict):
         d["select_maker"].pop("budget", None)
     text = json.dumps(d, sort_keys=True, default=str) + structures_text
@@ -113,6 +116,7 @@ class ActiveLearningMaker(Maker):
     categories: dict = dc_field(default_factory=dict)
     autotest: AutotestSettings | None = None
     elements: list = dc_field(default_factory=list)
+    property_reference_maker: Any = None
 
     def __post_init__(self):
         if self.ensemble_size < 2:
@@ -131,16 +135,34 @@ class ActiveLearningMaker(Maker):
             self.select_maker = replace(
                 self.select_maker, max_rounds=self.max_rounds, n_stages=n_stages, step_back_failed_ratio=step_back
             )
-        if self.select_maker.properties is not None and not isinstance(self.label_maker, AseLabelMaker):
-            raise ValueError(
-                "select_maker.properties: the reference values come from the labeller, and only an ASE calculator "
-                "labeller can compute them (VASP: not wired in); drop the properties or label with an ASE calculator"
-            )
+        self._check_property_reference()
         budget = self.select_maker.budget
         if budget is not None and budget.limits_core_hours and not isinstance(self.label_maker, VaspLabelMaker):
             raise ValueError(
                 "select_maker.budget: core-hour limits are counted from VASP runs' timings; this labeller is not "
                 "VASP: use labels_per_round / labels_total"
+            )
+
+    def _check_property_reference(self):
+        """The labeller computes the reference of the convergence properties: an ASE calculator in one
+        job, VASP through atomate2's EOS and elastic flows (``property_reference_maker``, default: one
+        with the labeller's settings)."""
+        conv, lab = self.select_maker.properties, self.label_maker
+        if conv is None or isinstance(lab, AseLabelMaker):
+            return
+        if not isinstance(lab, VaspLabelMaker):
+            raise ValueError(
+                "select_maker.properties: the reference values come from the labeller, and this labeller computes "
+                "none; drop the properties or label with an ASE calculator or VASP"
+            )
+        check_vasp_properties([t.name for t in conv.targets], conv.settings.lattice, "select_maker.properties")
+        if self.property_reference_maker is None:
+            self.property_reference_maker = VaspPropertyReferenceMaker(
+                static_maker=lab.static_maker,
+                reference=lab.labeller_name,
+                vasp_category=lab.static_category,
+                collect_category=lab.collect_category,
+                metadata=dict(lab.static_metadata),
             )
 
     @property
@@ -176,6 +198,7 @@ class ActiveLearningMaker(Maker):
             categories=builders.categories(config),
             autotest=builders.autotest_settings(config),
             elements=list(config.elements),
+            property_reference_maker=builders.property_reference_maker(config),
         )
 
     def tag(self, j: Job, round_: int, stage: str, key: str | None = None) -> Job:
@@ -360,7 +383,10 @@ class ActiveLearningMaker(Maker):
         if conv is None:
             return []
         lab = self.label_maker
-        ref = property_reference(lab.calculator, dict(lab.calculator_kwargs), conv, self.campaign)
+        if self.property_reference_maker is not None:  # VASP: atomate2's EOS and elastic flows
+            ref = self.property_reference_maker.make(conv, self.campaign)
+        else:
+            ref = property_reference(lab.calculator, dict(lab.calculator_kwargs), conv, self.campaign)
         ref = self.tag(ref, -1, "property_reference", conv.reference_key())
         ref.name = "property_reference"
         props = self.tag(member_properties(models, ref.output, conv, self.campaign, round_), round_, "properties")

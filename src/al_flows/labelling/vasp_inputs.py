@@ -145,3 +145,59 @@ def with_system_tag(maker, system: str):
     return replace(
         maker, input_set_generator=replace(gen, user_incar_settings={**gen.user_incar_settings, "SYSTEM": system})
     )
+
+
+# INCAR tags that say how the ions move; a labeller's static tags never override a relaxation's.
+_IONIC_TAGS = frozenset({"IBRION", "ISIF", "NSW", "EDIFFG", "POTIM"})
+
+#: k-points of the property reference when the campaign names none: 300 k-points per reciprocal
+#: Angstrom^3 (about 18x18x18 for a one-atom fcc Cu cell; atomate2's elastic relaxations use
+#: 7000 k-points per reciprocal atom, about 19x19x19 for the same cell).
+REFERENCE_KPOINTS = {"reciprocal_density": 300}
+
+
+def property_reference_makers(static, kpoints=None):
+    """atomate2's EOS and elastic Makers (``EosMaker`` without its initial relaxation, ``ElasticMaker``
+    without its bulk relaxation) with the DFT settings of the labeller's StaticMaker ``static``
+    (functional, cutoff, smearing, POTCARs, commands, custodian), so the reference values of the
+    convergence properties mean what the labels mean. Each deformed cell relaxes its ions at fixed
+    cell (ISIF 2, atomate2's own ionic tags). ``kpoints``: a ``KpointsOverride``, its dict
+    (``grid`` or ``reciprocal_density``), or a pymatgen Kpoints (default :data:`REFERENCE_KPOINTS`:
+    the labels' k-points suit large cells, not the one-atom cells here)."""
+    from atomate2.vasp.flows.elastic import ElasticMaker
+    from atomate2.vasp.flows.eos import EosMaker
+
+    if isinstance(kpoints, dict) and "grid" in kpoints:
+        kpoints = Kpoints.gamma_automatic(tuple(kpoints["grid"]))
+    elif kpoints is not None and not isinstance(kpoints, (dict, Kpoints)):
+        kpoints = _kpoints(kpoints)
+    eos, elastic = EosMaker(initial_relax_maker=None), ElasticMaker(bulk_relax_maker=None)
+    return (
+        replace(eos, eos_relax_maker=_with_static_settings(eos.eos_relax_maker, static, kpoints)),
+        replace(elastic, elastic_relax_maker=_with_static_settings(elastic.elastic_relax_maker, static, kpoints)),
+    )
+
+
+def _with_static_settings(relax, static, kpoints):
+    """The relaxation Maker ``relax`` with ``static``'s electronic settings, POTCARs and run settings,
+    its own ionic tags, and ``kpoints``."""
+    own, lab = relax.input_set_generator, static.input_set_generator
+    incar = {k: v for k, v in lab.user_incar_settings.items() if k not in _IONIC_TAGS and k != "SYSTEM"}
+    ionic = {k: v for k, v in own.user_incar_settings.items() if k in _IONIC_TAGS}
+    generator = replace(
+        own,
+        user_incar_settings={**own.user_incar_settings, **incar, **ionic},
+        user_kpoints_settings=kpoints if kpoints is not None else dict(REFERENCE_KPOINTS),
+        user_potcar_settings=dict(lab.user_potcar_settings),
+        user_potcar_functional=lab.user_potcar_functional,
+        sort_structure=False,
+        auto_ispin=getattr(lab, "auto_ispin", False),
+        auto_ismear=getattr(lab, "auto_ismear", False),
+    )
+    return replace(
+        relax,
+        input_set_generator=generator,
+        run_vasp_kwargs=dict(static.run_vasp_kwargs),
+        write_input_set_kwargs=dict(static.write_input_set_kwargs),
+        stop_children_kwargs={},
+    )

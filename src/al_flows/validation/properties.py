@@ -43,6 +43,9 @@ __all__ = [
     "property_values",
     "property_result",
     "judge",
+    "VASP_REFERENCE_PROPERTIES",
+    "VASP_REFERENCE_LATTICES",
+    "check_vasp_properties",
 ]
 
 _SITES = {"oct": "octahedral", "tet": "tetrahedral"}
@@ -255,3 +258,24 @@ def judge(results: Sequence[dict] | None, targets: Sequence[PropertyTarget]) -> 
         if not _within(float(r["mean"]), float(r["spread"]), float(r["reference"]), tol):
             return False
     return True
+
+
+#: the properties atomate2's EOS and elastic flows give
+VASP_REFERENCE_PROPERTIES = ("a0", "v0", "e0", "B", "C11", "C12", "C44")
+#: ground-state lattices whose one-atom cell and cubic constants the reference handles
+VASP_REFERENCE_LATTICES = ("fcc", "bcc")
+
+
+def check_vasp_properties(names: list[str], lattice: str, where: str = "convergence.properties") -> None:
+    """ValueError (one line, naming ``where``) unless every name has a VASP reference for ``lattice``."""
+    if lattice not in VASP_REFERENCE_LATTICES:
+        raise ValueError(
+            f"{where}: the VASP reference is computed for cubic ground states ({', '.join(VASP_REFERENCE_LATTICES)}), "
+            f"and autotest.lattice is {lattice}; set autotest.lattice or label with an ASE calculator"
+        )
+    for i, name in enumerate(names):
+        if name not in VASP_REFERENCE_PROPERTIES:
+            raise ValueError(
+                f"{where}[{i}].name: {name!r} has no VASP reference (atomate2's EOS and elastic flows give "
+                f"{', '.join(VASP_REFERENCE_PROPERTIES)}); drop it or label with an ASE calculator"
+            )
