@@ -177,7 +177,12 @@ def check_core_hours(store, config, report):
 
 
 def test_resubmitted_round_reruns_only_failed_structures(tmp_path, tiny_dict, vasp_env, monkeypatch):
-    config = vasp_campaign(tiny_dict, min_success_fraction=1.0)
+    # and a core-hour budget that binds: every run reports 1800 s on 1 core (0.5 core-hours), so
+    # round 0 may label floor(0.6 / 0.5) = 1 of its 2 candidates, and after it the campaign has
+    # 0.9 - 0.5 = 0.4 core-hours left, less than one label: round 1 labels none and the budget stops it
+    monkeypatch.setenv("VASP_STANDIN_ELAPSED", "1800")
+    budget = {"core_hours_per_round": 0.6, "core_hours_total": 0.9}
+    config = vasp_campaign(tiny_dict, min_success_fraction=1.0, budget=budget)
     bad = initial_frame_ids(config)[0]
     monkeypatch.setenv("VASP_STANDIN_FAIL", f"{bad}:crash")
     with pytest.raises(CampaignError, match="below labeller.min_success_fraction=1.0"):
@@ -189,7 +194,11 @@ def test_resubmitted_round_reruns_only_failed_structures(tmp_path, tiny_dict, va
     report = run_campaign(config, ".", tmp_path / "w", echo=lambda *_: None)
     assert report["finished"]
     second = runs(vasp_env)[len(first) :]
-    # the completed structures were not recomputed: only the failed one and the round-0 candidates ran
+    # the completed structures were not recomputed: only the failed one and the round-0 candidate ran
     assert second.count(bad) == 1
     assert not (set(second) - {bad}) & set(first)
-    assert len(second) == 1 + 2
+    assert len(second) == 1 + 1
+    rows = report["rounds"]
+    assert [r["labels_spent"] for r in rows] == [1, 1] and [r["n_budget_skipped"] for r in rows] == [1, 0]
+    assert [r["core_hours_spent"] for r in rows] == [pytest.approx(0.5, rel=1e-9)] * 2
+    assert report["stop_reason"] == "budget"

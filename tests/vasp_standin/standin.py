@@ -31,6 +31,9 @@ Environment variables:
     A file to which one tab-separated line ``SYSTEM  cwd  mode`` is appended per run.
 ``VASP_STANDIN_MD_SEED``
     Seed (int, default 0) of the initial velocities in MD mode.
+``VASP_STANDIN_ELAPSED``
+    Seconds that OUTCAR reports as the run's CPU and elapsed time (on 1 core), instead of the
+    measured ones: a fixed cost per run, for tests of core-hour budgets.
 
 Static mode: any INCAR that is neither MD nor relaxation (e.g. NSW = 0 or IBRION = -1) gives
 one ionic step.
@@ -659,7 +662,7 @@ def _outcar_magnetization(nions: int) -> list[str]:
 
 def _outcar_tail(nelect: float, t0: float) -> list[str]:
     """Electron count and the timing block that ends OUTCAR (elapsed time since ``t0``)."""
-    elapsed = time.time() - t0
+    elapsed = float(os.environ.get(ELAPSED_ENV) or time.time() - t0)
     return [
         f" number of electron {nelect:15.7f} magnetization {0.0:15.7f}",
         "",
@@ -852,6 +855,7 @@ def run(directory=".") -> int:
 # MD mode (IBRION = 0, NSW > 0): multi-step vasprun.xml, OUTCAR, XDATCAR, OSZICAR
 # ----------------------------------------------------------------------------------------
 MD_SEED_ENV = "VASP_STANDIN_MD_SEED"
+ELAPSED_ENV = "VASP_STANDIN_ELAPSED"
 
 #: electronic entropy term T*S (eV per atom) reported in MD mode (see the module docstring)
 MD_ENTROPY_PER_ATOM = 0.002
