@@ -8,4 +8,6 @@ bash scripts/install.sh
 .venv/bin/ruff check src tests benchmarks scripts setup.py
 .venv/bin/ruff format --check src tests benchmarks scripts setup.py
 .venv/bin/mypy
-.venv/bin/python -m pytest -q "$@"
+# one pytest-xdist worker per core of the 2-core CI machine (AL_FLOWS_TEST_WORKERS to change it); the
+# tests of one file stay on one worker, so a file's shared fixtures are computed once
+.venv/bin/python -m pytest -q -n "${AL_FLOWS_TEST_WORKERS:-2}" --dist loadfile "$@"

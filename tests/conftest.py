@@ -1,11 +1,25 @@
 """Shared fixtures: a tiny campaign that runs two rounds in well under a minute."""
 
 import copy
+import os
 import warnings
 
 import pytest
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one worker per core (scripts/check.sh): each worker, and every process its
+    # tests start (al-flows commands, SLURM jobs), computes on one thread instead of all the cores
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[_var] = "1"
+
+
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 TINY = {
     "name": "tiny",

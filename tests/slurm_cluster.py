@@ -35,6 +35,7 @@ The partition of finished jobs is read from the job-completion log
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import re
 import shlex
@@ -504,10 +505,27 @@ PartitionName=gpu Nodes={self.node} Default=NO MaxTime=INFINITE OverSubscribe=NO
             self._run_dir = None
 
     def __enter__(self) -> SlurmCluster:
-        return self.start()
+        # one private cluster at a time on this machine (pytest-xdist runs test files side by side):
+        # its daemons are named after this host, so two would answer for one node
+        self._lock = open(os.path.join(tempfile.gettempdir(), "al_flows_slurm_cluster.lock"), "w")  # noqa: SIM115
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        try:
+            return self.start()
+        except BaseException:
+            self._unlock()
+            raise
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        try:
+            self.stop()
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
 
     # ---------------------------------------------------------------- queries
     def squeue(self) -> str:
