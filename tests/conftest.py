@@ -21,6 +21,7 @@ def pytest_configure(config):
 
         torch.set_num_threads(1)
 
+
 TINY = {
     "name": "tiny",
     "seed": 3,
