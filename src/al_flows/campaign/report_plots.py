@@ -68,12 +68,17 @@ def plot_errors(summaries: list[dict], path: Path) -> str:
     ax2.set_ylabel("energy RMSE (meV/atom)", color="tab:green")
     ax2.tick_params(axis="y", colors="tab:green")
     ax2.set_ylim(bottom=0)
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="best", fontsize=8)
+    _twin_legend(ax, ax2)
     ax.set_title("Errors per round")
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
+
+
+def _twin_legend(ax, ax2) -> None:
+    """One legend on ``ax`` for the lines of ``ax`` and of its twin ``ax2``."""
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="best", fontsize=8)
 
 
 def plot_stages(summaries: list[dict], labels: list[str], path: Path) -> str:
@@ -99,9 +104,7 @@ def plot_stages(summaries: list[dict], labels: list[str], path: Path) -> str:
     )
     ax2.set_ylim(0, 1.02)
     ax2.set_ylabel("fraction of explored frames")
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, loc="best", fontsize=8)
+    _twin_legend(ax, ax2)
     ax.set_title("Exploration stage per round")
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
