@@ -15,6 +15,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ[_var] = "1"
 
 
+# test files that take minutes (measured on 2 cores), collected first so that pytest-xdist hands them
+# out before the short ones and the workers finish together
+SLOW_FILES = ("test_fireworks_slurm.py", "test_resume.py", "test_demo.py", "test_continuation.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))  # stable: files stay whole
+
+
 def pytest_configure(config):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch

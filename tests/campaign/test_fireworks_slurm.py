@@ -110,8 +110,9 @@ def fw_env(cfg: Path) -> dict[str, str]:
     return {"FW_CONFIG_FILE": str(Path(cfg) / "FW_config.yaml"), "MONGOMOCK_SERVERSTORE_FILE": store}
 
 
-def locked_python(cluster: SlurmCluster, cfg: Path, lockfile, code: str, timeout: float = 120) -> str:
-    """Run ``code`` in a fresh Python under the LaunchPad lock; return its stdout."""
+def locked_python(cluster: SlurmCluster, cfg: Path, lockfile, code: str, timeout: float = 600) -> str:
+    """Run ``code`` in a fresh Python under the LaunchPad lock; return its stdout. The lock is held by a
+    running Firework for its whole run (rocket_launch takes it), so the wait includes one Firework."""
     flock = shutil.which("flock") or "/usr/bin/flock"
     res = cluster.run(
         [flock, str(lockfile), PYTHON, "-c", textwrap.dedent(code)], env=fw_env(cfg), timeout=timeout, cwd=cfg
@@ -164,7 +165,7 @@ def qlaunch(cluster, cfg: Path, lockfile, worker: str, launch_dir: Path) -> subp
         str(launch_dir),
         "singleshot",
     ]
-    res = cluster.run(cmd, env=fw_env(cfg), cwd=launch_dir, timeout=120)
+    res = cluster.run(cmd, env=fw_env(cfg), cwd=launch_dir, timeout=600)  # waits for the lock, as above
     assert res.returncode == 0, f"qlaunch {worker}: rc={res.returncode}\n{res.stdout}\n{res.stderr}"
     return res
 
