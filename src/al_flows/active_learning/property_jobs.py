@@ -18,7 +18,7 @@ from al_flows.validation.properties import (
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job, ensemble_id, field, load_ensemble, model_ids_of
 
-__all__ = ["property_reference", "member_properties"]
+__all__ = ["property_reference", "reference_document", "member_properties"]
 
 
 @al_job(output_schema=PropertyReferenceDocument)
@@ -34,13 +34,21 @@ def property_reference(
         for element, names in convergence.names_by_element().items()
     }
     progress.report("property reference", -1, reference=calculator, properties=len(convergence.targets))
+    return reference_document(convergence, campaign, calculator, values, time.perf_counter() - start)
+
+
+def reference_document(
+    convergence: PropertyConvergence, campaign: str, reference: str, values: dict, wall_time: float
+) -> PropertyReferenceDocument:
+    """The PropertyReferenceDocument of ``values`` (``values[element][name]``) computed by ``reference``
+    (the labeller's name), keyed and given units by ``convergence``."""
     return PropertyReferenceDocument(
         campaign=campaign,
-        reference=calculator,
+        reference=reference,
         key=convergence.reference_key(),
         values=values,
         units=available_properties(convergence.settings),
-        wall_time=time.perf_counter() - start,
+        wall_time=wall_time,
     )
 
 

@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from jobflow import Flow, Job, JobConfig, Maker, OnMissing, Response, job
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from al_flows.active_learning.property_jobs import reference_document
 from al_flows.active_learning.schemas import PropertyReferenceDocument
 from al_flows.labelling.vasp_inputs import property_reference_makers
 from al_flows.validation.lattices import a_from_volume, crystal, guess_lattice_constant
-from al_flows.validation.properties import PropertyConvergence, available_properties, check_vasp_properties
+from al_flows.validation.properties import PropertyConvergence, check_vasp_properties
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job
 
@@ -114,10 +115,11 @@ class VaspPropertyReferenceMaker(Maker):
         if eos_maker is None or elastic_maker is None:  # __post_init__ sets both
             raise ValueError("VaspPropertyReferenceMaker: eos_maker and elastic_maker must be set")
         lattice = convergence.settings.lattice
-        flows, eos, elastic = [], {}, {}
+        flows, eos, elastic, n_atoms = [], {}, {}, {}
         for element, names in convergence.names_by_element().items():
             tag = {**self.metadata, "campaign": campaign, "stage": "property_reference_vasp", "element": element}
             structure = ground_state(element, lattice)
+            n_atoms[element] = len(structure)
             eos_flow = eos_maker.make(structure)
             eos_flow.name = f"eos {element}"
             parts = [eos_flow]
@@ -133,7 +135,6 @@ class VaspPropertyReferenceMaker(Maker):
             sub.update_metadata(tag, dynamic=True)
             sub.update_config({"manager_config": {"_category": self.vasp_category}}, dynamic=True)
             flows.append(sub)
-        n_atoms = {el: len(ground_state(el, lattice)) for el in eos}
         collect = collect_vasp_properties(eos, elastic, n_atoms, convergence, campaign, self.reference, start)
         collect.config = JobConfig(
             on_missing_references=OnMissing.NONE, manager_config={"_category": self.collect_category}
@@ -163,11 +164,4 @@ def collect_vasp_properties(
         got = reference_values(eos[element], n_atoms[element], lattice, elastic.get(element))
         values[element] = {n: got[n] for n in names}
     progress.report("property reference done", -1, reference=reference)
-    return PropertyReferenceDocument(
-        campaign=campaign,
-        reference=reference,
-        key=convergence.reference_key(),
-        values=values,
-        units=available_properties(convergence.settings),
-        wall_time=time.time() - float(start),
-    )
+    return reference_document(convergence, campaign, reference, values, time.time() - float(start))
