@@ -118,6 +118,15 @@ class TestSetConfig(Settings):
     sheared_sigma: float = Field(0.05, ge=0, description="mixed: Angstrom, rattle of the sheared copies")
     max_nonequilibrium: int = Field(60, ge=1, description="mixed: nonequilibrium frames kept at most (drawn at random)")
 
+    @model_validator(mode="after")
+    def _perturbed_copies_differ(self):
+        if self.kind == "perturbed" and self.rattle_sigma == 0 and self.strain_max == 0:
+            raise ValueError(
+                "with kind perturbed, rattle_sigma and strain_max are both 0, so every test frame would be "
+                "a starting structure itself (which may be trained on); set rattle_sigma > 0 (e.g. 0.05 Angstrom)"
+            )
+        return self
+
 
 class AutotestConfig(AutotestSettings):
     """Judge the final potential against a reference ASE calculator (default: the labeller, when it
