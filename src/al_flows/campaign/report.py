@@ -37,7 +37,7 @@ from al_flows.campaign.report_plots import (
 from al_flows.campaign.shear_paths import energy_vs_gamma_data, labeller_shear_paths, shear_paths, unsheared_references
 from al_flows.exploration.stages import stage_labels
 
-__all__ = ["TABLE_COLUMNS", "CAPTIONS", "render_html", "write_report"]
+__all__ = ["TABLE_COLUMNS", "UNITS", "CAPTIONS", "render_html", "write_report"]
 
 # (header, RoundSummary field, format, scale)
 TABLE_COLUMNS = (
@@ -55,6 +55,13 @@ TABLE_COLUMNS = (
     ("test force RMSE (eV/Å)", "test_force_rmse", "{:.4f}", 1),
     ("test energy RMSE (meV/atom)", "test_energy_rmse_per_atom", "{:.2f}", 1000),
     ("properties within", "properties_met", "{}", 1),
+)
+
+
+#: the units line above the table: what the table's columns and the plots' captions use
+UNITS = (
+    "Units as in each column header and caption: forces, force errors and deviations eV/Å; "
+    "energy errors meV/atom; energies per atom eV/atom; times ps."
 )
 
 
@@ -127,7 +134,8 @@ figcaption {{ font-size: 0.9em; max-width: 40em; }}
 </style></head>
 <body>
 <h1>{e(title)}</h1>
-<p>{stored}. Energies eV, forces and deviations eV/Å.</p>
+<p>{stored}.</p>
+<p>{e(UNITS)}</p>
 {notes_html}
 {table}
 {figures}
