@@ -73,11 +73,12 @@ CAPTIONS = {
     "errors_per_round": "Force RMSE on the members' validation splits (mean over members) and of the ensemble mean on "
     "the fixed test set (eV/Å, left axis); test energy RMSE (meV/atom, right axis).",
     "deviation_hist": "Max force deviation (eV/Å) of every explored frame per round, stacked by selection status; "
-    "dashed/dotted lines: trust_lo/trust_hi. Frames without a deviation count as failed but are not drawn.",
+    "dashed/dotted lines: trust_lo/trust_hi, which are bin edges (no bar mixes two classes). Frames without a "
+    "deviation count as failed but are not drawn.",
     "parity_energy": "Final round's ensemble-mean energy per atom vs the labeller's on the fixed test set, coloured "
-    "by subset (relaxed, nonequilibrium).",
+    "by subset (relaxed, nonequilibrium; the smaller subset drawn on top).",
     "parity_forces": "Final round's ensemble-mean force components vs the labeller's on the fixed test set, coloured "
-    "by subset (relaxed, nonequilibrium).",
+    "by subset (relaxed, nonequilibrium; the smaller subset drawn on top).",
     "energy_vs_gamma": "Shear paths: energy per atom of each relaxed frame relative to its starting structure relaxed "
     "unsheared (γ = 0) by the same calculator (eV/atom) vs shear strain γ; coloured: the ensemble's "
     "exploration, one line per round, starting structure and run; black dashed: the labeller's own "
