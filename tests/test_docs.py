@@ -338,7 +338,7 @@ def test_loop_md_names_the_info_keys_an_export_writes(tmp_path):
         "energy",
     }
     assert {"ensemble_id", "explore_energy", "origin"} <= written and "model_id" not in written
-    assert named == written - own, (named ^ (written - own))
+    assert named == written - own, named ^ (written - own)
     # and the stored frames' paragraph names the store's keys, model_id among them
     store_para = text[text.index("Every frame in a dataset") :].split("\n\n")[0]
     assert {"frame_id", "round", "explorer", "parent_id", "model_id", "deviation", "labeller"} <= set(
@@ -360,7 +360,9 @@ def test_reliability_md_describes_the_error_line_of_validate_and_run(tmp_path, m
     assert "`error: CAMPAIGN.yaml: ...`" not in text and "one line starting with `error: `" in text
     row = next(line for line in text.splitlines() if line.startswith("| overlapping atoms"))
     message = re.search(r"`(initial\.structures\[0\] \(structure 'bad-0'\): atoms [^`]+)`", row).group(1)
-    pattern = re.escape(message).replace(re.escape("(...)"), r"\(.+\)").replace("FILE", re.escape(str(tmp_path)) + "/bad.xyz")
+    pattern = (
+        re.escape(message).replace(re.escape("(...)"), r"\(.+\)").replace("FILE", re.escape(str(tmp_path)) + "/bad.xyz")
+    )
     positions = [[0, 0, 0], [3, 0, 0], [0, 3, 0], [0, 0, 3], [3.2, 0, 0]]  # atoms 1 and 4 0.2 A apart
     write(tmp_path / "bad.xyz", Atoms("Cu5", positions=positions, cell=[6, 6, 6], pbc=True), format="extxyz")
     data = yaml.safe_load((ROOT / "flows" / "demo_cuni_emt.yaml").read_text())

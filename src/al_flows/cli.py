@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from al_flows import ignore_jobflow_cd_warning
 from pathlib import Path
+
+from al_flows import ignore_jobflow_cd_warning
 
 DEMO_NAME = "demo_cuni_emt.yaml"
 
