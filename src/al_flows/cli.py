@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
+
+from al_flows import ignore_jobflow_cd_warning
 
 DEMO_NAME = "demo_cuni_emt.yaml"
 
@@ -473,8 +474,9 @@ def _internal_error(exc: BaseException, args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """The ``al-flows`` command line; returns the exit status (0 success, 2 an error, reported in one line)."""
     args = build_parser().parse_args(argv)
-    # jobflow's run_locally uses monty's deprecated ``cd`` (fixed upstream); every other warning is shown
-    warnings.filterwarnings("ignore", message="cd is deprecated", category=FutureWarning, module="jobflow")
+    # jobflow's run_locally uses monty's deprecated ``cd`` (fixed upstream); every other warning is shown.
+    # Importing al_flows sets this filter too; again here, where a caller (pytest) may have reset the filters
+    ignore_jobflow_cd_warning()
     from al_flows.campaign.config import ConfigError
     from al_flows.campaign.run import CampaignError
 
