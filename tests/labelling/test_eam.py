@@ -204,6 +204,49 @@ def test_refuses_a_pinned_sha256_the_file_does_not_have_and_kwargs():
     )
 
 
+def test_refuses_a_potential_file_whose_tables_are_cut_short(tmp_path):
+    lines = (potentials_dir() / "CuNi.eam.alloy").read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.eam.alloy"
+    cut.write_text("".join(lines[:200]))
+    message = _refusal(eam_campaign(potential=str(cut)))
+    assert message.startswith("campaign: labeller.potential: cut.eam.alloy is not a readable eam/alloy file (")
+    assert message.endswith("give a complete DYNAMO setfl file")
+
+
+def test_autotest_reference_eam_names_its_own_field():
+    from tests.conftest import QUICK_AUTOTEST
+
+    data = eam_campaign()
+    data["autotest"] = {**QUICK_AUTOTEST, "reference": "eam", "reference_kwargs": {"potential": "NiX.eam.alloy"}}
+    message = _refusal(data)
+    assert message.startswith("campaign: autotest.reference_kwargs.potential: no file 'NiX.eam.alloy' in ")
+    data["autotest"]["reference_kwargs"] = {"potential": "Cu_mishin1.eam.alloy"}
+    data["autotest"]["elements"] = ["Cu"]
+    config = validate_campaign(data)
+    assert config.autotest.reference_kwargs == {"potential": "Cu_mishin1.eam.alloy"}
+
+
+def test_label_maker_autotest_and_property_reference_use_the_labellers_file():
+    from tests.conftest import QUICK_AUTOTEST
+
+    from al_flows.active_learning.builders import autotest_settings, label_maker
+    from al_flows.labelling.ase import calculator_factory
+
+    data = eam_campaign()
+    data["autotest"] = dict(QUICK_AUTOTEST)
+    config = validate_campaign(data)
+    path = str((potentials_dir() / "CuNi.eam.alloy").resolve())
+    want = {"potential": path, "sha256": file_sha256(path)}
+    maker = label_maker(config)
+    assert (maker.calculator, maker.calculator_kwargs) == ("eam", want)  # labels, test set, property reference
+    assert maker.labeller_name == "ase:eam:CuNi.eam.alloy"
+    reference = autotest_settings(config)
+    assert (reference.reference, reference.reference_kwargs) == ("eam", want)
+    atoms = bulk("Ni", "fcc", a=3.52)
+    atoms.calc = calculator_factory(reference.reference, reference.reference_kwargs)()
+    assert atoms.get_potential_energy() == pytest.approx(-4.450, abs=5e-4)  # Ni's cohesive energy in this file
+
+
 def test_validate_cli_refuses_a_missing_element_in_one_line(tmp_path):
     path = tmp_path / "campaign.yaml"
     path.write_text(yaml.safe_dump(eam_campaign(potential="Al_zhou.eam.alloy")))

@@ -96,6 +96,8 @@ def check_imports(config: AnyConfig, source: str = "campaign") -> None:
             message = str(exc)
             if spec.lower() == "eam" and field == "autotest.reference":
                 message = message.replace("labeller.", "autotest.reference_kwargs.", 1)
+            elif spec.lower() == "eam" and not message.startswith("labeller."):
+                message = f"labeller.potential: {message}"
             elif spec.lower() != "eam":
                 message = f"{field}: {message.split(': ', 1)[-1]}"
             raise ConfigError(f"{source}: {message}") from None

@@ -145,7 +145,14 @@ def _tables(path: str, sha256: str):
     """matscipy's splines of a potential file (read once per file and content)."""
     from matscipy.calculators.eam import EAM
 
-    calc = EAM(path, kind=eam_kind(path))
+    kind = eam_kind(path)
+    try:
+        calc = EAM(path, kind=kind)
+    except Exception as exc:  # noqa: BLE001 - matscipy's reader raises whatever the bad table makes it
+        raise ValueError(
+            f"labeller.potential: {Path(path).name} is not a readable {kind} file ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); give a complete DYNAMO {'funcfl' if kind == 'eam' else 'setfl'} file"
+        ) from None
     numbers = [atomic_numbers[s] for s in potential_elements(path)]
     return numbers, calc.F, calc.f, calc.rep, calc._db_cutoff
 
