@@ -141,6 +141,27 @@ def test_a_changed_potential_file_is_other_label_settings(tmp_path):
     assert edited.fingerprint() != validate_campaign(eam_campaign()).fingerprint()
 
 
+def test_the_work_directory_refuses_an_edited_potential_file_naming_its_sha256(finished, tmp_path):
+    from al_flows.campaign.run import CampaignError, check_settings
+    from al_flows.campaign.stores import make_job_store
+
+    config, workdir, _ = finished
+    text = (potentials_dir() / "CuNi.eam.alloy").read_text().splitlines(keepends=True)
+    text[1] = "Cu-Ni EAM potential, edited\n"
+    (tmp_path / "CuNi.eam.alloy").write_text("".join(text))  # found next to the campaign file first
+    edited = validate_campaign(eam_campaign(), base_dir=tmp_path)
+    assert edited.labeller.potential == "CuNi.eam.alloy"
+    old, new = config.labeller.potential_sha256, edited.labeller.potential_sha256
+    store = make_job_store(config.store, workdir)
+    store.connect()
+    try:
+        with pytest.raises(CampaignError) as err:
+            check_settings(store, edited, workdir)
+    finally:
+        store.close()
+    assert f'(labeller.potential_sha256: "{old}" -> "{new}"); restore them' in str(err.value)
+
+
 def test_emt_label_settings_and_fingerprint_are_those_of_before_eam_labellers():
     from tests.conftest import TINY
 
