@@ -183,6 +183,29 @@ def test_a_path_relative_to_the_campaign_file_is_found(tmp_path):
     }
 
 
+def test_serialised_labeller_settings_find_the_file_from_another_folder(tmp_path, monkeypatch):
+    """A Maker holding the labeller's settings (pool study) is rebuilt from its dict by a FireWorks
+    worker in another folder: the absolute path filled in at validation finds the file."""
+    from al_flows.workflow.config import AseLabeller
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shutil.copy(potentials_dir() / "CuNi.eam.alloy", tmp_path / "a" / "mine.eam.alloy")
+    monkeypatch.chdir(tmp_path / "a")
+    lab = AseLabeller(calculator="eam", potential="mine.eam.alloy")
+    monkeypatch.chdir(tmp_path / "b")
+    again = AseLabeller.from_dict(lab.as_dict())
+    assert (
+        again.calculator_kwargs()
+        == lab.calculator_kwargs()
+        == {
+            "potential": str(tmp_path / "a" / "mine.eam.alloy"),
+            "sha256": file_sha256(potentials_dir() / "CuNi.eam.alloy"),
+        }
+    )
+    assert again.labeller_name() == "ase:eam:mine.eam.alloy"
+
+
 def _refusal(data) -> str:
     with pytest.raises(ConfigError) as err:
         validate_campaign(data)
