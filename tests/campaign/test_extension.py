@@ -17,6 +17,7 @@ from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.record import CampaignRecord
 from al_flows.campaign.run import live_progress, open_store, plan_campaign, prepare_store, run_campaign
 from al_flows.frames.dataset import frames_from_bytes
+from al_flows.workflow.jobs import stable_uuid
 from conftest import TINY
 
 
@@ -106,6 +107,9 @@ def test_extension_labels_the_stopped_rounds_selection_before_the_next_round_tra
         for m in members:
             seen = set(m["train_ids"] + m["val_ids"])
             assert selected <= seen and len(seen) == n_before + 3
+        # round 2's select job has the uuid a run without the extension would give it (a resumed run finds it)
+        fingerprint = validate_campaign(settings(3)).fingerprint()
+        assert record.outputs("select", 2)[-1]["uuid"] == stable_uuid("tiny", fingerprint, 2, "select", "select")
         dataset = record.final_dataset()
         assert selected <= set(dataset.ids)
         assert sum(bool(a.info.get("labelled_on_extension")) for a in dataset) == 3
@@ -137,6 +141,8 @@ def test_a_run_stopped_during_the_extension_never_labels_twice(two_rounds, tmp_p
     try:
         flow, why = plan_campaign(maker, config, store)
         assert flow is not None and why.startswith("extending campaign 'tiny' after round 1")
+        assert maker.select_maker.name == "select"  # the select jobs' names (and so uuids) are unchanged
+        assert flow.jobs[0].name == "extension r1"
         stages = [(j.metadata["round"], j.metadata["stage"]) for j in flow.jobs]
         assert stages == [(1, "extension"), (1, "label"), (1, "merge"), (1, "summary"), (2, "round")]
         record = CampaignRecord(store, config.name)

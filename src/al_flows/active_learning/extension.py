@@ -13,6 +13,7 @@ amended summary is stored, a later run continues from it without labelling again
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from jobflow import Job, OutputReference
@@ -42,8 +43,9 @@ def extension_jobs(maker: Any, summary: dict) -> list[Job]:
     select = maker.select_maker
     selection = OutputReference(stable_uuid(maker.campaign, maker.fingerprint, k, "select", select.name))
     spent = {"spent": summary.get("spent_after")} if select.budget is not None else {}
-    ext = maker.tag(select.extension(selection, maker.campaign, k, **spent), k, "extension")
-    ext.name = f"extension r{k}"
+    # a copy named for the job: renaming a Maker's job renames its Maker (the select jobs' names give their uuids)
+    named = replace(select, name=f"extension r{k}")
+    ext = maker.tag(named.extension(selection, maker.campaign, k, **spent), k, "extension")
     lab = maker.tag(maker.label_maker.make(ext.output, maker.campaign, k), k, "label", "label on extension")
     dataset = OutputReference(summary["dataset_uuid"])
     merge = merge_labels(dataset, lab.output, maker.campaign, k, maker.allow_mixed_settings)
