@@ -175,3 +175,19 @@ def test_a_run_stopped_during_the_extension_never_labels_twice(two_rounds, tmp_p
         assert len(frames_from_bytes(dataset["dataset_blob"])) == dataset["n_frames"]
     finally:
         store.close()
+
+
+def test_submit_plans_the_same_extension_before_the_next_round(two_rounds, tmp_path):
+    """``al-flows submit`` plans through the same code: the FireWorks workflow that extends the campaign
+    holds the extension's jobs, and the round-2 job waits for the merge that adds the labels."""
+    from al_flows.campaign.fireworks import campaign_workflow
+
+    workdir, _, _ = two_rounds
+    work = tmp_path / "work"
+    shutil.copytree(workdir, work)
+    wf, why = campaign_workflow(validate_campaign(settings(3)), ".", work)
+    assert wf is not None and why.startswith("extending campaign 'tiny' after round 1")
+    by_name = {fw.name: fw for fw in wf.fws}
+    assert set(by_name) == {"extension r1", "label", "merge r1 on extension", "round_summary r1 on extension", "round"}
+    parents = {wf.id_fw[i].name for i in wf.links.parent_links[by_name["round"].fw_id]}
+    assert "merge r1 on extension" in parents
