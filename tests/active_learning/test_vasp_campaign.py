@@ -203,3 +203,36 @@ def test_resubmitted_round_reruns_only_failed_structures(tmp_path, tiny_dict, va
     # not a timing: 0.5 core-hours is what the stand-in reports (VASP_STANDIN_ELAPSED), whatever the run took
     assert [r["core_hours_spent"] for r in rows] == [pytest.approx(0.5, rel=1e-9)] * 2
     assert report["stop_reason"] == "budget"
+
+
+def test_extension_labels_the_stopped_rounds_selection_with_vasp(tmp_path, tiny_dict, vasp_env):
+    """A 1-round VASP campaign stops after round 0, whose 2 candidates are selected but not labelled;
+    raising max_rounds to 2 runs VASP on them once (static jobs of round 0, one per frame) before
+    round 1 trains on them, and the budget counts them as round 0's labels."""
+    budget = {"core_hours_total": 1000.0, "core_hours_per_label": 0.5}
+    config = vasp_campaign(tiny_dict, budget=budget)
+    config = config.model_copy(update={"max_rounds": 1})
+    first = run_campaign(config, ".", tmp_path / "w", echo=lambda *_: None)
+    assert [r["n_labelled"] for r in first["rounds"]] == [0] and first["rounds"][0]["labels_spent"] == 0
+    before = runs(vasp_env)
+
+    report = run_campaign(config.model_copy(update={"max_rounds": 2}), ".", tmp_path / "w", echo=lambda *_: None)
+    assert report["state"] == "finished (round limit)" and [r["round"] for r in report["rounds"]] == [0, 1]
+    store, selects = stored(config, tmp_path / "w", "select", 0)
+    try:
+        selected = {r["frame_id"] for r in selects[0]["output"]["records"] if r["selected"]}
+        assert len(selected) == 2
+        ran = runs(vasp_env)[len(before) :]
+        assert sorted(ran) == sorted(selected)  # one VASP run per selected frame, nothing else
+        crit = {"metadata.campaign": config.name, "metadata.round": 0, "output.n_requested": {"$gt": 0}}
+        (collect,) = [d["output"] for d in store.query({**crit, "metadata.stage": "vasp_collect"})]
+        assert {r["frame_id"] for r in collect["records"]} == selected
+        assert all(r["labelled_on_extension"] and r["round"] == 0 for r in collect["records"])
+        statics = store.query({"metadata.campaign": config.name, "metadata.stage": "vasp", "metadata.round": 0})
+        assert {d["metadata"]["frame_id"] for d in statics} == selected
+    finally:
+        store.close()
+    rows = report["rounds"]
+    assert rows[0]["n_labelled"] == 2 and rows[1]["n_labels_total"] == rows[0]["n_labels_total"] + 2
+    assert [r["labels_spent"] for r in rows] == [2, 2]
+    assert rows[0]["core_hours_spent"] == pytest.approx(collect["core_hours"], rel=1e-12) and collect["n_timed"] == 2

@@ -1,6 +1,7 @@
 """A tiny campaign under a labelling budget (labeller.budget.labels_total): it stops with reason
 'budget' in the first round that finds the budget spent, and a rerun with a larger total continues
-it on the same work directory from the next round, the label counts adding up."""
+it on the same work directory, labelling the stopped round's selection first, the label counts
+adding up."""
 
 from __future__ import annotations
 
@@ -41,15 +42,16 @@ def test_a_spent_budget_stops_the_campaign_and_a_larger_one_continues_it(tmp_pat
     again = run_campaign(validate_campaign(budgeted(3)), ".", workdir, echo=said.append)
     assert "already finished after 2 round(s)" in said[-1] and again["rounds"] == rows
 
-    # a larger total continues from round 2: 2 of round 2's 3 picks fit, round 3 finds the budget spent
+    # a larger total continues: round 1 stopped with 3 picks unlabelled, 2 of which fit now; they are
+    # labelled before round 2 trains, and round 2 finds the budget spent
     report = run_campaign(validate_campaign(budgeted(5)), ".", workdir, echo=said.append)
     assert said[-1].startswith("extending campaign 'tiny' after round 1") and "'labels_total': 5" in said[-1]
     rows = report["rounds"]
-    assert [r["round"] for r in rows] == [0, 1, 2, 3]
-    assert [r["n_labelled"] for r in rows] == [3, 0, 2, 0]
-    assert [r["labels_spent"] for r in rows] == [3, 3, 5, 5]
-    assert [r["n_budget_skipped"] for r in rows] == [0, 0, 1, 0]
-    assert [r["n_labels_total"] for r in rows] == [n_initial, n_initial + 3, n_initial + 3, n_initial + 5]
+    assert [r["round"] for r in rows] == [0, 1, 2]
+    assert [r["n_labelled"] for r in rows] == [3, 2, 0]
+    assert [r["labels_spent"] for r in rows] == [3, 5, 5]
+    assert [r["n_budget_skipped"] for r in rows] == [0, 1, 0]
+    assert [r["n_labels_total"] for r in rows] == [n_initial, n_initial + 3, n_initial + 5]
     assert report["stop_reason"] == "budget" and report["state"] == "finished (budget)"
     assert json.loads((workdir / "report.json").read_text())["rounds"] == rows
 
@@ -60,17 +62,21 @@ def test_a_spent_budget_stops_the_campaign_and_a_larger_one_continues_it(tmp_pat
         assert len(record.final_dataset()) == n_initial + 5
         status = record.status()
         assert status["stop_reason"] == "budget" and status["state"] == "finished (budget)"
-        assert [r["labels_spent"] for r in status["rounds"]] == [3, 3, 5, 5]
-        (sel,) = record.outputs("select", 2, properties=["output"])
-        doc = sel["output"]
-        labelled = {r["frame_id"]: r["deviation"] for r in doc["records"] if r["selected"]}
+        assert [r["labels_spent"] for r in status["rounds"]] == [3, 5, 5]
+        (sel,) = record.outputs("select", 1, properties=["output"])
+        picks = {r["frame_id"]: r["deviation"] for r in sel["output"]["records"] if r["selected"]}
+        assert len(picks) == 3 and sel["output"]["stop_reason"] == "budget"
+        (ext,) = record.outputs("extension", 1, properties=["output"])
+        doc = ext["output"]
         (skipped,) = doc["budget_skipped"]
-        # the skipped frame is the one of lowest deviation among round 2's picks (strategy deviation)
-        assert len(labelled) == 2 and skipped["deviation"] <= min(labelled.values())
-        assert skipped["priority"] == 2 and skipped["frame_id"] not in labelled
+        labelled = {rec["frame_id"] for d in record.label_documents() for rec in d["output"]["records"]}
+        # the skipped frame is the one of lowest deviation among round 1's picks (strategy deviation)
+        assert (doc["n_selected"], doc["n_to_label"]) == (3, 2) and skipped["frame_id"] not in labelled
+        assert set(picks) - {skipped["frame_id"]} <= labelled
+        assert skipped["deviation"] == min(picks.values()) and skipped["priority"] == 2
         assert skipped["reason"].startswith("labeller.budget.labels_total: 2 of 5 label(s) left")
         assert doc["budget"]["spent_before"]["labels"] == 3
         result = record.result()
-        assert (result["stop_reason"], result["final_round"], result["n_rounds"]) == ("budget", 3, 4)
+        assert (result["stop_reason"], result["final_round"], result["n_rounds"]) == ("budget", 2, 3)
     finally:
         store.close()

@@ -108,7 +108,8 @@ def test_refused_run_changes_nothing_and_names_the_keys(finished, tmp_path):
 
 def test_runtime_settings_do_not_refuse_and_extend_the_campaign(finished, tmp_path):
     """device, amp, batched, min_success_fraction and max_rounds are not in the fingerprint:
-    the same work directory accepts them, and a larger max_rounds continues the campaign."""
+    the same work directory accepts them, and a larger max_rounds continues the campaign (round 1's
+    selection, not labelled when round 1 stopped the campaign, is labelled first)."""
     base, _, workdir = finished
     work = tmp_path / "work"
     shutil.copytree(workdir, work)
@@ -124,7 +125,9 @@ def test_runtime_settings_do_not_refuse_and_extend_the_campaign(finished, tmp_pa
     assert [r["round"] for r in report["rounds"]] == [0, 1, 2]
     assert report["finished"] and report["state"] == "finished (round limit)"
     old = json.loads((workdir / "report.json").read_text())
-    assert report["rounds"][:2] == old["rounds"]  # the earlier rounds are kept as they were
+    assert report["rounds"][0] == old["rounds"][0]  # the earlier rounds are kept as they were,
+    assert report["rounds"][1] == {**old["rounds"][1], "n_labelled": 3}  # round 1's selection now labelled
+    assert report["rounds"][2]["n_labels_total"] == old["rounds"][1]["n_labels_total"] + 3
     # the extended campaign is finished again: a rerun only rewrites the report
     again = cli("run", tmp_path / "more.yaml", "--workdir", work, check_rc=0)
     assert "already finished after 3 round(s)" in again.stdout
@@ -132,8 +135,9 @@ def test_runtime_settings_do_not_refuse_and_extend_the_campaign(finished, tmp_pa
 
 def test_a_budget_given_to_a_finished_campaign_counts_what_its_rounds_labelled(finished, tmp_path):
     """labeller.budget is not in the fingerprint: given on a later run, it counts the labels of the
-    rounds that ran without it (round 0 labelled 3), so a total of 5 leaves 2: round 2 labels 2 of
-    its 3 picks and round 3 stops for the budget."""
+    rounds that ran without it (round 0 labelled 3), so a total of 5 leaves 2: the extension labels 2
+    of the 3 frames round 1 selected (round 1 had stopped the campaign), and round 2, trained on
+    them, stops for the budget."""
     _, _, workdir = finished
     work = tmp_path / "work"
     shutil.copytree(workdir, work)
@@ -144,9 +148,11 @@ def test_a_budget_given_to_a_finished_campaign_counts_what_its_rounds_labelled(f
     assert "extending campaign 'tiny' after round 1" in out.stdout
     assert "finished (budget); report" in out.stdout and "budget spent 5 labels (1 skipped)" in out.stdout
     report = json.loads((work / "report.json").read_text())
-    assert [r["round"] for r in report["rounds"]] == [0, 1, 2, 3]
-    assert [r["n_labelled"] for r in report["rounds"]] == [3, 0, 2, 0]
-    assert [r["labels_spent"] for r in report["rounds"]] == [None, None, 5, 5]  # rounds 0, 1 ran without it
+    assert [r["round"] for r in report["rounds"]] == [0, 1, 2]
+    assert [r["n_labelled"] for r in report["rounds"]] == [3, 2, 0]
+    assert [r["n_budget_skipped"] for r in report["rounds"]] == [None, 1, 0]
+    assert [r["labels_spent"] for r in report["rounds"]] == [None, 5, 5]  # round 0 ran without it
+    assert report["rounds"][2]["n_labels_total"] == report["rounds"][1]["n_labels_total"] + 2
     assert report["stop_reason"] == "budget"
     status = cli("status", "--workdir", work, check_rc=0).stdout
     assert "campaign tiny: finished (budget)" in status and "budget spent 5 labels (0 skipped)" in status

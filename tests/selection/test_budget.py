@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from ase import Atoms
 
-from al_flows.active_learning.select_job import SelectMaker
+from al_flows.active_learning.select_job import SelectMaker, selected_words
 from al_flows.frames.dataset import frames_from_bytes, frames_text
 from al_flows.selection.budget import (
     BudgetError,
@@ -21,7 +21,7 @@ from al_flows.selection.budget import (
     cost_per_label,
     spend,
 )
-from al_flows.selection.trust_levels import SelectionSettings, select
+from al_flows.selection.trust_levels import SelectionSettings, StopDecision, select
 from conftest import TINY, frames_with_deviations
 
 # f0 accurate, f4 failed; candidates (0.05 <= eps < 0.3): f1 0.08, f2 0.15, f3 0.25, f5 0.12, f6 0.20
@@ -254,3 +254,35 @@ def test_python_api_budget_outside_the_fingerprint_and_core_hours_need_vasp():
     hours = SelectMaker(budget=LabelBudget(core_hours_total=5.0, core_hours_per_label=1.0))
     with pytest.raises(ValueError, match=r"^select_maker\.budget: core-hour limits .* this labeller is not VASP"):
         ActiveLearningMaker(select_maker=hours)  # EMT
+
+
+def test_a_stopping_round_says_it_labels_nothing_and_an_extension_labels_its_selection_within_the_budget():
+    """Round 3 of 4 stops the campaign: its 5 candidates are selected but not labelled, the progress
+    words say so, and the selection keeps its priority order. A later run that extends the campaign
+    labels that selection, cut to what the budget given then allows (2 of 10 labels left): the 2
+    frames of highest priority, marked as labelled on extension; also for a document stored without
+    the priority (highest deviation first)."""
+    maker = SelectMaker(
+        settings=SelectionSettings(trust_lo=0.05, trust_hi=0.3, max_candidates=10, pick="highest"), max_rounds=4
+    )
+    explored = [{"frames_blob": frames_text(frames_with_deviations(DEVIATIONS)), "ensemble_id": "e"}]
+    doc = SelectMaker.make.original(maker, explored, [], "c", 3, seed=0)
+    assert (doc.stop, doc.stop_reason, doc.n_selected) == (True, "round limit", 5)
+    assert labelled_ids(doc) == ["f1", "f2", "f3", "f5", "f6"] and doc.priority == BY_PRIORITY
+    assert selected_words(5, StopDecision(False, True, "round limit")) == (
+        "5 (not labelled: the campaign stops, round limit)"
+    )
+    assert selected_words(5, StopDecision(False, False, "")) == "5"
+    assert selected_words(0, StopDecision(True, True, "converged")) == "0"
+
+    budgeted = SelectMaker(settings=maker.settings, max_rounds=4, budget=LabelBudget(labels_total=10))
+    stored = doc.model_dump()
+    for selection in (stored, {**stored, "priority": []}):
+        ext = SelectMaker.extension.original(budgeted, selection, "c", 3, spent={"labels": 8})
+        assert labelled_ids(ext) == ["f3", "f6"] and (ext.n_selected, ext.n_to_label) == (5, 2)
+        assert [s["frame_id"] for s in ext.budget_skipped] == ["f2", "f5", "f1"]
+        assert ext.budget["allowed"] == 2 and ext.budget["spent_before"]["labels"] == 8
+        assert all(a.info["labelled_on_extension"] for a in frames_from_bytes(ext.selected_blob))
+    # without a budget the whole selection is labelled, in the selection's order
+    whole = SelectMaker.extension.original(maker, stored, "c", 3)
+    assert labelled_ids(whole) == ["f1", "f2", "f3", "f5", "f6"] and whole.budget is None and not whole.budget_skipped

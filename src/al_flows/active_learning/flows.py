@@ -10,7 +10,8 @@ the job ``round k`` replaces itself (``Response(replace=...)``) with
 until a round meets the convergence targets (the accurate ratio; with
 ``convergence.properties`` also the listed properties, whose labeller reference is
 computed once), a round finds its labelling budget spent or ``max_rounds`` rounds have
-trained; a round that stops labels nothing. Every job carries
+trained; a round that stops labels nothing (a later run that extends the campaign labels its
+selection first: :mod:`al_flows.active_learning.extension`). Every job carries
 ``metadata = {"campaign", "fingerprint", "round", "stage"}`` for queries.
 """
 
@@ -30,6 +31,7 @@ from al_flows.active_learning import builders
 from al_flows.active_learning.autotest_jobs import autotest_job
 from al_flows.active_learning.calibration_jobs import calibrate_levels
 from al_flows.active_learning.config import CampaignConfig, InitialCopies, InitialData, TestSetConfig
+from al_flows.active_learning.extension import extension_jobs, needs_extension
 from al_flows.active_learning.jobs import (
     AseLabelMaker,
     ShearExploreMaker,
@@ -287,29 +289,29 @@ class ActiveLearningMaker(Maker):
         test.name = "test_set"
         return [copies, labels, test]
 
-    def continue_from(self, summary: dict) -> Flow:
+    def continue_from(self, summary: dict, store=None) -> Flow:
         """Flow that resumes after a stored round summary (a later run on the same store).
 
         Whether the campaign stops is decided again from the summary with the current
         convergence target, round limit and labelling budget, so raising ``max_rounds``, the
-        target or the budget extends a campaign that had stopped. The budget spent is the
-        summary's (``spent_before``: before that round's labels, ``spent_after``: after them;
-        :meth:`al_flows.campaign.record.CampaignRecord.with_budget_spent` fills them in for rounds run without a
-        budget)."""
+        target or the budget extends a campaign that had stopped; the selection of the round
+        that had stopped it is then labelled first (:mod:`al_flows.active_learning.extension`;
+        ``store``: where its finished jobs are found). The budget spent is the summary's
+        ``spent_after`` (:meth:`al_flows.campaign.record.CampaignRecord.with_budget_spent` fills it in
+        for rounds run without a budget)."""
         k = summary["round"] + 1
         decision = self.select_maker.decide_from_summary(summary)
-        state = RoundState(
-            round=k,
-            dataset_uuid=summary["dataset_uuid"],
-            structures_uuid=summary["structures_uuid"],
-            test_uuid=summary["test_uuid"],
-            calibration_uuid=summary.get("calibration_uuid") or "",
-        )
-        n_labels = summary["n_labels_total"] + summary["n_labelled"]
-        job = self.round_job(
-            state, n_labels, decision.converged, decision.next_stage, summary.get("spent_after"), decision.reason
-        )
-        return Flow([job], name=f"{self.campaign} campaign (continued at round {k})")
+        uuids = {key: summary[key] for key in ("dataset_uuid", "structures_uuid", "test_uuid")}
+        state = RoundState(round=k, **uuids, calibration_uuid=summary.get("calibration_uuid") or "")
+        n_labels, spent, jobs = summary["n_labels_total"] + summary["n_labelled"], summary.get("spent_after"), []
+        if needs_extension(summary, decision.stop):  # label the stopped round's selection, then train on it
+            jobs = extension_jobs(self, summary)
+            merged, amended = jobs[-2], jobs[-1]
+            state, n_labels = state.model_copy(update={"dataset_uuid": merged.uuid}), merged.output.n_frames
+            spent = amended.output.spent_after if self.select_maker.budget is not None else spent
+            jobs, _ = drop_completed(jobs, store)
+        job = self.round_job(state, n_labels, decision.converged, decision.next_stage, spent, decision.reason)
+        return Flow([*jobs, job], name=f"{self.campaign} campaign (continued at round {k})")
 
     def round_job(self, state: RoundState, n_labels, converged=False, stage=0, spent=None, stop_reason="") -> Job:
         """The job that plans round ``state.round``: ``n_labels`` labels to train on, whether the

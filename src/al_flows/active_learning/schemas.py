@@ -153,6 +153,11 @@ class SelectionDocument(EnsembleDocument):
         description="selected frames not labelled for the budget, in priority order: frame_id, deviation, "
         "priority (0: the most valuable of the selection), reason",
     )
+    priority: list[str] = Field(
+        [],
+        description="the frame ids of the selection, most valuable first (the order a labelling budget takes them "
+        "in, also when an extension labels the selection of a round that stopped)",
+    )
     records: list[dict] = Field(
         [],
         description="per explored frame: frame_id, explorer, parent_id, deviation, status, selected; with pick "
@@ -160,6 +165,20 @@ class SelectionDocument(EnsembleDocument):
         "feature distance, in units of the candidates' spread, at which farthest-point sampling chose it; None for "
         "the first, highest-deviation pick)",
     )
+    selected_blob: str = Field(repr=False)
+
+
+class ExtensionSelection(RoundDocument):
+    """The selection of round ``round``, which stopped the campaign and so was not labelled, as a
+    later run that extends the campaign labels it before the next round trains (within the
+    labelling budget given now)."""
+
+    n_selected: int = Field(description="frames the round selected")
+    n_to_label: int = Field(description="of them, the frames sent to the labeller now (all but budget_skipped)")
+    budget: dict | None = Field(
+        None, description="labeller.budget only: as SelectionDocument.budget, with what the rounds up to this one spent"
+    )
+    budget_skipped: list[dict] = Field([], description="selected frames not labelled for the budget (priority order)")
     selected_blob: str = Field(repr=False)
 
 
@@ -252,6 +271,12 @@ class RoundSummary(EnsembleDocument):
     labels_spent: int | None = Field(None, description="labeller.budget: labels the rounds sent up to this one")
     core_hours_spent: float | None = Field(None, description="labeller.budget, VASP: their core-hours")
     n_budget_skipped: int | None = Field(None, description="labeller.budget: selected frames left for the budget")
+    labelled_on_extension: bool = Field(
+        False,
+        description="the round stopped the campaign, and a later run that extended it labelled the round's selection "
+        "before the next round trained: n_labelled, n_label_failures, dataset_uuid and the budget fields count "
+        "those labels (this summary replaces the round's first one)",
+    )
 
 
 class CampaignResult(CampaignDocument):

@@ -12,7 +12,7 @@ from dataclasses import field as dc_field
 import numpy as np
 from jobflow import Maker
 
-from al_flows.active_learning.schemas import SelectionDocument
+from al_flows.active_learning.schemas import ExtensionSelection, SelectionDocument
 from al_flows.frames.dataset import frames_from_bytes, frames_text
 from al_flows.frames.provenance import as_float
 from al_flows.selection.budget import Allowance, BudgetSpent, LabelBudget, allowance
@@ -27,7 +27,17 @@ from al_flows.validation.properties import PropertyConvergence
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job, field, field_or_none, load_ensemble
 
-__all__ = ["SelectMaker", "FeatureReader", "records", "classes", "budget_cut", "budget_record", "skipped_records"]
+__all__ = [
+    "SelectMaker",
+    "FeatureReader",
+    "records",
+    "classes",
+    "budget_cut",
+    "budget_record",
+    "skipped_records",
+    "selected_words",
+    "priority_of",
+]
 
 
 class FeatureReader:
@@ -165,9 +175,8 @@ class SelectMaker(Maker):
         configured ones (a fit not applied carries the levels in use). ``spent``: the labelling budget
         the rounds before spent (a BudgetSpent dict); a round allowed fewer frames than it selected
         labels those of highest priority and records the others in ``budget_skipped``. ``properties``:
-        the round's PropertiesDocument (``convergence.properties``). ``models``: the round's
-        TrainingDocuments, given only with ``pick: diverse`` (the first member's atom features; the
-        ensemble is loaded only when the candidates exceed the cap, its ``device`` recorded)."""
+        the round's PropertiesDocument (``convergence.properties``). ``models``: the round's TrainingDocuments,
+        given only with ``pick: diverse`` (the first member's atom features, loaded only above the cap)."""
         start = time.perf_counter()
         frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
         ens_id = field(explorations[0], "ensemble_id") if explorations else ""
@@ -197,7 +206,7 @@ class SelectMaker(Maker):
             "select",
             round,
             **{k.removeprefix("n_"): v for k, v in counts.items() if k not in ("n_duplicate", "accurate_ratio")},
-            selected=len(chosen),
+            selected=selected_words(len(chosen), decision),
             accurate_ratio=f"{result.accurate_ratio:.3f}",
             **({} if met is None else {"properties_within": f"{sum(r['within'] for r in prop_rows)}/{len(prop_rows)}"}),
             **({"pick": settings.pick, "device": device} if device else {}),
@@ -224,10 +233,70 @@ class SelectMaker(Maker):
             pick=settings.pick if settings.strategy == "deviation" else None,
             diverse_features=settings.diverse_features if settings.needs_features else None,
             device=device,
+            priority=[frames[i].info["frame_id"] for i in keep],
             records=records(frames, result, set(keep)),
             wall_time=time.perf_counter() - start,
             selected_blob=frames_text(chosen),
         )
+
+    @al_job(output_schema=ExtensionSelection)
+    def extension(self, selection, campaign: str, round: int, spent: dict | None = None) -> ExtensionSelection:
+        """The frames of round ``round``'s selection (its SelectionDocument ``selection``) that a run
+        extending the campaign labels before the next round trains: the round stopped the campaign,
+        so its selection was not labelled. ``spent``: what the rounds up to ``round`` spent of the
+        labelling budget (a BudgetSpent dict); a budget that allows fewer frames keeps those of
+        highest priority (:func:`priority_of`) and records the others in ``budget_skipped``. The
+        frames kept are marked ``labelled_on_extension`` (their labels' provenance)."""
+        start = time.perf_counter()
+        frames = frames_from_bytes(field(selection, "selected_blob"))
+        order = priority_of(frames, field_or_none(selection, "priority") or [], field_or_none(selection, "records"))
+        allowed = self.allowance(spent)
+        keep, skipped = budget_cut(order, allowed.n, False)
+        chosen = [frames[i] for i in sorted(keep)]  # the selection's order, as a round labels
+        for atoms in chosen:
+            atoms.info["labelled_on_extension"] = True
+        progress.report(
+            "label the stopped round's selection",
+            round,
+            selected=len(frames),
+            to_label=len(chosen),
+            **({"skipped": len(skipped), "limit": allowed.limit} if skipped else {}),
+        )
+        return ExtensionSelection(
+            campaign=campaign,
+            round=round,
+            n_selected=len(frames),
+            n_to_label=len(chosen),
+            budget=None if self.budget is None else budget_record(allowed, spent),
+            budget_skipped=skipped_records(frames, skipped, len(keep), allowed.reason),
+            wall_time=time.perf_counter() - start,
+            selected_blob=frames_text(chosen),
+        )
+
+
+def selected_words(n: int, decision: StopDecision) -> str:
+    """The ``selected`` count of a select progress line: a round that stops the campaign labels
+    nothing, and the line says so (a later run that extends the campaign labels them first)."""
+    if decision.stop and n:
+        return f"{n} (not labelled: the campaign stops, {decision.reason})"
+    return str(n)
+
+
+def priority_of(frames: list, priority: list[str], records: list[dict] | None = None) -> list[int]:
+    """Indices of ``frames`` (a round's selection), most valuable first: in the order of the frame
+    ids ``priority`` (SelectionDocument.priority); for a document without it, the diverse pick's
+    rank where the records have one, else the highest deviation first (ties: selection order)."""
+    ids = [a.info["frame_id"] for a in frames]
+    if priority and set(priority) == set(ids):
+        where = {fid: i for i, fid in enumerate(ids)}
+        return [where[fid] for fid in priority]
+    ranks = {r["frame_id"]: r["pick_rank"] for r in records or [] if r.get("pick_rank") is not None}
+
+    def key(i: int):
+        dev = as_float(frames[i].info.get("deviation"))
+        return (ranks.get(ids[i], len(frames)), -dev if dev is not None else np.inf, i)
+
+    return sorted(range(len(frames)), key=key)
 
 
 def classes(result: SelectionResult, n_explored: int) -> dict:

@@ -14,7 +14,7 @@ from al_flows.validation.heldout import holdout_errors
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job, ensemble_id, field, field_or_none, load_ensemble, model_ids_of
 
-__all__ = ["evaluate", "round_summary", "subset_columns", "budget_columns"]
+__all__ = ["evaluate", "round_summary", "extended_summary", "subset_columns", "budget_columns"]
 
 # the fields a round summary copies from the round's selection and evaluation documents
 FROM_SELECTION = (
@@ -121,6 +121,48 @@ def round_summary(
         accurate_ratio=f"{summary.accurate_ratio:.3f}",
     )
     return summary
+
+
+@al_job(output_schema=RoundSummary)
+def extended_summary(summary: dict, extension, labels, dataset_uuid: str, budgeted: bool = False) -> RoundSummary:
+    """The RoundSummary ``summary`` of a round that stopped the campaign, once a run extending the
+    campaign has labelled the round's selection (``extension``: its ExtensionSelection; ``labels``:
+    the LabelDocument; ``dataset_uuid``: the merge that added them): ``n_labelled``,
+    ``n_label_failures`` and ``dataset_uuid`` count those labels, and, with a labelling budget
+    (``budgeted``), what was spent after the round and the frames skipped for the budget. It replaces
+    the round's first summary (``labelled_on_extension``), so the report, status and a later
+    continuation read the round as labelled."""
+    kept = {k: v for k, v in summary.items() if k in RoundSummary.model_fields}
+    update: dict = {
+        "n_labelled": field(labels, "n_labelled"),
+        "n_label_failures": field(labels, "n_failed"),
+        "dataset_uuid": dataset_uuid,
+        "labelled_on_extension": True,
+    }
+    budget = field_or_none(extension, "budget")
+    if budgeted and budget is not None:
+        before = BudgetSpent.model_validate(kept.get("spent_after") or budget["spent_before"])
+        measured = field_or_none(labels, "core_hours")
+        after = spend(
+            before,
+            field(labels, "n_requested"),
+            measured,
+            field_or_none(labels, "n_timed") or 0,
+            budget.get("core_hours_per_label"),
+        )
+        timed = measured is not None or budget.get("core_hours_per_label") is not None or after.timed_runs > 0
+        update |= {
+            "spent_before": kept.get("spent_before") or before.model_dump(),
+            "spent_after": after.model_dump(),
+            "labels_spent": after.labels,
+            "core_hours_spent": after.core_hours if timed else None,
+            "n_budget_skipped": len(field_or_none(extension, "budget_skipped") or []),
+        }
+    out = RoundSummary(**{**kept, **update})
+    progress.report(
+        "round labelled on extension", out.round, labelled=out.n_labelled, labels=out.n_labels_total + out.n_labelled
+    )
+    return out
 
 
 def subset_columns(subsets: dict) -> dict:

@@ -52,6 +52,16 @@ def round_row(summary: dict, keys: tuple[str, ...]) -> dict:
     return row
 
 
+def summaries_by_round(docs: list[dict]) -> dict[int, dict]:
+    """The RoundSummary of each round from summary job documents, rounds in order: the latest run of
+    each round, and, for a round that stopped the campaign and whose selection a later run labelled
+    when it extended the campaign, the summary that counts those labels (``labelled_on_extension``)."""
+    ordered = sorted(
+        docs, key=lambda d: (d["output"]["round"], bool(d["output"].get("labelled_on_extension")), d["index"])
+    )
+    return {d["output"]["round"]: d["output"] for d in ordered}
+
+
 STATE_WORDS = {"converged": "converged", "budget": "finished (budget)"}  # other stop reasons: the round limit
 
 
@@ -72,7 +82,7 @@ class CampaignRecord:
     # -- rounds ---------------------------------------------------------------------------------
     def summaries(self) -> dict[int, dict]:
         """RoundSummary outputs by round (the latest run of each round)."""
-        return {d["output"]["round"]: d["output"] for d in self.outputs("summary")}
+        return summaries_by_round(self.outputs("summary"))
 
     def label_documents(self) -> list[dict]:
         """LabelDocuments (ASE labelling jobs and VASP collect jobs), rounds -1 .. k."""
@@ -357,10 +367,11 @@ class CampaignRecord:
     # -- exports ----------------------------------------------------------------------------------
     def final_dataset(self) -> Dataset:
         """The latest dataset (all labels) with provenance."""
-        merges = self.outputs("merge", properties=["output.round"])
+        merges = self.outputs("merge", properties=["output.round", "output.n_frames"])
         if not merges:
             raise KeyError(f"campaign {self.campaign!r} has no dataset yet")
-        last = max(merges, key=lambda d: (d["metadata"]["round"], d["index"]))
+        # datasets only grow: of a round's merges (an extension's after the round's own), the largest
+        last = max(merges, key=lambda d: (d["metadata"]["round"], d["output"]["n_frames"], d["index"]))
         doc = self.store.query_one({"uuid": last["uuid"], "index": last["index"]}, load=True)
         assert doc is not None  # the document just listed
         return Dataset.from_bytes(doc["output"]["dataset_blob"])

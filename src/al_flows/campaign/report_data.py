@@ -13,6 +13,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from al_flows.campaign.record import summaries_by_round
 from al_flows.workflow.jobs import latest_outputs
 
 __all__ = [
@@ -37,8 +38,7 @@ def latest_docs(store, campaign: str, stage: str, load: bool = False, criteria: 
 
 def round_summaries(store, config) -> list[dict]:
     """RoundSummary outputs, one per round (the latest run), sorted by round."""
-    docs = sorted(latest_docs(store, config.name, "summary"), key=lambda d: d["index"])
-    return [s for _, s in sorted({d["output"]["round"]: d["output"] for d in docs}.items())]
+    return list(summaries_by_round(latest_docs(store, config.name, "summary")).values())
 
 
 def per_round(docs: list[dict], summaries: list[dict], key: str = "ensemble_id") -> dict[int, list[dict]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from jobflow import JobStore
 
 from al_flows.campaign.config import AnyConfig
-from al_flows.campaign.record import REPORT_KEYS, CampaignRecord, round_row
+from al_flows.campaign.record import REPORT_KEYS, CampaignRecord, round_row, summaries_by_round
 from al_flows.pool_study.config import PoolStudyConfig
 from al_flows.workflow.jobs import latest_outputs
 
@@ -59,9 +59,7 @@ def build_report(store: JobStore, config: AnyConfig) -> dict:
     """The report.json content: one row per round (latest run of each round)."""
     if isinstance(config, PoolStudyConfig):
         return build_pool_study_report(store, config)
-    by_round: dict[int, dict] = {}
-    for d in sorted(_outputs(store, config.name, "summary"), key=lambda d: d["output"]["round"]):
-        by_round[d["output"]["round"]] = d["output"]
+    by_round = summaries_by_round(_outputs(store, config.name, "summary"))
     record = CampaignRecord(store, config.name)
     result = record.result()
     rounds = [round_row(by_round[r], REPORT_KEYS) for r in sorted(by_round)]

@@ -173,7 +173,7 @@ def plan_campaign(maker: ActiveLearningMaker, config: CampaignConfig, store: Job
         again = maker.select_maker.decide_from_summary(last) if last else None
         if last is not None and again is not None and not again.stop:  # a larger max_rounds, budget or another target
             budget = config.labeller.budget
-            return maker.continue_from(last), (
+            return maker.continue_from(last, store), (
                 f"extending campaign '{config.name}' after round {last['round']} "
                 f"(max_rounds {config.max_rounds}, convergence {_targets(config)}"
                 + (f", budget {budget.model_dump(exclude_none=True)}" if budget is not None else "")
@@ -187,7 +187,7 @@ def plan_campaign(maker: ActiveLearningMaker, config: CampaignConfig, store: Job
             ), f"campaign '{config.name}' finished; running its autotest"
         return None, f"campaign '{config.name}' already finished after {result['n_rounds']} round(s); report rewritten"
     if last is not None:
-        return maker.continue_from(last), f"continuing campaign '{config.name}' after round {last['round']}"
+        return maker.continue_from(last, store), f"continuing campaign '{config.name}' after round {last['round']}"
     # jobs that finished in an earlier, interrupted run are not run again (outputs read by uuid)
     todo, done = drop_completed(maker.initial_jobs(), store)
     flow = Flow(todo, name=f"{config.name} campaign")

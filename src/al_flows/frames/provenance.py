@@ -25,9 +25,12 @@ def as_float(value) -> float | None:
 
 
 def label_record(atoms: Atoms) -> dict:
-    """Provenance and label summary of one labelled frame."""
+    """Provenance and label summary of one labelled frame (``labelled_on_extension``: True for a
+    frame selected in a round that stopped the campaign and labelled by a later run that extended
+    it; the key is absent otherwise)."""
     info = atoms.info
     forces = atoms.get_forces()
+    extension = {"labelled_on_extension": True} if info.get("labelled_on_extension") else {}
     return {
         "frame_id": info["frame_id"],
         "round": int(info.get("round", -1)),
@@ -43,6 +46,7 @@ def label_record(atoms: Atoms) -> dict:
         "n_atoms": len(atoms),
         "energy": float(atoms.get_potential_energy()),
         "max_force": float(np.linalg.norm(forces, axis=1).max()) if len(atoms) else 0.0,
+        **extension,
     }
 
 
