@@ -277,3 +277,99 @@ def test_configuration_md_says_exactly_what_is_in_the_fingerprint():
     listed_in = set(re.findall(r"`([a-z_]+)`", re.sub(r"\([^)]*\)", "", inside.split("**In the fingerprint**")[1])))
     top_in = {k for k in CampaignConfig.model_fields if NOT_FINGERPRINTED.get(k) is not True}
     assert top_in == listed_in, top_in ^ listed_in
+
+
+# --------------------------------------------------------------------------- docs show what al-flows prints
+
+
+def test_configuration_md_shows_what_validate_prints(tmp_path, monkeypatch, capsys):
+    """The example at the top of docs/configuration.md (the demo file with ``training.epochs``
+    misspelt and the trust levels swapped) is what ``al-flows validate`` prints, line for line,
+    and the text's description of the format (one line, "and N more problem(s)") holds."""
+    import yaml
+
+    from al_flows.cli import main
+
+    data = yaml.safe_load((ROOT / "flows" / "demo_cuni_emt.yaml").read_text())
+    data["training"]["epochz"] = data["training"].pop("epochs")
+    data["selection"].update(trust_lo=0.5, trust_hi=0.1)
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", "demo.yaml"]) == 2
+    printed = capsys.readouterr().err.splitlines()
+    block = re.search(r"```\n\$ al-flows validate demo.yaml\n(.*?)```", DOC, flags=re.S)
+    assert block is not None
+    assert block.group(1).splitlines() == printed
+    assert len(printed) == 1 and "(and 1 more problem(s): " in printed[0]
+    assert "(and N more problem(s): ...)" in DOC and "one line per problem" not in DOC
+
+
+def test_loop_md_names_the_info_keys_an_export_writes(tmp_path):
+    """docs/loop.md's paragraph on exported datasets names exactly the provenance keys that
+    ``write_plain_extxyz`` writes (``ensemble_id``, not the store's ``model_id``), as ``ase.io.read``
+    gives them back for an initial and an explored frame shaped like a campaign's labels."""
+    from ase.io import read
+    from tests.conftest import emt_labelled_multilayer
+    from tests.frames.test_extxyz_export import EXPLORED, INITIAL
+
+    from al_flows.frames.dataset import Dataset, write_plain_extxyz
+
+    frames = []
+    for k, info in enumerate([INITIAL, {**EXPLORED, "task_uuid": "9f1c2d3e-uuid"}]):
+        atoms = emt_labelled_multilayer(k)
+        atoms.info = dict(info)
+        frames.append(atoms)
+    frames = Dataset(frames).frames  # as stored: with their frame_id
+    written = {key for atoms in read(write_plain_extxyz(frames, tmp_path / "d.extxyz"), ":") for key in atoms.info}
+    text = (DOCS / "loop.md").read_text()
+    para = text[text.index("An exported dataset") :].split("\n\n")[0]
+    named = set(re.findall(r"`([A-Za-z_][A-Za-z_0-9]*)`", re.sub(r"\([^)]*\)", "", para)))
+    # the explorer's own keys (run, step, gamma, seed, ...) are "then the explorer's own keys"
+    own = (set(INITIAL) | set(EXPLORED)) - {
+        "frame_id",
+        "round",
+        "explorer",
+        "parent_id",
+        "model_id",
+        "deviation",
+        "labeller",
+        "label_settings",
+        "task_uuid",
+        "energy",
+    }
+    assert {"ensemble_id", "explore_energy", "origin"} <= written and "model_id" not in written
+    assert named == written - own, named ^ (written - own)
+    # and the stored frames' paragraph names the store's keys, model_id among them
+    store_para = text[text.index("Every frame in a dataset") :].split("\n\n")[0]
+    assert {"frame_id", "round", "explorer", "parent_id", "model_id", "deviation", "labeller"} <= set(
+        re.findall(r"`([A-Za-z_][A-Za-z_0-9]*)`", store_para)
+    )
+
+
+def test_reliability_md_describes_the_error_line_of_validate_and_run(tmp_path, monkeypatch, capsys):
+    """docs/reliability.md: ``validate`` and ``run`` print a bad starting structure as one line,
+    ``error: `` then (perhaps the campaign file's path, then) the table's message for overlapping
+    atoms, with FILE and the (...) filled in; the page promises no fixed path prefix."""
+    import yaml
+    from ase import Atoms
+    from ase.io import write
+
+    from al_flows.cli import main
+
+    text = (DOCS / "reliability.md").read_text()
+    assert "`error: CAMPAIGN.yaml: ...`" not in text and "one line starting with `error: `" in text
+    row = next(line for line in text.splitlines() if line.startswith("| overlapping atoms"))
+    message = re.search(r"`(initial\.structures\[0\] \(structure 'bad-0'\): atoms [^`]+)`", row).group(1)
+    pattern = (
+        re.escape(message).replace(re.escape("(...)"), r"\(.+\)").replace("FILE", re.escape(str(tmp_path)) + "/bad.xyz")
+    )
+    positions = [[0, 0, 0], [3, 0, 0], [0, 3, 0], [0, 0, 3], [3.2, 0, 0]]  # atoms 1 and 4 0.2 A apart
+    write(tmp_path / "bad.xyz", Atoms("Cu5", positions=positions, cell=[6, 6, 6], pbc=True), format="extxyz")
+    data = yaml.safe_load((ROOT / "flows" / "demo_cuni_emt.yaml").read_text())
+    data["initial"]["structures"] = [{"kind": "file", "path": "bad.xyz"}]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)
+    for argv in (["validate", "bad.yaml"], ["run", "bad.yaml", "--workdir", str(tmp_path / "work")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and re.fullmatch(r"error: (?:bad\.yaml: )?" + pattern, err[0]), (argv, err, pattern)

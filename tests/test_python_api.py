@@ -170,3 +170,31 @@ def test_pool_study_maker_takes_structures_too():
         assert np.allclose(built.positions, cuni.positions)
     flow = maker.make([cuni])
     assert flow.jobs[0].metadata["fingerprint"] == given.fingerprint()
+
+
+TINY_FLOW = """
+from al_flows.potential import ModelSettings  # imports schnetpack, as docs/python_api.md's example does
+from jobflow import Flow, job, run_locally
+
+@job
+def add(a, b):
+    return a + b
+
+run_locally(Flow([add(1, 2)]), create_folders=False)
+"""
+
+
+def test_python_api_logs_each_jobflow_line_once_without_the_cd_warning(tmp_path):
+    """The Python API path (schnetpack imported through al_flows, then jobflow's own run_locally):
+    jobflow's log lines are printed once (schnetpack's import adds no root-logger handler that
+    repeats them on stderr) and jobflow's use of monty's deprecated ``cd`` shows no FutureWarning."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", TINY_FLOW], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout + out.stderr
+    for message in ("Started executing jobs locally", "Starting job - add", "Finished job - add"):
+        assert text.count(message) == 1, (message, text)
+    assert "cd is deprecated" not in text and "FutureWarning" not in text, text
+    assert "INFO:jobflow" not in out.stderr  # logging.basicConfig's format: the root handler is gone

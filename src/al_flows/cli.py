@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import warnings
 from pathlib import Path
 
+from al_flows import ignore_jobflow_cd_warning
 from al_flows.campaign.campaign_file import ConfigError, read_campaign_file
 from al_flows.cli_text import print_lineage, print_pool_report, print_report, print_status
 
@@ -429,8 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     """The ``al-flows`` command line; returns the exit status (0 success, 2 an error, reported in one line,
     141 when the reader of stdout closed it early)."""
     args = build_parser().parse_args(argv)
-    # jobflow's run_locally uses monty's deprecated ``cd`` (fixed upstream); every other warning is shown
-    warnings.filterwarnings("ignore", message="cd is deprecated", category=FutureWarning, module="jobflow")
+    # jobflow's run_locally uses monty's deprecated ``cd`` (fixed upstream); every other warning is shown.
+    # Importing al_flows sets this filter too; again here, where a caller (pytest) may have reset the filters
+    ignore_jobflow_cd_warning()
     try:
         status = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush

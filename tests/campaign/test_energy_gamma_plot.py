@@ -110,3 +110,27 @@ def test_labeller_paths_relative_to_the_labeller_relaxed_unsheared_structure():
         == 123.0
     )
     store.close()
+
+
+def test_title_counts_paths_and_their_frames():
+    """energy_vs_gamma.png's title: explored and labeller paths, and the frames on them (each
+    path's first point is its unsheared reference, not a frame)."""
+    from al_flows.campaign.report_plots import energy_vs_gamma_figure
+    from al_flows.plotting import pyplot
+
+    paths = [
+        _path("ensemble", 0, "A", [0.1, 0.2, 0.3], [-3.0, -2.5, -2.0]),
+        _path("ensemble", 1, "A", [0.1, 0.2], [-4.0, -3.9]),
+        _path("labeller", -1, "A", [0.1, 0.3], [-1.0, 1.0]),
+    ]
+    refs = {
+        ("ensemble", 0, "shear", "A"): {"gamma": 0.0, "energy": -3.5, "n_atoms": 4},
+        ("ensemble", 1, "shear", "A"): {"gamma": 0.0, "energy": -3.0, "n_atoms": 4},
+        ("labeller", -1, "test", "A"): {"gamma": 0.0, "energy": -2.0, "n_atoms": 4},
+    }
+    fig = energy_vs_gamma_figure(energy_vs_gamma_data(paths, refs))
+    try:
+        title = fig.axes[0].get_title()
+    finally:
+        pyplot().close(fig)
+    assert title.endswith("2 path(s), 5 frames explored, 1 path(s), 2 frames of the labeller"), title

@@ -471,3 +471,15 @@ def test_ensemble_rejects_an_element_it_was_not_trained_for():
         "frame 1 (structure 'explored-7'): elements ['Al'] unknown to the ensemble (trained on ['Ni', 'Cu']); "
         "add them to elements: in the campaign file (the members are trained for those only) or drop those frames"
     )
+
+
+def test_a_perturbed_test_set_without_perturbation_is_refused():
+    """rattle_sigma and strain_max both 0 make every perturbed test frame a starting structure (training data)."""
+    d = demo_dict()
+    d["test_set"] = {"kind": "perturbed", "rattle_sigma": 0, "strain_max": 0}
+    with pytest.raises(ConfigError) as exc:
+        validate_campaign(d, source="c.yaml")
+    assert one_line(exc).startswith("c.yaml: test_set: with kind perturbed, rattle_sigma and strain_max are both 0")
+    assert "set rattle_sigma > 0" in one_line(exc)
+    d["test_set"]["strain_max"] = 0.01  # strained copies differ from the starting structures
+    assert validate_campaign(d).test_set.strain_max == 0.01

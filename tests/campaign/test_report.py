@@ -344,3 +344,95 @@ def test_report_watch_on_a_finished_campaign_writes_once_and_returns(campaign, c
     assert capsys.readouterr().out.splitlines() == [f"wrote {outdir / 'index.html'} (2 round(s))"]
     assert main(["report", "--workdir", str(outdir.parent), "--watch", "0"]) == 2
     assert "--watch: give a positive number of seconds" in capsys.readouterr().err
+
+
+def _page_paragraphs(page: str) -> list[str]:
+    return [re.sub(r"<[^>]+>", "", p) for p in re.findall(r"<p[^>]*>(.*?)</p>", page, flags=re.S)]
+
+
+def test_units_line_names_the_units_of_the_table_headers():
+    """The line above index.html's round table names the unit every column header states (energy
+    errors in meV/atom: the unit of the numbers, report.json's eV/atom × 1000), and no other
+    unit for energies."""
+    from al_flows.campaign.report import render_html
+
+    config = validate_campaign(TINY)
+    summary = {
+        "round": 0,
+        "n_labels_total": 10,
+        "n_explored": 4,
+        "accurate_ratio": 0.5,
+        "val_force_rmse": 0.2,
+        "test_force_rmse": 0.3,
+        "test_energy_rmse_per_atom": 0.0123,  # eV/atom
+        "median_survival_ps": 1.5,
+    }
+    page = render_html(config, [summary], {}, [])
+    (table,) = _html_tables(page)
+    header, row = table
+    cells = dict(zip(header, row, strict=True))
+    assert cells["test energy RMSE (meV/atom)"] == "12.30"  # 0.0123 eV/atom shown in meV/atom
+    units_line = next(p for p in _page_paragraphs(page) if p.startswith("Units"))
+    header_units = {re.search(r"\(([^)]+)\)$", h).group(1) for h in header if h.endswith(")")}
+    assert header_units == {"eV/Å", "meV/atom", "ps"}
+    assert all(u in units_line for u in header_units), (header_units, units_line)
+    assert "energy errors meV/atom" in units_line
+    assert not any(re.search(r"Energies eV\b", p) for p in _page_paragraphs(page))
+
+
+def _finished_store(config, stop_reason: str, converged: bool, n_rounds: int) -> JobStore:
+    """A store holding ``n_rounds`` round summaries and the CampaignResult that ended the campaign."""
+    store = JobStore(MemoryStore())
+    store.connect()
+    meta = {"campaign": config.name, "fingerprint": config.fingerprint()}
+    docs = [
+        {
+            "uuid": f"s{r}",
+            "index": 1,
+            "metadata": {**meta, "stage": "summary", "round": r},
+            "output": {"round": r, "model_ids": [], "ensemble_id": f"e{r}"},
+        }
+        for r in range(n_rounds)
+    ]
+    docs.append(
+        {
+            "uuid": "result",
+            "index": 1,
+            "metadata": {**meta, "stage": "round", "round": n_rounds},
+            "output": {
+                "n_rounds": n_rounds,
+                "final_round": n_rounds - 1,
+                "converged": converged,
+                "stop_reason": stop_reason,
+                "n_labels_total": 10,
+            },
+        }
+    )
+    store.docs_store.update(docs, key=["uuid", "index"])
+    return store
+
+
+@pytest.mark.parametrize(
+    ("stop_reason", "converged", "words"),
+    [
+        ("round limit", False, "not converged; stop reason: round limit reached (max_rounds: 2)"),
+        ("budget", False, "not converged; stop reason: labelling budget spent (labeller.budget)"),
+        ("converged", True, "converged; stop reason: converged"),
+    ],
+)
+def test_html_shows_why_the_campaign_stopped(stop_reason, converged, words):
+    """index.html names report.json's stop reason of a finished campaign, not only 'not converged'."""
+    from al_flows.campaign.report import render_html
+    from al_flows.campaign.report_data import campaign_status
+    from al_flows.campaign.report_json import build_report
+
+    config = validate_campaign(TINY)
+    store = _finished_store(config, stop_reason, converged, TINY["max_rounds"])
+    try:
+        assert build_report(store, config)["stop_reason"] == stop_reason
+        status = campaign_status(store, config)
+    finally:
+        store.close()
+    assert status == f"finished after 2 round(s), {words}"
+    stored = _page_paragraphs(render_html(config, [], {}, [], status))[0]
+    assert stored == f"0 round(s) stored; campaign finished after 2 round(s), {words}."

@@ -57,7 +57,7 @@ def label_maker(config: CampaignConfig) -> Maker:
         )
     return AseLabelMaker(
         calculator=lab.calculator,
-        calculator_kwargs=dict(lab.kwargs),
+        calculator_kwargs=lab.calculator_kwargs(),
         max_force=lab.max_force,
         min_success_fraction=lab.min_success_fraction,
         label_settings=label_settings_id(lab),
@@ -108,5 +108,5 @@ def autotest_settings(config: CampaignConfig):
     if not isinstance(config.labeller, AseLabeller):  # the config refuses this; kept for the type checker
         raise ValueError("autotest.reference: give an ASE calculator for the autotest of a VASP campaign")
     return config.autotest.model_copy(
-        update={"reference": config.labeller.calculator, "reference_kwargs": dict(config.labeller.kwargs)}
+        update={"reference": config.labeller.calculator, "reference_kwargs": config.labeller.calculator_kwargs()}
     )

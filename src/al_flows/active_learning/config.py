@@ -118,6 +118,15 @@ class TestSetConfig(Settings):
     sheared_sigma: float = Field(0.05, ge=0, description="mixed: Angstrom, rattle of the sheared copies")
     max_nonequilibrium: int = Field(60, ge=1, description="mixed: nonequilibrium frames kept at most (drawn at random)")
 
+    @model_validator(mode="after")
+    def _perturbed_copies_differ(self):
+        if self.kind == "perturbed" and self.rattle_sigma == 0 and self.strain_max == 0:
+            raise ValueError(
+                "with kind perturbed, rattle_sigma and strain_max are both 0, so every test frame would be "
+                "a starting structure itself (which may be trained on); set rattle_sigma > 0 (e.g. 0.05 Angstrom)"
+            )
+        return self
+
 
 class AutotestConfig(AutotestSettings):
     """Judge the final potential against a reference ASE calculator (default: the labeller, when it
@@ -217,8 +226,12 @@ class CampaignConfig(CampaignBase):
 
     @model_validator(mode="after")
     def _labeller_covers_elements(self):
-        if self.labeller.kind == "ase":
-            check_labeller_elements("labeller.calculator", self.labeller.calculator, self.elements)
+        lab = self.labeller
+        lab_kwargs = None
+        if lab.kind == "ase":
+            lab_kwargs = {"potential": lab.potential_path} if lab.potential_path else dict(lab.kwargs)
+            field = "labeller.potential" if lab.potential is not None else "labeller.calculator"
+            check_labeller_elements(field, lab.calculator, self.elements, kwargs=lab_kwargs)
         if self.autotest is not None:
             tested = self.autotest.elements or self.elements
             unknown = [e for e in tested if e not in self.elements]
@@ -227,15 +240,22 @@ class CampaignConfig(CampaignBase):
                     f"autotest.elements: {unknown} not in elements {self.elements}; the potential only knows the "
                     "campaign's elements: remove them from autotest.elements or add them to elements"
                 )
-            reference = self.autotest.reference or (self.labeller.calculator if self.labeller.kind == "ase" else None)
+            reference = self.autotest.reference or (lab.calculator if lab.kind == "ase" else None)
             if reference is not None:
-                field = "autotest.reference" if self.autotest.reference else "labeller.calculator"
+                if self.autotest.reference:
+                    is_eam = reference.lower() == "eam"
+                    field = "autotest.reference_kwargs.potential" if is_eam else "autotest.reference"
+                    kwargs = self.autotest.reference_kwargs
+                else:
+                    field = "labeller.potential" if lab.kind == "ase" and lab.potential else "labeller.calculator"
+                    kwargs = lab_kwargs
                 check_labeller_elements(
                     field,
                     reference,
                     tested,
                     fix="set autotest.reference to a calculator that covers them or list the covered ones in "
                     "autotest.elements",
+                    kwargs=kwargs,
                 )
         return self
 

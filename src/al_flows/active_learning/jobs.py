@@ -12,6 +12,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from pathlib import Path
 
 import numpy as np
 from jobflow import CURRENT_JOB, Job, Maker
@@ -318,8 +319,9 @@ class AseLabelMaker(Maker):
 
     @property
     def labeller_name(self) -> str:
-        """``ase:<calculator>``, recorded as the ``labeller`` of every label."""
-        return f"ase:{self.calculator}"
+        """``ase:<calculator>`` (``ase:eam:<potential file name>``), recorded as the ``labeller`` of every label."""
+        file = self.potential_file()
+        return f"ase:{self.calculator}" if file is None else f"ase:{self.calculator}:{file['name']}"
 
     def make(self, frames, campaign: str, round: int, skip: bool = False) -> Job:
         """Job labelling the frames of ``frames`` (a document with ``selected_blob``)."""
@@ -363,8 +365,16 @@ class AseLabelMaker(Maker):
             failures=result.failed,
             records=[label_record(a) for a in result.labelled],
             wall_time=time.perf_counter() - start,
+            label_settings=self.label_settings,
+            potential_file=self.potential_file(),
             labelled_blob=frames_text(result.labelled),
         )
+
+    def potential_file(self) -> dict | None:
+        """calculator eam: the potential file's name and sha256; else None."""
+        if self.calculator.lower() != "eam":
+            return None
+        return {"name": Path(self.calculator_kwargs["potential"]).name, "sha256": self.calculator_kwargs.get("sha256")}
 
 
 @al_job(output_schema=DatasetDocument)

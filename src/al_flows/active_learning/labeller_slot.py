@@ -56,12 +56,23 @@ def label_maker_for(labeller, max_force: float = 50.0, min_success_fraction: flo
 
 def ase_label_maker(calculator: str, kwargs: dict, max_force: float, min_success_fraction: float) -> AseLabelMaker:
     """An AseLabelMaker whose label settings id is the one a campaign file with these settings gets."""
-    config = AseLabeller(
-        calculator=calculator, kwargs=kwargs, max_force=max_force, min_success_fraction=min_success_fraction
-    )
+    if calculator.lower() == "eam":  # the file is a setting of its own: AseLabeller(potential=...)
+        rest = {k: v for k, v in kwargs.items() if k not in ("potential", "sha256")}
+        config = AseLabeller(
+            calculator=calculator,
+            potential=kwargs.get("potential"),
+            potential_sha256=kwargs.get("sha256"),
+            kwargs=rest,
+            max_force=max_force,
+            min_success_fraction=min_success_fraction,
+        )
+    else:
+        config = AseLabeller(
+            calculator=calculator, kwargs=kwargs, max_force=max_force, min_success_fraction=min_success_fraction
+        )
     return AseLabelMaker(
         calculator=calculator,
-        calculator_kwargs=dict(kwargs),
+        calculator_kwargs=config.calculator_kwargs(),
         max_force=max_force,
         min_success_fraction=min_success_fraction,
         label_settings=label_settings_id(config),

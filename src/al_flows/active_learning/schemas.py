@@ -178,6 +178,10 @@ class LabelDocument(RoundDocument):
         "None for labellers that report none",
     )
     n_timed: int = Field(0, description="VASP: runs whose TaskDoc reported timings (core_hours sums them)")
+    label_settings: str = Field("", description="the label settings id every label of the document carries")
+    potential_file: dict | None = Field(
+        None, description="EAM labeller: the potential file's name and sha256 (part of the label settings)"
+    )
     labelled_blob: str = Field(repr=False)
 
 

@@ -100,6 +100,7 @@ class VaspLabelMaker(Maker):
                 n_failed=0,
                 failures=[],
                 core_hours=0.0,
+                label_settings=self.label_settings,
                 labelled_blob="",
             )
         statics, refs, reused = [], [], 0
@@ -190,5 +191,6 @@ def collect_vasp_labels(
         records=[label_record(a) for a in labelled],
         core_hours=float(sum(timings)),
         n_timed=len(timings),
+        label_settings=label_settings,
         labelled_blob=frames_text(labelled),
     )

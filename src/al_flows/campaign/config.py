@@ -55,6 +55,8 @@ def _format_error(err: ErrorDetails) -> str:
     elif err["type"] == "missing":
         msg = "required; add it (see docs/configuration.md)"
     msg = msg.removeprefix("Value error, ")
+    if loc and msg.startswith(f"{loc}."):
+        return msg  # a check of a section that names its field itself
     if not loc and re.match(r"^[A-Za-z_][A-Za-z0-9_.\[\]]*: ", msg):
         return msg  # a whole-campaign check that names its field itself
     return f"{loc or '<top level>'}: {msg}{_given(err)}"
@@ -82,21 +84,36 @@ def check_imports(config: AnyConfig, source: str = "campaign") -> None:
 
     named = []
     if config.labeller.kind == "ase":
-        named.append(("labeller.calculator", config.labeller.calculator))
+        lab = config.labeller
+        named.append(("labeller.calculator", lab.calculator, lab.calculator_kwargs() if lab.potential_path else {}))
     autotest = getattr(config, "autotest", None)
     if autotest is not None and autotest.reference is not None:
-        named.append(("autotest.reference", autotest.reference))
-    for field, spec in named:
+        named.append(("autotest.reference", autotest.reference, autotest.reference_kwargs))
+    for field, spec, kwargs in named:
         try:
+            if spec.lower() == "eam":  # the file: found, checked and read (its own field in the message)
+                if kwargs:
+                    calculator_factory(spec, kwargs)
+                continue
             calculator_factory(spec)
         except ValueError as exc:
-            raise ConfigError(f"{source}: {field}: {str(exc).split(': ', 1)[-1]}") from None
+            message = str(exc)
+            if spec.lower() == "eam" and field == "autotest.reference":
+                message = message.replace("labeller.", "autotest.reference_kwargs.", 1)
+            elif spec.lower() == "eam" and not message.startswith("labeller."):
+                message = f"labeller.potential: {message}"
+            elif spec.lower() != "eam":
+                message = f"{field}: {message.split(': ', 1)[-1]}"
+            raise ConfigError(f"{source}: {message}") from None
 
 
-def validate_campaign(data: dict, source: str = "campaign", imports: bool = True) -> AnyConfig:
+def validate_campaign(
+    data: dict, source: str = "campaign", imports: bool = True, base_dir: str | Path | None = None
+) -> AnyConfig:
     """Validate a mapping (``workflow:`` active_learning, the default, or pool_study); raise
     ConfigError with one line per problem. ``imports``: also import the named calculators
-    (:func:`check_imports`)."""
+    (:func:`check_imports`) and find the files they read (an EAM labeller's potential, relative to
+    ``base_dir``, the campaign file's folder; default: the working directory)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the file must hold a mapping of campaign settings, got {type(data).__name__}")
     workflow = data.get("workflow", "active_learning")
@@ -105,7 +122,7 @@ def validate_campaign(data: dict, source: str = "campaign", imports: bool = True
     if workflow == "active_learning":
         data = {k: v for k, v in data.items() if k != "workflow"}
     try:
-        config = WORKFLOWS[workflow].model_validate(data)
+        config = WORKFLOWS[workflow].model_validate(data, context={"base_dir": base_dir, "files": imports})
     except ValidationError as exc:
         lines = [f"{source}: {_format_error(e)}" for e in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
@@ -118,7 +135,10 @@ def load_campaign(path: str | Path) -> tuple[AnyConfig, Path]:
     """Read and validate a campaign YAML (:func:`read_campaign_file` first); return the config and the
     file's directory. Messages name the file by the path as given."""
     path = Path(path)
-    return validate_campaign(read_campaign_file(path), source=str(path)), path.parent.resolve()
+    return (
+        validate_campaign(read_campaign_file(path), source=str(path), base_dir=path.parent.resolve()),
+        path.parent.resolve(),
+    )
 
 
 def check_campaign_structures(config, base_dir: str | Path = ".") -> int:

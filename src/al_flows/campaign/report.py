@@ -37,7 +37,7 @@ from al_flows.campaign.report_plots import (
 from al_flows.campaign.shear_paths import energy_vs_gamma_data, labeller_shear_paths, shear_paths, unsheared_references
 from al_flows.exploration.stages import stage_labels
 
-__all__ = ["TABLE_COLUMNS", "CAPTIONS", "render_html", "write_report"]
+__all__ = ["TABLE_COLUMNS", "UNITS", "CAPTIONS", "render_html", "write_report"]
 
 # (header, RoundSummary field, format, scale)
 TABLE_COLUMNS = (
@@ -58,6 +58,13 @@ TABLE_COLUMNS = (
 )
 
 
+#: the units line above the table: what the table's columns and the plots' captions use
+UNITS = (
+    "Units as in each column header and caption: forces, force errors and deviations eV/Å; "
+    "energy errors meV/atom; energies per atom eV/atom; times ps."
+)
+
+
 CAPTIONS = {
     "calibration": "Trust-level calibration: each round's labelled frames (model deviation at selection vs the true "
     "largest force error), the fitted relation, and the next round's trust_lo (dotted).",
@@ -66,11 +73,12 @@ CAPTIONS = {
     "errors_per_round": "Force RMSE on the members' validation splits (mean over members) and of the ensemble mean on "
     "the fixed test set (eV/Å, left axis); test energy RMSE (meV/atom, right axis).",
     "deviation_hist": "Max force deviation (eV/Å) of every explored frame per round, stacked by selection status; "
-    "dashed/dotted lines: trust_lo/trust_hi. Frames without a deviation count as failed but are not drawn.",
+    "dashed/dotted lines: trust_lo/trust_hi, which are bin edges (no bar mixes two classes). Frames without a "
+    "deviation count as failed but are not drawn.",
     "parity_energy": "Final round's ensemble-mean energy per atom vs the labeller's on the fixed test set, coloured "
-    "by subset (relaxed, nonequilibrium).",
+    "by subset (relaxed, nonequilibrium; the smaller subset drawn on top).",
     "parity_forces": "Final round's ensemble-mean force components vs the labeller's on the fixed test set, coloured "
-    "by subset (relaxed, nonequilibrium).",
+    "by subset (relaxed, nonequilibrium; the smaller subset drawn on top).",
     "energy_vs_gamma": "Shear paths: energy per atom of each relaxed frame relative to its starting structure relaxed "
     "unsheared (γ = 0) by the same calculator (eV/atom) vs shear strain γ; coloured: the ensemble's "
     "exploration, one line per round, starting structure and run; black dashed: the labeller's own "
@@ -127,7 +135,8 @@ figcaption {{ font-size: 0.9em; max-width: 40em; }}
 </style></head>
 <body>
 <h1>{e(title)}</h1>
-<p>{stored}. Energies eV, forces and deviations eV/Å.</p>
+<p>{stored}.</p>
+<p>{e(UNITS)}</p>
 {notes_html}
 {table}
 {figures}

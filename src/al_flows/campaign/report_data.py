@@ -23,6 +23,7 @@ __all__ = [
     "deviations_by_round",
     "training_curves",
     "parity_data",
+    "STOP_REASON_WORDS",
     "campaign_status",
 ]
 
@@ -141,10 +142,25 @@ def parity_data(store, config, summary: dict) -> dict | None:
     }
 
 
+#: how index.html names each stop reason of a finished campaign (CampaignResult.stop_reason)
+STOP_REASON_WORDS = {
+    "converged": "converged",
+    "budget": "labelling budget spent (labeller.budget)",
+    "round limit": "round limit reached (max_rounds)",
+}
+
+
 def campaign_status(store, config) -> str:
-    """One line: finished (converged or not) after how many rounds, or still running."""
-    results = [d["output"] for d in latest_docs(store, config.name, "round") if d["output"].get("n_rounds") is not None]
-    if not results:
+    """One line: finished after how many rounds, converged or not, and why it stopped (the stop
+    reason of report.json: converged, the labelling budget or the round limit), or still running."""
+    from al_flows.campaign.record import CampaignRecord
+
+    result = CampaignRecord(store, config.name).result()
+    if result is None:
         return "not finished (or still running)"
-    res = results[-1]
-    return f"finished after {res['n_rounds']} round(s), {'converged' if res['converged'] else 'not converged'}"
+    reason = result.get("stop_reason") or ("converged" if result["converged"] else "round limit")
+    words = STOP_REASON_WORDS.get(reason, reason)
+    if reason == "round limit" and getattr(config, "max_rounds", None) is not None:
+        words = f"round limit reached (max_rounds: {config.max_rounds})"
+    state = "converged" if result["converged"] else "not converged"
+    return f"finished after {result['n_rounds']} round(s), {state}; stop reason: {words}"

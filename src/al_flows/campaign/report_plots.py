@@ -17,8 +17,13 @@ from al_flows.plotting import pyplot, save_figure
 
 __all__ = [
     "plot_errors",
+    "deviation_bin_edges",
+    "deviation_hist_figure",
     "plot_deviation_hists",
+    "subset_draw_order",
+    "parity_figures",
     "plot_parity",
+    "energy_vs_gamma_figure",
     "plot_energy_vs_gamma",
     "plot_training_curves",
     "plot_calibration",
@@ -110,9 +115,12 @@ def plot_stages(summaries: list[dict], labels: list[str], path: Path) -> str:
     return save_figure(fig, path)
 
 
-def _dev_bins(devs: dict[int, dict]) -> tuple[np.ndarray, bool]:
+def deviation_bin_edges(devs: dict[int, dict], n_bins: int = 30) -> tuple[np.ndarray, bool]:
     """Shared histogram bin edges (eV/Å) over the deviations and the trust levels near them
-    (within a factor 10); logarithmic when all are positive and span more than a decade."""
+    (within a factor 10), and whether they are logarithmic (all values positive and spanning more
+    than a decade). Every trust level inside the range is an edge, exactly: a bar never holds
+    frames of two selection classes. About ``n_bins`` bins, spread over the pieces between trust
+    levels in proportion to their (log) width, at least one each."""
     values = [v for d in devs.values() for vs in d["deviations"].values() for v in vs]
     if not values:
         values = [d[k] for d in devs.values() for k in ("trust_lo", "trust_hi")]
@@ -120,20 +128,28 @@ def _dev_bins(devs: dict[int, dict]) -> tuple[np.ndarray, bool]:
     trust = [d[k] for d in devs.values() for k in ("trust_lo", "trust_hi")]
     values += [t for t in trust if (lo > 0 and lo / 10 <= t < lo) or (hi < t <= 10 * hi)]
     lo, hi = min(values), max(values)
-    if lo > 0 and hi / lo > 10:
-        return np.geomspace(lo / 1.2, hi * 1.2, 31), True
-    return np.linspace(0.0, hi * 1.05 or 1.0, 31), False
+    log = bool(lo > 0 and hi / lo > 10)
+    first, last = (lo / 1.2, hi * 1.2) if log else (0.0, hi * 1.05 or 1.0)
+    knots = [first, *sorted({float(t) for t in trust if first < t < last}), last]
+    scale = np.log(knots) if log else np.asarray(knots)
+    widths = np.diff(scale) / (scale[-1] - scale[0])
+    edges: list[float] = []
+    for a, b, w in zip(knots[:-1], knots[1:], widths, strict=True):
+        n = max(1, round(n_bins * w))
+        piece = np.geomspace(a, b, n + 1) if log else np.linspace(a, b, n + 1)
+        edges += [a, *piece[1:-1].tolist()]  # the knots themselves, not a rounded copy
+    return np.array([*edges, last]), log
 
 
-def plot_deviation_hists(devs: dict[int, dict], path: Path) -> str:
-    """One panel per round: stacked histogram of explored-frame deviations (eV/Å) by status,
-    trust levels as vertical lines, status counts in the legend."""
+def deviation_hist_figure(devs: dict[int, dict]):
+    """The figure of :func:`plot_deviation_hists`: one panel per round, each with its own x tick
+    labels (same bins and limits on every panel) and its legend outside the axes, right of them."""
     plt = pyplot()
     rounds = sorted(devs)
     ncol = min(len(rounds), 3)
     nrow = math.ceil(len(rounds) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False, sharex=True)
-    bins, log = _dev_bins(devs)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.4 * ncol, 3.4 * nrow), squeeze=False)
+    bins, log = deviation_bin_edges(devs)
     for ax in axes.ravel()[len(rounds) :]:
         ax.set_visible(False)
     for ax, r in zip(axes.ravel(), rounds, strict=False):  # the grid may have spare axes
@@ -161,10 +177,17 @@ def plot_deviation_hists(devs: dict[int, dict], path: Path) -> str:
         ax.set_title(f"round {r}: {d['n_explored']} explored frames", fontsize=10)
         ax.set_xlabel("max force deviation (eV/Å)")
         ax.set_ylabel("frames")
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.suptitle("Model deviation of explored frames")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
+
+
+def plot_deviation_hists(devs: dict[int, dict], path: Path) -> str:
+    """One panel per round: stacked histogram of explored-frame deviations (eV/Å) by status,
+    trust levels as vertical lines (bin edges, :func:`deviation_bin_edges`), status counts in the
+    legend."""
+    return save_figure(deviation_hist_figure(devs), path)
 
 
 def _parity(ax, label, pred, unit: str, rmse_text: str, title: str, subsets=None) -> None:
@@ -173,7 +196,7 @@ def _parity(ax, label, pred, unit: str, rmse_text: str, title: str, subsets=None
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="y = x")
     few = len(label) < 500
     subsets = np.full(len(label), "relaxed") if subsets is None else np.asarray(subsets)
-    for name in sorted(set(subsets.tolist())):  # one colour per test subset
+    for i, name in enumerate(subset_draw_order(subsets)):  # one colour per test subset
         mask = subsets == name
         ax.scatter(
             label[mask],
@@ -183,6 +206,7 @@ def _parity(ax, label, pred, unit: str, rmse_text: str, title: str, subsets=None
             color=SUBSET_COLOURS.get(name, "tab:green"),
             edgecolors="none",
             label=f"{name} ({int(mask.sum())})",
+            zorder=1.0 + 0.1 * i,  # later (smaller) subsets on top; all under the y = x line (zorder 2)
         )
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_ylim(lo - pad, hi + pad)
@@ -194,11 +218,18 @@ def _parity(ax, label, pred, unit: str, rmse_text: str, title: str, subsets=None
     ax.grid(alpha=0.3)
 
 
-def plot_parity(parity: dict, outdir: Path) -> dict[str, str]:
-    """Parity plots of the final ensemble on the test set: energy per atom (eV/atom) and force components (eV/Å)."""
+def subset_draw_order(subsets) -> list[str]:
+    """The test subsets in the order they are drawn: the largest first, so that the smaller ones
+    (a few relaxed frames among many nonequilibrium ones) lie on top; ties by name."""
+    names, counts = np.unique(np.asarray(subsets), return_counts=True)
+    return [str(n) for _, n in sorted(zip(-counts, names.tolist(), strict=True))]
+
+
+def parity_figures(parity: dict) -> dict:
+    """The figures of :func:`plot_parity`, by plot name ('parity_energy', 'parity_forces')."""
     plt = pyplot()
     n = len(parity["energy_label"])
-    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    energy, ax = plt.subplots(figsize=(4.8, 4.8))
     _parity(
         ax,
         parity["energy_label"],
@@ -208,8 +239,7 @@ def plot_parity(parity: dict, outdir: Path) -> dict[str, str]:
         f"Test energy per atom, round {parity['round']} ({n} frames)",
         parity.get("energy_subset"),
     )
-    energy = save_figure(fig, outdir / "parity_energy.png")
-    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    forces, ax = plt.subplots(figsize=(4.8, 4.8))
     _parity(
         ax,
         parity["force_label"],
@@ -219,14 +249,25 @@ def plot_parity(parity: dict, outdir: Path) -> dict[str, str]:
         f"Test force components, round {parity['round']} ({len(parity['force_label'])} values)",
         parity.get("force_subset"),
     )
-    forces = save_figure(fig, outdir / "parity_forces.png")
     return {"parity_energy": energy, "parity_forces": forces}
+
+
+def plot_parity(parity: dict, outdir: Path) -> dict[str, str]:
+    """Parity plots of the final ensemble on the test set: energy per atom (eV/atom) and force
+    components (eV/Å), each subset in its colour, the smaller subsets drawn over the larger."""
+    return {name: save_figure(fig, outdir / f"{name}.png") for name, fig in parity_figures(parity).items()}
 
 
 def plot_energy_vs_gamma(data: list[dict], path: Path) -> str:
     """Energy per atom relative to the relaxed unsheared starting structure (eV/atom) vs shear strain
     gamma (:func:`energy_vs_gamma_data`): one line per explored (round, parent, run), coloured by round,
     and the labeller's own paths of the test set as black dashed reference lines."""
+    return save_figure(energy_vs_gamma_figure(data), path)
+
+
+def energy_vs_gamma_figure(data: list[dict]):
+    """The figure of :func:`plot_energy_vs_gamma`; its title counts paths and their frames (the
+    first point of a path is its unsheared reference, not a frame of the path)."""
     plt = pyplot()
     explored = [d for d in data if d["source"] != "labeller"]
     labeller = [d for d in data if d["source"] == "labeller"]
@@ -275,10 +316,19 @@ def plot_energy_vs_gamma(data: list[dict], path: Path) -> str:
     ax.axhline(0.0, color="grey", lw=0.5)
     ax.set_xlabel("shear strain γ")
     ax.set_ylabel("(E − E(γ = 0, relaxed)) / N (eV/atom)")
-    ax.set_title(f"Shear paths: energy per atom vs γ ({len(explored)} explored, {len(labeller)} labeller)")
+    ax.set_title(
+        f"Shear paths: energy per atom vs γ\n{_paths_and_frames(explored)} explored, "
+        f"{_paths_and_frames(labeller)} of the labeller",
+        fontsize=10,
+    )
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    return save_figure(fig, path)
+    return fig
+
+
+def _paths_and_frames(paths: list[dict]) -> str:
+    """'N path(s), M frames' of energy-vs-gamma paths (each one's first point is its reference)."""
+    return f"{len(paths)} path(s), {sum(len(d['gamma']) - 1 for d in paths)} frames"
 
 
 def plot_training_curves(curves: dict[int, list[dict]], path: Path) -> str:

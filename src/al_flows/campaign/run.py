@@ -18,7 +18,7 @@ from pathlib import Path
 
 from jobflow import Flow, JobStore, run_locally
 
-from al_flows import __version__
+from al_flows import __version__, ignore_jobflow_cd_warning
 from al_flows.active_learning.config import CampaignConfig
 from al_flows.active_learning.flows import ActiveLearningMaker
 from al_flows.campaign.config import AnyConfig, ConfigError
@@ -327,6 +327,7 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
                 jobs_dir = workdir / "jobs"
                 jobs_dir.mkdir(exist_ok=True)
                 cwd = os.getcwd()
+                ignore_jobflow_cd_warning()  # again: a caller (pytest) may have reset the filters since import
                 try:
                     with job_log(workdir), live_report(store, config, workdir):
                         run_locally(

@@ -179,7 +179,8 @@ def _relaxation(config, source: str, explorer: str, summary: dict | None) -> _Re
     if source == "labeller":
         if getattr(config.labeller, "kind", None) != "ase":
             return None
-        return _Relaxation([config.labeller.calculator, config.labeller.kwargs, config.test_set.fmax])
+        kwargs = config.labeller.kwargs if config.labeller.potential is None else config.labeller.label_file()
+        return _Relaxation([config.labeller.calculator, kwargs, config.test_set.fmax])
     settings = next((e for e in config.explorers if e.name == explorer and hasattr(e, "fmax")), None)
     if settings is None or summary is None or not summary.get("model_ids"):
         return None
@@ -200,9 +201,10 @@ def _labeller_energies(config, structures: list) -> list[float]:
     from al_flows.labelling.ase import calculator_factory
 
     energies = []
+    make = calculator_factory(config.labeller.calculator, config.labeller.calculator_kwargs())
     for atoms in structures:
         work = atoms.copy()
-        work.calc = calculator_factory(config.labeller.calculator, config.labeller.kwargs)()
+        work.calc = make()
         BFGS(work, logfile=None).run(fmax=config.test_set.fmax, steps=500)
         energies.append(float(work.get_potential_energy()))
     return energies

@@ -1,4 +1,5 @@
-"""Label frames with an ASE calculator (EMT by default), isolating failures per frame.
+"""Label frames with an ASE calculator (EMT by default; EAM files through matscipy, see
+:mod:`al_flows.labelling.eam`), isolating failures per frame.
 
 A label is the calculator's energy (eV), forces (eV/Angstrom) and, for periodic
 cells, stress (eV/Angstrom^3), frozen into a SinglePointCalculator. A frame whose
@@ -23,12 +24,26 @@ _SHORT_NAMES = {"emt": "ase.calculators.emt.EMT", "lj": "ase.calculators.lj.Lenn
 
 
 def calculator_factory(spec: str, kwargs: dict | None = None) -> Callable[[], Calculator]:
-    """Return a factory for the calculator named by ``spec`` ('emt', 'lj' or 'pkg.module.Class')."""
+    """Return a factory for the calculator named by ``spec`` ('emt', 'lj', 'eam' or 'pkg.module.Class').
+
+    'eam': matscipy's EAM calculator of the file ``kwargs['potential']`` (checked against
+    ``kwargs['sha256']`` when given; :func:`al_flows.labelling.eam.eam_factory`); the file is found,
+    checked and read once, and every call returns a new calculator."""
+    if spec.lower() == "eam":
+        from al_flows.labelling.eam import eam_factory
+
+        settings = dict(kwargs or {})
+        if "potential" not in settings:
+            raise ValueError("labeller.potential: required with calculator eam; name a setfl/funcfl file")
+        unknown = sorted(set(settings) - {"potential", "sha256", "kind"})
+        if unknown:
+            raise ValueError(f"labeller.kwargs: calculator eam takes no {unknown}; remove them")
+        return eam_factory(**settings)
     path = _SHORT_NAMES.get(spec.lower(), spec)
     module_name, _, cls_name = path.rpartition(".")
     if not module_name:
         raise ValueError(
-            f"labeller.calculator: '{spec}' is not 'emt', 'lj' or an import path like 'ase.calculators.emt.EMT'"
+            f"labeller.calculator: '{spec}' is not 'emt', 'lj', 'eam' or an import path like 'ase.calculators.emt.EMT'"
         )
     try:
         cls = getattr(importlib.import_module(module_name), cls_name)

@@ -62,8 +62,15 @@ _OPERATIONAL = {
 
 
 def label_settings_id(labeller) -> str:
-    """Fingerprint of the settings that define a label (``vasp:``/``ase:`` + 12 hex chars)."""
-    d = labeller.model_dump(mode="json", exclude=_OPERATIONAL)
+    """Fingerprint of the settings that define a label (``vasp:``/``ase:`` + 12 hex chars). An EAM
+    labeller's potential file counts by its name and sha256 (not where it lies)."""
+    d = labeller.model_dump(mode="json", exclude=_OPERATIONAL | {"potential_path"})
+    for key in ("potential", "potential_sha256"):  # absent before EAM labellers: EMT ids unchanged
+        if key in d and d[key] is None:
+            del d[key]
+    file = labeller.label_file() if labeller.kind == "ase" else None
+    if file is not None:
+        d["potential"], d["potential_sha256"] = file["name"], file["sha256"]
     digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
     name = labeller.preset if labeller.kind == "vasp" else labeller.calculator
     return f"{labeller.kind}:{name}:{digest}"

@@ -163,8 +163,11 @@ class PoolStudyConfig(CampaignBase):
     def _labeller_covers_elements(self):
         # the labeller runs only for MD pool sources and the validation of minima
         uses = any(src.kind in ("md", "labeller_shear") for src in self.pool.sources) or self.validation is not None
-        if uses and self.labeller.kind == "ase":
-            check_labeller_elements("labeller.calculator", self.labeller.calculator, self.elements)
+        lab = self.labeller
+        if uses and lab.kind == "ase":
+            field = "labeller.potential" if lab.potential is not None else "labeller.calculator"
+            kwargs = {"potential": lab.potential_path} if lab.potential_path else None
+            check_labeller_elements(field, lab.calculator, self.elements, kwargs=kwargs)
         return self
 
     @model_validator(mode="after")

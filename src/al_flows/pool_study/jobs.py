@@ -145,7 +145,7 @@ class PoolMaker(Maker):
             except (ValueError, FileNotFoundError) as exc:
                 raise ValueError(f"pool.sources[{i}].path: {exc}") from None
         structures = build_structures(src.structures, self.base_dir, where=f"pool.sources[{i}].structures")
-        make_calc = calculator_factory(self.labeller.calculator, self.labeller.kwargs)
+        make_calc = calculator_factory(self.labeller.calculator, self.labeller.calculator_kwargs())
         if src.kind == "labeller_shear":
             shear = ShearSettings(**src.model_dump(include=set(ShearSettings.model_fields)))
             return labeller_shear_pool(
@@ -153,7 +153,7 @@ class PoolMaker(Maker):
                 make_calc,
                 shear,
                 seed + i,
-                f"ase:{self.labeller.calculator}",
+                self.labeller.labeller_name(),
                 src.md_temperatures_K,
                 src.md_steps,
                 src.md_timestep_fs,
@@ -167,7 +167,7 @@ class PoolMaker(Maker):
             src.timestep_fs,
             src.interval,
             seed=seed + i,
-            labeller=f"ase:{self.labeller.calculator}",
+            labeller=self.labeller.labeller_name(),
         )
 
 
@@ -444,7 +444,7 @@ class MinimaValidationMaker(Maker):
         start = time.perf_counter()
         s = self.settings
         chosen = select_minima(frames_from_bytes(field(shear_study, "minima_blob")), s.n_minima)
-        make_ref = calculator_factory(self.labeller.calculator, self.labeller.kwargs)
+        make_ref = calculator_factory(self.labeller.calculator, self.labeller.calculator_kwargs())
         rows, relaxed = [], []
         for atoms in chosen:
             row, ref_min = validate_minimum(
@@ -453,7 +453,7 @@ class MinimaValidationMaker(Maker):
             rows.append(row)
             relaxed.append(ref_min)
         doc = validation_document(
-            study, f"ase:{self.labeller.calculator}", rows, relaxed, [], s, time.perf_counter() - start
+            study, self.labeller.labeller_name(), rows, relaxed, [], s, time.perf_counter() - start
         )
         progress.report("validation", -1, minima=doc.n_minima, spurious=doc.n_spurious, agree=doc.n_agree_single)
         return doc

