@@ -31,6 +31,7 @@ LAYERS: list[set[str]] = [
     {"workflow"},
     {"active_learning", "pool_study"},
     {"campaign"},
+    {"cli_text"},
     {"cli"},
 ]
 RANK = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}

@@ -8,16 +8,21 @@ model came from), ``export`` (dataset or models to files), ``report`` (plots and
 
 Every error is one line on stderr and exit code 2; a refused command creates nothing.
 Unexpected errors are one line too, with the traceback in a log file (``AL_FLOWS_DEBUG=1``
-shows it instead).
+shows it instead). A reader that closes stdout early (``| head``) ends a command quietly with
+exit code 141, nothing logged. A campaign file's YAML syntax and top-level keys are checked
+before the heavy imports (:mod:`al_flows.campaign.campaign_file`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from al_flows import ignore_jobflow_cd_warning
+from al_flows.campaign.campaign_file import ConfigError, read_campaign_file
+from al_flows.cli_text import print_lineage, print_pool_report, print_report, print_status
 
 DEMO_NAME = "demo_cuni_emt.yaml"
 
@@ -37,7 +42,7 @@ def demo_config_path() -> Path:
 def _check_structures(config, base_dir: Path, source: str) -> int:
     """Check the starting structures read from files or built as multilayers (cheap) before
     anything runs; a bad one becomes a ConfigError line ``source: field (structure): problem; fix``."""
-    from al_flows.campaign.config import ConfigError, check_campaign_structures
+    from al_flows.campaign.config import check_campaign_structures
 
     try:
         return check_campaign_structures(config, base_dir)
@@ -46,17 +51,20 @@ def _check_structures(config, base_dir: Path, source: str) -> int:
 
 
 def _submit(config_path: Path, launchpad_file: str, workdir: str | None) -> int:
+    read_campaign_file(config_path)  # syntax and top-level keys before the heavy imports
     from fireworks import LaunchPad
 
-    from al_flows.campaign.config import ConfigError, load_campaign
+    from al_flows.campaign.config import load_campaign
     from al_flows.campaign.fireworks import submit_campaign
+    from al_flows.campaign.run import check_workdir_campaign
 
     config, base_dir = load_campaign(config_path)
-    _check_structures(config, base_dir, config_path.name)
+    _check_structures(config, base_dir, str(config_path))
+    workdir = workdir or config.name
+    check_workdir_campaign(config, workdir)  # before the LaunchPad is read or contacted
     if not Path(launchpad_file).is_file():
         raise ConfigError(f"--launchpad: no such file {launchpad_file}; start from flows/fireworks/my_launchpad.yaml")
     launchpad = LaunchPad.from_file(launchpad_file)
-    workdir = workdir or config.name
     _, message = submit_campaign(config, base_dir, workdir, launchpad)
     print(message)
     print(
@@ -92,30 +100,9 @@ def _pool_status(config, store, as_json: bool) -> int:
     if as_json:
         print(json.dumps(report, indent=2))
     else:
-        _print_pool_report(report)
+        print_pool_report(report)
         print(f"stages done: {', '.join(report['stages_done']) or 'none'}")
     return 0
-
-
-def _method_columns(row: dict) -> str:
-    """The exploration stage (staged DP-GEN campaigns), median survival time (ANI-Al) and labelling
-    budget spent so far (labeller.budget) of a round row."""
-    out = f"  stage {row['stage']}" if row.get("stage") else ""
-    if row.get("median_survival_ps") is not None:
-        out += f"  median survival {row['median_survival_ps']:.2f} ps"
-    if row.get("labels_spent") is not None:
-        hours = f", {row['core_hours_spent']:.3g} core-h" if row.get("core_hours_spent") is not None else ""
-        out += f"  budget spent {row['labels_spent']} labels{hours} ({row['n_budget_skipped']} skipped)"
-    return out
-
-
-def _property_lines(row: dict) -> list[str]:
-    """One line per convergence property of a round row: ensemble mean +- spread, reference, tolerance."""
-    return [
-        f"{'':>14}{p['property']}: {p['mean']:.5g} +- {p['spread']:.2g} {p['unit']} (reference {p['reference']:.5g}, "
-        f"tolerance {p['tolerance']:.3g}) {'within' if p['within'] else 'NOT within'}"
-        for p in row.get("properties") or []
-    ]
 
 
 def _status(workdir: str, as_json: bool) -> int:
@@ -133,37 +120,11 @@ def _status(workdir: str, as_json: bool) -> int:
     if as_json:
         print(json.dumps(status, indent=2))
         return 0
-    print(f"campaign {status['campaign']}: {status['state']}")
-    if status["rounds"]:
-        print(
-            f"{'round':>5} {'state':>8} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'new':>4} {'fail':>4} "
-            f"{'test F (eV/A)':>13} {'test E (eV/atom)':>16}  wall time (s)"
-        )
-    for r in status["rounds"]:
-        times = " ".join(f"{k}={v:.0f}" for k, v in r["wall_time_s"].items())
-        if r["state"] == "done":
-            print(
-                f"{r['round']:>5} {'done':>8} {r['n_labels_total']:>6} {r['n_explored']:>8} "
-                f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>4} "
-                f"{r['n_label_failures']:>4} "
-                f"{r['test_force_rmse']:>13.4f} {r['test_energy_rmse_per_atom']:>16.5f}  {times}{_method_columns(r)}"
-            )
-            for line in _property_lines(r):
-                print(line)
-        else:
-            print(f"{r['round']:>5} {'running':>8}  stages done: {r['stages_done']}  {times}")
-    for f in status["job_failures"]:
-        where = f"round {f['round']}" if f["round"] >= 0 else "before round 0"
-        print(f"failed job ({where}, {f['stage']}): {f['job_name']}: {f['reason']}")
-    for f in status["label_failures"]:
-        print(f"failed label (round {f['round']}): {f['frame_id']}: {f['reason']}")
-    if not status["rounds"] and not status["job_failures"]:
-        print("no round has started yet")
+    print_status(status)
     return 0
 
 
 def _not_for_pool_study(config, command: str) -> None:
-    from al_flows.campaign.config import ConfigError
     from al_flows.pool_study.config import PoolStudyConfig
 
     if isinstance(config, PoolStudyConfig):
@@ -189,36 +150,18 @@ def _lineage(workdir: str, label: str | None, model: str | None, as_json: bool) 
     try:
         result = record.label_lineage(label) if label else record.model_lineage(model)
     except KeyError as exc:
-        from al_flows.campaign.config import ConfigError
-
         raise ConfigError(exc.args[0]) from None
     finally:
         store.close()
     if as_json:
         print(json.dumps(result, indent=2))
-    elif label:
-        for step in result["chain"]:
-            print("  " + ", ".join(f"{k}={v}" for k, v in step.items()))
     else:
-        members = result["members"] if "members" in result else [result]
-        if "members" in result:
-            print(f"ensemble {result['ensemble_id']}: {len(members)} member(s)")
-        for one in members:
-            m = one["model"]
-            print(
-                f"model {m['model_id']}: round {m['round']} member {m['member']} seed {m['seed']}, best epoch "
-                f"{m['best_epoch']}, val force RMSE {m['val_force_rmse']:.4f} eV/A"
-            )
-            print(
-                f"  trained on {one['n_labels']} labels ({m['n_train']} train + {m['n_val']} validation); "
-                f"by round {one['labels_by_round']}; by explorer {one['labels_by_explorer']}"
-            )
+        print_lineage(result, label=bool(label))
     return 0
 
 
 def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) -> int:
-    from al_flows.campaign.config import ConfigError
-    from al_flows.campaign.record import export_dataset, export_model
+    from al_flows.campaign.record import ExportError, export_dataset, export_model
     from al_flows.pool_study.config import PoolStudyConfig
 
     config, store, record = _record(workdir)
@@ -226,15 +169,18 @@ def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) 
         if isinstance(config, PoolStudyConfig):
             from al_flows.pool_study.report import export_pool_study
 
+            if round_ is not None:
+                raise ConfigError(f"--round: '{config.name}' is a pool study, which has no rounds; leave --round out")
             for p in export_pool_study(store, config.name, what, output, fmt):
                 print(f"wrote {p}")
         elif what == "dataset":
-            path = export_dataset(record, output, fmt)
-            print(f"wrote {path} ({fmt})")
+            path = export_dataset(record, output, fmt, round_)
+            which = "every label" if round_ is None else f"the labels round {round_}'s models trained on"
+            print(f"wrote {path} ({fmt}, {which})")
         else:
             for written in export_model(record, output, round_):
                 print(f"wrote {written}")
-    except KeyError as exc:
+    except (KeyError, ExportError) as exc:
         raise ConfigError(exc.args[0]) from None
     finally:
         store.close()
@@ -242,7 +188,6 @@ def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) 
 
 
 def _import(paths: list[str], output: str, stride: int) -> int:
-    from al_flows.campaign.config import ConfigError
     from al_flows.frames.dataset import Dataset
     from al_flows.pool_study.pool_import import import_frames, import_tree
 
@@ -284,72 +229,35 @@ def _report(workdir: str, watch: float | None = None) -> int:
     return 0
 
 
-def _print_pool_report(report: dict) -> None:
-    from al_flows.pool_study.strategies import table_markdown
-
-    if report["table"]:
-        print(table_markdown(report["table"]))
-        print("  ".join(f"{k}={v:.3g}" for k, v in report["ratios"].items()))
-    for name, p in report.get("pathways", {}).items():
-        kinds = ", ".join(f"{k}: {v}" for k, v in p["counts_by_type"].items())
-        print(f"{name}: {p['n_runs']} runs -> {p['n_pathways']} pathways ({kinds})")
-    if "validation" in report:
-        v = report["validation"]
-        print(
-            f"validation: {v['n_minima']} minima, {v['n_agree_single']} agree with the labeller, {v['n_spurious']} "
-            f"spurious, max |NNP - labeller| {v['max_abs_d_single_per_atom']:.4f} eV/atom"
-        )
-    print("finished" if report["finished"] else "not finished")
-
-
-def _print_report(report: dict, workdir: Path) -> None:
-    if report.get("workflow") == "pool_study":
-        _print_pool_report(report)
-        print(f"report: {workdir / 'report.json'}")
-        return
-    print(
-        f"{'round':>5} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'labelled':>8} {'acc.ratio':>9} "
-        f"{'val F':>7} {'test F':>7} {'test F R2':>9} {'test E/atom':>11}"
-    )
-    for r in report["rounds"]:
-        r2 = r.get("test_force_r2")
-        print(
-            f"{r['round']:>5} {r['n_labels_total']:>6} {r['n_explored']:>8} "
-            f"{r['n_accurate']:>4}/{r['n_candidate']:>4}/{r['n_failed']:>4} {r['n_labelled']:>8} "
-            f"{r['accurate_ratio']:>9.3f} "
-            f"{r['val_force_rmse']:>7.4f} {r['test_force_rmse']:>7.4f} {'n/a' if r2 is None else f'{r2:.3f}':>9} "
-            f"{r['test_energy_rmse_per_atom']:>11.5f}{_method_columns(r)}"
-        )
-    if "autotest" in report:
-        at = report["autotest"]
-        bad = [f"{r['element']} {r['property']}" for r in at["rows"] if not r["passed"]]
-        print(
-            f"autotest vs {at['reference']}: {len(at['rows']) - len(bad)}/{len(at['rows'])} rows within tolerance"
-            + (f" (outside: {', '.join(bad)})" if bad else "")
-        )
-    print(f"{report['state']}; report: {workdir / 'report.json'} (forces eV/A, energies eV/atom)")
-
-
 def _run(config_path: Path, workdir: str) -> int:
+    read_campaign_file(config_path)  # syntax and top-level keys before the heavy imports
     from al_flows.campaign.config import load_campaign
     from al_flows.campaign.run import live_progress, run_campaign
     from al_flows.campaign.stores import describe_store
 
     config, base_dir = load_campaign(config_path)
-    print(f"campaign {config.name}: store = {describe_store(config.store, workdir)}")
-    with live_progress():
-        report = run_campaign(config, base_dir, workdir)
-    _print_report(report, Path(workdir))
+    _check_structures(config, base_dir, str(config_path))
+    header = [f"campaign {config.name}: store = {describe_store(config.store, workdir)}"]
+
+    def echo(line: str) -> None:  # the store line once the checks have passed: before the first line of the run
+        while header:
+            print(header.pop())
+        print(line)
+
+    with live_progress(echo):
+        report = run_campaign(config, base_dir, workdir, echo=echo)
+    print_report(report, Path(workdir))
     return 0
 
 
 def _validate(campaign: str) -> int:
+    read_campaign_file(campaign)  # syntax and top-level keys before the heavy imports
     import yaml
 
     from al_flows.campaign.config import load_campaign
 
     config, base_dir = load_campaign(campaign)
-    n_checked = _check_structures(config, base_dir, Path(campaign).name)
+    n_checked = _check_structures(config, base_dir, campaign)
     print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     print(
         f"structures: {n_checked} starting structure(s) from file and multilayer sources checked "
@@ -359,12 +267,47 @@ def _validate(campaign: str) -> int:
     return 0
 
 
-WORKDIR_HELP = "campaign work directory (holds the embedded store, campaign.json, report.json and al_flows.log)"
+WORKDIR_HELP = (
+    "campaign work directory, one campaign each (holds the embedded store, campaign.json, report.json, report/, "
+    "jobs/ and al_flows.log; docs/configuration.md#the-work-directory)"
+)
+
+
+def _add_export(sub) -> None:
+    """The ``export`` subcommand's arguments."""
+    p = sub.add_parser("export", help="write the dataset or a round's models to files")
+    p.add_argument("--workdir", required=True, help=WORKDIR_HELP)
+    p.add_argument(
+        "what",
+        choices=["dataset", "model"],
+        help="dataset: every label (or those of --round) with its provenance, in --format; "
+        "model: one weights file per ensemble member, round{k}_member{i}.pt (see docs/models.md)",
+    )
+    p.add_argument(
+        "--output",
+        required=True,
+        help="file to write, its folders created (dataset), or directory to create (model; refused when it holds "
+        "other .pt files)",
+    )
+    p.add_argument(
+        "--format",
+        default="extxyz",
+        choices=["extxyz", "ase-db", "schnetpack"],
+        help="dataset format (default: extxyz)",
+    )
+    p.add_argument(
+        "--round",
+        type=int,
+        default=None,
+        help="model: round whose ensemble to export (default: the last trained); dataset: the labels that round's "
+        "models trained on, i.e. the initial data and the labels of earlier rounds (default: every label)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``al-flows`` (every option has a help text)."""
     parser = argparse.ArgumentParser(prog="al-flows", description="Active learning of SchNet potentials with jobflow.")
+    parser.add_argument("--version", action="version", version=f"al-flows {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run or continue a campaign locally (jobflow run_locally)")
     p.add_argument("campaign", help="campaign YAML file (see docs/configuration.md)")
@@ -396,24 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", help="model id of an ensemble member, or an ensemble id (what labels carry as model_id)"
     )
     p.add_argument("--json", action="store_true", help="print the lineage as JSON")
-    p = sub.add_parser("export", help="write the dataset or a round's models to files")
-    p.add_argument("--workdir", required=True, help=WORKDIR_HELP)
-    p.add_argument(
-        "what",
-        choices=["dataset", "model"],
-        help="dataset: every label with its provenance, in --format; "
-        "model: one weights file per ensemble member, round{k}_member{i}.pt (see docs/models.md)",
-    )
-    p.add_argument("--output", required=True, help="file to write (dataset) or directory to create (model)")
-    p.add_argument(
-        "--format",
-        default="extxyz",
-        choices=["extxyz", "ase-db", "schnetpack"],
-        help="dataset format (default: extxyz)",
-    )
-    p.add_argument(
-        "--round", type=int, default=None, help="model: round whose ensemble to export (default: the last trained)"
-    )
+    _add_export(sub)
     p = sub.add_parser("report", help="PNG plots and an HTML page in WORKDIR/report/")
     p.add_argument("--workdir", required=True, help=WORKDIR_HELP)
     p.add_argument(
@@ -452,6 +378,34 @@ COMMANDS = {
 }
 
 
+def _version() -> str:
+    """The installed al_flows' version (package metadata; the source tree's where it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("al_flows")
+    except PackageNotFoundError:
+        from al_flows import __version__
+
+        return __version__
+
+
+def _user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a refusal that says what to do (ConfigError, CampaignError); the module of
+    CampaignError is looked up only when already imported, so a refusal raised early stays cheap."""
+    run = sys.modules.get("al_flows.campaign.run")
+    return isinstance(exc, ConfigError) or (run is not None and isinstance(exc, run.CampaignError))
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away (``al-flows status --json | head``): stop quietly, exit 141 as a
+    process killed by SIGPIPE would. stdout is pointed at /dev/null so that the interpreter's last
+    flush does not fail again (the Python docs' recipe for SIGPIPE); nothing is logged."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
+
+
 def _internal_error(exc: BaseException, args) -> int:
     """One line for an unexpected error; the traceback goes to a log file."""
     import os
@@ -472,26 +426,28 @@ def _internal_error(exc: BaseException, args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``al-flows`` command line; returns the exit status (0 success, 2 an error, reported in one line)."""
+    """The ``al-flows`` command line; returns the exit status (0 success, 2 an error, reported in one line,
+    141 when the reader of stdout closed it early)."""
     args = build_parser().parse_args(argv)
     # jobflow's run_locally uses monty's deprecated ``cd`` (fixed upstream); every other warning is shown.
     # Importing al_flows sets this filter too; again here, where a caller (pytest) may have reset the filters
     ignore_jobflow_cd_warning()
-    from al_flows.campaign.config import ConfigError
-    from al_flows.campaign.run import CampaignError
-
     try:
-        return COMMANDS[args.command](args)
-    except (ConfigError, CampaignError) as exc:
-        lines = str(exc).splitlines()
-        extra = f" (and {len(lines) - 1} more problem(s): {'; '.join(lines[1:])})" if len(lines) > 1 else ""
-        print(f"error: {lines[0]}{extra}", file=sys.stderr)
-        return 2
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return status
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt:
         print("error: interrupted; run the same command again to continue", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - a bug or an environment problem: one line, traceback in the log
-        return _internal_error(exc, args)
+        if not _user_error(exc):
+            return _internal_error(exc, args)
+        lines = str(exc).splitlines()
+        extra = f" (and {len(lines) - 1} more problem(s): {'; '.join(lines[1:])})" if len(lines) > 1 else ""
+        print(f"error: {lines[0]}{extra}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

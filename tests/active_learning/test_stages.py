@@ -96,7 +96,7 @@ def test_a_campaign_moves_through_its_stages_and_converges_after_the_last(tmp_pa
         assert 'src="stages.png"' in html and (tmp_path / "report" / "stages.png").read_bytes()[:4] == b"\x89PNG"
     finally:
         store.close()
-    from al_flows.cli import _method_columns
+    from al_flows.cli_text import method_columns
 
-    assert _method_columns(report["rounds"][1]) == "  stage 1"
-    assert _method_columns(report["rounds"][0]) == ""
+    assert method_columns(report["rounds"][1]) == "  stage 1"
+    assert method_columns(report["rounds"][0]) == ""

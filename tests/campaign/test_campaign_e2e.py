@@ -171,7 +171,7 @@ def test_cli_validate_and_config_error_exit_codes(tmp_path):
     out = subprocess.run([sys.executable, "-m", "al_flows.cli", "validate", str(bad)], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
-        "error: bad.yaml: selection: selection.trust_lo (1.0) must be lower than selection.trust_hi (0.5)"
+        f"error: {bad}: selection.trust_lo (1.0) must be lower than selection.trust_hi (0.5)"
     ]
     ok = subprocess.run(
         [sys.executable, "-m", "al_flows.cli", "validate", "flows/demo_cuni_emt.yaml"], capture_output=True, text=True

@@ -2,6 +2,7 @@
 example of docs/models.md, run verbatim, gives the numbers of the stored ensemble."""
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from jobflow import JobStore
 from maggma.stores import MemoryStore
 from tests.conftest import emt_labelled_multilayer
 
-from al_flows.campaign.record import CampaignRecord, export_model
+from al_flows.campaign.record import CampaignRecord, ExportError, export_model
 from al_flows.potential.ensemble import Ensemble
 from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.potential.training import train_member
@@ -97,7 +98,10 @@ def test_from_files_orders_members_and_takes_a_list(record, tmp_path):
 
 def test_from_files_refuses_mixed_rounds_empty_dirs_and_foreign_files(record, tmp_path):
     export_model(record, tmp_path / "both", round_=0)
-    export_model(record, tmp_path / "both", round_=1)
+    with pytest.raises(ExportError, match=r"already holds other model files \(round0_member0.pt, round0_member1.pt"):
+        export_model(record, tmp_path / "both", round_=1)  # export refuses to mix rounds; from_files refuses too
+    for p in export_model(record, tmp_path / "one", round_=1):
+        shutil.copy(p, tmp_path / "both")
     with pytest.raises(ValueError, match=r"holds members of rounds \[0, 1\]; pass one round's files"):
         Ensemble.from_files(tmp_path / "both")
     (tmp_path / "empty").mkdir()

@@ -325,7 +325,8 @@ def test_cli_validate_reports_a_bad_starting_structure(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith(
-        "error: c.yaml: initial.structures[0] (structure 'start-0'): atoms 0 (Cu) and 2 (Cu) are 0.1 A apart"
+        f"error: {tmp_path / 'c.yaml'}: initial.structures[0] (structure 'start-0'): atoms 0 (Cu) and 2 (Cu) are "
+        "0.1 A apart"
     )
     write(tmp_path / "start.extxyz", cu_cell())
     assert main(["validate", str(tmp_path / "c.yaml")]) == 0

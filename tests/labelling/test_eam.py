@@ -302,7 +302,7 @@ def test_validate_cli_refuses_a_missing_element_in_one_line(tmp_path):
     )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
-        "error: campaign.yaml: labeller.potential: Al_zhou.eam.alloy has no EAM functions for elements 'Cu', 'Ni' "
+        f"error: {path}: labeller.potential: Al_zhou.eam.alloy has no EAM functions for elements 'Cu', 'Ni' "
         "(it has Al); name a potential file that covers them or remove 'Cu', 'Ni' from elements"
     ]
 

@@ -14,19 +14,14 @@ import re
 from pathlib import Path
 from typing import Union
 
-import yaml
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from al_flows.active_learning.config import CampaignConfig
+from al_flows.campaign.campaign_file import ConfigError, read_campaign_file
 from al_flows.exploration.shear import check_reaches_gamma, shear_level, shear_start
 from al_flows.pool_study.config import PoolStudyConfig
 from al_flows.structures.initial_data import FileSource, MultilayerSource, source_structures
-
-
-class ConfigError(ValueError):
-    """A campaign file that cannot be used; the message says which field and how to fix it."""
-
 
 AnyConfig = Union[CampaignConfig, PoolStudyConfig]
 
@@ -64,7 +59,16 @@ def _format_error(err: ErrorDetails) -> str:
         return msg  # a check of a section that names its field itself
     if not loc and re.match(r"^[A-Za-z_][A-Za-z0-9_.\[\]]*: ", msg):
         return msg  # a whole-campaign check that names its field itself
-    return f"{loc or '<top level>'}: {msg}"
+    return f"{loc or '<top level>'}: {msg}{_given(err)}"
+
+
+def _given(err: ErrorDetails) -> str:
+    """`` (got VALUE)``: the value a field was given, its repr cut at 60 characters; '' for a missing
+    or unknown key and for a check of a whole section (its input is the section's mapping)."""
+    if err["type"] in ("missing", "extra_forbidden") or isinstance(err.get("input"), dict) or "input" not in err:
+        return ""
+    text = repr(err["input"])
+    return f" (got {text[:57] + '...' if len(text) > 60 else text})"
 
 
 WORKFLOWS: dict[str, type[CampaignConfig] | type[PoolStudyConfig]] = {
@@ -128,20 +132,13 @@ def validate_campaign(
 
 
 def load_campaign(path: str | Path) -> tuple[AnyConfig, Path]:
-    """Read and validate a campaign YAML; return the config and the file's directory."""
+    """Read and validate a campaign YAML (:func:`read_campaign_file` first); return the config and the
+    file's directory. Messages name the file by the path as given."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"{path}: no such campaign file; pass the path of a campaign YAML (e.g. flows/demo_cuni_emt.yaml)"
-        )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}; fix the file's syntax") from None
-    return validate_campaign(data, source=path.name, base_dir=path.parent.resolve()), path.parent.resolve()
+    return (
+        validate_campaign(read_campaign_file(path), source=str(path), base_dir=path.parent.resolve()),
+        path.parent.resolve(),
+    )
 
 
 def check_campaign_structures(config, base_dir: str | Path = ".") -> int:

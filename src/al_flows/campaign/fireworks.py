@@ -16,7 +16,7 @@ from fireworks import LaunchPad, Workflow
 from jobflow.managers.fireworks import JobFiretask
 
 from al_flows.campaign.config import AnyConfig
-from al_flows.campaign.run import CampaignError, plan_flow, prepare_store, workdir_lock
+from al_flows.campaign.run import CampaignError, check_workdir_campaign, plan_flow, prepare_store, workdir_lock
 
 UNFINISHED = ("READY", "RUNNING", "RESERVED", "WAITING", "PAUSED", "FIZZLED", "DEFUSED")
 _flow_to_workflow = jobflow_fireworks.flow_to_workflow
@@ -68,6 +68,7 @@ def campaign_workflow(config: AnyConfig, base_dir: str | Path, workdir: str | Pa
             f"store.{secret}: a secret written in the campaign file would be copied into every job on the LaunchPad; "
             f"export it in an environment variable and give its name instead (e.g. {var})"
         )
+    check_workdir_campaign(config, workdir)  # before the lock file is written
     workdir = Path(workdir).resolve()
     with workdir_lock(workdir):
         store = prepare_store(config, workdir)

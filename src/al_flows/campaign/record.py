@@ -18,6 +18,8 @@ ROUND_COUNTS = ("n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_
 ROUND_ERRORS = ("accurate_ratio", "val_force_rmse", "test_force_rmse", "test_energy_rmse_per_atom")
 BUDGET_KEYS = ("labels_spent", "core_hours_spent", "n_budget_skipped")  # None without labeller.budget
 STATUS_KEYS = (  # status() rows
+    "ensemble_id",
+    "model_ids",
     *ROUND_COUNTS,
     "n_label_failures",
     *ROUND_ERRORS,
@@ -60,6 +62,17 @@ def summaries_by_round(docs: list[dict]) -> dict[int, dict]:
         docs, key=lambda d: (d["output"]["round"], bool(d["output"].get("labelled_on_extension")), d["index"])
     )
     return {d["output"]["round"]: d["output"] for d in ordered}
+
+
+def largest_merge(merges: list[dict]) -> dict:
+    """Of merge job documents (``metadata.round``, ``output.n_frames``), the last round's largest:
+    datasets only grow, and a round whose selection an extension labelled has two merges, its own
+    and the extension's after it."""
+    return max(merges, key=lambda d: (d["metadata"]["round"], d["output"]["n_frames"], d["index"]))
+
+
+class ExportError(ValueError):
+    """An export that would mix with files already there; the message names them and what to do."""
 
 
 STATE_WORDS = {"converged": "converged", "budget": "finished (budget)"}  # other stop reasons: the round limit
@@ -259,6 +272,9 @@ class CampaignRecord:
         labels the selecting ensemble had been trained on."""
         labels = self.labels()
         if frame_id not in labels:
+            explored = self.explored_frame(frame_id)
+            if explored:
+                raise KeyError(f"--label: frame {frame_id!r} is not a label: {explored}")
             raise KeyError(f"--label: no label with frame id {frame_id!r} in campaign {self.campaign!r}")
         label = labels[frame_id]
         chain = [
@@ -321,6 +337,44 @@ class CampaignRecord:
         chain.append({"kind": "starting_structure", "id": label["parent_id"], "origin": "initial data"})
         return {"label": label, "chain": chain}
 
+    def explored_frame(self, frame_id: str) -> str | None:
+        """What an explored frame that is not a label is: round, explorer, deviation and why it was not
+        labelled (accurate, failed, a candidate not selected or skipped for the budget, its labelling
+        failed); None when no exploration of the campaign produced it."""
+        for d in self.outputs("explore", properties=["output.frames", "output.explorer"]):
+            rec = next((r for r in d["output"].get("frames") or [] if r.get("frame_id") == frame_id), None)
+            if rec is not None:
+                k = d["metadata"]["round"]
+                break
+        else:
+            return None
+        where = f"explored in round {k} by explorer {d['output'].get('explorer', '?')!r}"
+        props = ["output.records", "output.trust_lo", "output.trust_hi", "output.budget_skipped"]
+        sels = self.outputs("select", k, properties=props)
+        sel = next(
+            ((s["output"], r) for s in sels for r in s["output"].get("records") or [] if r["frame_id"] == frame_id),
+            None,
+        )
+        if sel is None:
+            return f"{where}; not labelled: round {k}'s selection has not finished"
+        out, r = sel
+        dev = f"deviation {r['deviation']:.4g} eV/A" if r.get("deviation") is not None else "no deviation"
+        if r["status"] == "accurate":
+            why = f"accurate (below trust_lo {out['trust_lo']:g})"
+        elif r["status"] == "failed":
+            why = f"failed (at or above trust_hi {out['trust_hi']:g}: too far from the training data to label)"
+        elif any(b.get("frame_id") == frame_id for b in out.get("budget_skipped") or []):
+            why = "a candidate selected but skipped for the labelling budget"
+        elif not r.get("selected"):
+            why = "a candidate not selected (selection.max_candidates, or a copy of a frame labelled before)"
+        else:
+            fails = [
+                f for d in self.label_documents() if d["output"]["round"] == k for f in d["output"].get("failures", [])
+            ]
+            reason = next((f["reason"] for f in fails if f["frame_id"] == frame_id), "its labelling has not finished")
+            why = f"a selected candidate whose labelling failed: {reason}"
+        return f"{where}, {dev}; not labelled: {why}"
+
     def model_lineage(self, model_id: str) -> dict:
         """A model, its settings and seed, and the exact labels it was trained and validated on;
         for an ensemble id (what labels carry as ``model_id``), ``{"ensemble_id", "members"}``
@@ -333,7 +387,8 @@ class CampaignRecord:
                 return {"ensemble_id": model_id, "members": members}
             raise KeyError(
                 f"--model: no model or ensemble with id {model_id!r} in campaign {self.campaign!r}; "
-                "model ids are in 'al-flows status --json' and in each label's lineage"
+                "model and ensemble ids are in 'al-flows status --json' (rounds[].model_ids, rounds[].ensemble_id) "
+                "and in each label's lineage ('al-flows lineage --label FRAME_ID')"
             )
         m = models[model_id]
         labels = self.labels()
@@ -370,9 +425,28 @@ class CampaignRecord:
         merges = self.outputs("merge", properties=["output.round", "output.n_frames"])
         if not merges:
             raise KeyError(f"campaign {self.campaign!r} has no dataset yet")
-        # datasets only grow: of a round's merges (an extension's after the round's own), the largest
-        last = max(merges, key=lambda d: (d["metadata"]["round"], d["output"]["n_frames"], d["index"]))
-        doc = self.store.query_one({"uuid": last["uuid"], "index": last["index"]}, load=True)
+        return self._dataset_of(largest_merge(merges))
+
+    def trained_rounds(self) -> list[int]:
+        """The rounds whose ensemble (some member) has been trained, in order."""
+        return sorted({d["metadata"]["round"] for d in self.outputs("train", properties=["output.round"])})
+
+    def round_dataset(self, round_: int) -> Dataset:
+        """The labels round ``round_``'s members trained on: the dataset its train jobs read, i.e. what
+        the merge job of the round before stored (the initial data's merge for round 0; of a round
+        whose selection an extension labelled, the extension's merge): the initial labels and those
+        of rounds < ``round_``. KeyError naming the trained rounds for another round."""
+        rounds = self.trained_rounds()
+        if round_ not in rounds:
+            have = f"rounds with trained models: {rounds}" if rounds else "no round has trained models yet"
+            raise KeyError(f"--round: no models were trained in round {round_}; {have}")
+        merges = self.outputs("merge", round_ - 1, properties=["output.round", "output.n_frames"])
+        if not merges:
+            raise KeyError(f"--round: the dataset round {round_} trained on is not stored")
+        return self._dataset_of(largest_merge(merges))
+
+    def _dataset_of(self, merge: dict) -> Dataset:
+        doc = self.store.query_one({"uuid": merge["uuid"], "index": merge["index"]}, load=True)
         assert doc is not None  # the document just listed
         return Dataset.from_bytes(doc["output"]["dataset_blob"])
 
@@ -380,7 +454,7 @@ class CampaignRecord:
         """Weights files of a round's ensemble members (default: the last trained round)."""
         from al_flows.potential.weights import weights_bytes
 
-        rounds = sorted({d["metadata"]["round"] for d in self.outputs("train", properties=["output.round"])})
+        rounds = self.trained_rounds()
         if not rounds:
             raise KeyError(f"campaign {self.campaign!r} has no trained model yet")
         k = rounds[-1] if round_ is None else round_
@@ -391,11 +465,14 @@ class CampaignRecord:
         return k, [weights_bytes(d["output"]["model_blob"]) for d in docs]
 
 
-def export_dataset(record: CampaignRecord, path: str | Path, fmt: str) -> Path:
-    """Write the final dataset as extxyz (provenance as plain per-frame keys, see
-    :func:`al_flows.frames.dataset.export_info`), an ASE database, or a schnetpack ASEAtomsData db."""
+def export_dataset(record: CampaignRecord, path: str | Path, fmt: str, round_: int | None = None) -> Path:
+    """Write the final dataset (``round_``: the labels that round's models trained on,
+    :meth:`CampaignRecord.round_dataset`) as extxyz (provenance as plain per-frame keys, see
+    :func:`al_flows.frames.dataset.export_info`), an ASE database, or a schnetpack ASEAtomsData db;
+    the file's folders are created."""
     path = Path(path)
-    data = record.final_dataset()
+    data = record.final_dataset() if round_ is None else record.round_dataset(round_)
+    path.parent.mkdir(parents=True, exist_ok=True)  # after the data is read: a bad --round creates nothing
     if fmt == "extxyz":
         data.export_extxyz(path)
     elif fmt == "ase-db":
@@ -411,13 +488,22 @@ def export_model(record: CampaignRecord, outdir: str | Path, round_: int | None 
     """Write a round's ensemble members as ``OUTDIR/round{k}_member{i}.pt`` (k: the round, default
     the last trained one; i: the member): a state dict plus settings, read with
     ``torch.load(weights_only=True)``. Load them with ``al_flows.potential.ensemble.Ensemble.from_files(OUTDIR)``
-    for predictions and an ASE calculator (docs/models.md). Returns the paths written."""
+    for predictions and an ASE calculator (docs/models.md). Returns the paths written. An OUTDIR that
+    holds other ``.pt`` files (another round's export) is refused (ExportError) before anything is written:
+    ``from_files`` would mix them in."""
     k, blobs = record.ensemble_blobs(round_)  # before creating anything: a bad --round writes nothing
     outdir = Path(outdir)
+    paths = [outdir / f"round{k}_member{i}.pt" for i in range(len(blobs))]
+    if outdir.exists() and not outdir.is_dir():
+        raise ExportError(f"--output: {outdir} is a file; give the path of a directory to write the models into")
+    others = sorted(p.name for p in outdir.glob("*.pt") if p not in paths) if outdir.is_dir() else []
+    if others:
+        shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+        raise ExportError(
+            f"--output: {outdir} already holds other model files ({shown}), which would be mixed with round {k}'s; "
+            "give another --output or empty it"
+        )
     outdir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, blob in enumerate(blobs):
-        p = outdir / f"round{k}_member{i}.pt"
+    for p, blob in zip(paths, blobs, strict=True):
         p.write_bytes(blob)
-        paths.append(p)
     return paths

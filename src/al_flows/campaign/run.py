@@ -108,11 +108,11 @@ def check_settings(store: JobStore, config: AnyConfig, workdir: Path | None = No
         shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
         raise CampaignError(
             f"the store already holds campaign '{config.name}' with other settings ({shown}); "
-            "restore them to continue, or use a new --workdir or another campaign name"
+            "restore them to continue, or use a new --workdir"
         )
     raise CampaignError(
         f"the store already holds campaign '{config.name}' with other settings (fingerprint {old_fp} != {fp}; "
-        "the work directory may come from an earlier al_flows version); use a new --workdir or another campaign name"
+        "the work directory may come from an earlier al_flows version); use a new --workdir"
     )
 
 
@@ -212,6 +212,23 @@ def check_workdir_version(workdir: str | Path) -> None:
         )
 
 
+def check_workdir_campaign(config: AnyConfig, workdir: str | Path) -> None:
+    """Refuse, in one line and before anything is written, a work directory that holds another
+    campaign (its campaign.json names another): a work directory holds one campaign, and a second
+    name would replace campaign.json, hiding the first from status, lineage, export and report.
+    Also :func:`check_workdir_version`."""
+    check_workdir_version(workdir)
+    try:
+        held = json.loads((Path(workdir) / WORKDIR_CONFIG).read_text()).get("name")
+    except (OSError, ValueError, AttributeError):  # no campaign yet (or no readable one): nothing to hide
+        return
+    if held and held != config.name:
+        raise ConfigError(
+            f"--workdir: {workdir} already holds campaign '{held}', not '{config.name}' (a work directory holds one "
+            f"campaign); give campaign '{config.name}' another --workdir"
+        )
+
+
 def remember_campaign(config: AnyConfig, workdir: Path) -> None:
     """Keep the campaign's settings in WORKDIR/campaign.json (mode 0600: it may hold store
     credentials) so that status/lineage/export/report need only --workdir."""
@@ -226,6 +243,10 @@ def load_workdir_campaign(workdir: str | Path) -> AnyConfig:
     from al_flows.campaign.config import validate_campaign
 
     path = Path(workdir) / WORKDIR_CONFIG
+    if not Path(workdir).is_dir():
+        raise ConfigError(
+            f"--workdir: {workdir} does not exist; give the work directory a campaign was run or submitted with"
+        )
     if not path.is_file():
         raise ConfigError(
             f"--workdir: {workdir} holds no campaign ({WORKDIR_CONFIG} missing); run or submit a campaign there first"
@@ -237,7 +258,7 @@ def prepare_store(config: AnyConfig, workdir: Path, echo=None) -> JobStore:
     """Connect the campaign's store, check that it holds no other settings of this campaign
     (:func:`check_settings`), then remember the settings in WORKDIR and create the indexes.
     Nothing is written when the check refuses."""
-    check_workdir_version(workdir)
+    check_workdir_campaign(config, workdir)
     store = make_job_store(config.store, workdir)
     store.connect()
     try:
@@ -292,6 +313,7 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
         check_campaign_structures(config, Path(base_dir))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    check_workdir_campaign(config, workdir)  # before the lock file is written
     workdir = Path(workdir).resolve()
     with workdir_lock(workdir):
         store = prepare_store(config, workdir, echo)
