@@ -161,7 +161,7 @@ def _lineage(workdir: str, label: str | None, model: str | None, as_json: bool) 
 
 
 def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) -> int:
-    from al_flows.campaign.record import ExportError, export_dataset, export_model
+    from al_flows.campaign.export import ExportError, export_dataset, export_model
     from al_flows.pool_study.config import PoolStudyConfig
 
     config, store, record = _record(workdir)

@@ -12,7 +12,8 @@ from jobflow import JobStore
 from maggma.stores import MemoryStore
 from tests.conftest import emt_labelled_multilayer
 
-from al_flows.campaign.record import CampaignRecord, ExportError, export_model
+from al_flows.campaign.export import ExportError, export_model
+from al_flows.campaign.record import CampaignRecord
 from al_flows.potential.ensemble import Ensemble
 from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.potential.training import train_member

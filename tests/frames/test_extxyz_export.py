@@ -11,7 +11,8 @@ from jobflow import JobStore
 from maggma.stores import MemoryStore
 from tests.conftest import emt_labelled_multilayer
 
-from al_flows.campaign.record import CampaignRecord, export_dataset
+from al_flows.campaign.export import export_dataset
+from al_flows.campaign.record import CampaignRecord
 from al_flows.frames.dataset import Dataset, export_info, frames_from_bytes, frames_text
 
 INITIAL = {

@@ -151,7 +151,7 @@ class Ensemble:
     @classmethod
     def from_files(cls, paths, device: str = "cpu") -> "Ensemble":
         """Load the members written by ``al-flows export --workdir W model --output DIR [--round k]``
-        (:func:`al_flows.campaign.record.export_model`): ``paths`` is DIR, which must hold the
+        (:func:`al_flows.campaign.export.export_model`): ``paths`` is DIR, which must hold the
         ``round{k}_member{i}.pt`` files of one round, or a list of such files (or of any
         :func:`al_flows.potential.weights.member_to_bytes` files; read with ``torch.load(weights_only=True)``).
         Members are ordered by ``i``; ``device``: torch device ("cpu", "cuda", ...)."""
