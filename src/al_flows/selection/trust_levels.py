@@ -13,6 +13,10 @@ deviations, or ``diverse``: farthest-point sampling in the ensemble's feature sp
 active-learning campaign must beat) or ``all`` (every explored frame up to the cap). The
 classes and the accurate ratio, which decide convergence, are the same for every strategy.
 
+``trust_lo: adaptive`` sets the lower level each round from the round's own deviations, so that a
+set number or fraction of the highest-deviation frames below trust_hi are candidates
+(:mod:`al_flows.selection.adaptive`, dpgen2's adaptive lower level).
+
 Strategy ``deviation`` also follows two per-frame marks an explorer may set (the ANI-Al sampler,
 :mod:`al_flows.exploration.md`): ``info['always_label']`` (a trajectory's stop frame) is labelled
 whatever its class and outside the cap; ``info['selectable'] = False`` (a snapshot that only
@@ -24,13 +28,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from ase import Atoms
 from pydantic import Field, model_validator
 
 from al_flows.frames.dataset import frame_id
+from al_flows.selection.adaptive import AdaptiveLevelSettings, adaptive_trust_lo
 from al_flows.selection.calibration import CalibrationSettings
 from al_flows.selection.diversity import DiverseFeatures, diverse_pick
 from al_flows.settings import Settings
@@ -41,7 +46,11 @@ ACCURATE, CANDIDATE, FAILED = "accurate", "candidate", "failed"
 class SelectionSettings(Settings):
     """Trust window (eV/Angstrom) and the cap on frames labelled per round."""
 
-    trust_lo: float = Field(0.05, ge=0, description="eV/Angstrom; below: accurate")
+    trust_lo: Annotated[float, Field(ge=0)] | Literal["adaptive"] = Field(
+        0.05,
+        description="eV/Angstrom; below: accurate. 'adaptive': set each round so that the highest-deviation frames "
+        "below trust_hi become candidates (selection.adaptive; al_flows.selection.adaptive)",
+    )
     trust_hi: float = Field(0.30, gt=0, description="eV/Angstrom; at or above: failed")
     strategy: Literal["deviation", "random", "all"] = Field(
         "deviation",
@@ -65,10 +74,20 @@ class SelectionSettings(Settings):
         None,
         description="fit deviation -> true error after each round and set the next round's levels from target errors",
     )
+    adaptive: AdaptiveLevelSettings | None = Field(
+        None, description="trust_lo: adaptive: how many frames become candidates, floor, ceiling, convergence"
+    )
 
     @model_validator(mode="after")
     def _window(self):
-        if not self.trust_lo < self.trust_hi:
+        if self.trust_lo == "adaptive":
+            self._check_adaptive()
+        elif self.adaptive is not None:
+            raise ValueError(
+                f"selection.adaptive applies to trust_lo: adaptive only (trust_lo is {self.trust_lo}); "
+                "set trust_lo: adaptive or remove selection.adaptive"
+            )
+        elif not self.trust_lo < self.trust_hi:
             raise ValueError(
                 f"selection.trust_lo ({self.trust_lo}) must be lower than selection.trust_hi ({self.trust_hi})"
             )
@@ -78,6 +97,28 @@ class SelectionSettings(Settings):
                 f"(pick is {self.pick!r}); set pick: diverse or remove diverse_features"
             )
         return self
+
+    def _check_adaptive(self) -> None:
+        if self.calibrate is not None:
+            raise ValueError(
+                "selection.trust_lo: adaptive and selection.calibrate both set the lower trust level; keep one"
+            )
+        ceiling = self.adaptive_settings.ceiling
+        if ceiling is not None and ceiling > self.trust_hi:
+            raise ValueError(
+                f"selection.adaptive.ceiling ({ceiling}) is above selection.trust_hi ({self.trust_hi}); "
+                "lower the ceiling or remove it (trust_hi is the ceiling then)"
+            )
+
+    @property
+    def is_adaptive(self) -> bool:
+        """Whether each round sets its own trust_lo from its deviations (trust_lo: adaptive)."""
+        return self.trust_lo == "adaptive"
+
+    @property
+    def adaptive_settings(self) -> AdaptiveLevelSettings:
+        """The adaptive level's settings (``selection.adaptive``, else their defaults)."""
+        return self.adaptive if self.adaptive is not None else AdaptiveLevelSettings()
 
     @property
     def needs_features(self) -> bool:
@@ -115,6 +156,7 @@ class SelectionResult:
     n_duplicate: int = 0
     accurate_ratio: float = 0.0
     picks: dict[int, dict] = field(default_factory=dict)
+    trust_lo: float = 0.0
 
     @property
     def n_frames(self) -> int:
@@ -160,7 +202,8 @@ def select(
     """
     frames = list(frames)
     eps = np.array([_deviation(a) for a in frames], dtype=float)
-    status = classify(eps, settings.trust_lo, settings.trust_hi)
+    trust_lo = round_trust_lo(eps, settings)
+    status = classify(eps, trust_lo, settings.trust_hi)
     excluded = set(exclude_ids)
     seen: set[str] = set()
     pool: list[int] = []
@@ -209,7 +252,17 @@ def select(
         n_duplicate=n_duplicate,
         accurate_ratio=n_accurate / n if n else 0.0,
         picks=picks,
+        trust_lo=trust_lo,
     )
+
+
+def round_trust_lo(deviations: np.ndarray, settings: SelectionSettings) -> float:
+    """The lower trust level (eV/Angstrom) a round classifies with: the configured (or calibrated)
+    number, or with ``trust_lo: adaptive`` the level set from this round's ``deviations``
+    (:func:`al_flows.selection.adaptive.adaptive_trust_lo`)."""
+    if settings.trust_lo == "adaptive":
+        return adaptive_trust_lo(deviations, settings.trust_hi, settings.adaptive_settings)
+    return float(settings.trust_lo)
 
 
 def priority_order(
@@ -273,6 +326,7 @@ def stop_decision(
     failed_ratio: float | None = None,
     step_back_failed_ratio: float | None = None,
     budget_spent: bool = False,
+    levels_settled: bool | None = None,
 ) -> StopDecision:
     """The one place that decides when a campaign stops.
 
@@ -293,6 +347,11 @@ def stop_decision(
     round that did not meet the targets and whose ``failed_ratio`` (failed / explored frames)
     exceeds ``step_back_failed_ratio`` moves the next round one stage down (not below 0).
 
+    ``levels_settled``: with an adaptive lower trust level (``trust_lo: adaptive``; None otherwise)
+    whether it stopped moving (:func:`al_flows.selection.adaptive.levels_settled`). It takes the
+    place of the accurate-ratio target, which the adaptive level makes meaningless (it fixes the
+    candidate share), as dpgen2 does.
+
     ``budget_spent``: the labelling budget allows this round no label
     (:func:`al_flows.selection.budget.allowance` is 0); a campaign that has not converged stops,
     reason ``budget`` (before the round limit: raising max_rounds alone would not continue it).
@@ -300,7 +359,10 @@ def stop_decision(
     if properties_only:
         met = bool(properties_met)
     else:
-        ratio_ok = target_accurate_ratio is None or accurate_ratio >= target_accurate_ratio
+        if levels_settled is not None:
+            ratio_ok = levels_settled
+        else:
+            ratio_ok = target_accurate_ratio is None or accurate_ratio >= target_accurate_ratio
         survival_ok = target_survival_ps is None or (
             median_survival_ps is not None and median_survival_ps >= target_survival_ps
         )

@@ -330,6 +330,7 @@ OMITTED_AT_DEFAULT: dict[str, Any] = {
     "model.kind": "schnet",
     "model.lmax": None,
     "selection.diverse_features": "structure",
+    "selection.adaptive": None,
     "labeller.potential": None,
     "labeller.potential_sha256": None,
 }
