@@ -24,12 +24,11 @@ from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
 
-from jobflow import CURRENT_JOB, Flow, Job, Maker, OutputReference, Response
+from jobflow import CURRENT_JOB, Flow, Job, Maker, Response
 from monty.json import jsanitize
 
 from al_flows.active_learning import builders
 from al_flows.active_learning.autotest_jobs import autotest_job
-from al_flows.active_learning.calibration_jobs import calibrate_levels
 from al_flows.active_learning.config import CampaignConfig, InitialCopies, InitialData, TestSetConfig
 from al_flows.active_learning.extension import extension_jobs, needs_extension
 from al_flows.active_learning.jobs import (
@@ -39,7 +38,7 @@ from al_flows.active_learning.jobs import (
     merge_labels,
 )
 from al_flows.active_learning.labeller_slot import label_maker_for
-from al_flows.active_learning.property_jobs import member_properties, property_reference
+from al_flows.active_learning.round_jobs import RoundJobs
 from al_flows.active_learning.schemas import CampaignResult, RoundState
 from al_flows.active_learning.seeds import CampaignSeeds
 from al_flows.active_learning.select_job import SelectMaker
@@ -49,7 +48,6 @@ from al_flows.active_learning.start_jobs import (
     starting_structures,
     test_set_from_labels,
 )
-from al_flows.active_learning.summary_jobs import evaluate, round_summary
 from al_flows.active_learning.vasp_jobs import VaspLabelMaker
 from al_flows.active_learning.vasp_property_jobs import VaspPropertyReferenceMaker
 from al_flows.exploration.md import stage_count
@@ -90,7 +88,7 @@ def _tag(
 
 
 @dataclass
-class ActiveLearningMaker(Maker):
+class ActiveLearningMaker(RoundJobs, Maker):
     """Train -> explore -> select -> label, round after round (docs/methods.md).
 
     Build it from Makers and settings (docs/python_api.md) or from a campaign file
@@ -310,17 +308,29 @@ class ActiveLearningMaker(Maker):
             state, n_labels = state.model_copy(update={"dataset_uuid": merged.uuid}), merged.output.n_frames
             spent = amended.output.spent_after if self.select_maker.budget is not None else spent
             jobs, _ = drop_completed(jobs, store)
-        job = self.round_job(state, n_labels, decision.converged, decision.next_stage, spent, decision.reason)
+        job = self.round_job(
+            state,
+            n_labels,
+            decision.converged,
+            decision.next_stage,
+            spent,
+            decision.reason,
+            summary.get("trust_lo_levels") or [],
+        )
         return Flow([*jobs, job], name=f"{self.campaign} campaign (continued at round {k})")
 
-    def round_job(self, state: RoundState, n_labels, converged=False, stage=0, spent=None, stop_reason="") -> Job:
+    def round_job(
+        self, state: RoundState, n_labels, converged=False, stage=0, spent=None, stop_reason="", levels=None
+    ) -> Job:
         """The job that plans round ``state.round``: ``n_labels`` labels to train on, whether the
-        round before converged, the exploration stage of this round, and (labelling budget only)
-        what the rounds before spent (a BudgetSpent dict) and why the round before stopped (each
-        may be a reference to an output of the round before)."""
+        round before converged, the exploration stage of this round, (labelling budget only)
+        what the rounds before spent (a BudgetSpent dict) and why the round before stopped, and
+        (``trust_lo: adaptive`` only) the adaptive levels of the rounds before (each may be a
+        reference to an output of the round before)."""
         args = (state, n_labels, converged) if stage == 0 else (state, n_labels, converged, stage)
         budgeted = {"spent": spent, "stop_reason": stop_reason} if self.select_maker.budget is not None else {}
-        j = self.tag(self.plan_round(*args, **budgeted), state.round, "round", "round")
+        adaptive = {"levels": levels or []} if self.select_maker.settings.is_adaptive else {}
+        j = self.tag(self.plan_round(*args, **budgeted, **adaptive), state.round, "round", "round")
         j.name = "round"
         j.config.expose_store = True  # to find the jobs of round k that finished in an interrupted run
         return j
@@ -342,14 +352,16 @@ class ActiveLearningMaker(Maker):
         stage: int = 0,
         spent: dict | None = None,
         stop_reason: str = "",
+        levels: list | None = None,
     ):
         """Replace itself with round ``state.round`` (in exploration stage ``stage``; and, through it,
         the rounds after), or finish when the previous round converged, found its labelling budget
         spent (``stop_reason`` 'budget') or ``max_rounds`` rounds have trained. ``spent``: what the
-        rounds before spent of the labelling budget."""
+        rounds before spent of the labelling budget; ``levels``: the adaptive lower trust levels of
+        the rounds before (``trust_lo: adaptive``)."""
         if converged or stop_reason == "budget" or state.round >= self.max_rounds:
             return self.finish(state, n_labels, converged, stop_reason)
-        jobs = self.round_jobs(state, n_labels, stage, spent)
+        jobs = self.round_jobs(state, n_labels, stage, spent, levels)
         todo, done = drop_completed(jobs, CURRENT_JOB.store)
         once = {j.uuid for j in done if j.metadata["stage"] == "property_reference"}  # computed in an earlier round
         done, jobs = [j for j in done if j.uuid not in once], [j for j in jobs if j.uuid not in once]
@@ -376,122 +388,3 @@ class ActiveLearningMaker(Maker):
         if self.autotest is None:
             return result
         return Response(output=result, addition=self.autotest_flow(state.round - 1))
-
-    def property_jobs(self, models: list, round_: int) -> list[Job]:
-        """The jobs of round ``round_``'s convergence properties: the labeller's reference (a fixed uuid
-        per set of listed properties and settings, so it is computed once and dropped from later rounds
-        as completed) and the members' values; [] when no properties are listed."""
-        conv = self.select_maker.properties
-        if conv is None:
-            return []
-        lab = self.label_maker
-        if self.property_reference_maker is not None:  # VASP: atomate2's EOS and elastic flows
-            ref = self.property_reference_maker.make(conv, self.campaign)
-        else:
-            ref = property_reference(lab.calculator, dict(lab.calculator_kwargs), conv, self.campaign)
-        ref = self.tag(ref, -1, "property_reference", conv.reference_key())
-        ref.name = "property_reference"
-        props = self.tag(member_properties(models, ref.output, conv, self.campaign, round_), round_, "properties")
-        props.name = f"properties r{round_}"
-        return [ref, props]
-
-    def calibration_jobs(self, models: list, lab: Job, sel: Job, previous, round_: int) -> list[Job]:
-        """Round ``round_``'s trust-level calibration job (on its labels ``lab`` and selection ``sel``;
-        ``previous``: the round before's calibration, or None), or [] when ``selection.calibrate`` is not set."""
-        cal_settings = self.select_maker.settings.calibrate
-        if cal_settings is None:
-            return []
-        window = {"previous": previous} if previous is not None and cal_settings.window_rounds > 1 else {}
-        cal = calibrate_levels(models, lab.output, sel.output, self.campaign, round_, cal_settings, **window)
-        cal = self.tag(cal, round_, "calibrate")
-        cal.name = f"calibrate r{round_}"
-        return [cal]
-
-    def select_job(self, explores: list, dataset, models: list, props: list, previous, k: int, extra: dict) -> Job:
-        """Round ``k``'s select job over the explorations ``explores`` (``previous``: the round before's
-        calibration; ``extra``: stage and budget keywords). Inputs only the campaign uses are passed:
-        the convergence properties (``props``), and the models for pick diverse (it reads the
-        ensemble's features), so other campaigns' select jobs keep their inputs."""
-        measured = {"properties": props[-1].output} if props else {}
-        diverse = {"models": models} if self.select_maker.settings.needs_features else {}
-        select = self.select_maker.make(
-            [x.output for x in explores],
-            dataset.frame_ids,
-            self.campaign,
-            k,
-            self.seeds.select(k),
-            previous,
-            **extra,
-            **measured,
-            **diverse,
-        )
-        return self.tag(select, k, "select")
-
-    def round_jobs(self, state: RoundState, n_labels: int, stage: int = 0, spent: dict | None = None) -> list[Job]:
-        """Every job of round ``state.round`` (exploring stage ``stage``; ``spent``: the labelling
-        budget the rounds before spent), ending with the job that plans the next round."""
-        k = state.round
-        dataset, structures, test = (
-            OutputReference(u) for u in (state.dataset_uuid, state.structures_uuid, state.test_uuid)
-        )
-        trains = [
-            self.tag(
-                self.train_maker.make(dataset, self.campaign, k, m, self.seeds.train(k, m)), k, "train", f"member {m}"
-            )
-            for m in range(self.ensemble_size)
-        ]
-        models = [t.output for t in trains]
-        ev = self.tag(evaluate(models, test, self.campaign, k), k, "evaluate")
-        ev.name = f"evaluate r{k}"
-        staged = {"stage": stage} if self.select_maker.n_stages > 1 else {}  # stage-free campaigns: as before
-        explores = [
-            self.tag(
-                maker.make(
-                    structures,
-                    models,
-                    self.campaign,
-                    k,
-                    self.seeds.explore(k, i),
-                    **(staged if stage_count(maker.settings) > 1 else {}),
-                ),
-                k,
-                "explore",
-                f"{i} {maker.name}",
-            )
-            for i, maker in enumerate(self.explore_makers)
-        ]
-        previous = OutputReference(state.calibration_uuid) if state.calibration_uuid else None
-        props = self.property_jobs(models, k)
-        budgeted = {"spent": spent} if self.select_maker.budget is not None else {}
-        sel = self.select_job(explores, dataset, models, props, previous, k, {**staged, **budgeted})
-        lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output.stop), k, "label")
-        merged = self.tag(merge_labels(dataset, lab.output, self.campaign, k, self.allow_mixed_settings), k, "merge")
-        merged.name = f"merge r{k}"
-        cal_jobs = self.calibration_jobs(models, lab, sel, previous, k)
-        cal_uuid = cal_jobs[0].uuid if cal_jobs else ""
-        summary = round_summary(
-            self.campaign,
-            self.fingerprint,
-            k,
-            [t.output.model_id for t in trains],
-            n_labels,
-            ev.output,
-            sel.output,
-            lab.output,
-            merged.uuid,
-            state.structures_uuid,
-            state.test_uuid,
-            cal_uuid,
-        )
-        summ = self.tag(summary, k, "summary")
-        summ.name = f"round_summary r{k}"
-        following = state.model_copy(update={"round": k + 1, "dataset_uuid": merged.uuid, "calibration_uuid": cal_uuid})
-        nxt = self.round_job(
-            following,
-            merged.output.n_frames,
-            sel.output.converged,
-            sel.output.next_stage if staged else 0,
-            summ.output.spent_after if budgeted else None,
-            sel.output.stop_reason if budgeted else "",
-        )
-        return [*trains, ev, *props, *explores, sel, lab, *cal_jobs, merged, summ, nxt]

@@ -129,8 +129,14 @@ class SelectionDocument(EnsembleDocument):
     next_stage: int = Field(0, description="the stage of the next round (stage + 1 once a stage met its targets)")
     converged: bool
     stop: bool
-    trust_lo: float
+    trust_lo: float = Field(description="eV/Angstrom; the lower trust level this round classified with")
     trust_hi: float
+    trust_lo_levels: list[float] = Field(
+        [], description="trust_lo: adaptive: the levels of the last checked rounds, this round's last (eV/Angstrom)"
+    )
+    levels_settled: bool | None = Field(
+        None, description="trust_lo: adaptive: whether those levels stopped moving (None: a fixed or calibrated level)"
+    )
     properties: list[dict] = Field(
         [], description="the round's convergence properties (PropertiesDocument.results); [] when none are listed"
     )
@@ -259,6 +265,8 @@ class RoundSummary(EnsembleDocument):
     calibration_uuid: str = ""
     trust_lo: float | None = None
     trust_hi: float | None = None
+    trust_lo_levels: list[float] = Field([], description="trust_lo: adaptive: SelectionDocument.trust_lo_levels")
+    levels_settled: bool | None = Field(None, description="trust_lo: adaptive: SelectionDocument.levels_settled")
     properties: list[dict] = Field(
         [],
         description="per listed convergence property: property, unit, members, mean, spread, reference, error, "

@@ -15,6 +15,7 @@ from jobflow import Maker
 from al_flows.active_learning.schemas import ExtensionSelection, SelectionDocument
 from al_flows.frames.dataset import frames_from_bytes, frames_text
 from al_flows.frames.provenance import as_float
+from al_flows.selection.adaptive import levels_settled
 from al_flows.selection.budget import Allowance, BudgetSpent, LabelBudget, allowance
 from al_flows.selection.trust_levels import (
     SelectionResult,
@@ -75,6 +76,21 @@ def records(frames: list, result: SelectionResult, labelled: set[int]) -> list[d
     ]
 
 
+@dataclass(frozen=True)
+class RoundJudgement:
+    """A round's stop decision and the measures it was taken on (:meth:`SelectMaker.judge`): the median
+    survival time (ps; None without ANI-Al trajectories), the property rows and whether they are all
+    within tolerance (None: no properties listed), the adaptive levels and whether they settled ([] and
+    None with a fixed or calibrated level)."""
+
+    decision: StopDecision
+    median_survival_ps: float | None
+    properties: list[dict]
+    properties_met: bool | None
+    levels: list[float]
+    settled: bool | None
+
+
 @dataclass
 class SelectMaker(Maker):
     """Classify frames as accurate/candidate/failed, pick at most ``max_candidates`` new
@@ -109,13 +125,15 @@ class SelectMaker(Maker):
         property_results: list[dict] | None = None,
         failed_ratio: float | None = None,
         spent: dict | None = None,
+        levels_settled: bool | None = None,
     ) -> StopDecision:
         """Whether the campaign stops after ``round`` (in exploration stage ``stage``), and the next
         round's stage (:func:`al_flows.selection.stop_decision` with this Maker's targets, round
         limit, number of stages, an auto schedule's step-back threshold and the budget).
         ``property_results``: the round's property rows (:func:`al_flows.validation.properties.property_result`),
         judged with this Maker's tolerances; ``failed_ratio``: failed / explored frames of the round;
-        ``spent``: the budget the rounds before it spent."""
+        ``spent``: the budget the rounds before it spent; ``levels_settled``: with ``trust_lo: adaptive``,
+        whether the level stopped moving (it replaces the accurate-ratio target), else None."""
         met = None if self.properties is None else self.properties.met(property_results)
         return stop_decision(
             accurate_ratio,
@@ -132,6 +150,7 @@ class SelectMaker(Maker):
             failed_ratio=failed_ratio,
             step_back_failed_ratio=self.step_back_failed_ratio,
             budget_spent=self.allowance(spent).n == 0,
+            levels_settled=levels_settled,
         )
 
     def decide_from_summary(self, summary: dict) -> StopDecision:
@@ -146,7 +165,43 @@ class SelectMaker(Maker):
             summary.get("properties"),
             failed_ratio=summary.get("n_failed", 0) / n_explored if n_explored else None,
             spent=summary.get("spent_before"),
+            levels_settled=summary.get("levels_settled"),
         )
+
+    def judge(
+        self,
+        explorations: list,
+        result: SelectionResult,
+        round_: int,
+        stage: int,
+        properties,
+        spent: dict | None,
+        levels: list | None,
+    ) -> RoundJudgement:
+        """What the round measured beyond the classes (the ANI-Al trajectories' median survival time,
+        the convergence properties, the adaptive levels) and the stop decision taken on it all
+        (:meth:`decide`); the arguments as :meth:`make`'s."""
+        survival = [t for e in explorations for t in (field_or_none(e, "survival_times_ps") or [])]
+        median_survival = float(np.median(survival)) if survival else None
+        prop_rows = list(field(properties, "results")) if properties is not None else []
+        met = self.properties.met(prop_rows) if self.properties is not None else None
+        n = result.n_frames
+        failed_ratio = result.n_failed / n if n else None
+        history, settled = self.adaptive_levels(levels, result.trust_lo)
+        decision = self.decide(
+            result.accurate_ratio, n, round_, median_survival, stage, prop_rows, failed_ratio, spent, settled
+        )
+        return RoundJudgement(decision, median_survival, prop_rows, met, history, settled)
+
+    def adaptive_levels(self, previous: list | None, level: float) -> tuple[list[float], bool | None]:
+        """With ``trust_lo: adaptive``: the levels of the last ``checked_rounds`` rounds ending with this
+        round's ``level`` (``previous``: the round before's list, eV/Angstrom) and whether they settled
+        (:func:`al_flows.selection.adaptive.levels_settled`); ([], None) with a fixed or calibrated level."""
+        if not self.settings.is_adaptive:
+            return [], None
+        adaptive = self.settings.adaptive_settings
+        history = [*(float(x) for x in previous or []), float(level)][-adaptive.checked_rounds :]
+        return history, levels_settled(history, adaptive)
 
     def round_settings(self, calibration=None) -> SelectionSettings:
         """The selection settings of a round: the calibrated trust levels of ``calibration`` (the previous
@@ -170,13 +225,15 @@ class SelectMaker(Maker):
         spent: dict | None = None,
         properties=None,
         models: list | None = None,
+        levels: list | None = None,
     ) -> SelectionDocument:
         """``calibration``: the previous round's CalibrationDocument, whose next levels replace the
         configured ones (a fit not applied carries the levels in use). ``spent``: the labelling budget
         the rounds before spent (a BudgetSpent dict); a round allowed fewer frames than it selected
         labels those of highest priority and records the others in ``budget_skipped``. ``properties``:
         the round's PropertiesDocument (``convergence.properties``). ``models``: the round's TrainingDocuments,
-        given only with ``pick: diverse`` (the first member's atom features, loaded only above the cap)."""
+        given only with ``pick: diverse`` (the first member's atom features, loaded only above the cap).
+        ``levels``: with ``trust_lo: adaptive``, the round before's adaptive levels (``trust_lo_levels``)."""
         start = time.perf_counter()
         frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
         ens_id = field(explorations[0], "ensemble_id") if explorations else ""
@@ -184,32 +241,22 @@ class SelectMaker(Maker):
         features = FeatureReader(frames, models) if models is not None else None
         result = select(frames, settings, exclude_ids=exclude_ids, seed=seed, features=features)
         device = features.device if features is not None else None
-        survival = [t for e in explorations for t in (field_or_none(e, "survival_times_ps") or [])]
-        median_survival = float(np.median(survival)) if survival else None
-        prop_rows = list(field(properties, "results")) if properties is not None else []
-        met = self.properties.met(prop_rows) if self.properties is not None else None
-        failed_ratio = result.n_failed / len(frames) if frames else None
-        decision = self.decide(
-            result.accurate_ratio, len(frames), round, median_survival, stage, prop_rows, failed_ratio, spent
-        )
+        judged = self.judge(explorations, result, round, stage, properties, spent, levels)
+        decision, prop_rows, met, settled = judged.decision, judged.properties, judged.properties_met, judged.settled
         allowed = self.allowance(spent)
         keep, skipped = budget_cut(result.priority, allowed.n, decision.stop)
         chosen = [frames[i] for i in sorted(keep)]  # exploration order, as without a budget
         for atoms in chosen:
             atoms.info["selection"] = settings.strategy  # kept with the label (provenance)
+        counts = classes(result, len(frames))
         if skipped:
             progress.report("budget", round, labelled=len(keep), skipped=len(skipped), limit=allowed.limit)
-        if decision.next_stage != stage:
-            progress.report("exploration stage done", round, done=stage, next=decision.next_stage)
-        counts = classes(result, len(frames))
-        progress.report(
-            "select",
-            round,
-            **{k.removeprefix("n_"): v for k, v in counts.items() if k not in ("n_duplicate", "accurate_ratio")},
-            selected=selected_words(len(chosen), decision),
-            accurate_ratio=f"{result.accurate_ratio:.3f}",
-            **({} if met is None else {"properties_within": f"{sum(r['within'] for r in prop_rows)}/{len(prop_rows)}"}),
+        extra = {
             **({"pick": settings.pick, "device": device} if device else {}),
+            **({"trust_lo": f"{result.trust_lo:.4f}", "settled": settled} if settled is not None else {}),
+        }
+        report_selection(
+            round, stage, counts, result, decision, len(chosen), prop_rows if met is not None else None, extra
         )
         return SelectionDocument(
             campaign=campaign,
@@ -218,13 +265,15 @@ class SelectMaker(Maker):
             **counts,
             n_selected=len(chosen),
             strategy=settings.strategy,
-            median_survival_ps=median_survival,
+            median_survival_ps=judged.median_survival_ps,
             stage=stage,
             next_stage=decision.next_stage,
             converged=decision.converged,
             stop=decision.stop,
-            trust_lo=settings.trust_lo,
+            trust_lo=result.trust_lo,
             trust_hi=settings.trust_hi,
+            trust_lo_levels=judged.levels,
+            levels_settled=settled,
             properties=prop_rows,
             properties_met=met,
             stop_reason=decision.reason,
@@ -309,6 +358,38 @@ def classes(result: SelectionResult, n_explored: int) -> dict:
         "n_duplicate": result.n_duplicate,
         "accurate_ratio": result.accurate_ratio,
     }
+
+
+def report_selection(
+    round_: int,
+    stage: int,
+    counts: dict,
+    result: SelectionResult,
+    decision: StopDecision,
+    n_chosen: int,
+    prop_rows: list[dict] | None,
+    extra: dict,
+) -> None:
+    """The progress lines of a round's selection: the stage it finished (staged exploration), then one
+    line with the class counts, the frames selected (and whether they are labelled), the accurate
+    ratio, the properties within tolerance (``prop_rows``, None when the campaign lists none) and
+    ``extra`` fields (pick diverse's device; with ``trust_lo: adaptive`` the round's level and whether
+    the levels settled)."""
+    if decision.next_stage != stage:
+        progress.report("exploration stage done", round_, done=stage, next=decision.next_stage)
+    progress.report(
+        "select",
+        round_,
+        **{k.removeprefix("n_"): v for k, v in counts.items() if k not in ("n_duplicate", "accurate_ratio")},
+        selected=selected_words(n_chosen, decision),
+        accurate_ratio=f"{result.accurate_ratio:.3f}",
+        **(
+            {}
+            if prop_rows is None
+            else {"properties_within": f"{sum(r['within'] for r in prop_rows)}/{len(prop_rows)}"}
+        ),
+        **extra,
+    )
 
 
 def budget_cut(priority: list[int], allowed: int | None, stop: bool) -> tuple[list[int], list[int]]:

@@ -104,6 +104,8 @@ def round_summary(
         next_stage=field_or_none(selection, "next_stage") or 0,
         properties=field_or_none(selection, "properties") or [],
         properties_met=field_or_none(selection, "properties_met"),
+        trust_lo_levels=field_or_none(selection, "trust_lo_levels") or [],
+        levels_settled=field_or_none(selection, "levels_settled"),
         **subset_columns(field(evaluation, "test_subsets")),
         ensemble_id=ensemble_id(list(model_ids)),
         model_ids=list(model_ids),

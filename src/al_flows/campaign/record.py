@@ -44,13 +44,19 @@ REPORT_KEYS = (  # of a round in report.json
 # a round's convergence properties (rows of mean, spread, reference, tolerance, within) and whether all
 # were within: in status rows and report.json rounds only where the campaign lists properties
 PROPERTY_KEYS = ("properties", "properties_met")
+# the adaptive lower trust level of a round (eV/Angstrom), the levels compared for convergence and
+# whether they settled: in status rows and report.json rounds only where selection.trust_lo is adaptive
+ADAPTIVE_KEYS = ("trust_lo", "trust_lo_levels", "levels_settled")
 
 
 def round_row(summary: dict, keys: tuple[str, ...]) -> dict:
-    """``keys`` of a RoundSummary (None where it lacks one), plus :data:`PROPERTY_KEYS` when it has properties."""
+    """``keys`` of a RoundSummary (None where it lacks one), plus :data:`PROPERTY_KEYS` when it has properties
+    and :data:`ADAPTIVE_KEYS` when its lower trust level was adaptive."""
     row = {k: summary.get(k) for k in keys}
     if summary.get("properties"):
         row |= {k: summary.get(k) for k in PROPERTY_KEYS}
+    if summary.get("trust_lo_levels"):
+        row |= {k: summary.get(k) for k in ADAPTIVE_KEYS}
     return row
 
 
