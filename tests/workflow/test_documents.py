@@ -37,7 +37,7 @@ def test_blob_fields_go_to_the_data_store_without_being_listed():
 def test_every_loop_document_carries_the_common_fields():
     docs = [c for _, c in inspect.getmembers(schemas, inspect.isclass) if c.__module__ == schemas.__name__]
     outputs = [c for c in docs if c.__name__ != "RoundState"]
-    assert len(outputs) == 14  # with the property reference and the per-round properties
+    assert len(outputs) == 15  # with the property reference, the per-round properties and the extension selection
     assert all(issubclass(c, CampaignDocument) for c in outputs)
     assert issubclass(schemas.SelectionDocument, EnsembleDocument)
     assert {"campaign", "round", "ensemble_id", "wall_time"} <= set(schemas.ExplorationDocument.model_fields)
