@@ -19,7 +19,8 @@ Two modes:
       selection strategy, more exploration per label than before (shear runs / MD replicas).
 
 Strategies: ``random`` (k frames drawn uniformly from the scored ones); ``deviation:highest`` (the k
-largest deviations above trust_lo; the headline); ``deviation:window`` (a random pick inside the
+largest deviations above trust_lo; the headline; on the fly below trust_hi too, which makes the
+explorers' unphysical frames 'failed'); ``deviation:window`` (a random pick inside the
 trust window [trust_lo, trust_hi) of the example campaigns, filled from just below it when the
 window holds fewer than k); ``deviation:diverse`` (farthest-point sampling inside the window) on
 request. The printed explored-to-labelled ratio is frames scored (or explored) per round / k.
@@ -276,7 +277,9 @@ def campaign(system: str, cfg: dict, strategy: str, pick: str, seed: int) -> dic
             "strategy": strategy,
             "pick": pick,
             "trust_lo": lo,
-            "trust_hi": hi if pick != "highest" else 1e3,
+            # the explorers' unphysical frames (atoms pushed together) are the failed class here: an open
+            # window made pick highest label only frames the labeller refuses (forces above labeller.max_force)
+            "trust_hi": hi,
             "max_candidates": cfg["k"],
         },
         "labeller": {
@@ -343,7 +346,7 @@ def campaign(system: str, cfg: dict, strategy: str, pick: str, seed: int) -> dic
             {
                 "kind": "langevin_schedule",
                 "name": "langevin",
-                "n_runs": 12,
+                "n_runs": 24,
                 "t_max_ps": 1.0,
                 "timestep_fs": 2.0,
                 "friction_per_ps": 5.0,
