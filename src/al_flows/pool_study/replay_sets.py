@@ -45,6 +45,7 @@ __all__ = [
     "cuni_starts",
     "cuni_pool",
     "cuni_test_set",
+    "gsfe_frames",
     "al_random_cells",
     "al_pool",
     "al_test_set",
@@ -93,7 +94,7 @@ def cuni_pool(
     )
 
 
-def _gsfe_frames(element: str, make_calculator: MakeCalc, fractions, group: str) -> tuple[list[Atoms], list[dict]]:
+def gsfe_frames(element: str, make_calculator: MakeCalc, fractions, group: str) -> tuple[list[Atoms], list[dict]]:
     """Labeller-relaxed (atoms along the fault normal only, cell fixed) (111) stacks of ``element``
     with the upper half shifted by each fraction of b_p, and the GSFE specs (mJ/m^2) against fraction 0."""
     calc = make_calculator()
@@ -158,7 +159,7 @@ def cuni_test_set(make_calculator: MakeCalc, seed: int, temperatures_K=(300.0, 6
     frames.extend(md)
     specs: list[dict] = []
     for element in ("Cu", "Ni"):
-        gsfe, gspecs = _gsfe_frames(element, make_calculator, np.linspace(0.0, 1.0, 6), "gsfe")
+        gsfe, gspecs = gsfe_frames(element, make_calculator, np.linspace(0.0, 1.0, 6), "gsfe")
         specs += _offset(gspecs, len(frames))
         frames.extend(gsfe)
     return {"frames": frames, "force_frames": sorted(force_frames), "specs": specs, "paths": paths}
