@@ -507,6 +507,16 @@ def summarise(results: dict) -> list[str]:
                     )
                     if name == HEADLINE and metric == "force_rmse":
                         final[(system, mode)] = line
+                others = [m for m in metrics if m not in METRICS]
+                if others:
+                    print(f"  {name} / random, the other test metrics (ratio at the last common label count; area):")
+                for metric in others:
+                    c = compare(runs, name, "random", metric)
+                    if c is None or not c["equal_labels"]:
+                        continue
+                    last = max(c["equal_labels"])
+                    area = format_interval(*c["area_ratio"]) if c["area_ratio"] else "n/a"
+                    print(f"    {metric:<16} at {last:.0f}: {format_interval(*c['equal_labels'][last])}; area {area}")
     lines = [f"label ratio (deviation/random), {s}, {m}, test force RMSE = {v}" for (s, m), v in final.items()]
     for line in lines:
         print(line)
