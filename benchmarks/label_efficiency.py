@@ -1,109 +1,337 @@
-"""Benchmark: labels saved by deviation selection against random selection (the baseline).
+"""Benchmark: labels saved by deviation selection against random selection, on EAM labels.
 
-The same on-the-fly campaign (train -> explore -> select -> label, EMT labels) is run with each
-``selection.strategy`` and the same per-round label cap (``max_candidates``), for several seeds,
-on two systems:
+Two systems, each labelled by a published embedded-atom potential (``labeller: {kind: ase,
+calculator: eam, potential: ...}``; docs/methods.md, "Labellers"):
 
-  (a) ``cuni_shear``: Cu-Ni multilayers (2x2x2, pristine / VNi(N1) / VCu(C1)) explored by
-      perturbed stochastic shear (Sprueill et al.);
-  (b) ``al_md``: aluminium from random disordered cells explored by Langevin MD with a randomised
-      temperature schedule that stops on high deviation (Smith et al.).
+  (a) ``cuni_shear``: Cu-Ni (001) multilayers (2x2x2, pristine / VNi(N1) / VCu(C1)), CuNi.eam.alloy;
+  (b) ``al``: aluminium from random disordered cells and fcc crystals, Al_zhou.eam.alloy.
 
-Every round's ensemble is evaluated on ONE held-out test set per system, shared by all
-strategies and seeds and never trained on: (a) EMT-relaxed shear paths, EMT MD snapshots at 300
-and 600 K and sheared-rattled copies of the multilayers; (b) EMT MD snapshots of fcc Al (300 and
-900 K) and of random cells (600 K). It prints a table of test force RMSE and R^2 against the
-number of labels for every run, writes a PNG of the curves, and ends with
+Two modes:
 
-    labels needed by deviation to reach random's final test force RMSE / random's labels = X
+  ``replay`` (selection isolated from exploration feedback; al_flows.pool_study.replay): one large
+      labelled pool per system, made once by the labeller's own explorers (shear paths with every
+      optimiser step and MD from every relaxed shear step; MD from random cells and strained fcc)
+      and cached on disk. Every strategy starts from the same initial labels (drawn from the pool
+      per seed) and repeats: train an ensemble on its labels -> score ``n_scored`` pool frames by the
+      ensemble's force deviation -> pick ``k`` -> add them. Every strategy labels exactly k frames a
+      round, so all curves meet at the same label counts.
+  ``onthefly``: real campaigns (run_campaign: train -> explore -> select -> label) with each
+      selection strategy, more exploration per label than before (shear runs / MD replicas).
 
-(random's labels: where random's own curve first reaches that RMSE, its total when the curve
-falls monotonically; median over systems and seeds; < 1: deviation selection saves labels; '>' when deviation never
-reached it within the run, then X is a lower bound) and the RMSE ratio deviation / random at
-random's final label count (interpolated along deviation's curve).
+Strategies: ``random`` (k frames drawn uniformly from the scored ones); ``deviation:highest`` (the k
+largest deviations above trust_lo; the headline; on the fly below trust_hi too, which makes the
+explorers' unphysical frames 'failed'); ``deviation:window`` (a random pick inside the
+trust window [trust_lo, trust_hi) of the example campaigns, filled from just below it when the
+window holds fewer than k); ``deviation:diverse`` (farthest-point sampling inside the window) on
+request. The printed explored-to-labelled ratio is frames scored (or explored) per round / k.
 
-``--pick P [P ...]`` (random, highest, diverse) sets how strategy deviation caps its candidates
-(``selection.pick``; default: each system's own, random for cuni_shear, highest for al_md); with two or
-more picks, deviation runs once per pick (``deviation:<pick>``) and the same two ratios compare each
-later pick with the first at the same labels per round (``--pick random diverse``: farthest-point
-sampling in the ensemble's feature space against a random draw inside the trust window). Without
-``--strategies``, two or more picks run strategy deviation only.
+Test sets (never trained on, disjoint from the pool; al_flows.pool_study.replay_sets): Cu-Ni:
+labeller-relaxed shear paths scored as energy profiles relative to gamma = 0 (per-path RMSE and
+barrier error), the generalised stacking-fault energy of Cu and Ni, MD at 300 and 600 K; Al: MD
+of fresh random cells and fcc, the vacancy formation energy and (100) and (111) surface energies.
 
-    .venv/bin/python benchmarks/label_efficiency.py --quick          # under 10 min on 2 cores
-    .venv/bin/python benchmarks/label_efficiency.py [--seeds 0 1 2] [--systems cuni_shear al_md]
-                                                     [--strategies deviation random all] [--out DIR]
-                                                     [--shear-runs N] [--summarise DIR]
-                                                     [--pick random diverse]
+The comparison (al_flows.validation.label_efficiency), per system and mode, deviation against
+random, pairing runs by seed: the error ratio at every label count both reached (no
+interpolation); exp of the difference of the mean log error over the common label range (the
+area under log(error) against labels); and the label ratio, labels deviation needs to reach
+random's final error / labels random's curve needed (< 1 saves labels; '>' when some seed never
+reached it: a lower bound), each with a paired bootstrap 95 % interval over seeds, for the test
+force RMSE and the test energy RMSE. The last line is
+
+    label ratio (deviation/random) = X [lo, hi]
+
+for cuni_shear (replay mode when it ran, deviation:highest).
+
+    .venv/bin/python benchmarks/label_efficiency.py --quick --out DIR   # cuni_shear replay, 3 seeds
+    .venv/bin/python benchmarks/label_efficiency.py --out DIR          # 8 seeds, both systems, both modes
+    .venv/bin/python benchmarks/label_efficiency.py --summarise DIR    # reprint DIR/results.json
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import logging
-import statistics
-import tempfile
+import pickle
+import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-TEST_SEED = 20261203  # the shared test sets do not depend on any campaign seed
+POOL_SEED = 20261207  # the pools and test sets do not depend on any campaign seed
+TEST_SEED = 20261208
+CACHE_VERSION = 1  # bump when a pool or test-set builder changes
 
-
-def cuni_campaign(quick: bool) -> dict:
-    return {
-        "name": "le_cuni_shear",
+SYSTEMS = {
+    "cuni_shear": {
+        "potential": "CuNi.eam.alloy",
         "elements": ["Cu", "Ni"],
-        "initial": {
-            "structures": [
-                {
-                    "kind": "multilayer",
-                    "size": [2, 2, 2],
-                    "lattice_constant": 3.58,
-                    "variants": ["pristine", "VNi(N1)", "VCu(C1)"],
-                }
-            ],
-            "n_rattled": 6,
-            "rattle_sigma": 0.04,
-            "strain_max": 0.01,
-        },
-        "model": {"n_atom_basis": 32, "n_interactions": 2, "n_rbf": 20, "cutoff": 4.5},
-        "training": {"epochs": 40, "batch_size": 8, "lr": 2e-3, "lr_patience": 10, "val_fraction": 0.1},
-        "ensemble_size": 4,
-        "explorers": [
-            {
-                "kind": "shear",
-                "name": "shear",
-                "n_runs": 2,
-                "sigma": 0.05,
-                "shear_step": 0.5,
-                "gamma_max": 0.33,
-                "fmax": 0.05,
-                "max_opt_steps": 100,
-            }
-        ],
-        "selection": {"trust_lo": 0.05, "trust_hi": 0.5, "max_candidates": 6, "pick": "random"},
-        # a label that fails (e.g. a frame with atoms on top of each other, which random selection can pick)
-        # is recorded and left out; the round goes on
-        "labeller": {"kind": "ase", "calculator": "emt", "min_success_fraction": 0.0},
-        "test_set": {"kind": "perturbed", "n_per_structure": 1},  # the benchmark's own shared test set is used instead
-        "max_rounds": 3 if quick else 5,
-        "convergence": {"accurate_ratio": 1.0},  # run every round: the curves need the same rounds for every strategy
+        "cutoff": 4.5,
+        "window": (0.05, 0.5),  # flows/cuni_dpgen_emt.yaml's DP-GEN levels, chosen before any run
+    },
+    "al": {
+        "potential": "Al_zhou.eam.alloy",
+        "elements": ["Al"],
+        "cutoff": 5.0,
+        "window": (0.1, 1.0),  # flows/al_random_cells_emt.yaml's levels, chosen before any run
+    },
+}
+METRICS = {  # key: (title, unit, lower is better)
+    "force_rmse": ("test force RMSE", "eV/Å"),
+    "energy_rmse": ("test energy RMSE", "meV/atom"),
+}
+HEADLINE = "deviation:highest"
+
+
+def settings(quick: bool) -> dict:
+    """The run's sizes (quick: fewer seeds, rounds and members, a smaller pool)."""
+    return {
+        "initial": 8,
+        "k": 4,
+        "rounds": 4 if quick else 8,
+        "n_scored": 600 if quick else 1500,
+        "ensemble": 3 if quick else 4,
+        "epochs": 30 if quick else 40,
+        "cuni_runs": 2 if quick else 6,
+        "al_cells": 8 if quick else 24,
+        "shear_runs_onthefly": 17,
+        "seeds": [0, 1, 2] if quick else list(range(8)),
     }
 
 
-def al_campaign(quick: bool) -> dict:
+# ---------------------------------------------------------------------------------------- data sets
+
+
+def make_calculator(system: str):
+    from al_flows.labelling.eam import eam_factory
+
+    return eam_factory(SYSTEMS[system]["potential"])
+
+
+def cached(cache: Path, name: str, key: dict, build):
+    """``build()``'s result, pickled under ``cache`` by a hash of ``key`` (and the potential file's sha256)."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache / f"{name}_{digest}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    value = build()
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(value))
+    tmp.replace(path)
+    return value
+
+
+def data_sets(system: str, cfg: dict, cache: Path) -> tuple[list, dict]:
+    """(pool, test set) of ``system``, built once and cached."""
+    from al_flows.labelling.eam import file_sha256, resolve_potential
+    from al_flows.pool_study import replay_sets as rs
+
+    sha = file_sha256(resolve_potential(SYSTEMS[system]["potential"]))
+    mk = make_calculator(system)
+    base = {"system": system, "sha256": sha, "version": CACHE_VERSION}
+    if system == "cuni_shear":
+        pool = cached(
+            cache,
+            "pool_cuni",
+            {**base, "runs": cfg["cuni_runs"]},
+            lambda: rs.cuni_pool(mk, POOL_SEED, cfg["cuni_runs"]),
+        )
+        test = cached(cache, "test_cuni", base, lambda: rs.cuni_test_set(mk, TEST_SEED))
+    else:
+        pool = cached(
+            cache, "pool_al", {**base, "cells": cfg["al_cells"]}, lambda: rs.al_pool(mk, POOL_SEED, cfg["al_cells"])
+        )
+        test = cached(cache, "test_al", base, lambda: rs.al_test_set(mk, TEST_SEED))
+    rs.check_disjoint(pool, test["frames"])
+    return pool, test
+
+
+# ---------------------------------------------------------------------------------------- models
+
+
+def model_settings(system: str, cfg: dict):
+    from al_flows.potential import ModelSettings, TrainingSettings
+
+    model = ModelSettings(n_atom_basis=32, n_interactions=2, n_rbf=20, cutoff=SYSTEMS[system]["cutoff"])
+    training = TrainingSettings(
+        epochs=cfg["epochs"], batch_size=8, lr=2e-3, lr_patience=10, val_fraction=0.1, device="cpu"
+    )
+    return model, training
+
+
+def train_ensemble(frames: list, system: str, cfg: dict, seed: int, rnd: int):
+    """An ensemble of ``cfg['ensemble']`` members trained on ``frames``; member seeds: (seed, round, member)."""
+    from al_flows.potential import Ensemble, train_member
+
+    model, training = model_settings(system, cfg)
+    blobs = []
+    for m in range(cfg["ensemble"]):
+        member_seed = int(np.random.SeedSequence([seed, rnd, m, 5]).generate_state(1)[0])
+        blobs.append(train_member(frames, model, training, member_seed, SYSTEMS[system]["elements"]).blob)
+    return Ensemble.from_bytes(blobs, device="cpu")
+
+
+def evaluator(test: dict):
+    """evaluate(ensemble) -> the test metrics of one model (module docstring)."""
+    from al_flows.validation.label_efficiency import energy_differences, profile_errors
+
+    frames = test["frames"]
+    ref_e = np.array([a.get_potential_energy() for a in frames])
+    ref_f = [a.get_forces() for a in frames]
+    n_atoms = np.array([len(a) for a in frames])
+    idx = test["force_frames"]
+    md = [i for i in idx if str(frames[i].info.get("test_kind", "")).startswith("md_")]
+    ref_specs = energy_differences(test["specs"], ref_e)
+
+    def evaluate(ensemble) -> dict:
+        pred = ensemble.predict(frames)
+        e, f = pred.mean_energies, pred.mean_forces
+
+        def f_rmse(ii):
+            return float(np.sqrt(np.mean(np.concatenate([(f[i] - ref_f[i]).ravel() ** 2 for i in ii]))))
+
+        out = {
+            "force_rmse": f_rmse(idx),
+            "force_rmse_md": f_rmse(md),
+            "energy_rmse": 1000 * float(np.sqrt(np.mean(((e[idx] - ref_e[idx]) / n_atoms[idx]) ** 2))),
+            "energy_rmse_md": 1000 * float(np.sqrt(np.mean(((e[md] - ref_e[md]) / n_atoms[md]) ** 2))),
+        }
+        if test["paths"]:
+            errs = [profile_errors(ref_e[p], e[p]) for p in test["paths"]]
+            out["profile_rmse"] = 1000 * float(np.sqrt(np.mean([x["rmse"] ** 2 for x in errs])))
+            out["barrier_mae"] = 1000 * float(np.mean([abs(x["barrier_error"]) for x in errs]))
+        diff = energy_differences(test["specs"], e) - ref_specs
+        for group in sorted({s["group"] for s in test["specs"]}):
+            g = [i for i, s in enumerate(test["specs"]) if s["group"] == group]
+            out[f"{group}_rmse"] = float(np.sqrt(np.mean(diff[g] ** 2)))
+        return out
+
+    return evaluate
+
+
+# ---------------------------------------------------------------------------------------- replay
+
+
+def strategies(system: str, names: list[str]):
+    from al_flows.pool_study.replay import ReplayStrategy
+
+    lo, hi = SYSTEMS[system]["window"]
+    table = {
+        "random": ReplayStrategy("random", strategy="random"),
+        "deviation:highest": ReplayStrategy("deviation:highest", pick="highest", trust_lo=lo, trust_hi=1e3),
+        "deviation:window": ReplayStrategy("deviation:window", pick="random", trust_lo=lo, trust_hi=hi),
+        "deviation:diverse": ReplayStrategy("deviation:diverse", pick="diverse", trust_lo=lo, trust_hi=hi),
+    }
+    return [table[n] for n in names]
+
+
+def replay_seed(system: str, pool: list, test: dict, cfg: dict, seed: int, names: list[str]) -> dict:
+    from al_flows.pool_study.replay import run_replay
+
+    initial = np.random.default_rng((seed, 3)).choice(len(pool), cfg["initial"], replace=False)
+    cache: dict = {}
+
+    def train(indices, rnd):
+        key = tuple(indices)
+        if key not in cache:  # the shared round 0
+            cache[key] = train_ensemble([pool[i] for i in indices], system, cfg, seed, rnd)
+        return cache[key] if rnd == 0 else cache.pop(key)
+
+    def score(ens, indices):
+        return ens.predict([pool[i] for i in indices]).deviation
+
+    def features(ens, indices):
+        return ens.atom_features([pool[i] for i in indices])
+
+    return run_replay(
+        len(pool),
+        initial,
+        strategies(system, names),
+        cfg["k"],
+        cfg["rounds"],
+        min(cfg["n_scored"], len(pool) - cfg["initial"] - cfg["k"] * cfg["rounds"]),
+        train,
+        score,
+        evaluator(test),
+        pool,
+        seed,
+        features=features,
+    )
+
+
+# ---------------------------------------------------------------------------------------- on the fly
+
+
+def campaign(system: str, cfg: dict, strategy: str, pick: str, seed: int) -> dict:
+    lo, hi = SYSTEMS[system]["window"]
+    common = {
+        "model": {"n_atom_basis": 32, "n_interactions": 2, "n_rbf": 20, "cutoff": SYSTEMS[system]["cutoff"]},
+        "training": {"epochs": cfg["epochs"], "batch_size": 8, "lr": 2e-3, "lr_patience": 10, "val_fraction": 0.1},
+        "ensemble_size": cfg["ensemble"],
+        "selection": {
+            "strategy": strategy,
+            "pick": pick,
+            "trust_lo": lo,
+            # the explorers' unphysical frames (atoms pushed together) are the failed class here: an open
+            # window made pick highest label only frames the labeller refuses (forces above labeller.max_force)
+            "trust_hi": hi,
+            "max_candidates": cfg["k"],
+        },
+        "labeller": {
+            "kind": "ase",
+            "calculator": "eam",
+            "potential": SYSTEMS[system]["potential"],
+            "min_success_fraction": 0.0,
+        },
+        "test_set": {"kind": "perturbed", "n_per_structure": 1},  # unused: the benchmark's own test set scores
+        "max_rounds": cfg["rounds"],
+        "convergence": {"accurate_ratio": 1.0},  # every round runs: the curves need the same rounds
+        "seed": seed,
+        "name": f"le2_{system}_{strategy}_{pick}_s{seed}",
+    }
+    if system == "cuni_shear":
+        return {
+            **common,
+            "elements": ["Cu", "Ni"],
+            "initial": {
+                "structures": [
+                    {
+                        "kind": "multilayer",
+                        "size": [2, 2, 2],
+                        "lattice_constant": 3.58,
+                        "variants": ["pristine", "VNi(N1)", "VCu(C1)"],
+                    }
+                ],
+                "n_rattled": 3,
+                "rattle_sigma": 0.04,
+                "strain_max": 0.01,
+            },
+            "explorers": [
+                {
+                    "kind": "shear",
+                    "name": "shear",
+                    "n_runs": cfg["shear_runs_onthefly"],
+                    "sigma": 0.05,
+                    "shear_step": 0.5,
+                    "gamma_max": 0.33,
+                    "fmax": 0.05,
+                    "max_opt_steps": 100,
+                }
+            ],
+        }
     return {
-        "name": "le_al_md",
+        **common,
         "elements": ["Al"],
         "initial": {
             "structures": [
                 {
                     "kind": "random_cells",
-                    "n_cells": 12 if quick else 16,
+                    "n_cells": 8,
                     "edge_min": 8.0,
                     "edge_max": 10.0,
                     "density_min": 1.8,
@@ -114,116 +342,53 @@ def al_campaign(quick: bool) -> dict:
             "n_rattled": 0,
             "label_structures": True,
         },
-        "model": {"n_atom_basis": 32, "n_interactions": 2, "n_rbf": 20, "cutoff": 5.0},
-        "training": {"epochs": 40, "batch_size": 8, "lr": 2e-3, "lr_patience": 10, "val_fraction": 0.1},
-        "ensemble_size": 4,
-        # frames every 5 steps until a trajectory stops: more explored frames than the cap, so selection has a choice
-        # (with 4 stop frames per round and a cap of 8, every strategy labels the same frames)
         "explorers": [
             {
                 "kind": "langevin_schedule",
                 "name": "langevin",
-                "n_runs": 6,
-                "t_max_ps": 0.4 if quick else 1.0,
+                "n_runs": 24,
+                "t_max_ps": 1.0,
                 "timestep_fs": 2.0,
                 "friction_per_ps": 5.0,
-                "stop_deviation": 0.3,
+                "stop_deviation": hi,
                 "record_every": 5,
-                # the simplified sampler this benchmark measured (docs/results.md): starts from the labelled
-                # cells, stops on the force deviation, and every frame goes through the strategy's selection
                 "start": "structures",
                 "stop_measure": "force_deviation",
                 "label_stop_frames": False,
                 "select_snapshots": True,
             }
         ],
-        # ANI-Al's selection: a frame is a candidate once its deviation reaches the MD stop threshold (trust_lo =
-        # stop_deviation), and the cap keeps the most deviating ones. (With trust_lo 0.1 every recorded frame of the
-        # first models was a candidate and a random pick among them was random selection, frame for frame.)
-        # trust_hi 3 eV/A: with a few random cells, the first models' stop frames deviate by more than 1 eV/A, and
-        # a window closed at 1 eV/A (the example campaign's) classifies all of them 'failed' and labels nothing
-        "selection": {"trust_lo": 0.3, "trust_hi": 3.0, "max_candidates": 4, "pick": "highest"},
-        "labeller": {"kind": "ase", "calculator": "emt", "min_success_fraction": 0.0},
-        "test_set": {"kind": "perturbed", "n_per_structure": 1, "rattle_sigma": 0.05},
-        "max_rounds": 3 if quick else 5,
-        "convergence": {"accurate_ratio": 1.0},
     }
 
 
-CAMPAIGNS = {"cuni_shear": cuni_campaign, "al_md": al_campaign}
-PICKS = ("random", "highest", "diverse")
-
-
-def shared_test_set(system: str) -> list:
-    """The held-out frames of ``system`` (EMT labels; see the module docstring)."""
-    from ase.build import bulk
-    from ase.calculators.emt import EMT
-
-    from al_flows.active_learning.config import TestSetConfig
-    from al_flows.structures.generators import random_cells
-    from al_flows.structures.initial_data import RandomCellSource
-    from al_flows.structures.multilayer import cuni_multilayer
-    from al_flows.validation.heldout import labeller_test_frames, md_snapshots
-
-    if system == "cuni_shear":
-        starts = []
-        for v in ("pristine", "VNi(N1)", "VCu(C1)"):
-            a = cuni_multilayer((2, 2, 2), a=3.58, variant=v)
-            a.info["structure_id"] = v
-            starts.append(a)
-        settings = TestSetConfig(
-            kind="mixed",
-            n_runs=1,
-            sigma=0.03,
-            shear_step=0.5,
-            gamma_max=0.33,
-            fmax=0.05,
-            md_temperatures_K=[300.0, 600.0],
-            md_steps=200,
-            md_interval=20,
-            n_sheared=6,
-            max_nonequilibrium=100,
-        )
-        return labeller_test_frames(starts, EMT, settings, seed=TEST_SEED, labeller="ase:emt")
-    fcc = bulk("Al", "fcc", a=4.05, cubic=True).repeat((2, 2, 2))
-    fcc.info["structure_id"] = "fcc"
-    frames = md_snapshots([fcc], EMT, [300.0, 900.0], 200, 2.0, 20, TEST_SEED, "ase:emt")
-    cells = random_cells(
-        RandomCellSource(n_cells=4, edge_min=8.0, edge_max=10.0, density_min=1.8, density_max=3.0, min_distance=1.9),
-        ["Al"],
-        TEST_SEED,
-    )
-    for i, c in enumerate(cells):
-        c.info["structure_id"] = f"random{i}"
-    return frames + md_snapshots(cells, EMT, [600.0], 200, 2.0, 20, TEST_SEED + 1, "ase:emt")
-
-
-def curve(workdir: Path, config, test_frames: list) -> list[dict]:
-    """(labels, test force RMSE, R^2) of every round's ensemble on the shared test set."""
+def onthefly_run(system: str, cfg: dict, test: dict, name: str, seed: int, out: Path) -> list[dict]:
+    from al_flows.campaign.config import validate_campaign
     from al_flows.campaign.record import CampaignRecord
-    from al_flows.campaign.run import open_store
-    from al_flows.validation.heldout import holdout_errors
+    from al_flows.campaign.run import open_store, run_campaign
     from al_flows.workflow.jobs import load_ensemble
 
+    strategy, _, pick = name.partition(":")
+    pick = {"highest": "highest", "window": "random", "diverse": "diverse", "": "random"}[pick]
+    data = campaign(system, cfg, strategy, pick, seed)
+    config = validate_campaign(copy.deepcopy(data), source=system)
+    workdir = out / "campaigns" / data["name"]
+    run_campaign(config, ROOT, workdir, echo=lambda *_: None)
+    evaluate = evaluator(test)
     store = open_store(config, workdir)
     try:
         record = CampaignRecord(store, config.name)
         rows = []
         for k, summary in sorted(record.summaries().items()):
             docs = {d["output"]["model_id"]: d["output"] for d in record.outputs("train", k, load=True)}
-            pred = load_ensemble([docs[m] for m in summary["model_ids"]]).predict(test_frames)
-            err = holdout_errors(test_frames, pred.mean_energies, pred.mean_forces)
+            ens = load_ensemble([docs[m] for m in summary["model_ids"]], device="cpu")
             rows.append(
                 {
                     "round": k,
                     "labels": summary["n_labels_total"],
                     "new_labels": summary["n_labelled"],
-                    "accurate_ratio": summary["accurate_ratio"],
-                    "candidates": summary["n_candidate"],
-                    "force_rmse": err["force_rmse"],
-                    "force_r2": err["force_r2"],
-                    "force_rmse_relaxed": err["subsets"].get("relaxed", {}).get("force_rmse"),
-                    "force_rmse_nonequilibrium": err["subsets"].get("nonequilibrium", {}).get("force_rmse"),
+                    "n_scored": summary.get("n_explored"),
+                    "n_window": summary.get("n_candidate"),
+                    **evaluate(ens),
                 }
             )
         return rows
@@ -231,24 +396,134 @@ def curve(workdir: Path, config, test_frames: list) -> list[dict]:
         store.close()
 
 
-def interpolate_rmse(rows: list[dict], labels: float) -> float | None:
-    """Test force RMSE of a curve at ``labels`` (linear between rounds; None outside it)."""
-    x = [r["labels"] for r in rows]
-    if not rows or labels < x[0] or labels > x[-1]:
+# ---------------------------------------------------------------------------------------- summary
+
+
+def curves(runs: dict, name: str, metric: str) -> dict[int, tuple[list, list]]:
+    """{seed: (labels, values)} of one strategy."""
+    return {
+        int(seed): ([r["labels"] for r in by[name]], [r[metric] for r in by[name]])
+        for seed, by in runs.items()
+        if name in by and all(metric in r for r in by[name])
+    }
+
+
+def compare(runs: dict, a: str, b: str, metric: str) -> dict | None:
+    """The paired comparison of a against b on ``metric`` (module docstring)."""
+    from al_flows.validation import label_efficiency as le
+
+    ca, cb = curves(runs, a, metric), curves(runs, b, metric)
+    seeds = sorted(set(ca) & set(cb))
+    if not seeds:
         return None
-    return float(np.interp(labels, x, [r["force_rmse"] for r in rows]))
+    label_rows = [le.label_ratio(*ca[s], *cb[s]) for s in seeds]
+    ratio = le.label_ratio_interval(label_rows)
+    # the equal-label ratios: at each label count every seed holds, a geometric mean over seeds
+    per_seed = {s: le.equal_label_ratios(*ca[s], *cb[s]) for s in seeds}
+    counts = sorted(set.intersection(*(set(p) for p in per_seed.values())))
+    equal = {}
+    for n in counts:
+        logs = np.log([per_seed[s][n] for s in seeds])
+        est, lo, hi = le.paired_bootstrap(logs, np.zeros_like(logs), lambda x, _: float(np.mean(x)))
+        equal[n] = [float(np.exp(est)), float(np.exp(lo)), float(np.exp(hi))]
+    area = None
+    if len(counts) >= 2:
+        lo_n, hi_n = counts[0], counts[-1]
+        da = [le.mean_log_error(*ca[s], lo_n, hi_n) for s in seeds]
+        db = [le.mean_log_error(*cb[s], lo_n, hi_n) for s in seeds]
+        est, lo, hi = le.paired_bootstrap(da, db, lambda x, y: float(np.mean(x - y)))
+        area = [float(np.exp(est)), float(np.exp(lo)), float(np.exp(hi))]
+    return {"seeds": seeds, "label_ratio": ratio, "per_seed": label_rows, "equal_labels": equal, "area_ratio": area}
 
 
-def labels_to_reach(rows: list[dict], target: float) -> tuple[float, bool]:
-    """(labels at which the curve first reaches ``target`` RMSE, reached?), linear between rounds;
-    when never reached: (the curve's last label count, False)."""
-    for a, b in zip(rows, rows[1:], strict=False):
-        if b["force_rmse"] <= target < a["force_rmse"]:
-            t = (a["force_rmse"] - target) / (a["force_rmse"] - b["force_rmse"])
-            return a["labels"] + t * (b["labels"] - a["labels"]), True
-    if rows and rows[0]["force_rmse"] <= target:
-        return float(rows[0]["labels"]), True
-    return float(rows[-1]["labels"]), False
+def fmt(x, digits=3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def summarise(results: dict) -> list[str]:
+    """Print every table of ``results`` (a results.json) and return the headline lines."""
+    from al_flows.validation.label_efficiency import format_interval
+
+    meta = results["meta"]
+    seeds = meta["settings"]["seeds"]
+    kind = f"QUICK run: {len(seeds)} seeds (the full run: 8), fewer rounds and members" if meta["quick"] else "full run"
+    print(f"\n{kind}; seeds {seeds}; settings {meta['settings']}")
+    final = {}
+    for system, modes in results["runs"].items():
+        for mode, runs in modes.items():
+            if not runs:
+                continue
+            names = sorted({n for by in runs.values() for n in by})
+            print(f"\n== {system}, {mode} mode ({len(runs)} seeds) ==")
+            ratios = [
+                r["n_scored"] / meta["settings"]["k"]
+                for by in runs.values()
+                for rows in by.values()
+                for r in rows[1:]
+                if r.get("n_scored")
+            ]
+            if ratios:
+                print(f"explored (scored) frames per round / labels per round = {min(ratios):.0f} to {max(ratios):.0f}")
+            metrics = [
+                m
+                for m in next(iter(next(iter(runs.values())).values()))[0]
+                if m not in ("round", "labels", "picked", "n_scored", "new_labels", "n_window")
+            ]
+            print("mean over seeds per label count (" + ", ".join(metrics) + "):")
+            for name in names:
+                by_labels: dict = {}
+                for by in runs.values():
+                    for r in by.get(name, []):
+                        by_labels.setdefault(r["labels"], []).append(r)
+                for n, rs in sorted(by_labels.items()):
+                    vals = "  ".join(
+                        f"{m} {fmt(float(np.mean([r[m] for r in rs if r.get(m) is not None])))}" for m in metrics
+                    )
+                    share = [r["window_share"] for r in rs if r.get("window_share") is not None]
+                    extra = f"  window share {np.mean(share):.2f}" if share and name != "random" else ""
+                    fill = sum(r.get("n_fill", 0) for r in rs)
+                    extra += f"  filled {fill}" if fill else ""
+                    print(f"  {name:<18} {n:>4} labels ({len(rs)} seeds): {vals}{extra}")
+            for name in [n for n in names if n != "random"]:
+                for metric, (title, unit) in METRICS.items():
+                    c = compare(runs, name, "random", metric)
+                    if c is None:
+                        continue
+                    lr = c["label_ratio"]
+                    print(f"  {name} / random, {title} ({unit}), seeds {c['seeds']}:")
+                    print(
+                        "    equal labels (geometric mean ratio [95 % paired bootstrap]): "
+                        + "; ".join(f"{n:.0f}: {format_interval(*v)}" for n, v in c["equal_labels"].items())
+                    )
+                    if c["area_ratio"]:
+                        print(
+                            "    area under log error (a geometric-mean ratio over the curve): "
+                            + format_interval(*c["area_ratio"])
+                        )
+                    per = ", ".join(f"{'>' if not r['reached'] else ''}{r['ratio']:.2f}" for r in c["per_seed"])
+                    line = format_interval(lr["ratio"], lr["lo"], lr["hi"], lr["lower_bound"])
+                    print(
+                        f"    label ratio {line} (per seed {per}; {lr['n_unreached']} of {lr['n_seeds']} never reached)"
+                    )
+                    if name == HEADLINE and metric == "force_rmse":
+                        final[(system, mode)] = line
+                others = [m for m in metrics if m not in METRICS]
+                if others:
+                    print(f"  {name} / random, the other test metrics (ratio at the last common label count; area):")
+                for metric in others:
+                    c = compare(runs, name, "random", metric)
+                    if c is None or not c["equal_labels"]:
+                        continue
+                    last = max(c["equal_labels"])
+                    area = format_interval(*c["area_ratio"]) if c["area_ratio"] else "n/a"
+                    print(f"    {metric:<16} at {last:.0f}: {format_interval(*c['equal_labels'][last])}; area {area}")
+    lines = [f"label ratio (deviation/random), {s}, {m}, test force RMSE = {v}" for (s, m), v in final.items()]
+    for line in lines:
+        print(line)
+    key = ("cuni_shear", "replay") if ("cuni_shear", "replay") in final else next(iter(final), None)
+    if key is not None:
+        print(f"label ratio (deviation/random) = {final[key]}")
+    return lines
 
 
 def plot(results: dict, path: Path) -> None:
@@ -257,208 +532,131 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    systems = sorted(results)
-    fig, axes = plt.subplots(1, len(systems), figsize=(5.5 * len(systems), 4.2), squeeze=False)
+    panels = [(s, m) for s, modes in results["runs"].items() for m, runs in modes.items() if runs]
+    if not panels:
+        return
+    fig, axes = plt.subplots(2, len(panels), figsize=(5 * len(panels), 7.5), squeeze=False)
     colours = {
-        "deviation": "tab:blue",
         "random": "tab:orange",
-        "all": "tab:green",
-        "deviation:random": "tab:blue",
-        "deviation:highest": "tab:purple",
+        "deviation:highest": "tab:blue",
+        "deviation:window": "tab:purple",
         "deviation:diverse": "tab:red",
     }
-    for ax, system in zip(axes[0], systems, strict=True):
-        for (strategy, seed), rows in sorted(results[system].items()):
-            ax.plot(
-                [r["labels"] for r in rows],
-                [r["force_rmse"] for r in rows],
-                "o-",
-                color=colours.get(strategy, "k"),
-                alpha=0.75,
-                label=strategy if seed == min(s for st, s in results[system] if st == strategy) else None,
-            )
-        ax.set_xlabel("labels trained on")
-        ax.set_ylabel("shared test force RMSE (eV/Å)")
-        ax.set_title(system)
-        ax.grid(alpha=0.3)
-        ax.legend()
+    for j, (system, mode) in enumerate(panels):
+        for i, metric in enumerate(METRICS):
+            ax = axes[i][j]
+            runs = results["runs"][system][mode]
+            names = sorted({n for by in runs.values() for n in by})
+            for name in names:
+                for k, (labels, values) in enumerate(curves(runs, name, metric).values()):
+                    ax.plot(
+                        labels, values, "-", color=colours.get(name, "k"), alpha=0.3, label=name if k == 0 else None
+                    )
+            ax.set_yscale("log")
+            ax.set_xlabel("labels")
+            ax.set_ylabel(f"{METRICS[metric][0]} ({METRICS[metric][1]})")
+            ax.set_title(f"{system}, {mode}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def compare(runs: dict, a: str, b: str) -> dict:
-    """Per seed: labels ``a`` needs to reach ``b``'s final test force RMSE / ``b``'s labels (and whether it
-    reached it), the same counting only the loop's labels, and the RMSE ratio a / b at the largest common
-    label count."""
-    out: dict = {"label": [], "reached": [], "loop": [], "rmse": []}
-    for seed in sorted({sd for st, sd in runs if st == b}):
-        if (a, seed) not in runs:
-            continue
-        base, other = runs[(b, seed)], runs[(a, seed)]
-        # b's labels: the first count at which b's own curve is at its final RMSE (its total when the curve
-        # falls monotonically; smaller when a later round got worse), so identical curves give 1
-        target = base[-1]["force_rmse"]
-        base_labels, _ = labels_to_reach(base, target)
-        needed, reached = labels_to_reach(other, target)
-        out["label"].append(needed / base_labels)
-        out["reached"].append(reached)
-        initial = base[0]["labels"]  # the shared initial labels, which no strategy chooses
-        if base_labels > initial:
-            out["loop"].append((needed - initial) / (base_labels - initial))
-        # at the largest label count both curves reach (a may label fewer: fewer candidates than the cap)
-        common = min(other[-1]["labels"], base[-1]["labels"])
-        out["rmse"].append(interpolate_rmse(other, common) / interpolate_rmse(base, common))
-    return out
-
-
-def comparisons(labels: set) -> list[tuple[str, str]]:
-    """(a, b) pairs to compare: every deviation run against strategy random, and every later pick
-    against the first (``deviation:<pick>`` labels, in the order random, highest, diverse)."""
-    picks = [f"deviation:{p}" for p in PICKS if f"deviation:{p}" in labels]
-    deviations = [x for x in ("deviation", *picks) if x in labels]
-    pairs = [(d, "random") for d in deviations if "random" in labels]
-    return pairs + [(p, picks[0]) for p in picks[1:]]
-
-
-def summarise(results: dict, out: Path, start: float) -> None:
-    """Print the table and the ratio lines, write results.json and the PNG."""
-    print("\nsystem      strategy            seed  labels  candidates  test F RMSE (eV/A)  R2     relaxed  noneq.")
-    for system, runs in results.items():
-        for (strategy, seed), rows in sorted(runs.items()):
-            for r in rows:
-                rel = "" if r["force_rmse_relaxed"] is None else f"{r['force_rmse_relaxed']:.4f}"
-                print(
-                    f"{system:<11} {strategy:<19} {seed:>4} {r['labels']:>7} {r.get('candidates', ''):>11} "
-                    f"{r['force_rmse']:>19.4f} {r['force_r2']:>6.3f} {rel:>8} {r['force_rmse_nonequilibrium']:>7.4f}"
-                )
-    (out / "results.json").write_text(
-        json.dumps(
-            {s: {f"{st}_s{sd}": rows for (st, sd), rows in runs.items()} for s, runs in results.items()}, indent=1
-        )
-    )
-    plot(results, out / "label_efficiency.png")
-    print(f"wrote {out / 'results.json'} and {out / 'label_efficiency.png'} ({time.perf_counter() - start:.0f} s)")
-    labels = {st for runs in results.values() for st, _ in runs}
-    for a, b in comparisons(labels):
-        label_ratios, rmse_ratios, loop_ratios, lower_bounds = [], [], [], 0
-        for system, runs in results.items():
-            c = compare(runs, a, b)
-            if not c["label"]:
-                continue
-            label_ratios += c["label"]
-            rmse_ratios += c["rmse"]
-            loop_ratios += c["loop"]
-            lower_bounds += sum(not r for r in c["reached"])
-            print(
-                f"{system}: labels needed by {a} / {b}'s labels per seed: "
-                + ", ".join(f"{x:.2f}" for x in c["label"])
-                + f" (median {statistics.median(c['label']):.2f}; a value for "
-                "a run that never reached it is its lower bound)"
-                + f"; {a}/{b} RMSE at the largest common label count: "
-                + (", ".join(f"{x:.3f}" for x in c["rmse"]) or "n/a")
-            )
-        if not label_ratios:
-            continue
-        median_rmse = statistics.median(rmse_ratios) if rmse_ratios else float("nan")
-        bound = f" ({lower_bounds} of {len(label_ratios)} runs never reached it: lower bounds)" if lower_bounds else ""
-        print(
-            f"labels needed by {a} to reach {b}'s final test force RMSE / {b}'s labels = "
-            f"{'>' if lower_bounds > len(label_ratios) / 2 else ''}{statistics.median(label_ratios):.2f}{bound}; "
-            f"{a}/{b} test force RMSE at equal labels = {median_rmse:.3f} (median over systems and seeds)"
-        )
-        if loop_ratios:
-            print(
-                f"the same ratio counting only labels chosen in the loop (not the shared initial ones) = "
-                f"{statistics.median(loop_ratios):.2f} (median of the {len(loop_ratios)} runs where {b}'s target "
-                "lies beyond the initial set)"
-            )
-
-
-def load_results(path: Path) -> dict:
-    """results.json of an earlier run, keyed as the runs are: {system: {(strategy, seed): rows}}."""
-    data = json.loads(path.read_text())
-    return {
-        system: {(key.rsplit("_s", 1)[0], int(key.rsplit("_s", 1)[1])): rows for key, rows in runs.items()}
-        for system, runs in data.items()
-    }
+def write(results: dict, out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=1))
 
 
 def main() -> int:
-    from al_flows.campaign.config import validate_campaign
-    from al_flows.campaign.run import run_campaign
+    import torch
 
+    torch.set_num_threads(1)
     for name in ("jobflow", "al_flows"):
         logging.getLogger(name).setLevel(logging.WARNING)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--quick", action="store_true", help="reduced runs (2 seeds, 3 rounds, deviation vs random): < 10 min"
-    )
+    ap.add_argument("--quick", action="store_true", help="cuni_shear replay, 3 seeds, 4 rounds: < 15 min on 2 cores")
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
-    ap.add_argument("--systems", nargs="+", default=list(CAMPAIGNS), choices=list(CAMPAIGNS))
-    ap.add_argument("--strategies", nargs="+", default=None, choices=["deviation", "random", "all"])
-    ap.add_argument("--out", default=None, help="directory for work directories, results.json and the PNG")
+    ap.add_argument("--systems", nargs="+", default=None, choices=list(SYSTEMS))
+    ap.add_argument("--modes", nargs="+", default=None, choices=["replay", "onthefly"])
     ap.add_argument(
-        "--shear-runs",
-        type=int,
-        default=None,
-        help="cuni_shear: shear runs per system and round (default 2), to explore more frames per label",
-    )
-    ap.add_argument(
-        "--summarise", metavar="DIR", help="only print the table and ratios of DIR/results.json (an earlier run)"
-    )
-    ap.add_argument(
-        "--pick",
+        "--strategies",
         nargs="+",
         default=None,
-        choices=list(PICKS),
-        help="strategy deviation's selection.pick (default: each system's own); two or more: one deviation run per "
-        "pick, each later pick compared with the first",
+        choices=["random", "deviation:highest", "deviation:window", "deviation:diverse"],
     )
+    ap.add_argument("--out", default=None, help="directory for results.json, the PNG and campaign work directories")
+    ap.add_argument(
+        "--cache", default=None, help="pool and test-set cache (default ~/.cache/al_flows/label_efficiency)"
+    )
+    ap.add_argument("--summarise", metavar="DIR", help="only reprint the tables of DIR/results.json")
     args = ap.parse_args()
     if args.summarise:
-        out = Path(args.summarise)
-        summarise(load_results(out / "results.json"), out, time.perf_counter())
+        summarise(json.loads((Path(args.summarise) / "results.json").read_text()))
         return 0
-    seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
-    picks = list(dict.fromkeys(args.pick or []))
-    compare_picks = len(picks) > 1
-    default = ["deviation", "random"] if args.quick else ["deviation", "random", "all"]
-    strategies = args.strategies or (["deviation"] if compare_picks else default)
-    if "deviation" not in strategies or ("random" not in strategies and not compare_picks):
-        ap.error("--strategies must include deviation and random (the ratio compares them), or give two --pick values")
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="al_label_eff_"))
+    cfg = settings(args.quick)
+    if args.seeds:
+        cfg["seeds"] = args.seeds
+    systems = args.systems or (["cuni_shear"] if args.quick else list(SYSTEMS))
+    modes = args.modes or (["replay"] if args.quick else ["replay", "onthefly"])
+    names = args.strategies or ["random", "deviation:highest", "deviation:window"]
+    if "random" not in names or HEADLINE not in names:
+        ap.error(f"--strategies must include random and {HEADLINE} (the headline compares them)")
+    out = Path(args.out or f"runs/label_efficiency{'_quick' if args.quick else ''}")
     out.mkdir(parents=True, exist_ok=True)
+    cache = Path(args.cache or Path.home() / ".cache" / "al_flows" / "label_efficiency")
     start = time.perf_counter()
-    results: dict[str, dict] = {}
-    for system in args.systems:
-        test_frames = shared_test_set(system)
-        print(f"{system}: shared test set of {len(test_frames)} frames", flush=True)
-        results[system] = {}
-        for seed in seeds:
-            runs = [(st, p) for st in strategies for p in (picks if st == "deviation" and picks else [None])]
-            for strategy, pick in runs:
-                data = copy.deepcopy(CAMPAIGNS[system](args.quick))
-                data["selection"]["strategy"] = strategy
-                if pick is not None:
-                    data["selection"]["pick"] = pick
-                label = f"{strategy}:{pick}" if pick is not None else strategy
-                if system == "cuni_shear" and args.shear_runs:
-                    data["explorers"][0]["n_runs"] = args.shear_runs
-                data.update(seed=seed, name=f"{data['name']}_{label.replace(':', '_')}_s{seed}")
-                config = validate_campaign(data, source=system)
-                t0 = time.perf_counter()
-                workdir = out / data["name"]
-                run_campaign(config, ROOT, workdir, echo=lambda *_: None)
-                rows = curve(workdir, config, test_frames)
-                results[system][(label, seed)] = rows
+    results: dict = {
+        "meta": {
+            "quick": args.quick,
+            "settings": cfg,
+            "systems": {s: SYSTEMS[s] for s in systems},
+            "strategies": names,
+            "machine": platform.platform(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        },
+        "runs": {s: {m: {} for m in modes} for s in systems},
+        "timings_s": {},
+    }
+    # replay first for every system (the quick headline), then the campaigns
+    for mode in modes:
+        for system in systems:
+            t0 = time.perf_counter()
+            pool, test = data_sets(system, cfg, cache)
+            results["meta"].setdefault("sets", {})[system] = {
+                "pool_frames": len(pool),
+                "test_frames": len(test["frames"]),
+                "force_frames": len(test["force_frames"]),
+                "energy_specs": len(test["specs"]),
+                "paths": len(test["paths"]),
+            }
+            print(
+                f"{system}: pool {len(pool)} frames, test {len(test['frames'])} frames "
+                f"({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+            for seed in cfg["seeds"]:
+                t1 = time.perf_counter()
+                if mode == "replay":
+                    by = replay_seed(system, pool, test, cfg, seed, names)
+                else:
+                    by = {n: onthefly_run(system, cfg, test, n, seed, out) for n in names}
+                results["runs"][system][mode][str(seed)] = by
+                results["timings_s"][f"{system}/{mode}/{seed}"] = round(time.perf_counter() - t1, 1)
                 print(
-                    f"  {label:>17} seed {seed} ({time.perf_counter() - t0:.0f} s): "
-                    + "  ".join(f"{r['labels']}:{r['force_rmse']:.4f}/R2 {r['force_r2']:.3f}" for r in rows),
+                    f"  {mode} seed {seed} ({time.perf_counter() - t1:.0f} s): "
+                    + "; ".join(
+                        f"{n} " + " ".join(f"{r['labels']}:{r['force_rmse']:.3f}" for r in rows)
+                        for n, rows in by.items()
+                    ),
                     flush=True,
                 )
-
-    summarise(results, out, start)
+                results["wall_s"] = round(time.perf_counter() - start, 1)
+                write(results, out)
+    results["wall_s"] = round(time.perf_counter() - start, 1)
+    write(results, out)
+    plot(results, out / "label_efficiency.png")
+    print(f"wrote {out / 'results.json'} and {out / 'label_efficiency.png'} ({results['wall_s']:.0f} s)")
+    summarise(results)
     return 0
 
 

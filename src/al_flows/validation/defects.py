@@ -37,7 +37,14 @@ from scipy.optimize import minimize_scalar
 
 from al_flows.validation.lattices import MakeCalc, crystal, lattice_minimum, relax_positions
 
-__all__ = ["MJ_PER_M2", "INTERSTITIAL_SITES", "vacancy_formation", "interstitial_formation", "stacking_fault"]
+__all__ = [
+    "MJ_PER_M2",
+    "INTERSTITIAL_SITES",
+    "vacancy_formation",
+    "interstitial_formation",
+    "stacking_fault",
+    "gsfe_cell",
+]
 
 MJ_PER_M2 = _e * 1e20 * 1e3  # eV/Angstrom^2 -> mJ/m^2
 # fractional position of each interstitial site in the fcc conventional cell
@@ -129,7 +136,7 @@ def stacking_fault(
         raise ValueError("layers must be a multiple of 3 (ABC stacking)")
     calc = make_calculator()
     a0 = a0 or lattice_minimum(element, "fcc", calc)[0]
-    base, upper, bp = _gsfe_cell(element, a0, layers, size)
+    base, upper, bp = gsfe_cell(element, a0, layers, size)
     area = float(np.linalg.norm(np.cross(base.cell[0], base.cell[1])))
     cache: dict[float, float] = {}
 
@@ -179,7 +186,7 @@ def stacking_fault(
     }
 
 
-def _gsfe_cell(element: str, a0: float, layers: int, size) -> tuple[Atoms, np.ndarray, np.ndarray]:
+def gsfe_cell(element: str, a0: float, layers: int, size) -> tuple[Atoms, np.ndarray, np.ndarray]:
     """The periodic (111) stack of ``layers`` fcc layers (lattice constant ``a0``, Angstrom) sorted by
     height, the mask of its upper half and the A->B stacking shift b_p (in-plane, |b_p| = a/sqrt(6))."""
     base = fcc111(element, size=(size[0], size[1], layers), a=a0, periodic=True)
