@@ -27,13 +27,12 @@ from collections.abc import Callable
 import numpy as np
 from ase import Atoms
 from ase.build import bulk, fcc100, fcc111
-from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixCartesian
 
 from al_flows.exploration.labeller_md import nvt_pool
 from al_flows.exploration.shear import ShearSettings
 from al_flows.frames.dataset import frame_id
-from al_flows.pool_study.shear_pool import labeller_shear_pool, labeller_shear_trajectories
+from al_flows.pool_study.shear_pool import labelled_copy, labeller_shear_pool, labeller_shear_trajectories
 from al_flows.structures.generators import random_cells
 from al_flows.structures.initial_data import RandomCellSource
 from al_flows.structures.multilayer import cuni_multilayer
@@ -62,13 +61,7 @@ def _labelled(atoms: Atoms, calc, info: dict) -> Atoms:
     work = atoms.copy()
     work.set_constraint()
     work.calc = calc
-    frame = work.copy()
-    frame.calc = SinglePointCalculator(
-        frame, energy=float(work.get_potential_energy()), forces=np.array(work.get_forces(), dtype=float)
-    )
-    frame.info = dict(info)
-    frame.info["frame_id"] = frame_id(frame)
-    return frame
+    return labelled_copy(work, info)
 
 
 def cuni_starts(size=(2, 2, 2), a: float = 3.58) -> list[Atoms]:

@@ -29,10 +29,11 @@ from al_flows.exploration.shear import (
 )
 from al_flows.frames.dataset import frame_id
 
-__all__ = ["labeller_shear_trajectories", "labeller_shear_pool"]
+__all__ = ["labeller_shear_trajectories", "labeller_shear_pool", "labelled_copy"]
 
 
-def _labelled_copy(work: Atoms, info: dict) -> Atoms:
+def labelled_copy(work: Atoms, info: dict) -> Atoms:
+    """A copy of ``work`` with the energy and forces of its calculator frozen and ``info`` (with frame_id)."""
     frame = work.copy()
     frame.calc = SinglePointCalculator(
         frame, energy=float(work.get_potential_energy()), forces=np.array(work.get_forces(), dtype=float)
@@ -71,7 +72,7 @@ def labeller_shear_trajectories(
                 }
                 opt = OPTIMIZERS[settings.optimizer](work, logfile=None, trajectory=None)
                 for opt_step, _ in enumerate(opt.irun(fmax=settings.fmax, steps=settings.max_opt_steps)):
-                    steps.append(_labelled_copy(work, {**base, "opt_step": opt_step}))  # forces at these positions
+                    steps.append(labelled_copy(work, {**base, "opt_step": opt_step}))  # forces at these positions
                 relaxed.append(steps[-1])
     return steps, relaxed
 
