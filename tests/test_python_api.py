@@ -16,7 +16,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from al_flows.active_learning import ActiveLearningMaker, AseLabelMaker, VaspLabelMaker
+from al_flows.active_learning import ActiveLearningMaker, AseLabelMaker, StopPolicy, VaspLabelMaker
 from al_flows.active_learning.seeds import CampaignSeeds
 from al_flows.frames.checks import StructureError
 from al_flows.labelling.ase import calculator_factory
@@ -51,7 +51,7 @@ def test_flow_goes_to_fireworks_and_round_trips():
     from jobflow.managers.fireworks import flow_to_workflow
     from monty.json import MontyDecoder
 
-    maker = ActiveLearningMaker(campaign="c", ensemble_size=2, max_rounds=1, label_maker=EMT())
+    maker = ActiveLearningMaker(campaign="c", ensemble_size=2, stop_policy=StopPolicy(max_rounds=1), label_maker=EMT())
     flow = maker.make(bulk("Cu", cubic=True))
     wf = flow_to_workflow(flow)
     assert len(wf.fws) == len(flow.jobs)  # one Firework per job before round 0 and round 0's job
@@ -75,7 +75,7 @@ def test_flow_goes_to_fireworks_and_round_trips():
     assert type(rebuilt) is EMT and rebuilt.parameters == EMT().parameters
     back = MontyDecoder().process_decoded(json.loads(json.dumps(maker.as_dict())))
     assert isinstance(back.label_maker, AseLabelMaker) and back.label_maker.calculator == "emt"
-    assert back.max_rounds == 1 and back.select_maker.max_rounds == 1  # one round limit
+    assert back.stop_policy.max_rounds == 1  # one round limit, in one place
 
 
 def test_labelling_slot_accepts_what_users_have():
@@ -105,7 +105,7 @@ def test_make_takes_pymatgen_structures_and_names_the_campaign_by_them():
     cu = bulk("Cu", cubic=True)
     cuni = cu.copy()
     cuni.symbols[0] = "Ni"
-    maker = ActiveLearningMaker(campaign="c", ensemble_size=2, max_rounds=1)
+    maker = ActiveLearningMaker(campaign="c", ensemble_size=2, stop_policy=StopPolicy(max_rounds=1))
     flow_cu = maker.make(AseAtomsAdaptor.get_structure(cu))
     flow_cuni = maker.make([cuni])
     first = {

@@ -7,10 +7,10 @@ import copy
 
 import pytest
 
+from al_flows.active_learning.stop_policy import stop_decision
 from al_flows.exploration.auto_schedule import AutoSchedule, level_values
 from al_flows.exploration.md import NVTSettings, round_stage, stage_count
 from al_flows.exploration.shear import ShearSettings, shear_level
-from al_flows.selection.trust_levels import stop_decision
 
 
 def test_levels_are_evenly_spaced_between_the_bounds():
@@ -98,26 +98,24 @@ def test_the_level_moves_up_back_and_converges_at_the_top():
 
 def test_the_select_job_steps_back_from_the_failed_frames_it_counts():
     from al_flows.active_learning.select_job import SelectMaker
+    from al_flows.active_learning.stop_policy import StopPolicy
     from al_flows.frames.dataset import frames_text
     from al_flows.selection.trust_levels import SelectionSettings
     from conftest import frames_with_deviations
 
-    maker = SelectMaker(
-        settings=SelectionSettings(trust_lo=0.05, trust_hi=0.3, max_candidates=2),
-        target_accurate_ratio=0.9,
-        max_rounds=10,
-        n_stages=3,
-        step_back_failed_ratio=0.2,
-    )
+    maker = SelectMaker(settings=SelectionSettings(trust_lo=0.05, trust_hi=0.3, max_candidates=2))
+    policy = StopPolicy(accurate_ratio=0.9, max_rounds=10, n_stages=3, step_back_failed_ratio=0.2)
     lost = [{"frames_blob": frames_text(frames_with_deviations([0.01, 0.1, 0.5, 0.6])), "ensemble_id": "e"}]
-    doc = SelectMaker.make.original(maker, lost, [], "c", 3, seed=0, stage=2)  # 2 of 4 failed: back to 1
+    doc = SelectMaker.make.original(maker, lost, [], "c", 3, seed=0, stage=2, policy=policy)  # 2 of 4 failed: back to 1
     assert (doc.n_failed, doc.stage, doc.next_stage) == (2, 2, 1)
     calm = [{"frames_blob": frames_text(frames_with_deviations([0.01, 0.1, 0.2, 0.6])), "ensemble_id": "e"}]
-    doc = SelectMaker.make.original(maker, calm, [], "c", 3, seed=0, stage=2)  # 1 of 4 failed (25 %): back too
+    doc = SelectMaker.make.original(
+        maker, calm, [], "c", 3, seed=0, stage=2, policy=policy
+    )  # 1 of 4 failed (25 %): back too
     assert doc.next_stage == 1
-    doc = SelectMaker.make.original(maker, calm[:1], [], "c", 3, seed=0, stage=1)
+    doc = SelectMaker.make.original(maker, calm[:1], [], "c", 3, seed=0, stage=1, policy=policy)
     summary = {"accurate_ratio": doc.accurate_ratio, "n_explored": 4, "n_failed": 1, "round": 3, "stage": 1}
-    assert maker.decide_from_summary(summary).next_stage == doc.next_stage == 0  # a continued run decides the same
+    assert policy.decide_from_summary(summary).next_stage == doc.next_stage == 0  # a continued run decides the same
 
 
 def test_a_shear_campaign_climbs_its_strain_levels_and_converges_at_the_top(tmp_path):

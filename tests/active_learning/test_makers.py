@@ -25,7 +25,7 @@ def test_flow_jobs_metadata_and_json_round_trip(tiny_dict):
     assert isinstance(maker, ActiveLearningMaker)
     assert maker.train_maker.model == config.model
     assert maker.select_maker.settings == config.selection
-    assert maker.select_maker.max_rounds == 2
+    assert maker.stop_policy.max_rounds == 2
     assert isinstance(maker.explore_makers[0], ShearExploreMaker)
     assert maker.explore_makers[0].settings.gamma_max == 0.2
     assert maker.label_maker.labeller_name == "ase:emt"

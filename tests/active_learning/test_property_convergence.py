@@ -14,7 +14,7 @@ from ase.calculators.emt import EMT
 from tests.conftest import TINY
 
 from al_flows.active_learning.autotest_jobs import final_models
-from al_flows.active_learning.select_job import SelectMaker
+from al_flows.active_learning.stop_policy import RoundMeasures, StopPolicy, stop_decision
 from al_flows.campaign.config import ConfigError, validate_campaign
 from al_flows.campaign.record import CampaignRecord
 from al_flows.campaign.run import run_campaign
@@ -42,6 +42,11 @@ ROUNDS = [
 ]
 
 
+def _decide(policy, ratio, explored, k, stage=0, property_results=None):
+    """The stop policy's decision on a round that measured only these."""
+    return policy.decide(RoundMeasures(ratio, explored, property_rows=property_results), k, stage)
+
+
 def _results(k: int) -> list[dict]:
     a0, sa0, b, sb = ROUNDS[k]
     return [row(A0, a0, sa0, 3.59), row(B, b, sb, 142.0)]
@@ -49,10 +54,8 @@ def _results(k: int) -> list[dict]:
 
 @pytest.mark.parametrize("mode", ["all", "properties"])
 def test_stops_exactly_when_every_property_is_within(mode):
-    maker = SelectMaker(
-        target_accurate_ratio=0.9, max_rounds=10, properties=PropertyConvergence(targets=[A0, B], mode=mode)
-    )
-    decisions = [maker.decide(0.95, 10, k, property_results=_results(k)) for k in range(len(ROUNDS))]
+    maker = StopPolicy(accurate_ratio=0.9, max_rounds=10, properties=PropertyConvergence(targets=[A0, B], mode=mode))
+    decisions = [_decide(maker, 0.95, 10, k, property_results=_results(k)) for k in range(len(ROUNDS))]
     assert [d.converged for d in decisions] == [False, False, False, True, True]
     assert [d.stop for d in decisions[:4]] == [False, False, False, True] and decisions[3].reason == "converged"
     # the first round that stops is round 3, and not earlier
@@ -60,28 +63,26 @@ def test_stops_exactly_when_every_property_is_within(mode):
 
 
 def test_mode_all_needs_the_accurate_ratio_too_and_mode_properties_does_not():
-    both = SelectMaker(target_accurate_ratio=0.9, max_rounds=10, properties=PropertyConvergence(targets=[A0, B]))
-    only = SelectMaker(
-        target_accurate_ratio=0.9, max_rounds=10, properties=PropertyConvergence(targets=[A0, B], mode="properties")
+    both = StopPolicy(accurate_ratio=0.9, max_rounds=10, properties=PropertyConvergence(targets=[A0, B]))
+    only = StopPolicy(
+        accurate_ratio=0.9, max_rounds=10, properties=PropertyConvergence(targets=[A0, B], mode="properties")
     )
     met, not_met = _results(3), _results(2)
-    assert not both.decide(0.5, 10, 0, property_results=met).stop  # properties met, ratio 0.5 < 0.9
-    assert not both.decide(0.95, 10, 0, property_results=not_met).stop  # ratio met, B's spread not
-    assert both.decide(0.95, 10, 0, property_results=met).converged
-    assert only.decide(0.0, 10, 0, property_results=met).converged  # the ratio is not a target
-    assert not only.decide(1.0, 10, 0, property_results=not_met).stop
-    assert not both.decide(0.95, 10, 0, property_results=None).stop  # no values: not met
+    assert not _decide(both, 0.5, 10, 0, property_results=met).stop  # properties met, ratio 0.5 < 0.9
+    assert not _decide(both, 0.95, 10, 0, property_results=not_met).stop  # ratio met, B's spread not
+    assert _decide(both, 0.95, 10, 0, property_results=met).converged
+    assert _decide(only, 0.0, 10, 0, property_results=met).converged  # the ratio is not a target
+    assert not _decide(only, 1.0, 10, 0, property_results=not_met).stop
+    assert not _decide(both, 0.95, 10, 0, property_results=None).stop  # no values: not met
     # the round limit still stops a campaign whose properties never converge
-    last = only.decide(1.0, 10, 9, property_results=not_met)
+    last = _decide(only, 1.0, 10, 9, property_results=not_met)
     assert (last.stop, last.converged, last.reason) == (True, False, "round limit")
 
 
 def test_without_properties_the_decision_is_unchanged():
-    plain = SelectMaker(target_accurate_ratio=0.9, max_rounds=3)
+    plain = StopPolicy(accurate_ratio=0.9, max_rounds=3)
     for ratio, explored, k in [(0.95, 10, 0), (0.85, 10, 0), (0.95, 0, 0), (0.1, 10, 2)]:
-        from al_flows.selection.trust_levels import stop_decision
-
-        assert plain.decide(ratio, explored, k, property_results=_results(3)) == stop_decision(
+        assert _decide(plain, ratio, explored, k, property_results=_results(3)) == stop_decision(
             ratio, explored, k, 0.9, 3
         )
 
@@ -90,18 +91,18 @@ def test_a_changed_tolerance_is_judged_again_from_the_stored_summary():
     """decide_from_summary (continuing or extending a campaign) uses the current tolerances on the stored
     mean, spread and reference, not the stored within flags."""
     summary = {"round": 2, "accurate_ratio": 1.0, "n_explored": 10, "properties": _results(2)}
-    strict = SelectMaker(max_rounds=10, properties=PropertyConvergence(targets=[A0, B], mode="properties"))
+    strict = StopPolicy(max_rounds=10, properties=PropertyConvergence(targets=[A0, B], mode="properties"))
     loose_b = B.model_copy(update={"tolerance": 12.0})
-    loose = SelectMaker(max_rounds=10, properties=PropertyConvergence(targets=[A0, loose_b], mode="properties"))
+    loose = StopPolicy(max_rounds=10, properties=PropertyConvergence(targets=[A0, loose_b], mode="properties"))
     assert not strict.decide_from_summary(summary).stop
     assert loose.decide_from_summary(summary).converged
 
 
 def test_staged_campaign_moves_on_when_the_properties_are_met():
-    maker = SelectMaker(max_rounds=10, n_stages=2, properties=PropertyConvergence(targets=[A0], mode="properties"))
-    moved = maker.decide(0.0, 10, 0, stage=0, property_results=_results(3))
+    maker = StopPolicy(max_rounds=10, n_stages=2, properties=PropertyConvergence(targets=[A0], mode="properties"))
+    moved = _decide(maker, 0.0, 10, 0, stage=0, property_results=_results(3))
     assert (moved.converged, moved.stop, moved.next_stage) == (False, False, 1)
-    assert maker.decide(0.0, 10, 1, stage=1, property_results=_results(3)).converged
+    assert _decide(maker, 0.0, 10, 1, stage=1, property_results=_results(3)).converged
 
 
 # -- the campaign file -----------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import copy
 
 import pytest
 
+from al_flows.active_learning.stop_policy import stop_decision
 from al_flows.exploration.md import MDStage, NVTSettings, round_stage
-from al_flows.selection.trust_levels import stop_decision
 
 
 def test_stop_decision_moves_through_the_stages():

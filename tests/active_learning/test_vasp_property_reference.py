@@ -143,5 +143,5 @@ def test_python_api_builds_the_vasp_reference_from_the_label_maker():
     maker = ActiveLearningMaker(label_maker=label, select_maker=replace(maker.select_maker, properties=conv))
     assert maker.property_reference_maker.static_maker is label.static_maker
     bad = PropertyConvergence(targets=[PropertyTarget(name="E_vac", element="Cu")])
-    with pytest.raises(ValueError, match=r"select_maker.properties\[0\].name: 'E_vac' has no VASP reference"):
+    with pytest.raises(ValueError, match=r"stop_policy.properties\[0\].name: 'E_vac' has no VASP reference"):
         ActiveLearningMaker(label_maker=label, select_maker=replace(maker.select_maker, properties=bad))

@@ -11,9 +11,11 @@ from ase import Atoms
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from al_flows.active_learning.stop_policy import stop_decision
 from al_flows.exploration.md import ScheduleSettings, langevin_schedule, survival_times
 from al_flows.potential.ensemble import EnsemblePrediction
-from al_flows.selection.trust_levels import SelectionSettings, select, stop_decision
+from al_flows.selection.strategies import select
+from al_flows.selection.trust_levels import SelectionSettings
 from al_flows.structures.generators import AMU_PER_A3
 
 SMALL_CELLS = {"edge_min": 6.0, "edge_max": 7.0, "density_min": 2.0, "density_max": 2.7, "min_distance": 2.0}

@@ -12,6 +12,7 @@ from ase.calculators.emt import EMT
 
 from al_flows.active_learning.jobs import MDExploreMaker, ShearExploreMaker
 from al_flows.active_learning.select_job import SelectMaker
+from al_flows.active_learning.stop_policy import StopPolicy
 from al_flows.exploration.batched_relax import relax_batched
 from al_flows.exploration.langevin import LangevinRun, run_batched_langevin
 from al_flows.exploration.md import NVTSettings, nvt_explore
@@ -339,7 +340,8 @@ def test_jobs_whose_every_replica_blows_up_still_produce_an_output(monkeypatch):
     ]
 
     # selection takes zero explored frames: nothing selected, not converged, the round goes on
-    select = SelectMaker(settings=SelectionSettings(), target_accurate_ratio=0.9, max_rounds=3)
-    sel = SelectMaker.make.original(select, [doc.model_dump(), md_doc.model_dump()], [], "c", 0, seed=0)
+    select = SelectMaker(settings=SelectionSettings())
+    policy = StopPolicy(accurate_ratio=0.9, max_rounds=3)
+    sel = SelectMaker.make.original(select, [doc.model_dump(), md_doc.model_dump()], [], "c", 0, seed=0, policy=policy)
     assert (sel.n_explored, sel.n_selected, sel.accurate_ratio, sel.converged, sel.stop) == (0, 0, 0.0, False, False)
     assert sel.selected_blob == "" and sel.records == []

@@ -71,7 +71,8 @@ def frames_with(deviations):
 
 
 def test_select_with_an_adaptive_level_makes_the_highest_frames_candidates_and_records_the_level():
-    from al_flows.selection.trust_levels import SelectionSettings, select
+    from al_flows.selection.strategies import select
+    from al_flows.selection.trust_levels import SelectionSettings
 
     eps = [0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.2, 0.9]  # a wide window: every frame but 0.9 below 0.3
     fixed = select(frames_with(eps), SelectionSettings(trust_lo=0.0, trust_hi=0.3, max_candidates=2))
@@ -98,7 +99,7 @@ def test_adaptive_settings_are_refused_where_they_do_not_apply():
 
 
 def test_settled_levels_replace_the_accurate_ratio_target():
-    from al_flows.selection.trust_levels import stop_decision
+    from al_flows.active_learning.stop_policy import stop_decision
 
     low_ratio = {"accurate_ratio": 0.5, "n_explored": 100, "round_": 3, "target_accurate_ratio": 0.95, "max_rounds": 10}
     assert not stop_decision(**low_ratio).converged

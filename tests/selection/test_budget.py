@@ -11,6 +11,7 @@ import pytest
 from ase import Atoms
 
 from al_flows.active_learning.select_job import SelectMaker, selected_words
+from al_flows.active_learning.stop_policy import StopDecision, StopPolicy
 from al_flows.frames.dataset import frames_from_bytes, frames_text
 from al_flows.selection.budget import (
     BudgetError,
@@ -21,7 +22,8 @@ from al_flows.selection.budget import (
     cost_per_label,
     spend,
 )
-from al_flows.selection.trust_levels import SelectionSettings, StopDecision, select
+from al_flows.selection.strategies import select
+from al_flows.selection.trust_levels import SelectionSettings
 from conftest import TINY, frames_with_deviations
 
 # f0 accurate, f4 failed; candidates (0.05 <= eps < 0.3): f1 0.08, f2 0.15, f3 0.25, f5 0.12, f6 0.20
@@ -34,12 +36,10 @@ def run_select(budget=None, spent=None, pick="highest", strategy="deviation", ma
         settings=SelectionSettings(
             trust_lo=0.05, trust_hi=0.3, max_candidates=max_candidates, pick=pick, strategy=strategy
         ),
-        target_accurate_ratio=targets.get("target", 0.95),
-        max_rounds=10,
-        budget=budget,
     )
+    policy = StopPolicy(accurate_ratio=targets.get("target", 0.95), max_rounds=10, budget=budget)
     explored = [{"frames_blob": frames_text(frames_with_deviations(DEVIATIONS)), "ensemble_id": "e"}]
-    return SelectMaker.make.original(maker, explored, [], "c", 3, seed=0, spent=spent)
+    return SelectMaker.make.original(maker, explored, [], "c", 3, seed=0, spent=spent, policy=policy)
 
 
 def labelled_ids(doc) -> list[str]:
@@ -246,14 +246,17 @@ def test_the_budget_is_outside_the_fingerprint_and_the_label_settings():
 
 
 def test_python_api_budget_outside_the_fingerprint_and_core_hours_need_vasp():
-    from al_flows.active_learning.flows import ActiveLearningMaker, settings_fingerprint
+    from ase.build import bulk
 
-    plain = ActiveLearningMaker()
-    limited = ActiveLearningMaker(select_maker=SelectMaker(budget=LabelBudget(labels_total=5)))
-    assert settings_fingerprint(plain, "x") == settings_fingerprint(limited, "x")
-    hours = SelectMaker(budget=LabelBudget(core_hours_total=5.0, core_hours_per_label=1.0))
-    with pytest.raises(ValueError, match=r"^select_maker\.budget: core-hour limits .* this labeller is not VASP"):
-        ActiveLearningMaker(select_maker=hours)  # EMT
+    from al_flows.active_learning.flows import ActiveLearningMaker
+
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    plain = ActiveLearningMaker().with_structures(cu)
+    limited = ActiveLearningMaker(stop_policy=StopPolicy(budget=LabelBudget(labels_total=5))).with_structures(cu)
+    assert plain.fingerprint == limited.fingerprint and len(plain.fingerprint) == 16
+    hours = StopPolicy(budget=LabelBudget(core_hours_total=5.0, core_hours_per_label=1.0))
+    with pytest.raises(ValueError, match=r"^stop_policy\.budget: core-hour limits .* this labeller is not VASP"):
+        ActiveLearningMaker(stop_policy=hours)  # EMT
 
 
 def test_a_stopping_round_says_it_labels_nothing_and_an_extension_labels_its_selection_within_the_budget():
@@ -262,11 +265,9 @@ def test_a_stopping_round_says_it_labels_nothing_and_an_extension_labels_its_sel
     labels that selection, cut to what the budget given then allows (2 of 10 labels left): the 2
     frames of highest priority, marked as labelled on extension; also for a document stored without
     the priority (highest deviation first)."""
-    maker = SelectMaker(
-        settings=SelectionSettings(trust_lo=0.05, trust_hi=0.3, max_candidates=10, pick="highest"), max_rounds=4
-    )
+    maker = SelectMaker(settings=SelectionSettings(trust_lo=0.05, trust_hi=0.3, max_candidates=10, pick="highest"))
     explored = [{"frames_blob": frames_text(frames_with_deviations(DEVIATIONS)), "ensemble_id": "e"}]
-    doc = SelectMaker.make.original(maker, explored, [], "c", 3, seed=0)
+    doc = SelectMaker.make.original(maker, explored, [], "c", 3, seed=0, policy=StopPolicy(max_rounds=4))
     assert (doc.stop, doc.stop_reason, doc.n_selected) == (True, "round limit", 5)
     assert labelled_ids(doc) == ["f1", "f2", "f3", "f5", "f6"] and doc.priority == BY_PRIORITY
     assert selected_words(5, StopDecision(False, True, "round limit")) == (
@@ -275,10 +276,10 @@ def test_a_stopping_round_says_it_labels_nothing_and_an_extension_labels_its_sel
     assert selected_words(5, StopDecision(False, False, "")) == "5"
     assert selected_words(0, StopDecision(True, True, "converged")) == "0"
 
-    budgeted = SelectMaker(settings=maker.settings, max_rounds=4, budget=LabelBudget(labels_total=10))
+    budgeted = StopPolicy(max_rounds=4, budget=LabelBudget(labels_total=10))
     stored = doc.model_dump()
     for selection in (stored, {**stored, "priority": []}):
-        ext = SelectMaker.extension.original(budgeted, selection, "c", 3, spent={"labels": 8})
+        ext = SelectMaker.extension.original(maker, selection, "c", 3, spent={"labels": 8}, policy=budgeted)
         assert labelled_ids(ext) == ["f3", "f6"] and (ext.n_selected, ext.n_to_label) == (5, 2)
         assert [s["frame_id"] for s in ext.budget_skipped] == ["f2", "f5", "f1"]
         assert ext.budget["allowed"] == 2 and ext.budget["spent_before"]["labels"] == 8

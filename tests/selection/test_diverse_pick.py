@@ -9,8 +9,10 @@ from ase import Atoms
 from ase.build import bulk
 from pydantic import ValidationError
 
+from al_flows.active_learning.stop_policy import StopPolicy
 from al_flows.selection.diversity import diverse_pick, farthest_point_sampling, feature_scale, hausdorff
-from al_flows.selection.trust_levels import SelectionSettings, select
+from al_flows.selection.strategies import select
+from al_flows.selection.trust_levels import SelectionSettings
 from conftest import frames_with_deviations
 
 
@@ -266,7 +268,7 @@ def test_the_flow_gives_the_select_job_the_models_only_with_pick_diverse(tiny_di
 
 
 def test_a_budget_takes_the_diverse_picks_in_the_order_farthest_point_sampling_chose_them():
-    from al_flows.active_learning.select_job import SelectMaker, budget_cut
+    from al_flows.active_learning.select_job import budget_cut
     from al_flows.selection.budget import LabelBudget
 
     # the line of the first test: FPS picks 5, 0, 10, 2 in that order (selected sorted: 0, 2, 5, 10)
@@ -278,5 +280,4 @@ def test_a_budget_takes_the_diverse_picks_in_the_order_farthest_point_sampling_c
     assert res.priority == [5, 0, 10, 2]  # not highest deviation first: all but frame 5 tie at 0.1
     keep, skipped = budget_cut(res.priority, 2, stop=False)  # a budget of 2 labels this round
     assert (keep, skipped) == ([5, 0], [10, 2])
-    maker = SelectMaker(settings=settings, budget=LabelBudget(labels_per_round=2))
-    assert maker.allowance(None).n == 2
+    assert StopPolicy(budget=LabelBudget(labels_per_round=2)).allowance(None).n == 2

@@ -6,15 +6,8 @@ from ase import Atoms
 from pydantic import ValidationError
 
 from al_flows.frames.dataset import frame_id
-from al_flows.selection.trust_levels import (
-    ACCURATE,
-    CANDIDATE,
-    FAILED,
-    SelectionResult,
-    SelectionSettings,
-    classify,
-    select,
-)
+from al_flows.selection.strategies import SelectionResult, select
+from al_flows.selection.trust_levels import ACCURATE, CANDIDATE, FAILED, SelectionSettings, classify
 
 LO, HI = 0.05, 0.30
 

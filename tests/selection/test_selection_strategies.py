@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from al_flows.selection.trust_levels import SelectionSettings, select
+from al_flows.selection.strategies import select
+from al_flows.selection.trust_levels import SelectionSettings
 from conftest import frames_with_deviations as frames_with
 
 DEVS = [0.01, 0.2, 0.02, 0.3, 0.9, 0.15, 0.03, 0.5, 0.25, 0.04]  # window [0.1, 0.6): 1, 3, 5, 7, 8

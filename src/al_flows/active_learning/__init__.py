@@ -20,6 +20,7 @@ EXPORTS = {
     "ShearExploreMaker": "jobs",
     "MDExploreMaker": "jobs",
     "SelectMaker": "select_job",
+    "StopPolicy": "stop_policy",
     "AseLabelMaker": "jobs",
     "merge_labels": "jobs",
     "VaspLabelMaker": "vasp_jobs",
@@ -36,6 +37,7 @@ __all__ = [
     "ShearExploreMaker",
     "MDExploreMaker",
     "SelectMaker",
+    "StopPolicy",
     "AseLabelMaker",
     "merge_labels",
     "VaspLabelMaker",
@@ -55,4 +57,5 @@ if TYPE_CHECKING:
     from al_flows.active_learning.labeller_slot import label_maker_for
     from al_flows.active_learning.seeds import CampaignSeeds
     from al_flows.active_learning.select_job import SelectMaker
+    from al_flows.active_learning.stop_policy import StopPolicy
     from al_flows.active_learning.vasp_jobs import VaspLabelMaker

@@ -14,15 +14,14 @@ from al_flows.active_learning.vasp_property_jobs import VaspPropertyReferenceMak
 from al_flows.exploration.md import NVTSettings, ScheduleSettings
 from al_flows.exploration.shear import ShearSettings
 from al_flows.labelling.vasp_inputs import label_settings_id, static_maker
-from al_flows.workflow.config import AseLabeller
 
 __all__ = [
     "EXPLORERS",
     "explore_maker",
+    "explorer_section",
     "label_maker",
     "property_reference_maker",
     "categories",
-    "autotest_settings",
 ]
 
 # explorer ``kind`` of a campaign file -> (Maker, its settings class)
@@ -54,6 +53,7 @@ def label_maker(config: CampaignConfig) -> Maker:
             static_metadata={"fingerprint": config.fingerprint()},
             static_category=q.label,
             collect_category=q.default,
+            labeller_settings=lab.model_dump(mode="json"),
         )
     return AseLabelMaker(
         calculator=lab.calculator,
@@ -61,7 +61,19 @@ def label_maker(config: CampaignConfig) -> Maker:
         max_force=lab.max_force,
         min_success_fraction=lab.min_success_fraction,
         label_settings=label_settings_id(lab),
+        labeller_settings=lab.model_dump(mode="json"),
     )
+
+
+def explorer_section(maker: Maker) -> dict:
+    """The ``explorers`` entry of a campaign file with this explore Maker (JSON data): its ``kind``
+    (from its settings' class, :data:`EXPLORERS`), name and settings."""
+    kinds = [kind for kind, (_, settings) in EXPLORERS.items() if type(maker.settings) is settings]
+    if len(kinds) != 1:
+        raise TypeError(
+            f"explore_makers: {type(maker).__name__} with {type(maker.settings).__name__} is no explorer kind"
+        )
+    return {"kind": kinds[0], "name": maker.name, **maker.settings.model_dump(mode="json")}
 
 
 def property_reference_maker(config: CampaignConfig) -> Maker | None:
@@ -97,16 +109,3 @@ def categories(config: CampaignConfig) -> dict[str, str]:
         "test_set": q.label if config.test_set.kind in ("mixed", "labeller_shear") else q.default,
         "default": q.default,
     }
-
-
-def autotest_settings(config: CampaignConfig):
-    """The campaign's autotest settings with the reference calculator filled in (or None)."""
-    if config.autotest is None:
-        return None
-    if config.autotest.reference is not None:
-        return config.autotest
-    if not isinstance(config.labeller, AseLabeller):  # the config refuses this; kept for the type checker
-        raise ValueError("autotest.reference: give an ASE calculator for the autotest of a VASP campaign")
-    return config.autotest.model_copy(
-        update={"reference": config.labeller.calculator, "reference_kwargs": config.labeller.calculator_kwargs()}
-    )

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
+from al_flows.active_learning.stop_policy import DEFAULT_ACCURATE_RATIO, DEFAULT_MAX_ROUNDS, StopPolicy
 from al_flows.exploration.md import NVTSettings, ScheduleSettings, stage_count
 from al_flows.exploration.shear import ShearSettings
 from al_flows.potential.model import ModelSettings, TrainingSettings
@@ -144,7 +145,10 @@ class Convergence(Settings):
     with ``mode: properties`` the listed properties alone decide."""
 
     accurate_ratio: float | None = Field(
-        0.95, gt=0, le=1, description="fraction of a round's explored frames that are accurate; null: no such target"
+        DEFAULT_ACCURATE_RATIO,
+        gt=0,
+        le=1,
+        description="fraction of a round's explored frames that are accurate; null: no such target",
     )
     survival_time_ps: float | None = Field(
         None,
@@ -191,7 +195,7 @@ class CampaignConfig(CampaignBase):
     test_set: TestSetConfig = TestSetConfig()
     store: StoreConfig = EmbeddedStore()
     queues: QueuesConfig = QueuesConfig()
-    max_rounds: int = Field(5, ge=1)
+    max_rounds: int = Field(DEFAULT_MAX_ROUNDS, ge=1)
     convergence: Convergence = Convergence()
     autotest: AutotestConfig | None = None
 
@@ -258,6 +262,17 @@ class CampaignConfig(CampaignBase):
                     kwargs=kwargs,
                 )
         return self
+
+    def stop_policy(self) -> StopPolicy:
+        """The campaign's when-to-stop settings (``max_rounds``, ``convergence``, ``labeller.budget``) as
+        its stop policy; the Maker adds the explorers' stages."""
+        return StopPolicy(
+            max_rounds=self.max_rounds,
+            accurate_ratio=self.convergence.accurate_ratio,
+            survival_time_ps=self.convergence.survival_time_ps,
+            properties=self.property_convergence(),
+            budget=self.labeller.budget,
+        )
 
     def property_settings(self) -> AutotestSettings:
         """The autotest settings that compute ``convergence.properties`` (the ``autotest`` section's, else the

@@ -42,7 +42,8 @@ def extension_jobs(maker: Any, summary: dict) -> list[Job]:
     k = summary["round"]
     select = maker.select_maker
     selection = OutputReference(stable_uuid(maker.campaign, maker.fingerprint, k, "select", select.name))
-    spent = {"spent": summary.get("spent_after")} if select.budget is not None else {}
+    budgeted = maker.stop_policy.budget is not None
+    spent = {"spent": summary.get("spent_after"), "policy": maker.stop_policy} if budgeted else {}
     # a copy named for the job: renaming a Maker's job renames its Maker (the select jobs' names give their uuids)
     named = replace(select, name=f"extension r{k}")
     ext = maker.tag(named.extension(selection, maker.campaign, k, **spent), k, "extension")
@@ -52,7 +53,7 @@ def extension_jobs(maker: Any, summary: dict) -> list[Job]:
     merged = maker.tag(merge, k, "merge", "merge on extension")
     merged.name = f"merge r{k} on extension"
     stored = {key: v for key, v in summary.items() if key in RoundSummary.model_fields}  # no '@class' keys
-    amend = extended_summary(stored, ext.output, lab.output, merged.uuid, select.budget is not None)
+    amend = extended_summary(stored, ext.output, lab.output, merged.uuid, budgeted)
     amended = maker.tag(amend, k, "summary", "summary on extension")
     amended.name = f"round_summary r{k} on extension"
     return [ext, lab, merged, amended]

@@ -17,15 +17,12 @@ selection first: :mod:`al_flows.active_learning.extension`). Every job carries
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any
 
 from jobflow import CURRENT_JOB, Flow, Job, Maker, Response
-from monty.json import jsanitize
 
 from al_flows.active_learning import builders
 from al_flows.active_learning.autotest_jobs import autotest_job
@@ -48,6 +45,7 @@ from al_flows.active_learning.start_jobs import (
     starting_structures,
     test_set_from_labels,
 )
+from al_flows.active_learning.stop_policy import StopPolicy
 from al_flows.active_learning.vasp_jobs import VaspLabelMaker
 from al_flows.active_learning.vasp_property_jobs import VaspPropertyReferenceMaker
 from al_flows.exploration.md import stage_count
@@ -56,24 +54,10 @@ from al_flows.structures.initial_data import GivenSource, given_structures
 from al_flows.validation.autotest import AutotestSettings
 from al_flows.validation.properties import check_vasp_properties
 from al_flows.workflow import progress
+from al_flows.workflow.config import fingerprint_of
 from al_flows.workflow.jobs import al_job, drop_completed, route, stable_uuid
 
-__all__ = ["ActiveLearningMaker", "settings_fingerprint"]
-
-
-def settings_fingerprint(maker: Maker, structures_text: str = "") -> str:
-    """16 hex chars naming a campaign built in Python: a hash of the Maker's settings (as
-    ``as_dict``, without its name, fingerprint and base directory, and without the labelling
-    budget, a when-to-stop setting) and its starting structures."""
-    d = jsanitize(maker.as_dict(), strict=True, enum_values=True)
-    for key in ("name", "fingerprint", "base_dir", "categories"):
-        d.pop(key, None)
-    d.get("select_maker", {}).pop("properties", None)  # when to stop, like convergence in a campaign file
-    d.pop("property_reference_maker", None)
-    if isinstance(d.get("select_maker"), dict):
-        d["select_maker"].pop("budget", None)
-    text = json.dumps(d, sort_keys=True, default=str) + structures_text
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+__all__ = ["ActiveLearningMaker"]
 
 
 def _tag(
@@ -95,8 +79,10 @@ class ActiveLearningMaker(RoundJobs, Maker):
     (:meth:`from_config`); ``make(structures)`` returns the campaign's Flow. ``label_maker`` takes
     anything :func:`~al_flows.active_learning.labeller_slot.label_maker_for` accepts: an ASE
     calculator or its name, an atomate2 VASP Maker (``StaticMaker``), or a label Maker.
-    ``max_rounds`` is the one round limit (the select Maker's stop decision uses it);
-    ``fingerprint`` names the jobs (default: a hash of the Maker's settings and structures).
+    ``stop_policy`` holds every when-to-stop setting (round limit, convergence targets, labelling
+    budget; :class:`~al_flows.active_learning.stop_policy.StopPolicy`); ``fingerprint`` names the
+    jobs (default: the hash of the settings and structures a campaign file with the same settings
+    gets, :meth:`fingerprint_settings`).
     """
 
     name: str = "active learning"
@@ -104,7 +90,7 @@ class ActiveLearningMaker(RoundJobs, Maker):
     fingerprint: str = ""
     seed: int = 0
     ensemble_size: int = 4
-    max_rounds: int = 5
+    stop_policy: StopPolicy = dc_field(default_factory=StopPolicy)
     initial: InitialCopies = dc_field(default_factory=InitialCopies)
     base_dir: str = "."
     test_set: TestSetConfig = dc_field(default_factory=TestSetConfig)
@@ -127,19 +113,17 @@ class ActiveLearningMaker(RoundJobs, Maker):
             raise ValueError(
                 "explore_makers: more than one has stages or a schedule; the campaign moves through one list of stages"
             )
-        n_stages = stage_count(staged[0]) if staged else 1
         schedule = getattr(staged[0], "schedule", None) if staged else None
-        step_back = schedule.step_back_failed_ratio if schedule is not None else None
-        sm = self.select_maker
-        if (sm.max_rounds, sm.n_stages, sm.step_back_failed_ratio) != (self.max_rounds, n_stages, step_back):
-            self.select_maker = replace(
-                self.select_maker, max_rounds=self.max_rounds, n_stages=n_stages, step_back_failed_ratio=step_back
-            )
+        self.stop_policy = self.stop_policy.with_stages(
+            stage_count(staged[0]) if staged else 1, schedule.step_back_failed_ratio if schedule is not None else None
+        )
         self._check_property_reference()
-        budget = self.select_maker.budget
+        if not self.fingerprint and isinstance(self.initial, InitialData):
+            self.fingerprint = fingerprint_of(self.fingerprint_settings())
+        budget = self.stop_policy.budget
         if budget is not None and budget.limits_core_hours and not isinstance(self.label_maker, VaspLabelMaker):
             raise ValueError(
-                "select_maker.budget: core-hour limits are counted from VASP runs' timings; this labeller is not "
+                "stop_policy.budget: core-hour limits are counted from VASP runs' timings; this labeller is not "
                 "VASP: use labels_per_round / labels_total"
             )
 
@@ -147,15 +131,15 @@ class ActiveLearningMaker(RoundJobs, Maker):
         """The labeller computes the reference of the convergence properties: an ASE calculator in one
         job, VASP through atomate2's EOS and elastic flows (``property_reference_maker``, default: one
         with the labeller's settings)."""
-        conv, lab = self.select_maker.properties, self.label_maker
+        conv, lab = self.stop_policy.properties, self.label_maker
         if conv is None or isinstance(lab, AseLabelMaker):
             return
         if not isinstance(lab, VaspLabelMaker):
             raise ValueError(
-                "select_maker.properties: the reference values come from the labeller, and this labeller computes "
+                "stop_policy.properties: the reference values come from the labeller, and this labeller computes "
                 "none; drop the properties or label with an ASE calculator or VASP"
             )
-        check_vasp_properties([t.name for t in conv.targets], conv.settings.lattice, "select_maker.properties")
+        check_vasp_properties([t.name for t in conv.targets], conv.settings.lattice, "stop_policy.properties")
         if self.property_reference_maker is None:
             self.property_reference_maker = VaspPropertyReferenceMaker(
                 static_maker=lab.static_maker,
@@ -164,6 +148,26 @@ class ActiveLearningMaker(RoundJobs, Maker):
                 collect_category=lab.collect_category,
                 metadata=dict(lab.static_metadata),
             )
+
+    def fingerprint_settings(self) -> dict:
+        """The campaign's settings in a campaign file's shape (JSON data): what a campaign file with
+        these Makers and settings holds, so that :func:`~al_flows.workflow.config.fingerprint_of`
+        gives both the same fingerprint (the when-to-stop, storage and queue keys are not fingerprinted,
+        so they are not listed)."""
+        return {
+            "name": self.campaign,
+            "seed": self.seed,
+            "elements": list(self.elements or self.train_maker.elements),
+            "initial": self.initial.model_dump(mode="json"),
+            "model": self.train_maker.model.model_dump(mode="json"),
+            "training": self.train_maker.training.model_dump(mode="json"),
+            "ensemble_size": self.ensemble_size,
+            "explorers": [builders.explorer_section(m) for m in self.explore_makers],
+            "selection": self.select_maker.settings.model_dump(mode="json"),
+            "labeller": self.label_maker.settings_section(),
+            "test_set": self.test_set.model_dump(mode="json"),
+            "autotest": None if self.autotest is None else self.autotest.model_dump(mode="json"),
+        }
 
     @property
     def seeds(self) -> CampaignSeeds:
@@ -176,27 +180,19 @@ class ActiveLearningMaker(RoundJobs, Maker):
         the flow's first job from ``config.initial.structures``)."""
         return cls(
             campaign=config.name,
-            fingerprint=config.fingerprint(),
             seed=config.seed,
             ensemble_size=config.ensemble_size,
-            max_rounds=config.max_rounds,
+            stop_policy=config.stop_policy(),
             initial=config.initial,
             base_dir=str(base_dir),
             test_set=config.test_set,
             train_maker=TrainMemberMaker(model=config.model, training=config.training, elements=list(config.elements)),
             explore_makers=[builders.explore_maker(e) for e in config.explorers],
-            select_maker=SelectMaker(
-                settings=config.selection,
-                target_accurate_ratio=config.convergence.accurate_ratio,
-                target_survival_ps=config.convergence.survival_time_ps,
-                max_rounds=config.max_rounds,
-                properties=config.property_convergence(),
-                budget=config.labeller.budget,
-            ),
+            select_maker=SelectMaker(settings=config.selection),
             label_maker=builders.label_maker(config),
             allow_mixed_settings=getattr(config.labeller, "allow_mixed_settings", False),
             categories=builders.categories(config),
-            autotest=builders.autotest_settings(config),
+            autotest=config.autotest,
             elements=list(config.elements),
             property_reference_maker=builders.property_reference_maker(config),
         )
@@ -217,20 +213,18 @@ class ActiveLearningMaker(RoundJobs, Maker):
 
     def with_structures(self, structures) -> ActiveLearningMaker:
         """A copy that starts from ``structures`` (checked now; they become a ``kind: given``
-        source of ``initial.structures``; elements and fingerprint filled in when not set)."""
+        source of ``initial.structures``; elements filled in when not set, and the fingerprint
+        when not set: :meth:`fingerprint_settings`)."""
         elements = list(self.elements or self.train_maker.elements)
         atoms = given_structures(structures, elements or None, where="make(structures)")
         if not elements:
             elements = sorted({s for a in atoms for s in a.get_chemical_symbols()})
-        given = frames_text(atoms)
-        fingerprint = self.fingerprint or settings_fingerprint(self, given)
         copies = self.initial.model_dump(exclude={"structures"})
         return replace(
             self,
-            fingerprint=fingerprint,
             elements=elements,
             train_maker=replace(self.train_maker, elements=elements),
-            initial=InitialData(**copies, structures=[GivenSource(frames=given)]),
+            initial=InitialData(**copies, structures=[GivenSource(frames=frames_text(atoms))]),
         )
 
     def initial_jobs(self) -> list[Job]:
@@ -290,15 +284,15 @@ class ActiveLearningMaker(RoundJobs, Maker):
     def continue_from(self, summary: dict, store=None) -> Flow:
         """Flow that resumes after a stored round summary (a later run on the same store).
 
-        Whether the campaign stops is decided again from the summary with the current
-        convergence target, round limit and labelling budget, so raising ``max_rounds``, the
-        target or the budget extends a campaign that had stopped; the selection of the round
-        that had stopped it is then labelled first (:mod:`al_flows.active_learning.extension`;
-        ``store``: where its finished jobs are found). The budget spent is the summary's
-        ``spent_after`` (:meth:`al_flows.campaign.record.CampaignRecord.with_budget_spent` fills it in
-        for rounds run without a budget)."""
+        Whether the campaign stops is decided again from the summary by the current stop policy
+        (:meth:`StopPolicy.decide_from_summary`), so raising ``max_rounds``, changing a target or
+        raising the budget extends a campaign that had stopped; the selection of the round that had
+        stopped it is then labelled first (:mod:`al_flows.active_learning.extension`; ``store``:
+        where its finished jobs are found). The budget spent is the summary's ``spent_after``
+        (:meth:`al_flows.campaign.record.CampaignRecord.with_budget_spent` fills it in for rounds run
+        without a budget)."""
         k = summary["round"] + 1
-        decision = self.select_maker.decide_from_summary(summary)
+        decision = self.stop_policy.decide_from_summary(summary)
         uuids = {key: summary[key] for key in ("dataset_uuid", "structures_uuid", "test_uuid")}
         state = RoundState(round=k, **uuids, calibration_uuid=summary.get("calibration_uuid") or "")
         n_labels, spent, jobs = summary["n_labels_total"] + summary["n_labelled"], summary.get("spent_after"), []
@@ -306,38 +300,45 @@ class ActiveLearningMaker(RoundJobs, Maker):
             jobs = extension_jobs(self, summary)
             merged, amended = jobs[-2], jobs[-1]
             state, n_labels = state.model_copy(update={"dataset_uuid": merged.uuid}), merged.output.n_frames
-            spent = amended.output.spent_after if self.select_maker.budget is not None else spent
+            spent = amended.output.spent_after if self.stop_policy.budget is not None else spent
             jobs, _ = drop_completed(jobs, store)
-        job = self.round_job(
-            state,
-            n_labels,
-            decision.converged,
-            decision.next_stage,
-            spent,
-            decision.reason,
-            summary.get("trust_lo_levels") or [],
-        )
+        previous = {"stop": decision.stop, "converged": decision.converged, "stop_reason": decision.reason}
+        job = self.round_job(state, n_labels, previous, decision.next_stage, spent, summary.get("trust_lo_levels"))
         return Flow([*jobs, job], name=f"{self.campaign} campaign (continued at round {k})")
 
     def round_job(
-        self, state: RoundState, n_labels, converged=False, stage=0, spent=None, stop_reason="", levels=None
+        self, state: RoundState, n_labels, previous: dict | None = None, stage=0, spent=None, levels=None
     ) -> Job:
-        """The job that plans round ``state.round``: ``n_labels`` labels to train on, whether the
-        round before converged, the exploration stage of this round, (labelling budget only)
-        what the rounds before spent (a BudgetSpent dict) and why the round before stopped, and
-        (``trust_lo: adaptive`` only) the adaptive levels of the rounds before (each may be a
-        reference to an output of the round before)."""
-        args = (state, n_labels, converged) if stage == 0 else (state, n_labels, converged, stage)
-        budgeted = {"spent": spent, "stop_reason": stop_reason} if self.select_maker.budget is not None else {}
+        """The job that plans round ``state.round``: ``n_labels`` labels to train on, the stop policy's
+        decision on the round before (``previous``: its ``stop``, ``converged`` and ``stop_reason``,
+        values or references to the round before's SelectionDocument; None before round 0), the
+        exploration stage of this round, (labelling budget only) what the rounds before spent (a
+        BudgetSpent dict), and (``trust_lo: adaptive`` only) the adaptive levels of the rounds before."""
+        staged = {"stage": stage} if stage != 0 else {}
+        budgeted = {"spent": spent} if self.stop_policy.budget is not None else {}
         adaptive = {"levels": levels or []} if self.select_maker.settings.is_adaptive else {}
-        j = self.tag(self.plan_round(*args, **budgeted, **adaptive), state.round, "round", "round")
+        j = self.plan_round(state, n_labels, **(previous or {}), **staged, **budgeted, **adaptive)
+        j = self.tag(j, state.round, "round", "round")
         j.name = "round"
         j.config.expose_store = True  # to find the jobs of round k that finished in an interrupted run
         return j
 
+    def resolved_autotest(self):
+        """The autotest settings with the reference calculator filled in: the ``autotest`` section's
+        own, else the labeller's (an ASE labeller; the campaign file refuses a VASP one)."""
+        auto = self.autotest
+        if auto is None or getattr(auto, "reference", None) is not None:
+            return auto
+        lab = self.label_maker
+        if not isinstance(lab, AseLabelMaker):
+            raise ValueError(
+                "autotest.reference: the labeller is VASP, which the autotest cannot drive; name an ASE calculator"
+            )
+        return auto.model_copy(update={"reference": lab.calculator, "reference_kwargs": dict(lab.calculator_kwargs)})
+
     def autotest_flow(self, final_round: int) -> Flow:
         """The autotest of the final round's ensemble (one job)."""
-        job = autotest_job(self.campaign, final_round, self.autotest, list(self.elements))
+        job = autotest_job(self.campaign, final_round, self.resolved_autotest(), list(self.elements))
         test = self.tag(job, final_round, "autotest", "autotest")
         test.name = "autotest"
         test.config.expose_store = True
@@ -348,18 +349,19 @@ class ActiveLearningMaker(RoundJobs, Maker):
         self,
         state: RoundState,
         n_labels: int,
+        stop: bool = False,
         converged: bool = False,
+        stop_reason: str = "",
         stage: int = 0,
         spent: dict | None = None,
-        stop_reason: str = "",
         levels: list | None = None,
     ):
         """Replace itself with round ``state.round`` (in exploration stage ``stage``; and, through it,
-        the rounds after), or finish when the previous round converged, found its labelling budget
-        spent (``stop_reason`` 'budget') or ``max_rounds`` rounds have trained. ``spent``: what the
-        rounds before spent of the labelling budget; ``levels``: the adaptive lower trust levels of
-        the rounds before (``trust_lo: adaptive``)."""
-        if converged or stop_reason == "budget" or state.round >= self.max_rounds:
+        the rounds after), or finish when the stop policy stopped the campaign after the round before
+        (``stop``; whether it ``converged`` and the ``stop_reason``). ``spent``: what the rounds
+        before spent of the labelling budget; ``levels``: the adaptive lower trust levels of the
+        rounds before (``trust_lo: adaptive``)."""
+        if stop:
             return self.finish(state, n_labels, converged, stop_reason)
         jobs = self.round_jobs(state, n_labels, stage, spent, levels)
         todo, done = drop_completed(jobs, CURRENT_JOB.store)
@@ -372,9 +374,9 @@ class ActiveLearningMaker(RoundJobs, Maker):
             progress.report("round start", k, labels=n_labels, jobs=len(jobs))
         return Response(replace=Flow(todo, name=f"round {k}"))
 
-    def finish(self, state: RoundState, n_labels: int, converged: bool, stop_reason: str = ""):
-        """The campaign's result (and its autotest, if configured) after the last round."""
-        reason = "converged" if converged else ("budget" if stop_reason == "budget" else "round limit")
+    def finish(self, state: RoundState, n_labels: int, converged: bool, reason: str):
+        """The campaign's result (and its autotest, if configured) after the last round; ``reason``:
+        the stop policy's (converged, budget, round limit)."""
         progress.report("finished", state.round - 1, labels=n_labels, reason=reason)
         result = CampaignResult(
             campaign=self.campaign,

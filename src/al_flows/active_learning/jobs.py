@@ -316,6 +316,20 @@ class AseLabelMaker(Maker):
     max_force: float = 50.0
     min_success_fraction: float = 0.5
     label_settings: str = ""
+    labeller_settings: dict = dc_field(default_factory=dict)
+
+    def settings_section(self) -> dict:
+        """The ``labeller`` section of a campaign file with this labeller (JSON data; it names the
+        campaign's fingerprint): ``labeller_settings`` when it was built from one, else the
+        calculator, its keyword arguments and the force limit."""
+        if self.labeller_settings:
+            return dict(self.labeller_settings)
+        return {
+            "kind": "ase",
+            "calculator": self.calculator,
+            "kwargs": dict(self.calculator_kwargs),
+            "max_force": self.max_force,
+        }
 
     @property
     def labeller_name(self) -> str:

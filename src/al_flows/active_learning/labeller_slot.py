@@ -76,6 +76,7 @@ def ase_label_maker(calculator: str, kwargs: dict, max_force: float, min_success
         max_force=max_force,
         min_success_fraction=min_success_fraction,
         label_settings=label_settings_id(config),
+        labeller_settings=config.model_dump(mode="json"),
     )
 
 

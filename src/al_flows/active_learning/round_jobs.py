@@ -31,6 +31,7 @@ class RoundJobs:
     train_maker: Any
     explore_makers: list
     select_maker: Any
+    stop_policy: Any
     label_maker: Any
     property_reference_maker: Any
     seeds: Any
@@ -41,7 +42,7 @@ class RoundJobs:
         """The jobs of round ``round_``'s convergence properties: the labeller's reference (a fixed uuid
         per set of listed properties and settings, so it is computed once and dropped from later rounds
         as completed) and the members' values; [] when no properties are listed."""
-        conv = self.select_maker.properties
+        conv = self.stop_policy.properties
         if conv is None:
             return []
         lab = self.label_maker
@@ -84,6 +85,7 @@ class RoundJobs:
             **extra,
             **measured,
             **diverse,
+            policy=self.stop_policy,
         )
         return self.tag(select, k, "select")
 
@@ -106,7 +108,7 @@ class RoundJobs:
         models = [t.output for t in trains]
         ev = self.tag(evaluate(models, test, self.campaign, k), k, "evaluate")
         ev.name = f"evaluate r{k}"
-        staged = {"stage": stage} if self.select_maker.n_stages > 1 else {}  # stage-free campaigns: as before
+        staged = {"stage": stage} if self.stop_policy.n_stages > 1 else {}  # stage-free campaigns: as before
         explores = [
             self.tag(
                 maker.make(
@@ -125,7 +127,7 @@ class RoundJobs:
         ]
         previous = OutputReference(state.calibration_uuid) if state.calibration_uuid else None
         props = self.property_jobs(models, k)
-        budgeted = {"spent": spent} if self.select_maker.budget is not None else {}
+        budgeted = {"spent": spent} if self.stop_policy.budget is not None else {}
         adaptive = {"levels": levels or []} if self.select_maker.settings.is_adaptive else {}
         sel = self.select_job(explores, dataset, models, props, previous, k, {**staged, **budgeted, **adaptive})
         lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output.stop), k, "label")
@@ -150,13 +152,13 @@ class RoundJobs:
         summ = self.tag(summary, k, "summary")
         summ.name = f"round_summary r{k}"
         following = state.model_copy(update={"round": k + 1, "dataset_uuid": merged.uuid, "calibration_uuid": cal_uuid})
+        decision = {"stop": sel.output.stop, "converged": sel.output.converged, "stop_reason": sel.output.stop_reason}
         nxt = self.round_job(
             following,
             merged.output.n_frames,
-            sel.output.converged,
+            decision,
             sel.output.next_stage if staged else 0,
             summ.output.spent_after if budgeted else None,
-            sel.output.stop_reason if budgeted else "",
             sel.output.trust_lo_levels,
         )
         return [*trains, ev, *props, *explores, sel, lab, *cal_jobs, merged, summ, nxt]

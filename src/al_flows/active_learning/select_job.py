@@ -1,7 +1,7 @@
-"""The selection job of a round: classify the explored frames by the trust window (DP-GEN),
-pick the frames to label (within the labelling budget, :mod:`al_flows.selection.budget`) and decide
-whether the campaign stops, or moves to its next exploration stage, after this round (jobflow Maker
-over :mod:`al_flows.selection`)."""
+"""The selection job of a round: classify the explored frames by the trust window (DP-GEN) and pick
+the frames to label (within the labelling budget, :mod:`al_flows.selection.budget`); the job also
+records the stop policy's decision on the round (:mod:`al_flows.active_learning.stop_policy`), taken
+here because the round's measures are known here (jobflow Maker over :mod:`al_flows.selection`)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,13 @@ import numpy as np
 from jobflow import Maker
 
 from al_flows.active_learning.schemas import ExtensionSelection, SelectionDocument
+from al_flows.active_learning.stop_policy import RoundMeasures, StopDecision, StopPolicy
 from al_flows.frames.dataset import frames_from_bytes, frames_text
 from al_flows.frames.provenance import as_float
 from al_flows.selection.adaptive import levels_settled
-from al_flows.selection.budget import Allowance, BudgetSpent, LabelBudget, allowance
-from al_flows.selection.trust_levels import (
-    SelectionResult,
-    SelectionSettings,
-    StopDecision,
-    select,
-    stop_decision,
-)
-from al_flows.validation.properties import PropertyConvergence
+from al_flows.selection.budget import Allowance, BudgetSpent
+from al_flows.selection.strategies import SelectionResult, select
+from al_flows.selection.trust_levels import SelectionSettings
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job, field, field_or_none, load_ensemble
 
@@ -76,122 +71,36 @@ def records(frames: list, result: SelectionResult, labelled: set[int]) -> list[d
     ]
 
 
-@dataclass(frozen=True)
-class RoundJudgement:
-    """A round's stop decision and the measures it was taken on (:meth:`SelectMaker.judge`): the median
-    survival time (ps; None without ANI-Al trajectories), the property rows and whether they are all
-    within tolerance (None: no properties listed), the adaptive levels and whether they settled ([] and
-    None with a fixed or calibrated level)."""
-
-    decision: StopDecision
-    median_survival_ps: float | None
-    properties: list[dict]
-    properties_met: bool | None
-    levels: list[float]
-    settled: bool | None
-
-
 @dataclass
 class SelectMaker(Maker):
-    """Classify frames as accurate/candidate/failed, pick at most ``max_candidates`` new
-    candidates (fewer when the labelling ``budget`` allows fewer), and decide whether the campaign
-    stops after this round. ``properties``: the autotest properties the campaign converges on
-    (``convergence.properties``), or None; ``step_back_failed_ratio``: an auto schedule's threshold."""
+    """Classify a round's explored frames as accurate/candidate/failed and pick at most
+    ``max_candidates`` new candidates (those of highest priority when the labelling budget allows
+    fewer). Whether the campaign stops after the round is the stop ``policy``'s decision
+    (:class:`~al_flows.active_learning.stop_policy.StopPolicy`), taken in this job because the
+    round's measures are known here; the SelectionDocument records it."""
 
     name: str = "select"
     settings: SelectionSettings = dc_field(default_factory=SelectionSettings)
-    target_accurate_ratio: float | None = 0.95
-    target_survival_ps: float | None = None
-    max_rounds: int = 5
-    n_stages: int = 1
-    step_back_failed_ratio: float | None = None
-    properties: PropertyConvergence | None = None
-    budget: LabelBudget | None = None
 
-    def allowance(self, spent: dict | None) -> Allowance:
-        """The frames a round may label after the rounds before spent ``spent`` (a BudgetSpent as a
-        dict; None: nothing yet); ``n`` None without a budget."""
-        if self.budget is None:
-            return Allowance(None)
-        return allowance(self.budget, BudgetSpent.model_validate(spent or {}))
-
-    def decide(
-        self,
-        accurate_ratio: float,
-        n_explored: int,
-        round: int,
-        median_survival_ps: float | None = None,
-        stage: int = 0,
-        property_results: list[dict] | None = None,
-        failed_ratio: float | None = None,
-        spent: dict | None = None,
-        levels_settled: bool | None = None,
-    ) -> StopDecision:
-        """Whether the campaign stops after ``round`` (in exploration stage ``stage``), and the next
-        round's stage (:func:`al_flows.selection.stop_decision` with this Maker's targets, round
-        limit, number of stages, an auto schedule's step-back threshold and the budget).
-        ``property_results``: the round's property rows (:func:`al_flows.validation.properties.property_result`),
-        judged with this Maker's tolerances; ``failed_ratio``: failed / explored frames of the round;
-        ``spent``: the budget the rounds before it spent; ``levels_settled``: with ``trust_lo: adaptive``,
-        whether the level stopped moving (it replaces the accurate-ratio target), else None."""
-        met = None if self.properties is None else self.properties.met(property_results)
-        return stop_decision(
-            accurate_ratio,
-            n_explored,
-            round,
-            self.target_accurate_ratio,
-            self.max_rounds,
-            median_survival_ps,
-            self.target_survival_ps,
-            stage,
-            self.n_stages,
-            properties_met=met,
-            properties_only=self.properties is not None and self.properties.properties_only,
-            failed_ratio=failed_ratio,
-            step_back_failed_ratio=self.step_back_failed_ratio,
-            budget_spent=self.allowance(spent).n == 0,
-            levels_settled=levels_settled,
-        )
-
-    def decide_from_summary(self, summary: dict) -> StopDecision:
-        """:meth:`decide` again for a stored RoundSummary, with this Maker's (possibly changed) targets."""
-        n_explored = summary["n_explored"]
-        return self.decide(
-            summary["accurate_ratio"],
-            n_explored,
-            summary["round"],
-            summary.get("median_survival_ps"),
-            summary.get("stage") or 0,
-            summary.get("properties"),
-            failed_ratio=summary.get("n_failed", 0) / n_explored if n_explored else None,
-            spent=summary.get("spent_before"),
-            levels_settled=summary.get("levels_settled"),
-        )
-
-    def judge(
-        self,
-        explorations: list,
-        result: SelectionResult,
-        round_: int,
-        stage: int,
-        properties,
-        spent: dict | None,
-        levels: list | None,
-    ) -> RoundJudgement:
-        """What the round measured beyond the classes (the ANI-Al trajectories' median survival time,
-        the convergence properties, the adaptive levels) and the stop decision taken on it all
-        (:meth:`decide`); the arguments as :meth:`make`'s."""
+    def measure(
+        self, explorations: list, result: SelectionResult, properties, levels: list | None
+    ) -> tuple[RoundMeasures, list[float]]:
+        """What the round measured for the stop policy (the classes, the ANI-Al trajectories' median
+        survival time, the convergence-property rows of ``properties``, whether the adaptive levels
+        settled) and the adaptive levels of the last rounds ([] with a fixed or calibrated level);
+        the arguments as :meth:`make`'s."""
         survival = [t for e in explorations for t in (field_or_none(e, "survival_times_ps") or [])]
-        median_survival = float(np.median(survival)) if survival else None
-        prop_rows = list(field(properties, "results")) if properties is not None else []
-        met = self.properties.met(prop_rows) if self.properties is not None else None
         n = result.n_frames
-        failed_ratio = result.n_failed / n if n else None
         history, settled = self.adaptive_levels(levels, result.trust_lo)
-        decision = self.decide(
-            result.accurate_ratio, n, round_, median_survival, stage, prop_rows, failed_ratio, spent, settled
+        measures = RoundMeasures(
+            accurate_ratio=result.accurate_ratio,
+            n_explored=n,
+            median_survival_ps=float(np.median(survival)) if survival else None,
+            property_rows=list(field(properties, "results")) if properties is not None else None,
+            failed_ratio=result.n_failed / n if n else None,
+            levels_settled=settled,
         )
-        return RoundJudgement(decision, median_survival, prop_rows, met, history, settled)
+        return measures, history
 
     def adaptive_levels(self, previous: list | None, level: float) -> tuple[list[float], bool | None]:
         """With ``trust_lo: adaptive``: the levels of the last ``checked_rounds`` rounds ending with this
@@ -226,6 +135,7 @@ class SelectMaker(Maker):
         properties=None,
         models: list | None = None,
         levels: list | None = None,
+        policy: StopPolicy | None = None,
     ) -> SelectionDocument:
         """``calibration``: the previous round's CalibrationDocument, whose next levels replace the
         configured ones (a fit not applied carries the levels in use). ``spent``: the labelling budget
@@ -233,51 +143,51 @@ class SelectMaker(Maker):
         labels those of highest priority and records the others in ``budget_skipped``. ``properties``:
         the round's PropertiesDocument (``convergence.properties``). ``models``: the round's TrainingDocuments,
         given only with ``pick: diverse`` (the first member's atom features, loaded only above the cap).
-        ``levels``: with ``trust_lo: adaptive``, the round before's adaptive levels (``trust_lo_levels``)."""
+        ``levels``: with ``trust_lo: adaptive``, the round before's adaptive levels (``trust_lo_levels``).
+        ``policy``: the campaign's stop policy (default: :class:`StopPolicy`'s defaults)."""
         start = time.perf_counter()
         frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
-        ens_id = field(explorations[0], "ensemble_id") if explorations else ""
         settings = self.round_settings(calibration)
         features = FeatureReader(frames, models) if models is not None else None
         result = select(frames, settings, exclude_ids=exclude_ids, seed=seed, features=features)
-        device = features.device if features is not None else None
-        judged = self.judge(explorations, result, round, stage, properties, spent, levels)
-        decision, prop_rows, met, settled = judged.decision, judged.properties, judged.properties_met, judged.settled
-        allowed = self.allowance(spent)
+        measures, history = self.measure(explorations, result, properties, levels)
+        policy = policy if policy is not None else StopPolicy()
+        decision = policy.decide(measures, round, stage, spent)
+        allowed = policy.allowance(spent)
         keep, skipped = budget_cut(result.priority, allowed.n, decision.stop)
         chosen = [frames[i] for i in sorted(keep)]  # exploration order, as without a budget
         for atoms in chosen:
             atoms.info["selection"] = settings.strategy  # kept with the label (provenance)
-        counts = classes(result, len(frames))
         if skipped:
             progress.report("budget", round, labelled=len(keep), skipped=len(skipped), limit=allowed.limit)
+        device = features.device if features is not None else None
+        met = policy.properties_met(measures.property_rows)
         extra = {
             **({"pick": settings.pick, "device": device} if device else {}),
-            **({"trust_lo": f"{result.trust_lo:.4f}", "settled": settled} if settled is not None else {}),
+            **({"trust_lo": f"{result.trust_lo:.4f}", "settled": measures.levels_settled} if history else {}),
         }
-        report_selection(
-            round, stage, counts, result, decision, len(chosen), prop_rows if met is not None else None, extra
-        )
+        counts = classes(result, len(frames))
+        report_selection(round, stage, counts, result, decision, len(chosen), measures.property_rows, extra)
         return SelectionDocument(
             campaign=campaign,
             round=round,
-            ensemble_id=ens_id,
+            ensemble_id=field(explorations[0], "ensemble_id") if explorations else "",
             **counts,
             n_selected=len(chosen),
             strategy=settings.strategy,
-            median_survival_ps=judged.median_survival_ps,
+            median_survival_ps=measures.median_survival_ps,
             stage=stage,
             next_stage=decision.next_stage,
             converged=decision.converged,
             stop=decision.stop,
             trust_lo=result.trust_lo,
             trust_hi=settings.trust_hi,
-            trust_lo_levels=judged.levels,
-            levels_settled=settled,
-            properties=prop_rows,
+            trust_lo_levels=history,
+            levels_settled=measures.levels_settled,
+            properties=measures.property_rows or [],
             properties_met=met,
             stop_reason=decision.reason,
-            budget=None if self.budget is None else budget_record(allowed, spent),
+            budget=None if policy.budget is None else budget_record(allowed, spent),
             budget_skipped=skipped_records(frames, skipped, len(keep), allowed.reason),
             pick=settings.pick if settings.strategy == "deviation" else None,
             diverse_features=settings.diverse_features if settings.needs_features else None,
@@ -289,17 +199,21 @@ class SelectMaker(Maker):
         )
 
     @al_job(output_schema=ExtensionSelection)
-    def extension(self, selection, campaign: str, round: int, spent: dict | None = None) -> ExtensionSelection:
+    def extension(
+        self, selection, campaign: str, round: int, spent: dict | None = None, policy: StopPolicy | None = None
+    ) -> ExtensionSelection:
         """The frames of round ``round``'s selection (its SelectionDocument ``selection``) that a run
         extending the campaign labels before the next round trains: the round stopped the campaign,
         so its selection was not labelled. ``spent``: what the rounds up to ``round`` spent of the
-        labelling budget (a BudgetSpent dict); a budget that allows fewer frames keeps those of
-        highest priority (:func:`priority_of`) and records the others in ``budget_skipped``. The
-        frames kept are marked ``labelled_on_extension`` (their labels' provenance)."""
+        labelling budget (a BudgetSpent dict) that ``policy`` (the campaign's stop policy) sets; a
+        budget that allows fewer frames keeps those of highest priority (:func:`priority_of`) and
+        records the others in ``budget_skipped``. The frames kept are marked ``labelled_on_extension``
+        (their labels' provenance)."""
         start = time.perf_counter()
         frames = frames_from_bytes(field(selection, "selected_blob"))
         order = priority_of(frames, field_or_none(selection, "priority") or [], field_or_none(selection, "records"))
-        allowed = self.allowance(spent)
+        policy = policy if policy is not None else StopPolicy()
+        allowed = policy.allowance(spent)
         keep, skipped = budget_cut(order, allowed.n, False)
         chosen = [frames[i] for i in sorted(keep)]  # the selection's order, as a round labels
         for atoms in chosen:
@@ -316,7 +230,7 @@ class SelectMaker(Maker):
             round=round,
             n_selected=len(frames),
             n_to_label=len(chosen),
-            budget=None if self.budget is None else budget_record(allowed, spent),
+            budget=None if policy.budget is None else budget_record(allowed, spent),
             budget_skipped=skipped_records(frames, skipped, len(keep), allowed.reason),
             wall_time=time.perf_counter() - start,
             selected_blob=frames_text(chosen),

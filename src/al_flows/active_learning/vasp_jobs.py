@@ -71,6 +71,15 @@ class VaspLabelMaker(Maker):
     static_metadata: dict = dc_field(default_factory=dict)
     static_category: str = "vasp"
     collect_category: str = "cpu"
+    labeller_settings: dict = dc_field(default_factory=dict)
+
+    def settings_section(self) -> dict:
+        """The ``labeller`` section of a campaign file with this labeller (JSON data; it names the
+        campaign's fingerprint): ``labeller_settings`` when it was built from one, else the label
+        settings id of the StaticMaker (a hash of its settings) and the force limit."""
+        if self.labeller_settings:
+            return dict(self.labeller_settings)
+        return {"kind": "vasp", "label_settings": self.label_settings, "max_force": self.max_force}
 
     def make(self, frames, campaign: str, round: int, skip=False) -> Job:
         """``frames``: a reference to a document with ``selected_blob``."""

@@ -167,10 +167,10 @@ def plan_campaign(maker: ActiveLearningMaker, config: CampaignConfig, store: Job
     round, extend a finished campaign whose stop no longer holds (a larger max_rounds or budget,
     another target), or nothing."""
     result, last = campaign_state(store, config)
-    if last is not None and maker.select_maker.budget is not None:  # a budget given now: what was spent
+    if last is not None and maker.stop_policy.budget is not None:  # a budget given now: what was spent
         last = CampaignRecord(store, config.name).with_budget_spent(last)
     if result is not None:
-        again = maker.select_maker.decide_from_summary(last) if last else None
+        again = maker.stop_policy.decide_from_summary(last) if last else None
         if last is not None and again is not None and not again.stop:  # a larger max_rounds, budget or another target
             budget = config.labeller.budget
             return maker.continue_from(last, store), (

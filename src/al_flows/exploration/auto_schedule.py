@@ -4,7 +4,7 @@ DP-GEN users write the conditions of every exploration stage by hand (temperatur
 when to move on). With an auto schedule a user gives bounds instead: ``n_levels`` evenly spaced
 levels from the lowest to the highest condition (MD: temperature and, for NPT, pressure; shear:
 the strain ``gamma_max`` a run goes to). The campaign starts at level 0; after each round
-(:func:`al_flows.selection.trust_levels.stop_decision`):
+(:class:`al_flows.active_learning.stop_policy.StopPolicy`):
 
 - the round met the convergence targets (accurate ratio, ...): the next round explores the next
   level; met at the highest level: the campaign has converged;

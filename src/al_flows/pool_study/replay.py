@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
-from al_flows.selection.trust_levels import SelectionSettings, select
+from al_flows.selection.strategies import select
+from al_flows.selection.trust_levels import SelectionSettings
 
 __all__ = ["ReplayStrategy", "pick_frames", "run_replay"]
 

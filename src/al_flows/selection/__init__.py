@@ -1,4 +1,4 @@
-"""Selection of explored frames: DP-GEN trust levels, the selection strategies, the stop decision, the
+"""Selection of explored frames: DP-GEN trust levels, the selection strategies, the
 calibration of the trust levels, the labelling budget, and diverse picking (farthest-point sampling).
 
 Public names (imported on first use, see :mod:`al_flows.lazy`): ``__all__``.
@@ -10,10 +10,9 @@ from al_flows.lazy import lazy_exports
 
 EXPORTS = {
     "SelectionSettings": "trust_levels",
-    "SelectionResult": "trust_levels",
+    "SelectionResult": "strategies",
     "classify": "trust_levels",
-    "select": "trust_levels",
-    "stop_decision": "trust_levels",
+    "select": "strategies",
     "ACCURATE": "trust_levels",
     "CANDIDATE": "trust_levels",
     "FAILED": "trust_levels",
@@ -29,7 +28,6 @@ __all__ = [
     "SelectionResult",
     "classify",
     "select",
-    "stop_decision",
     "ACCURATE",
     "CANDIDATE",
     "FAILED",
@@ -46,13 +44,5 @@ if TYPE_CHECKING:
     from al_flows.selection.budget import BudgetSpent, LabelBudget, allowance
     from al_flows.selection.calibration import CalibrationSettings
     from al_flows.selection.diversity import diverse_pick, farthest_point_sampling
-    from al_flows.selection.trust_levels import (
-        ACCURATE,
-        CANDIDATE,
-        FAILED,
-        SelectionResult,
-        SelectionSettings,
-        classify,
-        select,
-        stop_decision,
-    )
+    from al_flows.selection.strategies import SelectionResult, select
+    from al_flows.selection.trust_levels import ACCURATE, CANDIDATE, FAILED, SelectionSettings, classify

@@ -12,7 +12,7 @@ run that reported no timings (a crashed job), the estimate.
 A round whose allowance (:func:`allowance`) is smaller than its selection labels the frames of
 highest priority (the order of :attr:`al_flows.selection.trust_levels.SelectionResult.priority`) and
 records the rest as skipped; a round whose allowance is zero stops the campaign (stop reason
-``budget``, :func:`al_flows.selection.trust_levels.stop_decision`).
+``budget``, :class:`al_flows.active_learning.stop_policy.StopPolicy`).
 """
 
 from __future__ import annotations

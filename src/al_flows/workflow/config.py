@@ -276,25 +276,37 @@ class CampaignBase(Settings):
         return v
 
     def fingerprint_settings(self) -> dict:
-        """The settings that define the results, as JSON data: everything but the keys listed
-        in :data:`NOT_FINGERPRINTED` (where to store, where and how fast to run, how to handle
-        failures, when to stop)."""
-        fields = type(self).model_fields
-        exclude: dict = {}
-        for key, sub in NOT_FINGERPRINTED.items():
-            if key not in fields:
-                continue
-            if sub is True:
-                exclude[key] = True
-            elif key == "explorers":
-                exclude[key] = {"__all__": set(sub)}
-            else:
-                exclude[key] = set(sub)
-        return omit_added_defaults(self.model_dump(mode="json", exclude=exclude))
+        """The settings that define the results, as JSON data (:func:`fingerprinted`)."""
+        return fingerprinted(self.model_dump(mode="json"))
 
     def fingerprint(self) -> str:
-        """Hash of :meth:`fingerprint_settings`; it names the campaign's jobs and results."""
-        return hashlib.sha1(json.dumps(self.fingerprint_settings(), sort_keys=True).encode()).hexdigest()[:16]
+        """The hash that names the campaign's jobs and results (:func:`fingerprint_of`)."""
+        return fingerprint_of(self.model_dump(mode="json"))
+
+
+def fingerprinted(settings: dict) -> dict:
+    """``settings`` (a campaign's settings as JSON data, in a campaign file's shape; not changed)
+    without the keys listed in :data:`NOT_FINGERPRINTED` (where to store, where and how fast to run,
+    how to handle failures, when to stop) and the keys of :data:`OMITTED_AT_DEFAULT` at their listed
+    value."""
+    data = json.loads(json.dumps(settings))
+    for key, sub in NOT_FINGERPRINTED.items():
+        if key not in data:
+            continue
+        if sub is True:
+            del data[key]
+            continue
+        for item in data[key] if isinstance(data[key], list) else [data[key]]:
+            for name in sub if isinstance(item, dict) else ():
+                item.pop(name, None)
+    return omit_added_defaults(data)
+
+
+def fingerprint_of(settings: dict) -> str:
+    """16 hex characters naming a campaign: the hash of :func:`fingerprinted` ``settings``. The one
+    fingerprint of both a campaign file (:meth:`CampaignBase.fingerprint`) and a campaign built in
+    Python (:meth:`al_flows.active_learning.flows.ActiveLearningMaker.fingerprint_settings`)."""
+    return hashlib.sha1(json.dumps(fingerprinted(settings), sort_keys=True).encode()).hexdigest()[:16]
 
 
 # Keys left out of the fingerprint (docs/configuration.md lists them): changing them on an
