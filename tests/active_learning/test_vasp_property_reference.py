@@ -17,6 +17,7 @@ from tests.vasp_standin.standin import LOG_ENV, REFERENCE_SHIFTS, install_wrappe
 
 from al_flows.active_learning import builders
 from al_flows.active_learning.flows import ActiveLearningMaker
+from al_flows.active_learning.stop_policy import StopPolicy
 from al_flows.active_learning.vasp_jobs import VaspLabelMaker
 from al_flows.active_learning.vasp_property_jobs import VaspPropertyReferenceMaker, ground_state, reference_values
 from al_flows.campaign.config import ConfigError, validate_campaign
@@ -136,12 +137,10 @@ def test_campaign_file_with_a_vasp_labeller(tiny_dict):
 def test_python_api_builds_the_vasp_reference_from_the_label_maker():
     label = VaspLabelMaker(static_maker=static_maker(vasp_labeller()), labeller_name="vasp:pnnl-cuni")
     conv = PropertyConvergence(targets=[PropertyTarget(name="B", element="Cu")])
-    maker = ActiveLearningMaker(label_maker=label, select_maker=ActiveLearningMaker().select_maker)
+    maker = ActiveLearningMaker(label_maker=label)
     assert maker.property_reference_maker is None  # no properties, no reference
-    from dataclasses import replace
-
-    maker = ActiveLearningMaker(label_maker=label, select_maker=replace(maker.select_maker, properties=conv))
+    maker = ActiveLearningMaker(label_maker=label, stop_policy=StopPolicy(properties=conv))
     assert maker.property_reference_maker.static_maker is label.static_maker
     bad = PropertyConvergence(targets=[PropertyTarget(name="E_vac", element="Cu")])
     with pytest.raises(ValueError, match=r"stop_policy.properties\[0\].name: 'E_vac' has no VASP reference"):
-        ActiveLearningMaker(label_maker=label, select_maker=replace(maker.select_maker, properties=bad))
+        ActiveLearningMaker(label_maker=label, stop_policy=StopPolicy(properties=bad))
