@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass
 
 import pytest
 from ase.calculators.emt import EMT
-from jobflow import JobStore, run_locally
+from jobflow import JobStore, Maker, job, run_locally
 from maggma.stores import MemoryStore
 from pymatgen.io.vasp import Kpoints
 from tests.vasp_standin.standin import LOG_ENV, REFERENCE_SHIFTS, install_wrapper
@@ -23,6 +24,7 @@ from al_flows.campaign.config import ConfigError, validate_campaign
 from al_flows.labelling.vasp_inputs import REFERENCE_KPOINTS, static_maker
 from al_flows.validation.properties import PropertyConvergence, PropertyTarget, property_values
 from al_flows.workflow.config import VaspLabeller
+from al_flows.workflow.jobs import DATA_STORE, FAILURE_KEY, route
 
 pytest.importorskip("atomate2")
 
@@ -145,3 +147,46 @@ def test_python_api_builds_the_vasp_reference_from_the_label_maker():
     bad = PropertyConvergence(targets=[PropertyTarget(name="E_vac", element="Cu")])
     with pytest.raises(ValueError, match=r"select_maker.properties\[0\].name: 'E_vac' has no VASP reference"):
         ActiveLearningMaker(label_maker=label, select_maker=replace(maker.select_maker, properties=bad))
+
+
+@job
+def bad_eos_output(structure) -> dict:
+    return {"relax": {"EOS": {"birch_murnaghan": {}}}}  # a fit without v0
+
+
+@dataclass
+class BadEosMaker(Maker):
+    name: str = "bad eos"
+
+    def make(self, structure):
+        return bad_eos_output(structure)
+
+
+@dataclass
+class UnreachedElasticMaker(Maker):
+    name: str = "unreached elastic"
+
+    def make(self, structure):
+        return bad_eos_output(structure)  # never runs: the structure it needs is never made
+
+
+def test_failures_of_the_scaling_and_collect_jobs_are_recorded_in_the_store():
+    store = JobStore(MemoryStore(), additional_stores={DATA_STORE: MemoryStore()})
+    maker = VaspPropertyReferenceMaker(
+        eos_maker=BadEosMaker(), elastic_maker=UnreachedElasticMaker(), metadata={"fingerprint": "fp"}
+    )
+    conv = PropertyConvergence(targets=[PropertyTarget(name="C11", element="Cu", tolerance=1.0)])
+    dispatch = route(maker.make(conv, "camp"), "cpu")  # the campaign routes it (RoundJobs.tag)
+    run_locally(dispatch, store=store, create_folders=False, log=False)
+
+    failed = store.docs_store.query({FAILURE_KEY: {"$exists": True}})
+    records = {d[FAILURE_KEY]["job_name"]: d[FAILURE_KEY] for d in failed}
+    assert set(records) == {"at eos volume Cu", "collect_vasp_properties"}
+    scaling, collect = records["at eos volume Cu"], records["collect_vasp_properties"]
+    assert scaling["reason"] == "KeyError: 'v0'"
+    assert (scaling["campaign"], scaling["fingerprint"], scaling["stage"]) == ("camp", "fp", "property_reference_vasp")
+    assert collect["reason"] == (
+        "ValueError: VASP property reference of Cu: the elastic flow left no output (see its VASP jobs' failures); "
+        "fix them and run the campaign again"
+    )
+    assert (collect["campaign"], collect["fingerprint"]) == ("camp", "fp")
