@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from al_flows.selection.diversity import diverse_pick, farthest_point_sampling, feature_scale, hausdorff
 from al_flows.selection.trust_levels import SelectionSettings, select
-from conftest import frames_with_deviations
+from helpers import frames_with_deviations
 
 
 def _features_of(table):
@@ -152,7 +152,7 @@ def test_diverse_needs_features_and_other_strategies_ignore_pick():
 
 def test_bad_values_give_one_line_errors():
     from al_flows.campaign.config import ConfigError, validate_campaign
-    from conftest import TINY
+    from helpers import TINY
 
     for selection, words in (
         ({"pick": "diverse2"}, "selection.pick"),
@@ -169,7 +169,7 @@ def test_bad_values_give_one_line_errors():
 
 def test_fingerprint_unchanged_by_the_default_and_changed_by_diverse():
     from al_flows.campaign.config import validate_campaign
-    from conftest import TINY
+    from helpers import TINY
 
     base = validate_campaign(TINY).fingerprint()
     assert base == "fa122faf91dd4d02"  # the pinned fingerprint of tests/campaign/test_config.py
