@@ -21,9 +21,8 @@ from al_flows.active_learning.flows import ActiveLearningMaker
 from al_flows.active_learning.vasp_jobs import VaspLabelMaker
 from al_flows.active_learning.vasp_property_jobs import VaspPropertyReferenceMaker, ground_state, reference_values
 from al_flows.campaign.config import ConfigError, validate_campaign
-from al_flows.labelling.vasp_inputs import REFERENCE_KPOINTS, static_maker
+from al_flows.labelling.vasp_inputs import REFERENCE_KPOINTS, VaspInputSettings, static_maker
 from al_flows.validation.properties import PropertyConvergence, PropertyTarget, property_values
-from al_flows.workflow.config import VaspLabeller
 from al_flows.workflow.jobs import DATA_STORE, FAILURE_KEY, route
 
 pytest.importorskip("atomate2")
@@ -39,8 +38,8 @@ NAMES = ["a0", "v0", "e0", "B", "C11", "C12", "C44"]
 TOLERANCE = {"a0": 1e-3, "v0": 1e-2, "e0": 1e-3, "B": 1.5, "C11": 1.5, "C12": 1.5, "C44": 1.5}
 
 
-def vasp_labeller(**extra) -> VaspLabeller:
-    return VaspLabeller(potcar_spec=True, vasp_cmd="vasp_std", custodian=FAST_CUSTODIAN, **extra)
+def vasp_settings(**extra) -> VaspInputSettings:
+    return VaspInputSettings(potcar_spec=True, vasp_cmd="vasp_std", custodian=FAST_CUSTODIAN, **extra)
 
 
 def test_values_from_atomate2_flows_equal_the_labellers_surface(tmp_path, monkeypatch):
@@ -50,7 +49,7 @@ def test_values_from_atomate2_flows_equal_the_labellers_surface(tmp_path, monkey
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv(LOG_ENV, str(log))
     conv = PropertyConvergence(targets=[PropertyTarget(name=n, element="Cu", tolerance=1.0) for n in NAMES])
-    maker = VaspPropertyReferenceMaker(static_maker=static_maker(vasp_labeller()), reference="vasp:pnnl-cuni")
+    maker = VaspPropertyReferenceMaker(static_maker=static_maker(vasp_settings()), reference="vasp:pnnl-cuni")
     job = maker.make(conv, "ref")
     store = JobStore(MemoryStore())
     (tmp_path / "jobs").mkdir()
@@ -89,7 +88,7 @@ def test_reference_values_from_hand_made_outputs():
 
 
 def test_makers_carry_the_labellers_settings_and_the_reference_kpoints():
-    maker = VaspPropertyReferenceMaker(static_maker=static_maker(vasp_labeller(incar={"ENCUT": 400.0})))
+    maker = VaspPropertyReferenceMaker(static_maker=static_maker(vasp_settings(incar={"ENCUT": 400.0})))
     for relax in (maker.eos_maker.eos_relax_maker, maker.elastic_maker.elastic_relax_maker):
         gen = relax.input_set_generator
         incar = gen.get_input_set(ground_state("Cu", "fcc"), potcar_spec=True).incar  # what VASP would read
@@ -99,7 +98,7 @@ def test_makers_carry_the_labellers_settings_and_the_reference_kpoints():
         assert gen.user_kpoints_settings == REFERENCE_KPOINTS and relax.write_input_set_kwargs == {"potcar_spec": True}
         assert relax.run_vasp_kwargs["vasp_cmd"] == "vasp_std"
     assert maker.eos_maker.initial_relax_maker is None and maker.elastic_maker.bulk_relax_maker is None
-    grid = VaspPropertyReferenceMaker(static_maker=static_maker(vasp_labeller()), kpoints={"grid": (9, 9, 9)})
+    grid = VaspPropertyReferenceMaker(static_maker=static_maker(vasp_settings()), kpoints={"grid": (9, 9, 9)})
     kpoints = grid.eos_maker.eos_relax_maker.input_set_generator.user_kpoints_settings
     assert isinstance(kpoints, Kpoints) and tuple(kpoints.kpts[0]) == (9, 9, 9)
 
@@ -136,7 +135,7 @@ def test_campaign_file_with_a_vasp_labeller(tiny_dict):
 
 
 def test_python_api_builds_the_vasp_reference_from_the_label_maker():
-    label = VaspLabelMaker(static_maker=static_maker(vasp_labeller()), labeller_name="vasp:pnnl-cuni")
+    label = VaspLabelMaker(static_maker=static_maker(vasp_settings()), labeller_name="vasp:pnnl-cuni")
     conv = PropertyConvergence(targets=[PropertyTarget(name="B", element="Cu")])
     maker = ActiveLearningMaker(label_maker=label, select_maker=ActiveLearningMaker().select_maker)
     assert maker.property_reference_maker is None  # no properties, no reference
