@@ -309,10 +309,10 @@ def test_loop_md_names_the_info_keys_an_export_writes(tmp_path):
     ``write_plain_extxyz`` writes (``ensemble_id``, not the store's ``model_id``), as ``ase.io.read``
     gives them back for an initial and an explored frame shaped like a campaign's labels."""
     from ase.io import read
-    from tests.conftest import emt_labelled_multilayer
     from tests.frames.test_extxyz_export import EXPLORED, INITIAL
 
     from al_flows.frames.dataset import Dataset, write_plain_extxyz
+    from helpers import emt_labelled_multilayer
 
     frames = []
     for k, info in enumerate([INITIAL, {**EXPLORED, "task_uuid": "9f1c2d3e-uuid"}]):

@@ -154,7 +154,7 @@ def test_pool_study_maker_takes_structures_too():
     from al_flows.campaign.config import validate_campaign
     from al_flows.pool_study.flows import PoolStudyMaker
     from al_flows.structures.initial_data import build_structures
-    from pool_study.test_pool_study_flow import TINY_STUDY  # tests/ is on sys.path (as for conftest)
+    from pool_study.test_pool_study_flow import TINY_STUDY  # tests/ is on sys.path (as for helpers)
 
     config = validate_campaign(copy.deepcopy(TINY_STUDY))
     maker = PoolStudyMaker(config=config)

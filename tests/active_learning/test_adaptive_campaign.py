@@ -12,7 +12,7 @@ import pytest
 from al_flows.active_learning.flows import ActiveLearningMaker
 from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.run import open_store, run_campaign
-from conftest import TINY
+from helpers import TINY
 
 N_CANDIDATES = 2
 

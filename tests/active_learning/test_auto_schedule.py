@@ -101,7 +101,7 @@ def test_the_select_job_steps_back_from_the_failed_frames_it_counts():
     from al_flows.active_learning.stop_policy import StopPolicy
     from al_flows.frames.dataset import frames_text
     from al_flows.selection.trust_levels import SelectionSettings
-    from conftest import frames_with_deviations
+    from helpers import frames_with_deviations
 
     maker = SelectMaker(settings=SelectionSettings(trust_lo=0.05, trust_hi=0.3, max_candidates=2))
     policy = StopPolicy(accurate_ratio=0.9, max_rounds=10, n_stages=3, step_back_failed_ratio=0.2)
@@ -119,13 +119,12 @@ def test_the_select_job_steps_back_from_the_failed_frames_it_counts():
 
 
 def test_a_shear_campaign_climbs_its_strain_levels_and_converges_at_the_top(tmp_path):
-    from tests.conftest import TINY
-
     from al_flows.campaign.config import validate_campaign
     from al_flows.campaign.run import run_campaign
     from al_flows.campaign.stores import make_job_store
     from al_flows.frames.dataset import frames_from_bytes
     from al_flows.workflow.jobs import latest_outputs
+    from helpers import TINY
 
     d = copy.deepcopy(TINY)
     d["name"] = "tiny-auto"

@@ -4,7 +4,6 @@ import copy
 
 import pytest
 from ase.calculators.emt import EMT
-from tests.conftest import QUICK_AUTOTEST as QUICK
 
 from al_flows.active_learning.autotest_jobs import final_models
 from al_flows.campaign.config import ConfigError, validate_campaign
@@ -12,6 +11,7 @@ from al_flows.campaign.run import run_campaign
 from al_flows.campaign.stores import make_job_store
 from al_flows.validation.autotest import AutotestSettings, compute_properties
 from al_flows.workflow.jobs import latest_outputs, load_ensemble
+from helpers import QUICK_AUTOTEST as QUICK
 
 
 def test_autotest_runs_after_the_last_round(tiny_dict, tmp_path):

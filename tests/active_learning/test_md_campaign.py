@@ -14,7 +14,7 @@ from al_flows.workflow.jobs import latest_outputs
 def md_campaign(tmp_path_factory):
     import copy
 
-    from tests.conftest import TINY
+    from helpers import TINY
 
     d = copy.deepcopy(TINY)
     d["name"] = "tiny-md"

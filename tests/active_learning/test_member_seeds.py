@@ -4,7 +4,6 @@ and each member starts from its own initial weights, drawn from that seed."""
 from dataclasses import replace
 
 import torch
-from tests.conftest import emt_labelled_multilayer
 
 from al_flows.active_learning import ActiveLearningMaker
 from al_flows.active_learning.jobs import TrainMemberMaker, merge_labels
@@ -13,6 +12,7 @@ from al_flows.campaign.config import validate_campaign
 from al_flows.frames.dataset import frames_text
 from al_flows.potential import training as training_module
 from al_flows.potential.model import TrainingSettings
+from helpers import emt_labelled_multilayer
 
 
 def _train_jobs(maker: ActiveLearningMaker, round_: int) -> list:

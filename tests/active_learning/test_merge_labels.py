@@ -4,13 +4,13 @@ campaign allows it explicitly (``labeller.allow_mixed_settings``, ``ActiveLearni
 from dataclasses import replace
 
 import pytest
-from tests.conftest import emt_labelled_multilayer
 
 from al_flows.active_learning import ActiveLearningMaker
 from al_flows.active_learning.jobs import LabellingError, merge_labels
 from al_flows.active_learning.schemas import RoundState
 from al_flows.campaign.config import validate_campaign
 from al_flows.frames.dataset import frames_from_bytes, frames_text
+from helpers import emt_labelled_multilayer
 
 merge = merge_labels.original
 

@@ -11,7 +11,6 @@ import shutil
 import numpy as np
 import pytest
 from ase.calculators.emt import EMT
-from tests.conftest import TINY
 
 from al_flows.active_learning.autotest_jobs import final_models
 from al_flows.active_learning.stop_policy import RoundMeasures, StopPolicy, stop_decision
@@ -24,6 +23,7 @@ from al_flows.potential.weights import weights_bytes
 from al_flows.validation.autotest import AutotestSettings
 from al_flows.validation.properties import PropertyConvergence, PropertyTarget, property_values
 from al_flows.workflow.jobs import latest_outputs
+from helpers import TINY
 
 A0, B = PropertyTarget(name="a0", element="Cu", tolerance=0.02), PropertyTarget(name="B", element="Cu", tolerance=10.0)
 

@@ -5,7 +5,6 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from jobflow import Flow, JobStore, job, run_locally
 from jobflow.core.reference import OutputReference
 from maggma.stores import MemoryStore
-from tests.conftest import emt_labelled_multilayer
 
 from al_flows.active_learning import ActiveLearningMaker
 from al_flows.active_learning.jobs import AseLabelMaker, merge_labels
@@ -14,6 +13,7 @@ from al_flows.campaign.config import validate_campaign
 from al_flows.frames.dataset import frame_id, frames_from_bytes, frames_text
 from al_flows.selection.trust_levels import SelectionSettings
 from al_flows.workflow.jobs import DATA_STORE
+from helpers import emt_labelled_multilayer
 
 
 def _dataset_and_exploration(label_settings: str = ""):

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass
 
 import pytest
 from ase.calculators.emt import EMT
-from jobflow import JobStore, run_locally
+from jobflow import JobStore, Maker, job, run_locally
 from maggma.stores import MemoryStore
 from pymatgen.io.vasp import Kpoints
 from tests.vasp_standin.standin import LOG_ENV, REFERENCE_SHIFTS, install_wrapper
@@ -21,9 +22,9 @@ from al_flows.active_learning.stop_policy import StopPolicy
 from al_flows.active_learning.vasp_jobs import VaspLabelMaker
 from al_flows.active_learning.vasp_property_jobs import VaspPropertyReferenceMaker, ground_state, reference_values
 from al_flows.campaign.config import ConfigError, validate_campaign
-from al_flows.labelling.vasp_inputs import REFERENCE_KPOINTS, static_maker
+from al_flows.labelling.vasp_inputs import REFERENCE_KPOINTS, VaspInputSettings, static_maker
 from al_flows.validation.properties import PropertyConvergence, PropertyTarget, property_values
-from al_flows.workflow.config import VaspLabeller
+from al_flows.workflow.jobs import DATA_STORE, FAILURE_KEY, route
 
 pytest.importorskip("atomate2")
 
@@ -38,8 +39,8 @@ NAMES = ["a0", "v0", "e0", "B", "C11", "C12", "C44"]
 TOLERANCE = {"a0": 1e-3, "v0": 1e-2, "e0": 1e-3, "B": 1.5, "C11": 1.5, "C12": 1.5, "C44": 1.5}
 
 
-def vasp_labeller(**extra) -> VaspLabeller:
-    return VaspLabeller(potcar_spec=True, vasp_cmd="vasp_std", custodian=FAST_CUSTODIAN, **extra)
+def vasp_settings(**extra) -> VaspInputSettings:
+    return VaspInputSettings(potcar_spec=True, vasp_cmd="vasp_std", custodian=FAST_CUSTODIAN, **extra)
 
 
 def test_values_from_atomate2_flows_equal_the_labellers_surface(tmp_path, monkeypatch):
@@ -49,7 +50,7 @@ def test_values_from_atomate2_flows_equal_the_labellers_surface(tmp_path, monkey
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv(LOG_ENV, str(log))
     conv = PropertyConvergence(targets=[PropertyTarget(name=n, element="Cu", tolerance=1.0) for n in NAMES])
-    maker = VaspPropertyReferenceMaker(static_maker=static_maker(vasp_labeller()), reference="vasp:pnnl-cuni")
+    maker = VaspPropertyReferenceMaker(static_maker=static_maker(vasp_settings()), reference="vasp:pnnl-cuni")
     job = maker.make(conv, "ref")
     store = JobStore(MemoryStore())
     (tmp_path / "jobs").mkdir()
@@ -88,7 +89,7 @@ def test_reference_values_from_hand_made_outputs():
 
 
 def test_makers_carry_the_labellers_settings_and_the_reference_kpoints():
-    maker = VaspPropertyReferenceMaker(static_maker=static_maker(vasp_labeller(incar={"ENCUT": 400.0})))
+    maker = VaspPropertyReferenceMaker(static_maker=static_maker(vasp_settings(incar={"ENCUT": 400.0})))
     for relax in (maker.eos_maker.eos_relax_maker, maker.elastic_maker.elastic_relax_maker):
         gen = relax.input_set_generator
         incar = gen.get_input_set(ground_state("Cu", "fcc"), potcar_spec=True).incar  # what VASP would read
@@ -98,7 +99,7 @@ def test_makers_carry_the_labellers_settings_and_the_reference_kpoints():
         assert gen.user_kpoints_settings == REFERENCE_KPOINTS and relax.write_input_set_kwargs == {"potcar_spec": True}
         assert relax.run_vasp_kwargs["vasp_cmd"] == "vasp_std"
     assert maker.eos_maker.initial_relax_maker is None and maker.elastic_maker.bulk_relax_maker is None
-    grid = VaspPropertyReferenceMaker(static_maker=static_maker(vasp_labeller()), kpoints={"grid": (9, 9, 9)})
+    grid = VaspPropertyReferenceMaker(static_maker=static_maker(vasp_settings()), kpoints={"grid": (9, 9, 9)})
     kpoints = grid.eos_maker.eos_relax_maker.input_set_generator.user_kpoints_settings
     assert isinstance(kpoints, Kpoints) and tuple(kpoints.kpts[0]) == (9, 9, 9)
 
@@ -135,7 +136,7 @@ def test_campaign_file_with_a_vasp_labeller(tiny_dict):
 
 
 def test_python_api_builds_the_vasp_reference_from_the_label_maker():
-    label = VaspLabelMaker(static_maker=static_maker(vasp_labeller()), labeller_name="vasp:pnnl-cuni")
+    label = VaspLabelMaker(static_maker=static_maker(vasp_settings()), labeller_name="vasp:pnnl-cuni")
     conv = PropertyConvergence(targets=[PropertyTarget(name="B", element="Cu")])
     maker = ActiveLearningMaker(label_maker=label)
     assert maker.property_reference_maker is None  # no properties, no reference
@@ -144,3 +145,46 @@ def test_python_api_builds_the_vasp_reference_from_the_label_maker():
     bad = PropertyConvergence(targets=[PropertyTarget(name="E_vac", element="Cu")])
     with pytest.raises(ValueError, match=r"stop_policy.properties\[0\].name: 'E_vac' has no VASP reference"):
         ActiveLearningMaker(label_maker=label, stop_policy=StopPolicy(properties=bad))
+
+
+@job
+def bad_eos_output(structure) -> dict:
+    return {"relax": {"EOS": {"birch_murnaghan": {}}}}  # a fit without v0
+
+
+@dataclass
+class BadEosMaker(Maker):
+    name: str = "bad eos"
+
+    def make(self, structure):
+        return bad_eos_output(structure)
+
+
+@dataclass
+class UnreachedElasticMaker(Maker):
+    name: str = "unreached elastic"
+
+    def make(self, structure):
+        return bad_eos_output(structure)  # never runs: the structure it needs is never made
+
+
+def test_failures_of_the_scaling_and_collect_jobs_are_recorded_in_the_store():
+    store = JobStore(MemoryStore(), additional_stores={DATA_STORE: MemoryStore()})
+    maker = VaspPropertyReferenceMaker(
+        eos_maker=BadEosMaker(), elastic_maker=UnreachedElasticMaker(), metadata={"fingerprint": "fp"}
+    )
+    conv = PropertyConvergence(targets=[PropertyTarget(name="C11", element="Cu", tolerance=1.0)])
+    dispatch = route(maker.make(conv, "camp"), "cpu")  # the campaign routes it (RoundJobs.tag)
+    run_locally(dispatch, store=store, create_folders=False, log=False)
+
+    failed = store.docs_store.query({FAILURE_KEY: {"$exists": True}})
+    records = {d[FAILURE_KEY]["job_name"]: d[FAILURE_KEY] for d in failed}
+    assert set(records) == {"at eos volume Cu", "collect_vasp_properties"}
+    scaling, collect = records["at eos volume Cu"], records["collect_vasp_properties"]
+    assert scaling["reason"] == "KeyError: 'v0'"
+    assert (scaling["campaign"], scaling["fingerprint"], scaling["stage"]) == ("camp", "fp", "property_reference_vasp")
+    assert collect["reason"] == (
+        "ValueError: VASP property reference of Cu: the elastic flow left no output (see its VASP jobs' failures); "
+        "fix them and run the campaign again"
+    )
+    assert (collect["campaign"], collect["fingerprint"]) == ("camp", "fp")

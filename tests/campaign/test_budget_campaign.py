@@ -11,7 +11,7 @@ import json
 from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.record import CampaignRecord
 from al_flows.campaign.run import open_store, run_campaign
-from conftest import TINY
+from helpers import TINY
 
 
 def budgeted(labels_total: int) -> dict:

@@ -17,7 +17,7 @@ from al_flows.frames.dataset import Dataset
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    from tests.conftest import TINY
+    from helpers import TINY
 
     config = validate_campaign(TINY)
     workdir = tmp_path_factory.mktemp("campaign")
@@ -90,7 +90,7 @@ def test_store_is_queried_back_from_a_new_process(finished):
         from al_flows.potential.ensemble import Ensemble
         from al_flows.frames.dataset import frames_from_bytes
         from al_flows.potential.weights import weights_bytes
-        from tests.conftest import TINY
+        from helpers import TINY
         config = validate_campaign(TINY)
         store = open_store(config, {str(workdir)!r})
         rep = build_report(store, config)

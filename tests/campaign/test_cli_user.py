@@ -32,7 +32,7 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 def campaign(tmp_path_factory):
     """The tiny campaign (two rounds), finished, and its record (the store is closed again before the
     CLI reads it)."""
-    from tests.conftest import TINY
+    from helpers import TINY
 
     config = validate_campaign(copy.deepcopy(TINY))
     workdir = tmp_path_factory.mktemp("user") / "run"
@@ -81,7 +81,7 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int | bytes]]:
 
 
 def tiny_yaml(folder: Path, **changes) -> Path:
-    from tests.conftest import TINY
+    from helpers import TINY
 
     data = copy.deepcopy(TINY) | changes
     path = folder / f"{data['name']}.yaml"
@@ -313,7 +313,7 @@ def test_status_of_a_missing_workdir_says_it_does_not_exist(tmp_path):
 
 
 def test_a_refused_run_prints_nothing_and_creates_nothing(tmp_path):
-    from tests.conftest import TINY
+    from helpers import TINY
 
     data = copy.deepcopy(TINY)
     data["initial"]["structures"] = [{"kind": "file", "path": "absent.extxyz"}]
@@ -325,7 +325,7 @@ def test_a_refused_run_prints_nothing_and_creates_nothing(tmp_path):
 
 
 def test_a_type_error_echoes_the_value_and_names_the_file_by_its_path(tmp_path):
-    from tests.conftest import TINY
+    from helpers import TINY
 
     folder = tmp_path / "sub"
     folder.mkdir()

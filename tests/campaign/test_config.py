@@ -115,7 +115,7 @@ def test_fingerprint_is_stable_across_versions():
     """A work directory made by an earlier version must still continue: the settings fingerprint
     of a fixed campaign does not change when keys that do not change results are added
     (store secrets, failure handling: training.max_retries, ...)."""
-    from tests.conftest import TINY
+    from helpers import TINY
 
     # 0.2.0 left the when-to-stop keys (max_rounds, convergence) and the run-time keys out of the
     # fingerprint, shear max_steps defaults to what gamma_max needs (None) instead of 30, and the
@@ -126,7 +126,7 @@ def test_fingerprint_is_stable_across_versions():
     assert validate_campaign(retried).fingerprint() == "fa122faf91dd4d02"
 
 
-# One science key of every section of the tiny campaign (tests/conftest.py): (section path, key, new value).
+# One science key of every section of the tiny campaign (tests/helpers.py): (section path, key, new value).
 SCIENCE_CHANGES = [
     (("model",), "n_atom_basis", 32),
     (("model",), "cutoff", 4.5),
@@ -236,9 +236,8 @@ def test_every_example_reads_back_from_its_stored_copy(name, tmp_path):
 def test_a_shear_schedule_reads_back_from_its_stored_copy(tmp_path):
     import copy
 
-    from tests.conftest import TINY
-
     from al_flows.campaign.run import load_workdir_campaign, remember_campaign
+    from helpers import TINY
 
     d = copy.deepcopy(TINY)
     shear = {k: v for k, v in d["explorers"][0].items() if k != "gamma_max"}

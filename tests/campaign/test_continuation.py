@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY
+from helpers import TINY
 
 EXE = shutil.which("al-flows", path=str(Path(sys.executable).parent)) or "al-flows"
 TESTS = Path(__file__).resolve().parents[1]  # tests/ (failing_calculator.py)

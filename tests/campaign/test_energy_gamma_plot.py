@@ -5,13 +5,13 @@ from ase.calculators.emt import EMT
 from ase.optimize import BFGS
 from jobflow import JobStore
 from maggma.stores import MemoryStore
-from tests.conftest import TINY
 
 from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.shear_paths import energy_vs_gamma_data, labeller_shear_paths, unsheared_references
 from al_flows.exploration.shear import ShearSettings, explore_shear
 from al_flows.frames.dataset import frames_text
 from al_flows.structures.multilayer import cuni_multilayer
+from helpers import TINY
 
 
 def _path(source, round_, parent, gamma, energy, n_atoms=4, run=0):

@@ -10,7 +10,6 @@ import pytest
 from ase.io import read, write
 from jobflow import JobStore
 from maggma.stores import MemoryStore
-from tests.conftest import emt_labelled_multilayer
 
 from al_flows.campaign.export import ExportError, export_model
 from al_flows.campaign.record import CampaignRecord
@@ -18,6 +17,7 @@ from al_flows.potential.ensemble import Ensemble
 from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.potential.training import train_member
 from al_flows.potential.weights import weights_text
+from helpers import emt_labelled_multilayer
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "models.md").read_text()
 EXAMPLE = re.search(

@@ -18,7 +18,7 @@ from al_flows.campaign.record import CampaignRecord
 from al_flows.campaign.run import live_progress, open_store, plan_campaign, prepare_store, run_campaign
 from al_flows.frames.dataset import frames_from_bytes
 from al_flows.workflow.jobs import stable_uuid
-from conftest import TINY
+from helpers import TINY
 
 
 def settings(max_rounds: int) -> dict:

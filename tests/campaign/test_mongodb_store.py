@@ -13,6 +13,7 @@ from al_flows.campaign.report_json import build_report
 from al_flows.campaign.run import run_campaign
 from al_flows.campaign.stores import describe_store, make_job_store, mask_uri
 from al_flows.frames.dataset import Dataset
+from helpers import TINY
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def test_uri_credentials_are_masked():
     assert mask_uri(uri) == "mongodb+srv://alice:***@cluster0.example.net/al?retryWrites=true"
     config = validate_campaign(
         {
-            **__import__("tests.conftest", fromlist=["TINY"]).TINY,
+            **TINY,
             "store": {"kind": "mongodb", "database": "al", "uri": uri},
         }
     ).store
@@ -156,7 +157,7 @@ def test_label_checkpoints_round_trip_through_gridfs(mongo_server):
     store = make_job_store(
         validate_campaign(
             {
-                **__import__("tests.conftest", fromlist=["TINY"]).TINY,
+                **TINY,
                 "store": {"kind": "mongodb", "database": "al", "collection": "ck"},
             }
         ).store,

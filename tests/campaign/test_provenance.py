@@ -21,7 +21,7 @@ QUERIES = re.findall(r"\*\*(\d+)\. ([^*]+)\*\*\n\n```python\n(.*?)```", DOC, fla
 
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory):
-    from tests.conftest import TINY
+    from helpers import TINY
 
     config = validate_campaign(TINY)
     workdir = tmp_path_factory.mktemp("prov")

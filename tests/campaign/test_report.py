@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from jobflow import JobStore
 from maggma.stores import MemoryStore
-from tests.conftest import QUICK_AUTOTEST, TINY
 
 from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.report import write_report
 from al_flows.campaign.report_data import deviations_by_round, parity_data, round_summaries, training_curves
 from al_flows.campaign.run import open_store, run_campaign
 from al_flows.campaign.shear_paths import shear_paths
+from helpers import QUICK_AUTOTEST, TINY
 
 EXPECTED_PLOTS = {
     "errors_per_round",

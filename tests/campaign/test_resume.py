@@ -78,7 +78,7 @@ def _dataset(workdir: Path, name: str = "resume"):
 
 @pytest.fixture(scope="module")
 def campaigns(tmp_path_factory):
-    from tests.conftest import TINY
+    from helpers import TINY
 
     base = tmp_path_factory.mktemp("resume")
     config = base / "resume.yaml"

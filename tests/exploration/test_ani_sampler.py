@@ -156,9 +156,8 @@ def test_survival_times_and_the_survival_stop():
 
 
 def test_settings_refuse_a_sampler_that_labels_nothing_and_unreachable_targets():
-    from tests.conftest import TINY
-
     from al_flows.campaign.config import validate_campaign
+    from helpers import TINY
 
     with pytest.raises(ValueError, match="would label nothing"):
         ScheduleSettings(label_stop_frames=False, select_snapshots=False)

@@ -14,7 +14,7 @@ from al_flows.campaign.config import ConfigError, check_campaign_structures, val
 from al_flows.exploration.shear import ShearSettings, explore_shear, run_steps, shear_strain, steps_to_gamma
 from al_flows.pool_study.shear_study import pathways, step_record
 from al_flows.structures.multilayer import cuni_multilayer
-from conftest import TINY
+from helpers import TINY
 
 
 class Flat(Calculator):

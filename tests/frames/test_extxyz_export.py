@@ -9,11 +9,11 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read
 from jobflow import JobStore
 from maggma.stores import MemoryStore
-from tests.conftest import emt_labelled_multilayer
 
 from al_flows.campaign.export import export_dataset
 from al_flows.campaign.record import CampaignRecord
 from al_flows.frames.dataset import Dataset, export_info, frames_from_bytes, frames_text
+from helpers import emt_labelled_multilayer
 
 INITIAL = {
     "round": -1,

@@ -25,7 +25,7 @@ MODEL = ModelSettings(n_atom_basis=32, n_interactions=2, n_rbf=20, cutoff=5.0)
 
 @pytest.fixture(scope="module")
 def frames():
-    from tests.conftest import emt_labelled_multilayer
+    from helpers import emt_labelled_multilayer
 
     return [emt_labelled_multilayer(s) for s in range(16)]
 

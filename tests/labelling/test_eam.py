@@ -21,7 +21,7 @@ EAM = {"kind": "ase", "calculator": "eam", "potential": "CuNi.eam.alloy"}
 
 
 def eam_campaign(**labeller):
-    from tests.conftest import TINY
+    from helpers import TINY
 
     data = copy.deepcopy(TINY)
     data["labeller"] = {**EAM, **labeller}
@@ -163,7 +163,7 @@ def test_the_work_directory_refuses_an_edited_potential_file_naming_its_sha256(f
 
 
 def test_emt_label_settings_and_fingerprint_are_those_of_before_eam_labellers():
-    from tests.conftest import TINY
+    from helpers import TINY
 
     config = validate_campaign(copy.deepcopy(TINY))
     assert label_settings_id(config.labeller) == "ase:emt:732fd463bcfe"
@@ -258,7 +258,7 @@ def test_refuses_a_potential_file_whose_tables_are_cut_short(tmp_path):
 
 
 def test_autotest_reference_eam_names_its_own_field():
-    from tests.conftest import QUICK_AUTOTEST
+    from helpers import QUICK_AUTOTEST
 
     data = eam_campaign()
     data["autotest"] = {**QUICK_AUTOTEST, "reference": "eam", "reference_kwargs": {"potential": "NiX.eam.alloy"}}
@@ -271,10 +271,9 @@ def test_autotest_reference_eam_names_its_own_field():
 
 
 def test_label_maker_autotest_and_property_reference_use_the_labellers_file():
-    from tests.conftest import QUICK_AUTOTEST
-
     from al_flows.active_learning.builders import autotest_settings, label_maker
     from al_flows.labelling.ase import calculator_factory
+    from helpers import QUICK_AUTOTEST
 
     data = eam_campaign()
     data["autotest"] = dict(QUICK_AUTOTEST)

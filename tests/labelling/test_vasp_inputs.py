@@ -1,17 +1,19 @@
 """VASP input presets: what atomate2's StaticMaker writes for each, overrides, settings ids."""
 
+from dataclasses import fields
+
 import pytest
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.vasp import Incar, Kpoints
 
 from al_flows.campaign.config import ConfigError, validate_campaign
-from al_flows.labelling.vasp_inputs import label_settings_id, static_maker, with_system_tag
+from al_flows.labelling.vasp_inputs import VaspInputSettings, label_settings_id, static_maker, with_system_tag
 from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.workflow.config import VaspLabeller
 
 
 def written_inputs(labeller, tmp_path, system=None):
-    maker = static_maker(labeller)
+    maker = static_maker(VaspInputSettings.from_mapping(labeller.model_dump()))  # as builders.label_maker
     if system:
         maker = with_system_tag(maker, system)
     structure = AseAtomsAdaptor.get_structure(cuni_multilayer((2, 2, 2), variant="VNi(N1)"))
@@ -66,6 +68,19 @@ def test_overrides_of_incar_kpoints_potcar(tmp_path):
     (tmp_path / "mp").mkdir()
     incar, _, _, _, _ = written_inputs(VaspLabeller(preset="mp", incar={"ENCUT": 600}), tmp_path / "mp")
     assert incar["ENCUT"] == 600
+
+
+def test_input_settings_are_fields_of_the_vasp_labeller_with_its_defaults():
+    names = [f.name for f in fields(VaspInputSettings)]
+    assert set(names) <= set(VaspLabeller.model_fields)  # a renamed config field cannot be dropped silently
+    assert VaspInputSettings.from_mapping(VaspLabeller().model_dump()) == VaspInputSettings()
+    lab = VaspLabeller(preset="mp", kpoints={"reciprocal_density": 50}, max_errors=2, vasp_cmd="srun vasp_std")
+    settings = VaspInputSettings.from_mapping({**lab.model_dump(), "not_an_input": 1})
+    assert (settings.preset, settings.max_errors, settings.vasp_cmd) == ("mp", 2, "srun vasp_std")
+    assert settings.kpoints == {"grid": None, "reciprocal_density": 50.0}
+    maker = static_maker(settings)
+    assert maker.input_set_generator.user_kpoints_settings == {"reciprocal_density": 50.0}
+    assert maker.run_vasp_kwargs == {"max_errors": 2, "custodian_kwargs": {}, "vasp_cmd": "srun vasp_std"}
 
 
 def test_label_settings_id_tracks_science_not_operations():

@@ -45,12 +45,11 @@ def test_bad_names_are_refused_naming_the_setting(monkeypatch):
 def test_the_loader_and_trainer_honour_the_workers_setting(monkeypatch):
     """Every model job loads its ensemble through load_ensemble and trains through Trainer: both ask
     resolve_device, so a worker told to use a GPU it lacks fails at once instead of running on CPU."""
-    from tests.conftest import emt_labelled_multilayer
-
     from al_flows.potential.model import ModelSettings
     from al_flows.potential.training import Trainer, train_member
     from al_flows.potential.weights import weights_text
     from al_flows.workflow.jobs import load_ensemble
+    from helpers import emt_labelled_multilayer
 
     frames = [emt_labelled_multilayer(s) for s in range(4)]
     model = ModelSettings(n_atom_basis=8, n_interactions=1, n_rbf=8, cutoff=4.0)

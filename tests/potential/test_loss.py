@@ -45,7 +45,7 @@ def _hand_loss(trainer: Trainer, idx, rho: float) -> np.ndarray:
 
 
 def test_the_trainer_uses_its_rho_in_training_and_validation_losses():
-    from tests.conftest import emt_labelled_multilayer
+    from helpers import emt_labelled_multilayer
 
     frames = [emt_labelled_multilayer(s) for s in range(3)]
     model = ModelSettings(n_atom_basis=8, n_interactions=1, n_rbf=8, cutoff=4.0)

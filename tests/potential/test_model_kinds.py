@@ -15,7 +15,6 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 from pydantic import ValidationError
-from tests.conftest import TINY
 
 from al_flows.campaign.config import ConfigError, validate_campaign
 from al_flows.potential.ensemble import Ensemble, default_max_pairs
@@ -24,6 +23,7 @@ from al_flows.potential.model import ModelSettings, TrainingSettings, build_memb
 from al_flows.potential.stress import enable_stress, stress_to_voigt
 from al_flows.potential.training import train_member
 from al_flows.potential.weights import member_from_bytes, member_to_bytes, stored_settings
+from helpers import TINY
 
 KINDS = ("painn", "so3net")
 SIZE = dict(n_atom_basis=16, n_interactions=2, n_rbf=12, cutoff=4.0)

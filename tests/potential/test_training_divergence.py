@@ -10,7 +10,6 @@ import pytest
 import torch
 from jobflow import JobStore, run_locally
 from maggma.stores import MemoryStore
-from tests.conftest import emt_labelled_multilayer
 
 import al_flows.potential.training as training_module
 from al_flows.active_learning.jobs import TrainMemberMaker
@@ -20,6 +19,7 @@ from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.potential.training import Trainer, TrainingDivergedError, train_member
 from al_flows.potential.training_data import split_indices
 from al_flows.potential.weights import member_from_bytes, weights_bytes
+from helpers import emt_labelled_multilayer
 
 MODEL = ModelSettings(n_atom_basis=16, n_interactions=2, n_rbf=12, cutoff=4.5)
 BASE = {"epochs": 6, "batch_size": 4, "lr": 3e-3, "lr_patience": 50, "val_fraction": 0.2}

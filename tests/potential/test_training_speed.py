@@ -13,12 +13,11 @@ import al_flows  # noqa: F401  (schnetpack/torch compatibility patch before schn
 import schnetpack.properties as P
 
 # isort: on
-from tests.conftest import emt_labelled_multilayer
-
 from al_flows.potential.inputs import NeighbourCache, collate_inputs, frame_inputs, frame_key, neighbour_cache
 from al_flows.potential.model import ModelSettings, TrainingSettings
 from al_flows.potential.training import Trainer, train_member
 from al_flows.potential.training_data import split_indices
+from helpers import emt_labelled_multilayer
 
 MODEL = ModelSettings(n_atom_basis=16, n_interactions=2, n_rbf=12, cutoff=4.5)
 TRAINING = TrainingSettings(epochs=3, batch_size=4, lr=3e-3, lr_patience=50, val_fraction=0.2)

@@ -24,7 +24,7 @@ from al_flows.selection.budget import (
 )
 from al_flows.selection.strategies import select
 from al_flows.selection.trust_levels import SelectionSettings
-from conftest import TINY, frames_with_deviations
+from helpers import TINY, frames_with_deviations
 
 # f0 accurate, f4 failed; candidates (0.05 <= eps < 0.3): f1 0.08, f2 0.15, f3 0.25, f5 0.12, f6 0.20
 DEVIATIONS = [0.01, 0.08, 0.15, 0.25, 0.5, 0.12, 0.20]

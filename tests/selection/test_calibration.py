@@ -77,7 +77,7 @@ def test_select_keeps_the_last_calibrated_levels_when_a_fit_is_not_applied():
     from al_flows.active_learning.select_job import SelectMaker
     from al_flows.frames.dataset import frames_text
     from al_flows.selection.trust_levels import SelectionSettings
-    from conftest import frames_with_deviations as _explored
+    from helpers import frames_with_deviations as _explored
 
     maker = SelectMaker(settings=SelectionSettings(trust_lo=0.05, trust_hi=0.3, max_candidates=10))
     explored = [{"frames_blob": frames_text(_explored([0.01, 0.08, 0.15, 0.25, 0.5])), "ensemble_id": "e"}]
@@ -100,7 +100,7 @@ def test_window_points_pool_the_rounds_before_within_the_window():
 
 def test_an_added_key_at_its_default_leaves_the_fingerprint_alone():
     from al_flows.campaign.config import validate_campaign
-    from conftest import TINY
+    from helpers import TINY
 
     base = validate_campaign(TINY)
     calibrated = {**TINY, "selection": {**TINY["selection"], "calibrate": {"target_error_lo": 0.1}}}

@@ -13,7 +13,7 @@ from al_flows.active_learning.stop_policy import StopPolicy
 from al_flows.selection.diversity import diverse_pick, farthest_point_sampling, feature_scale, hausdorff
 from al_flows.selection.strategies import select
 from al_flows.selection.trust_levels import SelectionSettings
-from conftest import frames_with_deviations
+from helpers import frames_with_deviations
 
 
 def _features_of(table):
@@ -154,7 +154,7 @@ def test_diverse_needs_features_and_other_strategies_ignore_pick():
 
 def test_bad_values_give_one_line_errors():
     from al_flows.campaign.config import ConfigError, validate_campaign
-    from conftest import TINY
+    from helpers import TINY
 
     for selection, words in (
         ({"pick": "diverse2"}, "selection.pick"),
@@ -171,7 +171,7 @@ def test_bad_values_give_one_line_errors():
 
 def test_fingerprint_unchanged_by_the_default_and_changed_by_diverse():
     from al_flows.campaign.config import validate_campaign
-    from conftest import TINY
+    from helpers import TINY
 
     base = validate_campaign(TINY).fingerprint()
     assert base == "fa122faf91dd4d02"  # the pinned fingerprint of tests/campaign/test_config.py

@@ -11,7 +11,7 @@ import pytest
 
 from al_flows.selection.strategies import select
 from al_flows.selection.trust_levels import SelectionSettings
-from conftest import frames_with_deviations as frames_with
+from helpers import frames_with_deviations as frames_with
 
 DEVS = [0.01, 0.2, 0.02, 0.3, 0.9, 0.15, 0.03, 0.5, 0.25, 0.04]  # window [0.1, 0.6): 1, 3, 5, 7, 8
 
@@ -63,7 +63,7 @@ def test_campaign_with_random_strategy_records_it(tmp_path):
     from al_flows.campaign.config import validate_campaign
     from al_flows.campaign.record import CampaignRecord
     from al_flows.campaign.run import open_store, run_campaign
-    from conftest import TINY
+    from helpers import TINY
 
     settings = copy.deepcopy(TINY)
     settings["max_rounds"] = 2

@@ -8,7 +8,6 @@ import pytest
 from ase.calculators.emt import EMT
 from pydantic import ValidationError
 from scipy.optimize import minimize_scalar
-from tests.conftest import QUICK_AUTOTEST
 
 from al_flows.validation.autotest import AutotestSettings, autotest
 from al_flows.validation.lattices import crystal
@@ -21,6 +20,7 @@ from al_flows.validation.properties import (
     property_result,
     property_values,
 )
+from helpers import QUICK_AUTOTEST
 
 QUICK = AutotestSettings(**{k: v for k, v in QUICK_AUTOTEST.items() if k != "elements"})
 

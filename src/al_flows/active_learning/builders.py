@@ -13,7 +13,7 @@ from al_flows.active_learning.vasp_jobs import VaspLabelMaker
 from al_flows.active_learning.vasp_property_jobs import VaspPropertyReferenceMaker
 from al_flows.exploration.md import NVTSettings, ScheduleSettings
 from al_flows.exploration.shear import ShearSettings
-from al_flows.labelling.vasp_inputs import label_settings_id, static_maker
+from al_flows.labelling.vasp_inputs import VaspInputSettings, label_settings_id, static_maker
 
 __all__ = [
     "EXPLORERS",
@@ -45,7 +45,7 @@ def label_maker(config: CampaignConfig) -> Maker:
     lab, q = config.labeller, config.queues
     if lab.kind == "vasp":
         return VaspLabelMaker(
-            static_maker=static_maker(lab),
+            static_maker=static_maker(VaspInputSettings.from_mapping(lab.model_dump())),
             labeller_name=f"vasp:{lab.preset}",
             label_settings=label_settings_id(lab),
             max_force=lab.max_force,
@@ -65,7 +65,7 @@ def label_maker(config: CampaignConfig) -> Maker:
     )
 
 
-def explorer_section(maker: Maker) -> dict:
+def explorer_section(maker: ShearExploreMaker | MDExploreMaker) -> dict:
     """The ``explorers`` entry of a campaign file with this explore Maker (JSON data): its ``kind``
     (from its settings' class, :data:`EXPLORERS`), name and settings."""
     kinds = [kind for kind, (_, settings) in EXPLORERS.items() if type(maker.settings) is settings]
@@ -85,7 +85,7 @@ def property_reference_maker(config: CampaignConfig) -> Maker | None:
         return None
     kpoints = conv.reference_kpoints
     return VaspPropertyReferenceMaker(
-        static_maker=static_maker(lab),
+        static_maker=static_maker(VaspInputSettings.from_mapping(lab.model_dump())),
         kpoints=None if kpoints is None else kpoints.model_dump(exclude_none=True),
         reference=f"vasp:{lab.preset}",
         vasp_category=config.queues.label,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from jobflow import Flow, Job, JobConfig, Maker, OnMissing, Response, job
+from jobflow import Flow, Job, JobConfig, Maker, OnMissing, Response
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from al_flows.active_learning.property_jobs import reference_document
@@ -65,7 +65,7 @@ def ground_state(element: str, lattice: str):
     return AseAtomsAdaptor.get_structure(crystal(element, lattice, guess_lattice_constant(element, lattice)))
 
 
-@job
+@al_job
 def at_eos_volume(structure, eos_output: dict):
     """``structure`` scaled isotropically to the EOS minimum's volume (Birch-Murnaghan fit)."""
     scaled = structure.copy()
@@ -127,6 +127,7 @@ class VaspPropertyReferenceMaker(Maker):
             if any(n in _ELASTIC for n in names):
                 scaled = at_eos_volume(structure, eos_flow.output)
                 scaled.name = f"at eos volume {element}"
+                scaled.update_config({"expose_store": True})  # a failure is recorded in the store
                 elastic_flow = elastic_maker.make(scaled.output)
                 elastic_flow.name = f"elastic {element}"
                 parts += [scaled, elastic_flow]
@@ -137,7 +138,9 @@ class VaspPropertyReferenceMaker(Maker):
             flows.append(sub)
         collect = collect_vasp_properties(eos, elastic, n_atoms, convergence, campaign, self.reference, start)
         collect.config = JobConfig(
-            on_missing_references=OnMissing.NONE, manager_config={"_category": self.collect_category}
+            on_missing_references=OnMissing.NONE,
+            manager_config={"_category": self.collect_category},
+            expose_store=True,  # a failure is recorded in the store
         )
         collect.update_metadata({**self.metadata, "campaign": campaign, "stage": "property_reference_vasp"})
         progress.report("property reference", -1, reference=self.reference, vasp_flows=len(flows))

@@ -17,6 +17,7 @@ EXPORTS = {
     "label_settings_id": "vasp_inputs",
     "static_maker": "vasp_inputs",
     "relax_maker": "vasp_inputs",
+    "VaspInputSettings": "vasp_inputs",
 }
 __all__ = [
     "calculator_factory",
@@ -27,10 +28,11 @@ __all__ = [
     "label_settings_id",
     "static_maker",
     "relax_maker",
+    "VaspInputSettings",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
 
 if TYPE_CHECKING:
     from al_flows.labelling.ase import LabelResult, calculator_factory, label_frames
-    from al_flows.labelling.vasp_inputs import label_settings_id, relax_maker, static_maker
+    from al_flows.labelling.vasp_inputs import VaspInputSettings, label_settings_id, relax_maker, static_maker
     from al_flows.labelling.vasp_labels import LabelError, label_from_taskdoc

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from pymatgen.io.vasp import Kpoints
@@ -76,26 +77,57 @@ def label_settings_id(labeller) -> str:
     return f"{labeller.kind}:{name}:{digest}"
 
 
-def _kpoints(override) -> Kpoints | dict | None:
+@dataclass(frozen=True)
+class VaspInputSettings:
+    """What the VASP Makers of a labeller are built from: the fields of a campaign file's VASP
+    labeller (``labeller: {kind: vasp, ...}``) that say what VASP is given and how it is run.
+
+    ``preset``: ``pnnl-cuni`` or ``mp`` (module doc); ``incar`` / ``potcar``: tags and POTCARs over
+    the preset's; ``kpoints``: ``{"grid": (a, b, c)}`` (Gamma-centred) or ``{"reciprocal_density": x}``
+    (None: the preset's); ``potcar_functional``: None for the preset's; ``potcar_spec``: write
+    POTCAR.spec instead of POTCARs; ``vasp_cmd`` / ``vasp_gamma_cmd``: None for atomate2's;
+    ``max_errors`` and ``custodian``: custodian's error budget and keyword arguments."""
+
+    preset: str = "pnnl-cuni"
+    incar: Mapping[str, Any] = field(default_factory=dict)
+    kpoints: Mapping[str, Any] | None = None
+    potcar: Mapping[str, str] = field(default_factory=dict)
+    potcar_functional: str | None = None
+    potcar_spec: bool = False
+    vasp_cmd: str | None = None
+    vasp_gamma_cmd: str | None = None
+    max_errors: int = 5
+    custodian: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> VaspInputSettings:
+        """The settings named in ``values`` (e.g. a VASP labeller's ``model_dump()``); other keys
+        (``kind``, ``max_force``, ...) are not VASP inputs and are left out."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def _kpoints(override: Mapping[str, Any] | None) -> Kpoints | dict | None:
+    """A Gamma-centred Kpoints of ``override["grid"]``, else atomate2's ``{"reciprocal_density": x}``."""
     if override is None:
         return None
-    if override.grid is not None:
-        return Kpoints.gamma_automatic(tuple(override.grid))
-    return {"reciprocal_density": override.reciprocal_density}
+    if override.get("grid") is not None:
+        return Kpoints.gamma_automatic(tuple(override["grid"]))
+    return {"reciprocal_density": override["reciprocal_density"]}
 
 
-def static_maker(labeller):
-    """atomate2 StaticMaker for a ``VaspLabeller`` config (preset + overrides)."""
-    return _vasp_maker(labeller, relax=None)
+def static_maker(settings: VaspInputSettings):
+    """atomate2 StaticMaker with the labeller's VASP ``settings`` (preset + overrides)."""
+    return _vasp_maker(settings, relax=None)
 
 
-def relax_maker(labeller, fmax: float, max_steps: int):
-    """atomate2 RelaxMaker with the labeller's settings relaxing the ionic positions at fixed
-    cell (IBRION 2, ISIF 2, EDIFFG = -fmax eV/Angstrom, NSW = max_steps)."""
-    return _vasp_maker(labeller, relax={"IBRION": 2, "ISIF": 2, "EDIFFG": -abs(float(fmax)), "NSW": int(max_steps)})
+def relax_maker(settings: VaspInputSettings, fmax: float, max_steps: int):
+    """atomate2 RelaxMaker with the labeller's VASP ``settings``, relaxing the ionic positions at
+    fixed cell (IBRION 2, ISIF 2, EDIFFG = -fmax eV/Angstrom, NSW = max_steps)."""
+    return _vasp_maker(settings, relax={"IBRION": 2, "ISIF": 2, "EDIFFG": -abs(float(fmax)), "NSW": int(max_steps)})
 
 
-def _vasp_maker(labeller, relax: dict | None):
+def _vasp_maker(settings: VaspInputSettings, relax: dict | None):
     from atomate2.vasp.jobs.base import BaseVaspMaker
     from atomate2.vasp.jobs.core import RelaxMaker, StaticMaker
     from atomate2.vasp.jobs.mp import MPGGARelaxMaker, MPGGAStaticMaker
@@ -103,15 +135,16 @@ def _vasp_maker(labeller, relax: dict | None):
 
     name = "vasp relax" if relax else "vasp static"
     maker: BaseVaspMaker
-    if labeller.preset == "pnnl-cuni":
-        incar = {**PNNL_CUNI_INCAR, **labeller.incar, **(relax or {})}
-        kpoints = _kpoints(labeller.kpoints) or Kpoints.gamma_automatic((1, 1, 1))
+    if settings.preset == "pnnl-cuni":
+        incar = {**PNNL_CUNI_INCAR, **settings.incar, **(relax or {})}
+        kpoints = _kpoints(settings.kpoints) or Kpoints.gamma_automatic((1, 1, 1))
         generator = (RelaxSetGenerator if relax else StaticSetGenerator)(
             user_incar_settings=incar,
             # atomate2 annotates ``user_kpoints_settings: dict`` but takes a Kpoints as well (its docstring)
             user_kpoints_settings=kpoints,  # type: ignore[arg-type]
-            user_potcar_settings={**PNNL_CUNI_POTCARS, **labeller.potcar},
-            user_potcar_functional=labeller.potcar_functional or "PBE_54",
+            user_potcar_settings={**PNNL_CUNI_POTCARS, **settings.potcar},
+            # a str here (the campaign file's); pymatgen checks it against the functionals it names
+            user_potcar_functional=settings.potcar_functional or "PBE_54",  # type: ignore[arg-type]
             sort_structure=False,
             auto_ispin=False,
             auto_ismear=False,
@@ -121,25 +154,25 @@ def _vasp_maker(labeller, relax: dict | None):
         base = MPGGARelaxMaker() if relax else MPGGAStaticMaker()
         gen = base.input_set_generator
         kwargs: dict[str, Any] = dict(
-            user_incar_settings={**gen.user_incar_settings, **labeller.incar, **(relax or {})},
-            user_potcar_settings={**gen.user_potcar_settings, **labeller.potcar},
+            user_incar_settings={**gen.user_incar_settings, **settings.incar, **(relax or {})},
+            user_potcar_settings={**gen.user_potcar_settings, **settings.potcar},
             sort_structure=False,
         )
-        if labeller.kpoints is not None:
-            kwargs["user_kpoints_settings"] = _kpoints(labeller.kpoints)
-        if labeller.potcar_functional:
-            kwargs["user_potcar_functional"] = labeller.potcar_functional
+        if settings.kpoints is not None:
+            kwargs["user_kpoints_settings"] = _kpoints(settings.kpoints)
+        if settings.potcar_functional:
+            kwargs["user_potcar_functional"] = settings.potcar_functional
         maker = replace(base, name=name, input_set_generator=replace(gen, **kwargs))
 
-    run_vasp_kwargs = {"max_errors": labeller.max_errors, "custodian_kwargs": dict(labeller.custodian)}
-    if labeller.vasp_cmd:
-        run_vasp_kwargs["vasp_cmd"] = labeller.vasp_cmd
-    if labeller.vasp_gamma_cmd:
-        run_vasp_kwargs["vasp_gamma_cmd"] = labeller.vasp_gamma_cmd
+    run_vasp_kwargs = {"max_errors": settings.max_errors, "custodian_kwargs": dict(settings.custodian)}
+    if settings.vasp_cmd:
+        run_vasp_kwargs["vasp_cmd"] = settings.vasp_cmd
+    if settings.vasp_gamma_cmd:
+        run_vasp_kwargs["vasp_gamma_cmd"] = settings.vasp_gamma_cmd
     return replace(
         maker,
         run_vasp_kwargs=run_vasp_kwargs,
-        write_input_set_kwargs={"potcar_spec": True} if labeller.potcar_spec else {},
+        write_input_set_kwargs={"potcar_spec": True} if settings.potcar_spec else {},
         # an unconverged or otherwise unsuccessful calculation completes with its TaskDoc
         # (state "unsuccessful") so the label is recorded as failed with its reason
         stop_children_kwargs={"handle_unsuccessful": False},
@@ -163,22 +196,23 @@ _IONIC_TAGS = frozenset({"IBRION", "ISIF", "NSW", "EDIFFG", "POTIM"})
 REFERENCE_KPOINTS = {"reciprocal_density": 300}
 
 
-def property_reference_makers(static, kpoints=None):
+def property_reference_makers(static, kpoints: Mapping[str, Any] | Kpoints | None = None):
     """atomate2's EOS and elastic Makers (``EosMaker`` without its initial relaxation, ``ElasticMaker``
     without its bulk relaxation) with the DFT settings of the labeller's StaticMaker ``static``
     (functional, cutoff, smearing, POTCARs, commands, custodian), so the reference values of the
     convergence properties mean what the labels mean. Each deformed cell relaxes its ions at fixed
-    cell (ISIF 2, atomate2's own ionic tags). ``kpoints``: a ``KpointsOverride``, its dict
-    (``grid`` or ``reciprocal_density``), or a pymatgen Kpoints (default :data:`REFERENCE_KPOINTS`:
-    the labels' k-points suit large cells, not the one-atom cells here)."""
+    cell (ISIF 2, atomate2's own ionic tags). ``kpoints``: a dict with ``grid`` or
+    ``reciprocal_density`` (as :class:`VaspInputSettings`' ``kpoints``), or a pymatgen Kpoints
+    (default :data:`REFERENCE_KPOINTS`: the labels' k-points suit large cells, not the one-atom
+    cells here)."""
     from atomate2.vasp.flows.elastic import ElasticMaker
     from atomate2.vasp.flows.eos import EosMaker
 
-    if isinstance(kpoints, dict) and "grid" in kpoints:
-        kpoints = Kpoints.gamma_automatic(tuple(kpoints["grid"]))
-    elif kpoints is not None and not isinstance(kpoints, (dict, Kpoints)):
+    if isinstance(kpoints, Mapping):
         kpoints = _kpoints(kpoints)
-    eos, elastic = EosMaker(initial_relax_maker=None), ElasticMaker(bulk_relax_maker=None)
+    # atomate2 annotates ``initial_relax_maker: Maker`` but documents None (no initial relaxation)
+    eos = EosMaker(initial_relax_maker=None)  # type: ignore[arg-type]
+    elastic = ElasticMaker(bulk_relax_maker=None)
     return (
         replace(eos, eos_relax_maker=_with_static_settings(eos.eos_relax_maker, static, kpoints)),
         replace(elastic, elastic_relax_maker=_with_static_settings(elastic.elastic_relax_maker, static, kpoints)),

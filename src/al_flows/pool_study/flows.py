@@ -146,13 +146,14 @@ class PoolStudyMaker(Maker):
             )
             jobs += shear_jobs + [paths]
             if c.validation is not None and c.labeller.kind == "vasp":
-                from al_flows.labelling.vasp_inputs import relax_maker, static_maker
+                from al_flows.labelling.vasp_inputs import VaspInputSettings, relax_maker, static_maker
 
                 v, lab = c.validation, c.labeller
+                vasp = VaspInputSettings.from_mapping(lab.model_dump())
                 val = VaspMinimaValidationMaker(
                     settings=v,
-                    static_maker=static_maker(lab),
-                    relax_maker=relax_maker(lab, v.fmax, v.max_steps),
+                    static_maker=static_maker(vasp),
+                    relax_maker=relax_maker(vasp, v.fmax, v.max_steps),
                     labeller_name=f"vasp:{lab.preset}",
                     metadata={"fingerprint": c.fingerprint()},
                     vasp_category=q.label,
