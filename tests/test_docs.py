@@ -312,7 +312,8 @@ def test_loop_md_names_the_info_keys_an_export_writes(tmp_path):
     from tests.conftest import emt_labelled_multilayer
     from tests.frames.test_extxyz_export import EXPLORED, INITIAL
 
-    from al_flows.frames.dataset import Dataset, write_plain_extxyz
+    from al_flows.frames.dataset import Dataset
+    from al_flows.frames.extxyz_export import write_plain_extxyz
 
     frames = []
     for k, info in enumerate([INITIAL, {**EXPLORED, "task_uuid": "9f1c2d3e-uuid"}]):

@@ -13,7 +13,9 @@ from tests.conftest import emt_labelled_multilayer
 
 from al_flows.campaign.export import export_dataset
 from al_flows.campaign.record import CampaignRecord
-from al_flows.frames.dataset import Dataset, export_info, frames_from_bytes, frames_text
+from al_flows.frames.dataset import Dataset
+from al_flows.frames.extxyz import frames_from_bytes, frames_text
+from al_flows.frames.extxyz_export import export_info
 
 INITIAL = {
     "round": -1,

@@ -12,7 +12,7 @@ from ase.calculators.emt import EMT
 from al_flows.campaign.config import ConfigError, validate_campaign
 from al_flows.cli import main
 from al_flows.exploration.shear import ShearSettings, run_seed, run_shear
-from al_flows.frames.dataset import frames_from_bytes
+from al_flows.frames.extxyz import frames_from_bytes
 from al_flows.pool_study.report import pool_study_outputs
 from al_flows.pool_study.shear_study import unsheared_reference
 from al_flows.potential.ensemble import Ensemble
@@ -208,7 +208,7 @@ def test_pool_from_imported_vasp_runs_and_extxyz(tmp_path):
     from jobflow import run_locally
     from tests.vasp_standin.standin import write_vasp_md_run
 
-    from al_flows.frames.dataset import frames_to_bytes
+    from al_flows.frames.extxyz import frames_to_bytes
     from al_flows.pool_study.config import PoolConfig
     from al_flows.pool_study.jobs import PoolMaker
 

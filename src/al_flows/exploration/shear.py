@@ -51,7 +51,8 @@ from al_flows.exploration.replica_checks import (
     is_replica_error,
 )
 from al_flows.exploration.replica_checks import dropped as dropped_record
-from al_flows.frames.dataset import PROVENANCE_KEYS, frame_id
+from al_flows.frames.ids import frame_id
+from al_flows.frames.info import PROVENANCE_KEYS
 from al_flows.settings import Settings
 
 OPTIMIZERS = {"BFGS": BFGS, "LBFGS": LBFGS, "FIRE": FIRE}

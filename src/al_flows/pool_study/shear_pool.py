@@ -27,7 +27,7 @@ from al_flows.exploration.shear import (
     shear_start,
     shear_strain,
 )
-from al_flows.frames.dataset import frame_id
+from al_flows.frames.ids import frame_id
 
 __all__ = ["labeller_shear_trajectories", "labeller_shear_pool", "labelled_copy"]
 

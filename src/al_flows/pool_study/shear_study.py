@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-from al_flows.frames.dataset import recorded_energy
+from al_flows.frames.labels import recorded_energy
 from al_flows.structures.analysis import find_vacancies, intermixed_fraction, intermixing, structure_fractions
 
 __all__ = [

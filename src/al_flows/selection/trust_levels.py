@@ -34,7 +34,7 @@ import numpy as np
 from ase import Atoms
 from pydantic import Field, model_validator
 
-from al_flows.frames.dataset import frame_id
+from al_flows.frames.ids import frame_id
 from al_flows.selection.adaptive import AdaptiveLevelSettings, adaptive_trust_lo
 from al_flows.selection.calibration import CalibrationSettings
 from al_flows.selection.diversity import DiverseFeatures, diverse_pick

@@ -22,7 +22,7 @@ from ase import Atoms
 
 from al_flows.exploration.labeller_md import nvt_pool
 from al_flows.exploration.shear import shear_cell, shear_start
-from al_flows.frames.dataset import frame_id
+from al_flows.frames.ids import frame_id
 from al_flows.labelling.ase import label_frames
 
 RELAXED, NONEQUILIBRIUM = "relaxed", "nonequilibrium"
