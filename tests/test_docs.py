@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from al_flows.active_learning.config import CampaignConfig
-from al_flows.exploration.shear import shear_cell, shear_strain
+from al_flows.exploration.shear_geometry import shear_cell, shear_strain
 from al_flows.pool_study.config import PoolStudyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ def test_methods_states_the_code_gamma_convention():
     text = (DOCS / "methods.md").read_text()
     stated = re.search(r"`γ = ([^`]+)`", text)
     assert stated is not None and stated.group(1) == CANONICAL
-    # the stated formula, evaluated, is al_flows.exploration.shear.shear_strain; both are the same few
+    # the stated formula, evaluated, is al_flows.exploration.shear_geometry.shear_strain; both are the same few
     # float operations (hypot vs sqrt of a sum), so they agree to a few ulp: rtol 1e-12
     rng = np.random.default_rng(0)
     for _ in range(20):

@@ -11,7 +11,9 @@ from ase.calculators.emt import EMT
 
 from al_flows.campaign.config import ConfigError, validate_campaign
 from al_flows.cli import main
-from al_flows.exploration.shear import ShearSettings, run_seed, run_shear
+from al_flows.exploration.shear import ShearSettings
+from al_flows.exploration.shear_sequential import run_shear
+from al_flows.exploration.shear_steps import run_seed
 from al_flows.frames.extxyz import frames_from_bytes
 from al_flows.pool_study.report import pool_study_outputs
 from al_flows.pool_study.shear_study import unsheared_reference

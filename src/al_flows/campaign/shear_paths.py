@@ -103,7 +103,7 @@ def unsheared_references(
     available, or whose relaxation is not finite, get none. ``cache`` (a JSON-able dict, filled in
     here) holds earlier results by path key, ensemble id and relaxation settings, so a report
     rewritten after each round relaxes only the new round's structures."""
-    from al_flows.exploration.shear import shear_strain
+    from al_flows.exploration.shear_geometry import shear_strain
     from al_flows.frames.extxyz import frames_from_bytes
 
     docs = latest_docs(store, config.name, "structures", load=True)

@@ -20,7 +20,9 @@ import numpy as np
 from jobflow import Maker
 
 from al_flows.exploration.labeller_md import nvt_pool
-from al_flows.exploration.shear import ShearSettings, run_seed, run_shear
+from al_flows.exploration.shear import ShearSettings
+from al_flows.exploration.shear_sequential import run_shear
+from al_flows.exploration.shear_steps import run_seed
 from al_flows.frames.extxyz import frames_from_bytes, frames_text
 from al_flows.labelling.ase import calculator_factory
 from al_flows.pool_study.active_sampling import ActiveSamplingSettings, run_active_sampling, static_epochs, train_static
