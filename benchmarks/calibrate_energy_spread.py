@@ -28,7 +28,7 @@ def round_points(workdir: Path, round_: int) -> tuple[np.ndarray, np.ndarray]:
     from al_flows.campaign.config import validate_campaign
     from al_flows.campaign.record import CampaignRecord
     from al_flows.campaign.stores import make_job_store
-    from al_flows.frames.dataset import frames_from_bytes
+    from al_flows.frames.extxyz import frames_from_bytes
     from al_flows.potential.ensemble import Ensemble
     from al_flows.workflow.jobs import latest_outputs
 
@@ -54,7 +54,7 @@ def round_paths(
     from al_flows.campaign.record import CampaignRecord
     from al_flows.campaign.stores import make_job_store
     from al_flows.exploration.md import langevin_schedule
-    from al_flows.frames.dataset import frames_from_bytes
+    from al_flows.frames.extxyz import frames_from_bytes
     from al_flows.potential.ensemble import Ensemble
     from al_flows.workflow.jobs import latest_outputs
 

@@ -13,10 +13,10 @@ multilayer, ``--steps`` shear steps each, with an ensemble of ``--members`` SchN
   after which the members' float64 energy-reference buffers are cast back. As stock ASE does, an ``SpkCalculator``
   computes only the property asked for, so ASE's optimiser loop evaluates each member twice per step
   (forces for the step, energy for the log line): counted and printed as model evaluations.
-- sequential (reference): this package's :func:`al_flows.exploration.shear.explore_shear` with BFGS and the
+- sequential (reference): this package's :func:`al_flows.exploration.shear_sequential.explore_shear` with BFGS and the
   ensemble's ASE calculator (one batched-over-members prediction per step, matscipy neighbour
   lists), one replica after the other: what ShearExploreMaker runs with ``batched: false``.
-- batched (candidate): :func:`al_flows.exploration.shear.explore_shear_batched`: all replicas in lockstep, one
+- batched (candidate): :func:`al_flows.exploration.shear_batched.explore_shear_batched`: all replicas in lockstep, one
   ``Ensemble.predict`` of every running replica (all members) per optimiser step, matscipy neighbour
   lists. ``--optimizer BFGS`` (default) runs ASE's BFGS per replica, so both sides make the same
   relaxation steps and the ratio measures the machinery (what ShearExploreMaker runs by default);
@@ -129,7 +129,7 @@ def prepare(args, workdir: Path) -> dict:
     from ase.calculators.emt import EMT
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from al_flows.exploration.shear import shear_cell
+    from al_flows.exploration.shear_geometry import shear_cell
     from al_flows.potential.model import ModelSettings, TrainingSettings
     from al_flows.potential.training import train_member
     from al_flows.potential.weights import member_from_bytes, member_to_bytes
@@ -203,7 +203,8 @@ def run_stock(args, workdir: Path, device: str) -> dict:
     from ase.optimize import BFGS
     from schnetpack.interfaces import SpkCalculator
 
-    from al_flows.exploration.shear import run_seed, shear_cell, shear_strain
+    from al_flows.exploration.shear_geometry import shear_cell, shear_strain
+    from al_flows.exploration.shear_steps import run_seed
     from al_flows.potential.deviation import max_force_deviation
     from al_flows.potential.model import energy_reference
 
@@ -271,8 +272,9 @@ def run_stock(args, workdir: Path, device: str) -> dict:
 
 def run_batched(args, workdir: Path, device: str, optimizer: str, sequential: bool = False) -> dict:
     """The batched explorer, or (``sequential``) this package's one-at-a-time explorer
-    (:func:`al_flows.exploration.shear.explore_shear` with the ensemble's ASE calculator)."""
-    from al_flows.exploration.shear import explore_shear, explore_shear_batched
+    (:func:`al_flows.exploration.shear_sequential.explore_shear` with the ensemble's ASE calculator)."""
+    from al_flows.exploration.shear_batched import explore_shear_batched
+    from al_flows.exploration.shear_sequential import explore_shear
     from al_flows.potential.ensemble import Ensemble, EnsembleCalculator
 
     ensemble = Ensemble.from_bytes(

@@ -17,7 +17,7 @@ Sections, each a row of the summary table printed last (and a key of the JSON):
   4-member ensemble (the trained member and 3 copies with 2 % weight noise) for ``shear_steps``
   shear steps of 0.1 A (BFGS to fmax 0.002 eV/A, at most ``max_opt_steps`` optimiser steps per
   relaxation); seconds per shear step for all 100, extrapolated to gamma 0.33 (the steps
-  :func:`al_flows.exploration.shear.steps_to_gamma` gives on this cell; target: 10 minutes or less);
+  :func:`al_flows.exploration.shear_geometry.steps_to_gamma` gives on this cell; target: 10 minutes or less);
   peak memory; model share.
 - ``md``: batched Langevin MD (300 K, 1 fs) of ``md_runs`` fcc Al cells of 256 atoms with an
   8-member ensemble (a member trained briefly on EMT Al frames and 7 noisy copies); atom-steps per
@@ -221,7 +221,9 @@ def run_exploration(size: dict, device: str, blob: bytes) -> dict:
     """Seconds per shear step for all replicas in lockstep, extrapolated to gamma 0.33."""
     from model_time import ModelTimer
 
-    from al_flows.exploration.shear import ShearSettings, explore_shear_batched, steps_to_gamma
+    from al_flows.exploration.shear import ShearSettings
+    from al_flows.exploration.shear_batched import explore_shear_batched
+    from al_flows.exploration.shear_geometry import steps_to_gamma
     from al_flows.potential.ensemble import Ensemble
     from al_flows.structures.multilayer import cuni_multilayer
 

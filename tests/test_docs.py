@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from al_flows.active_learning.config import CampaignConfig
-from al_flows.exploration.shear import shear_cell, shear_strain
+from al_flows.exploration.shear_geometry import shear_cell, shear_strain
 from al_flows.pool_study.config import PoolStudyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ def test_methods_states_the_code_gamma_convention():
     text = (DOCS / "methods.md").read_text()
     stated = re.search(r"`γ = ([^`]+)`", text)
     assert stated is not None and stated.group(1) == CANONICAL
-    # the stated formula, evaluated, is al_flows.exploration.shear.shear_strain; both are the same few
+    # the stated formula, evaluated, is al_flows.exploration.shear_geometry.shear_strain; both are the same few
     # float operations (hypot vs sqrt of a sum), so they agree to a few ulp: rtol 1e-12
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -311,7 +311,8 @@ def test_loop_md_names_the_info_keys_an_export_writes(tmp_path):
     from ase.io import read
     from tests.frames.test_extxyz_export import EXPLORED, INITIAL
 
-    from al_flows.frames.dataset import Dataset, write_plain_extxyz
+    from al_flows.frames.dataset import Dataset
+    from al_flows.frames.extxyz_export import write_plain_extxyz
     from helpers import emt_labelled_multilayer
 
     frames = []

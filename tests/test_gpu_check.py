@@ -30,7 +30,7 @@ def test_gpu_check_smoke_runs_and_its_figures_add_up(tmp_path):
     assert 0 < tr["model_share"] <= 1
     ex = res["exploration"]
     assert ex["frames"] == 3 * 1 and ex["s_per_shear_step"] == pytest.approx(ex["wall_s"])
-    from al_flows.exploration.shear import steps_to_gamma
+    from al_flows.exploration.shear_geometry import steps_to_gamma
     from al_flows.structures.multilayer import cuni_multilayer
 
     assert ex["steps_to_gamma_0.33"] == steps_to_gamma(cuni_multilayer((2, 2, 2)).cell[:], 0.1, 0.33)

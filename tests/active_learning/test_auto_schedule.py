@@ -99,7 +99,7 @@ def test_the_level_moves_up_back_and_converges_at_the_top():
 def test_the_select_job_steps_back_from_the_failed_frames_it_counts():
     from al_flows.active_learning.select_job import SelectMaker
     from al_flows.active_learning.stop_policy import StopPolicy
-    from al_flows.frames.dataset import frames_text
+    from al_flows.frames.extxyz import frames_text
     from al_flows.selection.trust_levels import SelectionSettings
     from helpers import frames_with_deviations
 
@@ -122,7 +122,7 @@ def test_a_shear_campaign_climbs_its_strain_levels_and_converges_at_the_top(tmp_
     from al_flows.campaign.config import validate_campaign
     from al_flows.campaign.run import run_campaign
     from al_flows.campaign.stores import make_job_store
-    from al_flows.frames.dataset import frames_from_bytes
+    from al_flows.frames.extxyz import frames_from_bytes
     from al_flows.workflow.jobs import latest_outputs
     from helpers import TINY
 

@@ -7,7 +7,7 @@ import torch
 from al_flows.active_learning.jobs import MDExploreMaker, ShearExploreMaker
 from al_flows.exploration.md import NVTSettings
 from al_flows.exploration.shear import ShearSettings
-from al_flows.frames.dataset import frames_text
+from al_flows.frames.extxyz import frames_text
 from al_flows.potential.device import ENV
 from al_flows.potential.model import ModelSettings, build_member
 from al_flows.potential.weights import member_to_bytes, weights_text

@@ -24,7 +24,7 @@ from al_flows.active_learning.config import CampaignConfig, InitialCopies
 from al_flows.campaign.config import load_campaign, validate_campaign
 from al_flows.campaign.record import CampaignRecord
 from al_flows.exploration import NVTSettings
-from al_flows.frames.dataset import frames_text
+from al_flows.frames.extxyz import frames_text
 from al_flows.potential import ModelSettings, TrainingSettings
 from al_flows.selection import LabelBudget, SelectionSettings
 from al_flows.structures.initial_data import given_structures

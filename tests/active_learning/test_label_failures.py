@@ -13,7 +13,8 @@ from ase.calculators.emt import EMT
 from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.run import CampaignError, run_campaign
 from al_flows.campaign.stores import make_job_store
-from al_flows.frames.dataset import Dataset, frames_from_bytes
+from al_flows.frames.dataset import Dataset
+from al_flows.frames.extxyz import frames_from_bytes
 
 FAULTS = ("raise", "nan", "huge", "ok")
 

@@ -88,7 +88,7 @@ def test_every_model_job_records_the_workers_device(md_campaign):
 def test_explorers_and_temperature_per_round(md_campaign):
     config, report, store = md_campaign
     assert report["finished"] and len(report["rounds"]) == 3
-    from al_flows.frames.dataset import frames_from_bytes
+    from al_flows.frames.extxyz import frames_from_bytes
 
     for k in range(3):
         docs = [d["output"] for d in latest_outputs(store, config.name, "explore", {"metadata.round": k}, load=True)]
@@ -143,7 +143,8 @@ def test_trust_levels_are_calibrated_from_the_previous_round(md_campaign):
 def test_campaign_from_random_cells_only(tmp_path):
     """ANI-Al style start: the only structures are random Al cells, labelled as they are; every
     label's lineage ends at one of them."""
-    from al_flows.frames.dataset import Dataset, frames_from_bytes
+    from al_flows.frames.dataset import Dataset
+    from al_flows.frames.extxyz import frames_from_bytes
 
     d = {
         "name": "ani-tiny",

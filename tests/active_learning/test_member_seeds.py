@@ -9,7 +9,7 @@ from al_flows.active_learning import ActiveLearningMaker
 from al_flows.active_learning.jobs import TrainMemberMaker, merge_labels
 from al_flows.active_learning.schemas import RoundState
 from al_flows.campaign.config import validate_campaign
-from al_flows.frames.dataset import frames_text
+from al_flows.frames.extxyz import frames_text
 from al_flows.potential import training as training_module
 from al_flows.potential.model import TrainingSettings
 from helpers import emt_labelled_multilayer

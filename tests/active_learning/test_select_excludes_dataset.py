@@ -10,7 +10,8 @@ from al_flows.active_learning import ActiveLearningMaker
 from al_flows.active_learning.jobs import AseLabelMaker, merge_labels
 from al_flows.active_learning.select_job import SelectMaker
 from al_flows.campaign.config import validate_campaign
-from al_flows.frames.dataset import frame_id, frames_from_bytes, frames_text
+from al_flows.frames.extxyz import frames_from_bytes, frames_text
+from al_flows.frames.ids import frame_id
 from al_flows.selection.trust_levels import SelectionSettings
 from al_flows.workflow.jobs import DATA_STORE
 from helpers import emt_labelled_multilayer

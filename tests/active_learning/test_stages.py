@@ -41,7 +41,7 @@ def test_a_campaign_moves_through_its_stages_and_converges_after_the_last(tmp_pa
     from al_flows.campaign.config import validate_campaign
     from al_flows.campaign.run import run_campaign
     from al_flows.campaign.stores import make_job_store
-    from al_flows.frames.dataset import frames_from_bytes
+    from al_flows.frames.extxyz import frames_from_bytes
     from al_flows.workflow.jobs import latest_outputs
     from helpers import TINY
 

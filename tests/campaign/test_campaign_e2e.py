@@ -88,7 +88,7 @@ def test_store_is_queried_back_from_a_new_process(finished):
         from al_flows.campaign.report_json import build_report
         from al_flows.campaign.run import open_store
         from al_flows.potential.ensemble import Ensemble
-        from al_flows.frames.dataset import frames_from_bytes
+        from al_flows.frames.extxyz import frames_from_bytes
         from al_flows.potential.weights import weights_bytes
         from helpers import TINY
         config = validate_campaign(TINY)

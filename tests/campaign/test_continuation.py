@@ -302,7 +302,7 @@ def test_report_rows_carry_honest_test_metrics_and_test_frames_are_never_trained
         assert row["test_force_rel_rmse"] > 0 and row["test_force_r2"] < 1
     from al_flows.campaign.record import CampaignRecord
     from al_flows.campaign.run import load_workdir_campaign, open_store
-    from al_flows.frames.dataset import frames_from_bytes
+    from al_flows.frames.extxyz import frames_from_bytes
 
     config = load_workdir_campaign(workdir)
     store = open_store(config, workdir)

@@ -8,8 +8,9 @@ from maggma.stores import MemoryStore
 
 from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.shear_paths import energy_vs_gamma_data, labeller_shear_paths, unsheared_references
-from al_flows.exploration.shear import ShearSettings, explore_shear
-from al_flows.frames.dataset import frames_text
+from al_flows.exploration.shear import ShearSettings
+from al_flows.exploration.shear_sequential import explore_shear
+from al_flows.frames.extxyz import frames_text
 from al_flows.structures.multilayer import cuni_multilayer
 from helpers import TINY
 

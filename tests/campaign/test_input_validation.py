@@ -26,7 +26,8 @@ from al_flows.frames.checks import (
     close_pairs,
     labeller_elements,
 )
-from al_flows.frames.dataset import Dataset, frames_to_bytes
+from al_flows.frames.dataset import Dataset
+from al_flows.frames.extxyz import frames_to_bytes
 from al_flows.pool_study.pool_import import import_frames
 from al_flows.potential.inputs import frame_inputs
 from al_flows.potential.model import ModelSettings, TrainingSettings

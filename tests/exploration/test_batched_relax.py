@@ -10,7 +10,10 @@ from ase.constraints import FixAtoms
 from ase.optimize import BFGS, FIRE, LBFGS
 
 from al_flows.exploration.batched_relax import FIREParameters, relax_batched
-from al_flows.exploration.shear import ShearSettings, explore_shear, explore_shear_batched, shear_cell
+from al_flows.exploration.shear import ShearSettings
+from al_flows.exploration.shear_batched import explore_shear_batched
+from al_flows.exploration.shear_geometry import shear_cell
+from al_flows.exploration.shear_sequential import explore_shear
 from al_flows.potential.ensemble import Ensemble, EnsembleCalculator, EnsemblePrediction
 from al_flows.potential.model import ModelSettings, build_member
 from al_flows.structures.multilayer import cuni_multilayer

@@ -22,8 +22,10 @@ from al_flows.exploration.replica_checks import (
     geometry_problem,
     min_distance,
 )
-from al_flows.exploration.shear import ShearSettings, explore_shear, explore_shear_batched
-from al_flows.frames.dataset import frames_text
+from al_flows.exploration.shear import ShearSettings
+from al_flows.exploration.shear_batched import explore_shear_batched
+from al_flows.exploration.shear_sequential import explore_shear
+from al_flows.frames.extxyz import frames_text
 from al_flows.potential.ensemble import Ensemble, EnsembleCalculator, EnsemblePrediction
 from al_flows.potential.model import ModelSettings, build_member
 from al_flows.potential.weights import member_to_bytes, weights_text

@@ -7,8 +7,11 @@ import pytest
 from ase.calculators.emt import EMT
 from pydantic import ValidationError
 
-from al_flows.exploration.shear import ShearSettings, explore_shear, run_seed, run_shear, shear_cell, shear_strain
-from al_flows.frames.dataset import frame_id
+from al_flows.exploration.shear import ShearSettings
+from al_flows.exploration.shear_geometry import shear_cell, shear_strain
+from al_flows.exploration.shear_sequential import explore_shear, run_shear
+from al_flows.exploration.shear_steps import run_seed
+from al_flows.frames.ids import frame_id
 from al_flows.structures.multilayer import cuni_multilayer
 
 SMALL = dict(sigma=0.01, shear_step=0.5, gamma_max=0.2, fmax=0.05)

@@ -11,7 +11,9 @@ import pytest
 from ase.calculators.calculator import Calculator, all_changes
 
 from al_flows.campaign.config import ConfigError, check_campaign_structures, validate_campaign
-from al_flows.exploration.shear import ShearSettings, explore_shear, run_steps, shear_strain, steps_to_gamma
+from al_flows.exploration.shear import ShearSettings
+from al_flows.exploration.shear_geometry import run_steps, shear_strain, steps_to_gamma
+from al_flows.exploration.shear_sequential import explore_shear
 from al_flows.pool_study.shear_study import pathways, step_record
 from al_flows.structures.multilayer import cuni_multilayer
 from helpers import TINY
@@ -86,7 +88,7 @@ def test_paper_size_runs_end_at_gamma_max_and_pathways_keep_those_minima(batched
     atoms = cuni_multilayer((5, 5, 5), a=3.58)
     settings = ShearSettings(n_runs=2, sigma=0.0, shear_step=0.1, gamma_max=0.33, fmax=0.01, max_opt_steps=5)
     if batched:
-        from al_flows.exploration.shear import explore_shear_batched
+        from al_flows.exploration.shear_batched import explore_shear_batched
 
         class FlatEnsemble:  # what relax_batched reads: mean energies, per-member forces (members, atoms, 3)
             def predict(self, frames, batch_size=None):
@@ -115,7 +117,7 @@ def test_paper_size_runs_end_at_gamma_max_and_pathways_keep_those_minima(batched
 
 
 def test_cut_crystals_are_rotated_so_every_run_starts_at_gamma_zero_and_reaches_gamma_max():
-    from al_flows.exploration.shear import shear_start
+    from al_flows.exploration.shear_geometry import shear_start
     from al_flows.structures.displaced_halves import displaced_halves, oriented_cell
     from al_flows.validation.heldout import sheared_rattled
 

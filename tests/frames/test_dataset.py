@@ -7,7 +7,10 @@ import pytest
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from al_flows.frames.dataset import PROVENANCE_KEYS, Dataset, frame_id, frames_from_bytes, frames_to_bytes
+from al_flows.frames.dataset import Dataset
+from al_flows.frames.extxyz import frames_from_bytes, frames_to_bytes
+from al_flows.frames.ids import frame_id
+from al_flows.frames.info import PROVENANCE_KEYS
 from al_flows.structures.multilayer import cuni_multilayer
 
 
@@ -213,7 +216,7 @@ def test_to_ase_atoms_data(frames, tmp_path):
     from schnetpack.data import ASEAtomsData
 
     import al_flows  # noqa: F401
-    from al_flows.frames.dataset import info_from_db_row
+    from al_flows.frames.ase_db import info_from_db_row
 
     ds = Dataset(frames)
     path = tmp_path / "train.db"

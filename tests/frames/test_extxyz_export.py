@@ -12,7 +12,9 @@ from maggma.stores import MemoryStore
 
 from al_flows.campaign.export import export_dataset
 from al_flows.campaign.record import CampaignRecord
-from al_flows.frames.dataset import Dataset, export_info, frames_from_bytes, frames_text
+from al_flows.frames.dataset import Dataset
+from al_flows.frames.extxyz import frames_from_bytes, frames_text
+from al_flows.frames.extxyz_export import export_info
 from helpers import emt_labelled_multilayer
 
 INITIAL = {

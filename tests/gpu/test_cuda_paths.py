@@ -79,7 +79,8 @@ def test_gpu_trained_member_loads_and_predicts_on_cpu(frames, cuda_member):
 
 
 def test_batched_shear_relaxation_on_cuda_gives_the_cpu_frames(cpu_member, cuda_member):
-    from al_flows.exploration.shear import ShearSettings, explore_shear_batched
+    from al_flows.exploration.shear import ShearSettings
+    from al_flows.exploration.shear_batched import explore_shear_batched
     from al_flows.structures.multilayer import cuni_multilayer
 
     start = cuni_multilayer((2, 2, 2))

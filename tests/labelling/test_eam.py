@@ -52,7 +52,8 @@ def _stored(config, workdir, stage):
 def test_eam_campaign_labels_equal_matscipy_eam_on_the_same_structures(finished):
     from matscipy.calculators.eam import EAM as MatscipyEAM
 
-    from al_flows.frames.dataset import Dataset, frames_from_bytes
+    from al_flows.frames.dataset import Dataset
+    from al_flows.frames.extxyz import frames_from_bytes
 
     config, workdir, report = finished
     assert [r["round"] for r in report["rounds"]] == [0, 1]
@@ -85,7 +86,7 @@ def test_labels_of_the_labeller_equal_matscipy_eam_to_float64_round_off(finished
     eV each (|E| ~ 120 eV x 1e-16 x 100 terms ~ 1e-12 eV)."""
     from matscipy.calculators.eam import EAM as MatscipyEAM
 
-    from al_flows.frames.dataset import frames_from_bytes
+    from al_flows.frames.extxyz import frames_from_bytes
     from al_flows.labelling.ase import calculator_factory, label_frames
 
     config, workdir, _ = finished

@@ -20,7 +20,9 @@ from ase.build import bulk
 from ase.io import write
 from ase.units import GPa
 
-from al_flows.frames.dataset import Dataset, frame_id, frames_to_bytes
+from al_flows.frames.dataset import Dataset
+from al_flows.frames.extxyz import frames_to_bytes
+from al_flows.frames.ids import frame_id
 from al_flows.pool_study.import_files import find_vasp_outputs
 from al_flows.pool_study.pool_import import import_frames, import_tree
 from al_flows.pool_study.vasp_outputs import XDATCAR_TOLERANCE

@@ -11,8 +11,10 @@ from ase.calculators.emt import EMT
 
 from al_flows.campaign.config import ConfigError, validate_campaign
 from al_flows.cli import main
-from al_flows.exploration.shear import ShearSettings, run_seed, run_shear
-from al_flows.frames.dataset import frames_from_bytes
+from al_flows.exploration.shear import ShearSettings
+from al_flows.exploration.shear_sequential import run_shear
+from al_flows.exploration.shear_steps import run_seed
+from al_flows.frames.extxyz import frames_from_bytes
 from al_flows.pool_study.report import pool_study_outputs
 from al_flows.pool_study.shear_study import unsheared_reference
 from al_flows.potential.ensemble import Ensemble
@@ -208,9 +210,9 @@ def test_pool_from_imported_vasp_runs_and_extxyz(tmp_path):
     from jobflow import run_locally
     from tests.vasp_standin.standin import write_vasp_md_run
 
-    from al_flows.frames.dataset import frames_to_bytes
+    from al_flows.frames.extxyz import frames_to_bytes
     from al_flows.pool_study.config import PoolConfig
-    from al_flows.pool_study.jobs import PoolMaker
+    from al_flows.pool_study.pool_jobs import PoolMaker
 
     data = tmp_path / "dft"
     truth = write_vasp_md_run(data / "run_1000K", cuni_multilayer((1, 1, 2), a=3.58), n_steps=6, tebeg=1000.0, seed=1)
@@ -321,7 +323,8 @@ def test_failed_study_resumes_without_recomputing_finished_jobs(tmp_path, monkey
     baselines and the shear runs are read from the store, only the validation runs."""
     import yaml
 
-    import al_flows.pool_study.jobs as ps
+    import al_flows.pool_study.sampling_jobs as sampling
+    import al_flows.pool_study.shear_jobs as shear
     from al_flows.campaign.run import load_workdir_campaign, open_store
 
     cfg = tmp_path / "study.yaml"
@@ -330,7 +333,7 @@ def test_failed_study_resumes_without_recomputing_finished_jobs(tmp_path, monkey
     cfg.write_text(yaml.safe_dump(study))
     workdir = tmp_path / "run"
     calls = {"validate": 0, "sampling": 0}
-    original_validate, original_sampling = ps.validate_minimum, ps.run_active_sampling
+    original_validate, original_sampling = shear.validate_minimum, sampling.run_active_sampling
 
     def failing_validate(*a, **k):
         calls["validate"] += 1
@@ -340,8 +343,8 @@ def test_failed_study_resumes_without_recomputing_finished_jobs(tmp_path, monkey
         calls["sampling"] += 1
         return original_sampling(*a, **k)
 
-    monkeypatch.setattr(ps, "validate_minimum", failing_validate)
-    monkeypatch.setattr(ps, "run_active_sampling", counting_sampling)
+    monkeypatch.setattr(shear, "validate_minimum", failing_validate)
+    monkeypatch.setattr(sampling, "run_active_sampling", counting_sampling)
     assert main(["run", str(cfg), "--workdir", str(workdir)]) != 0
     assert calls == {"validate": 1, "sampling": 1}  # the validation (the last job) failed
     store = open_store(load_workdir_campaign(workdir), workdir)
@@ -351,7 +354,7 @@ def test_failed_study_resumes_without_recomputing_finished_jobs(tmp_path, monkey
     }
     store.close()
 
-    monkeypatch.setattr(ps, "validate_minimum", original_validate)
+    monkeypatch.setattr(shear, "validate_minimum", original_validate)
     capsys.readouterr()
     assert main(["run", str(cfg), "--workdir", str(workdir)]) == 0
     out = capsys.readouterr().out

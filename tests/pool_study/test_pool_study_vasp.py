@@ -11,7 +11,7 @@ import yaml
 from tests.vasp_standin.standin import install_wrapper, reference_results, write_vasp_md_run
 
 from al_flows.cli import main
-from al_flows.frames.dataset import frames_from_bytes
+from al_flows.frames.extxyz import frames_from_bytes
 from al_flows.pool_study.report import pool_study_outputs
 from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.workflow.jobs import latest_outputs
@@ -118,7 +118,7 @@ def test_imported_pool_and_vasp_validation(vasp_study):
 
 
 def test_failed_vasp_jobs_leave_their_minimum_out_with_a_reason(vasp_study):
-    from al_flows.frames.dataset import frames_text
+    from al_flows.frames.extxyz import frames_text
     from al_flows.pool_study.config import ValidationConfig
     from al_flows.pool_study.vasp_validation import collect_vasp_validation
 

@@ -5,7 +5,7 @@ import pytest
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from al_flows.frames.dataset import frame_id
+from al_flows.frames.ids import frame_id
 from al_flows.labelling.eam import eam_factory
 from al_flows.pool_study.replay_sets import check_disjoint, gsfe_frames
 from al_flows.validation.defects import stacking_fault

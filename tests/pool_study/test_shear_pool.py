@@ -9,7 +9,8 @@ from ase.calculators.emt import EMT
 from ase.optimize import BFGS
 
 from al_flows.campaign.config import validate_campaign
-from al_flows.exploration.shear import ShearSettings, shear_cell
+from al_flows.exploration.shear import ShearSettings
+from al_flows.exploration.shear_geometry import shear_cell
 from al_flows.pool_study.shear_pool import labeller_shear_pool, labeller_shear_trajectories
 from al_flows.structures.multilayer import cuni_multilayer
 

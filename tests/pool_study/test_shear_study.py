@@ -8,7 +8,8 @@ import pytest
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 
-from al_flows.exploration.shear import ShearSettings, run_shear
+from al_flows.exploration.shear import ShearSettings
+from al_flows.exploration.shear_sequential import run_shear
 from al_flows.pool_study.minima_validation import relax_fixed_cell, select_minima, validate_minimum
 from al_flows.pool_study.shear_study import (
     classify_pathway,

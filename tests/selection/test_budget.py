@@ -12,7 +12,7 @@ from ase import Atoms
 
 from al_flows.active_learning.select_job import SelectMaker, selected_words
 from al_flows.active_learning.stop_policy import StopDecision, StopPolicy
-from al_flows.frames.dataset import frames_from_bytes, frames_text
+from al_flows.frames.extxyz import frames_from_bytes, frames_text
 from al_flows.selection.budget import (
     BudgetError,
     BudgetSpent,

@@ -220,7 +220,8 @@ def _groups_of_duplicates() -> tuple[list[Atoms], list[str]]:
 
 def test_select_job_with_pick_diverse_picks_one_of_each_group_of_duplicates():
     from al_flows.active_learning.select_job import SelectMaker
-    from al_flows.frames.dataset import frame_id, frames_text
+    from al_flows.frames.extxyz import frames_text
+    from al_flows.frames.ids import frame_id
 
     frames, groups = _groups_of_duplicates()
     for a in frames:

@@ -5,7 +5,7 @@ import pytest
 from ase import Atoms
 from pydantic import ValidationError
 
-from al_flows.frames.dataset import frame_id
+from al_flows.frames.ids import frame_id
 from al_flows.selection.strategies import SelectionResult, select
 from al_flows.selection.trust_levels import ACCURATE, CANDIDATE, FAILED, SelectionSettings, classify
 

@@ -8,7 +8,8 @@ from ase.data import atomic_masses, atomic_numbers
 from ase.neighborlist import neighbor_list
 from pydantic import ValidationError
 
-from al_flows.frames.dataset import frame_id, frames_from_bytes, frames_to_bytes
+from al_flows.frames.extxyz import frames_from_bytes, frames_to_bytes
+from al_flows.frames.ids import frame_id
 from al_flows.structures.displaced_halves import displaced_halves, oriented_cell
 from al_flows.structures.generators import (
     AMU_PER_A3,

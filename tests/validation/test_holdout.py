@@ -8,7 +8,7 @@ import pytest
 from ase.calculators.emt import EMT
 
 import al_flows.active_learning.config as config_module
-from al_flows.exploration.shear import shear_strain
+from al_flows.exploration.shear_geometry import shear_strain
 from al_flows.structures.multilayer import cuni_multilayer
 from al_flows.validation.heldout import force_errors, holdout_errors, labeller_test_frames, sheared_rattled
 

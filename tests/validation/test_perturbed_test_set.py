@@ -7,7 +7,8 @@ from maggma.stores import MemoryStore
 
 from al_flows.active_learning import ActiveLearningMaker
 from al_flows.campaign.config import validate_campaign
-from al_flows.frames.dataset import frame_id, frames_from_bytes
+from al_flows.frames.extxyz import frames_from_bytes
+from al_flows.frames.ids import frame_id
 from al_flows.workflow.jobs import DATA_STORE
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from al_flows.active_learning.schemas import CalibrationDocument
-from al_flows.frames.dataset import frames_from_bytes
+from al_flows.frames.extxyz import frames_from_bytes
 from al_flows.frames.provenance import as_float
 from al_flows.selection.calibration import (
     CalibrationSettings,

@@ -49,7 +49,7 @@ from al_flows.active_learning.stop_policy import StopPolicy
 from al_flows.active_learning.vasp_jobs import VaspLabelMaker
 from al_flows.active_learning.vasp_property_jobs import VaspPropertyReferenceMaker
 from al_flows.exploration.md import stage_count
-from al_flows.frames.dataset import frames_text
+from al_flows.frames.extxyz import frames_text
 from al_flows.structures.initial_data import GivenSource, given_structures
 from al_flows.validation.autotest import AutotestSettings
 from al_flows.validation.properties import check_vasp_properties

@@ -24,8 +24,11 @@ from al_flows.active_learning.schemas import (
     TrainingDocument,
 )
 from al_flows.exploration.md import NVTSettings, ScheduleSettings, langevin_schedule, nvt_explore, survival_times
-from al_flows.exploration.shear import ShearSettings, explore_shear, explore_shear_batched, shear_level
-from al_flows.frames.dataset import Dataset, frames_from_bytes, frames_text
+from al_flows.exploration.shear import ShearSettings, shear_level
+from al_flows.exploration.shear_batched import explore_shear_batched
+from al_flows.exploration.shear_sequential import explore_shear
+from al_flows.frames.dataset import Dataset
+from al_flows.frames.extxyz import frames_from_bytes, frames_text
 from al_flows.frames.provenance import explored_record, frame_errors, label_record
 from al_flows.labelling.ase import LabelResult, calculator_factory, label_frames
 from al_flows.potential.device import resolve_device

@@ -3,7 +3,7 @@
 Fields ending in ``_blob`` are routed by the jobs to the JobStore's ``data`` store;
 documents only keep a reference to them. Blobs are text so that every store keeps them
 intact (maggma's GridFSStore JSON-encodes what it stores): frames and datasets as
-extxyz text (:func:`al_flows.frames.dataset.frames_text`), model weights as base64 of a torch
+extxyz text (:func:`al_flows.frames.extxyz.frames_text`), model weights as base64 of a torch
 state-dict file (:func:`al_flows.potential.weights.weights_text`). Energies eV, forces
 and deviations eV/Angstrom.
 """

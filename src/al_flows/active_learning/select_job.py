@@ -14,7 +14,7 @@ from jobflow import Maker
 
 from al_flows.active_learning.schemas import ExtensionSelection, SelectionDocument
 from al_flows.active_learning.stop_policy import RoundMeasures, StopDecision, StopPolicy
-from al_flows.frames.dataset import frames_from_bytes, frames_text
+from al_flows.frames.extxyz import frames_from_bytes, frames_text
 from al_flows.frames.provenance import as_float
 from al_flows.selection.adaptive import levels_settled
 from al_flows.selection.budget import Allowance, BudgetSpent

@@ -8,7 +8,7 @@ from collections import Counter
 from al_flows.active_learning.config import InitialCopies, TestSetConfig
 from al_flows.active_learning.jobs import AseLabelMaker
 from al_flows.active_learning.schemas import StructuresDocument, TestSetDocument
-from al_flows.frames.dataset import frames_from_bytes, frames_text
+from al_flows.frames.extxyz import frames_from_bytes, frames_text
 from al_flows.labelling.ase import calculator_factory
 from al_flows.structures.initial_data import build_structures, perturbed_copies
 from al_flows.validation.heldout import NONEQUILIBRIUM, labeller_test_frames, subset_of, tag

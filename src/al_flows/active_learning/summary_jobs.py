@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from al_flows.active_learning.schemas import EvaluationDocument, RoundSummary
-from al_flows.frames.dataset import frames_from_bytes
+from al_flows.frames.extxyz import frames_from_bytes
 from al_flows.selection.budget import BudgetSpent, spend
 from al_flows.validation.heldout import holdout_errors
 from al_flows.workflow import progress

@@ -32,7 +32,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from al_flows.active_learning.jobs import check_success_fraction
 from al_flows.active_learning.schemas import LabelDocument
-from al_flows.frames.dataset import frames_from_bytes, frames_text
+from al_flows.frames.extxyz import frames_from_bytes, frames_text
 from al_flows.frames.provenance import label_record
 from al_flows.labelling.vasp_inputs import with_system_tag
 from al_flows.labelling.vasp_labels import LabelError, label_from_taskdoc, run_core_hours

@@ -19,7 +19,8 @@ from pydantic_core import ErrorDetails
 
 from al_flows.active_learning.config import CampaignConfig
 from al_flows.campaign.campaign_file import ConfigError, read_campaign_file
-from al_flows.exploration.shear import check_reaches_gamma, shear_level, shear_start
+from al_flows.exploration.shear import shear_level
+from al_flows.exploration.shear_geometry import check_reaches_gamma, shear_start
 from al_flows.pool_study.config import PoolStudyConfig
 from al_flows.structures.initial_data import FileSource, MultilayerSource, source_structures
 

@@ -17,7 +17,7 @@ class ExportError(ValueError):
 def export_dataset(record: CampaignRecord, path: str | Path, fmt: str, round_: int | None = None) -> Path:
     """Write the final dataset (``round_``: the labels that round's models trained on,
     :meth:`CampaignRecord.round_dataset`) as extxyz (provenance as plain per-frame keys, see
-    :func:`al_flows.frames.dataset.export_info`), an ASE database, or a schnetpack ASEAtomsData db;
+    :func:`al_flows.frames.extxyz_export.export_info`), an ASE database, or a schnetpack ASEAtomsData db;
     the file's folders are created."""
     path = Path(path)
     data = record.final_dataset() if round_ is None else record.round_dataset(round_)

@@ -107,7 +107,7 @@ def parity_data(store, config, summary: dict) -> dict | None:
     """The ensemble of ``summary``'s round on the fixed test set: labelled and predicted energy
     per atom (eV/atom) and force components (eV/Å), with their RMSEs (energy meV/atom,
     force eV/Å); None where the models or the test set are not stored."""
-    from al_flows.frames.dataset import frames_from_bytes
+    from al_flows.frames.extxyz import frames_from_bytes
     from al_flows.workflow.jobs import load_ensemble
 
     train = latest_docs(store, config.name, "train", load=True, criteria={"metadata.round": summary["round"]})

@@ -56,7 +56,7 @@ def labeller_shear_paths(store, config) -> list[dict]:
     per (parent_id, run) with ``gamma``, ``energy`` (eV, the labeller's) and ``n_atoms`` in step
     order, ``source`` "labeller", ``round`` -1; [] for other test sets. Steps the test set left out
     (``max_frames``) are missing from their path."""
-    from al_flows.frames.dataset import frames_from_bytes
+    from al_flows.frames.extxyz import frames_from_bytes
 
     docs = latest_docs(store, config.name, "test_set", load=True)
     if not docs or not docs[-1]["output"].get("frames_blob"):
@@ -103,8 +103,8 @@ def unsheared_references(
     available, or whose relaxation is not finite, get none. ``cache`` (a JSON-able dict, filled in
     here) holds earlier results by path key, ensemble id and relaxation settings, so a report
     rewritten after each round relaxes only the new round's structures."""
-    from al_flows.exploration.shear import shear_strain
-    from al_flows.frames.dataset import frames_from_bytes
+    from al_flows.exploration.shear_geometry import shear_strain
+    from al_flows.frames.extxyz import frames_from_bytes
 
     docs = latest_docs(store, config.name, "structures", load=True)
     if not docs:

@@ -10,11 +10,11 @@ from al_flows.lazy import lazy_exports
 
 EXPORTS = {
     "ShearSettings": "shear",
-    "explore_shear": "shear",
-    "explore_shear_batched": "shear",
-    "run_shear": "shear",
-    "shear_cell": "shear",
-    "shear_strain": "shear",
+    "explore_shear": "shear_sequential",
+    "explore_shear_batched": "shear_batched",
+    "run_shear": "shear_sequential",
+    "shear_cell": "shear_geometry",
+    "shear_strain": "shear_geometry",
     "NVTSettings": "md",
     "ScheduleSettings": "md",
     "nvt_explore": "md",
@@ -45,11 +45,7 @@ if TYPE_CHECKING:
     from al_flows.exploration.labeller_md import nvt_pool
     from al_flows.exploration.md import NVTSettings, ScheduleSettings, langevin_schedule, nvt_explore
     from al_flows.exploration.replica_checks import ReplicaLimits
-    from al_flows.exploration.shear import (
-        ShearSettings,
-        explore_shear,
-        explore_shear_batched,
-        run_shear,
-        shear_cell,
-        shear_strain,
-    )
+    from al_flows.exploration.shear import ShearSettings
+    from al_flows.exploration.shear_batched import explore_shear_batched
+    from al_flows.exploration.shear_geometry import shear_cell, shear_strain
+    from al_flows.exploration.shear_sequential import explore_shear, run_shear

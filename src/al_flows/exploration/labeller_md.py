@@ -17,7 +17,7 @@ from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
-from al_flows.frames.dataset import frame_id
+from al_flows.frames.ids import frame_id
 
 __all__ = ["nvt_frames", "nvt_pool"]
 

@@ -49,7 +49,7 @@ from al_flows.exploration.replica_checks import (
     predict_isolating,
 )
 from al_flows.exploration.replica_checks import dropped as dropped_record
-from al_flows.frames.dataset import frame_id
+from al_flows.frames.ids import frame_id
 
 __all__ = [
     "MU_CLIP",

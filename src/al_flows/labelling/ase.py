@@ -18,7 +18,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from al_flows.frames.dataset import frame_id
+from al_flows.frames.ids import frame_id
 
 _SHORT_NAMES = {"emt": "ase.calculators.emt.EMT", "lj": "ase.calculators.lj.LennardJones"}
 

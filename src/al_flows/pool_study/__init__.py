@@ -11,11 +11,11 @@ from al_flows.lazy import lazy_exports
 EXPORTS = {
     "PoolStudyMaker": "flows",
     "PoolStudyConfig": "config",
-    "PoolMaker": "jobs",
-    "ActiveSamplingMaker": "jobs",
-    "StaticBaselineMaker": "jobs",
-    "ShearRunsMaker": "jobs",
-    "MinimaValidationMaker": "jobs",
+    "PoolMaker": "pool_jobs",
+    "ActiveSamplingMaker": "sampling_jobs",
+    "StaticBaselineMaker": "sampling_jobs",
+    "ShearRunsMaker": "shear_jobs",
+    "MinimaValidationMaker": "shear_jobs",
     "VaspMinimaValidationMaker": "vasp_validation",
     "ActiveSamplingSettings": "active_sampling",
     "run_active_sampling": "active_sampling",
@@ -44,13 +44,9 @@ if TYPE_CHECKING:
     from al_flows.pool_study.active_sampling import ActiveSamplingSettings, run_active_sampling
     from al_flows.pool_study.config import PoolStudyConfig
     from al_flows.pool_study.flows import PoolStudyMaker
-    from al_flows.pool_study.jobs import (
-        ActiveSamplingMaker,
-        MinimaValidationMaker,
-        PoolMaker,
-        ShearRunsMaker,
-        StaticBaselineMaker,
-    )
     from al_flows.pool_study.pool_import import import_frames, import_tree
+    from al_flows.pool_study.pool_jobs import PoolMaker
     from al_flows.pool_study.report import write_pool_report
+    from al_flows.pool_study.sampling_jobs import ActiveSamplingMaker, StaticBaselineMaker
+    from al_flows.pool_study.shear_jobs import MinimaValidationMaker, ShearRunsMaker
     from al_flows.pool_study.vasp_validation import VaspMinimaValidationMaker

@@ -1,6 +1,7 @@
 """Sprueill et al. as one jobflow Flow: pool -> active sampling -> static baselines -> comparison,
 and shear runs (parallel jobs) -> pathways -> validation of the minima (the jobs are
-:mod:`al_flows.pool_study.jobs` and :mod:`al_flows.pool_study.vasp_validation`).
+:mod:`al_flows.pool_study.pool_jobs`, :mod:`al_flows.pool_study.sampling_jobs`,
+:mod:`al_flows.pool_study.shear_jobs` and :mod:`al_flows.pool_study.vasp_validation`).
 
 Every job carries ``metadata = {"campaign": study name, "fingerprint", "round": -1, "stage"}``;
 stages: pool, active_sampling, baseline, compare, shear, pathways, validation (VASP: validation_dispatch,
@@ -15,15 +16,9 @@ from dataclasses import field as dc_field
 from jobflow import Flow, Job, Maker
 
 from al_flows.pool_study.config import BaselinesConfig, PoolStudyConfig
-from al_flows.pool_study.jobs import (
-    ActiveSamplingMaker,
-    MinimaValidationMaker,
-    PoolMaker,
-    ShearRunsMaker,
-    StaticBaselineMaker,
-    compare_strategies,
-    shear_pathways,
-)
+from al_flows.pool_study.pool_jobs import PoolMaker
+from al_flows.pool_study.sampling_jobs import ActiveSamplingMaker, StaticBaselineMaker, compare_strategies
+from al_flows.pool_study.shear_jobs import MinimaValidationMaker, ShearRunsMaker, shear_pathways
 from al_flows.pool_study.vasp_validation import VaspMinimaValidationMaker
 from al_flows.structures.initial_data import build_structures, given_source
 from al_flows.workflow.config import AseLabeller

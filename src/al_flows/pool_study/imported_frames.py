@@ -15,7 +15,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from al_flows.frames.checks import check_periodicity, check_structure
-from al_flows.frames.dataset import frame_id
+from al_flows.frames.ids import frame_id
 from al_flows.pool_study.import_files import SourceFrames
 
 __all__ = ["pool_frames"]

@@ -20,7 +20,8 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.optimize import BFGS
 
-from al_flows.frames.dataset import frame_id, recorded_energy
+from al_flows.frames.ids import frame_id
+from al_flows.frames.labels import recorded_energy
 
 __all__ = ["select_minima", "relax_fixed_cell", "validation_row", "validate_minimum"]
 

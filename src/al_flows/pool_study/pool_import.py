@@ -17,7 +17,7 @@ Sources
   ``require_labels=False``;
 * one file: OUTCAR, vasprun.xml, XDATCAR, ``*.extxyz`` or ``*.xyz`` (labels from the
   file's calculator fields; ``al_info`` provenance written by
-  :func:`al_flows.frames.dataset.frames_to_bytes` is restored);
+  :func:`al_flows.frames.extxyz.frames_to_bytes` is restored);
 * a tree (:func:`import_tree`): every directory below the root that holds VASP outputs
   is one run, plus every extxyz file; in sorted path order.
 
@@ -45,7 +45,7 @@ configuration number - 1, which differs from the position in the file when NBLOC
 (``"vasprun"``, ``"outcar"``, ``"xdatcar"``, ``"extxyz"``), ``explorer="import"``,
 ``round=-1``, ``labeller`` (``"vasp"`` for VASP files, an extxyz frame's own
 ``labeller`` or ``"extxyz"``; ``""`` for unlabelled frames), ``parent_id``,
-``model_id`` (``""``), ``deviation`` (NaN), ``frame_id`` (:func:`al_flows.frames.dataset.frame_id`),
+``model_id`` (``""``), ``deviation`` (NaN), ``frame_id`` (:func:`al_flows.frames.ids.frame_id`),
 for VASP ``energy_convention`` and ``source_meta`` (INCAR values of the run such as
 IBRION, NSW, POTIM, TEBEG, TEEND, SMASS, ISIF, ISMEAR, SIGMA, ENCUT where the file has
 them). An extxyz frame keeps all its other ``info``; a ``source_file``/``source_step``/
@@ -53,7 +53,7 @@ them). An extxyz frame keeps all its other ``info``; a ``source_file``/``source_
 ``origin_source_file``/``origin_source_step``/``origin_source_format``, and an
 ``explorer``/``round`` other than "import"/-1 to ``origin_explorer``/``origin_round``
 (the first origin is kept), so a frame imported from VASP, written with
-:func:`al_flows.frames.dataset.frames_to_bytes` and imported again still names its
+:func:`al_flows.frames.extxyz.frames_to_bytes` and imported again still names its
 OUTCAR/vasprun.xml step.
 
 Frame ids are content hashes of positions rounded to 1e-4 Angstrom; OUTCAR prints
@@ -86,7 +86,7 @@ from ase import Atoms
 from ase.calculators.calculator import all_properties
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from al_flows.frames.dataset import frames_from_bytes
+from al_flows.frames.extxyz import frames_from_bytes
 from al_flows.pool_study.import_files import (
     FORMATS,
     SourceFrames,

@@ -31,7 +31,7 @@ from ase.constraints import FixCartesian
 
 from al_flows.exploration.labeller_md import nvt_pool
 from al_flows.exploration.shear import ShearSettings
-from al_flows.frames.dataset import frame_id
+from al_flows.frames.ids import frame_id
 from al_flows.pool_study.shear_pool import labelled_copy, labeller_shear_pool, labeller_shear_trajectories
 from al_flows.structures.generators import random_cells
 from al_flows.structures.initial_data import RandomCellSource

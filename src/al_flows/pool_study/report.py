@@ -227,7 +227,8 @@ def export_pool_study(store, study: str, what: str, output: str, fmt: str = "ext
     """Export a pool study: ``dataset`` writes the active run's final training frames (extxyz,
     with provenance) to ``output``; ``model`` writes each strategy's best weights to
     ``output/<strategy>.pt`` (load with ``al_flows.potential.ensemble.Ensemble.from_bytes``)."""
-    from al_flows.frames.dataset import Dataset, frames_from_bytes
+    from al_flows.frames.dataset import Dataset
+    from al_flows.frames.extxyz import frames_from_bytes
     from al_flows.potential.weights import weights_bytes
 
     def latest(stage: str) -> list[dict]:

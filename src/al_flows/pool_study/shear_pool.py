@@ -19,15 +19,11 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from al_flows.exploration.labeller_md import nvt_pool
-from al_flows.exploration.shear import (
-    OPTIMIZERS,
-    ShearSettings,
-    perturb_and_shear,
-    run_steps,
-    shear_start,
-    shear_strain,
-)
-from al_flows.frames.dataset import frame_id
+from al_flows.exploration.shear import ShearSettings
+from al_flows.exploration.shear_geometry import run_steps, shear_start, shear_strain
+from al_flows.exploration.shear_sequential import OPTIMIZERS
+from al_flows.exploration.shear_steps import perturb_and_shear
+from al_flows.frames.ids import frame_id
 
 __all__ = ["labeller_shear_trajectories", "labeller_shear_pool", "labelled_copy"]
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
-from al_flows.frames.dataset import recorded_energy
+from al_flows.frames.labels import recorded_energy
 from al_flows.structures.analysis import find_vacancies, intermixed_fraction, intermixing, structure_fractions
 
 __all__ = [
@@ -82,7 +82,8 @@ def unsheared_reference(structure: Atoms, calculator, fmax: float, max_steps: in
     """``structure`` relaxed at its own cell (positions only) with ``calculator`` and ``optimizer``
     to ``fmax`` (eV/Angstrom) in at most ``max_steps``: ``gamma`` (its shear strain, 0 for an
     unsheared cell), ``energy`` (eV), ``n_atoms``, ``converged``, ``n_opt_steps``, ``fmax``, ``optimizer``."""
-    from al_flows.exploration.shear import OPTIMIZERS, shear_strain
+    from al_flows.exploration.shear_geometry import shear_strain
+    from al_flows.exploration.shear_sequential import OPTIMIZERS
 
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer: unknown optimiser '{optimizer}'; choose from {sorted(OPTIMIZERS)}")

@@ -16,7 +16,7 @@ from dataclasses import field as dc_field
 from jobflow import CURRENT_JOB, Flow, Job, JobConfig, Maker, OnMissing, OutputReference, Response
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from al_flows.frames.dataset import frames_from_bytes, frames_text
+from al_flows.frames.extxyz import frames_from_bytes, frames_text
 from al_flows.labelling.vasp_inputs import with_system_tag
 from al_flows.labelling.vasp_labels import LabelError, failure_reason, get_path
 from al_flows.pool_study.config import ValidationConfig

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase import Atoms
 
-from al_flows.frames.dataset import frame_id
+from al_flows.frames.ids import frame_id
 from al_flows.selection.diversity import diverse_pick
 from al_flows.selection.trust_levels import ACCURATE, CANDIDATE, FAILED, SelectionSettings, classify, round_trust_lo
 

@@ -5,7 +5,7 @@
   several lattices, randomly decorated for alloys, plus crystals whose two halves are
   rigidly displaced against each other.
 
-Every frame carries the provenance keys of :mod:`al_flows.frames.dataset` (round -1, parent_id "",
+Every frame carries the provenance keys of :mod:`al_flows.frames.info` (round -1, parent_id "",
 model_id "", deviation NaN, frame_id) plus ``explorer``, ``structure_id`` and the keys
 named below. Lengths in Angstrom, densities in g/cm^3, masses in amu.
 """
@@ -21,7 +21,7 @@ from ase.build import bulk
 from ase.data import atomic_masses, atomic_numbers, covalent_radii, reference_states
 from pydantic import Field, field_validator, model_validator
 
-from al_flows.frames.dataset import frame_id
+from al_flows.frames.ids import frame_id
 from al_flows.settings import Settings
 from al_flows.structures.displaced_halves import A_OVER_NN, CubicPlane, HcpPlane, displaced_halves, oriented_cell
 

@@ -13,7 +13,8 @@ from ase.io import read
 from pydantic import Field, field_validator
 
 from al_flows.frames.checks import StructureError, check_structure
-from al_flows.frames.dataset import frame_id, frames_from_bytes, frames_text
+from al_flows.frames.extxyz import frames_from_bytes, frames_text
+from al_flows.frames.ids import frame_id
 from al_flows.settings import Settings
 from al_flows.structures.generators import DPGenInitSettings, RandomCellSettings, dpgen_initial_sets, random_cells
 from al_flows.structures.multilayer import VARIANTS, cuni_multilayer

@@ -21,8 +21,8 @@ import numpy as np
 from ase import Atoms
 
 from al_flows.exploration.labeller_md import nvt_pool
-from al_flows.exploration.shear import shear_cell, shear_start
-from al_flows.frames.dataset import frame_id
+from al_flows.exploration.shear_geometry import shear_cell, shear_start
+from al_flows.frames.ids import frame_id
 from al_flows.labelling.ase import label_frames
 
 RELAXED, NONEQUILIBRIUM = "relaxed", "nonequilibrium"
@@ -69,7 +69,7 @@ def md_snapshots(
 
 def sheared_rattled(structures: list[Atoms], n: int, gamma_max: float, sigma: float, seed: int) -> list[Atoms]:
     """``n`` unrelaxed copies of each structure, sheared like the shear explorer (from
-    :func:`al_flows.exploration.shear.shear_start`, equal steps on cell[0,1] and cell[0,2], atoms
+    :func:`al_flows.exploration.shear_geometry.shear_start`, equal steps on cell[0,1] and cell[0,2], atoms
     scaled with the cell) to a strain drawn uniformly from [0, gamma_max], then rattled by
     N(0, sigma^2) (Angstrom) per coordinate. Unlabelled."""
     rng = np.random.default_rng(int(seed) & 0xFFFFFFFFFFFFFFFF)
@@ -167,7 +167,8 @@ def labeller_test_frames(
     TestSetConfig), all computed with the labeller: relaxed shear paths (at most ``max_frames``,
     drawn at random), and for ``mixed`` MD snapshots and sheared-rattled copies (at most
     ``max_nonequilibrium``). Raises TestSetError when the labeller gave no relaxed frame."""
-    from al_flows.exploration.shear import ShearSettings, explore_shear
+    from al_flows.exploration.shear import ShearSettings
+    from al_flows.exploration.shear_sequential import explore_shear
 
     shear = ShearSettings(
         n_runs=settings.n_runs,
