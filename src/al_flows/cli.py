@@ -22,7 +22,7 @@ from pathlib import Path
 
 from al_flows import ignore_jobflow_cd_warning
 from al_flows.campaign.campaign_file import ConfigError, read_campaign_file
-from al_flows.cli_text import print_lineage, print_pool_report, print_report, print_status
+from al_flows.cli_text import print_lineage, print_report, print_status
 
 DEMO_NAME = "demo_cuni_emt.yaml"
 
@@ -74,81 +74,37 @@ def _submit(config_path: Path, launchpad_file: str, workdir: str | None) -> int:
     return 0
 
 
-def _record(workdir: str):
-    """(config, connected store, CampaignRecord) of a work directory."""
-    from al_flows.campaign.record import CampaignRecord
+def _open(workdir: str):
+    """(config, connected store, workflow) of a work directory."""
     from al_flows.campaign.run import load_workdir_campaign, open_store
+    from al_flows.campaign.workflows import workflow_of
 
     config = load_workdir_campaign(workdir)
     store = open_store(config, workdir)
-    return config, store, CampaignRecord(store, config.name)
-
-
-def _pool_status(config, store, as_json: bool) -> int:
-    import json
-
-    from al_flows.campaign.report_json import build_pool_study_report
-
-    try:
-        report = build_pool_study_report(store, config)
-        stages = {
-            d["metadata"]["stage"] for d in store.query({"metadata.campaign": config.name}, properties=["metadata"])
-        }
-    finally:
-        store.close()
-    report["stages_done"] = sorted(stages)
-    if as_json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_pool_report(report)
-        print(f"stages done: {', '.join(report['stages_done']) or 'none'}")
-    return 0
+    return config, store, workflow_of(config)
 
 
 def _status(workdir: str, as_json: bool) -> int:
     import json
 
-    from al_flows.pool_study.config import PoolStudyConfig
-
-    config, store, record = _record(workdir)
-    if isinstance(config, PoolStudyConfig):
-        return _pool_status(config, store, as_json)
+    config, store, workflow = _open(workdir)
     try:
-        status = record.status()
+        status = workflow.status(store, config)
     finally:
         store.close()
     if as_json:
         print(json.dumps(status, indent=2))
-        return 0
-    print_status(status)
+    else:
+        print_status(status, workflow.name)
     return 0
-
-
-def _not_for_pool_study(config, command: str) -> None:
-    from al_flows.pool_study.config import PoolStudyConfig
-
-    if isinstance(config, PoolStudyConfig):
-        store_hint = (
-            "see the queries in docs/pool_study.md"
-            if command == "lineage"
-            else "use 'al-flows export' with what=dataset/model"
-        )
-        raise ConfigError(
-            f"--workdir: '{config.name}' is a pool study; '{command}' follows active-learning rounds ({store_hint})"
-        )
 
 
 def _lineage(workdir: str, label: str | None, model: str | None, as_json: bool) -> int:
     import json
 
-    config, store, record = _record(workdir)
+    config, store, workflow = _open(workdir)
     try:
-        _not_for_pool_study(config, "lineage")
-    except Exception:
-        store.close()
-        raise
-    try:
-        result = record.label_lineage(label) if label else record.model_lineage(model)
+        result = workflow.lineage(store, config, label, model)
     except KeyError as exc:
         raise ConfigError(exc.args[0]) from None
     finally:
@@ -161,25 +117,12 @@ def _lineage(workdir: str, label: str | None, model: str | None, as_json: bool) 
 
 
 def _export(workdir: str, what: str, output: str, fmt: str, round_: int | None) -> int:
-    from al_flows.campaign.export import ExportError, export_dataset, export_model
-    from al_flows.pool_study.config import PoolStudyConfig
+    from al_flows.campaign.export import ExportError
 
-    config, store, record = _record(workdir)
+    config, store, workflow = _open(workdir)
     try:
-        if isinstance(config, PoolStudyConfig):
-            from al_flows.pool_study.report import export_pool_study
-
-            if round_ is not None:
-                raise ConfigError(f"--round: '{config.name}' is a pool study, which has no rounds; leave --round out")
-            for p in export_pool_study(store, config.name, what, output, fmt):
-                print(f"wrote {p}")
-        elif what == "dataset":
-            path = export_dataset(record, output, fmt, round_)
-            which = "every label" if round_ is None else f"the labels round {round_}'s models trained on"
-            print(f"wrote {path} ({fmt}, {which})")
-        else:
-            for written in export_model(record, output, round_):
-                print(f"wrote {written}")
+        for line in workflow.export(store, config, what, output, fmt, round_):
+            print(line)
     except (KeyError, ExportError) as exc:
         raise ConfigError(exc.args[0]) from None
     finally:
@@ -208,10 +151,7 @@ def _import(paths: list[str], output: str, stride: int) -> int:
 
 
 def _report(workdir: str, watch: float | None = None) -> int:
-    from al_flows.campaign.report import write_report
     from al_flows.campaign.run import watch_workdir_report
-    from al_flows.pool_study.config import PoolStudyConfig
-    from al_flows.pool_study.report import write_pool_report
 
     if watch is not None and watch <= 0:
         print("error: --watch: give a positive number of seconds between looks, e.g. --watch 60", file=sys.stderr)
@@ -219,10 +159,9 @@ def _report(workdir: str, watch: float | None = None) -> int:
     if watch is not None:
         watch_workdir_report(workdir, watch, echo=lambda line: print(line, flush=True))
         return 0
-    config, store, _ = _record(workdir)
+    config, store, workflow = _open(workdir)
     try:
-        writer = write_pool_report if isinstance(config, PoolStudyConfig) else write_report
-        result = writer(store, config, Path(workdir) / "report")
+        result = workflow.write_report(store, config, Path(workdir) / "report")
     finally:
         store.close()
     print(f"wrote {result['html']} and {len(result['plots'])} plot(s)")
@@ -234,6 +173,7 @@ def _run(config_path: Path, workdir: str) -> int:
     from al_flows.campaign.config import load_campaign
     from al_flows.campaign.run import live_progress, run_campaign
     from al_flows.campaign.stores import describe_store
+    from al_flows.campaign.workflows import workflow_of
 
     config, base_dir = load_campaign(config_path)
     _check_structures(config, base_dir, str(config_path))
@@ -246,7 +186,7 @@ def _run(config_path: Path, workdir: str) -> int:
 
     with live_progress(echo):
         report = run_campaign(config, base_dir, workdir, echo=echo)
-    print_report(report, Path(workdir))
+    print_report(report, Path(workdir), workflow_of(config).name)
     return 0
 
 

@@ -27,8 +27,14 @@ def property_lines(row: dict) -> list[str]:
     ]
 
 
-def print_status(status: dict) -> None:
-    """The text of ``al-flows status``: one row per round, then failed jobs and labels."""
+def print_status(status: dict, workflow: str = "active_learning") -> None:
+    """The text of ``al-flows status`` of a campaign of ``workflow`` (the name of its workflow, whose
+    ``status`` gave ``status``)."""
+    STATUS_TEXT[workflow](status)
+
+
+def print_rounds_status(status: dict) -> None:
+    """The status of an active-learning campaign: one row per round, then failed jobs and labels."""
     print(f"campaign {status['campaign']}: {status['state']}")
     if status["rounds"]:
         print(
@@ -98,12 +104,25 @@ def print_pool_report(report: dict) -> None:
     print("finished" if report["finished"] else "not finished")
 
 
-def print_report(report: dict, workdir: Path) -> None:
-    """The table ``al-flows run`` ends with: one row per round, the autotest's verdict, where report.json is."""
-    if report.get("workflow") == "pool_study":
-        print_pool_report(report)
-        print(f"report: {workdir / 'report.json'}")
-        return
+def print_pool_status(status: dict) -> None:
+    """The status of a pool study: its report's text and the stages with stored jobs."""
+    print_pool_report(status)
+    print(f"stages done: {', '.join(status['stages_done']) or 'none'}")
+
+
+def print_report(report: dict, workdir: Path, workflow: str = "active_learning") -> None:
+    """The text ``al-flows run`` ends with for a campaign of ``workflow`` (the name of its workflow)."""
+    RUN_TEXT[workflow](report, workdir)
+
+
+def print_pool_run_report(report: dict, workdir: Path) -> None:
+    """What a pool study's run ends with: its report's text and where report.json is."""
+    print_pool_report(report)
+    print(f"report: {workdir / 'report.json'}")
+
+
+def print_rounds_report(report: dict, workdir: Path) -> None:
+    """The table of an active-learning run: one row per round, the autotest's verdict, where report.json is."""
     print(
         f"{'round':>5} {'labels':>6} {'explored':>8} {'acc/cand/fail':>14} {'labelled':>8} {'acc.ratio':>9} "
         f"{'val F':>7} {'test F':>7} {'test F R2':>9} {'test E/atom':>11}"
@@ -125,3 +144,8 @@ def print_report(report: dict, workdir: Path) -> None:
             + (f" (outside: {', '.join(bad)})" if bad else "")
         )
     print(f"{report['state']}; report: {workdir / 'report.json'} (forces eV/A, energies eV/atom)")
+
+
+# The text of each workflow (by the names of al_flows.campaign.workflows.WORKFLOWS): al-flows status, al-flows run
+STATUS_TEXT = {"active_learning": print_rounds_status, "pool_study": print_pool_status}
+RUN_TEXT = {"active_learning": print_rounds_report, "pool_study": print_pool_run_report}

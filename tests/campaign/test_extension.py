@@ -13,9 +13,10 @@ from jobflow import Flow, run_locally
 
 from al_flows.active_learning.extension import extension_jobs
 from al_flows.active_learning.flows import ActiveLearningMaker
+from al_flows.campaign.active_learning_workflow import plan_campaign
 from al_flows.campaign.config import validate_campaign
 from al_flows.campaign.record import CampaignRecord
-from al_flows.campaign.run import live_progress, open_store, plan_campaign, prepare_store, run_campaign
+from al_flows.campaign.run import live_progress, open_store, prepare_store, run_campaign
 from al_flows.frames.extxyz import frames_from_bytes
 from al_flows.workflow.jobs import stable_uuid
 from helpers import TINY

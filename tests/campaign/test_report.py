@@ -31,12 +31,12 @@ EXPECTED_PLOTS = {
 def campaign(tmp_path_factory):
     """(config, connected store, report dict, report dir) of the tiny campaign with an autotest,
     run once (autotest.md is written); report.json is in the report dir's parent (the work directory)."""
-    import al_flows.campaign.run as run_module
+    import al_flows.campaign.report_json as report_json_module
 
     workdir = tmp_path_factory.mktemp("tiny")
     config = validate_campaign({**TINY, "autotest": QUICK_AUTOTEST})
     live = []  # (rounds in report.json, index.html rows) each time the running campaign rewrote its report
-    real = run_module.write_reports
+    real = report_json_module.write_reports
 
     def spy(store, config, workdir):
         report = real(store, config, workdir)
@@ -45,7 +45,7 @@ def campaign(tmp_path_factory):
         return report
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run_module, "write_reports", spy)
+        mp.setattr(report_json_module, "write_reports", spy)
         run_campaign(config, ".", workdir, echo=lambda *_: None)
     store = open_store(config, workdir)
     outdir = workdir / "report"

@@ -1,4 +1,5 @@
-"""Running a campaign: read and validate its file, run or continue it locally or on FireWorks, its stores,
+"""Running a campaign: read and validate its file, what each workflow does for the runner and the CLI
+(:class:`~al_flows.campaign.workflows.Workflow`), run or continue it locally or on FireWorks, its stores,
 its record (status, lineage, exports) and its report.
 
 Public names (imported on first use, see :mod:`al_flows.lazy`): ``__all__``.
@@ -20,6 +21,8 @@ EXPORTS = {
     "make_job_store": "stores",
     "write_report": "report",
     "submit_campaign": "fireworks",
+    "Workflow": "workflows",
+    "workflow_of": "workflows",
 }
 __all__ = [
     "ConfigError",
@@ -33,6 +36,8 @@ __all__ = [
     "make_job_store",
     "write_report",
     "submit_campaign",
+    "Workflow",
+    "workflow_of",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
 
@@ -43,3 +48,4 @@ if TYPE_CHECKING:
     from al_flows.campaign.report import write_report
     from al_flows.campaign.run import CampaignError, load_workdir_campaign, open_store, run_campaign
     from al_flows.campaign.stores import make_job_store
+    from al_flows.campaign.workflows import Workflow, workflow_of

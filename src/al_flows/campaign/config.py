@@ -2,7 +2,8 @@
 checked before anything runs.
 
 ``workflow:`` picks the schema: ``active_learning`` (default, :class:`~al_flows.active_learning.config.CampaignConfig`)
-or ``pool_study`` (:class:`~al_flows.pool_study.config.PoolStudyConfig`); the keys both share are
+or ``pool_study`` (:class:`~al_flows.pool_study.config.PoolStudyConfig`), the ``config_class`` of the
+workflow of that name (:data:`al_flows.campaign.workflows.WORKFLOWS`); the keys both share are
 :mod:`al_flows.workflow.config`. Every model forbids unknown keys. :func:`load_campaign` turns any
 validation problem into a :class:`ConfigError` whose message is one line per problem,
 naming the field (dotted path) and what to do about it.
@@ -19,10 +20,8 @@ from pydantic_core import ErrorDetails
 
 from al_flows.active_learning.config import CampaignConfig
 from al_flows.campaign.campaign_file import ConfigError, read_campaign_file
-from al_flows.exploration.shear import shear_level
-from al_flows.exploration.shear_geometry import check_reaches_gamma, shear_start
+from al_flows.campaign.workflows import WORKFLOWS, workflow_named, workflow_of
 from al_flows.pool_study.config import PoolStudyConfig
-from al_flows.structures.initial_data import FileSource, MultilayerSource, source_structures
 
 AnyConfig = Union[CampaignConfig, PoolStudyConfig]
 
@@ -72,24 +71,16 @@ def _given(err: ErrorDetails) -> str:
     return f" (got {text[:57] + '...' if len(text) > 60 else text})"
 
 
-WORKFLOWS: dict[str, type[CampaignConfig] | type[PoolStudyConfig]] = {
-    "active_learning": CampaignConfig,
-    "pool_study": PoolStudyConfig,
-}
-
-
 def check_imports(config: AnyConfig, source: str = "campaign") -> None:
-    """Import every ASE calculator the campaign names (labeller, autotest reference), so that a
-    wrong import path fails at validation with one line, not in a job."""
+    """Import every ASE calculator the campaign names (labeller, and those of its workflow: the
+    autotest reference), so that a wrong import path fails at validation with one line, not in a job."""
     from al_flows.labelling.ase import calculator_factory
 
     named = []
     if config.labeller.kind == "ase":
         lab = config.labeller
         named.append(("labeller.calculator", lab.calculator, lab.calculator_kwargs() if lab.potential_path else {}))
-    autotest = getattr(config, "autotest", None)
-    if autotest is not None and autotest.reference is not None:
-        named.append(("autotest.reference", autotest.reference, autotest.reference_kwargs))
+    named += workflow_of(config).other_calculators(config)
     for field, spec, kwargs in named:
         try:
             if spec.lower() == "eam":  # the file: found, checked and read (its own field in the message)
@@ -117,13 +108,14 @@ def validate_campaign(
     ``base_dir``, the campaign file's folder; default: the working directory)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the file must hold a mapping of campaign settings, got {type(data).__name__}")
-    workflow = data.get("workflow", "active_learning")
-    if workflow not in WORKFLOWS:
-        raise ConfigError(f"{source}: workflow: unknown workflow {workflow!r}; choose one of {list(WORKFLOWS)}")
-    if workflow == "active_learning":
+    name = data.get("workflow", "active_learning")
+    workflow = workflow_named(name)
+    if workflow is None:
+        raise ConfigError(f"{source}: workflow: unknown workflow {name!r}; choose one of {list(WORKFLOWS)}")
+    if "workflow" not in workflow.config_class.model_fields:  # a model without the key (CampaignConfig)
         data = {k: v for k, v in data.items() if k != "workflow"}
     try:
-        config = WORKFLOWS[workflow].model_validate(data, context={"base_dir": base_dir, "files": imports})
+        config = workflow.config_class.model_validate(data, context={"base_dir": base_dir, "files": imports})
     except ValidationError as exc:
         lines = [f"{source}: {_format_error(e)}" for e in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
@@ -142,39 +134,11 @@ def load_campaign(path: str | Path) -> tuple[AnyConfig, Path]:
     )
 
 
-def check_campaign_structures(config, base_dir: str | Path = ".") -> int:
+def check_campaign_structures(config: AnyConfig, base_dir: str | Path = ".") -> int:
     """Build and check the starting structures a campaign reads from files or builds as
     multilayers (cheap; generated random cells and DP-GEN sets are checked when the campaign
     builds them): ``initial.structures`` of an active-learning campaign, the md pool sources'
-    and the shear study's structures of a pool study. Returns how many structures were checked;
-    raises StructureError (ValueError for a missing file) naming the field."""
-    groups = []
-    if hasattr(config, "initial"):
-        groups.append(("initial.structures", config.initial.structures))
-    else:
-        groups += [
-            (f"pool.sources[{i}].structures", src.structures)
-            for i, src in enumerate(config.pool.sources)
-            if src.kind in ("md", "labeller_shear")
-        ]
-        if config.shear_study is not None:
-            groups.append(("shear_study.structures", config.shear_study.structures))
-    shears = [(f"explorers[{j}]", e) for j, e in enumerate(getattr(config, "explorers", [])) if e.kind == "shear"]
-    n = 0
-    for where, sources in groups:
-        for i, src in enumerate(sources):
-            if isinstance(src, (FileSource, MultilayerSource)):
-                got = source_structures(src, f"{where}[{i}]", base_dir, config.elements, config.seed, i)
-                n += len(got)
-                checks = shears if where == "initial.structures" else []
-                if where == "shear_study.structures":
-                    checks = [("shear_study", config.shear_study)]
-                elif where.startswith("pool.sources["):
-                    src_index = int(where.split("[")[1].split("]")[0])
-                    source = config.pool.sources[src_index]
-                    checks = [(f"pool.sources[{src_index}]", source)] if source.kind == "labeller_shear" else []
-                for field, settings in checks:  # a step cap that stops short of gamma_max validates nothing
-                    top = shear_level(settings, 10**9)  # the highest level of an auto schedule
-                    for atoms in got:
-                        check_reaches_gamma(top, shear_start(atoms).cell[:], field)
-    return n
+    and the shear study's structures of a pool study (its workflow's ``check_structures``).
+    Returns how many structures were checked; raises StructureError (ValueError for a missing
+    file) naming the field."""
+    return workflow_of(config).check_structures(config, base_dir)

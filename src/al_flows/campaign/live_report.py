@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-__all__ = ["ROUND_STORED", "LiveReport", "watch_report"]
+__all__ = ["ROUND_STORED", "LiveReport", "rewriting_report", "watch_report"]
 
 logger = logging.getLogger("al_flows.live_report")
 
@@ -51,6 +52,23 @@ class LiveReport(logging.Handler):
             logger.warning(
                 f"report after round {last} not written ({type(exc).__name__}: {text}); the campaign goes on"
             )
+
+
+@contextmanager
+def rewriting_report(write: Callable[[int], object]) -> Iterator[LiveReport]:
+    """While a campaign runs in this process, call ``write(round)`` after every stored round
+    (a :class:`LiveReport` on the progress logger, which is made to pass INFO records for the duration)."""
+    handler = LiveReport(write)
+    progress_logger = logging.getLogger("al_flows.progress")
+    old_level = progress_logger.level
+    progress_logger.addHandler(handler)
+    if progress_logger.getEffectiveLevel() > logging.INFO:
+        progress_logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        progress_logger.removeHandler(handler)
+        progress_logger.setLevel(old_level)
 
 
 def watch_report(

@@ -12,7 +12,8 @@ from jobflow import JobStore
 
 from al_flows.frames.dataset import Dataset
 from al_flows.selection.budget import BudgetSpent, spend
-from al_flows.workflow.jobs import FAILURE_KEY, completed_uuids, latest_outputs
+from al_flows.workflow.jobs import completed_uuids, latest_outputs
+from al_flows.workflow.store_queries import failure_records, job_document
 
 ROUND_COUNTS = ("n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_failed", "n_labelled")
 ROUND_ERRORS = ("accurate_ratio", "val_force_rmse", "test_force_rmse", "test_energy_rmse_per_atom")
@@ -80,6 +81,25 @@ def largest_merge(merges: list[dict]) -> dict:
 STATE_WORDS = {"converged": "converged", "budget": "finished (budget)"}  # other stop reasons: the round limit
 
 
+def outcome_of(result: dict | None) -> dict:
+    """``state`` (the words of run and status: 'converged', 'finished (budget)', 'finished (round
+    limit)' or 'not finished'), ``finished``, ``converged`` and ``stop_reason`` of a campaign from
+    its CampaignResult (None while it runs): what status and report.json say of its end."""
+    if result is None:
+        return {"state": "not finished", "finished": False, "converged": False, "stop_reason": None}
+    state = (
+        "converged"
+        if result["converged"]
+        else STATE_WORDS.get(result.get("stop_reason") or "", "finished (round limit)")
+    )
+    return {
+        "state": state,
+        "finished": True,
+        "converged": bool(result["converged"]),
+        "stop_reason": result.get("stop_reason") or None,
+    }
+
+
 class CampaignRecord:
     """Query helper for one campaign in a connected JobStore."""
 
@@ -143,20 +163,23 @@ class CampaignRecord:
         summaries = self.summaries()
         return summaries[max(summaries)] if summaries else None
 
+    def outcome(self) -> dict:
+        """State words, finished, converged and stop reason of the campaign as it stands (:func:`outcome_of`)."""
+        return outcome_of(self.result())
+
+    def finished(self) -> bool:
+        """Whether the campaign has finished (a CampaignResult newer than every round summary)."""
+        return self.result() is not None
+
     def state_words(self) -> str:
         """'converged', 'finished (budget)', 'finished (round limit)' or 'not finished': the words
         of run and status."""
-        result = self.result()
-        if result is None:
-            return "not finished"
-        if result["converged"]:
-            return "converged"
-        return STATE_WORDS.get(result.get("stop_reason") or "", "finished (round limit)")
+        return self.outcome()["state"]
 
     def failures(self, current_only: bool = True) -> list[dict]:
         """Failure records of this campaign's jobs (stage, round, job name, one-line reason),
         oldest first; ``current_only``: only jobs that have not finished since."""
-        docs = [d[FAILURE_KEY] for d in self.store.docs_store.query({f"{FAILURE_KEY}.campaign": self.campaign})]
+        docs = failure_records(self.store, self.campaign)
         docs.sort(key=lambda f: f["time"])
         if current_only and docs:
             done = completed_uuids(self.store, {f["job_uuid"] for f in docs})
@@ -193,16 +216,12 @@ class CampaignRecord:
             for d in self.label_documents()
             for f in d["output"].get("failures", [])
         ]
-        result = self.result()
         job_failures = [
             {k: f[k] for k in ("round", "stage", "job_name", "job_uuid", "reason")} for f in self.failures()
         ]
         return {
             "campaign": self.campaign,
-            "state": self.state_words(),
-            "finished": result is not None,
-            "converged": bool(result and result["converged"]),
-            "stop_reason": (result.get("stop_reason") or None) if result else None,
+            **self.outcome(),
             "rounds": rows,
             "label_failures": failures,
             "job_failures": job_failures,
@@ -448,7 +467,7 @@ class CampaignRecord:
         return self._dataset_of(largest_merge(merges))
 
     def _dataset_of(self, merge: dict) -> Dataset:
-        doc = self.store.query_one({"uuid": merge["uuid"], "index": merge["index"]}, load=True)
+        doc = job_document(self.store, merge["uuid"], merge["index"])
         assert doc is not None  # the document just listed
         return Dataset.from_bytes(doc["output"]["dataset_blob"])
 

@@ -174,7 +174,7 @@ def write_report(store, config, outdir: Path) -> dict:
         _energy_vs_gamma(store, config, summaries, paths, outdir, plots, notes)
     elif devs:
         notes.append("No explored frames with a shear strain: energy-vs-γ plot skipped.")
-    labels = [lab for e in getattr(config, "explorers", []) for lab in stage_labels(e)]
+    labels = [lab for e in config.explorers for lab in stage_labels(e)]
     if summaries and labels:
         plots["stages"] = plot_stages(summaries, labels, outdir / "stages.png")
     curves = training_curves(store, config, summaries)

@@ -15,6 +15,7 @@ import numpy as np
 
 from al_flows.campaign.record import summaries_by_round
 from al_flows.workflow.jobs import latest_outputs
+from al_flows.workflow.store_queries import job_document
 
 __all__ = [
     "STATUSES",
@@ -114,7 +115,7 @@ def parity_data(store, config, summary: dict) -> dict | None:
     by_id = {d["output"]["model_id"]: d["output"] for d in sorted(train, key=lambda d: d["index"])}
     if not summary["model_ids"] or any(m not in by_id for m in summary["model_ids"]):
         return None
-    test = store.query_one({"uuid": summary["test_uuid"]}, load=True, sort={"index": -1})
+    test = job_document(store, summary["test_uuid"])
     if test is None or test.get("output") is None:
         return None
     frames = frames_from_bytes(test["output"]["frames_blob"])
@@ -159,8 +160,9 @@ def campaign_status(store, config) -> str:
     if result is None:
         return "not finished (or still running)"
     reason = result.get("stop_reason") or ("converged" if result["converged"] else "round limit")
-    words = STOP_REASON_WORDS.get(reason, reason)
-    if reason == "round limit" and getattr(config, "max_rounds", None) is not None:
+    if reason == "round limit":
         words = f"round limit reached (max_rounds: {config.max_rounds})"
+    else:
+        words = STOP_REASON_WORDS.get(reason, reason)
     state = "converged" if result["converged"] else "not converged"
     return f"finished after {result['n_rounds']} round(s), {state}; stop reason: {words}"

@@ -19,17 +19,13 @@ from pathlib import Path
 from jobflow import Flow, JobStore, run_locally
 
 from al_flows import __version__, ignore_jobflow_cd_warning
-from al_flows.active_learning.config import CampaignConfig
-from al_flows.active_learning.flows import ActiveLearningMaker
 from al_flows.campaign.config import AnyConfig, ConfigError
-from al_flows.campaign.live_report import LiveReport, watch_report
+from al_flows.campaign.live_report import watch_report
 from al_flows.campaign.record import CampaignRecord
-from al_flows.campaign.report_json import build_report, pool_study_final_stage, write_reports
 from al_flows.campaign.stores import ensure_indexes, make_job_store
-from al_flows.pool_study.config import PoolStudyConfig
-from al_flows.selection.budget import BudgetError
+from al_flows.campaign.workflows import workflow_of
 from al_flows.workflow.config import settings_diff
-from al_flows.workflow.jobs import drop_completed, latest_outputs
+from al_flows.workflow.store_queries import discard_attempt, has_output_beyond, other_fingerprint
 
 
 class CampaignError(RuntimeError):
@@ -59,11 +55,6 @@ def workdir_lock(workdir: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _outputs(store: JobStore, campaign: str, stage: str, criteria: dict | None = None) -> list[dict]:
-    """Latest output of every job of ``campaign`` at ``stage`` (documents only, blobs not loaded)."""
-    return latest_outputs(store, campaign, stage, criteria, properties=["output"])
-
-
 # Stages of the cheap, deterministic setup jobs before any label or model exists: an earlier
 # attempt that got no further than these used nothing of the settings a user may correct.
 SETUP_STAGES = ("structures", "perturb", "perturb_test")
@@ -74,23 +65,10 @@ def check_settings(store: JobStore, config: AnyConfig, workdir: Path | None = No
     keys that differ, old -> new). An earlier attempt that stopped before any job beyond the
     setup jobs finished is discarded instead. Returns a note for the user ('' when nothing to say)."""
     fp = config.fingerprint()
-    other = store.query_one(
-        {"metadata.campaign": config.name, "metadata.fingerprint": {"$exists": True, "$ne": fp}},
-        properties=["metadata"],
-    )
-    if other is None:
+    old_fp = other_fingerprint(store, config.name, fp)
+    if old_fp is None:
         return ""
-    old_fp = other["metadata"].get("fingerprint")
-    used = store.query_one(
-        {
-            "metadata.campaign": config.name,
-            "metadata.fingerprint": old_fp,
-            "metadata.stage": {"$nin": list(SETUP_STAGES)},
-            "output": {"$ne": None},
-        },
-        properties=["uuid"],
-    )
-    if used is None:
+    if not has_output_beyond(store, config.name, old_fp, SETUP_STAGES):
         n = discard_attempt(store, config.name, old_fp)
         return (
             f"an earlier attempt with other settings stopped before any result ({n} setup job(s) discarded); "
@@ -116,84 +94,9 @@ def check_settings(store: JobStore, config: AnyConfig, workdir: Path | None = No
     )
 
 
-def discard_attempt(store: JobStore, campaign: str, fingerprint: str) -> int:
-    """Delete the documents (and their data-store blobs and failure records) of ``campaign``
-    run with ``fingerprint``; returns the number of job documents removed."""
-    from al_flows.workflow.jobs import FAILURE_KEY
-
-    crit = {"metadata.campaign": campaign, "metadata.fingerprint": fingerprint}
-    uuids = sorted({d["uuid"] for d in store.query(crit, properties=["uuid"])})
-    store.docs_store.remove_docs(crit)
-    store.docs_store.remove_docs({f"{FAILURE_KEY}.campaign": campaign, f"{FAILURE_KEY}.fingerprint": fingerprint})
-    for extra in store.additional_stores.values():
-        if uuids:
-            extra.remove_docs({"job_uuid": {"$in": uuids}})
-    return len(uuids)
-
-
-def campaign_state(store: JobStore, config: CampaignConfig) -> tuple[dict | None, dict | None]:
-    """(CampaignResult or None, last RoundSummary or None) stored for this campaign (see
-    :meth:`CampaignRecord.result`: a result older than the last summary is stale)."""
-    record = CampaignRecord(store, config.name)
-    return record.result(), record.last_summary()
-
-
-def _targets(config: CampaignConfig) -> dict:
-    """The convergence targets that are set (the mode and properties only when properties are listed)."""
-    c = config.convergence
-    return c.model_dump(mode="json", exclude_none=True, exclude=set() if c.properties else {"properties", "mode"})
-
-
 def plan_flow(config: AnyConfig, base_dir: Path, store: JobStore) -> tuple[Flow | None, str]:
-    """The flow to run now (None when finished) and a one-line description of why."""
-    if isinstance(config, PoolStudyConfig):
-        from al_flows.pool_study.flows import PoolStudyMaker
-
-        if _outputs(store, config.name, pool_study_final_stage(config)):
-            return None, f"pool study '{config.name}' already finished; report rewritten"
-        todo, done = drop_completed(PoolStudyMaker(config=config, base_dir=str(base_dir)).jobs(), store)
-        flow = Flow(todo, name=f"pool study {config.name}")
-        if done:
-            return flow, f"continuing pool study '{config.name}' ({len(done)} finished job(s) reused)"
-        return flow, f"starting pool study '{config.name}'"
-    try:  # a core-hour budget without any estimate of a label's cost: one line
-        return plan_campaign(ActiveLearningMaker.from_config(config, base_dir), config, store)
-    except BudgetError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def plan_campaign(maker: ActiveLearningMaker, config: CampaignConfig, store: JobStore) -> tuple[Flow | None, str]:
-    """:func:`plan_flow` of an active-learning campaign: start, continue after the last stored
-    round, extend a finished campaign whose stop no longer holds (a larger max_rounds or budget,
-    another target), or nothing."""
-    result, last = campaign_state(store, config)
-    if last is not None and maker.stop_policy.budget is not None:  # a budget given now: what was spent
-        last = CampaignRecord(store, config.name).with_budget_spent(last)
-    if result is not None:
-        again = maker.stop_policy.decide_from_summary(last) if last else None
-        if last is not None and again is not None and not again.stop:  # a larger max_rounds, budget or another target
-            budget = config.labeller.budget
-            return maker.continue_from(last, store), (
-                f"extending campaign '{config.name}' after round {last['round']} "
-                f"(max_rounds {config.max_rounds}, convergence {_targets(config)}"
-                + (f", budget {budget.model_dump(exclude_none=True)}" if budget is not None else "")
-                + ")"
-            )
-        if maker.autotest is not None and not _outputs(
-            store, config.name, "autotest", {"metadata.round": result["final_round"]}
-        ):
-            return maker.autotest_flow(
-                result["final_round"]
-            ), f"campaign '{config.name}' finished; running its autotest"
-        return None, f"campaign '{config.name}' already finished after {result['n_rounds']} round(s); report rewritten"
-    if last is not None:
-        return maker.continue_from(last, store), f"continuing campaign '{config.name}' after round {last['round']}"
-    # jobs that finished in an earlier, interrupted run are not run again (outputs read by uuid)
-    todo, done = drop_completed(maker.initial_jobs(), store)
-    flow = Flow(todo, name=f"{config.name} campaign")
-    if done:
-        return flow, f"continuing campaign '{config.name}' before round 0 ({len(done)} finished job(s) reused)"
-    return flow, f"starting campaign '{config.name}'"
+    """The flow to run now (None when finished) and a one-line description of why (the workflow's plan)."""
+    return workflow_of(config).plan(config, store, base_dir)
 
 
 WORKDIR_CONFIG = "campaign.json"
@@ -318,7 +221,8 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
     with workdir_lock(workdir):
         store = prepare_store(config, workdir, echo)
         try:
-            flow, why = plan_flow(config, Path(base_dir), store)
+            workflow = workflow_of(config)
+            flow, why = workflow.plan(config, store, Path(base_dir))
             echo(why)
             start = time.perf_counter()
             started_at = time.time()
@@ -329,7 +233,7 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
                 cwd = os.getcwd()
                 ignore_jobflow_cd_warning()  # again: a caller (pytest) may have reset the filters since import
                 try:
-                    with job_log(workdir), live_report(store, config, workdir):
+                    with job_log(workdir), workflow.live_report(store, config, workdir):
                         run_locally(
                             flow,
                             store=store,
@@ -340,20 +244,22 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
                         )
                 finally:
                     os.chdir(cwd)
-            if flow is not None and not isinstance(config, PoolStudyConfig):  # the final report, autotest included
-                report = write_reports(store, config, workdir)
+            if flow is not None:  # the final report (an active-learning campaign's autotest included)
+                report = workflow.report_after_run(store, config, workdir)
             else:
-                report = build_report(store, config)
+                report = workflow.build_report(store, config)
             report["wall_time_s"] = round(time.perf_counter() - start, 1)
             (workdir / "report.json").write_text(json.dumps(report, indent=2))
             if flow is not None:
                 record = CampaignRecord(store, config.name)
-                if getattr(config, "autotest", None) is not None and report["finished"] and "autotest" not in report:
+                finished = workflow.finished(store, config)
+                missing = workflow.missing_after_finish(store, config) if finished else None
+                if missing is not None:
                     raise CampaignError(
-                        f"campaign '{config.name}' finished but its autotest did not complete: "
+                        f"campaign '{config.name}' finished but {missing} did not complete: "
                         f"{failure_summary(record, started_at, log_path)}"
                     )
-                if not report["finished"]:
+                if not finished:
                     raise CampaignError(
                         f"campaign '{config.name}' stopped before finishing: "
                         f"{failure_summary(record, started_at, log_path)}; "
@@ -362,26 +268,6 @@ def run_campaign(config: AnyConfig, base_dir: str | Path, workdir: str | Path, e
             return report
         finally:
             store.close()
-
-
-@contextmanager
-def live_report(store: JobStore, config: AnyConfig, workdir: Path):
-    """While a campaign runs in this process, rewrite its report after every round
-    (:class:`al_flows.campaign.live_report.LiveReport`; active-learning campaigns)."""
-    if isinstance(config, PoolStudyConfig):
-        yield None
-        return
-    handler = LiveReport(lambda _round: write_reports(store, config, workdir))
-    progress_logger = logging.getLogger("al_flows.progress")
-    old_level = progress_logger.level
-    progress_logger.addHandler(handler)
-    if progress_logger.getEffectiveLevel() > logging.INFO:
-        progress_logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        progress_logger.removeHandler(handler)
-        progress_logger.setLevel(old_level)
 
 
 def watch_workdir_report(workdir: str | Path, every_s: float, echo=print) -> int:
@@ -399,11 +285,15 @@ def watch_workdir_report(workdir: str | Path, every_s: float, echo=print) -> int
             store.close()
 
     def look() -> tuple[bool, int]:
-        report = with_store(build_report)
-        return bool(report["finished"]), len(report["rounds"])
+        return with_store(
+            lambda store, config: (
+                workflow_of(config).finished(store, config),
+                len(CampaignRecord(store, config.name).summaries()),
+            )
+        )
 
     def write() -> None:
-        report = with_store(lambda store, config: write_reports(store, config, workdir))
+        report = with_store(lambda store, config: workflow_of(config).write_reports(store, config, workdir))
         echo(f"wrote {workdir / 'report' / 'index.html'} ({len(report['rounds'])} round(s))")
 
     return watch_report(write, look, every_s)
