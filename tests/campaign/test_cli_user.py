@@ -22,6 +22,7 @@ from jobflow import JobStore
 from maggma.stores import MemoryStore
 
 from al_flows.campaign.config import validate_campaign
+from al_flows.campaign.lineage import label_lineage
 from al_flows.campaign.record import CampaignRecord
 from al_flows.campaign.run import open_store, run_campaign
 
@@ -292,13 +293,13 @@ def test_explored_frame_says_why_it_was_not_labelled(status, selected, extra, wh
     rec = {"frame_id": "f", "explorer": "md", "deviation": 0.01234, "status": status, "selected": selected}
     record = _record_with([rec], **extra)
     with pytest.raises(KeyError) as exc:
-        record.label_lineage("f")
+        label_lineage(record, "f")
     assert exc.value.args[0] == (
         "--label: frame 'f' is not a label: explored in round 2 by explorer 'md', deviation 0.01234 eV/A; "
         f"not labelled: {why}"
     )
     with pytest.raises(KeyError) as exc:
-        record.label_lineage("g")
+        label_lineage(record, "g")
     assert exc.value.args[0] == "--label: no label with frame id 'g' in campaign 'c'"
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from al_flows.campaign.config import validate_campaign
+from al_flows.campaign.lineage import label_lineage, model_lineage
 from al_flows.campaign.record import CampaignRecord
 from al_flows.campaign.run import open_store, run_campaign
 
@@ -106,7 +107,7 @@ def test_every_label_has_exactly_one_origin_and_lineage_ends_at_initial_data(cam
         store.query_one({"metadata.stage": "structures", "metadata.campaign": config.name})["output"]["structure_ids"]
     )
     for fid in origins:
-        lineage = record.label_lineage(fid)
+        lineage = label_lineage(record, fid)
         chain = lineage["chain"]
         assert chain[0]["kind"] == "label" and chain[0]["id"] == fid
         assert chain[-1]["kind"] == "starting_structure" and chain[-1]["id"] in starting
@@ -119,7 +120,7 @@ def test_every_label_has_exactly_one_origin_and_lineage_ends_at_initial_data(cam
     # the CLI prints the same lineage as JSON (one label of a round, through a new process)
     fid = next(f for f in origins if record.labels()[f]["round"] == 0)
     assert json.loads(cli("lineage", "--workdir", str(workdir), "--label", fid, "--json")) == json.loads(
-        json.dumps(record.label_lineage(fid))
+        json.dumps(label_lineage(record, fid))
     )
 
 
@@ -128,7 +129,7 @@ def test_model_training_set_equals_labels_available_then(campaign):
     rows = {r["round"]: r for r in json.loads(cli("status", "--workdir", str(workdir), "--json"))["rounds"]}
     assert [r["n_labels_total"] for r in rows.values()] == [r["n_labels_total"] for r in report["rounds"]]
     for model_id, m in record.models().items():
-        lineage = record.model_lineage(model_id)
+        lineage = model_lineage(record, model_id)
         assert lineage["n_labels"] == rows[m["round"]]["n_labels_total"]
         assert max(lineage["labels_by_round"]) == m["round"] - 1
     via_cli = json.loads(cli("lineage", "--workdir", str(workdir), "--model", model_id, "--json"))

@@ -147,10 +147,11 @@ class ActiveLearningWorkflow:
 
     def lineage(self, store: JobStore, config: CampaignConfig, label: str | None, model: str | None) -> dict:
         """A label's chain back to the initial data, or the labels behind a model (one of the two given)."""
+        from al_flows.campaign.lineage import label_lineage, model_lineage
         from al_flows.campaign.record import CampaignRecord
 
         record = CampaignRecord(store, config.name)
-        return record.label_lineage(label) if label else record.model_lineage(model or "")
+        return label_lineage(record, label) if label else model_lineage(record, model or "")
 
     def export(
         self, store: JobStore, config: CampaignConfig, what: str, output: str, fmt: str, round_: int | None
