@@ -45,6 +45,7 @@ for cuni_shear (replay mode when it ran, deviation:highest).
     .venv/bin/python benchmarks/label_efficiency.py --quick --out DIR   # cuni_shear replay, 3 seeds
     .venv/bin/python benchmarks/label_efficiency.py --out DIR          # 8 seeds, both systems, both modes
     .venv/bin/python benchmarks/label_efficiency.py --summarise DIR    # reprint DIR/results.json
+    .venv/bin/python benchmarks/label_efficiency.py --merge A B --out DIR  # join parts run side by side
 """
 
 from __future__ import annotations
@@ -567,6 +568,37 @@ def write(results: dict, out: Path) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=1))
 
 
+def merge(parts: list[dict]) -> dict:
+    """One results.json from runs of the same settings on other seeds, systems or modes (e.g. parts
+    run side by side, one per core): the runs and timings joined, the seeds the union; ``wall_s`` the
+    longest part's (they ran at once) and ``parts_wall_s`` each part's. Refuses parts whose settings
+    other than the seeds differ, or that hold the same run twice."""
+    first = parts[0]["meta"]
+    same = {k: v for k, v in first["settings"].items() if k != "seeds"}
+    out: dict = {"meta": copy.deepcopy(first), "runs": {}, "timings_s": {}}
+    for part in parts:
+        meta = part["meta"]
+        if {k: v for k, v in meta["settings"].items() if k != "seeds"} != same or meta["quick"] != first["quick"]:
+            raise SystemExit("--merge: the parts were run with other settings; merge runs of one configuration only")
+        out["meta"]["systems"].update(meta["systems"])
+        out["meta"].setdefault("sets", {}).update(meta.get("sets", {}))
+        out["meta"]["strategies"] = sorted(set(out["meta"]["strategies"]) | set(meta["strategies"]))
+        for system, modes in part["runs"].items():
+            for mode, runs in modes.items():
+                into = out["runs"].setdefault(system, {}).setdefault(mode, {})
+                twice = sorted(set(into) & set(runs))
+                if twice:
+                    raise SystemExit(f"--merge: {system} {mode} seeds {twice} are in more than one part")
+                into.update(runs)
+        out["timings_s"].update(part["timings_s"])
+    seeds = sorted({int(s) for modes in out["runs"].values() for runs in modes.values() for s in runs})
+    out["meta"]["settings"]["seeds"] = seeds
+    out["meta"]["started"] = min(p["meta"]["started"] for p in parts)
+    out["parts_wall_s"] = [p.get("wall_s") for p in parts]
+    out["wall_s"] = max(p.get("wall_s") or 0.0 for p in parts)
+    return out
+
+
 def main() -> int:
     import torch
 
@@ -589,9 +621,25 @@ def main() -> int:
         "--cache", default=None, help="pool and test-set cache (default ~/.cache/al_flows/label_efficiency)"
     )
     ap.add_argument("--summarise", metavar="DIR", help="only reprint the tables of DIR/results.json")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="DIR",
+        help="join the results.json of runs with the same settings (other seeds, systems or modes) into --out",
+    )
     args = ap.parse_args()
     if args.summarise:
         summarise(json.loads((Path(args.summarise) / "results.json").read_text()))
+        return 0
+    if args.merge:
+        if not args.out:
+            ap.error("--merge needs --out, the folder for the joined results.json")
+        merged = merge([json.loads((Path(d) / "results.json").read_text()) for d in args.merge])
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write(merged, out)
+        plot(merged, out / "label_efficiency.png")
+        summarise(merged)
         return 0
     cfg = settings(args.quick)
     if args.seeds:
