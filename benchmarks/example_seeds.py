@@ -48,8 +48,8 @@ def autotest_rows(workdir: Path, config) -> list[dict]:
 def autotest_rows_again(workdir: Path, config, final_round: int) -> list[dict]:
     """The autotest rows of the campaign's final ensemble computed now, with the campaign file's
     current autotest settings (for runs finished before rows were added to the autotest)."""
-    from al_flows.active_learning.autotest_jobs import final_models
     from al_flows.active_learning.builders import autotest_settings
+    from al_flows.active_learning.jobs.autotest import final_models
     from al_flows.campaign.run import open_store
     from al_flows.labelling.ase import calculator_factory
     from al_flows.validation.autotest import autotest

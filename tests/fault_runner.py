@@ -70,8 +70,8 @@ def main(argv: list[str]) -> int:
     import jobflow
     from maggma.stores import MontyStore
 
-    import al_flows.active_learning.jobs as exploration_mod
-    import al_flows.active_learning.jobs as training_makers
+    import al_flows.active_learning.jobs.exploration as exploration_mod
+    import al_flows.active_learning.jobs.training as training_makers
     import al_flows.potential.ensemble as ensemble_mod
     import al_flows.potential.training as training_mod
 

@@ -97,7 +97,7 @@ def test_the_level_moves_up_back_and_converges_at_the_top():
 
 
 def test_the_select_job_steps_back_from_the_failed_frames_it_counts():
-    from al_flows.active_learning.select_job import SelectMaker
+    from al_flows.active_learning.jobs.selection import SelectMaker
     from al_flows.active_learning.stop_policy import StopPolicy
     from al_flows.frames.extxyz import frames_text
     from al_flows.selection.trust_levels import SelectionSettings

@@ -5,7 +5,7 @@ import copy
 import pytest
 from ase.calculators.emt import EMT
 
-from al_flows.active_learning.autotest_jobs import final_models
+from al_flows.active_learning.jobs.autotest import final_models
 from al_flows.campaign.config import ConfigError, validate_campaign
 from al_flows.campaign.run import run_campaign
 from al_flows.campaign.stores import make_job_store
@@ -74,7 +74,7 @@ def test_autotest_needs_an_ase_reference_with_vasp_labels(tiny_dict):
 
 def test_lost_autotest_is_run_alone_by_the_next_run(tiny_dict, tmp_path, monkeypatch):
     """The campaign finished but its autotest failed: the next run trains nothing and runs only the autotest."""
-    import al_flows.active_learning.autotest_jobs as at
+    import al_flows.active_learning.jobs.autotest as at
     from al_flows.campaign.run import CampaignError
 
     d = copy.deepcopy(tiny_dict)

@@ -4,7 +4,7 @@ use a GPU it lacks refuses at once, naming the variable, instead of exploring on
 import pytest
 import torch
 
-from al_flows.active_learning.jobs import MDExploreMaker, ShearExploreMaker
+from al_flows.active_learning.jobs.exploration import MDExploreMaker, ShearExploreMaker
 from al_flows.exploration.md import NVTSettings
 from al_flows.exploration.shear import ShearSettings
 from al_flows.frames.extxyz import frames_text

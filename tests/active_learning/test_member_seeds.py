@@ -6,7 +6,8 @@ from dataclasses import replace
 import torch
 
 from al_flows.active_learning import ActiveLearningMaker
-from al_flows.active_learning.jobs import TrainMemberMaker, merge_labels
+from al_flows.active_learning.jobs.merge import merge_labels
+from al_flows.active_learning.jobs.training import TrainMemberMaker
 from al_flows.active_learning.schemas import RoundState
 from al_flows.campaign.config import validate_campaign
 from al_flows.frames.extxyz import frames_text

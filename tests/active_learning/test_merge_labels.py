@@ -6,7 +6,8 @@ from dataclasses import replace
 import pytest
 
 from al_flows.active_learning import ActiveLearningMaker
-from al_flows.active_learning.jobs import LabellingError, merge_labels
+from al_flows.active_learning.jobs.labelling import LabellingError
+from al_flows.active_learning.jobs.merge import merge_labels
 from al_flows.active_learning.schemas import RoundState
 from al_flows.campaign.config import validate_campaign
 from al_flows.frames.extxyz import frames_from_bytes, frames_text

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 
-from al_flows.active_learning.autotest_jobs import final_models
+from al_flows.active_learning.jobs.autotest import final_models
 from al_flows.active_learning.stop_policy import RoundMeasures, StopPolicy, stop_decision
 from al_flows.campaign.config import ConfigError, validate_campaign
 from al_flows.campaign.record import CampaignRecord

@@ -7,8 +7,9 @@ from jobflow.core.reference import OutputReference
 from maggma.stores import MemoryStore
 
 from al_flows.active_learning import ActiveLearningMaker
-from al_flows.active_learning.jobs import AseLabelMaker, merge_labels
-from al_flows.active_learning.select_job import SelectMaker
+from al_flows.active_learning.jobs.labelling import AseLabelMaker
+from al_flows.active_learning.jobs.merge import merge_labels
+from al_flows.active_learning.jobs.selection import SelectMaker
 from al_flows.campaign.config import validate_campaign
 from al_flows.frames.extxyz import frames_from_bytes, frames_text
 from al_flows.frames.ids import frame_id

@@ -18,9 +18,9 @@ from tests.vasp_standin.standin import LOG_ENV, REFERENCE_SHIFTS, install_wrappe
 
 from al_flows.active_learning import builders
 from al_flows.active_learning.flows import ActiveLearningMaker
+from al_flows.active_learning.jobs.vasp_labelling import VaspLabelMaker
+from al_flows.active_learning.jobs.vasp_properties import VaspPropertyReferenceMaker, ground_state, reference_values
 from al_flows.active_learning.stop_policy import StopPolicy
-from al_flows.active_learning.vasp_jobs import VaspLabelMaker
-from al_flows.active_learning.vasp_property_jobs import VaspPropertyReferenceMaker, ground_state, reference_values
 from al_flows.campaign.config import ConfigError, validate_campaign
 from al_flows.labelling.vasp_inputs import REFERENCE_KPOINTS, VaspInputSettings, static_maker
 from al_flows.validation.properties import PropertyConvergence, PropertyTarget, property_values

@@ -134,7 +134,7 @@ def test_failed_round_then_rerun_continues_and_matches_uninterrupted(tmp_path, f
     """Round 1's training fails: the run stops with a clear message after round 0 is stored;
     running again continues after round 0 and ends where an uninterrupted run ends."""
     config, _, uninterrupted, _ = finished
-    import al_flows.active_learning.jobs as training_jobs
+    import al_flows.active_learning.jobs.training as training_jobs
 
     real = training_jobs.train_member
 

@@ -150,7 +150,7 @@ def test_label_checkpoints_round_trip_through_gridfs(mongo_server):
     from ase.build import bulk
     from ase.calculators.emt import EMT
 
-    from al_flows.active_learning.jobs import LabelCheckpoint
+    from al_flows.active_learning.jobs.labelling import LabelCheckpoint
     from al_flows.labelling.ase import label_frames
     from al_flows.workflow.jobs import DATA_STORE
 

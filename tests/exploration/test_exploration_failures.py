@@ -10,8 +10,8 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from al_flows.active_learning.jobs import MDExploreMaker, ShearExploreMaker
-from al_flows.active_learning.select_job import SelectMaker
+from al_flows.active_learning.jobs.exploration import MDExploreMaker, ShearExploreMaker
+from al_flows.active_learning.jobs.selection import SelectMaker
 from al_flows.active_learning.stop_policy import StopPolicy
 from al_flows.exploration.batched_relax import relax_batched
 from al_flows.exploration.langevin import LangevinRun, run_batched_langevin
@@ -317,7 +317,7 @@ def _models():
 
 
 def test_jobs_whose_every_replica_blows_up_still_produce_an_output(monkeypatch):
-    from al_flows.active_learning import jobs as exploration
+    from al_flows.active_learning.jobs import exploration
 
     starts = _structures(broken=False)
     for a in starts:

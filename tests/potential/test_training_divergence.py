@@ -12,7 +12,7 @@ from jobflow import JobStore, run_locally
 from maggma.stores import MemoryStore
 
 import al_flows.potential.training as training_module
-from al_flows.active_learning.jobs import TrainMemberMaker
+from al_flows.active_learning.jobs.training import TrainMemberMaker
 from al_flows.frames.dataset import Dataset
 from al_flows.potential.inputs import collate_inputs
 from al_flows.potential.model import ModelSettings, TrainingSettings

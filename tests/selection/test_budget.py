@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from ase import Atoms
 
-from al_flows.active_learning.select_job import SelectMaker, selected_words
+from al_flows.active_learning.jobs.selection import SelectMaker, selected_words
 from al_flows.active_learning.stop_policy import StopDecision, StopPolicy
 from al_flows.frames.extxyz import frames_from_bytes, frames_text
 from al_flows.selection.budget import (
@@ -129,7 +129,7 @@ def test_core_hours_of_a_run_from_its_taskdoc_run_stats():
 
 def test_collect_records_the_core_hours_of_the_timed_runs():
     """Two TaskDocs with timings (one failed label: its run still cost), one crashed job (None)."""
-    from al_flows.active_learning.vasp_jobs import collect_vasp_labels
+    from al_flows.active_learning.jobs.vasp_labelling import collect_vasp_labels
 
     frames = []
     for i in range(3):

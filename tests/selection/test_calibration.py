@@ -74,7 +74,7 @@ def test_min_points_default_and_limited_change():
 def test_select_keeps_the_last_calibrated_levels_when_a_fit_is_not_applied():
     """A calibration that was not applied (too few points) carries the levels its round used;
     the next round must keep those calibrated levels, not fall back to the configured ones."""
-    from al_flows.active_learning.select_job import SelectMaker
+    from al_flows.active_learning.jobs.selection import SelectMaker
     from al_flows.frames.extxyz import frames_text
     from al_flows.selection.trust_levels import SelectionSettings
     from helpers import frames_with_deviations as _explored

@@ -219,7 +219,7 @@ def _groups_of_duplicates() -> tuple[list[Atoms], list[str]]:
 
 
 def test_select_job_with_pick_diverse_picks_one_of_each_group_of_duplicates():
-    from al_flows.active_learning.select_job import SelectMaker
+    from al_flows.active_learning.jobs.selection import SelectMaker
     from al_flows.frames.extxyz import frames_text
     from al_flows.frames.ids import frame_id
 
@@ -269,7 +269,7 @@ def test_the_flow_gives_the_select_job_the_models_only_with_pick_diverse(tiny_di
 
 
 def test_a_budget_takes_the_diverse_picks_in_the_order_farthest_point_sampling_chose_them():
-    from al_flows.active_learning.select_job import budget_cut
+    from al_flows.active_learning.jobs.selection import budget_cut
     from al_flows.selection.budget import LabelBudget
 
     # the line of the first test: FPS picks 5, 0, 10, 2 in that order (selected sorted: 0, 2, 5, 10)

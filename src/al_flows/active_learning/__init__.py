@@ -1,5 +1,6 @@
-"""The active-learning loop as jobflow: the round's jobs (train, explore, select, label, merge), VASP
-labelling, the autotest job, the dynamic flow and its configuration and output documents.
+"""The active-learning loop as jobflow: its jobs (the package :mod:`al_flows.active_learning.jobs`,
+one module per role: train, explore, select, label, merge, VASP labelling, autotest, ...), the
+dynamic flow and its configuration and output documents.
 
 Public names (imported on first use, see :mod:`al_flows.lazy`): ``__all__``.
 """
@@ -16,14 +17,14 @@ EXPORTS = {
     "TestSetConfig": "config",
     "CampaignSeeds": "seeds",
     "label_maker_for": "labeller_slot",
-    "TrainMemberMaker": "jobs",
-    "ShearExploreMaker": "jobs",
-    "MDExploreMaker": "jobs",
-    "SelectMaker": "select_job",
+    "TrainMemberMaker": "jobs.training",
+    "ShearExploreMaker": "jobs.exploration",
+    "MDExploreMaker": "jobs.exploration",
+    "SelectMaker": "jobs.selection",
     "StopPolicy": "stop_policy",
-    "AseLabelMaker": "jobs",
-    "merge_labels": "jobs",
-    "VaspLabelMaker": "vasp_jobs",
+    "AseLabelMaker": "jobs.labelling",
+    "merge_labels": "jobs.merge",
+    "VaspLabelMaker": "jobs.vasp_labelling",
 }
 __all__ = [
     "ActiveLearningMaker",
@@ -47,15 +48,12 @@ __getattr__, __dir__ = lazy_exports(__name__, EXPORTS)
 if TYPE_CHECKING:
     from al_flows.active_learning.config import CampaignConfig, InitialCopies, InitialData, TestSetConfig
     from al_flows.active_learning.flows import ActiveLearningMaker
-    from al_flows.active_learning.jobs import (
-        AseLabelMaker,
-        MDExploreMaker,
-        ShearExploreMaker,
-        TrainMemberMaker,
-        merge_labels,
-    )
+    from al_flows.active_learning.jobs.exploration import MDExploreMaker, ShearExploreMaker
+    from al_flows.active_learning.jobs.labelling import AseLabelMaker
+    from al_flows.active_learning.jobs.merge import merge_labels
+    from al_flows.active_learning.jobs.selection import SelectMaker
+    from al_flows.active_learning.jobs.training import TrainMemberMaker
+    from al_flows.active_learning.jobs.vasp_labelling import VaspLabelMaker
     from al_flows.active_learning.labeller_slot import label_maker_for
     from al_flows.active_learning.seeds import CampaignSeeds
-    from al_flows.active_learning.select_job import SelectMaker
     from al_flows.active_learning.stop_policy import StopPolicy
-    from al_flows.active_learning.vasp_jobs import VaspLabelMaker

@@ -8,9 +8,10 @@ from __future__ import annotations
 from jobflow import Maker
 
 from al_flows.active_learning.config import CampaignConfig
-from al_flows.active_learning.jobs import AseLabelMaker, MDExploreMaker, ShearExploreMaker
-from al_flows.active_learning.vasp_jobs import VaspLabelMaker
-from al_flows.active_learning.vasp_property_jobs import VaspPropertyReferenceMaker
+from al_flows.active_learning.jobs.exploration import MDExploreMaker, ShearExploreMaker
+from al_flows.active_learning.jobs.labelling import AseLabelMaker
+from al_flows.active_learning.jobs.vasp_labelling import VaspLabelMaker
+from al_flows.active_learning.jobs.vasp_properties import VaspPropertyReferenceMaker
 from al_flows.exploration.md import NVTSettings, ScheduleSettings
 from al_flows.exploration.shear import ShearSettings
 from al_flows.labelling.vasp_inputs import VaspInputSettings, label_settings_id, static_maker

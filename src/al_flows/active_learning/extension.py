@@ -18,9 +18,9 @@ from typing import Any
 
 from jobflow import Job, OutputReference
 
-from al_flows.active_learning.jobs import merge_labels
+from al_flows.active_learning.jobs.merge import merge_labels
+from al_flows.active_learning.jobs.summary import extended_summary
 from al_flows.active_learning.schemas import RoundSummary
-from al_flows.active_learning.summary_jobs import extended_summary
 from al_flows.workflow.jobs import stable_uuid
 
 __all__ = ["needs_extension", "extension_jobs"]

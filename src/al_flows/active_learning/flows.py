@@ -25,29 +25,27 @@ from typing import Any
 from jobflow import CURRENT_JOB, Flow, Job, Maker, Response
 
 from al_flows.active_learning import builders
-from al_flows.active_learning.autotest_jobs import autotest_job
 from al_flows.active_learning.config import CampaignConfig, InitialCopies, InitialData, TestSetConfig
 from al_flows.active_learning.extension import extension_jobs, needs_extension
-from al_flows.active_learning.jobs import (
-    AseLabelMaker,
-    ShearExploreMaker,
-    TrainMemberMaker,
-    merge_labels,
-)
-from al_flows.active_learning.labeller_slot import label_maker_for
-from al_flows.active_learning.round_jobs import RoundJobs
-from al_flows.active_learning.schemas import CampaignResult, RoundState
-from al_flows.active_learning.seeds import CampaignSeeds
-from al_flows.active_learning.select_job import SelectMaker
-from al_flows.active_learning.start_jobs import (
+from al_flows.active_learning.jobs.autotest import autotest_job
+from al_flows.active_learning.jobs.exploration import ShearExploreMaker
+from al_flows.active_learning.jobs.labelling import AseLabelMaker
+from al_flows.active_learning.jobs.merge import merge_labels
+from al_flows.active_learning.jobs.selection import SelectMaker
+from al_flows.active_learning.jobs.start import (
     labeller_test_set,
     perturbed_structures,
     starting_structures,
     test_set_from_labels,
 )
+from al_flows.active_learning.jobs.training import TrainMemberMaker
+from al_flows.active_learning.jobs.vasp_labelling import VaspLabelMaker
+from al_flows.active_learning.jobs.vasp_properties import VaspPropertyReferenceMaker
+from al_flows.active_learning.labeller_slot import label_maker_for
+from al_flows.active_learning.round_jobs import RoundJobs
+from al_flows.active_learning.schemas import CampaignResult, RoundState
+from al_flows.active_learning.seeds import CampaignSeeds
 from al_flows.active_learning.stop_policy import StopPolicy
-from al_flows.active_learning.vasp_jobs import VaspLabelMaker
-from al_flows.active_learning.vasp_property_jobs import VaspPropertyReferenceMaker
 from al_flows.exploration.md import stage_count
 from al_flows.frames.extxyz import frames_text
 from al_flows.structures.initial_data import GivenSource, given_structures

@@ -16,8 +16,8 @@ import json
 from jobflow import Maker
 from monty.json import jsanitize
 
-from al_flows.active_learning.jobs import AseLabelMaker
-from al_flows.active_learning.vasp_jobs import VaspLabelMaker
+from al_flows.active_learning.jobs.labelling import AseLabelMaker
+from al_flows.active_learning.jobs.vasp_labelling import VaspLabelMaker
 from al_flows.labelling.vasp_inputs import label_settings_id
 from al_flows.workflow.config import AseLabeller
 

@@ -10,11 +10,11 @@ from typing import Any
 
 from jobflow import Job, OutputReference
 
-from al_flows.active_learning.calibration_jobs import calibrate_levels
-from al_flows.active_learning.jobs import merge_labels
-from al_flows.active_learning.property_jobs import member_properties, property_reference
+from al_flows.active_learning.jobs.calibration import calibrate_levels
+from al_flows.active_learning.jobs.merge import merge_labels
+from al_flows.active_learning.jobs.properties import member_properties, property_reference
+from al_flows.active_learning.jobs.summary import evaluate, round_summary
 from al_flows.active_learning.schemas import RoundState
-from al_flows.active_learning.summary_jobs import evaluate, round_summary
 from al_flows.exploration.md import stage_count
 
 __all__ = ["RoundJobs"]

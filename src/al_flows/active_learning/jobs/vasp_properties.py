@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from jobflow import Flow, Job, JobConfig, Maker, OnMissing, Response
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from al_flows.active_learning.property_jobs import reference_document
+from al_flows.active_learning.jobs.properties import reference_document
 from al_flows.active_learning.schemas import PropertyReferenceDocument
 from al_flows.labelling.vasp_inputs import property_reference_makers
 from al_flows.validation.lattices import a_from_volume, crystal, guess_lattice_constant

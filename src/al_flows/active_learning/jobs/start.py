@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 from al_flows.active_learning.config import InitialCopies, TestSetConfig
-from al_flows.active_learning.jobs import AseLabelMaker
+from al_flows.active_learning.jobs.labelling import AseLabelMaker
 from al_flows.active_learning.schemas import StructuresDocument, TestSetDocument
 from al_flows.frames.extxyz import frames_from_bytes, frames_text
 from al_flows.labelling.ase import calculator_factory

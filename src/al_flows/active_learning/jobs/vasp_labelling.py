@@ -30,7 +30,7 @@ from jobflow import (
 )
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from al_flows.active_learning.jobs import check_success_fraction
+from al_flows.active_learning.jobs.labelling import check_success_fraction
 from al_flows.active_learning.schemas import LabelDocument
 from al_flows.frames.extxyz import frames_from_bytes, frames_text
 from al_flows.frames.provenance import label_record
