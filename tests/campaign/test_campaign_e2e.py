@@ -90,7 +90,7 @@ def test_store_is_queried_back_from_a_new_process(finished):
         from al_flows.potential.ensemble import Ensemble
         from al_flows.frames.extxyz import frames_from_bytes
         from al_flows.potential.weights import weights_bytes
-        from helpers import TINY
+        from tests.helpers import TINY
         config = validate_campaign(TINY)
         store = open_store(config, {str(workdir)!r})
         rep = build_report(store, config)

@@ -272,7 +272,8 @@ def test_autotest_reference_eam_names_its_own_field():
 
 
 def test_label_maker_autotest_and_property_reference_use_the_labellers_file():
-    from al_flows.active_learning.builders import autotest_settings, label_maker
+    from al_flows.active_learning.builders import label_maker
+    from al_flows.active_learning.flows import ActiveLearningMaker
     from al_flows.labelling.ase import calculator_factory
     from helpers import QUICK_AUTOTEST
 
@@ -284,7 +285,7 @@ def test_label_maker_autotest_and_property_reference_use_the_labellers_file():
     maker = label_maker(config)
     assert (maker.calculator, maker.calculator_kwargs) == ("eam", want)  # labels, test set, property reference
     assert maker.labeller_name == "ase:eam:CuNi.eam.alloy"
-    reference = autotest_settings(config)
+    reference = ActiveLearningMaker.from_config(config).resolved_autotest()  # filled in when the autotest runs
     assert (reference.reference, reference.reference_kwargs) == ("eam", want)
     atoms = bulk("Ni", "fcc", a=3.52)
     atoms.calc = calculator_factory(reference.reference, reference.reference_kwargs)()

@@ -61,6 +61,7 @@ def test_random_and_all_skip_labelled_frames_and_repeats():
 def test_campaign_with_random_strategy_records_it(tmp_path):
     """A tiny campaign run with strategy random: its selection documents and its labels say so."""
     from al_flows.campaign.config import validate_campaign
+    from al_flows.campaign.lineage import label_lineage
     from al_flows.campaign.record import CampaignRecord
     from al_flows.campaign.run import open_store, run_campaign
     from helpers import TINY
@@ -98,7 +99,7 @@ def test_campaign_with_random_strategy_records_it(tmp_path):
         labels = [r for r in record.labels().values() if r["round"] == 0]
         assert len(labels) == 3 and {r["selection"] for r in labels} == {"random"}
         assert {r["selection"] for r in record.labels().values() if r["round"] < 0} == {"initial"}
-        chain = record.label_lineage(labels[0]["frame_id"])["chain"]
+        chain = label_lineage(record, labels[0]["frame_id"])["chain"]
         assert next(c for c in chain if c["kind"] == "selection")["strategy"] == "random"
     finally:
         store.close()
