@@ -35,6 +35,8 @@ from al_flows.workflow.config import (
     check_labeller_elements,
 )
 
+DEFAULT_ENSEMBLE_SIZE = 4  # members of the ensemble, unless a campaign sets ensemble_size
+
 
 class InitialCopies(Settings):
     """How the initial training labels are made from the starting structures (rattled, strained
@@ -188,7 +190,7 @@ class CampaignConfig(CampaignBase):
     initial: InitialData
     model: ModelSettings = ModelSettings()
     training: TrainingSettings = TrainingSettings()
-    ensemble_size: int = Field(4, ge=2, description="members; deviation needs at least 2")
+    ensemble_size: int = Field(DEFAULT_ENSEMBLE_SIZE, ge=2, description="members; deviation needs at least 2")
     explorers: list[ExplorerConfig] = Field(min_length=1)
     selection: SelectionSettings = SelectionSettings()
     labeller: LabellerConfig = AseLabeller()

@@ -25,7 +25,13 @@ from typing import Any
 from jobflow import CURRENT_JOB, Flow, Job, Maker, Response
 
 from al_flows.active_learning import builders
-from al_flows.active_learning.config import CampaignConfig, InitialCopies, InitialData, TestSetConfig
+from al_flows.active_learning.config import (
+    DEFAULT_ENSEMBLE_SIZE,
+    CampaignConfig,
+    InitialCopies,
+    InitialData,
+    TestSetConfig,
+)
 from al_flows.active_learning.extension import extension_jobs, needs_extension
 from al_flows.active_learning.jobs.autotest import autotest_job
 from al_flows.active_learning.jobs.exploration import ShearExploreMaker
@@ -87,7 +93,7 @@ class ActiveLearningMaker(RoundJobs, Maker):
     campaign: str = "campaign"
     fingerprint: str = ""
     seed: int = 0
-    ensemble_size: int = 4
+    ensemble_size: int = DEFAULT_ENSEMBLE_SIZE
     stop_policy: StopPolicy = dc_field(default_factory=StopPolicy)
     initial: InitialCopies = dc_field(default_factory=InitialCopies)
     base_dir: str = "."

@@ -31,6 +31,7 @@ from al_flows.validation.lattices import a_from_volume, crystal, guess_lattice_c
 from al_flows.validation.properties import PropertyConvergence, check_vasp_properties
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job
+from al_flows.workflow.jobs import field as output_field
 
 __all__ = [
     "reference_values",
@@ -51,13 +52,9 @@ def reference_values(eos_output: dict, n_atoms: int, lattice: str, elastic_outpu
     v0 = float(fit["v0"]) / n_atoms
     out = {"v0": v0, "e0": float(fit["e0"]) / n_atoms, "B": float(fit["b0 GPa"]), "a0": a_from_volume(v0, lattice)}
     if elastic_output is not None:
-        tensor = _get(_get(elastic_output, "elastic_tensor"), "ieee_format")
+        tensor = output_field(output_field(elastic_output, "elastic_tensor"), "ieee_format")
         out |= {"C11": float(tensor[0][0]), "C12": float(tensor[0][1]), "C44": float(tensor[3][3])}
     return out
-
-
-def _get(doc, key: str):
-    return doc[key] if isinstance(doc, dict) else getattr(doc, key)
 
 
 def ground_state(element: str, lattice: str):
