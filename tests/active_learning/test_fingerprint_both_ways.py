@@ -14,6 +14,7 @@ from maggma.stores import MemoryStore
 
 from al_flows.active_learning import (
     ActiveLearningMaker,
+    AseLabelMaker,
     MDExploreMaker,
     SelectMaker,
     StopPolicy,
@@ -81,6 +82,9 @@ def test_a_campaign_file_and_its_python_makers_have_one_fingerprint():
     assert len(config.fingerprint()) == 16
     assert maker.fingerprint == config.fingerprint()
     assert ActiveLearningMaker.from_config(config).fingerprint == config.fingerprint()
+    # an ASE label Maker built by hand names the campaign as the calculator's name does
+    by_hand = ActiveLearningMaker(**{**python_maker().__dict__, "label_maker": AseLabelMaker(calculator="emt")})
+    assert by_hand.with_structures(CU).fingerprint == config.fingerprint()
     # the same keys stay out of both: when to stop, and how fast to run
     other_stop = python_maker(max_rounds=7, budget=LabelBudget(labels_total=9)).with_structures(CU)
     assert other_stop.fingerprint == maker.fingerprint

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 from jobflow import Maker
 from monty.json import jsanitize
@@ -28,6 +29,10 @@ SHORT_NAMES = {"EMT": "emt", "LennardJones": "lj"}
 
 def label_maker_for(labeller, max_force: float = 50.0, min_success_fraction: float = 0.5) -> Maker:
     """The label Maker for ``labeller`` (see the module doc); label Makers are returned unchanged."""
+    if isinstance(labeller, AseLabelMaker) and not labeller.labeller_settings:  # built by hand: its section too
+        kwargs = dict(labeller.calculator_kwargs)
+        made = ase_label_maker(labeller.calculator, kwargs, labeller.max_force, labeller.min_success_fraction)
+        return replace(labeller, labeller_settings=made.labeller_settings)
     if isinstance(labeller, (AseLabelMaker, VaspLabelMaker)):
         return labeller
     if isinstance(labeller, str):

@@ -104,16 +104,9 @@ class AseLabelMaker(Maker):
 
     def settings_section(self) -> dict:
         """The ``labeller`` section of a campaign file with this labeller (JSON data; it names the
-        campaign's fingerprint): ``labeller_settings`` when it was built from one, else the
-        calculator, its keyword arguments and the force limit."""
-        if self.labeller_settings:
-            return dict(self.labeller_settings)
-        return {
-            "kind": "ase",
-            "calculator": self.calculator,
-            "kwargs": dict(self.calculator_kwargs),
-            "max_force": self.max_force,
-        }
+        campaign's fingerprint), which :func:`~al_flows.active_learning.labeller_slot.label_maker_for`
+        fills in for a Maker built by hand."""
+        return dict(self.labeller_settings)
 
     @property
     def labeller_name(self) -> str:
