@@ -79,7 +79,8 @@ def test_select_keeps_the_last_calibrated_levels_when_a_fit_is_not_applied():
     from al_flows.selection.trust_levels import SelectionSettings
     from helpers import frames_with_deviations as _explored
 
-    maker = SelectMaker(settings=SelectionSettings(trust_lo=0.05, trust_hi=0.3, max_candidates=10))
+    settings = SelectionSettings(trust_lo=0.05, trust_hi=0.3, max_candidates=10, calibrate=CalibrationSettings())
+    maker = SelectMaker(settings=settings)
     explored = [{"frames_blob": frames_text(_explored([0.01, 0.08, 0.15, 0.25, 0.5])), "ensemble_id": "e"}]
     kept = {"applied": False, "trust_lo_next": 0.12, "trust_hi_next": 0.6}  # the calibrated levels of the round before
     doc = SelectMaker.make.original(maker, explored, [], "c", 2, seed=0, calibration=kept)
@@ -87,6 +88,10 @@ def test_select_keeps_the_last_calibrated_levels_when_a_fit_is_not_applied():
     assert (doc.n_accurate, doc.n_candidate, doc.n_failed) == (2, 3, 0)
     configured = SelectMaker.make.original(maker, explored, [], "c", 0, seed=0)
     assert (configured.trust_lo, configured.trust_hi) == (0.05, 0.3)
+    # every campaign now has a calibration record each round; without selection.calibrate its levels are not read
+    plain = SelectMaker(settings=SelectionSettings(trust_lo=0.05, trust_hi=0.3, max_candidates=10))
+    unused = SelectMaker.make.original(plain, explored, [], "c", 2, seed=0, calibration=kept)
+    assert (unused.trust_lo, unused.trust_hi, unused.trust_levels_from) == (0.05, 0.3, "settings")
 
 
 def test_window_points_pool_the_rounds_before_within_the_window():

@@ -9,7 +9,12 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, model_validator
 
-from al_flows.active_learning.stop_policy import DEFAULT_ACCURATE_RATIO, DEFAULT_MAX_ROUNDS, StopPolicy
+from al_flows.active_learning.stop_policy import (
+    DEFAULT_ACCURATE_RATIO,
+    DEFAULT_MAX_ROUNDS,
+    ErrorBoundTarget,
+    StopPolicy,
+)
 from al_flows.exploration.md import NVTSettings, ScheduleSettings, stage_count
 from al_flows.exploration.shear import ShearSettings
 from al_flows.potential.model import ModelSettings, TrainingSettings
@@ -166,6 +171,11 @@ class Convergence(Settings):
     mode: Literal["all", "properties"] = Field(
         "all", description="all: the properties and the other targets; properties: the properties alone"
     )
+    error_bound: ErrorBoundTarget | None = Field(
+        None,
+        description="the calibrated error bound of the explored frames below a target (target eV/Angstrom, fraction, "
+        "rounds in a row, coverage); with accurate_ratio: null it replaces the deviation count",
+    )
     reference_kpoints: KpointsOverride | None = Field(
         None,
         description="VASP labeller: k-points of the properties' reference (atomate2's EOS and elastic flows on a "
@@ -176,10 +186,11 @@ class Convergence(Settings):
     def _some_target(self):
         if self.mode == "properties" and not self.properties:
             raise ValueError("mode: properties needs a list of properties; list some or use mode: all")
-        if self.accurate_ratio is None and self.survival_time_ps is None and not self.properties:
+        targets = (self.accurate_ratio, self.survival_time_ps, self.error_bound)
+        if all(t is None for t in targets) and not self.properties:
             raise ValueError(
-                "convergence: accurate_ratio and survival_time_ps are both null and no properties are listed; set at "
-                "least one"
+                "convergence: accurate_ratio and survival_time_ps are both null, no properties are listed and no "
+                "error_bound is set; set at least one"
             )
         return self
 
@@ -274,6 +285,7 @@ class CampaignConfig(CampaignBase):
             survival_time_ps=self.convergence.survival_time_ps,
             properties=self.property_convergence(),
             budget=self.labeller.budget,
+            error_bound=self.convergence.error_bound,
         )
 
     def property_settings(self) -> AutotestSettings:

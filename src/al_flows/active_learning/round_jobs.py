@@ -10,7 +10,7 @@ from typing import Any
 
 from jobflow import Job, OutputReference
 
-from al_flows.active_learning.jobs.calibration import calibrate_levels
+from al_flows.active_learning.jobs.calibration import calibrate
 from al_flows.active_learning.jobs.merge import merge_labels
 from al_flows.active_learning.jobs.properties import member_properties, property_reference
 from al_flows.active_learning.jobs.summary import evaluate, round_summary
@@ -56,17 +56,16 @@ class RoundJobs:
         props.name = f"properties r{round_}"
         return [ref, props]
 
-    def calibration_jobs(self, models: list, lab: Job, sel: Job, previous, round_: int) -> list[Job]:
-        """Round ``round_``'s trust-level calibration job (on its labels ``lab`` and selection ``sel``;
-        ``previous``: the round before's calibration, or None), or [] when ``selection.calibrate`` is not set."""
-        cal_settings = self.select_maker.settings.calibrate
-        if cal_settings is None:
-            return []
-        window = {"previous": previous} if previous is not None and cal_settings.window_rounds > 1 else {}
-        cal = calibrate_levels(models, lab.output, sel.output, self.campaign, round_, cal_settings, **window)
+    def calibration_job(self, models: list, lab: Job, sel: Job, ev: Job, previous, round_: int) -> Job:
+        """Round ``round_``'s calibration record (on its labels ``lab``, selection ``sel`` and test-set
+        evaluation ``ev``; ``previous``: the round before's record, or None), which with
+        ``selection.calibrate`` also fits the next round's trust levels."""
+        settings = self.select_maker.settings
+        prior = {"previous": previous} if previous is not None else {}
+        cal = calibrate(models, lab.output, sel.output, ev.output, self.campaign, round_, settings, **prior)
         cal = self.tag(cal, round_, "calibrate")
         cal.name = f"calibrate r{round_}"
-        return [cal]
+        return cal
 
     def select_job(self, explores: list, dataset, models: list, props: list, previous, k: int, extra: dict) -> Job:
         """Round ``k``'s select job over the explorations ``explores`` (``previous``: the round before's
@@ -133,8 +132,7 @@ class RoundJobs:
         lab = self.tag(self.label_maker.make(sel.output, self.campaign, k, skip=sel.output.stop), k, "label")
         merged = self.tag(merge_labels(dataset, lab.output, self.campaign, k, self.allow_mixed_settings), k, "merge")
         merged.name = f"merge r{k}"
-        cal_jobs = self.calibration_jobs(models, lab, sel, previous, k)
-        cal_uuid = cal_jobs[0].uuid if cal_jobs else ""
+        cal = self.calibration_job(models, lab, sel, ev, previous, k)
         summary = round_summary(
             self.campaign,
             self.fingerprint,
@@ -147,11 +145,12 @@ class RoundJobs:
             merged.uuid,
             state.structures_uuid,
             state.test_uuid,
-            cal_uuid,
+            cal.uuid,
+            cal.output,
         )
         summ = self.tag(summary, k, "summary")
         summ.name = f"round_summary r{k}"
-        following = state.model_copy(update={"round": k + 1, "dataset_uuid": merged.uuid, "calibration_uuid": cal_uuid})
+        following = state.model_copy(update={"round": k + 1, "dataset_uuid": merged.uuid, "calibration_uuid": cal.uuid})
         decision = {"stop": sel.output.stop, "converged": sel.output.converged, "stop_reason": sel.output.stop_reason}
         nxt = self.round_job(
             following,
@@ -161,4 +160,4 @@ class RoundJobs:
             summ.output.spent_after if budgeted else None,
             sel.output.trust_lo_levels,
         )
-        return [*trains, ev, *props, *explores, sel, lab, *cal_jobs, merged, summ, nxt]
+        return [*trains, ev, *props, *explores, sel, lab, cal, merged, summ, nxt]

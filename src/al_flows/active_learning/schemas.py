@@ -87,6 +87,11 @@ class EvaluationDocument(EnsembleDocument):
     val_force_rmse: float
     test_energies: list[float]
     predicted_energies: list[float]
+    test_points: list[dict] = Field(
+        default_factory=list,
+        description="per test frame: deviation and error (largest atomic force deviation and error, eV/Angstrom), "
+        "element, energy_deviation and energy_error (eV/atom) (al_flows.selection.calibration_record.residuals_of)",
+    )
 
 
 class ExplorationDocument(EnsembleDocument):
@@ -137,6 +142,27 @@ class SelectionDocument(EnsembleDocument):
     levels_settled: bool | None = Field(
         None, description="trust_lo: adaptive: whether those levels stopped moving (None: a fixed or calibrated level)"
     )
+    n_calibration_sample: int = Field(
+        0,
+        description="of n_selected, frames drawn uniformly to calibrate the error bound "
+        "(selection.bound.random_sample)",
+    )
+    bound: dict | None = Field(
+        None,
+        description="the calibrated error bound this round read (coverage, scale, n residuals; fitted on the "
+        "labels of the rounds before); None before any residual",
+    )
+    trust_levels_from: str = Field(
+        "settings",
+        description="where trust_lo/trust_hi came from: settings, calibrate (fitted levels), error (selection.trust "
+        "through the bound) or adaptive",
+    )
+    bound_share: float | None = Field(
+        None,
+        description="convergence.error_bound: share of the explored frames whose bound is below its target "
+        "(None: no such target or no finite bound yet)",
+    )
+    bound_streak: int = Field(0, description="convergence.error_bound: rounds in a row, this one included, that met it")
     properties: list[dict] = Field(
         [], description="the round's convergence properties (PropertiesDocument.results); [] when none are listed"
     )
@@ -211,23 +237,56 @@ class LabelDocument(RoundDocument):
 
 
 class CalibrationDocument(EnsembleDocument):
-    """The deviation -> true error relation fitted on a round's labels and the trust levels
-    (eV/Angstrom) it sets for the next round (see :mod:`al_flows.selection.calibration`)."""
+    """A round's calibration record (:mod:`al_flows.active_learning.jobs.calibration`): how the
+    round's ensemble deviation tracked the true error of the frames it labelled and of the test set,
+    before training on them, and the calibrated error bound the next round reads. With
+    ``selection.calibrate`` also the fitted deviation -> error relation and the trust levels
+    (eV/Angstrom) it sets for the next round (:mod:`al_flows.selection.calibration`)."""
 
-    points: list[dict] = Field(description="this round's labelled frames: frame_id, deviation, error (eV/Angstrom)")
+    points: list[dict] = Field(
+        description="this round's labelled frames: frame_id, round, sample (selected or random), deviation and error "
+        "(largest atomic force deviation and error, eV/Angstrom), element (of the most-deviating atom), "
+        "energy_deviation and energy_error (eV/atom)"
+    )
+    residuals: list[dict] = Field(
+        default_factory=list, description="every labelled frame's residual so far, this round's last (as points)"
+    )
+    measures: dict[str, dict] = Field(
+        default_factory=dict,
+        description="per kind (all, selected, random, test): n, spearman, scale, raw_coverage, coverage (of the "
+        "bound fitted on the rounds before), curve (observed against nominal coverage), miscalibration_area, "
+        "energy_spearman, energy_scale (al_flows.selection.calibration_record)",
+    )
+    bound_before: dict | None = Field(
+        None, description="the bound in force during the round (fitted on the rounds before); None in the first"
+    )
+    bound: dict | None = Field(
+        None,
+        description="the bound fitted on every residual so far (coverage, scale, n, per_element): the next round's",
+    )
+    test_bound: dict = Field(
+        default_factory=dict,
+        description="the next round's bound on this round's test frames: median_bound, p90_bound, median_error, "
+        "p90_error (eV/Angstrom), coverage",
+    )
+    per_element_coverage: dict = Field(
+        default_factory=dict,
+        description="per element of the most-deviating atom: coverage of bound_before on the test frames and n",
+    )
+    bound_streak: int = Field(0, description="convergence.error_bound: the round's streak (its selection's)")
     fit_points: list[dict] = Field(
         default_factory=list,
-        description="the pairs the fit used: this round's and those of the rounds before within "
+        description="selection.calibrate: the pairs the fit used: this round's and those of the rounds before within "
         "calibrate.window_rounds, each with its round",
     )
-    fit: dict
-    target_error_lo: float
-    target_error_hi: float
-    trust_lo_used: float
-    trust_hi_used: float
-    trust_lo_next: float
-    trust_hi_next: float
-    applied: bool
+    fit: dict | None = None
+    target_error_lo: float | None = None
+    target_error_hi: float | None = None
+    trust_lo_used: float | None = None
+    trust_hi_used: float | None = None
+    trust_lo_next: float | None = None
+    trust_hi_next: float | None = None
+    applied: bool | None = None
     reason: str = Field("", description="why the fit was not applied ('' when it was)")
     note: str = Field("", description="how an applied fit was limited (max_change_factor), '' when it was not")
 
@@ -267,6 +326,14 @@ class RoundSummary(EnsembleDocument):
     trust_hi: float | None = None
     trust_lo_levels: list[float] = Field([], description="trust_lo: adaptive: SelectionDocument.trust_lo_levels")
     levels_settled: bool | None = Field(None, description="trust_lo: adaptive: SelectionDocument.levels_settled")
+    bound_share: float | None = Field(None, description="convergence.error_bound: SelectionDocument.bound_share")
+    bound_streak: int = Field(0, description="convergence.error_bound: SelectionDocument.bound_streak")
+    calibration: dict | None = Field(
+        None,
+        description="the round's calibration figures (CalibrationDocument): spearman, scale, coverage_selected, "
+        "coverage_random, coverage_test, raw_coverage_test, miscalibration_area_test, nominal_coverage, bound_scale, "
+        "bound_residuals, test_p90_bound, test_p90_error",
+    )
     properties: list[dict] = Field(
         [],
         description="per listed convergence property: property, unit, members, mean, spread, reference, error, "

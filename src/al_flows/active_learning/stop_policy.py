@@ -25,6 +25,7 @@ from al_flows.settings import Settings
 from al_flows.validation.properties import PropertyConvergence
 
 __all__ = [
+    "ErrorBoundTarget",
     "DEFAULT_MAX_ROUNDS",
     "DEFAULT_ACCURATE_RATIO",
     "RoundMeasures",
@@ -37,12 +38,30 @@ DEFAULT_MAX_ROUNDS = 5  # rounds trained at most, unless a campaign sets max_rou
 DEFAULT_ACCURATE_RATIO = 0.95  # the share of a round's explored frames that must be accurate
 
 
+class ErrorBoundTarget(Settings):
+    """Converged on the calibrated error bound (``convergence.error_bound``): in ``rounds`` rounds in a
+    row, at least ``fraction`` of the explored frames have a bound (:mod:`al_flows.selection.conformal`,
+    nominal ``coverage``) below ``target`` (eV/Angstrom)."""
+
+    target: float = Field(gt=0, description="eV/Angstrom; the bound on the largest atomic force error")
+    fraction: float = Field(
+        0.9, gt=0, le=1, description="share of a round's explored frames whose bound is below target"
+    )
+    rounds: int = Field(2, ge=1, description="consecutive rounds that must meet it")
+    coverage: float | None = Field(
+        None, gt=0, lt=1, description="nominal coverage of the bound (None: selection.bound.coverage)"
+    )
+
+
 @dataclass(frozen=True)
 class RoundMeasures:
     """What a round measured that the stop policy judges: the accurate ratio and number of its
     explored frames, the median survival time of its ANI-Al trajectories (ps; None: it ran none),
-    its convergence-property rows (None: the campaign lists none), failed / explored frames, and
-    with ``trust_lo: adaptive`` whether the level stopped moving (None otherwise)."""
+    its convergence-property rows (None: the campaign lists none), failed / explored frames,
+    with ``trust_lo: adaptive`` whether the level stopped moving (None otherwise), the share of
+    explored frames whose calibrated bound is below ``convergence.error_bound``'s target (None: no
+    such target, or no finite bound yet) and the rounds in a row, this one included, that met its
+    fraction (``bound_streak``)."""
 
     accurate_ratio: float
     n_explored: int
@@ -50,6 +69,8 @@ class RoundMeasures:
     property_rows: list[dict] | None = None
     failed_ratio: float | None = None
     levels_settled: bool | None = None
+    bound_share: float | None = None
+    bound_streak: int = 0
 
     @classmethod
     def from_summary(cls, summary: dict) -> RoundMeasures:
@@ -62,6 +83,8 @@ class RoundMeasures:
             property_rows=summary.get("properties"),
             failed_ratio=summary.get("n_failed", 0) / n if n else None,
             levels_settled=summary.get("levels_settled"),
+            bound_share=summary.get("bound_share"),
+            bound_streak=summary.get("bound_streak") or 0,
         )
 
 
@@ -92,6 +115,7 @@ def stop_decision(
     step_back_failed_ratio: float | None = None,
     budget_spent: bool = False,
     levels_settled: bool | None = None,
+    bound_met: bool | None = None,
 ) -> StopDecision:
     """The stop rule (:meth:`StopPolicy.decide` applies it with a campaign's settings).
 
@@ -117,6 +141,9 @@ def stop_decision(
     place of the accurate-ratio target, which the adaptive level makes meaningless (it fixes the
     candidate share), as dpgen2 does.
 
+    ``bound_met``: with ``convergence.error_bound`` (None otherwise) whether the calibrated bound of
+    the explored frames met its target for the rounds in a row it asks; one more target to meet.
+
     ``budget_spent``: the labelling budget allows this round no label
     (:func:`al_flows.selection.budget.allowance` is 0); a campaign that has not converged stops,
     reason ``budget`` (before the round limit: raising max_rounds alone would not continue it).
@@ -131,7 +158,7 @@ def stop_decision(
         survival_ok = target_survival_ps is None or (
             median_survival_ps is not None and median_survival_ps >= target_survival_ps
         )
-        met = n_explored > 0 and ratio_ok and survival_ok and properties_met is not False
+        met = n_explored > 0 and ratio_ok and survival_ok and properties_met is not False and bound_met is not False
     if met and stage >= n_stages - 1:
         return StopDecision(True, True, "converged", stage)
     following = stage + 1 if met else stage
@@ -168,6 +195,10 @@ class StopPolicy(Settings):
         None, description="an auto schedule's step-back threshold (failed / explored); from the explorers"
     )
     budget: LabelBudget | None = Field(None, description="limits on the labels of the rounds (labeller.budget)")
+    error_bound: ErrorBoundTarget | None = Field(
+        None,
+        description="converged when the explored frames' calibrated bound is below a target (convergence.error_bound)",
+    )
 
     def with_stages(self, n_stages: int, step_back_failed_ratio: float | None) -> StopPolicy:
         """This policy with the exploration stages of the campaign's explorers (and an auto schedule's
@@ -207,7 +238,22 @@ class StopPolicy(Settings):
             step_back_failed_ratio=self.step_back_failed_ratio,
             budget_spent=self.allowance(spent).n == 0,
             levels_settled=measures.levels_settled,
+            bound_met=self.bound_met(measures),
         )
+
+    def bound_met(self, measures: RoundMeasures) -> bool | None:
+        """Whether the round meets ``error_bound`` (its share for ``rounds`` rounds in a row); None without it."""
+        if self.error_bound is None:
+            return None
+        return measures.bound_share is not None and measures.bound_streak >= self.error_bound.rounds
+
+    def bound_streak(self, share: float | None, previous_streak: int) -> int:
+        """The rounds in a row, this one included, whose ``share`` of explored frames with a bound below
+        the target reached ``error_bound.fraction`` (``previous_streak``: the round before's); 0 without
+        a target or a finite bound."""
+        if self.error_bound is None or share is None or share < self.error_bound.fraction:
+            return 0
+        return previous_streak + 1
 
     def decide_from_summary(self, summary: dict) -> StopDecision:
         """:meth:`decide` again for a stored RoundSummary (a dict), with this policy's (possibly

@@ -421,13 +421,20 @@ def plot_calibration(cals: list[dict], path: Path) -> str:
             continue
         x, y = np.array(pts).T
         col = colours[c["round"]]
-        ax.scatter(x, y, s=14, color=col, label=f"round {c['round']}" + ("" if c["applied"] else " (fit not used)"))
-        if np.isfinite(c["fit"].get("a", np.nan)):
+        fitted = c.get("fit") is not None
+        ax.scatter(
+            x,
+            y,
+            s=14,
+            color=col,
+            label=f"round {c['round']}" + ("" if c.get("applied") or not fitted else " (fit not used)"),
+        )
+        if fitted and np.isfinite(c["fit"].get("a", np.nan)):
             xs = np.geomspace(x.min(), x.max(), 50)
             ax.plot(xs, c["fit"]["a"] * xs ** c["fit"]["b"], color=col, lw=1)
-        if c["applied"]:
+        if c.get("applied"):
             ax.axvline(c["trust_lo_next"], color=col, ls=":", lw=0.8)
-    if cals:
+    if cals and cals[-1].get("target_error_lo") is not None:
         ax.axhline(cals[-1]["target_error_lo"], color="k", ls="--", lw=0.8, label="target error lo")
     ax.set_xscale("log")
     ax.set_yscale("log")

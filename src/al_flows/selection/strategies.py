@@ -183,3 +183,28 @@ def _diverse(
         for rank, (k, d) in enumerate(zip(order, distances, strict=True))
     }
     return [pool[k] for k in order], picks
+
+
+def calibration_sample(
+    frames: list[Atoms], result: SelectionResult, n: int, exclude_ids: Iterable[str] = (), seed: int = 0
+) -> list[int]:
+    """``n`` frames drawn uniformly (seeded) from ``frames`` that are neither failed nor selected in
+    ``result`` nor already labelled (``exclude_ids``) nor a repeat: the labels a round spends on
+    calibrating the error bound on the explored distribution rather than its high-deviation tail
+    (``selection.bound.random_sample``; :mod:`al_flows.selection.conformal`). Indices ascending;
+    fewer when fewer frames are eligible."""
+    if n <= 0:
+        return []
+    excluded, chosen = set(exclude_ids), set(result.selected)
+    taken = {frames[i].info.get("frame_id") or frame_id(frames[i]) for i in chosen}
+    eligible, seen = [], set()
+    for i, (atoms, status) in enumerate(zip(frames, result.status, strict=True)):
+        fid = atoms.info.get("frame_id") or frame_id(atoms)
+        if status == FAILED or i in chosen or fid in excluded or fid in taken or fid in seen:
+            continue
+        seen.add(fid)
+        eligible.append(i)
+    if len(eligible) <= n:
+        return eligible
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFFFFFFFFFF, 2])
+    return sorted(int(eligible[j]) for j in rng.choice(len(eligible), size=n, replace=False))

@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 from al_flows.selection.adaptive import AdaptiveLevelSettings, adaptive_trust_lo
 from al_flows.selection.calibration import CalibrationSettings
 from al_flows.selection.diversity import DiverseFeatures
+from al_flows.selection.error_bounds import BoundSettings, ErrorTrust
 from al_flows.settings import Settings
 
 ACCURATE, CANDIDATE, FAILED = "accurate", "candidate", "failed"
@@ -61,6 +62,16 @@ class SelectionSettings(Settings):
     adaptive: AdaptiveLevelSettings | None = Field(
         None, description="trust_lo: adaptive: how many frames become candidates, floor, ceiling, convergence"
     )
+    bound: BoundSettings = Field(
+        default_factory=BoundSettings,
+        description="the calibrated error bound every round records: its coverage and the uniformly drawn "
+        "calibration labels (al_flows.selection.conformal)",
+    )
+    trust: ErrorTrust | None = Field(
+        None,
+        description="a trust window in error units on the calibrated bound (error_lo, error_hi, coverage); "
+        "trust_lo/trust_hi apply until a finite bound exists",
+    )
 
     @model_validator(mode="after")
     def _window(self):
@@ -81,6 +92,22 @@ class SelectionSettings(Settings):
                 f"(pick is {self.pick!r}); set pick: diverse or remove diverse_features"
             )
         return self
+
+    @model_validator(mode="after")
+    def _error_window(self):
+        if self.trust is None:
+            return self
+        for name, on in (("trust_lo: adaptive", self.is_adaptive), ("selection.calibrate", self.calibrate is not None)):
+            if on:
+                raise ValueError(f"selection.trust (error units) and {name} both set the trust levels; keep one")
+        return self
+
+    @property
+    def trust_coverage(self) -> float:
+        """The nominal coverage of the bound an error-unit window reads."""
+        if self.trust is not None and self.trust.coverage is not None:
+            return self.trust.coverage
+        return self.bound.coverage
 
     def _check_adaptive(self) -> None:
         if self.calibrate is not None:

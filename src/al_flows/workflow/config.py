@@ -345,6 +345,8 @@ OMITTED_AT_DEFAULT: dict[str, Any] = {
     "selection.adaptive": None,
     "labeller.potential": None,
     "labeller.potential_sha256": None,
+    "selection.bound": {"coverage": 0.9, "random_sample": 0, "min_per_element": 20},
+    "selection.trust": None,
 }
 
 

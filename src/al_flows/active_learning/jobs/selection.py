@@ -18,7 +18,8 @@ from al_flows.frames.extxyz import frames_from_bytes, frames_text
 from al_flows.frames.provenance import as_float
 from al_flows.selection.adaptive import levels_settled
 from al_flows.selection.budget import Allowance, BudgetSpent
-from al_flows.selection.strategies import SelectionResult, select
+from al_flows.selection.error_bounds import bound_of, deviation_levels, share_below
+from al_flows.selection.strategies import SelectionResult, calibration_sample, select
 from al_flows.selection.trust_levels import SelectionSettings
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job, field, field_or_none, load_ensemble
@@ -29,6 +30,7 @@ __all__ = [
     "records",
     "classes",
     "budget_cut",
+    "to_label",
     "budget_record",
     "skipped_records",
     "selected_words",
@@ -52,10 +54,11 @@ class FeatureReader:
         return ensemble.atom_features([self.frames[i] for i in indices])
 
 
-def records(frames: list, result: SelectionResult, labelled: set[int]) -> list[dict]:
+def records(frames: list, result: SelectionResult, labelled: set[int], sample: set[int] | None = None) -> list[dict]:
     """One provenance record per explored frame: ids, deviation, class, whether it is labelled
-    (``labelled``: the selection within the budget) and, with pick diverse, why it was chosen
-    (``pick``, ``pick_rank``, ``pick_distance``: :class:`SelectionResult`)."""
+    (``labelled``: the selection within the budget), ``calibration_sample`` True for a frame of
+    ``sample`` (drawn uniformly to calibrate the error bound) and, with pick diverse, why it was
+    chosen (``pick``, ``pick_rank``, ``pick_distance``: :class:`SelectionResult`)."""
     chosen = labelled
     return [
         {
@@ -65,6 +68,7 @@ def records(frames: list, result: SelectionResult, labelled: set[int]) -> list[d
             "deviation": as_float(a.info.get("deviation")),
             "status": status,
             "selected": i in chosen,
+            **({"calibration_sample": True} if sample and i in sample else {}),
             **result.picks.get(i, {}),
         }
         for i, (a, status) in enumerate(zip(frames, result.status, strict=True))
@@ -83,12 +87,19 @@ class SelectMaker(Maker):
     settings: SelectionSettings = dc_field(default_factory=SelectionSettings)
 
     def measure(
-        self, explorations: list, result: SelectionResult, properties, levels: list | None
+        self,
+        explorations: list,
+        result: SelectionResult,
+        properties,
+        levels: list | None,
+        bound_share: float | None = None,
+        bound_streak: int = 0,
     ) -> tuple[RoundMeasures, list[float]]:
         """What the round measured for the stop policy (the classes, the ANI-Al trajectories' median
         survival time, the convergence-property rows of ``properties``, whether the adaptive levels
-        settled) and the adaptive levels of the last rounds ([] with a fixed or calibrated level);
-        the arguments as :meth:`make`'s."""
+        settled, the calibrated bound's share below the convergence target and its streak,
+        :meth:`bound_progress`) and the adaptive levels of the last rounds ([] with a fixed or
+        calibrated level); the other arguments as :meth:`make`'s."""
         survival = [t for e in explorations for t in (field_or_none(e, "survival_times_ps") or [])]
         n = result.n_frames
         history, settled = self.adaptive_levels(levels, result.trust_lo)
@@ -99,6 +110,8 @@ class SelectMaker(Maker):
             property_rows=list(field(properties, "results")) if properties is not None else None,
             failed_ratio=result.n_failed / n if n else None,
             levels_settled=settled,
+            bound_share=bound_share,
+            bound_streak=bound_streak,
         )
         return measures, history
 
@@ -112,14 +125,39 @@ class SelectMaker(Maker):
         history = [*(float(x) for x in previous or []), float(level)][-adaptive.checked_rounds :]
         return history, levels_settled(history, adaptive)
 
-    def round_settings(self, calibration=None) -> SelectionSettings:
-        """The selection settings of a round: the calibrated trust levels of ``calibration`` (the previous
-        round's CalibrationDocument: its fitted levels, or the levels in use when the fit was not applied)
-        in place of the configured ones."""
+    def round_settings(self, calibration=None) -> tuple[SelectionSettings, str]:
+        """The selection settings of a round and where its trust levels came from (``settings``,
+        ``calibrate``, ``error`` or ``adaptive``). ``calibration``: the previous round's
+        CalibrationDocument. With ``selection.calibrate`` its fitted levels (or the levels in use when
+        the fit was not applied) replace the configured ones; with ``selection.trust`` the error window
+        read through the bound of every residual so far (:func:`al_flows.selection.error_bounds.deviation_levels`),
+        once that bound is finite."""
+        s = self.settings
+        own = "adaptive" if s.is_adaptive else "settings"
         if calibration is None:
-            return self.settings
-        update = {"trust_lo": field(calibration, "trust_lo_next"), "trust_hi": field(calibration, "trust_hi_next")}
-        return self.settings.model_copy(update=update)
+            return s, own
+        if s.calibrate is not None:
+            lo, hi = field_or_none(calibration, "trust_lo_next"), field_or_none(calibration, "trust_hi_next")
+            if lo is not None and hi is not None:
+                return s.model_copy(update={"trust_lo": lo, "trust_hi": hi}), "calibrate"
+        if s.trust is not None:
+            bound = bound_of(field_or_none(calibration, "residuals"), s.trust_coverage)
+            levels = deviation_levels(s.trust, bound)
+            if levels is not None:
+                return s.model_copy(update={"trust_lo": levels[0], "trust_hi": levels[1]}), "error"
+        return s, own
+
+    def bound_progress(self, frames: list, calibration, policy: StopPolicy) -> tuple[float | None, int]:
+        """With ``convergence.error_bound``: the share of ``frames`` whose bound (every residual so far,
+        the previous round's CalibrationDocument ``calibration``) is below the target, and the rounds in a
+        row that met it, this one included; (None, 0) otherwise."""
+        target = policy.error_bound
+        if target is None or calibration is None:
+            return None, 0
+        coverage = target.coverage if target.coverage is not None else self.settings.bound.coverage
+        bound = bound_of(field_or_none(calibration, "residuals"), coverage)
+        share = share_below([as_float(a.info.get("deviation")) for a in frames], bound, target.target)
+        return share, policy.bound_streak(share, int(field_or_none(calibration, "bound_streak") or 0))
 
     @al_job(output_schema=SelectionDocument)
     def make(
@@ -147,17 +185,17 @@ class SelectMaker(Maker):
         ``policy``: the campaign's stop policy (default: :class:`StopPolicy`'s defaults)."""
         start = time.perf_counter()
         frames = [a for e in explorations for a in frames_from_bytes(field(e, "frames_blob"))]
-        settings = self.round_settings(calibration)
+        settings, levels_from = self.round_settings(calibration)
         features = FeatureReader(frames, models) if models is not None else None
         result = select(frames, settings, exclude_ids=exclude_ids, seed=seed, features=features)
-        measures, history = self.measure(explorations, result, properties, levels)
+        sample = calibration_sample(frames, result, settings.bound.random_sample, exclude_ids, seed)
         policy = policy if policy is not None else StopPolicy()
+        share, streak = self.bound_progress(frames, calibration, policy)
+        measures, history = self.measure(explorations, result, properties, levels, share, streak)
         decision = policy.decide(measures, round, stage, spent)
         allowed = policy.allowance(spent)
-        keep, skipped = budget_cut(result.priority, allowed.n, decision.stop)
+        keep, skipped = to_label(frames, result.priority, sample, allowed, decision.stop, settings.strategy)
         chosen = [frames[i] for i in sorted(keep)]  # exploration order, as without a budget
-        for atoms in chosen:
-            atoms.info["selection"] = settings.strategy  # kept with the label (provenance)
         if skipped:
             progress.report("budget", round, labelled=len(keep), skipped=len(skipped), limit=allowed.limit)
         device = features.device if features is not None else None
@@ -184,6 +222,11 @@ class SelectMaker(Maker):
             trust_hi=settings.trust_hi,
             trust_lo_levels=history,
             levels_settled=measures.levels_settled,
+            n_calibration_sample=len(set(sample) & set(keep)),
+            bound=self.bound_record(calibration),
+            trust_levels_from=levels_from,
+            bound_share=share,
+            bound_streak=streak,
             properties=measures.property_rows or [],
             properties_met=met,
             stop_reason=decision.reason,
@@ -193,10 +236,17 @@ class SelectMaker(Maker):
             diverse_features=settings.diverse_features if settings.needs_features else None,
             device=device,
             priority=[frames[i].info["frame_id"] for i in keep],
-            records=records(frames, result, set(keep)),
+            records=records(frames, result, set(keep), set(sample)),
             wall_time=time.perf_counter() - start,
             selected_blob=frames_text(chosen),
         )
+
+    def bound_record(self, calibration) -> dict | None:
+        """The bound a round reads at ``selection.bound.coverage`` (the previous round's
+        CalibrationDocument's residuals) as a dict; None before any residual."""
+        residuals = field_or_none(calibration, "residuals") if calibration is not None else None
+        bound = bound_of(residuals, self.settings.bound.coverage)
+        return bound.as_dict() if bound is not None else None
 
     @al_job(output_schema=ExtensionSelection)
     def extension(
@@ -304,6 +354,20 @@ def report_selection(
         ),
         **extra,
     )
+
+
+def to_label(
+    frames: list, priority: list[int], sample: list[int], allowed: Allowance, stop: bool, strategy: str
+) -> tuple[list[int], list[int]]:
+    """(frames to label, frames skipped for the budget), as :func:`budget_cut` over the selection's
+    ``priority`` followed by the calibration ``sample``; each frame to label is marked with how it was
+    chosen (``info['selection']``: ``strategy`` or ``calibration_sample``, kept with its label)."""
+    keep, skipped = budget_cut(priority + sample, allowed.n, stop)
+    for i in keep:
+        frames[i].info["selection"] = "calibration_sample" if i in sample else strategy
+        if i in sample:
+            frames[i].info["calibration_sample"] = True
+    return keep, skipped
 
 
 def budget_cut(priority: list[int], allowed: int | None, stop: bool) -> tuple[list[int], list[int]]:

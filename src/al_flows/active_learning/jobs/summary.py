@@ -10,6 +10,7 @@ import numpy as np
 from al_flows.active_learning.schemas import EvaluationDocument, RoundSummary
 from al_flows.frames.extxyz import frames_from_bytes
 from al_flows.selection.budget import BudgetSpent, spend
+from al_flows.selection.calibration_record import residuals_of
 from al_flows.validation.heldout import holdout_errors
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job, ensemble_id, field, field_or_none, load_ensemble, model_ids_of
@@ -70,6 +71,7 @@ def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDoc
         val_force_rmse=val,
         test_energies=ref_e.tolist(),
         predicted_energies=pred.mean_energies.tolist(),
+        test_points=[{**p, "sample": "test"} for p in residuals_of(frames, pred.energies, pred.forces, round)],
         wall_time=time.perf_counter() - start,
     )
 
@@ -88,8 +90,11 @@ def round_summary(
     structures_uuid: str,
     test_uuid: str,
     calibration_uuid: str = "",
+    calibration=None,
 ) -> RoundSummary:
-    """One row of report.json; also the checkpoint a later run continues from."""
+    """One row of report.json; also the checkpoint a later run continues from. ``calibration``: the
+    round's CalibrationDocument (its figures are copied; taking it as an input also orders the
+    record before the next round's training)."""
     summary = RoundSummary(
         campaign=campaign,
         fingerprint=fingerprint,
@@ -106,6 +111,9 @@ def round_summary(
         properties_met=field_or_none(selection, "properties_met"),
         trust_lo_levels=field_or_none(selection, "trust_lo_levels") or [],
         levels_settled=field_or_none(selection, "levels_settled"),
+        bound_share=field_or_none(selection, "bound_share"),
+        bound_streak=field_or_none(selection, "bound_streak") or 0,
+        calibration=calibration_columns(calibration),
         **subset_columns(field(evaluation, "test_subsets")),
         ensemble_id=ensemble_id(list(model_ids)),
         model_ids=list(model_ids),
@@ -165,6 +173,37 @@ def extended_summary(summary: dict, extension, labels, dataset_uuid: str, budget
         "round labelled on extension", out.round, labelled=out.n_labelled, labels=out.n_labels_total + out.n_labelled
     )
     return out
+
+
+def calibration_columns(calibration) -> dict | None:
+    """The calibration figures a round summary shows (from its CalibrationDocument; None without one):
+    Spearman correlation and scale of the labelled frames' errors on their deviation, the coverage of
+    the bound in force during the round on the selected, random-sample and test frames, the test
+    frames' miscalibration area and raw coverage, and the next round's bound (scale, residuals,
+    nominal coverage, 90th percentile on the test frames, eV/Angstrom)."""
+    if calibration is None:
+        return None
+    m = field_or_none(calibration, "measures") or {}
+    bound = field_or_none(calibration, "bound") or {}
+    test = field_or_none(calibration, "test_bound") or {}
+
+    def get(kind: str, key: str):
+        return (m.get(kind) or {}).get(key)
+
+    return {
+        "spearman": get("all", "spearman"),
+        "scale": get("all", "scale"),
+        "coverage_selected": get("selected", "coverage"),
+        "coverage_random": get("random", "coverage"),
+        "coverage_test": get("test", "coverage"),
+        "raw_coverage_test": get("test", "raw_coverage"),
+        "miscalibration_area_test": get("test", "miscalibration_area"),
+        "nominal_coverage": bound.get("coverage"),
+        "bound_scale": bound.get("scale"),
+        "bound_residuals": bound.get("n"),
+        "test_p90_bound": test.get("p90_bound"),
+        "test_p90_error": test.get("p90_error"),
+    }
 
 
 def subset_columns(subsets: dict) -> dict:
