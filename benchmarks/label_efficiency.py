@@ -86,6 +86,7 @@ METRICS = {  # key: (title, unit, lower is better)
     "energy_rmse": ("test energy RMSE", "meV/atom"),
 }
 HEADLINE = "deviation:highest"
+COVERAGE = 0.9  # nominal coverage of the calibrated error bound checked each round (docs/methods.md)
 
 
 def settings(quick: bool) -> dict:
@@ -179,6 +180,7 @@ def train_ensemble(frames: list, system: str, cfg: dict, seed: int, rnd: int):
 
 def evaluator(test: dict):
     """evaluate(ensemble) -> the test metrics of one model (module docstring)."""
+    from al_flows.selection.calibration_record import residuals_of
     from al_flows.validation.label_efficiency import energy_differences, profile_errors
 
     frames = test["frames"]
@@ -197,6 +199,9 @@ def evaluator(test: dict):
             return float(np.sqrt(np.mean(np.concatenate([(f[i] - ref_f[i]).ravel() ** 2 for i in ii]))))
 
         out = {
+            "test_points": residuals_of(
+                [frames[i] for i in idx], pred.energies[:, idx], [pred.forces[i] for i in idx], 0
+            ),
             "force_rmse": f_rmse(idx),
             "force_rmse_md": f_rmse(md),
             "energy_rmse": 1000 * float(np.sqrt(np.mean(((e[idx] - ref_e[idx]) / n_atoms[idx]) ** 2))),
@@ -249,6 +254,13 @@ def replay_seed(system: str, pool: list, test: dict, cfg: dict, seed: int, names
     def features(ens, indices):
         return ens.atom_features([pool[i] for i in indices])
 
+    def residuals(ens, indices):
+        from al_flows.selection.calibration_record import residuals_of
+
+        frames = [pool[i] for i in indices]
+        pred = ens.predict(frames)
+        return residuals_of(frames, pred.energies, pred.forces, 0)
+
     return run_replay(
         len(pool),
         initial,
@@ -262,6 +274,8 @@ def replay_seed(system: str, pool: list, test: dict, cfg: dict, seed: int, names
         pool,
         seed,
         features=features,
+        residuals=residuals,
+        coverage=COVERAGE,
     )
 
 
@@ -441,6 +455,36 @@ def fmt(x, digits=3) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+def print_coverage(runs: dict, names: list[str]) -> None:
+    """The calibrated bound's check per strategy and label count, mean over seeds (runs whose rows
+    carry ``calibration``; al_flows.pool_study.replay.calibration_row): coverage on the test frames of
+    the bound from every residual so far, its raw coverage (error <= deviation), the coverage on the
+    frames just picked of the bound before them, and the pooled scale."""
+    rows = [r for by in runs.values() for rs in by.values() for r in rs if r.get("calibration")]
+    if not rows:
+        return
+    print(f"calibrated bound, nominal coverage {COVERAGE:.2f} (mean over seeds with a finite bound; n: such seeds):")
+    for name in names:
+        by_labels: dict = {}
+        for by in runs.values():
+            for r in by.get(name, []):
+                if r.get("calibration"):
+                    by_labels.setdefault(r["labels"], []).append(r["calibration"])
+        for n, cs in sorted(by_labels.items()):
+
+            def mean(key, cs=cs):
+                vals = [c[key] for c in cs if c.get(key) is not None]
+                return (float(np.mean(vals)), len(vals)) if vals else (None, 0)
+
+            (tc, nt), (raw, _), (pc, npk), (q, _) = (
+                mean(k) for k in ("test_coverage", "test_raw_coverage", "picked_coverage", "bound_scale")
+            )
+            print(
+                f"  {name:<18} {n:>4} labels: test coverage {fmt(tc, 2)} (n {nt}), raw {fmt(raw, 2)}; "
+                f"picked coverage {fmt(pc, 2)} (n {npk}); scale {fmt(q, 2)}; residuals {cs[0]['n_residuals']}"
+            )
+
+
 def summarise(results: dict) -> list[str]:
     """Print every table of ``results`` (a results.json) and return the headline lines."""
     from al_flows.validation.label_efficiency import format_interval
@@ -468,7 +512,7 @@ def summarise(results: dict) -> list[str]:
             metrics = [
                 m
                 for m in next(iter(next(iter(runs.values())).values()))[0]
-                if m not in ("round", "labels", "picked", "n_scored", "new_labels", "n_window")
+                if m not in ("round", "labels", "picked", "n_scored", "new_labels", "n_window", "calibration")
             ]
             print("mean over seeds per label count (" + ", ".join(metrics) + "):")
             for name in names:
@@ -485,6 +529,7 @@ def summarise(results: dict) -> list[str]:
                     fill = sum(r.get("n_fill", 0) for r in rs)
                     extra += f"  filled {fill}" if fill else ""
                     print(f"  {name:<18} {n:>4} labels ({len(rs)} seeds): {vals}{extra}")
+            print_coverage(runs, names)
             for name in [n for n in names if n != "random"]:
                 for metric, (title, unit) in METRICS.items():
                     c = compare(runs, name, "random", metric)

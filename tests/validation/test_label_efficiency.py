@@ -166,3 +166,39 @@ def test_run_replay_labels_k_frames_per_round_for_every_strategy():
     # deviation picks the largest indices among those scored
     first = out["dev"][1]
     assert min(first["picked"]) > 0
+
+
+def test_run_replay_checks_the_bound_as_a_campaign_would():
+    """Residuals of the picked frames are measured by the ensemble that picked them and pooled; the
+    test frames of the ensemble trained next are read with the bound from every residual so far
+    (none finite before 9 residuals: 4 picks a round -> from round 3 on)."""
+    pool = _frames(60)
+    measured_by = []
+
+    def train(idx, rnd):
+        return {"labels": list(idx), "round": rnd}
+
+    def score(model, idx):
+        return np.array([0.01 * (i + 1) for i in idx])
+
+    def residuals(model, idx):
+        measured_by.append((model["round"], tuple(idx)))
+        return [{"deviation": 0.01 * (i + 1), "error": 0.03 * (i + 1)} for i in idx]  # error = 3 x deviation
+
+    def evaluate(model):
+        # test frames whose error is 2x and 4x their deviation: a bound of scale 3 covers half of them
+        pts = [{"deviation": 0.1, "error": 0.2}, {"deviation": 0.1, "error": 0.4}]
+        return {"force_rmse": 1.0, "test_points": pts}
+
+    strategies = [ReplayStrategy("random", strategy="random")]
+    out = run_replay(60, [0, 1, 2], strategies, 4, 4, 20, train, score, evaluate, pool, seed=7, residuals=residuals)
+    rows = out["random"]
+    assert "calibration" not in rows[0] and "test_points" not in rows[0]
+    assert [r["calibration"]["n_residuals"] for r in rows[1:]] == [4, 8, 12, 16]
+    assert [r["calibration"]["bound_scale"] for r in rows[1:]] == [None, None, pytest.approx(3.0), pytest.approx(3.0)]
+    assert [r["calibration"]["test_coverage"] for r in rows[1:]] == [None, None, 0.5, 0.5]
+    assert rows[4]["calibration"]["picked_coverage"] == 1.0  # error = 3 eps <= 3 eps
+    assert rows[1]["calibration"]["test_raw_coverage"] == 0.0
+    # each round's picks are measured by the ensemble of the round before (it picked them, untrained on them)
+    assert [rnd for rnd, _ in measured_by] == [0, 1, 2, 3]
+    assert [list(idx) for _, idx in measured_by] == [r["picked"] for r in rows[1:]]

@@ -15,6 +15,13 @@ fills the round with the next-highest deviations below ``trust_lo`` (``n_fill`` 
 how many); strategy random draws uniformly among the scored frames and needs no scores. The
 ensemble a round trains on the initial labels is the same for every strategy of a seed, as are the
 members' seeds of a given round, so strategies differ only by the frames they chose.
+
+With ``residuals`` given, each round also checks the calibrated error bound as a campaign would
+(:mod:`al_flows.selection.conformal`): the frames picked are residuals of the ensemble that picked
+them (measured before it trains on them); the bound fitted on every residual so far is read on the
+test frames of the ensemble trained next (``evaluate`` returns their residuals as ``test_points``).
+Each row's ``calibration`` holds the coverage there, and on the frames just picked under the bound
+before them (:func:`calibration_row`).
 """
 
 from __future__ import annotations
@@ -25,10 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
+from al_flows.selection.calibration_record import residual_measures
+from al_flows.selection.conformal import fit_conformal
 from al_flows.selection.strategies import select
 from al_flows.selection.trust_levels import SelectionSettings
 
-__all__ = ["ReplayStrategy", "pick_frames", "run_replay"]
+__all__ = ["ReplayStrategy", "pick_frames", "run_replay", "calibration_row"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,8 @@ def run_replay(
     seed: int,
     log: Callable[[str], None] | None = None,
     features: Callable[[object, list[int]], list[np.ndarray]] | None = None,
+    residuals: Callable[[object, list[int]], list[dict]] | None = None,
+    coverage: float = 0.9,
 ) -> dict[str, list[dict]]:
     """{strategy name: one row per round (round 0: the initial labels)}: each row holds round,
     labels, the pool indices labelled that round (``picked``), the pick record of
@@ -112,13 +123,18 @@ def run_replay(
 
     ``train(pool indices, round)`` returns a model (the members' seeds may depend on the round, not
     on the strategy); ``score(model, pool indices)`` its deviations on them; ``features(model,
-    pool indices)`` the atom features for pick diverse."""
+    pool indices)`` the atom features for pick diverse; ``residuals(model, pool indices)`` the residual
+    points of those frames under the model (:func:`al_flows.selection.calibration_record.residuals_of`),
+    which turns on the bound's check at nominal ``coverage`` (module doc)."""
     initial = sorted(int(i) for i in initial)
     model0 = train(initial, 0)
-    row0 = {"round": 0, "labels": len(initial), "picked": initial, "n_scored": 0, **evaluate(model0)}
+    metrics0 = evaluate(model0)
+    metrics0.pop("test_points", None)
+    row0 = {"round": 0, "labels": len(initial), "picked": initial, "n_scored": 0, **metrics0}
     out: dict[str, list[dict]] = {}
     for strategy in strategies:
         labelled, model, rows = list(initial), model0, [dict(row0)]
+        so_far: list[dict] = []
         for r in range(1, n_rounds + 1):
             draw = np.random.default_rng((int(seed) & 0xFFFFFFFF, r, 17)).permutation(n_pool)
             taken = set(labelled)
@@ -135,13 +151,39 @@ def run_replay(
                 [pool_frames[i] for i in scored], eps, strategy, k, seed=int(seed) * 1000 + r, features=feats
             )
             picked = [scored[p] for p in pos]
+            new = residuals(model, picked) if residuals is not None else []
             labelled = sorted(labelled + picked)
             model = train(labelled, r)
-            rows.append(
-                {"round": r, "labels": len(labelled), "picked": picked, "n_scored": len(scored), **record}
-                | evaluate(model)
-            )
+            metrics = evaluate(model)
+            test_points = metrics.pop("test_points", None)
+            row = {"round": r, "labels": len(labelled), "picked": picked, "n_scored": len(scored), **record} | metrics
+            if residuals is not None:
+                row["calibration"] = calibration_row(new, so_far, test_points or [], coverage)
+                so_far = so_far + new
+            rows.append(row)
             if log:
                 log(f"    {strategy.name} round {r}: {len(labelled)} labels, window share {record['window_share']:.2f}")
         out[strategy.name] = rows
     return out
+
+
+def calibration_row(new: list[dict], earlier: list[dict], test_points: list[dict], coverage: float) -> dict:
+    """One replay round's check of the bound at nominal ``coverage``: on the frames just picked
+    (``new``, residuals of the ensemble that picked them) the coverage of the bound fitted on the
+    residuals before them (``earlier``); on ``test_points`` (the residuals of the ensemble trained
+    next) the coverage of the bound fitted on all of them, its raw coverage, Spearman correlation
+    and miscalibration area; the pooled scale and residual count."""
+    every = earlier + new
+    bound = fit_conformal(every, coverage, None)
+    picked = residual_measures(new, earlier, coverage, None)
+    test = residual_measures(test_points, every, coverage, None)
+    return {
+        "n_residuals": len(every),
+        "bound_scale": bound.scale if bound.finite else None,
+        "picked_coverage": picked["coverage"],
+        "picked_scale": picked["scale"],
+        "test_coverage": test["coverage"],
+        "test_raw_coverage": test["raw_coverage"],
+        "test_spearman": test["spearman"],
+        "test_area": test["miscalibration_area"],
+    }
