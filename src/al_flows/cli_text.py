@@ -27,6 +27,52 @@ def property_lines(row: dict) -> list[str]:
     ]
 
 
+def _num(value, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def calibration_line(row: dict) -> str:
+    """The calibration record of a round row (its summary's ``calibration``; '' before calibration
+    records): Spearman correlation and scale of the labelled frames' error on their deviation, the
+    coverage of the bound in force during the round on the test frames (raw: the deviation itself
+    read as the bound), on the random sample and on the selected frames, and the bound the next round
+    reads with its 90th percentile and the true error's on the test frames (docs/methods.md,
+    "Calibrated error bounds")."""
+    c = row.get("calibration")
+    if not c:
+        return ""
+    nominal, test = c.get("nominal_coverage"), c.get("coverage_test")
+    coverage = f"test coverage {_num(test, '.2f')}"
+    if test is None:
+        coverage += " before a bound"
+    elif nominal is not None:
+        coverage += f" of nominal {nominal:.2f}"
+    if c.get("raw_coverage_test") is not None:
+        coverage += f" (raw {c['raw_coverage_test']:.2f})"
+    for key, words in (("coverage_random", "random sample"), ("coverage_selected", "selected")):
+        if c.get(key) is not None:
+            coverage += f", {words} {c[key]:.2f}"
+    q, n = c.get("bound_scale"), c.get("bound_residuals") or 0
+    bound = f"bound q={q:.3g} from {n} residuals" if q is not None else f"no bound yet ({n} residuals)"
+    if q is not None and c.get("test_p90_bound") is not None and c.get("test_p90_error") is not None:
+        bound += f" (test p90: bound {c['test_p90_bound']:.3g}, error {c['test_p90_error']:.3g} eV/A)"
+    return (
+        f"{'':>14}calibration: spearman {_num(c.get('spearman'), '.2f')}, scale {_num(c.get('scale'), '.3g')}, "
+        f"{coverage}, {bound}"
+    )
+
+
+def bound_line(row: dict) -> str:
+    """convergence.error_bound of a round row: the share of explored frames whose bound was below the
+    target and the rounds in a row that met it ('' without it)."""
+    if row.get("bound_share") is None:
+        return ""
+    return (
+        f"{'':>14}error bound: {row['bound_share']:.2f} of explored frames below the target, "
+        f"streak {row.get('bound_streak') or 0}"
+    )
+
+
 def print_status(status: dict, workflow: str = "active_learning") -> None:
     """The text of ``al-flows status`` of a campaign of ``workflow`` (the name of its workflow, whose
     ``status`` gave ``status``)."""
@@ -50,8 +96,9 @@ def print_rounds_status(status: dict) -> None:
                 f"{r['n_label_failures']:>4} "
                 f"{r['test_force_rmse']:>13.4f} {r['test_energy_rmse_per_atom']:>16.5f}  {times}{method_columns(r)}"
             )
-            for line in property_lines(r):
-                print(line)
+            for line in [*property_lines(r), calibration_line(r), bound_line(r)]:
+                if line:
+                    print(line)
         else:
             print(f"{r['round']:>5} {'running':>8}  stages done: {r['stages_done']}  {times}")
     for f in status["job_failures"]:

@@ -18,6 +18,9 @@ from al_flows.workflow.store_queries import failure_records, job_document
 ROUND_COUNTS = ("n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_failed", "n_labelled")
 ROUND_ERRORS = ("accurate_ratio", "val_force_rmse", "test_force_rmse", "test_energy_rmse_per_atom")
 BUDGET_KEYS = ("labels_spent", "core_hours_spent", "n_budget_skipped")  # None without labeller.budget
+# the round's calibration figures (RoundSummary.calibration; None before calibration records) and, with
+# convergence.error_bound, the share of explored frames whose bound is below the target and the streak
+CALIBRATION_KEYS = ("calibration", "bound_share", "bound_streak")
 STATUS_KEYS = (  # status() rows
     "ensemble_id",
     "model_ids",
@@ -27,6 +30,7 @@ STATUS_KEYS = (  # status() rows
     "stage",
     "median_survival_ps",
     *BUDGET_KEYS,
+    *CALIBRATION_KEYS,
 )
 REPORT_KEYS = (  # of a round in report.json
     "round",
@@ -41,6 +45,7 @@ REPORT_KEYS = (  # of a round in report.json
     "median_survival_ps",
     "stage",
     *BUDGET_KEYS,
+    *CALIBRATION_KEYS,
 )
 # a round's convergence properties (rows of mean, spread, reference, tolerance, within) and whether all
 # were within: in status rows and report.json rounds only where the campaign lists properties

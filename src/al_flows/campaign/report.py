@@ -15,7 +15,9 @@ import html
 import json
 from pathlib import Path
 
+from al_flows.campaign.report_calibration import plot_calibration
 from al_flows.campaign.report_data import (
+    calibration_records,
     campaign_status,
     deviations_by_round,
     latest_docs,
@@ -25,7 +27,6 @@ from al_flows.campaign.report_data import (
 )
 from al_flows.campaign.report_plots import (
     plot_autotest,
-    plot_calibration,
     plot_deviation_hists,
     plot_energy_vs_gamma,
     plot_errors,
@@ -66,8 +67,16 @@ UNITS = (
 
 
 CAPTIONS = {
-    "calibration": "Trust-level calibration: each round's labelled frames (model deviation at selection vs the true "
-    "largest force error), the fitted relation, and the next round's trust_lo (dotted).",
+    "calibration": "Calibration of the ensemble deviation (methods.md, \"Calibrated error bounds\"). Left: deviation "
+    "ε against the true largest atomic force error of the ensemble mean (eV/Å, log-log), both measured by the round's "
+    "ensemble before it trained on the frames: each round's labelled frames (filled circles: selected; open squares: "
+    "the uniformly drawn random sample) and test frames (crosses), coloured by round; dashed: the bound q·ε in force "
+    "during the round (fitted on the residuals of the rounds before); dash-dot: the bound fitted on every residual so "
+    "far, which the next round reads; with selection.calibrate also the fitted relation (solid), the next round's "
+    "trust_lo (dotted, vertical) and the target error (dotted, horizontal). Right: per round, the share of test frames "
+    "whose error is at most the bound (observed coverage) against the bound's nominal coverage; on the diagonal the "
+    "bound is calibrated, below it the bound is too low (area: the miscalibration area); open markers: too few "
+    "residuals for a finite bound at that coverage.",
     "autotest": "Autotest of the final potential against the reference: equation of state, generalised "
     "stacking-fault path, and vacancy, interstitial (eV) and surface (J/m²) energies per element.",
     "errors_per_round": "Force RMSE on the members' validation splits (mean over members) and of the ensemble mean on "
@@ -180,9 +189,9 @@ def write_report(store, config, outdir: Path) -> dict:
     curves = training_curves(store, config, summaries)
     if any(m["epoch"] for ms in curves.values() for m in ms):
         plots["training_curves"] = plot_training_curves(curves, outdir / "training_curves.png")
-    cals = [d["output"] for d in latest_docs(store, config.name, "calibrate")]
+    cals = calibration_records(store, config, summaries)
     if cals:
-        plots["calibration"] = plot_calibration(sorted(cals, key=lambda c: c["round"]), outdir / "calibration.png")
+        plots["calibration"] = plot_calibration(cals, outdir / "calibration.png")
     autotests = latest_docs(store, config.name, "autotest")
     if autotests:
         doc = autotests[-1]["output"]

@@ -24,6 +24,7 @@ __all__ = [
     "per_round",
     "deviations_by_round",
     "training_curves",
+    "calibration_records",
     "parity_data",
     "STOP_REASON_WORDS",
     "campaign_status",
@@ -101,6 +102,21 @@ def training_curves(store, config, summaries: list[dict] | None = None) -> dict[
             }
             for m in sorted(members, key=lambda m: m["member"])
         ]
+    return out
+
+
+def calibration_records(store, config, summaries: list[dict] | None = None) -> list[dict]:
+    """Per round, in order: its calibration record (CalibrationDocument output, of the summary's
+    ensemble) with ``test_points``, the test frames' residuals from the round's EvaluationDocument
+    ([] where it has none, as for evaluations from before calibration records)."""
+    summaries = round_summaries(store, config) if summaries is None else summaries
+    cals = per_round(latest_docs(store, config.name, "calibrate"), summaries)
+    wanted = ["output.round", "output.ensemble_id", "output.test_points"]
+    evals = per_round(latest_outputs(store, config.name, "evaluate", None, wanted), summaries)
+    out = []
+    for r, docs in cals.items():
+        test = evals.get(r) or [{}]
+        out.append({**docs[-1], "test_points": list(test[-1].get("test_points") or [])})
     return out
 
 

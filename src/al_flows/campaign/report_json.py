@@ -12,7 +12,7 @@ from jobflow import JobStore
 from al_flows.active_learning.config import CampaignConfig
 from al_flows.campaign.record import REPORT_KEYS, CampaignRecord, round_row, summaries_by_round
 
-__all__ = ["build_report", "write_reports"]
+__all__ = ["build_report", "coverage_curves", "write_reports"]
 
 
 def build_report(store: JobStore, config: CampaignConfig) -> dict:
@@ -20,7 +20,11 @@ def build_report(store: JobStore, config: CampaignConfig) -> dict:
     record = CampaignRecord(store, config.name)
     by_round = summaries_by_round(record.outputs("summary", properties=["output"]))
     outcome = record.outcome()
-    rounds = [round_row(by_round[r], REPORT_KEYS) for r in sorted(by_round)]
+    curves = coverage_curves(record)
+    rounds = [
+        {**round_row(s, REPORT_KEYS), "coverage_curve_test": curves.get(s.get("calibration_uuid") or "", [])}
+        for s in (by_round[r] for r in sorted(by_round))
+    ]
     report = {
         "campaign": config.name,
         "converged": outcome["converged"],
@@ -39,6 +43,18 @@ def build_report(store: JobStore, config: CampaignConfig) -> dict:
             "rows": [{**r, "element": el} for el, res in doc["results"].items() for r in res["rows"]],
         }
     return report
+
+
+def coverage_curves(record: CampaignRecord) -> dict[str, list[dict]]:
+    """Per calibrate job (by uuid, as a round summary's ``calibration_uuid`` names it): the coverage
+    curve of its record on the test frames, observed against nominal coverage of the bound fitted on
+    the rounds before ([{nominal, observed, finite}]; [] where the record has none: the first round,
+    no test frames, or a record from before coverage curves)."""
+    out = {}
+    for d in record.outputs("calibrate", properties=["output.measures"]):
+        test = (d["output"].get("measures") or {}).get("test") or {}
+        out[d["uuid"]] = list(test.get("curve") or [])
+    return out
 
 
 def write_reports(store: JobStore, config: CampaignConfig, workdir: Path) -> dict:

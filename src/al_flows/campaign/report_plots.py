@@ -1,6 +1,6 @@
 """The plots of the campaign report (PNG, matplotlib's Agg backend): errors per round, deviation
-histograms, parity, energy vs shear strain, training curves, calibration, autotest and the
-convergence properties per round.
+histograms, parity, energy vs shear strain, training curves, autotest and the convergence properties
+per round (the calibration figure: :mod:`al_flows.campaign.report_calibration`).
 
 Energies eV (errors meV/atom where marked), forces and deviations eV/Angstrom.
 """
@@ -16,6 +16,7 @@ from al_flows.campaign.report_data import STATUSES
 from al_flows.plotting import pyplot, save_figure
 
 __all__ = [
+    "round_colours",
     "plot_errors",
     "deviation_bin_edges",
     "deviation_hist_figure",
@@ -26,7 +27,6 @@ __all__ = [
     "energy_vs_gamma_figure",
     "plot_energy_vs_gamma",
     "plot_training_curves",
-    "plot_calibration",
     "plot_autotest",
     "plot_stages",
     "property_series",
@@ -37,7 +37,8 @@ STATUS_COLOURS = {"accurate": "tab:green", "candidate": "tab:orange", "failed": 
 SUBSET_COLOURS = {"relaxed": "tab:blue", "nonequilibrium": "tab:orange"}
 
 
-def _round_colours(rounds: list[int]) -> dict[int, tuple]:
+def round_colours(rounds: list[int]) -> dict[int, tuple]:
+    """A colour per round (viridis, in round order), shared by the figures that colour by round."""
     cmap = pyplot().get_cmap("viridis")
     n = max(len(rounds) - 1, 1)
     return {r: cmap(0.85 * i / n) for i, r in enumerate(sorted(rounds))}
@@ -271,7 +272,7 @@ def energy_vs_gamma_figure(data: list[dict]):
     plt = pyplot()
     explored = [d for d in data if d["source"] != "labeller"]
     labeller = [d for d in data if d["source"] == "labeller"]
-    colours = _round_colours(sorted({d["round"] for d in explored}))
+    colours = round_colours(sorted({d["round"] for d in explored}))
     parents = list(dict.fromkeys(d["parent_id"] for d in data))
     styles = ["-", "--", ":", "-."]
     markers = ["s", "^", "v", "D"]
@@ -407,40 +408,6 @@ def plot_properties(summaries: list[dict], path: Path) -> str:
         ax.legend(fontsize=7)
     fig.suptitle("Convergence properties per round")
     fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def plot_calibration(cals: list[dict], path: Path) -> str:
-    """Deviation vs true error of each round's labels, the fitted relation and the levels it set."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    colours = _round_colours([c["round"] for c in cals])
-    for c in cals:
-        pts = [(p["deviation"], p["error"]) for p in c["points"] if p["deviation"] > 0 and p["error"] > 0]
-        if not pts:
-            continue
-        x, y = np.array(pts).T
-        col = colours[c["round"]]
-        fitted = c.get("fit") is not None
-        ax.scatter(
-            x,
-            y,
-            s=14,
-            color=col,
-            label=f"round {c['round']}" + ("" if c.get("applied") or not fitted else " (fit not used)"),
-        )
-        if fitted and np.isfinite(c["fit"].get("a", np.nan)):
-            xs = np.geomspace(x.min(), x.max(), 50)
-            ax.plot(xs, c["fit"]["a"] * xs ** c["fit"]["b"], color=col, lw=1)
-        if c.get("applied"):
-            ax.axvline(c["trust_lo_next"], color=col, ls=":", lw=0.8)
-    if cals and cals[-1].get("target_error_lo") is not None:
-        ax.axhline(cals[-1]["target_error_lo"], color="k", ls="--", lw=0.8, label="target error lo")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("model deviation at selection (eV/Å)")
-    ax.set_ylabel("max atomic force error of the ensemble mean (eV/Å)")
-    ax.legend(fontsize=7)
     return save_figure(fig, path)
 
 
