@@ -89,6 +89,9 @@ def print_rounds_status(status: dict) -> None:
         )
     for r in status["rounds"]:
         times = " ".join(f"{k}={v:.0f}" for k, v in r["wall_time_s"].items())
+        if r.get("stage_times"):
+            t = r["stage_times"]
+            times += f" overhead={t['overhead_s']:.0f} | cpu={t['total_cpu_s']:.0f}"
         if r["state"] == "done":
             print(
                 f"{r['round']:>5} {'done':>8} {r['n_labels_total']:>6} {r['n_explored']:>8} "

@@ -219,3 +219,29 @@ def test_report_plots_the_calibration(md_campaign, tmp_path):
     out = write_report(store, config, tmp_path / "report")
     assert out["plots"]["calibration"] == "calibration.png"
     assert (tmp_path / "report" / "calibration.png").stat().st_size > 1000
+
+
+def test_every_job_records_its_time_and_each_round_sums_it_per_stage(md_campaign, tmp_path):
+    from al_flows.campaign.record import CampaignRecord
+    from al_flows.campaign.report_json import build_report
+    from al_flows.workflow.store_queries import timing_records
+
+    config, report, store = md_campaign
+    records = timing_records(store, config.name)
+    stages = {(r["round"], r["stage"]) for r in records}
+    for k in (0, 1, 2):
+        for stage in ("train", "evaluate", "explore", "select", "label", "calibrate", "merge", "summary"):
+            assert (k, stage) in stages, (k, stage)
+    assert all(r["wall_s"] >= 0 and r["cpu_s"] >= 0 and r["ok"] for r in records)
+    n_train = sum(1 for r in records if r["round"] == 0 and r["stage"] == "train")
+    assert n_train == config.ensemble_size
+    timed = CampaignRecord(store, config.name).stage_times()
+    train0 = [r for r in records if r["round"] == 0 and r["stage"] == "train"]
+    assert timed[0]["stages"]["train"]["wall_s"] == pytest.approx(sum(r["wall_s"] for r in train0), abs=1e-3)
+    # the summary holds what had finished before it: every stage it depends on
+    summary = latest_outputs(store, config.name, "summary", {"metadata.round": 0})[0]["output"]
+    assert {"train", "evaluate", "explore", "select", "label", "calibrate"} <= set(summary["stage_times"]["stages"])
+    rows = build_report(store, config)["rounds"]
+    assert rows[0]["stage_times"] == timed[0]
+    status = CampaignRecord(store, config.name).status()
+    assert status["rounds"][0]["wall_time_s"]["train"] == pytest.approx(timed[0]["stages"]["train"]["wall_s"], abs=0.01)

@@ -326,6 +326,11 @@ class RoundSummary(EnsembleDocument):
     trust_hi: float | None = None
     trust_lo_levels: list[float] = Field([], description="trust_lo: adaptive: SelectionDocument.trust_lo_levels")
     levels_settled: bool | None = Field(None, description="trust_lo: adaptive: SelectionDocument.levels_settled")
+    stage_times: dict = Field(
+        default_factory=dict,
+        description="wall and CPU seconds per stage of the round's jobs that finished before the summary, the span, "
+        "totals and overhead (al_flows.workflow.timing.stage_times); the status and report.json sum every job",
+    )
     bound_share: float | None = Field(None, description="convergence.error_bound: SelectionDocument.bound_share")
     bound_streak: int = Field(0, description="convergence.error_bound: SelectionDocument.bound_streak")
     calibration: dict | None = Field(

@@ -13,7 +13,8 @@ from jobflow import JobStore
 from al_flows.frames.dataset import Dataset
 from al_flows.selection.budget import BudgetSpent, spend
 from al_flows.workflow.jobs import completed_uuids, latest_outputs
-from al_flows.workflow.store_queries import failure_records, job_document
+from al_flows.workflow.store_queries import failure_records, job_document, timing_records
+from al_flows.workflow.timing import stage_times
 
 ROUND_COUNTS = ("n_labels_total", "n_explored", "n_accurate", "n_candidate", "n_failed", "n_labelled")
 ROUND_ERRORS = ("accurate_ratio", "val_force_rmse", "test_force_rmse", "test_energy_rmse_per_atom")
@@ -191,12 +192,22 @@ class CampaignRecord:
             docs = [f for f in docs if f["job_uuid"] not in done]
         return docs
 
+    def stage_times(self) -> dict[int, dict]:
+        """Per round (the initial labels: round -1): wall and CPU seconds per stage of every job that
+        ran, the span and the overhead between jobs (:func:`al_flows.workflow.timing.stage_times`);
+        rounds whose jobs left no timing record are absent."""
+        by_round: dict[int, list] = defaultdict(list)
+        for r in timing_records(self.store, self.campaign):
+            by_round[int(r["round"])].append(r)
+        return {k: stage_times(v) for k, v in sorted(by_round.items())}
+
     def status(self) -> dict:
         """One row per round (labels, explored, classes, errors, wall time per stage) plus
         what is in progress or failed now."""
         summaries = self.summaries()
+        timed = self.stage_times()
         times: dict[int, dict] = defaultdict(lambda: defaultdict(float))
-        for stage in ("train", "evaluate", "properties", "explore", "select", "label"):
+        for stage in ("train", "evaluate", "properties", "explore", "select", "label"):  # campaigns without timings
             for d in self.outputs(stage, properties=["output.wall_time"]):
                 if d["output"].get("wall_time") is not None:
                     times[d["metadata"]["round"]][stage] += float(d["output"]["wall_time"])
@@ -214,7 +225,11 @@ class CampaignRecord:
                     for d in self.outputs(stage, k, properties=["output.round"])
                 )
                 row["stages_done"] = dict(done)
-            row["wall_time_s"] = {stage: round(t, 2) for stage, t in times[k].items()}
+            if k in timed:
+                row["stage_times"] = timed[k]
+                row["wall_time_s"] = {stage: round(t["wall_s"], 2) for stage, t in timed[k]["stages"].items()}
+            else:
+                row["wall_time_s"] = {stage: round(t, 2) for stage, t in times[k].items()}
             rows.append(row)
         failures = [
             {"round": d["output"]["round"], **f}

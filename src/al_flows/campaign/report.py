@@ -15,6 +15,7 @@ import html
 import json
 from pathlib import Path
 
+from al_flows.campaign.record import CampaignRecord
 from al_flows.campaign.report_calibration import plot_calibration
 from al_flows.campaign.report_data import (
     calibration_records,
@@ -35,6 +36,7 @@ from al_flows.campaign.report_plots import (
     plot_stages,
     plot_training_curves,
 )
+from al_flows.campaign.report_timing import plot_stage_times
 from al_flows.campaign.shear_paths import energy_vs_gamma_data, labeller_shear_paths, shear_paths, unsheared_references
 from al_flows.exploration.stages import stage_labels
 
@@ -67,6 +69,8 @@ UNITS = (
 
 
 CAPTIONS = {
+    "stage_times": "Where each round's time went: wall time (s) of each stage's jobs stacked, the overhead between "
+    "jobs (store, bookkeeping, reports) on top, and the worker's CPU time over all threads (bar marker).",
     "calibration": "Calibration of the ensemble deviation (methods.md, \"Calibrated error bounds\"). Left: deviation "
     "ε against the true largest atomic force error of the ensemble mean (eV/Å, log-log), both measured by the round's "
     "ensemble before it trained on the frames: each round's labelled frames (filled circles: selected; open squares: "
@@ -189,6 +193,9 @@ def write_report(store, config, outdir: Path) -> dict:
     curves = training_curves(store, config, summaries)
     if any(m["epoch"] for ms in curves.values() for m in ms):
         plots["training_curves"] = plot_training_curves(curves, outdir / "training_curves.png")
+    timed = CampaignRecord(store, config.name).stage_times()
+    if timed:
+        plots["stage_times"] = plot_stage_times(timed, outdir / "stage_times.png")
     cals = calibration_records(store, config, summaries)
     if cals:
         plots["calibration"] = plot_calibration(cals, outdir / "calibration.png")

@@ -21,8 +21,13 @@ def build_report(store: JobStore, config: CampaignConfig) -> dict:
     by_round = summaries_by_round(record.outputs("summary", properties=["output"]))
     outcome = record.outcome()
     curves = coverage_curves(record)
+    timed = record.stage_times()
     rounds = [
-        {**round_row(s, REPORT_KEYS), "coverage_curve_test": curves.get(s.get("calibration_uuid") or "", [])}
+        {
+            **round_row(s, REPORT_KEYS),
+            "coverage_curve_test": curves.get(s.get("calibration_uuid") or "", []),
+            "stage_times": timed.get(s["round"], s.get("stage_times") or {}),
+        }
         for s in (by_round[r] for r in sorted(by_round))
     ]
     report = {
@@ -32,6 +37,7 @@ def build_report(store: JobStore, config: CampaignConfig) -> dict:
         "state": outcome["state"],
         "stop_reason": outcome["stop_reason"],
         "rounds": rounds,
+        "initial_stage_times": timed.get(-1, {}),
     }
     autotests = record.outputs("autotest", properties=["output"])
     if autotests:

@@ -15,6 +15,7 @@ import numpy as np
 from jobflow import CURRENT_JOB, JobStore, OutputReference, job
 
 from al_flows.workflow.documents import blob_fields
+from al_flows.workflow.timing import TIMING_KEY, Stopwatch, timing_record
 
 # Name of the JobStore's additional store that receives the ``*_blob`` fields of job outputs
 # (``@al_job(data=[...])``): frames, datasets and model weights, never inside a document.
@@ -195,9 +196,25 @@ def record_failure(exc: BaseException) -> None:
         pass
 
 
+def record_timing(watch: Stopwatch, ok: bool) -> None:
+    """Store the running job's timing record (:mod:`al_flows.workflow.timing`; needs ``expose_store``)."""
+    current, store = CURRENT_JOB.job, CURRENT_JOB.store
+    if current is None or store is None:
+        return
+    record = timing_record(current.metadata or {}, current.name or "", current.uuid, current.index, watch, ok)
+    try:
+        store.docs_store.update(
+            [{"timing_id": f"{current.uuid}/{current.index}/{record['started']:.6f}", TIMING_KEY: record}],
+            key="timing_id",
+        )
+    except Exception:  # noqa: BLE001 - timing must never fail a job
+        pass
+
+
 def al_job(method=None, **job_kwargs):
     """jobflow's ``@job`` for al_flows' jobs: same arguments, plus a failure record in the store
-    when the job raises (see :func:`record_failure`). ``data`` (what goes to the data store)
+    when the job raises (see :func:`record_failure`) and a timing record of every run
+    (:mod:`al_flows.workflow.timing`). ``data`` (what goes to the data store)
     defaults to the ``*_blob`` fields of ``output_schema``, so a document's large text is never
     stored inside it."""
     if "data" not in job_kwargs and blob_fields(job_kwargs.get("output_schema")):
@@ -206,11 +223,15 @@ def al_job(method=None, **job_kwargs):
     def decorator(func):
         @functools.wraps(func)
         def recorded(*args, **kwargs):
+            watch = Stopwatch()
             try:
-                return func(*args, **kwargs)
+                out = func(*args, **kwargs)
             except Exception as exc:
                 record_failure(exc)
+                record_timing(watch, ok=False)
                 raise
+            record_timing(watch, ok=True)
+            return out
 
         return job(recorded, **job_kwargs)
 

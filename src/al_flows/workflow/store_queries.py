@@ -8,6 +8,7 @@ from __future__ import annotations
 from jobflow import JobStore
 
 from al_flows.workflow.jobs import FAILURE_KEY
+from al_flows.workflow.timing import TIMING_KEY
 
 
 def other_fingerprint(store: JobStore, campaign: str, fingerprint: str) -> str | None:
@@ -35,12 +36,13 @@ def has_output_beyond(store: JobStore, campaign: str, fingerprint: str, stages: 
 
 
 def discard_attempt(store: JobStore, campaign: str, fingerprint: str) -> int:
-    """Delete the documents (and their data-store blobs and failure records) of ``campaign``
+    """Delete the documents (and their data-store blobs, failure and timing records) of ``campaign``
     run with ``fingerprint``; returns the number of job documents removed."""
     crit = {"metadata.campaign": campaign, "metadata.fingerprint": fingerprint}
     uuids = sorted({d["uuid"] for d in store.query(crit, properties=["uuid"])})
     store.docs_store.remove_docs(crit)
-    store.docs_store.remove_docs({f"{FAILURE_KEY}.campaign": campaign, f"{FAILURE_KEY}.fingerprint": fingerprint})
+    for key in (FAILURE_KEY, TIMING_KEY):
+        store.docs_store.remove_docs({f"{key}.campaign": campaign, f"{key}.fingerprint": fingerprint})
     for extra in store.additional_stores.values():
         if uuids:
             extra.remove_docs({"job_uuid": {"$in": uuids}})
@@ -64,3 +66,12 @@ def failure_records(store: JobStore, campaign: str) -> list[dict]:
     """Every failure record of ``campaign``'s jobs (see :func:`al_flows.workflow.jobs.record_failure`),
     in store order."""
     return [d[FAILURE_KEY] for d in store.docs_store.query({f"{FAILURE_KEY}.campaign": campaign})]
+
+
+def timing_records(store: JobStore, campaign: str, round_: int | None = None) -> list[dict]:
+    """The timing records of ``campaign``'s jobs (of round ``round_`` when given; see
+    :mod:`al_flows.workflow.timing`), in store order."""
+    query: dict = {f"{TIMING_KEY}.campaign": campaign}
+    if round_ is not None:
+        query[f"{TIMING_KEY}.round"] = round_
+    return [d[TIMING_KEY] for d in store.docs_store.query(query)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from jobflow import CURRENT_JOB
 
 from al_flows.active_learning.schemas import EvaluationDocument, RoundSummary
 from al_flows.frames.extxyz import frames_from_bytes
@@ -14,6 +15,8 @@ from al_flows.selection.calibration_record import residuals_of
 from al_flows.validation.heldout import holdout_errors
 from al_flows.workflow import progress
 from al_flows.workflow.jobs import al_job, ensemble_id, field, field_or_none, load_ensemble, model_ids_of
+from al_flows.workflow.store_queries import timing_records
+from al_flows.workflow.timing import stage_times
 
 __all__ = ["evaluate", "round_summary", "extended_summary", "subset_columns", "budget_columns"]
 
@@ -95,9 +98,11 @@ def round_summary(
     """One row of report.json; also the checkpoint a later run continues from. ``calibration``: the
     round's CalibrationDocument (its figures are copied; taking it as an input also orders the
     record before the next round's training)."""
+    store = CURRENT_JOB.store
     summary = RoundSummary(
         campaign=campaign,
         fingerprint=fingerprint,
+        stage_times=stage_times(timing_records(store, campaign, round)) if store is not None else {},
         round=round,
         n_labels_total=n_labels_total,
         **{key: field(selection, key) for key in FROM_SELECTION},
