@@ -18,6 +18,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from al_flows.selection.budget import LabelBudget
 from al_flows.settings import Settings
+from al_flows.validation.tolerances import DEFAULT_RELATIVE_TOLERANCES, DEFAULT_SIGN_ZERO
 
 
 class _LabellerBase(Settings):
@@ -345,6 +346,10 @@ OMITTED_AT_DEFAULT: dict[str, Any] = {
     "selection.adaptive": None,
     "labeller.potential": None,
     "labeller.potential_sha256": None,
+    # the autotest's relative tolerances and sign check: they judge the rows, they change no value
+    # computed, so a campaign written before them keeps its fingerprint (its verdicts are the new ones)
+    "autotest.relative_tolerances": DEFAULT_RELATIVE_TOLERANCES,
+    "autotest.sign_zero": DEFAULT_SIGN_ZERO,
 }
 
 
