@@ -187,13 +187,25 @@ def print_rounds_report(report: dict, workdir: Path) -> None:
             f"{r['test_energy_rmse_per_atom']:>11.5f}{method_columns(r)}"
         )
     if "autotest" in report:
-        at = report["autotest"]
-        bad = [f"{r['element']} {r['property']}" for r in at["rows"] if not r["passed"]]
-        print(
-            f"autotest vs {at['reference']}: {len(at['rows']) - len(bad)}/{len(at['rows'])} rows within tolerance"
-            + (f" (outside: {', '.join(bad)})" if bad else "")
-        )
+        print_autotest_verdict(report["autotest"])
     print(f"{report['state']}; report: {workdir / 'report.json'} (forces eV/A, energies eV/atom)")
+
+
+def autotest_failure(row: dict) -> str:
+    """One failed autotest row: its values, the tolerance used and its bound (abs or rel), what failed."""
+    tol = "none" if row.get("tolerance") is None else f"{row['tolerance']:.3g} ({row.get('tolerance_kind')})"
+    return (
+        f"{row['element']} {row['property']} {row['model']:.4g} vs {row['reference']:.4g} {row['unit']}, "
+        f"tolerance {tol}, failed by {' and '.join(row.get('failed_by') or ['tolerance'])}"
+    )
+
+
+def print_autotest_verdict(at: dict) -> None:
+    """The autotest's verdict: rows passed, then one line per failed row (:func:`autotest_failure`)."""
+    bad = [r for r in at["rows"] if not r["passed"]]
+    print(f"autotest vs {at['reference']}: {len(at['rows']) - len(bad)}/{len(at['rows'])} rows passed")
+    for r in bad:
+        print(f"  failed: {autotest_failure(r)}")
 
 
 # The text of each workflow (by the names of al_flows.campaign.workflows.WORKFLOWS): al-flows status, al-flows run

@@ -126,6 +126,44 @@ def test_fingerprint_is_stable_across_versions():
     assert validate_campaign(retried).fingerprint() == "fa122faf91dd4d02"
 
 
+# The fingerprints of the shipped campaign files with an autotest section, as they were before the
+# autotest gained relative tolerances and its sign check (relative_tolerances, sign_zero): a work
+# directory of one of them continues while those keys hold their defaults.
+AUTOTEST_FILE_FINGERPRINTS = {
+    "al_random_cells_eam.yaml": "58f6bc0008b4e9df",
+    "al_random_cells_emt.yaml": "f3da298727ae5370",
+    "cu_properties_budget_eam.yaml": "6544ea38271bcf8f",
+    "cu_properties_budget_emt.yaml": "e9752f6d8eb561b3",
+    "cuni_dpgen_eam.yaml": "17096ce3b14b23bc",
+    "cuni_dpgen_emt.yaml": "bf4d7002d42254ed",
+}
+
+
+@pytest.mark.parametrize("name", sorted(AUTOTEST_FILE_FINGERPRINTS))
+def test_autotest_tolerance_keys_at_their_defaults_keep_the_fingerprint(name):
+    from al_flows.validation.tolerances import DEFAULT_RELATIVE_TOLERANCES
+
+    data = yaml.safe_load((ROOT / "flows" / name).read_text())
+    config = validate_campaign(data)
+    assert config.fingerprint() == AUTOTEST_FILE_FINGERPRINTS[name]
+    # the keys written out at their defaults (as a work directory's campaign.json holds them), or a
+    # default repeated (the rest are laid under it): the same
+    data["autotest"] = {**data["autotest"], "relative_tolerances": dict(DEFAULT_RELATIVE_TOLERANCES)}
+    assert validate_campaign(data).fingerprint() == AUTOTEST_FILE_FINGERPRINTS[name]
+    data["autotest"]["relative_tolerances"] = {"dE": DEFAULT_RELATIVE_TOLERANCES["dE"]}
+    assert validate_campaign(data).fingerprint() == AUTOTEST_FILE_FINGERPRINTS[name]
+    # another value judges the rows otherwise: another campaign, as another absolute tolerance is
+    data["autotest"]["relative_tolerances"] = {**DEFAULT_RELATIVE_TOLERANCES, "dE": None}
+    assert validate_campaign(data).fingerprint() != AUTOTEST_FILE_FINGERPRINTS[name]
+    data["autotest"] = {**config.autotest.model_dump(mode="json"), "sign_zero": {"dE": 1.0}}
+    assert validate_campaign(data).fingerprint() != AUTOTEST_FILE_FINGERPRINTS[name]
+
+
+def test_every_shipped_file_with_an_autotest_has_its_fingerprint_pinned():
+    with_autotest = {p.name for p in (ROOT / "flows").glob("*.yaml") if "autotest" in yaml.safe_load(p.read_text())}
+    assert with_autotest == set(AUTOTEST_FILE_FINGERPRINTS)
+
+
 # One science key of every section of the tiny campaign (tests/helpers.py): (section path, key, new value).
 SCIENCE_CHANGES = [
     (("model",), "n_atom_basis", 32),

@@ -317,13 +317,26 @@ def test_autotest_md_shows_report_json_cell_by_cell(campaign):
     want = {f"{r['element']} {r['property']}": r for r in report["autotest"]["rows"]}
     lines = (outdir / "autotest.md").read_text().strip().splitlines()
     cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
-    assert cells[0] == ["property", "unit", "reference", "model", "abs error", "rel error", "tolerance", "pass"]
+    assert cells[0] == [
+        "property",
+        "unit",
+        "reference",
+        "model",
+        "abs error",
+        "rel error",
+        "tolerance",
+        "bound",
+        "sign",
+        "pass",
+    ]
     assert set(cells[1]) == {"---"}
     body = cells[2:]
     assert [row[0] for row in body] == list(want) and len(body) >= 10
-    for prop, unit, ref, model, abs_err, rel_err, tol, passed in body:
+    for prop, unit, ref, model, abs_err, rel_err, tol, bound, sign, passed in body:
         r = want[prop]
         assert unit == r["unit"], prop
+        assert bound == (r["tolerance_kind"] or "-"), prop
+        assert sign == {True: "ok", False: "WRONG", None: "-"}[r["sign_ok"]], prop
         for text, key in (
             (ref, "reference"),
             (model, "model"),
@@ -332,8 +345,49 @@ def test_autotest_md_shows_report_json_cell_by_cell(campaign):
             (tol, "tolerance"),
         ):
             assert _shown_equals(text, r[key], sig=4), (prop, key, text, r[key])
-        assert passed == ("yes" if r["passed"] else "NO"), prop
+        assert passed == ("yes" if r["passed"] else f"NO ({', '.join(r['failed_by'])})"), prop
     assert report["autotest"]["passed"] == all(r["passed"] for r in want.values())
+
+
+def test_the_report_page_and_the_run_summary_name_each_failed_autotest_row(campaign, capsys):
+    """index.html's autotest note counts the rows passed and what the others failed on; the run's
+    printed summary gives one line per failed row with the tolerance used, its bound and the check
+    that failed, and no line for a row that passed."""
+    import html
+    import json
+
+    from al_flows.campaign.report import autotest_note
+    from al_flows.cli_text import print_autotest_verdict
+    from al_flows.workflow.jobs import latest_outputs
+
+    config, store, _, outdir, _ = campaign
+    doc = latest_outputs(store, config.name, "autotest")[-1]["output"]
+    rows = [r for res in doc["results"].values() for r in res["rows"]]
+    note = autotest_note(doc)
+    assert note.startswith(f"Autotest against emt: {sum(r['passed'] for r in rows)} of {len(rows)} rows passed")
+    assert html.escape(note) in (outdir / "index.html").read_text(encoding="utf-8")
+    report = json.loads((outdir.parent / "report.json").read_text())
+    print_autotest_verdict(report["autotest"])
+    lines = capsys.readouterr().out.splitlines()
+    failed = [r for r in report["autotest"]["rows"] if not r["passed"]]
+    assert lines[0] == f"autotest vs emt: {len(rows) - len(failed)}/{len(rows)} rows passed"
+    assert len(lines) == 1 + len(failed)
+    for line, r in zip(lines[1:], failed, strict=True):
+        assert line.startswith(f"  failed: {r['element']} {r['property']} ") and f"({r['tolerance_kind']})" in line
+        assert line.endswith(f"failed by {' and '.join(r['failed_by'])}")
+
+
+def test_autotest_verdict_lines_of_a_wrong_sign_row(capsys):
+    from al_flows.cli_text import print_autotest_verdict
+
+    row = {"element": "Cu", "property": "dE[hcp-fcc]", "unit": "meV/atom", "reference": 7.8, "model": -0.94}
+    ok = {**row, "property": "B", "passed": True}
+    wrong = {**row, "tolerance": 1.56, "tolerance_kind": "rel", "failed_by": ["tolerance", "sign"], "passed": False}
+    print_autotest_verdict({"reference": "eam", "rows": [ok, wrong]})
+    assert capsys.readouterr().out.splitlines() == [
+        "autotest vs eam: 1/2 rows passed",
+        "  failed: Cu dE[hcp-fcc] -0.94 vs 7.8 meV/atom, tolerance 1.56 (rel), failed by tolerance and sign",
+    ]
 
 
 def test_report_watch_on_a_finished_campaign_writes_once_and_returns(campaign, capsys):

@@ -401,4 +401,15 @@ def test_autotest_scaled_model_errors():
     for name in ("E_int[oct]", "E_int[tet]", "E_surf[100]", "E_surf[110]", "E_surf[111]"):
         assert rows[name]["rel_error"] == pytest.approx(0.1, abs=5e-3), name  # same geometry, energies x 1.1
     assert not rows["C11"]["passed"] and rows["a0"]["passed"] and not res["passed"]  # 17 GPa > 15 GPa tolerance
-    assert "| NO |" in autotest_table_markdown(res["rows"])
+    assert (rows["C11"]["tolerance"], rows["C11"]["tolerance_kind"], rows["C11"]["failed_by"]) == (
+        15.0,
+        "abs",
+        ["tolerance"],
+    )
+    # 10 % off, every energy difference of the right sign: within 20 % of bcc - fcc (6.5 meV/atom, tighter than 10)
+    bcc = rows["dE[bcc-fcc]"]
+    assert (
+        bcc["passed"] and bcc["tolerance_kind"] == "rel" and bcc["tolerance"] == pytest.approx(0.2 * bcc["reference"])
+    )
+    assert all(r["sign_ok"] in (True, None) for r in rows.values())
+    assert "| NO (tolerance) |" in autotest_table_markdown(res["rows"])

@@ -40,7 +40,7 @@ from al_flows.campaign.report_timing import plot_stage_times
 from al_flows.campaign.shear_paths import energy_vs_gamma_data, labeller_shear_paths, shear_paths, unsheared_references
 from al_flows.exploration.stages import stage_labels
 
-__all__ = ["TABLE_COLUMNS", "UNITS", "CAPTIONS", "render_html", "write_report"]
+__all__ = ["TABLE_COLUMNS", "UNITS", "CAPTIONS", "render_html", "write_report", "autotest_note"]
 
 # (header, RoundSummary field, format, scale)
 TABLE_COLUMNS = (
@@ -204,11 +204,22 @@ def write_report(store, config, outdir: Path) -> dict:
         doc = autotests[-1]["output"]
         plots["autotest"] = plot_autotest(doc, outdir / "autotest.png")
         (outdir / "autotest.md").write_text(doc["table"] + "\n")
-        verdict = "all rows within tolerance" if doc["passed"] else "some rows outside tolerance"
-        notes.append(f"Autotest against {doc['reference']}: {verdict} (autotest.md).")
+        notes.append(autotest_note(doc))
     page = outdir / "index.html"
     page.write_text(render_html(config, summaries, plots, notes, campaign_status(store, config)), encoding="utf-8")
     return {"plots": plots, "html": str(page)}
+
+
+def autotest_note(doc: dict) -> str:
+    """The report's line on an autotest document: rows passed, and how many failed on the tolerance
+    and on the sign."""
+    rows = [r for res in doc["results"].values() for r in res["rows"]]
+    failed = [r for r in rows if not r["passed"]]
+    by = {k: sum(k in (r.get("failed_by") or ["tolerance"]) for r in failed) for k in ("tolerance", "sign")}
+    verdict = f"{len(rows) - len(failed)} of {len(rows)} rows passed"
+    if failed:
+        verdict += f"; failed on the tolerance: {by['tolerance']}, on the sign: {by['sign']}"
+    return f"Autotest against {doc['reference']}: {verdict} (autotest.md: each row's tolerance, its bound, the sign)."
 
 
 def _energy_vs_gamma(

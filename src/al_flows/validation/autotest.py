@@ -11,6 +11,7 @@ Conventions
 - Elastic constants: :mod:`al_flows.validation.elastic`.
 - Vacancy, interstitials and generalised stacking fault: :mod:`al_flows.validation.defects`.
 - Surface energies: :mod:`al_flows.validation.surfaces`.
+- How a row is judged (tolerances, sign): :mod:`al_flows.validation.tolerances`.
 Interstitials, stacking fault and surfaces are computed for an fcc ground state only (the rows
 DP-GEN's autotest reports for fcc Al; Zhang et al.).
 """
@@ -20,31 +21,33 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from al_flows.settings import Settings
 from al_flows.validation.defects import interstitial_formation, stacking_fault, vacancy_formation
 from al_flows.validation.elastic import elastic_constants
 from al_flows.validation.lattices import Lattice, MakeCalc, equation_of_state, structure_energies
 from al_flows.validation.surfaces import surface_energy
+from al_flows.validation.tolerances import (
+    DEFAULT_RELATIVE_TOLERANCES,
+    DEFAULT_SIGN_ZERO,
+    DEFAULT_TOLERANCES,
+    check_limits,
+    judge_row,
+    limit_of,
+    limits_copy,
+)
 
-__all__ = ["DEFAULT_TOLERANCES", "AutotestSettings", "compute_properties", "autotest", "autotest_table_markdown"]
-
-DEFAULT_TOLERANCES = {  # absolute, in the row's unit; indicative DFT-vs-NNP accuracies
-    "a0": 0.02,
-    "v0": 0.3,
-    "e0": 0.01,
-    "B": 10.0,
-    "dE": 10.0,
-    "C11": 15.0,
-    "C12": 15.0,
-    "C44": 15.0,
-    "E_vac": 0.1,
-    "E_int": 0.2,  # eV, both sites; formation energies of 2-4 eV
-    "gamma_usf": 20.0,
-    "gamma_isf": 20.0,
-    "E_surf": 0.1,  # J/m^2, every surface; surface energies of about 1 J/m^2
-}
+__all__ = [
+    "DEFAULT_TOLERANCES",
+    "DEFAULT_RELATIVE_TOLERANCES",
+    "DEFAULT_SIGN_ZERO",
+    "AutotestSettings",
+    "compute_properties",
+    "autotest",
+    "autotest_rows",
+    "autotest_table_markdown",
+]
 
 
 class AutotestSettings(Settings):
@@ -82,11 +85,42 @@ class AutotestSettings(Settings):
     gsfe_relax_normal: bool = Field(default=True, description="relax the GSFE cell height (else fixed cell)")
     fmax: float = Field(default=0.01, gt=0, description="eV/Angstrom, relaxation tolerance")
     max_opt_steps: int = Field(default=500, gt=0)
-    tolerances: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
+    tolerances: dict[str, float | None] = Field(
+        default_factory=lambda: limits_copy(DEFAULT_TOLERANCES),
+        description="absolute tolerance per row, in the row's unit; a row left out keeps its default, null: none",
+    )
+    relative_tolerances: dict[str, float | None] = Field(
+        default_factory=lambda: limits_copy(DEFAULT_RELATIVE_TOLERANCES),
+        description="tolerance relative to |reference| per row (0.1 = 10 %); the tighter of the two is used; "
+        "a row left out keeps its default, null: none",
+    )
+    sign_zero: dict[str, float | None] = Field(
+        default_factory=lambda: limits_copy(DEFAULT_SIGN_ZERO),
+        description="rows whose model must have the reference's sign, each with the |reference| (row's unit) "
+        "up to which the reference counts as zero (sign not checked); a row left out keeps its default, null: none",
+    )
+
+    @field_validator("tolerances", "relative_tolerances", "sign_zero")
+    @classmethod
+    def _known_rows(cls, v: dict[str, float | None], info: ValidationInfo) -> dict[str, float | None]:
+        """Known rows and positive values; the relative tolerances and sign bands given are laid over
+        their defaults (the absolute ones are looked up so, to keep earlier campaigns' settings as they were)."""
+        check_limits(v, DEFAULT_TOLERANCES)
+        defaults = {"relative_tolerances": DEFAULT_RELATIVE_TOLERANCES, "sign_zero": DEFAULT_SIGN_ZERO}
+        return {**defaults.get(str(info.field_name), {}), **v}
 
     def strains(self) -> np.ndarray:
         """The EOS strains (fractions of the lattice constant)."""
         return np.linspace(-self.eos_max_strain, self.eos_max_strain, self.eos_points)
+
+    def limits(self, name: str) -> tuple[float | None, float | None, float | None]:
+        """(absolute tolerance, relative tolerance, sign zero band) of row ``name`` (``a0[hcp]`` takes
+        ``a0``'s): the given entry, else the default (:mod:`al_flows.validation.tolerances`)."""
+        return (
+            limit_of(name, self.tolerances, DEFAULT_TOLERANCES),
+            limit_of(name, self.relative_tolerances, DEFAULT_RELATIVE_TOLERANCES),
+            limit_of(name, self.sign_zero, DEFAULT_SIGN_ZERO),
+        )
 
 
 def compute_properties(element: str, make_calculator: MakeCalc, settings: AutotestSettings) -> dict:
@@ -149,30 +183,25 @@ def _values(p: dict, lattice: str) -> list[tuple[str, str, float]]:
     return rows
 
 
+def autotest_rows(reference: dict, model: dict, settings: AutotestSettings) -> list[dict]:
+    """Rows {property, unit, reference, model} of two calculators' properties (:func:`compute_properties`),
+    each judged by :func:`al_flows.validation.tolerances.judge_row` with the row's limits."""
+    rows = []
+    for (name, unit, r), (_, _, m) in zip(_values(reference, settings.lattice), _values(model, settings.lattice)):
+        verdict = judge_row(float(r), float(m), *settings.limits(name))
+        rows.append({"property": name, "unit": unit, "reference": float(r), "model": float(m), **verdict})
+    return rows
+
+
 def autotest(
     element: str, make_reference: MakeCalc, make_model: MakeCalc, settings: AutotestSettings | None = None
 ) -> dict:
-    """Properties of both calculators and rows {property, unit, reference, model, abs_error, rel_error,
-    tolerance, passed}; rel_error is None where the reference is 0; ``passed`` over all rows."""
+    """Properties of both calculators and their rows (:func:`autotest_rows`: abs_error, rel_error,
+    tolerance, tolerance_kind, sign_ok, failed_by, passed); ``passed`` over all rows."""
     settings = settings or AutotestSettings()
     ref = compute_properties(element, make_reference, settings)
     mod = compute_properties(element, make_model, settings)
-    rows = []
-    for (name, unit, r), (_, _, m) in zip(_values(ref, settings.lattice), _values(mod, settings.lattice)):
-        err = abs(m - r)
-        tol = settings.tolerances.get(name.split("[")[0])
-        rows.append(
-            {
-                "property": name,
-                "unit": unit,
-                "reference": float(r),
-                "model": float(m),
-                "abs_error": float(err),
-                "rel_error": float(err / abs(r)) if r != 0 else None,
-                "tolerance": tol,
-                "passed": bool(tol is None or err <= tol),
-            }
-        )
+    rows = autotest_rows(ref, mod, settings)
     return {
         "element": element,
         "settings": settings.model_dump(mode="json"),
@@ -184,19 +213,22 @@ def autotest(
 
 
 def autotest_table_markdown(rows: list[dict]) -> str:
-    """Markdown table of autotest rows."""
+    """Markdown table of autotest rows: values, errors, the tolerance used and which bound gave it
+    (abs, rel), the sign check (ok, WRONG, - where not checked) and the verdict with what failed."""
 
     def fmt(x):
         return "-" if x is None else f"{x:.4g}"
 
     lines = [
-        "| property | unit | reference | model | abs error | rel error | tolerance | pass |",
-        "|---|---|---|---|---|---|---|---|",
+        "| property | unit | reference | model | abs error | rel error | tolerance | bound | sign | pass |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        sign = {True: "ok", False: "WRONG", None: "-"}[r.get("sign_ok")]
+        verdict = "yes" if r.get("passed", True) else f"NO ({', '.join(r.get('failed_by') or ['tolerance'])})"
         lines.append(
             f"| {r['property']} | {r['unit']} | {fmt(r['reference'])} | {fmt(r['model'])} | "
             f"{fmt(r['abs_error'])} | {fmt(r['rel_error'])} | {fmt(r.get('tolerance'))} | "
-            f"{'yes' if r.get('passed', True) else 'NO'} |"
+            f"{r.get('tolerance_kind') or '-'} | {sign} | {verdict} |"
         )
     return "\n".join(lines)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -106,10 +106,12 @@ class PropertyConvergence(Settings):
 
     def reference_key(self) -> str:
         """12 hex chars naming what the reference computes: the listed (element, name) pairs and the
-        autotest settings (tolerances left out: they do not change a value)."""
+        autotest settings (tolerances and sign checks left out: they do not change a value)."""
         what = {
             "properties": sorted([str(t.element), t.name] for t in self.targets),
-            "settings": self.settings.model_dump(mode="json", exclude={"tolerances"}),
+            "settings": self.settings.model_dump(
+                mode="json", exclude={"tolerances", "relative_tolerances", "sign_zero"}
+            ),
         }
         return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -134,9 +136,9 @@ def available_properties(settings: AutotestSettings) -> dict[str, str]:
     return out
 
 
-def default_tolerance(name: str, tolerances: dict[str, float] | None = None) -> float:
+def default_tolerance(name: str, tolerances: Mapping[str, float | None] | None = None) -> float:
     """The autotest's tolerance of row ``name`` (``tolerances``, e.g. a campaign's
-    ``autotest.tolerances``, else :data:`DEFAULT_TOLERANCES`; ``a0[hcp]`` takes ``a0``'s)."""
+    ``autotest.tolerances``, else (absent or null there) :data:`DEFAULT_TOLERANCES`; ``a0[hcp]`` takes ``a0``'s)."""
     base = name.split("[")[0]
     value = (tolerances or {}).get(base)
     return float(value if value is not None else DEFAULT_TOLERANCES[base])

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from al_flows.selection.budget import LabelBudget
 from al_flows.settings import Settings
+from al_flows.validation.tolerances import DEFAULT_RELATIVE_TOLERANCES, DEFAULT_SIGN_ZERO
 
 
 class _LabellerBase(Settings):
@@ -347,6 +348,10 @@ OMITTED_AT_DEFAULT: dict[str, Any] = {
     "labeller.potential_sha256": None,
     "selection.bound": {"coverage": 0.9, "random_sample": 0, "min_per_element": 20},
     "selection.trust": None,
+    # the autotest's relative tolerances and sign check: they judge the rows, they change no value
+    # computed, so a campaign written before them keeps its fingerprint (its verdicts are the new ones)
+    "autotest.relative_tolerances": DEFAULT_RELATIVE_TOLERANCES,
+    "autotest.sign_zero": DEFAULT_SIGN_ZERO,
 }
 
 
