@@ -21,7 +21,7 @@ from al_flows.campaign.stores import make_job_store
 from al_flows.potential.ensemble import Ensemble
 from al_flows.potential.weights import weights_bytes
 from al_flows.validation.autotest import AutotestSettings
-from al_flows.validation.properties import PropertyConvergence, PropertyTarget, property_values
+from al_flows.validation.properties import PropertyConvergence, PropertyTarget, property_values, verdict
 from al_flows.workflow.jobs import latest_outputs
 from helpers import TINY
 
@@ -149,12 +149,19 @@ def test_resolved_properties_and_fingerprint(tiny_dict):
     }
     config = validate_campaign(d)
     conv = config.property_convergence()
-    assert [(t.key, t.tolerance) for t in conv.targets] == [("Cu a0", 0.02), ("Ni B", 3.0)]  # a0: the default
+    # a0 has no tolerance of its own: it is judged as the autotest judges its row; B's is absolute
+    assert [(t.key, t.tolerance) for t in conv.targets] == [("Cu a0", None), ("Ni B", 3.0)]
     assert conv.mode == "all" and conv.settings == AutotestSettings()
     assert config.fingerprint() == base == "fa122faf91dd4d02"  # when to stop: not fingerprinted
+    a0, b = conv.targets
+    # a0 = 3.6: the tighter of 0.02 A and 1 % (0.036 A); B = 140 GPa: the given 3 GPa, not 10 %
+    assert verdict(a0, 3.615, 0.0, 3.6, conv.settings)["tolerance"] == pytest.approx(0.02)
+    assert verdict(b, 145.0, 0.0, 140.0, conv.settings)["failed_by"] == ["tolerance"]
     d["autotest"] = {"tolerances": {"a0": 0.004}, "eos_points": 7}
     conv = validate_campaign(d).property_convergence()
-    assert conv.targets[0].tolerance == 0.004 and conv.settings.eos_points == 7  # the autotest section's
+    v = verdict(conv.targets[0], 3.605, 0.0, 3.6, conv.settings)
+    assert (v["tolerance"], v["tolerance_kind"], v["within"]) == (0.004, "abs", False)  # the autotest section's
+    assert conv.settings.eos_points == 7
     one = {**copy.deepcopy(tiny_dict), "elements": ["Cu"], "convergence": {"properties": [{"name": "a0"}]}}
     one["initial"]["structures"] = [{"kind": "file", "path": "x.xyz"}]
     assert validate_campaign(one).property_convergence().targets[0].element == "Cu"  # the only element

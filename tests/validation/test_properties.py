@@ -167,3 +167,25 @@ def test_reference_key_names_what_is_computed():
         conv.reference_key() != PropertyConvergence(targets=[a0.model_copy(update={"element": "Ni"})]).reference_key()
     )
     assert conv.reference_key() != PropertyConvergence(targets=[a0], settings=QUICK).reference_key()
+
+
+def test_a_convergence_property_with_the_wrong_sign_is_not_met():
+    """hcp - fcc of Cu: reference +7.8 meV/atom (Cu EAM), members at -0.9 (EMT's sign): within the
+    old absolute 10 meV/atom, but outside the relative 20 % (1.56) and of the wrong sign."""
+    from al_flows.validation.properties import PropertyConvergence, PropertyTarget, judge, property_result
+
+    target = PropertyTarget(name="dE[hcp-fcc]", element="Cu")
+    row = property_result(target, "meV/atom", [-0.9, -0.95, -0.85], 7.8)
+    assert not row["within"] and row["sign_ok"] is False and set(row["failed_by"]) == {"tolerance", "sign"}
+    assert row["tolerance"] == pytest.approx(0.2 * 7.8) and row["tolerance_kind"] == "rel"
+    conv = PropertyConvergence(targets=[target])
+    assert not conv.met([row]) and not judge([row], [target])
+    # a given tolerance is absolute; the sign is still checked
+    wide = PropertyTarget(name="dE[hcp-fcc]", element="Cu", tolerance=10.0)
+    wrong = property_result(wide, "meV/atom", [-0.9, -0.9], 7.8)
+    assert wrong["failed_by"] == ["sign"] and not wrong["within"]
+    right = property_result(wide, "meV/atom", [7.0, 7.2], 7.8)
+    assert right["within"] and right["sign_ok"] is True
+    # the members' spread must be within the tolerance as well
+    spread = property_result(wide, "meV/atom", [-5.0, 20.0], 7.8)
+    assert spread["failed_by"] == ["spread"]

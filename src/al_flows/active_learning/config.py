@@ -27,7 +27,6 @@ from al_flows.validation.properties import (
     PropertyTarget,
     available_properties,
     check_vasp_properties,
-    default_tolerance,
 )
 from al_flows.workflow.config import (
     AseLabeller,
@@ -296,21 +295,14 @@ class CampaignConfig(CampaignBase):
         return AutotestSettings(**self.autotest.model_dump(include=set(AutotestSettings.model_fields)))
 
     def property_convergence(self) -> PropertyConvergence | None:
-        """``convergence.properties`` resolved (element: the campaign's when it has one; tolerance: the
-        autotest's of the row), with the settings that compute them; None when none are listed."""
+        """``convergence.properties`` resolved (element: the campaign's when it has one), with the autotest
+        settings that compute and judge them; None when none are listed."""
         c = self.convergence
         if not c.properties:
             return None
-        tolerances = self.autotest.tolerances if self.autotest is not None else None
-        targets = [
-            t.model_copy(
-                update={
-                    "element": t.element or self.elements[0],
-                    "tolerance": t.tolerance or default_tolerance(t.name, tolerances),
-                }
-            )
-            for t in c.properties
-        ]
+        # a target without its own tolerance is judged as the autotest judges its row (absolute or
+        # relative, whichever is tighter, and the sign): al_flows.validation.properties.verdict
+        targets = [t.model_copy(update={"element": t.element or self.elements[0]}) for t in c.properties]
         return PropertyConvergence(targets=targets, mode=c.mode, settings=self.property_settings())
 
     @model_validator(mode="after")

@@ -34,6 +34,7 @@ from al_flows.validation.defects import interstitial_formation, stacking_fault, 
 from al_flows.validation.elastic import elastic_constants
 from al_flows.validation.lattices import MakeCalc, equation_of_state, relax_lattice
 from al_flows.validation.surfaces import surface_energy
+from al_flows.validation.tolerances import judge_row
 
 __all__ = [
     "PropertyTarget",
@@ -58,7 +59,9 @@ class PropertyTarget(Settings):
     name: str = Field(description="autotest row name: a0, B, C11, dE[hcp-fcc], E_vac, E_surf[111], ...")
     element: str | None = Field(None, description="element (default: the campaign's, when it has one)")
     tolerance: float | None = Field(
-        None, gt=0, description="in the row's unit; default: the autotest's tolerance of the row"
+        None,
+        gt=0,
+        description="in the row's unit, absolute; default: the autotest's (absolute or relative, whichever is tighter)",
     )
 
     @property
@@ -117,7 +120,7 @@ class PropertyConvergence(Settings):
 
     def met(self, results: Sequence[dict] | None) -> bool:
         """Whether every target is within its tolerance in a round's ``results`` (:func:`judge`)."""
-        return judge(results, self.targets)
+        return judge(results, self.targets, self.settings)
 
 
 def available_properties(settings: AutotestSettings) -> dict[str, str]:
@@ -219,14 +222,47 @@ def property_values(
     return {n: float(calcs.value(n)) for n in names}
 
 
+def verdict(
+    target: PropertyTarget, mean: float, spread: float, reference: float, settings: AutotestSettings | None = None
+) -> dict:
+    """How a convergence property is judged, as the autotest judges its row
+    (:func:`al_flows.validation.tolerances.judge_row`): a ``target.tolerance`` given is absolute;
+    without one the tighter of the autotest's absolute and relative tolerance of the row
+    (``settings``, default :class:`AutotestSettings`); energy differences and fault, defect and surface
+    energies also on their sign. The members' ``spread`` must be within the tolerance too. Returns
+    tolerance, tolerance_kind, sign_ok, failed_by (``tolerance``, ``sign``, ``spread``) and within."""
+    abs_tol, rel_tol, zero = (settings or AutotestSettings()).limits(target.name)
+    if target.tolerance is not None:
+        abs_tol, rel_tol = float(target.tolerance), None
+    row = judge_row(float(reference), float(mean), abs_tol, rel_tol, zero)
+    failed = list(row["failed_by"])
+    if not np.isfinite(mean) and "tolerance" not in failed:
+        failed.append("tolerance")
+    tol = row["tolerance"]
+    if not np.isfinite(spread) or (tol is not None and spread > tol):
+        failed.append("spread")
+    return {
+        "tolerance": tol,
+        "tolerance_kind": row["tolerance_kind"],
+        "sign_ok": row["sign_ok"],
+        "failed_by": failed,
+        "within": not failed,
+    }
+
+
 def property_result(
-    target: PropertyTarget, unit: str, member_values: Sequence[float], reference: float
+    target: PropertyTarget,
+    unit: str,
+    member_values: Sequence[float],
+    reference: float,
+    settings: AutotestSettings | None = None,
 ) -> dict[str, object]:
     """One property of one round: members' values, their mean and spread (population standard
-    deviation), the reference, |mean - reference| and whether both are within ``target.tolerance``."""
+    deviation), the reference, |mean - reference| and whether it is within its tolerance
+    (:func:`verdict`; ``settings``: the autotest's, whose tolerances apply when the target gives none)."""
     values = np.asarray(member_values, dtype=float)
     mean, spread = float(values.mean()), float(values.std())
-    tol = float(target.tolerance) if target.tolerance is not None else default_tolerance(target.name)
+    v = verdict(target, mean, spread, float(reference), settings)
     return {
         "property": target.key,
         "element": target.element,
@@ -237,27 +273,22 @@ def property_result(
         "spread": spread,
         "reference": float(reference),
         "error": abs(mean - float(reference)),
-        "tolerance": tol,
-        "within": _within(mean, spread, float(reference), tol),
+        **v,
     }
 
 
-def _within(mean: float, spread: float, reference: float, tolerance: float) -> bool:
-    error = abs(mean - reference)
-    return bool(np.isfinite(error) and np.isfinite(spread) and error <= tolerance and spread <= tolerance)
-
-
-def judge(results: Sequence[dict] | None, targets: Sequence[PropertyTarget]) -> bool:
+def judge(
+    results: Sequence[dict] | None, targets: Sequence[PropertyTarget], settings: AutotestSettings | None = None
+) -> bool:
     """Whether every target's property is within its (current) tolerance in ``results`` (a round's
-    :func:`property_result` rows): |mean - reference| <= tolerance and spread <= tolerance. A target
-    without a result (not computed in that round) is not met."""
+    :func:`property_result` rows), judged again with the targets and ``settings`` of now
+    (:func:`verdict`). A target without a result (not computed in that round) is not met."""
     by_key = {r["property"]: r for r in results or []}
     for t in targets:
         r = by_key.get(t.key)
-        tol = t.tolerance if t.tolerance is not None else default_tolerance(t.name)
         if r is None or r.get("mean") is None or r.get("spread") is None:
             return False
-        if not _within(float(r["mean"]), float(r["spread"]), float(r["reference"]), tol):
+        if not verdict(t, float(r["mean"]), float(r["spread"]), float(r["reference"]), settings)["within"]:
             return False
     return True
 

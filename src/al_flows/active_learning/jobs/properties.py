@@ -73,6 +73,7 @@ def member_properties(
             units[t.name],
             [values[str(t.element)][t.name] for values in per_member],
             ref_values[str(t.element)][t.name],
+            convergence.settings,
         )
         for t in convergence.targets
     ]
