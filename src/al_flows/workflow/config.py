@@ -339,6 +339,7 @@ NOT_FINGERPRINTED: dict[str, Literal[True] | tuple[str, ...]] = {
 OMITTED_AT_DEFAULT: dict[str, Any] = {
     "selection.calibrate.window_rounds": 1,
     "explorers[].schedule": None,
+    "explorers[].optimizer_engine": "torch",
     "model.kind": "schnet",
     "model.lmax": None,
     "selection.diverse_features": "structure",
