@@ -17,10 +17,16 @@ multilayer, ``--steps`` shear steps each, with an ensemble of ``--members`` SchN
   ensemble's ASE calculator (one batched-over-members prediction per step, matscipy neighbour
   lists), one replica after the other: what ShearExploreMaker runs with ``batched: false``.
 - batched (candidate): :func:`al_flows.exploration.shear_batched.explore_shear_batched`: all replicas in lockstep, one
-  ``Ensemble.predict`` of every running replica (all members) per optimiser step, matscipy neighbour
-  lists. ``--optimizer BFGS`` (default) runs ASE's BFGS per replica, so both sides make the same
-  relaxation steps and the ratio measures the machinery (what ShearExploreMaker runs by default);
-  ``--also FIRE`` adds the batched FIRE explorer (``optimizer: FIRE``), which needs more steps than BFGS.
+  ensemble prediction of every running replica (all members) per optimiser step, once per
+  ``--engines`` entry: ``torch`` (the default explorer: one batched optimiser for all replicas,
+  neighbour lists from one skin filter per step) and ``ase`` (the earlier engine and reference: one
+  ASE optimiser per replica, matscipy neighbour lists per replica every step). ``--optimizer BFGS``
+  (default) makes ASE's BFGS steps on every side, so the sides make the same relaxation steps and the
+  ratios measure the machinery; ``--also FIRE`` adds the batched FIRE explorer (``optimizer: FIRE``),
+  which needs more steps than BFGS. For each optimiser run with both engines the script prints the
+  shares of wall time in the model, the optimiser steps and the neighbour lists of each, whether
+  their frames agree, and the ratio of total exploration time (ase / torch, measured in the same run).
+  ``--only-batched`` leaves out the stock and sequential sides.
 
 Same weights on both sides: one member trained for ``--train-epochs`` epochs on EMT labels of
 perturbed, sheared copies of the cell (seconds), the others copies of it with 2 % weight noise (so
@@ -42,6 +48,7 @@ stock/batched ratio last (baseline measured in the same run).
 
     .venv/bin/python benchmarks/explore.py [--replicas 16] [--size 2 2 2] [--members 4] [--steps 3]
         [--model campaign|paper] [--device auto|cpu|cuda] [--threads 2] [--also FIRE]
+        [--engines torch ase] [--only-batched]
 """
 
 from __future__ import annotations
@@ -83,6 +90,15 @@ def _args(argv=None):
         choices=["BFGS", "LBFGS", "FIRE"],
         help="further batched optimisers to time (printed before the ratio line)",
     )
+    ap.add_argument(
+        "--engines",
+        nargs="+",
+        default=["torch", "ase"],
+        choices=["torch", "ase"],
+        help="optimizer_engine of the batched sides: torch (one batched optimiser, skin neighbour lists) and ase "
+        "(one ASE optimiser per replica, neighbour lists every step); both: shares and time ratio compared",
+    )
+    ap.add_argument("--only-batched", action="store_true", help="leave out the stock and sequential sides")
     ap.add_argument("--device", default="auto", help="auto: cuda when available, else cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
@@ -107,10 +123,11 @@ def _start(args):
     return atoms
 
 
-def _settings(args, optimizer):
+def _settings(args, optimizer, engine="torch"):
     from al_flows.exploration.shear import ShearSettings
 
     return ShearSettings(
+        optimizer_engine=engine,
         n_runs=args.replicas,
         sigma=args.sigma,
         shear_step=args.shear_step,
@@ -270,7 +287,41 @@ def run_stock(args, workdir: Path, device: str) -> dict:
     return {"wall_s": wall, "frames": results, "model_evals": evals[0], "rss_setup_mb": rss_setup}
 
 
-def run_batched(args, workdir: Path, device: str, optimizer: str, sequential: bool = False) -> dict:
+def _phases() -> dict:
+    """What is not the model, by phase (benchmarks/model_time.py PhaseTimer targets): neighbour lists
+    (the "ase" engine: matscipy per frame inside the frame inputs; the "torch" engine: the skin
+    filter and its rebuilds inside the replica inputs), inputs and collation (containing the
+    neighbour lists), and optimiser steps (ASE's per replica, or the batched optimiser's)."""
+    import ase.optimize
+
+    import al_flows.exploration.batched_optimisers as opt_module
+    import al_flows.exploration.batched_relax as relax_module
+    import al_flows.potential.ensemble as ens_module
+    import al_flows.potential.inputs as inputs_module
+    from al_flows.potential.skin_neighbours import SkinNeighbours
+
+    return {
+        "neighbour lists": [(inputs_module, "neighbour_list"), (SkinNeighbours, "_select")],
+        "inputs and collation": [
+            (ens_module, "frame_inputs"),
+            (ens_module, "collate_inputs"),
+            (SkinNeighbours, "inputs"),
+        ],
+        "optimiser steps": [
+            (ase.optimize.BFGS, "step"),
+            (ase.optimize.LBFGS, "step"),
+            (ase.optimize.FIRE, "step"),
+            (relax_module, "_fire_step"),
+            (opt_module.BatchedBFGS, "step"),
+            (opt_module.BatchedLBFGS, "step"),
+            (opt_module.BatchedFIRE, "step"),
+        ],
+    }
+
+
+def run_batched(
+    args, workdir: Path, device: str, optimizer: str, sequential: bool = False, engine: str = "torch"
+) -> dict:
     """The batched explorer, or (``sequential``) this package's one-at-a-time explorer
     (:func:`al_flows.exploration.shear_sequential.explore_shear` with the ensemble's ASE calculator)."""
     from al_flows.exploration.shear_batched import explore_shear_batched
@@ -280,19 +331,27 @@ def run_batched(args, workdir: Path, device: str, optimizer: str, sequential: bo
     ensemble = Ensemble.from_bytes(
         [(workdir / f"member{m}.blob").read_bytes() for m in range(args.members)], device=device
     )
-    settings = _settings(args, optimizer)
+    settings = _settings(args, optimizer, engine)
     start = _start(args)
     calls = []
 
     class Counting:
+        """The ensemble, counting the frames of every prediction (of frames, or of model inputs)."""
+
+        settings, device = ensemble.settings, ensemble.device
+
         def predict(self, frames, **kw):
             calls.append(len(frames))
             return ensemble.predict(frames, **kw)
 
+        def predict_inputs(self, inputs, **kw):
+            calls.append(len(inputs))
+            return ensemble.predict_inputs(inputs, **kw)
+
     explore_shear_batched(
         [start],
         ensemble,
-        _settings(args, optimizer).model_copy(update={"n_runs": 2, "max_steps": 1, "max_opt_steps": 3}),
+        settings.model_copy(update={"n_runs": 2, "max_steps": 1, "max_opt_steps": 3}),
         seed=99,
     )
     rss_setup = _rss_mb()
@@ -301,19 +360,10 @@ def run_batched(args, workdir: Path, device: str, optimizer: str, sequential: bo
 
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    import ase.optimize
     from model_time import ModelTimer, PhaseTimer
 
-    import al_flows.potential.ensemble as ens_module
-    import al_flows.potential.inputs as inputs_module
-
-    phases = {  # what is not the model: where the rest of the wall time goes
-        "neighbour lists": [(inputs_module, "neighbour_list")],
-        "inputs and collation": [(ens_module, "frame_inputs"), (ens_module, "collate_inputs")],
-        "ASE optimiser steps": [(ase.optimize.BFGS, "step"), (ase.optimize.LBFGS, "step"), (ase.optimize.FIRE, "step")],
-    }
-    t0 = time.perf_counter()
-    with ModelTimer(ensemble.members, device) as timer, PhaseTimer(phases) as phase_timer:
+    with ModelTimer(ensemble.members, device) as timer, PhaseTimer(_phases()) as phase_timer:
+        t0 = time.perf_counter()
         if sequential:
             frames = explore_shear([start], EnsembleCalculator(Counting()), settings, seed=args.seed)
         else:
@@ -348,11 +398,11 @@ def child(args) -> int:
     torch.set_num_threads(args.threads)
     workdir = Path(args.workdir)
     device = json.loads((workdir / "prepared.json").read_text())["device"]
-    kind, _, optimizer = args.side.partition(":")
+    kind, optimizer, engine = (args.side.split(":") + ["", "", ""])[:3]
     if kind == "stock":
         out = run_stock(args, workdir, device)
     else:
-        out = run_batched(args, workdir, device, optimizer, sequential=kind == "sequential")
+        out = run_batched(args, workdir, device, optimizer, sequential=kind == "sequential", engine=engine or "torch")
     out["peak_rss_mb"] = _peak_rss_mb()
     out["threads"] = torch.get_num_threads()
     print("RESULT " + json.dumps(out))
@@ -396,7 +446,6 @@ def main(argv=None) -> int:
     args = _args(argv)
     if args.side:
         return child(args)
-    import numpy as np
     import torch
 
     import al_flows  # noqa: F401
@@ -415,57 +464,115 @@ def main(argv=None) -> int:
             f"{info['val_force_rmse']:.3f} eV/A)",
             flush=True,
         )
-        stock = _spawn(args, "stock", workdir, argv)
-        print(_line("stock ASE BFGS", stock, info["n_atoms"], device), flush=True)
-        seq = _spawn(args, "sequential:BFGS", workdir, argv)
-        print(_line("sequential BFGS", seq, info["n_atoms"], device), flush=True)
-        batched = {}
+        stock = seq = None
+        if not args.only_batched:
+            stock = _spawn(args, "stock", workdir, argv)
+            print(_line("stock ASE BFGS", stock, info["n_atoms"], device), flush=True)
+            seq = _spawn(args, "sequential:BFGS", workdir, argv)
+            print(_line("sequential BFGS", seq, info["n_atoms"], device), flush=True)
+        batched: dict[tuple[str, str], dict] = {}
         for opt in [args.optimizer] + [o for o in args.also if o != args.optimizer]:
-            batched[opt] = _spawn(args, f"batched:{opt}", workdir, argv)
-            print(_line(f"batched {opt}", batched[opt], info["n_atoms"], device), flush=True)
-        main_res = batched[args.optimizer]
-        bfgs = batched.get("BFGS")
-        stock_wall = stock["wall_s"]
-        if bfgs is not None:
-            measured = {(f["run"], f["step"]) for f in stock["frames"]}
-            mine = [f for f in bfgs["frames"] if (f["run"], f["step"]) in measured]
-            same_steps = [f["n_opt_steps"] for f in stock["frames"]] == [f["n_opt_steps"] for f in mine]
-            de = max(abs(a["energy"] - b["energy"]) for a, b in zip(stock["frames"], mine))
-            dd = max(abs(a["deviation"] - b["deviation"]) for a, b in zip(stock["frames"], mine))
-            print(
-                "check stock vs batched BFGS on the stock side's frames: "
-                f"same relaxation steps per frame: {same_steps}; "
-                f"max |dE| {de:.2e} eV, max |d deviation| {dd:.2e} eV/A "
-                "(float32 stock casts, ASE vs matscipy neighbour lists)"
+            for engine in args.engines:
+                batched[opt, engine] = res = _spawn(args, f"batched:{opt}:{engine}", workdir, argv)
+                print(_line(f"batched {opt} ({engine})", res, info["n_atoms"], device), flush=True)
+        _compare_engines(batched)
+        if stock is not None and seq is not None:
+            _compare_stock(
+                args, stock, seq, {opt: res for (opt, engine), res in batched.items() if engine == args.engines[0]}
             )
-            if len(stock["frames"]) < len(bfgs["frames"]):
-                scale = sum(f["n_opt_steps"] + 1 for f in bfgs["frames"]) / sum(
-                    f["n_opt_steps"] + 1 for f in stock["frames"]
-                )
-                stock_wall = stock["wall_s"] * scale
-                print(
-                    f"stock side measured on {len({f['run'] for f in stock['frames']})} of {args.replicas} replicas "
-                    f"({stock['wall_s']:.1f} s); scaled by relaxation steps (+1 each) to all {args.replicas}: "
-                    f"{stock_wall:.1f} s"
-                )
-        elif len(stock["frames"]) < args.replicas * args.steps:
-            raise SystemExit(
-                "scaling a partial stock side needs the batched BFGS run's step counts: add BFGS or --stock-replicas 0"
-            )
-        if bfgs is not None:
-            print(
-                f"speedup sequential/batched BFGS = {seq['wall_s'] / batched['BFGS']['wall_s']:.1f}x "
-                "(this package's one-at-a-time explorer, one ensemble prediction per step, vs batched)"
-            )
-        for opt, res in batched.items():
-            if opt != args.optimizer:
-                print(f"speedup stock/batched {opt} = {stock_wall / res['wall_s']:.1f}x")
-        print(
-            f"speedup stock/batched = {stock_wall / main_res['wall_s']:.1f}x "
-            f"(stock ASE BFGS + SpkCalculator per replica vs batched {args.optimizer}, "
-            f"{np.round(main_res['wall_s'], 2)} s)"
-        )
     return 0
+
+
+def _shares(res: dict) -> dict[str, float]:
+    """Model, optimiser, neighbour-list and other shares of a batched side's wall time."""
+    wall, phases = res["wall_s"], res["phase_s"]
+    out = {
+        "model": res["model_s"] / wall,
+        "optimiser": phases["optimiser steps"] / wall,
+        "neighbour lists": phases["neighbour lists"] / wall,
+        "other inputs and collation": (phases["inputs and collation"] - phases["neighbour lists"]) / wall,
+    }
+    out["rest"] = 1.0 - sum(out.values())
+    return out
+
+
+def _compare_engines(batched: dict[tuple[str, str], dict]) -> None:
+    """For each optimiser run with both engines: the shares of each, the frames' agreement and the
+    ratio of total exploration time (ase / torch, measured in this run)."""
+    for opt in dict.fromkeys(o for o, _ in batched):
+        old, new = batched.get((opt, "ase")), batched.get((opt, "torch"))
+        if old is None or new is None:
+            continue
+        so, sn = _shares(old), _shares(new)
+        text = ", ".join(f"{k} {100 * so[k]:.1f} % -> {100 * sn[k]:.1f} %" for k in so)
+        print(f"engines {opt}, share of wall time ase -> torch: {text}")
+        pairs = list(zip(old["frames"], new["frames"]))
+        same = len(old["frames"]) == len(new["frames"]) and all(
+            (a["run"], a["step"]) == (b["run"], b["step"]) for a, b in pairs
+        )
+        same_steps = sum(a["n_opt_steps"] == b["n_opt_steps"] for a, b in pairs)
+        de = max((abs(a["energy"] - b["energy"]) for a, b in pairs), default=0.0)
+        dd = max((abs(a["deviation"] - b["deviation"]) for a, b in pairs), default=0.0)
+        print(
+            f"engines {opt}, frames: same runs and steps {same}; same relaxation steps in {same_steps} of "
+            f"{len(pairs)} frames; max |dE| {de:.2e} eV, max |d deviation| {dd:.2e} eV/A"
+        )
+        rest_old, rest_new = old["wall_s"] - old["model_s"], new["wall_s"] - new["model_s"]
+        print(
+            f"engines {opt}: total exploration time ase / torch = {old['wall_s'] / new['wall_s']:.2f}x "
+            f"({old['wall_s']:.2f} s / {new['wall_s']:.2f} s; in the model {old['model_s']:.2f} s / "
+            f"{new['model_s']:.2f} s, outside it {rest_old:.2f} s / {rest_new:.2f} s = {rest_old / rest_new:.1f}x; "
+            f"at equal model time, which other load on the machine changes between the sides: "
+            f"{sn['model'] / so['model']:.2f}x)"
+        )
+
+
+def _compare_stock(args, stock: dict, seq: dict, batched: dict[str, dict]) -> None:
+    """The stock side against the batched sides (speed-ups; the BFGS frames checked step for step)."""
+    import numpy as np
+
+    main_res = batched[args.optimizer]
+    bfgs = batched.get("BFGS")
+    stock_wall = stock["wall_s"]
+    if bfgs is not None:
+        measured = {(f["run"], f["step"]) for f in stock["frames"]}
+        mine = [f for f in bfgs["frames"] if (f["run"], f["step"]) in measured]
+        same_steps = [f["n_opt_steps"] for f in stock["frames"]] == [f["n_opt_steps"] for f in mine]
+        de = max(abs(a["energy"] - b["energy"]) for a, b in zip(stock["frames"], mine))
+        dd = max(abs(a["deviation"] - b["deviation"]) for a, b in zip(stock["frames"], mine))
+        print(
+            "check stock vs batched BFGS on the stock side's frames: "
+            f"same relaxation steps per frame: {same_steps}; "
+            f"max |dE| {de:.2e} eV, max |d deviation| {dd:.2e} eV/A "
+            "(float32 stock casts, ASE vs matscipy neighbour lists)"
+        )
+        if len(stock["frames"]) < len(bfgs["frames"]):
+            scale = sum(f["n_opt_steps"] + 1 for f in bfgs["frames"]) / sum(
+                f["n_opt_steps"] + 1 for f in stock["frames"]
+            )
+            stock_wall = stock["wall_s"] * scale
+            print(
+                f"stock side measured on {len({f['run'] for f in stock['frames']})} of {args.replicas} replicas "
+                f"({stock['wall_s']:.1f} s); scaled by relaxation steps (+1 each) to all {args.replicas}: "
+                f"{stock_wall:.1f} s"
+            )
+    elif len(stock["frames"]) < args.replicas * args.steps:
+        raise SystemExit(
+            "scaling a partial stock side needs the batched BFGS run's step counts: add BFGS or --stock-replicas 0"
+        )
+    if bfgs is not None:
+        print(
+            f"speedup sequential/batched BFGS = {seq['wall_s'] / bfgs['wall_s']:.1f}x "
+            "(this package's one-at-a-time explorer, one ensemble prediction per step, vs batched)"
+        )
+    for opt, res in batched.items():
+        if opt != args.optimizer:
+            print(f"speedup stock/batched {opt} = {stock_wall / res['wall_s']:.1f}x")
+    print(
+        f"speedup stock/batched = {stock_wall / main_res['wall_s']:.1f}x "
+        f"(stock ASE BFGS + SpkCalculator per replica vs batched {args.optimizer}, "
+        f"{np.round(main_res['wall_s'], 2)} s)"
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Sections, each a row of the summary table printed last (and a key of the JSON):
 
 - ``tests``: ``pytest -m gpu tests/gpu`` (CUDA against CPU: training in float32 and with bfloat16
   autocast, ensemble energies/forces/stress/deviation, batched shear relaxation and Langevin MD, a
-  GPU-trained model predicting on the CPU). Without CUDA they skip, and the row says so.
+  GPU-trained model predicting on the CPU, the batched optimisers stepping as on the CPU). Without
+  CUDA they skip, and the row says so.
 - ``training``: SchNet at the size of Sprueill et al. (128 features, 2 interactions, 50 RBF, 6 A
   cutoff, batch 32) on EMT-labelled 500-atom Cu-Ni multilayers (5x5x5 cells, strained 2 %, rattled
   0.08 A): seconds per 1,000 frames per epoch (median of the epochs after the first), extrapolated
@@ -18,7 +19,12 @@ Sections, each a row of the summary table printed last (and a key of the JSON):
   shear steps of 0.1 A (BFGS to fmax 0.002 eV/A, at most ``max_opt_steps`` optimiser steps per
   relaxation); seconds per shear step for all 100, extrapolated to gamma 0.33 (the steps
   :func:`al_flows.exploration.shear_geometry.steps_to_gamma` gives on this cell; target: 10 minutes or less);
-  peak memory; model share.
+  peak memory; the shares of the model, the batched optimiser and the neighbour lists.
+- ``optimiser``: the batched BFGS (``optimizer_engine: torch``) alone, ``opt_steps`` steps of all 100
+  replicas of the 500-atom multilayer (1,500 coordinates each) on the device, against ASE's BFGS (the
+  ``ase`` engine: one optimiser per replica on the CPU, an eigendecomposition of its 1,500 x 1,500
+  Hessian every step) timed on ``ase_opt_replicas`` replicas and scaled to all; harmonic forces
+  around the lattice, so the model is not in it: seconds per optimiser step for all replicas.
 - ``md``: batched Langevin MD (300 K, 1 fs) of ``md_runs`` fcc Al cells of 256 atoms with an
   8-member ensemble (a member trained briefly on EMT Al frames and 7 noisy copies); atom-steps per
   second (Smith et al. report about 67,000 on one V100 for their 8-member ANI ensemble).
@@ -58,6 +64,8 @@ SIZES = {
         members=4,
         shear_steps=2,
         max_opt_steps=200,
+        opt_steps=5,
+        ase_opt_replicas=2,
         md_cells=(4, 4, 4),
         md_runs=64,
         md_members=8,
@@ -75,6 +83,8 @@ SIZES = {
         members=2,
         shear_steps=1,
         max_opt_steps=5,
+        opt_steps=3,
+        ase_opt_replicas=2,
         md_cells=(2, 2, 2),
         md_runs=3,
         md_members=2,
@@ -217,9 +227,18 @@ def run_training(size: dict, device: str, amp: bool) -> dict:
     }
 
 
+def _exploration_phases() -> dict:
+    """The batched optimiser's steps and the neighbour lists (benchmarks/model_time.py PhaseTimer)."""
+    import al_flows.exploration.batched_optimisers as opt_module
+    from al_flows.potential.skin_neighbours import SkinNeighbours
+
+    steps = [(getattr(opt_module, c), "step") for c in ("BatchedBFGS", "BatchedLBFGS", "BatchedFIRE")]
+    return {"optimiser": steps, "neighbour lists": [(SkinNeighbours, "_select")]}
+
+
 def run_exploration(size: dict, device: str, blob: bytes) -> dict:
     """Seconds per shear step for all replicas in lockstep, extrapolated to gamma 0.33."""
-    from model_time import ModelTimer
+    from model_time import ModelTimer, PhaseTimer
 
     from al_flows.exploration.shear import ShearSettings
     from al_flows.exploration.shear_batched import explore_shear_batched
@@ -242,7 +261,7 @@ def run_exploration(size: dict, device: str, blob: bytes) -> dict:
     explore_shear_batched([start], ensemble, warm, seed=99)
     _reset_peak(device)
     t = time.perf_counter()
-    with ModelTimer(ensemble.members, device) as timer:
+    with ModelTimer(ensemble.members, device) as timer, PhaseTimer(_exploration_phases()) as phases:
         frames = explore_shear_batched([start], ensemble, settings, seed=0, batch_size=size["replicas"])
     _sync(device)
     wall = time.perf_counter() - t
@@ -265,6 +284,63 @@ def run_exploration(size: dict, device: str, blob: bytes) -> dict:
         "target_min": 10.0,
         "peak_mb": _peak_mb(device),
         "model_share": timer.share(wall),
+        "optimiser_share": phases.shares(wall)["optimiser"],
+        "neighbour_share": phases.shares(wall)["neighbour lists"],
+    }
+
+
+def _harmonic_forces(x: np.ndarray, x0: np.ndarray, k: float) -> np.ndarray:
+    """Forces (eV/A) of a harmonic well of stiffness ``k`` (eV/A^2) around ``x0``."""
+    return -k * (x - x0)
+
+
+def run_optimiser(size: dict, device: str) -> dict:
+    """Seconds per BFGS step of all replicas: batched on ``device`` against ASE's, one replica after
+    the other (timed on ``ase_opt_replicas`` of them, scaled to all)."""
+    import torch
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.optimize import BFGS
+
+    from al_flows.exploration.batched_optimisers import BatchedBFGS
+    from al_flows.structures.multilayer import cuni_multilayer
+
+    start = cuni_multilayer(tuple(size["explore_cells"]))
+    rng = np.random.default_rng(0)
+    x0 = start.positions
+    stiffness = rng.uniform(2.0, 10.0, size["replicas"])
+    positions = [x0 + rng.normal(0.0, 0.05, x0.shape) for _ in range(size["replicas"])]
+    opt = BatchedBFGS(positions, device)
+    times = []
+    for _ in range(size["opt_steps"] + 1):  # the first step (allocations, kernels) is not timed
+        forces = opt.padded([_harmonic_forces(x, x0, k) for x, k in zip(opt.positions(), stiffness)])
+        _sync(device)
+        t = time.perf_counter()
+        opt.step(forces, torch.zeros(len(opt), dtype=torch.float64, device=opt.device))
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    batched_s = statistics.median(times[1:])
+    ase_times = []
+    for x, k in list(zip(positions, stiffness))[: size["ase_opt_replicas"]]:
+        atoms = start.copy()
+        atoms.positions = x
+        bfgs = BFGS(atoms, logfile=None)
+        for step in range(size["opt_steps"] + 1):
+            atoms.calc = SinglePointCalculator(atoms, energy=0.0, forces=_harmonic_forces(atoms.positions, x0, k))
+            t = time.perf_counter()
+            bfgs.step()
+            if step:
+                ase_times.append(time.perf_counter() - t)
+    ase_s = statistics.median(ase_times) * size["replicas"]
+    return {
+        "device": device,
+        "replicas": size["replicas"],
+        "atoms": len(start),
+        "steps": size["opt_steps"],
+        "batched_s_per_step": batched_s,
+        "ase_s_per_step": ase_s,
+        "ase_replicas_timed": min(size["ase_opt_replicas"], size["replicas"]),
+        "speedup": ase_s / batched_s,
+        "eigh_steps": opt.eigh_steps,
     }
 
 
@@ -347,7 +423,16 @@ def table(res: dict) -> str:
         f"{e['gamma_0.33_min']:.1f} | <= 10 min |"
     )
     rows.append(f"| exploration | peak memory (MB) | {e['peak_mb']:.0f} | |")
-    rows.append(f"| exploration | model forward+backward share | {100 * e['model_share']:.0f} % | >= 80 % |")
+    rows.append(
+        f"| exploration | model / batched optimiser / neighbour-list share | {100 * e['model_share']:.0f} % / "
+        f"{100 * e['optimiser_share']:.0f} % / {100 * e['neighbour_share']:.0f} % | model >= 80 % |"
+    )
+    o = res["optimiser"]
+    rows.append(
+        f"| batched optimiser, {o['replicas']} x {o['atoms']} atoms | s per BFGS step for all: batched on "
+        f"{o['device']} / ASE per replica on the CPU | {o['batched_s_per_step']:.3f} / {o['ase_s_per_step']:.2f} "
+        f"({o['speedup']:.0f}x) | |"
+    )
     m = res["md"]
     rows.append(
         f"| Langevin MD, {m['trajectories']} x {m['atoms']} atoms, {m['members']} members | atom-steps per s | "
@@ -387,6 +472,8 @@ def main(argv=None) -> int:
         res["training_amp"].pop("blob")
     res["exploration"] = run_exploration(size, device, blob)
     print(f"exploration: {res['exploration']['s_per_shear_step']:.2f} s per shear step", flush=True)
+    res["optimiser"] = run_optimiser(size, device)
+    print(f"optimiser: {res['optimiser']['speedup']:.1f}x ASE's BFGS per replica", flush=True)
     res["md"] = run_md(size, device)
     res["wall_s"] = time.perf_counter() - t0
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ def test_gpu_check_smoke_runs_and_its_figures_add_up(tmp_path):
     tests = res["tests"]
     assert tests["failed"] == 0
     if not torch.cuda.is_available():
-        assert tests["passed"] == 0 and tests["skipped"] == 6  # every gpu test skips cleanly without CUDA
+        assert tests["passed"] == 0 and tests["skipped"] == 9  # every gpu test skips cleanly without CUDA
     tr = res["training"]
     assert tr["frames"] == 12 and tr["atoms_per_frame"] == 32 and len(tr["epoch_times_s"]) == 2
     assert tr["s_per_1000_frames"] == pytest.approx(tr["epoch_times_s"][1] / 12 * 1000)
@@ -36,8 +36,18 @@ def test_gpu_check_smoke_runs_and_its_figures_add_up(tmp_path):
     assert ex["steps_to_gamma_0.33"] == steps_to_gamma(cuni_multilayer((2, 2, 2)).cell[:], 0.1, 0.33)
     assert ex["gamma_0.33_min"] == pytest.approx(ex["s_per_shear_step"] * ex["steps_to_gamma_0.33"] / 60)
     assert 0 < ex["model_share"] <= 1
+    assert 0 < ex["optimiser_share"] < 1 and 0 < ex["neighbour_share"] < 1  # the torch engine's phases were timed
+    op = res["optimiser"]
+    assert (op["replicas"], op["atoms"], op["steps"], op["ase_replicas_timed"]) == (3, 32, 3, 2)
+    assert op["speedup"] == pytest.approx(op["ase_s_per_step"] / op["batched_s_per_step"])
+    assert op["eigh_steps"] == 0  # harmonic wells: positive-definite Hessians, Cholesky steps only
     md = res["md"]
     assert md["dropped"] == 0  # seeded: every smoke trajectory runs all its steps
     assert md["atom_steps_per_s"] == pytest.approx(md["trajectories"] * md["steps"] * md["atoms"] / md["wall_s"])
-    for row in ("| gpu tests |", "| training, float32 | epoch of 39,214 frames (s) |", "| Langevin MD, 3 x 32 atoms"):
+    for row in (
+        "| gpu tests |",
+        "| training, float32 | epoch of 39,214 frames (s) |",
+        "| Langevin MD, 3 x 32 atoms",
+        "| batched optimiser, 3 x 32 atoms |",
+    ):
         assert row in proc.stdout

@@ -288,10 +288,13 @@ def test_explore_shear_batched_equals_sequential_fire(schnet):
     assert structures[0].cell[0, 1] == 0.0 and structures[0].calc is None  # starting structures untouched
 
 
+@pytest.mark.parametrize("engine", ["torch", "ase"])
 @pytest.mark.parametrize("optimizer", ["FIRE", "BFGS"])
-def test_explore_shear_batched_equals_sequential_converging(optimizer):
+def test_explore_shear_batched_equals_sequential_converging(optimizer, engine):
     ens = EmtPair()
-    settings = ShearSettings(**{**SHEAR, "n_runs": 1, "fmax": 0.02, "max_opt_steps": 300, "optimizer": optimizer})
+    settings = ShearSettings(
+        **{**SHEAR, "n_runs": 1, "fmax": 0.02, "max_opt_steps": 300, "optimizer": optimizer, "optimizer_engine": engine}
+    )
     structures = _structures()
     seq = explore_shear(structures, EnsembleCalculator(ens), settings, seed=4, explorer="x")
     bat = explore_shear_batched(structures, ens, settings, seed=4, explorer="x")
@@ -311,7 +314,26 @@ def test_explore_shear_batched_ends_non_finite_runs_as_sequential():
 
 def test_settings_default_batched_keeps_bfgs():
     s = ShearSettings()
-    assert s.batched is True and s.optimizer == "BFGS"
+    assert s.batched is True and s.optimizer == "BFGS" and s.optimizer_engine == "torch"
+    assert ShearSettings(optimizer_engine="ase").optimizer_engine == "ase"  # the earlier engine stays selectable
+    with pytest.raises(ValueError, match="engine"):
+        relax_batched([_perturbed()], EmtPair(), engine="numpy")
+
+
+def test_torch_engine_with_skin_neighbour_lists_equals_the_ase_engine(schnet):
+    """A real ensemble takes model inputs: the torch engine's neighbour lists come from the skin
+    filter (al_flows.potential.skin_neighbours), the ase engine's from matscipy per frame and step.
+    The same float32 terms summed in another pair order: the FIRE round-off bound of the walk."""
+    starts = [_perturbed(seed=1), _perturbed(variant="VNi(N1)", seed=2), _perturbed(size=(2, 2, 3), seed=3)]
+    torch_engine = relax_batched(starts, schnet, fmax=1e-9, max_steps=30, engine="torch")
+    ase_engine = relax_batched(starts, schnet, fmax=1e-9, max_steps=30, engine="ase")
+    for got, ref in zip(torch_engine, ase_engine, strict=True):
+        assert got.n_steps == ref.n_steps == 30
+        np.testing.assert_allclose(got.positions, ref.positions, rtol=0, atol=_fire_x_tol(30))
+        dpos = got.positions - ref.positions
+        assert got.energy == pytest.approx(ref.energy, abs=_e_walk_tol(got.energy, got.forces, dpos))
+        np.testing.assert_allclose(got.forces, ref.forces, rtol=0, atol=_f_walk_tol(dpos))
+        assert got.deviation == pytest.approx(ref.deviation, abs=_f_walk_tol(dpos))
 
 
 def test_explore_shear_batched_bfgs_with_schnet_matches_sequential(schnet):

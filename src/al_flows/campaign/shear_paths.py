@@ -222,7 +222,12 @@ def _ensemble_energies(store, config, r: int, summary: dict, settings, structure
         return None
     ensemble = load_ensemble([models[m] for m in summary["model_ids"]])
     relaxed = relax_batched(
-        structures, ensemble, fmax=settings.fmax, max_steps=settings.max_opt_steps, optimizer=settings.optimizer
+        structures,
+        ensemble,
+        fmax=settings.fmax,
+        max_steps=settings.max_opt_steps,
+        optimizer=settings.optimizer,
+        engine=settings.optimizer_engine,
     )
     return [res.energy if res.finite else math.nan for res in relaxed]
 

@@ -58,10 +58,17 @@ class ShearSettings(Settings):
     fmax: float = Field(default=0.002, gt=0, description="eV/Angstrom, relaxation force tolerance")
     max_opt_steps: int = Field(default=500, gt=0, description="optimiser steps per relaxation")
     optimizer: Literal["BFGS", "LBFGS", "FIRE"] = "BFGS"
+    optimizer_engine: Literal["torch", "ase"] = Field(
+        default="torch",
+        description="batched exploration: 'torch' steps every running replica at once with one batched optimiser "
+        "(ASE's BFGS, LBFGS or FIRE as tensor operations on the ensemble's device) and keeps neighbour lists with a "
+        "skin; 'ase': one ASE optimiser per replica and every neighbour list rebuilt every step (the reference, and "
+        "what earlier versions ran); the same frames up to float round-off",
+    )
     batched: bool = Field(
         default=True,
         description="explore with an ensemble by relaxing all replicas in lockstep (one batched ensemble "
-        "prediction per optimiser step for every running replica, each with its own optimiser); false: "
+        "prediction per optimiser step for every running replica, stepped by optimizer_engine); false: "
         "one replica after the other",
     )
     schedule: AutoSchedule | None = Field(

@@ -63,8 +63,8 @@ def explore_shear_batched(
 ) -> list[Atoms]:
     """:func:`explore_shear` with all ``len(structures) * settings.n_runs`` replicas in lockstep and
     the ensemble mean relaxing them together (:func:`al_flows.exploration.batched_relax.relax_batched`, one
-    ``ensemble.predict`` of all running replicas per optimiser step; ``settings.optimizer`` FIRE,
-    BFGS or LBFGS, each as ASE's). Replica (i, r) draws its noise from
+    ensemble prediction of all running replicas per optimiser step; ``settings.optimizer`` FIRE,
+    BFGS or LBFGS, each as ASE's, stepped by ``settings.optimizer_engine``). Replica (i, r) draws its noise from
     ``default_rng((run_seed(seed, i), r))`` as in :func:`run_shear`; frames, their order and info
     (deviation: the ensemble's model deviation of the relaxed frame) are those of
     ``explore_shear(structures, ensemble.calculator(), settings, seed, explorer)``.
@@ -86,6 +86,7 @@ def explore_shear_batched(
             max_steps=settings.max_opt_steps,
             optimizer=settings.optimizer,
             batch_size=batch_size,
+            engine=settings.optimizer_engine,
         )
         running = [
             rep

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import schnetpack.properties as P
@@ -192,21 +192,24 @@ class Ensemble:
                 "file (the members are trained for those only) or drop those frames"
             )
 
-    def _chunks(self, frames: list[Atoms], batch_size: int):
+    def _chunks(self, inputs: Iterable[dict[str, torch.Tensor]], batch_size: int):
         """(start index, per-frame inputs) of consecutive chunks of at most ``batch_size`` frames
-        and ``max_pairs`` neighbour pairs (a single larger frame forms its own chunk)."""
+        and ``max_pairs`` neighbour pairs (a single larger frame forms its own chunk); ``inputs``
+        is consumed lazily (a frame's neighbour list is built when its chunk is filled)."""
         chunk: list[dict] = []
         start = pairs = 0
-        for k, atoms in enumerate(frames):
-            inputs = frame_inputs(atoms, self.settings.cutoff)
-            n_pairs = int(inputs[P.idx_i].shape[0])
+        for k, frame in enumerate(inputs):
+            n_pairs = int(frame[P.idx_i].shape[0])
             if chunk and (len(chunk) >= batch_size or pairs + n_pairs > self.max_pairs):
                 yield start, chunk
                 chunk, start, pairs = [], k, 0
-            chunk.append(inputs)
+            chunk.append(frame)
             pairs += n_pairs
         if chunk:
             yield start, chunk
+
+    def _frame_inputs(self, frames: list[Atoms]) -> Iterator[dict[str, torch.Tensor]]:
+        return (frame_inputs(atoms, self.settings.cutoff) for atoms in frames)
 
     def predict(self, frames: list[Atoms], batch_size: int = 64, stress: bool = False) -> EnsemblePrediction:
         """Energies and forces of every member for every frame; chunks of up to ``batch_size`` frames
@@ -215,28 +218,56 @@ class Ensemble:
         :func:`al_flows.potential.stress.enable_stress`; energies and forces are unchanged)."""
         frames = list(frames)
         self._check_elements(frames)
+        pred = self._predict(self._frame_inputs(frames), len(frames), batch_size, bool(stress))
+        if pred.stresses is not None:
+            for k, atoms in enumerate(frames):
+                if not (np.all(atoms.pbc) and atoms.cell.volume > 1e-6):
+                    pred.stresses[:, k] = np.nan
+        return pred
+
+    def predict_inputs(self, inputs: Sequence[dict[str, torch.Tensor]], batch_size: int = 64) -> EnsemblePrediction:
+        """:meth:`predict` (no stress) of frames given as their model inputs, the dicts of
+        :func:`al_flows.potential.inputs.frame_inputs` (neighbour lists built by the caller, e.g.
+        :class:`al_flows.potential.skin_neighbours.SkinNeighbours`); the same chunks and numbers."""
+        inputs = list(inputs)
+        known = torch.tensor(self.elements, dtype=torch.long)
+        for k, frame in enumerate(inputs):
+            if not bool(torch.isin(frame[P.Z], known).all()):
+                from al_flows.frames.checks import StructureError
+
+                unknown = sorted({int(z) for z in frame[P.Z]} - set(self.elements))
+                raise StructureError(
+                    f"frame {k}: elements {[chemical_symbols[z] for z in unknown]} unknown to the ensemble "
+                    f"(trained on {[chemical_symbols[z] for z in self.elements]})"
+                )
+        return self._predict(iter(inputs), len(inputs), batch_size, False)
+
+    def _predict(
+        self, inputs: Iterator[dict[str, torch.Tensor]], n_frames: int, batch_size: int, stress: bool
+    ) -> EnsemblePrediction:
+        """Every member on the collated chunks of ``inputs`` (``n_frames`` frames); stresses of
+        every frame when ``stress`` (the caller blanks those of frames that are not 3D periodic)."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        stress = bool(stress)
         n_members = len(self.members)
-        energies = np.zeros((n_members, len(frames)), dtype=np.float64)
-        stresses = np.full((n_members, len(frames), 6), np.nan) if stress else None
+        energies = np.zeros((n_members, n_frames), dtype=np.float64)
+        stresses = np.full((n_members, n_frames, 6), np.nan) if stress else None
         forces: list[np.ndarray] = []
         previous = [stress_enabled(m) for m in self.members]
         try:
             for member in self.members:
                 if stress_enabled(member) != stress:
                     enable_stress(member, stress)
-            for start, chunk in self._chunks(frames, batch_size):
+            for start, chunk in self._chunks(inputs, batch_size):
                 batch = collate_inputs(chunk, self.device)
                 split = batch[P.n_atoms].tolist()
                 f_chunk = np.zeros((n_members, int(sum(split)), 3), dtype=np.float64)
                 for m, member in enumerate(self.members):
                     # fresh positions leaf per member: its own autograd graph, shared neighbour list
-                    inputs = dict(batch)
-                    inputs[P.R] = batch[P.R].detach().clone()
+                    member_inputs = dict(batch)
+                    member_inputs[P.R] = batch[P.R].detach().clone()
                     with torch.enable_grad():
-                        out = member(inputs)
+                        out = member(member_inputs)
                     energies[m, start : start + len(chunk)] = out[P.energy].detach().cpu().numpy()
                     f_chunk[m] = out[P.forces].detach().cpu().numpy()
                     if stresses is not None:
@@ -249,10 +280,6 @@ class Ensemble:
             for member, was in zip(self.members, previous, strict=True):
                 if stress_enabled(member) != was:
                     enable_stress(member, was)
-        if stresses is not None:
-            for k, atoms in enumerate(frames):
-                if not (np.all(atoms.pbc) and atoms.cell.volume > 1e-6):
-                    stresses[:, k] = np.nan
         return EnsemblePrediction(energies=energies, forces=forces, stresses=stresses)
 
     def atom_features(self, frames: list[Atoms], member: int = 0, batch_size: int = 64) -> list[np.ndarray]:
@@ -270,7 +297,7 @@ class Ensemble:
         module: Any = self.members[member]  # a schnetpack NeuralNetworkPotential
         out: list[np.ndarray] = []
         with torch.no_grad():
-            for _, chunk in self._chunks(frames, max(1, int(batch_size))):
+            for _, chunk in self._chunks(self._frame_inputs(frames), max(1, int(batch_size))):
                 batch = collate_inputs(chunk, self.device)
                 inputs = dict(batch)
                 for step in module.input_modules:

@@ -320,7 +320,7 @@ NOT_FINGERPRINTED: dict[str, Literal[True] | tuple[str, ...]] = {
     "max_rounds": True,
     "convergence": True,
     "training": ("device", "amp", "divergence_factor", "max_retries", "retry_lr_factor"),
-    "explorers": ("batched",),
+    "explorers": ("batched", "optimizer_engine"),
     "labeller": (
         "min_success_fraction",
         "vasp_cmd",

@@ -71,8 +71,9 @@ class ShearExploreMaker(Maker):
 
     With ``settings.batched`` (default) all runs are relaxed in lockstep, one batched ensemble
     prediction per optimiser step for every running replica
-    (:func:`al_flows.exploration.shear_batched.explore_shear_batched`; ASE's BFGS/LBFGS/FIRE per
-    replica, so the same frames as the sequential path up to the float round-off of batched
+    (:func:`al_flows.exploration.shear_batched.explore_shear_batched`; ASE's BFGS/LBFGS/FIRE steps,
+    batched over the replicas or one ASE optimiser per replica as ``settings.optimizer_engine``
+    says, so the same frames as the sequential path up to the float round-off of batched
     evaluation); ``batched=False`` or starting structures with constraints take the sequential path
     with the ensemble's ASE calculator."""
 
