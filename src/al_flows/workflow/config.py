@@ -345,6 +345,7 @@ OMITTED_AT_DEFAULT: dict[str, Any] = {
     "selection.adaptive": None,
     "labeller.potential": None,
     "labeller.potential_sha256": None,
+    "explorers[].stop_energy_spread_intensive": 0.05,
 }
 
 
