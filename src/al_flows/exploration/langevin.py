@@ -81,9 +81,11 @@ class Barostat:
 class LangevinRun:
     """One call's MD: ``n_steps`` steps of ``timestep_fs`` (fs), Langevin friction ``friction_per_ps``
     (1/ps), a frame recorded every ``record_every`` steps, noise from ``seed``; a trajectory stops when
-    its force deviation reaches ``stop_deviation`` (eV/Angstrom) or its energy spread reaches
-    ``stop_energy_spread`` (eV, :attr:`al_flows.potential.ensemble.EnsemblePrediction.energy_spread`;
-    None: that criterion is off); ``barostat`` None is NVT."""
+    its force deviation reaches ``stop_deviation`` (eV/Angstrom), its energy spread reaches
+    ``stop_energy_spread`` (eV, :attr:`al_flows.potential.ensemble.EnsemblePrediction.energy_spread`)
+    or its size-intensive energy spread reaches ``stop_energy_spread_intensive`` (eV,
+    :attr:`~al_flows.potential.ensemble.EnsemblePrediction.energy_spread_intensive`); None: that
+    criterion is off. ``barostat`` None is NVT."""
 
     n_steps: int
     timestep_fs: float
@@ -93,12 +95,17 @@ class LangevinRun:
     stop_deviation: float | None = None
     barostat: Barostat | None = None
     stop_energy_spread: float | None = None
+    stop_energy_spread_intensive: float | None = None
 
-    def stops(self, deviation: float, energy_spread: float) -> bool:
-        """Whether a trajectory with this force deviation (eV/A) and energy spread (eV) stops here
-        (a non-finite value of a criterion that is on stops it)."""
+    def stops(self, deviation: float, energy_spread: float, energy_spread_intensive: float = math.nan) -> bool:
+        """Whether a trajectory with this force deviation (eV/A), energy spread and size-intensive
+        energy spread (eV) stops here (a non-finite value of a criterion that is on stops it)."""
         out = False
-        for value, limit in ((deviation, self.stop_deviation), (energy_spread, self.stop_energy_spread)):
+        for value, limit in (
+            (deviation, self.stop_deviation),
+            (energy_spread, self.stop_energy_spread),
+            (energy_spread_intensive, self.stop_energy_spread_intensive),
+        ):
             if limit is not None:
                 out = out or not np.isfinite(value) or value >= limit
         return out
@@ -133,8 +140,9 @@ def run_batched_langevin(
     """Advance one Langevin trajectory per start (copies) for ``run.n_steps``; ``temperature(k, t_ps)``
     gives trajectory k's target temperature (K) at time t. Returns recorded frames (every
     ``run.record_every`` steps, and each stop frame), labelled with the ensemble mean energy/forces
-    and carrying info: run, step, time_ps, temperature_K, deviation, energy_spread, stopped, plus
-    ``info[k]``. A trajectory that meets :meth:`LangevinRun.stops` stops there.
+    and carrying info: run, step, time_ps, temperature_K, deviation, energy_spread,
+    energy_spread_intensive (when the ensemble gives per-atom energies), stopped, plus ``info[k]``.
+    A trajectory that meets :meth:`LangevinRun.stops` stops there.
 
     ``run.barostat`` (None: NVT, fixed cell) turns on the isotropic Berendsen barostat of every
     trajectory (module doc; starts must be periodic in 3D); recorded frames then also carry
@@ -212,6 +220,11 @@ class _Trajectories:
         running = [running[j] for j in ok]
         if pred is None:
             return _Batch.empty(), []
+        if self.run.stop_energy_spread_intensive is not None and pred.atom_energies is None:
+            raise ValueError(
+                "stop_measure energy_spread_intensive: the ensemble gives no per-atom energies (atom_energies); "
+                "use al_flows' Ensemble or stop_measure: energy_spread"
+            )
         batch = _Batch(pred, stress)
         keep = [
             j
@@ -264,7 +277,7 @@ class _Trajectories:
         for j, k in enumerate(running):
             self.forces[k] = pred.mean_forces[j]
             self.vel[k] += 0.5 * self.dt * self.forces[k] / self.masses[k]
-            stop = run.stops(float(dev[j]), float(pred.energy_spread[j]))
+            stop = run.stops(float(dev[j]), float(pred.energy_spread[j]), float(pred.energy_spread_intensive[j]))
             system = self.systems[k]
             if barostat is not None:
                 volume = float(system.cell.volume)
@@ -281,6 +294,8 @@ class _Trajectories:
                     "energy_spread": float(pred.energy_spread[j]),
                     "stopped": bool(stop),
                 }
+                if np.isfinite(pred.energy_spread_intensive[j]):
+                    meta["energy_spread_intensive"] = float(pred.energy_spread_intensive[j])
                 if barostat is not None:
                     meta.update(volume_A3=volume, pressure_GPa=float(pressure))
                 frames.append(_frame(system, pred.mean_energies[j], self.forces[k], meta))
@@ -317,6 +332,10 @@ class _Batch:
         self.mean_forces = list(pred.mean_forces)
         self.deviation = np.asarray(pred.deviation)
         self.energy_spread = np.asarray(pred.energy_spread)
+        n = len(self.mean_energies)
+        self.energy_spread_intensive = (
+            np.full(n, np.nan) if pred.atom_energies is None else np.asarray(pred.energy_spread_intensive)
+        )
         self.mean_stresses: np.ndarray | None = np.asarray(pred.mean_stresses) if stress else None
 
     @classmethod
@@ -324,7 +343,7 @@ class _Batch:
         """A batch of no frames."""
         out = object.__new__(cls)
         out.mean_energies, out.mean_forces, out.deviation, out.mean_stresses = np.zeros(0), [], np.zeros(0), None
-        out.energy_spread = np.zeros(0)
+        out.energy_spread = out.energy_spread_intensive = np.zeros(0)
         return out
 
     def subset(self, keep: list[int]) -> _Batch:
@@ -336,5 +355,6 @@ class _Batch:
         out.mean_forces = [self.mean_forces[j] for j in keep]
         out.deviation = self.deviation[keep]
         out.energy_spread = self.energy_spread[keep]
+        out.energy_spread_intensive = self.energy_spread_intensive[keep]
         out.mean_stresses = None if self.mean_stresses is None else self.mean_stresses[keep]
         return out

@@ -24,6 +24,7 @@ from ase.calculators.calculator import (
 )
 from ase.data import chemical_symbols
 
+from al_flows.potential.atom_energies import atom_energies, enable_atom_energies, intensive_energy_spread
 from al_flows.potential.deviation import max_force_deviation
 from al_flows.potential.inputs import collate_inputs, frame_inputs
 from al_flows.potential.model import SO3NET_LMAX, ModelSettings, member_elements, member_kind
@@ -64,11 +65,14 @@ def default_max_pairs(settings: ModelSettings) -> int:
 class EnsemblePrediction:
     """Member predictions: ``energies`` [M, n_frames] (eV); ``forces`` one [M, n_atoms, 3] array per frame (eV/A);
     ``stresses`` [M, n_frames, 6] (ASE Voigt, eV/A^3; NaN for frames that are not periodic in 3D)
-    when asked for (``Ensemble.predict(..., stress=True)``), else None."""
+    when asked for (``Ensemble.predict(..., stress=True)``), else None; ``atom_energies`` one
+    [M, n_atoms] array per frame (eV, summing to ``energies``; :mod:`al_flows.potential.atom_energies`),
+    None where the predictor gives none."""
 
     energies: np.ndarray
     forces: list[np.ndarray]
     stresses: np.ndarray | None = None
+    atom_energies: list[np.ndarray] | None = None
 
     @property
     def mean_energies(self) -> np.ndarray:
@@ -87,6 +91,19 @@ class EnsemblePrediction:
         (docs/methods.md, the ANI-Al stop criterion)."""
         n_atoms = np.array([f.shape[1] for f in self.forces], dtype=float)
         return self.energies.std(axis=0, ddof=1) / np.sqrt(n_atoms)
+
+    @property
+    def energy_spread_intensive(self) -> np.ndarray:
+        """The size-intensive energy spread per frame [n_frames] (eV): the spread over members of the
+        per-atom energies once each member's mean per-atom energy is removed, root mean over atoms
+        (:func:`al_flows.potential.atom_energies.intensive_energy_spread`; docs/methods.md). Needs
+        ``atom_energies``."""
+        if self.atom_energies is None:
+            raise ValueError(
+                "this prediction has no per-atom energies (atom_energies), so energy_spread_intensive cannot be "
+                "computed; predict with al_flows' Ensemble or use stop_measure: energy_spread"
+            )
+        return np.array([intensive_energy_spread(e) for e in self.atom_energies], dtype=float)
 
     @property
     def mean_forces(self) -> list[np.ndarray]:
@@ -133,7 +150,7 @@ class Ensemble:
         self.settings = settings
         self.device = torch.device(device)
         self.max_pairs = default_max_pairs(settings) if max_pairs is None else int(max_pairs)
-        self.members = [m.to(self.device).eval() for m in members]
+        self.members = [enable_atom_energies(m.to(self.device).eval()) for m in members]
         self.elements = sorted(set.intersection(*(set(member_elements(m)) for m in self.members)))
 
     @classmethod
@@ -253,6 +270,7 @@ class Ensemble:
         energies = np.zeros((n_members, n_frames), dtype=np.float64)
         stresses = np.full((n_members, n_frames, 6), np.nan) if stress else None
         forces: list[np.ndarray] = []
+        per_atom: list[np.ndarray] = []
         previous = [stress_enabled(m) for m in self.members]
         try:
             for member in self.members:
@@ -262,6 +280,7 @@ class Ensemble:
                 batch = collate_inputs(chunk, self.device)
                 split = batch[P.n_atoms].tolist()
                 f_chunk = np.zeros((n_members, int(sum(split)), 3), dtype=np.float64)
+                e_chunk = np.zeros((n_members, int(sum(split))), dtype=np.float64)
                 for m, member in enumerate(self.members):
                     # fresh positions leaf per member: its own autograd graph, shared neighbour list
                     member_inputs = dict(batch)
@@ -270,17 +289,19 @@ class Ensemble:
                         out = member(member_inputs)
                     energies[m, start : start + len(chunk)] = out[P.energy].detach().cpu().numpy()
                     f_chunk[m] = out[P.forces].detach().cpu().numpy()
+                    e_chunk[m] = atom_energies(member, out, batch[P.Z])
                     if stresses is not None:
                         stresses[m, start : start + len(chunk)] = stress_to_voigt(out[P.stress], batch[P.cell])
                 pos = 0
                 for n in split:
                     forces.append(f_chunk[:, pos : pos + n])
+                    per_atom.append(e_chunk[:, pos : pos + n])
                     pos += n
         finally:
             for member, was in zip(self.members, previous, strict=True):
                 if stress_enabled(member) != was:
                     enable_stress(member, was)
-        return EnsemblePrediction(energies=energies, forces=forces, stresses=stresses)
+        return EnsemblePrediction(energies=energies, forces=forces, stresses=stresses, atom_energies=per_atom)
 
     def atom_features(self, frames: list[Atoms], member: int = 0, batch_size: int = 64) -> list[np.ndarray]:
         """The learned atom features of member ``member``: the SchNet representation's output

@@ -352,6 +352,7 @@ OMITTED_AT_DEFAULT: dict[str, Any] = {
     # computed, so a campaign written before them keeps its fingerprint (its verdicts are the new ones)
     "autotest.relative_tolerances": DEFAULT_RELATIVE_TOLERANCES,
     "autotest.sign_zero": DEFAULT_SIGN_ZERO,
+    "explorers[].stop_energy_spread_intensive": 0.05,
 }
 
 
