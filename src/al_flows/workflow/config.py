@@ -347,6 +347,9 @@ OMITTED_AT_DEFAULT: dict[str, Any] = {
     "labeller.potential_sha256": None,
     "selection.bound": {"coverage": 0.9, "random_sample": 0, "min_per_element": 20},
     "selection.trust": None,
+    "training.warm_start": False,
+    "training.warm_epochs": None,
+    "training.retrain_every": 4,
 }
 
 
