@@ -106,7 +106,7 @@ def run_one(name: str, mode: str, quick: bool, seed: int, out: Path) -> dict:
         "autotest_passed_rows": sum(1 for r in auto.get("rows", []) if r.get("passed", r.get("within"))),
         "autotest_rows": len(auto.get("rows", [])),
         "stage_times": times,
-        "ensemble_disagreement": [r.get("test_member_disagreement") for r in rounds],
+        "member_disagreement": [r.get("member_disagreement") for r in rounds],
     }
 
 

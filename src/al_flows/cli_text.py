@@ -133,6 +133,12 @@ def print_lineage(result: dict, label: bool) -> None:
             f"  trained on {one['n_labels']} labels ({m['n_train']} train + {m['n_val']} validation); "
             f"by round {one['labels_by_round']}; by explorer {one['labels_by_explorer']}"
         )
+        start = one.get("start") or {}
+        if start.get("start") == "warm":
+            chain = " <- ".join(f"{c['model_id']} (round {c.get('round', '?')})" for c in one.get("warm_chain", []))
+            print(f"  started warm from {chain}")
+        elif (m.get("training_settings") or {}).get("warm_start") and start.get("scratch_reason"):
+            print(f"  trained from scratch: {start['scratch_reason']}")
 
 
 def print_pool_report(report: dict) -> None:

@@ -234,6 +234,7 @@ HTML_COLUMNS = [
     ("val force RMSE (eV/Å)", "val_force_rmse", 1),
     ("test force RMSE (eV/Å)", "test_force_rmse", 1),
     ("test energy RMSE (meV/atom)", "test_energy_rmse_per_atom", 1000),
+    ("member disagreement (eV/Å)", "member_disagreement", 1),
 ]
 
 

@@ -298,7 +298,14 @@ class ActiveLearningMaker(RoundJobs, Maker):
         k = summary["round"] + 1
         decision = self.stop_policy.decide_from_summary(summary)
         uuids = {key: summary[key] for key in ("dataset_uuid", "structures_uuid", "test_uuid")}
-        state = RoundState(round=k, **uuids, calibration_uuid=summary.get("calibration_uuid") or "")
+        # the stored round's train jobs (their uuids are fixed by campaign, fingerprint, round and member)
+        trains = [
+            stable_uuid(
+                self.campaign, summary.get("fingerprint") or self.fingerprint, summary["round"], "train", f"member {m}"
+            )
+            for m in range(len(summary.get("model_ids") or []))
+        ]
+        state = RoundState(round=k, **uuids, calibration_uuid=summary.get("calibration_uuid") or "", train_uuids=trains)
         n_labels, spent, jobs = summary["n_labels_total"] + summary["n_labelled"], summary.get("spent_after"), []
         if needs_extension(summary, decision.stop):  # label the stopped round's selection, then train on it
             jobs = extension_jobs(self, summary)

@@ -14,6 +14,7 @@ from al_flows.active_learning.jobs.calibration import calibrate
 from al_flows.active_learning.jobs.merge import merge_labels
 from al_flows.active_learning.jobs.properties import member_properties, property_reference
 from al_flows.active_learning.jobs.summary import evaluate, round_summary
+from al_flows.active_learning.member_start import scratch_round
 from al_flows.active_learning.schemas import RoundState
 from al_flows.exploration.md import stage_count
 
@@ -67,6 +68,18 @@ class RoundJobs:
         cal.name = f"calibrate r{round_}"
         return cal
 
+    def train_job(self, state: RoundState, dataset: OutputReference, member: int) -> Job:
+        """The train job of member ``member`` in round ``state.round``; with ``training.warm_start``, in a
+        round that may start warm, it reads the same member's TrainingDocument of the round before (its
+        train job: ``state.train_uuids``), and its weights from the data store."""
+        k = state.round
+        prior: dict = {}
+        if not scratch_round(self.train_maker.training, k) and member < len(state.train_uuids):
+            uuid = state.train_uuids[member]
+            prior = {"previous": OutputReference(uuid), "previous_uuid": uuid}
+        job = self.train_maker.make(dataset, self.campaign, k, member, self.seeds.train(k, member), **prior)
+        return self.tag(job, k, "train", f"member {member}")
+
     def select_job(self, explores: list, dataset, models: list, props: list, previous, k: int, extra: dict) -> Job:
         """Round ``k``'s select job over the explorations ``explores`` (``previous``: the round before's
         calibration; ``extra``: stage and budget keywords). Inputs only the campaign uses are passed:
@@ -98,12 +111,7 @@ class RoundJobs:
         dataset, structures, test = (
             OutputReference(u) for u in (state.dataset_uuid, state.structures_uuid, state.test_uuid)
         )
-        trains = [
-            self.tag(
-                self.train_maker.make(dataset, self.campaign, k, m, self.seeds.train(k, m)), k, "train", f"member {m}"
-            )
-            for m in range(self.ensemble_size)
-        ]
+        trains = [self.train_job(state, dataset, m) for m in range(self.ensemble_size)]
         models = [t.output for t in trains]
         ev = self.tag(evaluate(models, test, self.campaign, k), k, "evaluate")
         ev.name = f"evaluate r{k}"
@@ -150,7 +158,14 @@ class RoundJobs:
         )
         summ = self.tag(summary, k, "summary")
         summ.name = f"round_summary r{k}"
-        following = state.model_copy(update={"round": k + 1, "dataset_uuid": merged.uuid, "calibration_uuid": cal.uuid})
+        following = state.model_copy(
+            update={
+                "round": k + 1,
+                "dataset_uuid": merged.uuid,
+                "calibration_uuid": cal.uuid,
+                "train_uuids": [t.uuid for t in trains],
+            }
+        )
         decision = {"stop": sel.output.stop, "converged": sel.output.converged, "stop_reason": sel.output.stop_reason}
         nxt = self.round_job(
             following,

@@ -10,6 +10,8 @@ and deviations eV/Angstrom.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from al_flows.settings import Settings
@@ -68,6 +70,21 @@ class TrainingDocument(RoundDocument):
         "al_flows.potential.training)",
     )
     device: str | None = Field(None, description="torch device the member trained on, resolved on the worker")
+    start: Literal["scratch", "warm"] = Field(
+        "scratch",
+        description="scratch: fresh weights; warm: the weights of warm_start_from (training.warm_start; "
+        "al_flows.potential.warm_start)",
+    )
+    warm_start_from: str | None = Field(None, description="warm: the model id of the member it started from")
+    warm_start_uuid: str | None = Field(None, description="warm: the uuid of that member's train job")
+    scratch_reason: str = Field(
+        "", description="scratch: why (warm_start off, round 0, retrain_every, settings changed); '' when warm"
+    )
+    labels_from: list[str] = Field(
+        [],
+        description="what labelled its frames: their label settings ids (else labeller names); labels made "
+        "otherwise than the previous member's train from scratch",
+    )
     model_blob: str = Field(repr=False)
 
 
@@ -87,6 +104,11 @@ class EvaluationDocument(EnsembleDocument):
     val_force_rmse: float
     test_energies: list[float]
     predicted_energies: list[float]
+    member_disagreement: float | None = Field(
+        None,
+        description="the ensemble's diversity: mean over test frames and member pairs of the RMS difference of two "
+        "members' forces, eV/Angstrom (al_flows.potential.deviation.pairwise_force_disagreement)",
+    )
     test_points: list[dict] = Field(
         default_factory=list,
         description="per test frame: deviation and error (largest atomic force deviation and error, eV/Angstrom), "
@@ -315,6 +337,9 @@ class RoundSummary(EnsembleDocument):
     test_force_rmse_nonequilibrium: float | None = None
     test_energy_rmse_per_atom_relaxed: float | None = None
     test_energy_rmse_per_atom_nonequilibrium: float | None = None
+    member_disagreement: float | None = Field(
+        None, description="eV/Angstrom, the ensemble's diversity on the test set (EvaluationDocument)"
+    )
     model_ids: list[str]
     converged: bool
     stop: bool
@@ -408,3 +433,6 @@ class RoundState(Settings):
     structures_uuid: str
     test_uuid: str
     calibration_uuid: str = Field("", description="the previous round's trust-level calibration, if any")
+    train_uuids: list[str] = Field(
+        [], description="the previous round's train jobs, one per member (training.warm_start starts from them)"
+    )

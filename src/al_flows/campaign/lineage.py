@@ -9,7 +9,7 @@ from collections import Counter
 
 from al_flows.campaign.record import CampaignRecord
 
-__all__ = ["label_lineage", "explored_frame", "model_lineage"]
+__all__ = ["label_lineage", "explored_frame", "model_lineage", "warm_chain"]
 
 
 def label_lineage(record: CampaignRecord, frame_id: str) -> dict:
@@ -124,9 +124,10 @@ def explored_frame(record: CampaignRecord, frame_id: str) -> str | None:
 
 
 def model_lineage(record: CampaignRecord, model_id: str) -> dict:
-    """A model, its settings and seed, and the exact labels it was trained and validated on;
-    for an ensemble id (what labels carry as ``model_id``), ``{"ensemble_id", "members"}``
-    with the lineage of each member."""
+    """A model, its settings and seed, how it started (from scratch and why, or warm from which
+    member: ``warm_chain`` follows the warm starts back to the member trained from scratch), and the
+    exact labels it was trained and validated on; for an ensemble id (what labels carry as
+    ``model_id``), ``{"ensemble_id", "members"}`` with the lineage of each member."""
     models = record.models()
     if model_id not in models:
         ensembles = record.ensembles()
@@ -160,9 +161,36 @@ def model_lineage(record: CampaignRecord, model_id: str) -> dict:
                 "uuid",
             )
         },
+        "start": {
+            "start": m.get("start") or "scratch",
+            "warm_start_from": m.get("warm_start_from"),
+            "warm_start_uuid": m.get("warm_start_uuid"),
+            "scratch_reason": m.get("scratch_reason") or "",
+        },
+        "warm_chain": warm_chain(models, model_id),
         "n_labels": len(ids),
         "labels_by_round": dict(sorted(by_round.items())),
         "labels_by_explorer": dict(by_explorer),
         "train_ids": m["train_ids"],
         "val_ids": m["val_ids"],
     }
+
+
+def warm_chain(models: dict[str, dict], model_id: str) -> list[dict]:
+    """The members model ``model_id`` started from, newest first, back to the one trained from scratch
+    (``models``: :meth:`CampaignRecord.models`): model_id, round, member, start and the train job's uuid
+    of each; [] for a member trained from scratch. A member the record lacks ends the chain with
+    ``missing: True``."""
+    chain: list[dict] = []
+    seen = {model_id}
+    ref = models[model_id].get("warm_start_from")
+    while ref and ref not in seen:
+        seen.add(ref)
+        m = models.get(ref)
+        if m is None:
+            chain.append({"model_id": ref, "missing": True})
+            break
+        keys = ("model_id", "round", "member")
+        chain.append({**{k: m[k] for k in keys}, "start": m.get("start") or "scratch", "uuid": m.get("uuid")})
+        ref = m.get("warm_start_from")
+    return chain

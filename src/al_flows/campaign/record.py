@@ -47,6 +47,7 @@ REPORT_KEYS = (  # of a round in report.json
     "stage",
     *BUDGET_KEYS,
     *CALIBRATION_KEYS,
+    "member_disagreement",
 )
 # a round's convergence properties (rows of mean, spread, reference, tolerance, within) and whether all
 # were within: in status rows and report.json rounds only where the campaign lists properties
@@ -297,6 +298,10 @@ class CampaignRecord:
             "output.val_force_rmse",
             "output.model_settings",
             "output.training_settings",
+            "output.start",
+            "output.warm_start_from",
+            "output.warm_start_uuid",
+            "output.scratch_reason",
         ]
         return {
             d["output"]["model_id"]: {**d["output"], "uuid": d["uuid"]} for d in self.outputs("train", properties=props)

@@ -57,6 +57,7 @@ TABLE_COLUMNS = (
     ("val force RMSE (eV/Å)", "val_force_rmse", "{:.4f}", 1),
     ("test force RMSE (eV/Å)", "test_force_rmse", "{:.4f}", 1),
     ("test energy RMSE (meV/atom)", "test_energy_rmse_per_atom", "{:.2f}", 1000),
+    ("member disagreement (eV/Å)", "member_disagreement", "{:.4f}", 1),
     ("properties within", "properties_met", "{}", 1),
 )
 

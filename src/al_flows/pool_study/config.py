@@ -151,6 +151,15 @@ class PoolStudyConfig(CampaignBase):
         return self
 
     @model_validator(mode="after")
+    def _no_warm_start(self):
+        if self.training.warm_start:
+            raise ValueError(
+                "training.warm_start: starts active-learning rounds from the round before; a pool study's active "
+                "sampling trains its one model on already, remove warm_start"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _no_budget(self):
         if self.labeller.budget is not None:
             raise ValueError(

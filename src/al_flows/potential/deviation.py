@@ -6,6 +6,10 @@ For an ensemble of M models predicting forces f_i^m on atoms i of one frame,
 
 with <.> the ensemble average (population mean over the M members). Units are
 those of the forces (eV/Angstrom).
+
+The ensemble's diversity over a set of frames (:func:`pairwise_force_disagreement`) is the mean over
+frames and over pairs of members (m, n) of the RMS difference of their forces,
+sqrt( (1/3N) sum_i || f_i^m - f_i^n ||^2 ), eV/Angstrom: members that agree everywhere give 0.
 """
 
 from __future__ import annotations
@@ -25,3 +29,18 @@ def atomic_force_deviation(forces: np.ndarray) -> np.ndarray:
 def max_force_deviation(forces: np.ndarray) -> float:
     """Frame model deviation eps = max over atoms of the per-atom deviation (eV/Angstrom)."""
     return float(atomic_force_deviation(forces).max())
+
+
+def pairwise_force_disagreement(forces: list[np.ndarray]) -> float | None:
+    """Mean over frames of the mean over member pairs m < n of the RMS difference of their forces
+    (eV/Angstrom); ``forces``: one (M, N, 3) array per frame. None without frames or with one member."""
+    per_frame = []
+    for f in forces:
+        f = np.asarray(f, dtype=float)
+        if f.ndim != 3 or f.shape[-1] != 3:
+            raise ValueError(f"forces must have shape (members, atoms, 3), got {f.shape}")
+        m, n = np.triu_indices(f.shape[0], k=1)
+        if not len(m):
+            return None
+        per_frame.append(np.sqrt(((f[m] - f[n]) ** 2).mean(axis=(1, 2))).mean())
+    return float(np.mean(per_frame)) if per_frame else None

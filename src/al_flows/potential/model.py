@@ -125,11 +125,27 @@ class TrainingSettings(Settings):
         description="a diverged member is trained again from scratch (same seed and split) this many times at most",
     )
     retry_lr_factor: float = Field(default=0.1, gt=0, lt=1, description="learning-rate factor of each retry")
+    warm_start: bool = Field(
+        default=False,
+        description="active learning: a member starts from the weights of the same member of the round before "
+        "and trains warm_epochs epochs (al_flows.potential.warm_start); false: every round trains from scratch",
+    )
+    warm_epochs: int | None = Field(
+        default=None, gt=0, description="epochs of a warm-started member (None: a quarter of epochs, rounded up)"
+    )
+    retrain_every: int = Field(
+        default=4, ge=1, description="with warm_start: every retrain_every-th round (0, N, 2N, ...) trains from scratch"
+    )
 
     @field_validator("device")
     @classmethod
     def _torch_device(cls, v: str) -> str:
         return check_device(v, source="")  # pydantic's message names the field
+
+    @property
+    def epochs_warm(self) -> int:
+        """Epochs of a warm-started member: ``warm_epochs``, else a quarter of ``epochs`` rounded up."""
+        return self.warm_epochs if self.warm_epochs is not None else -(-self.epochs // 4)
 
 
 def to_atomic_numbers(elements: Sequence[str | int]) -> list[int]:

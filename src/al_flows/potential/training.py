@@ -30,8 +30,9 @@ epoch's mean training loss (the device sum it reads once per epoch anyway, so th
 synchronisation): a non-finite loss (NaN/inf in any batch makes the sum non-finite), or one above
 ``divergence_factor`` times the loss of the untrained model (the first batch of the first epoch,
 before any update), raises :class:`TrainingDivergedError`.
-:func:`train_member` then trains the member again from scratch (same seed: same initial weights,
-split and batch order) with the learning rate multiplied by ``retry_lr_factor``, up to
+:func:`train_member` then trains the member again from the start (same seed: same initial weights,
+split and batch order; a warm-started member from the same earlier weights) with the learning rate
+multiplied by ``retry_lr_factor``, up to
 ``max_retries`` times, and records the attempts (:attr:`TrainedMember.retries`) and the learning
 rate finally used (:attr:`TrainedMember.lr`); when every attempt diverges it raises
 :class:`TrainingDivergedError` with the learning rates tried. A non-finite loss of the untrained
@@ -42,7 +43,8 @@ bit for bit, as without these checks.
 The Trainer's parts: its frames as tensors (:mod:`al_flows.potential.training_data`), the optimiser,
 schedule and mixed precision (:mod:`al_flows.potential.optimisation`), the divergence check
 (:mod:`al_flows.potential.divergence`), the loss and errors (:mod:`al_flows.potential.evaluation`) and
-the best weights (:mod:`al_flows.potential.best_weights`).
+the best weights (:mod:`al_flows.potential.best_weights`). A member may start from an earlier
+member's weights instead of from scratch (:mod:`al_flows.potential.warm_start`).
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ from al_flows.potential.evaluation import FrameErrors, frame_errors
 from al_flows.potential.evaluation import per_frame_loss as _per_frame_loss  # the loss of the training step
 from al_flows.potential.model import ModelSettings, TrainingSettings, build_member, energy_reference
 from al_flows.potential.optimisation import Optimisation, amp_dtype
-from al_flows.potential.training_data import TrainingData, split_indices
+from al_flows.potential.training_data import TrainingData, member_zs, split_indices
+from al_flows.potential.warm_start import WarmStart, warm_split
 from al_flows.potential.weights import member_to_bytes
 
 __all__ = ["TrainedMember", "Trainer", "TrainingDivergedError", "train_member"]
@@ -241,6 +244,14 @@ class Trainer:
         self.optimisation.start(self.module)
         self.guard.reset()
 
+    def start_from(self, state: dict[str, torch.Tensor]) -> None:
+        """Load ``state`` (an earlier member's weights and buffers, its energy reference included: a warm
+        start, :mod:`al_flows.potential.warm_start`) and create the optimiser; instead of :meth:`fit_reference`."""
+        self.module.load_state_dict(state)
+        self.module.to(self.device)
+        self.optimisation.start(self.module)
+        self.guard.reset()
+
     def steps_per_epoch(self, n_train: int) -> int:
         """Optimiser steps of one epoch over ``n_train`` frames."""
         return -(-int(n_train) // self.training.batch_size)
@@ -331,25 +342,31 @@ def train_member(
     elements: list[str] | None = None,
     member: int | None = None,
     log=None,
+    warm: WarmStart | None = None,
 ) -> TrainedMember:
     """Train one member on labelled frames (labels from each frame's calculator: energy eV,
     forces eV/A). ``seed`` fixes the initial weights, the train/validation split and the
     shuffling. ``elements`` default: those present in ``frames``. ``member`` (the ensemble index)
-    only names the member in messages; ``log(msg)`` gets a line per diverged attempt.
+    only names the member in messages; ``log(msg)`` gets a line per diverged attempt. ``warm``: start
+    from an earlier member's weights and train ``warm.epochs`` epochs (:mod:`al_flows.potential.warm_start`;
+    ValueError when its model settings or elements are not this member's), else from scratch for
+    ``training.epochs``.
 
-    A diverged attempt (see the module doc) is retried from scratch with the learning rate times
+    A diverged attempt (see the module doc) is retried from the start with the learning rate times
     ``training.retry_lr_factor``, up to ``training.max_retries`` times; then
     :class:`TrainingDivergedError` is raised."""
+    why = "" if warm is None else warm.mismatch(model, member_zs(frames, elements))
+    if why:
+        raise ValueError(f"warm: {why}; train this member from scratch (warm=None)")
     lr = float(training.lr)
     attempts: list[dict] = []
     who = f"member {member} (seed {int(seed)})" if member is not None else f"member with seed {int(seed)}"
     for attempt in range(training.max_retries + 1):
         used = training if attempt == 0 else training.model_copy(update={"lr": lr})
         trainer = Trainer(frames, model, used, seed, elements)
-        train_idx, val_idx = split_indices(len(frames), training.val_fraction, trainer.rng)
-        trainer.fit_reference(train_idx)
+        train_idx, val_idx, n_epochs = _begin(trainer, training, warm)
         try:
-            rows = trainer.run_epochs(train_idx, val_idx, training.epochs)
+            rows = trainer.run_epochs(train_idx, val_idx, n_epochs)
             best_row = trainer.restore_best()
             if not trainer.weights_finite():
                 reason = f"non-finite weights after epoch {trainer.epoch}"
@@ -361,31 +378,50 @@ def train_member(
                 raise _diverged(who, int(seed), member, attempts, err.kind) from None
             if log is not None:
                 retry_lr = lr * training.retry_lr_factor
-                log(f"{who} diverged at lr {lr:g} ({err.reason}); retrying from scratch at lr {retry_lr:g}")
+                again = "from scratch" if warm is None else "from the previous member's weights"
+                log(f"{who} diverged at lr {lr:g} ({err.reason}); retrying {again} at lr {retry_lr:g}")
             lr = float(f"{lr * training.retry_lr_factor:.12g}")  # 0.01, not 0.010000000000000002
             continue
         break
-    return _trained_member(trainer, rows, best_row, train_idx, val_idx, training, int(seed), lr, attempts)
+    extra = {} if warm is None else {"start": "warm", "warm_start_from": warm.model_id}
+    done = (train_idx, val_idx, n_epochs)
+    return _trained_member(trainer, rows, best_row, done, training, int(seed), lr, attempts, extra)
+
+
+def _begin(trainer: Trainer, training: TrainingSettings, warm: WarmStart | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Split the trainer's frames and set its starting weights: from scratch (fit the energy reference on
+    the training frames; ``training.epochs``) or from ``warm`` (its weights and split; ``warm.epochs``).
+    Returns (train indices, validation indices, epochs to train)."""
+    if warm is None:
+        train_idx, val_idx = split_indices(len(trainer.data.ids), training.val_fraction, trainer.rng)
+        trainer.fit_reference(train_idx)
+        return train_idx, val_idx, training.epochs
+    train_idx, val_idx = warm_split(trainer.data.ids, warm, training.val_fraction, trainer.rng)
+    trainer.start_from(warm.weights()[0])
+    return train_idx, val_idx, warm.epochs
 
 
 def _trained_member(
     trainer: Trainer,
     rows: list[dict],
     best_row: dict | None,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
+    done: tuple[np.ndarray, np.ndarray, int],
     training: TrainingSettings,
     seed: int,
     lr: float,
     attempts: list[dict],
+    start: dict,
 ) -> TrainedMember:
-    """The record of a member trained with learning rate ``lr`` after the diverged ``attempts``."""
+    """The record of a member trained with learning rate ``lr`` after the diverged ``attempts`` (``done``:
+    its train and validation indices and the epochs it trained; ``start``: what its weights file records
+    of a warm start, {} from scratch)."""
+    train_idx, val_idx, n_epochs = done
     curve = [{k: v for k, v in row.items() if k != "n_train"} for row in rows]
     if best_row is not None:
         best_epoch = int(best_row["epoch"])
         val_f, val_e = float(best_row["val_force_rmse"]), float(best_row["val_energy_rmse_per_atom"])
     else:
-        best_epoch, val_f, val_e = training.epochs, float("nan"), float("nan")
+        best_epoch, val_f, val_e = n_epochs, float("nan"), float("nan")
     trainer.module.to("cpu")
     extra = {
         "seed": seed,
@@ -397,6 +433,7 @@ def _trained_member(
         "training": training.model_dump(),
         "lr": lr,
         "retries": attempts,
+        **start,
     }
     return TrainedMember(
         blob=trainer.blob(extra),

@@ -15,12 +15,17 @@ from ase import Atoms
 from al_flows.potential.inputs import collate_inputs, frame_inputs
 from al_flows.potential.model import to_atomic_numbers
 
-__all__ = ["TrainingData", "frame_ids", "split_indices", "fit_atomrefs"]
+__all__ = ["TrainingData", "frame_ids", "member_zs", "split_indices", "fit_atomrefs"]
 
 
 def frame_ids(frames: list[Atoms]) -> list[str]:
     """``atoms.info["frame_id"]``, else the frame's index as a string."""
     return [str(a.info.get("frame_id", str(k))) for k, a in enumerate(frames)]
+
+
+def member_zs(frames: list[Atoms], elements: list[str] | None = None) -> list[int]:
+    """The atomic numbers a member trained on ``frames`` is built for: ``elements``, else those present."""
+    return to_atomic_numbers(elements) if elements else sorted({int(z) for a in frames for z in a.numbers})
 
 
 def split_indices(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -54,8 +59,7 @@ class TrainingData:
         self.device = device
         self.ids = frame_ids(frames)
         self.numbers = [np.asarray(a.numbers) for a in frames]
-        present = sorted({int(z) for nums in self.numbers for z in nums})
-        self.zs = to_atomic_numbers(elements) if elements else present
+        self.zs = member_zs(frames, elements)
         self.energies_np = np.array([a.get_potential_energy() for a in frames], dtype=np.float64)
         self.forces_np = [np.asarray(a.get_forces(), dtype=np.float64) for a in frames]
         self.inputs = [frame_inputs(a, cutoff, cache=True) for a in frames]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import pickle
+import sys
 from typing import Any
 
 import numpy as np
@@ -29,21 +30,26 @@ BLOB_FORMAT = "al_flows.schnet_member/1"
 
 def _plain(obj: Any, where: str = "extra") -> Any:
     """Copy of ``obj`` made of types torch.load(weights_only=True) reads back (dict, list, str, int,
-    float, bool, None, tensor); numpy scalars/arrays and str subclasses are converted."""
-    if obj is None or type(obj) in (str, int, float, bool):
+    float, bool, None, tensor); numpy scalars/arrays and str subclasses are converted. Strings are
+    interned: pickle writes a string seen before as a reference to the same object, so a file's bytes
+    (and the model id, their hash) depend on the values only, never on where a string came from (a
+    device name read from the environment or written in the code)."""
+    if type(obj) is str:
+        return sys.intern(obj)
+    if obj is None or type(obj) in (int, float, bool):
         return obj
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu().clone()
     if isinstance(obj, (np.generic, np.ndarray)):
         return obj.tolist()
     if isinstance(obj, str):
-        return str(obj)
+        return sys.intern(str(obj))
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
             if type(k) not in (str, int):
                 raise TypeError(f"{where}: key {k!r} must be str or int")
-            out[k] = _plain(v, f"{where}[{k!r}]")
+            out[_plain(k) if isinstance(k, str) else k] = _plain(v, f"{where}[{k!r}]")
         return out
     if isinstance(obj, (list, tuple)):
         return [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
@@ -71,13 +77,13 @@ def member_to_bytes(module: torch.nn.Module, settings: ModelSettings, extra: dic
     zs = member_elements(module)
     payload = {
         "format": BLOB_FORMAT,
-        "settings": stored_settings(settings),
+        "settings": _plain(stored_settings(settings), "settings"),
         "elements": zs,
         "atomrefs_eV": {chemical_symbols[z]: float(ref.atomref[z]) for z in zs},
         "energy_scale_eV": float(ref.scale),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
+        "state_dict": {sys.intern(k): v.detach().cpu().clone() for k, v in module.state_dict().items()},
         "extra": extra,
-        "versions": {"schnetpack": str(spk.__version__), "torch": str(torch.__version__)},
+        "versions": _plain({"schnetpack": str(spk.__version__), "torch": str(torch.__version__)}, "versions"),
     }
     buf = io.BytesIO()
     torch.save(payload, buf)

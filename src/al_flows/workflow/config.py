@@ -353,6 +353,9 @@ OMITTED_AT_DEFAULT: dict[str, Any] = {
     "autotest.relative_tolerances": DEFAULT_RELATIVE_TOLERANCES,
     "autotest.sign_zero": DEFAULT_SIGN_ZERO,
     "explorers[].stop_energy_spread_intensive": 0.05,
+    "training.warm_start": False,
+    "training.warm_epochs": None,
+    "training.retrain_every": 4,
 }
 
 

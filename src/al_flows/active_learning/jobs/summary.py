@@ -10,6 +10,7 @@ from jobflow import CURRENT_JOB
 
 from al_flows.active_learning.schemas import EvaluationDocument, RoundSummary
 from al_flows.frames.extxyz import frames_from_bytes
+from al_flows.potential.deviation import pairwise_force_disagreement
 from al_flows.selection.budget import BudgetSpent, spend
 from al_flows.selection.calibration_record import residuals_of
 from al_flows.validation.heldout import holdout_errors
@@ -43,7 +44,8 @@ FROM_EVALUATION = (
 
 @al_job(output_schema=EvaluationDocument)
 def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDocument:
-    """Ensemble-mean errors on the fixed test set; validation error = mean of the members'."""
+    """Ensemble-mean errors on the fixed test set; validation error = mean of the members'; the members'
+    disagreement on it (the ensemble's diversity, :func:`~al_flows.potential.deviation.pairwise_force_disagreement`)."""
     start = time.perf_counter()
     frames = frames_from_bytes(field(test_set, "frames_blob"))
     ensemble = load_ensemble(models)
@@ -72,6 +74,7 @@ def evaluate(models: list, test_set, campaign: str, round: int) -> EvaluationDoc
         test_force_rel_rmse=errors["force_rel_rmse"],
         test_subsets=errors["subsets"],
         val_force_rmse=val,
+        member_disagreement=pairwise_force_disagreement(pred.forces),
         test_energies=ref_e.tolist(),
         predicted_energies=pred.mean_energies.tolist(),
         test_points=[{**p, "sample": "test"} for p in residuals_of(frames, pred.energies, pred.forces, round)],
@@ -119,6 +122,7 @@ def round_summary(
         bound_share=field_or_none(selection, "bound_share"),
         bound_streak=field_or_none(selection, "bound_streak") or 0,
         calibration=calibration_columns(calibration),
+        member_disagreement=field_or_none(evaluation, "member_disagreement"),
         **subset_columns(field(evaluation, "test_subsets")),
         ensemble_id=ensemble_id(list(model_ids)),
         model_ids=list(model_ids),
