@@ -24,6 +24,8 @@ EXPECTED_PLOTS = {
     "energy_vs_gamma",
     "training_curves",
     "autotest",
+    "calibration",  # every round writes a calibration record
+    "stage_times",  # every job records its time
 }
 
 
