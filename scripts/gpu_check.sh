@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check in one command: the gpu-marked tests and the paper-size training, exploration and
+# The GPU check in one command: the gpu-marked tests and the paper-size training (from scratch and
+# warm-started), exploration, the batched optimiser and
 # MD figures (benchmarks/gpu_check.py says what each one is). Summary table on stdout, JSON to the
 # file given as the last argument, else to $OUT/gpu_check.json, else ./gpu_check.json.
 #   bash scripts/gpu_check.sh [--smoke] [OUT.json]     (--smoke: tiny sizes on the CPU, for CI)

@@ -41,6 +41,9 @@ def test_gpu_check_smoke_runs_and_its_figures_add_up(tmp_path):
     assert (op["replicas"], op["atoms"], op["steps"], op["ase_replicas_timed"]) == (3, 32, 3, 2)
     assert op["speedup"] == pytest.approx(op["ase_s_per_step"] / op["batched_s_per_step"])
     assert op["eigh_steps"] == 0  # harmonic wells: positive-definite Hessians, Cholesky steps only
+    w = res["warm_start"]
+    assert (w["frames"], w["epochs_scratch"], w["epochs_warm"]) == (15, 8, 2)  # 12 + 12 // 4; a quarter of 8 epochs
+    assert w["ratio"] == pytest.approx(w["warm_s"] / w["scratch_s"])
     md = res["md"]
     assert md["dropped"] == 0  # seeded: every smoke trajectory runs all its steps
     assert md["atom_steps_per_s"] == pytest.approx(md["trajectories"] * md["steps"] * md["atoms"] / md["wall_s"])
@@ -49,5 +52,6 @@ def test_gpu_check_smoke_runs_and_its_figures_add_up(tmp_path):
         "| training, float32 | epoch of 39,214 frames (s) |",
         "| Langevin MD, 3 x 32 atoms",
         "| batched optimiser, 3 x 32 atoms |",
+        "| warm-started member, 15 frames |",
     ):
         assert row in proc.stdout
