@@ -245,3 +245,22 @@ def test_every_job_records_its_time_and_each_round_sums_it_per_stage(md_campaign
     assert rows[0]["stage_times"] == timed[0]
     status = CampaignRecord(store, config.name).status()
     assert status["rounds"][0]["wall_time_s"]["train"] == pytest.approx(timed[0]["stages"]["train"]["wall_s"], abs=0.01)
+
+
+def test_each_calibration_record_is_written_before_its_labels_are_trained_on(md_campaign):
+    """Round k's record measures round k's ensemble on round k's labels, and is finished before any
+    member of round k + 1 (the first to train on those labels) starts training."""
+    from al_flows.workflow.store_queries import timing_records
+
+    config, _, store = md_campaign
+    records = timing_records(store, config.name)
+    cals = {d["output"]["round"]: d["output"] for d in latest_outputs(store, config.name, "calibrate")}
+    sums = {d["output"]["round"]: d["output"] for d in latest_outputs(store, config.name, "summary")}
+    for k in (0, 1):
+        assert cals[k]["ensemble_id"] == sums[k]["ensemble_id"]  # the round's own, untrained on its labels
+        labels = latest_outputs(store, config.name, "label", {"metadata.round": k})[0]["output"]
+        assert sorted(p["frame_id"] for p in cals[k]["points"]) == sorted(r["frame_id"] for r in labels["records"])
+        cal_end = max(r["ended"] for r in records if r["round"] == k and r["stage"] == "calibrate")
+        next_train = min(r["started"] for r in records if r["round"] == k + 1 and r["stage"] == "train")
+        assert cal_end <= next_train
+        assert sums[k]["calibration"]["bound_residuals"] == len(cals[k]["residuals"])
