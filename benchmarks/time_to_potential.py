@@ -19,9 +19,10 @@ round (:mod:`al_flows.workflow.timing`). Then per campaign the ratios warm / scr
 Target: X <= 0.5 with Y <= 1.05 and no autotest row lost. Figures are evidence: the script prints
 whatever it measures.
 
-``--quick`` (under 15 minutes on 2 cores): both campaigns shrunk (one MD stage of 300 K and 4 rounds
-for DP-GEN, 4 rounds of the shear campaign; 3-member ensembles of 30 epochs; no autotest), so that
-it exercises every part; its ratios are not the full run's.
+``--quick`` (under 15 minutes on 2 cores): both campaigns shrunk (DP-GEN: the alloy's fcc and hcp
+cells only, a small test set, one MD stage of 300 K; 3 rounds of each campaign, so rounds 1 and 2
+train warm; 3-member ensembles of 24 epochs, 6 warm; no autotest), so that it exercises every part;
+its ratios are not the full run's.
 
     .venv/bin/python benchmarks/time_to_potential.py --quick --out DIR
     .venv/bin/python benchmarks/time_to_potential.py --out DIR
@@ -52,22 +53,25 @@ def campaign_settings(name: str, quick: bool, seed: int) -> dict:
     if name == "cuni_dpgen":
         data = yaml.safe_load((ROOT / "flows" / "cuni_dpgen_eam.yaml").read_text())
         if quick:
+            alloy = {**data["initial"]["structures"][2], "lattices": ["fcc", "hcp"], "scales": [1.0]}
+            data["initial"]["structures"] = [{**alloy, "n_displaced": 0}]
+            data["test_set"] = {"kind": "mixed", "max_frames": 12, "md_steps": 60, "n_sheared": 1}
             md = data["explorers"][0]
-            md["stages"] = [{"temperatures_K": [300], "n_steps": 150}]
+            md["stages"] = [{"temperatures_K": [300], "n_steps": 100}]
             md["n_starts"] = 4
-            data["max_rounds"] = 4
+            data["max_rounds"] = 3
             data["convergence"] = {"accurate_ratio": 1.0}  # every round runs: both modes train the same rounds
             data.pop("autotest", None)
     elif name == "cuni_shear":
         data = yaml.safe_load((ROOT / "flows" / "demo_cuni_emt.yaml").read_text())
         data["labeller"] = {"kind": "ase", "calculator": "eam", "potential": "CuNi.eam.alloy"}
-        data["max_rounds"] = 4 if quick else 8
+        data["max_rounds"] = 3 if quick else 8
         data["convergence"] = {"accurate_ratio": 1.0}  # a fixed number of rounds
     else:
         raise SystemExit(f"unknown campaign {name!r}")
     if quick:
         data["ensemble_size"] = 3
-        data["training"] = {**data["training"], "epochs": 30}
+        data["training"] = {**data["training"], "epochs": 24}
     data["seed"] = seed
     data["store"] = {"kind": "embedded"}
     return data
