@@ -5,7 +5,7 @@
 POINT is ``EVENT@STAGE:ROUND#N``: the N-th EVENT inside a job of that stage and round.
 
 - ``epochs@train:R#N``   the N-th training (``Trainer.run_epochs``): half of its epochs run, then kill;
-- ``predict@explore:R#N`` before the N-th ensemble prediction of an exploration;
+- ``predict@explore:R#N`` before the N-th ensemble prediction of an exploration (of frames or of prebuilt inputs);
 - ``calc@label:R#N``     before the N-th EMT calculation of a label job;
 - ``blob@STAGE:R#N``     right after the N-th output blob of such a job is written to the data store
                          (its document is not yet written: a kill inside a store write);
@@ -102,6 +102,14 @@ def main(argv: list[str]) -> int:
         return predict(self, *a, **k)
 
     ensemble_mod.Ensemble.predict = patched_predict
+    predict_inputs = ensemble_mod.Ensemble.predict_inputs
+
+    def patched_predict_inputs(self, *a, **k):  # the batched optimiser's predictions (prebuilt inputs)
+        if at("predict"):
+            die()
+        return predict_inputs(self, *a, **k)
+
+    ensemble_mod.Ensemble.predict_inputs = patched_predict_inputs
 
     for name in ("explore_shear", "explore_shear_batched"):
         original = getattr(exploration_mod, name)

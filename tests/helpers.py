@@ -86,3 +86,11 @@ def frames_with_deviations(deviations):
         a.info.update(deviation=d, frame_id=f"f{i}")
         out.append(a)
     return out
+
+
+def untimed(rows):
+    """Report rows (one dict or a list) without their ``stage_times``: the time a run took is a
+    measurement of that run, not a result two runs of one campaign must share."""
+    if isinstance(rows, dict):
+        return {k: v for k, v in rows.items() if k != "stage_times"}
+    return [untimed(r) for r in rows]

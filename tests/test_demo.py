@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def test_demo_runs_end_to_end_and_improves(tmp_path):
     exe = shutil.which("al-flows", path=str(Path(sys.executable).parent)) or "al-flows"
@@ -50,7 +52,14 @@ def test_demo_runs_end_to_end_and_improves(tmp_path):
         ).stdout
     )
     assert [r["n_labels_total"] for r in status["rounds"]] == [r["n_labels_total"] for r in rounds]
-    assert all(set(r["wall_time_s"]) == {"train", "evaluate", "explore", "select", "label"} for r in status["rounds"])
+    # every job's time, from the timing records: each finished round ran these stages
+    stages = {"train", "evaluate", "explore", "select", "label", "calibrate", "merge", "summary", "round"}
+    assert all(set(r["wall_time_s"]) == stages for r in status["rounds"])
+    for r in status["rounds"]:
+        t = r["stage_times"]
+        assert t["stages"]["train"]["n_jobs"] == 4  # the demo's 4 members
+        assert t["total_wall_s"] == pytest.approx(sum(v["wall_s"] for v in t["stages"].values()), abs=0.01)
+        assert r["wall_time_s"]["train"] == pytest.approx(t["stages"]["train"]["wall_s"], abs=0.01)
     label = next(r for r in status["rounds"] if r["round"] == 0)
     assert label["n_labelled"] == rounds[0]["n_labelled"]
     out = subprocess.run([exe, "report", "--workdir", workdir], capture_output=True, text=True, check=True)
