@@ -63,4 +63,5 @@ def test_demo_runs_end_to_end_and_improves(tmp_path):
     label = next(r for r in status["rounds"] if r["round"] == 0)
     assert label["n_labelled"] == rounds[0]["n_labelled"]
     out = subprocess.run([exe, "report", "--workdir", workdir], capture_output=True, text=True, check=True)
-    assert "6 plot(s)" in out.stdout and (tmp_path / "demo" / "report" / "index.html").is_file()
+    # errors, deviations, parity (2), energy vs gamma, training curves, calibration, stage times
+    assert "8 plot(s)" in out.stdout and (tmp_path / "demo" / "report" / "index.html").is_file()
